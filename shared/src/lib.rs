@@ -1,0 +1,16 @@
+//! What the portal's client and server agree on: the record schema, who may
+//! write which part of it, and (later) the sync state machine.
+//!
+//! Architecture invariant: this crate does no I/O. Time and randomness enter
+//! only through id minting (`EntryId::mint`) and arguments.
+
+pub mod catalog;
+pub mod ids;
+pub mod policy;
+pub mod record;
+pub mod schema;
+pub mod status;
+
+pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
+pub use policy::{Denial, Principal, Role, Rule, check_change};
+pub use schema::DocKind;

@@ -1,0 +1,131 @@
+//! Typed reads and writes of record documents. Every write here only adds
+//! entries or sets fields the write policy allows; nothing is ever deleted.
+
+use automerge::{ObjId, ROOT, ScalarValue};
+use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile};
+
+use crate::ids::{EntryId, UserId};
+use crate::schema::{
+    Allergy, Appointment, Demographics, Immunization, Message, Observation, Prescription, RefillRequest, Report,
+};
+
+/// An entry type and the collection that holds it.
+pub trait Entry: Reconcile + Hydrate {
+    const COLLECTION: &'static str;
+}
+
+macro_rules! entries {
+    ($($ty:ty => $collection:literal),+ $(,)?) => {
+        $(impl Entry for $ty {
+            const COLLECTION: &'static str = $collection;
+        })+
+    };
+}
+
+entries! {
+    Report => "reports",
+    Observation => "observations",
+    Prescription => "prescriptions",
+    Allergy => "allergies",
+    Immunization => "immunizations",
+    Appointment => "appointments",
+    RefillRequest => "refill_requests",
+    Message => "messages",
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("this document has no {0} collection")]
+    NoCollection(&'static str),
+    #[error("entry not found")]
+    NoEntry,
+    #[error(transparent)]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error(transparent)]
+    Reconcile(#[from] autosurgeon::ReconcileError),
+}
+
+fn collection<D: ReadDoc>(doc: &D, name: &'static str) -> Result<ObjId, RecordError> {
+    match doc.get(&ROOT, name)? {
+        Some((_, obj)) => Ok(obj),
+        None => Err(RecordError::NoCollection(name)),
+    }
+}
+
+fn entry_obj<D: ReadDoc>(doc: &D, collection_name: &'static str, id: EntryId) -> Result<ObjId, RecordError> {
+    let coll = collection(doc, collection_name)?;
+    match doc.get(&coll, id.to_string())? {
+        Some((_, obj)) => Ok(obj),
+        None => Err(RecordError::NoEntry),
+    }
+}
+
+/// Adds a new entry under a fresh id.
+pub fn add<E: Entry, D: Doc>(doc: &mut D, id: EntryId, entry: &E) -> Result<(), RecordError> {
+    let coll = collection(doc, E::COLLECTION)?;
+    autosurgeon::reconcile_prop(doc, coll, id.to_string().as_str(), entry)?;
+    Ok(())
+}
+
+/// Reads one entry, if it exists and matches the schema.
+pub fn get<E: Entry, D: ReadDoc>(doc: &D, id: EntryId) -> Option<E> {
+    let coll = collection(doc, E::COLLECTION).ok()?;
+    autosurgeon::hydrate_prop(doc, &coll, id.to_string().as_str()).ok().flatten()
+}
+
+/// Changes a clinical entry's status, saying who did it, when and why. Marking
+/// an entry entered-in-error is how a mistaken entry is corrected: it stays in
+/// the record for the history, flagged.
+pub fn change_status<E: Entry, D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: &str,
+    reason: &str,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
+    let obj = entry_obj(doc, E::COLLECTION, id)?;
+    put_all(doc, &obj, &[
+        ("status", status.into()),
+        ("status_reason", reason.into()),
+        ("status_by", by.to_string().into()),
+        ("status_at", at.into()),
+    ])
+}
+
+/// Answers a refill request (approve or deny).
+pub fn decide_refill<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: crate::status::RefillStatus,
+    by: UserId,
+    at: &str,
+    note: &str,
+) -> Result<(), RecordError> {
+    let obj = entry_obj(doc, RefillRequest::COLLECTION, id)?;
+    put_all(doc, &obj, &[
+        ("status", status.code().into()),
+        ("decided_by", by.to_string().into()),
+        ("decided_at", at.into()),
+        ("decision_note", note.into()),
+    ])
+}
+
+/// Records that the other side of a thread has read a message.
+pub fn mark_read<D: Doc>(doc: &mut D, id: EntryId, by: UserId, at: &str) -> Result<(), RecordError> {
+    let obj = entry_obj(doc, Message::COLLECTION, id)?;
+    put_all(doc, &obj, &[("read_at", at.into()), ("read_by", by.to_string().into())])
+}
+
+/// Updates the patient's demographics (only fields that changed are written).
+pub fn set_demographics<D: Doc>(doc: &mut D, demographics: &Demographics) -> Result<(), RecordError> {
+    autosurgeon::reconcile_prop(doc, ROOT, "demographics", demographics)?;
+    Ok(())
+}
+
+fn put_all<D: Doc>(doc: &mut D, obj: &ObjId, fields: &[(&str, ScalarValue)]) -> Result<(), RecordError> {
+    for (key, value) in fields {
+        doc.put(obj, *key, value.clone())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The record schema: how a patient's record is split into Automerge
+//! documents, and the typed entries each one holds.
+//!
+//! A record is split by who writes it, because Automerge permissions apply to
+//! whole documents and the write policy checks the rest on the diff:
+//! - one `ClinicalRecord` per patient and clinic: what that clinic's staff
+//!   record (results, prescriptions, allergies, immunizations, appointments);
+//! - one `PatientRecord` per patient: demographics and refill requests, written
+//!   by the patient (and answered by the clinic the request is addressed to);
+//! - one `MessageThread` per patient and clinic.
+//!
+//! Collections are maps keyed by entry id, never lists: concurrent inserts
+//! from many offline devices then never conflict, and an entry is addressed by
+//! the same path on every replica. Field names follow FHIR R4 (flattened).
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ObjType, ROOT};
+use autosurgeon::{Hydrate, Reconcile};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
+use crate::status::{
+    AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus, ResultStatus, Severity,
+    Side,
+};
+
+/// Version of the document layout, stored at the root of every document.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// What an Automerge document holds, and therefore who may read and write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DocKind {
+    ClinicalRecord { patient: PatientId, clinic: ClinicId },
+    PatientRecord { patient: PatientId },
+    MessageThread { patient: PatientId, clinic: ClinicId },
+}
+
+impl DocKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ClinicalRecord { .. } => "clinical_record",
+            Self::PatientRecord { .. } => "patient_record",
+            Self::MessageThread { .. } => "message_thread",
+        }
+    }
+
+    pub fn patient(&self) -> PatientId {
+        match *self {
+            Self::ClinicalRecord { patient, .. } | Self::PatientRecord { patient } | Self::MessageThread { patient, .. } => {
+                patient
+            }
+        }
+    }
+
+    pub fn clinic(&self) -> Option<ClinicId> {
+        match *self {
+            Self::ClinicalRecord { clinic, .. } | Self::MessageThread { clinic, .. } => Some(clinic),
+            Self::PatientRecord { .. } => None,
+        }
+    }
+
+    /// The document's id, the same on every replica.
+    pub fn doc_id(&self) -> DocId {
+        match self.clinic() {
+            Some(clinic) => DocId::derive(&format!("{}/{}/{}", self.name(), self.patient(), clinic)),
+            None => DocId::derive(&format!("{}/{}", self.name(), self.patient())),
+        }
+    }
+
+    /// The map collections at the root of this kind of document.
+    pub fn collections(&self) -> &'static [&'static str] {
+        match self {
+            Self::ClinicalRecord { .. } => &CLINICAL_COLLECTIONS,
+            Self::PatientRecord { .. } => &["demographics", "refill_requests"],
+            Self::MessageThread { .. } => &["messages"],
+        }
+    }
+
+    /// The document's first change. It is deterministic (fixed actor, time and
+    /// content), so replicas that create it independently create the same
+    /// change and never race to create the root collections, which in Automerge
+    /// would hide one side's entries behind a conflict.
+    pub fn genesis(&self) -> Automerge {
+        let actor = ActorId::from(self.doc_id().as_uuid().as_bytes().as_slice());
+        let mut doc = Automerge::new().with_actor(actor);
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "schema", SCHEMA_VERSION).expect("fresh document");
+        tx.put(ROOT, "kind", self.name()).expect("fresh document");
+        tx.put(ROOT, "patient", self.patient().to_string()).expect("fresh document");
+        if let Some(clinic) = self.clinic() {
+            tx.put(ROOT, "clinic", clinic.to_string()).expect("fresh document");
+        }
+        for collection in self.collections() {
+            tx.put_object(ROOT, *collection, ObjType::Map).expect("fresh document");
+        }
+        tx.commit_with(CommitOptions::default().with_time(0));
+        doc
+    }
+}
+
+pub const CLINICAL_COLLECTIONS: [&str; 6] =
+    ["reports", "observations", "prescriptions", "allergies", "immunizations", "appointments"];
+
+/// Who recorded an entry, where. Names are kept beside ids (like FHIR
+/// `Reference.display`) so an offline replica can show them.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Provenance {
+    pub clinic: ClinicId,
+    pub clinic_name: String,
+    pub recorder: UserId,
+    pub recorder_name: String,
+    /// RFC 3339 time the entry was recorded.
+    pub recorded: String,
+}
+
+/// A lab panel (FHIR DiagnosticReport) grouping observations.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Report {
+    pub loinc: String,
+    pub display: String,
+    pub effective: String,
+    pub status: ResultStatus,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// One lab result (FHIR Observation).
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Observation {
+    /// The report (panel) this result belongs to, if any.
+    pub report: Option<EntryId>,
+    pub loinc: String,
+    pub display: String,
+    pub value_quantity: Option<f64>,
+    pub value_string: Option<String>,
+    /// UCUM unit of `value_quantity`.
+    pub unit: Option<String>,
+    pub reference_low: Option<f64>,
+    pub reference_high: Option<f64>,
+    pub effective: String,
+    pub status: ResultStatus,
+    /// The entry this one corrects (its status is `amended`).
+    pub replaces: Option<EntryId>,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+impl Observation {
+    /// Whether a numeric value lies outside the reference range.
+    pub fn out_of_range(&self) -> Option<RangeFlag> {
+        let value = self.value_quantity?;
+        if self.reference_low.is_some_and(|low| value < low) {
+            Some(RangeFlag::Low)
+        } else if self.reference_high.is_some_and(|high| value > high) {
+            Some(RangeFlag::High)
+        } else {
+            None
+        }
+    }
+}
+
+/// FHIR interpretation codes L and H.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeFlag {
+    Low,
+    High,
+}
+
+/// A prescription (FHIR MedicationRequest).
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Prescription {
+    pub rxnorm: String,
+    pub display: String,
+    pub dosage: String,
+    pub quantity: u32,
+    pub refills_allowed: u32,
+    pub authored: String,
+    pub status: PrescriptionStatus,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// FHIR AllergyIntolerance.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Allergy {
+    /// RxNorm code of the substance, so prescribing can warn on it.
+    pub substance_code: String,
+    pub substance: String,
+    pub reaction: String,
+    pub severity: Severity,
+    pub status: AllergyStatus,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// FHIR Immunization.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Immunization {
+    /// CVX vaccine code.
+    pub cvx: String,
+    pub vaccine: String,
+    pub occurrence: String,
+    pub status: ImmunizationStatus,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// FHIR Appointment.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Appointment {
+    pub start: String,
+    pub reason: String,
+    pub status: AppointmentStatus,
+    pub provenance: Provenance,
+    /// Why, by whom and when the status last changed (FHIR `statusReason`);
+    /// `None` until it first changes.
+    pub status_reason: Option<String>,
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// What one clinic recorded about one patient.
+#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
+pub struct ClinicalRecord {
+    pub reports: BTreeMap<String, Report>,
+    pub observations: BTreeMap<String, Observation>,
+    pub prescriptions: BTreeMap<String, Prescription>,
+    pub allergies: BTreeMap<String, Allergy>,
+    pub immunizations: BTreeMap<String, Immunization>,
+    pub appointments: BTreeMap<String, Appointment>,
+}
+
+/// FHIR Patient, as far as the portal keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Demographics {
+    pub family: Option<String>,
+    pub given: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A patient's request to refill a prescription, answered by its clinic.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct RefillRequest {
+    pub prescription: EntryId,
+    pub clinic: ClinicId,
+    pub requested_by: UserId,
+    pub requested_at: String,
+    pub note: String,
+    pub status: RefillStatus,
+    pub decided_by: Option<UserId>,
+    pub decided_at: Option<String>,
+    pub decision_note: Option<String>,
+}
+
+/// What the patient writes.
+#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
+pub struct PatientRecord {
+    pub demographics: Demographics,
+    pub refill_requests: BTreeMap<String, RefillRequest>,
+}
+
+/// One message between a patient (or caregiver) and a clinic.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Message {
+    pub author: UserId,
+    pub author_name: String,
+    pub side: Side,
+    pub sent_at: String,
+    pub body: String,
+    /// Set once, by someone on the other side, when they first read it.
+    pub read_at: Option<String>,
+    pub read_by: Option<UserId>,
+}
+
+/// A patient's conversation with one clinic.
+#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
+pub struct MessageThread {
+    pub messages: BTreeMap<String, Message>,
+}
+
+impl MessageThread {
+    /// Messages in the order they were written (ids are time-ordered UUIDv7).
+    pub fn in_order(&self) -> Vec<(&String, &Message)> {
+        let mut messages: Vec<_> = self.messages.iter().collect();
+        messages.sort_by(|a, b| a.1.sent_at.cmp(&b.1.sent_at).then_with(|| a.0.cmp(b.0)));
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genesis_is_identical_on_every_replica() {
+        let kind = DocKind::ClinicalRecord { patient: PatientId::mint(), clinic: ClinicId::mint() };
+        assert_eq!(kind.genesis().get_heads(), kind.genesis().get_heads());
+        let record: ClinicalRecord = autosurgeon::hydrate(&kind.genesis()).unwrap();
+        assert_eq!(record, ClinicalRecord::default());
+    }
+
+    #[test]
+    fn document_ids_differ_by_kind_patient_and_clinic() {
+        let patient = PatientId::mint();
+        let clinic = ClinicId::mint();
+        let ids = [
+            DocKind::ClinicalRecord { patient, clinic }.doc_id(),
+            DocKind::MessageThread { patient, clinic }.doc_id(),
+            DocKind::PatientRecord { patient }.doc_id(),
+            DocKind::ClinicalRecord { patient, clinic: ClinicId::mint() }.doc_id(),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}

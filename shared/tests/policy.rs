@@ -1,0 +1,393 @@
+//! The write policy, table-driven: every edit below is tried by every role and
+//! must be allowed or denied exactly as its row says.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ROOT};
+use shared::record;
+use shared::schema::{
+    Appointment, DocKind, Message, Observation, Prescription, Provenance, RefillRequest,
+};
+use shared::status::{AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side};
+use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change};
+
+/// The people in the table, in column order.
+const ROLES: [&str; 7] = ["patient", "caregiver_rw", "caregiver_ro", "provider_a", "provider_b", "admin_a", "other_patient"];
+
+struct World {
+    patient: PatientId,
+    clinic_a: ClinicId,
+    clinic_b: ClinicId,
+    people: Vec<Principal>,
+    colleague: UserId,
+    observation: EntryId,
+    voided_observation: EntryId,
+    prescription: EntryId,
+    appointment: EntryId,
+    refill: EntryId,
+    patient_message: EntryId,
+    provider_message: EntryId,
+}
+
+impl World {
+    fn new() -> Self {
+        let patient = PatientId::mint();
+        let clinic_a = ClinicId::mint();
+        let clinic_b = ClinicId::mint();
+        let principal = |role| Principal { user: UserId::mint(), role };
+        let people = vec![
+            principal(Role::Patient { patient }),
+            principal(Role::Caregiver { patient, may_message: true }),
+            principal(Role::Caregiver { patient, may_message: false }),
+            principal(Role::Provider { clinics: vec![clinic_a] }),
+            principal(Role::Provider { clinics: vec![clinic_b] }),
+            principal(Role::ClinicAdmin { clinic: clinic_a }),
+            principal(Role::Patient { patient: PatientId::mint() }),
+        ];
+        Self {
+            patient,
+            clinic_a,
+            clinic_b,
+            people,
+            colleague: UserId::mint(),
+            observation: EntryId::mint(),
+            voided_observation: EntryId::mint(),
+            prescription: EntryId::mint(),
+            appointment: EntryId::mint(),
+            refill: EntryId::mint(),
+            patient_message: EntryId::mint(),
+            provider_message: EntryId::mint(),
+        }
+    }
+
+    fn who(&self, role: &str) -> &Principal {
+        &self.people[ROLES.iter().position(|r| *r == role).unwrap()]
+    }
+
+    fn clinical(&self) -> DocKind {
+        DocKind::ClinicalRecord { patient: self.patient, clinic: self.clinic_a }
+    }
+
+    fn patient_record(&self) -> DocKind {
+        DocKind::PatientRecord { patient: self.patient }
+    }
+
+    fn thread(&self) -> DocKind {
+        DocKind::MessageThread { patient: self.patient, clinic: self.clinic_a }
+    }
+
+    fn provenance(&self, clinic: ClinicId, recorder: UserId) -> Provenance {
+        Provenance {
+            clinic,
+            clinic_name: "Clinic".into(),
+            recorder,
+            recorder_name: "Dr Example".into(),
+            recorded: "2026-01-05T09:00:00Z".into(),
+        }
+    }
+
+    fn observation(&self, clinic: ClinicId, recorder: UserId) -> Observation {
+        Observation {
+            report: None,
+            loinc: "4548-4".into(),
+            display: "Hemoglobin A1c".into(),
+            value_quantity: Some(6.1),
+            value_string: None,
+            unit: Some("%".into()),
+            reference_low: Some(4.0),
+            reference_high: Some(5.6),
+            effective: "2026-01-05T08:00:00Z".into(),
+            status: ResultStatus::Final,
+            replaces: None,
+            provenance: self.provenance(clinic, recorder),
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        }
+    }
+
+    fn message(&self, author: UserId, side: Side) -> Message {
+        Message {
+            author,
+            author_name: "Someone".into(),
+            side,
+            sent_at: "2026-01-05T10:00:00Z".into(),
+            body: "Hello".into(),
+            read_at: None,
+            read_by: None,
+        }
+    }
+
+    /// The document an edit applies to, with entries written by their rightful authors.
+    fn base(&self, kind: DocKind) -> AutoCommit {
+        let mut doc = AutoCommit::load(&kind.genesis().save()).unwrap();
+        let provider_a = self.who("provider_a").user;
+        match kind {
+            DocKind::ClinicalRecord { .. } => {
+                record::add(&mut doc, self.observation, &self.observation(self.clinic_a, provider_a)).unwrap();
+                record::add(&mut doc, self.voided_observation, &self.observation(self.clinic_a, provider_a)).unwrap();
+                record::change_status::<Observation, _>(&mut doc, self.voided_observation, "entered-in-error", "wrong patient", provider_a, "2026-01-06T00:00:00Z").unwrap();
+                let prescription = Prescription {
+                    rxnorm: "861007".into(),
+                    display: "metformin hydrochloride 500 MG Oral Tablet".into(),
+                    dosage: "1 tablet twice daily".into(),
+                    quantity: 60,
+                    refills_allowed: 3,
+                    authored: "2026-01-05T09:00:00Z".into(),
+                    status: PrescriptionStatus::Active,
+                    provenance: self.provenance(self.clinic_a, provider_a),
+                    status_reason: None,
+                    status_by: None,
+                    status_at: None,
+                };
+                record::add(&mut doc, self.prescription, &prescription).unwrap();
+                record::add(&mut doc, self.appointment, &self.appointment(provider_a)).unwrap();
+            }
+            DocKind::PatientRecord { .. } => {
+                let request = RefillRequest {
+                    prescription: self.prescription,
+                    clinic: self.clinic_a,
+                    requested_by: self.who("patient").user,
+                    requested_at: "2026-01-07T00:00:00Z".into(),
+                    note: String::new(),
+                    status: RefillStatus::Requested,
+                    decided_by: None,
+                    decided_at: None,
+                    decision_note: None,
+                };
+                record::add(&mut doc, self.refill, &request).unwrap();
+            }
+            DocKind::MessageThread { .. } => {
+                record::add(&mut doc, self.patient_message, &self.message(self.who("patient").user, Side::Patient)).unwrap();
+                record::add(&mut doc, self.provider_message, &self.message(provider_a, Side::Clinic)).unwrap();
+            }
+        }
+        doc
+    }
+
+    fn appointment(&self, recorder: UserId) -> Appointment {
+        Appointment {
+            start: "2026-02-01T09:30:00Z".into(),
+            reason: "Diabetes review".into(),
+            status: AppointmentStatus::Booked,
+            provenance: self.provenance(self.clinic_a, recorder),
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Edit {
+    AddObservation,
+    AddObservationForClinicB,
+    AddObservationAsColleague,
+    ChangeLabValue,
+    DeleteObservation,
+    MarkInError,
+    MarkInErrorWithoutReason,
+    ReviveEnteredInError,
+    StopPrescription,
+    AddRootKey,
+    AddAppointment,
+    CancelAppointment,
+    EditDemographics,
+    AddRefillRequest,
+    ApproveRefill,
+    CancelRefill,
+    SendMessage,
+    SendMessageAsColleague,
+    MarkProviderMessageRead,
+    EditMessageBody,
+    DeleteMessage,
+}
+
+impl Edit {
+    fn kind(self, w: &World) -> DocKind {
+        use Edit::*;
+        match self {
+            EditDemographics | AddRefillRequest | ApproveRefill | CancelRefill => w.patient_record(),
+            SendMessage | SendMessageAsColleague | MarkProviderMessageRead | EditMessageBody | DeleteMessage => w.thread(),
+            _ => w.clinical(),
+        }
+    }
+
+    fn apply(self, w: &World, who: &Principal, doc: &mut AutoCommit) {
+        use Edit::*;
+        let now = "2026-03-01T12:00:00Z";
+        let me = who.user;
+        let entry = |doc: &mut AutoCommit, id: EntryId| {
+            let coll = doc.get(ROOT, self.collection()).unwrap().unwrap().1;
+            doc.get(coll, id.to_string()).unwrap().unwrap().1
+        };
+        match self {
+            AddObservation => record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, me)).unwrap(),
+            AddObservationForClinicB => record::add(doc, EntryId::mint(), &w.observation(w.clinic_b, me)).unwrap(),
+            AddObservationAsColleague => record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, w.colleague)).unwrap(),
+            ChangeLabValue => {
+                let obs = entry(doc, w.observation);
+                doc.put(obs, "value_quantity", 5.2).unwrap();
+            }
+            DeleteObservation => {
+                let coll = doc.get(ROOT, "observations").unwrap().unwrap().1;
+                doc.delete(coll, w.observation.to_string()).unwrap();
+            }
+            MarkInError => record::change_status::<Observation, _>(doc, w.observation, "entered-in-error", "wrong patient", me, now).unwrap(),
+            MarkInErrorWithoutReason => record::change_status::<Observation, _>(doc, w.observation, "entered-in-error", " ", me, now).unwrap(),
+            ReviveEnteredInError => record::change_status::<Observation, _>(doc, w.voided_observation, "final", "oops", me, now).unwrap(),
+            StopPrescription => record::change_status::<Prescription, _>(doc, w.prescription, "stopped", "side effects", me, now).unwrap(),
+            AddRootKey => {
+                doc.put(ROOT, "notes", "anything").unwrap();
+            }
+            AddAppointment => record::add(doc, EntryId::mint(), &w.appointment(me)).unwrap(),
+            CancelAppointment => record::change_status::<Appointment, _>(doc, w.appointment, "cancelled", "patient request", me, now).unwrap(),
+            EditDemographics => {
+                let demographics = shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
+                record::set_demographics(doc, &demographics).unwrap();
+            }
+            AddRefillRequest => {
+                let request = RefillRequest {
+                    prescription: w.prescription,
+                    clinic: w.clinic_a,
+                    requested_by: me,
+                    requested_at: now.into(),
+                    note: "Running low".into(),
+                    status: RefillStatus::Requested,
+                    decided_by: None,
+                    decided_at: None,
+                    decision_note: None,
+                };
+                record::add(doc, EntryId::mint(), &request).unwrap();
+            }
+            ApproveRefill => record::decide_refill(doc, w.refill, RefillStatus::Approved, me, now, "Sent to pharmacy").unwrap(),
+            CancelRefill => {
+                let request = entry(doc, w.refill);
+                doc.put(request, "status", "cancelled").unwrap();
+            }
+            SendMessage => record::add(doc, EntryId::mint(), &w.message(me, who.side())).unwrap(),
+            SendMessageAsColleague => record::add(doc, EntryId::mint(), &w.message(w.colleague, who.side())).unwrap(),
+            MarkProviderMessageRead => record::mark_read(doc, w.provider_message, me, now).unwrap(),
+            EditMessageBody => {
+                let message = entry(doc, w.patient_message);
+                doc.put(message, "body", "I never said that").unwrap();
+            }
+            DeleteMessage => {
+                let coll = doc.get(ROOT, "messages").unwrap().unwrap().1;
+                doc.delete(coll, w.patient_message.to_string()).unwrap();
+            }
+        }
+    }
+
+    fn collection(self) -> &'static str {
+        use Edit::*;
+        match self {
+            ApproveRefill | CancelRefill => "refill_requests",
+            MarkProviderMessageRead | EditMessageBody => "messages",
+            _ => "observations",
+        }
+    }
+}
+
+use automerge::ReadDoc;
+
+const OK: Option<Rule> = None;
+const NP: Option<Rule> = Some(Rule::NotPermitted);
+const FC: Option<Rule> = Some(Rule::ForeignClinic);
+const AO: Option<Rule> = Some(Rule::AppendOnly);
+const IA: Option<Rule> = Some(Rule::ImpersonatedAuthor);
+const IF: Option<Rule> = Some(Rule::ImmutableField);
+const ST: Option<Rule> = Some(Rule::StatusTransition);
+const MR: Option<Rule> = Some(Rule::MissingReason);
+const SC: Option<Rule> = Some(Rule::Schema);
+
+#[rustfmt::skip]
+const TABLE: &[(Edit, [Option<Rule>; 7])] = &[
+    //                                 patient caregiver_rw caregiver_ro provider_a provider_b admin_a other_patient
+    (Edit::AddObservation,            [NP,     NP,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::AddObservationForClinicB,  [NP,     NP,          NP,          FC,        FC,        NP,     NP]),
+    (Edit::AddObservationAsColleague, [NP,     NP,          NP,          IA,        FC,        NP,     NP]),
+    (Edit::ChangeLabValue,            [NP,     NP,          NP,          IF,        FC,        NP,     NP]),
+    (Edit::DeleteObservation,         [AO,     AO,          AO,          AO,        AO,        AO,     AO]),
+    (Edit::MarkInError,               [NP,     NP,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::MarkInErrorWithoutReason,  [NP,     NP,          NP,          MR,        FC,        NP,     NP]),
+    (Edit::ReviveEnteredInError,      [NP,     NP,          NP,          ST,        FC,        NP,     NP]),
+    (Edit::StopPrescription,          [NP,     NP,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::AddRootKey,                [SC,     SC,          SC,          SC,        SC,        SC,     SC]),
+    (Edit::AddAppointment,            [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::CancelAppointment,         [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::EditDemographics,          [OK,     NP,          NP,          NP,        NP,        NP,     NP]),
+    (Edit::AddRefillRequest,          [OK,     OK,          NP,          NP,        NP,        NP,     NP]),
+    (Edit::ApproveRefill,             [IF,     IF,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::CancelRefill,              [OK,     OK,          NP,          ST,        FC,        NP,     NP]),
+    (Edit::SendMessage,               [OK,     OK,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::SendMessageAsColleague,    [IA,     IA,          NP,          IA,        FC,        NP,     NP]),
+    (Edit::MarkProviderMessageRead,   [OK,     OK,          NP,          NP,        FC,        NP,     NP]),
+    (Edit::EditMessageBody,           [IF,     IF,          NP,          IF,        FC,        NP,     NP]),
+    (Edit::DeleteMessage,             [AO,     AO,          AO,          AO,        AO,        AO,     AO]),
+];
+
+#[test]
+fn every_role_and_edit_is_decided_as_the_table_says() {
+    let world = World::new();
+    let mut mismatches = Vec::new();
+    for (edit, expected_row) in TABLE {
+        for (role, expected) in ROLES.iter().zip(expected_row) {
+            let who = world.who(role);
+            let kind = edit.kind(&world);
+            let mut doc = world.base(kind);
+            let before = doc.get_heads();
+            doc.set_actor(ActorId::random());
+            edit.apply(&world, who, &mut doc);
+            let got = check_change(doc.document(), &before, &kind, who).err().map(|d| d.rule);
+            if got != *expected {
+                mismatches.push(format!("{edit:?} by {role}: expected {expected:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+}
+
+#[test]
+fn a_write_that_loses_a_conflict_is_still_checked() {
+    let world = World::new();
+    let kind = world.clinical();
+    let mut base = world.base(kind);
+    // The provider stops the prescription; concurrently the patient forges a
+    // status write that loses the conflict (lower actor id), so it shows only
+    // as a Conflict patch, not as a visible value.
+    let mut provider = base.fork().with_actor(ActorId::from([0xff; 16].as_slice()));
+    let provider_a = world.who("provider_a");
+    record::change_status::<Prescription, _>(&mut provider, world.prescription, "stopped", "side effects", provider_a.user, "2026-03-01T00:00:00Z").unwrap();
+    let mut forger = base.fork().with_actor(ActorId::from([0x01; 16].as_slice()));
+    let coll = forger.get(ROOT, "prescriptions").unwrap().unwrap().1;
+    let rx = forger.get(coll, world.prescription.to_string()).unwrap().unwrap().1;
+    forger.put(rx, "status", "completed").unwrap();
+
+    let mut canonical = base.fork();
+    canonical.merge(&mut provider).unwrap();
+    let before = canonical.get_heads();
+    canonical.merge(&mut forger).unwrap();
+    let after = canonical.get_heads();
+    let patches = canonical.document().diff(&before, &after);
+    assert!(patches.iter().any(|p| matches!(p.action, automerge::PatchAction::Conflict { .. })), "{patches:?}");
+
+    let denial = check_change(canonical.document(), &before, &kind, world.who("patient")).unwrap_err();
+    assert_eq!(denial.rule, Rule::NotPermitted);
+    // Every value left at the field is checked against the status it had
+    // before: stopped cannot become completed, even as a losing write.
+    let denial = check_change(canonical.document(), &before, &kind, provider_a).unwrap_err();
+    assert_eq!(denial.rule, Rule::StatusTransition);
+}
+
+#[test]
+fn denials_name_the_rule_and_place_but_no_values() {
+    let world = World::new();
+    let kind = world.clinical();
+    let mut doc = world.base(kind);
+    let before = doc.get_heads();
+    Edit::ChangeLabValue.apply(&world, world.who("provider_a"), &mut doc);
+    let message = check_change(doc.document(), &before, &kind, world.who("provider_a")).unwrap_err().to_string();
+    assert!(message.contains("immutable-field"), "{message}");
+    assert!(message.contains(&format!("observations/{}/value_quantity", world.observation)), "{message}");
+    assert!(!message.contains("5.2"), "{message}");
+}
