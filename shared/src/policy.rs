@@ -196,7 +196,7 @@ pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who:
     for (collection, id) in &created {
         check_created(doc, kind, who, collection, id)?;
     }
-    for (collection, id) in &updated {
+    for (collection, id) in created.iter().chain(&updated) {
         check_still_valid(doc, collection, id)?;
     }
     Ok(())
@@ -404,8 +404,6 @@ macro_rules! with_clinical_entry {
     };
 }
 
-const INITIAL_STATUSES: [&str; 4] = ["final", "amended", "active", "completed"];
-
 /// A whole new entry, checked as its type.
 fn check_created(doc: &Automerge, kind: &DocKind, who: &Principal, collection: &str, id: &str) -> Result<(), Denial> {
     let path = [collection.to_owned(), id.to_owned()];
@@ -422,10 +420,13 @@ fn check_created(doc: &Automerge, kind: &DocKind, who: &Principal, collection: &
                 if entry.provenance.recorder != who.user {
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
-                let fresh = entry.status_reason.is_none() && entry.status_by.is_none() && entry.status_at.is_none();
-                let initial = INITIAL_STATUSES.contains(&entry.status) || (collection == "appointments" && entry.status == "booked");
-                if !fresh || !initial {
+                // Past entries may be recorded as such (a prescription that was
+                // stopped years ago), but not as already voided.
+                if entry.status == "entered-in-error" {
                     return deny(Rule::StatusTransition, &path);
+                }
+                if entry.status_by.is_some_and(|by| by != who.user) {
+                    return deny(Rule::ImpersonatedAuthor, &path);
                 }
                 Ok(())
             })
@@ -459,7 +460,7 @@ fn check_created(doc: &Automerge, kind: &DocKind, who: &Principal, collection: &
     }
 }
 
-/// An updated entry must still be a well-formed entry of its type.
+/// A new or updated entry must be a well-formed entry of its type.
 fn check_still_valid(doc: &Automerge, collection: &str, id: &str) -> Result<(), Denial> {
     let path = [collection.to_owned(), id.to_owned()];
     match collection {

@@ -1,0 +1,207 @@
+//! Clinics, patients, users, clinic memberships, consents and actor bindings.
+
+use shared::{ClinicId, PatientId, Principal, Role, UserId};
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms, parse_id};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserRole {
+    Patient,
+    Caregiver,
+    Provider,
+    Admin,
+}
+
+impl UserRole {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Caregiver => "caregiver",
+            Self::Provider => "provider",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(code: &str) -> Result<Self, StoreError> {
+        Ok(match code {
+            "patient" => Self::Patient,
+            "caregiver" => Self::Caregiver,
+            "provider" => Self::Provider,
+            "admin" => Self::Admin,
+            _ => return Err(StoreError::Corrupt("unknown role".into())),
+        })
+    }
+}
+
+/// A user to create. Patients and caregivers name their patient; providers
+/// and admins name their clinics.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: UserId,
+    pub display_name: String,
+    pub role: UserRole,
+    pub patient: Option<PatientId>,
+    pub may_message: bool,
+    pub clinics: Vec<ClinicId>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub display_name: String,
+    pub role: UserRole,
+    pub patient: Option<PatientId>,
+    pub may_message: bool,
+    pub clinics: Vec<ClinicId>,
+}
+
+impl UserRecord {
+    /// The user as the write policy sees them.
+    pub fn principal(&self) -> Option<Principal> {
+        let role = match self.role {
+            UserRole::Patient => Role::Patient { patient: self.patient? },
+            UserRole::Caregiver => Role::Caregiver { patient: self.patient?, may_message: self.may_message },
+            UserRole::Provider => Role::Provider { clinics: self.clinics.clone() },
+            UserRole::Admin => Role::ClinicAdmin { clinic: *self.clinics.first()? },
+        };
+        Some(Principal { user: self.id, role })
+    }
+}
+
+impl Store {
+    pub async fn create_clinic(&self, id: ClinicId, name: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO clinics (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn clinic_name(&self, id: ClinicId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM clinics WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn create_patient(&self, id: PatientId) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO patients (id, created_at) VALUES ($1, $2)")
+            .bind(id.to_string())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, display_name, role, patient_id, may_message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.display_name)
+        .bind(user.role.code())
+        .bind(user.patient.map(|p| p.to_string()))
+        .bind(i64::from(user.may_message))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        for clinic in &user.clinics {
+            sqlx::query("INSERT INTO memberships (user_id, clinic_id) VALUES ($1, $2)")
+                .bind(user.id.to_string())
+                .bind(clinic.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let Some(row) = sqlx::query("SELECT display_name, role, patient_id, may_message FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let clinics = sqlx::query("SELECT clinic_id FROM memberships WHERE user_id = $1 ORDER BY clinic_id")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| parse_id(&r.get::<String, _>(0)))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(UserRecord {
+            id,
+            display_name: row.get(0),
+            role: UserRole::parse(&row.get::<String, _>(1))?,
+            patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
+            may_message: row.get::<i64, _>(3) != 0,
+            clinics,
+        }))
+    }
+
+    pub async fn grant_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
+             ON CONFLICT (patient_id, clinic_id) DO UPDATE SET granted_at = excluded.granted_at, revoked_at = NULL",
+        )
+        .bind(patient.to_string())
+        .bind(clinic.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(patient.to_string())
+            .bind(clinic.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Clinics the patient currently lets see their record.
+    pub async fn consenting_clinics(&self, patient: PatientId) -> Result<Vec<ClinicId>, StoreError> {
+        sqlx::query("SELECT clinic_id FROM consents WHERE patient_id = $1 AND revoked_at IS NULL ORDER BY clinic_id")
+            .bind(patient.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| parse_id(&r.get::<String, _>(0)))
+            .collect()
+    }
+
+    /// Patients who currently let `clinic` see their record.
+    pub async fn consenting_patients(&self, clinic: ClinicId) -> Result<Vec<PatientId>, StoreError> {
+        sqlx::query("SELECT patient_id FROM consents WHERE clinic_id = $1 AND revoked_at IS NULL ORDER BY patient_id")
+            .bind(clinic.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| parse_id(&r.get::<String, _>(0)))
+            .collect()
+    }
+
+    /// Binds an Automerge actor id to a user. Binding an id that already
+    /// belongs to someone else fails; rebinding to the same user is a no-op.
+    pub async fn bind_actor(&self, actor_hex: &str, user: UserId) -> Result<bool, StoreError> {
+        sqlx::query("INSERT INTO actors (actor_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (actor_id) DO NOTHING")
+            .bind(actor_hex)
+            .bind(user.to_string())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(self.actor_owner(actor_hex).await? == Some(user))
+    }
+
+    pub async fn actor_owner(&self, actor_hex: &str) -> Result<Option<UserId>, StoreError> {
+        let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1").bind(actor_hex).fetch_optional(&self.pool).await?;
+        row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
+    }
+}

@@ -1,0 +1,157 @@
+//! Automerge documents as stored bytes: a snapshot plus incremental chunks.
+
+use shared::{DocId, DocKind, PatientId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now_ms, parse_id};
+
+/// A document's identity and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocumentRow {
+    pub id: DocId,
+    pub kind: DocKind,
+}
+
+/// Everything stored for one document, snapshot first.
+#[derive(Clone, Debug, Default)]
+pub struct StoredDocument {
+    pub chunks: Vec<Vec<u8>>,
+    /// The id of the newest chunk, for compaction.
+    pub last_chunk: i64,
+    pub snapshot_bytes: usize,
+    pub incremental_bytes: usize,
+}
+
+impl StoredDocument {
+    /// Whether the incremental chunks have outgrown the snapshot, so that
+    /// folding them into a new snapshot keeps loading proportional to size.
+    pub fn wants_compaction(&self) -> bool {
+        self.chunks.len() > 1 && self.incremental_bytes > self.snapshot_bytes.max(4096)
+    }
+}
+
+fn document_row(row: &AnyRow) -> Result<DocumentRow, StoreError> {
+    let id = parse_id(&row.get::<String, _>(0))?;
+    let patient = parse_id(&row.get::<String, _>(2))?;
+    let clinic = row.get::<Option<String>, _>(3).map(|c| parse_id(&c)).transpose()?;
+    let kind = match (row.get::<String, _>(1).as_str(), clinic) {
+        ("clinical_record", Some(clinic)) => DocKind::ClinicalRecord { patient, clinic },
+        ("message_thread", Some(clinic)) => DocKind::MessageThread { patient, clinic },
+        ("patient_record", None) => DocKind::PatientRecord { patient },
+        _ => return Err(StoreError::Corrupt("unknown document kind".into())),
+    };
+    Ok(DocumentRow { id, kind })
+}
+
+impl Store {
+    /// Creates a document with its genesis change, unless it exists already.
+    pub async fn create_document(&self, kind: &DocKind) -> Result<DocId, StoreError> {
+        let id = kind.doc_id();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO documents (id, kind, patient_id, clinic_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(kind.name())
+        .bind(kind.patient().to_string())
+        .bind(kind.clinic().map(|c| c.to_string()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 1, $2, $3)")
+                .bind(id.to_string())
+                .bind(kind.genesis().save())
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn document(&self, id: DocId) -> Result<Option<DocumentRow>, StoreError> {
+        sqlx::query("SELECT id, kind, patient_id, clinic_id FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(document_row)
+            .transpose()
+    }
+
+    pub async fn patient_documents(&self, patient: PatientId) -> Result<Vec<DocumentRow>, StoreError> {
+        sqlx::query("SELECT id, kind, patient_id, clinic_id FROM documents WHERE patient_id = $1 ORDER BY id")
+            .bind(patient.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(document_row)
+            .collect()
+    }
+
+    /// The stored bytes of a document, snapshot first; `None` if it does not exist.
+    pub async fn load_document(&self, id: DocId) -> Result<Option<StoredDocument>, StoreError> {
+        let rows = sqlx::query("SELECT id, is_snapshot, data FROM doc_chunks WHERE doc_id = $1 ORDER BY is_snapshot DESC, id")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut stored = StoredDocument::default();
+        for row in rows {
+            let data: Vec<u8> = row.get(2);
+            if row.get::<i64, _>(1) != 0 {
+                stored.snapshot_bytes += data.len();
+            } else {
+                stored.incremental_bytes += data.len();
+            }
+            stored.last_chunk = stored.last_chunk.max(row.get(0));
+            stored.chunks.push(data);
+        }
+        Ok(Some(stored))
+    }
+
+    /// Appends incremental changes to many documents in one transaction: when
+    /// this returns, every one of them is on disk.
+    pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for (doc, data) in batch {
+            sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 0, $2, $3)")
+                .bind(doc.to_string())
+                .bind(data.as_slice())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces every chunk up to `through_chunk` with `snapshot`, which must
+    /// contain all of them. Chunks appended meanwhile are kept.
+    pub async fn compact_document(&self, id: DocId, snapshot: &[u8], through_chunk: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1 AND id <= $2")
+            .bind(id.to_string())
+            .bind(through_chunk)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 1, $2, $3)")
+            .bind(id.to_string())
+            .bind(snapshot)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Server integration tests, one binary: real SQLite files and real
+//! PostgreSQL databases, real servers on port 0.
+
+mod demo;
+mod http;
+mod storage;
+
+use server::storage::Backend;
+
+/// Every storage test runs on both engines.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
