@@ -1,0 +1,9 @@
+# Sourced by the other scripts: where tools and build output live. Both sit
+# outside the clone so that fresh clones (and CI runs) reuse them.
+export PORTAL_CACHE="${PORTAL_CACHE:-$HOME/.cache/patient-portal}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTAL_CACHE/target}"
+export PORTAL_TOOLS="$PORTAL_CACHE/tools"
+export PATH="$PORTAL_TOOLS/bin:$HOME/.cargo/bin:$PATH"
+# Versions pinned here and in app/Cargo.toml.
+export WASM_BINDGEN_VERSION=0.2.130
+export BINARYEN_VERSION=132.0.0
