@@ -10,6 +10,7 @@ pub mod policy;
 pub mod record;
 pub mod schema;
 pub mod status;
+pub mod sync;
 
 pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 pub use policy::{Denial, Principal, Role, Rule, check_change};
