@@ -16,6 +16,8 @@ pub enum Error {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("sign in first: no valid session")]
+    Unauthorized,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("i/o error: {0}")]
@@ -27,6 +29,7 @@ impl Error {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "session_expired"),
             Self::Store(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -1,12 +1,14 @@
 //! The portal server: serves the web app, authenticates people, and merges
 //! and stores the Automerge replicas they sync.
 
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
 mod handlers;
 mod router;
 pub mod storage;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -25,6 +27,10 @@ use storage::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub hub: Arc<sync::Hub>,
+    /// Lets tests name the sync user in a header; only `testing::TestServer` sets it.
+    #[cfg(feature = "testing")]
+    pub test_identities: bool,
     pub static_dir: Arc<PathBuf>,
     pub public_url: Arc<str>,
 }
@@ -37,12 +43,28 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let port = listener.local_addr()?.port();
-    let state = AppState {
+    let state = state(config, store, listener.local_addr()?.port());
+    serve(state, listener, shutdown).await
+}
+
+/// The state a server runs with.
+pub fn state(config: &Config, store: Store, port: u16) -> AppState {
+    AppState {
+        hub: Arc::new(sync::Hub::new(store.clone())),
         store,
+        #[cfg(feature = "testing")]
+        test_identities: false,
         static_dir: Arc::new(config.static_dir.clone()),
         public_url: config.public_url(port).into(),
-    };
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     if !state.static_dir.join("index.html").is_file() {
         tracing::warn!(dir = %state.static_dir.display(), "the web app is not built; run scripts/build-app");
     }

@@ -83,8 +83,10 @@ impl TestServer {
         };
         let (stop, stopped) = oneshot::channel();
         let server_store = store.clone();
+        let mut state = crate::state(&config, server_store, port);
+        state.test_identities = true;
         let task = tokio::spawn(async move {
-            crate::launch(&config, server_store, listener, async {
+            crate::serve(state, listener, async {
                 let _ = stopped.await;
             })
             .await

@@ -118,22 +118,25 @@ impl Store {
 
     /// Appends incremental changes to many documents in one transaction: when
     /// this returns, every one of them is on disk.
-    pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+    /// Returns the new chunks' ids, in order.
+    pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
+        let mut ids = Vec::with_capacity(batch.len());
         for (doc, data) in batch {
-            sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 0, $2, $3)")
+            let row = sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 0, $2, $3) RETURNING id")
                 .bind(doc.to_string())
                 .bind(data.as_slice())
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+            ids.push(row.get(0));
         }
         tx.commit().await?;
-        Ok(())
+        Ok(ids)
     }
 
     /// Replaces every chunk up to `through_chunk` with `snapshot`, which must

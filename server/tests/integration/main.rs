@@ -4,6 +4,7 @@
 mod demo;
 mod http;
 mod storage;
+mod sync;
 
 use server::storage::Backend;
 

@@ -44,8 +44,6 @@ pub struct Progress {
     pub total: usize,
     /// Documents whose heads the server has confirmed it holds.
     pub synced: usize,
-    /// Local changes the server has not yet confirmed.
-    pub pending_changes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,15 +154,16 @@ impl SyncClient {
     }
 
     pub fn progress(&self) -> Progress {
-        let mut progress = Progress { total: self.docs.len(), ..Progress::default() };
-        for tracked in self.docs.values() {
-            if tracked.confirmed() {
-                progress.synced += 1;
-            } else {
-                progress.pending_changes += tracked.doc.get_changes(&tracked.state.shared_heads).len();
-            }
-        }
-        progress
+        Progress { total: self.docs.len(), synced: self.docs.values().filter(|t| t.confirmed()).count() }
+    }
+
+    /// Local changes the server has not yet confirmed (costlier than `progress`).
+    pub fn pending_changes(&self) -> usize {
+        self.docs
+            .values()
+            .filter(|t| !t.confirmed())
+            .map(|t| t.doc.get_changes(&t.state.shared_heads).len())
+            .sum()
     }
 
     /// Whether the server has confirmed holding everything in this document.

@@ -9,7 +9,7 @@
 //! filters, so only what the other side lacks is sent; a peer with nothing
 //! gets the whole document in one message).
 
-mod client;
+pub mod client;
 mod wire;
 
 pub use client::{Progress, Received, SyncClient};

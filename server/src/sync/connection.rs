@@ -1,0 +1,376 @@
+//! One sync connection: frames in, validated and committed changes, frames out.
+//!
+//! Frames that arrive together are handled as one batch: their changes are
+//! validated document by document and committed in one transaction, and only
+//! then is anything acknowledged (a sync reply advertising the new heads) or
+//! relayed. A catch-up of many documents therefore costs a few transactions,
+//! not one per document.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::Automerge;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{FutureExt, SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
+use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id};
+use shared::{DocId, DocKind, Principal, check_change};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::SyncPeer;
+use super::access::readable_documents;
+use super::hub::{Hub, Locked};
+use crate::AppState;
+use crate::storage::StoreError;
+
+/// Most frames handled as one batch.
+const MAX_BATCH: usize = 1024;
+/// Flood limit: frames per window; a client over it is disconnected.
+const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Why a connection is being closed.
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+impl Close {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self { code, reason: reason.into() }
+    }
+}
+
+impl From<StoreError> for Close {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "sync: storage failed; nothing in this batch was acknowledged");
+        Self::new(1011, "the server could not store changes; nothing from this batch was acknowledged, please retry")
+    }
+}
+
+struct Connection {
+    state: AppState,
+    user: crate::storage::UserRecord,
+    principal: Principal,
+    peer_id: Option<String>,
+    readable: HashMap<DocId, DocKind>,
+    states: HashMap<DocId, sync::State>,
+    /// Actor ids known to belong to this user.
+    own_actors: HashSet<String>,
+    window_start: Instant,
+    frames_in_window: u32,
+}
+
+pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
+    let Some(principal) = peer.user.principal() else {
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+    let hub = state.hub.clone();
+    let mut changes = hub.subscribe();
+    let mut access = hub.subscribe_access();
+    let readable = match readable_documents(&state.store, &peer.user).await {
+        Ok(readable) => readable,
+        Err(error) => {
+            let close = Close::from(error);
+            let _ = sink.send(close_message(&close)).await;
+            return;
+        }
+    };
+    let mut conn = Connection {
+        state,
+        user: peer.user,
+        principal,
+        peer_id: None,
+        readable,
+        states: HashMap::new(),
+        own_actors: HashSet::new(),
+        window_start: Instant::now(),
+        frames_in_window: 0,
+    };
+    tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
+    let outcome = loop {
+        let result = tokio::select! {
+            frame = stream.next() => {
+                let Some(frame) = frame else { break None };
+                let mut batch = vec![frame];
+                while batch.len() < MAX_BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(frame)) => batch.push(frame),
+                        _ => break,
+                    }
+                }
+                conn.handle_batch(&hub, batch).await
+            }
+            changed = changes.recv() => match changed {
+                Ok(id) => conn.push(&hub, &[id]).await,
+                Err(RecvError::Lagged(_)) => {
+                    let all: Vec<DocId> = conn.states.keys().copied().collect();
+                    conn.push(&hub, &all).await
+                }
+                Err(RecvError::Closed) => break None,
+            },
+            _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
+        };
+        match result {
+            Ok(outgoing) => {
+                if send_all(&mut sink, outgoing).await.is_err() {
+                    break None;
+                }
+            }
+            Err(close) => break Some(close),
+        }
+    };
+    if let Some(close) = outcome {
+        tracing::info!(user = %conn.user.id, code = close.code, reason = %close.reason, "sync connection closed by server");
+        let _ = sink.send(Message::Binary(WireMessage::Error { message: close.reason.clone() }.encode().into())).await;
+        let _ = sink.send(close_message(&close)).await;
+    } else {
+        tracing::info!(user = %conn.user.id, "sync connection closed");
+    }
+}
+
+fn close_message(close: &Close) -> Message {
+    Message::Close(Some(CloseFrame { code: close.code, reason: close.reason.clone().into() }))
+}
+
+async fn send_all(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    outgoing: Vec<WireMessage>,
+) -> Result<(), axum::Error> {
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+    for message in outgoing {
+        sink.feed(Message::Binary(message.encode().into())).await?;
+    }
+    sink.flush().await
+}
+
+/// A document's incoming sync messages, decoded.
+struct Incoming {
+    kind: DocKind,
+    messages: Vec<sync::Message>,
+}
+
+impl Connection {
+    async fn handle_batch(
+        &mut self,
+        hub: &Hub,
+        frames: Vec<Result<Message, axum::Error>>,
+    ) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = Vec::new();
+        let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
+        for frame in frames {
+            self.count_frame()?;
+            let bytes = match frame {
+                Ok(Message::Binary(bytes)) => bytes,
+                Ok(Message::Text(_)) => return Err(Close::new(1003, "sync frames must be binary CBOR")),
+                Ok(Message::Close(_)) => return Err(Close::new(1000, "closed by client")),
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Err(error) => return Err(Close::new(1009, format!("unreadable frame: {error}"))),
+            };
+            let message =
+                WireMessage::decode(&bytes).map_err(|error| Close::new(1007, format!("malformed sync frame: {error}")))?;
+            match message {
+                WireMessage::Join { sender_id, supported_protocol_versions } => {
+                    if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+                        return Err(Close::new(1002, format!("unsupported protocol; this server speaks version {PROTOCOL_VERSION}")));
+                    }
+                    outgoing.push(WireMessage::Peer {
+                        sender_id: hub.peer_id().to_owned(),
+                        target_id: sender_id.clone(),
+                        selected_protocol_version: PROTOCOL_VERSION.into(),
+                    });
+                    self.peer_id = Some(sender_id);
+                }
+                WireMessage::Request { document_id, data, .. } | WireMessage::Sync { document_id, data, .. } => {
+                    let Some(peer) = &self.peer_id else {
+                        return Err(Close::new(1008, "send join before sync messages"));
+                    };
+                    // Unknown, malformed and forbidden ids all look alike.
+                    let Some((id, kind)) =
+                        decode_doc_id(&document_id).ok().and_then(|id| Some((id, *self.readable.get(&id)?)))
+                    else {
+                        outgoing.push(WireMessage::DocUnavailable {
+                            sender_id: hub.peer_id().to_owned(),
+                            target_id: peer.clone(),
+                            document_id,
+                        });
+                        continue;
+                    };
+                    let message = sync::Message::decode(&data)
+                        .map_err(|_| Close::new(1007, format!("corrupt Automerge sync message for document {document_id}")))?;
+                    incoming.entry(id).or_insert_with(|| Incoming { kind, messages: Vec::new() }).messages.push(message);
+                }
+                // Clients have nothing to tell the server with these.
+                WireMessage::DocUnavailable { .. }
+                | WireMessage::Peer { .. }
+                | WireMessage::ChangeRejected { .. }
+                | WireMessage::Error { .. } => {}
+            }
+        }
+        if !incoming.is_empty() {
+            outgoing.extend(self.apply(hub, incoming).await?);
+        }
+        Ok(outgoing)
+    }
+
+    fn count_frame(&mut self) -> Result<(), Close> {
+        if self.window_start.elapsed() > WINDOW {
+            self.window_start = Instant::now();
+            self.frames_in_window = 0;
+        }
+        self.frames_in_window += 1;
+        if self.frames_in_window > MAX_FRAMES_PER_WINDOW {
+            return Err(Close::new(1008, "too many messages; slow down and reconnect"));
+        }
+        Ok(())
+    }
+
+    /// Validates, commits and answers the sync messages of a batch.
+    async fn apply(&mut self, hub: &Hub, incoming: BTreeMap<DocId, Incoming>) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = Vec::new();
+        // Locked in DocId order (BTreeMap), so connections never deadlock.
+        let mut locked: Vec<(DocId, Locked, Option<Automerge>)> = Vec::new();
+        let mut chunks = Vec::new();
+        for (id, Incoming { kind, messages }) in incoming {
+            let mut guard = hub.lock(id).await?;
+            let Some(canonical) = guard.as_mut() else {
+                outgoing.push(self.unavailable(hub, id));
+                continue;
+            };
+            let state = self.states.entry(id).or_default();
+            if messages.iter().all(|m| m.changes.is_empty()) {
+                // Heads and Bloom filters only: nothing to validate or store.
+                for message in messages {
+                    canonical.doc.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
+                }
+                locked.push((id, guard, None));
+                continue;
+            }
+            let before = canonical.doc.get_heads();
+            let mut fork = canonical.doc.clone();
+            for message in messages {
+                fork.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
+            }
+            match self.validate(&fork, &before, &kind).await? {
+                Ok(()) => {
+                    if fork.get_heads() != before {
+                        chunks.push((id, fork.save_after(&before)));
+                        locked.push((id, guard, Some(fork)));
+                    } else {
+                        locked.push((id, guard, None));
+                    }
+                }
+                Err((rule, message)) => {
+                    tracing::warn!(user = %self.user.id, doc = %id, rule, "sync: change rejected");
+                    // Forget what this connection claimed to have sent: the
+                    // client resets the document and syncs it from scratch.
+                    self.states.insert(id, sync::State::new());
+                    outgoing.push(WireMessage::ChangeRejected {
+                        sender_id: hub.peer_id().to_owned(),
+                        target_id: self.peer_id.clone().unwrap_or_default(),
+                        document_id: encode_doc_id(id),
+                        rule: rule.to_owned(),
+                        message,
+                    });
+                }
+            }
+        }
+        // Durable first: nothing is acknowledged or relayed before this commit.
+        let chunk_ids = hub.store().append_changes(&chunks).await?;
+        let mut committed = chunks.iter().zip(chunk_ids);
+        let mut changed = Vec::new();
+        for (id, mut guard, fork) in locked {
+            let canonical = guard.as_mut().expect("locked documents exist");
+            if let Some(fork) = fork {
+                canonical.doc = fork;
+                let ((_, bytes), chunk) = committed.next().expect("one chunk per changed document");
+                hub.committed(id, canonical, chunk, bytes.len()).await?;
+                changed.push(id);
+            }
+            let state = self.states.entry(id).or_default();
+            outgoing.extend(sync_message(hub, &self.peer_id, id, &canonical.doc, state));
+        }
+        for id in changed {
+            hub.changed(id);
+        }
+        Ok(outgoing)
+    }
+
+    /// The write rules: every change is signed by one of the sender's own
+    /// actor ids, and the diff passes the shared write policy.
+    async fn validate(
+        &mut self,
+        fork: &Automerge,
+        before: &[automerge::ChangeHash],
+        kind: &DocKind,
+    ) -> Result<Result<(), (&'static str, String)>, Close> {
+        for change in fork.get_changes(before) {
+            let actor = change.actor_id().to_hex_string();
+            if self.own_actors.contains(&actor) {
+                continue;
+            }
+            // An actor id seen for the first time is bound to its sender;
+            // one bound to someone else is a forgery.
+            if self.state.store.bind_actor(&actor, self.user.id).await? {
+                self.own_actors.insert(actor);
+            } else {
+                return Ok(Err((
+                    "forged-actor",
+                    "changes were signed with an actor id that belongs to another user (rule forged-actor)".into(),
+                )));
+            }
+        }
+        Ok(check_change(fork, before, kind, &self.principal).map_err(|denial| (denial.rule.code(), denial.to_string())))
+    }
+
+    /// Sends this connection what it lacks of documents changed elsewhere.
+    async fn push(&mut self, hub: &Hub, ids: &[DocId]) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = Vec::new();
+        for id in ids {
+            // Only documents this replica has asked for and may still read.
+            if !self.readable.contains_key(id) {
+                continue;
+            }
+            let Some(state) = self.states.get_mut(id) else { continue };
+            let guard = hub.lock(*id).await?;
+            if let Some(canonical) = guard.as_ref() {
+                outgoing.extend(sync_message(hub, &self.peer_id, *id, &canonical.doc, state));
+            }
+        }
+        Ok(outgoing)
+    }
+
+    /// Re-reads what the user may read; documents no longer readable stop syncing at once.
+    async fn refresh_access(&mut self) -> Result<(), Close> {
+        self.readable = readable_documents(&self.state.store, &self.user).await?;
+        let readable = &self.readable;
+        self.states.retain(|id, _| readable.contains_key(id));
+        Ok(())
+    }
+
+    fn unavailable(&self, hub: &Hub, id: DocId) -> WireMessage {
+        WireMessage::DocUnavailable {
+            sender_id: hub.peer_id().to_owned(),
+            target_id: self.peer_id.clone().unwrap_or_default(),
+            document_id: encode_doc_id(id),
+        }
+    }
+}
+
+fn corrupt(id: DocId) -> Close {
+    Close::new(1007, format!("corrupt Automerge changes for document {}", encode_doc_id(id)))
+}
+
+fn sync_message(hub: &Hub, peer: &Option<String>, id: DocId, doc: &Automerge, state: &mut sync::State) -> Option<WireMessage> {
+    let message = doc.generate_sync_message(state)?;
+    Some(WireMessage::Sync {
+        sender_id: hub.peer_id().to_owned(),
+        target_id: peer.clone().unwrap_or_default(),
+        document_id: encode_doc_id(id),
+        data: ByteBuf::from(message.encode()),
+    })
+}

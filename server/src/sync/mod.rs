@@ -1,0 +1,46 @@
+//! The `/sync` WebSocket: Automerge sync for many documents over one
+//! connection, validated against the write policy, durable before it is
+//! acknowledged, relayed live to every replica allowed to read.
+
+mod access;
+mod connection;
+mod hub;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use shared::sync::MAX_FRAME_BYTES;
+
+pub use access::readable_documents;
+pub use hub::Hub;
+
+use crate::storage::UserRecord;
+use crate::{AppState, Error};
+
+/// Who is at the other end of a sync connection.
+#[derive(Clone, Debug)]
+pub struct SyncPeer {
+    pub user: UserRecord,
+}
+
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Result<Response, Error> {
+    let peer = identify(&state, &headers).await?;
+    Ok(ws
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| connection::run(state, peer, socket)))
+}
+
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<SyncPeer, Error> {
+    #[cfg(feature = "testing")]
+    if state.test_identities {
+        if let Some(user) = headers.get("x-portal-test-user").and_then(|v| v.to_str().ok()) {
+            let id = user.parse().map_err(|_| Error::Unauthorized)?;
+            let user = state.store.user(id).await?.ok_or(Error::Unauthorized)?;
+            return Ok(SyncPeer { user });
+        }
+    }
+    let _ = (state, headers);
+    Err(Error::Unauthorized)
+}
