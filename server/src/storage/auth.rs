@@ -259,6 +259,16 @@ impl Store {
         .transpose()
     }
 
+    /// Moves a ceremony's expiry (tests of expired ceremonies).
+    pub async fn set_ceremony_expiry(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ceremonies SET expires_at = $1 WHERE id_hash = $2")
+            .bind(expires_at)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ---- enrollment links ----
 
     pub async fn create_enrollment(
