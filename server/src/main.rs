@@ -90,7 +90,7 @@ async fn invite(args: Invite) -> Result<(), Error> {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTAL_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PORTAL_LOG").unwrap_or_else(|_| "info,sqlx=warn,webauthn_rs_core=warn".into()),
         )
         .init();
     match run(Cli::parse()).await {

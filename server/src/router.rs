@@ -6,7 +6,7 @@
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{any, delete, get, patch, post};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
@@ -37,11 +37,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/consents/{clinic_id}", post(access::grant).delete(access::revoke))
         .route("/api/caregivers", get(access::caregivers).post(access::invite_caregiver))
         .route("/api/caregivers/{user_id}", delete(access::revoke_caregiver))
+        .route("/api/caregivers/{user_id}/enrollment", post(access::reissue_caregiver))
         .route("/api/documents", get(access::documents))
         .route("/api/audit", get(access::audit))
         // Clinic admins (session, admin role).
         .route("/api/invitations", post(access::invite))
         .route("/api/users/{user_id}/enrollment", post(access::reissue))
+        // Unknown API paths answer a JSON 404.
+        .route("/api/{*rest}", any(access::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other
         // path gets index.html so the client-side router can take it.
         .fallback_service(web::service(&state.static_dir))

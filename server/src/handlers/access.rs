@@ -184,6 +184,24 @@ pub async fn revoke_caregiver(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/caregivers/{user_id}/enrollment`: the patient issues a new
+/// enrollment link for one of their caregivers (expired link, new device).
+pub async fn reissue_caregiver(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(user): Path<String>,
+) -> Result<(StatusCode, Json<InvitationView>), Error> {
+    let patient = own_patient(&auth)?;
+    let user: UserId = user.parse().map_err(|_| Error::NotFound)?;
+    if !state.store.caregivers(patient).await?.iter().any(|c| c.id == user) {
+        return Err(Error::NotFound);
+    }
+    let user = state.store.user(user).await?.ok_or(Error::NotFound)?;
+    let (link, expires_at) = accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id)).await?;
+    auth.audit(&state, "caregiver_link_issued", Some(patient), &format!("caregiver {}", user.id)).await?;
+    Ok((StatusCode::CREATED, Json(view(&accounts::Invitation { user, link, expires_at }))))
+}
+
 #[derive(Serialize)]
 pub struct Document {
     id: DocId,
@@ -259,6 +277,11 @@ pub async fn invite(
     let detail = format!("{} {}", role.code(), invitation.user.id);
     auth.audit(&state, "user_invited", invitation.user.patient, &detail).await?;
     Ok((StatusCode::CREATED, Json(view(&invitation))))
+}
+
+/// Any other `/api/...` path: a JSON 404 (not the web app's index.html).
+pub async fn no_such_route() -> Error {
+    Error::NotFound
 }
 
 /// Whether an admin of `clinic` manages `user`: a member of the clinic, or a

@@ -520,4 +520,10 @@ impl Store {
         };
         rows.iter().map(document_row).collect()
     }
+
+    /// The document `doc`, if `user` may read it (the same rules as
+    /// `readable_documents`).
+    pub async fn readable_document(&self, user: &UserRecord, doc: shared::DocId) -> Result<Option<DocumentRow>, StoreError> {
+        Ok(self.readable_documents(user).await?.into_iter().find(|row| row.id == doc))
+    }
 }
