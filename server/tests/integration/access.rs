@@ -238,11 +238,12 @@ async fn every_route_by_every_role() {
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
     // The login and enrollment routes are anonymous by design; anything
     // state-changing without the Origin is refused for every role.
-    for column in 0..ROLES.len() {
-        let origin = w.browsers[column].origin.take();
-        let (status, _) = w.browsers[column].post("/api/consents/{x}", json!({})).await;
-        assert_eq!(status, 403, "{}", ROLES[column]);
-        w.browsers[column].origin = origin;
+    let clinic_b_path = format!("/api/consents/{}", w.clinic_b);
+    for (browser, role) in w.browsers.iter_mut().zip(ROLES) {
+        let origin = browser.origin.take();
+        let (status, body) = browser.post(&clinic_b_path, json!({})).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("origin_mismatch")), "{role}");
+        browser.origin = origin;
     }
 
     // Revoking B's consent removes P1 from B's view at once; granting C creates C's documents.
