@@ -25,6 +25,8 @@ pub enum Error {
     /// A state-changing request without the portal's own Origin (CSRF).
     #[error("This request did not come from the portal's own pages.")]
     OriginMismatch,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     /// The enrollment link is unknown, expired or used.
@@ -52,6 +54,7 @@ impl Error {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "session_expired"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::OriginMismatch => (StatusCode::FORBIDDEN, "origin_mismatch"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::EnrollmentLinkInvalid => (StatusCode::GONE, "enrollment_link_invalid"),
             Self::CeremonyExpired => (StatusCode::BAD_REQUEST, "ceremony_expired"),

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", any(access::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other
         // path gets index.html so the client-side router can take it.
+        .method_not_allowed_fallback(access::wrong_method)
         .fallback_service(web::service(&state.static_dir))
         .layer(middleware::from_fn_with_state(state.clone(), require_same_origin))
         // Paths and statuses only: no URL carries patient data or secrets.

@@ -284,6 +284,11 @@ pub async fn no_such_route() -> Error {
     Error::NotFound
 }
 
+/// A known path with the wrong method: a JSON 405.
+pub async fn wrong_method() -> Error {
+    Error::MethodNotAllowed
+}
+
 /// Whether an admin of `clinic` manages `user`: a member of the clinic, or a
 /// patient who consents to it.
 async fn manages(state: &AppState, clinic: ClinicId, user: &UserRecord) -> Result<bool, Error> {

@@ -205,6 +205,7 @@ async fn every_route_by_every_role() {
         (Method::POST, "/api/caregivers/{c2}/enrollment", None, [404, 403, 403, 403, 401]),
         // Unknown API paths are a JSON 404 for everyone.
         (Method::GET, "/api/no-such-thing", None, [404, 404, 404, 404, 404]),
+        (Method::GET, "/api/login/start", None, [405, 405, 405, 405, 405]),
         // Passkeys: another user's are "not found", exactly like unknown ones.
         (Method::PATCH, "/api/passkeys/{foreign_passkey}", Some(json!({ "name": "Mine now" })), [404, 404, 404, 404, 401]),
         (Method::DELETE, "/api/passkeys/{foreign_passkey}", None, [404, 404, 404, 404, 401]),
