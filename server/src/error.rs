@@ -16,8 +16,30 @@ pub enum Error {
     BadRequest(String),
     #[error("not found")]
     NotFound,
-    #[error("sign in first: no valid session")]
+    /// No session, or it expired or was ended.
+    #[error("Your session has ended. Sign in again.")]
     Unauthorized,
+    /// Signed in, but this role may not do this.
+    #[error("You are not allowed to do this.")]
+    Forbidden,
+    /// A state-changing request without the portal's own Origin (CSRF).
+    #[error("This request did not come from the portal's own pages.")]
+    OriginMismatch,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    /// The enrollment link is unknown, expired or used.
+    #[error("This enrollment link has expired or was already used. Ask your clinic for a new one.")]
+    EnrollmentLinkInvalid,
+    /// The WebAuthn ceremony id is unknown, expired or was used already.
+    #[error("This sign-in attempt has expired. Please try again.")]
+    CeremonyExpired,
+    /// The passkey response did not verify, or names an unknown or revoked passkey.
+    #[error("This passkey was not accepted. Try again or use another passkey.")]
+    PasskeyRejected,
+    #[error("passkey configuration: {0}")]
+    Webauthn(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("i/o error: {0}")]
@@ -30,7 +52,14 @@ impl Error {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "session_expired"),
-            Self::Store(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::OriginMismatch => (StatusCode::FORBIDDEN, "origin_mismatch"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::EnrollmentLinkInvalid => (StatusCode::GONE, "enrollment_link_invalid"),
+            Self::CeremonyExpired => (StatusCode::BAD_REQUEST, "ceremony_expired"),
+            Self::PasskeyRejected => (StatusCode::UNAUTHORIZED, "passkey_rejected"),
+            Self::Store(_) | Self::Io(_) | Self::Webauthn(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The portal server: serves the web app, authenticates people, and merges
 //! and stores the Automerge replicas they sync.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub test_identities: bool,
     pub static_dir: Arc<PathBuf>,
     pub public_url: Arc<str>,
+    /// Passkey (WebAuthn) settings, the public origin and cookie flags.
+    pub auth: Arc<auth::AuthConfig>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. Tests bind port 0 and pass
@@ -43,20 +46,22 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let state = state(config, store, listener.local_addr()?.port());
+    let state = state(config, store, listener.local_addr()?.port())?;
     serve(state, listener, shutdown).await
 }
 
 /// The state a server runs with.
-pub fn state(config: &Config, store: Store, port: u16) -> AppState {
-    AppState {
+pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error> {
+    let public_url = config.public_url(port);
+    Ok(AppState {
         hub: Arc::new(sync::Hub::new(store.clone())),
         store,
         #[cfg(feature = "testing")]
         test_identities: false,
         static_dir: Arc::new(config.static_dir.clone()),
-        public_url: config.public_url(port).into(),
-    }
+        auth: Arc::new(auth::AuthConfig::new(&public_url)?),
+        public_url: public_url.into(),
+    })
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves.

@@ -1,19 +1,57 @@
 //! Every route the server answers, in one place.
+//!
+//! Authentication: routes marked "session" take the `AuthUser` extractor
+//! (401 without a live session). Every POST/PUT/PATCH/DELETE must carry the
+//! portal's own `Origin` header (403 otherwise), checked by middleware.
 
 use axum::Router;
-use axum::routing::get;
+use axum::middleware;
+use axum::routing::{any, delete, get, patch, post};
 use tower_http::trace::TraceLayer;
 
 use crate::{AppState, sync};
-use crate::handlers::{health, web};
+use crate::auth::require_same_origin;
+use crate::handlers::{access, health, passkeys, session, web};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::get))
+        // Automerge sync (session and Origin checked on upgrade).
         .route("/sync", get(sync::upgrade))
+        // Sign-in (anonymous): usernameless passkey ceremony.
+        .route("/api/login/start", post(session::login_start))
+        .route("/api/login/finish", post(session::login_finish))
+        // Enrollment (anonymous, with a one-time token from the link's fragment).
+        .route("/api/enroll/start", post(session::enroll_start))
+        .route("/api/enroll/finish", post(session::enroll_finish))
+        // Session.
+        .route("/api/logout", post(session::logout))
+        .route("/api/logout-all", post(session::logout_all))
+        .route("/api/me", get(session::me))
+        // The user's own passkeys (session).
+        .route("/api/passkeys", get(passkeys::list))
+        .route("/api/passkeys/register/start", post(passkeys::register_start))
+        .route("/api/passkeys/register/finish", post(passkeys::register_finish))
+        .route("/api/passkeys/{id}", patch(passkeys::rename).delete(passkeys::revoke))
+        // Access (session).
+        .route("/api/clinics", get(access::clinics))
+        .route("/api/consents", get(access::consents))
+        .route("/api/consents/{clinic_id}", post(access::grant).delete(access::revoke))
+        .route("/api/caregivers", get(access::caregivers).post(access::invite_caregiver))
+        .route("/api/caregivers/{user_id}", delete(access::revoke_caregiver))
+        .route("/api/caregivers/{user_id}/enrollment", post(access::reissue_caregiver))
+        .route("/api/documents", get(access::documents))
+        .route("/api/audit", get(access::audit))
+        // Clinic admins (session, admin role).
+        .route("/api/invitations", post(access::invite))
+        .route("/api/users/{user_id}/enrollment", post(access::reissue))
+        // Unknown API paths answer a JSON 404.
+        .route("/api/{*rest}", any(access::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other
         // path gets index.html so the client-side router can take it.
+        .method_not_allowed_fallback(access::wrong_method)
         .fallback_service(web::service(&state.static_dir))
+        .layer(middleware::from_fn_with_state(state.clone(), require_same_origin))
         // Paths and statuses only: no URL carries patient data or secrets.
         .layer(TraceLayer::new_for_http())
         .with_state(state)

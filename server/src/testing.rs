@@ -83,7 +83,7 @@ impl TestServer {
         };
         let (stop, stopped) = oneshot::channel();
         let server_store = store.clone();
-        let mut state = crate::state(&config, server_store, port);
+        let mut state = crate::state(&config, server_store, port).expect("server state");
         state.test_identities = true;
         let task = tokio::spawn(async move {
             crate::serve(state, listener, async {

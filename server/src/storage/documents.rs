@@ -31,7 +31,7 @@ impl StoredDocument {
     }
 }
 
-fn document_row(row: &AnyRow) -> Result<DocumentRow, StoreError> {
+pub(super) fn document_row(row: &AnyRow) -> Result<DocumentRow, StoreError> {
     let id = parse_id(&row.get::<String, _>(0))?;
     let patient = parse_id(&row.get::<String, _>(2))?;
     let clinic = row.get::<Option<String>, _>(3).map(|c| parse_id(&c)).transpose()?;

@@ -5,6 +5,8 @@
 //! placeholders in order, BIGINT times and flags), and run through sqlx's
 //! `Any` driver; only the migrations differ per engine.
 
+mod audit;
+mod auth;
 mod directory;
 mod documents;
 
@@ -16,6 +18,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use directory::{NewUser, UserRecord, UserRole};
+pub use audit::{AuditEntry, AuditEvent};
+pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
 pub use documents::{DocumentRow, StoredDocument};
 
 #[derive(Debug, thiserror::Error)]

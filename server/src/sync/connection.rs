@@ -19,10 +19,9 @@ use shared::{DocId, DocKind, Principal, check_change};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
-use super::access::readable_documents;
 use super::hub::{Hub, Locked};
 use crate::AppState;
-use crate::storage::StoreError;
+use crate::storage::{AuditEvent, Store, StoreError, UserRecord};
 
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
@@ -51,7 +50,8 @@ impl From<StoreError> for Close {
 
 struct Connection {
     state: AppState,
-    user: crate::storage::UserRecord,
+    user: UserRecord,
+    session_id: String,
     principal: Principal,
     peer_id: Option<String>,
     readable: HashMap<DocId, DocKind>,
@@ -81,6 +81,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let mut conn = Connection {
         state,
         user: peer.user,
+        session_id: peer.session_id,
         principal,
         peer_id: None,
         readable,
@@ -232,6 +233,13 @@ impl Connection {
     /// Validates, commits and answers the sync messages of a batch.
     async fn apply(&mut self, hub: &Hub, incoming: BTreeMap<DocId, Incoming>) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
+        // First sync of a document on this connection: audited as a read.
+        let mut read = Vec::new();
+        for (id, Incoming { kind, .. }) in &incoming {
+            if !self.states.contains_key(id) {
+                read.push((*id, kind.patient()));
+            }
+        }
         // Locked in DocId order (BTreeMap), so connections never deadlock.
         let mut locked: Vec<(DocId, Locked, Option<Automerge>)> = Vec::new();
         let mut chunks = Vec::new();
@@ -294,6 +302,12 @@ impl Connection {
             let state = self.states.entry(id).or_default();
             outgoing.extend(sync_message(hub, &self.peer_id, id, &canonical.doc, state));
         }
+        let mut events: Vec<AuditEvent<'_>> =
+            read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
+        for (id, _) in &chunks {
+            events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
+        }
+        hub.store().audit_many(&events).await?;
         for id in changed {
             hub.changed(id);
         }
@@ -352,6 +366,17 @@ impl Connection {
         Ok(())
     }
 
+    fn audit_event(&self, action: &'static str, doc: DocId, patient: shared::PatientId) -> AuditEvent<'_> {
+        AuditEvent {
+            user: Some(self.user.id),
+            session: Some(&self.session_id),
+            action,
+            patient: Some(patient),
+            doc: Some(doc),
+            detail: "",
+        }
+    }
+
     fn unavailable(&self, hub: &Hub, id: DocId) -> WireMessage {
         WireMessage::DocUnavailable {
             sender_id: hub.peer_id().to_owned(),
@@ -359,6 +384,11 @@ impl Connection {
             document_id: encode_doc_id(id),
         }
     }
+}
+
+/// What `user` may read, by id; everything else answers like a missing document.
+async fn readable_documents(store: &Store, user: &UserRecord) -> Result<HashMap<DocId, DocKind>, StoreError> {
+    Ok(store.readable_documents(user).await?.into_iter().map(|d| (d.id, d.kind)).collect())
 }
 
 fn corrupt(id: DocId) -> Close {

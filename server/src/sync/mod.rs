@@ -2,7 +2,6 @@
 //! connection, validated against the write policy, durable before it is
 //! acknowledged, relayed live to every replica allowed to read.
 
-mod access;
 mod connection;
 mod hub;
 
@@ -12,7 +11,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::MAX_FRAME_BYTES;
 
-pub use access::readable_documents;
 pub use hub::Hub;
 
 use crate::storage::UserRecord;
@@ -22,6 +20,8 @@ use crate::{AppState, Error};
 #[derive(Clone, Debug)]
 pub struct SyncPeer {
     pub user: UserRecord,
+    /// The session (device), named in audit rows.
+    pub session_id: String,
 }
 
 pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Result<Response, Error> {
@@ -38,9 +38,10 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<SyncPeer, Err
         if let Some(user) = headers.get("x-portal-test-user").and_then(|v| v.to_str().ok()) {
             let id = user.parse().map_err(|_| Error::Unauthorized)?;
             let user = state.store.user(id).await?.ok_or(Error::Unauthorized)?;
-            return Ok(SyncPeer { user });
+            return Ok(SyncPeer { user, session_id: "test".into() });
         }
     }
-    let _ = (state, headers);
-    Err(Error::Unauthorized)
+    // A valid session cookie and the portal's own Origin (no cross-site sockets).
+    let auth = crate::auth::authenticate(state, headers).await?;
+    Ok(SyncPeer { user: auth.user, session_id: auth.session_id })
 }

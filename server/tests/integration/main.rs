@@ -1,6 +1,10 @@
 //! Server integration tests, one binary: real SQLite files and real
 //! PostgreSQL databases, real servers on port 0.
 
+mod access;
+mod auth;
+mod authenticator;
+mod client;
 mod demo;
 mod http;
 mod storage;

@@ -134,3 +134,127 @@ async fn users_roles_consents_and_actor_bindings() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
+    use server::storage::{AuditEvent, Ceremony, PasskeyRevocation};
+
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        let (a, b) = (ClinicId::mint(), ClinicId::mint());
+        store.create_clinic(a, "A").await.unwrap();
+        store.create_clinic(b, "B").await.unwrap();
+        let (p1, p2) = (PatientId::mint(), PatientId::mint());
+        store.create_patient(p1).await.unwrap();
+        store.create_patient(p2).await.unwrap();
+        let user = |role, patient, clinics: Vec<ClinicId>, name: &str| NewUser {
+            id: UserId::mint(),
+            display_name: name.into(),
+            role,
+            patient,
+            may_message: false,
+            clinics,
+        };
+        let patient = user(UserRole::Patient, Some(p1), vec![], "P1");
+        let carer = user(UserRole::Caregiver, Some(p1), vec![], "C1");
+        let provider = user(UserRole::Provider, None, vec![a], "Dr A");
+        let admin = user(UserRole::Admin, None, vec![b], "Admin B");
+        for u in [&patient, &carer, &provider, &admin] {
+            store.create_user(u).await.unwrap();
+        }
+        for (p, c) in [(p1, a), (p1, b), (p2, a)] {
+            store.grant_consent(p, c).await.unwrap();
+            store.create_document(&DocKind::ClinicalRecord { patient: p, clinic: c }).await.unwrap();
+            store.create_document(&DocKind::MessageThread { patient: p, clinic: c }).await.unwrap();
+        }
+        store.create_document(&DocKind::PatientRecord { patient: p1 }).await.unwrap();
+        store.create_document(&DocKind::PatientRecord { patient: p2 }).await.unwrap();
+
+        let readable = |u: &NewUser| {
+            let store = store.clone();
+            let id = u.id;
+            async move {
+                let record = store.user(id).await.unwrap().unwrap();
+                store.readable_documents(&record).await.unwrap().into_iter().map(|d| d.kind).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(readable(&patient).await.len(), 5, "{backend:?}");
+        assert_eq!(readable(&carer).await.len(), 5, "{backend:?}");
+        let seen = readable(&provider).await;
+        assert_eq!(seen.len(), 7, "{backend:?}: P1 record, 2 clinical, thread A; P2 record, clinical A, thread A: {seen:?}");
+        assert!(!seen.contains(&DocKind::MessageThread { patient: p1, clinic: b }));
+        assert_eq!(readable(&admin).await, vec![DocKind::PatientRecord { patient: p1 }], "{backend:?}");
+        store.revoke_consent(p2, a).await.unwrap();
+        assert_eq!(readable(&provider).await.len(), 4, "{backend:?}");
+
+        // Passkeys: the last one cannot be revoked.
+        let k1 = store.add_passkey(patient.id, "cred-1", "Phone", "{}").await.unwrap();
+        let k2 = store.add_passkey(patient.id, "cred-2", "Laptop", "{}").await.unwrap();
+        assert!(store.add_passkey(carer.id, "cred-1", "Dup", "{}").await.is_err(), "{backend:?}: credential ids are unique");
+        assert!(!store.rename_passkey(carer.id, k1, "Mine").await.unwrap());
+        assert!(store.rename_passkey(patient.id, k1, "Old phone").await.unwrap());
+        assert_eq!(store.revoke_passkey(carer.id, k1).await.unwrap(), PasskeyRevocation::NotFound);
+        assert_eq!(store.revoke_passkey(patient.id, k1).await.unwrap(), PasskeyRevocation::Revoked, "{backend:?}");
+        assert_eq!(store.revoke_passkey(patient.id, k2).await.unwrap(), PasskeyRevocation::LastOne, "{backend:?}");
+        assert!(store.passkey_by_credential("cred-1").await.unwrap().is_none());
+        assert_eq!(store.passkey_by_credential("cred-2").await.unwrap().unwrap().user, patient.id);
+        store.passkey_used(k2, Some("{\"counter\":2}")).await.unwrap();
+        assert_eq!(store.passkeys(patient.id).await.unwrap()[0].name, "Laptop");
+
+        // Ceremonies are taken once.
+        let ceremony = Ceremony {
+            id_hash: "h".into(),
+            kind: "login".into(),
+            user: None,
+            enrollment_hash: None,
+            passkey_name: None,
+            state: "{}".into(),
+            expires_at: i64::MAX,
+        };
+        store.put_ceremony(&ceremony).await.unwrap();
+        assert_eq!(store.take_ceremony("h").await.unwrap().unwrap().kind, "login", "{backend:?}");
+        assert!(store.take_ceremony("h").await.unwrap().is_none());
+
+        // Enrollment links are used once.
+        store.create_enrollment("t", carer.id, Some(patient.id), i64::MAX).await.unwrap();
+        assert_eq!(store.enrollment_user("t").await.unwrap(), Some(carer.id));
+        assert!(store.use_enrollment("t").await.unwrap());
+        assert!(!store.use_enrollment("t").await.unwrap(), "{backend:?}");
+        assert_eq!(store.enrollment_user("t").await.unwrap(), None);
+
+        // Sessions end on revocation of the session, or of the user.
+        store.create_session("s1", "hash1", carer.id, "aa", i64::MAX).await.unwrap();
+        store.create_session("s2", "hash2", carer.id, "bb", i64::MAX).await.unwrap();
+        assert_eq!(store.session_by_token("hash1", 60_000).await.unwrap().unwrap().user, carer.id);
+        store.revoke_session("s1").await.unwrap();
+        assert!(store.session_by_token("hash1", 60_000).await.unwrap().is_none());
+        assert_eq!(store.caregivers(p1).await.unwrap().len(), 1);
+        store.revoke_user(carer.id).await.unwrap();
+        assert!(store.session_by_token("hash2", 60_000).await.unwrap().is_none(), "{backend:?}");
+        assert!(store.caregivers(p1).await.unwrap().is_empty());
+        assert!(readable(&carer).await.is_empty(), "{backend:?}: a revoked caregiver reads nothing");
+
+        // The audit trail, newest first, with names.
+        for action in ["document_read", "change_accepted"] {
+            let event = AuditEvent {
+                user: Some(provider.id),
+                session: Some("s9"),
+                action,
+                patient: Some(p1),
+                doc: Some(DocKind::PatientRecord { patient: p1 }.doc_id()),
+                detail: "",
+            };
+            store.audit(&event).await.unwrap();
+        }
+        let trail = store.patient_audit(p1, 10).await.unwrap();
+        assert_eq!(trail.len(), 2, "{backend:?}");
+        assert_eq!(trail[0].action, "change_accepted");
+        assert_eq!(trail[0].user_name.as_deref(), Some("Dr A"));
+        assert_eq!(trail[0].role.as_deref(), Some("provider"));
+        assert!(store.patient_audit(p2, 10).await.unwrap().is_empty());
+
+        store.close().await;
+        db.drop_database().await;
+    }
+}

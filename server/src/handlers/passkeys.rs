@@ -1,0 +1,100 @@
+//! A user's own passkeys: list, add (while signed in), rename, revoke. The
+//! last passkey cannot be revoked. Other users' passkeys are "not found".
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::json::Json as Body;
+use super::session::{FinishRegistration, passkey_name};
+use crate::auth::AuthUser;
+use crate::auth::ceremonies::{self, REGISTER, Started};
+use crate::storage::{PasskeyInfo, PasskeyRevocation};
+use crate::{AppState, Error};
+
+#[derive(Serialize)]
+pub struct PasskeyView {
+    id: Uuid,
+    name: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl From<PasskeyInfo> for PasskeyView {
+    fn from(p: PasskeyInfo) -> Self {
+        Self { id: p.id, name: p.name, created_at: p.created_at, last_used_at: p.last_used_at }
+    }
+}
+
+pub async fn list(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<PasskeyView>>, Error> {
+    Ok(Json(state.store.passkeys(auth.user.id).await?.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Deserialize)]
+pub struct Named {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn register_start(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Body(body): Body<Named>,
+) -> Result<Json<Started>, Error> {
+    let name = passkey_name(body.name.as_deref())?;
+    Ok(Json(ceremonies::start_registration(&state, &auth.user, REGISTER, None, &name).await?))
+}
+
+pub async fn register_finish(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Body(body): Body<FinishRegistration>,
+) -> Result<(StatusCode, Json<PasskeyView>), Error> {
+    let (ceremony, passkey) = ceremonies::verify_registration(&state, &body.ceremony, REGISTER, &body.credential).await?;
+    if ceremony.user != Some(auth.user.id) {
+        return Err(Error::CeremonyExpired);
+    }
+    let name = ceremony.passkey_name.unwrap_or_else(|| "Passkey".into());
+    let id = ceremonies::save_passkey(&state, &auth.user, &name, &passkey).await?;
+    auth.audit(&state, "passkey_added", auth.patient(), &format!("passkey {id}")).await?;
+    let view = state.store.passkeys(auth.user.id).await?.into_iter().find(|p| p.id == id).ok_or(Error::NotFound)?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+fn passkey_id(id: &str) -> Result<Uuid, Error> {
+    id.parse().map_err(|_| Error::NotFound)
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Body(body): Body<Named>,
+) -> Result<StatusCode, Error> {
+    let id = passkey_id(&id)?;
+    if body.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(Error::BadRequest("a passkey name is required".into()));
+    }
+    let name = passkey_name(body.name.as_deref())?;
+    if !state.store.rename_passkey(auth.user.id, id, &name).await? {
+        return Err(Error::NotFound);
+    }
+    auth.audit(&state, "passkey_renamed", auth.patient(), &format!("passkey {id}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<StatusCode, Error> {
+    let id = passkey_id(&id)?;
+    match state.store.revoke_passkey(auth.user.id, id).await? {
+        PasskeyRevocation::Revoked => {
+            auth.audit(&state, "passkey_revoked", auth.patient(), &format!("passkey {id}")).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        PasskeyRevocation::NotFound => Err(Error::NotFound),
+        PasskeyRevocation::LastOne => {
+            Err(Error::Conflict("This is your only passkey. Add another one before removing it.".into()))
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The audit trail: append-only. There is no function to change or delete
+//! an event.
+
+use shared::{DocId, PatientId, UserId};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Store, StoreError, now_ms, parse_id};
+
+/// One thing that happened. `detail` must hold no clinical content (ids,
+/// rule names and passkey names are fine).
+#[derive(Clone, Debug, Default)]
+pub struct AuditEvent<'a> {
+    /// Who did it (None for anonymous attempts).
+    pub user: Option<UserId>,
+    /// The session (device) it came from.
+    pub session: Option<&'a str>,
+    /// What: e.g. `sign_in`, `enrollment`, `passkey_added`, `consent_granted`,
+    /// `document_read`, `change_accepted`.
+    pub action: &'a str,
+    /// Whose record it concerns.
+    pub patient: Option<PatientId>,
+    pub doc: Option<DocId>,
+    pub detail: &'a str,
+}
+
+/// An audit event as a patient sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub user: Option<UserId>,
+    pub user_name: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    pub doc: Option<DocId>,
+    pub detail: String,
+}
+
+impl Store {
+    /// Appends an event to the audit trail.
+    pub async fn audit(&self, event: &AuditEvent<'_>) -> Result<(), StoreError> {
+        self.audit_many(std::slice::from_ref(event)).await
+    }
+
+    /// Appends many events in one transaction (sync records a batch at once).
+    pub async fn audit_many(&self, events: &[AuditEvent<'_>]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for event in events {
+            sqlx::query(
+                "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(now)
+            .bind(event.user.map(|u| u.to_string()))
+            .bind(event.session)
+            .bind(event.action)
+            .bind(event.patient.map(|p| p.to_string()))
+            .bind(event.doc.map(|d| d.to_string()))
+            .bind(event.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events concerning a patient's record, newest first (at most `limit`).
+    pub async fn patient_audit(&self, patient: PatientId, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        sqlx::query(
+            "SELECT a.at, a.user_id, u.display_name, u.role, a.action, a.doc_id, a.detail FROM audit_events a \
+             LEFT JOIN users u ON u.id = a.user_id WHERE a.patient_id = $1 ORDER BY a.at DESC, a.id DESC LIMIT $2",
+        )
+        .bind(patient.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                at: r.get(0),
+                user: r.get::<Option<String>, _>(1).map(|u| parse_id(&u)).transpose()?,
+                user_name: r.get(2),
+                role: r.get(3),
+                action: r.get(4),
+                doc: r.get::<Option<String>, _>(5).map(|d| parse_id(&d)).transpose()?,
+                detail: r.get(6),
+            })
+        })
+        .collect()
+    }
+}

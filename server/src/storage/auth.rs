@@ -1,0 +1,529 @@
+//! Identity: passkeys, WebAuthn ceremony state, enrollment links, sessions,
+//! revoked users, caregivers, clinic listings and read access to documents.
+//!
+//! Secrets never reach this module in the clear: callers pass SHA-256 hashes
+//! of session cookies, enrollment tokens and ceremony ids.
+
+use shared::{ClinicId, PatientId, UserId};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::documents::document_row;
+use super::{DocumentRow, Store, StoreError, UserRecord, UserRole, now_ms, parse_id};
+
+/// A passkey as its owner sees it (no key material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A stored passkey found by its credential id, for sign-in.
+#[derive(Clone, Debug)]
+pub struct StoredPasskey {
+    pub id: Uuid,
+    pub user: UserId,
+    /// webauthn-rs's serialised `Passkey`.
+    pub passkey: String,
+}
+
+/// What revoking a passkey did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasskeyRevocation {
+    Revoked,
+    NotFound,
+    /// The user's only passkey: keeping it keeps the account reachable.
+    LastOne,
+}
+
+/// A WebAuthn ceremony between its start and its finish.
+#[derive(Clone, Debug)]
+pub struct Ceremony {
+    pub id_hash: String,
+    /// `enroll`, `register` or `login`.
+    pub kind: String,
+    pub user: Option<UserId>,
+    pub enrollment_hash: Option<String>,
+    pub passkey_name: Option<String>,
+    /// webauthn-rs's serialised ceremony state.
+    pub state: String,
+    pub expires_at: i64,
+}
+
+/// A live session.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub id: String,
+    pub user: UserId,
+    pub actor_id: String,
+    pub last_seen_at: i64,
+}
+
+/// A caregiver acting for a patient, as the patient sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaregiverInfo {
+    pub id: UserId,
+    pub display_name: String,
+    pub may_message: bool,
+    pub enrolled: bool,
+    pub created_at: i64,
+}
+
+impl Store {
+    // ---- passkeys ----
+
+    pub async fn add_passkey(&self, user: UserId, credential_id: &str, name: &str, passkey: &str) -> Result<Uuid, StoreError> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO passkeys (id, user_id, credential_id, name, passkey, created_at, last_used_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(credential_id)
+        .bind(name)
+        .bind(passkey)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Whether a credential id is registered already (revoked ones included).
+    pub async fn credential_exists(&self, credential_id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM passkeys WHERE credential_id = $1")
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// The user's active passkeys, oldest first.
+    pub async fn passkeys(&self, user: UserId) -> Result<Vec<PasskeyInfo>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, created_at, last_used_at FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PasskeyInfo {
+                id: parse_id(&r.get::<String, _>(0))?,
+                name: r.get(1),
+                created_at: r.get(2),
+                last_used_at: r.get(3),
+            })
+        })
+        .collect()
+    }
+
+    /// The user's active passkeys' serialised credentials (to exclude at registration).
+    pub async fn passkey_credentials(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query("SELECT passkey FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id")
+            .bind(user.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// An active passkey of an active user, by credential id.
+    pub async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<StoredPasskey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.id, p.user_id, p.passkey FROM passkeys p JOIN users u ON u.id = p.user_id \
+             WHERE p.credential_id = $1 AND p.revoked_at IS NULL AND u.revoked_at IS NULL",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredPasskey { id: parse_id(&r.get::<String, _>(0))?, user: parse_id(&r.get::<String, _>(1))?, passkey: r.get(2) })
+        })
+        .transpose()
+    }
+
+    /// Records a sign-in with a passkey, storing its new counter and backup
+    /// state when they changed.
+    pub async fn passkey_used(&self, id: Uuid, updated: Option<&str>) -> Result<(), StoreError> {
+        match updated {
+            Some(passkey) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = $1, passkey = $2 WHERE id = $3")
+                    .bind(now_ms())
+                    .bind(passkey)
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("UPDATE passkeys SET last_used_at = $1 WHERE id = $2")
+                    .bind(now_ms())
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// Renames one of the user's active passkeys; false if they have no such passkey.
+    pub async fn rename_passkey(&self, user: UserId, id: Uuid, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+            .bind(name)
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Revokes one of the user's passkeys, unless it is their last one.
+    pub async fn revoke_passkey(&self, user: UserId, id: Uuid) -> Result<PasskeyRevocation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let active: Vec<String> =
+            sqlx::query("SELECT id FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(user.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        if !active.contains(&id.to_string()) {
+            return Ok(PasskeyRevocation::NotFound);
+        }
+        if active.len() == 1 {
+            return Ok(PasskeyRevocation::LastOne);
+        }
+        // The count is re-checked in the UPDATE so two concurrent revocations
+        // cannot remove the last two passkeys at once.
+        let done = sqlx::query(
+            "UPDATE passkeys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
+             AND (SELECT COUNT(*) FROM passkeys WHERE user_id = $4 AND revoked_at IS NULL) > 1",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(if done.rows_affected() == 1 { PasskeyRevocation::Revoked } else { PasskeyRevocation::LastOne })
+    }
+
+    // ---- ceremonies ----
+
+    /// Stores a ceremony's state (and drops expired ones).
+    pub async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1").bind(now_ms()).execute(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO ceremonies (id_hash, kind, user_id, enrollment_hash, passkey_name, state, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&ceremony.id_hash)
+        .bind(&ceremony.kind)
+        .bind(ceremony.user.map(|u| u.to_string()))
+        .bind(&ceremony.enrollment_hash)
+        .bind(&ceremony.passkey_name)
+        .bind(&ceremony.state)
+        .bind(ceremony.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a ceremony: it is deleted in the same statement, so it can be
+    /// finished at most once. Expired ceremonies are returned too; the caller
+    /// checks `expires_at`.
+    pub async fn take_ceremony(&self, id_hash: &str) -> Result<Option<Ceremony>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM ceremonies WHERE id_hash = $1 \
+             RETURNING id_hash, kind, user_id, enrollment_hash, passkey_name, state, expires_at",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Ceremony {
+                id_hash: r.get(0),
+                kind: r.get(1),
+                user: r.get::<Option<String>, _>(2).map(|u| parse_id(&u)).transpose()?,
+                enrollment_hash: r.get(3),
+                passkey_name: r.get(4),
+                state: r.get(5),
+                expires_at: r.get(6),
+            })
+        })
+        .transpose()
+    }
+
+    /// Moves a ceremony's expiry (tests of expired ceremonies).
+    pub async fn set_ceremony_expiry(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ceremonies SET expires_at = $1 WHERE id_hash = $2")
+            .bind(expires_at)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- enrollment links ----
+
+    pub async fn create_enrollment(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        created_by: Option<UserId>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollments (token_hash, user_id, created_by, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(token_hash)
+        .bind(user.to_string())
+        .bind(created_by.map(|u| u.to_string()))
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user an enrollment link is for, if it is unused, unexpired and
+    /// its user active.
+    pub async fn enrollment_user(&self, token_hash: &str) -> Result<Option<UserId>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.user_id FROM enrollments e JOIN users u ON u.id = e.user_id \
+             WHERE e.token_hash = $1 AND e.used_at IS NULL AND e.expires_at > $2 AND u.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
+    }
+
+    /// Marks an enrollment link used; false if it was used, expired or
+    /// unknown (so of two concurrent uses only one succeeds).
+    pub async fn use_enrollment(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query("UPDATE enrollments SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3")
+            .bind(now)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves an enrollment link's expiry (tests and operators).
+    pub async fn set_enrollment_expiry(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE enrollments SET expires_at = $1 WHERE token_hash = $2")
+            .bind(expires_at)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- sessions ----
+
+    pub async fn create_session(
+        &self,
+        id: &str,
+        token_hash: &str,
+        user: UserId,
+        actor_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, user_id, actor_id, created_at, last_seen_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(id)
+        .bind(token_hash)
+        .bind(user.to_string())
+        .bind(actor_id)
+        .bind(now)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session with this cookie hash: not revoked, not past its
+    /// absolute expiry, seen within `idle_ms`, of an active user.
+    pub async fn session_by_token(&self, token_hash: &str, idle_ms: i64) -> Result<Option<SessionRow>, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT s.id, s.user_id, s.actor_id, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3 \
+             AND u.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .bind(now - idle_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow { id: r.get(0), user: parse_id(&r.get::<String, _>(1))?, actor_id: r.get(2), last_seen_at: r.get(3) })
+        })
+        .transpose()
+    }
+
+    pub async fn touch_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Moves a session's last activity (tests of idle expiry).
+    pub async fn set_session_last_seen(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2").bind(at).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user ("sign out everywhere").
+    pub async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- users, caregivers, clinics ----
+
+    /// Whether a user exists and has not been revoked.
+    pub async fn user_active(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL")
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Revokes a user: they can no longer sign in and their sessions end.
+    pub async fn revoke_user(&self, user: UserId) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The active caregivers of a patient.
+    pub async fn caregivers(&self, patient: PatientId) -> Result<Vec<CaregiverInfo>, StoreError> {
+        sqlx::query(
+            "SELECT u.id, u.display_name, u.may_message, u.created_at, \
+             (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) \
+             FROM users u WHERE u.patient_id = $1 AND u.role = 'caregiver' AND u.revoked_at IS NULL ORDER BY u.id",
+        )
+        .bind(patient.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(CaregiverInfo {
+                id: parse_id(&r.get::<String, _>(0))?,
+                display_name: r.get(1),
+                may_message: r.get::<i64, _>(2) != 0,
+                created_at: r.get(3),
+                enrolled: r.get::<i64, _>(4) > 0,
+            })
+        })
+        .collect()
+    }
+
+    /// Every clinic, by name.
+    pub async fn clinics(&self) -> Result<Vec<(ClinicId, String)>, StoreError> {
+        sqlx::query("SELECT id, name FROM clinics ORDER BY name, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((parse_id(&r.get::<String, _>(0))?, r.get(1))))
+            .collect()
+    }
+
+    pub async fn clinic_by_name(&self, name: &str) -> Result<Option<ClinicId>, StoreError> {
+        let row = sqlx::query("SELECT id FROM clinics WHERE name = $1 ORDER BY id").bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
+    }
+
+    /// Documents `user` may read:
+    /// - patient and caregiver: every document of their patient;
+    /// - provider: for each of their clinics and each patient consenting to
+    ///   it, the patient record, every clinical record of that patient (the
+    ///   record follows the patient across clinics) and the thread with that
+    ///   clinic only;
+    /// - clinic admin: the patient record (demographics) of consenting patients.
+    pub async fn readable_documents(&self, user: &UserRecord) -> Result<Vec<DocumentRow>, StoreError> {
+        if !self.user_active(user.id).await? {
+            return Ok(Vec::new());
+        }
+        let rows = match user.role {
+            UserRole::Patient | UserRole::Caregiver => match user.patient {
+                Some(patient) => {
+                    sqlx::query("SELECT id, kind, patient_id, clinic_id FROM documents WHERE patient_id = $1 ORDER BY id")
+                        .bind(patient.to_string())
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                None => Vec::new(),
+            },
+            UserRole::Provider => {
+                sqlx::query(
+                    "SELECT DISTINCT d.id, d.kind, d.patient_id, d.clinic_id FROM documents d \
+                     JOIN consents c ON c.patient_id = d.patient_id AND c.revoked_at IS NULL \
+                     JOIN memberships m ON m.clinic_id = c.clinic_id AND m.user_id = $1 \
+                     WHERE d.kind IN ('patient_record', 'clinical_record') \
+                     OR (d.kind = 'message_thread' AND d.clinic_id = c.clinic_id) ORDER BY d.id",
+                )
+                .bind(user.id.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            UserRole::Admin => {
+                sqlx::query(
+                    "SELECT DISTINCT d.id, d.kind, d.patient_id, d.clinic_id FROM documents d \
+                     JOIN consents c ON c.patient_id = d.patient_id AND c.revoked_at IS NULL \
+                     JOIN memberships m ON m.clinic_id = c.clinic_id AND m.user_id = $1 \
+                     WHERE d.kind = 'patient_record' ORDER BY d.id",
+                )
+                .bind(user.id.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(document_row).collect()
+    }
+
+    /// The document `doc`, if `user` may read it (the same rules as
+    /// `readable_documents`).
+    pub async fn readable_document(&self, user: &UserRecord, doc: shared::DocId) -> Result<Option<DocumentRow>, StoreError> {
+        Ok(self.readable_documents(user).await?.into_iter().find(|row| row.id == doc))
+    }
+}
