@@ -7,7 +7,7 @@
 //! and is the security boundary. Conflict patches count as writes: a losing
 //! concurrent value is stored even though it is not visible.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use automerge::{Automerge, ChangeHash, ObjId, PatchAction, Prop, ROOT, ReadDoc, Value};
@@ -144,6 +144,8 @@ pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who:
     let after = doc.get_heads();
     let mut created = BTreeSet::new();
     let mut updated = BTreeSet::new();
+    // Reading at old heads is costly; a new entry yields many patches.
+    let mut existed_before: HashMap<(String, String), bool> = HashMap::new();
     for patch in doc.diff(before, &after) {
         let mut path = Vec::with_capacity(patch.path.len() + 1);
         for (_, prop) in &patch.path {
@@ -175,7 +177,9 @@ pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who:
                 if !kind.collections().contains(&collection.as_str()) || id.parse::<EntryId>().is_err() {
                     return deny(Rule::Schema, &path);
                 }
-                let existed = entry_at(doc, collection, id, before).is_some();
+                let existed = *existed_before
+                    .entry((collection.clone(), id.clone()))
+                    .or_insert_with(|| entry_at(doc, collection, id, before).is_some());
                 match (existed, rest) {
                     // A new entry: checked whole, as its type, below.
                     (false, _) if !conflict => {
@@ -196,7 +200,7 @@ pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who:
     for (collection, id) in &created {
         check_created(doc, kind, who, collection, id)?;
     }
-    for (collection, id) in created.iter().chain(&updated) {
+    for (collection, id) in updated.difference(&created) {
         check_still_valid(doc, collection, id)?;
     }
     Ok(())
@@ -428,7 +432,7 @@ fn check_created(doc: &Automerge, kind: &DocKind, who: &Principal, collection: &
                 if entry.status_by.is_some_and(|by| by != who.user) {
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
-                Ok(())
+                status_fields_valid(&entry, &path)
             })
         }
         DocKind::PatientRecord { patient } => {
@@ -466,15 +470,18 @@ fn check_still_valid(doc: &Automerge, collection: &str, id: &str) -> Result<(), 
     match collection {
         "refill_requests" => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
         "messages" => hydrate_entry::<Message>(doc, collection, id).map(drop),
-        _ => with_clinical_entry!(doc, collection, id, |entry| {
-            let reason_given = entry.status_reason.is_some_and(|r| !r.trim().is_empty());
-            if entry.status == "entered-in-error" && !reason_given {
-                return deny(Rule::MissingReason, &path);
-            }
-            if entry.status_by.is_some() != entry.status_at.is_some() {
-                return deny(Rule::Schema, &path);
-            }
-            Ok(())
-        }),
+        _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
     }
+}
+
+/// Entered-in-error needs a reason; who and when come together.
+fn status_fields_valid(entry: &ClinicalFields<'_>, path: &[String]) -> Result<(), Denial> {
+    let reason_given = entry.status_reason.is_some_and(|r| !r.trim().is_empty());
+    if entry.status == "entered-in-error" && !reason_given {
+        return deny(Rule::MissingReason, path);
+    }
+    if entry.status_by.is_some() != entry.status_at.is_some() {
+        return deny(Rule::Schema, path);
+    }
+    Ok(())
 }

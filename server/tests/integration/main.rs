@@ -6,6 +6,7 @@ mod auth;
 mod authenticator;
 mod client;
 mod demo;
+mod durability;
 mod http;
 mod storage;
 mod sync;
