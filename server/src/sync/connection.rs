@@ -6,7 +6,7 @@
 //! relayed. A catch-up of many documents therefore costs a few transactions,
 //! not one per document.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
@@ -15,7 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id};
-use shared::{DocId, DocKind, Principal, check_change};
+use shared::{Denial, DocId, DocKind, Principal, check_change};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
@@ -241,8 +241,8 @@ impl Connection {
             }
         }
         // Locked in DocId order (BTreeMap), so connections never deadlock.
-        let mut locked: Vec<(DocId, Locked, Option<Automerge>)> = Vec::new();
-        let mut chunks = Vec::new();
+        let mut locked: Vec<(DocId, Locked)> = Vec::new();
+        let mut jobs = Vec::new();
         for (id, Incoming { kind, messages }) in incoming {
             let mut guard = hub.lock(id).await?;
             let Some(canonical) = guard.as_mut() else {
@@ -255,21 +255,26 @@ impl Connection {
                 for message in messages {
                     canonical.doc.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
                 }
-                locked.push((id, guard, None));
-                continue;
+            } else {
+                jobs.push(Job { id, kind, fork: canonical.doc.clone(), state: std::mem::take(state), messages });
             }
-            let before = canonical.doc.get_heads();
-            let mut fork = canonical.doc.clone();
-            for message in messages {
-                fork.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
-            }
-            match self.validate(&fork, &before, &kind).await? {
+            locked.push((id, guard));
+        }
+        let mut chunks = Vec::new();
+        let mut forks = HashMap::new();
+        for checked in check_in_parallel(jobs, &self.principal).await {
+            let id = checked.id;
+            let verdict = checked.verdict.ok_or_else(|| corrupt(id))?;
+            self.states.insert(id, checked.state);
+            let verdict = match self.check_actors(&checked.actors).await? {
+                Ok(()) => verdict.map_err(|denial| (denial.rule.code(), denial.to_string())),
+                Err(forged) => Err(forged),
+            };
+            match verdict {
                 Ok(()) => {
-                    if fork.get_heads() != before {
-                        chunks.push((id, fork.save_after(&before)));
-                        locked.push((id, guard, Some(fork)));
-                    } else {
-                        locked.push((id, guard, None));
+                    if let Some(chunk) = checked.chunk {
+                        chunks.push((id, chunk));
+                        forks.insert(id, checked.fork);
                     }
                 }
                 Err((rule, message)) => {
@@ -291,9 +296,9 @@ impl Connection {
         let chunk_ids = hub.store().append_changes(&chunks).await?;
         let mut committed = chunks.iter().zip(chunk_ids);
         let mut changed = Vec::new();
-        for (id, mut guard, fork) in locked {
+        for (id, mut guard) in locked {
             let canonical = guard.as_mut().expect("locked documents exist");
-            if let Some(fork) = fork {
+            if let Some(fork) = forks.remove(&id) {
                 canonical.doc = fork;
                 let ((_, bytes), chunk) = committed.next().expect("one chunk per changed document");
                 hub.committed(id, canonical, chunk, bytes.len()).await?;
@@ -314,23 +319,16 @@ impl Connection {
         Ok(outgoing)
     }
 
-    /// The write rules: every change is signed by one of the sender's own
-    /// actor ids, and the diff passes the shared write policy.
-    async fn validate(
-        &mut self,
-        fork: &Automerge,
-        before: &[automerge::ChangeHash],
-        kind: &DocKind,
-    ) -> Result<Result<(), (&'static str, String)>, Close> {
-        for change in fork.get_changes(before) {
-            let actor = change.actor_id().to_hex_string();
-            if self.own_actors.contains(&actor) {
+    /// Every change must be signed by one of the sender's own actor ids. An
+    /// actor id seen for the first time is bound to its sender; one bound to
+    /// someone else is a forgery.
+    async fn check_actors(&mut self, actors: &BTreeSet<String>) -> Result<Result<(), (&'static str, String)>, Close> {
+        for actor in actors {
+            if self.own_actors.contains(actor) {
                 continue;
             }
-            // An actor id seen for the first time is bound to its sender;
-            // one bound to someone else is a forgery.
-            if self.state.store.bind_actor(&actor, self.user.id).await? {
-                self.own_actors.insert(actor);
+            if self.state.store.bind_actor(actor, self.user.id).await? {
+                self.own_actors.insert(actor.clone());
             } else {
                 return Ok(Err((
                     "forged-actor",
@@ -338,7 +336,7 @@ impl Connection {
                 )));
             }
         }
-        Ok(check_change(fork, before, kind, &self.principal).map_err(|denial| (denial.rule.code(), denial.to_string())))
+        Ok(Ok(()))
     }
 
     /// Sends this connection what it lacks of documents changed elsewhere.
@@ -384,6 +382,62 @@ impl Connection {
             document_id: encode_doc_id(id),
         }
     }
+}
+
+/// The CPU-bound part of accepting a document's incoming changes.
+struct Job {
+    id: DocId,
+    kind: DocKind,
+    /// A copy of the canonical document the changes are applied to.
+    fork: Automerge,
+    state: sync::State,
+    messages: Vec<sync::Message>,
+}
+
+struct Checked {
+    id: DocId,
+    fork: Automerge,
+    state: sync::State,
+    /// `None` when the sync messages were corrupt.
+    verdict: Option<Result<(), Denial>>,
+    /// Actor ids of the new changes.
+    actors: BTreeSet<String>,
+    /// The new changes as one storage chunk, if there are any and they are allowed.
+    chunk: Option<Vec<u8>>,
+}
+
+impl Job {
+    fn run(mut self, who: &Principal) -> Checked {
+        let before = self.fork.get_heads();
+        let mut applied = true;
+        for message in self.messages {
+            applied &= self.fork.receive_sync_message(&mut self.state, message).is_ok();
+        }
+        let verdict = applied.then(|| check_change(&self.fork, &before, &self.kind, who));
+        let changes = self.fork.get_changes(&before);
+        let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
+        let chunk = (matches!(verdict, Some(Ok(()))) && !changes.is_empty()).then(|| self.fork.save_after(&before));
+        Checked { id: self.id, fork: self.fork, state: self.state, verdict, actors, chunk }
+    }
+}
+
+/// Applies and checks documents' changes on all cores: merging and checking
+/// is most of the cost of a catch-up.
+async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_worker = jobs.len().div_ceil(workers).max(1);
+    let mut jobs = jobs.into_iter().peekable();
+    let mut tasks = Vec::new();
+    while jobs.peek().is_some() {
+        let part: Vec<Job> = jobs.by_ref().take(per_worker).collect();
+        let who = who.clone();
+        tasks.push(tokio::task::spawn_blocking(move || part.into_iter().map(|job| job.run(&who)).collect::<Vec<_>>()));
+    }
+    let mut checked = Vec::new();
+    for task in tasks {
+        checked.extend(task.await.expect("validation task does not panic"));
+    }
+    checked
 }
 
 /// What `user` may read, by id; everything else answers like a missing document.
