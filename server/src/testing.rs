@@ -66,6 +66,7 @@ impl TestDatabase {
 pub struct TestServer {
     pub base_url: String,
     pub store: Store,
+    pub hub: std::sync::Arc<crate::sync::Hub>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -85,6 +86,7 @@ impl TestServer {
         let server_store = store.clone();
         let mut state = crate::state(&config, server_store, port).expect("server state");
         state.test_identities = true;
+        let hub = state.hub.clone();
         let task = tokio::spawn(async move {
             crate::serve(state, listener, async {
                 let _ = stopped.await;
@@ -92,7 +94,7 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Self { base_url: format!("http://localhost:{port}"), store, stop: Some(stop), task: Some(task) }
+        Self { base_url: format!("http://localhost:{port}"), store, hub, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn stop(mut self) {

@@ -93,6 +93,18 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
     let outcome = loop {
         let result = tokio::select! {
+            // Access changes first: once consent is revoked, nothing more of
+            // that record goes out, not even a change already queued.
+            biased;
+            _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
+            changed = changes.recv() => match changed {
+                Ok(id) => conn.push(&hub, &[id]).await,
+                Err(RecvError::Lagged(_)) => {
+                    let all: Vec<DocId> = conn.states.keys().copied().collect();
+                    conn.push(&hub, &all).await
+                }
+                Err(RecvError::Closed) => break None,
+            },
             frame = stream.next() => {
                 let Some(frame) = frame else { break None };
                 let mut batch = vec![frame];
@@ -104,15 +116,6 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                 }
                 conn.handle_batch(&hub, batch).await
             }
-            changed = changes.recv() => match changed {
-                Ok(id) => conn.push(&hub, &[id]).await,
-                Err(RecvError::Lagged(_)) => {
-                    let all: Vec<DocId> = conn.states.keys().copied().collect();
-                    conn.push(&hub, &all).await
-                }
-                Err(RecvError::Closed) => break None,
-            },
-            _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
         };
         match result {
             Ok(outgoing) => {

@@ -386,3 +386,36 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
         f.stop().await;
     }
 }
+
+#[tokio::test]
+async fn revoking_consent_stops_a_clinics_sync_at_once() {
+    let f = Fixture::new(server::storage::Backend::Sqlite).await;
+    let maria = f.user("Maria").patient.unwrap();
+    let okafor = f.user("Okafor").clone();
+    let riverside = okafor.clinics[0];
+    let northgate = f.user("Brandt").clinics[0];
+    let northgate_record = DocKind::ClinicalRecord { patient: maria, clinic: northgate }.doc_id();
+    let mut provider = f.replica(&okafor, &[northgate_record]).await;
+    assert!(!provider.take_received().changed.is_empty(), "Riverside reads Northgate's record while Maria consents");
+
+    f.app.store.revoke_consent(maria, riverside).await.unwrap();
+    f.app.hub.access_changed();
+    // A change by the other clinic is not pushed to Riverside any more, and
+    // asking for the record now answers like a missing document.
+    let mut brandt = f.replica(f.user("Brandt"), &[northgate_record]).await;
+    let brandt_user = f.user("Brandt").clone();
+    edit(&mut brandt, northgate_record, |tx| record::add(tx, EntryId::mint(), &observation(northgate, &brandt_user, 7.0)).unwrap());
+    brandt.flush_local().await.unwrap();
+    brandt.sync_all(TIMEOUT).await.unwrap();
+    let mut client = SyncClient::new("riverside-again");
+    client.insert(northgate_record, Automerge::new());
+    let mut again = Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client).await.unwrap();
+    again.sync_until(TIMEOUT, |_, r| !r.unavailable.is_empty()).await.unwrap();
+    // The still-open connection got nothing new either.
+    let _ = provider.sync_until(Duration::from_millis(300), |_, _| false).await;
+    assert!(provider.take_received().changed.is_empty(), "a revoked clinic received an update");
+    provider.close().await;
+    brandt.close().await;
+    again.close().await;
+    f.stop().await;
+}
