@@ -267,10 +267,8 @@ impl Seeder<'_> {
     ) -> Result<(), Error> {
         let id = self.store.create_document(&kind).await?;
         let stored = self.store.load_document(id).await?.ok_or(Error::NotFound)?;
-        let mut doc = AutoCommit::new();
-        for chunk in &stored.chunks {
-            doc.load_incremental(chunk).map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
-        }
+        let mut doc = AutoCommit::load(&stored.to_automerge()?.save())
+            .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
         let before = doc.get_heads();
         // One actor per user and document: a server-side "device" of the demo user.
         let actor = ActorId::random();
@@ -370,6 +368,34 @@ fn message(author: &DemoUser, side: Side, at: DateTime<Utc>, body: &str) -> Mess
         body: body.into(),
         read_at: None,
         read_by: None,
+    }
+}
+
+/// A plain glucose result, for benchmarks and tests that need many entries.
+pub fn glucose_result(clinic: ClinicId, recorder: UserId, recorder_name: &str, value: f64) -> Observation {
+    let test = catalog::lab_test("2345-7").expect("glucose in catalog");
+    Observation {
+        report: None,
+        loinc: test.loinc.into(),
+        display: test.display.into(),
+        value_quantity: Some(value),
+        value_string: None,
+        unit: Some(test.unit.into()),
+        reference_low: test.low,
+        reference_high: test.high,
+        effective: "2026-11-25T08:00:00Z".into(),
+        status: ResultStatus::Final,
+        replaces: None,
+        provenance: Provenance {
+            clinic,
+            clinic_name: "Clinic".into(),
+            recorder,
+            recorder_name: recorder_name.into(),
+            recorded: "2026-11-25T09:00:00Z".into(),
+        },
+        status_reason: None,
+        status_by: None,
+        status_at: None,
     }
 }
 

@@ -15,8 +15,8 @@ use serde_json::json;
 use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
 use server::storage::{NewUser, Store, UserRole};
-use shared::schema::{DocKind, Observation, Provenance};
-use shared::status::ResultStatus;
+use server::demo::glucose_result;
+use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, EntryId, PatientId, UserId, record};
 use tokio::net::TcpListener;
@@ -93,32 +93,6 @@ impl BenchDb {
     }
 }
 
-fn observation(clinic: ClinicId, recorder: UserId, n: usize) -> Observation {
-    Observation {
-        report: None,
-        loinc: "2345-7".into(),
-        display: "Glucose [Mass/volume] in Serum or Plasma".into(),
-        value_quantity: Some(80.0 + n as f64),
-        value_string: None,
-        unit: Some("mg/dL".into()),
-        reference_low: Some(70.0),
-        reference_high: Some(99.0),
-        effective: "2026-11-25T08:00:00Z".into(),
-        status: ResultStatus::Final,
-        replaces: None,
-        provenance: Provenance {
-            clinic,
-            clinic_name: "Bench Clinic".into(),
-            recorder,
-            recorder_name: "Dr. Bench".into(),
-            recorded: "2026-11-25T09:00:00Z".into(),
-        },
-        status_reason: None,
-        status_by: None,
-        status_at: None,
-    }
-}
-
 async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
     let db = BenchDb::new(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
@@ -170,7 +144,7 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
         doc.set_actor(actor.clone());
         for n in 0..changes {
             let mut tx = doc.transaction();
-            record::add(&mut tx, EntryId::mint(), &observation(clinic, provider, n)).expect("add result");
+            record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
             tx.commit();
         }
         floor_input.push(doc.clone());

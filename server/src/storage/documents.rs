@@ -24,6 +24,15 @@ pub struct StoredDocument {
 }
 
 impl StoredDocument {
+    /// The document these bytes hold.
+    pub fn to_automerge(&self) -> Result<automerge::Automerge, StoreError> {
+        let mut doc = automerge::Automerge::new();
+        for chunk in &self.chunks {
+            doc.load_incremental(chunk).map_err(|e| StoreError::Corrupt(format!("a stored document does not load: {e}")))?;
+        }
+        Ok(doc)
+    }
+
     /// Whether the incremental chunks have outgrown the snapshot, so that
     /// folding them into a new snapshot keeps loading proportional to size.
     pub fn wants_compaction(&self) -> bool {

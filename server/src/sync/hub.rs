@@ -59,12 +59,8 @@ impl Hub {
         let mut guard = slot.lock_owned().await;
         if guard.is_none() {
             if let Some(stored) = self.store.load_document(id).await? {
-                let mut doc = Automerge::new();
-                for chunk in &stored.chunks {
-                    doc.load_incremental(chunk).map_err(|e| StoreError::Corrupt(format!("document {id}: {e}")))?;
-                }
                 *guard = Some(Canonical {
-                    doc,
+                    doc: stored.to_automerge()?,
                     last_chunk: stored.last_chunk,
                     snapshot_bytes: stored.snapshot_bytes,
                     incremental_bytes: stored.incremental_bytes,

@@ -1,6 +1,5 @@
 //! The demo data set seeds once, passes the write policy, and has history.
 
-use automerge::AutoCommit;
 use server::demo;
 use server::storage::UserRole;
 use server::testing::TestDatabase;
@@ -24,10 +23,7 @@ async fn demo_data_seeds_once_with_years_of_history() {
         let mut prescriptions = 0;
         for row in docs {
             let stored = store.load_document(row.id).await.unwrap().unwrap();
-            let mut doc = AutoCommit::new();
-            for chunk in &stored.chunks {
-                doc.load_incremental(chunk).unwrap();
-            }
+            let doc = stored.to_automerge().unwrap();
             if let DocKind::ClinicalRecord { .. } = row.kind {
                 let record: ClinicalRecord = autosurgeon::hydrate(&doc).unwrap();
                 observations += record.observations.len();

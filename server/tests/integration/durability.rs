@@ -9,8 +9,7 @@ use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
 use server::storage::{NewUser, Store, UserRole};
 use server::testing::TestDatabase;
-use shared::schema::{DocKind, Observation, Provenance};
-use shared::status::ResultStatus;
+use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
 
@@ -50,12 +49,7 @@ fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
 }
 
 async fn stored_heads(store: &Store, id: DocId) -> Vec<ChangeHash> {
-    let stored = store.load_document(id).await.unwrap().unwrap();
-    let mut doc = automerge::Automerge::new();
-    for chunk in &stored.chunks {
-        doc.load_incremental(chunk).unwrap();
-    }
-    sorted(doc.get_heads())
+    sorted(store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads())
 }
 
 #[tokio::test]
@@ -99,29 +93,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation = Observation {
-                    report: None,
-                    loinc: "2345-7".into(),
-                    display: "Glucose".into(),
-                    value_quantity: Some(n as f64),
-                    value_string: None,
-                    unit: Some("mg/dL".into()),
-                    reference_low: None,
-                    reference_high: None,
-                    effective: "2026-11-25T08:00:00Z".into(),
-                    status: ResultStatus::Final,
-                    replaces: None,
-                    provenance: Provenance {
-                        clinic,
-                        clinic_name: "Clinic".into(),
-                        recorder: provider,
-                        recorder_name: "Dr. P".into(),
-                        recorded: "2026-11-25T09:00:00Z".into(),
-                    },
-                    status_reason: None,
-                    status_by: None,
-                    status_at: None,
-                };
+                let observation = server::demo::glucose_result(clinic, provider, "Dr. P", n as f64);
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();

@@ -11,11 +11,7 @@ use crate::BACKENDS;
 
 async fn load(store: &Store, kind: &DocKind) -> AutoCommit {
     let stored = store.load_document(kind.doc_id()).await.unwrap().expect("document exists");
-    let mut doc = AutoCommit::new();
-    for chunk in &stored.chunks {
-        doc.load_incremental(chunk).unwrap();
-    }
-    doc
+    AutoCommit::load(&stored.to_automerge().unwrap().save()).unwrap()
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::Store;
 use server::testing::{TestDatabase, TestServer};
-use shared::schema::{ClinicalRecord, DocKind, Message, Observation, Provenance};
-use shared::status::{ResultStatus, Side};
+use shared::schema::{ClinicalRecord, DocKind, Message, Observation};
+use shared::status::Side;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, record};
 
@@ -72,29 +72,7 @@ fn maria_docs(f: &Fixture) -> (DocKind, DocKind, DocKind) {
 }
 
 fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation {
-    Observation {
-        report: None,
-        loinc: "2345-7".into(),
-        display: "Glucose".into(),
-        value_quantity: Some(value),
-        value_string: None,
-        unit: Some("mg/dL".into()),
-        reference_low: Some(70.0),
-        reference_high: Some(99.0),
-        effective: "2026-11-25T08:00:00Z".into(),
-        status: ResultStatus::Final,
-        replaces: None,
-        provenance: Provenance {
-            clinic,
-            clinic_name: "Clinic".into(),
-            recorder: recorder.id,
-            recorder_name: recorder.name.into(),
-            recorded: "2026-11-25T09:00:00Z".into(),
-        },
-        status_reason: None,
-        status_by: None,
-        status_at: None,
-    }
+    demo::glucose_result(clinic, recorder.id, recorder.name, value)
 }
 
 fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
@@ -105,12 +83,7 @@ fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transac
 }
 
 async fn stored_heads(store: &Store, id: DocId) -> Vec<automerge::ChangeHash> {
-    let stored = store.load_document(id).await.unwrap().unwrap();
-    let mut doc = Automerge::new();
-    for chunk in &stored.chunks {
-        doc.load_incremental(chunk).unwrap();
-    }
-    let mut heads = doc.get_heads();
+    let mut heads = store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
     heads.sort();
     heads
 }
@@ -358,11 +331,7 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
         let mut client = SyncClient::new("clinic-laptop");
         let actor = ActorId::random();
         for id in &ids {
-            let mut doc = Automerge::new();
-            let stored = f.app.store.load_document(*id).await.unwrap().unwrap();
-            for chunk in &stored.chunks {
-                doc.load_incremental(chunk).unwrap();
-            }
+            let mut doc = f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
             doc.set_actor(actor.clone());
             for n in 0..5 {
                 let mut tx = doc.transaction();
