@@ -1,8 +1,18 @@
 //! Browser flows against a real server on a free port with its own database.
+//! These need neither the sync endpoint nor sign-in: they check the shell,
+//! the service worker, and opening local replicas from IndexedDB offline.
 
-use e2e::{Browser, app_dist, wait_for_text};
+use std::time::Duration;
+
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::network::{EmulateNetworkConditionsParams, EnableParams};
+use e2e::{Browser, app_dist, screenshot, wait_for_text};
 use server::storage::Backend;
 use server::testing::{TestDatabase, TestServer};
+use shared::record;
+use shared::schema::{DocKind, Observation, Provenance};
+use shared::status::ResultStatus;
+use shared::{ClinicId, EntryId, PatientId, UserId};
 
 #[tokio::test]
 async fn the_demo_app_renders_in_chromium() {
@@ -13,6 +23,129 @@ async fn the_demo_app_renders_in_chromium() {
     let page = browser.open(&format!("{}/", app.base_url)).await;
     wait_for_text(&page, "h1", "Patient portal").await;
     wait_for_text(&page, ".sync-status", "Online").await;
+    wait_for_text(&page, "button", "Sign in with a passkey").await;
     browser.close().await;
     app.stop().await;
+}
+
+/// Resolves once the service worker controls the page (it claims clients on
+/// activation), i.e. the shell is cached.
+async fn wait_for_service_worker(page: &Page) {
+    let script = "navigator.serviceWorker.ready.then(() => new Promise((resolve) => {
+        if (navigator.serviceWorker.controller) return resolve(true);
+        navigator.serviceWorker.addEventListener('controllerchange', () => resolve(true));
+    }))";
+    let controlled = tokio::time::timeout(Duration::from_secs(20), page.evaluate(script)).await;
+    match controlled {
+        Ok(Ok(result)) => assert_eq!(result.into_value::<bool>().ok(), Some(true)),
+        _ => {
+            let shot = screenshot(page, "service worker").await;
+            panic!("the service worker did not take control within 20 s; screenshot at {}", shot.display());
+        }
+    }
+}
+
+/// Cuts the page off the network and stops the server, then reloads.
+async fn reload_offline(page: &Page, app: TestServer) {
+    page.execute(EnableParams::default()).await.expect("network domain");
+    page.execute(EmulateNetworkConditionsParams::new(true, 0.0, -1.0, -1.0)).await.expect("go offline");
+    let _ = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+    page.reload().await.expect("reload");
+}
+
+#[tokio::test]
+async fn the_service_worker_opens_the_app_without_a_network() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestServer::start(&db, app_dist()).await;
+    let browser = Browser::launch().await;
+    let page = browser.open(&format!("{}/", app.base_url)).await;
+    wait_for_text(&page, "button", "Sign in with a passkey").await;
+    wait_for_service_worker(&page).await;
+    reload_offline(&page, app).await;
+    wait_for_text(&page, "h1", "Patient portal").await;
+    wait_for_text(&page, ".sync-status", "Offline").await;
+    wait_for_text(&page, ".signin", "Signing in needs the network").await;
+    browser.close().await;
+}
+
+/// A record synced earlier (here written straight into IndexedDB) opens with
+/// the network off: results with units, ranges and flags, and the trend chart.
+#[tokio::test]
+async fn records_stored_on_the_device_open_offline() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestServer::start(&db, app_dist()).await;
+    let browser = Browser::launch().await;
+    let page = browser.open(&format!("{}/", app.base_url)).await;
+    wait_for_text(&page, "button", "Sign in with a passkey").await;
+    wait_for_service_worker(&page).await;
+
+    let (patient, clinic, user) = (PatientId::mint(), ClinicId::mint(), UserId::mint());
+    let kind = DocKind::ClinicalRecord { patient, clinic };
+    let mut doc = kind.genesis();
+    let mut tx = doc.transaction();
+    for (effective, value) in [("2025-01-10T09:00:00Z", 6.1), ("2025-06-10T09:00:00Z", 7.2)] {
+        let observation = Observation {
+            report: None,
+            loinc: "4548-4".into(),
+            display: "Hemoglobin A1c/Hemoglobin.total in Blood".into(),
+            value_quantity: Some(value),
+            value_string: None,
+            unit: Some("%".into()),
+            reference_low: Some(4.0),
+            reference_high: Some(5.6),
+            effective: effective.into(),
+            status: ResultStatus::Final,
+            replaces: None,
+            provenance: Provenance {
+                clinic,
+                clinic_name: "Riverside Family Practice".into(),
+                recorder: user,
+                recorder_name: "Dr. Amara Okafor".into(),
+                recorded: effective.into(),
+            },
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        };
+        record::add(&mut tx, EntryId::mint(), &observation).expect("add result");
+    }
+    tx.commit();
+    let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
+    let me = serde_json::json!({
+        "user_id": UserId::mint(), "display_name": "Maria Santos", "role": "patient",
+        "patient_id": patient, "clinics": [], "actor_id": "0123456789abcdef0123456789abcdef",
+    });
+    let documents = serde_json::json!([{ "id": kind.doc_id(), "kind": "clinical_record", "patient": patient, "clinic": clinic }]);
+    let script = format!(
+        "(async () => {{
+            const db = await new Promise((resolve, reject) => {{
+                const r = indexedDB.open('patient-portal', 1);
+                r.onupgradeneeded = () => {{ for (const s of ['docs', 'kv']) if (!r.result.objectStoreNames.contains(s)) r.result.createObjectStore(s); }};
+                r.onsuccess = () => resolve(r.result);
+                r.onerror = () => reject(r.error);
+            }});
+            const tx = db.transaction(['docs', 'kv'], 'readwrite');
+            tx.objectStore('kv').put({me}, 'me');
+            tx.objectStore('kv').put({documents}, 'documents');
+            tx.objectStore('docs').put(new Uint8Array([{bytes}]), {id});
+            await new Promise((resolve, reject) => {{ tx.oncomplete = resolve; tx.onerror = reject; }});
+            db.close();
+            return true;
+        }})()",
+        me = serde_json::to_string(&me.to_string()).unwrap(),
+        documents = serde_json::to_string(&documents.to_string()).unwrap(),
+        bytes = bytes.join(","),
+        id = serde_json::to_string(&kind.doc_id().to_string()).unwrap(),
+    );
+    let stored: bool = page.evaluate(script).await.expect("seed IndexedDB").into_value().expect("bool");
+    assert!(stored);
+
+    reload_offline(&page, app).await;
+    wait_for_text(&page, ".sync-status", "Offline").await;
+    wait_for_text(&page, "main", "Hemoglobin A1c/Hemoglobin.total in Blood").await;
+    let results = wait_for_text(&page, "main table", "7.2 %").await;
+    assert!(results.contains("High"), "the out-of-range value is flagged: {results}");
+    assert!(results.contains("4–5.6"), "the reference range is shown: {results}");
+    wait_for_text(&page, ".trend figcaption", "2025-01-10").await;
+    browser.close().await;
 }
