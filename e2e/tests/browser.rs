@@ -28,21 +28,25 @@ async fn the_demo_app_renders_in_chromium() {
     app.stop().await;
 }
 
-/// Resolves once the service worker controls the page (it claims clients on
+/// Waits until the service worker controls the page (it claims clients on
 /// activation), i.e. the shell is cached.
 async fn wait_for_service_worker(page: &Page) {
-    let script = "navigator.serviceWorker.ready.then(() => new Promise((resolve) => {
-        if (navigator.serviceWorker.controller) return resolve(true);
-        navigator.serviceWorker.addEventListener('controllerchange', () => resolve(true));
-    }))";
-    let controlled = tokio::time::timeout(Duration::from_secs(20), page.evaluate(script)).await;
-    match controlled {
-        Ok(Ok(result)) => assert_eq!(result.into_value::<bool>().ok(), Some(true)),
-        _ => {
-            let shot = screenshot(page, "service worker").await;
-            panic!("the service worker did not take control within 20 s; screenshot at {}", shot.display());
+    let probe = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({
+        registered: !!r, installing: !!(r && r.installing), waiting: !!(r && r.waiting),
+        active: !!(r && r.active), controlled: !!navigator.serviceWorker.controller }))";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut state = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(5), page.evaluate(probe)).await {
+            state = result.into_value::<String>().unwrap_or_default();
+            if state.contains("\"controlled\":true") {
+                return;
+            }
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let shot = screenshot(page, "service worker").await;
+    panic!("the service worker did not take control within 60 s ({state}); screenshot at {}", shot.display());
 }
 
 /// Cuts the page off the network and stops the server, then reloads.
@@ -58,7 +62,7 @@ async fn the_service_worker_opens_the_app_without_a_network() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let app = TestServer::start(&db, app_dist()).await;
     let browser = Browser::launch().await;
-    let page = browser.open(&format!("{}/", app.base_url)).await;
+    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
     wait_for_text(&page, "button", "Sign in with a passkey").await;
     wait_for_service_worker(&page).await;
     reload_offline(&page, app).await;
@@ -75,7 +79,7 @@ async fn records_stored_on_the_device_open_offline() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let app = TestServer::start(&db, app_dist()).await;
     let browser = Browser::launch().await;
-    let page = browser.open(&format!("{}/", app.base_url)).await;
+    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
     wait_for_text(&page, "button", "Sign in with a passkey").await;
     wait_for_service_worker(&page).await;
 
