@@ -368,7 +368,6 @@ fn prescription_card(
     let record = data.record.as_ref().map(|r| &r.1);
     let left = logic::refills_left(&id, &rx, record);
     let entry: EntryId = id.parse().expect("entry ids are UUIDs");
-    let patient_doc_synced = data.record.as_ref().is_some_and(|r| store::is_synced(r.0));
     let requests: Vec<(String, RefillRequest)> = record
         .map(|r| r.refill_requests.iter().filter(|(_, q)| q.prescription == entry).map(|(k, q)| (k.clone(), q.clone())).collect())
         .unwrap_or_default();
@@ -379,7 +378,8 @@ fn prescription_card(
     let request_rows = requests
         .into_iter()
         .map(|(rid, q)| {
-            let state = refill_state(&q, patient_doc_synced);
+            let sent = data.record.as_ref().is_some_and(|r| store::entry_confirmed(r.0, "refill_requests", &rid));
+            let state = refill_state(&q, sent);
             let can_decide = editable && q.status == RefillStatus::Requested && q.clinic == clinic;
             let rid_entry: EntryId = rid.parse().expect("entry ids are UUIDs");
             let conflict = data.record.as_ref().map(|r| {
@@ -550,14 +550,13 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         threads
             .into_iter()
             .map(|(doc, clinic, thread)| {
-                let synced = store::is_synced(doc);
                 let name = store::clinic_name(clinic, Some(&data));
                 let items = thread
                     .in_order()
                     .into_iter()
-                    .map(|(_, m)| {
+                    .map(|(mid, m)| {
                         let mine = m.side == my_side;
-                        let state = mine.then(|| message_state(m, synced));
+                        let state = mine.then(|| message_state(m, store::entry_confirmed(doc, "messages", mid)));
                         view! {
                             <li class=if mine { "msg mine" } else { "msg theirs" }>
                                 <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{ActorId, Automerge, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc, ROOT};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::policy::{Principal, Role};
@@ -30,6 +30,9 @@ pub struct Core {
     pub principal: Option<Principal>,
     actor: Option<ActorId>,
     pub db: Option<IdbDatabase>,
+    /// Per document, the heads the server last confirmed holding (kept
+    /// across reloads): what lies beyond them is waiting to be sent.
+    confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
 }
 
 thread_local! {
@@ -40,6 +43,7 @@ thread_local! {
         principal: None,
         actor: None,
         db: None,
+        confirmed: BTreeMap::new(),
     });
     static UI: Cell<Option<Ui>> = const { Cell::new(None) };
 }
@@ -105,9 +109,80 @@ pub fn now() -> String {
 
 pub fn bump() {
     let ui = ui();
-    let progress = with_core(|c| c.client.progress());
-    ui.progress.set(progress);
+    ui.progress.set(progress());
     ui.version.update(|v| *v += 1);
+}
+
+/// Sync progress. Documents synced and total come from the sync client;
+/// changes waiting are counted against the heads the server last confirmed,
+/// so they stay right while offline and across reloads (the client's own
+/// count starts afresh with every connection).
+pub fn progress() -> Progress {
+    with_core(|core| {
+        let mut progress = core.client.progress();
+        progress.pending_changes = core
+            .client
+            .ids()
+            .filter(|id| !core.client.is_synced(*id))
+            .map(|id| {
+                let doc = core.client.doc(id).expect("tracked");
+                match core.confirmed.get(&id) {
+                    Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => doc.get_changes(heads).len(),
+                    // Never confirmed: count this session's own changes.
+                    _ => core.actor.as_ref().map_or(0, |a| doc.get_changes(&[]).iter().filter(|c| c.actor_id() == a).count()),
+                }
+            })
+            .sum();
+        progress
+    })
+}
+
+/// Records the heads of every document the server has confirmed.
+pub fn note_confirmed() {
+    let changed = with_core_mut(|core| {
+        let mut changed = false;
+        let ids: Vec<DocId> = core.client.ids().filter(|id| core.client.is_synced(*id)).collect();
+        for id in ids {
+            let heads = core.client.doc(id).expect("tracked").get_heads();
+            if core.confirmed.get(&id) != Some(&heads) {
+                core.confirmed.insert(id, heads);
+                changed = true;
+            }
+        }
+        changed.then(|| confirmed_json(core))
+    });
+    if let Some(json) = changed {
+        save_kv("confirmed", &json);
+    }
+}
+
+fn confirmed_json(core: &Core) -> String {
+    let map: BTreeMap<String, Vec<String>> =
+        core.confirmed.iter().map(|(id, heads)| (id.to_string(), heads.iter().map(|h| h.to_string()).collect())).collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
+    let map: BTreeMap<String, Vec<String>> = serde_json::from_str(json).unwrap_or_default();
+    map.into_iter()
+        .filter_map(|(id, heads)| Some((id.parse().ok()?, heads.iter().map(|h| h.parse().ok()).collect::<Option<Vec<_>>>()?)))
+        .collect()
+}
+
+/// Whether the server holds this entry: its document is synced, or the
+/// entry was already in the document when the server last confirmed it.
+pub fn entry_confirmed(doc: DocId, collection: &str, entry: &str) -> bool {
+    with_core(|core| {
+        if core.client.is_synced(doc) {
+            return true;
+        }
+        let (Some(heads), Some(d)) = (core.confirmed.get(&doc), core.client.doc(doc)) else { return false };
+        if !heads.iter().all(|h| d.get_change_by_hash(h).is_some()) {
+            return false;
+        }
+        let Some((_, coll)) = d.get_at(ROOT, collection, heads).ok().flatten() else { return false };
+        d.get_at(&coll, entry, heads).ok().flatten().is_some()
+    })
 }
 
 fn principal_of(me: &Me) -> Option<Principal> {
@@ -169,6 +244,8 @@ pub async fn start() {
         cached_docs = idb::get_kv(db, "documents").await.ok().flatten().and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
+        let confirmed = idb::get_kv(db, "confirmed").await.ok().flatten().map(|j| parse_confirmed(&j)).unwrap_or_default();
+        with_core_mut(|core| core.confirmed = confirmed);
         if cached_me.is_some() {
             let stored: BTreeMap<String, Vec<u8>> = idb::all_docs(db).await.unwrap_or_default().into_iter().collect();
             with_core_mut(|core| {
@@ -271,6 +348,7 @@ async fn forget_local() {
         core.me = None;
         core.principal = None;
         core.actor = None;
+        core.confirmed.clear();
         core.db.clone()
     });
     if let Some(db) = db {
@@ -392,9 +470,6 @@ pub fn field_values(doc: DocId, collection: &str, entry: &str, field: &str) -> V
     })
 }
 
-pub fn is_synced(doc: DocId) -> bool {
-    with_core(|c| c.client.is_synced(doc))
-}
 
 /// A clinic's name, from the user's clinics, consents or any entry's provenance.
 pub fn clinic_name(clinic: ClinicId, data: Option<&PatientData>) -> String {

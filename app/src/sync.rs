@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 use crate::api::{self, ApiError};
-use crate::store::{self, ui, with_core, with_core_mut};
+use crate::store::{self, ui, with_core_mut};
 
 struct Connection {
     socket: WebSocket,
@@ -218,7 +218,8 @@ fn receive(frame: &[u8]) {
     for id in received.changed.iter().chain(&fresh) {
         store::persist(*id);
     }
-    let progress = with_core(|c| c.client.progress());
+    store::note_confirmed();
+    let progress = store::progress();
     if progress.total > 0 && progress.synced == progress.total && progress.pending_changes == 0 {
         store::record_synced();
     }
