@@ -410,3 +410,4 @@ mod tests {
         assert!(parse_value("").is_err());
     }
 }
+

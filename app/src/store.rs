@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::policy::{Principal, Role};
 use shared::record::RecordError;
-use shared::schema::{ClinicalRecord, MessageThread, PatientRecord};
+use shared::schema::{ClinicalRecord, Demographics, MessageThread, PatientRecord};
 use shared::sync::{Progress, SyncClient};
 use shared::{ClinicId, DocId, DocKind, PatientId};
 use web_sys::IdbDatabase;
@@ -427,6 +427,31 @@ fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
     autosurgeon::hydrate(doc).ok()
 }
 
+/// A patient record, tolerating demographics that were never filled in (the
+/// genesis change creates an empty map, which autosurgeon will not hydrate
+/// into `Option` fields).
+fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
+    doc.get(ROOT, "kind").ok().flatten()?;
+    let refill_requests = autosurgeon::hydrate_prop(doc, ROOT, "refill_requests").ok()?;
+    let mut demographics = Demographics::default();
+    if let Some((_, obj)) = doc.get(ROOT, "demographics").ok().flatten() {
+        let field = |key: &str| -> Option<String> {
+            match doc.get(&obj, key).ok().flatten()? {
+                (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+                _ => None,
+            }
+        };
+        demographics = Demographics {
+            family: field("family"),
+            given: field("given"),
+            birth_date: field("birth_date"),
+            phone: field("phone"),
+            email: field("email"),
+        };
+    }
+    Some(PatientRecord { demographics, refill_requests })
+}
+
 pub fn patient_data(patient: PatientId) -> PatientData {
     with_core(|core| {
         let mut data = PatientData::default();
@@ -441,7 +466,7 @@ pub fn patient_data(patient: PatientId) -> PatientData {
                         data.clinical.push((*id, clinic, r));
                     }
                 }
-                DocKind::PatientRecord { .. } => data.record = hydrate(doc).map(|r| (*id, r)),
+                DocKind::PatientRecord { .. } => data.record = hydrate_patient_record(doc).map(|r| (*id, r)),
                 DocKind::MessageThread { clinic, .. } => {
                     if let Some(t) = hydrate(doc) {
                         data.threads.push((*id, clinic, t));

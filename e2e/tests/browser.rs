@@ -10,8 +10,8 @@ use e2e::{Browser, app_dist, screenshot, wait_for_text};
 use server::storage::Backend;
 use server::testing::{TestDatabase, TestServer};
 use shared::record;
-use shared::schema::{DocKind, Observation, Provenance};
-use shared::status::ResultStatus;
+use shared::schema::{DocKind, Message, Observation, Prescription, Provenance};
+use shared::status::{PrescriptionStatus, ResultStatus, Side};
 use shared::{ClinicId, EntryId, PatientId, UserId};
 
 #[tokio::test]
@@ -72,6 +72,148 @@ async fn the_service_worker_opens_the_app_without_a_network() {
     browser.close().await;
 }
 
+/// Writes what an earlier sync would have left in IndexedDB: the /api/me
+/// answer, the document list and each document's saved bytes.
+async fn seed_device(page: &Page, me: &serde_json::Value, docs: &[(DocKind, automerge::Automerge)]) {
+    let list: Vec<serde_json::Value> = docs
+        .iter()
+        .map(|(kind, _)| {
+            serde_json::json!({ "id": kind.doc_id(), "kind": kind.name(), "patient": kind.patient(), "clinic": kind.clinic() })
+        })
+        .collect();
+    let puts: String = docs
+        .iter()
+        .map(|(kind, doc)| {
+            let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
+            format!("tx.objectStore('docs').put(new Uint8Array([{}]), '{}');", bytes.join(","), kind.doc_id())
+        })
+        .collect();
+    let script = format!(
+        "(async () => {{
+            const db = await new Promise((resolve, reject) => {{
+                const r = indexedDB.open('patient-portal', 1);
+                r.onupgradeneeded = () => {{ for (const s of ['docs', 'kv']) if (!r.result.objectStoreNames.contains(s)) r.result.createObjectStore(s); }};
+                r.onsuccess = () => resolve(r.result);
+                r.onerror = () => reject(r.error);
+            }});
+            const tx = db.transaction(['docs', 'kv'], 'readwrite');
+            tx.objectStore('kv').put({me}, 'me');
+            tx.objectStore('kv').put({list}, 'documents');
+            {puts}
+            await new Promise((resolve, reject) => {{ tx.oncomplete = resolve; tx.onerror = reject; }});
+            db.close();
+            return true;
+        }})()",
+        me = serde_json::to_string(&me.to_string()).unwrap(),
+        list = serde_json::to_string(&serde_json::Value::Array(list).to_string()).unwrap(),
+    );
+    let stored: bool = page.evaluate(script).await.expect("seed IndexedDB").into_value().expect("bool");
+    assert!(stored);
+}
+
+fn provenance(clinic: ClinicId, recorder: UserId, at: &str) -> Provenance {
+    Provenance {
+        clinic,
+        clinic_name: "Riverside Family Practice".into(),
+        recorder,
+        recorder_name: "Dr. Amara Okafor".into(),
+        recorded: at.into(),
+    }
+}
+
+/// Clicks the first element matching `selector` whose text contains `text`.
+async fn click(page: &Page, selector: &str, text: &str) {
+    wait_for_text(page, selector, text).await;
+    let script = format!(
+        "(() => {{ const el = [...document.querySelectorAll({selector:?})].find((e) => e.textContent.includes({text:?})); el.click(); return true; }})()"
+    );
+    page.evaluate(script).await.expect("click");
+}
+
+/// Types into a text field the way the app sees typing (an input event).
+async fn type_into(page: &Page, selector: &str, value: &str) {
+    let script = format!(
+        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event('input', {{ bubbles: true }})); return true; }})()"
+    );
+    page.evaluate(script).await.expect("type");
+}
+
+/// Offline work: a refill request and a message are kept on the device,
+/// shown as waiting to be sent, and survive a reload without a network.
+#[tokio::test]
+async fn requests_and_messages_written_offline_are_kept() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestServer::start(&db, app_dist()).await;
+    let browser = Browser::launch().await;
+    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
+    wait_for_text(&page, "button", "Sign in with a passkey").await;
+    wait_for_service_worker(&page).await;
+
+    let (patient, clinic, doctor, me_id) = (PatientId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());
+    let clinical = DocKind::ClinicalRecord { patient, clinic };
+    let mut clinical_doc = clinical.genesis();
+    let mut tx = clinical_doc.transaction();
+    let rx = Prescription {
+        rxnorm: "861007".into(),
+        display: "metformin hydrochloride 500 MG Oral Tablet".into(),
+        dosage: "1 tablet by mouth twice daily with meals".into(),
+        quantity: 60,
+        refills_allowed: 2,
+        authored: "2025-03-01T10:00:00Z".into(),
+        status: PrescriptionStatus::Active,
+        provenance: provenance(clinic, doctor, "2025-03-01T10:00:00Z"),
+        status_reason: None,
+        status_by: None,
+        status_at: None,
+    };
+    record::add(&mut tx, EntryId::mint(), &rx).expect("prescription");
+    tx.commit();
+    let patient_kind = DocKind::PatientRecord { patient };
+    let patient_doc = patient_kind.genesis();
+    let thread = DocKind::MessageThread { patient, clinic };
+    let mut thread_doc = thread.genesis();
+    let mut tx = thread_doc.transaction();
+    let hello = Message {
+        author: doctor,
+        author_name: "Dr. Amara Okafor".into(),
+        side: Side::Clinic,
+        sent_at: "2025-03-02T08:00:00Z".into(),
+        body: "Your results are in; all looks stable.".into(),
+        read_at: None,
+        read_by: None,
+    };
+    record::add(&mut tx, EntryId::mint(), &hello).expect("message");
+    tx.commit();
+    let me = serde_json::json!({
+        "user_id": me_id, "display_name": "Maria Santos", "role": "patient",
+        "patient_id": patient, "clinics": [], "actor_id": "0123456789abcdef0123456789abcdef",
+    });
+    seed_device(&page, &me, &[(clinical, clinical_doc), (patient_kind, patient_doc), (thread, thread_doc)]).await;
+
+    reload_offline(&page, app).await;
+    wait_for_text(&page, ".sync-status", "Offline").await;
+    click(&page, "nav button", "Medications").await;
+    wait_for_text(&page, "article.med", "2 of 2").await;
+    click(&page, "article.med button", "Request a refill").await;
+    wait_for_text(&page, "article.med", "requested, waiting to be sent").await;
+    wait_for_text(&page, ".sync-status", "1 change waiting to be sent").await;
+
+    click(&page, "nav button", "Messages").await;
+    wait_for_text(&page, ".thread", "all looks stable").await;
+    type_into(&page, "textarea", "Thank you! Should I keep the same dose?").await;
+    click(&page, ".compose button", "Send").await;
+    wait_for_text(&page, ".msg.mine", "Sent, waiting for the network").await;
+
+    // Everything survives a reload without a network.
+    page.reload().await.expect("reload");
+    wait_for_text(&page, ".sync-status", "Offline").await;
+    click(&page, "nav button", "Messages").await;
+    wait_for_text(&page, ".msg.mine", "Should I keep the same dose?").await;
+    click(&page, "nav button", "Medications").await;
+    wait_for_text(&page, "article.med", "requested, waiting to be sent").await;
+    browser.close().await;
+}
+
 /// A record synced earlier (here written straight into IndexedDB) opens with
 /// the network off: results with units, ranges and flags, and the trend chart.
 #[tokio::test]
@@ -114,35 +256,11 @@ async fn records_stored_on_the_device_open_offline() {
         record::add(&mut tx, EntryId::mint(), &observation).expect("add result");
     }
     tx.commit();
-    let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
     let me = serde_json::json!({
         "user_id": UserId::mint(), "display_name": "Maria Santos", "role": "patient",
         "patient_id": patient, "clinics": [], "actor_id": "0123456789abcdef0123456789abcdef",
     });
-    let documents = serde_json::json!([{ "id": kind.doc_id(), "kind": "clinical_record", "patient": patient, "clinic": clinic }]);
-    let script = format!(
-        "(async () => {{
-            const db = await new Promise((resolve, reject) => {{
-                const r = indexedDB.open('patient-portal', 1);
-                r.onupgradeneeded = () => {{ for (const s of ['docs', 'kv']) if (!r.result.objectStoreNames.contains(s)) r.result.createObjectStore(s); }};
-                r.onsuccess = () => resolve(r.result);
-                r.onerror = () => reject(r.error);
-            }});
-            const tx = db.transaction(['docs', 'kv'], 'readwrite');
-            tx.objectStore('kv').put({me}, 'me');
-            tx.objectStore('kv').put({documents}, 'documents');
-            tx.objectStore('docs').put(new Uint8Array([{bytes}]), {id});
-            await new Promise((resolve, reject) => {{ tx.oncomplete = resolve; tx.onerror = reject; }});
-            db.close();
-            return true;
-        }})()",
-        me = serde_json::to_string(&me.to_string()).unwrap(),
-        documents = serde_json::to_string(&documents.to_string()).unwrap(),
-        bytes = bytes.join(","),
-        id = serde_json::to_string(&kind.doc_id().to_string()).unwrap(),
-    );
-    let stored: bool = page.evaluate(script).await.expect("seed IndexedDB").into_value().expect("bool");
-    assert!(stored);
+    seed_device(&page, &me, &[(kind, doc)]).await;
 
     reload_offline(&page, app).await;
     wait_for_text(&page, ".sync-status", "Offline").await;
