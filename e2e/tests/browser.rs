@@ -10,8 +10,8 @@ use e2e::{Browser, app_dist, screenshot, wait_for_text};
 use server::storage::Backend;
 use server::testing::{TestDatabase, TestServer};
 use shared::record;
-use shared::schema::{DocKind, Message, Observation, Prescription, Provenance};
-use shared::status::{PrescriptionStatus, ResultStatus, Side};
+use shared::schema::{Allergy, Demographics, DocKind, Message, Observation, Prescription, Provenance};
+use shared::status::{AllergyStatus, PrescriptionStatus, ResultStatus, Severity, Side};
 use shared::{ClinicId, EntryId, PatientId, UserId};
 
 #[tokio::test]
@@ -130,8 +130,22 @@ async fn click(page: &Page, selector: &str, text: &str) {
     page.evaluate(script).await.expect("click");
 }
 
+/// Waits until `selector` matches an element (form fields have no text).
+async fn wait_for_element(page: &Page, selector: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        if page.find_element(selector).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shot = screenshot(page, selector).await;
+    panic!("no `{selector}` within 15 s; screenshot at {}", shot.display());
+}
+
 /// Types into a text field the way the app sees typing (an input event).
 async fn type_into(page: &Page, selector: &str, value: &str) {
+    wait_for_element(page, selector).await;
     let script = format!(
         "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event('input', {{ bubbles: true }})); return true; }})()"
     );
@@ -269,5 +283,97 @@ async fn records_stored_on_the_device_open_offline() {
     assert!(results.contains("High"), "the out-of-range value is flagged: {results}");
     assert!(results.contains("4–5.6"), "the reference range is shown: {results}");
     wait_for_text(&page, ".trend figcaption", "2025-01-10").await;
+    browser.close().await;
+}
+
+/// Sets a `<select>` the way a person picking an option does.
+async fn choose(page: &Page, selector: &str, value: &str) {
+    wait_for_element(page, selector).await;
+    let script = format!(
+        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event('change', {{ bubbles: true }})); return true; }})()"
+    );
+    page.evaluate(script).await.expect("choose");
+}
+
+/// Clinic staff, offline: find a patient, get the allergy warning from
+/// another clinic's record when prescribing, and record a lab result with
+/// its unit and range filled in from the catalog.
+#[tokio::test]
+async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestServer::start(&db, app_dist()).await;
+    let browser = Browser::launch().await;
+    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
+    wait_for_text(&page, "button", "Sign in with a passkey").await;
+    wait_for_service_worker(&page).await;
+
+    let (patient, ours, theirs, doctor, other) =
+        (PatientId::mint(), ClinicId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());
+    let own_record = DocKind::ClinicalRecord { patient, clinic: ours };
+    let own_doc = own_record.genesis();
+    let other_record = DocKind::ClinicalRecord { patient, clinic: theirs };
+    let mut other_doc = other_record.genesis();
+    let mut tx = other_doc.transaction();
+    let allergy = Allergy {
+        substance_code: "70618".into(),
+        substance: "Penicillin".into(),
+        reaction: "hives".into(),
+        severity: Severity::Moderate,
+        status: AllergyStatus::Active,
+        provenance: Provenance { clinic_name: "Northgate Clinic".into(), ..provenance(theirs, other, "2024-05-01T10:00:00Z") },
+        status_reason: None,
+        status_by: None,
+        status_at: None,
+    };
+    record::add(&mut tx, EntryId::mint(), &allergy).expect("allergy");
+    tx.commit();
+    let patient_kind = DocKind::PatientRecord { patient };
+    let mut patient_doc = patient_kind.genesis();
+    let mut tx = patient_doc.transaction();
+    let demographics = Demographics {
+        family: Some("Santos".into()),
+        given: Some("Maria".into()),
+        birth_date: Some("1980-04-02".into()),
+        phone: None,
+        email: None,
+    };
+    record::set_demographics(&mut tx, &demographics).expect("demographics");
+    tx.commit();
+    let me = serde_json::json!({
+        "user_id": doctor, "display_name": "Dr. Amara Okafor", "role": "provider", "patient_id": null,
+        "clinics": [{ "id": ours, "name": "Riverside Family Practice" }], "actor_id": "fedcba9876543210fedcba9876543210",
+    });
+    seed_device(&page, &me, &[(own_record, own_doc), (other_record, other_doc), (patient_kind, patient_doc)]).await;
+
+    reload_offline(&page, app).await;
+    wait_for_text(&page, ".sync-status", "Offline").await;
+    type_into(&page, "#patient-search", "santos 1980").await;
+    click(&page, "button.patient", "Maria Santos").await;
+    click(&page, "nav button", "Record & prescribe").await;
+
+    choose(&page, "#rx-med", "308191").await;
+    wait_for_text(&page, ".allergy-warning", "Penicillin (hives, moderate) recorded by Northgate Clinic").await;
+    click(&page, "button", "Prescribe").await;
+    wait_for_text(&page, ".error", "confirm you have reviewed it").await;
+    click(&page, ".allergy-warning label", "I have reviewed").await;
+    click(&page, "form button", "Prescribe").await;
+    wait_for_text(&page, ".ok", "Prescribed amoxicillin 500 MG Oral Capsule").await;
+
+    choose(&page, "#lab-test", "4548-4").await;
+    let unit: String = page.evaluate("document.querySelector('#lab-unit').value").await.unwrap().into_value().unwrap();
+    assert_eq!(unit, "%");
+    type_into(&page, "#lab-value", "seven").await;
+    click(&page, "button", "Save result").await;
+    wait_for_text(&page, ".error", "must be a number").await;
+    type_into(&page, "#lab-value", "7.9").await;
+    click(&page, "button", "Save result").await;
+    wait_for_text(&page, ".ok", "Saved").await;
+
+    click(&page, "nav button", "Results").await;
+    let results = wait_for_text(&page, "main table", "7.9 %").await;
+    assert!(results.contains("High"), "{results}");
+    click(&page, "nav button", "Medications").await;
+    wait_for_text(&page, "article.med", "amoxicillin").await;
+    wait_for_text(&page, ".sync-status", "2 changes waiting to be sent").await;
     browser.close().await;
 }
