@@ -243,6 +243,7 @@ async fn records_stored_on_the_device_open_offline() {
     let kind = DocKind::ClinicalRecord { patient, clinic };
     let mut doc = kind.genesis();
     let mut tx = doc.transaction();
+    let mut ids = Vec::new();
     for (effective, value) in [("2025-01-10T09:00:00Z", 6.1), ("2025-06-10T09:00:00Z", 7.2)] {
         let observation = Observation {
             report: None,
@@ -267,9 +268,26 @@ async fn records_stored_on_the_device_open_offline() {
             status_by: None,
             status_at: None,
         };
-        record::add(&mut tx, EntryId::mint(), &observation).expect("add result");
+        let id = EntryId::mint();
+        record::add(&mut tx, id, &observation).expect("add result");
+        ids.push(id);
     }
     tx.commit();
+    // Two devices of the clinic change the first result's status at the same
+    // time: both values are shown for review.
+    {
+        let id = ids[0];
+        let mut one = doc.fork().with_actor(automerge::ActorId::random());
+        let mut two = doc.fork().with_actor(automerge::ActorId::random());
+        let mut tx = one.transaction();
+        record::change_status::<Observation, _>(&mut tx, id, "entered-in-error", "wrong patient", user, "2025-07-01T09:00:00Z").unwrap();
+        tx.commit();
+        let mut tx = two.transaction();
+        record::change_status::<Observation, _>(&mut tx, id, "amended", "recalibrated", user, "2025-07-01T09:01:00Z").unwrap();
+        tx.commit();
+        doc.merge(&mut one).unwrap();
+        doc.merge(&mut two).unwrap();
+    }
     let me = serde_json::json!({
         "user_id": UserId::mint(), "display_name": "Maria Santos", "role": "patient",
         "patient_id": patient, "clinics": [], "actor_id": "0123456789abcdef0123456789abcdef",
@@ -283,6 +301,8 @@ async fn records_stored_on_the_device_open_offline() {
     assert!(results.contains("High"), "the out-of-range value is flagged: {results}");
     assert!(results.contains("4–5.6"), "the reference range is shown: {results}");
     wait_for_text(&page, ".trend figcaption", "2025-01-10").await;
+    let conflict = wait_for_text(&page, ".conflict", "both values are kept for review").await;
+    assert!(conflict.contains("entered-in-error") && conflict.contains("amended"), "{conflict}");
     browser.close().await;
 }
 
