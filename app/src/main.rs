@@ -1,30 +1,305 @@
 //! The portal's web app. Architecture invariant: only this crate touches
 //! web-sys and browser storage.
+//!
+//! Navigation is in-memory state (`Page`): no patient id or name ever
+//! appears in the URL. The only URL the app reads is an enrollment link
+//! (`/enroll#<token>`), which it removes from the address bar at once.
 
+mod account;
+mod api;
+mod idb;
+mod logic;
+mod patient;
+mod staff;
 mod status;
+mod store;
+mod sync;
+mod webauthn;
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::PatientId;
+
+use crate::store::ui;
 
 fn main() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Results,
+    Medications,
+    Messages,
+    Health,
+    /// Staff only: record results and prescribe.
+    Write,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Record(Tab),
+    Account,
+    Patients,
+    Chart(PatientId, Tab),
+}
+
+fn register_service_worker() {
+    let Some(window) = web_sys::window() else { return };
+    let navigator = window.navigator();
+    if js_sys::Reflect::has(&navigator, &"serviceWorker".into()).unwrap_or(false) {
+        let _ = navigator.service_worker().register("/sw.js");
+    }
+}
+
+/// An enrollment token from `/enroll#<token>`, removed from the address bar.
+fn take_enrollment_token() -> Option<String> {
+    let window = web_sys::window()?;
+    let location = window.location();
+    if location.pathname().ok()? != "/enroll" {
+        return None;
+    }
+    let token = location.hash().ok()?.trim_start_matches('#').to_owned();
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some("/"));
+    }
+    (!token.is_empty()).then_some(token)
+}
+
 #[component]
 fn App() -> impl IntoView {
+    let ui = store::init_ui();
+    let page = RwSignal::new(Page::Record(Tab::Results));
+    let enrollment = RwSignal::new(take_enrollment_token());
+    register_service_worker();
+    sync::watch_network();
+    spawn_local(store::start());
+    // Staff start on their patient list.
+    Effect::new(move |_| {
+        if ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff())) && matches!(page.get_untracked(), Page::Record(_)) {
+            page.set(Page::Patients);
+        }
+    });
+    // Move focus to the new page's content for keyboard and screen reader users.
+    Effect::new(move |prev: Option<()>| {
+        page.track();
+        if prev.is_some() {
+            if let Some(main) = document().get_element_by_id("main") {
+                let _ = wasm_bindgen::JsCast::unchecked_ref::<web_sys::HtmlElement>(&main).focus();
+            }
+        }
+    });
     view! {
+        <a class="skip" href="#main">"Skip to content"</a>
         <header class="topbar">
             <h1>"Patient portal"</h1>
             <status::SyncStatus/>
         </header>
-        <main id="main">
-            <section class="card">
-                <h2>"Your health record, with you offline"</h2>
-                <p>
-                    "Results, prescriptions and messages from every clinic you visit, "
-                    "readable and writable without a network."
-                </p>
-            </section>
+        <Show when=move || ui.me.with(Option::is_some)>
+            <Nav page/>
+        </Show>
+        {move || ui.banner.get().map(|text| view! {
+            <div class="banner" role="alert">
+                <p>{text}</p>
+                <button type="button" class="secondary" on:click=move |_| ui.banner.set(None)>"Dismiss"</button>
+            </div>
+        })}
+        {move || (ui.session_expired.get() && ui.me.with(Option::is_some)).then(|| view! {
+            <div class="banner" role="alert">
+                {move || if ui.online.get() {
+                    view! {
+                        <p>"Your session has ended. Your changes are kept on this device; sign in again to send them."</p>
+                        <SignIn/>
+                    }.into_any()
+                } else {
+                    view! { <p>"Your session has ended. Keep working: your changes stay on this device until you sign in again online."</p> }.into_any()
+                }}
+            </div>
+        })}
+        <main id="main" tabindex="-1">
+            {move || {
+                if let Some(token) = enrollment.get() {
+                    return view! { <Enroll token done=enrollment/> }.into_any();
+                }
+                if !ui.started.get() {
+                    return view! { <p class="muted">"Opening your record…"</p> }.into_any();
+                }
+                match ui.me.get() {
+                    None => view! {
+                        <section class="card">
+                            <h2>"Your health record, with you offline"</h2>
+                            <p>"Results, prescriptions and messages from every clinic you visit, readable and writable without a network."</p>
+                            <SignIn/>
+                        </section>
+                    }.into_any(),
+                    Some(me) => content(page, me).into_any(),
+                }
+            }}
         </main>
+    }
+}
+
+fn content(page: RwSignal<Page>, me: api::Me) -> impl IntoView {
+    let staff_clinic = move |patient| staff::clinic_for(&me, patient);
+    move || match page.get() {
+        Page::Account => view! { <account::Account/> }.into_any(),
+        Page::Patients => view! { <staff::PatientList page/> }.into_any(),
+        Page::Chart(patient, tab) => {
+            let clinic = staff_clinic(patient);
+            let name = store::patient_data(patient).record.map(|r| {
+                let d = r.1.demographics;
+                format!(
+                    "{} {}{}",
+                    d.given.unwrap_or_default(),
+                    d.family.unwrap_or_default(),
+                    d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default()
+                )
+            });
+            view! {
+                <div class="chart-head">
+                    <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
+                    <h2>{name.unwrap_or_else(|| "Patient".into())}</h2>
+                </div>
+                <Tabs page patient=Some(patient) tab/>
+                {record_tab(patient, tab, clinic)}
+            }
+            .into_any()
+        }
+        Page::Record(tab) => match ui().me.get_untracked().and_then(|m| m.patient_id) {
+            Some(patient) => record_tab(patient, tab, None).into_any(),
+            None => view! { <p class="muted">"This account has no record of its own."</p> }.into_any(),
+        },
+    }
+}
+
+fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> impl IntoView {
+    match tab {
+        Tab::Results => view! { <patient::Results patient staff/> }.into_any(),
+        Tab::Medications => view! { <patient::Medications patient staff/> }.into_any(),
+        Tab::Messages => view! { <patient::Messages patient staff/> }.into_any(),
+        Tab::Health => view! { <patient::Health patient staff/> }.into_any(),
+        Tab::Write => match staff {
+            Some(clinic) => view! {
+                <staff::RecordResult patient clinic/>
+                <staff::Prescribe patient clinic/>
+            }
+            .into_any(),
+            None => view! { <p class="muted">"Only clinic staff record results and prescriptions."</p> }.into_any(),
+        },
+    }
+}
+
+const TABS: [(Tab, &str); 4] =
+    [(Tab::Results, "Results"), (Tab::Medications, "Medications"), (Tab::Messages, "Messages"), (Tab::Health, "Allergies & visits")];
+
+/// The tabs of a staff member's open chart.
+#[component]
+fn Tabs(page: RwSignal<Page>, patient: Option<PatientId>, tab: Tab) -> impl IntoView {
+    let patient = patient.expect("chart tabs need a patient");
+    let all = TABS.iter().copied().chain([(Tab::Write, "Record & prescribe")]);
+    view! {
+        <nav class="tabs" aria-label="Chart sections">
+            {all.map(|(t, label)| view! {
+                <button type="button" aria-current=(t == tab).then_some("page") on:click=move |_| page.set(Page::Chart(patient, t))>{label}</button>
+            }).collect_view()}
+        </nav>
+    }
+}
+
+#[component]
+fn Nav(page: RwSignal<Page>) -> impl IntoView {
+    let ui = ui();
+    let item = move |target: Page, label: &'static str| {
+        let current = move || {
+            let p = page.get();
+            (p == target || matches!((p, target), (Page::Chart(..), Page::Patients))).then_some("page")
+        };
+        view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}</button> }
+    };
+    view! {
+        <nav class="tabs main-nav" aria-label="Main">
+            {move || {
+                let staff = ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()));
+                if staff {
+                    view! { {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
+                } else {
+                    view! {
+                        {TABS.iter().map(|(t, label)| item(Page::Record(*t), label)).collect_view()}
+                        {item(Page::Account, "Account")}
+                    }
+                    .into_any()
+                }
+            }}
+        </nav>
+    }
+}
+
+#[component]
+fn SignIn() -> impl IntoView {
+    let ui = ui();
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let sign_in = move |_| {
+        busy.set(true);
+        spawn_local(async move {
+            let result = async {
+                let options = api::login_start().await.map_err(|e| e.to_string())?;
+                let credential = webauthn::get_assertion(&options).await?;
+                api::login_finish(&credential).await.map_err(|e| e.to_string())
+            };
+            match result.await {
+                Ok(_) => {
+                    error.set(None);
+                    ui.session_expired.set(false);
+                    store::refresh().await;
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="signin">
+            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !ui.online.get()>
+                "Sign in with a passkey"
+            </button>
+            {move || (!ui.online.get()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </div>
+    }
+}
+
+#[component]
+fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
+    let ui = ui();
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let enroll = move |_| {
+        let token = token.clone();
+        busy.set(true);
+        spawn_local(async move {
+            let result = async {
+                let options = api::enroll_start(&token).await.map_err(|e| e.to_string())?;
+                let credential = webauthn::create_credential(&options).await?;
+                api::enroll_finish(&credential).await.map_err(|e| e.to_string())
+            };
+            match result.await {
+                Ok(_) => {
+                    done.set(None);
+                    store::refresh().await;
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Create your passkey"</h2>
+            <p>"Your clinic invited you to the portal. A passkey signs you in with this device's screen lock: no password."</p>
+            <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online.get()>"Create a passkey"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
     }
 }

@@ -1,28 +1,68 @@
-//! The sync status shown on every page.
+//! The sync status shown on every page: network, connection, changes waiting
+//! to be sent, last full sync, and a progress bar during catch-up.
 
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen::closure::Closure;
 
-/// Online or offline, from the browser's own view of the network.
+use crate::logic;
+use crate::store::ui;
+
 #[component]
 pub fn SyncStatus() -> impl IntoView {
-    let online = RwSignal::new(navigator_online());
-    for (event, value) in [("online", true), ("offline", false)] {
-        let callback = Closure::<dyn Fn()>::new(move || online.set(value));
-        window()
-            .add_event_listener_with_callback(event, callback.as_ref().unchecked_ref())
-            .expect("event listener");
-        // The listener lives as long as the page.
-        callback.forget();
-    }
+    let ui = ui();
+    let line = move || {
+        let progress = ui.progress.get();
+        let mut parts = vec![if !ui.online.get() {
+            "Offline: changes are kept on this device".to_owned()
+        } else if ui.connected.get() {
+            "Online".to_owned()
+        } else if ui.me.with(Option::is_some) {
+            "Online, connecting…".to_owned()
+        } else {
+            "Online".to_owned()
+        }];
+        if progress.pending_changes > 0 {
+            let n = progress.pending_changes;
+            parts.push(format!("{n} change{} waiting to be sent", if n == 1 { "" } else { "s" }));
+        }
+        if let Some(at) = ui.last_synced.get() {
+            parts.push(format!("last synced {}", logic::date_time(&local_time(&at))));
+        }
+        parts.join(" · ")
+    };
+    let catching_up = move || {
+        let p = ui.progress.get();
+        ui.connected.get() && p.total > 0 && p.synced < p.total
+    };
     view! {
-        <p class="sync-status" role="status" aria-live="polite">
-            {move || if online.get() { "Online" } else { "Offline: changes are kept on this device" }}
-        </p>
+        <div class="sync">
+            <p class="sync-status" role="status" aria-live="polite" class:offline=move || !ui.online.get()>{line}</p>
+            <Show when=catching_up>
+                {move || {
+                    let p = ui.progress.get();
+                    view! {
+                        <label class="progress">
+                            {format!("Syncing records: {} of {}", p.synced, p.total)}
+                            <progress max=p.total value=p.synced></progress>
+                        </label>
+                    }
+                }}
+            </Show>
+        </div>
     }
 }
 
-fn navigator_online() -> bool {
-    window().navigator().on_line()
+/// An RFC 3339 UTC time in the browser's local time zone, as `YYYY-MM-DDTHH:MM`.
+fn local_time(utc: &str) -> String {
+    let date = js_sys::Date::new(&utc.into());
+    if date.get_time().is_nan() {
+        return utc.to_owned();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        date.get_full_year(),
+        date.get_month() + 1,
+        date.get_date(),
+        date.get_hours(),
+        date.get_minutes()
+    )
 }

@@ -56,6 +56,26 @@ impl Browser {
         page
     }
 
+    /// Opens `url` in a page whose service workers start on their own.
+    /// chromiumoxide auto-attaches to new targets paused ("wait for
+    /// debugger") and its resume of a service worker can race with its
+    /// detach, leaving the worker stuck in "starting"; turning the pause off
+    /// for this page avoids that.
+    pub async fn open_with_service_workers(&self, url: &str) -> Page {
+        use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
+        let page = self.open("about:blank").await;
+        let attach = SetAutoAttachParams::builder()
+            .auto_attach(true)
+            .wait_for_debugger_on_start(false)
+            .flatten(true)
+            .build()
+            .expect("auto-attach params");
+        page.execute(attach).await.expect("auto-attach without pausing");
+        page.goto(url).await.expect("open page");
+        page.wait_for_navigation().await.expect("navigation");
+        page
+    }
+
     pub async fn close(mut self) {
         let _ = self.browser.close().await;
         let _ = self.browser.wait().await;

@@ -102,11 +102,7 @@ impl Replica {
 
     /// Syncs until the server has confirmed every document.
     pub async fn sync_all(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        self.sync_until(timeout, |c, _| {
-            let p = c.progress();
-            p.synced == p.total
-        })
-        .await
+        self.sync_until(timeout, |c, _| c.synced_count() == c.ids().count()).await
     }
 
     pub fn take_received(&mut self) -> Received {

@@ -105,7 +105,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
         wait_healthy(port).await;
         let mut replica = Replica::connect(&url, &headers, client).await.unwrap();
         // Kill the server as soon as the first acknowledgements arrive.
-        replica.sync_until(Duration::from_secs(60), |c, _| c.progress().synced > 0).await.unwrap();
+        replica.sync_until(Duration::from_secs(60), |c, _| c.synced_count() > 0).await.unwrap();
         portal.kill().unwrap();
         portal.wait().unwrap();
         let acknowledged: HashMap<DocId, Vec<ChangeHash>> = kinds

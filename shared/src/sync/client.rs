@@ -44,6 +44,8 @@ pub struct Progress {
     pub total: usize,
     /// Documents whose heads the server has confirmed it holds.
     pub synced: usize,
+    /// Local changes the server has not yet confirmed.
+    pub pending_changes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,17 +155,22 @@ impl SyncClient {
         self.docs.get_mut(&id)?.message(id, &peer, &server)
     }
 
+    /// Documents confirmed, and changes waiting. Counting changes walks the
+    /// history of unconfirmed documents: for a cheap check in a loop use
+    /// `synced_count`.
     pub fn progress(&self) -> Progress {
-        Progress { total: self.docs.len(), synced: self.docs.values().filter(|t| t.confirmed()).count() }
-    }
-
-    /// Local changes the server has not yet confirmed (costlier than `progress`).
-    pub fn pending_changes(&self) -> usize {
-        self.docs
+        let pending_changes = self
+            .docs
             .values()
             .filter(|t| !t.confirmed())
             .map(|t| t.doc.get_changes(&t.state.shared_heads).len())
-            .sum()
+            .sum();
+        Progress { total: self.docs.len(), synced: self.synced_count(), pending_changes }
+    }
+
+    /// Documents whose heads the server has confirmed.
+    pub fn synced_count(&self) -> usize {
+        self.docs.values().filter(|t| t.confirmed()).count()
     }
 
     /// Whether the server has confirmed holding everything in this document.

@@ -1,0 +1,214 @@
+//! The account page: passkeys, which clinics may see the record, and who
+//! looked at it. All of it needs the network.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::Value;
+
+use crate::api::{self, ApiError};
+use crate::store::{self, ui};
+use crate::webauthn;
+
+fn text(v: &Value, keys: &[&str]) -> String {
+    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_str)).unwrap_or("").to_owned()
+}
+
+fn report(error: RwSignal<Option<String>>, e: ApiError) {
+    if e == ApiError::SessionExpired {
+        ui().session_expired.set(true);
+    }
+    error.set(Some(e.to_string()));
+}
+
+#[component]
+fn Passkeys() -> impl IntoView {
+    let keys = RwSignal::new(None::<Vec<Value>>);
+    let error = RwSignal::new(None::<String>);
+    let load = move || {
+        spawn_local(async move {
+            match api::passkeys().await {
+                Ok(list) => keys.set(Some(list)),
+                Err(e) => report(error, e),
+            }
+        })
+    };
+    load();
+    let add = move |_| {
+        spawn_local(async move {
+            let result = async {
+                let options = api::passkey_add_start().await.map_err(|e| e.to_string())?;
+                let credential = webauthn::create_credential(&options).await?;
+                api::passkey_add_finish(&credential).await.map_err(|e| e.to_string())
+            };
+            match result.await {
+                Ok(_) => {
+                    error.set(None);
+                    load();
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    };
+    view! {
+        <section class="card" aria-labelledby="keys-h">
+            <h2 id="keys-h">"Passkeys"</h2>
+            {move || keys.get().map(|list| view! {
+                <ul>
+                    {list.into_iter().map(|k| {
+                        let id = text(&k, &["id", "credential_id"]);
+                        let name = RwSignal::new(text(&k, &["name", "label"]));
+                        let created = text(&k, &["created_at", "created"]);
+                        let used = text(&k, &["last_used_at", "last_used"]);
+                        let (rename_id, delete_id) = (id.clone(), id.clone());
+                        let input_id = format!("key-{id}");
+                        view! {
+                            <li class="inline-form">
+                                <label for=input_id.clone()>"Name"</label>
+                                <input id=input_id type="text" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
+                                <button type="button" on:click=move |_| {
+                                    let id = rename_id.clone();
+                                    spawn_local(async move {
+                                        match api::passkey_rename(&id, &name.get_untracked()).await {
+                                            Ok(()) => error.set(None),
+                                            Err(e) => report(error, e),
+                                        }
+                                    })
+                                }>"Rename"</button>
+                                <button type="button" class="secondary" on:click=move |_| {
+                                    let id = delete_id.clone();
+                                    spawn_local(async move {
+                                        match api::passkey_delete(&id).await {
+                                            Ok(()) => load(),
+                                            Err(e) => report(error, e),
+                                        }
+                                    })
+                                }>"Remove"</button>
+                                <span class="muted">{format!("added {} · last used {}", crate::logic::date(&created), if used.is_empty() { "never".into() } else { crate::logic::date_time(&used) })}</span>
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            })}
+            <button type="button" on:click=add>"Add a passkey on this device"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn Consents() -> impl IntoView {
+    let ui = ui();
+    let error = RwSignal::new(None::<String>);
+    let load = move || {
+        spawn_local(async move {
+            match api::consents().await {
+                Ok(list) => ui.consents.set(list),
+                Err(e) => report(error, e),
+            }
+        })
+    };
+    load();
+    let toggle = move |clinic, grant: bool| {
+        spawn_local(async move {
+            let result = if grant { api::grant(clinic).await } else { api::revoke(clinic).await };
+            match result {
+                Ok(()) => {
+                    error.set(None);
+                    load();
+                    store::refresh().await;
+                }
+                Err(e) => report(error, e),
+            }
+        })
+    };
+    view! {
+        <section class="card" aria-labelledby="consent-h">
+            <h2 id="consent-h">"Clinics with access to your record"</h2>
+            <p class="muted">
+                "A clinic you allow can read your whole record and write its own part. If you take access away, "
+                "the clinic gets no new information, but what is already on its devices stays there."
+            </p>
+            <ul>
+                {move || ui.consents.get().into_iter().map(|c| {
+                    let clinic = c.clinic_id;
+                    view! {
+                        <li class="inline-form">
+                            <strong>{c.clinic_name.clone()}</strong>
+                            {if c.granted {
+                                view! {
+                                    <span>{format!(" has access{}", c.since.as_deref().map(|s| format!(" since {}", crate::logic::date(s))).unwrap_or_default())}</span>
+                                    <button type="button" class="secondary" on:click=move |_| toggle(clinic, false)>"Take access away"</button>
+                                }.into_any()
+                            } else {
+                                view! {
+                                    <span>" has no access"</span>
+                                    <button type="button" on:click=move |_| toggle(clinic, true)>"Give access"</button>
+                                }.into_any()
+                            }}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn Audit() -> impl IntoView {
+    let rows = RwSignal::new(None::<Vec<Value>>);
+    let error = RwSignal::new(None::<String>);
+    spawn_local(async move {
+        match api::audit().await {
+            Ok(list) => rows.set(Some(list)),
+            Err(e) => report(error, e),
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="audit-h">
+            <h2 id="audit-h">"Who accessed your record"</h2>
+            {move || rows.get().map(|list| {
+                if list.is_empty() {
+                    return view! { <p class="muted">"Nobody yet."</p> }.into_any();
+                }
+                view! {
+                    <div class="table-wrap"><table>
+                        <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"Clinic"</th><th scope="col">"What"</th></tr></thead>
+                        <tbody>
+                            {list.into_iter().map(|r| view! {
+                                <tr>
+                                    <td>{crate::logic::date_time(&text(&r, &["at", "time", "timestamp"]))}</td>
+                                    <td>{text(&r, &["actor_name", "who", "user_name", "display_name"])}</td>
+                                    <td>{text(&r, &["clinic_name", "clinic"])}</td>
+                                    <td>{text(&r, &["action", "what", "event"])}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table></div>
+                }.into_any()
+            })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+pub fn Account() -> impl IntoView {
+    let ui = ui();
+    let is_patient_side = move || ui.me.with(|m| m.as_ref().is_some_and(|m| !m.is_staff()));
+    view! {
+        <section class="card">
+            <h2>"Account"</h2>
+            <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role)))}</p>
+            <button type="button" class="secondary" on:click=move |_| spawn_local(store::sign_out())>
+                "Sign out and remove this device's copy"
+            </button>
+        </section>
+        {move || (!ui.online.get()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
+        <Passkeys/>
+        <Show when=is_patient_side>
+            <Consents/>
+            <Audit/>
+        </Show>
+    }
+}

@@ -1,0 +1,413 @@
+//! Pure view logic: no web-sys, so it is unit-tested on the host
+//! (`cargo test -p app`). Grouping results into panels, refills left, trend
+//! chart geometry, dates, base64url.
+
+use std::collections::BTreeMap;
+
+use shared::schema::{ClinicalRecord, Observation, PatientRecord, Prescription, Report};
+use shared::status::RefillStatus;
+
+/// One panel of results (a Report and its Observations), or a lone result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub report_id: Option<String>,
+    pub report: Option<Report>,
+    pub title: String,
+    pub effective: String,
+    pub observations: Vec<(String, Observation)>,
+}
+
+/// Results grouped by panel, newest first; within a panel, in the order of
+/// their display names. Observations whose report is missing (not yet
+/// synced) or absent form groups of their own.
+pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for (id, report) in &record.reports {
+        groups.insert(id.clone(), Group {
+            report_id: Some(id.clone()),
+            report: Some(report.clone()),
+            title: report.display.clone(),
+            effective: report.effective.clone(),
+            observations: Vec::new(),
+        });
+    }
+    for (id, obs) in &record.observations {
+        let key = obs.report.map(|r| r.to_string()).filter(|r| groups.contains_key(r)).unwrap_or_else(|| format!("obs:{id}"));
+        groups
+            .entry(key)
+            .or_insert_with(|| Group {
+                report_id: None,
+                report: None,
+                title: obs.display.clone(),
+                effective: obs.effective.clone(),
+                observations: Vec::new(),
+            })
+            .observations
+            .push((id.clone(), obs.clone()));
+    }
+    let mut groups: Vec<Group> = groups.into_values().collect();
+    for group in &mut groups {
+        group.observations.sort_by(|a, b| a.1.display.cmp(&b.1.display).then_with(|| a.0.cmp(&b.0)));
+    }
+    groups.sort_by(|a, b| b.effective.cmp(&a.effective).then_with(|| a.title.cmp(&b.title)));
+    groups
+}
+
+/// Refills still available: allowed minus approved requests for it.
+pub fn refills_left(prescription_id: &str, prescription: &Prescription, patient: Option<&PatientRecord>) -> u32 {
+    let approved = patient
+        .map(|p| {
+            p.refill_requests
+                .values()
+                .filter(|r| r.prescription.to_string() == prescription_id && r.status == RefillStatus::Approved)
+                .count() as u32
+        })
+        .unwrap_or(0);
+    prescription.refills_allowed.saturating_sub(approved)
+}
+
+/// Minutes since 1970-01-01 of an RFC 3339 / ISO date (`YYYY-MM-DD` with an
+/// optional `THH:MM`), ignoring the offset; `None` if it does not parse.
+pub fn minutes(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y: i64 = stamp.get(0..4)?.parse().ok()?;
+    let m: i64 = stamp.get(5..7)?.parse().ok()?;
+    let d: i64 = stamp.get(8..10)?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let (mut hh, mut mm) = (0, 0);
+    if b.len() >= 16 && (b[10] == b'T' || b[10] == b' ') {
+        hh = stamp.get(11..13)?.parse().ok()?;
+        mm = stamp.get(14..16)?.parse().ok()?;
+    }
+    Some(days * 1440 + hh * 60 + mm)
+}
+
+/// The date part of a stamp, for display.
+pub fn date(stamp: &str) -> &str {
+    stamp.get(0..10).unwrap_or(stamp)
+}
+
+/// Date and time (minutes) of a stamp, for display.
+pub fn date_time(stamp: &str) -> String {
+    match (stamp.get(0..10), stamp.get(11..16)) {
+        (Some(d), Some(t)) => format!("{d} {t}"),
+        _ => stamp.to_owned(),
+    }
+}
+
+/// A trend chart laid out in a `width` x `height` box (SVG user units).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    /// Points in chart coordinates, oldest first, with their value and flag.
+    pub points: Vec<(f64, f64, f64, bool)>,
+    /// The reference band as (y_top, y_bottom), clipped to the plot.
+    pub band: Option<(f64, f64)>,
+    pub y_min: f64,
+    pub y_max: f64,
+    pub pad: f64,
+}
+
+/// Scales `(time, value)` samples into the box: time left to right, value
+/// bottom to top; the value axis covers the samples and the reference range
+/// with 10 % headroom, so the band is always visible.
+pub fn chart(samples: &[(i64, f64)], low: Option<f64>, high: Option<f64>, width: f64, height: f64) -> Option<Chart> {
+    if samples.is_empty() {
+        return None;
+    }
+    let pad = 8.0;
+    let mut sorted = samples.to_vec();
+    sorted.sort_by_key(|s| s.0);
+    let values = sorted.iter().map(|s| s.1).chain(low).chain(high);
+    let (mut y_min, mut y_max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let span = if y_max > y_min { y_max - y_min } else { y_min.abs().max(1.0) };
+    y_min -= span * 0.1;
+    y_max += span * 0.1;
+    let (t0, t1) = (sorted[0].0, sorted[sorted.len() - 1].0);
+    let x = |t: i64| {
+        if t1 == t0 { width / 2.0 } else { pad + (t - t0) as f64 / (t1 - t0) as f64 * (width - 2.0 * pad) }
+    };
+    let y = |v: f64| pad + (y_max - v) / (y_max - y_min) * (height - 2.0 * pad);
+    let points = sorted
+        .iter()
+        .map(|&(t, v)| {
+            let out = low.is_some_and(|l| v < l) || high.is_some_and(|h| v > h);
+            (x(t), y(v), v, out)
+        })
+        .collect();
+    let band = (low.is_some() || high.is_some()).then(|| (y(high.unwrap_or(y_max)), y(low.unwrap_or(y_min))));
+    Some(Chart { points, band, y_min, y_max, pad })
+}
+
+/// A value without trailing zeros (`5.60` -> `5.6`).
+pub fn number(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
+/// "low–high", "< high", "> low" or "".
+pub fn range(low: Option<f64>, high: Option<f64>) -> String {
+    match (low, high) {
+        (Some(l), Some(h)) => format!("{}–{}", number(l), number(h)),
+        (None, Some(h)) => format!("≤ {}", number(h)),
+        (Some(l), None) => format!("≥ {}", number(l)),
+        (None, None) => String::new(),
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding (WebAuthn's encoding).
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..=chunk.len() {
+            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Decodes base64url (also accepts standard base64 and padding).
+pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = acc << 6 | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Hex (the actor id from /api/me) to bytes.
+pub fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Whether a patient matches a staff search: every word of `query` appears in
+/// the name or the birth date.
+pub fn matches(query: &str, name: &str, birth_date: &str) -> bool {
+    let hay = format!("{} {}", name.to_lowercase(), birth_date);
+    query.split_whitespace().all(|w| hay.contains(&w.to_lowercase()))
+}
+
+/// Validates a lab value typed by staff.
+pub fn parse_value(text: &str) -> Result<f64, &'static str> {
+    let t = text.trim().replace(',', ".");
+    if t.is_empty() {
+        return Err("Enter a value.");
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("The value must be a number, like 5.4."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::schema::{Provenance, RefillRequest};
+    use shared::status::{PrescriptionStatus, ResultStatus};
+    use shared::{ClinicId, EntryId, UserId};
+
+    use super::*;
+
+    fn provenance() -> Provenance {
+        Provenance {
+            clinic: ClinicId::mint(),
+            clinic_name: "Riverside".into(),
+            recorder: UserId::mint(),
+            recorder_name: "Dr. A".into(),
+            recorded: "2024-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn obs(report: Option<EntryId>, display: &str, effective: &str, value: f64) -> Observation {
+        Observation {
+            report,
+            loinc: "4548-4".into(),
+            display: display.into(),
+            value_quantity: Some(value),
+            value_string: None,
+            unit: Some("%".into()),
+            reference_low: Some(4.0),
+            reference_high: Some(5.6),
+            effective: effective.into(),
+            status: ResultStatus::Final,
+            replaces: None,
+            provenance: provenance(),
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        }
+    }
+
+    fn report(effective: &str, display: &str) -> Report {
+        Report {
+            loinc: "57698-3".into(),
+            display: display.into(),
+            effective: effective.into(),
+            status: ResultStatus::Final,
+            provenance: provenance(),
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        }
+    }
+
+    #[test]
+    fn results_group_by_panel_newest_first() {
+        let mut record = ClinicalRecord::default();
+        let (old, new) = (EntryId::mint(), EntryId::mint());
+        record.reports.insert(old.to_string(), report("2023-01-01T09:00:00Z", "Lipid panel"));
+        record.reports.insert(new.to_string(), report("2024-06-01T09:00:00Z", "CBC panel"));
+        record.observations.insert(EntryId::mint().to_string(), obs(Some(old), "LDL", "2023-01-01T09:00:00Z", 1.0));
+        record.observations.insert(EntryId::mint().to_string(), obs(Some(old), "HDL", "2023-01-01T09:00:00Z", 1.0));
+        record.observations.insert(EntryId::mint().to_string(), obs(Some(new), "Hemoglobin", "2024-06-01T09:00:00Z", 1.0));
+        record.observations.insert(EntryId::mint().to_string(), obs(None, "A1c", "2024-03-01T09:00:00Z", 6.1));
+        // A result whose panel has not arrived yet stands alone.
+        record.observations.insert(EntryId::mint().to_string(), obs(Some(EntryId::mint()), "TSH", "2022-01-01", 1.0));
+        let groups = group_results(&record);
+        let titles: Vec<_> = groups.iter().map(|g| g.title.as_str()).collect();
+        assert_eq!(titles, ["CBC panel", "A1c", "Lipid panel", "TSH"]);
+        let lipid: Vec<_> = groups[2].observations.iter().map(|o| o.1.display.as_str()).collect();
+        assert_eq!(lipid, ["HDL", "LDL"]);
+        assert!(groups[1].report.is_none());
+    }
+
+    #[test]
+    fn refills_left_counts_only_approved_requests_for_that_prescription() {
+        let rx = Prescription {
+            rxnorm: "861007".into(),
+            display: "metformin".into(),
+            dosage: "1 tablet".into(),
+            quantity: 60,
+            refills_allowed: 3,
+            authored: "2024-01-01".into(),
+            status: PrescriptionStatus::Active,
+            provenance: provenance(),
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+        };
+        let id = EntryId::mint();
+        let mut patient = PatientRecord::default();
+        let request = |prescription, status| RefillRequest {
+            prescription,
+            clinic: ClinicId::mint(),
+            requested_by: UserId::mint(),
+            requested_at: "2024-02-01".into(),
+            note: String::new(),
+            status,
+            decided_by: None,
+            decided_at: None,
+            decision_note: None,
+        };
+        assert_eq!(refills_left(&id.to_string(), &rx, None), 3);
+        for status in [RefillStatus::Approved, RefillStatus::Approved, RefillStatus::Denied, RefillStatus::Requested] {
+            patient.refill_requests.insert(EntryId::mint().to_string(), request(id, status));
+        }
+        patient.refill_requests.insert(EntryId::mint().to_string(), request(EntryId::mint(), RefillStatus::Approved));
+        assert_eq!(refills_left(&id.to_string(), &rx, Some(&patient)), 1);
+        for _ in 0..3 {
+            patient.refill_requests.insert(EntryId::mint().to_string(), request(id, RefillStatus::Approved));
+        }
+        assert_eq!(refills_left(&id.to_string(), &rx, Some(&patient)), 0);
+    }
+
+    #[test]
+    fn dates_parse_to_minutes() {
+        assert_eq!(minutes("1970-01-01"), Some(0));
+        assert_eq!(minutes("1970-01-02T01:30:00Z"), Some(1440 + 90));
+        assert_eq!(minutes("2000-03-01").unwrap() - minutes("2000-02-28").unwrap(), 2 * 1440);
+        assert_eq!(minutes("garbage"), None);
+        assert_eq!(minutes("2024-13-01"), None);
+    }
+
+    #[test]
+    fn chart_scales_time_and_value_and_draws_the_band() {
+        let c = chart(&[(100, 6.0), (0, 5.0), (200, 7.0)], Some(4.0), Some(5.6), 300.0, 100.0).unwrap();
+        // Oldest first, spread over the width between the paddings.
+        let xs: Vec<f64> = c.points.iter().map(|p| p.0).collect();
+        assert_eq!(xs, [8.0, 150.0, 292.0]);
+        // Higher values are higher up (smaller y).
+        assert!(c.points[2].1 < c.points[1].1 && c.points[1].1 < c.points[0].1);
+        // The axis covers the range 4..7 with headroom.
+        assert!(c.y_min < 4.0 && c.y_max > 7.0);
+        let (top, bottom) = c.band.unwrap();
+        assert!(top < bottom && top > c.points[2].1 && bottom > c.points[0].1);
+        assert_eq!(c.points.iter().map(|p| p.3).collect::<Vec<_>>(), [false, true, true]);
+        // Everything is inside the box.
+        assert!(c.points.iter().all(|p| (0.0..=300.0).contains(&p.0) && (0.0..=100.0).contains(&p.1)));
+    }
+
+    #[test]
+    fn chart_of_one_sample_or_one_sided_range() {
+        let c = chart(&[(5, 150.0)], None, Some(200.0), 300.0, 100.0).unwrap();
+        assert_eq!(c.points[0].0, 150.0);
+        let (top, bottom) = c.band.unwrap();
+        assert!(top < bottom);
+        assert!(chart(&[], None, None, 1.0, 1.0).is_none());
+        let flat = chart(&[(0, 3.0), (1, 3.0)], None, None, 100.0, 100.0).unwrap();
+        assert!(flat.points.iter().all(|p| p.1.is_finite()));
+        assert!(flat.band.is_none());
+    }
+
+    #[test]
+    fn base64url_round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let text = b64url_encode(&bytes);
+            assert!(!text.contains('=') && !text.contains('+') && !text.contains('/'));
+            assert_eq!(b64url_decode(&text).unwrap(), bytes);
+        }
+        assert_eq!(b64url_encode(b"hello"), "aGVsbG8");
+        assert_eq!(b64url_decode("aGVsbG8=").unwrap(), b"hello");
+        assert!(b64url_decode("a b").is_none());
+    }
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(hex("00ff10").unwrap(), [0, 255, 16]);
+        assert!(hex("0").is_none());
+        assert_eq!(number(5.60), "5.6");
+        assert_eq!(number(200.0), "200");
+        assert_eq!(range(Some(4.0), Some(5.6)), "4–5.6");
+        assert!(matches("santos 1980", "Maria Santos", "1980-04-02"));
+        assert!(!matches("james", "Maria Santos", "1980-04-02"));
+        assert_eq!(parse_value(" 5,4 "), Ok(5.4));
+        assert!(parse_value("abc").is_err());
+        assert!(parse_value("").is_err());
+    }
+}
+

@@ -1,0 +1,634 @@
+//! The record views, shared by patients (their own record) and clinic staff
+//! (a patient's chart, with their clinic's write controls).
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use shared::record::{self};
+use shared::schema::{
+    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, RangeFlag, RefillRequest, Report,
+};
+use shared::status::{
+    AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
+};
+use shared::{ClinicId, DocId, EntryId, PatientId};
+
+use crate::logic::{self, Group};
+use crate::store::{self, PatientData, ui};
+
+/// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
+pub type StaffClinic = Option<ClinicId>;
+
+fn status_conflict(doc: DocId, collection: &'static str, id: &str) -> impl IntoView + use<> {
+    let values = store::field_values(doc, collection, id, "status");
+    (values.len() > 1).then(|| {
+        view! {
+            <p class="conflict" role="note">
+                "Changed on two devices at the same time; both values are kept for review: "
+                <strong>{values.join(" | ")}</strong>
+            </p>
+        }
+    })
+}
+
+/// Marks an entry of the staff's own clinic entered-in-error, with a reason.
+#[component]
+fn ErrorMarker(doc: DocId, collection: &'static str, id: String) -> impl IntoView {
+    let open = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let entry: EntryId = id.parse().expect("entry ids are UUIDs");
+    let input_id = format!("eie-{id}");
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let why = reason.get_untracked().trim().to_owned();
+        if why.is_empty() {
+            error.set(Some("Give a reason: it stays in the record.".into()));
+            return;
+        }
+        let code = "entered-in-error";
+        let result = store::edit(doc, |tx, who, at| match collection {
+            "observations" => record::change_status::<Observation, _>(tx, entry, code, &why, who.user, at),
+            "reports" => record::change_status::<Report, _>(tx, entry, code, &why, who.user, at),
+            "prescriptions" => record::change_status::<Prescription, _>(tx, entry, code, &why, who.user, at),
+            "allergies" => record::change_status::<Allergy, _>(tx, entry, code, &why, who.user, at),
+            "immunizations" => record::change_status::<Immunization, _>(tx, entry, code, &why, who.user, at),
+            _ => record::change_status::<Appointment, _>(tx, entry, code, &why, who.user, at),
+        });
+        match result {
+            Ok(()) => {
+                open.set(false);
+                reason.set(String::new());
+                error.set(None);
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <Show when=move || open.get() fallback=move || view! {
+            <button type="button" class="link" on:click=move |_| open.set(true)>"Mark entered in error"</button>
+        }>
+            <form class="inline-form" on:submit=submit>
+                <label for=input_id.clone()>"Reason (kept in the record)"</label>
+                <input id=input_id.clone() type="text" required prop:value=move || reason.get()
+                    on:input=move |ev| reason.set(event_target_value(&ev))/>
+                <button type="submit">"Mark entered in error"</button>
+                <button type="button" class="secondary" on:click=move |_| open.set(false)>"Cancel"</button>
+                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            </form>
+        </Show>
+    }
+}
+
+fn flag_badge(obs: &Observation) -> impl IntoView + use<> {
+    match obs.out_of_range() {
+        Some(RangeFlag::High) => Some(view! { <span class="flag high">"▲ High"</span> }),
+        Some(RangeFlag::Low) => Some(view! { <span class="flag low">"▼ Low"</span> }),
+        None => None,
+    }
+}
+
+fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
+    let error = obs.status == ResultStatus::EnteredInError;
+    let value = match (obs.value_quantity, &obs.value_string) {
+        (Some(v), _) => format!("{} {}", logic::number(v), obs.unit.clone().unwrap_or_default()),
+        (None, Some(s)) => s.clone(),
+        _ => "—".into(),
+    };
+    let range = format!("{} {}", logic::range(obs.reference_low, obs.reference_high), obs.unit.clone().unwrap_or_default());
+    let reason = obs.status_reason.clone().unwrap_or_default();
+    view! {
+        <tr class:struck=error>
+            <th scope="row">{obs.display.clone()}
+                {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
+            </th>
+            <td class="value">{value}</td>
+            <td>{(!error).then(|| flag_badge(&obs))}</td>
+            <td class="range">{if obs.reference_low.is_some() || obs.reference_high.is_some() { range } else { String::new() }}</td>
+            <td>
+                {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
+                {status_conflict(doc, "observations", &id)}
+                {(editable && !error).then(|| view! { <ErrorMarker doc collection="observations" id=id.clone()/> })}
+            </td>
+        </tr>
+    }
+}
+
+fn group_view(doc: DocId, clinic_name: String, group: Group, editable: bool) -> impl IntoView {
+    let status = group.report.as_ref().map(|r| r.status);
+    view! {
+        <article class="panel">
+            <h3>{group.title.clone()}</h3>
+            <p class="meta">
+                {logic::date(&group.effective).to_owned()} " · " {clinic_name}
+                {(status == Some(ResultStatus::EnteredInError)).then(|| view! { " · " <span class="tag error-tag">"Entered in error"</span> })}
+            </p>
+            <div class="table-wrap">
+            <table>
+                <thead><tr><th scope="col">"Test"</th><th scope="col">"Result"</th><th scope="col">"Flag"</th><th scope="col">"Reference range"</th><th scope="col"><span class="sr-only">"Status"</span></th></tr></thead>
+                <tbody>
+                    {group.observations.into_iter().map(|(id, obs)| observation_row(doc, id, obs, editable)).collect_view()}
+                </tbody>
+            </table>
+            </div>
+        </article>
+    }
+}
+
+#[component]
+pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
+    let ui = ui();
+    view! {
+        <section class="card" aria-labelledby="results-h">
+            <h2 id="results-h">"Results"</h2>
+            {move || {
+                ui.version.track();
+                let data = store::patient_data(patient);
+                let mut groups: Vec<(DocId, ClinicId, Group)> = data
+                    .clinical
+                    .iter()
+                    .flat_map(|(doc, clinic, record)| logic::group_results(record).into_iter().map(move |g| (*doc, *clinic, g)))
+                    .collect();
+                groups.sort_by(|a, b| b.2.effective.cmp(&a.2.effective));
+                if groups.is_empty() {
+                    return view! { <p class="muted">"No results on this device yet."</p> }.into_any();
+                }
+                groups
+                    .into_iter()
+                    .map(|(doc, clinic, g)| group_view(doc, store::clinic_name(clinic, Some(&data)), g, staff == Some(clinic)))
+                    .collect_view()
+                    .into_any()
+            }}
+        </section>
+        <Trends patient/>
+    }
+}
+
+struct Series {
+    display: String,
+    unit: String,
+    low: Option<f64>,
+    high: Option<f64>,
+    samples: Vec<(i64, f64, String)>,
+}
+
+fn series(data: &PatientData) -> BTreeMap<String, Series> {
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for (_, _, record) in &data.clinical {
+        for obs in record.observations.values() {
+            let (Some(v), Some(t)) = (obs.value_quantity, logic::minutes(&obs.effective)) else { continue };
+            if obs.status == ResultStatus::EnteredInError {
+                continue;
+            }
+            let s = out.entry(obs.loinc.clone()).or_insert_with(|| Series {
+                display: obs.display.clone(),
+                unit: obs.unit.clone().unwrap_or_default(),
+                low: obs.reference_low,
+                high: obs.reference_high,
+                samples: Vec::new(),
+            });
+            s.samples.push((t, v, obs.effective.clone()));
+        }
+    }
+    out
+}
+
+/// One trend chart at a time, for a test picked from the list.
+#[component]
+fn Trends(patient: PatientId) -> impl IntoView {
+    let ui = ui();
+    let selected = RwSignal::new(String::new());
+    view! {
+        <section class="card" aria-labelledby="trend-h">
+            <h2 id="trend-h">"Trends"</h2>
+            {move || {
+                ui.version.track();
+                let all = series(&store::patient_data(patient));
+                if all.is_empty() {
+                    return view! { <p class="muted">"No numeric results to chart yet."</p> }.into_any();
+                }
+                let current = selected.get();
+                let key = if all.contains_key(&current) { current } else { all.keys().next().cloned().unwrap_or_default() };
+                let options = all
+                    .iter()
+                    .map(|(loinc, s)| {
+                        let selected_now = *loinc == key;
+                        view! { <option value=loinc.clone() selected=selected_now>{format!("{} ({})", s.display, s.samples.len())}</option> }
+                    })
+                    .collect_view();
+                let chart = all.get(&key).map(trend_chart);
+                view! {
+                    <label for="trend-test">"Test"</label>
+                    <select id="trend-test" on:change=move |ev| selected.set(event_target_value(&ev))>{options}</select>
+                    {chart}
+                }
+                .into_any()
+            }}
+        </section>
+    }
+}
+
+fn trend_chart(s: &Series) -> impl IntoView + use<> {
+    const W: f64 = 600.0;
+    const H: f64 = 220.0;
+    let samples: Vec<(i64, f64)> = s.samples.iter().map(|x| (x.0, x.1)).collect();
+    let Some(chart) = logic::chart(&samples, s.low, s.high, W, H) else { return ().into_any() };
+    let mut sorted = s.samples.clone();
+    sorted.sort_by_key(|x| x.0);
+    let line: String = chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
+    let summary = format!(
+        "{} over time: {} results from {} to {}; reference range {} {}",
+        s.display,
+        sorted.len(),
+        logic::date(&sorted[0].2),
+        logic::date(&sorted[sorted.len() - 1].2),
+        logic::range(s.low, s.high),
+        s.unit
+    );
+    let band = chart.band.map(|(top, bottom)| {
+        view! { <rect class="band" x=chart.pad y=top width=W - 2.0 * chart.pad height=(bottom - top).max(0.0)/> }
+    });
+    let dots = chart
+        .points
+        .iter()
+        .zip(&sorted)
+        .map(|(p, sample)| {
+            let title = format!("{}: {} {}", logic::date(&sample.2), logic::number(p.2), s.unit);
+            view! { <circle class=if p.3 { "dot out" } else { "dot" } cx=p.0 cy=p.1 r=if p.3 { 5 } else { 4 }><title>{title}</title></circle> }
+        })
+        .collect_view();
+    view! {
+        <figure class="trend">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary.clone() preserveAspectRatio="none">
+                {band}
+                <polyline class="line" points=line/>
+                {dots}
+            </svg>
+            <figcaption>
+                <span>{format!("{} {}", logic::number(chart.y_max), s.unit)}" (top) · "{format!("{} {}", logic::number(chart.y_min), s.unit)}" (bottom) · shaded: reference range "{logic::range(s.low, s.high)}</span>
+                <span>{logic::date(&sorted[0].2).to_owned()}" → "{logic::date(&sorted[sorted.len() - 1].2).to_owned()}</span>
+            </figcaption>
+        </figure>
+    }
+    .into_any()
+}
+
+fn refill_state(request: &RefillRequest, synced: bool) -> String {
+    match request.status {
+        RefillStatus::Requested if !synced => "requested, waiting to be sent".into(),
+        RefillStatus::Requested => "requested, waiting for the clinic".into(),
+        RefillStatus::Approved => format!("approved {}", request.decided_at.as_deref().map(logic::date).unwrap_or("")),
+        RefillStatus::Denied => format!(
+            "denied{}",
+            request.decision_note.as_deref().filter(|n| !n.is_empty()).map(|n| format!(": {n}")).unwrap_or_default()
+        ),
+        RefillStatus::Cancelled => "cancelled".into(),
+    }
+}
+
+#[component]
+fn RefillRequestForm(patient: PatientId, prescription: EntryId, clinic: ClinicId) -> impl IntoView {
+    let note = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let input_id = format!("refill-note-{prescription}");
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let doc = DocKind::PatientRecord { patient }.doc_id();
+        let text = note.get_untracked();
+        let result = store::edit(doc, |tx, who, at| {
+            let request = RefillRequest {
+                prescription,
+                clinic,
+                requested_by: who.user,
+                requested_at: at.to_owned(),
+                note: text.trim().to_owned(),
+                status: RefillStatus::Requested,
+                decided_by: None,
+                decided_at: None,
+                decision_note: None,
+            };
+            record::add(tx, EntryId::mint(), &request)
+        });
+        match result {
+            Ok(()) => {
+                note.set(String::new());
+                error.set(None);
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <form class="inline-form" on:submit=submit>
+            <label for=input_id.clone()>"Note for the clinic (optional)"</label>
+            <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+            <button type="submit">"Request a refill"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </form>
+    }
+}
+
+#[component]
+fn RefillDecision(patient: PatientId, request: EntryId) -> impl IntoView {
+    let note = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let input_id = format!("decision-{request}");
+    let decide = move |status: RefillStatus| {
+        let doc = DocKind::PatientRecord { patient }.doc_id();
+        let text = note.get_untracked();
+        if status == RefillStatus::Denied && text.trim().is_empty() {
+            error.set(Some("Say why the refill is denied: the patient sees this note.".into()));
+            return;
+        }
+        match store::edit(doc, |tx, who, at| record::decide_refill(tx, request, status, who.user, at, text.trim())) {
+            Ok(()) => error.set(None),
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <div class="inline-form">
+            <label for=input_id.clone()>"Note to the patient"</label>
+            <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
+            <button type="button" on:click=move |_| decide(RefillStatus::Approved)>"Approve"</button>
+            <button type="button" class="secondary" on:click=move |_| decide(RefillStatus::Denied)>"Deny"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </div>
+    }
+}
+
+fn prescription_card(
+    data: &PatientData,
+    patient: PatientId,
+    doc: DocId,
+    clinic: ClinicId,
+    id: String,
+    rx: Prescription,
+    staff: StaffClinic,
+    is_patient_side: bool,
+) -> impl IntoView + use<> {
+    let record = data.record.as_ref().map(|r| &r.1);
+    let left = logic::refills_left(&id, &rx, record);
+    let entry: EntryId = id.parse().expect("entry ids are UUIDs");
+    let requests: Vec<(String, RefillRequest)> = record
+        .map(|r| r.refill_requests.iter().filter(|(_, q)| q.prescription == entry).map(|(k, q)| (k.clone(), q.clone())).collect())
+        .unwrap_or_default();
+    let pending = requests.iter().any(|(_, q)| q.status == RefillStatus::Requested);
+    let active = rx.status == PrescriptionStatus::Active;
+    let editable = staff == Some(clinic);
+    let reason = rx.status_reason.clone();
+    let request_rows = requests
+        .into_iter()
+        .map(|(rid, q)| {
+            let sent = data.record.as_ref().is_some_and(|r| store::entry_confirmed(r.0, "refill_requests", &rid));
+            let state = refill_state(&q, sent);
+            let can_decide = editable && q.status == RefillStatus::Requested && q.clinic == clinic;
+            let rid_entry: EntryId = rid.parse().expect("entry ids are UUIDs");
+            let conflict = data.record.as_ref().map(|r| {
+                let values = store::field_values(r.0, "refill_requests", &rid, "status");
+                (values.len() > 1).then(|| view! { <p class="conflict" role="note">"Answered on two devices at once; both answers are kept for review: " <strong>{values.join(" | ")}</strong></p> })
+            });
+            view! {
+                <li>
+                    {format!("Refill requested {}", logic::date(&q.requested_at))}
+                    {(!q.note.is_empty()).then(|| format!(" (“{}”)", q.note))}
+                    ": " <strong>{state}</strong>
+                    {conflict}
+                    {can_decide.then(|| view! { <RefillDecision patient request=rid_entry/> })}
+                </li>
+            }
+        })
+        .collect_view();
+    let status_text = rx.status.code().to_owned();
+    view! {
+        <article class="med" class:struck=rx.status == PrescriptionStatus::EnteredInError>
+            <h3>{rx.display.clone()}</h3>
+            <dl class="facts">
+                <dt>"Dosage"</dt><dd>{rx.dosage.clone()}</dd>
+                <dt>"Quantity"</dt><dd>{rx.quantity}</dd>
+                <dt>"Refills left"</dt><dd>{format!("{left} of {}", rx.refills_allowed)}</dd>
+                <dt>"Prescriber"</dt><dd>{rx.provenance.recorder_name.clone()}</dd>
+                <dt>"Clinic"</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
+                <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
+                <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
+            </dl>
+            {status_conflict(doc, "prescriptions", &id)}
+            <ul class="requests">{request_rows}</ul>
+            {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
+            {(is_patient_side && active && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
+            {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection="prescriptions" id=id.clone()/> })}
+        </article>
+    }
+}
+
+#[component]
+pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
+    let ui = ui();
+    let is_patient_side = staff.is_none();
+    move || {
+        ui.version.track();
+        let data = store::patient_data(patient);
+        let mut active = Vec::new();
+        let mut past = Vec::new();
+        for (doc, clinic, record) in &data.clinical {
+            for (id, rx) in &record.prescriptions {
+                let item = (rx.authored.clone(), *doc, *clinic, id.clone(), rx.clone());
+                if rx.status == PrescriptionStatus::Active { active.push(item) } else { past.push(item) }
+            }
+        }
+        active.sort_by(|a, b| b.0.cmp(&a.0));
+        past.sort_by(|a, b| b.0.cmp(&a.0));
+        let render = |items: Vec<(String, DocId, ClinicId, String, Prescription)>| {
+            items
+                .into_iter()
+                .map(|(_, doc, clinic, id, rx)| prescription_card(&data, patient, doc, clinic, id, rx, staff, is_patient_side))
+                .collect_view()
+        };
+        let (n_active, n_past) = (active.len(), past.len());
+        view! {
+            <section class="card" aria-labelledby="active-h">
+                <h2 id="active-h">"Active prescriptions"</h2>
+                {(n_active == 0).then(|| view! { <p class="muted">"None."</p> })}
+                {render(active)}
+            </section>
+            <section class="card" aria-labelledby="past-h">
+                <details>
+                    <summary><h2 id="past-h" class="inline">{format!("Past prescriptions ({n_past})")}</h2></summary>
+                    {render(past)}
+                </details>
+            </section>
+        }
+    }
+}
+
+fn message_state(message: &Message, synced: bool) -> String {
+    match (&message.read_at, synced) {
+        (Some(at), _) => format!("Read {}", logic::date_time(at)),
+        (None, true) => "Delivered".into(),
+        (None, false) => "Sent, waiting for the network".into(),
+    }
+}
+
+#[component]
+fn Compose(doc: DocId) -> impl IntoView {
+    let body = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let input_id = format!("compose-{doc}");
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = body.get_untracked();
+        if text.trim().is_empty() {
+            error.set(Some("Write a message first.".into()));
+            return;
+        }
+        let Some(me) = ui().me.get_untracked() else { return };
+        let result = store::edit(doc, |tx, who, at| {
+            let message = Message {
+                author: who.user,
+                author_name: me.display_name.clone(),
+                side: who.side(),
+                sent_at: at.to_owned(),
+                body: text.trim().to_owned(),
+                read_at: None,
+                read_by: None,
+            };
+            record::add(tx, EntryId::mint(), &message)
+        });
+        match result {
+            Ok(()) => {
+                body.set(String::new());
+                error.set(None);
+            }
+            // What was typed stays in the box.
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <form class="compose" on:submit=submit>
+            <label for=input_id.clone()>"Your message"</label>
+            <textarea id=input_id.clone() rows="3" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))></textarea>
+            <button type="submit">"Send"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </form>
+    }
+}
+
+#[component]
+pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
+    let ui = ui();
+    let my_side = if staff.is_some() { Side::Clinic } else { Side::Patient };
+    // Messages from the other side are marked read once shown.
+    Effect::new(move |_| {
+        ui.version.track();
+        let data = store::patient_data(patient);
+        for (doc, clinic, thread) in &data.threads {
+            if staff.is_some_and(|s| s != *clinic) {
+                continue;
+            }
+            let unread: Vec<EntryId> = thread
+                .messages
+                .iter()
+                .filter(|(_, m)| m.side != my_side && m.read_at.is_none())
+                .filter_map(|(id, _)| id.parse().ok())
+                .collect();
+            if unread.is_empty() {
+                continue;
+            }
+            let _ = store::edit(*doc, |tx, who, at| {
+                for id in &unread {
+                    record::mark_read(tx, *id, who.user, at)?;
+                }
+                Ok(())
+            });
+        }
+    });
+    move || {
+        ui.version.track();
+        let data = store::patient_data(patient);
+        let threads: Vec<_> = data.threads.iter().filter(|(_, c, _)| staff.is_none_or(|s| s == *c)).cloned().collect();
+        if threads.is_empty() {
+            return view! { <section class="card"><h2>"Messages"</h2><p class="muted">"No conversations on this device yet."</p></section> }.into_any();
+        }
+        threads
+            .into_iter()
+            .map(|(doc, clinic, thread)| {
+                let name = store::clinic_name(clinic, Some(&data));
+                let items = thread
+                    .in_order()
+                    .into_iter()
+                    .map(|(mid, m)| {
+                        let mine = m.side == my_side;
+                        let state = mine.then(|| message_state(m, store::entry_confirmed(doc, "messages", mid)));
+                        view! {
+                            <li class=if mine { "msg mine" } else { "msg theirs" }>
+                                <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>
+                                <p class="body">{m.body.clone()}</p>
+                                {state.map(|s| view! { <p class="state">{s}</p> })}
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <section class="card" aria-label=format!("Messages with {name}")>
+                        <h2>{format!("Messages with {name}")}</h2>
+                        <ol class="thread">{items}</ol>
+                        <Compose doc/>
+                    </section>
+                }
+            })
+            .collect_view()
+            .into_any()
+    }
+}
+
+#[component]
+pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
+    let ui = ui();
+    move || {
+        ui.version.track();
+        let data = store::patient_data(patient);
+        let today = store::now();
+        let mut allergies = Vec::new();
+        let mut shots = Vec::new();
+        let mut upcoming = Vec::new();
+        for (doc, clinic, record) in &data.clinical {
+            for (id, a) in &record.allergies {
+                allergies.push((*doc, *clinic, id.clone(), a.clone()));
+            }
+            for (id, i) in &record.immunizations {
+                shots.push((*doc, *clinic, id.clone(), i.clone()));
+            }
+            for a in record.appointments.values() {
+                if a.start >= today && a.status == AppointmentStatus::Booked {
+                    upcoming.push(a.clone());
+                }
+            }
+        }
+        shots.sort_by(|a, b| b.3.occurrence.cmp(&a.3.occurrence));
+        upcoming.sort_by(|a, b| a.start.cmp(&b.start));
+        let allergy_items = allergies
+            .into_iter()
+            .map(|(doc, clinic, id, a)| {
+                let editable = staff == Some(clinic) && a.status != AllergyStatus::EnteredInError;
+                view! {
+                    <li class:struck=a.status != AllergyStatus::Active>
+                        <strong>{a.substance.clone()}</strong> ": " {a.reaction.clone()} " (" {a.severity.code()} ", " {a.status.code()} ") · " {a.provenance.clinic_name.clone()}
+                        {status_conflict(doc, "allergies", &id)}
+                        {editable.then(|| view! { <ErrorMarker doc collection="allergies" id=id.clone()/> })}
+                    </li>
+                }
+            })
+            .collect_view();
+        let shot_items = shots
+            .into_iter()
+            .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {logic::date(&i.occurrence).to_owned()} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", i.status.code())}</li> })
+            .collect_view();
+        let appointment_items = upcoming
+            .into_iter()
+            .map(|a| view! { <li><strong>{logic::date_time(&a.start)}</strong> " · " {a.reason.clone()} " · " {a.provenance.clinic_name.clone()}</li> })
+            .collect_view();
+        view! {
+            <section class="card" aria-labelledby="allergy-h"><h2 id="allergy-h">"Allergies"</h2><ul>{allergy_items}</ul></section>
+            <section class="card" aria-labelledby="appt-h"><h2 id="appt-h">"Upcoming appointments"</h2><ul>{appointment_items}</ul></section>
+            <section class="card" aria-labelledby="imm-h"><h2 id="imm-h">"Immunizations"</h2><ul>{shot_items}</ul></section>
+        }
+    }
+}

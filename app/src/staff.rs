@@ -1,0 +1,309 @@
+//! Clinic staff: the patients who granted the clinic access, and the forms
+//! that write into the clinic's part of a chart.
+
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+use shared::catalog::{self, LAB_TESTS, MEDICATIONS};
+use shared::record;
+use shared::schema::{DocKind, Observation, Prescription, Provenance};
+use shared::status::{PrescriptionStatus, ResultStatus};
+use shared::{ClinicId, EntryId, PatientId};
+
+use crate::api::Me;
+use crate::logic;
+use crate::store::{self, ui};
+use crate::{Page, Tab};
+
+/// The clinic a staff member writes for in a patient's chart: the first of
+/// theirs whose clinical record of this patient is on the device.
+pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
+    let ids: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
+    let on_device = ui().docs.with_untracked(|docs| {
+        docs.iter()
+            .filter_map(|d| match d.kind {
+                DocKind::ClinicalRecord { patient: p, clinic } if p == patient && ids.contains(&clinic) => Some(clinic),
+                _ => None,
+            })
+            .next()
+    });
+    on_device.or_else(|| ids.first().copied())
+}
+
+#[component]
+pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
+    let ui = ui();
+    let query = RwSignal::new(String::new());
+    view! {
+        <section class="card" aria-labelledby="patients-h">
+            <h2 id="patients-h">"Patients"</h2>
+            <p class="muted">"Patients who gave your clinic access to their record."</p>
+            <label for="patient-search">"Search by name or birth date (YYYY-MM-DD)"</label>
+            <input id="patient-search" type="search" autocomplete="off" prop:value=move || query.get()
+                on:input=move |ev| query.set(event_target_value(&ev))/>
+            {move || {
+                ui.version.track();
+                let patients: BTreeSet<PatientId> = ui.docs.with(|docs| docs.iter().map(|d| d.kind.patient()).collect());
+                let q = query.get();
+                let mut rows: Vec<(String, String, PatientId)> = patients
+                    .into_iter()
+                    .map(|p| {
+                        let demo = store::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
+                        let name = match (&demo.given, &demo.family) {
+                            (None, None) => "(name not synced yet)".to_owned(),
+                            (g, f) => format!("{} {}", g.clone().unwrap_or_default(), f.clone().unwrap_or_default()).trim().to_owned(),
+                        };
+                        (name, demo.birth_date.unwrap_or_default(), p)
+                    })
+                    .filter(|(name, birth, _)| logic::matches(&q, name, birth))
+                    .collect();
+                rows.sort();
+                if rows.is_empty() {
+                    return view! { <p class="muted">"No patients match."</p> }.into_any();
+                }
+                view! {
+                    <ul class="patients">
+                        {rows.into_iter().map(|(name, birth, p)| view! {
+                            <li>
+                                <button type="button" class="patient" on:click=move |_| page.set(Page::Chart(p, Tab::Results))>
+                                    <strong>{name}</strong>
+                                    <span class="muted">{if birth.is_empty() { String::new() } else { format!(" born {birth}") }}</span>
+                                </button>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+fn provenance(clinic: ClinicId, at: &str) -> Option<Provenance> {
+    let me = ui().me.get_untracked()?;
+    let clinic_name = me.clinics.iter().find(|c| c.id == clinic).map(|c| c.name.clone()).unwrap_or_default();
+    Some(Provenance { clinic, clinic_name, recorder: me.user_id, recorder_name: me.display_name, recorded: at.to_owned() })
+}
+
+fn today() -> String {
+    logic::date(&store::now()).to_owned()
+}
+
+/// Records one lab result: the test is picked from the LOINC catalog, which
+/// fills in its unit and reference range.
+#[component]
+pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
+    let search = RwSignal::new(String::new());
+    let loinc = RwSignal::new(String::new());
+    let value = RwSignal::new(String::new());
+    let unit = RwSignal::new(String::new());
+    let low = RwSignal::new(String::new());
+    let high = RwSignal::new(String::new());
+    let date = RwSignal::new(today());
+    let error = RwSignal::new(None::<String>);
+    let saved = RwSignal::new(None::<String>);
+    let pick = move |code: String| {
+        if let Some(t) = catalog::lab_test(&code) {
+            unit.set(t.unit.to_owned());
+            low.set(t.low.map(logic::number).unwrap_or_default());
+            high.set(t.high.map(logic::number).unwrap_or_default());
+        }
+        loinc.set(code);
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        saved.set(None);
+        let Some(test) = catalog::lab_test(&loinc.get_untracked()) else {
+            error.set(Some("Pick a test from the list.".into()));
+            return;
+        };
+        let v = match logic::parse_value(&value.get_untracked()) {
+            Ok(v) => v,
+            Err(e) => return error.set(Some(e.into())),
+        };
+        let bound = |s: String| if s.trim().is_empty() { Ok(None) } else { logic::parse_value(&s).map(Some) };
+        let (Ok(lo), Ok(hi)) = (bound(low.get_untracked()), bound(high.get_untracked())) else {
+            return error.set(Some("The reference range must be numbers (or empty).".into()));
+        };
+        let when = date.get_untracked();
+        if logic::minutes(&when).is_none() {
+            return error.set(Some("Enter the date the sample was taken.".into()));
+        }
+        let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
+        let unit_text = unit.get_untracked().trim().to_owned();
+        let result = store::edit(doc, |tx, _, at| {
+            let obs = Observation {
+                report: None,
+                loinc: test.loinc.into(),
+                display: test.display.into(),
+                value_quantity: Some(v),
+                value_string: None,
+                unit: (!unit_text.is_empty()).then_some(unit_text.clone()),
+                reference_low: lo,
+                reference_high: hi,
+                effective: format!("{when}T12:00:00Z"),
+                status: ResultStatus::Final,
+                replaces: None,
+                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                status_reason: None,
+                status_by: None,
+                status_at: None,
+            };
+            record::add(tx, EntryId::mint(), &obs)
+        });
+        match result {
+            Ok(()) => {
+                saved.set(Some(format!("Saved {} {} {}.", test.display, logic::number(v), unit_text)));
+                value.set(String::new());
+                error.set(None);
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <section class="card" aria-labelledby="record-h">
+            <h2 id="record-h">"Record a lab result"</h2>
+            <form class="grid-form" on:submit=submit>
+                <label for="lab-search">"Find a test (name or LOINC code)"</label>
+                <input id="lab-search" type="search" autocomplete="off" prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
+                <label for="lab-test">"Test"</label>
+                <select id="lab-test" required on:change=move |ev| pick(event_target_value(&ev))>
+                    <option value="" selected=move || loinc.get().is_empty()>"Choose a test"</option>
+                    {move || catalog::search(LAB_TESTS, &search.get(), |t| [t.display, t.loinc]).into_iter().map(|t| {
+                        let code = t.loinc;
+                        view! { <option value=code selected=move || loinc.get() == code>{format!("{} ({})", t.display, t.loinc)}</option> }
+                    }).collect_view()}
+                </select>
+                <label for="lab-value">"Value"</label>
+                <input id="lab-value" type="text" inputmode="decimal" required prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))/>
+                <label for="lab-unit">"Unit (UCUM)"</label>
+                <input id="lab-unit" type="text" prop:value=move || unit.get() on:input=move |ev| unit.set(event_target_value(&ev))/>
+                <label for="lab-low">"Reference low"</label>
+                <input id="lab-low" type="text" inputmode="decimal" prop:value=move || low.get() on:input=move |ev| low.set(event_target_value(&ev))/>
+                <label for="lab-high">"Reference high"</label>
+                <input id="lab-high" type="text" inputmode="decimal" prop:value=move || high.get() on:input=move |ev| high.set(event_target_value(&ev))/>
+                <label for="lab-date">"Sample date"</label>
+                <input id="lab-date" type="date" required prop:value=move || date.get() on:input=move |ev| date.set(event_target_value(&ev))/>
+                <button type="submit">"Save result"</button>
+            </form>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}
+        </section>
+    }
+}
+
+/// Prescribes from the RxNorm catalog, warning on an active allergy recorded
+/// by any clinic.
+#[component]
+pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
+    let ui = ui();
+    let search = RwSignal::new(String::new());
+    let rxnorm = RwSignal::new(String::new());
+    let dosage = RwSignal::new(String::new());
+    let quantity = RwSignal::new("30".to_owned());
+    let refills = RwSignal::new("0".to_owned());
+    let acknowledged = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let saved = RwSignal::new(None::<String>);
+    let conflicts = move || -> Vec<String> {
+        ui.version.track();
+        let Some(med) = catalog::medication(&rxnorm.get()) else { return Vec::new() };
+        let data = store::patient_data(patient);
+        let allergies: Vec<_> = data.clinical.iter().flat_map(|c| c.2.allergies.values()).collect();
+        catalog::allergy_conflicts(med, allergies.into_iter())
+            .into_iter()
+            .map(|a| format!("{} ({}, {}) recorded by {}", a.substance, a.reaction, a.severity.code(), a.provenance.clinic_name))
+            .collect()
+    };
+    let pick = move |code: String| {
+        if let Some(m) = catalog::medication(&code) {
+            dosage.set(m.usual_dosage.to_owned());
+        }
+        acknowledged.set(false);
+        rxnorm.set(code);
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        saved.set(None);
+        let Some(med) = catalog::medication(&rxnorm.get_untracked()) else {
+            return error.set(Some("Pick a medication from the list.".into()));
+        };
+        if dosage.get_untracked().trim().is_empty() {
+            return error.set(Some("Enter the dosage instructions.".into()));
+        }
+        let Ok(qty) = quantity.get_untracked().trim().parse::<u32>() else {
+            return error.set(Some("Quantity must be a whole number.".into()));
+        };
+        let Ok(refill_count) = refills.get_untracked().trim().parse::<u32>() else {
+            return error.set(Some("Refills must be a whole number (0 for none).".into()));
+        };
+        if !conflicts().is_empty() && !acknowledged.get_untracked() {
+            return error.set(Some("This patient has an active allergy to this medication: confirm you have reviewed it.".into()));
+        }
+        let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
+        let dose = dosage.get_untracked().trim().to_owned();
+        let result = store::edit(doc, |tx, _, at| {
+            let rx = Prescription {
+                rxnorm: med.rxnorm.into(),
+                display: med.display.into(),
+                dosage: dose.clone(),
+                quantity: qty,
+                refills_allowed: refill_count,
+                authored: at.to_owned(),
+                status: PrescriptionStatus::Active,
+                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                status_reason: None,
+                status_by: None,
+                status_at: None,
+            };
+            record::add(tx, EntryId::mint(), &rx)
+        });
+        match result {
+            Ok(()) => {
+                saved.set(Some(format!("Prescribed {}.", med.display)));
+                rxnorm.set(String::new());
+                acknowledged.set(false);
+                error.set(None);
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <section class="card" aria-labelledby="rx-h">
+            <h2 id="rx-h">"Prescribe"</h2>
+            <form class="grid-form" on:submit=submit>
+                <label for="rx-search">"Find a medication (name or RxNorm code)"</label>
+                <input id="rx-search" type="search" autocomplete="off" prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
+                <label for="rx-med">"Medication"</label>
+                <select id="rx-med" required on:change=move |ev| pick(event_target_value(&ev))>
+                    <option value="" selected=move || rxnorm.get().is_empty()>"Choose a medication"</option>
+                    {move || catalog::search(MEDICATIONS, &search.get(), |m| [m.display, m.rxnorm]).into_iter().map(|m| {
+                        let code = m.rxnorm;
+                        view! { <option value=code selected=move || rxnorm.get() == code>{format!("{} ({})", m.display, m.rxnorm)}</option> }
+                    }).collect_view()}
+                </select>
+                <label for="rx-dosage">"Dosage"</label>
+                <input id="rx-dosage" type="text" required prop:value=move || dosage.get() on:input=move |ev| dosage.set(event_target_value(&ev))/>
+                <label for="rx-qty">"Quantity"</label>
+                <input id="rx-qty" type="number" min="1" required prop:value=move || quantity.get() on:input=move |ev| quantity.set(event_target_value(&ev))/>
+                <label for="rx-refills">"Refills"</label>
+                <input id="rx-refills" type="number" min="0" required prop:value=move || refills.get() on:input=move |ev| refills.set(event_target_value(&ev))/>
+                {move || {
+                    let found = conflicts();
+                    (!found.is_empty()).then(|| view! {
+                        <div class="allergy-warning" role="alert">
+                            <p><strong>"Allergy warning: "</strong>"the record lists an active allergy to this medication:"</p>
+                            <ul>{found.into_iter().map(|f| view! { <li>{f}</li> }).collect_view()}</ul>
+                            <label class="check">
+                                <input type="checkbox" prop:checked=move || acknowledged.get() on:change=move |ev| acknowledged.set(event_target_checked(&ev))/>
+                                "I have reviewed the allergy and still prescribe"
+                            </label>
+                        </div>
+                    })
+                }}
+                <button type="submit">"Prescribe"</button>
+            </form>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}
+        </section>
+    }
+}
