@@ -36,9 +36,9 @@ fn Passkeys() -> impl IntoView {
     let add = move |_| {
         spawn_local(async move {
             let result = async {
-                let options = api::passkey_add_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::create_credential(&options).await?;
-                api::passkey_add_finish(&credential).await.map_err(|e| e.to_string())
+                let started = api::passkey_add_start().await.map_err(|e| e.to_string())?;
+                let credential = webauthn::create_credential(&started.options).await?;
+                api::passkey_add_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {
                 Ok(_) => {

@@ -124,23 +124,34 @@ pub async fn logout() -> Result<(), ApiError> {
     call("POST", "/api/logout", None).await.map(|_| ())
 }
 
-/// WebAuthn request options (`{"publicKey": {...}}`, base64url fields).
-pub async fn login_start() -> Result<Value, ApiError> {
-    call("POST", "/api/login/start", None).await
+/// A passkey ceremony the server started: its opaque id (sent back with the
+/// browser's answer) and the WebAuthn options (`{"publicKey": {...}}`).
+#[derive(Deserialize)]
+pub struct Ceremony {
+    pub ceremony: String,
+    pub options: Value,
 }
 
-/// The PublicKeyCredential JSON (base64url fields).
-pub async fn login_finish(credential: &Value) -> Result<Value, ApiError> {
-    call("POST", "/api/login/finish", Some(credential)).await
+fn finish_body(ceremony: &str, credential: &Value) -> Value {
+    serde_json::json!({ "ceremony": ceremony, "credential": credential })
 }
 
-/// WebAuthn creation options for an enrollment link's token.
-pub async fn enroll_start(token: &str) -> Result<Value, ApiError> {
-    call("POST", "/api/enroll/start", Some(&serde_json::json!({ "token": token }))).await
+pub async fn login_start() -> Result<Ceremony, ApiError> {
+    parse(call("POST", "/api/login/start", None).await?)
 }
 
-pub async fn enroll_finish(credential: &Value) -> Result<Value, ApiError> {
-    call("POST", "/api/enroll/finish", Some(credential)).await
+/// The PublicKeyCredential JSON (base64url fields) answering `ceremony`.
+pub async fn login_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+    call("POST", "/api/login/finish", Some(&finish_body(ceremony, credential))).await
+}
+
+/// Registration options for an enrollment link's token.
+pub async fn enroll_start(token: &str) -> Result<Ceremony, ApiError> {
+    parse(call("POST", "/api/enroll/start", Some(&serde_json::json!({ "token": token }))).await?)
+}
+
+pub async fn enroll_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+    call("POST", "/api/enroll/finish", Some(&finish_body(ceremony, credential))).await
 }
 
 /// `GET /api/passkeys`: an array of `{"id", "name", "created_at"?, "last_used_at"?}`.
@@ -149,12 +160,12 @@ pub async fn passkeys() -> Result<Vec<Value>, ApiError> {
 }
 
 /// Adding a passkey to a signed-in account: creation options, then the credential.
-pub async fn passkey_add_start() -> Result<Value, ApiError> {
-    call("POST", "/api/passkeys/start", None).await
+pub async fn passkey_add_start() -> Result<Ceremony, ApiError> {
+    parse(call("POST", "/api/passkeys/register/start", Some(&serde_json::json!({}))).await?)
 }
 
-pub async fn passkey_add_finish(credential: &Value) -> Result<Value, ApiError> {
-    call("POST", "/api/passkeys/finish", Some(credential)).await
+pub async fn passkey_add_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+    call("POST", "/api/passkeys/register/finish", Some(&finish_body(ceremony, credential))).await
 }
 
 pub async fn passkey_rename(id: &str, name: &str) -> Result<(), ApiError> {

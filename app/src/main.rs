@@ -244,9 +244,9 @@ fn SignIn() -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             let result = async {
-                let options = api::login_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::get_assertion(&options).await?;
-                api::login_finish(&credential).await.map_err(|e| e.to_string())
+                let started = api::login_start().await.map_err(|e| e.to_string())?;
+                let credential = webauthn::get_assertion(&started.options).await?;
+                api::login_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {
                 Ok(_) => {
@@ -280,9 +280,9 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             let result = async {
-                let options = api::enroll_start(&token).await.map_err(|e| e.to_string())?;
-                let credential = webauthn::create_credential(&options).await?;
-                api::enroll_finish(&credential).await.map_err(|e| e.to_string())
+                let started = api::enroll_start(&token).await.map_err(|e| e.to_string())?;
+                let credential = webauthn::create_credential(&started.options).await?;
+                api::enroll_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {
                 Ok(_) => {

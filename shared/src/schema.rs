@@ -256,11 +256,17 @@ pub struct ClinicalRecord {
 /// FHIR Patient, as far as the portal keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
 pub struct Demographics {
+    // Genesis creates an empty map: every field may be missing until written.
+    #[autosurgeon(missing = "Default::default")]
     pub family: Option<String>,
+    #[autosurgeon(missing = "Default::default")]
     pub given: Option<String>,
     /// `YYYY-MM-DD`.
+    #[autosurgeon(missing = "Default::default")]
     pub birth_date: Option<String>,
+    #[autosurgeon(missing = "Default::default")]
     pub phone: Option<String>,
+    #[autosurgeon(missing = "Default::default")]
     pub email: Option<String>,
 }
 
@@ -323,6 +329,8 @@ mod tests {
         assert_eq!(kind.genesis().get_heads(), kind.genesis().get_heads());
         let record: ClinicalRecord = autosurgeon::hydrate(&kind.genesis()).unwrap();
         assert_eq!(record, ClinicalRecord::default());
+        let patient: PatientRecord = autosurgeon::hydrate(&DocKind::PatientRecord { patient: PatientId::mint() }.genesis()).unwrap();
+        assert_eq!(patient, PatientRecord::default());
     }
 
     #[test]
