@@ -143,13 +143,19 @@ async fn wait_for_element(page: &Page, selector: &str) {
     panic!("no `{selector}` within 15 s; screenshot at {}", shot.display());
 }
 
-/// Types into a text field the way the app sees typing (an input event).
-async fn type_into(page: &Page, selector: &str, value: &str) {
+/// Sets a form control's value and fires `event`, as a person typing
+/// (`input`) or picking an option (`change`) does.
+async fn set_value(page: &Page, selector: &str, value: &str, event: &str) {
     wait_for_element(page, selector).await;
     let script = format!(
-        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event('input', {{ bubbles: true }})); return true; }})()"
+        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event({event:?}, {{ bubbles: true }})); return true; }})()"
     );
-    page.evaluate(script).await.expect("type");
+    page.evaluate(script).await.expect("set a form value");
+}
+
+/// Types into a text field.
+async fn type_into(page: &Page, selector: &str, value: &str) {
+    set_value(page, selector, value, "input").await;
 }
 
 /// Offline work: a refill request and a message are kept on the device,
@@ -308,13 +314,9 @@ async fn records_stored_on_the_device_open_offline() {
     browser.close().await;
 }
 
-/// Sets a `<select>` the way a person picking an option does.
+/// Picks an option of a `<select>`.
 async fn choose(page: &Page, selector: &str, value: &str) {
-    wait_for_element(page, selector).await;
-    let script = format!(
-        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event('change', {{ bubbles: true }})); return true; }})()"
-    );
-    page.evaluate(script).await.expect("choose");
+    set_value(page, selector, value, "change").await;
 }
 
 /// Clinic staff, offline: find a patient, get the allergy warning from
