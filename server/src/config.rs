@@ -23,6 +23,12 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+impl From<&str> for DatabaseUrl {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // scheme://user:password@host/db -> scheme://user:***@host/db

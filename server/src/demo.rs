@@ -283,7 +283,7 @@ impl Seeder<'_> {
         let principal = self.store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
         check_change(doc.document(), &before, &kind, &principal)
             .map_err(|denial| Error::BadRequest(format!("demo data breaks the write policy: {denial}")))?;
-        self.store.compact_document(id, &doc.save(), stored.last_chunk).await?;
+        self.store.compact_document(id, &doc.save(), stored.seq).await?;
         Ok(())
     }
 }

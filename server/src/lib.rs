@@ -54,7 +54,7 @@ pub async fn launch(
 pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error> {
     let public_url = config.public_url(port);
     Ok(AppState {
-        hub: Arc::new(sync::Hub::new(store.clone())),
+        hub: sync::Hub::start(store.clone()),
         store,
         #[cfg(feature = "testing")]
         test_identities: false,

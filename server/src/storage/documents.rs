@@ -17,8 +17,9 @@ pub struct DocumentRow {
 #[derive(Clone, Debug, Default)]
 pub struct StoredDocument {
     pub chunks: Vec<Vec<u8>>,
-    /// The id of the newest chunk, for compaction.
-    pub last_chunk: i64,
+    /// The document's change sequence number this state reaches: every
+    /// stored chunk numbered up to it is included.
+    pub seq: i64,
     pub snapshot_bytes: usize,
     pub incremental_bytes: usize,
 }
@@ -104,7 +105,7 @@ impl Store {
 
     /// The stored bytes of a document, snapshot first; `None` if it does not exist.
     pub async fn load_document(&self, id: DocId) -> Result<Option<StoredDocument>, StoreError> {
-        let rows = sqlx::query("SELECT id, is_snapshot, data FROM doc_chunks WHERE doc_id = $1 ORDER BY is_snapshot DESC, id")
+        let rows = sqlx::query("SELECT seq, is_snapshot, data FROM doc_chunks WHERE doc_id = $1 ORDER BY is_snapshot DESC, seq")
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?;
@@ -119,51 +120,100 @@ impl Store {
             } else {
                 stored.incremental_bytes += data.len();
             }
-            stored.last_chunk = stored.last_chunk.max(row.get(0));
+            stored.seq = stored.seq.max(row.get(0));
             stored.chunks.push(data);
         }
         Ok(Some(stored))
     }
 
     /// Appends incremental changes to many documents in one transaction: when
-    /// this returns, every one of them is on disk.
-    /// Returns the new chunks' ids, in order.
+    /// this returns, every one of them is on disk. Each chunk takes its
+    /// document's next sequence number; returns them, in order. Callers pass
+    /// documents in id order so that concurrent writers (other server
+    /// instances) lock the `documents` rows in the same order.
     pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        let mut ids = Vec::with_capacity(batch.len());
+        let mut seqs = Vec::with_capacity(batch.len());
         for (doc, data) in batch {
-            let row = sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 0, $2, $3) RETURNING id")
+            let seq = next_seq(&mut tx, *doc).await?;
+            sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES ($1, 0, $2, $3, $4)")
                 .bind(doc.to_string())
                 .bind(data.as_slice())
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .bind(seq)
+                .execute(&mut *tx)
                 .await?;
-            ids.push(row.get(0));
+            seqs.push(seq);
         }
         tx.commit().await?;
-        Ok(ids)
+        Ok(seqs)
     }
 
-    /// Replaces every chunk up to `through_chunk` with `snapshot`, which must
-    /// contain all of them. Chunks appended meanwhile are kept.
-    pub async fn compact_document(&self, id: DocId, snapshot: &[u8], through_chunk: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1 AND id <= $2")
+    /// The chunks stored after sequence number `after` (by this or another
+    /// server instance), oldest first, with their numbers. Loading them into
+    /// a document that holds everything up to `after` brings it up to date.
+    pub async fn chunks_after(&self, id: DocId, after: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query("SELECT seq, data FROM doc_chunks WHERE doc_id = $1 AND seq > $2 ORDER BY seq")
             .bind(id.to_string())
-            .bind(through_chunk)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// The current sequence numbers of documents (those that exist).
+    pub async fn document_seqs(&self, ids: &[DocId]) -> Result<Vec<(DocId, i64)>, StoreError> {
+        let mut seqs = Vec::with_capacity(ids.len());
+        for part in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=part.len()).map(|n| format!("${n}")).collect();
+            let sql = format!("SELECT id, seq FROM documents WHERE id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                seqs.push((parse_id(&row.get::<String, _>(0))?, row.get(1)));
+            }
+        }
+        Ok(seqs)
+    }
+
+    /// Replaces every chunk numbered up to `through` with `snapshot`, which
+    /// must contain all of them. Chunks appended meanwhile are kept. The
+    /// snapshot takes the document's next sequence number, which is returned.
+    pub async fn compact_document(&self, id: DocId, snapshot: &[u8], through: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = next_seq(&mut tx, id).await?;
+        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1 AND seq <= $2")
+            .bind(id.to_string())
+            .bind(through)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 1, $2, $3)")
+        sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES ($1, 1, $2, $3, $4)")
             .bind(id.to_string())
             .bind(snapshot)
             .bind(now_ms())
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(seq)
     }
+}
+
+/// Takes a document's next sequence number. The row lock this takes orders
+/// every writer of the document until the transaction ends.
+async fn next_seq(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: DocId) -> Result<i64, StoreError> {
+    let row = sqlx::query("UPDATE documents SET seq = seq + 1 WHERE id = $1 RETURNING seq")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a chunk for a document that does not exist".into()))?;
+    Ok(row.get(0))
 }

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod directory;
 mod documents;
+mod notify;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,10 +18,13 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+use crate::config::DatabaseUrl;
+
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
 pub use documents::{DocumentRow, StoredDocument};
+pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +60,8 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for LISTEN, which needs a connection of its own (password hidden from `Debug`).
+    url: Option<std::sync::Arc<DatabaseUrl>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -108,7 +114,8 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let url = (backend == Backend::Postgres).then(|| std::sync::Arc::new(DatabaseUrl::from(url.as_str())));
+        Ok(Self { pool, backend, url })
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,5 +1,10 @@
 //! What all sync connections of one server share: the canonical documents
 //! (loaded from storage on first use) and the stream of accepted changes.
+//!
+//! Several instances may share one PostgreSQL database (`cluster.rs`): the
+//! cached canonical documents then follow the database through each stored
+//! chunk's per-document sequence number, and what one instance announces
+//! reaches the others' connections as well.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,13 +13,15 @@ use automerge::Automerge;
 use shared::DocId;
 use tokio::sync::{OwnedMutexGuard, broadcast};
 
-use crate::storage::{Store, StoreError};
+use super::cluster::{Cluster, ClusterStatus};
+use crate::storage::{Backend, Store, StoreError};
 
 /// The server's copy of a document, exactly as committed to storage.
 pub struct Canonical {
     pub doc: Automerge,
-    /// Newest stored chunk and the stored sizes, for compaction.
-    pub last_chunk: i64,
+    /// The document's stored sequence number this copy holds everything up to.
+    pub seq: i64,
+    /// Stored sizes, for compaction.
     pub snapshot_bytes: usize,
     pub incremental_bytes: usize,
 }
@@ -28,26 +35,51 @@ impl Canonical {
 /// A locked canonical document; `None` when no such document exists.
 pub type Locked = OwnedMutexGuard<Option<Canonical>>;
 
+type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
+
 pub struct Hub {
     store: Store,
     peer_id: String,
-    docs: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<Option<Canonical>>>>>,
+    docs: Mutex<HashMap<DocId, Slot>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
+    /// Other instances on the same PostgreSQL database; `None` on SQLite.
+    cluster: Option<Cluster>,
 }
 
 impl Hub {
+    /// A hub for one process alone (SQLite, or tests that want no peers).
     pub fn new(store: Store) -> Self {
+        Self::build(store, None)
+    }
+
+    /// The hub a server runs with: on PostgreSQL it also publishes what it
+    /// commits and listens for what other instances commit. Call from
+    /// within a Tokio runtime.
+    pub fn start(store: Store) -> Arc<Self> {
+        if store.backend() != Backend::Postgres {
+            return Arc::new(Self::new(store));
+        }
+        Arc::new_cyclic(|hub| {
+            let peer_id = new_peer_id();
+            let cluster = Cluster::start(store.clone(), hub.clone(), peer_id.clone());
+            Self { peer_id, ..Self::build(store, Some(cluster)) }
+        })
+    }
+
+    fn build(store: Store, cluster: Option<Cluster>) -> Self {
         Self {
             store,
-            peer_id: format!("portal-{}", uuid::Uuid::now_v7().simple()),
+            peer_id: new_peer_id(),
             docs: Mutex::default(),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
+            cluster,
         }
     }
 
-    /// This server's automerge-repo peer id.
+    /// This server's automerge-repo peer id; also names the instance in
+    /// notifications to other instances.
     pub fn peer_id(&self) -> &str {
         &self.peer_id
     }
@@ -61,7 +93,7 @@ impl Hub {
             if let Some(stored) = self.store.load_document(id).await? {
                 *guard = Some(Canonical {
                     doc: stored.to_automerge()?,
-                    last_chunk: stored.last_chunk,
+                    seq: stored.seq,
                     snapshot_bytes: stored.snapshot_bytes,
                     incremental_bytes: stored.incremental_bytes,
                 });
@@ -70,32 +102,108 @@ impl Hub {
         Ok(guard)
     }
 
-    /// Records freshly committed chunks and folds them into a snapshot once
-    /// they outgrow it, so loading stays proportional to the document's size.
-    pub async fn committed(&self, id: DocId, canonical: &mut Canonical, chunk: i64, bytes: usize) -> Result<(), StoreError> {
-        canonical.last_chunk = canonical.last_chunk.max(chunk);
+    /// Records a freshly committed chunk (numbered `seq`) and folds the
+    /// chunks into a snapshot once they outgrow it, so loading stays
+    /// proportional to the document's size. If another instance stored
+    /// chunks of this document since this copy was read, they are loaded
+    /// first: the copy (and any snapshot made from it) then holds every
+    /// stored change up to `seq`.
+    pub async fn committed(&self, id: DocId, canonical: &mut Canonical, seq: i64, bytes: usize) -> Result<(), StoreError> {
+        if seq != canonical.seq + 1 {
+            self.catch_up(id, canonical).await?;
+        }
+        canonical.seq = canonical.seq.max(seq);
         canonical.incremental_bytes += bytes;
         if canonical.wants_compaction() {
             let snapshot = canonical.doc.save();
-            self.store.compact_document(id, &snapshot, canonical.last_chunk).await?;
+            let snapshot_seq = self.store.compact_document(id, &snapshot, canonical.seq).await?;
+            if snapshot_seq == canonical.seq + 1 {
+                canonical.seq = snapshot_seq;
+            }
             canonical.snapshot_bytes = snapshot.len();
             canonical.incremental_bytes = 0;
         }
         Ok(())
     }
 
-    /// Announces committed changes to every connection.
+    /// Loads what other instances stored after this copy's sequence number.
+    /// Returns whether the document changed.
+    async fn catch_up(&self, id: DocId, canonical: &mut Canonical) -> Result<bool, StoreError> {
+        let chunks = self.store.chunks_after(id, canonical.seq).await?;
+        if chunks.is_empty() {
+            return Ok(false);
+        }
+        let before = canonical.doc.get_heads();
+        for (seq, data) in chunks {
+            canonical
+                .doc
+                .load_incremental(&data)
+                .map_err(|e| StoreError::Corrupt(format!("a stored chunk does not load: {e}")))?;
+            canonical.seq = canonical.seq.max(seq);
+            canonical.incremental_bytes += data.len();
+        }
+        Ok(canonical.doc.get_heads() != before)
+    }
+
+    /// Another instance committed changes to `id`: if this instance holds
+    /// the document, it reads them from storage and tells its connections.
+    pub(super) async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
+        let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
+            // Not loaded here, so no connection here syncs it.
+            return Ok(());
+        };
+        let mut guard = slot.lock().await;
+        let Some(canonical) = guard.as_mut() else { return Ok(()) };
+        if self.catch_up(id, canonical).await? {
+            drop(guard);
+            let _ = self.changes.send(id);
+        }
+        Ok(())
+    }
+
+    /// After (re)connecting to other instances: anything they announced
+    /// while this one was not listening is re-read. Every loaded document
+    /// whose stored sequence number moved on is refreshed and announced,
+    /// and connections recompute what they may read.
+    pub(super) async fn resync(&self) -> Result<(), StoreError> {
+        let _ = self.access.send(());
+        let ids: Vec<DocId> = self.docs.lock().expect("hub map lock").keys().copied().collect();
+        let mut refreshed = 0;
+        for (id, stored) in self.store.document_seqs(&ids).await? {
+            let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else { continue };
+            if slot.lock().await.as_ref().is_some_and(|c| c.seq < stored) {
+                self.refresh(id).await?;
+                refreshed += 1;
+            }
+        }
+        tracing::info!(documents = ids.len(), refreshed, "cluster: re-read documents changed while not listening");
+        Ok(())
+    }
+
+    /// Announces committed changes to every connection, here and on other
+    /// instances.
     pub fn changed(&self, id: DocId) {
         // No receivers is fine: nobody else is connected.
         let _ = self.changes.send(id);
+        if let Some(cluster) = &self.cluster {
+            cluster.document_changed(id);
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<DocId> {
         self.changes.subscribe()
     }
 
-    /// Consent or membership changed: connections recompute what they may read.
+    /// Consent or membership changed: connections recompute what they may
+    /// read, here and on other instances.
     pub fn access_changed(&self) {
+        self.access_changed_here();
+        if let Some(cluster) = &self.cluster {
+            cluster.access_changed();
+        }
+    }
+
+    pub(super) fn access_changed_here(&self) {
         let _ = self.access.send(());
     }
 
@@ -103,7 +211,26 @@ impl Hub {
         self.access.subscribe()
     }
 
+    /// Whether this instance listens to other instances, and how often it
+    /// has (re)connected; `None` on SQLite.
+    pub fn cluster_status(&self) -> Option<tokio::sync::watch::Receiver<ClusterStatus>> {
+        self.cluster.as_ref().map(Cluster::status)
+    }
+
+    /// Tests: keep the listener from reconnecting after it lost its
+    /// connection, so the recovery path can be observed.
+    #[cfg(feature = "testing")]
+    pub fn hold_cluster_reconnect(&self, hold: bool) {
+        if let Some(cluster) = &self.cluster {
+            cluster.hold_reconnect(hold);
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+fn new_peer_id() -> String {
+    format!("portal-{}", uuid::Uuid::now_v7().simple())
 }

@@ -2,6 +2,7 @@
 //! connection, validated against the write policy, durable before it is
 //! acknowledged, relayed live to every replica allowed to read.
 
+mod cluster;
 mod connection;
 mod hub;
 
@@ -11,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::MAX_FRAME_BYTES;
 
+pub use cluster::ClusterStatus;
 pub use hub::Hub;
 
 use crate::storage::UserRecord;

@@ -57,7 +57,7 @@ async fn documents_keep_every_change_through_appends_and_compaction() {
 
         // Compaction folds everything into one snapshot with the same heads.
         let mut full = reloaded.clone();
-        store.compact_document(id, &full.save(), stored.last_chunk).await.unwrap();
+        store.compact_document(id, &full.save(), stored.seq).await.unwrap();
         let compacted = store.load_document(id).await.unwrap().unwrap();
         assert_eq!(compacted.chunks.len(), 1, "{backend:?}");
         assert!(!compacted.wants_compaction());
