@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod authenticator;
 mod client;
+mod cluster;
 mod demo;
 mod durability;
 mod http;
