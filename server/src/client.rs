@@ -78,7 +78,19 @@ impl Replica {
     pub async fn sync_until(&mut self, timeout: Duration, done: impl Fn(&SyncClient, &Received) -> bool) -> Result<(), ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(&self.client, &self.received) {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ClientError::Timeout)?;
+            if self.step(deadline).await?.is_none() {
+                return Err(ClientError::Timeout);
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the next message from the server, answering it, and returns
+    /// when it arrived; `None` if nothing arrived before `deadline`.
+    pub async fn step(&mut self, deadline: tokio::time::Instant) -> Result<Option<std::time::Instant>, ClientError> {
+        loop {
+            let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await else { return Ok(None) };
+            let arrived = std::time::Instant::now();
             match frame {
                 Some(Ok(Message::Binary(bytes))) => {
                     self.bytes_down += bytes.len();
@@ -88,6 +100,7 @@ impl Replica {
                     self.received.changed.extend(received.changed);
                     self.received.unavailable.extend(received.unavailable);
                     self.received.rejected.extend(received.rejected);
+                    return Ok(Some(arrived));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(ClientError::Closed(frame.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()));
@@ -97,7 +110,6 @@ impl Replica {
                 None => return Err(ClientError::Closed("end of stream".into())),
             }
         }
-        Ok(())
     }
 
     /// Syncs until the server has confirmed every document.

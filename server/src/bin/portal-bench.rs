@@ -6,7 +6,16 @@
 //! offline changes, reconnects; timed from the WebSocket handshake until the
 //! server has confirmed (and therefore committed) everything. The floor is
 //! the same merge done in-process with plain Automerge.
+//!
+//! `portal-bench fan-out [--quick] [--instances 2 --database-url postgres://...]`:
+//! a thousand WebSocket connections, each subscribed to ten of a hundred
+//! documents, and a writer on another connection making a paced stream of
+//! changes; timed from the writer's commit to arrival at every subscriber.
+//! The server runs as a child process (`portal-bench serve`, the same code
+//! as `portal serve`) so that its peak memory is its own.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge};
@@ -18,7 +27,7 @@ use server::storage::{NewUser, Store, UserRole};
 use server::demo::glucose_result;
 use shared::schema::DocKind;
 use shared::sync::SyncClient;
-use shared::{ClinicId, EntryId, PatientId, UserId, record};
+use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -41,12 +50,61 @@ enum Scenario {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Many live subscribers: latency from a change's commit on the writer's
+    /// replica to its arrival at every subscribed replica.
+    FanOut {
+        /// Subscriber connections (default 1000; 100 with --quick).
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Documents (default 100; 20 with --quick).
+        #[arg(long)]
+        docs: Option<usize>,
+        /// Documents each connection subscribes to.
+        #[arg(long, default_value_t = 10)]
+        per_connection: usize,
+        /// Changes the writer makes, round-robin over the documents (default 200; 40 with --quick).
+        #[arg(long)]
+        changes: Option<usize>,
+        /// Milliseconds between the writer's changes.
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        /// Server instances sharing the database (more than one needs PostgreSQL);
+        /// subscribers are spread over them, the writer is on the first.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// A PostgreSQL server URL (a fresh database is created on it and
+        /// dropped afterwards); embedded SQLite by default.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// A small run for CI.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// A server for `fan-out`, run as a child process.
+    #[command(hide = true)]
+    Serve(Config),
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().scenario {
         Scenario::CatchUp { docs, changes, database_url } => catch_up(docs, changes, database_url).await,
+        Scenario::FanOut { connections, docs, per_connection, changes, interval_ms, instances, database_url, quick } => {
+            let plan = FanOutPlan {
+                connections: connections.unwrap_or(if quick { 100 } else { 1000 }),
+                docs: docs.unwrap_or(if quick { 20 } else { 100 }),
+                per_connection,
+                changes: changes.unwrap_or(if quick { 40 } else { 200 }),
+                interval: Duration::from_millis(interval_ms),
+                instances,
+            };
+            fan_out(plan, database_url).await
+        }
+        Scenario::Serve(config) => {
+            let store = Store::connect(config.database_url.expose()).await.expect("open database");
+            let listener = TcpListener::bind(config.addr).await.expect("bind");
+            server::launch(&config, store, listener, std::future::pending()).await.expect("serve");
+        }
     }
 }
 
@@ -204,4 +262,262 @@ fn round3(x: f64) -> f64 {
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex actor id")).collect()
+}
+
+struct FanOutPlan {
+    connections: usize,
+    docs: usize,
+    per_connection: usize,
+    changes: usize,
+    interval: Duration,
+    instances: usize,
+}
+
+/// When each of the writer's changes was committed, by change hash.
+type Submitted = Arc<Mutex<HashMap<automerge::ChangeHash, Instant>>>;
+
+async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
+    assert!(plan.instances >= 1);
+    assert!(plan.instances == 1 || postgres.is_some(), "--instances above 1 needs --database-url postgres://...");
+    let fd_limit = raise_fd_limit();
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let db = BenchDb::new(postgres).await;
+    let store = Store::connect(&db.url).await.expect("open database");
+    let clinic = ClinicId::mint();
+    let provider = UserId::mint();
+    store.create_clinic(clinic, "Bench Clinic").await.expect("clinic");
+    store
+        .create_user(&NewUser {
+            id: provider,
+            display_name: "Dr. Bench".into(),
+            role: UserRole::Provider,
+            patient: None,
+            may_message: false,
+            clinics: vec![clinic],
+        })
+        .await
+        .expect("provider");
+    let mut ids = Vec::with_capacity(plan.docs);
+    for _ in 0..plan.docs {
+        let patient = PatientId::mint();
+        store.create_patient(patient).await.expect("patient");
+        store.grant_consent(patient, clinic).await.expect("consent");
+        ids.push(store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.expect("document"));
+    }
+
+    // The servers: child processes on free ports, one public URL (as behind a load balancer).
+    let ports: Vec<u16> = (0..plan.instances)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port())
+        .collect();
+    let public_url = format!("http://localhost:{}", ports[0]);
+    let cookie = {
+        let config = Config {
+            addr: format!("127.0.0.1:{}", ports[0]).parse().expect("address"),
+            database_url: db.url.parse::<DatabaseUrl>().expect("url"),
+            public_url: Some(public_url.clone()),
+            static_dir: "/nonexistent".into(),
+        };
+        let state = server::state(&config, store.clone(), ports[0]).expect("state");
+        let user = store.user(provider).await.expect("user").expect("provider exists");
+        let (cookie, _) = server::auth::start_session(&state, user).await.expect("session");
+        cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned()
+    };
+    let exe = std::env::current_exe().expect("own path");
+    let mut children = Vec::new();
+    for port in &ports {
+        let child = tokio::process::Command::new(&exe)
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+            .args(["--public-url", &public_url, "--static-dir", "/nonexistent"])
+            .env("PORTAL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a server");
+        children.push(child);
+    }
+    for port in &ports {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_err() {
+            assert!(Instant::now() < deadline, "the server on port {port} did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let headers = [("cookie", cookie), ("origin", public_url.clone())];
+    let url = |n: usize| format!("ws://localhost:{}/sync", ports[n % ports.len()]);
+
+    // Subscribers: connection c follows documents c*k .. c*k+k (mod docs).
+    let submitted: Submitted = Arc::default();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (end_tx, end_rx) = tokio::sync::watch::channel(false);
+    let connecting = Arc::new(tokio::sync::Semaphore::new(32));
+    let connect_started = Instant::now();
+    let mut subscribers = Vec::with_capacity(plan.connections);
+    for c in 0..plan.connections {
+        let mut follows: Vec<DocId> = (0..plan.per_connection).map(|j| ids[(c * plan.per_connection + j) % plan.docs]).collect();
+        follows.sort();
+        follows.dedup();
+        let expected = (0..plan.changes).filter(|i| follows.contains(&ids[i % plan.docs])).count();
+        let (url, headers, submitted, ready, end, connecting) =
+            (url(c), headers.clone(), submitted.clone(), ready_tx.clone(), end_rx.clone(), connecting.clone());
+        subscribers.push(tokio::spawn(async move {
+            subscriber(url, headers, follows, expected, submitted, ready, end, connecting).await
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..plan.connections {
+        ready_rx.recv().await.expect("a subscriber failed to connect");
+    }
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
+
+    // The writer, on the first instance, adds results round-robin, paced.
+    let mut client = SyncClient::new("bench-writer");
+    for id in &ids {
+        client.insert(*id, Automerge::new());
+    }
+    let mut writer = Replica::connect(&url(0), &headers, client).await.expect("writer connects");
+    writer.sync_all(Duration::from_secs(120)).await.expect("writer syncs");
+    let actor = ActorId::random();
+    for id in &ids {
+        writer.client.doc_mut(*id).expect("tracked").set_actor(actor.clone());
+    }
+    let write_started = Instant::now();
+    let mut next = tokio::time::Instant::now();
+    for i in 0..plan.changes {
+        while writer.step(next).await.expect("writer receives").is_some() {}
+        let id = ids[i % plan.docs];
+        let doc = writer.client.doc_mut(id).expect("tracked");
+        let mut tx = doc.transaction();
+        record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
+        tx.commit();
+        let hash = doc.get_heads()[0];
+        submitted.lock().expect("lock").insert(hash, Instant::now());
+        writer.flush_local().await.expect("writer sends");
+        next += plan.interval;
+    }
+    writer.sync_all(Duration::from_secs(120)).await.expect("every change acknowledged");
+    let write_seconds = write_started.elapsed().as_secs_f64();
+    // Stragglers get a few seconds more, then everyone stops.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let grace = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let _ = end_tx.send(true);
+    });
+    let mut latencies = Vec::with_capacity(plan.changes * plan.connections * plan.per_connection / plan.docs);
+    let mut expected = 0;
+    for task in subscribers {
+        let (got, want) = task.await.expect("subscriber task");
+        latencies.extend(got);
+        expected += want;
+    }
+    grace.abort();
+    let rss: Vec<f64> = children.iter().map(|c| peak_rss_mb(c.id().expect("running"))).collect();
+    writer.close().await;
+    for mut child in children {
+        let _ = child.kill().await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    println!(
+        "{}",
+        json!({
+            "scenario": "fan-out",
+            "database": store.backend().name(),
+            "instances": plan.instances,
+            "connections": plan.connections,
+            "docs": plan.docs,
+            "subscribers_per_doc": plan.connections * plan.per_connection / plan.docs,
+            "changes": plan.changes,
+            "interval_ms": plan.interval.as_millis() as u64,
+            "deliveries": latencies.len(),
+            "missed": expected - latencies.len(),
+            "p50_ms": round3(pct(0.50)),
+            "p90_ms": round3(pct(0.90)),
+            "p99_ms": round3(pct(0.99)),
+            "max_ms": round3(latencies.last().copied().unwrap_or(f64::NAN)),
+            "peak_rss_mb": rss.iter().copied().fold(0.0, f64::max),
+            "peak_rss_mb_per_instance": rss,
+            "connect_seconds": round3(connect_seconds),
+            "write_seconds": round3(write_seconds),
+            "fd_limit": fd_limit,
+            "loadavg_before": load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        })
+    );
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// One subscriber: syncs its documents, reports ready, then records how long
+/// each of the writer's changes took to arrive. Returns the latencies (ms)
+/// and how many changes it should have seen.
+#[allow(clippy::too_many_arguments)]
+async fn subscriber(
+    url: String,
+    headers: [(&'static str, String); 2],
+    follows: Vec<DocId>,
+    expected: usize,
+    submitted: Submitted,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+    mut end: tokio::sync::watch::Receiver<bool>,
+    connecting: Arc<tokio::sync::Semaphore>,
+) -> (Vec<f64>, usize) {
+    let mut client = SyncClient::new(format!("bench-{}", uuid::Uuid::now_v7().simple()));
+    for id in &follows {
+        client.insert(*id, Automerge::new());
+    }
+    let mut replica = {
+        let _permit = connecting.acquire().await.expect("semaphore");
+        let mut replica = Replica::connect(&url, &headers, client).await.expect("subscriber connects");
+        replica.sync_all(Duration::from_secs(300)).await.expect("subscriber syncs");
+        replica
+    };
+    replica.take_received();
+    let _ = ready.send(());
+    let mut heads: HashMap<DocId, Vec<automerge::ChangeHash>> =
+        follows.iter().map(|id| (*id, replica.client.doc(*id).expect("tracked").get_heads())).collect();
+    let mut latencies = Vec::with_capacity(expected);
+    while latencies.len() < expected && !*end.borrow() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
+        let arrived = tokio::select! {
+            step = replica.step(deadline) => step.expect("subscriber receives"),
+            _ = end.changed() => None,
+        };
+        let Some(arrived) = arrived else { continue };
+        for id in replica.take_received().changed {
+            let doc = replica.client.doc(id).expect("tracked");
+            let before = heads.insert(id, doc.get_heads()).unwrap_or_default();
+            let submitted = submitted.lock().expect("lock");
+            for change in doc.get_changes(&before) {
+                if let Some(at) = submitted.get(&change.hash()) {
+                    latencies.push(arrived.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+    replica.close().await;
+    (latencies, expected)
+}
+
+/// Peak resident memory of a process (VmHWM), in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    (kb / 1024.0 * 10.0).round() / 10.0
+}
+
+/// A thousand sockets on each side: lift the soft open-file limit to the
+/// hard one (children inherit it). Returns the limit now in force.
+fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    limit.rlim_cur as u64
 }
