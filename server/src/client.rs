@@ -42,7 +42,9 @@ impl Replica {
         for (name, value) in headers {
             request.headers_mut().insert(*name, HeaderValue::from_str(value).expect("header value"));
         }
-        let config = WebSocketConfig::default().max_message_size(Some(shared::sync::MAX_FRAME_BYTES));
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(shared::sync::MAX_FRAME_BYTES))
+            .read_buffer_size(crate::sync::SOCKET_READ_BUFFER);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         let join = client.connect();
         let mut replica = Self { client, ws, bytes_up: 0, bytes_down: 0, received: Received::default() };
@@ -88,6 +90,19 @@ impl Replica {
     /// Handles the next message from the server, answering it, and returns
     /// when it arrived; `None` if nothing arrived before `deadline`.
     pub async fn step(&mut self, deadline: tokio::time::Instant) -> Result<Option<std::time::Instant>, ClientError> {
+        let Some((arrived, message)) = self.next_message(deadline).await? else { return Ok(None) };
+        let received = self.client.receive(message)?;
+        self.send(received.outgoing.clone()).await?;
+        self.received.changed.extend(received.changed);
+        self.received.unavailable.extend(received.unavailable);
+        self.received.rejected.extend(received.rejected);
+        Ok(Some(arrived))
+    }
+
+    /// The next message from the server and when it arrived, not yet
+    /// handled (a load generator may answer it itself); `None` if nothing
+    /// arrived before `deadline`.
+    pub async fn next_message(&mut self, deadline: tokio::time::Instant) -> Result<Option<(std::time::Instant, WireMessage)>, ClientError> {
         loop {
             let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await else { return Ok(None) };
             let arrived = std::time::Instant::now();
@@ -95,12 +110,7 @@ impl Replica {
                 Some(Ok(Message::Binary(bytes))) => {
                     self.bytes_down += bytes.len();
                     let message = WireMessage::decode(&bytes).map_err(shared::sync::client::SyncError::from)?;
-                    let received = self.client.receive(message)?;
-                    self.send(received.outgoing.clone()).await?;
-                    self.received.changed.extend(received.changed);
-                    self.received.unavailable.extend(received.unavailable);
-                    self.received.rejected.extend(received.rejected);
-                    return Ok(Some(arrived));
+                    return Ok(Some((arrived, message)));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(ClientError::Closed(frame.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()));

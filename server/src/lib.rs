@@ -73,6 +73,12 @@ pub async fn serve(
     if !state.static_dir.join("index.html").is_file() {
         tracing::warn!(dir = %state.static_dir.display(), "the web app is not built; run scripts/build-app");
     }
+    // Sync pushes are small frames that should leave at once (no Nagle delay).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

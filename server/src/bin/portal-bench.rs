@@ -26,7 +26,7 @@ use server::config::{Config, DatabaseUrl};
 use server::storage::{NewUser, Store, UserRole};
 use server::demo::glucose_result;
 use shared::schema::DocKind;
-use shared::sync::SyncClient;
+use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
 use tokio::net::TcpListener;
 
@@ -380,6 +380,9 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     for id in &ids {
         writer.client.doc_mut(*id).expect("tracked").set_actor(actor.clone());
     }
+    let server_pids: Vec<u32> = children.iter().map(|c| c.id().expect("running")).collect();
+    let server_cpu_now = || -> f64 { server_pids.iter().map(|pid| cpu_seconds(&format!("/proc/{pid}/stat"))).sum() };
+    let (server_cpu_setup, bench_cpu_setup) = (server_cpu_now(), cpu_seconds("/proc/self/stat"));
     let write_started = Instant::now();
     let mut next = tokio::time::Instant::now();
     for i in 0..plan.changes {
@@ -411,6 +414,9 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     }
     grace.abort();
     let rss: Vec<f64> = children.iter().map(|c| peak_rss_mb(c.id().expect("running"))).collect();
+    // CPU used while changes streamed (connection set-up excluded).
+    let server_cpu = server_cpu_now() - server_cpu_setup;
+    let bench_cpu = cpu_seconds("/proc/self/stat") - bench_cpu_setup;
     writer.close().await;
     for mut child in children {
         let _ = child.kill().await;
@@ -436,6 +442,9 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
             "max_ms": round3(latencies.last().copied().unwrap_or(f64::NAN)),
             "peak_rss_mb": rss.iter().copied().fold(0.0, f64::max),
             "peak_rss_mb_per_instance": rss,
+            "server_cpu_seconds_streaming": round3(server_cpu),
+            "server_cpu_us_per_delivery": (server_cpu * 1e6 / latencies.len().max(1) as f64).round(),
+            "bench_cpu_seconds_streaming": round3(bench_cpu),
             "connect_seconds": round3(connect_seconds),
             "write_seconds": round3(write_seconds),
             "fd_limit": fd_limit,
@@ -472,29 +481,62 @@ async fn subscriber(
     };
     replica.take_received();
     let _ = ready.send(());
-    let mut heads: HashMap<DocId, Vec<automerge::ChangeHash>> =
-        follows.iter().map(|id| (*id, replica.client.doc(*id).expect("tracked").get_heads())).collect();
+    // From here on a lean replica: it reads which changes arrived and
+    // answers each message as a replica that applied them would (its heads
+    // are the server's, nothing more to ask), without keeping documents, so
+    // the load generator's own work disturbs the measurement less.
+    let peer = replica.client.peer_id().to_owned();
     let mut latencies = Vec::with_capacity(expected);
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
     while latencies.len() < expected && !*end.borrow() {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
-        let arrived = tokio::select! {
-            step = replica.step(deadline) => step.expect("subscriber receives"),
+        let next = tokio::select! {
+            next = replica.next_message(far) => next.expect("subscriber receives"),
             _ = end.changed() => None,
         };
-        let Some(arrived) = arrived else { continue };
-        for id in replica.take_received().changed {
-            let doc = replica.client.doc(id).expect("tracked");
-            let before = heads.insert(id, doc.get_heads()).unwrap_or_default();
+        let Some((arrived, WireMessage::Sync { sender_id, document_id, data, .. })) = next else { continue };
+        let message = automerge::sync::Message::decode(&data).expect("sync message");
+        {
             let submitted = submitted.lock().expect("lock");
-            for change in doc.get_changes(&before) {
-                if let Some(at) = submitted.get(&change.hash()) {
+            // The changes carried one by one, and the new heads (a message
+            // may carry a whole document instead of single changes).
+            let carried: std::collections::BTreeSet<automerge::ChangeHash> = message
+                .changes
+                .iter()
+                .filter_map(|chunk| automerge::Change::try_from(chunk).ok().map(|c| c.hash()))
+                .chain(message.heads.iter().copied())
+                .collect();
+            for hash in carried {
+                if let Some(at) = submitted.get(&hash) {
                     latencies.push(arrived.saturating_duration_since(*at).as_secs_f64() * 1000.0);
                 }
             }
         }
+        let mut flags = automerge::sync::MessageFlags::new();
+        flags.set(automerge::sync::MessageFlags::SUPPORTS_SYNC_RESET);
+        let ack = automerge::sync::Message {
+            heads: message.heads.clone(),
+            need: Vec::new(),
+            have: vec![automerge::sync::Have { last_sync: message.heads, bloom: Default::default() }],
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: Some(flags),
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let ack = WireMessage::Sync { sender_id: peer.clone(), target_id: sender_id, document_id, data: ack.encode().into() };
+        replica.send(vec![ack]).await.expect("subscriber answers");
     }
     replica.close().await;
     (latencies, expected)
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat.
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 14th field, stime the 15th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
 }
 
 /// Peak resident memory of a process (VmHWM), in MB.

@@ -19,7 +19,7 @@ use shared::{Denial, DocId, DocKind, Principal, check_change};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
-use super::hub::{Hub, Locked};
+use super::hub::{Canonical, Hub, Locked};
 use crate::AppState;
 use crate::storage::{AuditEvent, Store, StoreError, UserRecord};
 
@@ -308,7 +308,7 @@ impl Connection {
                 changed.push(id);
             }
             let state = self.states.entry(id).or_default();
-            outgoing.extend(sync_message(hub, &self.peer_id, id, &canonical.doc, state));
+            outgoing.extend(sync_message(hub, &self.peer_id, id, canonical, state));
         }
         let mut events: Vec<AuditEvent<'_>> =
             read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
@@ -351,9 +351,9 @@ impl Connection {
                 continue;
             }
             let Some(state) = self.states.get_mut(id) else { continue };
-            let guard = hub.lock(*id).await?;
-            if let Some(canonical) = guard.as_ref() {
-                outgoing.extend(sync_message(hub, &self.peer_id, *id, &canonical.doc, state));
+            let mut guard = hub.lock(*id).await?;
+            if let Some(canonical) = guard.as_mut() {
+                outgoing.extend(sync_message(hub, &self.peer_id, *id, canonical, state));
             }
         }
         Ok(outgoing)
@@ -452,12 +452,12 @@ fn corrupt(id: DocId) -> Close {
     Close::new(1007, format!("corrupt Automerge changes for document {}", encode_doc_id(id)))
 }
 
-fn sync_message(hub: &Hub, peer: &Option<String>, id: DocId, doc: &Automerge, state: &mut sync::State) -> Option<WireMessage> {
-    let message = doc.generate_sync_message(state)?;
+fn sync_message(hub: &Hub, peer: &Option<String>, id: DocId, canonical: &mut Canonical, state: &mut sync::State) -> Option<WireMessage> {
+    let message = canonical.sync_message(state)?;
     Some(WireMessage::Sync {
         sender_id: hub.peer_id().to_owned(),
         target_id: peer.clone().unwrap_or_default(),
         document_id: encode_doc_id(id),
-        data: ByteBuf::from(message.encode()),
+        data: ByteBuf::from(message),
     })
 }

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use automerge::Automerge;
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
 use shared::DocId;
 use tokio::sync::{OwnedMutexGuard, broadcast};
 
@@ -24,11 +25,51 @@ pub struct Canonical {
     /// Stored sizes, for compaction.
     pub snapshot_bytes: usize,
     pub incremental_bytes: usize,
+    /// Sync messages generated from this copy, see `sync_message`.
+    memo: SyncMemo,
+}
+
+/// Most sync states remembered per document.
+const MEMO_STATES: usize = 64;
+
+/// Sync messages already generated for the document at `heads`, by the
+/// sync state they were generated from, with the state that followed.
+#[derive(Default)]
+struct SyncMemo {
+    heads: Vec<ChangeHash>,
+    by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)>,
 }
 
 impl Canonical {
+    fn new(doc: Automerge, seq: i64, snapshot_bytes: usize, incremental_bytes: usize) -> Self {
+        Self { doc, seq, snapshot_bytes, incremental_bytes, memo: SyncMemo::default() }
+    }
+
     fn wants_compaction(&self) -> bool {
         self.incremental_bytes > self.snapshot_bytes.max(4096)
+    }
+
+    /// The encoded Automerge sync message for a peer in `state` (advancing
+    /// it), or `None` if there is nothing to say. `generate_sync_message` is
+    /// a function of the document and the state alone, and when a change
+    /// fans out, the replicas that were level with the server are all in
+    /// the same state: the message is built (changes re-encoded and
+    /// compressed) and encoded once per document version, not once per
+    /// connection.
+    pub fn sync_message(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
+        let heads = self.doc.get_heads();
+        if self.memo.heads != heads || self.memo.by_state.len() >= MEMO_STATES {
+            self.memo.by_state.clear();
+            self.memo.heads = heads;
+        }
+        if let Some((next, message)) = self.memo.by_state.get(state) {
+            *state = next.clone();
+            return message.clone();
+        }
+        let before = state.clone();
+        let message = self.doc.generate_sync_message(state).map(|m| m.encode());
+        self.memo.by_state.insert(before, (state.clone(), message.clone()));
+        message
     }
 }
 
@@ -91,12 +132,7 @@ impl Hub {
         let mut guard = slot.lock_owned().await;
         if guard.is_none() {
             if let Some(stored) = self.store.load_document(id).await? {
-                *guard = Some(Canonical {
-                    doc: stored.to_automerge()?,
-                    seq: stored.seq,
-                    snapshot_bytes: stored.snapshot_bytes,
-                    incremental_bytes: stored.incremental_bytes,
-                });
+                *guard = Some(Canonical::new(stored.to_automerge()?, stored.seq, stored.snapshot_bytes, stored.incremental_bytes));
             }
         }
         Ok(guard)
