@@ -406,9 +406,11 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         let _ = end_tx.send(true);
     });
     let mut latencies = Vec::with_capacity(plan.changes * plan.connections * plan.per_connection / plan.docs);
+    let mut by_instance = vec![Vec::new(); plan.instances];
     let mut expected = 0;
-    for task in subscribers {
+    for (c, task) in subscribers.into_iter().enumerate() {
         let (got, want) = task.await.expect("subscriber task");
+        by_instance[c % plan.instances].extend(got.iter().copied());
         latencies.extend(got);
         expected += want;
     }
@@ -421,8 +423,19 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     for mut child in children {
         let _ = child.kill().await;
     }
+    let percentile = |sorted: &[f64], p: f64| {
+        round3(sorted.get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN))
+    };
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| percentile(&latencies, p);
+    // Subscribers on the writer's instance, then on the others.
+    let by_instance: Vec<serde_json::Value> = by_instance
+        .iter_mut()
+        .map(|l| {
+            l.sort_by(f64::total_cmp);
+            json!({"p50_ms": percentile(l, 0.5), "p99_ms": percentile(l, 0.99)})
+        })
+        .collect();
     println!(
         "{}",
         json!({
@@ -436,9 +449,10 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
             "interval_ms": plan.interval.as_millis() as u64,
             "deliveries": latencies.len(),
             "missed": expected - latencies.len(),
-            "p50_ms": round3(pct(0.50)),
-            "p90_ms": round3(pct(0.90)),
-            "p99_ms": round3(pct(0.99)),
+            "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
+            "p99_ms": pct(0.99),
+            "by_instance": by_instance,
             "max_ms": round3(latencies.last().copied().unwrap_or(f64::NAN)),
             "peak_rss_mb": rss.iter().copied().fold(0.0, f64::max),
             "peak_rss_mb_per_instance": rss,
