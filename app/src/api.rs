@@ -92,10 +92,12 @@ async fn call(method: &str, path: &str, body: Option<&Value>) -> Result<Value, A
     if status == 503 && text.contains("offline") {
         return Err(ApiError::Offline);
     }
-    if status == 401 {
+    let json: Option<Value> = if text.is_empty() { Some(Value::Null) } else { serde_json::from_str(&text).ok() };
+    // Only a 401 that says so means the session is over; a refused passkey
+    // at sign-in is a 401 too, and its message must be shown as it is.
+    if status == 401 && json.as_ref().and_then(|j| j.get("error")).is_none_or(|code| code == "session_expired") {
         return Err(ApiError::SessionExpired);
     }
-    let json: Option<Value> = if text.is_empty() { Some(Value::Null) } else { serde_json::from_str(&text).ok() };
     if !response.ok() {
         let message = json
             .as_ref()
