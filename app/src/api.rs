@@ -178,7 +178,7 @@ pub async fn passkey_delete(id: &str) -> Result<(), ApiError> {
     call("DELETE", &format!("/api/passkeys/{id}"), None).await.map(|_| ())
 }
 
-/// `GET /api/consents`: an array of `{"clinic_id", "clinic_name", "granted"}`.
+/// A clinic and whether it may see the patient's record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Consent {
     #[serde(alias = "id", alias = "clinic")]
@@ -195,8 +195,18 @@ fn yes() -> bool {
     true
 }
 
+/// Every clinic, with whether it has access: `GET /api/consents` lists only
+/// the clinics that have it, so the others (from `GET /api/clinics`) are
+/// added as without access, which the patient can give (or give back).
 pub async fn consents() -> Result<Vec<Consent>, ApiError> {
-    parse(call("GET", "/api/consents", None).await?)
+    let mut list: Vec<Consent> = parse(call("GET", "/api/consents", None).await?)?;
+    let clinics: Vec<Clinic> = parse(call("GET", "/api/clinics", None).await?)?;
+    for clinic in clinics {
+        if !list.iter().any(|c| c.clinic_id == clinic.id) {
+            list.push(Consent { clinic_id: clinic.id, clinic_name: clinic.name, granted: false, since: None });
+        }
+    }
+    Ok(list)
 }
 
 pub async fn grant(clinic: ClinicId) -> Result<(), ApiError> {
