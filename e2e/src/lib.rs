@@ -203,17 +203,13 @@ impl Person {
         }
     }
 
-    /// Cuts this person's page off the network, as a lost connection does
-    /// (the page gets `offline` events and its requests fail).
-    #[allow(deprecated)] // its successor (overrideNetworkState) is not in Debian's Chromium yet
+    /// Cuts this person's page off the network (see [`set_offline`]).
     pub async fn go_offline(&self) {
-        self.page.execute(network::EnableParams::default()).await.expect("network domain");
-        self.page.execute(network::EmulateNetworkConditionsParams::new(true, 0.0, -1.0, -1.0)).await.expect("go offline");
+        set_offline(&self.page, true).await;
     }
 
-    #[allow(deprecated)]
     pub async fn go_online(&self) {
-        self.page.execute(network::EmulateNetworkConditionsParams::new(false, 0.0, -1.0, -1.0)).await.expect("go online");
+        set_offline(&self.page, false).await;
     }
 
     /// Adds a virtual authenticator (a CTAP2 platform authenticator with user
@@ -258,10 +254,10 @@ pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
     loop {
         if let Ok(elements) = page.find_elements(selector).await {
             for element in elements {
-                if let Ok(Some(found)) = element.inner_text().await {
-                    if found.contains(text) {
-                        return found;
-                    }
+                if let Ok(Some(found)) = element.inner_text().await
+                    && found.contains(text)
+                {
+                    return found;
                 }
             }
         }
@@ -277,10 +273,19 @@ pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
 pub async fn screenshot(page: &Page, name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     let _ = std::fs::create_dir_all(&dir);
-    let file: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let file: String = name.chars().take(80).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let path = dir.join(format!("{file}.png"));
     let _ = page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path).await;
     path
+}
+
+/// Cuts a page off the network, or reconnects it, as a lost connection
+/// does: the page gets `offline`/`online` events and its requests and new
+/// WebSockets fail while offline.
+#[allow(deprecated)] // its successor (Network.overrideNetworkState) is not in Debian's Chromium yet
+pub async fn set_offline(page: &Page, offline: bool) {
+    page.execute(network::EnableParams::default()).await.expect("network domain");
+    page.execute(network::EmulateNetworkConditionsParams::new(offline, 0.0, -1.0, -1.0)).await.expect("network conditions");
 }
 
 /// Clicks the first element matching `selector` whose text contains `text`,

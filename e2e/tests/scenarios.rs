@@ -76,8 +76,7 @@ async fn record_result(provider: &Person, loinc: &str, value: &str) {
     provider.choose("#lab-test", loinc).await;
     provider.type_into("#lab-value", value).await;
     provider.click("form button", "Save result").await;
-    provider.wait_for(".ok", &format!("Saved ")).await;
-    provider.wait_for(".ok", value).await;
+    provider.wait_for(".ok", &format!("{value} ")).await;
 }
 
 /// In an open chart: prescribes a medication (RxNorm code).
@@ -116,6 +115,20 @@ async fn wait_for_count(person: &Person, selector: &str, n: usize) {
             return;
         }
         person.check(tokio::time::Instant::now() < deadline, &format!("{found} `{selector}`, expected {n}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until a script's answer is `true` (for what text matching cannot
+/// say, e.g. which of several rows shows what).
+async fn wait_for_script(person: &Person, script: &str) {
+    let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+    loop {
+        let answer: Option<bool> = person.page.evaluate(script).await.ok().and_then(|v| v.into_value().ok());
+        if answer == Some(true) {
+            return;
+        }
+        person.check(tokio::time::Instant::now() < deadline, &format!("no `{script}` within {:?}", e2e::PATIENCE)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -328,20 +341,22 @@ async fn a_message_written_offline_is_delivered_and_answered() {
             maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
             maria.wait_for(".msg.mine", "Sent, waiting for the network").await;
 
+            let last = format!("{RIVERSIDE_THREAD} .thread li:last-child");
             maria.go_online().await;
-            let sent = maria.wait_for(".msg.mine", QUESTION).await;
-            maria.wait_for(".msg.mine", "Delivered").await;
-            maria.check(sent.contains(QUESTION), "the message is kept").await;
+            let delivered = maria.wait_for(&last, "Delivered").await;
+            maria.check(delivered.contains(QUESTION), &format!("the question is delivered: {delivered}")).await;
 
             open_chart(&okafor, "Maria Santos").await;
             tab(&okafor, "Messages").await;
             okafor.wait_for(".msg.theirs", QUESTION).await;
+            // Opening the thread marks the question read, which Maria sees.
+            maria.wait_for(&last, "Read").await;
             okafor.type_into(".compose textarea", ANSWER).await;
             okafor.click(".compose button", "Send").await;
-            okafor.wait_for(".msg.mine", "Delivered").await;
             maria.wait_for(".msg.theirs", ANSWER).await;
-            // Opening the thread marked the question read.
-            maria.wait_for(".msg.mine", "Read").await;
+            // Maria has the thread open, so the answer is read at once.
+            let answer = okafor.wait_for(&last, "Read").await;
+            okafor.check(answer.contains(ANSWER), &format!("the answer is read: {answer}")).await;
 
             for person in [&maria, &okafor] {
                 let thread = person.text(&format!("{RIVERSIDE_THREAD} .thread")).await;
@@ -375,16 +390,10 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             brandt.wait_for("main table", "277.5 10*3/uL").await;
 
             tab(&maria, "Account").await;
-            maria.wait_for(".inline-form", "Northgate Diabetes & Endocrine Clinic has access").await;
-            maria
-                .page
-                .evaluate(
-                    "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Northgate'))
-                        .querySelector('button').click()",
-                )
-                .await
-                .expect("take access away");
-            maria.wait_for(".inline-form", "Northgate Diabetes & Endocrine Clinic has no access").await;
+            let northgate = "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Northgate'))";
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')")).await;
+            maria.page.evaluate(format!("{northgate}.querySelector('button').click()")).await.expect("take access away");
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')")).await;
 
             record_result(&okafor, "6690-2", "7.77").await;
             tab(&maria, "Results").await;
@@ -454,7 +463,9 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
                 .expect("write IndexedDB");
             maria.page.reload().await.expect("reload");
 
-            maria.wait_for(".banner", "The server refused a change").await;
+            // The person is told, with the reason.
+            let banner = maria.wait_for(".banner", "The server refused a change").await;
+            maria.check(banner.contains("may not write this part of the record"), &format!("the banner gives the reason: {banner}")).await;
             wait_until_gone(&maria, "main", "987.6").await;
             maria.wait_for("main", "Hemoglobin A1c").await;
 
