@@ -98,8 +98,8 @@ impl Browser {
         let page = self.browser.new_page(target).await.expect("open page");
         let_service_workers_start(&page).await;
         page.execute(web_authn::EnableParams::default()).await.expect("enable WebAuthn");
-        let mut person = Person { name: name.to_owned(), page: page.clone(), authenticator: AuthenticatorId::new("") };
-        person.authenticator = person.add_authenticator().await;
+        let authenticator = add_authenticator(&page).await;
+        let person = Person { name: name.to_owned(), page: page.clone(), authenticator };
         self.pages.lock().expect("pages").push((name.to_owned(), page));
         person
     }
@@ -212,20 +212,9 @@ impl Person {
         set_offline(&self.page, false).await;
     }
 
-    /// Adds a virtual authenticator (a CTAP2 platform authenticator with user
-    /// verification, always present) to this person's page.
+    /// Adds a virtual authenticator to this person's page (a new device).
     pub async fn add_authenticator(&self) -> AuthenticatorId {
-        let options = VirtualAuthenticatorOptions::builder()
-            .protocol(AuthenticatorProtocol::Ctap2)
-            .transport(AuthenticatorTransport::Internal)
-            .has_resident_key(true)
-            .has_user_verification(true)
-            .is_user_verified(true)
-            .automatic_presence_simulation(true)
-            .build()
-            .expect("authenticator options");
-        let added = self.page.execute(AddVirtualAuthenticatorParams::new(options)).await.expect("virtual authenticator");
-        added.result.authenticator_id.clone()
+        add_authenticator(&self.page).await
     }
 
     /// The passkeys an authenticator holds.
@@ -245,6 +234,22 @@ impl Person {
         self.page.execute(AddCredentialParams::new(authenticator.clone(), credential)).await.expect("add credential");
         authenticator
     }
+}
+
+/// Adds a virtual authenticator (a CTAP2 platform authenticator with user
+/// verification, always present) to a page.
+async fn add_authenticator(page: &Page) -> AuthenticatorId {
+    let options = VirtualAuthenticatorOptions::builder()
+        .protocol(AuthenticatorProtocol::Ctap2)
+        .transport(AuthenticatorTransport::Internal)
+        .has_resident_key(true)
+        .has_user_verification(true)
+        .is_user_verified(true)
+        .automatic_presence_simulation(true)
+        .build()
+        .expect("authenticator options");
+    let added = page.execute(AddVirtualAuthenticatorParams::new(options)).await.expect("virtual authenticator");
+    added.result.authenticator_id.clone()
 }
 
 /// Waits until `selector` matches an element whose text contains `text`,
