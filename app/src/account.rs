@@ -9,8 +9,16 @@ use crate::api::{self, ApiError};
 use crate::store::{self, ui};
 use crate::webauthn;
 
+/// The first of `keys` that `v` has, as text. Times the server sends as
+/// milliseconds since the epoch become RFC 3339 (UTC), as the views expect.
 fn text(v: &Value, keys: &[&str]) -> String {
-    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_str)).unwrap_or("").to_owned()
+    keys.iter()
+        .find_map(|k| match v.get(*k)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(String::from(js_sys::Date::new(&n.as_f64()?.into()).to_iso_string())),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn report(error: RwSignal<Option<String>>, e: ApiError) {

@@ -92,10 +92,12 @@ async fn call(method: &str, path: &str, body: Option<&Value>) -> Result<Value, A
     if status == 503 && text.contains("offline") {
         return Err(ApiError::Offline);
     }
-    if status == 401 {
+    let json: Option<Value> = if text.is_empty() { Some(Value::Null) } else { serde_json::from_str(&text).ok() };
+    // Only a 401 that says so means the session is over; a refused passkey
+    // at sign-in is a 401 too, and its message must be shown as it is.
+    if status == 401 && json.as_ref().and_then(|j| j.get("error")).is_none_or(|code| code == "session_expired") {
         return Err(ApiError::SessionExpired);
     }
-    let json: Option<Value> = if text.is_empty() { Some(Value::Null) } else { serde_json::from_str(&text).ok() };
     if !response.ok() {
         let message = json
             .as_ref()
@@ -176,7 +178,7 @@ pub async fn passkey_delete(id: &str) -> Result<(), ApiError> {
     call("DELETE", &format!("/api/passkeys/{id}"), None).await.map(|_| ())
 }
 
-/// `GET /api/consents`: an array of `{"clinic_id", "clinic_name", "granted"}`.
+/// A clinic and whether it may see the patient's record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Consent {
     #[serde(alias = "id", alias = "clinic")]
@@ -193,8 +195,18 @@ fn yes() -> bool {
     true
 }
 
+/// Every clinic, with whether it has access: `GET /api/consents` lists only
+/// the clinics that have it, so the others (from `GET /api/clinics`) are
+/// added as without access, which the patient can give (or give back).
 pub async fn consents() -> Result<Vec<Consent>, ApiError> {
-    parse(call("GET", "/api/consents", None).await?)
+    let mut list: Vec<Consent> = parse(call("GET", "/api/consents", None).await?)?;
+    let clinics: Vec<Clinic> = parse(call("GET", "/api/clinics", None).await?)?;
+    for clinic in clinics {
+        if !list.iter().any(|c| c.clinic_id == clinic.id) {
+            list.push(Consent { clinic_id: clinic.id, clinic_name: clinic.name, granted: false, since: None });
+        }
+    }
+    Ok(list)
 }
 
 pub async fn grant(clinic: ClinicId) -> Result<(), ApiError> {

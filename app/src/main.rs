@@ -75,6 +75,13 @@ fn App() -> impl IntoView {
     register_service_worker();
     sync::watch_network();
     spawn_local(store::start());
+    // After signing out, whoever signs in next starts on their own home
+    // page, not on the previous user's last page.
+    Effect::new(move |_| {
+        if ui.me.with(Option::is_none) {
+            page.set(Page::Record(Tab::Results));
+        }
+    });
     // Staff start on their patient list.
     Effect::new(move |_| {
         if ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff())) && matches!(page.get_untracked(), Page::Record(_)) {

@@ -1,14 +1,32 @@
 //! Drives Debian's headless Chromium for the end-to-end tests. Each browser
-//! gets a fresh profile directory and is killed when dropped, so no process
-//! outlives a test.
+//! gets a fresh profile directory and is killed when dropped (chromiumoxide
+//! spawns it with kill-on-drop), so no process outlives a test, even one that
+//! panics.
+//!
+//! A simulated person is a [`Person`]: a browser context of their own
+//! (cookies, IndexedDB, service worker), one page, and a virtual passkey
+//! authenticator on it. [`Browser::scenario`] saves a screenshot of every
+//! person's page when a scenario fails, whatever the assertion.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chromiumoxide::browser::{Browser as CdpBrowser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::network;
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams, SetAutoAttachParams};
+use chromiumoxide::cdp::browser_protocol::web_authn::{
+    self, AddCredentialParams, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol,
+    AuthenticatorTransport, Credential, GetCredentialsParams, RemoveVirtualAuthenticatorParams,
+    VirtualAuthenticatorOptions,
+};
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+
+/// How long a person waits for something to show before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(15);
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -22,6 +40,8 @@ pub fn app_dist() -> PathBuf {
 pub struct Browser {
     browser: CdpBrowser,
     handler: tokio::task::JoinHandle<()>,
+    /// Every person's page, by name, for screenshots of a failing scenario.
+    pages: Mutex<Vec<(String, Page)>>,
     _profile: tempfile::TempDir,
 }
 
@@ -47,7 +67,7 @@ impl Browser {
             .expect("browser config");
         let (browser, mut events) = CdpBrowser::launch(config).await.expect("launch Chromium");
         let handler = tokio::spawn(async move { while events.next().await.is_some() {} });
-        Self { browser, handler, _profile: profile }
+        Self { browser, handler, pages: Mutex::new(Vec::new()), _profile: profile }
     }
 
     pub async fn open(&self, url: &str) -> Page {
@@ -62,18 +82,51 @@ impl Browser {
     /// detach, leaving the worker stuck in "starting"; turning the pause off
     /// for this page avoids that.
     pub async fn open_with_service_workers(&self, url: &str) -> Page {
-        use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
         let page = self.open("about:blank").await;
-        let attach = SetAutoAttachParams::builder()
-            .auto_attach(true)
-            .wait_for_debugger_on_start(false)
-            .flatten(true)
-            .build()
-            .expect("auto-attach params");
-        page.execute(attach).await.expect("auto-attach without pausing");
+        let_service_workers_start(&page).await;
         page.goto(url).await.expect("open page");
         page.wait_for_navigation().await.expect("navigation");
         page
+    }
+
+    /// A new person: their own browser context (so their own cookies,
+    /// IndexedDB and service worker), an empty page where service workers
+    /// start on their own, and a virtual passkey authenticator.
+    pub async fn person(&self, name: &str) -> Person {
+        let context = self.browser.create_browser_context(CreateBrowserContextParams::default()).await.expect("browser context");
+        let target = CreateTargetParams::builder().url("about:blank").browser_context_id(context).build().expect("target");
+        let page = self.browser.new_page(target).await.expect("open page");
+        let_service_workers_start(&page).await;
+        page.execute(web_authn::EnableParams::default()).await.expect("enable WebAuthn");
+        let authenticator = add_authenticator(&page).await;
+        let person = Person { name: name.to_owned(), page: page.clone(), authenticator };
+        self.pages.lock().expect("pages").push((name.to_owned(), page));
+        person
+    }
+
+    /// A new person who opens their enrollment link and creates a passkey,
+    /// as an invited patient or provider does; returns once they are signed
+    /// in.
+    pub async fn enroll(&self, name: &str, link: &str) -> Person {
+        let person = self.person(name).await;
+        person.page.goto(link).await.expect("open the enrollment link");
+        person.wait_for("h2", "Create your passkey").await;
+        person.click("button", "Create a passkey").await;
+        person.wait_for(".main-nav", "Account").await;
+        person
+    }
+
+    /// Runs a scenario; if it fails (any panic: a timeout, an assertion, an
+    /// `expect`), saves a screenshot of every person's page first.
+    pub async fn scenario(&self, name: &str, body: impl std::future::Future<Output = ()>) {
+        if let Err(panic) = AssertUnwindSafe(body).catch_unwind().await {
+            let pages = self.pages.lock().expect("pages").clone();
+            for (person, page) in pages {
+                let shot = screenshot(&page, &format!("{name} {person}")).await;
+                eprintln!("{name}: {person}'s page at failure: {}", shot.display());
+            }
+            std::panic::resume_unwind(panic);
+        }
     }
 
     pub async fn close(mut self) {
@@ -83,17 +136,133 @@ impl Browser {
     }
 }
 
+/// chromiumoxide auto-attaches to new targets paused ("wait for debugger")
+/// and its resume of a service worker can race with its detach, leaving the
+/// worker stuck in "starting"; turning the pause off for this page avoids
+/// that.
+async fn let_service_workers_start(page: &Page) {
+    let attach = SetAutoAttachParams::builder()
+        .auto_attach(true)
+        .wait_for_debugger_on_start(false)
+        .flatten(true)
+        .build()
+        .expect("auto-attach params");
+    page.execute(attach).await.expect("auto-attach without pausing");
+}
+
+/// One simulated person at their own device (see [`Browser::person`]).
+pub struct Person {
+    pub name: String,
+    pub page: Page,
+    /// The authenticator the person started with (their first device).
+    pub authenticator: AuthenticatorId,
+}
+
+impl Person {
+    /// Waits until an element matching `selector` shows `text`; returns its text.
+    pub async fn wait_for(&self, selector: &str, text: &str) -> String {
+        wait_for_text(&self.page, selector, text).await
+    }
+
+    /// Clicks (with real mouse events, which WebAuthn may need as a user
+    /// gesture) the first element matching `selector` that shows `text`.
+    pub async fn click(&self, selector: &str, text: &str) {
+        click(&self.page, selector, text).await;
+    }
+
+    pub async fn type_into(&self, selector: &str, value: &str) {
+        type_into(&self.page, selector, value).await;
+    }
+
+    pub async fn choose(&self, selector: &str, value: &str) {
+        choose(&self.page, selector, value).await;
+    }
+
+    /// The text of the first element matching `selector` ("" if none).
+    pub async fn text(&self, selector: &str) -> String {
+        let script = format!("document.querySelector({selector:?})?.innerText ?? ''");
+        self.page.evaluate(script).await.ok().and_then(|v| v.into_value().ok()).unwrap_or_default()
+    }
+
+    /// Fails with a screenshot unless `condition` holds.
+    pub async fn check(&self, condition: bool, what: &str) {
+        if !condition {
+            let shot = screenshot(&self.page, &format!("{} {what}", self.name)).await;
+            panic!("{}: {what}; screenshot at {}", self.name, shot.display());
+        }
+    }
+
+    /// Checks that `text` does not show in `selector` during `window`: for
+    /// things that must not happen, which can only be watched for a while.
+    pub async fn never_shows(&self, selector: &str, text: &str, window: Duration) {
+        let deadline = tokio::time::Instant::now() + window;
+        while tokio::time::Instant::now() < deadline {
+            let shown = self.text(selector).await;
+            self.check(!shown.contains(text), &format!("`{selector}` shows {text:?}, which it must not")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Cuts this person's page off the network (see [`set_offline`]).
+    pub async fn go_offline(&self) {
+        set_offline(&self.page, true).await;
+    }
+
+    pub async fn go_online(&self) {
+        set_offline(&self.page, false).await;
+    }
+
+    /// Adds a virtual authenticator to this person's page (a new device).
+    pub async fn add_authenticator(&self) -> AuthenticatorId {
+        add_authenticator(&self.page).await
+    }
+
+    /// The passkeys an authenticator holds.
+    pub async fn credentials(&self, authenticator: &AuthenticatorId) -> Vec<Credential> {
+        self.page.execute(GetCredentialsParams::new(authenticator.clone())).await.expect("credentials").result.credentials.clone()
+    }
+
+    /// Takes an authenticator away (the device with that passkey is gone).
+    pub async fn remove_authenticator(&self, authenticator: &AuthenticatorId) {
+        self.page.execute(RemoveVirtualAuthenticatorParams::new(authenticator.clone())).await.expect("remove authenticator");
+    }
+
+    /// A new authenticator holding exactly `credential` (an old passkey
+    /// brought back).
+    pub async fn authenticator_with(&self, credential: Credential) -> AuthenticatorId {
+        let authenticator = self.add_authenticator().await;
+        self.page.execute(AddCredentialParams::new(authenticator.clone(), credential)).await.expect("add credential");
+        authenticator
+    }
+}
+
+/// Adds a virtual authenticator (a CTAP2 platform authenticator with user
+/// verification, always present) to a page.
+async fn add_authenticator(page: &Page) -> AuthenticatorId {
+    let options = VirtualAuthenticatorOptions::builder()
+        .protocol(AuthenticatorProtocol::Ctap2)
+        .transport(AuthenticatorTransport::Internal)
+        .has_resident_key(true)
+        .has_user_verification(true)
+        .is_user_verified(true)
+        .automatic_presence_simulation(true)
+        .build()
+        .expect("authenticator options");
+    let added = page.execute(AddVirtualAuthenticatorParams::new(options)).await.expect("virtual authenticator");
+    added.result.authenticator_id.clone()
+}
+
 /// Waits until `selector` matches an element whose text contains `text`,
 /// returning that text; on timeout saves a screenshot and fails.
 pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if let Ok(elements) = page.find_elements(selector).await {
             for element in elements {
-                if let Ok(Some(found)) = element.inner_text().await {
-                    if found.contains(text) {
-                        return found;
-                    }
+                if let Ok(Some(found)) = element.inner_text().await
+                    && found.contains(text)
+                {
+                    return found;
                 }
             }
         }
@@ -109,8 +278,85 @@ pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
 pub async fn screenshot(page: &Page, name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     let _ = std::fs::create_dir_all(&dir);
-    let file: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let file: String = name.chars().take(80).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let path = dir.join(format!("{file}.png"));
     let _ = page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path).await;
     path
+}
+
+/// Cuts a page off the network, or reconnects it, as a lost connection
+/// does: the page gets `offline`/`online` events and its requests and new
+/// WebSockets fail while offline.
+#[allow(deprecated)] // its successor (Network.overrideNetworkState) is not in Debian's Chromium yet
+pub async fn set_offline(page: &Page, offline: bool) {
+    page.execute(network::EnableParams::default()).await.expect("network domain");
+    page.execute(network::EmulateNetworkConditionsParams::new(offline, 0.0, -1.0, -1.0)).await.expect("network conditions");
+}
+
+/// Clicks the first element matching `selector` whose text contains `text`,
+/// with real mouse events.
+pub async fn click(page: &Page, selector: &str, text: &str) {
+    wait_for_text(page, selector, text).await;
+    for element in page.find_elements(selector).await.expect("elements") {
+        if element.inner_text().await.ok().flatten().is_some_and(|t| t.contains(text)) {
+            element.click().await.expect("click");
+            return;
+        }
+    }
+    let shot = screenshot(page, selector).await;
+    panic!("`{selector}` showing {text:?} went away before it was clicked; screenshot at {}", shot.display());
+}
+
+/// Waits until `selector` matches an element (form fields have no text).
+pub async fn wait_for_element(page: &Page, selector: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if page.find_element(selector).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shot = screenshot(page, selector).await;
+    panic!("no `{selector}` within {PATIENCE:?}; screenshot at {}", shot.display());
+}
+
+/// Sets a form control's value and fires `event`, as a person typing
+/// (`input`) or picking an option (`change`) does.
+pub async fn set_value(page: &Page, selector: &str, value: &str, event: &str) {
+    wait_for_element(page, selector).await;
+    let script = format!(
+        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event({event:?}, {{ bubbles: true }})); return true; }})()"
+    );
+    page.evaluate(script).await.expect("set a form value");
+}
+
+/// Types into a text field.
+pub async fn type_into(page: &Page, selector: &str, value: &str) {
+    set_value(page, selector, value, "input").await;
+}
+
+/// Picks an option of a `<select>`.
+pub async fn choose(page: &Page, selector: &str, value: &str) {
+    set_value(page, selector, value, "change").await;
+}
+
+/// Waits until the service worker controls the page (it claims clients on
+/// activation), i.e. the shell is cached and the page opens offline.
+pub async fn wait_for_service_worker(page: &Page) {
+    let probe = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({
+        registered: !!r, installing: !!(r && r.installing), waiting: !!(r && r.waiting),
+        active: !!(r && r.active), controlled: !!navigator.serviceWorker.controller }))";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut state = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(5), page.evaluate(probe)).await {
+            state = result.into_value::<String>().unwrap_or_default();
+            if state.contains("\"controlled\":true") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let shot = screenshot(page, "service worker").await;
+    panic!("the service worker did not take control within 60 s ({state}); screenshot at {}", shot.display());
 }

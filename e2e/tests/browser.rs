@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use chromiumoxide::Page;
-use chromiumoxide::cdp::browser_protocol::network::{EmulateNetworkConditionsParams, EnableParams};
-use e2e::{Browser, app_dist, screenshot, wait_for_text};
+use e2e::{Browser, app_dist, choose, click, set_offline, type_into, wait_for_service_worker, wait_for_text};
 use server::storage::Backend;
 use server::testing::{TestDatabase, TestServer};
 use shared::record;
@@ -28,31 +27,9 @@ async fn the_demo_app_renders_in_chromium() {
     app.stop().await;
 }
 
-/// Waits until the service worker controls the page (it claims clients on
-/// activation), i.e. the shell is cached.
-async fn wait_for_service_worker(page: &Page) {
-    let probe = "navigator.serviceWorker.getRegistration().then((r) => JSON.stringify({
-        registered: !!r, installing: !!(r && r.installing), waiting: !!(r && r.waiting),
-        active: !!(r && r.active), controlled: !!navigator.serviceWorker.controller }))";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut state = String::new();
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(5), page.evaluate(probe)).await {
-            state = result.into_value::<String>().unwrap_or_default();
-            if state.contains("\"controlled\":true") {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let shot = screenshot(page, "service worker").await;
-    panic!("the service worker did not take control within 60 s ({state}); screenshot at {}", shot.display());
-}
-
 /// Cuts the page off the network and stops the server, then reloads.
 async fn reload_offline(page: &Page, app: TestServer) {
-    page.execute(EnableParams::default()).await.expect("network domain");
-    page.execute(EmulateNetworkConditionsParams::new(true, 0.0, -1.0, -1.0)).await.expect("go offline");
+    set_offline(page, true).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
     page.reload().await.expect("reload");
 }
@@ -119,43 +96,6 @@ fn provenance(clinic: ClinicId, recorder: UserId, at: &str) -> Provenance {
         recorder_name: "Dr. Amara Okafor".into(),
         recorded: at.into(),
     }
-}
-
-/// Clicks the first element matching `selector` whose text contains `text`.
-async fn click(page: &Page, selector: &str, text: &str) {
-    wait_for_text(page, selector, text).await;
-    let script = format!(
-        "(() => {{ const el = [...document.querySelectorAll({selector:?})].find((e) => e.textContent.includes({text:?})); el.click(); return true; }})()"
-    );
-    page.evaluate(script).await.expect("click");
-}
-
-/// Waits until `selector` matches an element (form fields have no text).
-async fn wait_for_element(page: &Page, selector: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while tokio::time::Instant::now() < deadline {
-        if page.find_element(selector).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let shot = screenshot(page, selector).await;
-    panic!("no `{selector}` within 15 s; screenshot at {}", shot.display());
-}
-
-/// Sets a form control's value and fires `event`, as a person typing
-/// (`input`) or picking an option (`change`) does.
-async fn set_value(page: &Page, selector: &str, value: &str, event: &str) {
-    wait_for_element(page, selector).await;
-    let script = format!(
-        "(() => {{ const el = document.querySelector({selector:?}); el.value = {value:?}; el.dispatchEvent(new Event({event:?}, {{ bubbles: true }})); return true; }})()"
-    );
-    page.evaluate(script).await.expect("set a form value");
-}
-
-/// Types into a text field.
-async fn type_into(page: &Page, selector: &str, value: &str) {
-    set_value(page, selector, value, "input").await;
 }
 
 /// Offline work: a refill request and a message are kept on the device,
@@ -312,11 +252,6 @@ async fn records_stored_on_the_device_open_offline() {
     let conflict = wait_for_text(&page, ".conflict", "both values are kept for review").await;
     assert!(conflict.contains("entered-in-error") && conflict.contains("amended"), "{conflict}");
     browser.close().await;
-}
-
-/// Picks an option of a `<select>`.
-async fn choose(page: &Page, selector: &str, value: &str) {
-    set_value(page, selector, value, "change").await;
 }
 
 /// Clinic staff, offline: find a patient, get the allergy warning from

@@ -13,5 +13,5 @@ pub mod status;
 pub mod sync;
 
 pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
-pub use policy::{Denial, Principal, Role, Rule, check_change};
+pub use policy::{Denial, Principal, Role, Rule, check_change, check_patches};
 pub use schema::DocKind;

@@ -2,13 +2,13 @@
 //! must be allowed or denied exactly as its row says.
 
 use automerge::transaction::Transactable;
-use automerge::{ActorId, AutoCommit, ROOT};
+use automerge::{ActorId, AutoCommit, Automerge, Change, PatchLog, ROOT};
 use shared::record;
 use shared::schema::{
     Appointment, DocKind, Message, Observation, Prescription, Provenance, RefillRequest,
 };
 use shared::status::{AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side};
-use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change};
+use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change, check_patches};
 
 /// The people in the table, in column order.
 const ROLES: [&str; 7] = ["patient", "caregiver_rw", "caregiver_ro", "provider_a", "provider_b", "admin_a", "other_patient"];
@@ -336,11 +336,17 @@ fn every_role_and_edit_is_decided_as_the_table_says() {
             let kind = edit.kind(&world);
             let mut doc = world.base(kind);
             let before = doc.get_heads();
+            let mut server = doc.document().clone();
             doc.set_actor(ActorId::random());
             edit.apply(&world, who, &mut doc);
             let got = check_change(doc.document(), &before, &kind, who).err().map(|d| d.rule);
             if got != *expected {
                 mismatches.push(format!("{edit:?} by {role}: expected {expected:?}, got {got:?}"));
+            }
+            // The server's way: patches recorded while applying the changes.
+            let got = check_logged(&mut server, doc.document().get_changes(&before), &kind, who);
+            if got != *expected {
+                mismatches.push(format!("{edit:?} by {role} (logged patches): expected {expected:?}, got {got:?}"));
             }
         }
     }
@@ -377,6 +383,24 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
     // before: stopped cannot become completed, even as a losing write.
     let denial = check_change(canonical.document(), &before, &kind, provider_a).unwrap_err();
     assert_eq!(denial.rule, Rule::StatusTransition);
+
+    // The same, with patches recorded while applying, as the server does.
+    let forged = canonical.document().get_changes(&before);
+    for (who, rule) in [(world.who("patient"), Rule::NotPermitted), (provider_a, Rule::StatusTransition)] {
+        let mut server = base.fork();
+        server.merge(&mut provider).unwrap();
+        let mut server = server.document().clone();
+        assert_eq!(check_logged(&mut server, forged.clone(), &kind, who), Some(rule));
+    }
+}
+
+/// Applies `changes` to `doc` recording patches, and checks them.
+fn check_logged(doc: &mut Automerge, changes: Vec<Change>, kind: &DocKind, who: &Principal) -> Option<Rule> {
+    let before = doc.get_heads();
+    let mut log = PatchLog::active();
+    doc.apply_changes_log_patches(changes, &mut log).unwrap();
+    let patches = doc.make_patches(&mut log);
+    check_patches(doc, &before, patches, kind, who).err().map(|d| d.rule)
 }
 
 #[test]

@@ -210,11 +210,13 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
     }
 
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let url = format!("ws://localhost:{port}/sync");
     let headers = [("cookie", cookie), ("origin", format!("http://localhost:{port}"))];
     let mut replica = Replica::connect(&url, &headers, client).await.expect("connect");
     replica.sync_all(Duration::from_secs(600)).await.expect("catch-up");
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_started;
     let (bytes_up, bytes_down) = (replica.bytes_up, replica.bytes_down);
     replica.close().await;
 
@@ -225,11 +227,13 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
     let chunks: Vec<Vec<u8>> = floor_input.iter().zip(&genesis_heads).map(|(d, h)| d.save_after(h)).collect();
     let canonical: Vec<Automerge> = kinds.iter().map(DocKind::genesis).collect();
     let floor_started = Instant::now();
+    let floor_cpu_started = cpu_seconds();
     for (mut server_doc, chunk) in canonical.into_iter().zip(&chunks) {
         server_doc.load_incremental(chunk).expect("load changes");
         std::hint::black_box(server_doc.get_heads());
     }
     let floor_seconds = floor_started.elapsed().as_secs_f64();
+    let floor_cpu = cpu_seconds() - floor_cpu_started;
     let canonical: Vec<Automerge> = kinds.iter().map(DocKind::genesis).collect();
     let merge_started = Instant::now();
     for (mut server_doc, client_doc) in canonical.into_iter().zip(floor_input.iter_mut()) {
@@ -245,6 +249,8 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
             "docs": docs,
             "changes_per_doc": changes,
             "seconds": round3(seconds),
+            "cpu_seconds": round3(cpu),
+            "floor_cpu_seconds": round3(floor_cpu),
             "bytes_up": bytes_up,
             "bytes_down": bytes_down,
             "floor_seconds": round3(floor_seconds),
@@ -254,6 +260,16 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
     );
     store.close().await;
     db.drop_database().await;
+}
+
+/// CPU time this process (server and client together) has used so far;
+/// unlike wall time it barely moves when other work shares the machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
 }
 
 fn round3(x: f64) -> f64 {
@@ -381,8 +397,8 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         writer.client.doc_mut(*id).expect("tracked").set_actor(actor.clone());
     }
     let server_pids: Vec<u32> = children.iter().map(|c| c.id().expect("running")).collect();
-    let server_cpu_now = || -> f64 { server_pids.iter().map(|pid| cpu_seconds(&format!("/proc/{pid}/stat"))).sum() };
-    let (server_cpu_setup, bench_cpu_setup) = (server_cpu_now(), cpu_seconds("/proc/self/stat"));
+    let server_cpu_now = || -> f64 { server_pids.iter().map(|pid| process_cpu_seconds(&format!("/proc/{pid}/stat"))).sum() };
+    let (server_cpu_setup, bench_cpu_setup) = (server_cpu_now(), process_cpu_seconds("/proc/self/stat"));
     let write_started = Instant::now();
     let mut next = tokio::time::Instant::now();
     for i in 0..plan.changes {
@@ -418,7 +434,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     let rss: Vec<f64> = children.iter().map(|c| peak_rss_mb(c.id().expect("running"))).collect();
     // CPU used while changes streamed (connection set-up excluded).
     let server_cpu = server_cpu_now() - server_cpu_setup;
-    let bench_cpu = cpu_seconds("/proc/self/stat") - bench_cpu_setup;
+    let bench_cpu = process_cpu_seconds("/proc/self/stat") - bench_cpu_setup;
     writer.close().await;
     for mut child in children {
         let _ = child.kill().await;
@@ -543,7 +559,7 @@ async fn subscriber(
 }
 
 /// CPU time (user + system) a process has used so far, from /proc/PID/stat.
-fn cpu_seconds(stat_path: &str) -> f64 {
+fn process_cpu_seconds(stat_path: &str) -> f64 {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime is the 14th field, stime the 15th.
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::Automerge;
+use automerge::{Automerge, PatchLog};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id};
-use shared::{Denial, DocId, DocKind, Principal, check_change};
+use shared::{Denial, DocId, DocKind, Principal, check_patches};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
@@ -265,6 +265,7 @@ impl Connection {
         }
         let mut chunks = Vec::new();
         let mut forks = HashMap::new();
+        let mut replies = HashMap::new();
         for checked in check_in_parallel(jobs, &self.principal).await {
             let id = checked.id;
             let verdict = checked.verdict.ok_or_else(|| corrupt(id))?;
@@ -275,6 +276,7 @@ impl Connection {
             };
             match verdict {
                 Ok(()) => {
+                    replies.insert(id, checked.reply);
                     if let Some(chunk) = checked.chunk {
                         chunks.push((id, chunk));
                         forks.insert(id, checked.fork);
@@ -307,8 +309,11 @@ impl Connection {
                 hub.committed(id, canonical, chunk, bytes.len()).await?;
                 changed.push(id);
             }
-            let state = self.states.entry(id).or_default();
-            outgoing.extend(sync_message(hub, &self.peer_id, id, canonical, state));
+            let reply = match replies.remove(&id) {
+                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, id, message)),
+                None => sync_message(hub, &self.peer_id, id, canonical, self.states.entry(id).or_default()),
+            };
+            outgoing.extend(reply);
         }
         let mut events: Vec<AuditEvent<'_>> =
             read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
@@ -407,20 +412,27 @@ struct Checked {
     actors: BTreeSet<String>,
     /// The new changes as one storage chunk, if there are any and they are allowed.
     chunk: Option<Vec<u8>>,
+    /// The answer to the sender once the changes are committed.
+    reply: Option<sync::Message>,
 }
 
 impl Job {
     fn run(mut self, who: &Principal) -> Checked {
         let before = self.fork.get_heads();
         let mut applied = true;
+        let mut log = PatchLog::active();
         for message in self.messages {
-            applied &= self.fork.receive_sync_message(&mut self.state, message).is_ok();
+            applied &= self.fork.receive_sync_message_log_patches(&mut self.state, message, &mut log).is_ok();
         }
-        let verdict = applied.then(|| check_change(&self.fork, &before, &self.kind, who));
-        let changes = self.fork.get_changes(&before);
-        let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
-        let chunk = (matches!(verdict, Some(Ok(()))) && !changes.is_empty()).then(|| self.fork.save_after(&before));
-        Checked { id: self.id, fork: self.fork, state: self.state, verdict, actors, chunk }
+        let verdict = applied.then(|| check_patches(&self.fork, &before, self.fork.make_patches(&mut log), &self.kind, who));
+        // Metadata only: decoding whole changes costs as much as saving them.
+        let changes = self.fork.get_changes_meta(&before);
+        let actors = changes.iter().map(|c| c.actor.to_hex_string()).collect();
+        let accepted = matches!(verdict, Some(Ok(())));
+        let chunk = (accepted && !changes.is_empty()).then(|| self.fork.save_after(&before));
+        // Prepared here, on all cores, but sent only once the changes are committed.
+        let reply = if accepted { self.fork.generate_sync_message(&mut self.state) } else { None };
+        Checked { id: self.id, fork: self.fork, state: self.state, verdict, actors, chunk, reply }
     }
 }
 
@@ -453,11 +465,18 @@ fn corrupt(id: DocId) -> Close {
 }
 
 fn sync_message(hub: &Hub, peer: &Option<String>, id: DocId, canonical: &mut Canonical, state: &mut sync::State) -> Option<WireMessage> {
-    let message = canonical.sync_message(state)?;
-    Some(WireMessage::Sync {
+    Some(sync_bytes(hub, peer, id, canonical.sync_message(state)?))
+}
+
+fn sync_frame(hub: &Hub, peer: &Option<String>, id: DocId, message: sync::Message) -> WireMessage {
+    sync_bytes(hub, peer, id, message.encode())
+}
+
+fn sync_bytes(hub: &Hub, peer: &Option<String>, id: DocId, data: Vec<u8>) -> WireMessage {
+    WireMessage::Sync {
         sender_id: hub.peer_id().to_owned(),
         target_id: peer.clone().unwrap_or_default(),
         document_id: encode_doc_id(id),
-        data: ByteBuf::from(message),
-    })
+        data: ByteBuf::from(data),
+    }
 }

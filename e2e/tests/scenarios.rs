@@ -1,0 +1,492 @@
+//! Scenarios 2–8 of the e2e issue: people at their own devices (one browser
+//! context and one virtual passkey authenticator each) using the real server
+//! and the built app, seeded with the demo data set (Maria Santos consents to
+//! Riverside and Northgate; Dr. Okafor works at Riverside, Dr. Brandt at
+//! Northgate; James Whitfield consents to Riverside only). Each scenario
+//! checks what the people would see on their pages.
+
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ReadDoc, ROOT};
+use e2e::{Browser, Person, app_dist, wait_for_service_worker};
+use server::demo::DemoUser;
+use server::storage::Backend;
+use server::testing::{TestDatabase, TestServer};
+use shared::DocKind;
+
+/// How long to watch for something that must not happen. The server relays
+/// a change to every allowed connection at once, so once one person has it,
+/// anyone else who was going to get it gets it within milliseconds.
+const WATCH: Duration = Duration::from_secs(2);
+
+/// A demo portal: its own database, a real server, and one Chromium.
+struct Portal {
+    _db: TestDatabase,
+    app: TestServer,
+    users: Vec<DemoUser>,
+    browser: Browser,
+}
+
+impl Portal {
+    async fn start() -> Self {
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let app = TestServer::start(&db, app_dist()).await;
+        let users = server::demo::seed(&app.store).await.expect("seed demo data");
+        let browser = Browser::launch().await;
+        Self { _db: db, app, users, browser }
+    }
+
+    fn user(&self, name: &str) -> &DemoUser {
+        self.users.iter().find(|u| u.name.contains(name)).unwrap_or_else(|| panic!("no demo user {name}"))
+    }
+
+    /// A demo user who opens a fresh enrollment link and creates a passkey.
+    async fn enroll(&self, name: &str) -> Person {
+        let user = self.user(name);
+        let (link, _) = server::auth::accounts::issue_enrollment(&self.app.store, &self.app.base_url, user.id, None)
+            .await
+            .expect("enrollment link");
+        self.browser.enroll(name, &link).await
+    }
+
+    /// The server's canonical copy of a document.
+    async fn canonical(&self, kind: DocKind) -> Automerge {
+        let stored = self.app.store.load_document(kind.doc_id()).await.expect("load").expect("document exists");
+        stored.to_automerge().expect("document loads")
+    }
+
+    async fn stop(self) {
+        self.browser.close().await;
+        self.app.stop().await;
+    }
+}
+
+/// A provider opens a patient's chart from their patient list.
+async fn open_chart(provider: &Person, patient: &str) {
+    provider.click(".main-nav button", "Patients").await;
+    provider.type_into("#patient-search", patient).await;
+    provider.click("button.patient", patient).await;
+    provider.wait_for(".chart-head h2", patient).await;
+}
+
+/// In an open chart: records a lab result (LOINC code, value).
+async fn record_result(provider: &Person, loinc: &str, value: &str) {
+    provider.click("nav.tabs button", "Record & prescribe").await;
+    provider.choose("#lab-test", loinc).await;
+    provider.type_into("#lab-value", value).await;
+    provider.click("form button", "Save result").await;
+    provider.wait_for(".ok", &format!("{value} ")).await;
+}
+
+/// In an open chart: prescribes a medication (RxNorm code).
+async fn prescribe(provider: &Person, rxnorm: &str, display: &str) {
+    provider.click("nav.tabs button", "Record & prescribe").await;
+    provider.choose("#rx-med", rxnorm).await;
+    provider.click("form button", "Prescribe").await;
+    provider.wait_for(".ok", &format!("Prescribed {display}")).await;
+}
+
+/// Opens a tab of the patient's own record, or of a provider's open chart.
+async fn tab(person: &Person, label: &str) {
+    person.click("nav button", label).await;
+}
+
+/// Waits until `text` is gone from `selector`.
+async fn wait_until_gone(person: &Person, selector: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+    while person.text(selector).await.contains(text) {
+        person.check(tokio::time::Instant::now() < deadline, &format!("{text:?} still shows in `{selector}`")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts the elements matching `selector`.
+async fn count(person: &Person, selector: &str) -> usize {
+    let script = format!("document.querySelectorAll({selector:?}).length");
+    person.page.evaluate(script).await.expect("count").into_value().expect("a number")
+}
+
+async fn wait_for_count(person: &Person, selector: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+    loop {
+        let found = count(person, selector).await;
+        if found == n {
+            return;
+        }
+        person.check(tokio::time::Instant::now() < deadline, &format!("{found} `{selector}`, expected {n}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until a script's answer is `true` (for what text matching cannot
+/// say, e.g. which of several rows shows what).
+async fn wait_for_script(person: &Person, script: &str) {
+    let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+    loop {
+        let answer: Option<bool> = person.page.evaluate(script).await.ok().and_then(|v| v.into_value().ok());
+        if answer == Some(true) {
+            return;
+        }
+        person.check(tokio::time::Instant::now() < deadline, &format!("no `{script}` within {:?}", e2e::PATIENCE)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs out from the account page and waits for the signed-out front page.
+async fn sign_out(person: &Person) {
+    tab(person, "Account").await;
+    person.click("button", "Sign out").await;
+    person.wait_for("button", "Sign in with a passkey").await;
+}
+
+const PASSKEYS: &str = "section[aria-labelledby=\"keys-h\"]";
+
+/// Scenario 2: sign out and back in with the same passkey (usernameless);
+/// add a passkey on a new device and remove the old one; the removed passkey
+/// no longer signs in, the new one does.
+#[tokio::test]
+async fn passkeys_sign_in_again_are_added_and_revoked() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("passkeys", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+
+            sign_out(&maria).await;
+            maria.check(!maria.text("main").await.contains("Hemoglobin"), "the record is gone after signing out").await;
+            maria.click("button", "Sign in with a passkey").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+
+            // Name the first passkey so it can be told apart, then move to a
+            // new device: the old phone's passkey is kept aside.
+            tab(&maria, "Account").await;
+            wait_for_count(&maria, &format!("{PASSKEYS} li"), 1).await;
+            maria.type_into(&format!("{PASSKEYS} li input"), "Old phone").await;
+            maria.click(&format!("{PASSKEYS} li button"), "Rename").await;
+            let mut old_phone = maria.credentials(&maria.authenticator).await;
+            maria.check(old_phone.len() == 1, "the first device holds one passkey").await;
+            let old_phone = old_phone.remove(0);
+            maria.remove_authenticator(&maria.authenticator).await;
+            let laptop = maria.add_authenticator().await;
+            maria.click("button", "Add a passkey on this device").await;
+            wait_for_count(&maria, &format!("{PASSKEYS} li"), 2).await;
+
+            // Remove the old phone's passkey.
+            let removed: bool = maria
+                .page
+                .evaluate(format!(
+                    "(() => {{ const li = [...document.querySelectorAll('{PASSKEYS} li')].find((li) => li.querySelector('input').value === 'Old phone');
+                        if (!li) return false;
+                        [...li.querySelectorAll('button')].find((b) => b.textContent === 'Remove').click();
+                        return true; }})()"
+                ))
+                .await
+                .expect("remove")
+                .into_value()
+                .expect("bool");
+            maria.check(removed, "the list shows the passkey named Old phone").await;
+            wait_for_count(&maria, &format!("{PASSKEYS} li"), 1).await;
+            let left: String = maria.page.evaluate(format!("document.querySelector('{PASSKEYS} li input').value")).await.unwrap().into_value().unwrap();
+            maria.check(left == "Passkey", &format!("the new passkey is left, not {left:?}")).await;
+
+            // The new device signs in.
+            sign_out(&maria).await;
+            maria.click("button", "Sign in with a passkey").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+
+            // The old phone's passkey is refused, with a message that says so.
+            sign_out(&maria).await;
+            maria.remove_authenticator(&laptop).await;
+            maria.authenticator_with(old_phone).await;
+            maria.click("button", "Sign in with a passkey").await;
+            maria.wait_for(".signin .error", "This passkey was not accepted").await;
+            maria.check(maria.text(".main-nav").await.is_empty(), "nobody is signed in").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Scenario 3: a result recorded by a provider appears on the patient's
+/// open page without a reload.
+#[tokio::test]
+async fn a_new_result_appears_on_the_open_patient_page() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("live result", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            let okafor = portal.enroll("Okafor").await;
+            open_chart(&okafor, "Maria Santos").await;
+            record_result(&okafor, "2823-3", "5.83").await;
+            let row = maria.wait_for("main table", "5.83 mmol/L").await;
+            maria.check(row.contains("High"), "the new potassium is flagged high").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Records the texts the sync status shows from now on, to check afterwards
+/// that progress was shown however quickly it went by.
+async fn watch_sync_status(person: &Person) {
+    let script = "(() => { window.syncSeen = []; const el = document.querySelector('.sync');
+        const note = () => { const t = el.innerText; if (window.syncSeen[window.syncSeen.length - 1] !== t) window.syncSeen.push(t); };
+        note(); new MutationObserver(note).observe(el, { subtree: true, childList: true, characterData: true }); return true; })()";
+    person.page.evaluate(script).await.expect("watch the sync status");
+}
+
+async fn sync_status_seen(person: &Person) -> Vec<String> {
+    person.page.evaluate("window.syncSeen").await.expect("sync status seen").into_value().expect("texts")
+}
+
+/// Scenario 4: the clinic works offline for several patients, reloads while
+/// offline, then reconnects: everything syncs with visible progress and the
+/// patients see the new entries.
+#[tokio::test]
+async fn clinic_work_done_offline_syncs_when_back_online() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("offline clinic", async {
+            let maria = portal.enroll("Maria").await;
+            let james = portal.enroll("James").await;
+            let okafor = portal.enroll("Okafor").await;
+            okafor.wait_for("button.patient", "James Whitfield").await;
+            wait_for_service_worker(&okafor.page).await;
+
+            okafor.go_offline().await;
+            okafor.wait_for(".sync-status", "Offline").await;
+            open_chart(&okafor, "Maria Santos").await;
+            record_result(&okafor, "2951-2", "141.5").await;
+            prescribe(&okafor, "310429", "furosemide 20 MG Oral Tablet").await;
+            open_chart(&okafor, "James Whitfield").await;
+            record_result(&okafor, "2823-3", "4.62").await;
+            okafor.wait_for(".sync-status", "3 changes waiting to be sent").await;
+
+            // The app and the work are still there after a reload offline.
+            okafor.page.reload().await.expect("reload");
+            okafor.wait_for(".sync-status", "3 changes waiting to be sent").await;
+            open_chart(&okafor, "James Whitfield").await;
+            okafor.wait_for("main table", "4.62 mmol/L").await;
+            maria.never_shows("main", "141.5", WATCH).await;
+
+            watch_sync_status(&okafor).await;
+            okafor.go_online().await;
+            maria.wait_for("main table", "141.5 mmol/L").await;
+            tab(&maria, "Medications").await;
+            maria.wait_for("article.med", "furosemide 20 MG Oral Tablet").await;
+            james.wait_for("main table", "4.62 mmol/L").await;
+            okafor.wait_for(".sync-status", "last synced").await;
+            wait_until_gone(&okafor, ".sync-status", "waiting to be sent").await;
+            let seen = sync_status_seen(&okafor).await;
+            okafor.check(seen.iter().any(|t| t.contains("Syncing records")), &format!("progress was shown: {seen:?}")).await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Scenario 5: providers of two clinics add to the same patient's record
+/// while both are offline; after both reconnect, everyone sees both entries.
+#[tokio::test]
+async fn concurrent_offline_entries_of_two_clinics_both_arrive() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("two clinics offline", async {
+            let maria = portal.enroll("Maria").await;
+            let okafor = portal.enroll("Okafor").await;
+            let brandt = portal.enroll("Brandt").await;
+            for provider in [&okafor, &brandt] {
+                open_chart(provider, "Maria Santos").await;
+                provider.go_offline().await;
+                provider.wait_for(".sync-status", "Offline").await;
+            }
+            record_result(&okafor, "718-7", "13.37").await;
+            record_result(&brandt, "4548-4", "7.04").await;
+            for provider in [&okafor, &brandt] {
+                provider.go_online().await;
+            }
+            for person in [&maria, &okafor, &brandt] {
+                if person.name != "Maria" {
+                    tab(person, "Results").await;
+                }
+                person.wait_for("main table", "13.37 g/dL").await;
+                person.wait_for("main table", "7.04 %").await;
+            }
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Scenario 6: the patient writes offline; the message is delivered on
+/// reconnect, the provider replies, and both see the thread in order.
+#[tokio::test]
+async fn a_message_written_offline_is_delivered_and_answered() {
+    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
+    const QUESTION: &str = "Can I take the furosemide in the evening instead?";
+    const ANSWER: &str = "Mornings are better, or you will be up at night.";
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("messages", async {
+            let maria = portal.enroll("Maria").await;
+            let okafor = portal.enroll("Okafor").await;
+            tab(&maria, "Messages").await;
+            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
+            maria.go_offline().await;
+            maria.wait_for(".sync-status", "Offline").await;
+            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
+            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            maria.wait_for(".msg.mine", "Sent, waiting for the network").await;
+
+            let last = format!("{RIVERSIDE_THREAD} .thread li:last-child");
+            maria.go_online().await;
+            let delivered = maria.wait_for(&last, "Delivered").await;
+            maria.check(delivered.contains(QUESTION), &format!("the question is delivered: {delivered}")).await;
+
+            open_chart(&okafor, "Maria Santos").await;
+            tab(&okafor, "Messages").await;
+            okafor.wait_for(".msg.theirs", QUESTION).await;
+            // Opening the thread marks the question read, which Maria sees.
+            maria.wait_for(&last, "Read").await;
+            okafor.type_into(".compose textarea", ANSWER).await;
+            okafor.click(".compose button", "Send").await;
+            maria.wait_for(".msg.theirs", ANSWER).await;
+            // Maria has the thread open, so the answer is read at once.
+            let answer = okafor.wait_for(&last, "Read").await;
+            okafor.check(answer.contains(ANSWER), &format!("the answer is read: {answer}")).await;
+
+            for person in [&maria, &okafor] {
+                let thread = person.text(&format!("{RIVERSIDE_THREAD} .thread")).await;
+                let at = |text: &str| thread.find(text);
+                let order = [at("ankles swell"), at("known effect of amlodipine"), at(QUESTION), at(ANSWER)];
+                person
+                    .check(order.iter().all(Option::is_some) && order.is_sorted(), &format!("the thread is in order: {thread}"))
+                    .await;
+            }
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Scenario 7: a patient takes a clinic's access away; that clinic's
+/// provider no longer receives the record's updates.
+#[tokio::test]
+async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("revoked clinic", async {
+            let maria = portal.enroll("Maria").await;
+            let okafor = portal.enroll("Okafor").await;
+            let brandt = portal.enroll("Brandt").await;
+            open_chart(&okafor, "Maria Santos").await;
+            open_chart(&brandt, "Maria Santos").await;
+
+            // While Northgate has access, Dr. Brandt sees Riverside's entries live.
+            record_result(&okafor, "777-3", "277.5").await;
+            brandt.wait_for("main table", "277.5 10*3/uL").await;
+
+            tab(&maria, "Account").await;
+            let northgate = "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Northgate'))";
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')")).await;
+            maria.page.evaluate(format!("{northgate}.querySelector('button').click()")).await.expect("take access away");
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')")).await;
+
+            record_result(&okafor, "6690-2", "7.77").await;
+            tab(&maria, "Results").await;
+            maria.wait_for("main table", "7.77 10*3/uL").await;
+            brandt.check(brandt.text(".sync-status").await.starts_with("Online"), "Dr. Brandt is still online").await;
+            brandt.never_shows("main", "7.77", WATCH).await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Scenario 8: a tampered client (here, a script that rewrites a lab value in
+/// the patient's stored copy of her record, which the app then sends as its
+/// own change) is refused by the server; the page says so, and the record is
+/// unchanged for everyone.
+#[tokio::test]
+async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
+    const FORGED: f64 = 987.6;
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("forged change", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            maria.wait_for(".sync-status", "last synced").await;
+            let maria_user = portal.user("Maria");
+            let riverside = portal.user("Okafor").clinics[0];
+            let kind = DocKind::ClinicalRecord { patient: maria_user.patient.expect("a patient"), clinic: riverside };
+            let id = kind.doc_id();
+
+            // The copy on the device, edited by the script under the
+            // device's own actor id (so it is the patient's change).
+            let stored: Vec<u8> = maria
+                .page
+                .evaluate(format!("{IDB_OPEN}.then((db) => new Promise((ok, fail) => {{
+                    const r = db.transaction('docs').objectStore('docs').get('{id}');
+                    r.onsuccess = () => ok(Array.from(r.result)); r.onerror = () => fail(r.error); }}))"))
+                .await
+                .expect("read IndexedDB")
+                .into_value()
+                .expect("bytes");
+            let actor: String = maria.page.evaluate("fetch('/api/me').then((r) => r.json()).then((me) => me.actor_id)").await.unwrap().into_value().unwrap();
+            let mut doc = Automerge::load(&stored).expect("stored document loads");
+            doc.set_actor(ActorId::from(hex(&actor)));
+            let (_, observations) = doc.get(ROOT, "observations").unwrap().expect("observations");
+            let keys: Vec<String> = doc.keys(&observations).collect();
+            let (entry, original) = keys
+                .into_iter()
+                .find_map(|key| {
+                    let (_, obj) = doc.get(&observations, key.as_str()).ok()??;
+                    let value = doc.get(&obj, "value_quantity").ok()??.0.into_scalar().ok()?.as_f64()?;
+                    Some((key, value))
+                })
+                .expect("a numeric result");
+            let mut tx = doc.transaction();
+            let (_, obj) = tx.get(&observations, entry.as_str()).unwrap().expect("entry");
+            tx.put(&obj, "value_quantity", FORGED).unwrap();
+            tx.commit();
+            let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
+            maria
+                .page
+                .evaluate(format!("{IDB_OPEN}.then((db) => new Promise((ok, fail) => {{
+                    const tx = db.transaction('docs', 'readwrite');
+                    tx.objectStore('docs').put(new Uint8Array([{}]), '{id}');
+                    tx.oncomplete = () => ok(true); tx.onerror = () => fail(tx.error); }}))", bytes.join(",")))
+                .await
+                .expect("write IndexedDB");
+            maria.page.reload().await.expect("reload");
+
+            // The person is told, with the reason.
+            let banner = maria.wait_for(".banner", "The server refused a change").await;
+            maria.check(banner.contains("may not write this part of the record"), &format!("the banner gives the reason: {banner}")).await;
+            wait_until_gone(&maria, "main", "987.6").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+
+            let canonical = portal.canonical(kind).await;
+            let (_, observations) = canonical.get(ROOT, "observations").unwrap().expect("observations");
+            let (_, obj) = canonical.get(&observations, entry.as_str()).unwrap().expect("entry");
+            let value = canonical.get(&obj, "value_quantity").unwrap().expect("value").0.into_scalar().ok().and_then(|v| v.as_f64());
+            maria.check(value == Some(original), &format!("the server kept {original}, not {value:?}")).await;
+
+            let okafor = portal.enroll("Okafor").await;
+            open_chart(&okafor, "Maria Santos").await;
+            okafor.wait_for("main", "Hemoglobin A1c").await;
+            okafor.never_shows("main", "987.6", WATCH).await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Opens the app's IndexedDB database (a promise of it).
+const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); })";
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
