@@ -19,7 +19,7 @@ use crate::storage::UserRecord;
 use crate::{AppState, Error};
 
 /// Read buffer of each sync socket.
-pub const SOCKET_READ_BUFFER: usize = 16 * 1024;
+pub const SOCKET_READ_BUFFER: usize = 4 * 1024;
 
 /// Who is at the other end of a sync connection.
 #[derive(Clone, Debug)]
