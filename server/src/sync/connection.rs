@@ -431,7 +431,16 @@ impl Job {
         let accepted = matches!(verdict, Some(Ok(())));
         let chunk = (accepted && !changes.is_empty()).then(|| self.fork.save_after(&before));
         // Prepared here, on all cores, but sent only once the changes are committed.
-        let reply = if accepted { self.fork.generate_sync_message(&mut self.state) } else { None };
+        // The sender waits for our heads to know its changes are stored. A
+        // heads-only message from it later in the same batch can make
+        // Automerge believe we already told it them, and stay silent; so
+        // the acknowledgement is always sent.
+        let reply = accepted
+            .then(|| {
+                self.state.last_sent_heads.clear();
+                self.fork.generate_sync_message(&mut self.state)
+            })
+            .flatten();
         Checked { id: self.id, fork: self.fork, state: self.state, verdict, actors, chunk, reply }
     }
 }
@@ -439,6 +448,9 @@ impl Job {
 /// Applies and checks documents' changes on all cores: merging and checking
 /// is most of the cost of a catch-up.
 async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
+    if jobs.is_empty() {
+        return Vec::new();
+    }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_worker = jobs.len().div_ceil(workers).max(1);
     let mut jobs = jobs.into_iter().peekable();
