@@ -388,3 +388,44 @@ async fn revoking_consent_stops_a_clinics_sync_at_once() {
     again.close().await;
     f.stop().await;
 }
+
+/// A replica that sends a change and, in the same breath, a heads-only
+/// message (as it does when a push from the server crosses its change) still
+/// gets the acknowledgement it waits for. Automerge alone would take the
+/// second message's heads as already told to the replica and stay silent.
+#[tokio::test]
+async fn a_change_is_acknowledged_even_when_a_heads_message_follows_it() {
+    let f = Fixture::new(server::storage::Backend::Sqlite).await;
+    let (_, thread, _) = maria_docs(&f);
+    let id = thread.doc_id();
+    let mut patient = f.replica(f.user("Maria"), &[id]).await;
+    let maria = f.user("Maria").clone();
+    let message = Message {
+        author: maria.id,
+        author_name: maria.name.into(),
+        side: Side::Patient,
+        body: "Is my result normal?".into(),
+        sent_at: "2026-11-26T08:00:00Z".into(),
+        read_at: None,
+        read_by: None,
+    };
+    edit(&mut patient, id, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
+    let mut frames = patient.client.outgoing();
+    assert_eq!(frames.len(), 1, "one sync message carrying the change");
+    let WireMessage::Sync { sender_id, target_id, document_id, .. } = frames[0].clone() else { panic!("{frames:?}") };
+    let heads_only = automerge::sync::Message {
+        heads: patient.client.doc(id).unwrap().get_heads(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: Vec::<Vec<u8>>::new().into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let data = serde_bytes::ByteBuf::from(heads_only.encode());
+    frames.push(WireMessage::Sync { sender_id, target_id, document_id, data });
+    patient.send(frames).await.unwrap();
+    patient.sync_all(Duration::from_secs(10)).await.expect("the change is acknowledged");
+    assert_eq!(stored_heads(&f.app.store, id).await, heads(patient.client.doc(id).unwrap()));
+    patient.close().await;
+    f.stop().await;
+}
