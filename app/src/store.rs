@@ -452,7 +452,35 @@ fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
     Some(PatientRecord { demographics, refill_requests })
 }
 
+/// The documents' heads a [`PatientData`] was read at.
+type HeadsKey = (PatientId, Vec<(DocId, Vec<ChangeHash>)>);
+
+thread_local! {
+    /// The last patient data read, with the heads it was read at: every view
+    /// of a page reads the same data, and hydrating a long record (years of
+    /// results and messages) costs far more than cloning it.
+    static LAST_READ: RefCell<Option<(HeadsKey, PatientData)>> = const { RefCell::new(None) };
+}
+
 pub fn patient_data(patient: PatientId) -> PatientData {
+    let key: HeadsKey = with_core(|core| {
+        let heads = core
+            .kinds
+            .iter()
+            .filter(|(_, kind)| kind.patient() == patient)
+            .filter_map(|(id, _)| Some((*id, core.client.doc(*id)?.get_heads())))
+            .collect();
+        (patient, heads)
+    });
+    if let Some(data) = LAST_READ.with_borrow(|last| last.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())) {
+        return data;
+    }
+    let data = read_patient_data(patient);
+    LAST_READ.set(Some((key, data.clone())));
+    data
+}
+
+fn read_patient_data(patient: PatientId) -> PatientData {
     with_core(|core| {
         let mut data = PatientData::default();
         for (id, kind) in &core.kinds {

@@ -70,6 +70,12 @@ impl Browser {
         Self { browser, handler, pages: Mutex::new(Vec::new()), _profile: profile }
     }
 
+    /// The browser process's id (its renderers, GPU and utility processes
+    /// are its descendants), for memory figures.
+    pub fn pid(&mut self) -> Option<u32> {
+        self.browser.get_mut_child().and_then(|child| child.as_mut_inner().id())
+    }
+
     pub async fn open(&self, url: &str) -> Page {
         let page = self.browser.new_page(url).await.expect("open page");
         page.wait_for_navigation().await.expect("navigation");
