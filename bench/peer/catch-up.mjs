@@ -4,7 +4,8 @@
 //
 //   node bench/peer/catch-up.mjs --docs 1000 --changes 20
 //
-// Set up with `scripts/bench-setup` (npm ci of this folder's lockfile).
+// Set up with `scripts/setup` (npm ci of this folder's lockfile into
+// $PORTAL_CACHE/peer-bench, linked here as node_modules).
 //
 // What is timed, mirroring the Rust bench (the server already holds each
 // document's genesis on disk, the clinic comes back with `changes` offline
