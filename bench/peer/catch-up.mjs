@@ -56,7 +56,7 @@ const arg = (name, fallback) => {
 const DOCS = arg("docs", 1000)
 const CHANGES = arg("changes", 20)
 const TIMEOUT_MS = arg("timeout", 600) * 1000
-const VERBOSE = args.includes("--verbose")
+const VERBOSE = args.includes("--verbose") || !!process.env.PEER_BENCH_VERBOSE
 const t0 = performance.now()
 const log = msg => { if (VERBOSE) console.error(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${msg}`) }
 
