@@ -254,6 +254,7 @@ async function main() {
       }
       await storage.save([handle.documentId, "snapshot", "offline"], A.save(doc))
       expected.set(handle.documentId, A.getHeads(doc))
+      A.free(doc) // its wasm memory, now rather than at some later GC
     }
 
     // 3. Catch-up against a freshly started server.
