@@ -30,6 +30,9 @@ use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
 use tokio::net::TcpListener;
 
+#[path = "portal-bench/peer.rs"]
+mod peer;
+
 #[derive(Parser)]
 #[command(name = "portal-bench")]
 struct Cli {
@@ -49,6 +52,10 @@ enum Scenario {
         /// on it and dropped afterwards); embedded SQLite by default.
         #[arg(long)]
         database_url: Option<String>,
+        /// Skip baseline (b), the npm `@automerge/automerge-repo-sync-server`
+        /// run by `bench/peer/catch-up.mjs` (needs node and `scripts/setup`).
+        #[arg(long)]
+        no_peer: bool,
     },
     /// Many live subscribers: latency from a change's commit on the writer's
     /// replica to its arrival at every subscribed replica.
@@ -88,7 +95,7 @@ enum Scenario {
 #[tokio::main]
 async fn main() {
     match Cli::parse().scenario {
-        Scenario::CatchUp { docs, changes, database_url } => catch_up(docs, changes, database_url).await,
+        Scenario::CatchUp { docs, changes, database_url, no_peer } => catch_up(docs, changes, database_url, !no_peer).await,
         Scenario::FanOut { connections, docs, per_connection, changes, interval_ms, instances, database_url, quick } => {
             let plan = FanOutPlan {
                 connections: connections.unwrap_or(if quick { 100 } else { 1000 }),
@@ -151,7 +158,8 @@ impl BenchDb {
     }
 }
 
-async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
+async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_peer: bool) {
+    let peer = with_peer.then(|| peer::Peer::find().unwrap_or_else(|e: String| fail(&e)));
     let db = BenchDb::new(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
     let clinic = ClinicId::mint();
@@ -241,25 +249,38 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>) {
     }
     let merge_seconds = merge_started.elapsed().as_secs_f64();
 
-    println!(
-        "{}",
-        json!({
-            "scenario": "catch-up",
-            "database": store.backend().name(),
-            "docs": docs,
-            "changes_per_doc": changes,
-            "seconds": round3(seconds),
-            "cpu_seconds": round3(cpu),
-            "floor_cpu_seconds": round3(floor_cpu),
-            "bytes_up": bytes_up,
-            "bytes_down": bytes_down,
-            "floor_seconds": round3(floor_seconds),
-            "floor_merge_seconds": round3(merge_seconds),
-            "ratio_to_floor": round3(seconds / floor_seconds),
-        })
-    );
+    let mut line = json!({
+        "scenario": "catch-up",
+        "database": store.backend().name(),
+        "docs": docs,
+        "changes_per_doc": changes,
+        "seconds": round3(seconds),
+        "cpu_seconds": round3(cpu),
+        "floor_cpu_seconds": round3(floor_cpu),
+        "bytes_up": bytes_up,
+        "bytes_down": bytes_down,
+        "floor_seconds": round3(floor_seconds),
+        "floor_merge_seconds": round3(merge_seconds),
+        "ratio_to_floor": round3(seconds / floor_seconds),
+    });
     store.close().await;
     db.drop_database().await;
+    // Baseline (b), after ours has finished so the two never share the CPU.
+    if let Some(peer) = peer {
+        match peer.run(docs, changes) {
+            Ok(figures) => peer::add_figures(&mut line, &figures, seconds, cpu),
+            Err(e) => {
+                println!("{line}");
+                fail(&format!("the npm peer baseline failed: {e}"));
+            }
+        }
+    }
+    println!("{line}");
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("portal-bench: {message}");
+    std::process::exit(2)
 }
 
 /// CPU time this process (server and client together) has used so far;
