@@ -34,14 +34,22 @@ async fn reload_offline(page: &Page, app: TestServer) {
     page.reload().await.expect("reload");
 }
 
-#[tokio::test]
-async fn the_service_worker_opens_the_app_without_a_network() {
+/// A fresh server and a signed-out page whose service worker has cached the
+/// app shell, so the page can be reloaded offline. Keep the database alive
+/// as long as the server.
+async fn shell_cached() -> (TestDatabase, TestServer, Browser, Page) {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let app = TestServer::start(&db, app_dist()).await;
     let browser = Browser::launch().await;
     let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
     wait_for_text(&page, "button", "Sign in with a passkey").await;
     wait_for_service_worker(&page).await;
+    (db, app, browser, page)
+}
+
+#[tokio::test]
+async fn the_service_worker_opens_the_app_without_a_network() {
+    let (_db, app, browser, page) = shell_cached().await;
     reload_offline(&page, app).await;
     wait_for_text(&page, "h1", "Patient portal").await;
     wait_for_text(&page, ".sync-status", "Offline").await;
@@ -102,12 +110,7 @@ fn provenance(clinic: ClinicId, recorder: UserId, at: &str) -> Provenance {
 /// shown as waiting to be sent, and survive a reload without a network.
 #[tokio::test]
 async fn requests_and_messages_written_offline_are_kept() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let app = TestServer::start(&db, app_dist()).await;
-    let browser = Browser::launch().await;
-    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
-    wait_for_text(&page, "button", "Sign in with a passkey").await;
-    wait_for_service_worker(&page).await;
+    let (_db, app, browser, page) = shell_cached().await;
 
     let (patient, clinic, doctor, me_id) = (PatientId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());
     let clinical = DocKind::ClinicalRecord { patient, clinic };
@@ -178,12 +181,7 @@ async fn requests_and_messages_written_offline_are_kept() {
 /// the network off: results with units, ranges and flags, and the trend chart.
 #[tokio::test]
 async fn records_stored_on_the_device_open_offline() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let app = TestServer::start(&db, app_dist()).await;
-    let browser = Browser::launch().await;
-    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
-    wait_for_text(&page, "button", "Sign in with a passkey").await;
-    wait_for_service_worker(&page).await;
+    let (_db, app, browser, page) = shell_cached().await;
 
     let (patient, clinic, user) = (PatientId::mint(), ClinicId::mint(), UserId::mint());
     let kind = DocKind::ClinicalRecord { patient, clinic };
@@ -259,12 +257,7 @@ async fn records_stored_on_the_device_open_offline() {
 /// its unit and range filled in from the catalog.
 #[tokio::test]
 async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let app = TestServer::start(&db, app_dist()).await;
-    let browser = Browser::launch().await;
-    let page = browser.open_with_service_workers(&format!("{}/", app.base_url)).await;
-    wait_for_text(&page, "button", "Sign in with a passkey").await;
-    wait_for_service_worker(&page).await;
+    let (_db, app, browser, page) = shell_cached().await;
 
     let (patient, ours, theirs, doctor, other) =
         (PatientId::mint(), ClinicId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());

@@ -158,10 +158,9 @@ impl BenchDb {
     }
 }
 
-async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_peer: bool) {
-    let peer = with_peer.then(|| peer::Peer::find().unwrap_or_else(|e: String| fail(&e)));
-    let db = BenchDb::new(postgres).await;
-    let store = Store::connect(&db.url).await.expect("open database");
+/// A clinic with one provider and `docs` consenting patients, each with a
+/// clinical record in the store.
+async fn bench_clinic(store: &Store, docs: usize) -> (ClinicId, UserId, Vec<DocKind>) {
     let clinic = ClinicId::mint();
     let provider = UserId::mint();
     store.create_clinic(clinic, "Bench Clinic").await.expect("clinic");
@@ -176,15 +175,23 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         })
         .await
         .expect("provider");
-    let mut kinds = Vec::with_capacity(docs);
+    let mut records = Vec::with_capacity(docs);
     for _ in 0..docs {
         let patient = PatientId::mint();
         store.create_patient(patient).await.expect("patient");
         store.grant_consent(patient, clinic).await.expect("consent");
-        let kind = DocKind::ClinicalRecord { patient, clinic };
-        store.create_document(&kind).await.expect("document");
-        kinds.push(kind);
+        let record = DocKind::ClinicalRecord { patient, clinic };
+        store.create_document(&record).await.expect("document");
+        records.push(record);
     }
+    (clinic, provider, records)
+}
+
+async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_peer: bool) {
+    let peer = with_peer.then(|| peer::Peer::find().unwrap_or_else(|e: String| fail(&e)));
+    let db = BenchDb::new(postgres).await;
+    let store = Store::connect(&db.url).await.expect("open database");
+    let (clinic, provider, kinds) = bench_clinic(&store, docs).await;
 
     // The server, on a free port.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -320,27 +327,8 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let db = BenchDb::new(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
-    let clinic = ClinicId::mint();
-    let provider = UserId::mint();
-    store.create_clinic(clinic, "Bench Clinic").await.expect("clinic");
-    store
-        .create_user(&NewUser {
-            id: provider,
-            display_name: "Dr. Bench".into(),
-            role: UserRole::Provider,
-            patient: None,
-            may_message: false,
-            clinics: vec![clinic],
-        })
-        .await
-        .expect("provider");
-    let mut ids = Vec::with_capacity(plan.docs);
-    for _ in 0..plan.docs {
-        let patient = PatientId::mint();
-        store.create_patient(patient).await.expect("patient");
-        store.grant_consent(patient, clinic).await.expect("consent");
-        ids.push(store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.expect("document"));
-    }
+    let (clinic, provider, records) = bench_clinic(&store, plan.docs).await;
+    let ids: Vec<DocId> = records.iter().map(DocKind::doc_id).collect();
 
     // The servers: child processes on free ports, one public URL (as behind a load balancer).
     let ports: Vec<u16> = (0..plan.instances)

@@ -7,6 +7,7 @@
 //! not one per document.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
@@ -451,7 +452,9 @@ async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
     if jobs.is_empty() {
         return Vec::new();
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Read once: it consults cgroup files, too slow to repeat per batch.
+    static WORKERS: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = *WORKERS;
     let per_worker = jobs.len().div_ceil(workers).max(1);
     let mut jobs = jobs.into_iter().peekable();
     let mut tasks = Vec::new();
