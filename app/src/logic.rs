@@ -47,9 +47,12 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
     }
     let mut groups: Vec<Group> = groups.into_values().collect();
     for group in &mut groups {
-        group.observations.sort_by(|a, b| a.1.display.cmp(&b.1.display).then_with(|| a.0.cmp(&b.0)));
+        // Ids are the tie-break: the observations come in id order.
+        sort_by_key(&mut group.observations, Order::Ascending, |o| o.1.display.clone());
     }
-    groups.sort_by(|a, b| b.effective.cmp(&a.effective).then_with(|| a.title.cmp(&b.title)));
+    // Newest first; panels of one day by title.
+    sort_by_key(&mut groups, Order::Ascending, |g| g.title.clone());
+    sort_by_key(&mut groups, Order::Descending, |g| g.effective.clone());
     groups
 }
 
@@ -129,7 +132,7 @@ pub fn chart(samples: &[(i64, f64)], low: Option<f64>, high: Option<f64>, width:
     }
     let pad = 8.0;
     let mut sorted = samples.to_vec();
-    sorted.sort_by_key(|s| s.0);
+    sort_by_key(&mut sorted, Order::Ascending, |s| s.0);
     let values = sorted.iter().map(|s| s.1).chain(low).chain(high);
     let (mut y_min, mut y_max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let span = if y_max > y_min { y_max - y_min } else { y_min.abs().max(1.0) };
@@ -234,6 +237,32 @@ pub fn parse_value(text: &str) -> Result<f64, &'static str> {
     }
 }
 
+/// Which way [`sort_by_key`] orders.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// Sorts `items` by a key; equal keys keep their order. The views sort
+/// through this one function because every `sort_by` over another element
+/// type carries its own copy of the sort algorithm (several KiB each) into
+/// the WASM bundle; here only the `(key, index)` sort is compiled, once per
+/// key type.
+pub fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, order: Order, key: impl Fn(&T) -> K) {
+    let mut keyed: Vec<(K, usize)> = items.iter().map(key).zip(0..).collect();
+    sort_keyed(&mut keyed, order);
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(keyed.into_iter().map(|(_, i)| slots[i].take().expect("each index appears once")));
+}
+
+fn sort_keyed<K: Ord>(keyed: &mut [(K, usize)], order: Order) {
+    keyed.sort_unstable_by(|a, b| {
+        let by_key = if order == Order::Descending { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
+        by_key.then(a.1.cmp(&b.1))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use shared::schema::{Provenance, RefillRequest};
@@ -241,6 +270,15 @@ mod tests {
     use shared::{ClinicId, EntryId, UserId};
 
     use super::*;
+
+    #[test]
+    fn sort_by_key_orders_both_ways_and_keeps_ties_in_order() {
+        let mut items = vec![("b", 1), ("a", 2), ("b", 3), ("c", 4)];
+        sort_by_key(&mut items, Order::Ascending, |i| i.0);
+        assert_eq!(items, [("a", 2), ("b", 1), ("b", 3), ("c", 4)]);
+        sort_by_key(&mut items, Order::Descending, |i| i.0);
+        assert_eq!(items, [("c", 4), ("b", 1), ("b", 3), ("a", 2)]);
+    }
 
     fn provenance() -> Provenance {
         Provenance {

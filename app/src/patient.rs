@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 use shared::record::{self};
 use shared::schema::{
-    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, RangeFlag, RefillRequest, Report,
+    DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest,
 };
 use shared::status::{
     AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
 };
 use shared::{ClinicId, DocId, EntryId, PatientId};
 
-use crate::logic::{self, Group};
+use crate::logic::{self, Group, Order};
 use crate::store::{self, PatientData, ui};
 
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
@@ -47,14 +47,7 @@ fn ErrorMarker(doc: DocId, collection: &'static str, id: String) -> impl IntoVie
             return;
         }
         let code = "entered-in-error";
-        let result = store::edit(doc, |tx, who, at| match collection {
-            "observations" => record::change_status::<Observation, _>(tx, entry, code, &why, who.user, at),
-            "reports" => record::change_status::<Report, _>(tx, entry, code, &why, who.user, at),
-            "prescriptions" => record::change_status::<Prescription, _>(tx, entry, code, &why, who.user, at),
-            "allergies" => record::change_status::<Allergy, _>(tx, entry, code, &why, who.user, at),
-            "immunizations" => record::change_status::<Immunization, _>(tx, entry, code, &why, who.user, at),
-            _ => record::change_status::<Appointment, _>(tx, entry, code, &why, who.user, at),
-        });
+        let result = store::edit(doc, |tx, who, at| record::change_status(tx, collection, entry, code, &why, who.user, at));
         match result {
             Ok(()) => {
                 open.set(false);
@@ -171,7 +164,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .iter()
                     .flat_map(|(doc, clinic, record)| logic::group_results(record).into_iter().map(move |g| (*doc, *clinic, g)))
                     .collect();
-                groups.sort_by(|a, b| b.2.effective.cmp(&a.2.effective));
+                logic::sort_by_key(&mut groups, Order::Descending, |g| g.2.effective.clone());
                 if groups.is_empty() {
                     return view! { <p class="muted">"No results on this device yet."</p> }.into_any();
                 }
@@ -267,7 +260,7 @@ fn trend_chart(s: &Series) -> impl IntoView + use<> {
     let samples: Vec<(i64, f64)> = s.samples.iter().map(|x| (x.0, x.1)).collect();
     let Some(chart) = logic::chart(&samples, s.low, s.high, W, H) else { return ().into_any() };
     let mut sorted = s.samples.clone();
-    sorted.sort_by_key(|x| x.0);
+    logic::sort_by_key(&mut sorted, Order::Ascending, |x| x.0);
     let line: String = chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
     let summary = format!(
         "{} over time: {} results from {} to {}; reference range {} {}",
@@ -467,8 +460,8 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 if rx.status == PrescriptionStatus::Active { active.push(item) } else { past.push(item) }
             }
         }
-        active.sort_by(|a, b| b.0.cmp(&a.0));
-        past.sort_by(|a, b| b.0.cmp(&a.0));
+        logic::sort_by_key(&mut active, Order::Descending, |rx| rx.0.clone());
+        logic::sort_by_key(&mut past, Order::Descending, |rx| rx.0.clone());
         let render = |items: Vec<(String, DocId, ClinicId, String, Prescription)>| {
             items
                 .into_iter()
@@ -635,8 +628,8 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 }
             }
         }
-        shots.sort_by(|a, b| b.3.occurrence.cmp(&a.3.occurrence));
-        upcoming.sort_by(|a, b| a.start.cmp(&b.start));
+        logic::sort_by_key(&mut shots, Order::Descending, |shot| shot.3.occurrence.clone());
+        logic::sort_by_key(&mut upcoming, Order::Ascending, |a| a.start.clone());
         let allergy_items = allergies
             .into_iter()
             .map(|(doc, clinic, id, a)| {

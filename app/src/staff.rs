@@ -11,7 +11,7 @@ use shared::status::{PrescriptionStatus, ResultStatus};
 use shared::{ClinicId, EntryId, PatientId};
 
 use crate::api::Me;
-use crate::logic;
+use crate::logic::{self, Order};
 use crate::store::{self, ui};
 use crate::{Page, Tab};
 
@@ -57,7 +57,9 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                     })
                     .filter(|(name, birth, _)| logic::matches(&q, name, birth))
                     .collect();
-                rows.sort();
+                // By name, then birth date.
+                logic::sort_by_key(&mut rows, Order::Ascending, |r| r.1.clone());
+                logic::sort_by_key(&mut rows, Order::Ascending, |r| r.0.clone());
                 if rows.is_empty() {
                     return view! { <p class="muted">"No patients match."</p> }.into_any();
                 }

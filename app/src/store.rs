@@ -378,12 +378,11 @@ pub fn edit(
     let result = with_core_mut(|core| {
         let principal = core.principal.clone().ok_or("Sign in to make changes.")?;
         let kind = *core.kinds.get(&id).ok_or("This record is not on this device.")?;
-        let actor = core.actor.clone();
         let doc = core.client.doc_mut(id).ok_or("This record is not on this device.")?;
         if doc.get_heads().is_empty() {
             return Err("This record has not been downloaded yet. Try again once it has synced.".to_owned());
         }
-        let saved = doc.save();
+        let saved = doc.clone();
         let before = doc.get_heads();
         let mut tx = doc.transaction();
         if let Err(e) = f(&mut tx, &principal, &at) {
@@ -392,8 +391,8 @@ pub fn edit(
         }
         tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));
         if let Err(denial) = shared::check_change(doc, &before, &kind, &principal) {
-            // Undo: back to the saved bytes.
-            *doc = load_doc(Some(&saved), actor.as_ref());
+            // Undo: back to the copy from before the change.
+            *doc = saved;
             return Err(format!("Not saved: {denial}"));
         }
         Ok(())
@@ -424,7 +423,7 @@ fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
     if doc.get(ROOT, "kind").ok().flatten().is_none() {
         return None;
     }
-    autosurgeon::hydrate(doc).ok()
+    shared::read::hydrate(doc).ok()
 }
 
 /// A patient record, tolerating demographics that were never filled in (the
@@ -432,7 +431,7 @@ fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
 /// into `Option` fields).
 fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
     doc.get(ROOT, "kind").ok().flatten()?;
-    let refill_requests = autosurgeon::hydrate_prop(doc, ROOT, "refill_requests").ok()?;
+    let refill_requests = shared::read::hydrate_root_prop(doc, "refill_requests").ok()?;
     let mut demographics = Demographics::default();
     if let Some((_, obj)) = doc.get(ROOT, "demographics").ok().flatten() {
         let field = |key: &str| -> Option<String> {

@@ -4,7 +4,7 @@
 use automerge::{ActorId, AutoCommit};
 use chrono::{DateTime, Duration, Months, NaiveTime, SecondsFormat, Utc};
 use shared::catalog::{self, PANELS};
-use shared::record;
+use shared::record::{self, Entry};
 use shared::schema::{
     Allergy, Appointment, Demographics, DocKind, Immunization, Message, Observation, Prescription, Provenance,
     RefillRequest, Report,
@@ -152,7 +152,7 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
             record::add(doc, EntryId::mint(), &prescription(p, "617310", 90, 3, now - Months::new(57), PrescriptionStatus::Active))?;
             let lisinopril_id = EntryId::mint();
             record::add(doc, lisinopril_id, &prescription(p, "314076", 90, 3, now - Months::new(59), PrescriptionStatus::Active))?;
-            record::change_status::<Prescription, _>(doc, lisinopril_id, "stopped", "Persistent dry cough", p.author, &stamp(now - Months::new(40)))?;
+            record::change_status(doc, Prescription::COLLECTION, lisinopril_id, "stopped", "Persistent dry cough", p.author, &stamp(now - Months::new(40)))?;
             record::add(doc, EntryId::mint(), &prescription(p, "197361", 90, 5, now - Months::new(40), PrescriptionStatus::Active))?;
             let allergy = Allergy {
                 substance_code: "70618".into(),
@@ -487,7 +487,7 @@ pub async fn add_history(hub: &crate::sync::Hub, history: History) -> Result<(),
             // The newest few stay active; older ones ended one way or another.
             if i + 5 < history.prescriptions {
                 let (status, reason) = if i % 3 == 0 { ("stopped", "Switched to another medication") } else { ("completed", "Course finished") };
-                record::change_status::<Prescription, _>(doc, id, status, reason, p.author, &stamp(authored + Duration::days(30)))?;
+                record::change_status(doc, Prescription::COLLECTION, id, status, reason, p.author, &stamp(authored + Duration::days(30)))?;
             }
         }
         Ok(())

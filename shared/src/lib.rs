@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod ids;
 pub mod policy;
+pub mod read;
 pub mod record;
 pub mod schema;
 pub mod status;

@@ -7,8 +7,6 @@
 //! and is the security boundary. Conflict patches count as writes: a losing
 //! concurrent value is stored even though it is not visible.
 
-mod map_cache;
-
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -17,11 +15,11 @@ use autosurgeon::Hydrate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClinicId, EntryId, PatientId, UserId};
+use crate::read::MapCache;
 use crate::schema::{
     Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, Provenance, RefillRequest, Report,
 };
 use crate::status::{RefillStatus, Side};
-use map_cache::MapCache;
 
 /// What a signed-in user is, for the purpose of writing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,18 +73,21 @@ pub fn get<E: Entry, D: ReadDoc>(doc: &D, id: EntryId) -> Option<E> {
     autosurgeon::hydrate_prop(doc, &coll, id.to_string().as_str()).ok().flatten()
 }
 
-/// Changes a clinical entry's status, saying who did it, when and why. Marking
-/// an entry entered-in-error is how a mistaken entry is corrected: it stays in
-/// the record for the history, flagged.
-pub fn change_status<E: Entry, D: Doc>(
+/// Changes the status of an entry of a clinical `collection` (an
+/// [`Entry::COLLECTION`]), saying who did it, when and why. Marking an entry
+/// entered-in-error is how a mistaken entry is corrected: it stays in the
+/// record for the history, flagged. Not generic over the entry type: the app
+/// calls it for every collection, and one copy is enough.
+pub fn change_status<D: Doc>(
     doc: &mut D,
+    collection: &'static str,
     id: EntryId,
     status: &str,
     reason: &str,
     by: UserId,
     at: &str,
 ) -> Result<(), RecordError> {
-    let obj = entry_obj(doc, E::COLLECTION, id)?;
+    let obj = entry_obj(doc, collection, id)?;
     put_all(doc, &obj, &[
         ("status", status.into()),
         ("status_reason", reason.into()),

@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, ObjType, ROOT};
-use autosurgeon::{Hydrate, Reconcile};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, Value};
+use autosurgeon::{Hydrate, HydrateError, ReadDoc, Reconcile};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
@@ -242,14 +242,40 @@ pub struct Appointment {
     pub status_at: Option<String>,
 }
 
+/// Hydrates a collection of entries. Automerge lists map keys in order, so
+/// inserting them one by one needs no sort; autosurgeon's own `collect()`
+/// into a `BTreeMap` sorts, and each entry type then carries its own copy of
+/// the sort into the WASM bundle.
+fn hydrate_entries<D: ReadDoc, T: Hydrate>(
+    doc: &D,
+    obj: &ObjId,
+    prop: autosurgeon::Prop<'_>,
+) -> Result<BTreeMap<String, T>, HydrateError> {
+    let Some((Value::Object(ObjType::Map), map)) = doc.get(obj, &prop)? else {
+        return Err(HydrateError::unexpected("a map of entries", "something else".to_owned()));
+    };
+    let mut entries = BTreeMap::new();
+    for item in doc.map_range(&map, ..) {
+        let entry = T::hydrate(doc, &map, item.key.as_ref().into())?;
+        entries.insert(item.key.into_owned(), entry);
+    }
+    Ok(entries)
+}
+
 /// What one clinic recorded about one patient.
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct ClinicalRecord {
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub reports: BTreeMap<String, Report>,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub observations: BTreeMap<String, Observation>,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub prescriptions: BTreeMap<String, Prescription>,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub allergies: BTreeMap<String, Allergy>,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub immunizations: BTreeMap<String, Immunization>,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub appointments: BTreeMap<String, Appointment>,
 }
 
@@ -288,6 +314,7 @@ pub struct RefillRequest {
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct PatientRecord {
     pub demographics: Demographics,
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub refill_requests: BTreeMap<String, RefillRequest>,
 }
 
@@ -307,6 +334,7 @@ pub struct Message {
 /// A patient's conversation with one clinic.
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct MessageThread {
+    #[autosurgeon(hydrate = "hydrate_entries")]
     pub messages: BTreeMap<String, Message>,
 }
 

@@ -3,7 +3,7 @@
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Automerge, Change, PatchLog, ROOT};
-use shared::record;
+use shared::record::{self, Entry};
 use shared::schema::{
     Appointment, DocKind, Message, Observation, Prescription, Provenance, RefillRequest,
 };
@@ -125,7 +125,7 @@ impl World {
             DocKind::ClinicalRecord { .. } => {
                 record::add(&mut doc, self.observation, &self.observation(self.clinic_a, provider_a)).unwrap();
                 record::add(&mut doc, self.voided_observation, &self.observation(self.clinic_a, provider_a)).unwrap();
-                record::change_status::<Observation, _>(&mut doc, self.voided_observation, "entered-in-error", "wrong patient", provider_a, "2026-01-06T00:00:00Z").unwrap();
+                record::change_status(&mut doc, Observation::COLLECTION, self.voided_observation, "entered-in-error", "wrong patient", provider_a, "2026-01-06T00:00:00Z").unwrap();
                 let prescription = Prescription {
                     rxnorm: "861007".into(),
                     display: "metformin hydrochloride 500 MG Oral Tablet".into(),
@@ -232,15 +232,15 @@ impl Edit {
                 let coll = doc.get(ROOT, "observations").unwrap().unwrap().1;
                 doc.delete(coll, w.observation.to_string()).unwrap();
             }
-            MarkInError => record::change_status::<Observation, _>(doc, w.observation, "entered-in-error", "wrong patient", me, now).unwrap(),
-            MarkInErrorWithoutReason => record::change_status::<Observation, _>(doc, w.observation, "entered-in-error", " ", me, now).unwrap(),
-            ReviveEnteredInError => record::change_status::<Observation, _>(doc, w.voided_observation, "final", "oops", me, now).unwrap(),
-            StopPrescription => record::change_status::<Prescription, _>(doc, w.prescription, "stopped", "side effects", me, now).unwrap(),
+            MarkInError => record::change_status(doc, Observation::COLLECTION, w.observation, "entered-in-error", "wrong patient", me, now).unwrap(),
+            MarkInErrorWithoutReason => record::change_status(doc, Observation::COLLECTION, w.observation, "entered-in-error", " ", me, now).unwrap(),
+            ReviveEnteredInError => record::change_status(doc, Observation::COLLECTION, w.voided_observation, "final", "oops", me, now).unwrap(),
+            StopPrescription => record::change_status(doc, Prescription::COLLECTION, w.prescription, "stopped", "side effects", me, now).unwrap(),
             AddRootKey => {
                 doc.put(ROOT, "notes", "anything").unwrap();
             }
             AddAppointment => record::add(doc, EntryId::mint(), &w.appointment(me)).unwrap(),
-            CancelAppointment => record::change_status::<Appointment, _>(doc, w.appointment, "cancelled", "patient request", me, now).unwrap(),
+            CancelAppointment => record::change_status(doc, Appointment::COLLECTION, w.appointment, "cancelled", "patient request", me, now).unwrap(),
             EditDemographics => {
                 let demographics = shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
                 record::set_demographics(doc, &demographics).unwrap();
@@ -363,7 +363,7 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
     // as a Conflict patch, not as a visible value.
     let mut provider = base.fork().with_actor(ActorId::from([0xff; 16].as_slice()));
     let provider_a = world.who("provider_a");
-    record::change_status::<Prescription, _>(&mut provider, world.prescription, "stopped", "side effects", provider_a.user, "2026-03-01T00:00:00Z").unwrap();
+    record::change_status(&mut provider, Prescription::COLLECTION, world.prescription, "stopped", "side effects", provider_a.user, "2026-03-01T00:00:00Z").unwrap();
     let mut forger = base.fork().with_actor(ActorId::from([0x01; 16].as_slice()));
     let coll = forger.get(ROOT, "prescriptions").unwrap().unwrap().1;
     let rx = forger.get(coll, world.prescription.to_string()).unwrap().unwrap().1;

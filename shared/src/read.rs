@@ -1,11 +1,13 @@
-//! A read-only view of a document that reads each map whole, once.
+//! Typed reads of a document: autosurgeon hydration through a view that
+//! reads each map whole, once.
 //!
 //! Hydrating an entry with autosurgeon looks its fields up one by one, and
 //! each Automerge `get` seeks through the document's op columns. The policy
 //! hydrates every new entry a sync brings, so the server spent more time
 //! there than applying the changes. Reading a map with one `map_range` and
-//! answering `get` from that is about ten times cheaper, and since autosurgeon
-//! still does the hydrating, what it accepts is exactly what the app reads.
+//! answering `get` from that is about ten times cheaper. The policy and the
+//! app both read through here, so what the server accepts is exactly what the
+//! app shows, and the WASM bundle holds one copy of each entry's hydration.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,20 +15,20 @@ use std::ops::RangeBounds;
 
 use automerge::iter::{ListRange, MapRange};
 use automerge::{Automerge, AutomergeError, ChangeHash, ObjId, ObjType, Parents, Prop, Value};
-use autosurgeon::ReadDoc;
+use autosurgeon::{Hydrate, HydrateError, ReadDoc};
 // autosurgeon reads through its own trait; Automerge's has the same names.
 use automerge::ReadDoc as Read;
 
 /// Current values of the maps read so far, by object and key.
 type Maps = HashMap<ObjId, HashMap<String, (Value<'static>, ObjId)>>;
 
-pub(super) struct MapCache<'a> {
+pub struct MapCache<'a> {
     doc: &'a Automerge,
     maps: RefCell<Maps>,
 }
 
 impl<'a> MapCache<'a> {
-    pub(super) fn new(doc: &'a Automerge) -> Self {
+    pub fn new(doc: &'a Automerge) -> Self {
         Self { doc, maps: RefCell::default() }
     }
 
@@ -83,4 +85,14 @@ impl ReadDoc for MapCache<'_> {
     fn is_empty(&self) -> bool {
         Read::keys(self.doc, automerge::ROOT).next().is_none()
     }
+}
+
+/// Hydrates a whole document.
+pub fn hydrate<T: Hydrate>(doc: &Automerge) -> Result<T, HydrateError> {
+    autosurgeon::hydrate(&MapCache::new(doc))
+}
+
+/// Hydrates one property of the document's root.
+pub fn hydrate_root_prop<T: Hydrate>(doc: &Automerge, key: &str) -> Result<T, HydrateError> {
+    autosurgeon::hydrate_prop(&MapCache::new(doc), &automerge::ROOT, key)
 }
