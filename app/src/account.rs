@@ -3,23 +3,10 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde_json::Value;
 
-use crate::api::{self, ApiError};
+use crate::api::{self, AccessEntry, ApiError, Passkey};
 use crate::store::{self, ui};
 use crate::webauthn;
-
-/// The first of `keys` that `v` has, as text. Times the server sends as
-/// milliseconds since the epoch become RFC 3339 (UTC), as the views expect.
-fn text(v: &Value, keys: &[&str]) -> String {
-    keys.iter()
-        .find_map(|k| match v.get(*k)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(String::from(js_sys::Date::new(&n.as_f64()?.into()).to_iso_string())),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
 
 fn report(error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
@@ -30,7 +17,7 @@ fn report(error: RwSignal<Option<String>>, e: ApiError) {
 
 #[component]
 fn Passkeys() -> impl IntoView {
-    let keys = RwSignal::new(None::<Vec<Value>>);
+    let keys = RwSignal::new(None::<Vec<Passkey>>);
     let error = RwSignal::new(None::<String>);
     let load = move || {
         spawn_local(async move {
@@ -63,10 +50,8 @@ fn Passkeys() -> impl IntoView {
             {move || keys.get().map(|list| view! {
                 <ul>
                     {list.into_iter().map(|k| {
-                        let id = text(&k, &["id", "credential_id"]);
-                        let name = RwSignal::new(text(&k, &["name", "label"]));
-                        let created = text(&k, &["created_at", "created"]);
-                        let used = text(&k, &["last_used_at", "last_used"]);
+                        let Passkey { id, name, created_at: created, last_used_at: used } = k;
+                        let name = RwSignal::new(name);
                         let (rename_id, delete_id) = (id.clone(), id.clone());
                         let input_id = format!("key-{id}");
                         view! {
@@ -144,7 +129,7 @@ fn Consents() -> impl IntoView {
                             <strong>{c.clinic_name.clone()}</strong>
                             {if c.granted {
                                 view! {
-                                    <span>{format!(" has access{}", c.since.as_deref().map(|s| format!(" since {}", crate::logic::date(s))).unwrap_or_default())}</span>
+                                    <span>" has access"</span>
                                     <button type="button" class="secondary" on:click=move |_| toggle(clinic, false)>"Take access away"</button>
                                 }.into_any()
                             } else {
@@ -164,7 +149,7 @@ fn Consents() -> impl IntoView {
 
 #[component]
 fn Audit() -> impl IntoView {
-    let rows = RwSignal::new(None::<Vec<Value>>);
+    let rows = RwSignal::new(None::<Vec<AccessEntry>>);
     let error = RwSignal::new(None::<String>);
     spawn_local(async move {
         match api::audit().await {
@@ -181,14 +166,13 @@ fn Audit() -> impl IntoView {
                 }
                 view! {
                     <div class="table-wrap"><table>
-                        <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"Clinic"</th><th scope="col">"What"</th></tr></thead>
+                        <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"What"</th></tr></thead>
                         <tbody>
                             {list.into_iter().map(|r| view! {
                                 <tr>
-                                    <td>{crate::logic::date_time(&text(&r, &["at", "time", "timestamp"]))}</td>
-                                    <td>{text(&r, &["actor_name", "who", "user_name", "display_name"])}</td>
-                                    <td>{text(&r, &["clinic_name", "clinic"])}</td>
-                                    <td>{text(&r, &["action", "what", "event"])}</td>
+                                    <td>{crate::logic::date_time(&r.at)}</td>
+                                    <td>{r.who}</td>
+                                    <td>{r.action}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>

@@ -3,29 +3,27 @@
 //! Sign-in (passkeys), the signed-in user, the document list, passkeys,
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use shared::{ClinicId, DocId, DocKind, PatientId, UserId};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Request, RequestInit, Response};
 
+use crate::json::Json;
+
 /// `GET /api/me`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Me {
     pub user_id: UserId,
     pub display_name: String,
     /// "patient" | "caregiver" | "provider" | "admin".
     pub role: String,
-    #[serde(default)]
     pub patient_id: Option<PatientId>,
-    #[serde(default)]
     pub clinics: Vec<Clinic>,
     /// 32 hex characters: the Automerge actor id this session writes with.
     pub actor_id: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Clinic {
     pub id: ClinicId,
     pub name: String,
@@ -35,14 +33,63 @@ impl Me {
     pub fn is_staff(&self) -> bool {
         matches!(self.role.as_str(), "provider" | "admin")
     }
+
+    pub fn from_json(json: &Json) -> Option<Me> {
+        Some(Me {
+            user_id: json.parsed("user_id")?,
+            display_name: json.str("display_name")?,
+            role: json.str("role")?,
+            patient_id: json.parsed("patient_id"),
+            clinics: json.get("clinics").items().iter().map(Clinic::from_json).collect::<Option<_>>()?,
+            actor_id: json.str("actor_id")?,
+        })
+    }
+
+    /// The same shape as the server's, for the copy kept on the device.
+    pub fn to_json(&self) -> Json {
+        Json::object(&[
+            ("user_id", self.user_id.to_string().into()),
+            ("display_name", self.display_name.as_str().into()),
+            ("role", self.role.as_str().into()),
+            ("patient_id", self.patient_id.map_or(JsValue::UNDEFINED, |p| p.to_string().into())),
+            ("clinics", Json::array(self.clinics.iter().map(Clinic::to_json)).js().clone()),
+            ("actor_id", self.actor_id.as_str().into()),
+        ])
+    }
+}
+
+impl Clinic {
+    fn from_json(json: &Json) -> Option<Clinic> {
+        Some(Clinic { id: json.parsed("id")?, name: json.str("name")? })
+    }
+
+    fn to_json(&self) -> Json {
+        Json::object(&[("id", self.id.to_string().into()), ("name", self.name.as_str().into())])
+    }
 }
 
 /// One entry of `GET /api/documents`: `{"id", "kind", "patient", "clinic"}`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DocInfo {
     pub id: DocId,
-    #[serde(flatten)]
     pub kind: DocKind,
+}
+
+impl DocInfo {
+    pub fn from_json(json: &Json) -> Option<DocInfo> {
+        let kind = DocKind::from_parts(&json.str("kind")?, json.parsed("patient")?, json.parsed("clinic"))?;
+        Some(DocInfo { id: json.parsed("id")?, kind })
+    }
+
+    pub fn to_json(&self) -> Json {
+        let clinic = self.kind.clinic().map_or(JsValue::UNDEFINED, |c| c.to_string().into());
+        Json::object(&[
+            ("id", self.id.to_string().into()),
+            ("kind", self.kind.name().into()),
+            ("patient", self.kind.patient().to_string().into()),
+            ("clinic", clinic),
+        ])
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -65,12 +112,12 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-async fn call(method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, ApiError> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(web_sys::RequestCredentials::SameOrigin);
     if let Some(body) = body {
-        init.set_body(&wasm_bindgen::JsValue::from_str(&body.to_string()));
+        init.set_body(&JsValue::from_str(&body.stringify()));
     }
     let request = Request::new_with_str_and_init(path, &init).map_err(|_| ApiError::Failed(0, "bad request".into()))?;
     let headers = request.headers();
@@ -92,34 +139,42 @@ async fn call(method: &str, path: &str, body: Option<&Value>) -> Result<Value, A
     if status == 503 && text.contains("offline") {
         return Err(ApiError::Offline);
     }
-    let json: Option<Value> = if text.is_empty() { Some(Value::Null) } else { serde_json::from_str(&text).ok() };
+    let json = if text.is_empty() { Some(Json::null()) } else { Json::parse(&text) };
     // Only a 401 that says so means the session is over; a refused passkey
     // at sign-in is a 401 too, and its message must be shown as it is.
-    if status == 401 && json.as_ref().and_then(|j| j.get("error")).is_none_or(|code| code == "session_expired") {
+    if status == 401 && json.as_ref().and_then(|j| j.str("error")).is_none_or(|code| code == "session_expired") {
         return Err(ApiError::SessionExpired);
     }
     if !response.ok() {
         let message = json
             .as_ref()
-            .and_then(|j| j.get("message").or_else(|| j.get("error")))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+            .and_then(|j| j.str("message").or_else(|| j.str("error")))
             .unwrap_or_else(|| format!("The server answered {status}."));
         return Err(ApiError::Failed(status, message));
     }
-    json.ok_or_else(|| ApiError::Failed(status, "The server's answer was not understood.".into()))
+    json.ok_or_else(not_understood)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| ApiError::Failed(0, format!("The server's answer was not understood: {e}")))
+fn not_understood() -> ApiError {
+    ApiError::Failed(0, "The server's answer was not understood.".into())
+}
+
+/// Reads an answer with `read`, refusing it whole if any part is missing.
+fn read<T>(json: Json, read: impl Fn(&Json) -> Option<T>) -> Result<T, ApiError> {
+    read(&json).ok_or_else(not_understood)
+}
+
+/// Reads an array answer item by item.
+fn read_list<T>(json: Json, read: impl Fn(&Json) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    json.items().iter().map(read).collect::<Option<_>>().ok_or_else(not_understood)
 }
 
 pub async fn me() -> Result<Me, ApiError> {
-    parse(call("GET", "/api/me", None).await?)
+    read(call("GET", "/api/me", None).await?, Me::from_json)
 }
 
 pub async fn documents() -> Result<Vec<DocInfo>, ApiError> {
-    parse(call("GET", "/api/documents", None).await?)
+    read_list(call("GET", "/api/documents", None).await?, DocInfo::from_json)
 }
 
 pub async fn logout() -> Result<(), ApiError> {
@@ -128,50 +183,65 @@ pub async fn logout() -> Result<(), ApiError> {
 
 /// A passkey ceremony the server started: its opaque id (sent back with the
 /// browser's answer) and the WebAuthn options (`{"publicKey": {...}}`).
-#[derive(Deserialize)]
 pub struct Ceremony {
     pub ceremony: String,
-    pub options: Value,
+    pub options: Json,
 }
 
-fn finish_body(ceremony: &str, credential: &Value) -> Value {
-    serde_json::json!({ "ceremony": ceremony, "credential": credential })
+impl Ceremony {
+    fn from_json(json: &Json) -> Option<Ceremony> {
+        Some(Ceremony { ceremony: json.str("ceremony")?, options: json.get("options") })
+    }
+}
+
+fn finish_body(ceremony: &str, credential: &Json) -> Json {
+    Json::object(&[("ceremony", ceremony.into()), ("credential", credential.js().clone())])
 }
 
 pub async fn login_start() -> Result<Ceremony, ApiError> {
-    parse(call("POST", "/api/login/start", None).await?)
+    read(call("POST", "/api/login/start", None).await?, Ceremony::from_json)
 }
 
 /// The PublicKeyCredential JSON (base64url fields) answering `ceremony`.
-pub async fn login_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+pub async fn login_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
     call("POST", "/api/login/finish", Some(&finish_body(ceremony, credential))).await
 }
 
 /// Registration options for an enrollment link's token.
 pub async fn enroll_start(token: &str) -> Result<Ceremony, ApiError> {
-    parse(call("POST", "/api/enroll/start", Some(&serde_json::json!({ "token": token }))).await?)
+    read(call("POST", "/api/enroll/start", Some(&Json::object(&[("token", token.into())]))).await?, Ceremony::from_json)
 }
 
-pub async fn enroll_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+pub async fn enroll_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
     call("POST", "/api/enroll/finish", Some(&finish_body(ceremony, credential))).await
 }
 
-/// `GET /api/passkeys`: an array of `{"id", "name", "created_at"?, "last_used_at"?}`.
-pub async fn passkeys() -> Result<Vec<Value>, ApiError> {
-    parse(call("GET", "/api/passkeys", None).await?)
+/// One of `GET /api/passkeys`; times in RFC 3339, empty if never.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Passkey {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+pub async fn passkeys() -> Result<Vec<Passkey>, ApiError> {
+    read_list(call("GET", "/api/passkeys", None).await?, |key| {
+        Some(Passkey { id: key.str("id")?, name: key.str("name")?, created_at: key.text("created_at"), last_used_at: key.text("last_used_at") })
+    })
 }
 
 /// Adding a passkey to a signed-in account: creation options, then the credential.
 pub async fn passkey_add_start() -> Result<Ceremony, ApiError> {
-    parse(call("POST", "/api/passkeys/register/start", Some(&serde_json::json!({}))).await?)
+    read(call("POST", "/api/passkeys/register/start", Some(&Json::object(&[]))).await?, Ceremony::from_json)
 }
 
-pub async fn passkey_add_finish(ceremony: &str, credential: &Value) -> Result<Value, ApiError> {
+pub async fn passkey_add_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
     call("POST", "/api/passkeys/register/finish", Some(&finish_body(ceremony, credential))).await
 }
 
 pub async fn passkey_rename(id: &str, name: &str) -> Result<(), ApiError> {
-    call("PATCH", &format!("/api/passkeys/{id}"), Some(&serde_json::json!({ "name": name }))).await.map(|_| ())
+    call("PATCH", &format!("/api/passkeys/{id}"), Some(&Json::object(&[("name", name.into())]))).await.map(|_| ())
 }
 
 pub async fn passkey_delete(id: &str) -> Result<(), ApiError> {
@@ -179,31 +249,24 @@ pub async fn passkey_delete(id: &str) -> Result<(), ApiError> {
 }
 
 /// A clinic and whether it may see the patient's record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Consent {
-    #[serde(alias = "id", alias = "clinic")]
     pub clinic_id: ClinicId,
-    #[serde(alias = "name", default)]
     pub clinic_name: String,
-    #[serde(default = "yes")]
     pub granted: bool,
-    #[serde(default, alias = "granted_at")]
-    pub since: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Every clinic, with whether it has access: `GET /api/consents` lists only
 /// the clinics that have it, so the others (from `GET /api/clinics`) are
 /// added as without access, which the patient can give (or give back).
 pub async fn consents() -> Result<Vec<Consent>, ApiError> {
-    let mut list: Vec<Consent> = parse(call("GET", "/api/consents", None).await?)?;
-    let clinics: Vec<Clinic> = parse(call("GET", "/api/clinics", None).await?)?;
+    let mut list = read_list(call("GET", "/api/consents", None).await?, |c| {
+        Some(Consent { clinic_id: c.parsed("clinic_id")?, clinic_name: c.str("clinic_name")?, granted: true })
+    })?;
+    let clinics = read_list(call("GET", "/api/clinics", None).await?, Clinic::from_json)?;
     for clinic in clinics {
         if !list.iter().any(|c| c.clinic_id == clinic.id) {
-            list.push(Consent { clinic_id: clinic.id, clinic_name: clinic.name, granted: false, since: None });
+            list.push(Consent { clinic_id: clinic.id, clinic_name: clinic.name, granted: false });
         }
     }
     Ok(list)
@@ -217,8 +280,17 @@ pub async fn revoke(clinic: ClinicId) -> Result<(), ApiError> {
     call("DELETE", &format!("/api/consents/{clinic}"), None).await.map(|_| ())
 }
 
-/// `GET /api/audit`: who accessed my record; an array of objects, shown as
-/// time (`at`), who (`actor_name`), where (`clinic_name`) and what (`action`).
-pub async fn audit() -> Result<Vec<Value>, ApiError> {
-    parse(call("GET", "/api/audit", None).await?)
+/// One row of `GET /api/audit`: who accessed my record, when, and what
+/// they did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessEntry {
+    pub at: String,
+    pub who: String,
+    pub action: String,
+}
+
+pub async fn audit() -> Result<Vec<AccessEntry>, ApiError> {
+    read_list(call("GET", "/api/audit", None).await?, |row| {
+        Some(AccessEntry { at: row.text("at"), who: row.text("user_name"), action: row.str("action")? })
+    })
 }

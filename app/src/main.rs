@@ -8,6 +8,7 @@
 mod account;
 mod api;
 mod idb;
+mod json;
 mod logic;
 mod patient;
 mod staff;

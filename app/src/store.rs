@@ -18,9 +18,11 @@ use shared::record::RecordError;
 use shared::schema::{ClinicalRecord, Demographics, MessageThread, PatientRecord};
 use shared::sync::{Progress, SyncClient};
 use shared::{ClinicId, DocId, DocKind, PatientId};
+use wasm_bindgen::JsValue;
 use web_sys::IdbDatabase;
 
 use crate::api::{self, ApiError, Consent, DocInfo, Me};
+use crate::json::Json;
 use crate::{idb, logic, sync};
 
 pub struct Core {
@@ -156,16 +158,23 @@ pub fn note_confirmed() {
     }
 }
 
+/// The confirmed heads as `{"<doc id>": ["<change hash>", ...], ...}`.
 fn confirmed_json(core: &Core) -> String {
-    let map: BTreeMap<String, Vec<String>> =
-        core.confirmed.iter().map(|(id, heads)| (id.to_string(), heads.iter().map(|h| h.to_string()).collect())).collect();
-    serde_json::to_string(&map).unwrap_or_default()
+    let docs: Vec<(String, JsValue)> = core
+        .confirmed
+        .iter()
+        .map(|(id, heads)| (id.to_string(), Json::array(heads.iter().map(|h| Json::from(JsValue::from(h.to_string())))).js().clone()))
+        .collect();
+    Json::object(&docs.iter().map(|(id, heads)| (id.as_str(), heads.clone())).collect::<Vec<_>>()).stringify()
 }
 
 fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
-    let map: BTreeMap<String, Vec<String>> = serde_json::from_str(json).unwrap_or_default();
-    map.into_iter()
-        .filter_map(|(id, heads)| Some((id.parse().ok()?, heads.iter().map(|h| h.parse().ok()).collect::<Option<Vec<_>>>()?)))
+    let docs = Json::parse(json).map(|j| j.members()).unwrap_or_default();
+    docs.into_iter()
+        .filter_map(|(id, heads)| {
+            let heads = heads.items().iter().map(|h| h.js().as_string()?.parse().ok()).collect::<Option<Vec<_>>>()?;
+            Some((id.parse().ok()?, heads))
+        })
         .collect()
 }
 
@@ -240,8 +249,11 @@ pub async fn start() {
     let mut cached_me: Option<Me> = None;
     let mut cached_docs: Vec<DocInfo> = Vec::new();
     if let Some(db) = &db {
-        cached_me = idb::get_kv(db, "me").await.ok().flatten().and_then(|j| serde_json::from_str(&j).ok());
-        cached_docs = idb::get_kv(db, "documents").await.ok().flatten().and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+        let cached = |text: Option<String>| text.and_then(|t| Json::parse(&t));
+        cached_me = cached(idb::get_kv(db, "me").await.ok().flatten()).and_then(|j| Me::from_json(&j));
+        cached_docs = cached(idb::get_kv(db, "documents").await.ok().flatten())
+            .and_then(|j| j.items().iter().map(DocInfo::from_json).collect())
+            .unwrap_or_default();
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
         let confirmed = idb::get_kv(db, "confirmed").await.ok().flatten().map(|j| parse_confirmed(&j)).unwrap_or_default();
@@ -275,12 +287,12 @@ pub async fn refresh() {
                 forget_local().await;
             }
             ui.session_expired.set(false);
-            save_kv("me", &serde_json::to_string(&me).unwrap_or_default());
+            save_kv("me", &me.to_json().stringify());
             with_core_mut(|core| set_me(core, &me));
             ui.me.set(Some(me));
             match api::documents().await {
                 Ok(docs) => {
-                    save_kv("documents", &serde_json::to_string(&docs).unwrap_or_default());
+                    save_kv("documents", &Json::array(docs.iter().map(DocInfo::to_json)).stringify());
                     with_core_mut(|core| track(core, &docs, &BTreeMap::new()));
                     ui.docs.set(docs);
                     bump();

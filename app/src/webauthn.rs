@@ -2,10 +2,10 @@
 //! JSON (base64url strings, webauthn-rs) and the browser's ArrayBuffers.
 
 use js_sys::{Array, ArrayBuffer, Reflect, Uint8Array};
-use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use crate::json::Json;
 use crate::logic::{b64url_decode, b64url_encode};
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
@@ -29,19 +29,28 @@ fn credential_ids(public_key: &JsValue, list: &str) {
     }
 }
 
-fn bytes_of(obj: &JsValue, key: &str) -> Value {
-    let value = get(obj, key);
-    if value.is_null() || value.is_undefined() {
-        return Value::Null;
-    }
-    match value.dyn_into::<ArrayBuffer>() {
-        Ok(buffer) => Value::String(b64url_encode(&Uint8Array::new(&buffer).to_vec())),
-        Err(_) => Value::Null,
+/// The bytes at `obj[key]` as base64url text, or `null`.
+fn bytes_of(obj: &JsValue, key: &str) -> JsValue {
+    match get(obj, key).dyn_into::<ArrayBuffer>() {
+        Ok(buffer) => b64url_encode(&Uint8Array::new(&buffer).to_vec()).into(),
+        Err(_) => JsValue::NULL,
     }
 }
 
-fn options(server: &Value) -> Result<JsValue, String> {
-    js_sys::JSON::parse(&server.to_string()).map_err(|_| "The sign-in options were not understood.".to_owned())
+/// A copy of the server's options, to turn its base64url fields into bytes.
+fn options(server: &Json) -> Result<JsValue, String> {
+    Json::parse(&server.stringify()).map(|o| o.js().clone()).ok_or_else(|| "The sign-in options were not understood.".to_owned())
+}
+
+/// The credential as the server reads it (webauthn-rs's JSON).
+fn credential_json(credential: &JsValue, response: &[(&str, JsValue)]) -> Json {
+    Json::object(&[
+        ("id", get(credential, "id")),
+        ("rawId", bytes_of(credential, "rawId")),
+        ("type", "public-key".into()),
+        ("response", Json::object(response).js().clone()),
+        ("extensions", Json::object(&[]).js().clone()),
+    ])
 }
 
 fn error_text(error: JsValue) -> String {
@@ -59,7 +68,7 @@ fn container() -> Result<web_sys::CredentialsContainer, String> {
 }
 
 /// Signs in: asks the authenticator for an assertion over the server's options.
-pub async fn get_assertion(server: &Value) -> Result<Value, String> {
+pub async fn get_assertion(server: &Json) -> Result<Json, String> {
     let opts = options(server)?;
     let public_key = get(&opts, "publicKey");
     to_bytes(&public_key, "challenge");
@@ -70,22 +79,16 @@ pub async fn get_assertion(server: &Value) -> Result<Value, String> {
         return Err("No passkey was chosen.".into());
     }
     let response = get(&credential, "response");
-    Ok(json!({
-        "id": get(&credential, "id").as_string(),
-        "rawId": bytes_of(&credential, "rawId"),
-        "type": "public-key",
-        "response": {
-            "authenticatorData": bytes_of(&response, "authenticatorData"),
-            "clientDataJSON": bytes_of(&response, "clientDataJSON"),
-            "signature": bytes_of(&response, "signature"),
-            "userHandle": bytes_of(&response, "userHandle"),
-        },
-        "extensions": {},
-    }))
+    Ok(credential_json(&credential, &[
+        ("authenticatorData", bytes_of(&response, "authenticatorData")),
+        ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
+        ("signature", bytes_of(&response, "signature")),
+        ("userHandle", bytes_of(&response, "userHandle")),
+    ]))
 }
 
 /// Registers a new passkey over the server's creation options.
-pub async fn create_credential(server: &Value) -> Result<Value, String> {
+pub async fn create_credential(server: &Json) -> Result<Json, String> {
     let opts = options(server)?;
     let public_key = get(&opts, "publicKey");
     to_bytes(&public_key, "challenge");
@@ -94,14 +97,8 @@ pub async fn create_credential(server: &Value) -> Result<Value, String> {
     let promise = container()?.create_with_options(opts.unchecked_ref()).map_err(error_text)?;
     let credential = JsFuture::from(promise).await.map_err(error_text)?;
     let response = get(&credential, "response");
-    Ok(json!({
-        "id": get(&credential, "id").as_string(),
-        "rawId": bytes_of(&credential, "rawId"),
-        "type": "public-key",
-        "response": {
-            "attestationObject": bytes_of(&response, "attestationObject"),
-            "clientDataJSON": bytes_of(&response, "clientDataJSON"),
-        },
-        "extensions": {},
-    }))
+    Ok(credential_json(&credential, &[
+        ("attestationObject", bytes_of(&response, "attestationObject")),
+        ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
+    ]))
 }

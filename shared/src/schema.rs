@@ -62,6 +62,17 @@ impl DocKind {
         }
     }
 
+    /// The kind named `name` (as [`DocKind::name`] gives it), if the clinic
+    /// is there exactly when that kind has one.
+    pub fn from_parts(name: &str, patient: PatientId, clinic: Option<ClinicId>) -> Option<DocKind> {
+        match (name, clinic) {
+            ("clinical_record", Some(clinic)) => Some(Self::ClinicalRecord { patient, clinic }),
+            ("message_thread", Some(clinic)) => Some(Self::MessageThread { patient, clinic }),
+            ("patient_record", None) => Some(Self::PatientRecord { patient }),
+            _ => None,
+        }
+    }
+
     /// The document's id, the same on every replica.
     pub fn doc_id(&self) -> DocId {
         match self.clinic() {

@@ -45,12 +45,8 @@ pub(super) fn document_row(row: &AnyRow) -> Result<DocumentRow, StoreError> {
     let id = parse_id(&row.get::<String, _>(0))?;
     let patient = parse_id(&row.get::<String, _>(2))?;
     let clinic = row.get::<Option<String>, _>(3).map(|c| parse_id(&c)).transpose()?;
-    let kind = match (row.get::<String, _>(1).as_str(), clinic) {
-        ("clinical_record", Some(clinic)) => DocKind::ClinicalRecord { patient, clinic },
-        ("message_thread", Some(clinic)) => DocKind::MessageThread { patient, clinic },
-        ("patient_record", None) => DocKind::PatientRecord { patient },
-        _ => return Err(StoreError::Corrupt("unknown document kind".into())),
-    };
+    let kind = DocKind::from_parts(&row.get::<String, _>(1), patient, clinic)
+        .ok_or_else(|| StoreError::Corrupt("unknown document kind".into()))?;
     Ok(DocumentRow { id, kind })
 }
 

@@ -1,0 +1,89 @@
+//! JSON through the browser's own `JSON` object.
+//!
+//! The API's shapes are few and flat (api.rs lists them), so the app reads
+//! fields off what `JSON.parse` returns and builds objects for
+//! `JSON.stringify`. serde_json with derived deserializers cost about
+//! 14 KiB of the brotli bundle for the same job.
+
+use std::str::FromStr;
+
+use js_sys::{Array, JSON, Object, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// A JSON value, held as the JavaScript value it parses to.
+#[derive(Clone, Debug)]
+pub struct Json(JsValue);
+
+impl Json {
+    pub fn parse(text: &str) -> Option<Json> {
+        JSON::parse(text).ok().map(Json)
+    }
+
+    pub fn null() -> Json {
+        Json(JsValue::NULL)
+    }
+
+    /// An object with these members; `undefined` ones are left out.
+    pub fn object(members: &[(&str, JsValue)]) -> Json {
+        let object = Object::new();
+        for (key, value) in members {
+            if !value.is_undefined() {
+                let _ = Reflect::set(&object, &JsValue::from_str(key), value);
+            }
+        }
+        Json(object.into())
+    }
+
+    pub fn array(items: impl IntoIterator<Item = Json>) -> Json {
+        Json(items.into_iter().map(|item| item.0).collect::<Array>().into())
+    }
+
+    pub fn stringify(&self) -> String {
+        JSON::stringify(&self.0).ok().and_then(|s| s.as_string()).unwrap_or_default()
+    }
+
+    /// The member `key`, or `undefined`.
+    pub fn get(&self, key: &str) -> Json {
+        Json(if self.0.is_object() { Reflect::get(&self.0, &JsValue::from_str(key)).unwrap_or_default() } else { JsValue::UNDEFINED })
+    }
+
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.get(key).0.as_string()
+    }
+
+    /// The member `key` parsed from its text, such as an id.
+    pub fn parsed<T: FromStr>(&self, key: &str) -> Option<T> {
+        self.str(key)?.parse().ok()
+    }
+
+    /// The member `key` as text: strings as they are, and times sent as
+    /// milliseconds since the epoch as RFC 3339 (UTC), as the views expect.
+    pub fn text(&self, key: &str) -> String {
+        let value = self.get(key).0;
+        match value.as_f64() {
+            Some(ms) => String::from(js_sys::Date::new(&ms.into()).to_iso_string()),
+            None => value.as_string().unwrap_or_default(),
+        }
+    }
+
+    /// The items of an array (none if this is not one).
+    pub fn items(&self) -> Vec<Json> {
+        self.0.dyn_ref::<Array>().map(|array| array.iter().map(Json).collect()).unwrap_or_default()
+    }
+
+    /// The members of an object, in order.
+    pub fn members(&self) -> Vec<(String, Json)> {
+        let Some(object) = self.0.dyn_ref::<Object>() else { return Vec::new() };
+        Object::keys(object).iter().filter_map(|key| Some((key.as_string()?, self.get(&key.as_string()?)))).collect()
+    }
+
+    pub fn js(&self) -> &JsValue {
+        &self.0
+    }
+}
+
+impl From<JsValue> for Json {
+    fn from(value: JsValue) -> Self {
+        Json(value)
+    }
+}
