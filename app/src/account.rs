@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, AccessEntry, ApiError, Passkey};
+use crate::api::{self, AccessEntry, ApiError, Caregiver, Invitation, Passkey};
 use crate::store::{self, ui};
 use crate::webauthn;
 
@@ -147,6 +147,109 @@ fn Consents() -> impl IntoView {
     }
 }
 
+/// The patient's caregivers: invite one (reading only, or also messaging
+/// and requesting refills), hand over their one-time link, issue a new link,
+/// or take their access away.
+#[component]
+fn Caregivers() -> impl IntoView {
+    let list = RwSignal::new(None::<Vec<Caregiver>>);
+    let error = RwSignal::new(None::<String>);
+    let name = RwSignal::new(String::new());
+    let may_message = RwSignal::new(false);
+    // The last link issued, with whom it is for.
+    let issued = RwSignal::new(None::<(String, Invitation)>);
+    let load = move || {
+        spawn_local(async move {
+            match api::caregivers().await {
+                Ok(caregivers) => list.set(Some(caregivers)),
+                Err(e) => report(error, e),
+            }
+        })
+    };
+    load();
+    let show_link = move |who: String, result: Result<Invitation, ApiError>| match result {
+        Ok(invitation) => {
+            error.set(None);
+            issued.set(Some((who, invitation)));
+            load();
+        }
+        Err(e) => report(error, e),
+    };
+    let invite = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let who = name.get_untracked().trim().to_owned();
+        if who.is_empty() {
+            error.set(Some("Give the caregiver's name.".into()));
+            return;
+        }
+        spawn_local(async move {
+            let result = api::invite_caregiver(&who, may_message.get_untracked()).await;
+            // What was typed stays in the form if the invitation failed.
+            if result.is_ok() {
+                name.set(String::new());
+                may_message.set(false);
+            }
+            show_link(who, result);
+        })
+    };
+    let caregiver_item = move |c: Caregiver| {
+        let rights = if c.may_message { "reads and messages" } else { "reads only" };
+        let waiting = if c.enrolled { "" } else { " · has not created a passkey yet" };
+        let (user, who) = (c.user_id, c.display_name.clone());
+        view! {
+            <li class="inline-form">
+                <strong>{c.display_name}</strong>
+                <span>{format!(" {rights}{waiting}")}</span>
+                <button type="button" on:click=move |_| {
+                    let who = who.clone();
+                    spawn_local(async move { show_link(who, api::caregiver_link(user).await) })
+                }>"New link"</button>
+                <button type="button" class="secondary" on:click=move |_| {
+                    spawn_local(async move {
+                        match api::revoke_caregiver(user).await {
+                            Ok(()) => {
+                                issued.set(None);
+                                load();
+                            }
+                            Err(e) => report(error, e),
+                        }
+                    })
+                }>"Take access away"</button>
+            </li>
+        }
+    };
+    view! {
+        <section class="card" aria-labelledby="caregivers-h">
+            <h2 id="caregivers-h">"Caregivers"</h2>
+            <p class="muted">"Someone you invite can read your whole record with their own passkey. If you allow it, they can also message your clinics and request refills for you."</p>
+            {move || list.get().map(|caregivers| {
+                if caregivers.is_empty() {
+                    return view! { <p class="muted">"No caregivers."</p> }.into_any();
+                }
+                view! { <ul>{caregivers.into_iter().map(caregiver_item).collect_view()}</ul> }.into_any()
+            })}
+            {move || issued.get().map(|(who, invitation)| view! {
+                <div class="notice" role="status">
+                    <label for="caregiver-link">{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&invitation.expires_at))}</label>
+                    <input id="caregiver-link" type="text" readonly prop:value=invitation.link/>
+                </div>
+            })}
+            <form class="inline-form" on:submit=invite>
+                <label for="caregiver-name">"Caregiver's name"</label>
+                <input id="caregiver-name" type="text" autocomplete="off" prop:value=move || name.get()
+                    on:input=move |ev| name.set(event_target_value(&ev))/>
+                <label>
+                    <input type="checkbox" prop:checked=move || may_message.get()
+                        on:change=move |ev| may_message.set(event_target_checked(&ev))/>
+                    " May message clinics and request refills"
+                </label>
+                <button type="submit">"Invite"</button>
+            </form>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
 #[component]
 fn Audit() -> impl IntoView {
     let rows = RwSignal::new(None::<Vec<AccessEntry>>);
@@ -187,7 +290,9 @@ fn Audit() -> impl IntoView {
 #[component]
 pub fn Account() -> impl IntoView {
     let ui = ui();
-    let is_patient_side = move || ui.me.with(|m| m.as_ref().is_some_and(|m| !m.is_staff()));
+    // Consents, caregivers and the access log are the patient's own to
+    // manage; a caregiver sees only their passkeys.
+    let is_patient = move || ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == "patient"));
     view! {
         <section class="card">
             <h2>"Account"</h2>
@@ -198,8 +303,9 @@ pub fn Account() -> impl IntoView {
         </section>
         {move || (!ui.online.get()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
         <Passkeys/>
-        <Show when=is_patient_side>
+        <Show when=is_patient>
             <Consents/>
+            <Caregivers/>
             <Audit/>
         </Show>
     }

@@ -280,6 +280,57 @@ pub async fn revoke(clinic: ClinicId) -> Result<(), ApiError> {
     call("DELETE", &format!("/api/consents/{clinic}"), None).await.map(|_| ())
 }
 
+/// One of the patient's caregivers (`GET /api/caregivers`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caregiver {
+    pub user_id: UserId,
+    pub display_name: String,
+    /// May message clinics and request refills, besides reading.
+    pub may_message: bool,
+    /// Has created a passkey with their link.
+    pub enrolled: bool,
+}
+
+pub async fn caregivers() -> Result<Vec<Caregiver>, ApiError> {
+    read_list(call("GET", "/api/caregivers", None).await?, |c| {
+        Some(Caregiver {
+            user_id: c.parsed("user_id")?,
+            display_name: c.str("display_name")?,
+            may_message: c.bool("may_message")?,
+            enrolled: c.bool("enrolled")?,
+        })
+    })
+}
+
+/// A one-time enrollment link for someone to create their passkey with, and
+/// when it expires (RFC 3339).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invitation {
+    pub link: String,
+    pub expires_at: String,
+}
+
+impl Invitation {
+    fn from_json(json: &Json) -> Option<Invitation> {
+        Some(Invitation { link: json.str("link")?, expires_at: json.text("expires_at") })
+    }
+}
+
+pub async fn invite_caregiver(display_name: &str, may_message: bool) -> Result<Invitation, ApiError> {
+    let body = Json::object(&[("display_name", display_name.into()), ("may_message", may_message.into())]);
+    read(call("POST", "/api/caregivers", Some(&body)).await?, Invitation::from_json)
+}
+
+/// A new link for a caregiver (the first expired, or a new device).
+pub async fn caregiver_link(user: UserId) -> Result<Invitation, ApiError> {
+    read(call("POST", &format!("/api/caregivers/{user}/enrollment"), None).await?, Invitation::from_json)
+}
+
+/// Ends a caregiver's access and their sessions at once.
+pub async fn revoke_caregiver(user: UserId) -> Result<(), ApiError> {
+    call("DELETE", &format!("/api/caregivers/{user}"), None).await.map(|_| ())
+}
+
 /// One row of `GET /api/audit`: who accessed my record, when, and what
 /// they did.
 #[derive(Clone, Debug, PartialEq)]

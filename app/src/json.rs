@@ -51,6 +51,10 @@ impl Json {
         self.get(key).0.as_string()
     }
 
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key).0.as_bool()
+    }
+
     /// The member `key` parsed from its text, such as an id.
     pub fn parsed<T: FromStr>(&self, key: &str) -> Option<T> {
         self.str(key)?.parse().ok()

@@ -1,4 +1,4 @@
-//! Scenarios 2–8 of the e2e issue: people at their own devices (one browser
+//! Scenarios 2–8 of the e2e issue, and a patient's caregiver: people at their own devices (one browser
 //! context and one virtual passkey authenticator each) using the real server
 //! and the built app, seeded with the demo data set (Maria Santos consents to
 //! Riverside and Northgate; Dr. Okafor works at Riverside, Dr. Brandt at
@@ -400,6 +400,42 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             maria.wait_for("main table", "7.77 10*3/uL").await;
             brandt.check(brandt.text(".sync-status").await.starts_with("Online"), "Dr. Brandt is still online").await;
             brandt.never_shows("main", "7.77", WATCH).await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// A patient invites a caregiver from her account page and hands over the
+/// one-time link; the caregiver creates a passkey with it and reads her
+/// record. Once she takes the access away, the caregiver's session is over.
+#[tokio::test]
+async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("caregiver", async {
+            let maria = portal.enroll("Maria").await;
+            tab(&maria, "Account").await;
+            maria.wait_for("#caregivers-h", "Caregivers").await;
+            maria.type_into("#caregiver-name", "Ana Santos").await;
+            maria.click("button", "Invite").await;
+            maria.wait_for(".notice", "Give Ana Santos this one-time link").await;
+            let link = maria.page.evaluate("document.querySelector('#caregiver-link').value").await.expect("read the link");
+            let link: String = link.into_value().expect("the link is text");
+            maria.wait_for(".card li", "has not created a passkey yet").await;
+
+            let ana = portal.browser.enroll("Ana", &link).await;
+            ana.wait_for("main", "Hemoglobin A1c").await;
+            tab(&ana, "Account").await;
+            ana.wait_for(".card", "Signed in as Ana Santos (caregiver)").await;
+            ana.check(count(&ana, "#caregivers-h").await == 0, "a caregiver does not manage caregivers").await;
+
+            let ana_item = "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Ana Santos'))";
+            maria.page.evaluate(format!("{ana_item}.querySelector('button.secondary').click()")).await.expect("take access away");
+            maria.wait_for(".card", "No caregivers.").await;
+            tab(&ana, "Results").await;
+            tab(&ana, "Account").await;
+            ana.wait_for("body", "Your session has ended").await;
         })
         .await;
     portal.stop().await;
