@@ -1,5 +1,7 @@
-//! The account page: passkeys, which clinics may see the record, and who
-//! looked at it. All of it needs the network.
+//! The account page: passkeys, which clinics may see the record, caregivers,
+//! and who looked at it. All of it needs the network.
+
+use std::future::Future;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -15,19 +17,30 @@ fn report(error: RwSignal<Option<String>>, e: ApiError) {
     error.set(Some(e.to_string()));
 }
 
-#[component]
-fn Passkeys() -> impl IntoView {
-    let keys = RwSignal::new(None::<Vec<Passkey>>);
-    let error = RwSignal::new(None::<String>);
+/// Fetches a list into `into` now and again each time the returned function
+/// is called; a failure is reported in `error`.
+fn loader<T, F>(into: RwSignal<Option<T>>, error: RwSignal<Option<String>>, fetch: fn() -> F) -> impl Fn() + Copy
+where
+    T: Send + Sync + 'static,
+    F: Future<Output = Result<T, ApiError>> + 'static,
+{
     let load = move || {
         spawn_local(async move {
-            match api::passkeys().await {
-                Ok(list) => keys.set(Some(list)),
+            match fetch().await {
+                Ok(list) => into.set(Some(list)),
                 Err(e) => report(error, e),
             }
         })
     };
     load();
+    load
+}
+
+#[component]
+fn Passkeys() -> impl IntoView {
+    let keys = RwSignal::new(None::<Vec<Passkey>>);
+    let error = RwSignal::new(None::<String>);
+    let load = loader(keys, error, api::passkeys);
     let add = move |_| {
         spawn_local(async move {
             let result = async {
@@ -158,15 +171,7 @@ fn Caregivers() -> impl IntoView {
     let may_message = RwSignal::new(false);
     // The last link issued, with whom it is for.
     let issued = RwSignal::new(None::<(String, Invitation)>);
-    let load = move || {
-        spawn_local(async move {
-            match api::caregivers().await {
-                Ok(caregivers) => list.set(Some(caregivers)),
-                Err(e) => report(error, e),
-            }
-        })
-    };
-    load();
+    let load = loader(list, error, api::caregivers);
     let show_link = move |who: String, result: Result<Invitation, ApiError>| match result {
         Ok(invitation) => {
             error.set(None);
@@ -254,12 +259,8 @@ fn Caregivers() -> impl IntoView {
 fn Audit() -> impl IntoView {
     let rows = RwSignal::new(None::<Vec<AccessEntry>>);
     let error = RwSignal::new(None::<String>);
-    spawn_local(async move {
-        match api::audit().await {
-            Ok(list) => rows.set(Some(list)),
-            Err(e) => report(error, e),
-        }
-    });
+    // Loaded once, when the page opens.
+    let _ = loader(rows, error, api::audit);
     view! {
         <section class="card" aria-labelledby="audit-h">
             <h2 id="audit-h">"Who accessed your record"</h2>
