@@ -20,7 +20,7 @@ use shared::{Denial, DocId, DocKind, Principal, check_patches};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
-use super::hub::{Canonical, Hub, Locked};
+use super::hub::{Canonical, Commit, Hub, Locked};
 use crate::AppState;
 use crate::storage::{AuditEvent, Store, StoreError, UserRecord};
 
@@ -244,11 +244,11 @@ impl Connection {
                 read.push((*id, kind.patient()));
             }
         }
-        // Locked in DocId order (BTreeMap), so connections never deadlock.
-        let mut locked: Vec<(DocId, Locked)> = Vec::new();
+        // Locked in DocId order, so connections never deadlock; those not
+        // held yet are loaded with one read.
+        let mut locked: Vec<(DocId, Locked)> = hub.lock_all(incoming.keys().copied()).await?;
         let mut jobs = Vec::new();
-        for (id, Incoming { kind, messages }) in incoming {
-            let mut guard = hub.lock(id).await?;
+        for ((id, Incoming { kind, messages }), (_, guard)) in incoming.into_iter().zip(&mut locked) {
             let Some(canonical) = guard.as_mut() else {
                 outgoing.push(self.unavailable(hub, id));
                 continue;
@@ -262,7 +262,6 @@ impl Connection {
             } else {
                 jobs.push(Job { id, kind, fork: canonical.doc.clone(), state: std::mem::take(state), messages });
             }
-            locked.push((id, guard));
         }
         let mut chunks = Vec::new();
         let mut forks = HashMap::new();
@@ -300,19 +299,22 @@ impl Connection {
         }
         // Durable first: nothing is acknowledged or relayed before this commit.
         let chunk_ids = hub.store().append_changes(&chunks).await?;
-        let mut committed = chunks.iter().zip(chunk_ids);
-        let mut changed = Vec::new();
-        for (id, mut guard) in locked {
-            let canonical = guard.as_mut().expect("locked documents exist");
-            if let Some(fork) = forks.remove(&id) {
+        let mut sizes = chunks.iter().zip(chunk_ids).map(|((id, bytes), seq)| (*id, (seq, bytes.len()))).collect::<HashMap<_, _>>();
+        let mut commits = Vec::new();
+        for (id, guard) in &mut locked {
+            if let (Some(canonical), Some(fork)) = (guard.as_mut(), forks.remove(id)) {
                 canonical.doc = fork;
-                let ((_, bytes), chunk) = committed.next().expect("one chunk per changed document");
-                hub.committed(id, canonical, chunk, bytes.len()).await?;
-                changed.push(id);
+                let (seq, bytes) = sizes.remove(id).expect("one chunk per changed document");
+                commits.push(Commit { id: *id, canonical, seq, bytes });
             }
-            let reply = match replies.remove(&id) {
-                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, id, message)),
-                None => sync_message(hub, &self.peer_id, id, canonical, self.states.entry(id).or_default()),
+        }
+        let changed: Vec<DocId> = commits.iter().map(|commit| commit.id).collect();
+        hub.committed(commits).await?;
+        for (id, guard) in &mut locked {
+            let Some(canonical) = guard.as_mut() else { continue };
+            let reply = match replies.remove(id) {
+                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, *id, message)),
+                None => sync_message(hub, &self.peer_id, *id, canonical, self.states.entry(*id).or_default()),
             };
             outgoing.extend(reply);
         }
