@@ -8,6 +8,17 @@ use sqlx::any::AnyRow;
 
 use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list, placeholder_rows};
 
+/// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
+/// whole document.
+#[derive(Clone, Copy, Debug)]
+pub struct NewChunk<'a> {
+    pub doc: DocId,
+    pub data: &'a [u8],
+    /// `Some` for a snapshot: it holds every stored chunk numbered up to
+    /// this, and replaces them.
+    pub snapshot_through: Option<i64>,
+}
+
 /// A document's identity and kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DocumentRow {
@@ -139,34 +150,67 @@ impl Store {
         Ok(stored)
     }
 
-    /// Appends incremental changes to many documents in one transaction: when
-    /// this returns, every one of them is on disk. Each chunk takes its
-    /// document's next sequence number (a document named several times takes
-    /// consecutive numbers, in batch order); returns them, in order. The
-    /// numbers of the whole batch are taken with one statement per
-    /// `ROWS_PER_STATEMENT` documents, and the chunks stored with one
-    /// multi-row `INSERT` per as many chunks, so a batch costs a few round
-    /// trips whatever its size.
+    /// Appends incremental changes to many documents in one transaction
+    /// (`store_chunks`); returns their sequence numbers, in order.
     pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
+        let chunks: Vec<NewChunk<'_>> =
+            batch.iter().map(|(doc, data)| NewChunk { doc: *doc, data, snapshot_through: None }).collect();
+        self.store_chunks(&chunks).await
+    }
+
+    /// Stores chunks of many documents in one transaction: when this
+    /// returns, every one of them is on disk. Each chunk takes its
+    /// document's next sequence number (a document named several times
+    /// takes consecutive numbers, in batch order); returns them, in order.
+    /// A snapshot replaces its document's chunks numbered up to its
+    /// `snapshot_through`, all of which it must contain. The numbers of the
+    /// whole batch are taken with one statement per `ROWS_PER_STATEMENT`
+    /// documents, and chunks deleted and stored with one statement per as
+    /// many chunks, so a batch costs a few round trips whatever its size.
+    pub async fn store_chunks(&self, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let mut counts: BTreeMap<DocId, i64> = BTreeMap::new();
-        for (doc, _) in batch {
-            *counts.entry(*doc).or_default() += 1;
+        for chunk in batch {
+            *counts.entry(chunk.doc).or_default() += 1;
         }
         let mut tx = self.pool.begin().await?;
         let mut next = self.take_seqs(&mut tx, &counts).await?;
         let seqs: Vec<i64> = batch
             .iter()
-            .map(|(doc, _)| {
-                let seq = next.get_mut(doc).expect("a number for every document");
+            .map(|chunk| {
+                let seq = next.get_mut(&chunk.doc).expect("a number for every document");
                 *seq += 1;
                 *seq - 1
             })
             .collect();
-        let chunks: Vec<(DocId, &[u8], i64)> = batch.iter().zip(&seqs).map(|((doc, data), seq)| (*doc, data.as_slice(), *seq)).collect();
-        insert_chunks(&mut tx, false, &chunks).await?;
+        // Only chunks stored before this batch are numbered up to a snapshot's `through`.
+        let replaced: Vec<(DocId, i64)> = batch.iter().filter_map(|c| Some((c.doc, c.snapshot_through?))).collect();
+        for part in replaced.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM doc_chunks WHERE {}",
+                (0..part.len()).map(|i| format!("(doc_id = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (doc, through) in part {
+                query = query.bind(doc.to_string()).bind(*through);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let now = now_ms();
+        let numbered: Vec<(&NewChunk<'_>, i64)> = batch.iter().zip(seqs.iter().copied()).collect();
+        for part in numbered.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES {}",
+                placeholder_rows(part.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for (chunk, seq) in part {
+                query = query.bind(chunk.doc.to_string()).bind(i64::from(chunk.snapshot_through.is_some())).bind(chunk.data).bind(now).bind(*seq);
+            }
+            query.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(seqs)
     }
@@ -208,33 +252,12 @@ impl Store {
         Ok(self.compact_documents(&[(id, snapshot, through)]).await?[0])
     }
 
-    /// `compact_document` for many documents (each named once) in one
-    /// transaction; returns the snapshots' sequence numbers, in order.
+    /// `compact_document` for many documents in one transaction
+    /// (`store_chunks`); returns the snapshots' sequence numbers, in order.
     pub async fn compact_documents(&self, batch: &[(DocId, &[u8], i64)]) -> Result<Vec<i64>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let counts: BTreeMap<DocId, i64> = batch.iter().map(|(id, _, _)| (*id, 1)).collect();
-        if counts.len() != batch.len() {
-            return Err(StoreError::Corrupt("a document compacted twice in one batch".into()));
-        }
-        let mut tx = self.pool.begin().await?;
-        let seqs = self.take_seqs(&mut tx, &counts).await?;
-        for part in batch.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM doc_chunks WHERE {}",
-                (0..part.len()).map(|i| format!("(doc_id = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(" OR ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (id, _, through) in part {
-                query = query.bind(id.to_string()).bind(*through);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let snapshots: Vec<(DocId, &[u8], i64)> = batch.iter().map(|(id, snapshot, _)| (*id, *snapshot, seqs[id])).collect();
-        insert_chunks(&mut tx, true, &snapshots).await?;
-        tx.commit().await?;
-        Ok(snapshots.iter().map(|(_, _, seq)| *seq).collect())
+        let chunks: Vec<NewChunk<'_>> =
+            batch.iter().map(|(doc, data, through)| NewChunk { doc: *doc, data, snapshot_through: Some(*through) }).collect();
+        self.store_chunks(&chunks).await
     }
 
     /// Takes the next `count` sequence numbers of each document, returning
@@ -275,26 +298,4 @@ impl Store {
         }
         Ok(first)
     }
-}
-
-/// Stores chunks (`doc_id`, bytes, sequence number), all snapshots or all
-/// incremental, with one multi-row `INSERT` per `ROWS_PER_STATEMENT`.
-async fn insert_chunks(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    snapshot: bool,
-    chunks: &[(DocId, &[u8], i64)],
-) -> Result<(), StoreError> {
-    let now = now_ms();
-    for part in chunks.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES {}",
-            placeholder_rows(part.len(), 5)
-        );
-        let mut query = sqlx::query(&sql);
-        for (doc, data, seq) in part {
-            query = query.bind(doc.to_string()).bind(i64::from(snapshot)).bind(*data).bind(now).bind(*seq);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

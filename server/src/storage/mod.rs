@@ -23,7 +23,7 @@ use crate::config::DatabaseUrl;
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{DocumentRow, StoredDocument};
+pub use documents::{DocumentRow, NewChunk, StoredDocument};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 #[derive(Debug, thiserror::Error)]

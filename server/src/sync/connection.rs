@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::SyncPeer;
 use super::hub::{Canonical, Commit, Hub, Locked};
 use crate::AppState;
-use crate::storage::{AuditEvent, Store, StoreError, UserRecord};
+use crate::storage::{AuditEvent, NewChunk, Store, StoreError, UserRecord};
 
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
@@ -260,10 +260,11 @@ impl Connection {
                     canonical.doc.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
                 }
             } else {
-                jobs.push(Job { id, kind, fork: canonical.doc.clone(), state: std::mem::take(state), messages });
+                let room = canonical.incremental_room();
+                jobs.push(Job { id, kind, fork: canonical.doc.clone(), room, state: std::mem::take(state), messages });
             }
         }
-        let mut chunks = Vec::new();
+        let mut chunks = BTreeMap::new();
         let mut forks = HashMap::new();
         let mut replies = HashMap::new();
         for checked in check_in_parallel(jobs, &self.principal).await {
@@ -278,7 +279,7 @@ impl Connection {
                 Ok(()) => {
                     replies.insert(id, checked.reply);
                     if let Some(chunk) = checked.chunk {
-                        chunks.push((id, chunk));
+                        chunks.insert(id, chunk);
                         forks.insert(id, checked.fork);
                     }
                 }
@@ -298,14 +299,20 @@ impl Connection {
             }
         }
         // Durable first: nothing is acknowledged or relayed before this commit.
-        let chunk_ids = hub.store().append_changes(&chunks).await?;
-        let mut sizes = chunks.iter().zip(chunk_ids).map(|((id, bytes), seq)| (*id, (seq, bytes.len()))).collect::<HashMap<_, _>>();
+        // A snapshot holds everything the copy it was made from held.
+        let held: HashMap<DocId, i64> = locked.iter().filter_map(|(id, guard)| Some((*id, guard.as_ref()?.seq))).collect();
+        let batch: Vec<NewChunk<'_>> = chunks
+            .iter()
+            .map(|(id, chunk)| NewChunk { doc: *id, data: &chunk.data, snapshot_through: chunk.snapshot.then(|| held[id]) })
+            .collect();
+        let seqs = hub.store().store_chunks(&batch).await?;
+        let mut stored: HashMap<DocId, (i64, &Chunk)> = chunks.iter().zip(seqs).map(|((id, chunk), seq)| (*id, (seq, chunk))).collect();
         let mut commits = Vec::new();
         for (id, guard) in &mut locked {
             if let (Some(canonical), Some(fork)) = (guard.as_mut(), forks.remove(id)) {
                 canonical.doc = fork;
-                let (seq, bytes) = sizes.remove(id).expect("one chunk per changed document");
-                commits.push(Commit { id: *id, canonical, seq, bytes });
+                let (seq, chunk) = stored.remove(id).expect("one chunk per changed document");
+                commits.push(Commit { id: *id, canonical, seq, bytes: chunk.data.len(), snapshot: chunk.snapshot });
             }
         }
         let changed: Vec<DocId> = commits.iter().map(|commit| commit.id).collect();
@@ -320,7 +327,7 @@ impl Connection {
         }
         let mut events: Vec<AuditEvent<'_>> =
             read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
-        for (id, _) in &chunks {
+        for id in chunks.keys() {
             events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
         }
         hub.store().audit_many(&events).await?;
@@ -401,6 +408,8 @@ struct Job {
     kind: DocKind,
     /// A copy of the canonical document the changes are applied to.
     fork: Automerge,
+    /// `Canonical::incremental_room` of the document.
+    room: usize,
     state: sync::State,
     messages: Vec<sync::Message>,
 }
@@ -414,9 +423,16 @@ struct Checked {
     /// Actor ids of the new changes.
     actors: BTreeSet<String>,
     /// The new changes as one storage chunk, if there are any and they are allowed.
-    chunk: Option<Vec<u8>>,
+    chunk: Option<Chunk>,
     /// The answer to the sender once the changes are committed.
     reply: Option<sync::Message>,
+}
+
+/// What a document's accepted changes are stored as.
+struct Chunk {
+    data: Vec<u8>,
+    /// The whole document, replacing its stored chunks.
+    snapshot: bool,
 }
 
 impl Job {
@@ -432,7 +448,13 @@ impl Job {
         let changes = self.fork.get_changes_meta(&before);
         let actors = changes.iter().map(|c| c.actor.to_hex_string()).collect();
         let accepted = matches!(verdict, Some(Ok(())));
-        let chunk = (accepted && !changes.is_empty()).then(|| self.fork.save_after(&before));
+        let chunk = (accepted && !changes.is_empty()).then(|| {
+            let changes = self.fork.save_after(&before);
+            // Changes that would outgrow the stored snapshot are stored as a
+            // new snapshot instead, replacing the chunks (compaction in the
+            // same transaction, made here on all cores).
+            if changes.len() > self.room { Chunk { data: self.fork.save(), snapshot: true } } else { Chunk { data: changes, snapshot: false } }
+        });
         // Prepared here, on all cores, but sent only once the changes are committed.
         // The sender waits for our heads to know its changes are stored. A
         // heads-only message from it later in the same batch can make

@@ -49,7 +49,14 @@ impl Canonical {
     }
 
     fn wants_compaction(&self) -> bool {
-        self.incremental_bytes > self.snapshot_bytes.max(4096)
+        self.incremental_bytes > compaction_threshold(self.snapshot_bytes)
+    }
+
+    /// How many more bytes of incremental chunks this document takes
+    /// before they outgrow its snapshot; a batch of changes bigger than
+    /// this is stored as a new snapshot instead (see `Commit::snapshot`).
+    pub fn incremental_room(&self) -> usize {
+        compaction_threshold(self.snapshot_bytes).saturating_sub(self.incremental_bytes)
     }
 
     /// The encoded Automerge sync message for a peer in `state` (advancing
@@ -78,6 +85,11 @@ impl Canonical {
     }
 }
 
+/// Incremental chunks are folded into a snapshot once they outgrow it.
+fn compaction_threshold(snapshot_bytes: usize) -> usize {
+    snapshot_bytes.max(4096)
+}
+
 /// A chunk just committed for a locked document whose copy already holds it.
 pub struct Commit<'a> {
     pub id: DocId,
@@ -86,6 +98,9 @@ pub struct Commit<'a> {
     pub seq: i64,
     /// The chunk's size.
     pub bytes: usize,
+    /// Whether the chunk is a snapshot of the whole copy, which replaced
+    /// the stored chunks it held.
+    pub snapshot: bool,
 }
 
 /// A locked canonical document; `None` when no such document exists.
@@ -169,20 +184,27 @@ impl Hub {
     }
 
     /// Records freshly committed chunks, one per document (`Commit::seq`),
-    /// and folds a document's chunks into a snapshot once they outgrow it,
-    /// so loading stays proportional to the document's size; the snapshots
-    /// of the batch are stored in one transaction. If another instance
-    /// stored chunks of a document since this copy was read, they are
-    /// loaded first: the copy (and any snapshot made from it) then holds
-    /// every stored change up to `seq`.
+    /// and folds a document's chunks into a snapshot if they still outgrow
+    /// it, so loading stays proportional to the document's size; such
+    /// snapshots of the batch are stored in one transaction. (Sync stores
+    /// a snapshot in place of a batch's changes when they would outgrow it,
+    /// so this is rarely needed.) If another instance stored chunks of a
+    /// document since this copy was read, they are loaded first: the copy
+    /// (and any snapshot made from it) then holds every stored change up
+    /// to `seq`.
     pub async fn committed(&self, commits: Vec<Commit<'_>>) -> Result<(), StoreError> {
         let mut compact = Vec::new();
-        for Commit { id, canonical, seq, bytes } in commits {
+        for Commit { id, canonical, seq, bytes, snapshot } in commits {
+            if snapshot {
+                canonical.snapshot_bytes = bytes;
+                canonical.incremental_bytes = 0;
+            } else {
+                canonical.incremental_bytes += bytes;
+            }
             if seq != canonical.seq + 1 {
                 self.catch_up(id, canonical).await?;
             }
             canonical.seq = canonical.seq.max(seq);
-            canonical.incremental_bytes += bytes;
             if canonical.wants_compaction() {
                 let snapshot = canonical.doc.save();
                 compact.push((id, canonical, snapshot));

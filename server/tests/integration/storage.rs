@@ -1,7 +1,7 @@
 //! The same storage story on SQLite and PostgreSQL.
 
 use automerge::{AutoCommit, ReadDoc};
-use server::storage::{NewUser, Store, UserRole};
+use server::storage::{NewChunk, NewUser, Store, UserRole};
 use server::testing::TestDatabase;
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
@@ -306,6 +306,22 @@ async fn batches_number_each_document_consecutively() {
         }
         let loaded = store.load_documents(&ids).await.unwrap();
         assert!(loaded.values().all(|d| d.chunks.len() == 1), "{backend:?}: only the snapshots are left");
+
+        // A snapshot stored with changes in one batch replaces only the
+        // chunks numbered up to what it holds: a chunk another instance
+        // stored after that is kept.
+        let (doc, other_doc) = (ids[0], ids[1]);
+        let held = store.load_document(doc).await.unwrap().unwrap().seq;
+        let theirs = store.append_changes(&[(doc, genesis.clone())]).await.unwrap()[0];
+        let batch = [
+            NewChunk { doc: other_doc, data: &genesis, snapshot_through: None },
+            NewChunk { doc, data: &genesis, snapshot_through: Some(held) },
+        ];
+        let seqs = store.store_chunks(&batch).await.unwrap();
+        assert_eq!(seqs[1], theirs + 1, "{backend:?}");
+        let kept: Vec<i64> = store.chunks_after(doc, 0).await.unwrap().iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(kept, vec![theirs, theirs + 1], "{backend:?}: their chunk and the snapshot");
+        assert_eq!(store.load_document(doc).await.unwrap().unwrap().snapshot_bytes, genesis.len());
 
         // Two writers (pools) at once, overlapping batches listed in opposite orders.
         let other = db.store().await;
