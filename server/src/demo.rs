@@ -541,7 +541,7 @@ async fn write_live(
     let changes = doc.save_after(&before);
     let chunks = store.append_changes(&[(id, changes.clone())]).await?;
     canonical.doc = doc.document().clone();
-    hub.committed(id, canonical, chunks[0], changes.len()).await?;
+    hub.committed(vec![crate::sync::Commit { id, canonical, seq: chunks[0], bytes: changes.len(), snapshot: false }]).await?;
     drop(guard);
     hub.changed(id);
     Ok(())

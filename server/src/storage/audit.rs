@@ -5,7 +5,7 @@ use shared::{DocId, PatientId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError, now_ms, parse_id};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_rows};
 
 /// One thing that happened. `detail` must hold no clinical content (ids,
 /// rule names and passkey names are fine).
@@ -42,28 +42,32 @@ impl Store {
         self.audit_many(std::slice::from_ref(event)).await
     }
 
-    /// Appends many events in one transaction (sync records a batch at once).
+    /// Appends many events in one transaction (sync records a batch at
+    /// once), with one multi-row `INSERT` per `ROWS_PER_STATEMENT` events.
     pub async fn audit_many(&self, events: &[AuditEvent<'_>]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        for event in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(Uuid::now_v7().to_string())
-            .bind(now)
-            .bind(event.user.map(|u| u.to_string()))
-            .bind(event.session)
-            .bind(event.action)
-            .bind(event.patient.map(|p| p.to_string()))
-            .bind(event.doc.map(|d| d.to_string()))
-            .bind(event.detail)
-            .execute(&mut *tx)
-            .await?;
+        for part in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) VALUES {}",
+                placeholder_rows(part.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for event in part {
+                query = query
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(now)
+                    .bind(event.user.map(|u| u.to_string()))
+                    .bind(event.session)
+                    .bind(event.action)
+                    .bind(event.patient.map(|p| p.to_string()))
+                    .bind(event.doc.map(|d| d.to_string()))
+                    .bind(event.detail);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

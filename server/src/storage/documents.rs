@@ -1,10 +1,23 @@
 //! Automerge documents as stored bytes: a snapshot plus incremental chunks.
 
+use std::collections::{BTreeMap, HashMap};
+
 use shared::{DocId, DocKind, PatientId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_ms, parse_id};
+use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list, placeholder_rows};
+
+/// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
+/// whole document.
+#[derive(Clone, Copy, Debug)]
+pub struct NewChunk<'a> {
+    pub doc: DocId,
+    pub data: &'a [u8],
+    /// `Some` for a snapshot: it holds every stored chunk numbered up to
+    /// this, and replaces them.
+    pub snapshot_through: Option<i64>,
+}
 
 /// A document's identity and kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,49 +114,98 @@ impl Store {
 
     /// The stored bytes of a document, snapshot first; `None` if it does not exist.
     pub async fn load_document(&self, id: DocId) -> Result<Option<StoredDocument>, StoreError> {
-        let rows = sqlx::query("SELECT seq, is_snapshot, data FROM doc_chunks WHERE doc_id = $1 ORDER BY is_snapshot DESC, seq")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let mut stored = StoredDocument::default();
-        for row in rows {
-            let data: Vec<u8> = row.get(2);
-            if row.get::<i64, _>(1) != 0 {
-                stored.snapshot_bytes += data.len();
-            } else {
-                stored.incremental_bytes += data.len();
-            }
-            stored.seq = stored.seq.max(row.get(0));
-            stored.chunks.push(data);
-        }
-        Ok(Some(stored))
+        Ok(self.load_documents(&[id]).await?.remove(&id))
     }
 
-    /// Appends incremental changes to many documents in one transaction: when
-    /// this returns, every one of them is on disk. Each chunk takes its
-    /// document's next sequence number; returns them, in order. Callers pass
-    /// documents in id order so that concurrent writers (other server
-    /// instances) lock the `documents` rows in the same order.
+    /// The stored bytes of many documents, each snapshot first, read with
+    /// a few queries rather than one per document; documents that do not
+    /// exist are missing from the result.
+    pub async fn load_documents(&self, ids: &[DocId]) -> Result<HashMap<DocId, StoredDocument>, StoreError> {
+        let mut stored: HashMap<DocId, StoredDocument> = HashMap::new();
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT doc_id, seq, is_snapshot, data FROM doc_chunks WHERE doc_id IN ({}) ORDER BY doc_id, is_snapshot DESC, seq",
+                placeholder_list(part.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let doc = stored.entry(parse_id(&row.get::<String, _>(0))?).or_default();
+                let data: Vec<u8> = row.get(3);
+                if row.get::<i64, _>(2) != 0 {
+                    doc.snapshot_bytes += data.len();
+                } else {
+                    doc.incremental_bytes += data.len();
+                }
+                doc.seq = doc.seq.max(row.get(1));
+                doc.chunks.push(data);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Appends incremental changes to many documents in one transaction
+    /// (`store_chunks`); returns their sequence numbers, in order.
     pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
+        let chunks: Vec<NewChunk<'_>> =
+            batch.iter().map(|(doc, data)| NewChunk { doc: *doc, data, snapshot_through: None }).collect();
+        self.store_chunks(&chunks).await
+    }
+
+    /// Stores chunks of many documents in one transaction: when this
+    /// returns, every one of them is on disk. Each chunk takes its
+    /// document's next sequence number (a document named several times
+    /// takes consecutive numbers, in batch order); returns them, in order.
+    /// A snapshot replaces its document's chunks numbered up to its
+    /// `snapshot_through`, all of which it must contain. The numbers of the
+    /// whole batch are taken with one statement per `ROWS_PER_STATEMENT`
+    /// documents, and chunks deleted and stored with one statement per as
+    /// many chunks, so a batch costs a few round trips whatever its size.
+    pub async fn store_chunks(&self, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let mut counts: BTreeMap<DocId, i64> = BTreeMap::new();
+        for chunk in batch {
+            *counts.entry(chunk.doc).or_default() += 1;
+        }
         let mut tx = self.pool.begin().await?;
+        let mut next = self.take_seqs(&mut tx, &counts).await?;
+        let seqs: Vec<i64> = batch
+            .iter()
+            .map(|chunk| {
+                let seq = next.get_mut(&chunk.doc).expect("a number for every document");
+                *seq += 1;
+                *seq - 1
+            })
+            .collect();
+        // Only chunks stored before this batch are numbered up to a snapshot's `through`.
+        let replaced: Vec<(DocId, i64)> = batch.iter().filter_map(|c| Some((c.doc, c.snapshot_through?))).collect();
+        for part in replaced.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM doc_chunks WHERE {}",
+                (0..part.len()).map(|i| format!("(doc_id = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (doc, through) in part {
+                query = query.bind(doc.to_string()).bind(*through);
+            }
+            query.execute(&mut *tx).await?;
+        }
         let now = now_ms();
-        let mut seqs = Vec::with_capacity(batch.len());
-        for (doc, data) in batch {
-            let seq = next_seq(&mut tx, *doc).await?;
-            sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES ($1, 0, $2, $3, $4)")
-                .bind(doc.to_string())
-                .bind(data.as_slice())
-                .bind(now)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            seqs.push(seq);
+        let numbered: Vec<(&NewChunk<'_>, i64)> = batch.iter().zip(seqs.iter().copied()).collect();
+        for part in numbered.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES {}",
+                placeholder_rows(part.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for (chunk, seq) in part {
+                query = query.bind(chunk.doc.to_string()).bind(i64::from(chunk.snapshot_through.is_some())).bind(chunk.data).bind(now).bind(*seq);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(seqs)
@@ -166,9 +228,8 @@ impl Store {
     /// The current sequence numbers of documents (those that exist).
     pub async fn document_seqs(&self, ids: &[DocId]) -> Result<Vec<(DocId, i64)>, StoreError> {
         let mut seqs = Vec::with_capacity(ids.len());
-        for part in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=part.len()).map(|n| format!("${n}")).collect();
-            let sql = format!("SELECT id, seq FROM documents WHERE id IN ({})", placeholders.join(", "));
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!("SELECT id, seq FROM documents WHERE id IN ({})", placeholder_list(part.len()));
             let mut query = sqlx::query(&sql);
             for id in part {
                 query = query.bind(id.to_string());
@@ -184,32 +245,53 @@ impl Store {
     /// must contain all of them. Chunks appended meanwhile are kept. The
     /// snapshot takes the document's next sequence number, which is returned.
     pub async fn compact_document(&self, id: DocId, snapshot: &[u8], through: i64) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let seq = next_seq(&mut tx, id).await?;
-        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1 AND seq <= $2")
-            .bind(id.to_string())
-            .bind(through)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES ($1, 1, $2, $3, $4)")
-            .bind(id.to_string())
-            .bind(snapshot)
-            .bind(now_ms())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(seq)
+        Ok(self.compact_documents(&[(id, snapshot, through)]).await?[0])
     }
-}
 
-/// Takes a document's next sequence number. The row lock this takes orders
-/// every writer of the document until the transaction ends.
-async fn next_seq(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: DocId) -> Result<i64, StoreError> {
-    let row = sqlx::query("UPDATE documents SET seq = seq + 1 WHERE id = $1 RETURNING seq")
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("a chunk for a document that does not exist".into()))?;
-    Ok(row.get(0))
+    /// `compact_document` for many documents in one transaction
+    /// (`store_chunks`); returns the snapshots' sequence numbers, in order.
+    pub async fn compact_documents(&self, batch: &[(DocId, &[u8], i64)]) -> Result<Vec<i64>, StoreError> {
+        let chunks: Vec<NewChunk<'_>> =
+            batch.iter().map(|(doc, data, through)| NewChunk { doc: *doc, data, snapshot_through: Some(*through) }).collect();
+        self.store_chunks(&chunks).await
+    }
+
+    /// Takes the next `count` sequence numbers of each document, returning
+    /// the first of them. The row locks this takes order every writer of
+    /// these documents until the transaction ends. On PostgreSQL they are
+    /// taken in id order (`FOR UPDATE` under `ORDER BY`) and parts follow
+    /// in id order too, so writers of overlapping batches (other instances)
+    /// never deadlock; SQLite has one writer at a time and no `FOR UPDATE`.
+    async fn take_seqs(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        counts: &BTreeMap<DocId, i64>,
+    ) -> Result<HashMap<DocId, i64>, StoreError> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let ids: Vec<&DocId> = counts.keys().collect();
+        let mut first = HashMap::with_capacity(counts.len());
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            // $1, $3, ...: the ids; $2, $4, ...: how many numbers each takes.
+            let cases: String = (0..part.len()).map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2)).collect();
+            let listed = (0..part.len()).map(|i| format!("${}", 2 * i + 1)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "UPDATE documents SET seq = seq + CASE id{cases} END \
+                 WHERE id IN (SELECT id FROM documents WHERE id IN ({listed}) ORDER BY id{lock}) RETURNING id, seq"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id.to_string()).bind(counts[*id]);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let id: DocId = parse_id(&row.get::<String, _>(0))?;
+                let last: i64 = row.get(1);
+                let count = counts.get(&id).ok_or_else(|| StoreError::Corrupt("a sequence number for another document".into()))?;
+                first.insert(id, last - count + 1);
+            }
+        }
+        if first.len() != counts.len() {
+            return Err(StoreError::Corrupt("a chunk for a document that does not exist".into()));
+        }
+        Ok(first)
+    }
 }

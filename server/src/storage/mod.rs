@@ -23,7 +23,7 @@ use crate::config::DatabaseUrl;
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{DocumentRow, StoredDocument};
+pub use documents::{DocumentRow, NewChunk, StoredDocument};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +137,34 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Most rows one statement writes or names: batches are split into parts
+/// of this size, which keeps every statement's placeholders (up to 8 per
+/// row) far below both engines' limits (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `$1, $2, ..., $n`: the placeholders of an `IN (...)` list.
+fn placeholder_list(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($1, $2), ($3, $4), ...`: the placeholders of a multi-row `VALUES` with
+/// `rows` rows of `columns` values, numbered row by row.
+fn placeholder_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", (1..=columns).map(|c| format!("${}", row * columns + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn parse_id<T: FromStr>(text: &str) -> Result<T, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt("an id column holds a value that is not a UUID".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(super::placeholder_list(3), "$1, $2, $3");
+        assert_eq!(super::placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
 }

@@ -20,9 +20,9 @@ use shared::{Denial, DocId, DocKind, Principal, check_patches};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
-use super::hub::{Canonical, Hub, Locked};
+use super::hub::{Canonical, Commit, Hub, Locked};
 use crate::AppState;
-use crate::storage::{AuditEvent, Store, StoreError, UserRecord};
+use crate::storage::{AuditEvent, NewChunk, Store, StoreError, UserRecord};
 
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
@@ -244,11 +244,11 @@ impl Connection {
                 read.push((*id, kind.patient()));
             }
         }
-        // Locked in DocId order (BTreeMap), so connections never deadlock.
-        let mut locked: Vec<(DocId, Locked)> = Vec::new();
+        // Locked in DocId order, so connections never deadlock; those not
+        // held yet are loaded with one read.
+        let mut locked: Vec<(DocId, Locked)> = hub.lock_all(incoming.keys().copied()).await?;
         let mut jobs = Vec::new();
-        for (id, Incoming { kind, messages }) in incoming {
-            let mut guard = hub.lock(id).await?;
+        for ((id, Incoming { kind, messages }), (_, guard)) in incoming.into_iter().zip(&mut locked) {
             let Some(canonical) = guard.as_mut() else {
                 outgoing.push(self.unavailable(hub, id));
                 continue;
@@ -260,11 +260,11 @@ impl Connection {
                     canonical.doc.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
                 }
             } else {
-                jobs.push(Job { id, kind, fork: canonical.doc.clone(), state: std::mem::take(state), messages });
+                let room = canonical.incremental_room();
+                jobs.push(Job { id, kind, fork: canonical.doc.clone(), room, state: std::mem::take(state), messages });
             }
-            locked.push((id, guard));
         }
-        let mut chunks = Vec::new();
+        let mut chunks = BTreeMap::new();
         let mut forks = HashMap::new();
         let mut replies = HashMap::new();
         for checked in check_in_parallel(jobs, &self.principal).await {
@@ -279,7 +279,7 @@ impl Connection {
                 Ok(()) => {
                     replies.insert(id, checked.reply);
                     if let Some(chunk) = checked.chunk {
-                        chunks.push((id, chunk));
+                        chunks.insert(id, chunk);
                         forks.insert(id, checked.fork);
                     }
                 }
@@ -299,26 +299,35 @@ impl Connection {
             }
         }
         // Durable first: nothing is acknowledged or relayed before this commit.
-        let chunk_ids = hub.store().append_changes(&chunks).await?;
-        let mut committed = chunks.iter().zip(chunk_ids);
-        let mut changed = Vec::new();
-        for (id, mut guard) in locked {
-            let canonical = guard.as_mut().expect("locked documents exist");
-            if let Some(fork) = forks.remove(&id) {
+        // A snapshot holds everything the copy it was made from held.
+        let held: HashMap<DocId, i64> = locked.iter().filter_map(|(id, guard)| Some((*id, guard.as_ref()?.seq))).collect();
+        let batch: Vec<NewChunk<'_>> = chunks
+            .iter()
+            .map(|(id, chunk)| NewChunk { doc: *id, data: &chunk.data, snapshot_through: chunk.snapshot.then(|| held[id]) })
+            .collect();
+        let seqs = hub.store().store_chunks(&batch).await?;
+        let mut stored: HashMap<DocId, (i64, &Chunk)> = chunks.iter().zip(seqs).map(|((id, chunk), seq)| (*id, (seq, chunk))).collect();
+        let mut commits = Vec::new();
+        for (id, guard) in &mut locked {
+            if let (Some(canonical), Some(fork)) = (guard.as_mut(), forks.remove(id)) {
                 canonical.doc = fork;
-                let ((_, bytes), chunk) = committed.next().expect("one chunk per changed document");
-                hub.committed(id, canonical, chunk, bytes.len()).await?;
-                changed.push(id);
+                let (seq, chunk) = stored.remove(id).expect("one chunk per changed document");
+                commits.push(Commit { id: *id, canonical, seq, bytes: chunk.data.len(), snapshot: chunk.snapshot });
             }
-            let reply = match replies.remove(&id) {
-                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, id, message)),
-                None => sync_message(hub, &self.peer_id, id, canonical, self.states.entry(id).or_default()),
+        }
+        let changed: Vec<DocId> = commits.iter().map(|commit| commit.id).collect();
+        hub.committed(commits).await?;
+        for (id, guard) in &mut locked {
+            let Some(canonical) = guard.as_mut() else { continue };
+            let reply = match replies.remove(id) {
+                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, *id, message)),
+                None => sync_message(hub, &self.peer_id, *id, canonical, self.states.entry(*id).or_default()),
             };
             outgoing.extend(reply);
         }
         let mut events: Vec<AuditEvent<'_>> =
             read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
-        for (id, _) in &chunks {
+        for id in chunks.keys() {
             events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
         }
         hub.store().audit_many(&events).await?;
@@ -399,6 +408,8 @@ struct Job {
     kind: DocKind,
     /// A copy of the canonical document the changes are applied to.
     fork: Automerge,
+    /// `Canonical::incremental_room` of the document.
+    room: usize,
     state: sync::State,
     messages: Vec<sync::Message>,
 }
@@ -412,9 +423,16 @@ struct Checked {
     /// Actor ids of the new changes.
     actors: BTreeSet<String>,
     /// The new changes as one storage chunk, if there are any and they are allowed.
-    chunk: Option<Vec<u8>>,
+    chunk: Option<Chunk>,
     /// The answer to the sender once the changes are committed.
     reply: Option<sync::Message>,
+}
+
+/// What a document's accepted changes are stored as.
+struct Chunk {
+    data: Vec<u8>,
+    /// The whole document, replacing its stored chunks.
+    snapshot: bool,
 }
 
 impl Job {
@@ -430,7 +448,13 @@ impl Job {
         let changes = self.fork.get_changes_meta(&before);
         let actors = changes.iter().map(|c| c.actor.to_hex_string()).collect();
         let accepted = matches!(verdict, Some(Ok(())));
-        let chunk = (accepted && !changes.is_empty()).then(|| self.fork.save_after(&before));
+        let chunk = (accepted && !changes.is_empty()).then(|| {
+            let changes = self.fork.save_after(&before);
+            // Changes that would outgrow the stored snapshot are stored as a
+            // new snapshot instead, replacing the chunks (compaction in the
+            // same transaction, made here on all cores).
+            if changes.len() > self.room { Chunk { data: self.fork.save(), snapshot: true } } else { Chunk { data: changes, snapshot: false } }
+        });
         // Prepared here, on all cores, but sent only once the changes are committed.
         // The sender waits for our heads to know its changes are stored. A
         // heads-only message from it later in the same batch can make

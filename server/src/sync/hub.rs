@@ -49,7 +49,14 @@ impl Canonical {
     }
 
     fn wants_compaction(&self) -> bool {
-        self.incremental_bytes > self.snapshot_bytes.max(4096)
+        self.incremental_bytes > compaction_threshold(self.snapshot_bytes)
+    }
+
+    /// How many more bytes of incremental chunks this document takes
+    /// before they outgrow its snapshot; a batch of changes bigger than
+    /// this is stored as a new snapshot instead (see `Commit::snapshot`).
+    pub fn incremental_room(&self) -> usize {
+        compaction_threshold(self.snapshot_bytes).saturating_sub(self.incremental_bytes)
     }
 
     /// The encoded Automerge sync message for a peer in `state` (advancing
@@ -76,6 +83,24 @@ impl Canonical {
         }
         message
     }
+}
+
+/// Incremental chunks are folded into a snapshot once they outgrow it.
+fn compaction_threshold(snapshot_bytes: usize) -> usize {
+    snapshot_bytes.max(4096)
+}
+
+/// A chunk just committed for a locked document whose copy already holds it.
+pub struct Commit<'a> {
+    pub id: DocId,
+    pub canonical: &'a mut Canonical,
+    /// The chunk's sequence number.
+    pub seq: i64,
+    /// The chunk's size.
+    pub bytes: usize,
+    /// Whether the chunk is a snapshot of the whole copy, which replaced
+    /// the stored chunks it held.
+    pub snapshot: bool,
 }
 
 /// A locked canonical document; `None` when no such document exists.
@@ -131,33 +156,63 @@ impl Hub {
     }
 
     /// Locks a document, loading it from storage first if needed. Callers
-    /// locking several documents lock them in `DocId` order.
+    /// locking several documents lock them in `DocId` order (`lock_all`).
     pub async fn lock(&self, id: DocId) -> Result<Locked, StoreError> {
-        let slot = self.docs.lock().expect("hub map lock").entry(id).or_default().clone();
-        let mut guard = slot.lock_owned().await;
-        if guard.is_none() {
-            if let Some(stored) = self.store.load_document(id).await? {
-                *guard = Some(Canonical::new(stored.to_automerge()?, stored.seq, stored.snapshot_bytes, stored.incremental_bytes));
-            }
-        }
+        let (_, guard) = self.lock_all([id]).await?.pop().expect("one document locked");
         Ok(guard)
     }
 
-    /// Records a freshly committed chunk (numbered `seq`) and folds the
-    /// chunks into a snapshot once they outgrow it, so loading stays
-    /// proportional to the document's size. If another instance stored
-    /// chunks of this document since this copy was read, they are loaded
-    /// first: the copy (and any snapshot made from it) then holds every
-    /// stored change up to `seq`.
-    pub async fn committed(&self, id: DocId, canonical: &mut Canonical, seq: i64, bytes: usize) -> Result<(), StoreError> {
-        if seq != canonical.seq + 1 {
-            self.catch_up(id, canonical).await?;
+    /// Locks documents in `DocId` order, so that callers never deadlock,
+    /// loading those not held yet with one read of storage.
+    pub async fn lock_all(&self, ids: impl IntoIterator<Item = DocId>) -> Result<Vec<(DocId, Locked)>, StoreError> {
+        let ids: std::collections::BTreeSet<DocId> = ids.into_iter().collect();
+        let mut locked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let slot = self.docs.lock().expect("hub map lock").entry(id).or_default().clone();
+            locked.push((id, slot.lock_owned().await));
         }
-        canonical.seq = canonical.seq.max(seq);
-        canonical.incremental_bytes += bytes;
-        if canonical.wants_compaction() {
-            let snapshot = canonical.doc.save();
-            let snapshot_seq = self.store.compact_document(id, &snapshot, canonical.seq).await?;
+        let missing: Vec<DocId> = locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
+        if !missing.is_empty() {
+            let mut stored = self.store.load_documents(&missing).await?;
+            for (id, guard) in &mut locked {
+                if let Some(stored) = stored.remove(id) {
+                    **guard = Some(Canonical::new(stored.to_automerge()?, stored.seq, stored.snapshot_bytes, stored.incremental_bytes));
+                }
+            }
+        }
+        Ok(locked)
+    }
+
+    /// Records freshly committed chunks, one per document (`Commit::seq`),
+    /// and folds a document's chunks into a snapshot if they still outgrow
+    /// it, so loading stays proportional to the document's size; such
+    /// snapshots of the batch are stored in one transaction. (Sync stores
+    /// a snapshot in place of a batch's changes when they would outgrow it,
+    /// so this is rarely needed.) If another instance stored chunks of a
+    /// document since this copy was read, they are loaded first: the copy
+    /// (and any snapshot made from it) then holds every stored change up
+    /// to `seq`.
+    pub async fn committed(&self, commits: Vec<Commit<'_>>) -> Result<(), StoreError> {
+        let mut compact = Vec::new();
+        for Commit { id, canonical, seq, bytes, snapshot } in commits {
+            if snapshot {
+                canonical.snapshot_bytes = bytes;
+                canonical.incremental_bytes = 0;
+            } else {
+                canonical.incremental_bytes += bytes;
+            }
+            if seq != canonical.seq + 1 {
+                self.catch_up(id, canonical).await?;
+            }
+            canonical.seq = canonical.seq.max(seq);
+            if canonical.wants_compaction() {
+                let snapshot = canonical.doc.save();
+                compact.push((id, canonical, snapshot));
+            }
+        }
+        let batch: Vec<(DocId, &[u8], i64)> = compact.iter().map(|(id, canonical, snapshot)| (*id, snapshot.as_slice(), canonical.seq)).collect();
+        let snapshot_seqs = self.store.compact_documents(&batch).await?;
+        for ((_, canonical, snapshot), snapshot_seq) in compact.into_iter().zip(snapshot_seqs) {
             if snapshot_seq == canonical.seq + 1 {
                 canonical.seq = snapshot_seq;
             }

@@ -13,7 +13,7 @@ use axum::response::Response;
 use shared::sync::MAX_FRAME_BYTES;
 
 pub use cluster::ClusterStatus;
-pub use hub::Hub;
+pub use hub::{Commit, Hub};
 
 use crate::storage::UserRecord;
 use crate::{AppState, Error};

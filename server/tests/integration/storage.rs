@@ -1,7 +1,7 @@
 //! The same storage story on SQLite and PostgreSQL.
 
 use automerge::{AutoCommit, ReadDoc};
-use server::storage::{NewUser, Store, UserRole};
+use server::storage::{NewChunk, NewUser, Store, UserRole};
 use server::testing::TestDatabase;
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
@@ -250,6 +250,110 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         assert_eq!(trail[0].role.as_deref(), Some("provider"));
         assert!(store.patient_audit(p2, 10).await.unwrap().is_empty());
 
+        store.close().await;
+        db.drop_database().await;
+    }
+}
+
+/// A batch touching many documents (more than one statement's worth, one
+/// of them several times) gives each document consecutive numbers after
+/// its stored one, in batch order; batched compaction continues them; and
+/// writers with overlapping batches in opposite orders (two instances on
+/// PostgreSQL) neither deadlock nor leave gaps.
+#[tokio::test]
+async fn batches_number_each_document_consecutively() {
+    use std::collections::BTreeMap;
+
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        let clinic = ClinicId::mint();
+        store.create_clinic(clinic, "Clinic").await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..700 {
+            let patient = PatientId::mint();
+            store.create_patient(patient).await.unwrap();
+            ids.push(store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.unwrap());
+        }
+        // Each document's genesis and one change of it, as stored bytes.
+        let genesis = DocKind::ClinicalRecord { patient: PatientId::mint(), clinic }.genesis().save();
+
+        let stored_seq = |store: Store, ids: Vec<shared::DocId>| async move {
+            store.document_seqs(&ids).await.unwrap().into_iter().collect::<BTreeMap<_, _>>()
+        };
+        let mut batch: Vec<(shared::DocId, Vec<u8>)> = ids.iter().rev().map(|id| (*id, genesis.clone())).collect();
+        batch.push((ids[3], genesis.clone()));
+        batch.push((ids[3], genesis.clone()));
+        let seqs = store.append_changes(&batch).await.unwrap();
+        let mut expected: BTreeMap<shared::DocId, i64> = BTreeMap::new();
+        for ((id, _), seq) in batch.iter().zip(&seqs) {
+            let next = expected.entry(*id).or_insert(0);
+            *next += 1;
+            assert_eq!(*seq, *next, "{backend:?}: consecutive numbers per document, in batch order");
+        }
+        assert_eq!(stored_seq(store.clone(), ids.clone()).await, expected, "{backend:?}");
+        assert_eq!(store.load_document(ids[3]).await.unwrap().unwrap().seq, 3);
+        let loaded = store.load_documents(&ids).await.unwrap();
+        assert_eq!(loaded.len(), ids.len(), "{backend:?}");
+        assert!(loaded.values().all(|d| d.chunks.len() == 2 || d.seq == 3));
+        assert!(store.append_changes(&[(shared::DocId::mint(), genesis.clone())]).await.is_err(), "{backend:?}: unknown document");
+
+        // Compacting many documents at once: each snapshot takes the next number.
+        let compact: Vec<(shared::DocId, &[u8], i64)> = ids.iter().map(|id| (*id, genesis.as_slice(), expected[id])).collect();
+        let snapshot_seqs = store.compact_documents(&compact).await.unwrap();
+        for ((id, _, through), seq) in compact.iter().zip(&snapshot_seqs) {
+            assert_eq!(*seq, through + 1, "{backend:?}: {id}");
+        }
+        let loaded = store.load_documents(&ids).await.unwrap();
+        assert!(loaded.values().all(|d| d.chunks.len() == 1), "{backend:?}: only the snapshots are left");
+
+        // A snapshot stored with changes in one batch replaces only the
+        // chunks numbered up to what it holds: a chunk another instance
+        // stored after that is kept.
+        let (doc, other_doc) = (ids[0], ids[1]);
+        let held = store.load_document(doc).await.unwrap().unwrap().seq;
+        let theirs = store.append_changes(&[(doc, genesis.clone())]).await.unwrap()[0];
+        let batch = [
+            NewChunk { doc: other_doc, data: &genesis, snapshot_through: None },
+            NewChunk { doc, data: &genesis, snapshot_through: Some(held) },
+        ];
+        let seqs = store.store_chunks(&batch).await.unwrap();
+        assert_eq!(seqs[1], theirs + 1, "{backend:?}");
+        let kept: Vec<i64> = store.chunks_after(doc, 0).await.unwrap().iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(kept, vec![theirs, theirs + 1], "{backend:?}: their chunk and the snapshot");
+        assert_eq!(store.load_document(doc).await.unwrap().unwrap().snapshot_bytes, genesis.len());
+
+        // Two writers (pools) at once, overlapping batches listed in opposite orders.
+        let other = db.store().await;
+        let before = stored_seq(store.clone(), ids.clone()).await;
+        let forward: Vec<_> = ids.iter().map(|id| (*id, genesis.clone())).collect();
+        let backward: Vec<_> = forward.iter().rev().cloned().collect();
+        let writers: Vec<_> = (0..4)
+            .map(|n| {
+                let (store, batch) = if n % 2 == 0 { (store.clone(), forward.clone()) } else { (other.clone(), backward.clone()) };
+                tokio::spawn(async move {
+                    let seqs = store.append_changes(&batch).await.expect("no deadlock, no error");
+                    batch.into_iter().map(|(id, _)| id).zip(seqs).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut taken: BTreeMap<shared::DocId, Vec<i64>> = BTreeMap::new();
+        for writer in writers {
+            for (id, seq) in writer.await.unwrap() {
+                taken.entry(id).or_default().push(seq);
+            }
+        }
+        let after = stored_seq(store.clone(), ids.clone()).await;
+        for id in &ids {
+            assert_eq!(after[id], before[id] + 4, "{backend:?}");
+            let stored = store.chunks_after(*id, before[id]).await.unwrap();
+            let numbers: Vec<i64> = stored.iter().map(|(seq, _)| *seq).collect();
+            assert_eq!(numbers, (before[id] + 1..=before[id] + 4).collect::<Vec<_>>(), "{backend:?}: gap-free");
+            let mut numbers_taken = taken[id].clone();
+            numbers_taken.sort();
+            assert_eq!(numbers_taken, numbers, "{backend:?}: each writer was told the numbers its chunks took");
+        }
+        other.close().await;
         store.close().await;
         db.drop_database().await;
     }
