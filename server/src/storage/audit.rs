@@ -49,26 +49,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        for part in events.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) VALUES {}",
-                placeholder_rows(part.len(), 8)
-            );
-            let mut query = sqlx::query(&sql);
-            for event in part {
-                query = query
-                    .bind(Uuid::now_v7().to_string())
-                    .bind(now)
-                    .bind(event.user.map(|u| u.to_string()))
-                    .bind(event.session)
-                    .bind(event.action)
-                    .bind(event.patient.map(|p| p.to_string()))
-                    .bind(event.doc.map(|d| d.to_string()))
-                    .bind(event.detail);
-            }
-            query.execute(&mut *tx).await?;
-        }
+        insert_audit(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -97,4 +78,31 @@ impl Store {
         })
         .collect()
     }
+}
+
+/// Appends events within a transaction (one multi-row `INSERT` per
+/// `ROWS_PER_STATEMENT` events); sync stores a batch's changes and their
+/// audit rows together.
+pub(super) async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, events: &[AuditEvent<'_>]) -> Result<(), StoreError> {
+    let now = now_ms();
+    for part in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) VALUES {}",
+            placeholder_rows(part.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for event in part {
+            query = query
+                .bind(Uuid::now_v7().to_string())
+                .bind(now)
+                .bind(event.user.map(|u| u.to_string()))
+                .bind(event.session)
+                .bind(event.action)
+                .bind(event.patient.map(|p| p.to_string()))
+                .bind(event.doc.map(|d| d.to_string()))
+                .bind(event.detail);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

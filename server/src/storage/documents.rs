@@ -6,6 +6,7 @@ use shared::{DocId, DocKind, PatientId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{AuditEvent, insert_audit};
 use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list, placeholder_rows};
 
 /// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
@@ -164,15 +165,29 @@ impl Store {
     /// documents, and chunks deleted and stored with one statement per as
     /// many chunks, so a batch costs a few round trips whatever its size.
     pub async fn store_chunks(&self, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
-        if batch.is_empty() {
+        self.store_audited(batch, &[]).await
+    }
+
+    /// [`Store::store_chunks`], with audit events written in the same
+    /// transaction: a stored change never lacks its `change_accepted` row,
+    /// and no row claims a change that was not stored.
+    pub async fn store_audited(&self, batch: &[NewChunk<'_>], events: &[AuditEvent<'_>]) -> Result<Vec<i64>, StoreError> {
+        if batch.is_empty() && events.is_empty() {
             return Ok(Vec::new());
         }
+        let mut tx = self.pool.begin().await?;
+        let seqs = if batch.is_empty() { Vec::new() } else { self.write_chunks(&mut tx, batch).await? };
+        insert_audit(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    async fn write_chunks(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
         let mut counts: BTreeMap<DocId, i64> = BTreeMap::new();
         for chunk in batch {
             *counts.entry(chunk.doc).or_default() += 1;
         }
-        let mut tx = self.pool.begin().await?;
-        let mut next = self.take_seqs(&mut tx, &counts).await?;
+        let mut next = self.take_seqs(tx, &counts).await?;
         let seqs: Vec<i64> = batch
             .iter()
             .map(|chunk| {
@@ -192,7 +207,7 @@ impl Store {
             for (doc, through) in part {
                 query = query.bind(doc.to_string()).bind(*through);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
         let now = now_ms();
         let numbered: Vec<(&NewChunk<'_>, i64)> = batch.iter().zip(seqs.iter().copied()).collect();
@@ -205,9 +220,8 @@ impl Store {
             for (chunk, seq) in part {
                 query = query.bind(chunk.doc.to_string()).bind(i64::from(chunk.snapshot_through.is_some())).bind(chunk.data).bind(now).bind(*seq);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(seqs)
     }
 

@@ -305,7 +305,13 @@ impl Connection {
             .iter()
             .map(|(id, chunk)| NewChunk { doc: *id, data: &chunk.data, snapshot_through: chunk.snapshot.then(|| held[id]) })
             .collect();
-        let seqs = hub.store().store_chunks(&batch).await?;
+        // Audited in the same transaction: each document read, each change accepted.
+        let mut events: Vec<AuditEvent<'_>> =
+            read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
+        for id in chunks.keys() {
+            events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
+        }
+        let seqs = hub.store().store_audited(&batch, &events).await?;
         let mut stored: HashMap<DocId, (i64, &Chunk)> = chunks.iter().zip(seqs).map(|((id, chunk), seq)| (*id, (seq, chunk))).collect();
         let mut commits = Vec::new();
         for (id, guard) in &mut locked {
@@ -325,12 +331,6 @@ impl Connection {
             };
             outgoing.extend(reply);
         }
-        let mut events: Vec<AuditEvent<'_>> =
-            read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
-        for id in chunks.keys() {
-            events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
-        }
-        hub.store().audit_many(&events).await?;
         for id in changed {
             hub.changed(id);
         }
