@@ -79,6 +79,23 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
-    Ok(())
+    let purge = tokio::spawn(purge_hourly(state.store.clone()));
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    purge.abort();
+    Ok(served?)
+}
+
+/// Deletes ended sessions and expired enrollment links once an hour, so
+/// those tables hold only what can still be used.
+async fn purge_hourly(store: storage::Store) {
+    let idle = i64::try_from(auth::SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
+    loop {
+        hourly.tick().await;
+        match store.purge_ended(idle).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "purged ended sessions and expired enrollment links"),
+            Err(error) => tracing::warn!(%error, "could not purge ended sessions"),
+        }
+    }
 }

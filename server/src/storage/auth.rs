@@ -406,6 +406,21 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Deletes what can never be used again: sessions revoked, past their
+    /// absolute expiry or idle for longer than `idle_ms`, and enrollment
+    /// links past their expiry (used or not). The audit trail keeps the
+    /// sign-ins and enrollments themselves. Returns the rows deleted.
+    pub async fn purge_ended(&self, idle_ms: i64) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let sessions = sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(now - idle_ms)
+            .execute(&self.pool)
+            .await?;
+        let links = sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        Ok(sessions.rows_affected() + links.rows_affected())
+    }
+
     // ---- users, caregivers, clinics ----
 
     /// Whether a user exists and has not been revoked.

@@ -161,7 +161,8 @@ async fn sign_in_failures() {
     assert_eq!(browser.call(Method::DELETE, &format!("/api/passkeys/{first}"), None).await.0, 204);
     let (status, body) = Browser::new(&app.base_url).try_login(&mut device, None, &app.base_url).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")), "a revoked passkey no longer signs in");
-    Browser::new(&app.base_url).login(&mut laptop).await;
+    let mut laptop_browser = Browser::new(&app.base_url);
+    laptop_browser.login(&mut laptop).await;
     let (status, body) = browser.call(Method::DELETE, &format!("/api/passkeys/{second}"), None).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "the last passkey stays");
     let (_, list) = browser.get("/api/passkeys").await;
@@ -181,6 +182,13 @@ async fn sign_in_failures() {
     let thirteen_hours_ago = chrono::Utc::now().timestamp_millis() - 13 * 3600 * 1000;
     app.store.set_session_last_seen(session, thirteen_hours_ago).await.unwrap();
     assert_eq!(browser.get("/api/me").await.0, 401, "12 hours idle ends a session");
+
+    // Ended sessions are purged; live ones stay.
+    let idle = i64::try_from(server::auth::SESSION_IDLE.as_millis()).unwrap();
+    let (_, laptop_me) = laptop_browser.get("/api/me").await;
+    assert!(app.store.purge_ended(idle).await.unwrap() >= 1, "the idle session is deleted");
+    assert_eq!(laptop_browser.get("/api/me").await.1["session_id"], laptop_me["session_id"], "a live session stays");
+    assert_eq!(app.store.purge_ended(idle).await.unwrap(), 0);
     app.stop().await;
     db.drop_database().await;
 }
