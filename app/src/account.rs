@@ -45,7 +45,7 @@ fn Passkeys() -> impl IntoView {
         spawn_local(async move {
             let result = async {
                 let started = api::passkey_add_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::create_credential(&started.options).await?;
+                let credential = webauthn::create_credential(started.options).await?;
                 api::passkey_add_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {

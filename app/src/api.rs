@@ -160,13 +160,13 @@ fn not_understood() -> ApiError {
 }
 
 /// Reads an answer with `read`, refusing it whole if any part is missing.
-fn read<T>(json: Json, read: impl Fn(&Json) -> Option<T>) -> Result<T, ApiError> {
-    read(&json).ok_or_else(not_understood)
+fn read<T>(json: Json, shape: impl Fn(&Json) -> Option<T>) -> Result<T, ApiError> {
+    shape(&json).ok_or_else(not_understood)
 }
 
 /// Reads an array answer item by item.
-fn read_list<T>(json: Json, read: impl Fn(&Json) -> Option<T>) -> Result<Vec<T>, ApiError> {
-    json.items().iter().map(read).collect::<Option<_>>().ok_or_else(not_understood)
+fn read_list<T>(json: Json, shape: impl Fn(&Json) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    json.items().iter().map(shape).collect::<Option<_>>().ok_or_else(not_understood)
 }
 
 pub async fn me() -> Result<Me, ApiError> {

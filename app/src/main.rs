@@ -253,7 +253,7 @@ fn SignIn() -> impl IntoView {
         spawn_local(async move {
             let result = async {
                 let started = api::login_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::get_assertion(&started.options).await?;
+                let credential = webauthn::get_assertion(started.options).await?;
                 api::login_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {
@@ -289,7 +289,7 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
         spawn_local(async move {
             let result = async {
                 let started = api::enroll_start(&token).await.map_err(|e| e.to_string())?;
-                let credential = webauthn::create_credential(&started.options).await?;
+                let credential = webauthn::create_credential(started.options).await?;
                 api::enroll_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
             match result.await {

@@ -160,12 +160,13 @@ pub fn note_confirmed() {
 
 /// The confirmed heads as `{"<doc id>": ["<change hash>", ...], ...}`.
 fn confirmed_json(core: &Core) -> String {
-    let docs: Vec<(String, JsValue)> = core
-        .confirmed
+    let ids: Vec<String> = core.confirmed.keys().map(DocId::to_string).collect();
+    let members: Vec<(&str, JsValue)> = ids
         .iter()
-        .map(|(id, heads)| (id.to_string(), Json::array(heads.iter().map(|h| Json::from(JsValue::from(h.to_string())))).js().clone()))
+        .zip(core.confirmed.values())
+        .map(|(id, heads)| (id.as_str(), Json::array(heads.iter().map(|h| Json::from(JsValue::from(h.to_string())))).js().clone()))
         .collect();
-    Json::object(&docs.iter().map(|(id, heads)| (id.as_str(), heads.clone())).collect::<Vec<_>>()).stringify()
+    Json::object(&members).stringify()
 }
 
 fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {

@@ -37,11 +37,6 @@ fn bytes_of(obj: &JsValue, key: &str) -> JsValue {
     }
 }
 
-/// A copy of the server's options, to turn its base64url fields into bytes.
-fn options(server: &Json) -> Result<JsValue, String> {
-    Json::parse(&server.stringify()).map(|o| o.js().clone()).ok_or_else(|| "The sign-in options were not understood.".to_owned())
-}
-
 /// The credential as the server reads it (webauthn-rs's JSON).
 fn credential_json(credential: &JsValue, response: &[(&str, JsValue)]) -> Json {
     Json::object(&[
@@ -67,10 +62,11 @@ fn container() -> Result<web_sys::CredentialsContainer, String> {
     web_sys::window().map(|w| w.navigator().credentials()).ok_or_else(|| "No browser window.".to_owned())
 }
 
-/// Signs in: asks the authenticator for an assertion over the server's options.
-pub async fn get_assertion(server: &Json) -> Result<Json, String> {
-    let opts = options(server)?;
-    let public_key = get(&opts, "publicKey");
+/// Signs in: asks the authenticator for an assertion over the server's
+/// options, whose base64url fields are turned into bytes in place.
+pub async fn get_assertion(options: Json) -> Result<Json, String> {
+    let opts = options.js();
+    let public_key = get(opts, "publicKey");
     to_bytes(&public_key, "challenge");
     credential_ids(&public_key, "allowCredentials");
     let promise = container()?.get_with_options(opts.unchecked_ref()).map_err(error_text)?;
@@ -87,10 +83,11 @@ pub async fn get_assertion(server: &Json) -> Result<Json, String> {
     ]))
 }
 
-/// Registers a new passkey over the server's creation options.
-pub async fn create_credential(server: &Json) -> Result<Json, String> {
-    let opts = options(server)?;
-    let public_key = get(&opts, "publicKey");
+/// Registers a new passkey over the server's creation options (changed in
+/// place like `get_assertion`'s).
+pub async fn create_credential(options: Json) -> Result<Json, String> {
+    let opts = options.js();
+    let public_key = get(opts, "publicKey");
     to_bytes(&public_key, "challenge");
     to_bytes(&get(&public_key, "user"), "id");
     credential_ids(&public_key, "excludeCredentials");

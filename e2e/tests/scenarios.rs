@@ -134,6 +134,11 @@ async fn wait_for_script(person: &Person, script: &str) {
 }
 
 /// Signs out from the account page and waits for the signed-out front page.
+/// A script expression: the account page's list item that mentions `text`.
+fn item_mentioning(text: &str) -> String {
+    format!("[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes({text:?}))")
+}
+
 async fn sign_out(person: &Person) {
     tab(person, "Account").await;
     person.click("button", "Sign out").await;
@@ -390,7 +395,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             brandt.wait_for("main table", "277.5 10*3/uL").await;
 
             tab(&maria, "Account").await;
-            let northgate = "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Northgate'))";
+            let northgate = item_mentioning("Northgate");
             wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')")).await;
             maria.page.evaluate(format!("{northgate}.querySelector('button').click()")).await.expect("take access away");
             wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')")).await;
@@ -430,7 +435,7 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
             ana.wait_for(".card", "Signed in as Ana Santos (caregiver)").await;
             ana.check(count(&ana, "#caregivers-h").await == 0, "a caregiver does not manage caregivers").await;
 
-            let ana_item = "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes('Ana Santos'))";
+            let ana_item = item_mentioning("Ana Santos");
             maria.page.evaluate(format!("{ana_item}.querySelector('button.secondary').click()")).await.expect("take access away");
             maria.wait_for(".card", "No caregivers.").await;
             tab(&ana, "Results").await;

@@ -37,19 +37,11 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Appends an event to the audit trail.
+    /// Appends an event to the audit trail. (Sync writes a batch's events
+    /// with its changes: `Store::store_audited`.)
     pub async fn audit(&self, event: &AuditEvent<'_>) -> Result<(), StoreError> {
-        self.audit_many(std::slice::from_ref(event)).await
-    }
-
-    /// Appends many events in one transaction (sync records a batch at
-    /// once), with one multi-row `INSERT` per `ROWS_PER_STATEMENT` events.
-    pub async fn audit_many(&self, events: &[AuditEvent<'_>]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         let mut tx = self.pool.begin().await?;
-        insert_audit(&mut tx, events).await?;
+        insert_audit(&mut tx, std::slice::from_ref(event)).await?;
         tx.commit().await?;
         Ok(())
     }

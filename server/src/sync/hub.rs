@@ -121,7 +121,7 @@ pub struct Hub {
 impl Hub {
     /// A hub for one process alone (SQLite, or tests that want no peers).
     pub fn new(store: Store) -> Self {
-        Self::build(store, None)
+        Self::build(store, new_peer_id(), None)
     }
 
     /// The hub a server runs with: on PostgreSQL it also publishes what it
@@ -134,14 +134,14 @@ impl Hub {
         Arc::new_cyclic(|hub| {
             let peer_id = new_peer_id();
             let cluster = Cluster::start(store.clone(), hub.clone(), peer_id.clone());
-            Self { peer_id, ..Self::build(store, Some(cluster)) }
+            Self::build(store, peer_id, Some(cluster))
         })
     }
 
-    fn build(store: Store, cluster: Option<Cluster>) -> Self {
+    fn build(store: Store, peer_id: String, cluster: Option<Cluster>) -> Self {
         Self {
             store,
-            peer_id: new_peer_id(),
+            peer_id,
             docs: Mutex::default(),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
