@@ -38,10 +38,13 @@ macro_rules! uuid_id {
             }
         }
 
+        /// Only the canonical spelling (lowercase, hyphenated): an id has one
+        /// spelling, so an entry key can never be another spelling of an
+        /// existing entry's.
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = NotCanonical;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::try_parse(s).map(Self)
+                parse_canonical(s).map(Self)
             }
         }
 
@@ -82,6 +85,17 @@ uuid_id!(
     DocId
 );
 
+/// A string that is not a UUID in its canonical spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a UUID in canonical form (lowercase, hyphenated)")]
+pub struct NotCanonical;
+
+fn parse_canonical(s: &str) -> Result<Uuid, NotCanonical> {
+    let uuid = Uuid::try_parse(s).map_err(|_| NotCanonical)?;
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    if uuid.hyphenated().encode_lower(&mut buffer) == s { Ok(uuid) } else { Err(NotCanonical) }
+}
+
 /// Namespace for the UUIDv5 document ids (a fixed random UUID; never change it).
 pub(crate) const DOC_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_9a2e_4b7d_4c33_9e0a_52f8_d1b4_a7c6);
 
@@ -110,5 +124,9 @@ mod tests {
         let id = PatientId::mint();
         assert_eq!(id.to_string().parse::<PatientId>().unwrap(), id);
         assert!("not-a-uuid".parse::<PatientId>().is_err());
+        // Other spellings of the same UUID are not the id.
+        for other in [id.to_string().to_uppercase(), id.as_uuid().simple().to_string(), format!("{{{id}}}"), id.as_uuid().urn().to_string()] {
+            assert!(other.parse::<PatientId>().is_err(), "{other}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! only through id minting (`EntryId::mint`) and arguments.
 
 pub mod catalog;
+pub mod fields;
 pub mod ids;
 pub mod policy;
 pub mod read;
@@ -14,5 +15,5 @@ pub mod status;
 pub mod sync;
 
 pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
-pub use policy::{Denial, Principal, Role, Rule, check_change, check_patches};
+pub use policy::{Denial, Plan, Principal, Role, Rule, check_change, check_edit, check_entries, check_ops};
 pub use schema::DocKind;

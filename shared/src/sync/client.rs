@@ -181,6 +181,11 @@ impl SyncClient {
 
 impl Tracked {
     fn message(&mut self, id: DocId, peer: &str, server: &str) -> Option<WireMessage> {
+        // Send changes one by one (a V1 message), never the whole document:
+        // Automerge sends a saved document once the changes are a third of
+        // it, and the server refuses document chunks from clients (it cannot
+        // bound what they inflate to; see `inbound`).
+        self.state.their_capabilities = None;
         let message = self.doc.generate_sync_message(&mut self.state)?;
         let (sender_id, target_id, document_id) = (peer.to_owned(), server.to_owned(), encode_doc_id(id));
         let data = ByteBuf::from(message.encode());

@@ -10,7 +10,9 @@
 //! gets the whole document in one message).
 
 pub mod client;
+pub mod inbound;
 mod wire;
 
 pub use client::{Progress, Received, SyncClient};
+pub use inbound::{Scanned, Unbounded, scan_sync_message};
 pub use wire::{MAX_FRAME_BYTES, PROTOCOL_VERSION, WireError, WireMessage, decode_doc_id, encode_doc_id};

@@ -1,0 +1,152 @@
+//! Whole entries, once changes are applied: each entry they created must be
+//! a well-formed entry of its type written by its sender (author, recorder,
+//! clinic), and each entry they updated must still be well-formed.
+
+use automerge::{Automerge, ROOT};
+use autosurgeon::Hydrate;
+
+use super::ops::Plan;
+use super::{Denial, Principal, Rule, deny, outsider};
+use crate::ids::UserId;
+use crate::read::MapCache;
+use crate::schema::{
+    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, Provenance, RefillRequest, Report,
+};
+use crate::status::RefillStatus;
+
+pub(super) fn check(after: &Automerge, plan: &Plan, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+    let reads = MapCache::new(after);
+    for (collection, id) in &plan.created {
+        check_created(&reads, kind, who, collection, id)?;
+    }
+    for (collection, id) in plan.updated.difference(&plan.created) {
+        check_still_valid(&reads, collection, id)?;
+    }
+    Ok(())
+}
+
+fn hydrate_entry<T: Hydrate>(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<T, Denial> {
+    let path = [collection.to_owned(), id.to_owned()];
+    let Some((_, coll)) = autosurgeon::ReadDoc::get(doc, &ROOT, collection).ok().flatten() else {
+        return deny(Rule::Schema, &path);
+    };
+    match autosurgeon::hydrate_prop::<_, Option<T>, _, _>(doc, &coll, id) {
+        Ok(Some(entry)) => Ok(entry),
+        _ => deny(Rule::Schema, &path),
+    }
+}
+
+/// The parts every clinical entry shares.
+struct ClinicalFields<'a> {
+    provenance: &'a Provenance,
+    status: &'static str,
+    status_reason: Option<&'a str>,
+    status_by: Option<UserId>,
+    status_at: Option<&'a str>,
+}
+
+macro_rules! clinical_fields {
+    ($entry:expr) => {{
+        let e = &$entry;
+        ClinicalFields {
+            provenance: &e.provenance,
+            status: e.status.code(),
+            status_reason: e.status_reason.as_deref(),
+            status_by: e.status_by,
+            status_at: e.status_at.as_deref(),
+        }
+    }};
+}
+
+/// Calls `$body` with the clinical fields of the entry at `collection`/`id`.
+macro_rules! with_clinical_entry {
+    ($doc:expr, $collection:expr, $id:expr, |$fields:ident| $body:expr) => {
+        match $collection {
+            "reports" => { let e: Report = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "observations" => { let e: Observation = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "prescriptions" => { let e: Prescription = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "allergies" => { let e: Allergy = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "immunizations" => { let e: Immunization = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "appointments" => { let e: Appointment = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            _ => deny(Rule::Schema, &[$collection.to_owned()]),
+        }
+    };
+}
+
+/// A whole new entry, checked as its type.
+fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection: &str, id: &str) -> Result<(), Denial> {
+    let path = [collection.to_owned(), id.to_owned()];
+    match kind {
+        DocKind::ClinicalRecord { clinic, .. } => {
+            let staff = who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic));
+            if !staff {
+                return deny(outsider(who, *clinic), &path);
+            }
+            with_clinical_entry!(doc, collection, id, |entry| {
+                if entry.provenance.clinic != *clinic {
+                    return deny(Rule::ForeignClinic, &path);
+                }
+                if entry.provenance.recorder != who.user {
+                    return deny(Rule::ImpersonatedAuthor, &path);
+                }
+                // Past entries may be recorded as such (a prescription that was
+                // stopped years ago), but not as already voided.
+                if entry.status == "entered-in-error" {
+                    return deny(Rule::StatusTransition, &path);
+                }
+                if entry.status_by.is_some_and(|by| by != who.user) {
+                    return deny(Rule::ImpersonatedAuthor, &path);
+                }
+                status_fields_valid(&entry, &path)
+            })
+        }
+        DocKind::PatientRecord { patient } => {
+            if !who.speaks_for(*patient) {
+                return deny(Rule::NotPermitted, &path);
+            }
+            let request: RefillRequest = hydrate_entry(doc, collection, id)?;
+            if request.requested_by != who.user {
+                return deny(Rule::ImpersonatedAuthor, &path);
+            }
+            if request.status != RefillStatus::Requested || request.decided_by.is_some() || request.decided_at.is_some() {
+                return deny(Rule::StatusTransition, &path);
+            }
+            Ok(())
+        }
+        DocKind::MessageThread { patient, clinic } => {
+            if !(who.speaks_for(*patient) || who.is_provider_of(*clinic)) {
+                return deny(outsider(who, *clinic), &path);
+            }
+            let message: Message = hydrate_entry(doc, collection, id)?;
+            if message.author != who.user || message.side != who.side() {
+                return deny(Rule::ImpersonatedAuthor, &path);
+            }
+            if message.read_at.is_some() || message.read_by.is_some() || message.body.trim().is_empty() {
+                return deny(Rule::Schema, &path);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A new or updated entry must be a well-formed entry of its type.
+fn check_still_valid(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<(), Denial> {
+    let path = [collection.to_owned(), id.to_owned()];
+    match collection {
+        "refill_requests" => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
+        "messages" => hydrate_entry::<Message>(doc, collection, id).map(drop),
+        _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
+    }
+}
+
+/// Entered-in-error needs a reason; who and when come together.
+fn status_fields_valid(entry: &ClinicalFields<'_>, path: &[String]) -> Result<(), Denial> {
+    let reason_given = entry.status_reason.is_some_and(|r| !r.trim().is_empty());
+    if entry.status == "entered-in-error" && !reason_given {
+        return deny(Rule::MissingReason, path);
+    }
+    if entry.status_by.is_some() != entry.status_at.is_some() {
+        return deny(Rule::Schema, path);
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The write policy: who may change which part of a record.
+//!
+//! A set of changes is judged in two steps. Before anything is applied,
+//! every operation they carry is checked against the document as it is
+//! (`ops`): the object it writes into, the key and the value must be ones
+//! this principal may write, as the schema types them (`fields`). Judging
+//! operations rather than what a view would show matters: Automerge stores
+//! values that lose a conflict, writes into hidden objects and changes that
+//! change nothing visible, and all of them replicate to every reader. Once
+//! applied, each entry the changes created or updated is read whole and
+//! checked as its type (`entries`): authors, clinics, required reasons.
+//!
+//! The client runs the same checks before anything leaves the device; the
+//! server's run is the security boundary. Denials name the rule and the path
+//! (entry ids and field names only, never values), so they are safe to log.
+
+mod entries;
+mod ops;
+
+use std::fmt;
+
+use automerge::{Automerge, Change, ChangeHash};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClinicId, PatientId, UserId};
+use crate::schema::DocKind;
+use crate::status::Side;
+
+pub use ops::Plan;
+
+/// What a signed-in user is, for the purpose of writing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    Patient { patient: PatientId },
+    /// Acts for a patient with the rights the patient granted.
+    Caregiver { patient: PatientId, may_message: bool },
+    Provider { clinics: Vec<ClinicId> },
+    ClinicAdmin { clinic: ClinicId },
+}
+
+/// The author of a proposed change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub user: UserId,
+    pub role: Role,
+}
+
+impl Principal {
+    /// A provider who is a member of `clinic`.
+    pub fn is_provider_of(&self, clinic: ClinicId) -> bool {
+        matches!(&self.role, Role::Provider { clinics } if clinics.contains(&clinic))
+    }
+
+    pub fn is_admin_of(&self, clinic: ClinicId) -> bool {
+        matches!(self.role, Role::ClinicAdmin { clinic: c } if c == clinic)
+    }
+
+    /// The patient, or a caregiver allowed to write messages and requests for them.
+    pub fn speaks_for(&self, patient: PatientId) -> bool {
+        match self.role {
+            Role::Patient { patient: p } => p == patient,
+            Role::Caregiver { patient: p, may_message } => p == patient && may_message,
+            _ => false,
+        }
+    }
+
+    /// Which side of a patient-clinic conversation this principal writes on.
+    pub fn side(&self) -> Side {
+        match self.role {
+            Role::Patient { .. } | Role::Caregiver { .. } => Side::Patient,
+            Role::Provider { .. } | Role::ClinicAdmin { .. } => Side::Clinic,
+        }
+    }
+}
+
+/// The rule a denied change broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    AppendOnly,
+    NotPermitted,
+    ForeignClinic,
+    ImpersonatedAuthor,
+    ImmutableField,
+    StatusTransition,
+    MissingReason,
+    Schema,
+    /// A value over its size limit, or too many entries at once.
+    Limit,
+}
+
+impl Rule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AppendOnly => "append-only",
+            Self::NotPermitted => "not-permitted",
+            Self::ForeignClinic => "foreign-clinic",
+            Self::ImpersonatedAuthor => "impersonated-author",
+            Self::ImmutableField => "immutable-field",
+            Self::StatusTransition => "status-transition",
+            Self::MissingReason => "missing-reason",
+            Self::Schema => "schema",
+            Self::Limit => "limit",
+        }
+    }
+
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::AppendOnly => {
+                "clinical history is append-only: entries are never deleted or replaced; mark them entered-in-error instead"
+            }
+            Self::NotPermitted => "this role may not write this part of the record",
+            Self::ForeignClinic => "staff may only write entries of their own clinic",
+            Self::ImpersonatedAuthor => "an entry's author must be the signed-in user",
+            Self::ImmutableField => {
+                "this field cannot change once recorded; mark the entry entered-in-error and record a new one"
+            }
+            Self::StatusTransition => "this status change is not allowed",
+            Self::MissingReason => "marking an entry entered-in-error needs a reason",
+            Self::Schema => "the change does not match the record schema",
+            Self::Limit => "this is longer than the record allows, or too many entries at once",
+        }
+    }
+}
+
+/// Why a change was refused. `path` names the place in the document (entry
+/// ids and field names only, never values, so it is safe to log).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub rule: Rule,
+    pub path: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (rule {}, at /{})", self.rule.explanation(), self.rule.code(), self.path)
+    }
+}
+
+impl std::error::Error for Denial {}
+
+/// The rule an outsider to `clinic`'s part of a record breaks: staff of another
+/// clinic write into a foreign clinic's entries; anyone else is not permitted.
+fn outsider(who: &Principal, clinic: ClinicId) -> Rule {
+    if who.side() == Side::Clinic && !who.is_admin_of(clinic) { Rule::ForeignClinic } else { Rule::NotPermitted }
+}
+
+fn deny<T>(rule: Rule, path: &[String]) -> Result<T, Denial> {
+    Err(Denial { rule, path: path.join("/") })
+}
+
+/// Decides whether `who` may make the changes between `before` and the
+/// document's current heads. For callers holding only the changed document
+/// (tests, the demo seeder); it rebuilds the document as it was at `before`.
+pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+    let base = doc.fork_at(before).map_err(|_| Denial { rule: Rule::Schema, path: String::new() })?;
+    check_edit(&base, doc, kind, who)
+}
+
+/// Decides whether `who` may turn `base` into `after` (a copy of `base` with
+/// changes added): the app's check of a local edit, with the copy it kept.
+pub fn check_edit(base: &Automerge, after: &Automerge, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+    let changes = after.get_changes(&base.get_heads());
+    let plan = check_ops(base, &changes, kind, who)?;
+    check_entries(after, &plan, kind, who)
+}
+
+/// Checks every operation of `changes` against `base`, the document they
+/// are about to be applied to, before anything is applied. Changes `base`
+/// already holds are skipped (they change nothing).
+pub fn check_ops(base: &Automerge, changes: &[Change], kind: &DocKind, who: &Principal) -> Result<Plan, Denial> {
+    ops::check(base, changes, kind, who)
+}
+
+/// Once the changes of `plan` are applied (`after`), checks each entry
+/// they created or updated whole, as its type.
+pub fn check_entries(after: &Automerge, plan: &Plan, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+    entries::check(after, plan, kind, who)
+}
+
+/// The status changes each kind of clinical entry allows. Entered-in-error is final.
+fn transition_allowed(collection: &str, from: &str, to: &str) -> bool {
+    const EIE: &str = "entered-in-error";
+    if from == to {
+        return true;
+    }
+    if from == EIE {
+        return false;
+    }
+    match collection {
+        "prescriptions" => {
+            matches!((from, to), ("active", "stopped" | "completed") | (_, EIE))
+        }
+        "allergies" => matches!((from, to), ("active", "inactive") | ("inactive", "active") | (_, EIE)),
+        "appointments" => matches!((from, to), ("booked", "fulfilled" | "cancelled" | "noshow") | (_, EIE)),
+        _ => to == EIE,
+    }
+}
+

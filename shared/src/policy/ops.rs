@@ -1,0 +1,434 @@
+//! Operations, before they are applied: each one must write into an object
+//! and key this principal may write, with a value the schema admits.
+//!
+//! Objects are found by where they sit in the document: the root, a
+//! collection (made by the genesis change), an entry in a collection, an
+//! entry's provenance, or the demographics map. Objects made by these same
+//! changes are tracked as they are made; an operation into any other object
+//! (one hidden by a conflict or deletion, or one this document does not have)
+//! is refused. New entries may be made only under a fresh canonical id, each
+//! field written once; existing entries only take the status fields their
+//! type allows, from principals allowed to set them, with every value (also
+//! one that would lose a conflict) checked against the status before.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use automerge::legacy::{Key, ObjectId, OpId, OpType};
+use automerge::{ActorId, Automerge, Change, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value};
+
+use super::{Denial, Principal, Role, Rule, deny, outsider, transition_allowed};
+use crate::fields::{self, Field, Kind, Misfit};
+use crate::ids::{ClinicId, EntryId};
+use crate::schema::DocKind;
+use crate::status::RefillStatus;
+
+/// What a set of changes does, as found from their operations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Entries made, as (collection, entry id).
+    pub created: BTreeSet<(&'static str, String)>,
+    /// Existing entries written to.
+    pub updated: BTreeSet<(&'static str, String)>,
+    /// The actor ids that signed the changes.
+    pub actors: BTreeSet<ActorId>,
+}
+
+/// Where an object sits.
+#[derive(Clone, Debug)]
+enum Place {
+    Root,
+    Collection { name: &'static str, obj: Option<ObjId> },
+    Demographics,
+    Entry { collection: &'static str, id: String, obj: Option<ObjId> },
+    Provenance { collection: &'static str, id: String, new: bool },
+}
+
+/// Values written to one existing entry by these changes.
+#[derive(Default)]
+struct Update {
+    /// The status before, and whether a write changes it.
+    status_changed: bool,
+    /// Fields written besides the status.
+    fields: HashSet<String>,
+}
+
+struct Checker<'a> {
+    base: &'a Automerge,
+    kind: &'a DocKind,
+    who: &'a Principal,
+    me: String,
+    /// Objects made by these changes, by their op id.
+    made: HashMap<(u64, ActorId), Place>,
+    /// Objects of `base` already resolved.
+    existing: HashMap<(u64, ActorId), Place>,
+    /// Fields of new entries (and their provenance) already written.
+    written: HashSet<(u64, ActorId, String)>,
+    updates: HashMap<(&'static str, String), Update>,
+    plan: Plan,
+}
+
+pub(super) fn check(base: &Automerge, changes: &[Change], kind: &DocKind, who: &Principal) -> Result<Plan, Denial> {
+    let changes: Vec<&Change> = changes.iter().filter(|c| base.get_change_by_hash(&c.hash()).is_none()).collect();
+    if changes.is_empty() {
+        return Ok(Plan::default());
+    }
+    // Someone with no write right to this kind of document at all is
+    // refused before any operation is looked at.
+    if let Some(rule) = no_write_right(kind, who) {
+        return deny(rule, &[]);
+    }
+    let mut checker = Checker {
+        base,
+        kind,
+        who,
+        me: who.user.to_string(),
+        made: HashMap::new(),
+        existing: HashMap::new(),
+        written: HashSet::new(),
+        updates: HashMap::new(),
+        plan: Plan::default(),
+    };
+    for change in changes {
+        checker.change(change)?;
+    }
+    checker.finish()
+}
+
+/// The rule broken by writing to this kind of document at all, if any.
+fn no_write_right(kind: &DocKind, who: &Principal) -> Option<Rule> {
+    let may = match kind {
+        DocKind::ClinicalRecord { clinic, .. } => who.is_provider_of(*clinic) || who.is_admin_of(*clinic),
+        // The patient side writes requests; a request's clinic answers it.
+        DocKind::PatientRecord { patient } => {
+            who.speaks_for(*patient) || matches!(who.role, Role::Provider { .. })
+        }
+        DocKind::MessageThread { patient, clinic } => who.speaks_for(*patient) || who.is_provider_of(*clinic),
+    };
+    if may {
+        None
+    } else {
+        Some(kind.clinic().map_or(Rule::NotPermitted, |clinic| outsider(who, clinic)))
+    }
+}
+
+impl Checker<'_> {
+    fn change(&mut self, change: &Change) -> Result<(), Denial> {
+        // The portal never writes commit messages or extra bytes: they would
+        // be data no rule looks at.
+        if change.message().is_some_and(|m| !m.is_empty()) || !change.extra_bytes().is_empty() {
+            return deny(Rule::Schema, &[]);
+        }
+        let expanded = change.decode();
+        if expanded.operations.is_empty() {
+            return deny(Rule::Schema, &[]);
+        }
+        self.plan.actors.insert(change.actor_id().clone());
+        let actor = change.actor_id();
+        let start = u64::from(change.start_op());
+        let created_before = self.plan.created.len();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let id = (start + i as u64, actor.clone());
+            let place = self.place(&op.obj)?;
+            let Key::Map(key) = &op.key else { return deny(Rule::Schema, &self.path(&place, None)) };
+            if op.insert {
+                return deny(Rule::Schema, &self.path(&place, Some(key)));
+            }
+            self.op(id, place, key, &op.action, op.pred.len())?;
+        }
+        if self.plan.created.len() - created_before > fields::limits::ENTRIES_PER_CHANGE {
+            return deny(Rule::Limit, &[]);
+        }
+        Ok(())
+    }
+
+    /// Where the object an operation writes into sits.
+    fn place(&mut self, obj: &ObjectId) -> Result<Place, Denial> {
+        let OpId(counter, actor) = match obj {
+            ObjectId::Root => return Ok(Place::Root),
+            ObjectId::Id(id) => id,
+        };
+        let key = (*counter, actor.clone());
+        if let Some(place) = self.made.get(&key).or_else(|| self.existing.get(&key)) {
+            return Ok(place.clone());
+        }
+        let place = self.existing_place(*counter, actor)?;
+        self.existing.insert(key, place.clone());
+        Ok(place)
+    }
+
+    /// An object of the document as it is, by its visible path from the root.
+    fn existing_place(&self, counter: u64, actor: &ActorId) -> Result<Place, Denial> {
+        let unknown = || Denial { rule: Rule::Schema, path: String::new() };
+        let obj = self.base.import_obj(&format!("{counter}@{actor}")).map_err(|_| unknown())?;
+        // Hidden objects (deleted, or losing a conflict) take no writes.
+        let path = self.base.parents(&obj).map_err(|_| unknown())?.visible_path().ok_or_else(unknown)?;
+        let keys: Vec<&str> = path
+            .iter()
+            .map(|(_, prop)| match prop {
+                Prop::Map(key) => Ok(key.as_str()),
+                Prop::Seq(_) => Err(unknown()),
+            })
+            .collect::<Result<_, _>>()?;
+        let collection = |name: &str| self.kind.collections().iter().copied().find(|c| *c == name);
+        Ok(match keys.as_slice() {
+            ["demographics"] if collection("demographics").is_some() => Place::Demographics,
+            [name] => match collection(name) {
+                Some(name) => Place::Collection { name, obj: Some(obj) },
+                None => return Err(unknown()),
+            },
+            [name, id] => match collection(name) {
+                Some(collection) if collection != "demographics" => {
+                    Place::Entry { collection, id: (*id).to_owned(), obj: Some(obj) }
+                }
+                _ => return Err(unknown()),
+            },
+            [name, id, "provenance"] => match collection(name) {
+                Some(collection) => Place::Provenance { collection, id: (*id).to_owned(), new: false },
+                None => return Err(unknown()),
+            },
+            _ => return Err(unknown()),
+        })
+    }
+
+    fn path(&self, place: &Place, key: Option<&str>) -> Vec<String> {
+        let mut path: Vec<String> = match place {
+            Place::Root => vec![],
+            Place::Collection { name, .. } => vec![(*name).to_owned()],
+            Place::Demographics => vec!["demographics".to_owned()],
+            Place::Entry { collection, id, .. } => vec![(*collection).to_owned(), id.clone()],
+            Place::Provenance { collection, id, .. } => vec![(*collection).to_owned(), id.clone(), "provenance".to_owned()],
+        };
+        path.extend(key.map(str::to_owned));
+        path
+    }
+
+    fn op(&mut self, id: (u64, ActorId), place: Place, key: &str, action: &OpType, preds: usize) -> Result<(), Denial> {
+        let path = self.path(&place, Some(key));
+        if matches!(action, OpType::Delete) {
+            return deny(Rule::AppendOnly, &path);
+        }
+        match place {
+            Place::Root => deny(Rule::Schema, &path),
+            Place::Collection { name, obj } => self.new_entry(id, name, obj, key, action, preds, &path),
+            Place::Demographics => self.demographics(key, action, &path),
+            Place::Entry { collection, id: entry, obj: None } => {
+                self.new_field(&id, fields::entry_fields(collection), key, action, preds, &path)?;
+                if matches!(action, OpType::Make(_)) {
+                    self.made.insert(id, Place::Provenance { collection, id: entry, new: true });
+                }
+                Ok(())
+            }
+            Place::Entry { collection, id: entry, obj: Some(obj) } => self.update(collection, entry, &obj, key, action, &path),
+            Place::Provenance { new: true, .. } => self.new_field(&id, Some(fields::PROVENANCE), key, action, preds, &path),
+            Place::Provenance { new: false, .. } => deny(Rule::ImmutableField, &path),
+        }
+    }
+
+    /// A map made at `key` in a collection: a new entry.
+    #[allow(clippy::too_many_arguments)]
+    fn new_entry(
+        &mut self,
+        id: (u64, ActorId),
+        collection: &'static str,
+        obj: Option<ObjId>,
+        key: &str,
+        action: &OpType,
+        preds: usize,
+        path: &[String],
+    ) -> Result<(), Denial> {
+        let exists = obj.as_ref().is_some_and(|obj| !self.base.get_all(obj, key).unwrap_or_default().is_empty())
+            || self.plan.created.contains(&(collection, key.to_owned()));
+        if exists || preds > 0 {
+            // Replacing an entry, even one only this batch made.
+            return deny(Rule::AppendOnly, path);
+        }
+        if !matches!(action, OpType::Make(ObjType::Map)) || key.parse::<EntryId>().is_err() || collection == "demographics"
+        {
+            return deny(Rule::Schema, path);
+        }
+        if let Some(rule) = self.may_not_create(collection) {
+            return deny(rule, path);
+        }
+        self.made.insert(id, Place::Entry { collection, id: key.to_owned(), obj: None });
+        self.plan.created.insert((collection, key.to_owned()));
+        Ok(())
+    }
+
+    /// The rule broken by making an entry in `collection`, if any.
+    fn may_not_create(&self, collection: &str) -> Option<Rule> {
+        let who = self.who;
+        let may = match self.kind {
+            DocKind::ClinicalRecord { clinic, .. } => {
+                who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic))
+            }
+            DocKind::PatientRecord { patient } => who.speaks_for(*patient),
+            DocKind::MessageThread { patient, clinic } => who.speaks_for(*patient) || who.is_provider_of(*clinic),
+        };
+        (!may).then(|| self.kind.clinic().map_or(Rule::NotPermitted, |clinic| outsider(who, clinic)))
+    }
+
+    /// A field of an entry (or provenance) these changes made: listed, typed,
+    /// written once, overwriting nothing.
+    fn new_field(
+        &mut self,
+        object: &(u64, ActorId),
+        fields: Option<&'static [Field]>,
+        key: &str,
+        action: &OpType,
+        preds: usize,
+        path: &[String],
+    ) -> Result<(), Denial> {
+        let Some(field) = fields.and_then(|fields| fields::find(fields, key)) else { return deny(Rule::Schema, path) };
+        if preds > 0 || !self.written.insert((object.0, object.1.clone(), key.to_owned())) {
+            return deny(Rule::Schema, path);
+        }
+        match (action, field.kind) {
+            (OpType::Make(ObjType::Map), Kind::Map(_)) => Ok(()),
+            (OpType::Put(value), _) => admit(field, value, path),
+            _ => deny(Rule::Schema, path),
+        }
+    }
+
+    fn demographics(&self, key: &str, action: &OpType, path: &[String]) -> Result<(), Denial> {
+        if !matches!(self.who.role, Role::Patient { patient } if patient == self.kind.patient()) {
+            return deny(Rule::NotPermitted, path);
+        }
+        let Some(field) = fields::find(fields::DEMOGRAPHICS, key) else { return deny(Rule::Schema, path) };
+        match action {
+            OpType::Put(value) => admit(field, value, path),
+            _ => deny(Rule::Schema, path),
+        }
+    }
+
+    /// A write to a field of an entry that already exists.
+    fn update(
+        &mut self,
+        collection: &'static str,
+        entry: String,
+        obj: &ObjId,
+        key: &str,
+        action: &OpType,
+        path: &[String],
+    ) -> Result<(), Denial> {
+        let who = self.who;
+        let before = |field: &str| scalar(self.base, obj, field);
+        let field = fields::entry_fields(collection).and_then(|fields| fields::find(fields, key));
+        let OpType::Put(value) = action else {
+            return deny(if field.is_some() { Rule::ImmutableField } else { Rule::Schema }, path);
+        };
+        let Some(field) = field else { return deny(Rule::Schema, path) };
+        let text = value.as_str();
+        let by_me = text == Some(self.me.as_str());
+        let mut status_change = false;
+        match self.kind {
+            DocKind::ClinicalRecord { clinic, .. } => {
+                let staff = who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic));
+                if !staff {
+                    return deny(outsider(who, *clinic), path);
+                }
+                match key {
+                    "status" => {
+                        let from = before("status").unwrap_or_default();
+                        if !text.is_some_and(|to| transition_allowed(collection, &from, to)) {
+                            return deny(Rule::StatusTransition, path);
+                        }
+                        status_change = text != Some(from.as_str());
+                    }
+                    "status_by" if !by_me => return deny(Rule::ImpersonatedAuthor, path),
+                    "status_by" | "status_reason" | "status_at" => {}
+                    _ => return deny(Rule::ImmutableField, path),
+                }
+            }
+            DocKind::PatientRecord { patient } => {
+                // Only refill requests can be updated: answered by their
+                // clinic, or withdrawn by the patient side.
+                let clinic = before("clinic").and_then(|c| c.parse::<ClinicId>().ok());
+                let from = before("status").unwrap_or_default();
+                let requested = from == RefillStatus::Requested.code();
+                if clinic.is_some_and(|c| who.is_provider_of(c)) {
+                    match key {
+                        "status" => {
+                            let to = text.and_then(RefillStatus::parse);
+                            if !requested || !matches!(to, Some(RefillStatus::Approved | RefillStatus::Denied)) {
+                                return deny(Rule::StatusTransition, path);
+                            }
+                            status_change = true;
+                        }
+                        "decided_by" if !by_me => return deny(Rule::ImpersonatedAuthor, path),
+                        "decided_by" | "decided_at" | "decision_note" => {}
+                        _ => return deny(Rule::ImmutableField, path),
+                    }
+                } else if who.speaks_for(*patient) {
+                    if key != "status" {
+                        return deny(Rule::ImmutableField, path);
+                    }
+                    if !requested || text != Some(RefillStatus::Cancelled.code()) {
+                        return deny(Rule::StatusTransition, path);
+                    }
+                    status_change = true;
+                } else {
+                    return deny(clinic.map_or(Rule::NotPermitted, |c| outsider(who, c)), path);
+                }
+            }
+            DocKind::MessageThread { patient, clinic } => {
+                if !(who.speaks_for(*patient) || who.is_provider_of(*clinic)) {
+                    return deny(outsider(who, *clinic), path);
+                }
+                if key != "read_at" && key != "read_by" {
+                    return deny(Rule::ImmutableField, path);
+                }
+                // Only the other side marks a message read, and only once.
+                if before("side").as_deref() == Some(who.side().code()) {
+                    return deny(Rule::NotPermitted, path);
+                }
+                if before("read_at").is_some() {
+                    return deny(Rule::ImmutableField, path);
+                }
+                if key == "read_by" && !by_me {
+                    return deny(Rule::ImpersonatedAuthor, path);
+                }
+            }
+        }
+        admit(field, value, path)?;
+        let update = self.updates.entry((collection, entry.clone())).or_default();
+        update.status_changed |= status_change;
+        if key != "status" {
+            update.fields.insert(key.to_owned());
+        }
+        self.plan.updated.insert((collection, entry));
+        Ok(())
+    }
+
+    /// Fields that explain a status change (who, when, why) may be written
+    /// only with the change they explain; a message is marked read with
+    /// both who and when.
+    fn finish(self) -> Result<Plan, Denial> {
+        for ((collection, id), update) in &self.updates {
+            let path = |field: &str| vec![(*collection).to_owned(), id.clone(), field.to_owned()];
+            if *collection == "messages" {
+                if update.fields.len() != 2 {
+                    return deny(Rule::Schema, &path("read_at"));
+                }
+            } else if let Some(field) = update.fields.iter().find(|_| !update.status_changed) {
+                return deny(Rule::ImmutableField, &path(field));
+            }
+        }
+        Ok(self.plan)
+    }
+}
+
+/// The visible string at `field` of `obj`.
+fn scalar(doc: &Automerge, obj: &ObjId, field: &str) -> Option<String> {
+    match doc.get(obj, field).ok()?? {
+        (Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn admit(field: &Field, value: &ScalarValue, path: &[String]) -> Result<(), Denial> {
+    match field.admits(value) {
+        Ok(()) => Ok(()),
+        Err(Misfit::TooLong(_)) => deny(Rule::Limit, path),
+        Err(Misfit::WrongType) => deny(Rule::Schema, path),
+    }
+}
