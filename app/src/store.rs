@@ -396,14 +396,13 @@ pub fn edit(
             return Err("This record has not been downloaded yet. Try again once it has synced.".to_owned());
         }
         let saved = doc.clone();
-        let before = doc.get_heads();
         let mut tx = doc.transaction();
         if let Err(e) = f(&mut tx, &principal, &at) {
             tx.rollback();
             return Err(format!("The change could not be made: {e}"));
         }
         tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));
-        if let Err(denial) = shared::check_change(doc, &before, &kind, &principal) {
+        if let Err(denial) = shared::check_edit(&saved, doc, &kind, &principal) {
             // Undo: back to the copy from before the change.
             *doc = saved;
             return Err(format!("Not saved: {denial}"));

@@ -524,9 +524,9 @@ async fn write_live(
 ) -> Result<(), Error> {
     let id = kind.doc_id();
     let store = hub.store();
-    let mut guard = hub.lock(id).await?;
-    let canonical = guard.as_mut().ok_or(Error::NotFound)?;
-    let mut doc = AutoCommit::load(&canonical.doc.save())
+    let mut locked: std::collections::BTreeMap<_, _> = hub.lock_all([id]).await?.into_iter().collect();
+    let canonical = locked.get(&id).and_then(|guard| guard.as_ref()).ok_or(Error::NotFound)?;
+    let mut doc = AutoCommit::load(&canonical.doc().save())
         .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
     let before = doc.get_heads();
     let actor = ActorId::random();
@@ -538,11 +538,8 @@ async fn write_live(
     let principal = store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
     check_change(doc.document(), &before, &kind, &principal)
         .map_err(|denial| Error::BadRequest(format!("demo data breaks the write policy: {denial}")))?;
-    let changes = doc.save_after(&before);
-    let chunks = store.append_changes(&[(id, changes.clone())]).await?;
-    canonical.doc = doc.document().clone();
-    hub.committed(vec![crate::sync::Commit { id, canonical, seq: chunks[0], bytes: changes.len(), snapshot: false }]).await?;
-    drop(guard);
-    hub.changed(id);
+    let data = doc.save_after(&before);
+    let accepted = crate::sync::Accepted { id, doc: doc.document().clone(), data, snapshot: false };
+    hub.commit(&mut locked, vec![accepted], &[], None).await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use automerge::{ActorId, AutoCommit, Automerge, ObjType, ROOT, ReadDoc, ScalarVa
 use shared::record::{self, Entry};
 use shared::schema::{DocKind, Message, Prescription, Provenance};
 use shared::status::{PrescriptionStatus, Side};
-use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_entries, check_ops};
+use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_entries, check_ops, check_quota};
 
 struct World {
     patient: Principal,
@@ -74,6 +74,7 @@ fn verdict(base: &AutoCommit, kind: &DocKind, who: &Principal, edit: impl FnOnce
     let changes = doc.document().get_changes(&base.get_heads());
     let mut server: Automerge = base.document().clone();
     let verdict = check_ops(&server, &changes, kind, who).and_then(|plan| {
+        check_quota(&plan)?;
         server.apply_changes(changes).unwrap();
         check_entries(&server, &plan, kind, who)
     });
@@ -164,8 +165,15 @@ fn new_entries_hold_only_their_schema_fields() {
         Some(Rule::Schema)
     );
     assert_eq!(add(&|doc, obj| { doc.put(obj, "quantity", ScalarValue::counter(5)).unwrap(); }), Some(Rule::Schema));
-    // A field written twice leaves a hidden value behind.
-    assert_eq!(add(&|doc, obj| { doc.put(obj, "dosage", "2 tablets").unwrap(); }), Some(Rule::Schema));
+    // A value hidden by a later write in the same batch is checked too.
+    assert_eq!(add(&|doc, obj| { doc.put(obj, "dosage", "2 tablets").unwrap(); }), None);
+    assert_eq!(
+        add(&|doc, obj| {
+            doc.put(obj, "dosage", "x".repeat(shared::fields::limits::NOTE + 1)).unwrap();
+            doc.put(obj, "dosage", "2 tablets").unwrap();
+        }),
+        Some(Rule::Limit)
+    );
     // Deep nesting is refused at the first level the schema does not have.
     assert_eq!(
         add(&|doc, obj| {

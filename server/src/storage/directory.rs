@@ -1,9 +1,11 @@
 //! Clinics, patients, users, clinic memberships, consents and actor bindings.
 
+use std::collections::HashMap;
+
 use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms, parse_id};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserRole {
@@ -198,6 +200,22 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(self.actor_owner(actor_hex).await? == Some(user))
+    }
+
+    /// Who each of these actor ids is bound to, for those bound at all.
+    pub async fn actor_owners(&self, actors: &[String]) -> Result<HashMap<String, UserId>, StoreError> {
+        let mut owners = HashMap::new();
+        for part in actors.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!("SELECT actor_id, user_id FROM actors WHERE actor_id IN ({})", placeholder_list(part.len()));
+            let mut query = sqlx::query(&sql);
+            for actor in part {
+                query = query.bind(actor.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                owners.insert(row.get::<String, _>(0), parse_id(&row.get::<String, _>(1))?);
+            }
+        }
+        Ok(owners)
     }
 
     pub async fn actor_owner(&self, actor_hex: &str) -> Result<Option<UserId>, StoreError> {

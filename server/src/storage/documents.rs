@@ -1,13 +1,15 @@
 //! Automerge documents as stored bytes: a snapshot plus incremental chunks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use shared::{DocId, DocKind, PatientId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
-use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list, placeholder_rows};
+use super::{
+    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id, placeholder_list, placeholder_rows,
+};
 
 /// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
 /// whole document.
@@ -18,6 +20,27 @@ pub struct NewChunk<'a> {
     /// `Some` for a snapshot: it holds every stored chunk numbered up to
     /// this, and replaces them.
     pub snapshot_through: Option<i64>,
+    /// The document's sequence number when the copy these changes were
+    /// judged against was read; storing fails if it moved on since.
+    pub expected_seq: Option<i64>,
+}
+
+/// What one sync batch stores (`Store::store_writes`).
+pub struct Writes<'a> {
+    pub chunks: &'a [NewChunk<'a>],
+    pub events: &'a [AuditEvent<'a>],
+    /// The person whose changes these are; `None` for the server's own
+    /// writes (compaction).
+    pub author: Option<Author<'a>>,
+}
+
+/// The author of a batch's changes.
+pub struct Author<'a> {
+    pub user: &'a UserRecord,
+    /// Each written document with its patient, whose consent is checked.
+    pub patients: &'a [(DocId, PatientId)],
+    /// Actor ids that signed the changes and are not yet bound to anyone.
+    pub actors: &'a [String],
 }
 
 /// A document's identity and kind.
@@ -151,7 +174,7 @@ impl Store {
     /// (`store_chunks`); returns their sequence numbers, in order.
     pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
         let chunks: Vec<NewChunk<'_>> =
-            batch.iter().map(|(doc, data)| NewChunk { doc: *doc, data, snapshot_through: None }).collect();
+            batch.iter().map(|(doc, data)| NewChunk { doc: *doc, data, snapshot_through: None, expected_seq: None }).collect();
         self.store_chunks(&chunks).await
     }
 
@@ -172,14 +195,102 @@ impl Store {
     /// transaction: a stored change never lacks its `change_accepted` row,
     /// and no row claims a change that was not stored.
     pub async fn store_audited(&self, batch: &[NewChunk<'_>], events: &[AuditEvent<'_>]) -> Result<Vec<i64>, StoreError> {
-        if batch.is_empty() && events.is_empty() {
+        self.store_writes(&Writes { chunks: batch, events, author: None }).await
+    }
+
+    /// Stores a sync batch in one transaction: its chunks, its audit rows,
+    /// and, for the author's changes, the binding of their new actor ids,
+    /// after checking under the transaction's locks that the author may
+    /// still write every document (consent not revoked, account active)
+    /// and that each document is still at the sequence number its copy was
+    /// read at (`NewChunk::expected_seq`). A document another instance
+    /// wrote meanwhile fails the batch with [`StoreError::Stale`]: the
+    /// caller catches its copy up and judges the changes again.
+    pub async fn store_writes(&self, writes: &Writes<'_>) -> Result<Vec<i64>, StoreError> {
+        if writes.chunks.is_empty() && writes.events.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        let seqs = if batch.is_empty() { Vec::new() } else { self.write_chunks(&mut tx, batch).await? };
-        insert_audit(&mut tx, events).await?;
+        if let (Some(author), false) = (&writes.author, writes.chunks.is_empty()) {
+            self.check_author(&mut tx, author, writes.chunks).await?;
+        }
+        let seqs = if writes.chunks.is_empty() { Vec::new() } else { self.write_chunks(&mut tx, writes.chunks).await? };
+        insert_audit(&mut tx, writes.events).await?;
         tx.commit().await?;
         Ok(seqs)
+    }
+
+    /// Within the storing transaction: the author may still write these
+    /// documents, and their actor ids are theirs (bound here if new).
+    async fn check_author(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        author: &Author<'_>,
+        chunks: &[NewChunk<'_>],
+    ) -> Result<(), StoreError> {
+        let user = author.user.id.to_string();
+        // On PostgreSQL the rows read here are share-locked until commit, so
+        // a revocation committing meanwhile waits for this batch, and a
+        // batch after it sees it.
+        let share = if self.backend == Backend::Postgres { " FOR SHARE" } else { "" };
+        let active = sqlx::query(&format!("SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL{share}"))
+            .bind(&user)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+        let mut denied: Vec<DocId> = Vec::new();
+        if !active {
+            denied.extend(chunks.iter().map(|c| c.doc));
+        } else if matches!(author.user.role, UserRole::Provider | UserRole::Admin) {
+            let patients: BTreeSet<String> = author.patients.iter().map(|(_, p)| p.to_string()).collect();
+            let mut consenting: HashSet<String> = HashSet::new();
+            let listed: Vec<&String> = patients.iter().collect();
+            for part in listed.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT c.patient_id FROM consents c JOIN memberships m ON m.clinic_id = c.clinic_id AND m.user_id = $1 \
+                     WHERE c.revoked_at IS NULL AND c.patient_id IN ({}){}",
+                    (2..part.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+                    if self.backend == Backend::Postgres { " FOR SHARE OF c" } else { "" }
+                );
+                let mut query = sqlx::query(&sql).bind(&user);
+                for patient in part {
+                    query = query.bind(patient.as_str());
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    consenting.insert(row.get(0));
+                }
+            }
+            denied.extend(author.patients.iter().filter(|(_, p)| !consenting.contains(&p.to_string())).map(|(d, _)| *d));
+        }
+        if !denied.is_empty() {
+            return Err(StoreError::AccessEnded(denied));
+        }
+        if !author.actors.is_empty() {
+            let now = now_ms();
+            for part in author.actors.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO actors (actor_id, user_id, created_at) VALUES {} ON CONFLICT (actor_id) DO NOTHING",
+                    placeholder_rows(part.len(), 3)
+                );
+                let mut query = sqlx::query(&sql);
+                for actor in part {
+                    query = query.bind(actor.as_str()).bind(&user).bind(now);
+                }
+                query.execute(&mut **tx).await?;
+                let sql = format!(
+                    "SELECT actor_id FROM actors WHERE user_id <> $1 AND actor_id IN ({})",
+                    (2..part.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                );
+                let mut query = sqlx::query(&sql).bind(&user);
+                for actor in part {
+                    query = query.bind(actor.as_str());
+                }
+                if !query.fetch_all(&mut **tx).await?.is_empty() {
+                    return Err(StoreError::ActorTaken);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn write_chunks(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
@@ -188,6 +299,16 @@ impl Store {
             *counts.entry(chunk.doc).or_default() += 1;
         }
         let mut next = self.take_seqs(tx, &counts).await?;
+        // Compare and swap: a copy that missed another writer's chunk judged
+        // the changes against an old record.
+        let stale: Vec<DocId> = batch
+            .iter()
+            .filter(|chunk| chunk.expected_seq.is_some_and(|expected| next.get(&chunk.doc) != Some(&(expected + 1))))
+            .map(|chunk| chunk.doc)
+            .collect();
+        if !stale.is_empty() {
+            return Err(StoreError::Stale(stale));
+        }
         let seqs: Vec<i64> = batch
             .iter()
             .map(|chunk| {
@@ -266,7 +387,7 @@ impl Store {
     /// (`store_chunks`); returns the snapshots' sequence numbers, in order.
     pub async fn compact_documents(&self, batch: &[(DocId, &[u8], i64)]) -> Result<Vec<i64>, StoreError> {
         let chunks: Vec<NewChunk<'_>> =
-            batch.iter().map(|(doc, data, through)| NewChunk { doc: *doc, data, snapshot_through: Some(*through) }).collect();
+            batch.iter().map(|(doc, data, through)| NewChunk { doc: *doc, data, snapshot_through: Some(*through), expected_seq: None }).collect();
         self.store_chunks(&chunks).await
     }
 

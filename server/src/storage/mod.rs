@@ -19,11 +19,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::config::DatabaseUrl;
+use shared::DocId;
 
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{DocumentRow, NewChunk, StoredDocument};
+pub use documents::{Author, DocumentRow, NewChunk, StoredDocument, Writes};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,15 @@ pub enum StoreError {
     CreateDir(String, std::io::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Documents another writer changed since the copy was read: judge again.
+    #[error("{} document(s) changed since they were read", .0.len())]
+    Stale(Vec<DocId>),
+    /// Documents the author may no longer write (consent revoked, account ended).
+    #[error("access to {} document(s) has ended", .0.len())]
+    AccessEnded(Vec<DocId>),
+    /// An actor id was bound to someone else while the batch was stored.
+    #[error("an actor id belongs to another user")]
+    ActorTaken,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,21 +11,31 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, PatchLog};
+use automerge::Automerge;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id};
-use shared::{Denial, DocId, DocKind, Principal, check_patches};
+use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, scan_sync_message};
+use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SyncPeer;
-use super::hub::{Canonical, Commit, Hub, Locked};
+use super::hub::{Accepted, Canonical, Hub, Locked};
 use crate::AppState;
-use crate::storage::{AuditEvent, NewChunk, Store, StoreError, UserRecord};
+use crate::storage::{AuditEvent, Author, Store, StoreError, UserRecord};
 
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
+/// Most operations judged and applied as one batch: bounds what one
+/// connection makes the server hold at once (tens of MB at most).
+const MAX_OPS_PER_BATCH: u64 = 100_000;
+/// New actor ids one batch may bind: a device signs with one.
+const MAX_NEW_ACTORS_PER_BATCH: usize = 16;
+/// Times a batch is judged again after other instances wrote its documents.
+const MAX_ATTEMPTS: u32 = 4;
+/// What a person is told when their change reaches a record after its
+/// patient took their clinic's access away.
+const CONSENT_ENDED: &str = "this record's patient has ended your clinic's access; your change was not saved (rule consent)";
 /// Flood limit: frames per window; a client over it is disconnected.
 const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -157,6 +167,8 @@ async fn send_all(
 struct Incoming {
     kind: DocKind,
     messages: Vec<sync::Message>,
+    /// Operations their changes carry (`scan_sync_message`).
+    ops: u64,
 }
 
 impl Connection {
@@ -167,6 +179,7 @@ impl Connection {
     ) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
         let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
+        let mut batch_ops = 0;
         for frame in frames {
             self.count_frame()?;
             let bytes = match frame {
@@ -205,9 +218,21 @@ impl Connection {
                         });
                         continue;
                     };
+                    // Bounded on its bytes before Automerge parses any of it.
+                    let scanned = scan_sync_message(&data)
+                        .map_err(|refused| Close::new(1007, format!("{refused} (document {document_id})")))?;
                     let message = sync::Message::decode(&data)
                         .map_err(|_| Close::new(1007, format!("corrupt Automerge sync message for document {document_id}")))?;
-                    incoming.entry(id).or_insert_with(|| Incoming { kind, messages: Vec::new() }).messages.push(message);
+                    let entry = incoming.entry(id).or_insert_with(|| Incoming { kind, messages: Vec::new(), ops: 0 });
+                    entry.messages.push(message);
+                    entry.ops += scanned.ops;
+                    batch_ops += scanned.ops;
+                    // A batch holds a bounded number of operations: what
+                    // arrives beyond that is handled as the next batch.
+                    if batch_ops > MAX_OPS_PER_BATCH {
+                        outgoing.extend(self.apply(hub, std::mem::take(&mut incoming)).await?);
+                        batch_ops = 0;
+                    }
                 }
                 // Clients have nothing to tell the server with these.
                 WireMessage::DocUnavailable { .. }
@@ -238,123 +263,151 @@ impl Connection {
     async fn apply(&mut self, hub: &Hub, incoming: BTreeMap<DocId, Incoming>) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
         // First sync of a document on this connection: audited as a read.
-        let mut read = Vec::new();
-        for (id, Incoming { kind, .. }) in &incoming {
-            if !self.states.contains_key(id) {
-                read.push((*id, kind.patient()));
-            }
-        }
+        let read: Vec<(DocId, shared::PatientId)> =
+            incoming.iter().filter(|(id, _)| !self.states.contains_key(id)).map(|(id, i)| (*id, i.kind.patient())).collect();
+        // What the batch may make the server hold at once, across all
+        // connections, is bounded: this waits for its share.
+        let ops: u64 = incoming.values().map(|i| i.ops).sum();
+        let _permit = hub.admit_ops(ops).await;
         // Locked in DocId order, so connections never deadlock; those not
         // held yet are loaded with one read.
-        let mut locked: Vec<(DocId, Locked)> = hub.lock_all(incoming.keys().copied()).await?;
-        let mut jobs = Vec::new();
-        for ((id, Incoming { kind, messages }), (_, guard)) in incoming.into_iter().zip(&mut locked) {
-            let Some(canonical) = guard.as_mut() else {
-                outgoing.push(self.unavailable(hub, id));
-                continue;
-            };
-            let state = self.states.entry(id).or_default();
-            if messages.iter().all(|m| m.changes.is_empty()) {
-                // Heads and Bloom filters only: nothing to validate or store.
-                for message in messages {
-                    canonical.doc.receive_sync_message(state, message).map_err(|_| corrupt(id))?;
-                }
-            } else {
-                let room = canonical.incremental_room();
-                jobs.push(Job { id, kind, fork: canonical.doc.clone(), room, state: std::mem::take(state), messages });
+        let mut locked: BTreeMap<DocId, Locked> = hub.lock_all(incoming.keys().copied()).await?.into_iter().collect();
+        locked.retain(|id, guard| {
+            let exists = guard.is_some();
+            if !exists {
+                outgoing.push(self.unavailable(hub, *id));
             }
-        }
-        let mut chunks = BTreeMap::new();
-        let mut forks = HashMap::new();
-        let mut replies = HashMap::new();
-        for checked in check_in_parallel(jobs, &self.principal).await {
-            let id = checked.id;
-            let verdict = checked.verdict.ok_or_else(|| corrupt(id))?;
-            self.states.insert(id, checked.state);
-            let verdict = match self.check_actors(&checked.actors).await? {
-                Ok(()) => verdict.map_err(|denial| (denial.rule.code(), denial.to_string())),
-                Err(forged) => Err(forged),
-            };
-            match verdict {
-                Ok(()) => {
-                    replies.insert(id, checked.reply);
-                    if let Some(chunk) = checked.chunk {
-                        chunks.insert(id, chunk);
-                        forks.insert(id, checked.fork);
+            exists
+        });
+        let mut attempts = 0;
+        let checked = loop {
+            attempts += 1;
+            let jobs: Vec<Job> = incoming
+                .iter()
+                .filter_map(|(id, i)| {
+                    let guard = locked.remove(id)?;
+                    let state = self.states.get(id).cloned().unwrap_or_default();
+                    Some(Job { id: *id, kind: i.kind, guard, state, messages: i.messages.clone() })
+                })
+                .collect();
+            let mut checked = check_in_parallel(jobs, &self.principal).await;
+            for c in &mut checked {
+                if let Some(guard) = c.guard.take() {
+                    locked.insert(c.id, guard);
+                }
+            }
+            let mut checked = self.check_actors(checked).await?;
+            // Take the accepted copies out for the hub to store and install.
+            let mut accepted = Vec::new();
+            let mut written = Vec::new();
+            let mut actors = BTreeSet::new();
+            for c in &mut checked {
+                if let Outcome::Accepted { fork, chunk, .. } = &mut c.outcome {
+                    if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
+                        accepted.push(Accepted { id: c.id, doc, data: chunk.data, snapshot: chunk.snapshot });
+                        written.push((c.id, self.readable[&c.id].patient()));
+                        actors.extend(c.new_actors.iter().cloned());
                     }
                 }
-                Err((rule, message)) => {
-                    tracing::warn!(user = %self.user.id, doc = %id, rule, "sync: change rejected");
+            }
+            // Audited in the same transaction: each document read, each change accepted.
+            let mut events: Vec<AuditEvent<'_>> =
+                read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
+            events.extend(written.iter().map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)));
+            let actors: Vec<String> = actors.into_iter().collect();
+            let author = Author { user: &self.user, patients: &written, actors: &actors };
+            // Durable first: nothing is acknowledged or relayed before this commits.
+            match hub.commit(&mut locked, accepted, &events, Some(author)).await {
+                Ok(()) => break checked,
+                // Another instance wrote some of these documents after our
+                // copies were read; the hub caught them up: judge again.
+                Err(StoreError::Stale(_)) if attempts < MAX_ATTEMPTS => {}
+                Err(StoreError::AccessEnded(ended)) => {
+                    // Consent was revoked (perhaps through another instance)
+                    // after this connection last looked: nothing is stored.
+                    drop(events);
+                    self.refresh_access().await?;
+                    for id in ended {
+                        tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
+                        self.states.insert(id, sync::State::new());
+                        outgoing.push(self.rejection(hub, id, "consent", CONSENT_ENDED.to_owned()));
+                    }
+                    return Ok(outgoing);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        for c in checked {
+            self.states.insert(c.id, c.state);
+            match c.outcome {
+                Outcome::Heads { reply } => outgoing.extend(reply.map(|data| sync_bytes(hub, &self.peer_id, c.id, data))),
+                Outcome::Accepted { reply, .. } => {
+                    outgoing.extend(reply.map(|message| sync_frame(hub, &self.peer_id, c.id, message)));
+                }
+                Outcome::Rejected { rule, message } => {
+                    tracing::warn!(user = %self.user.id, doc = %c.id, rule, "sync: change rejected");
                     // Forget what this connection claimed to have sent: the
                     // client resets the document and syncs it from scratch.
-                    self.states.insert(id, sync::State::new());
-                    outgoing.push(WireMessage::ChangeRejected {
-                        sender_id: hub.peer_id().to_owned(),
-                        target_id: self.peer_id.clone().unwrap_or_default(),
-                        document_id: encode_doc_id(id),
-                        rule: rule.to_owned(),
-                        message,
-                    });
+                    self.states.insert(c.id, sync::State::new());
+                    outgoing.push(self.rejection(hub, c.id, rule, message));
                 }
+                Outcome::Corrupt => return Err(corrupt(c.id)),
             }
-        }
-        // Durable first: nothing is acknowledged or relayed before this commit.
-        // A snapshot holds everything the copy it was made from held.
-        let held: HashMap<DocId, i64> = locked.iter().filter_map(|(id, guard)| Some((*id, guard.as_ref()?.seq))).collect();
-        let batch: Vec<NewChunk<'_>> = chunks
-            .iter()
-            .map(|(id, chunk)| NewChunk { doc: *id, data: &chunk.data, snapshot_through: chunk.snapshot.then(|| held[id]) })
-            .collect();
-        // Audited in the same transaction: each document read, each change accepted.
-        let mut events: Vec<AuditEvent<'_>> =
-            read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
-        for id in chunks.keys() {
-            events.push(self.audit_event("change_accepted", *id, self.readable[id].patient()));
-        }
-        let seqs = hub.store().store_audited(&batch, &events).await?;
-        let mut stored: HashMap<DocId, (i64, &Chunk)> = chunks.iter().zip(seqs).map(|((id, chunk), seq)| (*id, (seq, chunk))).collect();
-        let mut commits = Vec::new();
-        for (id, guard) in &mut locked {
-            if let (Some(canonical), Some(fork)) = (guard.as_mut(), forks.remove(id)) {
-                canonical.doc = fork;
-                let (seq, chunk) = stored.remove(id).expect("one chunk per changed document");
-                commits.push(Commit { id: *id, canonical, seq, bytes: chunk.data.len(), snapshot: chunk.snapshot });
-            }
-        }
-        let changed: Vec<DocId> = commits.iter().map(|commit| commit.id).collect();
-        hub.committed(commits).await?;
-        for (id, guard) in &mut locked {
-            let Some(canonical) = guard.as_mut() else { continue };
-            let reply = match replies.remove(id) {
-                Some(prepared) => prepared.map(|message| sync_frame(hub, &self.peer_id, *id, message)),
-                None => sync_message(hub, &self.peer_id, *id, canonical, self.states.entry(*id).or_default()),
-            };
-            outgoing.extend(reply);
-        }
-        for id in changed {
-            hub.changed(id);
         }
         Ok(outgoing)
     }
 
     /// Every change must be signed by one of the sender's own actor ids. An
-    /// actor id seen for the first time is bound to its sender; one bound to
-    /// someone else is a forgery.
-    async fn check_actors(&mut self, actors: &BTreeSet<String>) -> Result<Result<(), (&'static str, String)>, Close> {
-        for actor in actors {
-            if self.own_actors.contains(actor) {
-                continue;
-            }
-            if self.state.store.bind_actor(actor, self.user.id).await? {
+    /// actor id seen for the first time is bound to its sender when the
+    /// batch is stored (never for a refused change), a few per batch; one
+    /// bound to someone else is a forgery.
+    async fn check_actors(&mut self, mut checked: Vec<Checked>) -> Result<Vec<Checked>, Close> {
+        let unknown: BTreeSet<String> = checked
+            .iter()
+            .flat_map(|c| c.actors.iter())
+            .filter(|a| !self.own_actors.contains(*a))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return Ok(checked);
+        }
+        let unknown: Vec<String> = unknown.into_iter().collect();
+        let owners = self.state.store.actor_owners(&unknown).await?;
+        for (actor, owner) in &owners {
+            if *owner == self.user.id {
                 self.own_actors.insert(actor.clone());
-            } else {
-                return Ok(Err((
-                    "forged-actor",
-                    "changes were signed with an actor id that belongs to another user (rule forged-actor)".into(),
-                )));
             }
         }
-        Ok(Ok(()))
+        let mut fresh = 0;
+        for c in &mut checked {
+            let forged = c.actors.iter().any(|a| owners.get(a).is_some_and(|owner| *owner != self.user.id));
+            let new: Vec<String> = c.actors.iter().filter(|a| !owners.contains_key(*a)).cloned().collect();
+            fresh += new.len();
+            if forged {
+                c.outcome = Outcome::Rejected {
+                    rule: "forged-actor",
+                    message: "changes were signed with an actor id that belongs to another user (rule forged-actor)".into(),
+                };
+            } else if fresh > MAX_NEW_ACTORS_PER_BATCH {
+                c.outcome = Outcome::Rejected {
+                    rule: "limit",
+                    message: format!("changes were signed with more than {MAX_NEW_ACTORS_PER_BATCH} new actor ids at once (rule limit)"),
+                };
+            } else if matches!(c.outcome, Outcome::Accepted { .. }) {
+                c.new_actors = new;
+            }
+        }
+        Ok(checked)
+    }
+
+    fn rejection(&self, hub: &Hub, id: DocId, rule: &str, message: String) -> WireMessage {
+        WireMessage::ChangeRejected {
+            sender_id: hub.peer_id().to_owned(),
+            target_id: self.peer_id.clone().unwrap_or_default(),
+            document_id: encode_doc_id(id),
+            rule: rule.to_owned(),
+            message,
+        }
     }
 
     /// Sends this connection what it lacks of documents changed elsewhere.
@@ -402,30 +455,41 @@ impl Connection {
     }
 }
 
-/// The CPU-bound part of accepting a document's incoming changes.
+/// The CPU-bound part of answering a document's incoming sync messages,
+/// run off the async runtime with the document locked.
 struct Job {
     id: DocId,
     kind: DocKind,
-    /// A copy of the canonical document the changes are applied to.
-    fork: Automerge,
-    /// `Canonical::incremental_room` of the document.
-    room: usize,
+    guard: Locked,
     state: sync::State,
     messages: Vec<sync::Message>,
 }
 
 struct Checked {
     id: DocId,
-    fork: Automerge,
+    /// The lock, handed back.
+    guard: Option<Locked>,
     state: sync::State,
-    /// `None` when the sync messages were corrupt.
-    verdict: Option<Result<(), Denial>>,
-    /// Actor ids of the new changes.
+    /// Actor ids that signed the new changes.
     actors: BTreeSet<String>,
-    /// The new changes as one storage chunk, if there are any and they are allowed.
-    chunk: Option<Chunk>,
-    /// The answer to the sender once the changes are committed.
-    reply: Option<sync::Message>,
+    /// Those of them bound to nobody yet (set by `check_actors`).
+    new_actors: Vec<String>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Heads and Bloom filters only: nothing to validate or store.
+    Heads { reply: Option<Vec<u8>> },
+    Accepted {
+        /// The canonical document with the changes applied (taken when stored).
+        fork: Option<Automerge>,
+        /// The new changes as one storage chunk, if there are any.
+        chunk: Option<Chunk>,
+        /// The answer to the sender once the changes are committed.
+        reply: Option<sync::Message>,
+    },
+    Rejected { rule: &'static str, message: String },
+    Corrupt,
 }
 
 /// What a document's accepted changes are stored as.
@@ -437,41 +501,94 @@ struct Chunk {
 
 impl Job {
     fn run(mut self, who: &Principal) -> Checked {
-        let before = self.fork.get_heads();
-        let mut applied = true;
-        let mut log = PatchLog::active();
-        for message in self.messages {
-            applied &= self.fork.receive_sync_message_log_patches(&mut self.state, message, &mut log).is_ok();
-        }
-        let verdict = applied.then(|| check_patches(&self.fork, &before, self.fork.make_patches(&mut log), &self.kind, who));
-        // Metadata only: decoding whole changes costs as much as saving them.
-        let changes = self.fork.get_changes_meta(&before);
-        let actors = changes.iter().map(|c| c.actor.to_hex_string()).collect();
-        let accepted = matches!(verdict, Some(Ok(())));
-        let chunk = (accepted && !changes.is_empty()).then(|| {
-            let changes = self.fork.save_after(&before);
-            // Changes that would outgrow the stored snapshot are stored as a
-            // new snapshot instead, replacing the chunks (compaction in the
-            // same transaction, made here on all cores).
-            if changes.len() > self.room { Chunk { data: self.fork.save(), snapshot: true } } else { Chunk { data: changes, snapshot: false } }
-        });
-        // Prepared here, on all cores, but sent only once the changes are committed.
-        // The sender waits for our heads to know its changes are stored. A
-        // heads-only message from it later in the same batch can make
-        // Automerge believe we already told it them, and stay silent; so
-        // the acknowledgement is always sent.
-        let reply = accepted
-            .then(|| {
-                self.state.last_sent_heads.clear();
-                self.fork.generate_sync_message(&mut self.state)
-            })
-            .flatten();
-        Checked { id: self.id, fork: self.fork, state: self.state, verdict, actors, chunk, reply }
+        let canonical = self.guard.as_mut().expect("jobs are made for existing documents");
+        let outcome = if self.messages.iter().all(|m| m.changes.is_empty()) {
+            heads_only(canonical, &mut self.state, self.messages)
+        } else {
+            match incoming_changes(&self.messages) {
+                Some(changes) => {
+                    let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
+                    let outcome = accept(canonical, &mut self.state, self.messages, &changes, &self.kind, who);
+                    return Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome };
+                }
+                None => Outcome::Corrupt,
+            }
+        };
+        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors: BTreeSet::new(), new_actors: Vec::new(), outcome }
     }
 }
 
+fn heads_only(canonical: &mut Canonical, state: &mut sync::State, messages: Vec<sync::Message>) -> Outcome {
+    for message in messages {
+        if canonical.receive_heads(state, message).is_err() {
+            return Outcome::Corrupt;
+        }
+    }
+    Outcome::Heads { reply: canonical.sync_message(state) }
+}
+
+/// The changes the messages carry, parsed one chunk at a time (the
+/// messages passed `scan_sync_message`, so each chunk is a plain change).
+fn incoming_changes(messages: &[sync::Message]) -> Option<Vec<automerge::Change>> {
+    let mut changes = Vec::new();
+    for message in messages {
+        for blob in message.changes.iter() {
+            for chunk in shared::sync::inbound::change_chunks(blob) {
+                changes.push(automerge::Change::try_from(chunk).ok()?);
+            }
+        }
+    }
+    Some(changes)
+}
+
+/// Judges the changes against the canonical copy before applying any of
+/// them, applies them to a fork, judges the entries they touched, and
+/// prepares what to store and the acknowledgement.
+fn accept(
+    canonical: &mut Canonical,
+    state: &mut sync::State,
+    messages: Vec<sync::Message>,
+    changes: &[automerge::Change],
+    kind: &DocKind,
+    who: &Principal,
+) -> Outcome {
+    let rejected = |denial: Denial| Outcome::Rejected { rule: denial.rule.code(), message: denial.to_string() };
+    let plan = match check_ops(canonical.doc(), changes, kind, who).and_then(|plan| check_quota(&plan).map(|()| plan)) {
+        Ok(plan) => plan,
+        Err(denial) => return rejected(denial),
+    };
+    let room = canonical.incremental_room();
+    let mut fork = canonical.doc().clone();
+    let before = fork.get_heads();
+    for message in messages {
+        if fork.receive_sync_message(state, message).is_err() {
+            return Outcome::Corrupt;
+        }
+    }
+    if let Err(denial) = check_entries(&fork, &plan, kind, who) {
+        return rejected(denial);
+    }
+    let applied = fork.get_heads() != before;
+    let chunk = applied.then(|| {
+        let changes = fork.save_after(&before);
+        // Changes that would outgrow the stored snapshot are stored as a
+        // new snapshot instead, replacing the chunks (compaction in the
+        // same transaction, made here on all cores).
+        if changes.len() > room { Chunk { data: fork.save(), snapshot: true } } else { Chunk { data: changes, snapshot: false } }
+    });
+    // Prepared here, on all cores, but sent only once the changes are
+    // committed. The sender waits for our heads to know its changes are
+    // stored. A heads-only message from it later in the same batch can make
+    // Automerge believe we already told it them, and stay silent; so the
+    // acknowledgement is always sent.
+    state.last_sent_heads.clear();
+    let reply = fork.generate_sync_message(state);
+    Outcome::Accepted { fork: Some(fork), chunk, reply }
+}
+
 /// Applies and checks documents' changes on all cores: merging and checking
-/// is most of the cost of a catch-up.
+/// is most of the cost of a catch-up, and generating a reply for a client's
+/// Bloom filter is work too; none of it runs on the async runtime.
 async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
     if jobs.is_empty() {
         return Vec::new();

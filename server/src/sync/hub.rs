@@ -6,20 +6,21 @@
 //! chunk's per-document sequence number, and what one instance announces
 //! reaches the others' connections as well.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 use shared::DocId;
-use tokio::sync::{OwnedMutexGuard, broadcast};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::cluster::{Cluster, ClusterStatus};
-use crate::storage::{Backend, Store, StoreError};
+use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
-/// The server's copy of a document, exactly as committed to storage.
+/// The server's copy of a document, exactly as committed to storage. Only
+/// the hub changes it (`Hub::commit`, `Hub::catch_up`).
 pub struct Canonical {
-    pub doc: Automerge,
+    doc: Automerge,
     /// The document's stored sequence number this copy holds everything up to.
     pub seq: i64,
     /// Stored sizes, for compaction.
@@ -46,6 +47,17 @@ struct SyncMemo {
 impl Canonical {
     fn new(doc: Automerge, seq: i64, snapshot_bytes: usize, incremental_bytes: usize) -> Self {
         Self { doc, seq, snapshot_bytes, incremental_bytes, memo: SyncMemo::default() }
+    }
+
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Takes a sync message that carries no changes (heads, needs, Bloom
+    /// filters): it changes this connection's sync state, not the document.
+    pub fn receive_heads(&mut self, state: &mut sync::State, message: sync::Message) -> Result<(), automerge::AutomergeError> {
+        debug_assert!(message.changes.is_empty());
+        self.doc.receive_sync_message(state, message)
     }
 
     fn wants_compaction(&self) -> bool {
@@ -90,16 +102,14 @@ fn compaction_threshold(snapshot_bytes: usize) -> usize {
     snapshot_bytes.max(4096)
 }
 
-/// A chunk just committed for a locked document whose copy already holds it.
-pub struct Commit<'a> {
+/// Changes accepted into a locked document: the copy with them applied, and
+/// what to store for them.
+pub struct Accepted {
     pub id: DocId,
-    pub canonical: &'a mut Canonical,
-    /// The chunk's sequence number.
-    pub seq: i64,
-    /// The chunk's size.
-    pub bytes: usize,
-    /// Whether the chunk is a snapshot of the whole copy, which replaced
-    /// the stored chunks it held.
+    pub doc: Automerge,
+    pub data: Vec<u8>,
+    /// `data` is a snapshot of the whole copy, replacing the stored chunks
+    /// it holds.
     pub snapshot: bool,
 }
 
@@ -116,7 +126,15 @@ pub struct Hub {
     access: broadcast::Sender<()>,
     /// Other instances on the same PostgreSQL database; `None` on SQLite.
     cluster: Option<Cluster>,
+    /// Operations being judged and applied, across all connections.
+    ops_in_flight: Arc<Semaphore>,
 }
+
+/// Operations all connections may have in flight at once: each costs memory
+/// while it is judged and applied (about a hundred bytes in Automerge, more
+/// in a fork's copy of its document), so this bounds what clients can make
+/// the server hold, whatever their number.
+pub const MAX_OPS_IN_FLIGHT: u32 = 400_000;
 
 impl Hub {
     /// A hub for one process alone (SQLite, or tests that want no peers).
@@ -146,7 +164,15 @@ impl Hub {
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
             cluster,
+            ops_in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT as usize)),
         }
+    }
+
+    /// Waits until `ops` more operations may be judged and applied; they
+    /// count until the permit is dropped.
+    pub async fn admit_ops(&self, ops: u64) -> OwnedSemaphorePermit {
+        let ops = ops.clamp(1, u64::from(MAX_OPS_IN_FLIGHT)) as u32;
+        self.ops_in_flight.clone().acquire_many_owned(ops).await.expect("the semaphore is never closed")
     }
 
     /// This server's automerge-repo peer id; also names the instance in
@@ -183,36 +209,85 @@ impl Hub {
         Ok(locked)
     }
 
-    /// Records freshly committed chunks, one per document (`Commit::seq`),
-    /// and folds a document's chunks into a snapshot if they still outgrow
-    /// it, so loading stays proportional to the document's size; such
-    /// snapshots of the batch are stored in one transaction. (Sync stores
-    /// a snapshot in place of a batch's changes when they would outgrow it,
-    /// so this is rarely needed.) If another instance stored chunks of a
-    /// document since this copy was read, they are loaded first: the copy
-    /// (and any snapshot made from it) then holds every stored change up
-    /// to `seq`.
-    pub async fn committed(&self, commits: Vec<Commit<'_>>) -> Result<(), StoreError> {
+    /// The one way accepted changes enter the record, for every writer:
+    /// stores them (with the batch's audit rows and, for a person's
+    /// changes, the checks `Store::store_writes` makes under its locks),
+    /// installs each copy, compacts what outgrew its snapshot, and announces
+    /// the documents here and to other instances. Nothing is installed or
+    /// announced unless everything was stored. A document another instance
+    /// wrote since its copy was read fails with `StoreError::Stale`, its
+    /// copy already caught up: judge the changes again and retry.
+    pub async fn commit(
+        &self,
+        locked: &mut BTreeMap<DocId, Locked>,
+        accepted: Vec<Accepted>,
+        events: &[AuditEvent<'_>],
+        author: Option<Author<'_>>,
+    ) -> Result<(), StoreError> {
+        let held = |id: &DocId| locked.get(id).and_then(|g| g.as_ref()).map(|c| c.seq);
+        let chunks: Vec<NewChunk<'_>> = accepted
+            .iter()
+            .map(|a| NewChunk {
+                doc: a.id,
+                data: &a.data,
+                snapshot_through: if a.snapshot { held(&a.id) } else { None },
+                expected_seq: held(&a.id),
+            })
+            .collect();
+        let stored = self.store.store_writes(&Writes { chunks: &chunks, events, author }).await;
+        let seqs = match stored {
+            Ok(seqs) => seqs,
+            Err(StoreError::Stale(stale)) => {
+                for id in &stale {
+                    if let Some(canonical) = locked.get_mut(id).and_then(|g| g.as_mut()) {
+                        self.catch_up(*id, canonical).await?;
+                    }
+                }
+                return Err(StoreError::Stale(stale));
+            }
+            Err(error) => return Err(error),
+        };
+        drop(chunks);
         let mut compact = Vec::new();
-        for Commit { id, canonical, seq, bytes, snapshot } in commits {
-            if snapshot {
-                canonical.snapshot_bytes = bytes;
+        let mut changed = Vec::new();
+        for (a, seq) in accepted.into_iter().zip(seqs) {
+            let canonical = locked.get_mut(&a.id).and_then(|g| g.as_mut()).expect("accepted documents are locked");
+            canonical.doc = a.doc;
+            if a.snapshot {
+                canonical.snapshot_bytes = a.data.len();
                 canonical.incremental_bytes = 0;
             } else {
-                canonical.incremental_bytes += bytes;
+                canonical.incremental_bytes += a.data.len();
             }
-            if seq != canonical.seq + 1 {
-                self.catch_up(id, canonical).await?;
-            }
-            canonical.seq = canonical.seq.max(seq);
+            canonical.seq = seq;
             if canonical.wants_compaction() {
-                let snapshot = canonical.doc.save();
-                compact.push((id, canonical, snapshot));
+                compact.push(a.id);
             }
+            changed.push(a.id);
         }
-        let batch: Vec<(DocId, &[u8], i64)> = compact.iter().map(|(id, canonical, snapshot)| (*id, snapshot.as_slice(), canonical.seq)).collect();
+        self.compact(locked, &compact).await?;
+        for id in changed {
+            self.changed(id);
+        }
+        Ok(())
+    }
+
+    /// Folds each document's chunks into a snapshot (one transaction), so
+    /// loading stays proportional to its size. Sync stores a snapshot in
+    /// place of a batch's changes when they would outgrow it, so this is
+    /// rarely needed.
+    async fn compact(&self, locked: &mut BTreeMap<DocId, Locked>, ids: &[DocId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let snapshots: Vec<(DocId, Vec<u8>, i64)> = ids
+            .iter()
+            .filter_map(|id| locked.get(id)?.as_ref().map(|c| (*id, c.doc.save(), c.seq)))
+            .collect();
+        let batch: Vec<(DocId, &[u8], i64)> = snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();
         let snapshot_seqs = self.store.compact_documents(&batch).await?;
-        for ((_, canonical, snapshot), snapshot_seq) in compact.into_iter().zip(snapshot_seqs) {
+        for ((id, snapshot, _), snapshot_seq) in snapshots.iter().zip(snapshot_seqs) {
+            let Some(canonical) = locked.get_mut(id).and_then(|g| g.as_mut()) else { continue };
             if snapshot_seq == canonical.seq + 1 {
                 canonical.seq = snapshot_seq;
             }
@@ -224,7 +299,7 @@ impl Hub {
 
     /// Loads what other instances stored after this copy's sequence number.
     /// Returns whether the document changed.
-    async fn catch_up(&self, id: DocId, canonical: &mut Canonical) -> Result<bool, StoreError> {
+    pub(super) async fn catch_up(&self, id: DocId, canonical: &mut Canonical) -> Result<bool, StoreError> {
         let chunks = self.store.chunks_after(id, canonical.seq).await?;
         if chunks.is_empty() {
             return Ok(false);

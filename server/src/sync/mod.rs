@@ -10,10 +10,10 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use shared::sync::MAX_FRAME_BYTES;
+use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
 pub use cluster::ClusterStatus;
-pub use hub::{Commit, Hub};
+pub use hub::{Accepted, Hub};
 
 use crate::storage::UserRecord;
 use crate::{AppState, Error};
@@ -37,8 +37,9 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebS
         // was a sixth of the server's time and 128 KiB of memory per
         // socket. Larger frames still arrive, in more reads.
         .read_buffer_size(SOCKET_READ_BUFFER)
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
+        // What a client sends is bounded before it is buffered whole.
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .on_upgrade(move |socket| connection::run(state, peer, socket)))
 }
 

@@ -314,8 +314,8 @@ async fn batches_number_each_document_consecutively() {
         let held = store.load_document(doc).await.unwrap().unwrap().seq;
         let theirs = store.append_changes(&[(doc, genesis.clone())]).await.unwrap()[0];
         let batch = [
-            NewChunk { doc: other_doc, data: &genesis, snapshot_through: None },
-            NewChunk { doc, data: &genesis, snapshot_through: Some(held) },
+            NewChunk { doc: other_doc, data: &genesis, snapshot_through: None, expected_seq: None },
+            NewChunk { doc, data: &genesis, snapshot_through: Some(held), expected_seq: None },
         ];
         let seqs = store.store_chunks(&batch).await.unwrap();
         assert_eq!(seqs[1], theirs + 1, "{backend:?}");

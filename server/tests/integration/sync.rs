@@ -287,7 +287,7 @@ async fn bad_frames_close_one_connection_with_a_reason_and_others_keep_working()
         let _ = bad.send_raw(frame).await;
         let outcome = bad.sync_until(TIMEOUT, |_, _| false).await;
         // A clear error message, then a close with a reason.
-        let closed = matches!(&outcome, Err(server::client::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt"))
+        let closed = matches!(&outcome, Err(server::client::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
             || matches!(outcome, Err(server::client::ClientError::Closed(_) | server::client::ClientError::WebSocket(_)));
         assert!(closed, "{name}: {outcome:?}");
 

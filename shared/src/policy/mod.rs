@@ -151,19 +151,32 @@ fn deny<T>(rule: Rule, path: &[String]) -> Result<T, Denial> {
 }
 
 /// Decides whether `who` may make the changes between `before` and the
-/// document's current heads. For callers holding only the changed document
-/// (tests, the demo seeder); it rebuilds the document as it was at `before`.
+/// document's current heads. For the server's own writes (the demo seeder)
+/// and tests: it rebuilds the document as it was at `before`, and applies
+/// no per-person quota.
 pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who: &Principal) -> Result<(), Denial> {
     let base = doc.fork_at(before).map_err(|_| Denial { rule: Rule::Schema, path: String::new() })?;
-    check_edit(&base, doc, kind, who)
+    let changes = doc.get_changes(before);
+    let plan = check_ops(&base, &changes, kind, who)?;
+    check_entries(doc, &plan, kind, who)
 }
 
 /// Decides whether `who` may turn `base` into `after` (a copy of `base` with
-/// changes added): the app's check of a local edit, with the copy it kept.
+/// changes added), as the server will: the app's check of a local edit,
+/// with the copy it kept.
 pub fn check_edit(base: &Automerge, after: &Automerge, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
     let changes = after.get_changes(&base.get_heads());
     let plan = check_ops(base, &changes, kind, who)?;
+    check_quota(&plan)?;
     check_entries(after, &plan, kind, who)
+}
+
+/// What one person may add in one change (`fields::limits`).
+pub fn check_quota(plan: &Plan) -> Result<(), Denial> {
+    if plan.largest_change > crate::fields::limits::ENTRIES_PER_CHANGE {
+        return deny(Rule::Limit, &[]);
+    }
+    Ok(())
 }
 
 /// Checks every operation of `changes` against `base`, the document they

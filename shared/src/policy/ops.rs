@@ -6,8 +6,8 @@
 //! entry's provenance, or the demographics map. Objects made by these same
 //! changes are tracked as they are made; an operation into any other object
 //! (one hidden by a conflict or deletion, or one this document does not have)
-//! is refused. New entries may be made only under a fresh canonical id, each
-//! field written once; existing entries only take the status fields their
+//! is refused. New entries may be made only under a fresh canonical id, with
+//! listed, typed fields; existing entries only take the status fields their
 //! type allows, from principals allowed to set them, with every value (also
 //! one that would lose a conflict) checked against the status before.
 
@@ -31,6 +31,8 @@ pub struct Plan {
     pub updated: BTreeSet<(&'static str, String)>,
     /// The actor ids that signed the changes.
     pub actors: BTreeSet<ActorId>,
+    /// The most entries one of the changes made.
+    pub largest_change: usize,
 }
 
 /// Where an object sits.
@@ -61,8 +63,6 @@ struct Checker<'a> {
     made: HashMap<(u64, ActorId), Place>,
     /// Objects of `base` already resolved.
     existing: HashMap<(u64, ActorId), Place>,
-    /// Fields of new entries (and their provenance) already written.
-    written: HashSet<(u64, ActorId, String)>,
     updates: HashMap<(&'static str, String), Update>,
     plan: Plan,
 }
@@ -84,7 +84,6 @@ pub(super) fn check(base: &Automerge, changes: &[Change], kind: &DocKind, who: &
         me: who.user.to_string(),
         made: HashMap::new(),
         existing: HashMap::new(),
-        written: HashSet::new(),
         updates: HashMap::new(),
         plan: Plan::default(),
     };
@@ -135,9 +134,7 @@ impl Checker<'_> {
             }
             self.op(id, place, key, &op.action, op.pred.len())?;
         }
-        if self.plan.created.len() - created_before > fields::limits::ENTRIES_PER_CHANGE {
-            return deny(Rule::Limit, &[]);
-        }
+        self.plan.largest_change = self.plan.largest_change.max(self.plan.created.len() - created_before);
         Ok(())
     }
 
@@ -212,14 +209,14 @@ impl Checker<'_> {
             Place::Collection { name, obj } => self.new_entry(id, name, obj, key, action, preds, &path),
             Place::Demographics => self.demographics(key, action, &path),
             Place::Entry { collection, id: entry, obj: None } => {
-                self.new_field(&id, fields::entry_fields(collection), key, action, preds, &path)?;
+                self.new_field(fields::entry_fields(collection), key, action, &path)?;
                 if matches!(action, OpType::Make(_)) {
                     self.made.insert(id, Place::Provenance { collection, id: entry, new: true });
                 }
                 Ok(())
             }
             Place::Entry { collection, id: entry, obj: Some(obj) } => self.update(collection, entry, &obj, key, action, &path),
-            Place::Provenance { new: true, .. } => self.new_field(&id, Some(fields::PROVENANCE), key, action, preds, &path),
+            Place::Provenance { new: true, .. } => self.new_field(Some(fields::PROVENANCE), key, action, &path),
             Place::Provenance { new: false, .. } => deny(Rule::ImmutableField, &path),
         }
     }
@@ -267,21 +264,12 @@ impl Checker<'_> {
         (!may).then(|| self.kind.clinic().map_or(Rule::NotPermitted, |clinic| outsider(who, clinic)))
     }
 
-    /// A field of an entry (or provenance) these changes made: listed, typed,
-    /// written once, overwriting nothing.
-    fn new_field(
-        &mut self,
-        object: &(u64, ActorId),
-        fields: Option<&'static [Field]>,
-        key: &str,
-        action: &OpType,
-        preds: usize,
-        path: &[String],
-    ) -> Result<(), Denial> {
+    /// A field of an entry (or provenance) these changes made: listed and typed.
+    fn new_field(&self, fields: Option<&'static [Field]>, key: &str, action: &OpType, path: &[String]) -> Result<(), Denial> {
         let Some(field) = fields.and_then(|fields| fields::find(fields, key)) else { return deny(Rule::Schema, path) };
-        if preds > 0 || !self.written.insert((object.0, object.1.clone(), key.to_owned())) {
-            return deny(Rule::Schema, path);
-        }
+        // A field may be written again within the same batch (an entry
+        // recorded and stopped at once); every value is checked, also the
+        // ones the last write hides.
         match (action, field.kind) {
             (OpType::Make(ObjType::Map), Kind::Map(_)) => Ok(()),
             (OpType::Put(value), _) => admit(field, value, path),

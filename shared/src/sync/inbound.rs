@@ -193,6 +193,22 @@ fn scan_change_chunk(r: &mut Reader<'_>) -> Result<u64, Unbounded> {
     Ok(ops)
 }
 
+/// The chunks of a change blob that passed [`scan_sync_message`], one by
+/// one (a V2 message concatenates them).
+pub fn change_chunks(mut blob: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if blob.is_empty() {
+            return None;
+        }
+        let mut r = Reader::new(blob.get(9..)?);
+        let len = r.uleb_usize().ok()?;
+        let total = blob.len() - r.rest().len() + len;
+        let (chunk, rest) = blob.split_at(total.min(blob.len()));
+        blob = rest;
+        Some(chunk)
+    })
+}
+
 fn actor(r: &mut Reader<'_>) -> Result<(), Unbounded> {
     let len = r.uleb_usize()?;
     if len > MAX_ACTOR_BYTES {
