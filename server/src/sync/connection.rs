@@ -378,22 +378,25 @@ impl Connection {
                 self.own_actors.insert(actor.clone());
             }
         }
-        let mut fresh = 0;
+        // Distinct new actor ids the batch will bind: one device's actor id
+        // signing changes to many documents counts once.
+        let mut fresh: HashSet<String> = HashSet::new();
         for c in &mut checked {
             let forged = c.actors.iter().any(|a| owners.get(a).is_some_and(|owner| *owner != self.user.id));
             let new: Vec<String> = c.actors.iter().filter(|a| !owners.contains_key(*a)).cloned().collect();
-            fresh += new.len();
+            let added = new.iter().filter(|a| !fresh.contains(*a)).count();
             if forged {
                 c.outcome = Outcome::Rejected {
                     rule: "forged-actor",
                     message: "changes were signed with an actor id that belongs to another user (rule forged-actor)".into(),
                 };
-            } else if fresh > MAX_NEW_ACTORS_PER_BATCH {
+            } else if fresh.len() + added > MAX_NEW_ACTORS_PER_BATCH {
                 c.outcome = Outcome::Rejected {
                     rule: "limit",
                     message: format!("changes were signed with more than {MAX_NEW_ACTORS_PER_BATCH} new actor ids at once (rule limit)"),
                 };
             } else if matches!(c.outcome, Outcome::Accepted { .. }) {
+                fresh.extend(new.iter().cloned());
                 c.new_actors = new;
             }
         }

@@ -9,6 +9,7 @@ mod cluster;
 mod demo;
 mod durability;
 mod http;
+mod refusals;
 mod storage;
 mod sync;
 
