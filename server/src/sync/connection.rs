@@ -505,19 +505,33 @@ struct Chunk {
 impl Job {
     fn run(mut self, who: &Principal) -> Checked {
         let canonical = self.guard.as_mut().expect("jobs are made for existing documents");
-        let outcome = if self.messages.iter().all(|m| m.changes.is_empty()) {
-            heads_only(canonical, &mut self.state, self.messages)
-        } else {
-            match incoming_changes(&self.messages) {
+        let messages = std::mem::take(&mut self.messages);
+        let (kind, state) = (&self.kind, &mut self.state);
+        // Automerge trusts what it is given in places: it unwraps on actor
+        // ids a document does not know (a change listing an unused one, or
+        // a new actor starting at a sequence number other than 1). A panic
+        // while judging or applying a client's changes ends that connection
+        // as corrupt input (1007), like a parse error, instead of the task
+        // dying without a close frame. Changes are applied to a fork, and a
+        // heads-only message changes only this connection's sync state, so
+        // the canonical copy is as it was.
+        let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if messages.iter().all(|m| m.changes.is_empty()) {
+                return (BTreeSet::new(), heads_only(canonical, state, messages));
+            }
+            match incoming_changes(&messages) {
                 Some(changes) => {
                     let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
-                    let outcome = accept(canonical, &mut self.state, self.messages, &changes, &self.kind, who);
-                    return Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome };
+                    (actors, accept(canonical, state, messages, &changes, kind, who))
                 }
-                None => Outcome::Corrupt,
+                None => (BTreeSet::new(), Outcome::Corrupt),
             }
-        };
-        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors: BTreeSet::new(), new_actors: Vec::new(), outcome }
+        }));
+        let (actors, outcome) = judged.unwrap_or_else(|_| {
+            tracing::warn!(doc = %self.id, "sync: Automerge panicked on a client's message; closing the connection");
+            (BTreeSet::new(), Outcome::Corrupt)
+        });
+        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome }
     }
 }
 

@@ -606,6 +606,101 @@ async fn a_seven_megabyte_message_is_refused_and_nothing_is_stored() {
     world.assert_logs_clean();
 }
 
+/// (i) Frames at the client frame limit, as fast as the sockets take them,
+/// on several connections: each a valid message whose one change carries
+/// a value of almost 1 MiB (refused by the policy, but only once judged).
+/// What the server holds for them at once stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_frames_at_the_size_limit_is_bounded() {
+    const FRAMES: usize = 25;
+    let _serial = SERIAL.lock().await;
+    let world = World::new().await;
+    let before = world.stored().await;
+    let mut replica = world.maria_replica(world.thread).await;
+    let doc = replica.client.doc_mut(world.thread).unwrap();
+    let heads = doc.get_heads();
+    let body = format!("{MARKER} ").repeat(1_000_000 / (MARKER.len() + 1));
+    let change = message_change(doc, world.maria.user.id, &body);
+    replica.close().await;
+    let data = craft::carrying(heads, vec![change.raw_bytes().to_vec()], MessageVersion::V1);
+    let thread = world.thread;
+    let (answers, _) = under_attack(&world.portal, "(i) frames at the size limit", async {
+        let mut raws = Vec::new();
+        for _ in 0..4 {
+            raws.push(world.raw(&world.maria).await);
+        }
+        let tasks: Vec<_> = raws
+            .into_iter()
+            .map(|mut raw| {
+                let frame = raw.sync_frame(thread, data.clone());
+                assert!(frame.len() < 1024 * 1024 && frame.len() > 1000 * 1000, "{}", frame.len());
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    for _ in 0..FRAMES {
+                        if raw.send(frame.clone()).await.is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    (sent, raw.answer(Duration::from_secs(5)).await)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    })
+    .await;
+    for (sent, answer) in &answers {
+        println!("(i) {sent} frames sent; {} replies, close {:?}", answer.messages.len(), answer.close);
+    }
+    assert_eq!(world.stored().await, before, "(i): nothing stored or audited");
+    world.assert_logs_clean();
+}
+
+/// (j) Changes the policy passes but Automerge 0.12 panics on when applying
+/// them (it unwraps on actor ids the document does not know), found by the
+/// fuzzer: a change listing an unused unknown actor, and a new actor's first
+/// change numbered 2. The connection is closed with an error (1007), not
+/// dropped without a close frame, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_automerge_cannot_apply_close_only_that_connection() {
+    let _serial = SERIAL.lock().await;
+    let mut world = World::new().await;
+    let before = world.stored().await;
+    let mut replica = world.maria_replica(world.thread).await;
+    let doc = replica.client.doc_mut(world.thread).unwrap();
+    let heads = doc.get_heads();
+    let change = ChangeParts::parse(message_change(doc, world.maria.user.id, "Hello").raw_bytes());
+    replica.close().await;
+    let mut unknown_actor = change.clone();
+    unknown_actor.others.push(automerge::ActorId::random().to_bytes().to_vec());
+    let mut second_first = change.clone();
+    second_first.seq = 2;
+    let variants = [("an unused unknown actor", unknown_actor), ("a new actor starting at 2", second_first)];
+    let (answers, _) = under_attack(&world.portal, "(j) changes Automerge panics on", async {
+        let mut answers = Vec::new();
+        for (name, patched) in &variants {
+            let data = craft::carrying(heads.clone(), vec![patched.chunk()], MessageVersion::V1);
+            let answer = on_connections(&world, &world.maria, 1, |raw| raw.sync_frame(world.thread, data.clone())).await;
+            answers.push((*name, answer.into_iter().next().unwrap()));
+        }
+        answers
+    })
+    .await;
+    for (name, answer) in &answers {
+        answer.assert_refused(1007, name);
+        assert!(answer.error().unwrap().contains("corrupt Automerge changes"), "{name}: {answer:?}");
+    }
+    assert_eq!(world.stored().await, before, "(j): nothing stored or audited");
+    world.still_serving("(j)").await;
+    let logs = world.portal.logs();
+    assert_eq!(logs.matches("Automerge panicked on a client's message").count(), 2, "both were Automerge panics");
+    assert!(!logs.contains(MARKER));
+}
+
 /// Several instances on PostgreSQL run the same bounds and policy: a
 /// second instance refuses the Bloom probe attack and a forbidden change,
 /// stores nothing, and still relays a provider's change to the first.
