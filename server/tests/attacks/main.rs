@@ -33,6 +33,7 @@ use server::storage::{Backend, Store};
 use server::testing::TestDatabase;
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
+use shared::sync::WireMessage;
 use shared::{DocId, EntryId, UserId, record};
 
 use craft::ChangeParts;
@@ -699,6 +700,50 @@ async fn changes_automerge_cannot_apply_close_only_that_connection() {
     let logs = world.portal.logs();
     assert_eq!(logs.matches("Automerge panicked on a client's message").count(), 2, "both were Automerge panics");
     assert!(!logs.contains(MARKER));
+}
+
+/// (k) A valid message whose change numbers its operations below those of
+/// the change it depends on (found by the fuzzer). Automerge 0.12 applies
+/// it, but the document it makes no longer loads ("max_op is lower than
+/// start_op"): every new device opening the record, and the server itself
+/// after a restart or compaction, would fail on it. Refused by the policy;
+/// the record still opens and loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_numbered_below_its_dependencies_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let mut world = World::new().await;
+    let before = world.stored().await;
+    // Maria gives her phone number, as the app writes it; the change is
+    // then numbered one lower, level with the last operation it follows.
+    let id = world.patient_record;
+    let mut replica = world.maria_replica(id).await;
+    let doc = replica.client.doc_mut(id).unwrap();
+    let heads = doc.get_heads();
+    let mut tx = doc.transaction();
+    let demographics = shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
+    record::set_demographics(&mut tx, &demographics).unwrap();
+    tx.commit();
+    let mut change = ChangeParts::parse(doc.get_last_local_change().unwrap().raw_bytes());
+    replica.close().await;
+    change.start_op -= 1;
+    let data = craft::carrying(heads, vec![change.chunk()], MessageVersion::V1);
+    let (answers, _) = under_attack(&world.portal, "(k) operations numbered below their dependencies", async {
+        let mut raw = world.raw(&world.maria).await;
+        raw.send(raw.sync_frame(id, data.clone())).await.unwrap();
+        // Refused, or acknowledged with a sync reply.
+        raw.answer_until(TIMEOUT, |m| matches!(m, WireMessage::ChangeRejected { .. } | WireMessage::Sync { .. })).await
+    })
+    .await;
+    let (rule, why) = answers.rejected().unwrap_or_else(|| panic!("(k): not refused: {answers:?}"));
+    println!("(k) refused: {why}");
+    assert_eq!(rule, "schema", "{answers:?}");
+    assert_eq!(world.stored().await, before, "(k): nothing stored or audited");
+    // The record still opens on a new device and loads from storage.
+    let fresh = world.portal.replica(&world.maria, &[id]).await;
+    fresh.close().await;
+    let stored = world.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap();
+    Automerge::load(&stored.save()).expect("the stored record loads");
+    world.still_serving("(k)").await;
 }
 
 /// Several instances on PostgreSQL run the same bounds and policy: a

@@ -316,6 +316,14 @@ impl Answer {
         })
     }
 
+    /// The rule and explanation of a `change-rejected` message, if one came.
+    pub fn rejected(&self) -> Option<(&str, &str)> {
+        self.messages.iter().find_map(|m| match m {
+            WireMessage::ChangeRejected { rule, message, .. } => Some((rule.as_str(), message.as_str())),
+            _ => None,
+        })
+    }
+
     /// An `error` message, then a close with this code.
     pub fn assert_refused(&self, code: u16, what: &str) {
         let error = self.error().unwrap_or_else(|| panic!("{what}: no error message: {self:?}"));
@@ -361,7 +369,7 @@ impl Raw {
         self.answer_until(timeout, |_| false).await
     }
 
-    async fn answer_until(&mut self, timeout: Duration, done: impl Fn(&WireMessage) -> bool) -> Answer {
+    pub async fn answer_until(&mut self, timeout: Duration, done: impl Fn(&WireMessage) -> bool) -> Answer {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut answer = Answer::default();
         loop {
