@@ -521,8 +521,9 @@ impl Job {
             }
             match incoming_changes(&messages) {
                 Some(changes) => {
+                    let (changes, messages, wanted) = only_ready(canonical.doc(), changes, messages);
                     let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
-                    (actors, accept(canonical, state, messages, &changes, kind, who))
+                    (actors, accept(canonical, state, messages, &changes, wanted, kind, who))
                 }
                 None => (BTreeSet::new(), Outcome::Corrupt),
             }
@@ -558,6 +559,74 @@ fn incoming_changes(messages: &[sync::Message]) -> Option<Vec<automerge::Change>
     Some(changes)
 }
 
+/// The changes that can be applied now (each dependency in the record or
+/// among the others that can), the messages carrying only those, and the
+/// dependencies the others lack. Automerge would keep the others in a
+/// queue and apply them whenever their dependencies came: in a later
+/// batch, perhaps another person's, judged by nobody against a record that
+/// has moved on (a cancellation judged while it was allowed, stored after
+/// an approval). So they are neither judged nor applied now; the server
+/// asks for what they lack, and they come back with it and are judged then.
+/// An honest replica sends a change without its dependency after a Bloom
+/// filter false positive (about one change in a hundred).
+fn only_ready(
+    base: &Automerge,
+    changes: Vec<automerge::Change>,
+    mut messages: Vec<sync::Message>,
+) -> (Vec<automerge::Change>, Vec<sync::Message>, Vec<automerge::ChangeHash>) {
+    const NEVER: usize = usize::MAX;
+    let index: HashMap<automerge::ChangeHash, usize> = changes.iter().enumerate().map(|(i, c)| (c.hash(), i)).collect();
+    let mut missing = vec![0usize; changes.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    let mut wanted = BTreeSet::new();
+    let mut stack = Vec::new();
+    for (i, change) in changes.iter().enumerate() {
+        for dep in change.deps() {
+            if let Some(&j) = index.get(dep) {
+                if missing[i] != NEVER {
+                    missing[i] += 1;
+                }
+                dependents[j].push(i);
+            } else if base.get_change_meta_by_hash(dep).is_none() {
+                missing[i] = NEVER;
+                wanted.insert(*dep);
+            }
+        }
+        if missing[i] == 0 {
+            stack.push(i);
+        }
+    }
+    let mut ready = vec![false; changes.len()];
+    while let Some(i) = stack.pop() {
+        ready[i] = true;
+        for &k in &dependents[i] {
+            if missing[k] != NEVER {
+                missing[k] -= 1;
+                if missing[k] == 0 {
+                    stack.push(k);
+                }
+            }
+        }
+    }
+    if ready.iter().all(|r| *r) {
+        return (changes, messages, Vec::new());
+    }
+    // The messages' chunks are the changes, in order (`incoming_changes`).
+    let mut flags = ready.iter();
+    for message in &mut messages {
+        let kept: Vec<Vec<u8>> = message
+            .changes
+            .iter()
+            .flat_map(shared::sync::inbound::change_chunks)
+            .filter(|_| flags.next().copied().unwrap_or(false))
+            .map(<[u8]>::to_vec)
+            .collect();
+        message.changes = kept.into();
+    }
+    let changes = changes.into_iter().zip(ready).filter_map(|(c, r)| r.then_some(c)).collect();
+    (changes, messages, wanted.into_iter().collect())
+}
+
 /// Judges the changes against the canonical copy before applying any of
 /// them, applies them to a fork, judges the entries they touched, and
 /// prepares what to store and the acknowledgement.
@@ -566,6 +635,7 @@ fn accept(
     state: &mut sync::State,
     messages: Vec<sync::Message>,
     changes: &[automerge::Change],
+    wanted: Vec<automerge::ChangeHash>,
     kind: &DocKind,
     who: &Principal,
 ) -> Outcome {
@@ -599,7 +669,16 @@ fn accept(
     // Automerge believe we already told it them, and stay silent; so the
     // acknowledgement is always sent.
     state.last_sent_heads.clear();
-    let reply = fork.generate_sync_message(state);
+    // Changes were left out for lack of their dependencies (`only_ready`):
+    // the reply asks for those, and resets the sender's memory of what it
+    // sent, so it sends them again together with the changes left out.
+    state.needs_reset |= !wanted.is_empty();
+    let mut reply = fork.generate_sync_message(state);
+    if let Some(reply) = reply.as_mut().filter(|_| !wanted.is_empty()) {
+        reply.need.extend(wanted);
+        reply.need.sort();
+        reply.need.dedup();
+    }
     Outcome::Accepted { fork: Some(fork), chunk, reply }
 }
 

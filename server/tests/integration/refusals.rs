@@ -342,3 +342,188 @@ async fn one_new_device_writing_many_documents_at_once_is_accepted() {
     f.stop().await;
 }
 
+
+/// A change whose dependency has not arrived waits in Automerge's queue, and
+/// Automerge applies it whenever the dependency comes, in a later batch and
+/// without it being judged again. So a patient could send "cancel my refill
+/// request" while it may be cancelled, held back behind a change only she
+/// has; once the clinic approved the request, she sends that change, and
+/// the cancellation lands next to the approval, which the policy forbids.
+/// The server keeps no such queue: a change is stored only after being
+/// judged against the record it is applied to.
+#[tokio::test]
+async fn a_change_held_back_behind_a_missing_dependency_is_judged_when_applied() {
+    let f = Fixture::new(Backend::Sqlite).await;
+    let (maria, brandt) = (f.user("Maria"), f.user("Brandt"));
+    let id = f.patient_record();
+    let patient = f.replica(maria, id).await;
+    let requests = |doc: &Automerge| doc.get(ROOT, "refill_requests").unwrap().unwrap().1;
+    let (request, request_id) = {
+        let doc = patient.client.doc(id).unwrap();
+        let coll = requests(doc);
+        let key = doc
+            .keys(&coll)
+            .find(|k| {
+                let obj = doc.get(&coll, k).unwrap().unwrap().1;
+                matches!(doc.get(&obj, "status").unwrap().unwrap().0, automerge::Value::Scalar(ref s) if s.as_str() == Some("requested"))
+            })
+            .expect("a refill request waiting for its clinic");
+        (doc.get(&coll, &key).unwrap().unwrap().1, key)
+    };
+    // H: a change only Maria has; X: the cancellation, after H; A: a change
+    // the server can apply at once.
+    let base = patient.client.doc(id).unwrap().clone();
+    let mut held = base.fork();
+    held.set_actor(ActorId::random());
+    tx_on(&mut held, |tx| {
+        let demographics = tx.get(ROOT, "demographics").unwrap().unwrap().1;
+        tx.put(&demographics, "phone", "+1 555 0100").unwrap();
+    });
+    tx_on(&mut held, |tx| tx.put(&request, "status", "cancelled").unwrap());
+    let hx = held.get_changes(&base.get_heads());
+    let (h, x) = (hx[0].clone(), hx[1].clone());
+    assert_eq!(x.deps(), &[h.hash()]);
+    let mut now = base.fork();
+    now.set_actor(ActorId::random());
+    tx_on(&mut now, |tx| {
+        let demographics = tx.get(ROOT, "demographics").unwrap().unwrap().1;
+        tx.put(&demographics, "email", "maria@example.org").unwrap();
+    });
+    let a = now.get_changes(&base.get_heads()).remove(0);
+    let send = |changes: Vec<&automerge::Change>| {
+        let mut heads: Vec<_> = changes.iter().map(|c| c.hash()).collect();
+        heads.sort();
+        let message = automerge::sync::Message {
+            heads,
+            need: vec![],
+            have: vec![],
+            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        shared::sync::WireMessage::Sync {
+            sender_id: "maria".into(),
+            target_id: "server".into(),
+            document_id: shared::sync::encode_doc_id(id),
+            data: serde_bytes::ByteBuf::from(message.encode()),
+        }
+    };
+    let mut raw = f.replica(maria, id).await;
+    raw.send(vec![send(vec![&a, &x])]).await.unwrap();
+    let _ = raw.sync_until(Duration::from_secs(2), |_, r| !r.rejected.is_empty()).await;
+
+    // The clinic approves the request.
+    let mut clinic = f.replica(brandt, id).await;
+    let request_entry: EntryId = request_id.parse().unwrap();
+    tx_on(clinic.client.doc_mut(id).unwrap(), |tx| {
+        record::decide_refill(tx, request_entry, shared::status::RefillStatus::Approved, brandt, "2026-11-30T12:00:00Z", "ok").unwrap()
+    });
+    clinic.flush_local().await.unwrap();
+    clinic.sync_all(TIMEOUT).await.unwrap();
+    assert!(clinic.take_received().rejected.is_empty());
+
+    // Maria sends the change she held back.
+    raw.send(vec![send(vec![&h])]).await.unwrap();
+    let _ = raw.sync_until(Duration::from_secs(2), |_, r| !r.rejected.is_empty()).await;
+    let stored = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap();
+    let coll = requests(&stored);
+    let obj = stored.get(&coll, &request_id).unwrap().unwrap().1;
+    let statuses: Vec<String> =
+        stored.get_all(&obj, "status").unwrap().into_iter().map(|(v, _)| match v { automerge::Value::Scalar(s) => s.as_str().unwrap_or_default().to_owned(), _ => String::new() }).collect();
+    assert_eq!(statuses, ["approved"], "a cancellation judged before the approval was stored after it");
+    raw.close().await;
+    clinic.close().await;
+    patient.close().await;
+    f.stop().await;
+}
+
+/// The other side of the previous test: an honest replica whose Bloom
+/// filter check skipped a change the server lacks (a false positive) sends
+/// a later change without its dependency. The server stores what it can,
+/// asks again for the rest, and the two converge.
+#[tokio::test]
+async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
+    use automerge::sync::{self, SyncDoc};
+    use shared::sync::WireMessage;
+    let f = Fixture::new(Backend::Sqlite).await;
+    let maria = f.user("Maria");
+    let id = f.thread();
+    let connected = f.replica(maria, id).await;
+    let mut doc = connected.client.doc(id).unwrap().clone();
+    connected.close().await;
+    let base = doc.get_heads();
+    doc.set_actor(ActorId::random());
+    for body in ["one", "two", "three"] {
+        let message = Message {
+            author: maria,
+            author_name: "Maria Santos".into(),
+            side: Side::Patient,
+            sent_at: "2026-11-30T08:00:00Z".into(),
+            body: body.into(),
+            read_at: None,
+            read_by: None,
+        };
+        tx_on(&mut doc, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
+    }
+    let [c1, c2, c3]: [automerge::Change; 3] = doc.get_changes(&base).try_into().unwrap();
+
+    // A bare connection driving Automerge's sync protocol by hand.
+    let url = format!("{}/sync", f.app.base_url.replacen("http", "ws", 1));
+    let mut client = SyncClient::new("maria-by-hand");
+    client.insert(id, Automerge::new());
+    let mut ws = Replica::connect(&url, &[("x-portal-test-user", maria.to_string())], client).await.unwrap();
+    let _ = ws.next_message(tokio::time::Instant::now() + TIMEOUT).await.unwrap(); // peer
+    let mut state = sync::State::new();
+    let mut skipped = false;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let frame = |data: Vec<u8>| WireMessage::Sync {
+        sender_id: "maria-by-hand".into(),
+        target_id: "server".into(),
+        document_id: shared::sync::encode_doc_id(id),
+        data: serde_bytes::ByteBuf::from(data),
+    };
+    // Changes one by one, never the whole document, as `SyncClient` sends them.
+    state.their_capabilities = None;
+    if let Some(first) = doc.generate_sync_message(&mut state) {
+        ws.send(vec![frame(first.encode())]).await.unwrap();
+    }
+    loop {
+        let Some((_, message)) = ws.next_message(deadline).await.unwrap() else { panic!("no convergence") };
+        let WireMessage::Sync { data, .. } = message else { panic!("{message:?}") };
+        doc.receive_sync_message(&mut state, sync::Message::decode(&data).unwrap()).unwrap();
+        state.their_capabilities = None;
+        let Some(mut reply) = doc.generate_sync_message(&mut state) else {
+            let mut stored = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+            stored.sort();
+            let mut mine = doc.get_heads();
+            mine.sort();
+            if stored == mine {
+                break;
+            }
+            continue;
+        };
+        // The first time the changes go out, a false positive leaves out the
+        // second: not sent, not counted as sent.
+        let hashes: Vec<_> = reply.changes.iter().map(|c| automerge::Change::try_from(c).unwrap().hash()).collect();
+        if !skipped && hashes.contains(&c2.hash()) {
+            skipped = true;
+            reply.changes = reply
+                .changes
+                .iter()
+                .filter(|c| automerge::Change::try_from(*c).unwrap().hash() != c2.hash())
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+                .into();
+            state.sent_hashes.remove(&c2.hash());
+            assert!(hashes.contains(&c1.hash()) && hashes.contains(&c3.hash()));
+        }
+        ws.send(vec![frame(reply.encode())]).await.unwrap();
+    }
+    assert!(skipped, "the changes went out");
+    let stored = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap();
+    for change in [&c1, &c2, &c3] {
+        assert!(stored.get_change_by_hash(&change.hash()).is_some());
+    }
+    ws.close().await;
+    f.stop().await;
+}
