@@ -127,6 +127,14 @@ fn judge(target: &world::Target, message: sync::Message, chunks: usize) -> Outco
             }
         }
     }
+    // As the server does (`only_ready`): changes whose dependencies are
+    // neither in the record nor among the others are left out.
+    let ready = ready(&target.doc, &changes);
+    let changes: Vec<automerge::Change> = changes.into_iter().zip(&ready).filter_map(|(c, r)| r.then_some(c)).collect();
+    let mut message = message;
+    if ready.iter().any(|r| !r) {
+        message.changes = changes.iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>().into();
+    }
     let plan = match check_ops(&target.doc, &changes, &target.kind, &target.who).and_then(|p| check_quota(&p).map(|()| p)) {
         Ok(plan) => plan,
         Err(denial) => return Outcome::Rejected(denial.rule.code()),
@@ -179,6 +187,26 @@ pub fn readable(kind: &shared::DocKind, doc: &automerge::Automerge) -> Result<()
         }
     };
     read.map_err(|e| e.to_string())
+}
+
+/// Which changes can be applied now: each dependency in `base` or among the
+/// changes that can (`only_ready` in `server/src/sync/connection.rs`).
+fn ready(base: &automerge::Automerge, changes: &[automerge::Change]) -> Vec<bool> {
+    let mut ready = vec![false; changes.len()];
+    let mut known: std::collections::HashSet<automerge::ChangeHash> = std::collections::HashSet::new();
+    loop {
+        let mut progress = false;
+        for (i, change) in changes.iter().enumerate() {
+            if !ready[i] && change.deps().iter().all(|d| known.contains(d) || base.get_change_meta_by_hash(d).is_some()) {
+                ready[i] = true;
+                known.insert(change.hash());
+                progress = true;
+            }
+        }
+        if !progress {
+            return ready;
+        }
+    }
 }
 
 thread_local! {
