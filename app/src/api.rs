@@ -19,6 +19,8 @@ pub struct Me {
     pub role: String,
     pub patient_id: Option<PatientId>,
     pub clinics: Vec<Clinic>,
+    /// A caregiver the patient allowed to write messages and requests.
+    pub may_message: bool,
     /// 32 hex characters: the Automerge actor id this session writes with.
     pub actor_id: String,
 }
@@ -41,6 +43,7 @@ impl Me {
             role: json.str("role")?,
             patient_id: json.parsed("patient_id"),
             clinics: json.get("clinics").items().iter().map(Clinic::from_json).collect::<Option<_>>()?,
+            may_message: json.get("caregiver").bool("may_message").unwrap_or(false),
             actor_id: json.str("actor_id")?,
         })
     }
@@ -53,6 +56,7 @@ impl Me {
             ("role", self.role.as_str().into()),
             ("patient_id", self.patient_id.map_or(JsValue::UNDEFINED, |p| p.to_string().into())),
             ("clinics", Json::array(self.clinics.iter().map(Clinic::to_json)).js().clone()),
+            ("caregiver", Json::object(&[("may_message", self.may_message.into())]).js().clone()),
             ("actor_id", self.actor_id.as_str().into()),
         ])
     }

@@ -199,14 +199,13 @@ fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
     let role = match me.role.as_str() {
         "patient" => Role::Patient { patient: me.patient_id? },
-        // The server holds the caregiver's exact rights; the client assumes
-        // messaging is allowed and lets the server refuse otherwise.
-        "caregiver" => Role::Caregiver { patient: me.patient_id?, may_message: true },
+        "caregiver" => Role::Caregiver { patient: me.patient_id?, may_message: me.may_message },
         "provider" => Role::Provider { clinics },
         "admin" => Role::ClinicAdmin { clinic: *clinics.first()? },
         _ => return None,
     };
-    Some(Principal { user: me.user_id, role })
+    let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
+    Some(Principal { user: me.user_id, role, name: me.display_name.clone(), clinic_names })
 }
 
 fn load_doc(bytes: Option<&[u8]>, actor: Option<&ActorId>) -> Automerge {

@@ -217,7 +217,7 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         doc.set_actor(actor.clone());
         for n in 0..changes {
             let mut tx = doc.transaction();
-            record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
+            record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
             tx.commit();
         }
         floor_input.push(doc.clone());
@@ -415,7 +415,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         let id = ids[i % plan.docs];
         let doc = writer.client.doc_mut(id).expect("tracked");
         let mut tx = doc.transaction();
-        record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
+        record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
         tx.commit();
         let hash = doc.get_heads()[0];
         submitted.lock().expect("lock").insert(hash, Instant::now());

@@ -56,6 +56,8 @@ pub struct UserRecord {
     pub patient: Option<PatientId>,
     pub may_message: bool,
     pub clinics: Vec<ClinicId>,
+    /// The names of `clinics`, in the same order.
+    pub clinic_names: Vec<String>,
 }
 
 impl UserRecord {
@@ -67,7 +69,8 @@ impl UserRecord {
             UserRole::Provider => Role::Provider { clinics: self.clinics.clone() },
             UserRole::Admin => Role::ClinicAdmin { clinic: *self.clinics.first()? },
         };
-        Some(Principal { user: self.id, role })
+        let clinic_names = self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
+        Some(Principal { user: self.id, role, name: self.display_name.clone(), clinic_names })
     }
 }
 
@@ -128,13 +131,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        let clinics = sqlx::query("SELECT clinic_id FROM memberships WHERE user_id = $1 ORDER BY clinic_id")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| parse_id(&r.get::<String, _>(0)))
-            .collect::<Result<_, _>>()?;
+        let memberships = sqlx::query(
+            "SELECT m.clinic_id, c.name FROM memberships m JOIN clinics c ON c.id = m.clinic_id \
+             WHERE m.user_id = $1 ORDER BY m.clinic_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let clinics = memberships.iter().map(|r| parse_id(&r.get::<String, _>(0))).collect::<Result<_, _>>()?;
+        let clinic_names = memberships.iter().map(|r| r.get::<String, _>(1)).collect();
         Ok(Some(UserRecord {
             id,
             display_name: row.get(0),
@@ -142,6 +147,7 @@ impl Store {
             patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
             may_message: row.get::<i64, _>(3) != 0,
             clinics,
+            clinic_names,
         }))
     }
 

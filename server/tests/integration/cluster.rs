@@ -82,7 +82,7 @@ fn heads(doc: &Automerge) -> Vec<automerge::ChangeHash> {
 async fn write_result(replica: &mut Replica, id: DocId, author: &DemoUser, value: f64) -> Vec<automerge::ChangeHash> {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
-    record::add(&mut tx, EntryId::mint(), &demo::glucose_result(author.clinics[0], author.id, author.name, value)).unwrap();
+    record::add(&mut tx, EntryId::mint(), &demo::glucose_result((author.clinics[0], demo::clinic_name(author.clinics[0])), author.id, author.name, value)).unwrap();
     tx.commit();
     replica.flush_local().await.unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();

@@ -93,7 +93,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation = server::demo::glucose_result(clinic, provider, "Dr. P", n as f64);
+                let observation = server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();

@@ -72,7 +72,7 @@ fn maria_docs(f: &Fixture) -> (DocKind, DocKind, DocKind) {
 }
 
 fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation {
-    demo::glucose_result(clinic, recorder.id, recorder.name, value)
+    demo::glucose_result((clinic, demo::clinic_name(clinic)), recorder.id, recorder.name, value)
 }
 
 fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
