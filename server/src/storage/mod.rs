@@ -24,7 +24,7 @@ use shared::DocId;
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{Author, DocumentRow, NewChunk, StoredDocument, Writes};
+pub use documents::{Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk, StoredDocument, Writes};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,10 @@ pub enum StoreError {
     /// Documents the author may no longer write (consent revoked, account ended).
     #[error("access to {} document(s) has ended", .0.len())]
     AccessEnded(Vec<DocId>),
+    /// Documents to which the author would add more entries today than
+    /// their quota allows.
+    #[error("daily quota reached for {} document(s)", .0.len())]
+    Quota(Vec<DocId>),
     /// An actor id was bound to someone else while the batch was stored.
     #[error("an actor id belongs to another user")]
     ActorTaken,

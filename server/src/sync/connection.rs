@@ -33,8 +33,10 @@ const MAX_OPS_PER_BATCH: u64 = 100_000;
 const MAX_NEW_ACTORS_PER_BATCH: usize = 16;
 /// Times a batch is judged again after other instances wrote its documents.
 const MAX_ATTEMPTS: u32 = 4;
-/// What a person is told when their change reaches a record after its
-/// patient took their clinic's access away.
+/// What a person is told when their changes are refused for going over
+/// their daily quota (rule quota), or for reaching a record after its patient
+/// took their clinic's access away (rule consent).
+const QUOTA_REACHED: &str = "you have added as many entries to this record today as one person may; nothing from this change was saved, try again tomorrow or contact the clinic (rule quota)";
 const CONSENT_ENDED: &str = "this record's patient has ended your clinic's access; your change was not saved (rule consent)";
 /// Flood limit: frames per window; a client over it is disconnected.
 const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
@@ -300,12 +302,14 @@ impl Connection {
             // Take the accepted copies out for the hub to store and install.
             let mut accepted = Vec::new();
             let mut written = Vec::new();
+            let mut entries = Vec::new();
             let mut actors = BTreeSet::new();
             for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, .. } = &mut c.outcome {
+                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome {
                     if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
                         accepted.push(Accepted { id: c.id, doc, data: chunk.data, snapshot: chunk.snapshot });
                         written.push((c.id, self.readable[&c.id].patient()));
+                        entries.push((c.id, *created));
                         actors.extend(c.new_actors.iter().cloned());
                     }
                 }
@@ -315,7 +319,7 @@ impl Connection {
                 read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
             events.extend(written.iter().map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)));
             let actors: Vec<String> = actors.into_iter().collect();
-            let author = Author { user: &self.user, patients: &written, actors: &actors };
+            let author = Author { user: &self.user, patients: &written, entries: &entries, actors: &actors };
             // Durable first: nothing is acknowledged or relayed before this commits.
             match hub.commit(&mut locked, accepted, &events, Some(author)).await {
                 Ok(()) => break checked,
@@ -331,6 +335,15 @@ impl Connection {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
                         self.states.insert(id, sync::State::new());
                         outgoing.push(self.rejection(hub, id, "consent", CONSENT_ENDED.to_owned()));
+                    }
+                    return Ok(outgoing);
+                }
+                Err(StoreError::Quota(over)) => {
+                    drop(events);
+                    for id in over {
+                        tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, daily quota reached");
+                        self.states.insert(id, sync::State::new());
+                        outgoing.push(self.rejection(hub, id, "quota", QUOTA_REACHED.to_owned()));
                     }
                     return Ok(outgoing);
                 }
@@ -485,6 +498,8 @@ enum Outcome {
         fork: Option<Automerge>,
         /// The new changes as one storage chunk, if there are any.
         chunk: Option<Chunk>,
+        /// Entries they add.
+        created: usize,
         /// The answer to the sender once the changes are committed.
         reply: Option<sync::Message>,
     },
@@ -583,7 +598,7 @@ fn accept(
     // acknowledgement is always sent.
     state.last_sent_heads.clear();
     let reply = fork.generate_sync_message(state);
-    Outcome::Accepted { fork: Some(fork), chunk, reply }
+    Outcome::Accepted { fork: Some(fork), chunk, created: plan.created.len(), reply }
 }
 
 /// Applies and checks documents' changes on all cores: merging and checking
