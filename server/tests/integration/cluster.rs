@@ -252,3 +252,68 @@ async fn changes_made_while_a_listener_was_disconnected_arrive_after_it_reconnec
     on_b.close().await;
     c.stop().await;
 }
+
+/// Writes a message under a chosen entry id and returns the rule the server
+/// refused it with, if it did.
+async fn message_under(replica: &mut Replica, id: DocId, entry: EntryId, author: &DemoUser, side: Side, body: &str) -> Option<String> {
+    let doc = replica.client.doc_mut(id).unwrap();
+    let mut tx = doc.transaction();
+    let message = Message {
+        author: author.id,
+        author_name: author.name.into(),
+        side,
+        sent_at: "2026-11-25T10:00:00Z".into(),
+        body: body.into(),
+        read_at: None,
+        read_by: None,
+    };
+    record::add(&mut tx, entry, &message).unwrap();
+    tx.commit();
+    replica.flush_local().await.unwrap();
+    let _ = replica.sync_until(Duration::from_secs(5), |c, r| !r.rejected.is_empty() || c.is_synced(id)).await;
+    replica.take_received().rejected.into_iter().next().map(|(_, message)| message)
+}
+
+/// An instance whose copy lags the database (its listener deaf, or simply
+/// not yet notified) judges a change against the record as stored: a
+/// patient's message under the id of a clinic message accepted on the other
+/// instance moments before is refused as a replacement, every time.
+#[tokio::test]
+async fn a_lagging_instance_judges_changes_against_the_stored_record() {
+    let c = TwoInstances::new().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let mut clinic_on_a = replica(&c.a, &okafor, &[thread]).await;
+    let mut patient_on_b = replica(&c.b, &maria, &[thread]).await;
+    let urgent = "Your potassium is dangerously high: go to the emergency department now";
+    let read_back = |entry: EntryId| {
+        let store = c.a.store.clone();
+        async move {
+            let doc = store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
+            let thread: MessageThread = autosurgeon::hydrate(&doc).unwrap();
+            thread.messages[&entry.to_string()].body.clone()
+        }
+    };
+    // Without any fault, many times over: the race is gone.
+    for round in 0..15 {
+        let entry = EntryId::mint();
+        assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
+        let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+        assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "round {round}: {refused:?}");
+        assert_eq!(read_back(entry).await, urgent, "round {round}");
+        patient_on_b.sync_all(TIMEOUT).await.unwrap();
+        clinic_on_a.sync_all(TIMEOUT).await.unwrap();
+    }
+    // With B deaf to A: B's copy cannot know of A's message until it stores.
+    cut_listener(&c, &c.b).await;
+    let entry = EntryId::mint();
+    assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
+    let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+    assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "{refused:?}");
+    assert_eq!(read_back(entry).await, urgent);
+    c.b.hub.hold_cluster_reconnect(false);
+    clinic_on_a.close().await;
+    patient_on_b.close().await;
+    c.stop().await;
+}
