@@ -149,6 +149,13 @@ impl Store {
         Ok(())
     }
 
+    /// Tests: a run-time setting as one pool connection sees it
+    /// (PostgreSQL's `current_setting`).
+    #[cfg(feature = "testing")]
+    pub async fn setting(&self, name: &str) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&self.pool).await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -398,6 +398,17 @@ async fn the_test_relay_holds_bytes_while_silent_and_cut_closes_its_connections(
 }
 
 #[tokio::test]
+async fn postgresql_probes_every_connection_with_tcp_keepalive() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let store = db.store().await;
+    for (name, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"), ("tcp_user_timeout", "60000")] {
+        assert_eq!(store.setting(name).await.unwrap(), value, "{name}");
+    }
+    store.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn a_silent_database_link_is_noticed_reported_and_recovered_from() {
     let (c, relays) = TwoInstances::with_b_behind_relays().await;
     let maria = c.user("Maria");
