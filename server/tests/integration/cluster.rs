@@ -205,11 +205,11 @@ async fn attempt_message(replica: &mut Replica, thread: DocId, provider: &DemoUs
     (attempt, entry)
 }
 
-/// Once access to `thread` was taken away from `provider`, his writes
-/// through `replica` are refused within `ACCESS_BOUND`, and none after
-/// the first refusal is stored. Returns how long it took.
-async fn assert_writes_refused(app: &TestServer, replica: &mut Replica, thread: DocId, provider: &DemoUser) -> Duration {
-    let revoked_at = Instant::now();
+/// Once access to `thread` was taken away from `provider` (at
+/// `revoked_at`), his writes through `replica` are refused within
+/// `ACCESS_BOUND`, and none after the first refusal is stored. Returns how
+/// long after the revocation the first refusal came.
+async fn assert_writes_refused(app: &TestServer, replica: &mut Replica, thread: DocId, provider: &DemoUser, revoked_at: Instant) -> Duration {
     let mut n = 1000;
     loop {
         n += 1;
@@ -490,7 +490,7 @@ async fn consent_revoked_through_another_instance_takes_effect_on_one_that_canno
     // it, and does not know yet that it cannot.
     relays.listen.silence();
     revoke(&c.a, &maria, riverside).await;
-    let took = assert_writes_refused(&c.a, &mut okafor_on_b, riverside_thread, &okafor).await;
+    let took = assert_writes_refused(&c.a, &mut okafor_on_b, riverside_thread, &okafor, Instant::now()).await;
     eprintln!("revocation unheard by B took effect there after {took:?}");
     assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut okafor_on_b, riverside_thread).await;
 
@@ -498,7 +498,7 @@ async fn consent_revoked_through_another_instance_takes_effect_on_one_that_canno
     let mut b_status = c.b.hub.cluster_status().unwrap();
     tokio::time::timeout(TIMEOUT, b_status.wait_for(|s| !s.listening)).await.unwrap().unwrap();
     revoke(&c.a, &maria, northgate).await;
-    let took = assert_writes_refused(&c.a, &mut brandt_on_b, northgate_thread, &brandt).await;
+    let took = assert_writes_refused(&c.a, &mut brandt_on_b, northgate_thread, &brandt, Instant::now()).await;
     eprintln!("revocation while B knew it was deaf took effect there after {took:?}");
     assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut brandt_on_b, northgate_thread).await;
 
