@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
-pub use cluster::ClusterStatus;
+pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use hub::{Accepted, Hub};
 
 use crate::storage::UserRecord;
