@@ -73,6 +73,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(database: &TestDatabase, static_dir: PathBuf) -> Self {
+        Self::start_with(database, static_dir, |_| {}).await
+    }
+
+    /// Like `start`, with the server's state adjusted first (e.g. smaller
+    /// rate limits).
+    pub async fn start_with(database: &TestDatabase, static_dir: PathBuf, adjust: impl FnOnce(&mut crate::AppState)) -> Self {
         let store = database.store().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let port = listener.local_addr().expect("local address").port();
@@ -81,11 +87,13 @@ impl TestServer {
             database_url: database.url.parse::<DatabaseUrl>().expect("url"),
             public_url: None,
             static_dir,
+            trust_forwarded_for: false,
         };
         let (stop, stopped) = oneshot::channel();
         let server_store = store.clone();
         let mut state = crate::state(&config, server_store, port).expect("server state");
         state.test_identities = true;
+        adjust(&mut state);
         let hub = state.hub.clone();
         let task = tokio::spawn(async move {
             crate::serve(state, listener, async {

@@ -19,6 +19,8 @@ use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id};
 use shared::{Denial, DocId, DocKind, Principal, check_patches};
 use tokio::sync::broadcast::error::RecvError;
 
+mod session;
+
 use super::SyncPeer;
 use super::hub::{Canonical, Commit, Hub, Locked};
 use crate::AppState;
@@ -71,6 +73,12 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let hub = state.hub.clone();
     let mut changes = hub.subscribe();
     let mut access = hub.subscribe_access();
+    // Subscribed before anything is read, so no ending is missed.
+    let mut ended = hub.subscribe_ended();
+    let mut recheck = session::recheck_timer();
+    // Whether the client sent frames since the last recheck (activity keeps
+    // the session from idling out).
+    let mut active = false;
     let readable = match readable_documents(&state.store, &peer.user).await {
         Ok(readable) => readable,
         Err(error) => {
@@ -94,10 +102,17 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
     let outcome = loop {
         let result = tokio::select! {
-            // Access changes first: once consent is revoked, nothing more of
-            // that record goes out, not even a change already queued.
+            // An ended session first: its socket closes before anything more
+            // is read or sent. Then access changes: once consent is revoked,
+            // nothing more of that record goes out, not even a change already
+            // queued.
             biased;
+            end = ended.recv() => match conn.session_ended(end) {
+                Some(close) => break Some(close),
+                None => Ok(Vec::new()),
+            },
             _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
+            _ = recheck.tick() => conn.recheck(std::mem::take(&mut active)).await.map(|()| Vec::new()),
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -114,6 +129,11 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                         Some(Some(frame)) => batch.push(frame),
                         _ => break,
                     }
+                }
+                active = true;
+                // A session ended while these frames arrived: none of them is applied.
+                if let Some(close) = conn.ended_meanwhile(&mut ended) {
+                    break Some(close);
                 }
                 conn.handle_batch(&hub, batch).await
             }
@@ -198,6 +218,12 @@ impl Connection {
                     let Some((id, kind)) =
                         decode_doc_id(&document_id).ok().and_then(|id| Some((id, *self.readable.get(&id)?)))
                     else {
+                        // Changes for a record whose consent was withdrawn are
+                        // refused by name and audited, not left pending.
+                        if let Some(refused) = self.consent_withdrawn(hub, &document_id, &data).await? {
+                            outgoing.push(refused);
+                            continue;
+                        }
                         outgoing.push(WireMessage::DocUnavailable {
                             sender_id: hub.peer_id().to_owned(),
                             target_id: peer.clone(),
