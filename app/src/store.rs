@@ -75,6 +75,10 @@ pub struct Ui {
     /// Local data has been read (or there was none).
     pub started: RwSignal<bool>,
     pub consents: RwSignal<Vec<Consent>>,
+    /// Changes the server refused for good because the patient withdrew
+    /// consent, described ("Message: ..."), kept until the person dismisses
+    /// them so their text is not lost.
+    pub undelivered: RwSignal<Vec<String>>,
 }
 
 pub fn ui() -> Ui {
@@ -95,6 +99,7 @@ pub fn init_ui() -> Ui {
         session_expired: RwSignal::new(false),
         started: RwSignal::new(false),
         consents: RwSignal::new(Vec::new()),
+        undelivered: RwSignal::new(Vec::new()),
     };
     UI.set(Some(ui));
     ui
@@ -258,6 +263,8 @@ pub async fn start() {
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
         let confirmed = idb::get_kv(db, "confirmed").await.ok().flatten().map(|j| parse_confirmed(&j)).unwrap_or_default();
+        let undelivered = idb::get_kv(db, "undelivered").await.ok().flatten().and_then(|t| Json::parse(&t));
+        ui.undelivered.set(undelivered.map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect()).unwrap_or_default());
         with_core_mut(|core| core.confirmed = confirmed);
         if cached_me.is_some() {
             let stored: BTreeMap<String, Vec<u8>> = idb::all_docs(db).await.unwrap_or_default().into_iter().collect();
@@ -342,16 +349,77 @@ pub fn persist(id: DocId) {
     });
 }
 
-/// Signs out: ends the session and forgets this device's copies.
+/// Signs out: ends the session and forgets this device's copies. The
+/// socket is closed first, so its closing is not taken for an ended session.
 pub async fn sign_out() {
-    let _ = api::logout().await;
     sync::disconnect();
+    let _ = api::logout().await;
     forget_local().await;
     let ui = ui();
     ui.me.set(None);
     ui.docs.set(Vec::new());
     ui.session_expired.set(false);
     bump();
+}
+
+/// The server refused this document's changes because the patient withdrew
+/// consent: it will never take them. The document stops syncing and leaves
+/// this device, but what the person wrote in it and the server never
+/// confirmed is kept, described, in `Ui::undelivered` (and IndexedDB) until
+/// they dismiss it.
+pub fn undeliverable(id: DocId) {
+    let ui = ui();
+    let lines = with_core_mut(|core| {
+        core.kinds.remove(&id);
+        let confirmed = core.confirmed.remove(&id);
+        let doc = core.client.remove(id)?;
+        Some(unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default()))
+    });
+    let Some(lines) = lines else { return };
+    ui.docs.update(|docs| docs.retain(|d| d.id != id));
+    ui.undelivered.update(|list| list.extend(lines));
+    save_kv("documents", &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify());
+    save_kv("undelivered", &Json::array(ui.undelivered.get_untracked().into_iter().map(|l| Json::from(JsValue::from(l)))).stringify());
+    let json = with_core(confirmed_json);
+    save_kv("confirmed", &json);
+    if let Some(db) = with_core(|c| c.db.clone()) {
+        spawn_local(async move {
+            let _ = idb::delete_doc(&db, &id.to_string()).await;
+        });
+    }
+    bump();
+}
+
+/// Forgets the undelivered changes once the person has dealt with them.
+pub fn dismiss_undelivered() {
+    ui().undelivered.set(Vec::new());
+    save_kv("undelivered", "[]");
+}
+
+/// Entries in `doc` that were not there at `confirmed` (what the server
+/// last confirmed holding), as "Kind: text" in the person's own words.
+fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String> {
+    let known = !confirmed.is_empty() && confirmed.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    let mut lines = Vec::new();
+    for collection in doc.keys(ROOT) {
+        let Some((automerge::Value::Object(_), coll)) = doc.get(ROOT, collection.as_str()).ok().flatten() else { continue };
+        for entry in doc.keys(&coll) {
+            let before = known && doc.get_at(&coll, entry.as_str(), confirmed).ok().flatten().is_some();
+            let Some((automerge::Value::Object(_), obj)) = doc.get(&coll, entry.as_str()).ok().flatten().filter(|_| known && !before)
+            else {
+                continue;
+            };
+            let text = ["body", "note", "display", "substance", "vaccine", "reason"]
+                .iter()
+                .find_map(|field| doc.get(&obj, *field).ok().flatten()?.0.into_string().ok())
+                .unwrap_or_default();
+            lines.push(format!("{}: {text}", logic::collection_label(&collection)));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("A change to a record (status or details)".into());
+    }
+    lines
 }
 
 async fn forget_local() {
