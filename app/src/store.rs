@@ -233,6 +233,41 @@ fn track(core: &mut Core, docs: &[DocInfo], stored: &BTreeMap<String, Vec<u8>>) 
     }
 }
 
+/// Stops syncing documents the user may no longer read (access taken
+/// away) that hold nothing unsent. One with changes the server has not
+/// confirmed stays until the server refuses them by name
+/// (`undeliverable`), so nothing written is dropped silently; so do the
+/// other documents of its patient, to name whose record it was.
+fn untrack_settled(core: &mut Core, docs: &[DocInfo]) -> Vec<DocId> {
+    let settled = |id: &DocId| {
+        let heads = core.client.doc(*id).map(Automerge::get_heads).unwrap_or_default();
+        heads.is_empty() || core.confirmed.get(id) == Some(&heads)
+    };
+    let unlisted: Vec<DocId> = core.client.ids().filter(|id| !docs.iter().any(|d| d.id == *id)).collect();
+    let waiting: Vec<PatientId> =
+        unlisted.iter().filter(|id| !settled(id)).filter_map(|id| Some(core.kinds.get(id)?.patient())).collect();
+    let gone: Vec<DocId> = unlisted
+        .into_iter()
+        .filter(|id| settled(id) && !core.kinds.get(id).is_some_and(|k| waiting.contains(&k.patient())))
+        .collect();
+    for id in &gone {
+        core.client.remove(*id);
+        core.kinds.remove(id);
+        core.confirmed.remove(id);
+    }
+    gone
+}
+
+/// Deletes documents' stored copies from this device.
+fn forget_docs(ids: Vec<DocId>) {
+    let Some(db) = with_core(|c| c.db.clone()).filter(|_| !ids.is_empty()) else { return };
+    spawn_local(async move {
+        for id in ids {
+            let _ = idb::delete_doc(&db, &id.to_string()).await;
+        }
+    });
+}
+
 fn set_me(core: &mut Core, me: &Me) {
     core.principal = principal_of(me);
     core.actor = logic::hex(&me.actor_id).map(|b| ActorId::from(b.as_slice()));
@@ -301,7 +336,11 @@ pub async fn refresh() {
             match api::documents().await {
                 Ok(docs) => {
                     save_kv("documents", &Json::array(docs.iter().map(DocInfo::to_json)).stringify());
-                    with_core_mut(|core| track(core, &docs, &BTreeMap::new()));
+                    let gone = with_core_mut(|core| {
+                        track(core, &docs, &BTreeMap::new());
+                        untrack_settled(core, &docs)
+                    });
+                    forget_docs(gone);
                     ui.docs.set(docs);
                     bump();
                 }
@@ -370,23 +409,30 @@ pub async fn sign_out() {
 pub fn undeliverable(id: DocId) {
     let ui = ui();
     let lines = with_core_mut(|core| {
-        core.kinds.remove(&id);
+        // Whose record, from their demographics if this device has them.
+        let patient = core.kinds.remove(&id)?.patient();
+        let record = core.client.doc(DocKind::PatientRecord { patient }.doc_id()).and_then(hydrate_patient_record);
+        let name = record.map(|r| [r.demographics.given, r.demographics.family].into_iter().flatten().collect::<Vec<_>>().join(" "));
         let confirmed = core.confirmed.remove(&id);
         let doc = core.client.remove(id)?;
-        Some(unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default()))
+        let lines = unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default());
+        let lines: Vec<String> = match name.filter(|n| !n.is_empty()) {
+            Some(name) => lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect(),
+            None => lines,
+        };
+        // The patient's other documents, kept to name them, can go now too.
+        let gone = untrack_settled(core, &ui.docs.get_untracked());
+        Some((lines, gone))
     });
-    let Some(lines) = lines else { return };
+    let Some((lines, gone)) = lines else { return };
+    forget_docs(gone);
     ui.docs.update(|docs| docs.retain(|d| d.id != id));
     ui.undelivered.update(|list| list.extend(lines));
     save_kv("documents", &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify());
     save_kv("undelivered", &Json::array(ui.undelivered.get_untracked().into_iter().map(|l| Json::from(JsValue::from(l)))).stringify());
     let json = with_core(confirmed_json);
     save_kv("confirmed", &json);
-    if let Some(db) = with_core(|c| c.db.clone()) {
-        spawn_local(async move {
-            let _ = idb::delete_doc(&db, &id.to_string()).await;
-        });
-    }
+    forget_docs(vec![id]);
     bump();
 }
 
