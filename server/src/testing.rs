@@ -74,11 +74,22 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(database: &TestDatabase, static_dir: PathBuf) -> Self {
-        Self::start_with_store(database, database.store().await, static_dir).await
+        Self::start_with(database, database.store().await, static_dir, |_| {}).await
     }
 
     /// A server on `store`, e.g. one connected through a `Relay`.
     pub async fn start_with_store(database: &TestDatabase, store: Store, static_dir: PathBuf) -> Self {
+        Self::start_with(database, store, static_dir, |_| {}).await
+    }
+
+    /// A server on `store` with its state adjusted first (e.g. smaller
+    /// rate limits).
+    pub async fn start_with(
+        database: &TestDatabase,
+        store: Store,
+        static_dir: PathBuf,
+        adjust: impl FnOnce(&mut crate::AppState),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let port = listener.local_addr().expect("local address").port();
         let config = Config {
@@ -86,11 +97,13 @@ impl TestServer {
             database_url: database.url.parse::<DatabaseUrl>().expect("url"),
             public_url: None,
             static_dir,
+            trust_forwarded_for: false,
         };
         let (stop, stopped) = oneshot::channel();
         let server_store = store.clone();
         let mut state = crate::state(&config, server_store, port).expect("server state");
         state.test_identities = true;
+        adjust(&mut state);
         let hub = state.hub.clone();
         // Ready means listening to other instances too (PostgreSQL):
         // `/healthz` answers 503 until then.

@@ -19,6 +19,8 @@ use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, 
 use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 use tokio::sync::broadcast::error::RecvError;
 
+mod session;
+
 use super::SyncPeer;
 use super::hub::{Accepted, Canonical, Hub, Locked};
 use crate::AppState;
@@ -34,10 +36,8 @@ const MAX_NEW_ACTORS_PER_BATCH: usize = 16;
 /// Times a batch is judged again after other instances wrote its documents.
 const MAX_ATTEMPTS: u32 = 4;
 /// What a person is told when their changes are refused for going over
-/// their daily quota (rule quota), or for reaching a record after its patient
-/// took their clinic's access away (rule consent).
+/// their daily quota (rule quota).
 const QUOTA_REACHED: &str = "you have added as many entries to this record today as one person may; nothing from this change was saved, try again tomorrow or contact the clinic (rule quota)";
-const CONSENT_ENDED: &str = "this record's patient has ended your clinic's access; your change was not saved (rule consent)";
 /// Flood limit: frames per window; a client over it is disconnected.
 const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -83,6 +83,12 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let hub = state.hub.clone();
     let mut changes = hub.subscribe();
     let mut access = hub.subscribe_access();
+    // Subscribed before anything is read, so no ending is missed.
+    let mut ended = hub.subscribe_ended();
+    let mut recheck = session::recheck_timer();
+    // Whether the client sent frames since the last recheck (activity keeps
+    // the session from idling out).
+    let mut active = false;
     let readable = match readable_documents(&state.store, &peer.user).await {
         Ok(readable) => readable,
         Err(error) => {
@@ -106,10 +112,17 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
     let outcome = loop {
         let result = tokio::select! {
-            // Access changes first: once consent is revoked, nothing more of
-            // that record goes out, not even a change already queued.
+            // An ended session first: its socket closes before anything more
+            // is read or sent. Then access changes: once consent is revoked,
+            // nothing more of that record goes out, not even a change already
+            // queued.
             biased;
+            end = ended.recv() => match conn.session_ended(end) {
+                Some(close) => break Some(close),
+                None => Ok(Vec::new()),
+            },
             _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
+            _ = recheck.tick() => conn.recheck(std::mem::take(&mut active)).await.map(|()| Vec::new()),
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -126,6 +139,11 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                         Some(Some(frame)) => batch.push(frame),
                         _ => break,
                     }
+                }
+                active = true;
+                // A session ended while these frames arrived: none of them is applied.
+                if let Some(close) = conn.ended_meanwhile(&mut ended) {
+                    break Some(close);
                 }
                 conn.handle_batch(&hub, batch).await
             }
@@ -213,6 +231,12 @@ impl Connection {
                     let Some((id, kind)) =
                         decode_doc_id(&document_id).ok().and_then(|id| Some((id, *self.readable.get(&id)?)))
                     else {
+                        // Changes for a record whose consent was withdrawn are
+                        // refused by name and audited, not left pending.
+                        if let Some(refused) = self.consent_withdrawn(hub, &document_id, &data).await? {
+                            outgoing.push(refused);
+                            continue;
+                        }
                         outgoing.push(WireMessage::DocUnavailable {
                             sender_id: hub.peer_id().to_owned(),
                             target_id: peer.clone(),
@@ -333,8 +357,18 @@ impl Connection {
                     self.refresh_access().await?;
                     for id in ended {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
+                        let patient = incoming.get(&id).map(|i| i.kind.patient());
+                        let refused = AuditEvent {
+                            user: Some(self.user.id),
+                            session: Some(&self.session_id),
+                            action: "change_refused",
+                            patient,
+                            doc: Some(id),
+                            detail: "rule consent: the patient withdrew this clinic's access",
+                        };
+                        self.state.store.audit(&refused).await?;
                         self.states.insert(id, sync::State::new());
-                        outgoing.push(self.rejection(hub, id, "consent", CONSENT_ENDED.to_owned()));
+                        outgoing.push(self.rejection(hub, id, session::CONSENT_RULE, session::CONSENT_WITHDRAWN.to_owned()));
                     }
                     return Ok(outgoing);
                 }

@@ -77,10 +77,11 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             database_url: db.url.parse::<DatabaseUrl>().unwrap(),
             public_url: None,
             static_dir: "/nonexistent".into(),
+            trust_forwarded_for: false,
         };
         let state = server::state(&config, store.clone(), port).unwrap();
         let user = store.user(provider).await.unwrap().unwrap();
-        let (cookie, session) = server::auth::start_session(&state, user).await.unwrap();
+        let (cookie, session) = server::auth::start_session(&state, user, None).await.unwrap();
         let cookie = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
         let headers = [("cookie", cookie), ("origin", format!("http://localhost:{port}"))];
         let url = format!("ws://localhost:{port}/sync");
