@@ -593,3 +593,36 @@ async fn consent_revoked_through_another_instance_takes_effect_on_one_that_canno
     }
     c.stop().await;
 }
+
+/// Authorization must not rest on notifications at all: the consent row
+/// changes but no instance announces it (as when the instance that stored
+/// it stops before its `NOTIFY` goes out), and both instances hear fine.
+/// Needs each connection to re-check its access by itself and the storing
+/// transaction to check the writer's access.
+#[tokio::test]
+async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
+    let c = TwoInstances::new().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let mut okafor_on_a = replica(&c.a, &okafor, &[thread]).await;
+    let mut okafor_on_b = replica(&c.b, &okafor, &[thread]).await;
+    let mut maria_on_a = replica(&c.a, &maria, &[thread]).await;
+    let mut maria_on_b = replica(&c.b, &maria, &[thread]).await;
+    assert_eq!(attempt_message(&mut okafor_on_b, thread, &okafor, 1).await.0, Attempt::Stored);
+    okafor_on_a.sync_all(TIMEOUT).await.unwrap();
+
+    // The row only: no `Hub::access_changed`, so no notification.
+    c.a.store.revoke_consent(maria.patient.unwrap(), okafor.clinics[0]).await.unwrap();
+    let revoked_at = Instant::now();
+    for (app, replica) in [("B", &mut okafor_on_b), ("A", &mut okafor_on_a)] {
+        let took = assert_writes_refused(&c.a, replica, thread, &okafor, revoked_at).await;
+        eprintln!("an unannounced revocation took effect on {app} after {took:?}");
+    }
+    // Her next messages reach neither of his connections.
+    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut okafor_on_b, &mut okafor_on_a], thread, revoked_at).await;
+    for replica in [okafor_on_a, okafor_on_b, maria_on_a, maria_on_b] {
+        replica.close().await;
+    }
+    c.stop().await;
+}
