@@ -425,22 +425,25 @@ impl Connection {
                 self.own_actors.insert(actor.clone());
             }
         }
-        let mut fresh = 0;
+        // Distinct new actor ids the batch will bind: one device's actor id
+        // signing changes to many documents counts once.
+        let mut fresh: HashSet<String> = HashSet::new();
         for c in &mut checked {
             let forged = c.actors.iter().any(|a| owners.get(a).is_some_and(|owner| *owner != self.user.id));
             let new: Vec<String> = c.actors.iter().filter(|a| !owners.contains_key(*a)).cloned().collect();
-            fresh += new.len();
+            let added = new.iter().filter(|a| !fresh.contains(*a)).count();
             if forged {
                 c.outcome = Outcome::Rejected {
                     rule: "forged-actor",
                     message: "changes were signed with an actor id that belongs to another user (rule forged-actor)".into(),
                 };
-            } else if fresh > MAX_NEW_ACTORS_PER_BATCH {
+            } else if fresh.len() + added > MAX_NEW_ACTORS_PER_BATCH {
                 c.outcome = Outcome::Rejected {
                     rule: "limit",
                     message: format!("changes were signed with more than {MAX_NEW_ACTORS_PER_BATCH} new actor ids at once (rule limit)"),
                 };
             } else if matches!(c.outcome, Outcome::Accepted { .. }) {
+                fresh.extend(new.iter().cloned());
                 c.new_actors = new;
             }
         }
@@ -551,19 +554,33 @@ struct Chunk {
 impl Job {
     fn run(mut self, who: &Principal) -> Checked {
         let canonical = self.guard.as_mut().expect("jobs are made for existing documents");
-        let outcome = if self.messages.iter().all(|m| m.changes.is_empty()) {
-            heads_only(canonical, &mut self.state, self.messages)
-        } else {
-            match incoming_changes(&self.messages) {
+        let messages = std::mem::take(&mut self.messages);
+        let (kind, state) = (&self.kind, &mut self.state);
+        // Automerge trusts what it is given in places: it unwraps on actor
+        // ids a document does not know (a change listing an unused one, or
+        // a new actor starting at a sequence number other than 1). A panic
+        // while judging or applying a client's changes ends that connection
+        // as corrupt input (1007), like a parse error, instead of the task
+        // dying without a close frame. Changes are applied to a fork, and a
+        // heads-only message changes only this connection's sync state, so
+        // the canonical copy is as it was.
+        let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if messages.iter().all(|m| m.changes.is_empty()) {
+                return (BTreeSet::new(), heads_only(canonical, state, messages));
+            }
+            match incoming_changes(&messages) {
                 Some(changes) => {
                     let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
-                    let outcome = accept(canonical, &mut self.state, self.messages, &changes, &self.kind, who);
-                    return Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome };
+                    (actors, accept(canonical, state, messages, &changes, kind, who))
                 }
-                None => Outcome::Corrupt,
+                None => (BTreeSet::new(), Outcome::Corrupt),
             }
-        };
-        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors: BTreeSet::new(), new_actors: Vec::new(), outcome }
+        }));
+        let (actors, outcome) = judged.unwrap_or_else(|_| {
+            tracing::warn!(doc = %self.id, "sync: Automerge panicked on a client's message; closing the connection");
+            (BTreeSet::new(), Outcome::Corrupt)
+        });
+        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome }
     }
 }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod demo;
 mod durability;
 mod http;
+mod refusals;
 mod sessions;
 mod storage;
 mod sync;

@@ -1,0 +1,344 @@
+//! The write policy's refusals against a real server, end to end: each
+//! forbidden change gets `change-rejected` naming the rule, and nothing of
+//! it reaches storage, the audit trail or the actor bindings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
+use server::client::Replica;
+use server::demo::{self, DemoUser};
+use server::storage::{Backend, NewUser, UserRole};
+use server::testing::{TestDatabase, TestServer};
+use shared::schema::{DocKind, Message, Observation, Prescription};
+use shared::status::{PrescriptionStatus, Side};
+use shared::sync::SyncClient;
+use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+
+use crate::BACKENDS;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    db: TestDatabase,
+    app: TestServer,
+    users: Vec<DemoUser>,
+    maria: PatientId,
+    riverside: ClinicId,
+}
+
+/// What storage holds of a document, and the audit rows about its patient
+/// that record writes (reads aside).
+#[derive(Debug, PartialEq, Eq)]
+struct Stored {
+    heads: Vec<automerge::ChangeHash>,
+    writes_audited: usize,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let users = demo::seed(&app.store).await.unwrap();
+        let maria = users.iter().find(|u| u.name.contains("Maria")).unwrap().patient.unwrap();
+        let riverside = users.iter().find(|u| u.name.contains("Okafor")).unwrap().clinics[0];
+        Self { db, app, users, maria, riverside }
+    }
+
+    fn user(&self, name: &str) -> UserId {
+        self.users.iter().find(|u| u.name.contains(name)).unwrap().id
+    }
+
+    /// Creates another user (a caregiver, a second provider).
+    async fn add_user(&self, role: UserRole, patient: Option<PatientId>, clinics: Vec<ClinicId>) -> UserId {
+        let id = UserId::mint();
+        let new = NewUser { id, display_name: format!("{} {id}", role.code()), role, patient, may_message: false, clinics };
+        self.app.store.create_user(&new).await.unwrap();
+        id
+    }
+
+    fn clinical(&self) -> DocId {
+        DocKind::ClinicalRecord { patient: self.maria, clinic: self.riverside }.doc_id()
+    }
+
+    fn thread(&self) -> DocId {
+        DocKind::MessageThread { patient: self.maria, clinic: self.riverside }.doc_id()
+    }
+
+    fn patient_record(&self) -> DocId {
+        DocKind::PatientRecord { patient: self.maria }.doc_id()
+    }
+
+    /// `user`'s replica of `doc`, synced, writing under a fresh actor id.
+    async fn replica(&self, user: UserId, doc: DocId) -> Replica {
+        let mut client = SyncClient::new(format!("test-{}", uuid::Uuid::now_v7().simple()));
+        client.insert(doc, Automerge::new());
+        let url = format!("{}/sync", self.app.base_url.replacen("http", "ws", 1));
+        let mut replica = Replica::connect(&url, &[("x-portal-test-user", user.to_string())], client).await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        replica.client.doc_mut(doc).unwrap().set_actor(ActorId::random());
+        replica.take_received();
+        replica
+    }
+
+    async fn stored(&self, doc: DocId) -> Stored {
+        let mut heads = self.app.store.load_document(doc).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+        heads.sort();
+        let audit = self.app.store.patient_audit(self.maria, 100_000).await.unwrap();
+        Stored { heads, writes_audited: audit.iter().filter(|e| e.action != "document_read").count() }
+    }
+
+    /// `user` edits `doc` with `edit` and sends it: the server must refuse
+    /// it under `rule` and keep nothing of it. Returns the refusal message.
+    async fn refused(&self, what: &str, user: UserId, doc: DocId, rule: &str, edit: impl FnOnce(&mut Automerge)) -> String {
+        let mut replica = self.replica(user, doc).await;
+        let before = self.stored(doc).await;
+        edit(replica.client.doc_mut(doc).unwrap());
+        replica.flush_local().await.unwrap();
+        replica.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let rejected = replica.take_received().rejected;
+        assert_eq!(rejected.len(), 1, "{what}: {rejected:?}");
+        assert_eq!(rejected[0].0, doc, "{what}");
+        let message = rejected[0].1.clone();
+        assert!(message.contains(&format!("rule {rule}")), "{what}: expected rule {rule}: {message}");
+        assert_eq!(self.stored(doc).await, before, "{what}: nothing stored or audited");
+        // The client reset the document and is level with the server again.
+        replica.sync_all(TIMEOUT).await.unwrap();
+        let mut mine = replica.client.doc(doc).unwrap().get_heads();
+        mine.sort();
+        assert_eq!(mine, before.heads, "{what}");
+        replica.close().await;
+        message
+    }
+
+    async fn stop(self) {
+        self.app.stop().await;
+        self.db.drop_database().await;
+    }
+}
+
+fn tx_on(doc: &mut Automerge, edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
+    let mut tx = doc.transaction();
+    edit(&mut tx);
+    tx.commit();
+}
+
+/// Some existing entry of `collection`.
+fn an_entry(doc: &Automerge, collection: &str) -> (automerge::ObjId, String) {
+    let coll = doc.get(ROOT, collection).unwrap().unwrap().1;
+    let key = doc.keys(&coll).next().unwrap();
+    (doc.get(&coll, &key).unwrap().unwrap().1, key)
+}
+
+fn observation(clinic: ClinicId, by: UserId) -> Observation {
+    demo::glucose_result(clinic, by, "Dr. Amara Okafor", 123.0)
+}
+
+/// Every refusal the policy makes, on both engines: the sender is told the
+/// rule, and storage and the audit trail are untouched.
+#[tokio::test]
+async fn forbidden_changes_are_refused_and_leave_no_trace() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (okafor, maria) = (f.user("Okafor"), f.user("Maria"));
+        let riverside = f.riverside;
+
+        // A read-only caregiver's empty change with a commit message:
+        // nothing visible, but data all the same.
+        let caregiver = f.add_user(UserRole::Caregiver, Some(f.maria), vec![]).await;
+        for doc in [f.patient_record(), f.thread()] {
+            f.refused("caregiver's empty change", caregiver, doc, "not-permitted", |doc| {
+                doc.empty_commit(CommitOptions::default().with_message("a note nobody checks".to_owned()));
+            })
+            .await;
+        }
+
+        // A patient writes into a clinical result.
+        f.refused("patient edits a result", maria, f.clinical(), "not-permitted", |doc| {
+            let (entry, _) = an_entry(doc, "observations");
+            tx_on(doc, |tx| tx.put(&entry, "value_quantity", 5.0).unwrap());
+        })
+        .await;
+
+        // New entries with what the schema does not hold.
+        f.refused("an extra field", okafor, f.clinical(), "schema", |doc| {
+            tx_on(doc, |tx| {
+                let id = EntryId::mint();
+                record::add(tx, id, &observation(riverside, okafor)).unwrap();
+                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                let entry = tx.get(&obs, id.to_string()).unwrap().unwrap().1;
+                tx.put(&entry, "note_to_self", "unlisted").unwrap();
+            });
+        })
+        .await;
+        f.refused("a nested map of bytes", okafor, f.clinical(), "schema", |doc| {
+            tx_on(doc, |tx| {
+                let id = EntryId::mint();
+                record::add(tx, id, &observation(riverside, okafor)).unwrap();
+                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                let entry = tx.get(&obs, id.to_string()).unwrap().unwrap().1;
+                let attachment = tx.put_object(&entry, "attachment", ObjType::Map).unwrap();
+                tx.put(&attachment, "data", ScalarValue::Bytes(vec![0xde, 0xad, 0xbe, 0xef])).unwrap();
+            });
+        })
+        .await;
+        f.refused("bytes in provenance", okafor, f.clinical(), "schema", |doc| {
+            tx_on(doc, |tx| {
+                let id = EntryId::mint();
+                record::add(tx, id, &observation(riverside, okafor)).unwrap();
+                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                let entry = tx.get(&obs, id.to_string()).unwrap().unwrap().1;
+                let provenance = tx.get(&entry, "provenance").unwrap().unwrap().1;
+                tx.put(&provenance, "clinic_name", ScalarValue::Bytes(b"Riverside".to_vec())).unwrap();
+            });
+        })
+        .await;
+        f.refused("a counter", okafor, f.clinical(), "schema", |doc| {
+            tx_on(doc, |tx| {
+                let id = EntryId::mint();
+                let prescription = Prescription {
+                    rxnorm: "861007".into(),
+                    display: "metformin 500 MG Oral Tablet".into(),
+                    dosage: "1 tablet twice daily".into(),
+                    quantity: 60,
+                    refills_allowed: 3,
+                    authored: "2026-11-30T09:00:00Z".into(),
+                    status: PrescriptionStatus::Active,
+                    provenance: observation(riverside, okafor).provenance,
+                    status_reason: None,
+                    status_by: None,
+                    status_at: None,
+                };
+                record::add(tx, id, &prescription).unwrap();
+                let coll = tx.get(ROOT, "prescriptions").unwrap().unwrap().1;
+                let entry = tx.get(&coll, id.to_string()).unwrap().unwrap().1;
+                tx.put(&entry, "refills_allowed", ScalarValue::counter(3)).unwrap();
+            });
+        })
+        .await;
+
+        // An existing entry's id in capitals: a second spelling of the
+        // same id, refused rather than stored beside it.
+        f.refused("an id in capitals", okafor, f.clinical(), "schema", |doc| {
+            let (_, key) = an_entry(doc, "observations");
+            let upper = key.to_uppercase();
+            assert_ne!(upper, key);
+            tx_on(doc, |tx| {
+                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                autosurgeon::reconcile_prop(tx, obs, upper.as_str(), &observation(riverside, okafor)).unwrap();
+            });
+        })
+        .await;
+
+        // An entered-in-error reason is written once, with the status
+        // change, by whoever makes it; another provider may not rewrite it.
+        let colleague = f.add_user(UserRole::Provider, None, vec![riverside]).await;
+        let clinical = f.clinical();
+        let mut okafors = f.replica(okafor, clinical).await;
+        let id = {
+            let doc = okafors.client.doc_mut(clinical).unwrap();
+            let (_, key) = an_entry(doc, "observations");
+            let id: EntryId = key.parse().unwrap();
+            tx_on(doc, |tx| {
+                record::change_status(tx, "observations", id, "entered-in-error", "wrong patient", okafor, "2026-11-30T10:00:00Z").unwrap()
+            });
+            id
+        };
+        okafors.flush_local().await.unwrap();
+        okafors.sync_all(TIMEOUT).await.unwrap();
+        assert!(okafors.take_received().rejected.is_empty(), "{backend:?}: Okafor marks his result entered-in-error");
+        okafors.close().await;
+        f.refused("a colleague rewrites the reason", colleague, clinical, "immutable-field", |doc| {
+            let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
+            let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
+            tx_on(doc, |tx| tx.put(&entry, "status_reason", "a different story").unwrap());
+        })
+        .await;
+        f.refused("a colleague marks it again with a new reason", colleague, clinical, "immutable-field", |doc| {
+            tx_on(doc, |tx| {
+                record::change_status(tx, "observations", id, "entered-in-error", "a different story", colleague, "2026-11-30T11:00:00Z").unwrap()
+            });
+        })
+        .await;
+        f.refused("Okafor rewrites his own reason later", okafor, clinical, "immutable-field", |doc| {
+            let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
+            let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
+            tx_on(doc, |tx| tx.put(&entry, "status_reason", "on second thoughts").unwrap());
+        })
+        .await;
+        f.stop().await;
+    }
+}
+
+/// A batch signed by 2,000 fresh actor ids is refused, and none of them is
+/// bound to the sender (they stay free, and nothing is stored).
+#[tokio::test]
+async fn a_batch_with_thousands_of_new_actor_ids_binds_none_of_them() {
+    let f = Fixture::new(Backend::Sqlite).await;
+    let maria = f.user("Maria");
+    let thread = f.thread();
+    let mut actors = Vec::new();
+    let message = f
+        .refused("2,000 actor ids", maria, thread, "limit", |doc| {
+            for i in 0..2000 {
+                let actor = ActorId::random();
+                actors.push(actor.to_hex_string());
+                doc.set_actor(actor);
+                tx_on(doc, |tx| {
+                    let message = Message {
+                        author: maria,
+                        author_name: "Maria Santos".into(),
+                        side: Side::Patient,
+                        sent_at: "2026-11-30T08:00:00Z".into(),
+                        body: format!("message {i}"),
+                        read_at: None,
+                        read_by: None,
+                    };
+                    record::add(tx, EntryId::mint(), &message).unwrap();
+                });
+            }
+        })
+        .await;
+    assert!(message.contains("new actor ids"), "{message}");
+    let bound = f.app.store.actor_owners(&actors).await.unwrap();
+    assert!(bound.is_empty(), "{} of the 2,000 actor ids were bound", bound.len());
+    f.stop().await;
+}
+
+/// One new device (one fresh actor id) that edited many documents offline
+/// syncs them all in one batch: a single new actor id, whatever the number
+/// of documents it signed.
+#[tokio::test]
+async fn one_new_device_writing_many_documents_at_once_is_accepted() {
+    let f = Fixture::new(Backend::Sqlite).await;
+    let okafor = f.user("Okafor");
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let patient = PatientId::mint();
+        f.app.store.create_patient(patient).await.unwrap();
+        f.app.store.grant_consent(patient, f.riverside).await.unwrap();
+        ids.push(f.app.store.create_document(&DocKind::ClinicalRecord { patient, clinic: f.riverside }).await.unwrap());
+    }
+    let actor = ActorId::random();
+    let mut client = SyncClient::new("new-laptop");
+    for id in &ids {
+        let mut doc = f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
+        doc.set_actor(actor.clone());
+        tx_on(&mut doc, |tx| record::add(tx, EntryId::mint(), &observation(f.riverside, okafor)).unwrap());
+        client.insert(*id, doc);
+    }
+    let url = format!("{}/sync", f.app.base_url.replacen("http", "ws", 1));
+    let mut replica = Replica::connect(&url, &[("x-portal-test-user", okafor.to_string())], client).await.unwrap();
+    // Every document's message leaves at once, so the server reads them as one batch.
+    let outgoing = replica.client.outgoing();
+    replica.send(outgoing).await.unwrap();
+    replica.sync_all(TIMEOUT).await.unwrap();
+    let received = replica.take_received();
+    assert!(received.rejected.is_empty(), "{:?}", received.rejected.first());
+    assert_eq!(replica.client.progress().pending_changes, 0);
+    assert_eq!(f.app.store.actor_owner(&actor.to_hex_string()).await.unwrap(), Some(okafor));
+    replica.close().await;
+    f.stop().await;
+}
+
