@@ -53,7 +53,8 @@ pub enum Outcome {
     /// Changes accepted: `applied` if the document changed.
     Accepted { applied: bool },
     /// Changes accepted that leave the record unreadable by the app (it
-    /// hydrates whole records through `shared::read`): always a failure.
+    /// hydrates whole records through `shared::read`), or that storage
+    /// could not load back: always a failure.
     Unreadable(String),
 }
 
@@ -143,8 +144,24 @@ fn judge(target: &world::Target, message: sync::Message, chunks: usize) -> Outco
         return Outcome::Unreadable(why);
     }
     if applied {
-        // What the server stores and replies with.
-        let _ = fork.save_after(&before);
+        // What the server stores must load again, as a chunk after what it
+        // had and as a whole document (a restart, another instance).
+        let chunk = fork.save_after(&before);
+        let mut reloaded = target.doc.clone();
+        let mut sorted = fork.get_heads();
+        sorted.sort();
+        let heads = |doc: &automerge::Automerge| {
+            let mut h = doc.get_heads();
+            h.sort();
+            h
+        };
+        if reloaded.load_incremental(&chunk).is_err() || heads(&reloaded) != sorted {
+            return Outcome::Unreadable("the stored chunk does not load back".into());
+        }
+        match automerge::Automerge::load(&fork.save()) {
+            Ok(doc) if heads(&doc) == sorted => {}
+            _ => return Outcome::Unreadable("the saved document does not load back".into()),
+        }
         state.last_sent_heads.clear();
         let _ = fork.generate_sync_message(&mut state);
     }

@@ -259,3 +259,32 @@ fn a_message_is_marked_read_with_who_and_when_together() {
     assert_eq!(rule, Some(Rule::Schema));
     let _ = Side::Patient;
 }
+
+/// A change must number its operations after those it depends on. Automerge
+/// applies one numbered lower, but the document it makes no longer loads,
+/// so no new device (and no restarted server) could open the record.
+#[test]
+fn a_change_numbered_below_its_dependencies_is_refused() {
+    let w = world();
+    let kind = DocKind::PatientRecord { patient: match w.patient.role { Role::Patient { patient } => patient, _ => unreachable!() } };
+    let mut record = base(&kind);
+    let demographics = |phone: &str| shared::schema::Demographics { phone: Some(phone.into()), ..Default::default() };
+    record::set_demographics(&mut record, &demographics("+1 555 0100")).unwrap();
+    let before = record.document().clone();
+    let mut doc = record.fork().with_actor(ActorId::random());
+    record::set_demographics(&mut doc, &demographics("+1 555 0199")).unwrap();
+    let honest = doc.document().get_changes(&before.get_heads());
+    assert_eq!(honest.len(), 1);
+    assert!(check_ops(&before, &honest, &kind, &w.patient).is_ok());
+
+    // The same change, numbered one lower: level with the last operation it follows.
+    let mut expanded = honest[0].decode();
+    expanded.start_op = std::num::NonZeroU64::new(expanded.start_op.get() - 1).unwrap();
+    let renumbered = automerge::Change::from(expanded);
+    let denial = check_ops(&before, std::slice::from_ref(&renumbered), &kind, &w.patient).unwrap_err();
+    assert_eq!(denial.rule, Rule::Schema);
+    // What it would have done: applied, but the document does not load again.
+    let mut applied = before.clone();
+    applied.apply_changes([renumbered]).unwrap();
+    assert!(Automerge::load(&applied.save()).is_err(), "Automerge 0.12 accepts it and cannot load the result");
+}

@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
-use automerge::{ActorId, Automerge, Change, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value};
 
 use super::{Denial, Principal, Role, Rule, deny, outsider, transition_allowed};
 use crate::fields::{self, Field, Kind, Misfit};
@@ -87,10 +87,34 @@ pub(super) fn check(base: &Automerge, changes: &[Change], kind: &DocKind, who: &
         updates: HashMap::new(),
         plan: Plan::default(),
     };
+    // The largest operation id of each change of the batch.
+    let mut max_ops: HashMap<ChangeHash, u64> = HashMap::new();
     for change in changes {
+        numbered_after_its_dependencies(base, change, &max_ops)?;
+        max_ops.insert(change.hash(), change.max_op());
         checker.change(change)?;
     }
     checker.finish()
+}
+
+/// A change numbers its operations after every operation it depends on
+/// (Automerge starts a change past the largest id its document holds).
+/// Automerge 0.12 applies one numbered lower, but the document that makes
+/// no longer loads ("max_op is lower than start_op", "mismatching heads"):
+/// a new device could not open the record, nor the server after a restart
+/// or a compaction. Dependencies in neither `base` nor the batch leave the
+/// change waiting in Automerge's queue, unapplied.
+fn numbered_after_its_dependencies(base: &Automerge, change: &Change, batch: &HashMap<ChangeHash, u64>) -> Result<(), Denial> {
+    let seen = change
+        .deps()
+        .iter()
+        .filter_map(|dep| batch.get(dep).copied().or_else(|| base.get_change_meta_by_hash(dep).map(|meta| meta.max_op)))
+        .max()
+        .unwrap_or(0);
+    if u64::from(change.start_op()) <= seen {
+        return deny(Rule::Schema, &[]);
+    }
+    Ok(())
 }
 
 /// The rule broken by writing to this kind of document at all, if any.
