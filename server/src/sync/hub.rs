@@ -15,7 +15,7 @@ use shared::DocId;
 use tokio::sync::{OwnedMutexGuard, broadcast};
 
 use super::cluster::{Cluster, ClusterStatus};
-use super::ended::{EndReason, Ended};
+use super::ended::{EndReason, Ended, OpenSessions};
 use crate::storage::{Backend, Store, StoreError};
 
 /// The server's copy of a document, exactly as committed to storage.
@@ -117,6 +117,8 @@ pub struct Hub {
     access: broadcast::Sender<()>,
     /// Sessions ended on this instance, whose sockets close at once.
     ended: broadcast::Sender<Arc<Ended>>,
+    /// Sessions with sockets open here (re-checked by `watch_sessions`).
+    open: Arc<OpenSessions>,
     /// Other instances on the same PostgreSQL database; `None` on SQLite.
     cluster: Option<Cluster>,
 }
@@ -149,6 +151,7 @@ impl Hub {
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
             ended: broadcast::channel(256).0,
+            open: Arc::default(),
             cluster,
         }
     }
@@ -320,6 +323,10 @@ impl Hub {
 
     pub fn subscribe_ended(&self) -> broadcast::Receiver<Arc<Ended>> {
         self.ended.subscribe()
+    }
+
+    pub fn open_sessions(&self) -> &Arc<OpenSessions> {
+        &self.open
     }
 
     /// Whether this instance listens to other instances, and how often it

@@ -14,7 +14,7 @@ use axum::response::Response;
 use shared::sync::MAX_FRAME_BYTES;
 
 pub use cluster::ClusterStatus;
-pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK};
+pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
 pub use hub::{Commit, Hub};
 
 use crate::storage::UserRecord;
