@@ -41,7 +41,7 @@ pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
 /// An enrollment link is valid this long.
 pub const ENROLLMENT_TTL: Duration = Duration::from_secs(72 * 60 * 60);
 /// Last-activity writes are skipped when the previous one is this recent.
-const TOUCH_INTERVAL_MS: i64 = 60_000;
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 /// Adding a passkey, inviting a caregiver or issuing an enrollment link
 /// needs a passkey used within this long (a sign-in or a re-authentication):
 /// a session left open on a lost device cannot hand out access on its own.

@@ -542,13 +542,14 @@ impl Store {
         Ok(live)
     }
 
-    /// Records activity on these sessions (their sync sockets sent frames).
-    pub async fn touch_sessions(&self, ids: &[String]) -> Result<(), StoreError> {
+    /// Records activity on these sessions (their sync sockets sent frames);
+    /// like requests, at most one write per session per `touch_ms`.
+    pub async fn touch_sessions(&self, ids: &[String], touch_ms: i64) -> Result<(), StoreError> {
         let now = now_ms();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let list = (2..2 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!("UPDATE sessions SET last_seen_at = $1 WHERE id IN ({list})");
-            let mut query = sqlx::query(&sql).bind(now);
+            let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("UPDATE sessions SET last_seen_at = $1 WHERE last_seen_at < $2 AND id IN ({list})");
+            let mut query = sqlx::query(&sql).bind(now).bind(now - touch_ms);
             for id in part {
                 query = query.bind(id);
             }

@@ -136,7 +136,7 @@ pub async fn watch_sessions(hub: Arc<Hub>) {
                     hub.sessions_ended(ended, EndReason::Expired);
                 }
                 let active: Vec<String> = active.into_iter().filter(|id| live.contains(id)).collect();
-                store.touch_sessions(&active).await?;
+                store.touch_sessions(&active, crate::auth::TOUCH_INTERVAL_MS).await?;
             }
             let now = store.access_version().await?;
             if version.is_some_and(|seen| seen != now) {
