@@ -84,10 +84,12 @@ pub async fn serve(
         }
     });
     let purge = tokio::spawn(purge_hourly(state.store.clone()));
+    let sessions = tokio::spawn(sync::watch_sessions(state.hub.clone()));
     // Peer addresses reach the rate limiter of anonymous ceremonies.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     purge.abort();
+    sessions.abort();
     Ok(served?)
 }
 

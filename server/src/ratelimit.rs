@@ -139,14 +139,15 @@ impl RateLimiter {
     /// `trust_forwarded_for` the last `X-Forwarded-For` entry.
     fn client(&self, request: &Request) -> IpAddr {
         if self.trust_forwarded_for {
+            // Strictly the last entry: earlier ones come from the client.
             let forwarded = request
                 .headers()
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
             if let Some(address) = forwarded {
                 return address;
             }

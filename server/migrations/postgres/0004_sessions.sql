@@ -21,6 +21,16 @@ ALTER TABLE passkeys ADD COLUMN revoked_reason TEXT;
 -- another link of theirs was used) can no longer be used.
 ALTER TABLE enrollments ADD COLUMN cancelled_at BIGINT;
 
+-- A counter that every change to who may read what moves on (consents,
+-- memberships, revoked users): each instance reads it every few seconds and,
+-- when it moved, makes its sync sockets re-read their access, even if the
+-- notification of the change never arrived.
+CREATE TABLE access_version (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO access_version (id, version) VALUES (1, 0);
+
 -- Sessions started before this migration are tied to no passkey, so
 -- removing a passkey could not end them: end them all once; people sign in
 -- again with a passkey.

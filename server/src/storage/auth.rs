@@ -8,8 +8,9 @@ use shared::{ClinicId, PatientId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::directory::bump_access_version;
 use super::documents::document_row;
-use super::{DocumentRow, Store, StoreError, UserRecord, UserRole, now_ms, parse_id};
+use super::{DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id};
 
 /// A passkey as its owner sees it (no key material).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -516,29 +517,45 @@ impl Store {
     }
 
     /// Whether the session with this id is live (the rules of
-    /// `session_by_token`); one primary-key lookup. With `touch`, a live
-    /// session's last activity moves to now, at most once per `touch_ms`.
-    pub async fn session_live(&self, id: &str, idle_ms: i64, touch: Option<i64>) -> Result<bool, StoreError> {
+    /// `session_by_token`); one primary-key lookup.
+    pub async fn session_live(&self, id: &str, idle_ms: i64) -> Result<bool, StoreError> {
+        Ok(!self.live_sessions(&[id.to_owned()], idle_ms).await?.is_empty())
+    }
+
+    /// Which of these sessions are live (the rules of `session_by_token`),
+    /// in one statement per `ROWS_PER_STATEMENT` ids.
+    pub async fn live_sessions(&self, ids: &[String], idle_ms: i64) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
-        let live = sqlx::query(
-            "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.revoked_at IS NULL \
-             AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(now - idle_ms)
-        .fetch_optional(&self.pool)
-        .await?
-        .is_some();
-        if let (true, Some(touch_ms)) = (live, touch) {
-            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
-                .bind(now)
-                .bind(id)
-                .bind(now - touch_ms)
-                .execute(&self.pool)
-                .await?;
+        let mut live = Vec::new();
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.revoked_at IS NULL \
+                 AND s.expires_at > $1 AND s.last_seen_at > $2 AND u.revoked_at IS NULL AND s.id IN ({list})"
+            );
+            let mut query = sqlx::query(&sql).bind(now).bind(now - idle_ms);
+            for id in part {
+                query = query.bind(id);
+            }
+            live.extend(query.fetch_all(&self.pool).await?.iter().map(|r| r.get::<String, _>(0)));
         }
         Ok(live)
+    }
+
+    /// Records activity on these sessions (their sync sockets sent frames);
+    /// like requests, at most one write per session per `touch_ms`.
+    pub async fn touch_sessions(&self, ids: &[String], touch_ms: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("UPDATE sessions SET last_seen_at = $1 WHERE last_seen_at < $2 AND id IN ({list})");
+            let mut query = sqlx::query(&sql).bind(now).bind(now - touch_ms);
+            for id in part {
+                query = query.bind(id);
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     pub async fn touch_session(&self, id: &str) -> Result<(), StoreError> {
@@ -627,6 +644,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?,
         );
+        bump_access_version(&mut tx).await?;
         tx.commit().await?;
         Ok(sessions)
     }

@@ -119,6 +119,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        bump_access_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -152,6 +153,7 @@ impl Store {
     }
 
     pub async fn grant_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
              ON CONFLICT (patient_id, clinic_id) DO UPDATE SET granted_at = excluded.granted_at, revoked_at = NULL",
@@ -159,19 +161,39 @@ impl Store {
         .bind(patient.to_string())
         .bind(clinic.to_string())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn revoke_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(patient.to_string())
             .bind(clinic.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Moves the access version on (see `access_version`), e.g. after
+    /// documents were created for a new consent.
+    pub async fn access_changed(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A counter that every change to who may read what moves on: when it
+    /// has moved, what sync connections may read must be read again.
+    pub async fn access_version(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT version FROM access_version WHERE id = 1").fetch_one(&self.pool).await?.get(0))
     }
 
     /// Clinics the patient currently lets see their record.
@@ -228,4 +250,10 @@ impl Store {
         let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1").bind(actor_hex).fetch_optional(&self.pool).await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
+}
+
+/// Moves the access version on, in the transaction that changes access.
+pub(super) async fn bump_access_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1").execute(&mut **tx).await?;
+    Ok(())
 }

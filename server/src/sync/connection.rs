@@ -83,12 +83,10 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let hub = state.hub.clone();
     let mut changes = hub.subscribe();
     let mut access = hub.subscribe_access();
-    // Subscribed before anything is read, so no ending is missed.
+    // Subscribed before anything is read, so no ending is missed; the
+    // session is re-checked with the others on this instance (`watch_sessions`).
     let mut ended = hub.subscribe_ended();
-    let mut recheck = session::recheck_timer();
-    // Whether the client sent frames since the last recheck (activity keeps
-    // the session from idling out).
-    let mut active = false;
+    let open = session::register(&hub, &peer.session_id);
     let readable = match readable_documents(&state.store, &peer.user).await {
         Ok(readable) => readable,
         Err(error) => {
@@ -117,12 +115,8 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             // nothing more of that record goes out, not even a change already
             // queued.
             biased;
-            end = ended.recv() => match conn.session_ended(end) {
-                Some(close) => break Some(close),
-                None => Ok(Vec::new()),
-            },
+            end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
             _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
-            _ = recheck.tick() => conn.recheck(std::mem::take(&mut active)).await.map(|()| Vec::new()),
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -140,7 +134,9 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                         _ => break,
                     }
                 }
-                active = true;
+                if let Some(open) = &open {
+                    open.active();
+                }
                 // A session ended while these frames arrived: none of them is applied.
                 if let Some(close) = conn.ended_meanwhile(&mut ended) {
                     break Some(close);

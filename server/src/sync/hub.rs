@@ -15,7 +15,7 @@ use shared::DocId;
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::cluster::{Cluster, ClusterStatus};
-use super::ended::{EndReason, Ended};
+use super::ended::{EndReason, Ended, OpenSessions};
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
@@ -127,6 +127,8 @@ pub struct Hub {
     access: broadcast::Sender<()>,
     /// Sessions ended on this instance, whose sockets close at once.
     ended: broadcast::Sender<Arc<Ended>>,
+    /// Sessions with sockets open here (re-checked by `watch_sessions`).
+    open: Arc<OpenSessions>,
     /// Other instances on the same PostgreSQL database; `None` on SQLite.
     cluster: Option<Cluster>,
     /// Operations being judged and applied, across all connections.
@@ -167,6 +169,7 @@ impl Hub {
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
             ended: broadcast::channel(256).0,
+            open: Arc::default(),
             cluster,
             ops_in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT as usize)),
         }
@@ -395,6 +398,10 @@ impl Hub {
 
     pub fn subscribe_ended(&self) -> broadcast::Receiver<Arc<Ended>> {
         self.ended.subscribe()
+    }
+
+    pub fn open_sessions(&self) -> &Arc<OpenSessions> {
+        &self.open
     }
 
     /// Whether this instance listens to other instances, and how often it

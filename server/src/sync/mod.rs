@@ -14,7 +14,7 @@ use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
-pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK};
+pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
 pub use hub::{Accepted, Hub};
 
 use crate::storage::UserRecord;

@@ -254,6 +254,30 @@ async fn a_session_ended_elsewhere_closes_its_socket_within_the_recheck_period()
     }
 }
 
+/// An access change this instance was not told about (made by another
+/// instance whose notification was lost; here straight in storage) applies
+/// to open sockets within the recheck period: the access version moved.
+#[tokio::test]
+async fn an_access_change_nobody_announced_applies_within_the_recheck_period() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let thread = maria_thread(&w);
+        let okafor = w.user("Okafor");
+        let browser = w.enroll("Okafor", &mut SoftPasskey::new()).await;
+        let mut replica = socket(&w.app, &browser, &[thread]).await;
+        let version = w.app.store.access_version().await.unwrap();
+        w.app.store.revoke_consent(w.user("Maria").patient.unwrap(), okafor.clinics[0]).await.unwrap();
+        assert!(w.app.store.access_version().await.unwrap() > version, "{backend:?}");
+        tokio::time::sleep(server::sync::SESSION_RECHECK + Duration::from_millis(1500)).await;
+        let entry = write_message(&mut replica.client, thread, &okafor, "After the consent ended");
+        replica.flush_local().await.unwrap();
+        let WireMessage::ChangeRejected { rule, .. } = next_rejection(&mut replica).await else { unreachable!() };
+        assert_eq!(rule, "consent", "{backend:?}");
+        assert!(!stored_has(&w.app, thread, entry).await, "{backend:?}");
+        w.stop().await;
+    }
+}
+
 /// Two instances on one PostgreSQL database: signing out on one closes the
 /// socket held by the other within the recheck period.
 #[tokio::test]

@@ -181,7 +181,9 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         assert_eq!(seen.len(), 7, "{backend:?}: P1 record, 2 clinical, thread A; P2 record, clinical A, thread A: {seen:?}");
         assert!(!seen.contains(&DocKind::MessageThread { patient: p1, clinic: b }));
         assert_eq!(readable(&admin).await, vec![DocKind::PatientRecord { patient: p1 }], "{backend:?}");
+        let version = store.access_version().await.unwrap();
         store.revoke_consent(p2, a).await.unwrap();
+        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking consent moves the access version");
         assert_eq!(readable(&provider).await.len(), 4, "{backend:?}");
         // What a clinic read before the patient withdrew consent is named as
         // such; documents it never read are not.
@@ -213,11 +215,11 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
             "{backend:?}"
         );
         assert!(store.session_by_token("hash-p1", 60_000).await.unwrap().is_none(), "{backend:?}");
-        assert!(!store.session_live("p1", 60_000, None).await.unwrap());
+        assert!(!store.session_live("p1", 60_000).await.unwrap());
         let live = store.session_by_token("hash-p2", 60_000).await.unwrap().unwrap();
         assert_eq!(live.passkey, Some(k2), "{backend:?}");
         assert!(live.verified_at > 0, "a passkey sign-in counts as a fresh use of it");
-        assert!(store.session_live("p2", 60_000, Some(0)).await.unwrap());
+        assert!(store.session_live("p2", 60_000).await.unwrap());
         assert_eq!(store.replaced_at("cred-1").await.unwrap(), None, "removed by its owner, not replaced");
         assert_eq!(store.revoke_passkey(patient.id, k2).await.unwrap(), PasskeyRevocation::LastOne, "{backend:?}");
         assert!(store.passkey_by_credential("cred-1").await.unwrap().is_none());
@@ -274,7 +276,13 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         store.revoke_session("s1").await.unwrap();
         assert!(store.session_by_token("hash1", 60_000).await.unwrap().is_none());
         assert_eq!(store.caregivers(p1).await.unwrap().len(), 1);
+        let mut live = store.live_sessions(&["s1".into(), "s2".into(), "nope".into()], 60_000).await.unwrap();
+        live.sort();
+        assert_eq!(live, vec!["s2".to_owned()], "{backend:?}");
+        let version = store.access_version().await.unwrap();
         assert_eq!(store.revoke_user(carer.id).await.unwrap(), vec!["s2".to_owned()], "{backend:?}");
+        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking a user moves the access version");
+        assert!(store.live_sessions(&["s2".into()], 60_000).await.unwrap().is_empty());
         assert!(store.session_by_token("hash2", 60_000).await.unwrap().is_none(), "{backend:?}");
         assert!(store.caregivers(p1).await.unwrap().is_empty());
         assert!(readable(&carer).await.is_empty(), "{backend:?}: a revoked caregiver reads nothing");

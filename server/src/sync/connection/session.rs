@@ -1,21 +1,20 @@
 //! A connection's session and consent: the socket closes when its session
-//! ends (told at once on this instance, re-checked on a timer everywhere),
-//! and changes for a record whose consent was withdrawn are refused by name.
+//! ends (told at once on this instance; found by the instance's periodic
+//! check otherwise, `ended::watch_sessions`), and changes for a record whose
+//! consent was withdrawn are refused by name.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use automerge::{ReadDoc, sync};
 use shared::sync::{WireMessage, decode_doc_id, encode_doc_id, scan_sync_message};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{Close, Connection};
-use crate::auth::{SESSION_IDLE, TOUCH_INTERVAL_MS};
+use crate::auth::SESSION_IDLE;
 use crate::storage::AuditEvent;
 use crate::sync::TEST_SESSION;
-use crate::sync::ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK};
+use crate::sync::ended::{CLOSE_SESSION_ENDED, EndReason, Ended, OpenSocket};
 use crate::sync::hub::Hub;
 
 /// The rule named when a change is refused because consent was withdrawn.
@@ -25,13 +24,10 @@ pub const CONSENT_RULE: &str = "consent";
 pub const CONSENT_WITHDRAWN: &str = "Not delivered: the patient has withdrawn your clinic's access to their record, \
                                      so nothing more can be added to it from your clinic (rule consent).";
 
-/// Ticks every `SESSION_RECHECK`, the first after a random part of it, so
-/// that connections opened together do not all query at once.
-pub(super) fn recheck_timer() -> Interval {
-    let first = SESSION_RECHECK.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10));
-    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + first, SESSION_RECHECK);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    timer
+/// Registers this connection's session with the instance's periodic check
+/// (`watch_sessions`); test identities have no session row and are left out.
+pub(super) fn register(hub: &Hub, session: &str) -> Option<OpenSocket> {
+    (session != TEST_SESSION).then(|| hub.open_sessions().opened(session))
 }
 
 fn closed(reason: EndReason) -> Close {
@@ -40,13 +36,15 @@ fn closed(reason: EndReason) -> Close {
 
 impl Connection {
     /// A broadcast of ended sessions: the close, if this connection's is one.
-    pub(super) fn session_ended(&self, end: Result<Arc<Ended>, RecvError>) -> Option<Close> {
+    /// If some broadcasts were missed (lagged), the session row decides.
+    pub(super) async fn session_ended(&self, end: Result<Arc<Ended>, RecvError>) -> Result<(), Close> {
         match end {
-            Ok(ended) => ended.sessions.contains(&self.session_id).then(|| closed(ended.reason)),
-            // Missed some: the storage check decides, on the next recheck tick
-            // or right now for the frames that follow (`ended_meanwhile`).
-            Err(RecvError::Lagged(_)) => None,
-            Err(RecvError::Closed) => None,
+            Ok(ended) if ended.sessions.contains(&self.session_id) => Err(closed(ended.reason)),
+            Err(RecvError::Lagged(_)) if self.session_id != TEST_SESSION => {
+                let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
+                if self.state.store.session_live(&self.session_id, idle).await? { Ok(()) } else { Err(closed(EndReason::Expired)) }
+            }
+            Ok(_) | Err(_) => Ok(()),
         }
     }
 
@@ -55,8 +53,8 @@ impl Connection {
         loop {
             match ended.try_recv() {
                 Ok(end) => {
-                    if let Some(close) = self.session_ended(Ok(end)) {
-                        return Some(close);
+                    if end.sessions.contains(&self.session_id) {
+                        return Some(closed(end.reason));
                     }
                 }
                 // Lagged: some endings were missed; be safe and close, the
@@ -65,24 +63,6 @@ impl Connection {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
             }
         }
-    }
-
-    /// The periodic check: the session must still be live (ended, expired
-    /// or its user revoked, on any instance, closes the socket), then what
-    /// the user may read is read again. `active`: the client sent frames
-    /// since the last check, which counts as activity for the idle limit.
-    pub(super) async fn recheck(&mut self, active: bool) -> Result<(), Close> {
-        let store = &self.state.store;
-        let live = if self.session_id == TEST_SESSION {
-            store.user_active(self.user.id).await?
-        } else {
-            let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
-            store.session_live(&self.session_id, idle, active.then_some(TOUCH_INTERVAL_MS)).await?
-        };
-        if !live {
-            return Err(closed(EndReason::Expired));
-        }
-        self.refresh_access().await
     }
 
     /// For a document this user may not read: a `change-rejected` naming
