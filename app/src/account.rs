@@ -1,5 +1,7 @@
 //! The account page: passkeys, which clinics may see the record, caregivers,
-//! and who looked at it. All of it needs the network.
+//! and who looked at it. All of it needs the network. Adding a passkey,
+//! inviting a caregiver and new links ask for the passkey again when the
+//! server wants a recent one (`api::with_reauth`).
 
 use std::future::Future;
 
@@ -41,10 +43,13 @@ fn Passkeys() -> impl IntoView {
     let keys = RwSignal::new(None::<Vec<Passkey>>);
     let error = RwSignal::new(None::<String>);
     let load = loader(keys, error, api::passkeys);
+    let links = RwSignal::new(None::<Vec<(String, String)>>);
+    let load_links = loader(links, error, api::open_links);
+    let current = move || ui().me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
     let add = move |_| {
         spawn_local(async move {
             let result = async {
-                let started = api::passkey_add_start().await.map_err(|e| e.to_string())?;
+                let started = api::with_reauth(api::passkey_add_start).await.map_err(|e| e.to_string())?;
                 let credential = webauthn::create_credential(started.options).await?;
                 api::passkey_add_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
             };
@@ -60,10 +65,39 @@ fn Passkeys() -> impl IntoView {
     view! {
         <section class="card" aria-labelledby="keys-h">
             <h2 id="keys-h">"Passkeys"</h2>
-            {move || keys.get().map(|list| view! {
+            <p class="muted">
+                "Removing a passkey at once signs out every device that signed in with it. "
+                "Passkeys added while signed in with it stay: remove them too if you do not know them."
+            </p>
+            {move || links.get().filter(|l| !l.is_empty()).map(|list| view! {
+                <div class="notice" role="status">
+                    <p>{list.into_iter().map(|(by, until)| format!(
+                        "A sign-in link for your account from {} is open until {}. ",
+                        if by.is_empty() { "the portal's operator".to_owned() } else { by },
+                        crate::logic::date_time(&until),
+                    )).collect::<String>()}
+                    "Whoever uses it replaces all your passkeys. If you did not ask for it, cancel it."</p>
+                    <button type="button" on:click=move |_| spawn_local(async move {
+                        match api::cancel_links().await {
+                            Ok(()) => load_links(),
+                            Err(e) => report(error, e),
+                        }
+                    })>"Cancel the link"</button>
+                </div>
+            })}
+            {move || keys.get().map(|list| {
+                let names: Vec<(String, String)> = list.iter().map(|k| (k.id.clone(), k.name.clone())).collect();
+                view! {
                 <ul>
                     {list.into_iter().map(|k| {
-                        let Passkey { id, name, created_at: created, last_used_at: used } = k;
+                        let Passkey { id, name, created_at: created, last_used_at: used, added_with } = k;
+                        let mut about = String::new();
+                        if id == current() {
+                            about.push_str(" · this device signed in with it");
+                        }
+                        if let Some((_, from)) = names.iter().find(|(key, _)| *key == added_with) {
+                            about.push_str(&format!(" · added while signed in with {from}"));
+                        }
                         let name = RwSignal::new(name);
                         let (rename_id, delete_id) = (id.clone(), id.clone());
                         let input_id = format!("key-{id}");
@@ -89,11 +123,12 @@ fn Passkeys() -> impl IntoView {
                                         }
                                     })
                                 }>"Remove"</button>
-                                <span class="muted">{format!("added {} · last used {}", crate::logic::date(&created), if used.is_empty() { "never".into() } else { crate::logic::date_time(&used) })}</span>
+                                <span class="muted">{format!("added {} · last used {}{about}", crate::logic::date(&created), if used.is_empty() { "never".into() } else { crate::logic::date_time(&used) })}</span>
                             </li>
                         }
                     }).collect_view()}
                 </ul>
+                }
             })}
             <button type="button" on:click=add>"Add a passkey on this device"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -188,7 +223,8 @@ fn Caregivers() -> impl IntoView {
             return;
         }
         spawn_local(async move {
-            let result = api::invite_caregiver(&who, may_message.get_untracked()).await;
+            let may = may_message.get_untracked();
+            let result = api::with_reauth(|| api::invite_caregiver(&who, may)).await;
             // What was typed stays in the form if the invitation failed.
             if result.is_ok() {
                 name.set(String::new());
@@ -207,7 +243,7 @@ fn Caregivers() -> impl IntoView {
                 <span>{format!(" {rights}{waiting}")}</span>
                 <button type="button" on:click=move |_| {
                     let who = who.clone();
-                    spawn_local(async move { show_link(who, api::caregiver_link(user).await) })
+                    spawn_local(async move { show_link(who, api::with_reauth(|| api::caregiver_link(user)).await) })
                 }>"New link"</button>
                 <button type="button" class="secondary" on:click=move |_| {
                     spawn_local(async move {

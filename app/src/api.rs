@@ -19,8 +19,13 @@ pub struct Me {
     pub role: String,
     pub patient_id: Option<PatientId>,
     pub clinics: Vec<Clinic>,
+    /// A caregiver the patient allowed to write messages and requests.
+    pub may_message: bool,
     /// 32 hex characters: the Automerge actor id this session writes with.
     pub actor_id: String,
+    /// The passkey this session signed in with ("" if unknown): removing it
+    /// signs this device out.
+    pub passkey_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,7 +46,9 @@ impl Me {
             role: json.str("role")?,
             patient_id: json.parsed("patient_id"),
             clinics: json.get("clinics").items().iter().map(Clinic::from_json).collect::<Option<_>>()?,
+            may_message: json.get("caregiver").bool("may_message").unwrap_or(false),
             actor_id: json.str("actor_id")?,
+            passkey_id: json.text("passkey_id"),
         })
     }
 
@@ -53,7 +60,9 @@ impl Me {
             ("role", self.role.as_str().into()),
             ("patient_id", self.patient_id.map_or(JsValue::UNDEFINED, |p| p.to_string().into())),
             ("clinics", Json::array(self.clinics.iter().map(Clinic::to_json)).js().clone()),
+            ("caregiver", Json::object(&[("may_message", self.may_message.into())]).js().clone()),
             ("actor_id", self.actor_id.as_str().into()),
+            ("passkey_id", self.passkey_id.as_str().into()),
         ])
     }
 }
@@ -98,6 +107,9 @@ pub enum ApiError {
     Offline,
     /// 401: the session is over; sign in again.
     SessionExpired,
+    /// 403 `reauth_required`: granting access needs a passkey used in the
+    /// last few minutes (`with_reauth` asks for it and retries).
+    ReauthRequired,
     /// Any other refusal, with the server's message.
     Failed(u16, String),
 }
@@ -107,6 +119,7 @@ impl std::fmt::Display for ApiError {
         match self {
             Self::Offline => f.write_str("You are offline: this needs the network."),
             Self::SessionExpired => f.write_str("Your session has ended: sign in again."),
+            Self::ReauthRequired => f.write_str("Confirm it is you with your passkey, then try again."),
             Self::Failed(_, message) => f.write_str(message),
         }
     }
@@ -144,6 +157,9 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
     // at sign-in is a 401 too, and its message must be shown as it is.
     if status == 401 && json.as_ref().and_then(|j| j.str("error")).is_none_or(|code| code == "session_expired") {
         return Err(ApiError::SessionExpired);
+    }
+    if status == 403 && json.as_ref().and_then(|j| j.str("error")).as_deref() == Some("reauth_required") {
+        return Err(ApiError::ReauthRequired);
     }
     if !response.ok() {
         let message = json
@@ -207,6 +223,35 @@ pub async fn login_finish(ceremony: &str, credential: &Json) -> Result<Json, Api
     call("POST", "/api/login/finish", Some(&finish_body(ceremony, credential))).await
 }
 
+/// Proves presence again with one of the user's own passkeys.
+pub async fn reauth() -> Result<(), ApiError> {
+    let started = read(call("POST", "/api/reauth/start", None).await?, Ceremony::from_json)?;
+    let credential = crate::webauthn::get_assertion(started.options).await.map_err(|e| ApiError::Failed(0, e))?;
+    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential))).await.map(|_| ())
+}
+
+/// Runs `request`; if the server wants a passkey used first (adding a
+/// passkey, inviting, new links), asks for it and runs the request again.
+pub async fn with_reauth<T, F: std::future::Future<Output = Result<T, ApiError>>>(request: impl Fn() -> F) -> Result<T, ApiError> {
+    match request().await {
+        Err(ApiError::ReauthRequired) => {
+            reauth().await?;
+            request().await
+        }
+        other => other,
+    }
+}
+
+/// Enrollment links for the signed-in person's own account that can still
+/// be used: (who issued it, until when). Using one replaces their passkeys.
+pub async fn open_links() -> Result<Vec<(String, String)>, ApiError> {
+    read_list(call("GET", "/api/enrollments", None).await?, |l| Some((l.text("issued_by"), l.text("expires_at"))))
+}
+
+pub async fn cancel_links() -> Result<(), ApiError> {
+    call("DELETE", "/api/enrollments", None).await.map(|_| ())
+}
+
 /// Registration options for an enrollment link's token.
 pub async fn enroll_start(token: &str) -> Result<Ceremony, ApiError> {
     read(call("POST", "/api/enroll/start", Some(&Json::object(&[("token", token.into())]))).await?, Ceremony::from_json)
@@ -223,11 +268,19 @@ pub struct Passkey {
     pub name: String,
     pub created_at: String,
     pub last_used_at: String,
+    /// The passkey whose session added this one ("" if an enrollment link did).
+    pub added_with: String,
 }
 
 pub async fn passkeys() -> Result<Vec<Passkey>, ApiError> {
     read_list(call("GET", "/api/passkeys", None).await?, |key| {
-        Some(Passkey { id: key.str("id")?, name: key.str("name")?, created_at: key.text("created_at"), last_used_at: key.text("last_used_at") })
+        Some(Passkey {
+            id: key.str("id")?,
+            name: key.str("name")?,
+            created_at: key.text("created_at"),
+            last_used_at: key.text("last_used_at"),
+            added_with: key.text("added_with"),
+        })
     })
 }
 

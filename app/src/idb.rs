@@ -60,6 +60,11 @@ pub async fn put_doc(db: &IdbDatabase, id: &str, bytes: &[u8]) -> Result<(), JsV
     done(&request).await.map(|_| ())
 }
 
+pub async fn delete_doc(db: &IdbDatabase, id: &str) -> Result<(), JsValue> {
+    let request = store(db, DOCS, IdbTransactionMode::Readwrite)?.delete(&JsValue::from_str(id))?;
+    done(&request).await.map(|_| ())
+}
+
 /// Every stored document as (id, bytes).
 pub async fn all_docs(db: &IdbDatabase) -> Result<Vec<(String, Vec<u8>)>, JsValue> {
     let store = store(db, DOCS, IdbTransactionMode::Readonly)?;

@@ -306,6 +306,7 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
         <section class="card">
             <h2>"Create your passkey"</h2>
             <p>"Your clinic invited you to the portal. A passkey signs you in with this device's screen lock: no password."</p>
+            <p class="muted">"If your account already has passkeys, the one you create here replaces them: the old ones stop working and every device signed in with them is signed out."</p>
             <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online.get()>"Create a passkey"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>

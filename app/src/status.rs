@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::logic;
-use crate::store::ui;
+use crate::store::{self, ui};
 
 #[component]
 pub fn SyncStatus() -> impl IntoView {
@@ -46,6 +46,13 @@ pub fn SyncStatus() -> impl IntoView {
                         </label>
                     }
                 }}
+            </Show>
+            <Show when=move || ui.undelivered.with(|u| !u.is_empty())>
+                <div class="banner undelivered" role="alert">
+                    <p>"Not delivered: the patient withdrew your clinic's access to their record, so these changes were not sent. Copy anything you still need:"</p>
+                    <ul>{move || ui.undelivered.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}</ul>
+                    <button type="button" class="secondary" on:click=move |_| store::dismiss_undelivered()>"Dismiss"</button>
+                </div>
             </Show>
         </div>
     }

@@ -75,6 +75,10 @@ pub struct Ui {
     /// Local data has been read (or there was none).
     pub started: RwSignal<bool>,
     pub consents: RwSignal<Vec<Consent>>,
+    /// Changes the server refused for good because the patient withdrew
+    /// consent, described ("Message: ..."), kept until the person dismisses
+    /// them so their text is not lost.
+    pub undelivered: RwSignal<Vec<String>>,
 }
 
 pub fn ui() -> Ui {
@@ -95,6 +99,7 @@ pub fn init_ui() -> Ui {
         session_expired: RwSignal::new(false),
         started: RwSignal::new(false),
         consents: RwSignal::new(Vec::new()),
+        undelivered: RwSignal::new(Vec::new()),
     };
     UI.set(Some(ui));
     ui
@@ -199,14 +204,13 @@ fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
     let role = match me.role.as_str() {
         "patient" => Role::Patient { patient: me.patient_id? },
-        // The server holds the caregiver's exact rights; the client assumes
-        // messaging is allowed and lets the server refuse otherwise.
-        "caregiver" => Role::Caregiver { patient: me.patient_id?, may_message: true },
+        "caregiver" => Role::Caregiver { patient: me.patient_id?, may_message: me.may_message },
         "provider" => Role::Provider { clinics },
         "admin" => Role::ClinicAdmin { clinic: *clinics.first()? },
         _ => return None,
     };
-    Some(Principal { user: me.user_id, role })
+    let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
+    Some(Principal { user: me.user_id, role, name: me.display_name.clone(), clinic_names })
 }
 
 fn load_doc(bytes: Option<&[u8]>, actor: Option<&ActorId>) -> Automerge {
@@ -226,6 +230,41 @@ fn track(core: &mut Core, docs: &[DocInfo], stored: &BTreeMap<String, Vec<u8>>) 
             core.client.insert(info.id, doc);
         }
     }
+}
+
+/// Stops syncing documents the user may no longer read (access taken
+/// away) that hold nothing unsent. One with changes the server has not
+/// confirmed stays until the server refuses them by name
+/// (`undeliverable`), so nothing written is dropped silently; so do the
+/// other documents of its patient, to name whose record it was.
+fn untrack_settled(core: &mut Core, docs: &[DocInfo]) -> Vec<DocId> {
+    let settled = |id: &DocId| {
+        let heads = core.client.doc(*id).map(Automerge::get_heads).unwrap_or_default();
+        heads.is_empty() || core.confirmed.get(id) == Some(&heads)
+    };
+    let unlisted: Vec<DocId> = core.client.ids().filter(|id| !docs.iter().any(|d| d.id == *id)).collect();
+    let waiting: Vec<PatientId> =
+        unlisted.iter().filter(|id| !settled(id)).filter_map(|id| Some(core.kinds.get(id)?.patient())).collect();
+    let gone: Vec<DocId> = unlisted
+        .into_iter()
+        .filter(|id| settled(id) && !core.kinds.get(id).is_some_and(|k| waiting.contains(&k.patient())))
+        .collect();
+    for id in &gone {
+        core.client.remove(*id);
+        core.kinds.remove(id);
+        core.confirmed.remove(id);
+    }
+    gone
+}
+
+/// Deletes documents' stored copies from this device.
+fn forget_docs(ids: Vec<DocId>) {
+    let Some(db) = with_core(|c| c.db.clone()).filter(|_| !ids.is_empty()) else { return };
+    spawn_local(async move {
+        for id in ids {
+            let _ = idb::delete_doc(&db, &id.to_string()).await;
+        }
+    });
 }
 
 fn set_me(core: &mut Core, me: &Me) {
@@ -258,6 +297,8 @@ pub async fn start() {
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
         let confirmed = idb::get_kv(db, "confirmed").await.ok().flatten().map(|j| parse_confirmed(&j)).unwrap_or_default();
+        let undelivered = idb::get_kv(db, "undelivered").await.ok().flatten().and_then(|t| Json::parse(&t));
+        ui.undelivered.set(undelivered.map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect()).unwrap_or_default());
         with_core_mut(|core| core.confirmed = confirmed);
         if cached_me.is_some() {
             let stored: BTreeMap<String, Vec<u8>> = idb::all_docs(db).await.unwrap_or_default().into_iter().collect();
@@ -294,7 +335,11 @@ pub async fn refresh() {
             match api::documents().await {
                 Ok(docs) => {
                     save_kv("documents", &Json::array(docs.iter().map(DocInfo::to_json)).stringify());
-                    with_core_mut(|core| track(core, &docs, &BTreeMap::new()));
+                    let gone = with_core_mut(|core| {
+                        track(core, &docs, &BTreeMap::new());
+                        untrack_settled(core, &docs)
+                    });
+                    forget_docs(gone);
                     ui.docs.set(docs);
                     bump();
                 }
@@ -342,16 +387,84 @@ pub fn persist(id: DocId) {
     });
 }
 
-/// Signs out: ends the session and forgets this device's copies.
+/// Signs out: ends the session and forgets this device's copies. The
+/// socket is closed first, so its closing is not taken for an ended session.
 pub async fn sign_out() {
-    let _ = api::logout().await;
     sync::disconnect();
+    let _ = api::logout().await;
     forget_local().await;
     let ui = ui();
     ui.me.set(None);
     ui.docs.set(Vec::new());
     ui.session_expired.set(false);
     bump();
+}
+
+/// The server refused this document's changes because the patient withdrew
+/// consent: it will never take them. The document stops syncing and leaves
+/// this device, but what the person wrote in it and the server never
+/// confirmed is kept, described, in `Ui::undelivered` (and IndexedDB) until
+/// they dismiss it.
+pub fn undeliverable(id: DocId) {
+    let ui = ui();
+    let lines = with_core_mut(|core| {
+        // Whose record, from their demographics if this device has them.
+        let patient = core.kinds.remove(&id)?.patient();
+        let record = core.client.doc(DocKind::PatientRecord { patient }.doc_id()).and_then(hydrate_patient_record);
+        let name = record.map(|r| [r.demographics.given, r.demographics.family].into_iter().flatten().collect::<Vec<_>>().join(" "));
+        let confirmed = core.confirmed.remove(&id);
+        let doc = core.client.remove(id)?;
+        let lines = unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default());
+        let lines: Vec<String> = match name.filter(|n| !n.is_empty()) {
+            Some(name) => lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect(),
+            None => lines,
+        };
+        // The patient's other documents, kept to name them, can go now too.
+        let gone = untrack_settled(core, &ui.docs.get_untracked());
+        Some((lines, gone))
+    });
+    let Some((lines, gone)) = lines else { return };
+    forget_docs(gone);
+    ui.docs.update(|docs| docs.retain(|d| d.id != id));
+    ui.undelivered.update(|list| list.extend(lines));
+    save_kv("documents", &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify());
+    save_kv("undelivered", &Json::array(ui.undelivered.get_untracked().into_iter().map(|l| Json::from(JsValue::from(l)))).stringify());
+    let json = with_core(confirmed_json);
+    save_kv("confirmed", &json);
+    forget_docs(vec![id]);
+    bump();
+}
+
+/// Forgets the undelivered changes once the person has dealt with them.
+pub fn dismiss_undelivered() {
+    ui().undelivered.set(Vec::new());
+    save_kv("undelivered", "[]");
+}
+
+/// Entries in `doc` that were not there at `confirmed` (what the server
+/// last confirmed holding), as "Kind: text" in the person's own words.
+fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String> {
+    let known = !confirmed.is_empty() && confirmed.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    let mut lines = Vec::new();
+    for collection in doc.keys(ROOT) {
+        let Some((automerge::Value::Object(_), coll)) = doc.get(ROOT, collection.as_str()).ok().flatten() else { continue };
+        for entry in doc.keys(&coll) {
+            let before = known && doc.get_at(&coll, entry.as_str(), confirmed).ok().flatten().is_some();
+            let Some((automerge::Value::Object(_), obj)) = doc.get(&coll, entry.as_str()).ok().flatten().filter(|_| known && !before)
+            else {
+                continue;
+            };
+            let text = ["body", "note", "display", "substance", "vaccine", "reason"]
+                .iter()
+                .find_map(|field| doc.get(&obj, *field).ok().flatten()?.0.into_string().ok())
+                .unwrap_or_default();
+            lines.push(format!("{}: {text}", logic::collection_label(&collection)));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("A change to a record (status or details)".into());
+    }
+    lines
 }
 
 async fn forget_local() {

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use js_sys::{ArrayBuffer, Uint8Array};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::sync::WireMessage;
+use shared::sync::{CLOSE_SESSION_ENDED, WireMessage, decode_doc_id};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
@@ -101,10 +101,16 @@ pub fn connect() {
             receive(&Uint8Array::new(&buffer).to_vec());
         }
     });
-    let on_close = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+    let on_close = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let event: web_sys::CloseEvent = event.unchecked_into();
         let opened = CONN.with_borrow_mut(|conn| conn.take().map(|c| c.opened)).unwrap_or(false);
         ui.connected.set(false);
-        if !opened {
+        if event.code() == CLOSE_SESSION_ENDED {
+            // Signed out elsewhere, passkey removed, access taken away: the
+            // server says why; reconnecting would not help.
+            ui.session_expired.set(true);
+            ui.banner.set(Some(event.reason()));
+        } else if !opened {
             // The handshake failed: a sign-in that expired, or a server that
             // is down. Ask the API which.
             spawn_local(async {
@@ -182,6 +188,14 @@ fn receive(frame: &[u8]) {
             return;
         }
     };
+    // Refused because the patient withdrew consent: never deliverable, so
+    // the record leaves this device and what was not delivered is listed.
+    if let WireMessage::ChangeRejected { document_id, rule, .. } = &message {
+        if let (Ok(id), "consent") = (decode_doc_id(document_id), rule.as_str()) {
+            store::undeliverable(id);
+            return;
+        }
+    }
     let result = with_core_mut(|core| core.client.receive(message));
     let received = match result {
         Ok(received) => received,

@@ -148,8 +148,8 @@ async fn sign_out(person: &Person) {
 const PASSKEYS: &str = "section[aria-labelledby=\"keys-h\"]";
 
 /// Scenario 2: sign out and back in with the same passkey (usernameless);
-/// add a passkey on a new device and remove the old one; the removed passkey
-/// no longer signs in, the new one does.
+/// add a passkey on a new device, sign in with it there and remove the old
+/// one; the removed passkey no longer signs in, the new one does.
 #[tokio::test]
 async fn passkeys_sign_in_again_are_added_and_revoked() {
     let portal = Portal::start().await;
@@ -176,6 +176,16 @@ async fn passkeys_sign_in_again_are_added_and_revoked() {
             maria.remove_authenticator(&maria.authenticator).await;
             let laptop = maria.add_authenticator().await;
             maria.click("button", "Add a passkey on this device").await;
+            wait_for_count(&maria, &format!("{PASSKEYS} li"), 2).await;
+            maria.wait_for(PASSKEYS, "added while signed in with Old phone").await;
+
+            // Removing a passkey signs out the devices that signed in with
+            // it, this one included: sign in with the laptop's passkey first.
+            maria.wait_for(PASSKEYS, "this device signed in with it").await;
+            sign_out(&maria).await;
+            maria.click("button", "Sign in with a passkey").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            tab(&maria, "Account").await;
             wait_for_count(&maria, &format!("{PASSKEYS} li"), 2).await;
 
             // Remove the old phone's passkey.
@@ -530,4 +540,143 @@ const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('pa
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// Issue 12: Dr. Okafor answers Maria offline; meanwhile she takes
+/// Riverside's access away. Back online, his page says the answer was not
+/// delivered and why, and still shows his text; the server never stored it.
+#[tokio::test]
+async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_delivered() {
+    const ANSWER: &str = "Please come in on Monday for a blood test.";
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("not delivered", async {
+            let maria = portal.enroll("Maria").await;
+            let okafor = portal.enroll("Okafor").await;
+            open_chart(&okafor, "Maria Santos").await;
+            tab(&okafor, "Messages").await;
+            okafor.wait_for(".msg.theirs", "ankles swell").await;
+            okafor.go_offline().await;
+            okafor.wait_for(".sync-status", "Offline").await;
+            okafor.type_into(".compose textarea", ANSWER).await;
+            okafor.click(".compose button", "Send").await;
+            okafor.wait_for(".sync-status", "waiting to be sent").await;
+
+            tab(&maria, "Account").await;
+            let riverside = item_mentioning("Riverside");
+            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has access')")).await;
+            maria.page.evaluate(format!("{riverside}.querySelector('button').click()")).await.expect("take access away");
+            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has no access')")).await;
+
+            okafor.go_online().await;
+            let shown = okafor.wait_for(".undelivered", "Not delivered").await;
+            okafor.check(shown.contains(&format!("Maria Santos's record · Message: {ANSWER}")), &format!("his text is kept, named: {shown}")).await;
+            wait_until_gone(&okafor, ".sync", "Syncing records").await;
+            okafor.check(shown.contains("withdrew your clinic's access"), &format!("the reason is consent: {shown}")).await;
+            wait_until_gone(&okafor, ".sync-status", "waiting to be sent").await;
+            e2e::screenshot(&okafor.page, "not delivered 1280").await;
+
+            let maria_user = portal.user("Maria");
+            let thread = DocKind::MessageThread { patient: maria_user.patient.expect("a patient"), clinic: portal.user("Okafor").clinics[0] };
+            let stored = portal.canonical(thread).await;
+            let (_, messages) = stored.get(ROOT, "messages").unwrap().expect("messages");
+            let bodies: Vec<String> = stored
+                .keys(&messages)
+                .filter_map(|key| {
+                    let (_, obj) = stored.get(&messages, key.as_str()).ok()??;
+                    stored.get(&obj, "body").ok()??.0.into_string().ok()
+                })
+                .collect();
+            okafor.check(!bodies.iter().any(|b| b == ANSWER), "the server did not store the answer").await;
+
+            // It stays listed after a reload, until dismissed.
+            okafor.page.reload().await.expect("reload");
+            okafor.wait_for(".undelivered", ANSWER).await;
+            okafor.click(".undelivered button", "Dismiss").await;
+            wait_until_gone(&okafor, "body", "Not delivered").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// Sets the page's width (CSS pixels), as a phone or a desktop window.
+async fn set_width(person: &Person, width: i64, mobile: bool) {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    let params = SetDeviceMetricsOverrideParams::builder()
+        .width(width)
+        .height(900)
+        .device_scale_factor(1.0)
+        .mobile(mobile)
+        .build()
+        .expect("metrics");
+    person.page.execute(params).await.expect("set the page width");
+}
+
+/// Issue 19 on the account page: an hour after signing in, inviting a
+/// caregiver asks for the passkey again and then goes through; the page says
+/// what removing a passkey does; a sign-in link an admin issued for her is
+/// shown and she cancels it. Screenshots at 1280 and 390 px; nothing is
+/// wider than a phone's screen.
+#[tokio::test]
+async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
+    let portal = Portal::start().await;
+    portal
+        .browser
+        .scenario("account", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            let session: String =
+                maria.page.evaluate("fetch('/api/me').then((r) => r.json()).then((me) => me.session_id)").await.unwrap().into_value().unwrap();
+            let hour_ago = chrono_ms() - 3600 * 1000;
+            portal.app.store.set_session_verified(&session, hour_ago).await.expect("age the session");
+
+            tab(&maria, "Account").await;
+            maria.wait_for(PASSKEYS, "Removing a passkey at once signs out every device that signed in with it").await;
+            maria.wait_for(PASSKEYS, "this device signed in with it").await;
+            maria.type_into("#caregiver-name", "Ana Santos").await;
+            maria.click("button", "Invite").await;
+            // The virtual authenticator answers the passkey prompt; the invitation then goes through.
+            maria.wait_for(".notice", "Give Ana Santos this one-time link").await;
+            let audit: String = maria
+                .page
+                .evaluate("fetch('/api/audit').then((r) => r.json()).then((rows) => rows.map((r) => r.action).join(' '))")
+                .await
+                .unwrap()
+                .into_value()
+                .unwrap();
+            maria.check(audit.contains("reauthenticated") && audit.contains("caregiver_invited"), &audit).await;
+
+            // The clinic's admin issues her a new sign-in link.
+            let admin = portal.user("Jordan").id;
+            let (link, _) = server::auth::accounts::issue_enrollment(&portal.app.store, &portal.app.base_url, portal.user("Maria").id, Some(admin))
+                .await
+                .expect("link");
+            tab(&maria, "Results").await;
+            tab(&maria, "Account").await;
+            maria.wait_for(PASSKEYS, "A sign-in link for your account from Jordan Lee is open").await;
+            for (width, mobile) in [(1280, false), (390, true)] {
+                set_width(&maria, width, mobile).await;
+                e2e::screenshot(&maria.page, &format!("account {width}")).await;
+                let overflow: bool = maria
+                    .page
+                    .evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+                    .await
+                    .unwrap()
+                    .into_value()
+                    .unwrap();
+                maria.check(!overflow, &format!("nothing is wider than {width} px")).await;
+            }
+            maria.click(&format!("{PASSKEYS} .notice button"), "Cancel the link").await;
+            wait_until_gone(&maria, PASSKEYS, "A sign-in link for your account").await;
+            let token = link.split_once('#').expect("token").1;
+            let open = portal.app.store.enrollment_user(&server::auth::hash_secret(token)).await.expect("look up");
+            maria.check(open.is_none(), "the cancelled link no longer works").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
 }

@@ -39,6 +39,15 @@ pub struct World {
     pub people: Vec<(&'static str, Principal)>,
 }
 
+/// Everyone's directory name, and the clinics': names on entries must be
+/// the directory's, so the seeds carry these.
+const NAME: &str = "Dr. Okafor";
+const CLINIC_NAME: &str = "Riverside";
+
+fn person(user: UserId, role: Role) -> Principal {
+    Principal { user, role, name: NAME.into(), clinic_names: vec![(CLINIC, CLINIC_NAME.into()), (OTHER_CLINIC, CLINIC_NAME.into())] }
+}
+
 fn actor(n: u8) -> ActorId {
     ActorId::from([n; 16].as_slice())
 }
@@ -46,9 +55,9 @@ fn actor(n: u8) -> ActorId {
 pub fn provenance(by: UserId) -> Provenance {
     Provenance {
         clinic: CLINIC,
-        clinic_name: "Riverside".into(),
+        clinic_name: CLINIC_NAME.into(),
         recorder: by,
-        recorder_name: "Dr. Okafor".into(),
+        recorder_name: NAME.into(),
         recorded: "2026-11-01T09:00:00Z".into(),
     }
 }
@@ -76,7 +85,7 @@ pub fn observation(by: UserId, value: f64) -> Observation {
 pub fn message(by: UserId, side: Side, body: &str) -> Message {
     Message {
         author: by,
-        author_name: "Someone".into(),
+        author_name: NAME.into(),
         side,
         sent_at: "2026-11-02T10:00:00Z".into(),
         body: body.into(),
@@ -144,10 +153,10 @@ impl World {
         add(&mut p, 2, REFILL, &refill);
 
         let people = vec![
-            ("provider", Principal { user: PROVIDER, role: Role::Provider { clinics: vec![CLINIC] } }),
-            ("patient", Principal { user: PATIENT_USER, role: Role::Patient { patient: PATIENT } }),
-            ("caregiver", Principal { user: CAREGIVER, role: Role::Caregiver { patient: PATIENT, may_message: false } }),
-            ("outsider", Principal { user: OUTSIDER, role: Role::Provider { clinics: vec![OTHER_CLINIC] } }),
+            ("provider", person(PROVIDER, Role::Provider { clinics: vec![CLINIC] })),
+            ("patient", person(PATIENT_USER, Role::Patient { patient: PATIENT })),
+            ("caregiver", person(CAREGIVER, Role::Caregiver { patient: PATIENT, may_message: false })),
+            ("outsider", person(OUTSIDER, Role::Provider { clinics: vec![OTHER_CLINIC] })),
         ];
         Self { docs: vec![(clinical, c), (thread, t), (patient_record, p)], people }
     }

@@ -59,6 +59,12 @@ pub struct Config {
     /// Directory holding the built web app (index.html, app.js, app_bg.wasm).
     #[arg(long, env = "PORTAL_STATIC_DIR", default_value = "app/dist")]
     pub static_dir: PathBuf,
+    /// Behind your own reverse proxy or load balancer: take the client's
+    /// address (for the sign-in rate limit) from the last `X-Forwarded-For`
+    /// entry, which that proxy appends. Without a proxy leave it off, or
+    /// clients could pick their own address.
+    #[arg(long, env = "PORTAL_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 impl Config {

@@ -275,7 +275,7 @@ impl Seeder<'_> {
         self.store.bind_actor(&actor.to_hex_string(), user.id).await?;
         doc.set_actor(actor);
         let clinic = match user.clinics.first() {
-            Some(&c) => Some((c, if c == RIVERSIDE { "Riverside Family Practice" } else { "Northgate Diabetes & Endocrine Clinic" })),
+            Some(&c) => Some((c, clinic_name(c))),
             None => None,
         };
         let author = Author { author: user.id, name: user.name, clinic };
@@ -372,7 +372,15 @@ fn message(author: &DemoUser, side: Side, at: DateTime<Utc>, body: &str) -> Mess
 }
 
 /// A plain glucose result, for benchmarks and tests that need many entries.
-pub fn glucose_result(clinic: ClinicId, recorder: UserId, recorder_name: &str, value: f64) -> Observation {
+/// The name the demo data set gives one of its clinics.
+pub fn clinic_name(clinic: ClinicId) -> &'static str {
+    if clinic == RIVERSIDE { "Riverside Family Practice" } else { "Northgate Diabetes & Endocrine Clinic" }
+}
+
+/// A glucose result recorded by `recorder` at `clinic`; the names must be
+/// the directory's (the write policy checks them).
+pub fn glucose_result(clinic: (ClinicId, &str), recorder: UserId, recorder_name: &str, value: f64) -> Observation {
+    let (clinic, clinic_name) = clinic;
     let test = catalog::lab_test("2345-7").expect("glucose in catalog");
     Observation {
         report: None,
@@ -388,7 +396,7 @@ pub fn glucose_result(clinic: ClinicId, recorder: UserId, recorder_name: &str, v
         replaces: None,
         provenance: Provenance {
             clinic,
-            clinic_name: "Clinic".into(),
+            clinic_name: clinic_name.into(),
             recorder,
             recorder_name: recorder_name.into(),
             recorded: "2026-11-25T09:00:00Z".into(),
@@ -532,7 +540,7 @@ async fn write_live(
     let actor = ActorId::random();
     store.bind_actor(&actor.to_hex_string(), user.id).await?;
     doc.set_actor(actor);
-    let clinic = user.clinics.first().map(|&c| (c, if c == RIVERSIDE { "Riverside Family Practice" } else { "Northgate Diabetes & Endocrine Clinic" }));
+    let clinic = user.clinics.first().map(|&c| (c, clinic_name(c)));
     let author = Author { author: user.id, name: user.name, clinic };
     edit(&mut doc, &author).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
     let principal = store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;

@@ -38,6 +38,20 @@ pub enum Error {
     /// The passkey response did not verify, or names an unknown or revoked passkey.
     #[error("This passkey was not accepted. Try again or use another passkey.")]
     PasskeyRejected,
+    /// The passkey was replaced when an enrollment link was used for the
+    /// account (on the given date, YYYY-MM-DD): the person is told, since it
+    /// may not have been them.
+    #[error(
+        "This passkey was replaced on {0}, when a new sign-in link from your clinic was used for your account. \
+         If that was not you, contact your clinic at once."
+    )]
+    PasskeyReplaced(String),
+    /// Granting access needs a passkey used within the last few minutes.
+    #[error("Confirm it is you: use your passkey again, then try again.")]
+    ReauthRequired,
+    /// Too many anonymous sign-in or enrollment requests; retry after this many seconds.
+    #[error("Too many sign-in attempts from your network or in total. Try again in {0} seconds.")]
+    RateLimited(u64),
     #[error("passkey configuration: {0}")]
     Webauthn(String),
     #[error(transparent)]
@@ -59,6 +73,9 @@ impl Error {
             Self::EnrollmentLinkInvalid => (StatusCode::GONE, "enrollment_link_invalid"),
             Self::CeremonyExpired => (StatusCode::BAD_REQUEST, "ceremony_expired"),
             Self::PasskeyRejected => (StatusCode::UNAUTHORIZED, "passkey_rejected"),
+            Self::PasskeyReplaced(_) => (StatusCode::UNAUTHORIZED, "passkey_replaced"),
+            Self::ReauthRequired => (StatusCode::FORBIDDEN, "reauth_required"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Store(_) | Self::Io(_) | Self::Webauthn(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -73,6 +90,10 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": code, "message": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
+        if let Self::RateLimited(seconds) = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

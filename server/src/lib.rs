@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 mod handlers;
+pub mod ratelimit;
 mod router;
 pub mod storage;
 pub mod sync;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Passkey (WebAuthn) settings, the public origin and cookie flags.
     pub auth: Arc<auth::AuthConfig>,
+    /// Bounds on anonymous ceremony requests.
+    pub limits: Arc<ratelimit::RateLimiter>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. Tests bind port 0 and pass
@@ -61,6 +64,7 @@ pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error
         static_dir: Arc::new(config.static_dir.clone()),
         auth: Arc::new(auth::AuthConfig::new(&public_url)?),
         public_url: public_url.into(),
+        limits: Arc::new(ratelimit::RateLimiter::new(ratelimit::Limits::default(), config.trust_forwarded_for)),
     })
 }
 
@@ -80,8 +84,12 @@ pub async fn serve(
         }
     });
     let purge = tokio::spawn(purge_hourly(state.store.clone()));
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let sessions = tokio::spawn(sync::watch_sessions(state.hub.clone()));
+    // Peer addresses reach the rate limiter of anonymous ceremonies.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     purge.abort();
+    sessions.abort();
     Ok(served?)
 }
 

@@ -11,23 +11,32 @@ use tower_http::trace::TraceLayer;
 
 use crate::{AppState, sync};
 use crate::auth::require_same_origin;
+use crate::ratelimit::limit_anonymous;
 use crate::handlers::{access, health, passkeys, session, web};
 
 pub fn router(state: AppState) -> Router {
+    // Anonymous ceremony work is bounded per client and in total (`ratelimit`).
+    let limited = || middleware::from_fn_with_state(state.clone(), limit_anonymous);
     Router::new()
         .route("/healthz", get(health::get))
         // Automerge sync (session and Origin checked on upgrade).
         .route("/sync", get(sync::upgrade))
         // Sign-in (anonymous): usernameless passkey ceremony.
-        .route("/api/login/start", post(session::login_start))
-        .route("/api/login/finish", post(session::login_finish))
+        .route("/api/login/start", post(session::login_start).layer(limited()))
+        .route("/api/login/finish", post(session::login_finish).layer(limited()))
         // Enrollment (anonymous, with a one-time token from the link's fragment).
-        .route("/api/enroll/start", post(session::enroll_start))
-        .route("/api/enroll/finish", post(session::enroll_finish))
+        .route("/api/enroll/start", post(session::enroll_start).layer(limited()))
+        .route("/api/enroll/finish", post(session::enroll_finish).layer(limited()))
         // Session.
         .route("/api/logout", post(session::logout))
         .route("/api/logout-all", post(session::logout_all))
         .route("/api/me", get(session::me))
+        // Use a passkey again: adding a passkey, inviting a caregiver and
+        // issuing enrollment links need one used within a few minutes.
+        .route("/api/reauth/start", post(session::reauth_start))
+        .route("/api/reauth/finish", post(session::reauth_finish))
+        // Open enrollment links for the signed-in person's own account.
+        .route("/api/enrollments", get(session::open_links).delete(session::cancel_links))
         // The user's own passkeys (session).
         .route("/api/passkeys", get(passkeys::list))
         .route("/api/passkeys/register/start", post(passkeys::register_start))

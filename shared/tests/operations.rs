@@ -22,14 +22,18 @@ fn world() -> World {
     let patient_id = PatientId::mint();
     let clinic = ClinicId::mint();
     World {
-        patient: Principal { user: UserId::mint(), role: Role::Patient { patient: patient_id } },
-        reader: Principal { user: UserId::mint(), role: Role::Caregiver { patient: patient_id, may_message: false } },
-        provider: Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinic] } },
-        other_provider: Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinic] } },
+        patient: person(Role::Patient { patient: patient_id }, clinic),
+        reader: person(Role::Caregiver { patient: patient_id, may_message: false }, clinic),
+        provider: person(Role::Provider { clinics: vec![clinic] }, clinic),
+        other_provider: person(Role::Provider { clinics: vec![clinic] }, clinic),
         clinical: DocKind::ClinicalRecord { patient: patient_id, clinic },
         thread: DocKind::MessageThread { patient: patient_id, clinic },
         clinic,
     }
+}
+
+fn person(role: Role, clinic: ClinicId) -> Principal {
+    Principal { user: UserId::mint(), role, name: "Someone".into(), clinic_names: vec![(clinic, "Clinic".into())] }
 }
 
 fn prescription(w: &World, by: &Principal) -> Prescription {
@@ -45,7 +49,7 @@ fn prescription(w: &World, by: &Principal) -> Prescription {
             clinic: w.clinic,
             clinic_name: "Clinic".into(),
             recorder: by.user,
-            recorder_name: "Dr".into(),
+            recorder_name: by.name.clone(),
             recorded: "2026-01-05T09:00:00Z".into(),
         },
         status_reason: None,
@@ -57,7 +61,7 @@ fn prescription(w: &World, by: &Principal) -> Prescription {
 fn message(by: &Principal, body: &str) -> Message {
     Message {
         author: by.user,
-        author_name: "Someone".into(),
+        author_name: by.name.clone(),
         side: by.side(),
         sent_at: "2026-01-05T10:00:00Z".into(),
         body: body.into(),

@@ -36,7 +36,10 @@ impl World {
         let patient = PatientId::mint();
         let clinic_a = ClinicId::mint();
         let clinic_b = ClinicId::mint();
-        let principal = |role| Principal { user: UserId::mint(), role };
+        // Everyone is called "Dr Example" and every clinic "Clinic": the
+        // fixtures carry the directory's names (see `a_name_that_is_not_the_directorys`).
+        let clinic_names = vec![(clinic_a, "Clinic".to_owned()), (clinic_b, "Clinic".to_owned())];
+        let principal = |role| Principal { user: UserId::mint(), role, name: "Dr Example".into(), clinic_names: clinic_names.clone() };
         let people = vec![
             principal(Role::Patient { patient }),
             principal(Role::Caregiver { patient, may_message: true }),
@@ -111,7 +114,7 @@ impl World {
     fn message(&self, author: UserId, side: Side) -> Message {
         Message {
             author,
-            author_name: "Someone".into(),
+            author_name: "Dr Example".into(),
             side,
             sent_at: "2026-01-05T10:00:00Z".into(),
             body: "Hello".into(),
@@ -418,4 +421,35 @@ fn denials_name_the_rule_and_place_but_no_values() {
     assert!(message.contains("immutable-field"), "{message}");
     assert!(message.contains(&format!("observations/{}/value_quantity", world.observation)), "{message}");
     assert!(!message.contains("5.2"), "{message}");
+}
+
+#[test]
+fn a_name_that_is_not_the_directorys_is_refused() {
+    let world = World::new();
+    let provider_a = world.who("provider_a");
+    let patient = world.who("patient");
+    let cases: [(DocKind, &Principal, Box<dyn Fn(&mut AutoCommit)>); 3] = [
+        (world.clinical(), provider_a, Box::new(|doc: &mut AutoCommit| {
+            let mut observation = world.observation(world.clinic_a, provider_a.user);
+            observation.provenance.recorder_name = "Dr Someone Else".into();
+            record::add(doc, EntryId::mint(), &observation).unwrap();
+        })),
+        (world.clinical(), provider_a, Box::new(|doc: &mut AutoCommit| {
+            let mut observation = world.observation(world.clinic_a, provider_a.user);
+            observation.provenance.clinic_name = "Another Clinic".into();
+            record::add(doc, EntryId::mint(), &observation).unwrap();
+        })),
+        (world.thread(), patient, Box::new(|doc: &mut AutoCommit| {
+            let mut message = world.message(patient.user, Side::Patient);
+            message.author_name = "Dr Okafor".into();
+            record::add(doc, EntryId::mint(), &message).unwrap();
+        })),
+    ];
+    for (kind, who, edit) in cases {
+        let mut doc = world.base(kind);
+        let before = doc.get_heads();
+        edit(&mut doc);
+        let denial = check_change(doc.document(), &before, &kind, who).unwrap_err();
+        assert_eq!(denial.rule, Rule::ImpersonatedAuthor);
+    }
 }

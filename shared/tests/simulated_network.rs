@@ -24,9 +24,9 @@ impl World {
         let patient = PatientId::mint();
         let clinics = [ClinicId::mint(), ClinicId::mint()];
         let people = vec![
-            Principal { user: UserId::mint(), role: Role::Patient { patient } },
-            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[0]] } },
-            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[1]] } },
+            Principal { user: UserId::mint(), role: Role::Patient { patient }, name: "X".into(), clinic_names: vec![] },
+            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[0]] }, name: "P".into(), clinic_names: vec![(clinics[0], "C".into())] },
+            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[1]] }, name: "P".into(), clinic_names: vec![(clinics[1], "C".into())] },
         ];
         let docs = vec![
             DocKind::ClinicalRecord { patient, clinic: clinics[0] },
@@ -101,7 +101,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn provenance(clinic: ClinicId, who: &Principal) -> Provenance {
-    Provenance { clinic, clinic_name: "C".into(), recorder: who.user, recorder_name: "P".into(), recorded: "2026-01-01T00:00:00Z".into() }
+    Provenance { clinic, clinic_name: "C".into(), recorder: who.user, recorder_name: who.name.clone(), recorded: "2026-01-01T00:00:00Z".into() }
 }
 
 fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<(DocId, EntryId)> {
@@ -142,7 +142,7 @@ fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<
 }
 
 fn message(who: &Principal, side: Side, n: u8) -> Message {
-    Message { author: who.user, author_name: "X".into(), side, sent_at: format!("2026-01-01T00:00:{:02}Z", n % 60), body: format!("message {n}"), read_at: None, read_by: None }
+    Message { author: who.user, author_name: who.name.clone(), side, sent_at: format!("2026-01-01T00:00:{:02}Z", n % 60), body: format!("message {n}"), read_at: None, read_by: None }
 }
 
 fn heads(doc: &Automerge) -> Vec<ChangeHash> {

@@ -55,6 +55,9 @@ pub async fn grant_consent(store: &Store, patient: PatientId, clinic: ClinicId) 
     store.grant_consent(patient, clinic).await?;
     store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await?;
     store.create_document(&DocKind::MessageThread { patient, clinic }).await?;
+    // Again once the documents exist, so that sockets re-reading access on
+    // the version see them.
+    store.access_changed().await?;
     Ok(())
 }
 

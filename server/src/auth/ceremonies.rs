@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
 use super::{CEREMONY_TTL, hash_secret, ms, new_secret, now_ms};
@@ -20,6 +20,8 @@ use crate::{AppState, Error};
 pub const ENROLL: &str = "enroll";
 pub const REGISTER: &str = "register";
 pub const LOGIN: &str = "login";
+/// A signed-in person proving presence again with one of their passkeys.
+pub const REAUTH: &str = "reauth";
 
 /// A started ceremony: the id to send back, and the options for
 /// `navigator.credentials.create/get` (`{"publicKey": ...}`).
@@ -107,10 +109,22 @@ pub async fn verify_registration(
     Ok((taken, passkey))
 }
 
-/// Stores a verified passkey for its user.
-pub async fn save_passkey(state: &AppState, user: &UserRecord, name: &str, passkey: &Passkey) -> Result<Uuid, Error> {
-    let json = serde_json::to_string(passkey).map_err(corrupt)?;
-    Ok(state.store.add_passkey(user.id, &credential_key(passkey.cred_id().as_ref()), name, &json).await?)
+/// A verified passkey as stored: its credential id (base64url) and webauthn-rs's JSON.
+pub fn stored_form(passkey: &Passkey) -> Result<(String, String), Error> {
+    Ok((credential_key(passkey.cred_id().as_ref()), serde_json::to_string(passkey).map_err(corrupt)?))
+}
+
+/// Stores a verified passkey for its user, added by a session signed in
+/// with `added_with`.
+pub async fn save_passkey(
+    state: &AppState,
+    user: &UserRecord,
+    name: &str,
+    passkey: &Passkey,
+    added_with: Option<Uuid>,
+) -> Result<Uuid, Error> {
+    let (credential, json) = stored_form(passkey)?;
+    Ok(state.store.add_passkey(user.id, &credential, name, &json, added_with).await?)
 }
 
 /// Starts a usernameless sign-in with a discoverable credential.
@@ -145,7 +159,17 @@ pub async fn finish_login(
     let authentication: DiscoverableAuthentication = serde_json::from_str(&taken.state).map_err(corrupt)?;
     let (user_handle, credential_id) =
         state.auth.webauthn.identify_discoverable_authentication(credential).map_err(|_| Error::PasskeyRejected)?;
-    let stored = state.store.passkey_by_credential(&credential_key(credential_id)).await?.ok_or(Error::PasskeyRejected)?;
+    let key = credential_key(credential_id);
+    let Some(stored) = state.store.passkey_by_credential(&key).await? else {
+        // A passkey replaced through an enrollment link says so: its holder
+        // may not be the one who used the link.
+        return Err(match state.store.replaced_at(&key).await? {
+            Some(at) => Error::PasskeyReplaced(
+                chrono::DateTime::from_timestamp_millis(at).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            ),
+            None => Error::PasskeyRejected,
+        });
+    };
     if stored.user.as_uuid() != &user_handle {
         return Err(Error::PasskeyRejected);
     }
@@ -162,4 +186,65 @@ pub async fn finish_login(
     state.store.passkey_used(stored.id, updated.as_deref()).await?;
     let user = state.store.user(stored.user).await?.ok_or(Error::PasskeyRejected)?;
     Ok((user, stored.id))
+}
+
+/// Starts a re-authentication: the signed-in user proves presence with one
+/// of their own active passkeys (not a discoverable sign-in: only theirs
+/// are allowed).
+pub async fn start_reauth(state: &AppState, user: &UserRecord) -> Result<Started, Error> {
+    let mut passkeys = Vec::new();
+    for stored in state.store.passkey_credentials(user.id).await? {
+        passkeys.push(serde_json::from_str::<Passkey>(&stored).map_err(corrupt)?);
+    }
+    if passkeys.is_empty() {
+        return Err(Error::PasskeyRejected);
+    }
+    let (options, authentication) =
+        state.auth.webauthn.start_passkey_authentication(&passkeys).map_err(|e| Error::Webauthn(e.to_string()))?;
+    let ceremony = new_secret();
+    state
+        .store
+        .put_ceremony(&Ceremony {
+            id_hash: hash_secret(&ceremony),
+            kind: REAUTH.to_owned(),
+            user: Some(user.id),
+            enrollment_hash: None,
+            passkey_name: None,
+            state: serde_json::to_string(&authentication).map_err(corrupt)?,
+            expires_at: now_ms() + ms(CEREMONY_TTL),
+        })
+        .await?;
+    Ok(Started { ceremony, options: serde_json::to_value(&options).map_err(corrupt)? })
+}
+
+/// Finishes a re-authentication started by the same user; returns the
+/// passkey used (its counter and backup state are stored).
+pub async fn finish_reauth(
+    state: &AppState,
+    user: &UserRecord,
+    ceremony: &str,
+    credential: &PublicKeyCredential,
+) -> Result<Uuid, Error> {
+    let taken = take(state, ceremony, REAUTH).await?;
+    if taken.user != Some(user.id) {
+        return Err(Error::CeremonyExpired);
+    }
+    let authentication: PasskeyAuthentication = serde_json::from_str(&taken.state).map_err(corrupt)?;
+    let result = state.auth.webauthn.finish_passkey_authentication(credential, &authentication).map_err(|e| {
+        tracing::info!(error = %e, "passkey re-authentication rejected");
+        Error::PasskeyRejected
+    })?;
+    let stored = state
+        .store
+        .passkey_by_credential(&credential_key(result.cred_id().as_ref()))
+        .await?
+        .filter(|stored| stored.user == user.id)
+        .ok_or(Error::PasskeyRejected)?;
+    let mut passkey: Passkey = serde_json::from_str(&stored.passkey).map_err(corrupt)?;
+    let updated = match passkey.update_credential(&result) {
+        Some(true) => Some(serde_json::to_string(&passkey).map_err(corrupt)?),
+        _ => None,
+    };
+    state.store.passkey_used(stored.id, updated.as_deref()).await?;
+    Ok(stored.id)
 }

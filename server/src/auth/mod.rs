@@ -4,6 +4,11 @@
 //! Sessions live in the database. The `portal_session` cookie holds 32 random
 //! bytes; only their SHA-256 hash is stored. Every state-changing request must
 //! carry an `Origin` header equal to the public URL's origin.
+//!
+//! A session records the passkey it was signed in with (removing the passkey
+//! ends it) and when its holder last used a passkey: granting access to
+//! anyone (a passkey, a caregiver, an enrollment link) needs that to be
+//! within `REAUTH_WINDOW` (`AuthUser::require_fresh`); `/api/reauth` renews it.
 
 pub mod accounts;
 pub mod ceremonies;
@@ -36,7 +41,11 @@ pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
 /// An enrollment link is valid this long.
 pub const ENROLLMENT_TTL: Duration = Duration::from_secs(72 * 60 * 60);
 /// Last-activity writes are skipped when the previous one is this recent.
-const TOUCH_INTERVAL_MS: i64 = 60_000;
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
+/// Adding a passkey, inviting a caregiver or issuing an enrollment link
+/// needs a passkey used within this long (a sign-in or a re-authentication):
+/// a session left open on a lost device cannot hand out access on its own.
+pub const REAUTH_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// Site-wide passkey and cookie settings, derived from the public URL.
 pub struct AuthConfig {
@@ -68,6 +77,10 @@ pub struct AuthUser {
     pub session_id: String,
     /// The session's Automerge actor id (32 hex digits), bound to the user.
     pub actor_id: String,
+    /// The passkey the session was signed in with.
+    pub passkey: Option<uuid::Uuid>,
+    /// When the session's holder last used a passkey (ms).
+    pub verified_at: i64,
 }
 
 impl AuthUser {
@@ -77,6 +90,13 @@ impl AuthUser {
             UserRole::Patient | UserRole::Caregiver => self.user.patient,
             UserRole::Provider | UserRole::Admin => None,
         }
+    }
+
+    /// Refuses (403 `reauth_required`) unless a passkey was used in this
+    /// session within `REAUTH_WINDOW`. Checked after the role checks, so a
+    /// request its role may never make still answers 403 `forbidden`.
+    pub fn require_fresh(&self) -> Result<(), Error> {
+        if now_ms() - self.verified_at <= ms(REAUTH_WINDOW) { Ok(()) } else { Err(Error::ReauthRequired) }
     }
 
     /// Appends an audit event from this user and session.
@@ -118,7 +138,13 @@ pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<AuthU
     if chrono::Utc::now().timestamp_millis() - session.last_seen_at > TOUCH_INTERVAL_MS {
         state.store.touch_session(&session.id).await?;
     }
-    Ok(AuthUser { user, session_id: session.id, actor_id: session.actor_id })
+    Ok(AuthUser {
+        user,
+        session_id: session.id,
+        actor_id: session.actor_id,
+        passkey: session.passkey,
+        verified_at: session.verified_at,
+    })
 }
 
 /// The value of the `portal_session` cookie, if any.
@@ -171,9 +197,14 @@ fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Starts a session for `user`: a fresh cookie and a fresh Automerge actor id
-/// bound to the user. Returns the `Set-Cookie` value and the session.
-pub async fn start_session(state: &AppState, user: UserRecord) -> Result<(HeaderValue, AuthUser), Error> {
+/// Starts a session for `user`, signed in with `passkey` (None only for
+/// operator tools and benchmarks): a fresh cookie and a fresh Automerge actor
+/// id bound to the user. Returns the `Set-Cookie` value and the session.
+pub async fn start_session(
+    state: &AppState,
+    user: UserRecord,
+    passkey: Option<uuid::Uuid>,
+) -> Result<(HeaderValue, AuthUser), Error> {
     let token = new_secret();
     let session_id = uuid::Uuid::now_v7().to_string();
     let mut actor = [0u8; 16];
@@ -184,10 +215,20 @@ pub async fn start_session(state: &AppState, user: UserRecord) -> Result<(Header
     }
     state
         .store
-        .create_session(&session_id, &hash_secret(&token), user.id, &actor_id, now_ms() + ms(SESSION_ABSOLUTE))
+        .create_session(&session_id, &hash_secret(&token), user.id, &actor_id, now_ms() + ms(SESSION_ABSOLUTE), passkey)
         .await?;
     let cookie = set_cookie(&token, state.auth.secure_cookies, SESSION_ABSOLUTE.as_secs());
-    Ok((cookie, AuthUser { user, session_id, actor_id }))
+    let verified_at = if passkey.is_some() { now_ms() } else { 0 };
+    Ok((cookie, AuthUser { user, session_id, actor_id, passkey, verified_at }))
+}
+
+/// Tells open sync sockets of sessions that just ended (in storage) to
+/// close at once, saying why. Sockets on other instances notice within
+/// `sync::SESSION_RECHECK`.
+pub fn sessions_ended(state: &AppState, sessions: Vec<String>, reason: crate::sync::EndReason) {
+    if !sessions.is_empty() {
+        state.hub.sessions_ended(sessions, reason);
+    }
 }
 
 /// A `Set-Cookie` value for the session cookie (`max_age` 0 clears it).

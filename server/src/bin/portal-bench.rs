@@ -201,10 +201,11 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         database_url: db.url.parse::<DatabaseUrl>().expect("url"),
         public_url: None,
         static_dir: "app/dist".into(),
+        trust_forwarded_for: false,
     };
     let state = server::state(&config, store.clone(), port).expect("state");
     let user = store.user(provider).await.expect("user").expect("provider exists");
-    let (cookie, session) = server::auth::start_session(&state, user).await.expect("session");
+    let (cookie, session) = server::auth::start_session(&state, user, None).await.expect("session");
     let cookie = cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned();
     tokio::spawn(server::serve(state, listener, std::future::pending()));
 
@@ -217,7 +218,7 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         doc.set_actor(actor.clone());
         for n in 0..changes {
             let mut tx = doc.transaction();
-            record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
+            record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
             tx.commit();
         }
         floor_input.push(doc.clone());
@@ -341,10 +342,11 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
             database_url: db.url.parse::<DatabaseUrl>().expect("url"),
             public_url: Some(public_url.clone()),
             static_dir: "/nonexistent".into(),
+            trust_forwarded_for: false,
         };
         let state = server::state(&config, store.clone(), ports[0]).expect("state");
         let user = store.user(provider).await.expect("user").expect("provider exists");
-        let (cookie, _) = server::auth::start_session(&state, user).await.expect("session");
+        let (cookie, _) = server::auth::start_session(&state, user, None).await.expect("session");
         cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned()
     };
     let exe = std::env::current_exe().expect("own path");
@@ -415,7 +417,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         let id = ids[i % plan.docs];
         let doc = writer.client.doc_mut(id).expect("tracked");
         let mut tx = doc.transaction();
-        record::add(&mut tx, EntryId::mint(), &glucose_result(clinic, provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
+        record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
         tx.commit();
         let hash = doc.get_heads()[0];
         submitted.lock().expect("lock").insert(hash, Instant::now());

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use shared::{ClinicId, DocId, DocKind, PatientId, UserId};
 
 use super::json::Json as Body;
-use crate::auth::AuthUser;
+use crate::auth::{self, AuthUser};
 use crate::auth::accounts::{self, NewAccount};
 use crate::storage::{UserRecord, UserRole};
+use crate::sync::EndReason;
 use crate::{AppState, Error};
 
 /// The patient a patient user is; other roles may not manage consents or caregivers.
@@ -136,6 +137,9 @@ pub struct InvitationView {
     /// The one-time enrollment link: `{public_url}/enroll#<token>`.
     link: String,
     expires_at: i64,
+    /// Passkeys the person has now: using the link revokes them all and
+    /// ends their sessions (a recovery), which they are told.
+    replaces_passkeys: usize,
 }
 
 /// `POST /api/caregivers`: the patient invites a caregiver (read, or read and
@@ -146,6 +150,7 @@ pub async fn invite_caregiver(
     Body(body): Body<NewCaregiver>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let patient = own_patient(&auth)?;
+    auth.require_fresh()?;
     let new = NewAccount {
         role: UserRole::Caregiver,
         display_name: body.display_name,
@@ -167,11 +172,34 @@ fn view(invitation: &accounts::Invitation) -> InvitationView {
         patient_id: invitation.user.patient,
         link: invitation.link.clone(),
         expires_at: invitation.expires_at,
+        replaces_passkeys: 0,
     }
 }
 
+/// Issues a new link for an existing person, audited either way; if they
+/// have passkeys the link is a recovery (using it replaces them), and the
+/// audit row and the answer say so.
+async fn reissue_link(
+    state: &AppState,
+    auth: &AuthUser,
+    user: UserRecord,
+    action: &str,
+    patient: Option<PatientId>,
+) -> Result<(StatusCode, Json<InvitationView>), Error> {
+    let replaces = state.store.passkeys(user.id).await?.len();
+    let (link, expires_at) = accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id)).await?;
+    let detail = match replaces {
+        0 => format!("user {}", user.id),
+        n => format!("user {}; recovery: using it replaces their {n} passkeys and ends their sessions", user.id),
+    };
+    auth.audit(state, action, patient, &detail).await?;
+    let mut view = view(&accounts::Invitation { user, link, expires_at });
+    view.replaces_passkeys = replaces;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
 /// `DELETE /api/caregivers/{user_id}`: the patient revokes a caregiver; their
-/// sessions end at once.
+/// sessions end and their sync sockets close at once.
 pub async fn revoke_caregiver(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -182,7 +210,8 @@ pub async fn revoke_caregiver(
     if !state.store.caregivers(patient).await?.iter().any(|c| c.id == user) {
         return Err(Error::NotFound);
     }
-    state.store.revoke_user(user).await?;
+    let sessions = state.store.revoke_user(user).await?;
+    auth::sessions_ended(&state, sessions, EndReason::AccessRemoved);
     state.hub.access_changed();
     auth.audit(&state, "caregiver_revoked", Some(patient), &format!("caregiver {user}")).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -201,9 +230,8 @@ pub async fn reissue_caregiver(
         return Err(Error::NotFound);
     }
     let user = state.store.user(user).await?.ok_or(Error::NotFound)?;
-    let (link, expires_at) = accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id)).await?;
-    auth.audit(&state, "caregiver_link_issued", Some(patient), &format!("caregiver {}", user.id)).await?;
-    Ok((StatusCode::CREATED, Json(view(&accounts::Invitation { user, link, expires_at }))))
+    auth.require_fresh()?;
+    reissue_link(&state, &auth, user, "caregiver_link_issued", Some(patient)).await
 }
 
 #[derive(Serialize)]
@@ -264,6 +292,7 @@ pub async fn invite(
     Body(body): Body<NewInvitation>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let clinic = admin_clinic(&auth)?;
+    auth.require_fresh()?;
     let role = match body.role.as_str() {
         "patient" => UserRole::Patient,
         "provider" => UserRole::Provider,
@@ -307,7 +336,10 @@ async fn manages(state: &AppState, clinic: ClinicId, user: &UserRecord) -> Resul
 }
 
 /// `POST /api/users/{user_id}/enrollment`: a clinic admin issues a new
-/// enrollment link (a lost device) for a user of their clinic.
+/// enrollment link (a lost device) for a user of their clinic. For someone
+/// with passkeys it is a recovery link: using it replaces their passkeys and
+/// ends their sessions, so the admin cannot quietly become them; until it
+/// is used they see it on their account page and can cancel it.
 pub async fn reissue(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -319,8 +351,7 @@ pub async fn reissue(
     if !state.store.user_active(user.id).await? || !manages(&state, clinic, &user).await? {
         return Err(Error::NotFound);
     }
-    let (link, expires_at) = accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id)).await?;
-    auth.audit(&state, "enrollment_link_issued", user.patient, &format!("user {}", user.id)).await?;
-    let invitation = accounts::Invitation { user, link, expires_at };
-    Ok((StatusCode::CREATED, Json(view(&invitation))))
+    auth.require_fresh()?;
+    let patient = user.patient;
+    reissue_link(&state, &auth, user, "enrollment_link_issued", patient).await
 }

@@ -1,5 +1,7 @@
-//! A user's own passkeys: list, add (while signed in), rename, revoke. The
-//! last passkey cannot be revoked. Other users' passkeys are "not found".
+//! A user's own passkeys: list, add (while signed in, with a passkey used in
+//! the last few minutes), rename, revoke. The last passkey cannot be
+//! revoked; revoking one ends every session signed in with it and closes
+//! their sync sockets. Other users' passkeys are "not found".
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,9 +11,10 @@ use uuid::Uuid;
 
 use super::json::Json as Body;
 use super::session::{FinishRegistration, passkey_name};
-use crate::auth::AuthUser;
+use crate::auth::{self, AuthUser};
 use crate::auth::ceremonies::{self, REGISTER, Started};
 use crate::storage::{PasskeyInfo, PasskeyRevocation};
+use crate::sync::EndReason;
 use crate::{AppState, Error};
 
 #[derive(Serialize)]
@@ -20,11 +23,13 @@ pub struct PasskeyView {
     name: String,
     created_at: i64,
     last_used_at: Option<i64>,
+    /// The passkey whose session added this one (None: an enrollment link).
+    added_with: Option<Uuid>,
 }
 
 impl From<PasskeyInfo> for PasskeyView {
     fn from(p: PasskeyInfo) -> Self {
-        Self { id: p.id, name: p.name, created_at: p.created_at, last_used_at: p.last_used_at }
+        Self { id: p.id, name: p.name, created_at: p.created_at, last_used_at: p.last_used_at, added_with: p.added_with }
     }
 }
 
@@ -44,6 +49,9 @@ pub async fn register_start(
     Body(body): Body<Named>,
 ) -> Result<Json<Started>, Error> {
     let name = passkey_name(body.name.as_deref())?;
+    // Checked here, when the ceremony starts: it lives 5 minutes and only
+    // this session holds its id.
+    auth.require_fresh()?;
     Ok(Json(ceremonies::start_registration(&state, &auth.user, REGISTER, None, &name).await?))
 }
 
@@ -57,7 +65,7 @@ pub async fn register_finish(
         return Err(Error::CeremonyExpired);
     }
     let name = ceremony.passkey_name.unwrap_or_else(|| "Passkey".into());
-    let id = ceremonies::save_passkey(&state, &auth.user, &name, &passkey).await?;
+    let id = ceremonies::save_passkey(&state, &auth.user, &name, &passkey, auth.passkey).await?;
     auth.audit(&state, "passkey_added", auth.patient(), &format!("passkey {id}")).await?;
     let view = state.store.passkeys(auth.user.id).await?.into_iter().find(|p| p.id == id).ok_or(Error::NotFound)?;
     Ok((StatusCode::CREATED, Json(view.into())))
@@ -88,8 +96,10 @@ pub async fn rename(
 pub async fn revoke(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<StatusCode, Error> {
     let id = passkey_id(&id)?;
     match state.store.revoke_passkey(auth.user.id, id).await? {
-        PasskeyRevocation::Revoked => {
-            auth.audit(&state, "passkey_revoked", auth.patient(), &format!("passkey {id}")).await?;
+        PasskeyRevocation::Revoked { sessions } => {
+            let detail = format!("passkey {id}, {} sessions ended", sessions.len());
+            auth::sessions_ended(&state, sessions, EndReason::PasskeyRemoved);
+            auth.audit(&state, "passkey_revoked", auth.patient(), &detail).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         PasskeyRevocation::NotFound => Err(Error::NotFound),

@@ -1,5 +1,13 @@
 //! Signing in and out: usernameless passkey sign-in, enrollment through a
-//! one-time link, sign-out, and who am I.
+//! one-time link, re-authentication, sign-out, and who am I.
+//!
+//! Enrolling with a link for an account that already has passkeys is a
+//! recovery: the old passkeys are revoked (a sign-in with one says it was
+//! replaced, and when), every session of the account ends and its sockets
+//! close with the reason, and the audit trail records it. So a link never
+//! silently adds a second way into someone's account; while they still have
+//! a session, the person sees open links for their account and can cancel
+//! them (`/api/enrollments`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +21,7 @@ use super::json::Json as Body;
 use crate::auth::ceremonies::{self, ENROLL, Started};
 use crate::auth::{self, AuthUser, hash_secret, session_cookie};
 use crate::storage::{AuditEvent, UserRecord, UserRole};
+use crate::sync::EndReason;
 use crate::{AppState, Error};
 
 #[derive(Serialize)]
@@ -38,13 +47,14 @@ pub struct Me {
     pub caregiver: Option<CaregiverRights>,
     pub actor_id: String,
     pub session_id: String,
+    /// The passkey this session was signed in with: removing it signs this
+    /// device out.
+    pub passkey_id: Option<uuid::Uuid>,
 }
 
-async fn me_of(state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
-    let mut clinics = Vec::new();
-    for &id in &auth.user.clinics {
-        clinics.push(ClinicRef { id, name: state.store.clinic_name(id).await?.unwrap_or_default() });
-    }
+async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
+    let clinics =
+        auth.user.clinics.iter().zip(&auth.user.clinic_names).map(|(&id, name)| ClinicRef { id, name: name.clone() }).collect();
     Ok(Me {
         user_id: auth.user.id,
         display_name: auth.user.display_name.clone(),
@@ -55,6 +65,7 @@ async fn me_of(state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
             .then_some(CaregiverRights { may_read: true, may_message: auth.user.may_message }),
         actor_id: auth.actor_id.clone(),
         session_id: auth.session_id.clone(),
+        passkey_id: auth.passkey,
     })
 }
 
@@ -62,9 +73,9 @@ pub async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Me
     Ok(Json(me_of(&state, &auth).await?))
 }
 
-/// Starts a session and answers with the cookie and `/api/me`.
-async fn signed_in(state: &AppState, user: UserRecord, action: &str, detail: &str) -> Result<Response, Error> {
-    let (cookie, auth) = auth::start_session(state, user).await?;
+/// Starts a session signed in with `passkey` and answers with the cookie and `/api/me`.
+async fn signed_in(state: &AppState, user: UserRecord, passkey: uuid::Uuid, action: &str, detail: &str) -> Result<Response, Error> {
+    let (cookie, auth) = auth::start_session(state, user, Some(passkey)).await?;
     auth.audit(state, action, auth.patient(), detail).await?;
     let me = me_of(state, &auth).await?;
     Ok(([(header::SET_COOKIE, cookie)], Json(me)).into_response())
@@ -82,7 +93,7 @@ pub async fn login_start(State(state): State<AppState>) -> Result<Json<Started>,
 
 pub async fn login_finish(State(state): State<AppState>, Body(body): Body<FinishLogin>) -> Result<Response, Error> {
     let (user, passkey) = ceremonies::finish_login(&state, &body.ceremony, &body.credential).await?;
-    signed_in(&state, user, "sign_in", &format!("passkey {passkey}")).await
+    signed_in(&state, user, passkey, "sign_in", &format!("passkey {passkey}")).await
 }
 
 #[derive(Deserialize)]
@@ -98,6 +109,8 @@ pub struct EnrollStarted {
     started: Started,
     display_name: String,
     role: &'static str,
+    /// Passkeys the account has now: finishing replaces them all.
+    replaces_passkeys: usize,
 }
 
 /// A passkey name: trimmed, 1 to 60 characters.
@@ -114,8 +127,9 @@ pub async fn enroll_start(State(state): State<AppState>, Body(body): Body<StartE
     let user_id = state.store.enrollment_user(&token_hash).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let name = passkey_name(body.passkey_name.as_deref())?;
+    let replaces_passkeys = state.store.passkeys(user.id).await?.len();
     let started = ceremonies::start_registration(&state, &user, ENROLL, Some(token_hash), &name).await?;
-    Ok(Json(EnrollStarted { started, display_name: user.display_name, role: user.role.code() }))
+    Ok(Json(EnrollStarted { started, display_name: user.display_name, role: user.role.code(), replaces_passkeys }))
 }
 
 #[derive(Deserialize)]
@@ -127,24 +141,88 @@ pub struct FinishRegistration {
 pub async fn enroll_finish(State(state): State<AppState>, Body(body): Body<FinishRegistration>) -> Result<Response, Error> {
     let (ceremony, passkey) = ceremonies::verify_registration(&state, &body.ceremony, ENROLL, &body.credential).await?;
     let token_hash = ceremony.enrollment_hash.ok_or(Error::EnrollmentLinkInvalid)?;
-    // Only one use of a link can pass this, even when two finish at once.
-    if !state.store.use_enrollment(&token_hash).await? {
-        return Err(Error::EnrollmentLinkInvalid);
-    }
     let user_id = ceremony.user.ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let name = ceremony.passkey_name.unwrap_or_else(|| "Passkey".into());
-    let id = ceremonies::save_passkey(&state, &user, &name, &passkey).await?;
+    let (credential, json) = ceremonies::stored_form(&passkey)?;
+    // Only one use of a link can pass this, even when two finish at once;
+    // passkeys the account had are replaced in the same transaction.
+    let enrolled = state
+        .store
+        .complete_enrollment(&token_hash, user.id, &credential, &name, &json)
+        .await?
+        .ok_or(Error::EnrollmentLinkInvalid)?;
     let patient = match user.role {
         UserRole::Patient | UserRole::Caregiver => user.patient,
         _ => None,
     };
-    let detail = format!("passkey {id}");
-    state
-        .store
-        .audit(&AuditEvent { user: Some(user.id), session: None, action: "passkey_added", patient, doc: None, detail: &detail })
-        .await?;
-    signed_in(&state, user, "enrollment", &detail).await
+    fn event<'a>(user: UserId, patient: Option<PatientId>, action: &'a str, detail: &'a str) -> AuditEvent<'a> {
+        AuditEvent { user: Some(user), session: None, action, patient, doc: None, detail }
+    }
+    if enrolled.replaced > 0 {
+        auth::sessions_ended(&state, enrolled.ended_sessions.clone(), EndReason::PasskeysReplaced);
+        let issuer = enrolled.issued_by.map_or_else(|| "the operator".to_owned(), |u| format!("user {u}"));
+        let detail = format!(
+            "{} passkeys replaced and {} sessions ended by a link issued by {issuer}",
+            enrolled.replaced,
+            enrolled.ended_sessions.len()
+        );
+        state.store.audit(&event(user_id, patient, "passkeys_replaced", &detail)).await?;
+    }
+    let detail = format!("passkey {}", enrolled.passkey);
+    state.store.audit(&event(user_id, patient, "passkey_added", &detail)).await?;
+    signed_in(&state, user, enrolled.passkey, "enrollment", &detail).await
+}
+
+#[derive(Deserialize)]
+pub struct FinishReauth {
+    ceremony: String,
+    credential: PublicKeyCredential,
+}
+
+/// `POST /api/reauth/start`: options to assert with one of the signed-in
+/// user's own passkeys.
+pub async fn reauth_start(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Started>, Error> {
+    Ok(Json(ceremonies::start_reauth(&state, &auth.user).await?))
+}
+
+/// `POST /api/reauth/finish`: the session is verified again for `REAUTH_WINDOW`.
+pub async fn reauth_finish(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Body(body): Body<FinishReauth>,
+) -> Result<StatusCode, Error> {
+    let passkey = ceremonies::finish_reauth(&state, &auth.user, &body.ceremony, &body.credential).await?;
+    state.store.mark_verified(&auth.session_id).await?;
+    auth.audit(&state, "reauthenticated", auth.patient(), &format!("passkey {passkey}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct OpenLink {
+    created_at: i64,
+    expires_at: i64,
+    issued_by: Option<String>,
+}
+
+/// `GET /api/enrollments`: enrollment links for the signed-in user that can
+/// still be used (someone could create a passkey for this account with
+/// them, replacing this person's passkeys).
+pub async fn open_links(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<OpenLink>>, Error> {
+    let links = state.store.open_enrollments(auth.user.id).await?;
+    Ok(Json(
+        links
+            .into_iter()
+            .map(|l| OpenLink { created_at: l.created_at, expires_at: l.expires_at, issued_by: l.issued_by_name })
+            .collect(),
+    ))
+}
+
+/// `DELETE /api/enrollments`: the person cancels every open link for their account.
+pub async fn cancel_links(State(state): State<AppState>, auth: AuthUser) -> Result<StatusCode, Error> {
+    let cancelled = state.store.cancel_enrollments(auth.user.id).await?;
+    auth.audit(&state, "enrollment_links_cancelled", auth.patient(), &format!("{cancelled} links")).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/logout`: ends this session (if any) and clears the cookie.
@@ -153,6 +231,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
         && let Ok(auth) = auth::session_user(&state, &headers).await
     {
         state.store.revoke_session(&auth.session_id).await?;
+        auth::sessions_ended(&state, vec![auth.session_id.clone()], EndReason::SignedOut);
         auth.audit(&state, "sign_out", auth.patient(), "").await?;
     }
     Ok(cleared(&state))
@@ -161,7 +240,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 /// `POST /api/logout-all`: ends every session of the user.
 pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Response, Error> {
     let ended = state.store.revoke_user_sessions(auth.user.id).await?;
-    auth.audit(&state, "sign_out_everywhere", auth.patient(), &format!("{ended} sessions")).await?;
+    let count = ended.len();
+    auth::sessions_ended(&state, ended, EndReason::SignedOutEverywhere);
+    auth.audit(&state, "sign_out_everywhere", auth.patient(), &format!("{count} sessions")).await?;
     Ok(cleared(&state))
 }
 

@@ -56,6 +56,8 @@ pub struct UserRecord {
     pub patient: Option<PatientId>,
     pub may_message: bool,
     pub clinics: Vec<ClinicId>,
+    /// The names of `clinics`, in the same order.
+    pub clinic_names: Vec<String>,
 }
 
 impl UserRecord {
@@ -67,7 +69,8 @@ impl UserRecord {
             UserRole::Provider => Role::Provider { clinics: self.clinics.clone() },
             UserRole::Admin => Role::ClinicAdmin { clinic: *self.clinics.first()? },
         };
-        Some(Principal { user: self.id, role })
+        let clinic_names = self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
+        Some(Principal { user: self.id, role, name: self.display_name.clone(), clinic_names })
     }
 }
 
@@ -116,6 +119,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        bump_access_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -128,13 +132,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        let clinics = sqlx::query("SELECT clinic_id FROM memberships WHERE user_id = $1 ORDER BY clinic_id")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| parse_id(&r.get::<String, _>(0)))
-            .collect::<Result<_, _>>()?;
+        let memberships = sqlx::query(
+            "SELECT m.clinic_id, c.name FROM memberships m JOIN clinics c ON c.id = m.clinic_id \
+             WHERE m.user_id = $1 ORDER BY m.clinic_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let clinics = memberships.iter().map(|r| parse_id(&r.get::<String, _>(0))).collect::<Result<_, _>>()?;
+        let clinic_names = memberships.iter().map(|r| r.get::<String, _>(1)).collect();
         Ok(Some(UserRecord {
             id,
             display_name: row.get(0),
@@ -142,10 +148,12 @@ impl Store {
             patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
             may_message: row.get::<i64, _>(3) != 0,
             clinics,
+            clinic_names,
         }))
     }
 
     pub async fn grant_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
              ON CONFLICT (patient_id, clinic_id) DO UPDATE SET granted_at = excluded.granted_at, revoked_at = NULL",
@@ -153,19 +161,39 @@ impl Store {
         .bind(patient.to_string())
         .bind(clinic.to_string())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn revoke_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(patient.to_string())
             .bind(clinic.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Moves the access version on (see `access_version`), e.g. after
+    /// documents were created for a new consent.
+    pub async fn access_changed(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        bump_access_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A counter that every change to who may read what moves on: when it
+    /// has moved, what sync connections may read must be read again.
+    pub async fn access_version(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT version FROM access_version WHERE id = 1").fetch_one(&self.pool).await?.get(0))
     }
 
     /// Clinics the patient currently lets see their record.
@@ -222,4 +250,10 @@ impl Store {
         let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1").bind(actor_hex).fetch_optional(&self.pool).await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
+}
+
+/// Moves the access version on, in the transaction that changes access.
+pub(super) async fn bump_access_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1").execute(&mut **tx).await?;
+    Ok(())
 }

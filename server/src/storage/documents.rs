@@ -25,6 +25,11 @@ pub struct NewChunk<'a> {
     pub expected_seq: Option<i64>,
 }
 
+/// New entries one person may add to one document in a UTC day: a patient
+/// writes a few messages and requests; a clinic records a day's results.
+pub const ENTRIES_PER_DAY_PATIENT_SIDE: i64 = 200;
+pub const ENTRIES_PER_DAY_STAFF: i64 = 5_000;
+
 /// What one sync batch stores (`Store::store_writes`).
 pub struct Writes<'a> {
     pub chunks: &'a [NewChunk<'a>],
@@ -39,6 +44,8 @@ pub struct Author<'a> {
     pub user: &'a UserRecord,
     /// Each written document with its patient, whose consent is checked.
     pub patients: &'a [(DocId, PatientId)],
+    /// New entries added to each document, counted against the quota.
+    pub entries: &'a [(DocId, usize)],
     /// Actor ids that signed the changes and are not yet bound to anyone.
     pub actors: &'a [String],
 }
@@ -220,6 +227,40 @@ impl Store {
         Ok(seqs)
     }
 
+    /// Adds the batch's new entries to today's counts; returns the
+    /// documents that would go over the author's daily quota.
+    async fn count_entries(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        user: &str,
+        author: &Author<'_>,
+    ) -> Result<Vec<DocId>, StoreError> {
+        let limit = match author.user.role {
+            UserRole::Patient | UserRole::Caregiver => ENTRIES_PER_DAY_PATIENT_SIDE,
+            UserRole::Provider | UserRole::Admin => ENTRIES_PER_DAY_STAFF,
+        };
+        let day = now_ms() / 86_400_000;
+        let mut over = Vec::new();
+        for (doc, entries) in author.entries.iter().filter(|(_, n)| *n > 0) {
+            let total: i64 = sqlx::query(
+                "INSERT INTO entry_counts (user_id, doc_id, day, entries) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, doc_id, day) DO UPDATE SET entries = entry_counts.entries + excluded.entries \
+                 RETURNING entries",
+            )
+            .bind(user)
+            .bind(doc.to_string())
+            .bind(day)
+            .bind(*entries as i64)
+            .fetch_one(&mut **tx)
+            .await?
+            .get(0);
+            if total > limit {
+                over.push(*doc);
+            }
+        }
+        Ok(over)
+    }
+
     /// Within the storing transaction: the author may still write these
     /// documents, and their actor ids are theirs (bound here if new).
     async fn check_author(
@@ -264,6 +305,10 @@ impl Store {
         }
         if !denied.is_empty() {
             return Err(StoreError::AccessEnded(denied));
+        }
+        let over = self.count_entries(tx, &user, author).await?;
+        if !over.is_empty() {
+            return Err(StoreError::Quota(over));
         }
         if !author.actors.is_empty() {
             let now = now_ms();

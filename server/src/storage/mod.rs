@@ -24,8 +24,21 @@ use shared::DocId;
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{Author, DocumentRow, NewChunk, StoredDocument, Writes};
+pub use documents::{Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk, StoredDocument, Writes};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
+
+/// TCP keepalive on PostgreSQL's side of every connection (pool and
+/// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket
+/// option in `PgConnectOptions`), so the server's end does it; the instance
+/// itself notices a dead LISTEN connection by its heartbeat
+/// (`sync::cluster`). Probes after 30 s idle keep NATs and firewalls from
+/// forgetting an idle connection (their idle timeouts are minutes), and a
+/// client gone for 30 + 3 x 10 s = 60 s (or not acknowledging data for 60 s)
+/// is disconnected, so the backend of a dead instance stops holding row
+/// locks and its LISTEN slot after a minute rather than the kernel's two
+/// hours. Needs PostgreSQL 12 or newer (`tcp_user_timeout`).
+const SERVER_KEEPALIVE: &str =
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +58,10 @@ pub enum StoreError {
     /// Documents the author may no longer write (consent revoked, account ended).
     #[error("access to {} document(s) has ended", .0.len())]
     AccessEnded(Vec<DocId>),
+    /// Documents to which the author would add more entries today than
+    /// their quota allows.
+    #[error("daily quota reached for {} document(s)", .0.len())]
+    Quota(Vec<DocId>),
     /// An actor id was bound to someone else while the batch was stored.
     #[error("an actor id belongs to another user")]
     ActorTaken,
@@ -100,7 +117,8 @@ impl Store {
                 url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
             }
         }
-        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let mut options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let listen_url = (backend == Backend::Postgres).then(|| with_server_keepalive(&mut options));
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
@@ -124,8 +142,15 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let url = (backend == Backend::Postgres).then(|| std::sync::Arc::new(DatabaseUrl::from(url.as_str())));
-        Ok(Self { pool, backend, url })
+        Ok(Self { pool, backend, url: listen_url })
+    }
+
+    /// Tests: LISTEN through another address than the pool's (a relay the
+    /// test can silence), with the same keepalive settings.
+    #[cfg(feature = "testing")]
+    pub fn listen_through(mut self, url: &str) -> Result<Self, StoreError> {
+        self.url = Some(with_server_keepalive(&mut AnyConnectOptions::from_str(url)?));
+        Ok(self)
     }
 
     pub fn backend(&self) -> Backend {
@@ -138,9 +163,30 @@ impl Store {
         Ok(())
     }
 
+    /// Tests: a run-time setting as one pool connection sees it
+    /// (PostgreSQL's `current_setting`).
+    #[cfg(feature = "testing")]
+    pub async fn setting(&self, name: &str) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&self.pool).await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `application_name` of the LISTEN connection, so operators (and tests)
+/// can tell it apart in `pg_stat_activity`.
+pub const LISTENER_APPLICATION_NAME: &str = "portal-listener";
+
+/// Adds `SERVER_KEEPALIVE` to PostgreSQL connect options, as startup
+/// options (no round trip; sqlx appends them to any `options` already in the
+/// URL), and returns the URL for the LISTEN connection, which gets the same.
+fn with_server_keepalive(options: &mut AnyConnectOptions) -> std::sync::Arc<DatabaseUrl> {
+    options.database_url.query_pairs_mut().append_pair("options", SERVER_KEEPALIVE);
+    let mut listen = options.database_url.clone();
+    listen.query_pairs_mut().append_pair("application_name", LISTENER_APPLICATION_NAME);
+    std::sync::Arc::new(DatabaseUrl::from(listen.as_str()))
 }
 
 fn now_ms() -> i64 {

@@ -27,6 +27,18 @@ impl Listener {
     pub async fn recv(&mut self) -> Result<Option<Notification>, StoreError> {
         Ok(self.inner.try_recv().await?.map(|n| Notification { channel: n.channel().to_owned(), payload: n.payload().to_owned() }))
     }
+
+    /// One round trip on the listening connection itself: an answer proves
+    /// that what PostgreSQL sends on it still arrives (notifications
+    /// arriving meanwhile are kept for `recv`). A silently dead connection
+    /// never answers, so the caller bounds this with a timeout. Call only
+    /// while `recv` has not reported the connection lost: sqlx would
+    /// quietly open a new one, and what was sent meanwhile would never be
+    /// re-read.
+    pub async fn heartbeat(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&mut self.inner).await?;
+        Ok(())
+    }
 }
 
 impl Store {

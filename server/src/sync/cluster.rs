@@ -11,27 +11,79 @@
 //! after every (re)connection the instance compares the stored sequence
 //! numbers of the documents it holds with its own and re-reads those that
 //! moved on (`Hub::resync`), and makes every connection recompute access.
+//!
+//! A connection can also die silently (a firewall forgets an idle flow, a
+//! network partition): nothing fails, nothing arrives. So the listener
+//! sends a heartbeat on its own connection every `HEARTBEAT_INTERVAL` and
+//! gives the connection up when one goes unanswered for
+//! `HEARTBEAT_TIMEOUT`; it then re-reads at once, keeps re-reading every
+//! `DEAF_POLL` until it listens again, and `/healthz` answers 503 meanwhile
+//! so the load balancer sends new people elsewhere. For access, a
+//! notification is only the fast path: a deaf instance does not wait to
+//! hear of a revocation, it re-reads access within `DEAF_POLL`.
+//!
 //! On SQLite there is one process and none of this runs.
 
 use std::collections::BTreeSet;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::DocId;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::hub::Hub;
-use crate::storage::{MAX_PAYLOAD, Notification, Store};
+use crate::storage::{Listener, MAX_PAYLOAD, Notification, Store};
 
 const DOCS: &str = "portal_docs";
 const ACCESS: &str = "portal_access";
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Whether the listener is connected, and how many times it has connected.
+/// How often the listening connection proves it is alive: a round trip on
+/// that connection (`Listener::heartbeat`). A connection whose network flow
+/// died silently (an idle-flow timeout, a partition) raises no error and
+/// delivers nothing; only an unanswered heartbeat shows it. The cost is one
+/// `SELECT 1` per instance every 2 s.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a heartbeat (or a new listening connection) may take before
+/// the connection counts as dead. `SELECT 1` on an idle dedicated
+/// connection answers in about a millisecond; 3 s leaves room for a loaded
+/// database without reconnecting on every hiccup.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest an instance goes without hearing from the database on its
+/// listening connection before it counts as deaf: a flow that dies just
+/// after a heartbeat is noticed when the next one (2 s later) goes
+/// unanswered for 3 s. Notifications sent in that window are lost and
+/// re-read (`Hub::resync`) once it is noticed.
+pub const DEAF_AFTER: Duration = HEARTBEAT_INTERVAL.saturating_add(HEARTBEAT_TIMEOUT);
+/// While not listening, how often access and documents are re-read from
+/// storage instead (`poll_while_deaf`). With the re-read when a dead
+/// connection is noticed, an instance acts on a consent revocation it was
+/// not told of within 5 s (plus the queries' time).
+pub const DEAF_POLL: Duration = Duration::from_secs(5);
+
+/// The listener's state, as `/healthz` reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClusterStatus {
+    /// `LISTEN` is in place and the last heartbeat was answered.
     pub listening: bool,
+    /// How many times the listening connection was opened (1 + reconnects).
     pub connections: u64,
+    /// When the database last answered on the listening connection.
+    pub last_heartbeat: Option<Instant>,
+}
+
+impl ClusterStatus {
+    pub fn reconnects(&self) -> u64 {
+        self.connections.saturating_sub(1)
+    }
+
+    /// Whether this instance hears other instances' changes as they happen:
+    /// listening, and heard from the database within `DEAF_AFTER` (which
+    /// also catches a listener task that stopped without saying so).
+    pub fn hearing(&self, now: Instant) -> bool {
+        self.listening && self.last_heartbeat.is_some_and(|at| now.saturating_duration_since(at) <= DEAF_AFTER)
+    }
 }
 
 enum Event {
@@ -138,61 +190,127 @@ async fn listen(
     status: watch::Sender<ClusterStatus>,
     mut held: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(50);
     loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = held.wait_for(|hold| !hold) => {}
-        }
-        let connected = tokio::select! {
-            _ = &mut stop => return,
-            connected = store.listen(&[DOCS, ACCESS]) => connected,
-        };
-        let mut listener = match connected {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "cluster: cannot listen for other instances");
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
+        // Deaf until LISTEN is in place: poll instead, so that access and
+        // documents changed elsewhere are still re-read every `DEAF_POLL`.
+        let poller = AbortOnDrop(tokio::spawn(poll_while_deaf(hub.clone(), held.clone())));
+        let Some(mut listener) = connect(&store, &mut stop, &mut held).await else { return };
+        drop(poller);
         status.send_modify(|s| {
             s.listening = true;
             s.connections += 1;
+            s.last_heartbeat = Some(Instant::now());
         });
         // LISTEN is in place: whatever was announced before it is re-read.
         let Some(strong) = hub.upgrade() else { return };
-        tokio::spawn(async move {
-            if let Err(error) = strong.resync().await {
-                tracing::error!(%error, "cluster: re-reading changed documents failed");
-            }
-        });
-        loop {
-            let next = tokio::select! {
-                _ = &mut stop => return,
-                next = listener.recv() => next,
-            };
-            match next {
+        resync_in_background(strong);
+        let Some(lost) = hear(&mut listener, &hub, &instance, &mut stop, &status).await else { return };
+        status.send_modify(|s| s.listening = false);
+        tracing::warn!(reason = %lost, "cluster: not listening to other instances; reconnecting");
+        // What was announced since the connection died is lost, including
+        // access changes: re-read now rather than at the next poll. (A dead
+        // connection's listener is dropped; sqlx's UNLISTEN on it waits in
+        // the background until the kernel gives up on the socket.)
+        drop(listener);
+        if !*held.borrow() {
+            let Some(strong) = hub.upgrade() else { return };
+            resync_in_background(strong);
+        }
+    }
+}
+
+/// Opens the LISTEN connection, retrying with backoff; each attempt must
+/// answer within `HEARTBEAT_TIMEOUT`, since a dead network can leave a
+/// connection attempt waiting forever. `None` once stopped.
+async fn connect(store: &Store, stop: &mut oneshot::Receiver<()>, held: &mut watch::Receiver<bool>) -> Option<Listener> {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        tokio::select! {
+            _ = &mut *stop => return None,
+            _ = held.wait_for(|hold| !hold) => {}
+        }
+        let attempt = tokio::select! {
+            _ = &mut *stop => return None,
+            attempt = tokio::time::timeout(HEARTBEAT_TIMEOUT, store.listen(&[DOCS, ACCESS])) => attempt,
+        };
+        match attempt {
+            Ok(Ok(listener)) => return Some(listener),
+            Ok(Err(error)) => tracing::warn!(%error, retry_in = ?backoff, "cluster: cannot listen for other instances"),
+            Err(_) => tracing::warn!(retry_in = ?backoff, "cluster: the database did not answer a new listening connection in time"),
+        }
+        tokio::select! {
+            _ = &mut *stop => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Handles notifications and sends a heartbeat every `HEARTBEAT_INTERVAL`
+/// until the connection is lost or stays silent for `HEARTBEAT_TIMEOUT`;
+/// returns why, or `None` once stopped.
+async fn hear(
+    listener: &mut Listener,
+    hub: &Weak<Hub>,
+    instance: &str,
+    stop: &mut oneshot::Receiver<()>,
+    status: &watch::Sender<ClusterStatus>,
+) -> Option<String> {
+    let mut next_beat = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+    loop {
+        tokio::select! {
+            _ = &mut *stop => return None,
+            // `recv` is cancel-safe: a notification half read stays buffered.
+            next = listener.recv() => match next {
                 Ok(Some(notification)) => {
-                    let Some(hub) = hub.upgrade() else { return };
-                    received(hub, &instance, notification);
+                    let hub = hub.upgrade()?;
+                    received(hub, instance, notification);
                 }
-                Ok(None) => {
-                    tracing::warn!("cluster: lost the listening connection; reconnecting");
-                    break;
+                Ok(None) => return Some("the listening connection was closed".into()),
+                Err(error) => return Some(format!("the listening connection failed: {error}")),
+            },
+            _ = tokio::time::sleep_until(next_beat) => {
+                match tokio::time::timeout(HEARTBEAT_TIMEOUT, listener.heartbeat()).await {
+                    Ok(Ok(())) => status.send_modify(|s| s.last_heartbeat = Some(Instant::now())),
+                    Ok(Err(error)) => return Some(format!("the heartbeat failed: {error}")),
+                    Err(_) => return Some(format!("no answer to the heartbeat within {HEARTBEAT_TIMEOUT:?}")),
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cluster: the listening connection failed; reconnecting");
-                    break;
-                }
+                next_beat = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
             }
         }
-        status.send_modify(|s| s.listening = false);
+    }
+}
+
+/// While not listening: every `DEAF_POLL`, re-read what other instances may
+/// have changed (`Hub::resync`: access first, then documents), one pass at
+/// a time. Not while a test holds the listener deaf.
+async fn poll_while_deaf(hub: Weak<Hub>, mut held: watch::Receiver<bool>) {
+    loop {
+        tokio::time::sleep(DEAF_POLL).await;
+        if held.wait_for(|hold| !hold).await.is_err() {
+            return;
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        if let Err(error) = hub.resync().await {
+            tracing::warn!(%error, "cluster: re-reading changes while not listening failed");
+        }
+    }
+}
+
+fn resync_in_background(hub: std::sync::Arc<Hub>) {
+    tokio::spawn(async move {
+        if let Err(error) = hub.resync().await {
+            tracing::error!(%error, "cluster: re-reading changed documents failed");
+        }
+    });
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

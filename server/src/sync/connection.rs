@@ -19,6 +19,8 @@ use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, 
 use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 use tokio::sync::broadcast::error::RecvError;
 
+mod session;
+
 use super::SyncPeer;
 use super::hub::{Accepted, Canonical, Hub, Locked};
 use crate::AppState;
@@ -33,9 +35,9 @@ const MAX_OPS_PER_BATCH: u64 = 100_000;
 const MAX_NEW_ACTORS_PER_BATCH: usize = 16;
 /// Times a batch is judged again after other instances wrote its documents.
 const MAX_ATTEMPTS: u32 = 4;
-/// What a person is told when their change reaches a record after its
-/// patient took their clinic's access away.
-const CONSENT_ENDED: &str = "this record's patient has ended your clinic's access; your change was not saved (rule consent)";
+/// What a person is told when their changes are refused for going over
+/// their daily quota (rule quota).
+const QUOTA_REACHED: &str = "you have added as many entries to this record today as one person may; nothing from this change was saved, try again tomorrow or contact the clinic (rule quota)";
 /// Flood limit: frames per window; a client over it is disconnected.
 const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -81,6 +83,10 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let hub = state.hub.clone();
     let mut changes = hub.subscribe();
     let mut access = hub.subscribe_access();
+    // Subscribed before anything is read, so no ending is missed; the
+    // session is re-checked with the others on this instance (`watch_sessions`).
+    let mut ended = hub.subscribe_ended();
+    let open = session::register(&hub, &peer.session_id);
     let readable = match readable_documents(&state.store, &peer.user).await {
         Ok(readable) => readable,
         Err(error) => {
@@ -104,9 +110,12 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
     let outcome = loop {
         let result = tokio::select! {
-            // Access changes first: once consent is revoked, nothing more of
-            // that record goes out, not even a change already queued.
+            // An ended session first: its socket closes before anything more
+            // is read or sent. Then access changes: once consent is revoked,
+            // nothing more of that record goes out, not even a change already
+            // queued.
             biased;
+            end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
             _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
@@ -124,6 +133,13 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                         Some(Some(frame)) => batch.push(frame),
                         _ => break,
                     }
+                }
+                if let Some(open) = &open {
+                    open.active();
+                }
+                // A session ended while these frames arrived: none of them is applied.
+                if let Some(close) = conn.ended_meanwhile(&mut ended) {
+                    break Some(close);
                 }
                 conn.handle_batch(&hub, batch).await
             }
@@ -211,6 +227,12 @@ impl Connection {
                     let Some((id, kind)) =
                         decode_doc_id(&document_id).ok().and_then(|id| Some((id, *self.readable.get(&id)?)))
                     else {
+                        // Changes for a record whose consent was withdrawn are
+                        // refused by name and audited, not left pending.
+                        if let Some(refused) = self.consent_withdrawn(hub, &document_id, &data).await? {
+                            outgoing.push(refused);
+                            continue;
+                        }
                         outgoing.push(WireMessage::DocUnavailable {
                             sender_id: hub.peer_id().to_owned(),
                             target_id: peer.clone(),
@@ -300,12 +322,14 @@ impl Connection {
             // Take the accepted copies out for the hub to store and install.
             let mut accepted = Vec::new();
             let mut written = Vec::new();
+            let mut entries = Vec::new();
             let mut actors = BTreeSet::new();
             for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, .. } = &mut c.outcome {
+                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome {
                     if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
                         accepted.push(Accepted { id: c.id, doc, data: chunk.data, snapshot: chunk.snapshot });
                         written.push((c.id, self.readable[&c.id].patient()));
+                        entries.push((c.id, *created));
                         actors.extend(c.new_actors.iter().cloned());
                     }
                 }
@@ -315,7 +339,7 @@ impl Connection {
                 read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
             events.extend(written.iter().map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)));
             let actors: Vec<String> = actors.into_iter().collect();
-            let author = Author { user: &self.user, patients: &written, actors: &actors };
+            let author = Author { user: &self.user, patients: &written, entries: &entries, actors: &actors };
             // Durable first: nothing is acknowledged or relayed before this commits.
             match hub.commit(&mut locked, accepted, &events, Some(author)).await {
                 Ok(()) => break checked,
@@ -329,8 +353,27 @@ impl Connection {
                     self.refresh_access().await?;
                     for id in ended {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
+                        let patient = incoming.get(&id).map(|i| i.kind.patient());
+                        let refused = AuditEvent {
+                            user: Some(self.user.id),
+                            session: Some(&self.session_id),
+                            action: "change_refused",
+                            patient,
+                            doc: Some(id),
+                            detail: "rule consent: the patient withdrew this clinic's access",
+                        };
+                        self.state.store.audit(&refused).await?;
                         self.states.insert(id, sync::State::new());
-                        outgoing.push(self.rejection(hub, id, "consent", CONSENT_ENDED.to_owned()));
+                        outgoing.push(self.rejection(hub, id, session::CONSENT_RULE, session::CONSENT_WITHDRAWN.to_owned()));
+                    }
+                    return Ok(outgoing);
+                }
+                Err(StoreError::Quota(over)) => {
+                    drop(events);
+                    for id in over {
+                        tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, daily quota reached");
+                        self.states.insert(id, sync::State::new());
+                        outgoing.push(self.rejection(hub, id, "quota", QUOTA_REACHED.to_owned()));
                     }
                     return Ok(outgoing);
                 }
@@ -488,6 +531,8 @@ enum Outcome {
         fork: Option<Automerge>,
         /// The new changes as one storage chunk, if there are any.
         chunk: Option<Chunk>,
+        /// Entries they add.
+        created: usize,
         /// The answer to the sender once the changes are committed.
         reply: Option<sync::Message>,
     },
@@ -679,7 +724,7 @@ fn accept(
         reply.need.sort();
         reply.need.dedup();
     }
-    Outcome::Accepted { fork: Some(fork), chunk, reply }
+    Outcome::Accepted { fork: Some(fork), chunk, created: plan.created.len(), reply }
 }
 
 /// Applies and checks documents' changes on all cores: merging and checking

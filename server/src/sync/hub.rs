@@ -15,6 +15,7 @@ use shared::DocId;
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::cluster::{Cluster, ClusterStatus};
+use super::ended::{EndReason, Ended, OpenSessions};
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
@@ -124,6 +125,10 @@ pub struct Hub {
     docs: Mutex<HashMap<DocId, Slot>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
+    /// Sessions ended on this instance, whose sockets close at once.
+    ended: broadcast::Sender<Arc<Ended>>,
+    /// Sessions with sockets open here (re-checked by `watch_sessions`).
+    open: Arc<OpenSessions>,
     /// Other instances on the same PostgreSQL database; `None` on SQLite.
     cluster: Option<Cluster>,
     /// Operations being judged and applied, across all connections.
@@ -163,6 +168,8 @@ impl Hub {
             docs: Mutex::default(),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
+            ended: broadcast::channel(256).0,
+            open: Arc::default(),
             cluster,
             ops_in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT as usize)),
         }
@@ -380,6 +387,21 @@ impl Hub {
 
     pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
         self.access.subscribe()
+    }
+
+    /// Sessions just ended (in storage): their sockets on this instance
+    /// close now, saying why; other instances' sockets notice within
+    /// `SESSION_RECHECK`.
+    pub fn sessions_ended(&self, sessions: Vec<String>, reason: EndReason) {
+        let _ = self.ended.send(Arc::new(Ended { sessions, reason }));
+    }
+
+    pub fn subscribe_ended(&self) -> broadcast::Receiver<Arc<Ended>> {
+        self.ended.subscribe()
+    }
+
+    pub fn open_sessions(&self) -> &Arc<OpenSessions> {
+        &self.open
     }
 
     /// Whether this instance listens to other instances, and how often it

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod connection;
+mod ended;
 mod hub;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -12,11 +13,16 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
-pub use cluster::ClusterStatus;
+pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
 pub use hub::{Accepted, Hub};
 
 use crate::storage::UserRecord;
 use crate::{AppState, Error};
+
+/// The session id of test identities (`x-portal-test-user`, tests only):
+/// no session row; the periodic check looks at the user alone.
+pub(crate) const TEST_SESSION: &str = "test";
 
 /// Read buffer of each sync socket.
 pub const SOCKET_READ_BUFFER: usize = 4 * 1024;
@@ -49,7 +55,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<SyncPeer, Err
         if let Some(user) = headers.get("x-portal-test-user").and_then(|v| v.to_str().ok()) {
             let id = user.parse().map_err(|_| Error::Unauthorized)?;
             let user = state.store.user(id).await?.ok_or(Error::Unauthorized)?;
-            return Ok(SyncPeer { user, session_id: "test".into() });
+            return Ok(SyncPeer { user, session_id: TEST_SESSION.into() });
         }
     }
     // A valid session cookie and the portal's own Origin (no cross-site sockets).

@@ -112,7 +112,7 @@ impl World {
         let entry = EntryId::mint();
         let doc = self.provider.client.doc_mut(self.clinical).unwrap();
         let mut tx = doc.transaction();
-        record::add(&mut tx, entry, &demo::glucose_result(okafor.clinics[0], okafor.id, okafor.name, 101.0)).unwrap();
+        record::add(&mut tx, entry, &demo::glucose_result((okafor.clinics[0], demo::clinic_name(okafor.clinics[0])), okafor.id, okafor.name, 101.0)).unwrap();
         tx.commit();
         self.provider.flush_local().await.unwrap();
         self.provider.sync_all(TIMEOUT).await.unwrap_or_else(|e| panic!("{attack}: Okafor's sync after the attack: {e}"));
@@ -806,7 +806,7 @@ async fn a_second_instance_on_postgresql_refuses_the_same_attacks() {
     let mut writer = second.replica(&okafor, &[clinical]).await;
     let doc = writer.client.doc_mut(clinical).unwrap();
     let mut tx = doc.transaction();
-    record::add(&mut tx, EntryId::mint(), &demo::glucose_result(riverside, okafor.user.id, okafor.user.name, 99.0)).unwrap();
+    record::add(&mut tx, EntryId::mint(), &demo::glucose_result((riverside, demo::clinic_name(riverside)), okafor.user.id, okafor.user.name, 99.0)).unwrap();
     tx.commit();
     writer.flush_local().await.unwrap();
     writer.sync_all(TIMEOUT).await.unwrap();

@@ -214,6 +214,10 @@ async fn every_route_by_every_role() {
         (Method::DELETE, "/api/passkeys/{own_passkey}", None, [409, 409, 409, 409, 401]),
         (Method::POST, "/api/passkeys/register/start", Some(json!({ "name": "Spare" })), [200, 200, 200, 200, 401]),
         (Method::POST, "/api/passkeys/register/finish", Some(json!({ "ceremony": "x", "credential": {} })), [400, 400, 400, 400, 401]),
+        // Re-authentication with one's own passkeys, and one's own open enrollment links.
+        (Method::POST, "/api/reauth/start", None, [200, 200, 200, 200, 401]),
+        (Method::POST, "/api/reauth/finish", Some(json!({ "ceremony": "x", "credential": {} })), [400, 400, 400, 400, 401]),
+        (Method::GET, "/api/enrollments", None, [200, 200, 200, 200, 401]),
         // Admin: invitations and new links for users of their own clinic only.
         (Method::POST, "/api/invitations", Some(json!({ "role": "patient", "display_name": "New patient" })), [403, 403, 403, 201, 401]),
         (Method::POST, "/api/invitations", Some(json!({ "role": "provider", "display_name": "New doctor" })), [403, 403, 403, 201, 401]),
@@ -225,6 +229,7 @@ async fn every_route_by_every_role() {
         (Method::POST, "/api/users/{p2_user}/enrollment", None, [403, 403, 403, 404, 401]),
         (Method::POST, "/api/users/{c1_user}/enrollment", None, [403, 403, 403, 404, 401]),
         (Method::POST, "/api/users/{unknown}/enrollment", None, [403, 403, 403, 404, 401]),
+        (Method::DELETE, "/api/enrollments", None, [204, 204, 204, 204, 401]),
     ];
     let mut failures = Vec::new();
     for (method, template, body, expected) in &cases {

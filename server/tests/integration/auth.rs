@@ -159,17 +159,21 @@ async fn sign_in_failures() {
     let second = list[1]["id"].as_str().unwrap().to_owned();
     assert_eq!(browser.call(Method::PATCH, &format!("/api/passkeys/{second}"), Some(json!({ "name": "Work laptop" }))).await.0, 204);
     assert_eq!(browser.call(Method::DELETE, &format!("/api/passkeys/{first}"), None).await.0, 204);
+    let (status, body) = browser.get("/api/me").await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("session_expired")), "removing a passkey ends its sessions");
     let (status, body) = Browser::new(&app.base_url).try_login(&mut device, None, &app.base_url).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")), "a revoked passkey no longer signs in");
     let mut laptop_browser = Browser::new(&app.base_url);
     laptop_browser.login(&mut laptop).await;
-    let (status, body) = browser.call(Method::DELETE, &format!("/api/passkeys/{second}"), None).await;
+    let (status, body) = laptop_browser.call(Method::DELETE, &format!("/api/passkeys/{second}"), None).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "the last passkey stays");
-    let (_, list) = browser.get("/api/passkeys").await;
+    let (_, list) = laptop_browser.get("/api/passkeys").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "Work laptop");
 
     // A registration whose clientDataJSON names another origin.
+    let mut browser = Browser::new(&app.base_url);
+    browser.login(&mut laptop).await;
     let (_, started) = browser.post("/api/passkeys/register/start", json!({ "name": "Evil" })).await;
     let credential = SoftPasskey::new().register(&started["options"], EVIL);
     let (status, body) =
@@ -283,6 +287,7 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
         static_dir: Arc::new(PathBuf::from("/nonexistent")),
         public_url: app.base_url.clone().into(),
         auth: Arc::new(AuthConfig::new(&app.base_url).unwrap()),
+        limits: Arc::new(server::ratelimit::RateLimiter::new(Default::default(), false)),
     };
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("cookie", format!("portal_session={}", browser.cookie.clone().unwrap()).parse().unwrap());

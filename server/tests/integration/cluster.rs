@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use automerge::{ActorId, Automerge};
 use server::client::Replica;
 use server::demo::{self, DemoUser};
-use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
+use server::storage::{Backend, Store};
+use server::sync::DEAF_AFTER;
+use server::testing::{Relay, TestDatabase, TestServer};
 use shared::schema::{DocKind, Message, MessageThread};
 use shared::status::Side;
 use shared::sync::SyncClient;
@@ -24,6 +25,13 @@ struct TwoInstances {
     users: Vec<DemoUser>,
 }
 
+/// The relays between instance B and the database: one for its pool, one
+/// for its listening connection, so either can go silent alone.
+struct Relays {
+    pool: Relay,
+    listen: Relay,
+}
+
 impl TwoInstances {
     async fn new() -> Self {
         let db = TestDatabase::new(Backend::Postgres).await;
@@ -34,6 +42,20 @@ impl TwoInstances {
             wait_listening(app, 1).await;
         }
         Self { db, a, b, users }
+    }
+
+    /// Like `new`, but B reaches the database only through `Relays`.
+    async fn with_b_behind_relays() -> (Self, Relays) {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let a = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let users = demo::seed(&a.store).await.unwrap();
+        let relays = Relays { pool: Relay::start(&db.url).await, listen: Relay::start(&db.url).await };
+        let store = Store::connect(&relays.pool.url(&db.url)).await.unwrap().listen_through(&relays.listen.url(&db.url)).unwrap();
+        let b = TestServer::start_with_store(&db, store, PathBuf::from("/nonexistent")).await;
+        for app in [&a, &b] {
+            wait_listening(app, 1).await;
+        }
+        (Self { db, a, b, users }, relays)
     }
 
     fn user(&self, name: &str) -> DemoUser {
@@ -82,14 +104,23 @@ fn heads(doc: &Automerge) -> Vec<automerge::ChangeHash> {
 async fn write_result(replica: &mut Replica, id: DocId, author: &DemoUser, value: f64) -> Vec<automerge::ChangeHash> {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
-    record::add(&mut tx, EntryId::mint(), &demo::glucose_result(author.clinics[0], author.id, author.name, value)).unwrap();
+    record::add(&mut tx, EntryId::mint(), &demo::glucose_result((author.clinics[0], demo::clinic_name(author.clinics[0])), author.id, author.name, value)).unwrap();
     tx.commit();
     replica.flush_local().await.unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();
     heads(replica.client.doc(id).unwrap())
 }
 
-async fn write_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, n: usize) {
+async fn write_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, n: usize) -> EntryId {
+    let entry = add_message(replica, id, author, side, n);
+    replica.flush_local().await.unwrap();
+    replica.sync_all(TIMEOUT).await.unwrap();
+    entry
+}
+
+/// Adds a message to the local replica only.
+fn add_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, n: usize) -> EntryId {
+    let entry = EntryId::mint();
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
     let message = Message {
@@ -101,10 +132,9 @@ async fn write_message(replica: &mut Replica, id: DocId, author: &DemoUser, side
         read_at: None,
         read_by: None,
     };
-    record::add(&mut tx, EntryId::mint(), &message).unwrap();
+    record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
-    replica.flush_local().await.unwrap();
-    replica.sync_all(TIMEOUT).await.unwrap();
+    entry
 }
 
 fn message_count(client: &SyncClient, id: DocId) -> usize {
@@ -119,14 +149,124 @@ async fn cut_listener(c: &TwoInstances, app: &TestServer) {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&c.db.url).await.unwrap();
     let terminated: Vec<(bool,)> = sqlx::query_as(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'",
+         WHERE datname = current_database() AND application_name = $1",
     )
+    .bind(server::storage::LISTENER_APPLICATION_NAME)
     .fetch_all(&mut admin)
     .await
     .unwrap();
     assert_eq!(terminated.len(), 2, "both instances' listeners were found");
     let mut status = app.hub.cluster_status().unwrap();
     tokio::time::timeout(TIMEOUT, status.wait_for(|s| !s.listening)).await.unwrap().unwrap();
+}
+
+/// `/healthz` of `app`: status code and body.
+async fn health(app: &TestServer) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{}/healthz", app.base_url)).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Longest a revoked clinic may keep reading or writing a record through
+/// an instance that was not told (or could not hear) of the revocation.
+const ACCESS_BOUND: Duration = Duration::from_secs(10);
+
+/// Maria takes `clinic`'s access away through `app`, as the consent
+/// handler does: the row, then the announcement.
+async fn revoke(app: &TestServer, maria: &DemoUser, clinic: shared::ClinicId) {
+    app.store.revoke_consent(maria.patient.unwrap(), clinic).await.unwrap();
+    app.hub.access_changed();
+}
+
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The server acknowledged the write: it is stored.
+    Stored,
+    /// The server refused it (`doc-unavailable` or `change-rejected`) or
+    /// closed the connection.
+    Refused,
+    /// No answer yet.
+    Pending,
+}
+
+/// `provider` (on the clinic side) sends a message on `thread` through
+/// `replica` and waits a moment for the server's verdict.
+async fn attempt_message(replica: &mut Replica, thread: DocId, provider: &DemoUser, n: usize) -> (Attempt, EntryId) {
+    replica.take_received();
+    let entry = add_message(replica, thread, provider, Side::Clinic, n);
+    if replica.flush_local().await.is_err() {
+        return (Attempt::Refused, entry);
+    }
+    let refused = |r: &shared::sync::Received| r.unavailable.contains(&thread) || r.rejected.iter().any(|(id, _)| *id == thread);
+    let outcome = replica.sync_until(Duration::from_millis(300), |cl, r| refused(r) || cl.is_synced(thread)).await;
+    let closed = matches!(outcome, Err(ref error) if !matches!(error, server::client::ClientError::Timeout));
+    let attempt = if closed || refused(&replica.received) {
+        Attempt::Refused
+    } else if replica.client.is_synced(thread) {
+        Attempt::Stored
+    } else {
+        Attempt::Pending
+    };
+    (attempt, entry)
+}
+
+/// Once access to `thread` was taken away from `provider` (at
+/// `revoked_at`), his writes through `replica` are refused within
+/// `ACCESS_BOUND`, and the refused one is not stored. (Writes before the
+/// refusal may be stored.) Returns how long after the revocation the first
+/// refusal came. A `change-rejected` resets the replica's copy, so no
+/// write follows a refusal.
+async fn assert_writes_refused(app: &TestServer, replica: &mut Replica, thread: DocId, provider: &DemoUser, revoked_at: Instant) -> Duration {
+    let mut n = 1000;
+    let refused = loop {
+        n += 1;
+        let (attempt, entry) = attempt_message(replica, thread, provider, n).await;
+        if attempt == Attempt::Refused {
+            break entry;
+        }
+        assert!(revoked_at.elapsed() < ACCESS_BOUND, "a revoked clinic could still write after {:?}", revoked_at.elapsed());
+    };
+    let refused_after = revoked_at.elapsed();
+    let stored: MessageThread = autosurgeon::hydrate(&app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap()).unwrap();
+    assert!(!stored.messages.contains_key(&refused.to_string()), "a refused write was stored");
+    refused_after
+}
+
+/// Once `ACCESS_BOUND` has passed since `revoked_at`, Maria writes to
+/// `thread` through A, then through B, so that B holds her first message
+/// (and pushes it to her replica on B); the revoked provider's replicas
+/// receive neither.
+async fn assert_messages_stay_private(
+    c: &TwoInstances,
+    maria_on_a: &mut Replica,
+    maria_on_b: &mut Replica,
+    providers: &mut [&mut Replica],
+    thread: DocId,
+    revoked_at: Instant,
+) {
+    // Within the bound the clinic may still receive what it was sent: its
+    // replicas take that in first, so that only what follows is judged.
+    tokio::time::sleep_until((revoked_at + ACCESS_BOUND).into()).await;
+    for provider in providers.iter_mut() {
+        let _ = provider.sync_until(Duration::from_millis(200), |_, _| false).await;
+        provider.take_received();
+    }
+    let maria = c.user("Maria");
+    let private = write_message(maria_on_a, thread, &maria, Side::Patient, 2000).await;
+    write_message(maria_on_b, thread, &maria, Side::Patient, 2001).await;
+    let has_private = |cl: &SyncClient| {
+        // A copy reset by `change-rejected` is empty until reloaded.
+        let doc = cl.doc(thread).unwrap();
+        !doc.get_heads().is_empty()
+            && autosurgeon::hydrate::<_, MessageThread>(doc).unwrap().messages.contains_key(&private.to_string())
+    };
+    maria_on_b.sync_until(TIMEOUT, |cl, _| has_private(cl)).await.expect("B holds her message and pushes it to her");
+    for provider in providers.iter_mut() {
+        assert!(
+            !received_change(provider, thread, Duration::from_secs(1)).await,
+            "a revoked clinic received the patient's new message"
+        );
+        assert!(!has_private(&provider.client));
+    }
 }
 
 /// Handles what the server sends for `period` and reports whether `id` changed.
@@ -250,5 +390,239 @@ async fn changes_made_while_a_listener_was_disconnected_arrive_after_it_reconnec
     on_b.sync_until(TIMEOUT, |cl, _| heads(cl.doc(clinical).unwrap()) == target).await.unwrap();
     on_a.close().await;
     on_b.close().await;
+    c.stop().await;
+}
+
+/// Writes a message under a chosen entry id and returns the rule the server
+/// refused it with, if it did.
+async fn message_under(replica: &mut Replica, id: DocId, entry: EntryId, author: &DemoUser, side: Side, body: &str) -> Option<String> {
+    let doc = replica.client.doc_mut(id).unwrap();
+    let mut tx = doc.transaction();
+    let message = Message {
+        author: author.id,
+        author_name: author.name.into(),
+        side,
+        sent_at: "2026-11-25T10:00:00Z".into(),
+        body: body.into(),
+        read_at: None,
+        read_by: None,
+    };
+    record::add(&mut tx, entry, &message).unwrap();
+    tx.commit();
+    replica.flush_local().await.unwrap();
+    let _ = replica.sync_until(Duration::from_secs(5), |c, r| !r.rejected.is_empty() || c.is_synced(id)).await;
+    replica.take_received().rejected.into_iter().next().map(|(_, message)| message)
+}
+
+/// An instance whose copy lags the database (its listener deaf, or simply
+/// not yet notified) judges a change against the record as stored: a
+/// patient's message under the id of a clinic message accepted on the other
+/// instance moments before is refused as a replacement, every time.
+#[tokio::test]
+async fn a_lagging_instance_judges_changes_against_the_stored_record() {
+    let c = TwoInstances::new().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let mut clinic_on_a = replica(&c.a, &okafor, &[thread]).await;
+    let mut patient_on_b = replica(&c.b, &maria, &[thread]).await;
+    let urgent = "Your potassium is dangerously high: go to the emergency department now";
+    let read_back = |entry: EntryId| {
+        let store = c.a.store.clone();
+        async move {
+            let doc = store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
+            let thread: MessageThread = autosurgeon::hydrate(&doc).unwrap();
+            thread.messages[&entry.to_string()].body.clone()
+        }
+    };
+    // Without any fault, many times over: the race is gone.
+    for round in 0..15 {
+        let entry = EntryId::mint();
+        assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
+        let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+        assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "round {round}: {refused:?}");
+        assert_eq!(read_back(entry).await, urgent, "round {round}");
+        patient_on_b.sync_all(TIMEOUT).await.unwrap();
+        clinic_on_a.sync_all(TIMEOUT).await.unwrap();
+    }
+    // With B deaf to A: B's copy cannot know of A's message until it stores.
+    cut_listener(&c, &c.b).await;
+    let entry = EntryId::mint();
+    assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
+    let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+    assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "{refused:?}");
+    assert_eq!(read_back(entry).await, urgent);
+    c.b.hub.hold_cluster_reconnect(false);
+    clinic_on_a.close().await;
+    patient_on_b.close().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_test_relay_holds_bytes_while_silent_and_cut_closes_its_connections() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let relay = Relay::start(&db.url).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&relay.url(&db.url)).await.unwrap();
+    let one = || sqlx::query_scalar::<_, i32>("SELECT 1");
+    assert_eq!(one().fetch_one(&mut conn).await.unwrap(), 1);
+    // Silent: the query goes out, nothing comes back, nothing fails.
+    relay.silence();
+    let mut query = Box::pin(one().fetch_one(&mut conn));
+    assert!(tokio::time::timeout(Duration::from_millis(500), &mut query).await.is_err(), "an answer crossed a silent relay");
+    // Resumed: the held bytes go through and the connection carries on.
+    relay.resume();
+    assert_eq!(tokio::time::timeout(TIMEOUT, query).await.unwrap().unwrap(), 1);
+    // Cut: the connection is closed, as a reset would.
+    relay.cut();
+    assert!(tokio::time::timeout(TIMEOUT, one().fetch_one(&mut conn)).await.unwrap().is_err());
+    drop(conn);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgresql_probes_every_connection_with_tcp_keepalive() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let store = db.store().await;
+    for (name, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"), ("tcp_user_timeout", "60000")] {
+        assert_eq!(store.setting(name).await.unwrap(), value, "{name}");
+    }
+    store.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_silent_database_link_is_noticed_reported_and_recovered_from() {
+    let (c, relays) = TwoInstances::with_b_behind_relays().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let clinical = DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let mut on_b = replica(&c.b, &maria, &[clinical]).await;
+    let mut on_a = replica(&c.a, &okafor, &[clinical]).await;
+    let (status, body) = health(&c.b).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["listener"]["listening"], true, "{body}");
+
+    // B's link to the database goes silent: no error, no closed socket,
+    // nothing arrives. B notices by its heartbeat.
+    let mut b_status = c.b.hub.cluster_status().unwrap();
+    relays.listen.silence();
+    relays.pool.silence();
+    let silent_at = Instant::now();
+    tokio::time::timeout(DEAF_AFTER + Duration::from_secs(2), b_status.wait_for(|s| !s.listening))
+        .await
+        .expect("B notices its silent listener")
+        .unwrap();
+    let detected = silent_at.elapsed();
+    eprintln!("silent listener noticed after {detected:?} (bound {DEAF_AFTER:?})");
+    // (Timers on a busy shared machine fire a little late.)
+    assert!(detected <= DEAF_AFTER + Duration::from_secs(1), "noticed after {detected:?}");
+    // The load balancer takes B out; A, which hears fine, stays in.
+    let (status, body) = health(&c.b).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["listener"]["listening"], false, "{body}");
+    let (status, body) = health(&c.a).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A change accepted on A meanwhile cannot reach B.
+    let target = write_result(&mut on_a, clinical, &okafor, 120.0).await;
+    assert!(!received_change(&mut on_b, clinical, Duration::from_millis(500)).await);
+
+    // The link comes back: B listens again, re-reads what changed and
+    // pushes it, and reports healthy again.
+    relays.listen.resume();
+    relays.pool.resume();
+    let resumed_at = Instant::now();
+    wait_listening(&c.b, 2).await;
+    on_b.sync_until(TIMEOUT, |cl, _| heads(cl.doc(clinical).unwrap()) == target).await.unwrap();
+    eprintln!("listening and caught up {:?} after the link came back", resumed_at.elapsed());
+    let (status, body) = health(&c.b).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["listener"]["reconnects"].as_u64().unwrap() >= 1, "{body}");
+
+    // And live notifications work again.
+    let target = write_result(&mut on_a, clinical, &okafor, 121.0).await;
+    on_b.sync_until(TIMEOUT, |cl, _| heads(cl.doc(clinical).unwrap()) == target).await.unwrap();
+    on_a.close().await;
+    on_b.close().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn consent_revoked_through_another_instance_takes_effect_on_one_that_cannot_hear_it() {
+    let (c, relays) = TwoInstances::with_b_behind_relays().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let brandt = c.user("Brandt");
+    let (riverside, northgate) = (okafor.clinics[0], brandt.clinics[0]);
+    let patient = maria.patient.unwrap();
+    let riverside_thread = DocKind::MessageThread { patient, clinic: riverside }.doc_id();
+    let northgate_thread = DocKind::MessageThread { patient, clinic: northgate }.doc_id();
+    let threads = [riverside_thread, northgate_thread];
+    let mut okafor_on_b = replica(&c.b, &okafor, &[riverside_thread]).await;
+    let mut brandt_on_b = replica(&c.b, &brandt, &[northgate_thread]).await;
+    let mut maria_on_a = replica(&c.a, &maria, &threads).await;
+    let mut maria_on_b = replica(&c.b, &maria, &threads).await;
+    // While she consents, both clinics write to her through B.
+    assert_eq!(attempt_message(&mut okafor_on_b, riverside_thread, &okafor, 1).await.0, Attempt::Stored);
+    assert_eq!(attempt_message(&mut brandt_on_b, northgate_thread, &brandt, 1).await.0, Attempt::Stored);
+
+    // B's listening connection goes silent (its pool still works), and at
+    // once Maria takes Riverside's access away through A: B cannot hear of
+    // it, and does not know yet that it cannot.
+    relays.listen.silence();
+    revoke(&c.a, &maria, riverside).await;
+    let revoked_at = Instant::now();
+    let took = assert_writes_refused(&c.a, &mut okafor_on_b, riverside_thread, &okafor, revoked_at).await;
+    eprintln!("revocation unheard by B took effect there after {took:?}");
+    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut okafor_on_b], riverside_thread, revoked_at).await;
+
+    // Later, while B knows it is deaf, she takes Northgate's access away.
+    let mut b_status = c.b.hub.cluster_status().unwrap();
+    tokio::time::timeout(TIMEOUT, b_status.wait_for(|s| !s.listening)).await.unwrap().unwrap();
+    revoke(&c.a, &maria, northgate).await;
+    let revoked_at = Instant::now();
+    let took = assert_writes_refused(&c.a, &mut brandt_on_b, northgate_thread, &brandt, revoked_at).await;
+    eprintln!("revocation while B knew it was deaf took effect there after {took:?}");
+    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut brandt_on_b], northgate_thread, revoked_at).await;
+
+    relays.listen.resume();
+    wait_listening(&c.b, 2).await;
+    for replica in [okafor_on_b, brandt_on_b, maria_on_a, maria_on_b] {
+        replica.close().await;
+    }
+    c.stop().await;
+}
+
+/// Authorization must not rest on notifications at all: the consent row
+/// changes but no instance announces it (as when the instance that stored
+/// it stops before its `NOTIFY` goes out), and both instances hear fine.
+/// Needs each connection to re-check its access by itself and the storing
+/// transaction to check the writer's access.
+#[tokio::test]
+async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
+    let c = TwoInstances::new().await;
+    let maria = c.user("Maria");
+    let okafor = c.user("Okafor");
+    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let mut okafor_on_a = replica(&c.a, &okafor, &[thread]).await;
+    let mut okafor_on_b = replica(&c.b, &okafor, &[thread]).await;
+    let mut maria_on_a = replica(&c.a, &maria, &[thread]).await;
+    let mut maria_on_b = replica(&c.b, &maria, &[thread]).await;
+    assert_eq!(attempt_message(&mut okafor_on_b, thread, &okafor, 1).await.0, Attempt::Stored);
+    okafor_on_a.sync_all(TIMEOUT).await.unwrap();
+
+    // The row only: no `Hub::access_changed`, so no notification.
+    c.a.store.revoke_consent(maria.patient.unwrap(), okafor.clinics[0]).await.unwrap();
+    let revoked_at = Instant::now();
+    for (app, replica) in [("B", &mut okafor_on_b), ("A", &mut okafor_on_a)] {
+        let took = assert_writes_refused(&c.a, replica, thread, &okafor, revoked_at).await;
+        eprintln!("an unannounced revocation took effect on {app} after {took:?}");
+    }
+    // Her next messages reach neither of his connections.
+    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut okafor_on_b, &mut okafor_on_a], thread, revoked_at).await;
+    for replica in [okafor_on_a, okafor_on_b, maria_on_a, maria_on_b] {
+        replica.close().await;
+    }
     c.stop().await;
 }

@@ -77,10 +77,11 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             database_url: db.url.parse::<DatabaseUrl>().unwrap(),
             public_url: None,
             static_dir: "/nonexistent".into(),
+            trust_forwarded_for: false,
         };
         let state = server::state(&config, store.clone(), port).unwrap();
         let user = store.user(provider).await.unwrap().unwrap();
-        let (cookie, session) = server::auth::start_session(&state, user).await.unwrap();
+        let (cookie, session) = server::auth::start_session(&state, user, None).await.unwrap();
         let cookie = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
         let headers = [("cookie", cookie), ("origin", format!("http://localhost:{port}"))];
         let url = format!("ws://localhost:{port}/sync");
@@ -93,7 +94,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation = server::demo::glucose_result(clinic, provider, "Dr. P", n as f64);
+                let observation = server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();

@@ -24,6 +24,16 @@ async fn healthz_reports_the_database() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["status"], "ok");
         assert_eq!(body["database"], backend.name());
+        // Several instances share only PostgreSQL: there, the instance
+        // reports the connection on which it hears the others.
+        match backend {
+            server::storage::Backend::Sqlite => assert!(body.get("listener").is_none(), "{body}"),
+            server::storage::Backend::Postgres => {
+                assert_eq!(body["listener"]["listening"], true, "{body}");
+                assert_eq!(body["listener"]["reconnects"], 0, "{body}");
+                assert!(body["listener"]["last_heartbeat_ms"].as_u64().unwrap() < 10_000, "{body}");
+            }
+        }
         app.stop().await;
         db.drop_database().await;
     }

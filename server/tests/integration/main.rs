@@ -10,6 +10,7 @@ mod demo;
 mod durability;
 mod http;
 mod refusals;
+mod sessions;
 mod storage;
 mod sync;
 

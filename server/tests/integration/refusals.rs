@@ -132,7 +132,7 @@ fn an_entry(doc: &Automerge, collection: &str) -> (automerge::ObjId, String) {
 }
 
 fn observation(clinic: ClinicId, by: UserId) -> Observation {
-    demo::glucose_result(clinic, by, "Dr. Amara Okafor", 123.0)
+    demo::glucose_result((clinic, demo::clinic_name(clinic)), by, "Dr. Amara Okafor", 123.0)
 }
 
 /// Every refusal the policy makes, on both engines: the sender is told the

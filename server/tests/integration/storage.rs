@@ -181,17 +181,46 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         assert_eq!(seen.len(), 7, "{backend:?}: P1 record, 2 clinical, thread A; P2 record, clinical A, thread A: {seen:?}");
         assert!(!seen.contains(&DocKind::MessageThread { patient: p1, clinic: b }));
         assert_eq!(readable(&admin).await, vec![DocKind::PatientRecord { patient: p1 }], "{backend:?}");
+        let version = store.access_version().await.unwrap();
         store.revoke_consent(p2, a).await.unwrap();
+        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking consent moves the access version");
         assert_eq!(readable(&provider).await.len(), 4, "{backend:?}");
+        // What a clinic read before the patient withdrew consent is named as
+        // such; documents it never read are not.
+        let provider_record = store.user(provider.id).await.unwrap().unwrap();
+        let admin_record = store.user(admin.id).await.unwrap().unwrap();
+        let p2_clinical = DocKind::ClinicalRecord { patient: p2, clinic: a }.doc_id();
+        let withdrawn = store.withdrawn_document(&provider_record, p2_clinical).await.unwrap();
+        assert_eq!(withdrawn.map(|d| d.kind), Some(DocKind::ClinicalRecord { patient: p2, clinic: a }), "{backend:?}");
+        let p1_thread_b = DocKind::MessageThread { patient: p1, clinic: b }.doc_id();
+        assert!(store.withdrawn_document(&provider_record, p1_thread_b).await.unwrap().is_none(), "{backend:?}");
+        assert!(store.withdrawn_document(&admin_record, DocKind::PatientRecord { patient: p2 }.doc_id()).await.unwrap().is_none());
+        let patient_record = store.user(patient.id).await.unwrap().unwrap();
+        assert!(store.withdrawn_document(&patient_record, p2_clinical).await.unwrap().is_none());
 
         // Passkeys: the last one cannot be revoked.
-        let k1 = store.add_passkey(patient.id, "cred-1", "Phone", "{}").await.unwrap();
-        let k2 = store.add_passkey(patient.id, "cred-2", "Laptop", "{}").await.unwrap();
-        assert!(store.add_passkey(carer.id, "cred-1", "Dup", "{}").await.is_err(), "{backend:?}: credential ids are unique");
+        let k1 = store.add_passkey(patient.id, "cred-1", "Phone", "{}", None).await.unwrap();
+        let k2 = store.add_passkey(patient.id, "cred-2", "Laptop", "{}", Some(k1)).await.unwrap();
+        assert!(store.add_passkey(carer.id, "cred-1", "Dup", "{}", None).await.is_err(), "{backend:?}: credential ids are unique");
+        assert_eq!(store.passkeys(patient.id).await.unwrap()[1].added_with, Some(k1), "{backend:?}");
+        // Sessions signed in with a passkey end when it is revoked; others stay.
+        store.create_session("p1", "hash-p1", patient.id, "cc", i64::MAX, Some(k1)).await.unwrap();
+        store.create_session("p2", "hash-p2", patient.id, "dd", i64::MAX, Some(k2)).await.unwrap();
         assert!(!store.rename_passkey(carer.id, k1, "Mine").await.unwrap());
         assert!(store.rename_passkey(patient.id, k1, "Old phone").await.unwrap());
         assert_eq!(store.revoke_passkey(carer.id, k1).await.unwrap(), PasskeyRevocation::NotFound);
-        assert_eq!(store.revoke_passkey(patient.id, k1).await.unwrap(), PasskeyRevocation::Revoked, "{backend:?}");
+        assert_eq!(
+            store.revoke_passkey(patient.id, k1).await.unwrap(),
+            PasskeyRevocation::Revoked { sessions: vec!["p1".into()] },
+            "{backend:?}"
+        );
+        assert!(store.session_by_token("hash-p1", 60_000).await.unwrap().is_none(), "{backend:?}");
+        assert!(!store.session_live("p1", 60_000).await.unwrap());
+        let live = store.session_by_token("hash-p2", 60_000).await.unwrap().unwrap();
+        assert_eq!(live.passkey, Some(k2), "{backend:?}");
+        assert!(live.verified_at > 0, "a passkey sign-in counts as a fresh use of it");
+        assert!(store.session_live("p2", 60_000).await.unwrap());
+        assert_eq!(store.replaced_at("cred-1").await.unwrap(), None, "removed by its owner, not replaced");
         assert_eq!(store.revoke_passkey(patient.id, k2).await.unwrap(), PasskeyRevocation::LastOne, "{backend:?}");
         assert!(store.passkey_by_credential("cred-1").await.unwrap().is_none());
         assert_eq!(store.passkey_by_credential("cred-2").await.unwrap().unwrap().user, patient.id);
@@ -212,21 +241,48 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         assert_eq!(store.take_ceremony("h").await.unwrap().unwrap().kind, "login", "{backend:?}");
         assert!(store.take_ceremony("h").await.unwrap().is_none());
 
-        // Enrollment links are used once.
+        // Enrollment links are used once; using one cancels the user's
+        // other open links; a second enrollment replaces the passkeys and
+        // ends the sessions the account had.
         store.create_enrollment("t", carer.id, Some(patient.id), i64::MAX).await.unwrap();
+        store.create_enrollment("t2", carer.id, Some(patient.id), i64::MAX).await.unwrap();
+        store.create_enrollment("t3", carer.id, None, i64::MAX).await.unwrap();
         assert_eq!(store.enrollment_user("t").await.unwrap(), Some(carer.id));
-        assert!(store.use_enrollment("t").await.unwrap());
-        assert!(!store.use_enrollment("t").await.unwrap(), "{backend:?}");
+        assert_eq!(store.open_enrollments(carer.id).await.unwrap().len(), 3, "{backend:?}");
+        let issuers: Vec<Option<String>> = store.open_enrollments(carer.id).await.unwrap().into_iter().map(|e| e.issued_by_name).collect();
+        assert!(issuers.contains(&Some("P1".into())) && issuers.contains(&None), "{backend:?}: {issuers:?}");
+        let first = store.complete_enrollment("t", carer.id, "cred-c1", "Phone", "{}").await.unwrap().unwrap();
+        assert_eq!((first.replaced, first.issued_by), (0, Some(patient.id)), "{backend:?}");
+        assert!(store.complete_enrollment("t", carer.id, "cred-c2", "Phone", "{}").await.unwrap().is_none(), "{backend:?}");
         assert_eq!(store.enrollment_user("t").await.unwrap(), None);
+        assert_eq!(store.enrollment_user("t2").await.unwrap(), None, "{backend:?}: made moot by the link used");
+        store.create_session("c0", "hash-c0", carer.id, "ee", i64::MAX, Some(first.passkey)).await.unwrap();
+        store.create_enrollment("t4", carer.id, Some(patient.id), i64::MAX).await.unwrap();
+        let again = store.complete_enrollment("t4", carer.id, "cred-c3", "Laptop", "{}").await.unwrap().unwrap();
+        assert_eq!((again.replaced, again.ended_sessions.clone()), (1, vec!["c0".to_owned()]), "{backend:?}");
+        assert!(store.replaced_at("cred-c1").await.unwrap().is_some(), "{backend:?}");
+        assert!(store.passkey_by_credential("cred-c1").await.unwrap().is_none());
+        assert_eq!(store.passkeys(carer.id).await.unwrap().len(), 1);
+        // The person a link is for can cancel it.
+        store.create_enrollment("t5", carer.id, Some(patient.id), i64::MAX).await.unwrap();
+        assert_eq!(store.cancel_enrollments(carer.id).await.unwrap(), 1, "{backend:?}");
+        assert_eq!(store.enrollment_user("t5").await.unwrap(), None);
+        assert!(store.complete_enrollment("t5", carer.id, "cred-c4", "Tablet", "{}").await.unwrap().is_none(), "{backend:?}");
 
         // Sessions end on revocation of the session, or of the user.
-        store.create_session("s1", "hash1", carer.id, "aa", i64::MAX).await.unwrap();
-        store.create_session("s2", "hash2", carer.id, "bb", i64::MAX).await.unwrap();
+        store.create_session("s1", "hash1", carer.id, "aa", i64::MAX, None).await.unwrap();
+        store.create_session("s2", "hash2", carer.id, "bb", i64::MAX, None).await.unwrap();
         assert_eq!(store.session_by_token("hash1", 60_000).await.unwrap().unwrap().user, carer.id);
         store.revoke_session("s1").await.unwrap();
         assert!(store.session_by_token("hash1", 60_000).await.unwrap().is_none());
         assert_eq!(store.caregivers(p1).await.unwrap().len(), 1);
-        store.revoke_user(carer.id).await.unwrap();
+        let mut live = store.live_sessions(&["s1".into(), "s2".into(), "nope".into()], 60_000).await.unwrap();
+        live.sort();
+        assert_eq!(live, vec!["s2".to_owned()], "{backend:?}");
+        let version = store.access_version().await.unwrap();
+        assert_eq!(store.revoke_user(carer.id).await.unwrap(), vec!["s2".to_owned()], "{backend:?}");
+        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking a user moves the access version");
+        assert!(store.live_sessions(&["s2".into()], 60_000).await.unwrap().is_empty());
         assert!(store.session_by_token("hash2", 60_000).await.unwrap().is_none(), "{backend:?}");
         assert!(store.caregivers(p1).await.unwrap().is_empty());
         assert!(readable(&carer).await.is_empty(), "{backend:?}: a revoked caregiver reads nothing");

@@ -72,7 +72,7 @@ fn maria_docs(f: &Fixture) -> (DocKind, DocKind, DocKind) {
 }
 
 fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation {
-    demo::glucose_result(clinic, recorder.id, recorder.name, value)
+    demo::glucose_result((clinic, demo::clinic_name(clinic)), recorder.id, recorder.name, value)
 }
 
 fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
@@ -436,4 +436,47 @@ async fn a_change_is_acknowledged_even_when_a_heads_message_follows_it() {
     assert_eq!(stored_heads(&f.app.store, id).await, heads(patient.client.doc(id).unwrap()));
     patient.close().await;
     f.stop().await;
+}
+
+#[tokio::test]
+async fn a_person_who_reaches_the_daily_quota_is_told_and_nothing_more_is_stored() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (_, thread, _) = maria_docs(&f);
+        let id = thread.doc_id();
+        let maria = f.user("Maria").clone();
+        let mut replica = f.replica(&maria, &[id]).await;
+        let message = |n: usize| Message {
+            author: maria.id,
+            author_name: maria.name.into(),
+            side: Side::Patient,
+            sent_at: format!("2026-11-25T11:{:02}:00Z", n % 60),
+            body: format!("Reading {n}"),
+            read_at: None,
+            read_by: None,
+        };
+        // Two full changes reach the patient side's daily quota exactly.
+        let per_change = shared::fields::limits::ENTRIES_PER_CHANGE;
+        let quota = server::storage::ENTRIES_PER_DAY_PATIENT_SIDE as usize;
+        assert_eq!(quota % per_change, 0);
+        for batch in 0..quota / per_change {
+            edit(&mut replica, id, |tx| {
+                for n in 0..per_change {
+                    record::add(tx, EntryId::mint(), &message(batch * per_change + n)).unwrap();
+                }
+            });
+            replica.flush_local().await.unwrap();
+            replica.sync_all(TIMEOUT).await.unwrap();
+        }
+        let before = stored_heads(&f.app.store, id).await;
+        edit(&mut replica, id, |tx| record::add(tx, EntryId::mint(), &message(quota)).unwrap());
+        replica.flush_local().await.unwrap();
+        replica.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap();
+        let received = replica.take_received();
+        assert!(received.rejected[0].1.contains("rule quota"), "{backend:?}: {:?}", received.rejected);
+        assert!(received.rejected[0].1.contains("try again tomorrow"), "said in plain words");
+        assert_eq!(stored_heads(&f.app.store, id).await, before, "{backend:?}: nothing stored");
+        replica.close().await;
+        f.stop().await;
+    }
 }

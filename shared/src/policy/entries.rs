@@ -86,7 +86,9 @@ fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection
                 if entry.provenance.clinic != *clinic {
                     return deny(Rule::ForeignClinic, &path);
                 }
-                if entry.provenance.recorder != who.user {
+                let names_match = entry.provenance.recorder_name == who.name
+                    && who.clinic_name(*clinic) == Some(entry.provenance.clinic_name.as_str());
+                if entry.provenance.recorder != who.user || !names_match {
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
                 // Past entries may be recorded as such (a prescription that was
@@ -118,7 +120,7 @@ fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection
                 return deny(outsider(who, *clinic), &path);
             }
             let message: Message = hydrate_entry(doc, collection, id)?;
-            if message.author != who.user || message.side != who.side() {
+            if message.author != who.user || message.author_name != who.name || message.side != who.side() {
                 return deny(Rule::ImpersonatedAuthor, &path);
             }
             if message.read_at.is_some() || message.read_by.is_some() || message.body.trim().is_empty() {

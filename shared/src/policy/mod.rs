@@ -39,14 +39,24 @@ pub enum Role {
     ClinicAdmin { clinic: ClinicId },
 }
 
-/// The author of a proposed change.
+/// The author of a proposed change, with their names as the directory
+/// holds them: entries carry display names beside ids (so offline replicas
+/// can show them), and those must be the directory's, not free text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub user: UserId,
     pub role: Role,
+    pub name: String,
+    /// The names of the clinics the principal works for.
+    pub clinic_names: Vec<(ClinicId, String)>,
 }
 
 impl Principal {
+    /// The directory's name of one of the principal's clinics.
+    pub fn clinic_name(&self, clinic: ClinicId) -> Option<&str> {
+        self.clinic_names.iter().find(|(id, _)| *id == clinic).map(|(_, name)| name.as_str())
+    }
+
     /// A provider who is a member of `clinic`.
     pub fn is_provider_of(&self, clinic: ClinicId) -> bool {
         matches!(&self.role, Role::Provider { clinics } if clinics.contains(&clinic))

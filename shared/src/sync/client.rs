@@ -73,6 +73,12 @@ impl SyncClient {
         self.docs.insert(id, Tracked { doc, state: sync::State::new() });
     }
 
+    /// Stops tracking a document (the server will never take its changes),
+    /// returning the local copy.
+    pub fn remove(&mut self, id: DocId) -> Option<Automerge> {
+        self.docs.remove(&id).map(|tracked| tracked.doc)
+    }
+
     pub fn contains(&self, id: DocId) -> bool {
         self.docs.contains_key(&id)
     }
