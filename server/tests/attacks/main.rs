@@ -124,6 +124,14 @@ impl World {
         assert!(self.portal.alive(), "{attack}");
     }
 
+    /// After an attack: nothing stored or audited, others still served,
+    /// nothing of the attack in the logs.
+    async fn unharmed(&mut self, before: &Stored, attack: &str) {
+        assert_eq!(&self.stored().await, before, "{attack}: nothing stored or audited");
+        self.still_serving(attack).await;
+        self.assert_logs_clean();
+    }
+
     fn assert_logs_clean(&self) {
         let logs = self.portal.logs();
         assert!(!logs.is_empty());
@@ -208,9 +216,7 @@ async fn a_bloom_filter_claiming_billions_of_probes_is_refused() {
         answer.assert_refused(1007, "(a)");
         assert!(answer.error().unwrap().contains("bloom filter parameters out of range"), "{answer:?}");
     }
-    assert_eq!(world.stored().await, before, "(a): nothing stored or audited");
-    world.still_serving("(a)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(a)").await;
 }
 
 /// (b) A Bloom filter of zero bits: Automerge divides by the bit count, and
@@ -239,9 +245,7 @@ async fn a_bloom_filter_of_zero_bits_is_refused_with_a_close_frame() {
         answer.assert_refused(1007, name);
         assert!(answer.error().unwrap().contains("bloom filter"), "{name}: {answer:?}");
     }
-    assert_eq!(world.stored().await, before, "(b): nothing stored or audited");
-    world.still_serving("(b)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(b)").await;
 }
 
 /// (c) 4 KiB frames with many `have` entries claiming millions of probes
@@ -336,9 +340,7 @@ async fn a_probe_storm_does_not_stall_the_server_or_the_record() {
         assert!(error.contains("more than 4 have") || error.contains("bloom filter parameters out of range"), "{error}");
     }
     assert!(answered > 0, "(c): frames at the limits were answered");
-    assert_eq!(world.stored().await, before, "(c): nothing stored or audited");
-    world.still_serving("(c)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(c)").await;
 }
 
 /// (d) Compressed change chunks (type 2) that inflate about 160 to one:
@@ -409,9 +411,7 @@ async fn compressed_chunks_are_refused_without_inflating() {
             assert!(answer.error().unwrap().contains("compressed chunks are not accepted"), "{answer:?}");
         }
     }
-    assert_eq!(world.stored().await, before, "(d): nothing stored or audited");
-    world.still_serving("(d)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(d)").await;
 }
 
 /// (e) A change nesting maps 4,000 deep under a new refill request, in a
@@ -452,9 +452,7 @@ async fn a_change_nesting_maps_thousands_deep_is_refused() {
     // The client reset the document and is level with the server again.
     replica.sync_all(TIMEOUT).await.unwrap();
     replica.close().await;
-    assert_eq!(world.stored().await, before, "(e): nothing stored or audited");
-    world.still_serving("(e)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(e)").await;
 }
 
 /// (f) A whole document (chunk type 0) carrying 100,000 valid messages,
@@ -519,9 +517,7 @@ async fn a_document_chunk_of_a_hundred_thousand_messages_is_refused() {
     .await;
     answers[0].assert_refused(1007, "(f)");
     assert!(answers[0].error().unwrap().contains("document chunks are not accepted"), "{:?}", answers[0]);
-    assert_eq!(world.stored().await, before, "(f): nothing stored or audited");
-    world.still_serving("(f)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(f)").await;
 }
 
 /// (g) A real change whose run-length encoded action column claims three
@@ -570,9 +566,7 @@ async fn a_run_length_column_claiming_billions_of_ops_is_refused() {
         answer.assert_refused(1007, name);
         assert!(answer.error().unwrap().contains("more than 4096 operations in one change"), "{name}: {answer:?}");
     }
-    assert_eq!(world.stored().await, before, "(g): nothing stored or audited");
-    world.still_serving("(g)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(g)").await;
 }
 
 /// (h) A message whose body is 7 MB, sent as the app would send it: over
@@ -604,9 +598,7 @@ async fn a_seven_megabyte_message_is_refused_and_nothing_is_stored() {
         other => panic!("(h): the 7 MB message was not refused: {other:?}"),
     }
     replica.close().await;
-    assert_eq!(world.stored().await, before, "(h): nothing stored or audited");
-    world.still_serving("(h)").await;
-    world.assert_logs_clean();
+    world.unharmed(&before, "(h)").await;
 }
 
 /// (i) Frames at the client frame limit, as fast as the sockets take them,
