@@ -21,7 +21,11 @@ fn report(error: RwSignal<Option<String>>, e: ApiError) {
 
 /// Fetches a list into `into` now and again each time the returned function
 /// is called; a failure is reported in `error`.
-fn loader<T, F>(into: RwSignal<Option<T>>, error: RwSignal<Option<String>>, fetch: fn() -> F) -> impl Fn() + Copy
+fn loader<T, F>(
+    into: RwSignal<Option<T>>,
+    error: RwSignal<Option<String>>,
+    fetch: fn() -> F,
+) -> impl Fn() + Copy
 where
     T: Send + Sync + 'static,
     F: Future<Output = Result<T, ApiError>> + 'static,
@@ -45,13 +49,17 @@ fn Passkeys() -> impl IntoView {
     let load = loader(keys, error, api::passkeys);
     let links = RwSignal::new(None::<Vec<(String, String)>>);
     let load_links = loader(links, error, api::open_links);
-    let current = move || ui().me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
+    let current =
+        move || ui().me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
     let add = move |_| {
         spawn_local(async move {
             let result = async {
-                let started = api::with_reauth(api::passkey_add_start).await.map_err(|e| e.to_string())?;
+                let started =
+                    api::with_reauth(api::passkey_add_start).await.map_err(|e| e.to_string())?;
                 let credential = webauthn::create_credential(started.options).await?;
-                api::passkey_add_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
+                api::passkey_add_finish(&started.ceremony, &credential)
+                    .await
+                    .map_err(|e| e.to_string())
             };
             match result.await {
                 Ok(_) => {

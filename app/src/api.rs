@@ -45,7 +45,12 @@ impl Me {
             display_name: json.str("display_name")?,
             role: json.str("role")?,
             patient_id: json.parsed("patient_id"),
-            clinics: json.get("clinics").items().iter().map(Clinic::from_json).collect::<Option<_>>()?,
+            clinics: json
+                .get("clinics")
+                .items()
+                .iter()
+                .map(Clinic::from_json)
+                .collect::<Option<_>>()?,
             may_message: json.get("caregiver").bool("may_message").unwrap_or(false),
             actor_id: json.str("actor_id")?,
             passkey_id: json.text("passkey_id"),
@@ -86,7 +91,11 @@ pub struct DocInfo {
 
 impl DocInfo {
     pub fn from_json(json: &Json) -> Option<DocInfo> {
-        let kind = DocKind::from_parts(&json.str("kind")?, json.parsed("patient")?, json.parsed("clinic"))?;
+        let kind = DocKind::from_parts(
+            &json.str("kind")?,
+            json.parsed("patient")?,
+            json.parsed("clinic"),
+        )?;
         Some(DocInfo { id: json.parsed("id")?, kind })
     }
 
@@ -119,7 +128,9 @@ impl std::fmt::Display for ApiError {
         match self {
             Self::Offline => f.write_str("You are offline: this needs the network."),
             Self::SessionExpired => f.write_str("Your session has ended: sign in again."),
-            Self::ReauthRequired => f.write_str("Confirm it is you with your passkey, then try again."),
+            Self::ReauthRequired => {
+                f.write_str("Confirm it is you with your passkey, then try again.")
+            }
             Self::Failed(_, message) => f.write_str(message),
         }
     }
@@ -132,7 +143,8 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
     if let Some(body) = body {
         init.set_body(&JsValue::from_str(&body.stringify()));
     }
-    let request = Request::new_with_str_and_init(path, &init).map_err(|_| ApiError::Failed(0, "bad request".into()))?;
+    let request = Request::new_with_str_and_init(path, &init)
+        .map_err(|_| ApiError::Failed(0, "bad request".into()))?;
     let headers = request.headers();
     let _ = headers.set("Accept", "application/json");
     if body.is_some() {
@@ -144,7 +156,9 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
         .map_err(|_| ApiError::Offline)?
         .unchecked_into();
     let text = match response.text() {
-        Ok(promise) => JsFuture::from(promise).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
+        Ok(promise) => {
+            JsFuture::from(promise).await.ok().and_then(|t| t.as_string()).unwrap_or_default()
+        }
         Err(_) => String::new(),
     };
     let status = response.status();
@@ -155,10 +169,14 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
     let json = if text.is_empty() { Some(Json::null()) } else { Json::parse(&text) };
     // Only a 401 that says so means the session is over; a refused passkey
     // at sign-in is a 401 too, and its message must be shown as it is.
-    if status == 401 && json.as_ref().and_then(|j| j.str("error")).is_none_or(|code| code == "session_expired") {
+    if status == 401
+        && json.as_ref().and_then(|j| j.str("error")).is_none_or(|code| code == "session_expired")
+    {
         return Err(ApiError::SessionExpired);
     }
-    if status == 403 && json.as_ref().and_then(|j| j.str("error")).as_deref() == Some("reauth_required") {
+    if status == 403
+        && json.as_ref().and_then(|j| j.str("error")).as_deref() == Some("reauth_required")
+    {
         return Err(ApiError::ReauthRequired);
     }
     if !response.ok() {
@@ -226,13 +244,19 @@ pub async fn login_finish(ceremony: &str, credential: &Json) -> Result<Json, Api
 /// Proves presence again with one of the user's own passkeys.
 pub async fn reauth() -> Result<(), ApiError> {
     let started = read(call("POST", "/api/reauth/start", None).await?, Ceremony::from_json)?;
-    let credential = crate::webauthn::get_assertion(started.options).await.map_err(|e| ApiError::Failed(0, e))?;
-    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential))).await.map(|_| ())
+    let credential = crate::webauthn::get_assertion(started.options)
+        .await
+        .map_err(|e| ApiError::Failed(0, e))?;
+    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential)))
+        .await
+        .map(|_| ())
 }
 
 /// Runs `request`; if the server wants a passkey used first (adding a
 /// passkey, inviting, new links), asks for it and runs the request again.
-pub async fn with_reauth<T, F: std::future::Future<Output = Result<T, ApiError>>>(request: impl Fn() -> F) -> Result<T, ApiError> {
+pub async fn with_reauth<T, F: std::future::Future<Output = Result<T, ApiError>>>(
+    request: impl Fn() -> F,
+) -> Result<T, ApiError> {
     match request().await {
         Err(ApiError::ReauthRequired) => {
             reauth().await?;
@@ -245,7 +269,9 @@ pub async fn with_reauth<T, F: std::future::Future<Output = Result<T, ApiError>>
 /// Enrollment links for the signed-in person's own account that can still
 /// be used: (who issued it, until when). Using one replaces their passkeys.
 pub async fn open_links() -> Result<Vec<(String, String)>, ApiError> {
-    read_list(call("GET", "/api/enrollments", None).await?, |l| Some((l.text("issued_by"), l.text("expires_at"))))
+    read_list(call("GET", "/api/enrollments", None).await?, |l| {
+        Some((l.text("issued_by"), l.text("expires_at")))
+    })
 }
 
 pub async fn cancel_links() -> Result<(), ApiError> {
@@ -254,7 +280,10 @@ pub async fn cancel_links() -> Result<(), ApiError> {
 
 /// Registration options for an enrollment link's token.
 pub async fn enroll_start(token: &str) -> Result<Ceremony, ApiError> {
-    read(call("POST", "/api/enroll/start", Some(&Json::object(&[("token", token.into())]))).await?, Ceremony::from_json)
+    read(
+        call("POST", "/api/enroll/start", Some(&Json::object(&[("token", token.into())]))).await?,
+        Ceremony::from_json,
+    )
 }
 
 pub async fn enroll_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
@@ -286,7 +315,10 @@ pub async fn passkeys() -> Result<Vec<Passkey>, ApiError> {
 
 /// Adding a passkey to a signed-in account: creation options, then the credential.
 pub async fn passkey_add_start() -> Result<Ceremony, ApiError> {
-    read(call("POST", "/api/passkeys/register/start", Some(&Json::object(&[]))).await?, Ceremony::from_json)
+    read(
+        call("POST", "/api/passkeys/register/start", Some(&Json::object(&[]))).await?,
+        Ceremony::from_json,
+    )
 }
 
 pub async fn passkey_add_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
@@ -294,7 +326,9 @@ pub async fn passkey_add_finish(ceremony: &str, credential: &Json) -> Result<Jso
 }
 
 pub async fn passkey_rename(id: &str, name: &str) -> Result<(), ApiError> {
-    call("PATCH", &format!("/api/passkeys/{id}"), Some(&Json::object(&[("name", name.into())]))).await.map(|_| ())
+    call("PATCH", &format!("/api/passkeys/{id}"), Some(&Json::object(&[("name", name.into())])))
+        .await
+        .map(|_| ())
 }
 
 pub async fn passkey_delete(id: &str) -> Result<(), ApiError> {
@@ -314,7 +348,11 @@ pub struct Consent {
 /// added as without access, which the patient can give (or give back).
 pub async fn consents() -> Result<Vec<Consent>, ApiError> {
     let mut list = read_list(call("GET", "/api/consents", None).await?, |c| {
-        Some(Consent { clinic_id: c.parsed("clinic_id")?, clinic_name: c.str("clinic_name")?, granted: true })
+        Some(Consent {
+            clinic_id: c.parsed("clinic_id")?,
+            clinic_name: c.str("clinic_name")?,
+            granted: true,
+        })
     })?;
     let clinics = read_list(call("GET", "/api/clinics", None).await?, Clinic::from_json)?;
     for clinic in clinics {
@@ -369,14 +407,21 @@ impl Invitation {
     }
 }
 
-pub async fn invite_caregiver(display_name: &str, may_message: bool) -> Result<Invitation, ApiError> {
-    let body = Json::object(&[("display_name", display_name.into()), ("may_message", may_message.into())]);
+pub async fn invite_caregiver(
+    display_name: &str,
+    may_message: bool,
+) -> Result<Invitation, ApiError> {
+    let body =
+        Json::object(&[("display_name", display_name.into()), ("may_message", may_message.into())]);
     read(call("POST", "/api/caregivers", Some(&body)).await?, Invitation::from_json)
 }
 
 /// A new link for a caregiver (the first expired, or a new device).
 pub async fn caregiver_link(user: UserId) -> Result<Invitation, ApiError> {
-    read(call("POST", &format!("/api/caregivers/{user}/enrollment"), None).await?, Invitation::from_json)
+    read(
+        call("POST", &format!("/api/caregivers/{user}/enrollment"), None).await?,
+        Invitation::from_json,
+    )
 }
 
 /// Ends a caregiver's access and their sessions at once.
@@ -395,6 +440,10 @@ pub struct AccessEntry {
 
 pub async fn audit() -> Result<Vec<AccessEntry>, ApiError> {
     read_list(call("GET", "/api/audit", None).await?, |row| {
-        Some(AccessEntry { at: row.text("at"), who: row.text("user_name"), action: row.str("action")? })
+        Some(AccessEntry {
+            at: row.text("at"),
+            who: row.text("user_name"),
+            action: row.str("action")?,
+        })
     })
 }

@@ -3,8 +3,8 @@
 //! - `kv`: small JSON values (the /api/me answer, the document list).
 
 use js_sys::{Array, Promise, Uint8Array};
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
 
@@ -29,7 +29,8 @@ async fn done(request: &IdbRequest) -> Result<JsValue, JsValue> {
 }
 
 pub async fn open() -> Result<IdbDatabase, JsValue> {
-    let factory = web_sys::window().and_then(|w| w.indexed_db().ok().flatten()).ok_or("no IndexedDB")?;
+    let factory =
+        web_sys::window().and_then(|w| w.indexed_db().ok().flatten()).ok_or("no IndexedDB")?;
     let request: IdbOpenDbRequest = factory.open_with_u32(NAME, 1)?;
     let upgrade = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
         let Some(target) = event.target() else { return };
@@ -50,13 +51,18 @@ pub async fn open() -> Result<IdbDatabase, JsValue> {
     Ok(db.unchecked_into())
 }
 
-fn store(db: &IdbDatabase, name: &str, mode: IdbTransactionMode) -> Result<web_sys::IdbObjectStore, JsValue> {
+fn store(
+    db: &IdbDatabase,
+    name: &str,
+    mode: IdbTransactionMode,
+) -> Result<web_sys::IdbObjectStore, JsValue> {
     db.transaction_with_str_and_mode(name, mode)?.object_store(name)
 }
 
 pub async fn put_doc(db: &IdbDatabase, id: &str, bytes: &[u8]) -> Result<(), JsValue> {
     let value = Uint8Array::from(bytes);
-    let request = store(db, DOCS, IdbTransactionMode::Readwrite)?.put_with_key(&value, &JsValue::from_str(id))?;
+    let request = store(db, DOCS, IdbTransactionMode::Readwrite)?
+        .put_with_key(&value, &JsValue::from_str(id))?;
     done(&request).await.map(|_| ())
 }
 
@@ -78,8 +84,8 @@ pub async fn all_docs(db: &IdbDatabase) -> Result<Vec<(String, Vec<u8>)>, JsValu
 }
 
 pub async fn put_kv(db: &IdbDatabase, key: &str, json: &str) -> Result<(), JsValue> {
-    let request =
-        store(db, KV, IdbTransactionMode::Readwrite)?.put_with_key(&JsValue::from_str(json), &JsValue::from_str(key))?;
+    let request = store(db, KV, IdbTransactionMode::Readwrite)?
+        .put_with_key(&JsValue::from_str(json), &JsValue::from_str(key))?;
     done(&request).await.map(|_| ())
 }
 

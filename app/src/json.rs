@@ -44,7 +44,11 @@ impl Json {
 
     /// The member `key`, or `undefined`.
     pub fn get(&self, key: &str) -> Json {
-        Json(if self.0.is_object() { Reflect::get(&self.0, &JsValue::from_str(key)).unwrap_or_default() } else { JsValue::UNDEFINED })
+        Json(if self.0.is_object() {
+            Reflect::get(&self.0, &JsValue::from_str(key)).unwrap_or_default()
+        } else {
+            JsValue::UNDEFINED
+        })
     }
 
     pub fn str(&self, key: &str) -> Option<String> {
@@ -78,7 +82,10 @@ impl Json {
     /// The members of an object, in order.
     pub fn members(&self) -> Vec<(String, Json)> {
         let Some(object) = self.0.dyn_ref::<Object>() else { return Vec::new() };
-        Object::keys(object).iter().filter_map(|key| Some((key.as_string()?, self.get(&key.as_string()?)))).collect()
+        Object::keys(object)
+            .iter()
+            .filter_map(|key| Some((key.as_string()?, self.get(&key.as_string()?))))
+            .collect()
     }
 
     pub fn js(&self) -> &JsValue {

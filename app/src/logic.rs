@@ -23,16 +23,23 @@ pub struct Group {
 pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for (id, report) in &record.reports {
-        groups.insert(id.clone(), Group {
-            report_id: Some(id.clone()),
-            report: Some(report.clone()),
-            title: report.display.clone(),
-            effective: report.effective.clone(),
-            observations: Vec::new(),
-        });
+        groups.insert(
+            id.clone(),
+            Group {
+                report_id: Some(id.clone()),
+                report: Some(report.clone()),
+                title: report.display.clone(),
+                effective: report.effective.clone(),
+                observations: Vec::new(),
+            },
+        );
     }
     for (id, obs) in &record.observations {
-        let key = obs.report.map(|r| r.to_string()).filter(|r| groups.contains_key(r)).unwrap_or_else(|| format!("obs:{id}"));
+        let key = obs
+            .report
+            .map(|r| r.to_string())
+            .filter(|r| groups.contains_key(r))
+            .unwrap_or_else(|| format!("obs:{id}"));
         groups
             .entry(key)
             .or_insert_with(|| Group {
@@ -57,12 +64,19 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
 }
 
 /// Refills still available: allowed minus approved requests for it.
-pub fn refills_left(prescription_id: &str, prescription: &Prescription, patient: Option<&PatientRecord>) -> u32 {
+pub fn refills_left(
+    prescription_id: &str,
+    prescription: &Prescription,
+    patient: Option<&PatientRecord>,
+) -> u32 {
     let approved = patient
         .map(|p| {
             p.refill_requests
                 .values()
-                .filter(|r| r.prescription.to_string() == prescription_id && r.status == RefillStatus::Approved)
+                .filter(|r| {
+                    r.prescription.to_string() == prescription_id
+                        && r.status == RefillStatus::Approved
+                })
                 .count() as u32
         })
         .unwrap_or(0);
@@ -126,7 +140,13 @@ pub struct Chart {
 /// Scales `(time, value)` samples into the box: time left to right, value
 /// bottom to top; the value axis covers the samples and the reference range
 /// with 10 % headroom, so the band is always visible.
-pub fn chart(samples: &[(i64, f64)], low: Option<f64>, high: Option<f64>, width: f64, height: f64) -> Option<Chart> {
+pub fn chart(
+    samples: &[(i64, f64)],
+    low: Option<f64>,
+    high: Option<f64>,
+    width: f64,
+    height: f64,
+) -> Option<Chart> {
     if samples.is_empty() {
         return None;
     }
@@ -134,13 +154,18 @@ pub fn chart(samples: &[(i64, f64)], low: Option<f64>, high: Option<f64>, width:
     let mut sorted = samples.to_vec();
     sort_by_key(&mut sorted, Order::Ascending, |s| s.0);
     let values = sorted.iter().map(|s| s.1).chain(low).chain(high);
-    let (mut y_min, mut y_max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (mut y_min, mut y_max) =
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let span = if y_max > y_min { y_max - y_min } else { y_min.abs().max(1.0) };
     y_min -= span * 0.1;
     y_max += span * 0.1;
     let (t0, t1) = (sorted[0].0, sorted[sorted.len() - 1].0);
     let x = |t: i64| {
-        if t1 == t0 { width / 2.0 } else { pad + (t - t0) as f64 / (t1 - t0) as f64 * (width - 2.0 * pad) }
+        if t1 == t0 {
+            width / 2.0
+        } else {
+            pad + (t - t0) as f64 / (t1 - t0) as f64 * (width - 2.0 * pad)
+        }
     };
     let y = |v: f64| pad + (y_max - v) / (y_max - y_min) * (height - 2.0 * pad);
     let points = sorted
@@ -150,7 +175,8 @@ pub fn chart(samples: &[(i64, f64)], low: Option<f64>, high: Option<f64>, width:
             (x(t), y(v), v, out)
         })
         .collect();
-    let band = (low.is_some() || high.is_some()).then(|| (y(high.unwrap_or(y_max)), y(low.unwrap_or(y_min))));
+    let band = (low.is_some() || high.is_some())
+        .then(|| (y(high.unwrap_or(y_max)), y(low.unwrap_or(y_min))));
     Some(Chart { points, band, y_min, y_max, pad })
 }
 
@@ -177,7 +203,9 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn b64url_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..=chunk.len() {
             out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -351,12 +379,26 @@ mod tests {
         let (old, new) = (EntryId::mint(), EntryId::mint());
         record.reports.insert(old.to_string(), report("2023-01-01T09:00:00Z", "Lipid panel"));
         record.reports.insert(new.to_string(), report("2024-06-01T09:00:00Z", "CBC panel"));
-        record.observations.insert(EntryId::mint().to_string(), obs(Some(old), "LDL", "2023-01-01T09:00:00Z", 1.0));
-        record.observations.insert(EntryId::mint().to_string(), obs(Some(old), "HDL", "2023-01-01T09:00:00Z", 1.0));
-        record.observations.insert(EntryId::mint().to_string(), obs(Some(new), "Hemoglobin", "2024-06-01T09:00:00Z", 1.0));
-        record.observations.insert(EntryId::mint().to_string(), obs(None, "A1c", "2024-03-01T09:00:00Z", 6.1));
+        record.observations.insert(
+            EntryId::mint().to_string(),
+            obs(Some(old), "LDL", "2023-01-01T09:00:00Z", 1.0),
+        );
+        record.observations.insert(
+            EntryId::mint().to_string(),
+            obs(Some(old), "HDL", "2023-01-01T09:00:00Z", 1.0),
+        );
+        record.observations.insert(
+            EntryId::mint().to_string(),
+            obs(Some(new), "Hemoglobin", "2024-06-01T09:00:00Z", 1.0),
+        );
+        record
+            .observations
+            .insert(EntryId::mint().to_string(), obs(None, "A1c", "2024-03-01T09:00:00Z", 6.1));
         // A result whose panel has not arrived yet stands alone.
-        record.observations.insert(EntryId::mint().to_string(), obs(Some(EntryId::mint()), "TSH", "2022-01-01", 1.0));
+        record.observations.insert(
+            EntryId::mint().to_string(),
+            obs(Some(EntryId::mint()), "TSH", "2022-01-01", 1.0),
+        );
         let groups = group_results(&record);
         let titles: Vec<_> = groups.iter().map(|g| g.title.as_str()).collect();
         assert_eq!(titles, ["CBC panel", "A1c", "Lipid panel", "TSH"]);
@@ -394,13 +436,22 @@ mod tests {
             decision_note: None,
         };
         assert_eq!(refills_left(&id.to_string(), &rx, None), 3);
-        for status in [RefillStatus::Approved, RefillStatus::Approved, RefillStatus::Denied, RefillStatus::Requested] {
+        for status in [
+            RefillStatus::Approved,
+            RefillStatus::Approved,
+            RefillStatus::Denied,
+            RefillStatus::Requested,
+        ] {
             patient.refill_requests.insert(EntryId::mint().to_string(), request(id, status));
         }
-        patient.refill_requests.insert(EntryId::mint().to_string(), request(EntryId::mint(), RefillStatus::Approved));
+        patient
+            .refill_requests
+            .insert(EntryId::mint().to_string(), request(EntryId::mint(), RefillStatus::Approved));
         assert_eq!(refills_left(&id.to_string(), &rx, Some(&patient)), 1);
         for _ in 0..3 {
-            patient.refill_requests.insert(EntryId::mint().to_string(), request(id, RefillStatus::Approved));
+            patient
+                .refill_requests
+                .insert(EntryId::mint().to_string(), request(id, RefillStatus::Approved));
         }
         assert_eq!(refills_left(&id.to_string(), &rx, Some(&patient)), 0);
     }
@@ -416,7 +467,8 @@ mod tests {
 
     #[test]
     fn chart_scales_time_and_value_and_draws_the_band() {
-        let c = chart(&[(100, 6.0), (0, 5.0), (200, 7.0)], Some(4.0), Some(5.6), 300.0, 100.0).unwrap();
+        let c =
+            chart(&[(100, 6.0), (0, 5.0), (200, 7.0)], Some(4.0), Some(5.6), 300.0, 100.0).unwrap();
         // Oldest first, spread over the width between the paddings.
         let xs: Vec<f64> = c.points.iter().map(|p| p.0).collect();
         assert_eq!(xs, [8.0, 150.0, 292.0]);
@@ -428,7 +480,9 @@ mod tests {
         assert!(top < bottom && top > c.points[2].1 && bottom > c.points[0].1);
         assert_eq!(c.points.iter().map(|p| p.3).collect::<Vec<_>>(), [false, true, true]);
         // Everything is inside the box.
-        assert!(c.points.iter().all(|p| (0.0..=300.0).contains(&p.0) && (0.0..=100.0).contains(&p.1)));
+        assert!(
+            c.points.iter().all(|p| (0.0..=300.0).contains(&p.0) && (0.0..=100.0).contains(&p.1))
+        );
     }
 
     #[test]
@@ -470,4 +524,3 @@ mod tests {
         assert!(parse_value("").is_err());
     }
 }
-

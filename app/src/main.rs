@@ -85,7 +85,9 @@ fn App() -> impl IntoView {
     });
     // Staff start on their patient list.
     Effect::new(move |_| {
-        if ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff())) && matches!(page.get_untracked(), Page::Record(_)) {
+        if ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()))
+            && matches!(page.get_untracked(), Page::Record(_))
+        {
             page.set(Page::Patients);
         }
     });
@@ -176,7 +178,9 @@ fn content(page: RwSignal<Page>, me: api::Me) -> impl IntoView {
         }
         Page::Record(tab) => match ui().me.get_untracked().and_then(|m| m.patient_id) {
             Some(patient) => record_tab(patient, tab, None).into_any(),
-            None => view! { <p class="muted">"This account has no record of its own."</p> }.into_any(),
+            None => {
+                view! { <p class="muted">"This account has no record of its own."</p> }.into_any()
+            }
         },
     }
 }
@@ -193,13 +197,20 @@ fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> 
                 <staff::Prescribe patient clinic/>
             }
             .into_any(),
-            None => view! { <p class="muted">"Only clinic staff record results and prescriptions."</p> }.into_any(),
+            None => {
+                view! { <p class="muted">"Only clinic staff record results and prescriptions."</p> }
+                    .into_any()
+            }
         },
     }
 }
 
-const TABS: [(Tab, &str); 4] =
-    [(Tab::Results, "Results"), (Tab::Medications, "Medications"), (Tab::Messages, "Messages"), (Tab::Health, "Allergies & visits")];
+const TABS: [(Tab, &str); 4] = [
+    (Tab::Results, "Results"),
+    (Tab::Medications, "Medications"),
+    (Tab::Messages, "Messages"),
+    (Tab::Health, "Allergies & visits"),
+];
 
 /// The tabs of a staff member's open chart.
 #[component]
@@ -221,7 +232,8 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
     let item = move |target: Page, label: &'static str| {
         let current = move || {
             let p = page.get();
-            (p == target || matches!((p, target), (Page::Chart(..), Page::Patients))).then_some("page")
+            (p == target || matches!((p, target), (Page::Chart(..), Page::Patients)))
+                .then_some("page")
         };
         view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}</button> }
     };

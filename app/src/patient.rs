@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use shared::record::{self};
-use shared::schema::{
-    DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest,
-};
+use shared::schema::{DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest};
 use shared::status::{
     AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
 };
@@ -47,7 +45,9 @@ fn ErrorMarker(doc: DocId, collection: &'static str, id: String) -> impl IntoVie
             return;
         }
         let code = "entered-in-error";
-        let result = store::edit(doc, |tx, who, at| record::change_status(tx, collection, entry, code, &why, who.user, at));
+        let result = store::edit(doc, |tx, who, at| {
+            record::change_status(tx, collection, entry, code, &why, who.user, at)
+        });
         match result {
             Ok(()) => {
                 open.set(false);
@@ -88,7 +88,11 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
         (None, Some(s)) => s.clone(),
         _ => "—".into(),
     };
-    let range = format!("{} {}", logic::range(obs.reference_low, obs.reference_high), obs.unit.clone().unwrap_or_default());
+    let range = format!(
+        "{} {}",
+        logic::range(obs.reference_low, obs.reference_high),
+        obs.unit.clone().unwrap_or_default()
+    );
     let reason = obs.status_reason.clone().unwrap_or_default();
     view! {
         <tr class:struck=error>
@@ -202,7 +206,9 @@ fn series(data: &PatientData) -> BTreeMap<String, Series> {
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
     for (_, _, record) in &data.clinical {
         for obs in record.observations.values() {
-            let (Some(v), Some(t)) = (obs.value_quantity, logic::minutes(&obs.effective)) else { continue };
+            let (Some(v), Some(t)) = (obs.value_quantity, logic::minutes(&obs.effective)) else {
+                continue;
+            };
             if obs.status == ResultStatus::EnteredInError {
                 continue;
             }
@@ -261,7 +267,8 @@ fn trend_chart(s: &Series) -> impl IntoView + use<> {
     let Some(chart) = logic::chart(&samples, s.low, s.high, W, H) else { return ().into_any() };
     let mut sorted = s.samples.clone();
     logic::sort_by_key(&mut sorted, Order::Ascending, |x| x.0);
-    let line: String = chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
+    let line: String =
+        chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
     let summary = format!(
         "{} over time: {} results from {} to {}; reference range {} {}",
         s.display,
@@ -303,10 +310,17 @@ fn refill_state(request: &RefillRequest, synced: bool) -> String {
     match request.status {
         RefillStatus::Requested if !synced => "requested, waiting to be sent".into(),
         RefillStatus::Requested => "requested, waiting for the clinic".into(),
-        RefillStatus::Approved => format!("approved {}", request.decided_at.as_deref().map(logic::date).unwrap_or("")),
+        RefillStatus::Approved => {
+            format!("approved {}", request.decided_at.as_deref().map(logic::date).unwrap_or(""))
+        }
         RefillStatus::Denied => format!(
             "denied{}",
-            request.decision_note.as_deref().filter(|n| !n.is_empty()).map(|n| format!(": {n}")).unwrap_or_default()
+            request
+                .decision_note
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
         ),
         RefillStatus::Cancelled => "cancelled".into(),
     }
@@ -365,7 +379,9 @@ fn RefillDecision(patient: PatientId, request: EntryId) -> impl IntoView {
             error.set(Some("Say why the refill is denied: the patient sees this note.".into()));
             return;
         }
-        match store::edit(doc, |tx, who, at| record::decide_refill(tx, request, status, who.user, at, text.trim())) {
+        match store::edit(doc, |tx, who, at| {
+            record::decide_refill(tx, request, status, who.user, at, text.trim())
+        }) {
             Ok(()) => error.set(None),
             Err(e) => error.set(Some(e)),
         }
@@ -395,7 +411,13 @@ fn prescription_card(
     let left = logic::refills_left(&id, &rx, record);
     let entry: EntryId = id.parse().expect("entry ids are UUIDs");
     let requests: Vec<(String, RefillRequest)> = record
-        .map(|r| r.refill_requests.iter().filter(|(_, q)| q.prescription == entry).map(|(k, q)| (k.clone(), q.clone())).collect())
+        .map(|r| {
+            r.refill_requests
+                .iter()
+                .filter(|(_, q)| q.prescription == entry)
+                .map(|(k, q)| (k.clone(), q.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let pending = requests.iter().any(|(_, q)| q.status == RefillStatus::Requested);
     let active = rx.status == PrescriptionStatus::Active;
@@ -457,7 +479,11 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         for (doc, clinic, record) in &data.clinical {
             for (id, rx) in &record.prescriptions {
                 let item = (rx.authored.clone(), *doc, *clinic, id.clone(), rx.clone());
-                if rx.status == PrescriptionStatus::Active { active.push(item) } else { past.push(item) }
+                if rx.status == PrescriptionStatus::Active {
+                    active.push(item)
+                } else {
+                    past.push(item)
+                }
             }
         }
         logic::sort_by_key(&mut active, Order::Descending, |rx| rx.0.clone());
@@ -465,7 +491,9 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         let render = |items: Vec<(String, DocId, ClinicId, String, Prescription)>| {
             items
                 .into_iter()
-                .map(|(_, doc, clinic, id, rx)| prescription_card(&data, patient, doc, clinic, id, rx, staff, is_patient_side))
+                .map(|(_, doc, clinic, id, rx)| {
+                    prescription_card(&data, patient, doc, clinic, id, rx, staff, is_patient_side)
+                })
                 .collect_view()
         };
         let (n_active, n_past) = (active.len(), past.len());
@@ -569,7 +597,12 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     move || {
         ui.version.track();
         let data = store::patient_data(patient);
-        let threads: Vec<_> = data.threads.iter().filter(|(_, c, _)| staff.is_none_or(|s| s == *c)).cloned().collect();
+        let threads: Vec<_> = data
+            .threads
+            .iter()
+            .filter(|(_, c, _)| staff.is_none_or(|s| s == *c))
+            .cloned()
+            .collect();
         if threads.is_empty() {
             return view! { <section class="card"><h2>"Messages"</h2><p class="muted">"No conversations on this device yet."</p></section> }.into_any();
         }

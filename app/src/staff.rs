@@ -22,7 +22,11 @@ pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
     let on_device = ui().docs.with_untracked(|docs| {
         docs.iter()
             .filter_map(|d| match d.kind {
-                DocKind::ClinicalRecord { patient: p, clinic } if p == patient && ids.contains(&clinic) => Some(clinic),
+                DocKind::ClinicalRecord { patient: p, clinic }
+                    if p == patient && ids.contains(&clinic) =>
+                {
+                    Some(clinic)
+                }
                 _ => None,
             })
             .next()
@@ -82,8 +86,15 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
 
 fn provenance(clinic: ClinicId, at: &str) -> Option<Provenance> {
     let me = ui().me.get_untracked()?;
-    let clinic_name = me.clinics.iter().find(|c| c.id == clinic).map(|c| c.name.clone()).unwrap_or_default();
-    Some(Provenance { clinic, clinic_name, recorder: me.user_id, recorder_name: me.display_name, recorded: at.to_owned() })
+    let clinic_name =
+        me.clinics.iter().find(|c| c.id == clinic).map(|c| c.name.clone()).unwrap_or_default();
+    Some(Provenance {
+        clinic,
+        clinic_name,
+        recorder: me.user_id,
+        recorder_name: me.display_name,
+        recorded: at.to_owned(),
+    })
 }
 
 fn today() -> String {
@@ -122,7 +133,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
             Ok(v) => v,
             Err(e) => return error.set(Some(e.into())),
         };
-        let bound = |s: String| if s.trim().is_empty() { Ok(None) } else { logic::parse_value(&s).map(Some) };
+        let bound = |s: String| {
+            if s.trim().is_empty() { Ok(None) } else { logic::parse_value(&s).map(Some) }
+        };
         let (Ok(lo), Ok(hi)) = (bound(low.get_untracked()), bound(high.get_untracked())) else {
             return error.set(Some("The reference range must be numbers (or empty).".into()));
         };
@@ -154,7 +167,12 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         });
         match result {
             Ok(()) => {
-                saved.set(Some(format!("Saved {} {} {}.", test.display, logic::number(v), unit_text)));
+                saved.set(Some(format!(
+                    "Saved {} {} {}.",
+                    test.display,
+                    logic::number(v),
+                    unit_text
+                )));
                 value.set(String::new());
                 error.set(None);
             }
@@ -213,7 +231,15 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         let allergies: Vec<_> = data.clinical.iter().flat_map(|c| c.2.allergies.values()).collect();
         catalog::allergy_conflicts(med, allergies.into_iter())
             .into_iter()
-            .map(|a| format!("{} ({}, {}) recorded by {}", a.substance, a.reaction, a.severity.code(), a.provenance.clinic_name))
+            .map(|a| {
+                format!(
+                    "{} ({}, {}) recorded by {}",
+                    a.substance,
+                    a.reaction,
+                    a.severity.code(),
+                    a.provenance.clinic_name
+                )
+            })
             .collect()
     };
     let pick = move |code: String| {

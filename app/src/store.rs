@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{ActorId, Automerge, ChangeHash, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::policy::{Principal, Role};
@@ -134,9 +134,13 @@ pub fn progress() -> Progress {
             .map(|id| {
                 let doc = core.client.doc(id).expect("tracked");
                 match core.confirmed.get(&id) {
-                    Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => doc.get_changes(heads).len(),
+                    Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => {
+                        doc.get_changes(heads).len()
+                    }
                     // Never confirmed: count this session's own changes.
-                    _ => core.actor.as_ref().map_or(0, |a| doc.get_changes(&[]).iter().filter(|c| c.actor_id() == a).count()),
+                    _ => core.actor.as_ref().map_or(0, |a| {
+                        doc.get_changes(&[]).iter().filter(|c| c.actor_id() == a).count()
+                    }),
                 }
             })
             .sum();
@@ -169,7 +173,14 @@ fn confirmed_json(core: &Core) -> String {
     let members: Vec<(&str, JsValue)> = ids
         .iter()
         .zip(core.confirmed.values())
-        .map(|(id, heads)| (id.as_str(), Json::array(heads.iter().map(|h| Json::from(JsValue::from(h.to_string())))).js().clone()))
+        .map(|(id, heads)| {
+            (
+                id.as_str(),
+                Json::array(heads.iter().map(|h| Json::from(JsValue::from(h.to_string()))))
+                    .js()
+                    .clone(),
+            )
+        })
         .collect();
     Json::object(&members).stringify()
 }
@@ -178,7 +189,11 @@ fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
     let docs = Json::parse(json).map(|j| j.members()).unwrap_or_default();
     docs.into_iter()
         .filter_map(|(id, heads)| {
-            let heads = heads.items().iter().map(|h| h.js().as_string()?.parse().ok()).collect::<Option<Vec<_>>>()?;
+            let heads = heads
+                .items()
+                .iter()
+                .map(|h| h.js().as_string()?.parse().ok())
+                .collect::<Option<Vec<_>>>()?;
             Some((id.parse().ok()?, heads))
         })
         .collect()
@@ -191,11 +206,15 @@ pub fn entry_confirmed(doc: DocId, collection: &str, entry: &str) -> bool {
         if core.client.is_synced(doc) {
             return true;
         }
-        let (Some(heads), Some(d)) = (core.confirmed.get(&doc), core.client.doc(doc)) else { return false };
+        let (Some(heads), Some(d)) = (core.confirmed.get(&doc), core.client.doc(doc)) else {
+            return false;
+        };
         if !heads.iter().all(|h| d.get_change_by_hash(h).is_some()) {
             return false;
         }
-        let Some((_, coll)) = d.get_at(ROOT, collection, heads).ok().flatten() else { return false };
+        let Some((_, coll)) = d.get_at(ROOT, collection, heads).ok().flatten() else {
+            return false;
+        };
         d.get_at(&coll, entry, heads).ok().flatten().is_some()
     })
 }
@@ -226,7 +245,8 @@ fn track(core: &mut Core, docs: &[DocInfo], stored: &BTreeMap<String, Vec<u8>>) 
     for info in docs {
         core.kinds.insert(info.id, info.kind);
         if !core.client.contains(info.id) {
-            let doc = load_doc(stored.get(&info.id.to_string()).map(Vec::as_slice), core.actor.as_ref());
+            let doc =
+                load_doc(stored.get(&info.id.to_string()).map(Vec::as_slice), core.actor.as_ref());
             core.client.insert(info.id, doc);
         }
     }
@@ -242,12 +262,18 @@ fn untrack_settled(core: &mut Core, docs: &[DocInfo]) -> Vec<DocId> {
         let heads = core.client.doc(*id).map(Automerge::get_heads).unwrap_or_default();
         heads.is_empty() || core.confirmed.get(id) == Some(&heads)
     };
-    let unlisted: Vec<DocId> = core.client.ids().filter(|id| !docs.iter().any(|d| d.id == *id)).collect();
-    let waiting: Vec<PatientId> =
-        unlisted.iter().filter(|id| !settled(id)).filter_map(|id| Some(core.kinds.get(id)?.patient())).collect();
+    let unlisted: Vec<DocId> =
+        core.client.ids().filter(|id| !docs.iter().any(|d| d.id == *id)).collect();
+    let waiting: Vec<PatientId> = unlisted
+        .iter()
+        .filter(|id| !settled(id))
+        .filter_map(|id| Some(core.kinds.get(id)?.patient()))
+        .collect();
     let gone: Vec<DocId> = unlisted
         .into_iter()
-        .filter(|id| settled(id) && !core.kinds.get(id).is_some_and(|k| waiting.contains(&k.patient())))
+        .filter(|id| {
+            settled(id) && !core.kinds.get(id).is_some_and(|k| waiting.contains(&k.patient()))
+        })
         .collect();
     for id in &gone {
         core.client.remove(*id);
@@ -290,18 +316,30 @@ pub async fn start() {
     let mut cached_docs: Vec<DocInfo> = Vec::new();
     if let Some(db) = &db {
         let cached = |text: Option<String>| text.and_then(|t| Json::parse(&t));
-        cached_me = cached(idb::get_kv(db, "me").await.ok().flatten()).and_then(|j| Me::from_json(&j));
+        cached_me =
+            cached(idb::get_kv(db, "me").await.ok().flatten()).and_then(|j| Me::from_json(&j));
         cached_docs = cached(idb::get_kv(db, "documents").await.ok().flatten())
             .and_then(|j| j.items().iter().map(DocInfo::from_json).collect())
             .unwrap_or_default();
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
-        let confirmed = idb::get_kv(db, "confirmed").await.ok().flatten().map(|j| parse_confirmed(&j)).unwrap_or_default();
-        let undelivered = idb::get_kv(db, "undelivered").await.ok().flatten().and_then(|t| Json::parse(&t));
-        ui.undelivered.set(undelivered.map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect()).unwrap_or_default());
+        let confirmed = idb::get_kv(db, "confirmed")
+            .await
+            .ok()
+            .flatten()
+            .map(|j| parse_confirmed(&j))
+            .unwrap_or_default();
+        let undelivered =
+            idb::get_kv(db, "undelivered").await.ok().flatten().and_then(|t| Json::parse(&t));
+        ui.undelivered.set(
+            undelivered
+                .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
+                .unwrap_or_default(),
+        );
         with_core_mut(|core| core.confirmed = confirmed);
         if cached_me.is_some() {
-            let stored: BTreeMap<String, Vec<u8>> = idb::all_docs(db).await.unwrap_or_default().into_iter().collect();
+            let stored: BTreeMap<String, Vec<u8>> =
+                idb::all_docs(db).await.unwrap_or_default().into_iter().collect();
             with_core_mut(|core| {
                 set_me(core, cached_me.as_ref().expect("checked"));
                 track(core, &cached_docs, &stored);
@@ -334,7 +372,10 @@ pub async fn refresh() {
             ui.me.set(Some(me));
             match api::documents().await {
                 Ok(docs) => {
-                    save_kv("documents", &Json::array(docs.iter().map(DocInfo::to_json)).stringify());
+                    save_kv(
+                        "documents",
+                        &Json::array(docs.iter().map(DocInfo::to_json)).stringify(),
+                    );
                     let gone = with_core_mut(|core| {
                         track(core, &docs, &BTreeMap::new());
                         untrack_settled(core, &docs)
@@ -344,7 +385,9 @@ pub async fn refresh() {
                     bump();
                 }
                 Err(ApiError::SessionExpired) => ui.session_expired.set(true),
-                Err(e) => ui.banner.set(Some(format!("Could not refresh the list of records: {e}"))),
+                Err(e) => {
+                    ui.banner.set(Some(format!("Could not refresh the list of records: {e}")))
+                }
             }
             sync::connect();
         }
@@ -379,10 +422,15 @@ pub fn record_synced() {
 
 /// Writes a document's saved bytes to IndexedDB.
 pub fn persist(id: DocId) {
-    let Some((db, bytes)) = with_core(|c| Some((c.db.clone()?, c.client.doc(id)?.save()))) else { return };
+    let Some((db, bytes)) = with_core(|c| Some((c.db.clone()?, c.client.doc(id)?.save()))) else {
+        return;
+    };
     spawn_local(async move {
         if idb::put_doc(&db, &id.to_string(), &bytes).await.is_err() {
-            ui().banner.set(Some("This device could not store a change (storage full?). Stay online until it syncs.".into()));
+            ui().banner.set(Some(
+                "This device could not store a change (storage full?). Stay online until it syncs."
+                    .into(),
+            ));
         }
     });
 }
@@ -410,13 +458,24 @@ pub fn undeliverable(id: DocId) {
     let lines = with_core_mut(|core| {
         // Whose record, from their demographics if this device has them.
         let patient = core.kinds.remove(&id)?.patient();
-        let record = core.client.doc(DocKind::PatientRecord { patient }.doc_id()).and_then(hydrate_patient_record);
-        let name = record.map(|r| [r.demographics.given, r.demographics.family].into_iter().flatten().collect::<Vec<_>>().join(" "));
+        let record = core
+            .client
+            .doc(DocKind::PatientRecord { patient }.doc_id())
+            .and_then(hydrate_patient_record);
+        let name = record.map(|r| {
+            [r.demographics.given, r.demographics.family]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         let confirmed = core.confirmed.remove(&id);
         let doc = core.client.remove(id)?;
         let lines = unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default());
         let lines: Vec<String> = match name.filter(|n| !n.is_empty()) {
-            Some(name) => lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect(),
+            Some(name) => {
+                lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect()
+            }
             None => lines,
         };
         // The patient's other documents, kept to name them, can go now too.
@@ -427,8 +486,17 @@ pub fn undeliverable(id: DocId) {
     forget_docs(gone);
     ui.docs.update(|docs| docs.retain(|d| d.id != id));
     ui.undelivered.update(|list| list.extend(lines));
-    save_kv("documents", &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify());
-    save_kv("undelivered", &Json::array(ui.undelivered.get_untracked().into_iter().map(|l| Json::from(JsValue::from(l)))).stringify());
+    save_kv(
+        "documents",
+        &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify(),
+    );
+    save_kv(
+        "undelivered",
+        &Json::array(
+            ui.undelivered.get_untracked().into_iter().map(|l| Json::from(JsValue::from(l))),
+        )
+        .stringify(),
+    );
     let json = with_core(confirmed_json);
     save_kv("confirmed", &json);
     forget_docs(vec![id]);
@@ -444,13 +512,20 @@ pub fn dismiss_undelivered() {
 /// Entries in `doc` that were not there at `confirmed` (what the server
 /// last confirmed holding), as "Kind: text" in the person's own words.
 fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String> {
-    let known = !confirmed.is_empty() && confirmed.iter().all(|h| doc.get_change_by_hash(h).is_some());
+    let known =
+        !confirmed.is_empty() && confirmed.iter().all(|h| doc.get_change_by_hash(h).is_some());
     let mut lines = Vec::new();
     for collection in doc.keys(ROOT) {
-        let Some((automerge::Value::Object(_), coll)) = doc.get(ROOT, collection.as_str()).ok().flatten() else { continue };
+        let Some((automerge::Value::Object(_), coll)) =
+            doc.get(ROOT, collection.as_str()).ok().flatten()
+        else {
+            continue;
+        };
         for entry in doc.keys(&coll) {
-            let before = known && doc.get_at(&coll, entry.as_str(), confirmed).ok().flatten().is_some();
-            let Some((automerge::Value::Object(_), obj)) = doc.get(&coll, entry.as_str()).ok().flatten().filter(|_| known && !before)
+            let before =
+                known && doc.get_at(&coll, entry.as_str(), confirmed).ok().flatten().is_some();
+            let Some((automerge::Value::Object(_), obj)) =
+                doc.get(&coll, entry.as_str()).ok().flatten().filter(|_| known && !before)
             else {
                 continue;
             };
@@ -486,7 +561,8 @@ fn request_persistence() {
     if let Some(window) = web_sys::window() {
         if let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into()) {
             if !storage.is_undefined() {
-                let storage: web_sys::StorageManager = wasm_bindgen::JsCast::unchecked_into(storage);
+                let storage: web_sys::StorageManager =
+                    wasm_bindgen::JsCast::unchecked_into(storage);
                 let _ = storage.persist();
             }
         }
@@ -506,7 +582,9 @@ pub fn edit(
         let kind = *core.kinds.get(&id).ok_or("This record is not on this device.")?;
         let doc = core.client.doc_mut(id).ok_or("This record is not on this device.")?;
         if doc.get_heads().is_empty() {
-            return Err("This record has not been downloaded yet. Try again once it has synced.".to_owned());
+            return Err(
+                "This record has not been downloaded yet. Try again once it has synced.".to_owned()
+            );
         }
         let saved = doc.clone();
         let mut tx = doc.transaction();
@@ -596,7 +674,9 @@ pub fn patient_data(patient: PatientId) -> PatientData {
             .collect();
         (patient, heads)
     });
-    if let Some(data) = LAST_READ.with_borrow(|last| last.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())) {
+    if let Some(data) = LAST_READ
+        .with_borrow(|last| last.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()))
+    {
         return data;
     }
     let data = read_patient_data(patient);
@@ -618,7 +698,9 @@ fn read_patient_data(patient: PatientId) -> PatientData {
                         data.clinical.push((*id, clinic, r));
                     }
                 }
-                DocKind::PatientRecord { .. } => data.record = hydrate_patient_record(doc).map(|r| (*id, r)),
+                DocKind::PatientRecord { .. } => {
+                    data.record = hydrate_patient_record(doc).map(|r| (*id, r))
+                }
                 DocKind::MessageThread { clinic, .. } => {
                     if let Some(t) = hydrate(doc) {
                         data.threads.push((*id, clinic, t));
@@ -647,14 +729,17 @@ pub fn field_values(doc: DocId, collection: &str, entry: &str, field: &str) -> V
     })
 }
 
-
 /// A clinic's name, from the user's clinics, consents or any entry's provenance.
 pub fn clinic_name(clinic: ClinicId, data: Option<&PatientData>) -> String {
     let ui = ui();
-    if let Some(c) = ui.me.with_untracked(|m| m.as_ref().and_then(|m| m.clinics.iter().find(|c| c.id == clinic).cloned())) {
+    if let Some(c) = ui.me.with_untracked(|m| {
+        m.as_ref().and_then(|m| m.clinics.iter().find(|c| c.id == clinic).cloned())
+    }) {
         return c.name;
     }
-    if let Some(c) = ui.consents.with_untracked(|cs| cs.iter().find(|c| c.clinic_id == clinic).cloned()) {
+    if let Some(c) =
+        ui.consents.with_untracked(|cs| cs.iter().find(|c| c.clinic_id == clinic).cloned())
+    {
         if !c.clinic_name.is_empty() {
             return c.clinic_name;
         }

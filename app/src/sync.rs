@@ -127,7 +127,11 @@ pub fn connect() {
     socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    CONN.set(Some(Connection { socket, opened: false, _handlers: vec![on_open, on_message, on_close] }));
+    CONN.set(Some(Connection {
+        socket,
+        opened: false,
+        _handlers: vec![on_open, on_message, on_close],
+    }));
 }
 
 /// Closes the connection (offline, or signing out); no reconnect follows.
@@ -146,7 +150,10 @@ pub fn disconnect() {
 
 fn schedule_reconnect() {
     let ui = ui();
-    if !ui.online.get_untracked() || ui.session_expired.get_untracked() || ui.me.get_untracked().is_none() {
+    if !ui.online.get_untracked()
+        || ui.session_expired.get_untracked()
+        || ui.me.get_untracked().is_none()
+    {
         return;
     }
     let attempt = RETRY.get();
@@ -158,7 +165,10 @@ fn schedule_reconnect() {
         connect();
     });
     if let Some(w) = web_sys::window() {
-        if let Ok(handle) = w.set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), delay as i32) {
+        if let Ok(handle) = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+            callback.unchecked_ref(),
+            delay as i32,
+        ) {
             TIMER.set(Some(handle));
         }
     }
@@ -184,7 +194,9 @@ fn receive(frame: &[u8]) {
     let message = match WireMessage::decode(frame) {
         Ok(message) => message,
         Err(e) => {
-            ui.banner.set(Some(format!("Sync: the server sent something this app does not understand ({e}).")));
+            ui.banner.set(Some(format!(
+                "Sync: the server sent something this app does not understand ({e})."
+            )));
             return;
         }
     };

@@ -54,12 +54,16 @@ fn error_text(error: JsValue) -> String {
         "NotAllowedError" => "Sign-in was cancelled or timed out. Try again.".into(),
         "InvalidStateError" => "This passkey is already registered on this device.".into(),
         "SecurityError" => "Passkeys need a secure address (https or localhost).".into(),
-        _ => get(&error, "message").as_string().unwrap_or_else(|| "The passkey could not be used.".into()),
+        _ => get(&error, "message")
+            .as_string()
+            .unwrap_or_else(|| "The passkey could not be used.".into()),
     }
 }
 
 fn container() -> Result<web_sys::CredentialsContainer, String> {
-    web_sys::window().map(|w| w.navigator().credentials()).ok_or_else(|| "No browser window.".to_owned())
+    web_sys::window()
+        .map(|w| w.navigator().credentials())
+        .ok_or_else(|| "No browser window.".to_owned())
 }
 
 /// Signs in: asks the authenticator for an assertion over the server's
@@ -75,12 +79,15 @@ pub async fn get_assertion(options: Json) -> Result<Json, String> {
         return Err("No passkey was chosen.".into());
     }
     let response = get(&credential, "response");
-    Ok(credential_json(&credential, &[
-        ("authenticatorData", bytes_of(&response, "authenticatorData")),
-        ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
-        ("signature", bytes_of(&response, "signature")),
-        ("userHandle", bytes_of(&response, "userHandle")),
-    ]))
+    Ok(credential_json(
+        &credential,
+        &[
+            ("authenticatorData", bytes_of(&response, "authenticatorData")),
+            ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
+            ("signature", bytes_of(&response, "signature")),
+            ("userHandle", bytes_of(&response, "userHandle")),
+        ],
+    ))
 }
 
 /// Registers a new passkey over the server's creation options (changed in
@@ -94,8 +101,11 @@ pub async fn create_credential(options: Json) -> Result<Json, String> {
     let promise = container()?.create_with_options(opts.unchecked_ref()).map_err(error_text)?;
     let credential = JsFuture::from(promise).await.map_err(error_text)?;
     let response = get(&credential, "response");
-    Ok(credential_json(&credential, &[
-        ("attestationObject", bytes_of(&response, "attestationObject")),
-        ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
-    ]))
+    Ok(credential_json(
+        &credential,
+        &[
+            ("attestationObject", bytes_of(&response, "attestationObject")),
+            ("clientDataJSON", bytes_of(&response, "clientDataJSON")),
+        ],
+    ))
 }

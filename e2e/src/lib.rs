@@ -13,16 +13,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chromiumoxide::Page;
 use chromiumoxide::browser::{Browser as CdpBrowser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::network;
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams, SetAutoAttachParams};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams, SetAutoAttachParams,
+};
 use chromiumoxide::cdp::browser_protocol::web_authn::{
-    self, AddCredentialParams, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol,
-    AuthenticatorTransport, Credential, GetCredentialsParams, RemoveVirtualAuthenticatorParams,
-    VirtualAuthenticatorOptions,
+    self, AddCredentialParams, AddVirtualAuthenticatorParams, AuthenticatorId,
+    AuthenticatorProtocol, AuthenticatorTransport, Credential, GetCredentialsParams,
+    RemoveVirtualAuthenticatorParams, VirtualAuthenticatorOptions,
 };
 use chromiumoxide::page::ScreenshotParams;
-use chromiumoxide::Page;
 use futures::{FutureExt, StreamExt};
 
 /// How long a person waits for something to show before the test fails.
@@ -33,7 +35,10 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// The built web app (scripts/build-app).
 pub fn app_dist() -> PathBuf {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/dist");
-    assert!(dist.join("index.html").is_file(), "the web app is not built: run scripts/build-app first");
+    assert!(
+        dist.join("index.html").is_file(),
+        "the web app is not built: run scripts/build-app first"
+    );
     dist
 }
 
@@ -47,7 +52,10 @@ pub struct Browser {
 
 impl Browser {
     pub async fn launch() -> Self {
-        assert!(Path::new(CHROMIUM).exists(), "Chromium is needed at {CHROMIUM}: run scripts/setup --browser");
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "Chromium is needed at {CHROMIUM}: run scripts/setup --browser"
+        );
         let profile = tempfile::tempdir().expect("profile directory");
         let config = BrowserConfig::builder()
             .chrome_executable(CHROMIUM)
@@ -99,8 +107,16 @@ impl Browser {
     /// IndexedDB and service worker), an empty page where service workers
     /// start on their own, and a virtual passkey authenticator.
     pub async fn person(&self, name: &str) -> Person {
-        let context = self.browser.create_browser_context(CreateBrowserContextParams::default()).await.expect("browser context");
-        let target = CreateTargetParams::builder().url("about:blank").browser_context_id(context).build().expect("target");
+        let context = self
+            .browser
+            .create_browser_context(CreateBrowserContextParams::default())
+            .await
+            .expect("browser context");
+        let target = CreateTargetParams::builder()
+            .url("about:blank")
+            .browser_context_id(context)
+            .build()
+            .expect("target");
         let page = self.browser.new_page(target).await.expect("open page");
         let_service_workers_start(&page).await;
         page.execute(web_authn::EnableParams::default()).await.expect("enable WebAuthn");
@@ -204,7 +220,11 @@ impl Person {
         let deadline = tokio::time::Instant::now() + window;
         while tokio::time::Instant::now() < deadline {
             let shown = self.text(selector).await;
-            self.check(!shown.contains(text), &format!("`{selector}` shows {text:?}, which it must not")).await;
+            self.check(
+                !shown.contains(text),
+                &format!("`{selector}` shows {text:?}, which it must not"),
+            )
+            .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -225,19 +245,31 @@ impl Person {
 
     /// The passkeys an authenticator holds.
     pub async fn credentials(&self, authenticator: &AuthenticatorId) -> Vec<Credential> {
-        self.page.execute(GetCredentialsParams::new(authenticator.clone())).await.expect("credentials").result.credentials.clone()
+        self.page
+            .execute(GetCredentialsParams::new(authenticator.clone()))
+            .await
+            .expect("credentials")
+            .result
+            .credentials
+            .clone()
     }
 
     /// Takes an authenticator away (the device with that passkey is gone).
     pub async fn remove_authenticator(&self, authenticator: &AuthenticatorId) {
-        self.page.execute(RemoveVirtualAuthenticatorParams::new(authenticator.clone())).await.expect("remove authenticator");
+        self.page
+            .execute(RemoveVirtualAuthenticatorParams::new(authenticator.clone()))
+            .await
+            .expect("remove authenticator");
     }
 
     /// A new authenticator holding exactly `credential` (an old passkey
     /// brought back).
     pub async fn authenticator_with(&self, credential: Credential) -> AuthenticatorId {
         let authenticator = self.add_authenticator().await;
-        self.page.execute(AddCredentialParams::new(authenticator.clone(), credential)).await.expect("add credential");
+        self.page
+            .execute(AddCredentialParams::new(authenticator.clone(), credential))
+            .await
+            .expect("add credential");
         authenticator
     }
 }
@@ -254,7 +286,10 @@ async fn add_authenticator(page: &Page) -> AuthenticatorId {
         .automatic_presence_simulation(true)
         .build()
         .expect("authenticator options");
-    let added = page.execute(AddVirtualAuthenticatorParams::new(options)).await.expect("virtual authenticator");
+    let added = page
+        .execute(AddVirtualAuthenticatorParams::new(options))
+        .await
+        .expect("virtual authenticator");
     added.result.authenticator_id.clone()
 }
 
@@ -274,7 +309,10 @@ pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
         }
         if tokio::time::Instant::now() > deadline {
             let shot = screenshot(page, selector).await;
-            panic!("no `{selector}` containing {text:?} within 15 s; screenshot at {}", shot.display());
+            panic!(
+                "no `{selector}` containing {text:?} within 15 s; screenshot at {}",
+                shot.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -284,7 +322,8 @@ pub async fn wait_for_text(page: &Page, selector: &str, text: &str) -> String {
 pub async fn screenshot(page: &Page, name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     let _ = std::fs::create_dir_all(&dir);
-    let file: String = name.chars().take(80).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let file: String =
+        name.chars().take(80).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let path = dir.join(format!("{file}.png"));
     let _ = page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path).await;
     path
@@ -296,7 +335,9 @@ pub async fn screenshot(page: &Page, name: &str) -> PathBuf {
 #[allow(deprecated)] // its successor (Network.overrideNetworkState) is not in Debian's Chromium yet
 pub async fn set_offline(page: &Page, offline: bool) {
     page.execute(network::EnableParams::default()).await.expect("network domain");
-    page.execute(network::EmulateNetworkConditionsParams::new(offline, 0.0, -1.0, -1.0)).await.expect("network conditions");
+    page.execute(network::EmulateNetworkConditionsParams::new(offline, 0.0, -1.0, -1.0))
+        .await
+        .expect("network conditions");
 }
 
 /// Clicks the first element matching `selector` whose text contains `text`,
@@ -310,7 +351,10 @@ pub async fn click(page: &Page, selector: &str, text: &str) {
         }
     }
     let shot = screenshot(page, selector).await;
-    panic!("`{selector}` showing {text:?} went away before it was clicked; screenshot at {}", shot.display());
+    panic!(
+        "`{selector}` showing {text:?} went away before it was clicked; screenshot at {}",
+        shot.display()
+    );
 }
 
 /// Waits until `selector` matches an element (form fields have no text).
@@ -355,7 +399,9 @@ pub async fn wait_for_service_worker(page: &Page) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut state = String::new();
     while tokio::time::Instant::now() < deadline {
-        if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(5), page.evaluate(probe)).await {
+        if let Ok(Ok(result)) =
+            tokio::time::timeout(Duration::from_secs(5), page.evaluate(probe)).await
+        {
             state = result.into_value::<String>().unwrap_or_default();
             if state.contains("\"controlled\":true") {
                 return;
@@ -364,5 +410,8 @@ pub async fn wait_for_service_worker(page: &Page) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let shot = screenshot(page, "service worker").await;
-    panic!("the service worker did not take control within 60 s ({state}); screenshot at {}", shot.display());
+    panic!(
+        "the service worker did not take control within 60 s ({state}); screenshot at {}",
+        shot.display()
+    );
 }

@@ -5,11 +5,16 @@
 use std::time::Duration;
 
 use chromiumoxide::Page;
-use e2e::{Browser, app_dist, choose, click, set_offline, type_into, wait_for_service_worker, wait_for_text};
+use e2e::{
+    Browser, app_dist, choose, click, set_offline, type_into, wait_for_service_worker,
+    wait_for_text,
+};
 use server::storage::Backend;
 use server::testing::{TestDatabase, TestServer};
 use shared::record::{self, Entry};
-use shared::schema::{Allergy, Demographics, DocKind, Message, Observation, Prescription, Provenance};
+use shared::schema::{
+    Allergy, Demographics, DocKind, Message, Observation, Prescription, Provenance,
+};
 use shared::status::{AllergyStatus, PrescriptionStatus, ResultStatus, Severity, Side};
 use shared::{ClinicId, EntryId, PatientId, UserId};
 
@@ -59,7 +64,11 @@ async fn the_service_worker_opens_the_app_without_a_network() {
 
 /// Writes what an earlier sync would have left in IndexedDB: the /api/me
 /// answer, the document list and each document's saved bytes.
-async fn seed_device(page: &Page, me: &serde_json::Value, docs: &[(DocKind, automerge::Automerge)]) {
+async fn seed_device(
+    page: &Page,
+    me: &serde_json::Value,
+    docs: &[(DocKind, automerge::Automerge)],
+) {
     let list: Vec<serde_json::Value> = docs
         .iter()
         .map(|(kind, _)| {
@@ -70,7 +79,11 @@ async fn seed_device(page: &Page, me: &serde_json::Value, docs: &[(DocKind, auto
         .iter()
         .map(|(kind, doc)| {
             let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
-            format!("tx.objectStore('docs').put(new Uint8Array([{}]), '{}');", bytes.join(","), kind.doc_id())
+            format!(
+                "tx.objectStore('docs').put(new Uint8Array([{}]), '{}');",
+                bytes.join(","),
+                kind.doc_id()
+            )
         })
         .collect();
     let script = format!(
@@ -92,7 +105,8 @@ async fn seed_device(page: &Page, me: &serde_json::Value, docs: &[(DocKind, auto
         me = serde_json::to_string(&me.to_string()).unwrap(),
         list = serde_json::to_string(&serde_json::Value::Array(list).to_string()).unwrap(),
     );
-    let stored: bool = page.evaluate(script).await.expect("seed IndexedDB").into_value().expect("bool");
+    let stored: bool =
+        page.evaluate(script).await.expect("seed IndexedDB").into_value().expect("bool");
     assert!(stored);
 }
 
@@ -112,7 +126,8 @@ fn provenance(clinic: ClinicId, recorder: UserId, at: &str) -> Provenance {
 async fn requests_and_messages_written_offline_are_kept() {
     let (_db, app, browser, page) = shell_cached().await;
 
-    let (patient, clinic, doctor, me_id) = (PatientId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());
+    let (patient, clinic, doctor, me_id) =
+        (PatientId::mint(), ClinicId::mint(), UserId::mint(), UserId::mint());
     let clinical = DocKind::ClinicalRecord { patient, clinic };
     let mut clinical_doc = clinical.genesis();
     let mut tx = clinical_doc.transaction();
@@ -151,7 +166,12 @@ async fn requests_and_messages_written_offline_are_kept() {
         "user_id": me_id, "display_name": "Maria Santos", "role": "patient",
         "patient_id": patient, "clinics": [], "actor_id": "0123456789abcdef0123456789abcdef",
     });
-    seed_device(&page, &me, &[(clinical, clinical_doc), (patient_kind, patient_doc), (thread, thread_doc)]).await;
+    seed_device(
+        &page,
+        &me,
+        &[(clinical, clinical_doc), (patient_kind, patient_doc), (thread, thread_doc)],
+    )
+    .await;
 
     reload_offline(&page, app).await;
     wait_for_text(&page, ".sync-status", "Offline").await;
@@ -188,7 +208,11 @@ async fn records_stored_on_the_device_open_offline() {
     let mut doc = kind.genesis();
     let mut tx = doc.transaction();
     let mut ids = Vec::new();
-    for (effective, value) in [("2024-12-01T09:00:00Z", 5.0), ("2025-01-10T09:00:00Z", 6.1), ("2025-06-10T09:00:00Z", 7.2)] {
+    for (effective, value) in [
+        ("2024-12-01T09:00:00Z", 5.0),
+        ("2025-01-10T09:00:00Z", 6.1),
+        ("2025-06-10T09:00:00Z", 7.2),
+    ] {
         let observation = Observation {
             report: None,
             loinc: "4548-4".into(),
@@ -224,10 +248,28 @@ async fn records_stored_on_the_device_open_offline() {
         let mut one = doc.fork().with_actor(automerge::ActorId::random());
         let mut two = doc.fork().with_actor(automerge::ActorId::random());
         let mut tx = one.transaction();
-        record::change_status(&mut tx, Observation::COLLECTION, id, "entered-in-error", "wrong patient", user, "2025-07-01T09:00:00Z").unwrap();
+        record::change_status(
+            &mut tx,
+            Observation::COLLECTION,
+            id,
+            "entered-in-error",
+            "wrong patient",
+            user,
+            "2025-07-01T09:00:00Z",
+        )
+        .unwrap();
         tx.commit();
         let mut tx = two.transaction();
-        record::change_status(&mut tx, Observation::COLLECTION, id, "amended", "recalibrated", user, "2025-07-01T09:01:00Z").unwrap();
+        record::change_status(
+            &mut tx,
+            Observation::COLLECTION,
+            id,
+            "amended",
+            "recalibrated",
+            user,
+            "2025-07-01T09:01:00Z",
+        )
+        .unwrap();
         tx.commit();
         doc.merge(&mut one).unwrap();
         doc.merge(&mut two).unwrap();
@@ -272,7 +314,10 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
         reaction: "hives".into(),
         severity: Severity::Moderate,
         status: AllergyStatus::Active,
-        provenance: Provenance { clinic_name: "Northgate Clinic".into(), ..provenance(theirs, other, "2024-05-01T10:00:00Z") },
+        provenance: Provenance {
+            clinic_name: "Northgate Clinic".into(),
+            ..provenance(theirs, other, "2024-05-01T10:00:00Z")
+        },
         status_reason: None,
         status_by: None,
         status_at: None,
@@ -295,7 +340,12 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
         "user_id": doctor, "display_name": "Dr. Amara Okafor", "role": "provider", "patient_id": null,
         "clinics": [{ "id": ours, "name": "Riverside Family Practice" }], "actor_id": "fedcba9876543210fedcba9876543210",
     });
-    seed_device(&page, &me, &[(own_record, own_doc), (other_record, other_doc), (patient_kind, patient_doc)]).await;
+    seed_device(
+        &page,
+        &me,
+        &[(own_record, own_doc), (other_record, other_doc), (patient_kind, patient_doc)],
+    )
+    .await;
 
     reload_offline(&page, app).await;
     wait_for_text(&page, ".sync-status", "Offline").await;
@@ -304,7 +354,12 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
     click(&page, "nav button", "Record & prescribe").await;
 
     choose(&page, "#rx-med", "308191").await;
-    wait_for_text(&page, ".allergy-warning", "Penicillin (hives, moderate) recorded by Northgate Clinic").await;
+    wait_for_text(
+        &page,
+        ".allergy-warning",
+        "Penicillin (hives, moderate) recorded by Northgate Clinic",
+    )
+    .await;
     click(&page, "button", "Prescribe").await;
     wait_for_text(&page, ".error", "confirm you have reviewed it").await;
     click(&page, ".allergy-warning label", "I have reviewed").await;
@@ -312,7 +367,12 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
     wait_for_text(&page, ".ok", "Prescribed amoxicillin 500 MG Oral Capsule").await;
 
     choose(&page, "#lab-test", "4548-4").await;
-    let unit: String = page.evaluate("document.querySelector('#lab-unit').value").await.unwrap().into_value().unwrap();
+    let unit: String = page
+        .evaluate("document.querySelector('#lab-unit').value")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
     assert_eq!(unit, "%");
     type_into(&page, "#lab-value", "seven").await;
     click(&page, "button", "Save result").await;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use e2e::{Browser, Person, app_dist, wait_for_service_worker};
 use server::demo::DemoUser;
 use server::storage::Backend;
@@ -38,21 +38,35 @@ impl Portal {
     }
 
     fn user(&self, name: &str) -> &DemoUser {
-        self.users.iter().find(|u| u.name.contains(name)).unwrap_or_else(|| panic!("no demo user {name}"))
+        self.users
+            .iter()
+            .find(|u| u.name.contains(name))
+            .unwrap_or_else(|| panic!("no demo user {name}"))
     }
 
     /// A demo user who opens a fresh enrollment link and creates a passkey.
     async fn enroll(&self, name: &str) -> Person {
         let user = self.user(name);
-        let (link, _) = server::auth::accounts::issue_enrollment(&self.app.store, &self.app.base_url, user.id, None)
-            .await
-            .expect("enrollment link");
+        let (link, _) = server::auth::accounts::issue_enrollment(
+            &self.app.store,
+            &self.app.base_url,
+            user.id,
+            None,
+        )
+        .await
+        .expect("enrollment link");
         self.browser.enroll(name, &link).await
     }
 
     /// The server's canonical copy of a document.
     async fn canonical(&self, kind: DocKind) -> Automerge {
-        let stored = self.app.store.load_document(kind.doc_id()).await.expect("load").expect("document exists");
+        let stored = self
+            .app
+            .store
+            .load_document(kind.doc_id())
+            .await
+            .expect("load")
+            .expect("document exists");
         stored.to_automerge().expect("document loads")
     }
 
@@ -96,7 +110,12 @@ async fn tab(person: &Person, label: &str) {
 async fn wait_until_gone(person: &Person, selector: &str, text: &str) {
     let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
     while person.text(selector).await.contains(text) {
-        person.check(tokio::time::Instant::now() < deadline, &format!("{text:?} still shows in `{selector}`")).await;
+        person
+            .check(
+                tokio::time::Instant::now() < deadline,
+                &format!("{text:?} still shows in `{selector}`"),
+            )
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -114,7 +133,12 @@ async fn wait_for_count(person: &Person, selector: &str, n: usize) {
         if found == n {
             return;
         }
-        person.check(tokio::time::Instant::now() < deadline, &format!("{found} `{selector}`, expected {n}")).await;
+        person
+            .check(
+                tokio::time::Instant::now() < deadline,
+                &format!("{found} `{selector}`, expected {n}"),
+            )
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -124,11 +148,17 @@ async fn wait_for_count(person: &Person, selector: &str, n: usize) {
 async fn wait_for_script(person: &Person, script: &str) {
     let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
     loop {
-        let answer: Option<bool> = person.page.evaluate(script).await.ok().and_then(|v| v.into_value().ok());
+        let answer: Option<bool> =
+            person.page.evaluate(script).await.ok().and_then(|v| v.into_value().ok());
         if answer == Some(true) {
             return;
         }
-        person.check(tokio::time::Instant::now() < deadline, &format!("no `{script}` within {:?}", e2e::PATIENCE)).await;
+        person
+            .check(
+                tokio::time::Instant::now() < deadline,
+                &format!("no `{script}` within {:?}", e2e::PATIENCE),
+            )
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -136,7 +166,9 @@ async fn wait_for_script(person: &Person, script: &str) {
 /// Signs out from the account page and waits for the signed-out front page.
 /// A script expression: the account page's list item that mentions `text`.
 fn item_mentioning(text: &str) -> String {
-    format!("[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes({text:?}))")
+    format!(
+        "[...document.querySelectorAll('.inline-form')].find((li) => li.textContent.includes({text:?}))"
+    )
 }
 
 async fn sign_out(person: &Person) {
@@ -253,7 +285,13 @@ async fn watch_sync_status(person: &Person) {
 }
 
 async fn sync_status_seen(person: &Person) -> Vec<String> {
-    person.page.evaluate("window.syncSeen").await.expect("sync status seen").into_value().expect("texts")
+    person
+        .page
+        .evaluate("window.syncSeen")
+        .await
+        .expect("sync status seen")
+        .into_value()
+        .expect("texts")
 }
 
 /// Scenario 4: the clinic works offline for several patients, reloads while
@@ -296,7 +334,12 @@ async fn clinic_work_done_offline_syncs_when_back_online() {
             okafor.wait_for(".sync-status", "last synced").await;
             wait_until_gone(&okafor, ".sync-status", "waiting to be sent").await;
             let seen = sync_status_seen(&okafor).await;
-            okafor.check(seen.iter().any(|t| t.contains("Syncing records")), &format!("progress was shown: {seen:?}")).await;
+            okafor
+                .check(
+                    seen.iter().any(|t| t.contains("Syncing records")),
+                    &format!("progress was shown: {seen:?}"),
+                )
+                .await;
         })
         .await;
     portal.stop().await;
@@ -359,7 +402,12 @@ async fn a_message_written_offline_is_delivered_and_answered() {
             let last = format!("{RIVERSIDE_THREAD} .thread li:last-child");
             maria.go_online().await;
             let delivered = maria.wait_for(&last, "Delivered").await;
-            maria.check(delivered.contains(QUESTION), &format!("the question is delivered: {delivered}")).await;
+            maria
+                .check(
+                    delivered.contains(QUESTION),
+                    &format!("the question is delivered: {delivered}"),
+                )
+                .await;
 
             open_chart(&okafor, "Maria Santos").await;
             tab(&okafor, "Messages").await;
@@ -376,9 +424,17 @@ async fn a_message_written_offline_is_delivered_and_answered() {
             for person in [&maria, &okafor] {
                 let thread = person.text(&format!("{RIVERSIDE_THREAD} .thread")).await;
                 let at = |text: &str| thread.find(text);
-                let order = [at("ankles swell"), at("known effect of amlodipine"), at(QUESTION), at(ANSWER)];
+                let order = [
+                    at("ankles swell"),
+                    at("known effect of amlodipine"),
+                    at(QUESTION),
+                    at(ANSWER),
+                ];
                 person
-                    .check(order.iter().all(Option::is_some) && order.is_sorted(), &format!("the thread is in order: {thread}"))
+                    .check(
+                        order.iter().all(Option::is_some) && order.is_sorted(),
+                        &format!("the thread is in order: {thread}"),
+                    )
                     .await;
             }
         })
@@ -406,14 +462,25 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
 
             tab(&maria, "Account").await;
             let northgate = item_mentioning("Northgate");
-            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')")).await;
-            maria.page.evaluate(format!("{northgate}.querySelector('button').click()")).await.expect("take access away");
-            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')")).await;
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')"))
+                .await;
+            maria
+                .page
+                .evaluate(format!("{northgate}.querySelector('button').click()"))
+                .await
+                .expect("take access away");
+            wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')"))
+                .await;
 
             record_result(&okafor, "6690-2", "7.77").await;
             tab(&maria, "Results").await;
             maria.wait_for("main table", "7.77 10*3/uL").await;
-            brandt.check(brandt.text(".sync-status").await.starts_with("Online"), "Dr. Brandt is still online").await;
+            brandt
+                .check(
+                    brandt.text(".sync-status").await.starts_with("Online"),
+                    "Dr. Brandt is still online",
+                )
+                .await;
             brandt.never_shows("main", "7.77", WATCH).await;
         })
         .await;
@@ -435,7 +502,11 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
             maria.type_into("#caregiver-name", "Ana Santos").await;
             maria.click("button", "Invite").await;
             maria.wait_for(".notice", "Give Ana Santos this one-time link").await;
-            let link = maria.page.evaluate("document.querySelector('#caregiver-link').value").await.expect("read the link");
+            let link = maria
+                .page
+                .evaluate("document.querySelector('#caregiver-link').value")
+                .await
+                .expect("read the link");
             let link: String = link.into_value().expect("the link is text");
             maria.wait_for(".card li", "has not created a passkey yet").await;
 
@@ -443,10 +514,18 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
             ana.wait_for("main", "Hemoglobin A1c").await;
             tab(&ana, "Account").await;
             ana.wait_for(".card", "Signed in as Ana Santos (caregiver)").await;
-            ana.check(count(&ana, "#caregivers-h").await == 0, "a caregiver does not manage caregivers").await;
+            ana.check(
+                count(&ana, "#caregivers-h").await == 0,
+                "a caregiver does not manage caregivers",
+            )
+            .await;
 
             let ana_item = item_mentioning("Ana Santos");
-            maria.page.evaluate(format!("{ana_item}.querySelector('button.secondary').click()")).await.expect("take access away");
+            maria
+                .page
+                .evaluate(format!("{ana_item}.querySelector('button.secondary').click()"))
+                .await
+                .expect("take access away");
             maria.wait_for(".card", "No caregivers.").await;
             tab(&ana, "Results").await;
             tab(&ana, "Account").await;
@@ -539,7 +618,10 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
 const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); })";
 
 fn hex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// Issue 12: Dr. Okafor answers Maria offline; meanwhile she takes
@@ -565,20 +647,39 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
 
             tab(&maria, "Account").await;
             let riverside = item_mentioning("Riverside");
-            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has access')")).await;
-            maria.page.evaluate(format!("{riverside}.querySelector('button').click()")).await.expect("take access away");
-            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has no access')")).await;
+            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has access')"))
+                .await;
+            maria
+                .page
+                .evaluate(format!("{riverside}.querySelector('button').click()"))
+                .await
+                .expect("take access away");
+            wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has no access')"))
+                .await;
 
             okafor.go_online().await;
             let shown = okafor.wait_for(".undelivered", "Not delivered").await;
-            okafor.check(shown.contains(&format!("Maria Santos's record · Message: {ANSWER}")), &format!("his text is kept, named: {shown}")).await;
+            okafor
+                .check(
+                    shown.contains(&format!("Maria Santos's record · Message: {ANSWER}")),
+                    &format!("his text is kept, named: {shown}"),
+                )
+                .await;
             wait_until_gone(&okafor, ".sync", "Syncing records").await;
-            okafor.check(shown.contains("withdrew your clinic's access"), &format!("the reason is consent: {shown}")).await;
+            okafor
+                .check(
+                    shown.contains("withdrew your clinic's access"),
+                    &format!("the reason is consent: {shown}"),
+                )
+                .await;
             wait_until_gone(&okafor, ".sync-status", "waiting to be sent").await;
             e2e::screenshot(&okafor.page, "not delivered 1280").await;
 
             let maria_user = portal.user("Maria");
-            let thread = DocKind::MessageThread { patient: maria_user.patient.expect("a patient"), clinic: portal.user("Okafor").clinics[0] };
+            let thread = DocKind::MessageThread {
+                patient: maria_user.patient.expect("a patient"),
+                clinic: portal.user("Okafor").clinics[0],
+            };
             let stored = portal.canonical(thread).await;
             let (_, messages) = stored.get(ROOT, "messages").unwrap().expect("messages");
             let bodies: Vec<String> = stored
@@ -588,7 +689,9 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
                     stored.get(&obj, "body").ok()??.0.into_string().ok()
                 })
                 .collect();
-            okafor.check(!bodies.iter().any(|b| b == ANSWER), "the server did not store the answer").await;
+            okafor
+                .check(!bodies.iter().any(|b| b == ANSWER), "the server did not store the answer")
+                .await;
 
             // It stays listed after a reload, until dismissed.
             okafor.page.reload().await.expect("reload");
@@ -678,5 +781,8 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
 }
 
 fn chrono_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
 }

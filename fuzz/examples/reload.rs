@@ -8,15 +8,27 @@ fn main() {
     let world = fuzz::World::new();
     for file in std::env::args().skip(1) {
         let bytes = std::fs::read(&file).unwrap();
-        let Ok(WireMessage::Sync { sender_id, document_id, data, .. }) = WireMessage::decode(&bytes) else { continue };
+        let Ok(WireMessage::Sync { sender_id, document_id, data, .. }) =
+            WireMessage::decode(&bytes)
+        else {
+            continue;
+        };
         let target = world.target(decode_doc_id(&document_id).unwrap(), &sender_id).unwrap();
         let mut fork = target.doc.clone();
         let message = sync::Message::decode(&data).unwrap();
         for change in message.changes.iter() {
             let change = automerge::Change::try_from(change).unwrap();
-            println!("change start {} max {} deps {:?}", change.start_op(), change.max_op(), change.deps().len());
+            println!(
+                "change start {} max {} deps {:?}",
+                change.start_op(),
+                change.max_op(),
+                change.deps().len()
+            );
             for dep in change.deps() {
-                println!("  dep max op {:?}", target.doc.get_change_by_hash(dep).map(|c| c.max_op()));
+                println!(
+                    "  dep max op {:?}",
+                    target.doc.get_change_by_hash(dep).map(|c| c.max_op())
+                );
             }
         }
         fork.receive_sync_message(&mut sync::State::new(), message).unwrap();
@@ -30,9 +42,14 @@ fn main() {
         let mut server_state = sync::State::new();
         let mut server = fork.clone();
         for _ in 0..4 {
-            if let Some(m) = replica.generate_sync_message(&mut state) { server.receive_sync_message(&mut server_state, m).unwrap(); }
+            if let Some(m) = replica.generate_sync_message(&mut state) {
+                server.receive_sync_message(&mut server_state, m).unwrap();
+            }
             if let Some(m) = server.generate_sync_message(&mut server_state) {
-                if let Err(e) = replica.receive_sync_message(&mut state, m) { println!("a fresh replica fails to sync: {e}"); break; }
+                if let Err(e) = replica.receive_sync_message(&mut state, m) {
+                    println!("a fresh replica fails to sync: {e}");
+                    break;
+                }
             }
         }
         println!("fresh replica heads {}", replica.get_heads().len());

@@ -64,8 +64,10 @@ impl Outcome {
     pub fn class(&self) -> String {
         match self {
             Self::Refused(reason) => {
-                let words: Vec<&str> =
-                    reason.split_whitespace().map(|w| if w.starts_with(|c: char| c.is_ascii_digit()) { "#" } else { w }).collect();
+                let words: Vec<&str> = reason
+                    .split_whitespace()
+                    .map(|w| if w.starts_with(|c: char| c.is_ascii_digit()) { "#" } else { w })
+                    .collect();
                 format!("refused: {}", words.join(" "))
             }
             other => format!("{other:?}"),
@@ -80,12 +82,12 @@ pub fn run(world: &World, frame: &[u8]) -> Outcome {
     }
     let Ok(message) = WireMessage::decode(frame) else { return Outcome::Malformed };
     let (sender, document_id, data) = match message {
-        WireMessage::Request { sender_id, document_id, data, .. } | WireMessage::Sync { sender_id, document_id, data, .. } => {
-            (sender_id, document_id, data)
-        }
+        WireMessage::Request { sender_id, document_id, data, .. }
+        | WireMessage::Sync { sender_id, document_id, data, .. } => (sender_id, document_id, data),
         _ => return Outcome::NotSync,
     };
-    let Some(target) = decode_doc_id(&document_id).ok().and_then(|id| world.target(id, &sender)) else {
+    let Some(target) = decode_doc_id(&document_id).ok().and_then(|id| world.target(id, &sender))
+    else {
         return Outcome::Unavailable;
     };
     let scanned = match scan_sync_message(&data) {
@@ -97,7 +99,9 @@ pub fn run(world: &World, frame: &[u8]) -> Outcome {
     // unwraps on some inputs): a panic there closes the connection as
     // corrupt input. Only Automerge's own panics are expected; one in the
     // portal's code is a failure all the same.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge(&target, message, scanned.changes))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        judge(&target, message, scanned.changes)
+    })) {
         Ok(outcome) => outcome,
         Err(panic) if last_panic_in_automerge() => {
             drop(panic);
@@ -130,12 +134,15 @@ fn judge(target: &world::Target, message: sync::Message, chunks: usize) -> Outco
     // As the server does (`only_ready`): changes whose dependencies are
     // neither in the record nor among the others are left out.
     let ready = ready(&target.doc, &changes);
-    let changes: Vec<automerge::Change> = changes.into_iter().zip(&ready).filter_map(|(c, r)| r.then_some(c)).collect();
+    let changes: Vec<automerge::Change> =
+        changes.into_iter().zip(&ready).filter_map(|(c, r)| r.then_some(c)).collect();
     let mut message = message;
     if ready.iter().any(|r| !r) {
         message.changes = changes.iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>().into();
     }
-    let plan = match check_ops(&target.doc, &changes, &target.kind, &target.who).and_then(|p| check_quota(&p).map(|()| p)) {
+    let plan = match check_ops(&target.doc, &changes, &target.kind, &target.who)
+        .and_then(|p| check_quota(&p).map(|()| p))
+    {
         Ok(plan) => plan,
         Err(denial) => return Outcome::Rejected(denial.rule.code()),
     };
@@ -180,11 +187,16 @@ fn judge(target: &world::Target, message: sync::Message, chunks: usize) -> Outco
 pub fn readable(kind: &shared::DocKind, doc: &automerge::Automerge) -> Result<(), String> {
     use shared::schema::{ClinicalRecord, MessageThread, RefillRequest};
     let read = match kind {
-        shared::DocKind::ClinicalRecord { .. } => shared::read::hydrate::<ClinicalRecord>(doc).map(drop),
-        shared::DocKind::MessageThread { .. } => shared::read::hydrate::<MessageThread>(doc).map(drop),
-        shared::DocKind::PatientRecord { .. } => {
-            shared::read::hydrate_root_prop::<std::collections::BTreeMap<String, RefillRequest>>(doc, "refill_requests").map(drop)
+        shared::DocKind::ClinicalRecord { .. } => {
+            shared::read::hydrate::<ClinicalRecord>(doc).map(drop)
         }
+        shared::DocKind::MessageThread { .. } => {
+            shared::read::hydrate::<MessageThread>(doc).map(drop)
+        }
+        shared::DocKind::PatientRecord { .. } => shared::read::hydrate_root_prop::<
+            std::collections::BTreeMap<String, RefillRequest>,
+        >(doc, "refill_requests")
+        .map(drop),
     };
     read.map_err(|e| e.to_string())
 }
@@ -193,11 +205,17 @@ pub fn readable(kind: &shared::DocKind, doc: &automerge::Automerge) -> Result<()
 /// changes that can (`only_ready` in `server/src/sync/connection.rs`).
 fn ready(base: &automerge::Automerge, changes: &[automerge::Change]) -> Vec<bool> {
     let mut ready = vec![false; changes.len()];
-    let mut known: std::collections::HashSet<automerge::ChangeHash> = std::collections::HashSet::new();
+    let mut known: std::collections::HashSet<automerge::ChangeHash> =
+        std::collections::HashSet::new();
     loop {
         let mut progress = false;
         for (i, change) in changes.iter().enumerate() {
-            if !ready[i] && change.deps().iter().all(|d| known.contains(d) || base.get_change_meta_by_hash(d).is_some()) {
+            if !ready[i]
+                && change
+                    .deps()
+                    .iter()
+                    .all(|d| known.contains(d) || base.get_change_meta_by_hash(d).is_some())
+            {
                 ready[i] = true;
                 known.insert(change.hash());
                 progress = true;
@@ -279,8 +297,12 @@ impl std::fmt::Display for Failure {
         match self {
             Self::Panic(message) => write!(f, "panicked: {message}"),
             Self::Slow(time, outcome) => write!(f, "took {time:?} ({})", outcome.class()),
-            Self::Allocated(bytes, outcome) => write!(f, "allocated {} MiB ({})", bytes >> 20, outcome.class()),
-            Self::Unreadable(why) => write!(f, "accepted changes leave the record unreadable by the app: {why}"),
+            Self::Allocated(bytes, outcome) => {
+                write!(f, "allocated {} MiB ({})", bytes >> 20, outcome.class())
+            }
+            Self::Unreadable(why) => {
+                write!(f, "accepted changes leave the record unreadable by the app: {why}")
+            }
         }
     }
 }
@@ -291,14 +313,15 @@ pub fn check(world: &World, frame: &[u8], bounds: &Bounds) -> Result<Cost, Failu
     install_panic_hook();
     let base = Counting::reset_peak();
     let started = Instant::now();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(world, frame))).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        Failure::Panic(message)
-    })?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(world, frame)))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Failure::Panic(message)
+        })?;
     let time = started.elapsed();
     let allocated = Counting::peak().saturating_sub(base);
     if let Outcome::Unreadable(why) = outcome {
@@ -382,7 +405,9 @@ pub fn load_corpus(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .map(|dir| {
             dir.filter_map(Result::ok)
                 .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+                .map(|e| {
+                    (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+                })
                 .collect()
         })
         .unwrap_or_default();

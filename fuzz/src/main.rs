@@ -43,16 +43,28 @@ fn main() -> std::process::ExitCode {
         for file in files {
             let input = std::fs::read(&file).expect("read input");
             match check(&world, &input, &bounds) {
-                Ok(cost) => println!("{file}: {} in {:?}, {} KiB", cost.outcome.class(), cost.time, cost.allocated >> 10),
+                Ok(cost) => println!(
+                    "{file}: {} in {:?}, {} KiB",
+                    cost.outcome.class(),
+                    cost.time,
+                    cost.allocated >> 10
+                ),
                 Err(failure) => {
                     println!("{file}: {failure}");
                     failed = true;
                 }
             }
         }
-        return if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS };
+        return if failed {
+            std::process::ExitCode::FAILURE
+        } else {
+            std::process::ExitCode::SUCCESS
+        };
     }
-    let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64
+    });
     println!("fuzz-frames: seed {seed}, {seconds} s");
     match fuzz_for(&world, &bounds, Duration::from_secs(seconds), seed, save) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -71,14 +83,24 @@ fn write_seeds() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-fn fuzz_for(world: &World, bounds: &Bounds, budget: Duration, seed: u64, save: bool) -> Result<(), ()> {
+fn fuzz_for(
+    world: &World,
+    bounds: &Bounds,
+    budget: Duration,
+    seed: u64,
+    save: bool,
+) -> Result<(), ()> {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
-    let mut corpus: Vec<Vec<u8>> = load_corpus(&corpus_dir()).into_iter().map(|(_, bytes)| bytes).collect();
+    let mut corpus: Vec<Vec<u8>> =
+        load_corpus(&corpus_dir()).into_iter().map(|(_, bytes)| bytes).collect();
     assert!(!corpus.is_empty(), "the corpus is empty: run with --seeds");
     let mut classes: BTreeMap<String, usize> = BTreeMap::new();
     let (mut runs, mut slowest, mut most) = (0usize, Duration::ZERO, 0usize);
-    let mut run_one = |input: &[u8], corpus: &mut Vec<Vec<u8>>, from_corpus: bool| -> Result<(), ()> {
+    let mut run_one = |input: &[u8],
+                       corpus: &mut Vec<Vec<u8>>,
+                       from_corpus: bool|
+     -> Result<(), ()> {
         match check(world, input, bounds) {
             Ok(cost) => {
                 runs += 1;
@@ -102,7 +124,11 @@ fn fuzz_for(world: &World, bounds: &Bounds, budget: Duration, seed: u64, save: b
                 std::fs::create_dir_all(&dir).unwrap();
                 let path = dir.join(format!("failure-{}.bin", name_of(input)));
                 std::fs::write(&path, input).unwrap();
-                eprintln!("FAILED: {failure}\n  input written to {}\n  reproduce: cargo run -p fuzz --bin fuzz-frames -- {}", path.display(), path.display());
+                eprintln!(
+                    "FAILED: {failure}\n  input written to {}\n  reproduce: cargo run -p fuzz --bin fuzz-frames -- {}",
+                    path.display(),
+                    path.display()
+                );
                 Err(())
             }
         }

@@ -57,7 +57,9 @@ impl Rng {
     /// A canonical entry id (UUIDv7), from this generator.
     pub fn entry_id(&mut self) -> shared::EntryId {
         let random: [u8; 10] = self.bytes(10).try_into().unwrap();
-        shared::EntryId::from_uuid(uuid::Builder::from_unix_timestamp_millis(1_764_000_000_000, &random).into_uuid())
+        shared::EntryId::from_uuid(
+            uuid::Builder::from_unix_timestamp_millis(1_764_000_000_000, &random).into_uuid(),
+        )
     }
 
     /// A count worth trying: around the limits, zero, one, huge.
@@ -206,7 +208,14 @@ impl Msg {
 
     pub fn encode(&self) -> Vec<u8> {
         let haves: Vec<(Vec<Vec<u8>>, Vec<u8>)> = self.haves.clone();
-        encode_message(self.version, &self.heads, &self.need, &haves, &self.changes, self.flags.as_deref())
+        encode_message(
+            self.version,
+            &self.heads,
+            &self.need,
+            &haves,
+            &self.changes,
+            self.flags.as_deref(),
+        )
     }
 }
 
@@ -330,9 +339,24 @@ impl Change {
         let n = c.uleb()?;
         let others = (0..n.min(1000)).map(|_| c.bytes()).collect::<Option<Vec<_>>>()?;
         let n = c.uleb()?;
-        let specs = (0..n.min(1000)).map(|_| Some((c.uleb()?, usize::try_from(c.uleb()?).ok()?))).collect::<Option<Vec<_>>>()?;
-        let columns = specs.into_iter().map(|(spec, len)| Some((spec, c.take(len)?.to_vec()))).collect::<Option<Vec<_>>>()?;
-        Some(Self { deps, actor, seq, start_op, time, message, others, columns, extra: c.0.to_vec() })
+        let specs = (0..n.min(1000))
+            .map(|_| Some((c.uleb()?, usize::try_from(c.uleb()?).ok()?)))
+            .collect::<Option<Vec<_>>>()?;
+        let columns = specs
+            .into_iter()
+            .map(|(spec, len)| Some((spec, c.take(len)?.to_vec())))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            deps,
+            actor,
+            seq,
+            start_op,
+            time,
+            message,
+            others,
+            columns,
+            extra: c.0.to_vec(),
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -426,8 +450,12 @@ pub fn bytes(rng: &mut Rng, data: &mut Vec<u8>) {
 /// The frame's parts, if it is a sync or request frame.
 fn envelope(frame: &[u8]) -> Option<(bool, String, String, Vec<u8>)> {
     match WireMessage::decode(frame).ok()? {
-        WireMessage::Sync { sender_id, document_id, data, .. } => Some((false, sender_id, document_id, data.into_vec())),
-        WireMessage::Request { sender_id, document_id, data, .. } => Some((true, sender_id, document_id, data.into_vec())),
+        WireMessage::Sync { sender_id, document_id, data, .. } => {
+            Some((false, sender_id, document_id, data.into_vec()))
+        }
+        WireMessage::Request { sender_id, document_id, data, .. } => {
+            Some((true, sender_id, document_id, data.into_vec()))
+        }
         _ => None,
     }
 }
@@ -442,7 +470,8 @@ pub fn frame(request: bool, sender: String, document_id: String, data: Vec<u8>) 
     }
 }
 
-const SENDERS: [&str; 5] = ["provider-fuzz", "patient-fuzz", "caregiver-fuzz", "outsider-fuzz", "someone"];
+const SENDERS: [&str; 5] =
+    ["provider-fuzz", "patient-fuzz", "caregiver-fuzz", "outsider-fuzz", "someone"];
 
 /// A new input from `input` (and perhaps another corpus entry).
 pub fn mutate(rng: &mut Rng, world: &World, corpus: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
@@ -453,12 +482,16 @@ pub fn mutate(rng: &mut Rng, world: &World, corpus: &[Vec<u8>], input: &[u8]) ->
             out
         }
         10..35 => {
-            let Some((request, sender, doc, mut data)) = envelope(input) else { return edit(rng, world) };
+            let Some((request, sender, doc, mut data)) = envelope(input) else {
+                return edit(rng, world);
+            };
             bytes(rng, &mut data);
             frame(request, sender, doc, data)
         }
         35..70 => {
-            let Some((request, mut sender, mut doc, data)) = envelope(input) else { return edit(rng, world) };
+            let Some((request, mut sender, mut doc, data)) = envelope(input) else {
+                return edit(rng, world);
+            };
             let other = rng.pick(corpus).clone();
             let data = structure(rng, world, &data, &other);
             if rng.percent(5) {
@@ -590,7 +623,8 @@ fn change_blob(rng: &mut Rng, world: &World, blob: &[u8]) -> Vec<u8> {
 }
 
 /// Column types of a change's operations, by specification (id << 4 | type).
-const SPECS: [u64; 14] = [0x01, 0x02, 0x11, 0x13, 0x15, 0x34, 0x42, 0x56, 0x57, 0x70, 0x71, 0x73, 0x94, 0xa5];
+const SPECS: [u64; 14] =
+    [0x01, 0x02, 0x11, 0x13, 0x15, 0x34, 0x42, 0x56, 0x57, 0x70, 0x71, 0x73, 0x94, 0xa5];
 
 fn change_parts(rng: &mut Rng, world: &World, change: &mut Change) {
     match rng.below(12) {
@@ -630,7 +664,8 @@ fn change_parts(rng: &mut Rng, world: &World, change: &mut Change) {
         10 if !change.columns.is_empty() => {
             let at = rng.below(change.columns.len());
             if rng.percent(50) {
-                change.columns[at].0 = if rng.percent(50) { *rng.pick(&SPECS) } else { rng.interesting() };
+                change.columns[at].0 =
+                    if rng.percent(50) { *rng.pick(&SPECS) } else { rng.interesting() };
             } else {
                 change.columns.remove(at);
             }
@@ -692,7 +727,13 @@ fn key(rng: &mut Rng) -> String {
         0..6 => rng.pick(&KEYS).to_string(),
         6 => rng.entry_id().to_string(),
         7 => rng.entry_id().to_string().to_uppercase(),
-        8 => [crate::world::RESULT, crate::world::MESSAGE, crate::world::REFILL, crate::world::PRESCRIPTION][rng.below(4)].to_string(),
+        8 => [
+            crate::world::RESULT,
+            crate::world::MESSAGE,
+            crate::world::REFILL,
+            crate::world::PRESCRIPTION,
+        ][rng.below(4)]
+        .to_string(),
         _ => String::from_utf8_lossy(&rng.some_bytes(12)).into_owned(),
     }
 }
@@ -703,7 +744,9 @@ fn scalar(rng: &mut Rng) -> ScalarValue {
         0 => ScalarValue::Str("final".into()),
         1 => ScalarValue::Str("entered-in-error".into()),
         2 => ScalarValue::Str(ids[rng.below(3)].to_string().into()),
-        3 => ScalarValue::Str("x".repeat(*rng.pick(&[0, 64, 65, 200, 201, 2000, 2001, 10_001])).into()),
+        3 => ScalarValue::Str(
+            "x".repeat(*rng.pick(&[0, 64, 65, 200, 201, 2000, 2001, 10_001])).into(),
+        ),
         4 => ScalarValue::Str("2026-11-30T10:00:00Z".into()),
         5 => ScalarValue::Int(rng.interesting() as i64),
         6 => ScalarValue::Uint(rng.interesting()),
@@ -765,7 +808,11 @@ fn random_edit(rng: &mut Rng, doc: &mut Automerge) {
                 // A valid entry, sometimes with something added to it.
                 let id = rng.entry_id();
                 let observation = crate::world::observation(crate::world::PROVIDER, 99.0);
-                let message = crate::world::message(crate::world::PATIENT_USER, shared::status::Side::Patient, "hello");
+                let message = crate::world::message(
+                    crate::world::PATIENT_USER,
+                    shared::status::Side::Patient,
+                    "hello",
+                );
                 let added = if rng.percent(50) {
                     shared::record::add(&mut tx, id, &observation)
                 } else {
@@ -795,13 +842,25 @@ pub fn edit(rng: &mut Rng, world: &World) -> Vec<u8> {
     let mut doc = base.clone();
     for _ in 0..1 + rng.below(3) {
         // Sometimes an actor of the world (someone else's), mostly a new one.
-        let actor = if rng.percent(10) { ActorId::from([1u8 + rng.below(2) as u8; 16].as_slice()) } else { rng.actor() };
+        let actor = if rng.percent(10) {
+            ActorId::from([1u8 + rng.below(2) as u8; 16].as_slice())
+        } else {
+            rng.actor()
+        };
         doc.set_actor(actor);
         random_edit(rng, &mut doc);
     }
-    let changes: Vec<Vec<u8>> = doc.get_changes(&base.get_heads()).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let changes: Vec<Vec<u8>> =
+        doc.get_changes(&base.get_heads()).iter().map(|c| c.raw_bytes().to_vec()).collect();
     let mut heads = doc.get_heads();
     heads.sort();
-    let data = encode_message(0x42, &heads.iter().map(|h| h.0.to_vec()).collect::<Vec<_>>(), &[], &[], &changes, None);
+    let data = encode_message(
+        0x42,
+        &heads.iter().map(|h| h.0.to_vec()).collect::<Vec<_>>(),
+        &[],
+        &[],
+        &changes,
+        None,
+    );
     frame(false, rng.pick(&SENDERS).to_string(), encode_doc_id(kind.doc_id()), data)
 }

@@ -5,7 +5,9 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use shared::record::{self, Entry};
-use shared::schema::{Demographics, DocKind, Message, Observation, Prescription, Provenance, RefillRequest};
+use shared::schema::{
+    Demographics, DocKind, Message, Observation, Prescription, Provenance, RefillRequest,
+};
 use shared::status::{PrescriptionStatus, RefillStatus, ResultStatus, Side};
 use shared::sync::{SyncClient, WireMessage, encode_doc_id};
 use shared::{ClinicId, DocId, EntryId, PatientId, Principal, Role, UserId};
@@ -45,7 +47,12 @@ const NAME: &str = "Dr. Okafor";
 const CLINIC_NAME: &str = "Riverside";
 
 fn person(user: UserId, role: Role) -> Principal {
-    Principal { user, role, name: NAME.into(), clinic_names: vec![(CLINIC, CLINIC_NAME.into()), (OTHER_CLINIC, CLINIC_NAME.into())] }
+    Principal {
+        user,
+        role,
+        name: NAME.into(),
+        clinic_names: vec![(CLINIC, CLINIC_NAME.into()), (OTHER_CLINIC, CLINIC_NAME.into())],
+    }
 }
 
 fn actor(n: u8) -> ActorId {
@@ -131,12 +138,21 @@ impl World {
 
         let mut t = thread.genesis();
         add(&mut t, 2, MESSAGE, &message(PATIENT_USER, Side::Patient, "Is my result normal?"));
-        add(&mut t, 1, EntryId::from_uuid(id(0xe13)), &message(PROVIDER, Side::Clinic, "It is a little high."));
+        add(
+            &mut t,
+            1,
+            EntryId::from_uuid(id(0xe13)),
+            &message(PROVIDER, Side::Clinic, "It is a little high."),
+        );
 
         let mut p = patient_record.genesis();
         p.set_actor(actor(2));
         let mut tx = p.transaction();
-        let demographics = Demographics { family: Some("Santos".into()), given: Some("Maria".into()), ..Default::default() };
+        let demographics = Demographics {
+            family: Some("Santos".into()),
+            given: Some("Maria".into()),
+            ..Default::default()
+        };
         record::set_demographics(&mut tx, &demographics).unwrap();
         tx.commit_with(at());
         let refill = RefillRequest {
@@ -155,7 +171,10 @@ impl World {
         let people = vec![
             ("provider", person(PROVIDER, Role::Provider { clinics: vec![CLINIC] })),
             ("patient", person(PATIENT_USER, Role::Patient { patient: PATIENT })),
-            ("caregiver", person(CAREGIVER, Role::Caregiver { patient: PATIENT, may_message: false })),
+            (
+                "caregiver",
+                person(CAREGIVER, Role::Caregiver { patient: PATIENT, may_message: false }),
+            ),
             ("outsider", person(OUTSIDER, Role::Provider { clinics: vec![OTHER_CLINIC] })),
         ];
         Self { docs: vec![(clinical, c), (thread, t), (patient_record, p)], people }
@@ -166,7 +185,13 @@ impl World {
     /// are the patient).
     pub fn target(&self, id: DocId, sender: &str) -> Option<Target> {
         let (kind, doc) = self.docs.iter().find(|(kind, _)| kind.doc_id() == id)?;
-        let who = self.people.iter().find(|(name, _)| sender.starts_with(name)).unwrap_or(&self.people[1]).1.clone();
+        let who = self
+            .people
+            .iter()
+            .find(|(name, _)| sender.starts_with(name))
+            .unwrap_or(&self.people[1])
+            .1
+            .clone();
         Some(Target { kind: *kind, doc: doc.clone(), who })
     }
 
@@ -179,64 +204,142 @@ impl World {
     /// editing, and the attack frames the server must refuse.
     pub fn seeds(&self) -> Vec<(String, Vec<u8>)> {
         let mut seeds = Vec::new();
-        let push = |seeds: &mut Vec<(String, Vec<u8>)>, name: &str, message: &WireMessage| seeds.push((name.to_owned(), message.encode()));
+        let push = |seeds: &mut Vec<(String, Vec<u8>)>, name: &str, message: &WireMessage| {
+            seeds.push((name.to_owned(), message.encode()))
+        };
         let edits: Vec<(&str, usize, Box<dyn Fn(&mut Automerge)>)> = vec![
-            ("provider-adds-result", 0, Box::new(|doc| add(doc, 9, EntryId::from_uuid(id(0xf01)), &observation(PROVIDER, 101.0)))),
-            ("provider-marks-result-entered-in-error", 0, Box::new(|doc| {
-                doc.set_actor(actor(9));
-                let mut tx = doc.transaction();
-                record::change_status(&mut tx, "observations", RESULT, "entered-in-error", "wrong patient", PROVIDER, "2026-11-04T09:00:00Z").unwrap();
-                tx.commit_with(at());
-            })),
-            ("provider-stops-prescription", 0, Box::new(|doc| {
-                doc.set_actor(actor(9));
-                let mut tx = doc.transaction();
-                record::change_status(&mut tx, "prescriptions", PRESCRIPTION, "stopped", "side effects", PROVIDER, "2026-11-04T09:00:00Z").unwrap();
-                tx.commit_with(at());
-            })),
-            ("patient-edits-result", 0, Box::new(|doc| {
-                doc.set_actor(actor(8));
-                let mut tx = doc.transaction();
-                use automerge::transaction::Transactable;
-                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
-                let entry = tx.get(&obs, RESULT.to_string()).unwrap().unwrap().1;
-                tx.put(&entry, "value_quantity", 5.0).unwrap();
-                tx.commit_with(at());
-            })),
-            ("patient-sends-message", 1, Box::new(|doc| add(doc, 8, EntryId::from_uuid(id(0xf02)), &message(PATIENT_USER, Side::Patient, "Thank you")))),
-            ("provider-marks-message-read", 1, Box::new(|doc| {
-                doc.set_actor(actor(9));
-                let mut tx = doc.transaction();
-                record::mark_read(&mut tx, MESSAGE, PROVIDER, "2026-11-04T09:00:00Z").unwrap();
-                tx.commit_with(at());
-            })),
-            ("patient-requests-refill", 2, Box::new(|doc| {
-                let refill = RefillRequest {
-                    prescription: PRESCRIPTION,
-                    clinic: CLINIC,
-                    requested_by: PATIENT_USER,
-                    requested_at: "2026-11-05T10:00:00Z".into(),
-                    note: "Again".into(),
-                    status: RefillStatus::Requested,
-                    decided_by: None,
-                    decided_at: None,
-                    decision_note: None,
-                };
-                add(doc, 8, EntryId::from_uuid(id(0xf03)), &refill)
-            })),
-            ("provider-approves-refill", 2, Box::new(|doc| {
-                doc.set_actor(actor(9));
-                let mut tx = doc.transaction();
-                record::decide_refill(&mut tx, REFILL, RefillStatus::Approved, PROVIDER, "2026-11-05T11:00:00Z", "ok").unwrap();
-                tx.commit_with(at());
-            })),
-            ("patient-updates-demographics", 2, Box::new(|doc| {
-                doc.set_actor(actor(8));
-                let mut tx = doc.transaction();
-                let d = Demographics { phone: Some("+1 555 0100".into()), family: Some("Santos".into()), given: Some("Maria".into()), ..Default::default() };
-                record::set_demographics(&mut tx, &d).unwrap();
-                tx.commit_with(at());
-            })),
+            (
+                "provider-adds-result",
+                0,
+                Box::new(|doc| {
+                    add(doc, 9, EntryId::from_uuid(id(0xf01)), &observation(PROVIDER, 101.0))
+                }),
+            ),
+            (
+                "provider-marks-result-entered-in-error",
+                0,
+                Box::new(|doc| {
+                    doc.set_actor(actor(9));
+                    let mut tx = doc.transaction();
+                    record::change_status(
+                        &mut tx,
+                        "observations",
+                        RESULT,
+                        "entered-in-error",
+                        "wrong patient",
+                        PROVIDER,
+                        "2026-11-04T09:00:00Z",
+                    )
+                    .unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
+            (
+                "provider-stops-prescription",
+                0,
+                Box::new(|doc| {
+                    doc.set_actor(actor(9));
+                    let mut tx = doc.transaction();
+                    record::change_status(
+                        &mut tx,
+                        "prescriptions",
+                        PRESCRIPTION,
+                        "stopped",
+                        "side effects",
+                        PROVIDER,
+                        "2026-11-04T09:00:00Z",
+                    )
+                    .unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
+            (
+                "patient-edits-result",
+                0,
+                Box::new(|doc| {
+                    doc.set_actor(actor(8));
+                    let mut tx = doc.transaction();
+                    use automerge::transaction::Transactable;
+                    let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                    let entry = tx.get(&obs, RESULT.to_string()).unwrap().unwrap().1;
+                    tx.put(&entry, "value_quantity", 5.0).unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
+            (
+                "patient-sends-message",
+                1,
+                Box::new(|doc| {
+                    add(
+                        doc,
+                        8,
+                        EntryId::from_uuid(id(0xf02)),
+                        &message(PATIENT_USER, Side::Patient, "Thank you"),
+                    )
+                }),
+            ),
+            (
+                "provider-marks-message-read",
+                1,
+                Box::new(|doc| {
+                    doc.set_actor(actor(9));
+                    let mut tx = doc.transaction();
+                    record::mark_read(&mut tx, MESSAGE, PROVIDER, "2026-11-04T09:00:00Z").unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
+            (
+                "patient-requests-refill",
+                2,
+                Box::new(|doc| {
+                    let refill = RefillRequest {
+                        prescription: PRESCRIPTION,
+                        clinic: CLINIC,
+                        requested_by: PATIENT_USER,
+                        requested_at: "2026-11-05T10:00:00Z".into(),
+                        note: "Again".into(),
+                        status: RefillStatus::Requested,
+                        decided_by: None,
+                        decided_at: None,
+                        decision_note: None,
+                    };
+                    add(doc, 8, EntryId::from_uuid(id(0xf03)), &refill)
+                }),
+            ),
+            (
+                "provider-approves-refill",
+                2,
+                Box::new(|doc| {
+                    doc.set_actor(actor(9));
+                    let mut tx = doc.transaction();
+                    record::decide_refill(
+                        &mut tx,
+                        REFILL,
+                        RefillStatus::Approved,
+                        PROVIDER,
+                        "2026-11-05T11:00:00Z",
+                        "ok",
+                    )
+                    .unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
+            (
+                "patient-updates-demographics",
+                2,
+                Box::new(|doc| {
+                    doc.set_actor(actor(8));
+                    let mut tx = doc.transaction();
+                    let d = Demographics {
+                        phone: Some("+1 555 0100".into()),
+                        family: Some("Santos".into()),
+                        given: Some("Maria".into()),
+                        ..Default::default()
+                    };
+                    record::set_demographics(&mut tx, &d).unwrap();
+                    tx.commit_with(at());
+                }),
+            ),
         ];
         for (name, n, edit) in edits {
             let (kind, base) = self.doc(n);
@@ -259,7 +362,12 @@ impl World {
             for _ in 0..4 {
                 for m in pending.drain(..) {
                     if let WireMessage::Sync { data, .. } = &m {
-                        server_doc.receive_sync_message(&mut server_state, sync::Message::decode(data).unwrap()).unwrap();
+                        server_doc
+                            .receive_sync_message(
+                                &mut server_state,
+                                sync::Message::decode(data).unwrap(),
+                            )
+                            .unwrap();
                     }
                     push(&mut seeds, &format!("{who}-heads"), &m);
                 }
@@ -280,8 +388,14 @@ impl World {
         }
         // Changes the policy passes and Automerge 0.12 panics on when
         // applying (the server catches it and closes the connection).
-        let (_, message_frame) = seeds.iter().find(|(name, _)| name == "patient-sends-message").expect("a message seed").clone();
-        if let Ok(WireMessage::Sync { sender_id, document_id, data, .. }) = WireMessage::decode(&message_frame) {
+        let (_, message_frame) = seeds
+            .iter()
+            .find(|(name, _)| name == "patient-sends-message")
+            .expect("a message seed")
+            .clone();
+        if let Ok(WireMessage::Sync { sender_id, document_id, data, .. }) =
+            WireMessage::decode(&message_frame)
+        {
             let msg = crate::mutate::Msg::parse(&data).expect("a sync message");
             let patch = |edit: &dyn Fn(&mut crate::mutate::Change)| {
                 let mut msg = msg.clone();
@@ -293,7 +407,10 @@ impl World {
                 msg.changes[0] = chunk.encode();
                 crate::mutate::frame(false, sender_id.clone(), document_id.clone(), msg.encode())
             };
-            seeds.push(("automerge-panics-unknown-other-actor".into(), patch(&|c| c.others.push(vec![0x77; 16]))));
+            seeds.push((
+                "automerge-panics-unknown-other-actor".into(),
+                patch(&|c| c.others.push(vec![0x77; 16])),
+            ));
             seeds.push(("automerge-panics-new-actor-at-seq-2".into(), patch(&|c| c.seq = 2)));
         }
         // The attacks the bounds refuse.
@@ -312,14 +429,46 @@ impl World {
             b.extend_from_slice(body);
             b
         };
-        let have = |blooms: Vec<Vec<u8>>| crate::mutate::encode_message::<Vec<u8>>(0x42, &[], &[], &blooms.into_iter().map(|b| (vec![], b)).collect::<Vec<_>>(), &[], None);
-        push(&mut seeds, "attack-bloom-probes", &attack(have(vec![bloom(1, 10, u64::from(u32::MAX), &[0, 0])])));
+        let have = |blooms: Vec<Vec<u8>>| {
+            crate::mutate::encode_message::<Vec<u8>>(
+                0x42,
+                &[],
+                &[],
+                &blooms.into_iter().map(|b| (vec![], b)).collect::<Vec<_>>(),
+                &[],
+                None,
+            )
+        };
+        push(
+            &mut seeds,
+            "attack-bloom-probes",
+            &attack(have(vec![bloom(1, 10, u64::from(u32::MAX), &[0, 0])])),
+        );
         push(&mut seeds, "attack-bloom-zero-bits", &attack(have(vec![bloom(5, 0, 7, &[])])));
-        push(&mut seeds, "attack-bloom-many-haves", &attack(have((0..40).map(|_| bloom(1, 8, 2_000_000, &[0x5a])).collect())));
-        push(&mut seeds, "bloom-at-the-limits", &attack(have((0..4).map(|_| bloom(25, 32, 16, &[0u8; 100])).collect())));
+        push(
+            &mut seeds,
+            "attack-bloom-many-haves",
+            &attack(have((0..40).map(|_| bloom(1, 8, 2_000_000, &[0x5a])).collect())),
+        );
+        push(
+            &mut seeds,
+            "bloom-at-the-limits",
+            &attack(have((0..4).map(|_| bloom(25, 32, 16, &[0u8; 100])).collect())),
+        );
         // A whole document where changes belong.
         let (_, doc) = self.doc(0);
-        push(&mut seeds, "attack-document-chunk", &attack(crate::mutate::encode_message(0x43, &doc.get_heads(), &[], &[], &[doc.save()], None)));
+        push(
+            &mut seeds,
+            "attack-document-chunk",
+            &attack(crate::mutate::encode_message(
+                0x43,
+                &doc.get_heads(),
+                &[],
+                &[],
+                &[doc.save()],
+                None,
+            )),
+        );
         seeds
     }
 }
@@ -331,7 +480,11 @@ impl Default for World {
 }
 
 fn peer(target: &str) -> WireMessage {
-    WireMessage::Peer { sender_id: "server".into(), target_id: target.to_owned(), selected_protocol_version: "1".into() }
+    WireMessage::Peer {
+        sender_id: "server".into(),
+        target_id: target.to_owned(),
+        selected_protocol_version: "1".into(),
+    }
 }
 
 /// Messages in the thread, for tests.

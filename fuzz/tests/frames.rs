@@ -17,8 +17,12 @@ fn the_corpus_is_handled_within_bounds() {
     let corpus = load_corpus(&corpus_dir());
     assert!(corpus.len() >= 20, "the corpus holds the seed frames");
     for (name, input) in &corpus {
-        let cost = check(&world, input, &Bounds::default()).unwrap_or_else(|failure| panic!("{name}: {failure}"));
-        assert!(!matches!(cost.outcome, Outcome::Malformed) || name.starts_with("found-"), "{name}: seeds are protocol messages");
+        let cost = check(&world, input, &Bounds::default())
+            .unwrap_or_else(|failure| panic!("{name}: {failure}"));
+        assert!(
+            !matches!(cost.outcome, Outcome::Malformed) || name.starts_with("found-"),
+            "{name}: seeds are protocol messages"
+        );
     }
 }
 
@@ -28,7 +32,11 @@ fn the_corpus_is_handled_within_bounds() {
 fn seed_frames_take_the_paths_they_were_made_for() {
     let world = World::new();
     let outcome = |name: &str| {
-        let (_, bytes) = world.seeds().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no seed {name}"));
+        let (_, bytes) = world
+            .seeds()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no seed {name}"));
         run(&world, &bytes)
     };
     for accepted in [
@@ -44,10 +52,19 @@ fn seed_frames_take_the_paths_they_were_made_for() {
         assert_eq!(outcome(accepted), Outcome::Accepted { applied: true }, "{accepted}");
     }
     assert_eq!(outcome("patient-edits-result"), Outcome::Rejected("not-permitted"));
-    for attack in ["attack-bloom-probes", "attack-bloom-zero-bits", "attack-bloom-many-haves", "attack-document-chunk"] {
+    for attack in [
+        "attack-bloom-probes",
+        "attack-bloom-zero-bits",
+        "attack-bloom-many-haves",
+        "attack-document-chunk",
+    ] {
         assert!(matches!(outcome(attack), Outcome::Refused(_)), "{attack}: {:?}", outcome(attack));
     }
-    assert!(matches!(outcome("bloom-at-the-limits"), Outcome::Heads { .. }), "{:?}", outcome("bloom-at-the-limits"));
+    assert!(
+        matches!(outcome("bloom-at-the-limits"), Outcome::Heads { .. }),
+        "{:?}",
+        outcome("bloom-at-the-limits")
+    );
     // The server catches these and closes the connection (1007).
     for panics in ["automerge-panics-unknown-other-actor", "automerge-panics-new-actor-at-seq-2"] {
         assert_eq!(outcome(panics), Outcome::Corrupt("automerge panicked"), "{panics}");
@@ -75,7 +92,11 @@ fn a_few_seconds_of_fresh_inputs_are_handled_within_bounds() {
         let input = &corpus[rng.below(corpus.len())];
         let mutated = mutate::mutate(&mut rng, &world, &corpus, input);
         if let Err(failure) = check(&world, &mutated, &Bounds::default()) {
-            let path = corpus_dir().parent().unwrap().join("artifacts").join(format!("failure-{}.bin", fuzz::name_of(&mutated)));
+            let path = corpus_dir()
+                .parent()
+                .unwrap()
+                .join("artifacts")
+                .join(format!("failure-{}.bin", fuzz::name_of(&mutated)));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &mutated).unwrap();
             panic!("seed {seed}: {failure}; input written to {}", path.display());

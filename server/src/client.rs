@@ -7,10 +7,10 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use shared::sync::{Received, SyncClient, WireMessage};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,17 +37,25 @@ pub struct Replica {
 impl Replica {
     /// Connects to `ws_url` (e.g. `ws://localhost:PORT/sync`) with extra
     /// request headers (session cookie, Origin) and sends `join`.
-    pub async fn connect(ws_url: &str, headers: &[(&'static str, String)], mut client: SyncClient) -> Result<Self, ClientError> {
+    pub async fn connect(
+        ws_url: &str,
+        headers: &[(&'static str, String)],
+        mut client: SyncClient,
+    ) -> Result<Self, ClientError> {
         let mut request = ws_url.into_client_request()?;
         for (name, value) in headers {
-            request.headers_mut().insert(*name, HeaderValue::from_str(value).expect("header value"));
+            request
+                .headers_mut()
+                .insert(*name, HeaderValue::from_str(value).expect("header value"));
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(shared::sync::MAX_FRAME_BYTES))
             .read_buffer_size(crate::sync::SOCKET_READ_BUFFER);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         let join = client.connect();
-        let mut replica = Self { client, ws, bytes_up: 0, bytes_down: 0, received: Received::default() };
+        let mut replica =
+            Self { client, ws, bytes_up: 0, bytes_down: 0, received: Received::default() };
         replica.send(vec![join]).await?;
         Ok(replica)
     }
@@ -77,7 +85,11 @@ impl Replica {
 
     /// Handles incoming messages until `done` holds (given the client and
     /// what was received so far), answering each.
-    pub async fn sync_until(&mut self, timeout: Duration, done: impl Fn(&SyncClient, &Received) -> bool) -> Result<(), ClientError> {
+    pub async fn sync_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&SyncClient, &Received) -> bool,
+    ) -> Result<(), ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(&self.client, &self.received) {
             if self.step(deadline).await?.is_none() {
@@ -89,7 +101,10 @@ impl Replica {
 
     /// Handles the next message from the server, answering it, and returns
     /// when it arrived; `None` if nothing arrived before `deadline`.
-    pub async fn step(&mut self, deadline: tokio::time::Instant) -> Result<Option<std::time::Instant>, ClientError> {
+    pub async fn step(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<std::time::Instant>, ClientError> {
         let Some((arrived, message)) = self.next_message(deadline).await? else { return Ok(None) };
         let received = self.client.receive(message)?;
         self.send(received.outgoing.clone()).await?;
@@ -102,18 +117,26 @@ impl Replica {
     /// The next message from the server and when it arrived, not yet
     /// handled (a load generator may answer it itself); `None` if nothing
     /// arrived before `deadline`.
-    pub async fn next_message(&mut self, deadline: tokio::time::Instant) -> Result<Option<(std::time::Instant, WireMessage)>, ClientError> {
+    pub async fn next_message(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(std::time::Instant, WireMessage)>, ClientError> {
         loop {
-            let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await else { return Ok(None) };
+            let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await else {
+                return Ok(None);
+            };
             let arrived = std::time::Instant::now();
             match frame {
                 Some(Ok(Message::Binary(bytes))) => {
                     self.bytes_down += bytes.len();
-                    let message = WireMessage::decode(&bytes).map_err(shared::sync::client::SyncError::from)?;
+                    let message = WireMessage::decode(&bytes)
+                        .map_err(shared::sync::client::SyncError::from)?;
                     return Ok(Some((arrived, message)));
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    return Err(ClientError::Closed(frame.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()));
+                    return Err(ClientError::Closed(
+                        frame.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default(),
+                    ));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(error.into()),

@@ -6,11 +6,12 @@ use chrono::{DateTime, Duration, Months, NaiveTime, SecondsFormat, Utc};
 use shared::catalog::{self, PANELS};
 use shared::record::{self, Entry};
 use shared::schema::{
-    Allergy, Appointment, Demographics, DocKind, Immunization, Message, Observation, Prescription, Provenance,
-    RefillRequest, Report,
+    Allergy, Appointment, Demographics, DocKind, Immunization, Message, Observation, Prescription,
+    Provenance, RefillRequest, Report,
 };
 use shared::status::{
-    AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus, ResultStatus, Severity, Side,
+    AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus,
+    ResultStatus, Severity, Side,
 };
 use shared::{ClinicId, EntryId, PatientId, UserId, check_change};
 use uuid::Uuid;
@@ -18,10 +19,14 @@ use uuid::Uuid;
 use crate::Error;
 use crate::storage::{NewUser, Store, UserRole};
 
-const RIVERSIDE: ClinicId = ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c01));
-const NORTHGATE: ClinicId = ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c02));
-const MARIA: PatientId = PatientId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0a01));
-const JAMES: PatientId = PatientId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0a02));
+const RIVERSIDE: ClinicId =
+    ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c01));
+const NORTHGATE: ClinicId =
+    ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c02));
+const MARIA: PatientId =
+    PatientId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0a01));
+const JAMES: PatientId =
+    PatientId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0a02));
 
 /// A demo user, as printed for the operator.
 #[derive(Clone, Debug)]
@@ -108,11 +113,19 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
     seeder
         .write(DocKind::ClinicalRecord { patient: MARIA, clinic: NORTHGATE }, &brandt, |doc, p| {
             for quarter in 0..20u32 {
-                let when = now - Months::new(60 - quarter * 3) + Duration::days(i64::from(quarter % 4) * 3);
+                let when = now - Months::new(60 - quarter * 3)
+                    + Duration::days(i64::from(quarter % 4) * 3);
                 let a1c = 8.6 - 1.9 * f64::from(quarter) / 19.0 + rng.noise(0.2);
                 add_panel(doc, p, "4548-4", when, &[round1(a1c)])?;
             }
-            let metformin = prescription(p, "861007", 180, 3, now - Months::new(58), PrescriptionStatus::Active);
+            let metformin = prescription(
+                p,
+                "861007",
+                180,
+                3,
+                now - Months::new(58),
+                PrescriptionStatus::Active,
+            );
             record::add(doc, metformin_id(), &metformin)?;
             let visit = Appointment {
                 start: stamp(at_time(now + Duration::days(12), 9, 30)),
@@ -130,30 +143,89 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
         .write(DocKind::ClinicalRecord { patient: MARIA, clinic: RIVERSIDE }, &okafor, |doc, p| {
             for year in 0..5u32 {
                 let when = now - Months::new(58 - year * 12);
-                let ldl = if year == 0 { 152.0 } else { 118.0 - 8.0 * f64::from(year) + rng.noise(5.0) };
-                let lipids = [round0(ldl + 75.0), round0(44.0 + rng.noise(3.0)), round0(ldl), round0(165.0 + rng.noise(20.0))];
+                let ldl =
+                    if year == 0 { 152.0 } else { 118.0 - 8.0 * f64::from(year) + rng.noise(5.0) };
+                let lipids = [
+                    round0(ldl + 75.0),
+                    round0(44.0 + rng.noise(3.0)),
+                    round0(ldl),
+                    round0(165.0 + rng.noise(20.0)),
+                ];
                 add_panel(doc, p, "57698-3", when, &lipids)?;
-                add_panel(doc, p, "58410-2", when + Duration::days(1), &[
-                    round1(6.8 + rng.noise(1.0)),
-                    round1(4.6 + rng.noise(0.2)),
-                    round1(if year == 2 { 11.6 } else { 13.2 + rng.noise(0.4) }),
-                    round1(40.5 + rng.noise(1.5)),
-                    round0(260.0 + rng.noise(30.0)),
-                ])?;
+                add_panel(
+                    doc,
+                    p,
+                    "58410-2",
+                    when + Duration::days(1),
+                    &[
+                        round1(6.8 + rng.noise(1.0)),
+                        round1(4.6 + rng.noise(0.2)),
+                        round1(if year == 2 { 11.6 } else { 13.2 + rng.noise(0.4) }),
+                        round1(40.5 + rng.noise(1.5)),
+                        round0(260.0 + rng.noise(30.0)),
+                    ],
+                )?;
                 add_immunization(doc, p, "140", when + Months::new(6))?;
             }
             for half in 0..10u32 {
                 let when = now - Months::new(57 - half * 6);
                 let egfr = 82.0 - 18.0 * f64::from(half) / 9.0 + rng.noise(2.0);
                 let creatinine = 0.82 + (82.0 - egfr) * 0.012;
-                let bmp = [round0(142.0 - f64::from(half) * 3.0 + rng.noise(6.0)), round2(creatinine), round0(egfr), round0(139.0 + rng.noise(2.0)), round1(4.3 + rng.noise(0.3))];
+                let bmp = [
+                    round0(142.0 - f64::from(half) * 3.0 + rng.noise(6.0)),
+                    round2(creatinine),
+                    round0(egfr),
+                    round0(139.0 + rng.noise(2.0)),
+                    round1(4.3 + rng.noise(0.3)),
+                ];
                 add_panel(doc, p, "51990-0", when, &bmp)?;
             }
-            record::add(doc, EntryId::mint(), &prescription(p, "617310", 90, 3, now - Months::new(57), PrescriptionStatus::Active))?;
+            record::add(
+                doc,
+                EntryId::mint(),
+                &prescription(
+                    p,
+                    "617310",
+                    90,
+                    3,
+                    now - Months::new(57),
+                    PrescriptionStatus::Active,
+                ),
+            )?;
             let lisinopril_id = EntryId::mint();
-            record::add(doc, lisinopril_id, &prescription(p, "314076", 90, 3, now - Months::new(59), PrescriptionStatus::Active))?;
-            record::change_status(doc, Prescription::COLLECTION, lisinopril_id, "stopped", "Persistent dry cough", p.author, &stamp(now - Months::new(40)))?;
-            record::add(doc, EntryId::mint(), &prescription(p, "197361", 90, 5, now - Months::new(40), PrescriptionStatus::Active))?;
+            record::add(
+                doc,
+                lisinopril_id,
+                &prescription(
+                    p,
+                    "314076",
+                    90,
+                    3,
+                    now - Months::new(59),
+                    PrescriptionStatus::Active,
+                ),
+            )?;
+            record::change_status(
+                doc,
+                Prescription::COLLECTION,
+                lisinopril_id,
+                "stopped",
+                "Persistent dry cough",
+                p.author,
+                &stamp(now - Months::new(40)),
+            )?;
+            record::add(
+                doc,
+                EntryId::mint(),
+                &prescription(
+                    p,
+                    "197361",
+                    90,
+                    5,
+                    now - Months::new(40),
+                    PrescriptionStatus::Active,
+                ),
+            )?;
             let allergy = Allergy {
                 substance_code: "70618".into(),
                 substance: "Penicillin".into(),
@@ -173,8 +245,13 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
     let question = EntryId::mint();
     seeder
         .write(thread, &maria, |doc, _| {
-            let body = "Since the new blood pressure tablet my ankles swell by evening. Is that expected?";
-            record::add(doc, question, &message(&maria, Side::Patient, now - Duration::days(6), body))
+            let body =
+                "Since the new blood pressure tablet my ankles swell by evening. Is that expected?";
+            record::add(
+                doc,
+                question,
+                &message(&maria, Side::Patient, now - Duration::days(6), body),
+            )
         })
         .await?;
     seeder
@@ -184,7 +261,9 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
             record::add(doc, EntryId::mint(), &message(&okafor, Side::Clinic, now - Duration::days(5), body))
         })
         .await?;
-    seeder.write(DocKind::MessageThread { patient: MARIA, clinic: NORTHGATE }, &brandt, |_, _| Ok(())).await?;
+    seeder
+        .write(DocKind::MessageThread { patient: MARIA, clinic: NORTHGATE }, &brandt, |_, _| Ok(()))
+        .await?;
 
     // James Whitfield: hypertension and hypothyroidism, Riverside only.
     seeder
@@ -203,12 +282,63 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
         .write(DocKind::ClinicalRecord { patient: JAMES, clinic: RIVERSIDE }, &okafor, |doc, p| {
             for year in 0..4u32 {
                 let when = now - Months::new(46 - year * 12);
-                add_panel(doc, p, "57698-3", when, &[round0(205.0 - f64::from(year) * 9.0), round0(51.0 + rng.noise(3.0)), round0(128.0 - f64::from(year) * 10.0), round0(140.0 + rng.noise(15.0))])?;
-                add_panel(doc, p, "3016-3", when, &[round2(5.8 - f64::from(year) * 0.9 + rng.noise(0.2))])?;
-                add_panel(doc, p, "51990-0", when, &[round0(96.0 + rng.noise(5.0)), round2(1.05 + rng.noise(0.05)), round0(71.0 + rng.noise(3.0)), round0(140.0 + rng.noise(2.0)), round1(4.1 + rng.noise(0.3))])?;
+                add_panel(
+                    doc,
+                    p,
+                    "57698-3",
+                    when,
+                    &[
+                        round0(205.0 - f64::from(year) * 9.0),
+                        round0(51.0 + rng.noise(3.0)),
+                        round0(128.0 - f64::from(year) * 10.0),
+                        round0(140.0 + rng.noise(15.0)),
+                    ],
+                )?;
+                add_panel(
+                    doc,
+                    p,
+                    "3016-3",
+                    when,
+                    &[round2(5.8 - f64::from(year) * 0.9 + rng.noise(0.2))],
+                )?;
+                add_panel(
+                    doc,
+                    p,
+                    "51990-0",
+                    when,
+                    &[
+                        round0(96.0 + rng.noise(5.0)),
+                        round2(1.05 + rng.noise(0.05)),
+                        round0(71.0 + rng.noise(3.0)),
+                        round0(140.0 + rng.noise(2.0)),
+                        round1(4.1 + rng.noise(0.3)),
+                    ],
+                )?;
             }
-            record::add(doc, EntryId::mint(), &prescription(p, "314076", 90, 5, now - Months::new(46), PrescriptionStatus::Active))?;
-            record::add(doc, EntryId::mint(), &prescription(p, "966247", 90, 5, now - Months::new(45), PrescriptionStatus::Active))?;
+            record::add(
+                doc,
+                EntryId::mint(),
+                &prescription(
+                    p,
+                    "314076",
+                    90,
+                    5,
+                    now - Months::new(46),
+                    PrescriptionStatus::Active,
+                ),
+            )?;
+            record::add(
+                doc,
+                EntryId::mint(),
+                &prescription(
+                    p,
+                    "966247",
+                    90,
+                    5,
+                    now - Months::new(45),
+                    PrescriptionStatus::Active,
+                ),
+            )?;
             let allergy = Allergy {
                 substance_code: "10180".into(),
                 substance: "Sulfamethoxazole".into(),
@@ -223,7 +353,9 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
             record::add(doc, EntryId::mint(), &allergy)
         })
         .await?;
-    seeder.write(DocKind::MessageThread { patient: JAMES, clinic: RIVERSIDE }, &okafor, |_, _| Ok(())).await?;
+    seeder
+        .write(DocKind::MessageThread { patient: JAMES, clinic: RIVERSIDE }, &okafor, |_, _| Ok(()))
+        .await?;
     Ok(users)
 }
 
@@ -247,7 +379,8 @@ struct Author {
 
 impl Author {
     fn provenance(&self, recorded: DateTime<Utc>) -> Provenance {
-        let (clinic, clinic_name) = self.clinic.expect("clinical entries are written by clinic staff");
+        let (clinic, clinic_name) =
+            self.clinic.expect("clinical entries are written by clinic staff");
         Provenance {
             clinic,
             clinic_name: clinic_name.to_owned(),
@@ -280,15 +413,23 @@ impl Seeder<'_> {
         };
         let author = Author { author: user.id, name: user.name, clinic };
         edit(&mut doc, &author).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
-        let principal = self.store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
-        check_change(doc.document(), &before, &kind, &principal)
-            .map_err(|denial| Error::BadRequest(format!("demo data breaks the write policy: {denial}")))?;
+        let principal =
+            self.store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
+        check_change(doc.document(), &before, &kind, &principal).map_err(|denial| {
+            Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
+        })?;
         self.store.compact_document(id, &doc.save(), stored.seq).await?;
         Ok(())
     }
 }
 
-fn add_panel(doc: &mut AutoCommit, p: &Author, panel_loinc: &str, when: DateTime<Utc>, values: &[f64]) -> Result<(), record::RecordError> {
+fn add_panel(
+    doc: &mut AutoCommit,
+    p: &Author,
+    panel_loinc: &str,
+    when: DateTime<Utc>,
+    values: &[f64],
+) -> Result<(), record::RecordError> {
     let panel = PANELS.iter().find(|panel| panel.loinc == panel_loinc).expect("panel in catalog");
     let when = at_time(when, 8, 15);
     let report_id = EntryId::mint();
@@ -327,7 +468,14 @@ fn add_panel(doc: &mut AutoCommit, p: &Author, panel_loinc: &str, when: DateTime
     Ok(())
 }
 
-fn prescription(p: &Author, rxnorm: &str, quantity: u32, refills: u32, authored: DateTime<Utc>, status: PrescriptionStatus) -> Prescription {
+fn prescription(
+    p: &Author,
+    rxnorm: &str,
+    quantity: u32,
+    refills: u32,
+    authored: DateTime<Utc>,
+    status: PrescriptionStatus,
+) -> Prescription {
     let medication = catalog::medication(rxnorm).expect("medication in catalog");
     Prescription {
         rxnorm: medication.rxnorm.into(),
@@ -344,7 +492,12 @@ fn prescription(p: &Author, rxnorm: &str, quantity: u32, refills: u32, authored:
     }
 }
 
-fn add_immunization(doc: &mut AutoCommit, p: &Author, cvx: &str, when: DateTime<Utc>) -> Result<(), record::RecordError> {
+fn add_immunization(
+    doc: &mut AutoCommit,
+    p: &Author,
+    cvx: &str,
+    when: DateTime<Utc>,
+) -> Result<(), record::RecordError> {
     let vaccine = catalog::VACCINES.iter().find(|v| v.cvx == cvx).expect("vaccine in catalog");
     let immunization = Immunization {
         cvx: vaccine.cvx.into(),
@@ -374,12 +527,21 @@ fn message(author: &DemoUser, side: Side, at: DateTime<Utc>, body: &str) -> Mess
 /// A plain glucose result, for benchmarks and tests that need many entries.
 /// The name the demo data set gives one of its clinics.
 pub fn clinic_name(clinic: ClinicId) -> &'static str {
-    if clinic == RIVERSIDE { "Riverside Family Practice" } else { "Northgate Diabetes & Endocrine Clinic" }
+    if clinic == RIVERSIDE {
+        "Riverside Family Practice"
+    } else {
+        "Northgate Diabetes & Endocrine Clinic"
+    }
 }
 
 /// A glucose result recorded by `recorder` at `clinic`; the names must be
 /// the directory's (the write policy checks them).
-pub fn glucose_result(clinic: (ClinicId, &str), recorder: UserId, recorder_name: &str, value: f64) -> Observation {
+pub fn glucose_result(
+    clinic: (ClinicId, &str),
+    recorder: UserId,
+    recorder_name: &str,
+    value: f64,
+) -> Observation {
     let (clinic, clinic_name) = clinic;
     let test = catalog::lab_test("2345-7").expect("glucose in catalog");
     Observation {
@@ -466,7 +628,10 @@ pub async fn add_history(hub: &crate::sync::Hub, history: History) -> Result<(),
     write_live(hub, clinical, &okafor, |doc, p| {
         // Metabolic, blood count, lipids and HbA1c in turn, one draw every few days.
         let rotation = ["51990-0", "58410-2", "57698-3", "4548-4"];
-        let sizes: Vec<usize> = rotation.iter().map(|l| PANELS.iter().find(|p| p.loinc == *l).expect("panel").tests.len()).collect();
+        let sizes: Vec<usize> = rotation
+            .iter()
+            .map(|l| PANELS.iter().find(|p| p.loinc == *l).expect("panel").tests.len())
+            .collect();
         let per_round: usize = sizes.iter().sum();
         let draws = history.results.div_ceil(per_round) * rotation.len();
         let mut left = history.results;
@@ -475,34 +640,82 @@ pub async fn add_history(hub: &crate::sync::Hub, history: History) -> Result<(),
                 break;
             }
             let loinc = rotation[draw % rotation.len()];
-            let when = start + span * i32::try_from(draw).unwrap_or(i32::MAX) / i32::try_from(draws).unwrap_or(i32::MAX);
+            let when = start
+                + span * i32::try_from(draw).unwrap_or(i32::MAX)
+                    / i32::try_from(draws).unwrap_or(i32::MAX);
             let values: Vec<f64> = match loinc {
-                "51990-0" => vec![round0(130.0 + rng.noise(25.0)), round2(1.0 + rng.noise(0.2)), round0(70.0 + rng.noise(10.0)), round0(139.0 + rng.noise(3.0)), round1(4.3 + rng.noise(0.5))],
-                "58410-2" => vec![round1(6.8 + rng.noise(1.5)), round1(4.6 + rng.noise(0.3)), round1(13.2 + rng.noise(1.0)), round1(40.5 + rng.noise(2.5)), round0(260.0 + rng.noise(50.0))],
-                "57698-3" => vec![round0(190.0 + rng.noise(30.0)), round0(45.0 + rng.noise(5.0)), round0(115.0 + rng.noise(25.0)), round0(160.0 + rng.noise(40.0))],
+                "51990-0" => vec![
+                    round0(130.0 + rng.noise(25.0)),
+                    round2(1.0 + rng.noise(0.2)),
+                    round0(70.0 + rng.noise(10.0)),
+                    round0(139.0 + rng.noise(3.0)),
+                    round1(4.3 + rng.noise(0.5)),
+                ],
+                "58410-2" => vec![
+                    round1(6.8 + rng.noise(1.5)),
+                    round1(4.6 + rng.noise(0.3)),
+                    round1(13.2 + rng.noise(1.0)),
+                    round1(40.5 + rng.noise(2.5)),
+                    round0(260.0 + rng.noise(50.0)),
+                ],
+                "57698-3" => vec![
+                    round0(190.0 + rng.noise(30.0)),
+                    round0(45.0 + rng.noise(5.0)),
+                    round0(115.0 + rng.noise(25.0)),
+                    round0(160.0 + rng.noise(40.0)),
+                ],
                 _ => vec![round1(7.2 + rng.noise(0.8))],
             };
             let n = values.len().min(left);
             left -= n;
             add_panel(doc, p, loinc, when, &values[..n])?;
         }
-        let medications: Vec<&str> = ["861007", "617310", "314076", "197361", "198211", "310429", "313782", "310965", "966247"].into();
+        let medications: Vec<&str> = [
+            "861007", "617310", "314076", "197361", "198211", "310429", "313782", "310965",
+            "966247",
+        ]
+        .into();
         for i in 0..history.prescriptions {
-            let authored = start + span * i32::try_from(i).unwrap_or(i32::MAX) / i32::try_from(history.prescriptions.max(1)).unwrap_or(1);
-            let rx = prescription(p, medications[i % medications.len()], 30, 2, authored, PrescriptionStatus::Active);
+            let authored = start
+                + span * i32::try_from(i).unwrap_or(i32::MAX)
+                    / i32::try_from(history.prescriptions.max(1)).unwrap_or(1);
+            let rx = prescription(
+                p,
+                medications[i % medications.len()],
+                30,
+                2,
+                authored,
+                PrescriptionStatus::Active,
+            );
             let id = EntryId::mint();
             record::add(doc, id, &rx)?;
             // The newest few stay active; older ones ended one way or another.
             if i + 5 < history.prescriptions {
-                let (status, reason) = if i % 3 == 0 { ("stopped", "Switched to another medication") } else { ("completed", "Course finished") };
-                record::change_status(doc, Prescription::COLLECTION, id, status, reason, p.author, &stamp(authored + Duration::days(30)))?;
+                let (status, reason) = if i % 3 == 0 {
+                    ("stopped", "Switched to another medication")
+                } else {
+                    ("completed", "Course finished")
+                };
+                record::change_status(
+                    doc,
+                    Prescription::COLLECTION,
+                    id,
+                    status,
+                    reason,
+                    p.author,
+                    &stamp(authored + Duration::days(30)),
+                )?;
             }
         }
         Ok(())
     })
     .await?;
     let thread = DocKind::MessageThread { patient: MARIA, clinic: RIVERSIDE };
-    let sent = |i: usize| start + span * i32::try_from(i).unwrap_or(i32::MAX) / i32::try_from(history.messages.max(1)).unwrap_or(1);
+    let sent = |i: usize| {
+        start
+            + span * i32::try_from(i).unwrap_or(i32::MAX)
+                / i32::try_from(history.messages.max(1)).unwrap_or(1)
+    };
     write_live(hub, thread, &maria, |doc, _| {
         for i in (0..history.messages).step_by(2) {
             let body = format!("Question {}: my readings this week were a little higher than usual; should I change anything before the next visit?", i / 2 + 1);
@@ -532,7 +745,8 @@ async fn write_live(
 ) -> Result<(), Error> {
     let id = kind.doc_id();
     let store = hub.store();
-    let mut locked: std::collections::BTreeMap<_, _> = hub.lock_all([id]).await?.into_iter().collect();
+    let mut locked: std::collections::BTreeMap<_, _> =
+        hub.lock_all([id]).await?.into_iter().collect();
     let canonical = locked.get(&id).and_then(|guard| guard.as_ref()).ok_or(Error::NotFound)?;
     let mut doc = AutoCommit::load(&canonical.doc().save())
         .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
@@ -543,9 +757,11 @@ async fn write_live(
     let clinic = user.clinics.first().map(|&c| (c, clinic_name(c)));
     let author = Author { author: user.id, name: user.name, clinic };
     edit(&mut doc, &author).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
-    let principal = store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
-    check_change(doc.document(), &before, &kind, &principal)
-        .map_err(|denial| Error::BadRequest(format!("demo data breaks the write policy: {denial}")))?;
+    let principal =
+        store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
+    check_change(doc.document(), &before, &kind, &principal).map_err(|denial| {
+        Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
+    })?;
     let data = doc.save_after(&before);
     let accepted = crate::sync::Accepted { id, doc: doc.document().clone(), data, snapshot: false };
     hub.commit(&mut locked, vec![accepted], &[], None).await?;

@@ -76,7 +76,9 @@ impl Error {
             Self::PasskeyReplaced(_) => (StatusCode::UNAUTHORIZED, "passkey_replaced"),
             Self::ReauthRequired => (StatusCode::FORBIDDEN, "reauth_required"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Store(_) | Self::Io(_) | Self::Webauthn(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Store(_) | Self::Io(_) | Self::Webauthn(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 }
@@ -90,7 +92,8 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
+        let mut response =
+            (status, Json(json!({ "error": code, "message": message }))).into_response();
         if let Self::RateLimited(seconds) = self {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }

@@ -64,7 +64,10 @@ pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error
         static_dir: Arc::new(config.static_dir.clone()),
         auth: Arc::new(auth::AuthConfig::new(&public_url)?),
         public_url: public_url.into(),
-        limits: Arc::new(ratelimit::RateLimiter::new(ratelimit::Limits::default(), config.trust_forwarded_for)),
+        limits: Arc::new(ratelimit::RateLimiter::new(
+            ratelimit::Limits::default(),
+            config.trust_forwarded_for,
+        )),
     })
 }
 

@@ -61,7 +61,10 @@ async fn invite(args: Invite) -> Result<(), Error> {
     };
     let clinic = match (args.clinic, &args.clinic_name) {
         (Some(id), _) => {
-            store.clinic_name(id).await?.ok_or_else(|| Error::BadRequest(format!("no clinic has the id {id}")))?;
+            store
+                .clinic_name(id)
+                .await?
+                .ok_or_else(|| Error::BadRequest(format!("no clinic has the id {id}")))?;
             Some(id)
         }
         (None, Some(name)) => match store.clinic_by_name(name).await? {
@@ -75,12 +78,29 @@ async fn invite(args: Invite) -> Result<(), Error> {
             None => return Err(Error::BadRequest(format!("no clinic is named {name:?}"))),
         },
         (None, None) if matches!(role, UserRole::Patient) => None,
-        (None, None) => return Err(Error::BadRequest("an admin or provider needs --clinic or --clinic-name".into())),
+        (None, None) => {
+            return Err(Error::BadRequest(
+                "an admin or provider needs --clinic or --clinic-name".into(),
+            ));
+        }
     };
     let public_url = args.public_url.unwrap_or_else(|| "http://localhost:8080".into());
-    let new = NewAccount { role, display_name: args.name, clinic, patient: None, may_message: false, created_by: None };
-    let invitation = accounts::create_account(&store, public_url.trim_end_matches('/'), new).await?;
-    println!("Created {} {} (user id {})", role.code(), invitation.user.display_name, invitation.user.id);
+    let new = NewAccount {
+        role,
+        display_name: args.name,
+        clinic,
+        patient: None,
+        may_message: false,
+        created_by: None,
+    };
+    let invitation =
+        accounts::create_account(&store, public_url.trim_end_matches('/'), new).await?;
+    println!(
+        "Created {} {} (user id {})",
+        role.code(),
+        invitation.user.display_name,
+        invitation.user.id
+    );
     println!("One-time enrollment link (valid 72 hours): {}", invitation.link);
     store.close().await;
     Ok(())
@@ -90,7 +110,8 @@ async fn invite(args: Invite) -> Result<(), Error> {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTAL_LOG").unwrap_or_else(|_| "info,sqlx=warn,webauthn_rs_core=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PORTAL_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,webauthn_rs_core=warn".into()),
         )
         .init();
     match run(Cli::parse()).await {
@@ -115,7 +136,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let public_url = config.public_url(port);
     if seed {
         let users = demo::seed(&store).await?;
-        println!("Demo data is ready. Open a demo user's one-time enrollment link (valid 72 hours) to add a passkey:");
+        println!(
+            "Demo data is ready. Open a demo user's one-time enrollment link (valid 72 hours) to add a passkey:"
+        );
         for user in users {
             let (link, _) = accounts::issue_enrollment(&store, &public_url, user.id, None).await?;
             println!("  {:<9} {:<20} {link}", user.role.code(), user.name);
@@ -127,8 +150,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate.recv() => {}

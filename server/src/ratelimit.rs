@@ -103,7 +103,10 @@ impl RateLimiter {
         let now = Instant::now();
         Self {
             limits,
-            state: Mutex::new(Buckets { global: Tokens::full(limits.global, now), clients: HashMap::new() }),
+            state: Mutex::new(Buckets {
+                global: Tokens::full(limits.global, now),
+                clients: HashMap::new(),
+            }),
             trust_forwarded_for,
         }
     }
@@ -120,8 +123,13 @@ impl RateLimiter {
                 tokens.tokens < per_client.burst
             });
         }
-        let key = if state.clients.contains_key(&client) || state.clients.len() < max_clients { client } else { OVERFLOW };
-        let mut mine = state.clients.get(&key).copied().unwrap_or_else(|| Tokens::full(per_client, now));
+        let key = if state.clients.contains_key(&client) || state.clients.len() < max_clients {
+            client
+        } else {
+            OVERFLOW
+        };
+        let mut mine =
+            state.clients.get(&key).copied().unwrap_or_else(|| Tokens::full(per_client, now));
         mine.refill(per_client, now);
         state.global.refill(global, now);
         let wait = mine.wait(per_client).max(state.global.wait(global));
@@ -158,7 +166,11 @@ impl RateLimiter {
 
 /// Middleware for the anonymous ceremony routes: 429 with `Retry-After`
 /// (whole seconds, at least 1) once a bucket is empty.
-pub async fn limit_anonymous(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, Error> {
+pub async fn limit_anonymous(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
     let limiter = &state.limits;
     if let Err(wait) = limiter.check(limiter.client(&request), Instant::now()) {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -9,10 +9,10 @@ use axum::middleware;
 use axum::routing::{any, delete, get, patch, post};
 use tower_http::trace::TraceLayer;
 
-use crate::{AppState, sync};
 use crate::auth::require_same_origin;
-use crate::ratelimit::limit_anonymous;
 use crate::handlers::{access, health, passkeys, session, web};
+use crate::ratelimit::limit_anonymous;
+use crate::{AppState, sync};
 
 pub fn router(state: AppState) -> Router {
     // Anonymous ceremony work is bounded per client and in total (`ratelimit`).

@@ -13,7 +13,8 @@ use crate::storage::{Backend, Store};
 
 /// PostgreSQL server used by tests; override with `PORTAL_TEST_POSTGRES`.
 pub fn postgres_admin_url() -> String {
-    std::env::var("PORTAL_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PORTAL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for one test: a file in a temporary directory, or a
@@ -55,10 +56,15 @@ impl TestDatabase {
     /// Drops a PostgreSQL test database (call after closing its pools).
     pub async fn drop_database(self) {
         if self.backend == Backend::Postgres {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await.expect("connect");
-            sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url())
                 .await
-                .expect("drop test database");
+                .expect("connect");
+            sqlx::Executor::execute(
+                &mut conn,
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str(),
+            )
+            .await
+            .expect("drop test database");
         }
     }
 }
@@ -78,7 +84,11 @@ impl TestServer {
     }
 
     /// A server on `store`, e.g. one connected through a `Relay`.
-    pub async fn start_with_store(database: &TestDatabase, store: Store, static_dir: PathBuf) -> Self {
+    pub async fn start_with_store(
+        database: &TestDatabase,
+        store: Store,
+        static_dir: PathBuf,
+    ) -> Self {
         Self::start_with(database, store, static_dir, |_| {}).await
     }
 
@@ -108,10 +118,13 @@ impl TestServer {
         // Ready means listening to other instances too (PostgreSQL):
         // `/healthz` answers 503 until then.
         if let Some(mut status) = hub.cluster_status() {
-            tokio::time::timeout(std::time::Duration::from_secs(30), status.wait_for(|s| s.listening))
-                .await
-                .expect("the listener connects")
-                .expect("the listener runs");
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                status.wait_for(|s| s.listening),
+            )
+            .await
+            .expect("the listener connects")
+            .expect("the listener runs");
         }
         let task = tokio::spawn(async move {
             crate::serve(state, listener, async {
@@ -120,7 +133,13 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Self { base_url: format!("http://localhost:{port}"), store, hub, stop: Some(stop), task: Some(task) }
+        Self {
+            base_url: format!("http://localhost:{port}"),
+            store,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -155,7 +174,8 @@ impl Relay {
     /// A relay on 127.0.0.1:0 to the host and port of `database_url`.
     pub async fn start(database_url: &str) -> Self {
         let url = webauthn_rs::prelude::Url::parse(database_url).expect("database URL");
-        let upstream = format!("{}:{}", url.host_str().expect("database host"), url.port().unwrap_or(5432));
+        let upstream =
+            format!("{}:{}", url.host_str().expect("database host"), url.port().unwrap_or(5432));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (control, _) = watch::channel(RelayState::default());
@@ -228,7 +248,11 @@ async fn pump(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0; 16 * 1024];
     loop {
-        let Ok(flowing) = control.wait_for(|s| s.epoch != epoch || !s.silent).await.map(|s| s.epoch == epoch) else { return };
+        let Ok(flowing) =
+            control.wait_for(|s| s.epoch != epoch || !s.silent).await.map(|s| s.epoch == epoch)
+        else {
+            return;
+        };
         if !flowing {
             return;
         }
@@ -244,7 +268,11 @@ async fn pump(
             Ok(n) => n,
         };
         // Read just as the relay went silent: held until it resumes.
-        let Ok(flowing) = control.wait_for(|s| s.epoch != epoch || !s.silent).await.map(|s| s.epoch == epoch) else { return };
+        let Ok(flowing) =
+            control.wait_for(|s| s.epoch != epoch || !s.silent).await.map(|s| s.epoch == epoch)
+        else {
+            return;
+        };
         if !flowing {
             return;
         }

@@ -47,7 +47,13 @@ pub struct Substance {
     pub display: &'static str,
 }
 
-const fn test(loinc: &'static str, display: &'static str, unit: &'static str, low: Option<f64>, high: Option<f64>) -> LabTest {
+const fn test(
+    loinc: &'static str,
+    display: &'static str,
+    unit: &'static str,
+    low: Option<f64>,
+    high: Option<f64>,
+) -> LabTest {
     LabTest { loinc, display, unit, low, high }
 }
 
@@ -55,19 +61,61 @@ pub const LAB_TESTS: &[LabTest] = &[
     test("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", Some(4.0), Some(5.6)),
     test("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", None, Some(200.0)),
     test("2085-9", "HDL cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", Some(40.0), None),
-    test("13457-7", "LDL cholesterol [Mass/volume] in Serum or Plasma by calculation", "mg/dL", None, Some(100.0)),
+    test(
+        "13457-7",
+        "LDL cholesterol [Mass/volume] in Serum or Plasma by calculation",
+        "mg/dL",
+        None,
+        Some(100.0),
+    ),
     test("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL", None, Some(150.0)),
-    test("62238-1", "Glomerular filtration rate/1.73 sq M.predicted (CKD-EPI)", "mL/min/{1.73_m2}", Some(60.0), None),
+    test(
+        "62238-1",
+        "Glomerular filtration rate/1.73 sq M.predicted (CKD-EPI)",
+        "mL/min/{1.73_m2}",
+        Some(60.0),
+        None,
+    ),
     test("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", Some(0.6), Some(1.3)),
     test("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", Some(70.0), Some(99.0)),
     test("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", Some(135.0), Some(145.0)),
     test("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", Some(3.5), Some(5.1)),
-    test("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", Some(4.5), Some(11.0)),
-    test("789-8", "Erythrocytes [#/volume] in Blood by Automated count", "10*6/uL", Some(4.2), Some(5.9)),
+    test(
+        "6690-2",
+        "Leukocytes [#/volume] in Blood by Automated count",
+        "10*3/uL",
+        Some(4.5),
+        Some(11.0),
+    ),
+    test(
+        "789-8",
+        "Erythrocytes [#/volume] in Blood by Automated count",
+        "10*6/uL",
+        Some(4.2),
+        Some(5.9),
+    ),
     test("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", Some(12.0), Some(17.5)),
-    test("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", "%", Some(36.0), Some(50.0)),
-    test("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", Some(150.0), Some(400.0)),
-    test("3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", "m[IU]/L", Some(0.4), Some(4.0)),
+    test(
+        "4544-3",
+        "Hematocrit [Volume Fraction] of Blood by Automated count",
+        "%",
+        Some(36.0),
+        Some(50.0),
+    ),
+    test(
+        "777-3",
+        "Platelets [#/volume] in Blood by Automated count",
+        "10*3/uL",
+        Some(150.0),
+        Some(400.0),
+    ),
+    test(
+        "3016-3",
+        "Thyrotropin [Units/volume] in Serum or Plasma",
+        "m[IU]/L",
+        Some(0.4),
+        Some(4.0),
+    ),
 ];
 
 pub const PANELS: &[Panel] = &[
@@ -94,17 +142,72 @@ pub const PANELS: &[Panel] = &[
 const PENICILLINS: &str = "70618";
 
 pub const MEDICATIONS: &[Medication] = &[
-    Medication { rxnorm: "861007", display: "metformin hydrochloride 500 MG Oral Tablet", ingredients: &["6809"], usual_dosage: "1 tablet by mouth twice daily with meals" },
-    Medication { rxnorm: "617310", display: "atorvastatin 20 MG Oral Tablet", ingredients: &["83367"], usual_dosage: "1 tablet by mouth once daily" },
-    Medication { rxnorm: "314076", display: "lisinopril 10 MG Oral Tablet", ingredients: &["29046"], usual_dosage: "1 tablet by mouth once daily" },
-    Medication { rxnorm: "197361", display: "amlodipine 5 MG Oral Tablet", ingredients: &["17767"], usual_dosage: "1 tablet by mouth once daily" },
-    Medication { rxnorm: "308191", display: "amoxicillin 500 MG Oral Capsule", ingredients: &["723", PENICILLINS], usual_dosage: "1 capsule by mouth three times daily for 7 days" },
-    Medication { rxnorm: "198211", display: "simvastatin 40 MG Oral Tablet", ingredients: &["36567"], usual_dosage: "1 tablet by mouth at bedtime" },
-    Medication { rxnorm: "310429", display: "furosemide 20 MG Oral Tablet", ingredients: &["4603"], usual_dosage: "1 tablet by mouth each morning" },
-    Medication { rxnorm: "313782", display: "acetaminophen 325 MG Oral Tablet", ingredients: &["161"], usual_dosage: "2 tablets by mouth every 6 hours as needed" },
-    Medication { rxnorm: "310965", display: "ibuprofen 200 MG Oral Tablet", ingredients: &["5640"], usual_dosage: "1 to 2 tablets by mouth every 6 hours as needed" },
-    Medication { rxnorm: "966247", display: "levothyroxine sodium 0.05 MG Oral Tablet", ingredients: &["10582"], usual_dosage: "1 tablet by mouth every morning before breakfast" },
-    Medication { rxnorm: "198405", display: "sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet", ingredients: &["10180", "10829"], usual_dosage: "1 tablet by mouth twice daily" },
+    Medication {
+        rxnorm: "861007",
+        display: "metformin hydrochloride 500 MG Oral Tablet",
+        ingredients: &["6809"],
+        usual_dosage: "1 tablet by mouth twice daily with meals",
+    },
+    Medication {
+        rxnorm: "617310",
+        display: "atorvastatin 20 MG Oral Tablet",
+        ingredients: &["83367"],
+        usual_dosage: "1 tablet by mouth once daily",
+    },
+    Medication {
+        rxnorm: "314076",
+        display: "lisinopril 10 MG Oral Tablet",
+        ingredients: &["29046"],
+        usual_dosage: "1 tablet by mouth once daily",
+    },
+    Medication {
+        rxnorm: "197361",
+        display: "amlodipine 5 MG Oral Tablet",
+        ingredients: &["17767"],
+        usual_dosage: "1 tablet by mouth once daily",
+    },
+    Medication {
+        rxnorm: "308191",
+        display: "amoxicillin 500 MG Oral Capsule",
+        ingredients: &["723", PENICILLINS],
+        usual_dosage: "1 capsule by mouth three times daily for 7 days",
+    },
+    Medication {
+        rxnorm: "198211",
+        display: "simvastatin 40 MG Oral Tablet",
+        ingredients: &["36567"],
+        usual_dosage: "1 tablet by mouth at bedtime",
+    },
+    Medication {
+        rxnorm: "310429",
+        display: "furosemide 20 MG Oral Tablet",
+        ingredients: &["4603"],
+        usual_dosage: "1 tablet by mouth each morning",
+    },
+    Medication {
+        rxnorm: "313782",
+        display: "acetaminophen 325 MG Oral Tablet",
+        ingredients: &["161"],
+        usual_dosage: "2 tablets by mouth every 6 hours as needed",
+    },
+    Medication {
+        rxnorm: "310965",
+        display: "ibuprofen 200 MG Oral Tablet",
+        ingredients: &["5640"],
+        usual_dosage: "1 to 2 tablets by mouth every 6 hours as needed",
+    },
+    Medication {
+        rxnorm: "966247",
+        display: "levothyroxine sodium 0.05 MG Oral Tablet",
+        ingredients: &["10582"],
+        usual_dosage: "1 tablet by mouth every morning before breakfast",
+    },
+    Medication {
+        rxnorm: "198405",
+        display: "sulfamethoxazole 800 MG / trimethoprim 160 MG Oral Tablet",
+        ingredients: &["10180", "10829"],
+        usual_dosage: "1 tablet by mouth twice daily",
+    },
 ];
 
 pub const SUBSTANCES: &[Substance] = &[
@@ -132,16 +235,29 @@ pub fn medication(rxnorm: &str) -> Option<&'static Medication> {
 }
 
 /// Case-insensitive search over display names and codes, for pickers.
-pub fn search<'a, T>(items: &'a [T], query: &str, key: impl Fn(&T) -> [&'static str; 2]) -> Vec<&'a T> {
+pub fn search<'a, T>(
+    items: &'a [T],
+    query: &str,
+    key: impl Fn(&T) -> [&'static str; 2],
+) -> Vec<&'a T> {
     let query = query.trim().to_lowercase();
-    items.iter().filter(|item| key(item).iter().any(|field| field.to_lowercase().contains(&query))).collect()
+    items
+        .iter()
+        .filter(|item| key(item).iter().any(|field| field.to_lowercase().contains(&query)))
+        .collect()
 }
 
 /// The active allergies a medication would trigger, for the prescribing warning.
-pub fn allergy_conflicts<'a>(medication: &Medication, allergies: impl IntoIterator<Item = &'a Allergy>) -> Vec<&'a Allergy> {
+pub fn allergy_conflicts<'a>(
+    medication: &Medication,
+    allergies: impl IntoIterator<Item = &'a Allergy>,
+) -> Vec<&'a Allergy> {
     allergies
         .into_iter()
-        .filter(|a| a.status == AllergyStatus::Active && medication.ingredients.contains(&a.substance_code.as_str()))
+        .filter(|a| {
+            a.status == AllergyStatus::Active
+                && medication.ingredients.contains(&a.substance_code.as_str())
+        })
         .collect()
 }
 

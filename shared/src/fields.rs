@@ -83,7 +83,11 @@ macro_rules! clinical {
     };
 }
 
-const REPORT: &[Field] = clinical![req("loinc", Kind::Text(CODE)), req("display", Kind::Text(DISPLAY)), req("effective", Kind::Text(TIME))];
+const REPORT: &[Field] = clinical![
+    req("loinc", Kind::Text(CODE)),
+    req("display", Kind::Text(DISPLAY)),
+    req("effective", Kind::Text(TIME))
+];
 const OBSERVATION: &[Field] = clinical![
     opt("report", Kind::Uuid),
     req("loinc", Kind::Text(CODE)),
@@ -110,9 +114,13 @@ const ALLERGY: &[Field] = clinical![
     req("reaction", Kind::Text(NOTE)),
     req("severity", Kind::Text(CODE)),
 ];
-const IMMUNIZATION: &[Field] =
-    clinical![req("cvx", Kind::Text(CODE)), req("vaccine", Kind::Text(DISPLAY)), req("occurrence", Kind::Text(TIME))];
-const APPOINTMENT: &[Field] = clinical![req("start", Kind::Text(TIME)), req("reason", Kind::Text(NOTE))];
+const IMMUNIZATION: &[Field] = clinical![
+    req("cvx", Kind::Text(CODE)),
+    req("vaccine", Kind::Text(DISPLAY)),
+    req("occurrence", Kind::Text(TIME))
+];
+const APPOINTMENT: &[Field] =
+    clinical![req("start", Kind::Text(TIME)), req("reason", Kind::Text(NOTE))];
 const REFILL_REQUEST: &[Field] = &[
     req("prescription", Kind::Uuid),
     req("clinic", Kind::Uuid),
@@ -176,7 +184,11 @@ impl Field {
             (_, ScalarValue::Null) if self.optional => Ok(()),
             (Kind::Text(max), ScalarValue::Str(s)) => {
                 // Bytes bound characters from above: count only when needed.
-                if s.len() <= max || s.chars().count() <= max { Ok(()) } else { Err(Misfit::TooLong(max)) }
+                if s.len() <= max || s.chars().count() <= max {
+                    Ok(())
+                } else {
+                    Err(Misfit::TooLong(max))
+                }
             }
             (Kind::Uuid, ScalarValue::Str(s)) if s.parse::<crate::ids::EntryId>().is_ok() => Ok(()),
             (Kind::Number, ScalarValue::F64(n)) if n.is_finite() => Ok(()),
@@ -216,10 +228,15 @@ mod tests {
         fn walk(doc: &AutoCommit, obj: &automerge::ObjId, fields: &'static [Field]) {
             let written: BTreeSet<String> = doc.keys(obj).collect();
             for key in &written {
-                let field = find(fields, key).unwrap_or_else(|| panic!("{key} is not in the table"));
+                let field =
+                    find(fields, key).unwrap_or_else(|| panic!("{key} is not in the table"));
                 match (field.kind, doc.get(obj, key).unwrap().unwrap()) {
-                    (Kind::Map(inner), (automerge::Value::Object(ObjType::Map), child)) => walk(doc, &child, inner),
-                    (_, (automerge::Value::Scalar(s), _)) => field.admits(&s).unwrap_or_else(|e| panic!("{key}: {e:?}")),
+                    (Kind::Map(inner), (automerge::Value::Object(ObjType::Map), child)) => {
+                        walk(doc, &child, inner)
+                    }
+                    (_, (automerge::Value::Scalar(s), _)) => {
+                        field.admits(&s).unwrap_or_else(|e| panic!("{key}: {e:?}"))
+                    }
                     other => panic!("{key}: {other:?}"),
                 }
             }
@@ -229,7 +246,13 @@ mod tests {
         }
         let clinic = crate::ClinicId::mint();
         let user = crate::UserId::mint();
-        let provenance = Provenance { clinic, clinic_name: "C".into(), recorder: user, recorder_name: "R".into(), recorded: "t".into() };
+        let provenance = Provenance {
+            clinic,
+            clinic_name: "C".into(),
+            recorder: user,
+            recorder_name: "R".into(),
+            recorded: "t".into(),
+        };
         check(&Observation {
             report: Some(crate::EntryId::mint()),
             loinc: "1".into(),
@@ -274,7 +297,10 @@ mod tests {
     #[test]
     fn values_are_typed_and_bounded() {
         let body = find(MESSAGE, "body").unwrap();
-        assert_eq!(body.admits(&ScalarValue::Str("x".repeat(BODY + 1).into())), Err(Misfit::TooLong(BODY)));
+        assert_eq!(
+            body.admits(&ScalarValue::Str("x".repeat(BODY + 1).into())),
+            Err(Misfit::TooLong(BODY))
+        );
         assert_eq!(body.admits(&ScalarValue::Str("é".repeat(BODY).into())), Ok(()));
         assert_eq!(body.admits(&ScalarValue::Bytes(vec![1])), Err(Misfit::WrongType));
         assert_eq!(body.admits(&ScalarValue::Null), Err(Misfit::WrongType));
@@ -282,6 +308,9 @@ mod tests {
         assert_eq!(read_by.admits(&ScalarValue::Null), Ok(()));
         let upper = crate::UserId::mint().to_string().to_uppercase();
         assert_eq!(read_by.admits(&ScalarValue::Str(upper.into())), Err(Misfit::WrongType));
-        assert_eq!(find(PRESCRIPTION, "quantity").unwrap().admits(&ScalarValue::counter(1)), Err(Misfit::WrongType));
+        assert_eq!(
+            find(PRESCRIPTION, "quantity").unwrap().admits(&ScalarValue::counter(1)),
+            Err(Misfit::WrongType)
+        );
     }
 }

@@ -125,7 +125,12 @@ mod tests {
         assert_eq!(id.to_string().parse::<PatientId>().unwrap(), id);
         assert!("not-a-uuid".parse::<PatientId>().is_err());
         // Other spellings of the same UUID are not the id.
-        for other in [id.to_string().to_uppercase(), id.as_uuid().simple().to_string(), format!("{{{id}}}"), id.as_uuid().urn().to_string()] {
+        for other in [
+            id.to_string().to_uppercase(),
+            id.as_uuid().simple().to_string(),
+            format!("{{{id}}}"),
+            id.as_uuid().urn().to_string(),
+        ] {
             assert!(other.parse::<PatientId>().is_err(), "{other}");
         }
     }

@@ -15,5 +15,8 @@ pub mod status;
 pub mod sync;
 
 pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
-pub use policy::{Denial, Plan, Principal, Role, Rule, check_change, check_edit, check_entries, check_ops, check_quota};
+pub use policy::{
+    Denial, Plan, Principal, Role, Rule, check_change, check_edit, check_entries, check_ops,
+    check_quota,
+};
 pub use schema::DocKind;

@@ -52,7 +52,11 @@ impl ReadDoc for MapCache<'_> {
     where
         Self: 'b;
 
-    fn get<P: Into<Prop>>(&self, obj: &ObjId, prop: P) -> Result<Option<(Value<'_>, ObjId)>, AutomergeError> {
+    fn get<P: Into<Prop>>(
+        &self,
+        obj: &ObjId,
+        prop: P,
+    ) -> Result<Option<(Value<'_>, ObjId)>, AutomergeError> {
         match prop.into() {
             // A key of a list or text has no value either way, and the
             // schema holds no lists, so map keys are all there is to cache.
@@ -67,10 +71,18 @@ impl ReadDoc for MapCache<'_> {
     fn object_type<O: AsRef<ObjId>>(&self, obj: O) -> Option<ObjType> {
         Read::object_type(self.doc, obj).ok()
     }
-    fn map_range<'b, O: AsRef<ObjId>, R: RangeBounds<String> + 'b>(&'b self, obj: O, range: R) -> MapRange<'b> {
+    fn map_range<'b, O: AsRef<ObjId>, R: RangeBounds<String> + 'b>(
+        &'b self,
+        obj: O,
+        range: R,
+    ) -> MapRange<'b> {
         Read::map_range(self.doc, obj, range)
     }
-    fn list_range<O: AsRef<ObjId>, R: RangeBounds<usize>>(&self, obj: O, range: R) -> ListRange<'_> {
+    fn list_range<O: AsRef<ObjId>, R: RangeBounds<usize>>(
+        &self,
+        obj: O,
+        range: R,
+    ) -> ListRange<'_> {
         Read::list_range(self.doc, obj, range)
     }
     fn length<O: AsRef<ObjId>>(&self, obj: O) -> usize {

@@ -6,7 +6,8 @@ use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile};
 
 use crate::ids::{EntryId, UserId};
 use crate::schema::{
-    Allergy, Appointment, Demographics, Immunization, Message, Observation, Prescription, RefillRequest, Report,
+    Allergy, Appointment, Demographics, Immunization, Message, Observation, Prescription,
+    RefillRequest, Report,
 };
 
 /// An entry type and the collection that holds it.
@@ -52,7 +53,11 @@ fn collection<D: ReadDoc>(doc: &D, name: &'static str) -> Result<ObjId, RecordEr
     }
 }
 
-fn entry_obj<D: ReadDoc>(doc: &D, collection_name: &'static str, id: EntryId) -> Result<ObjId, RecordError> {
+fn entry_obj<D: ReadDoc>(
+    doc: &D,
+    collection_name: &'static str,
+    id: EntryId,
+) -> Result<ObjId, RecordError> {
     let coll = collection(doc, collection_name)?;
     match doc.get(&coll, id.to_string())? {
         Some((_, obj)) => Ok(obj),
@@ -88,12 +93,16 @@ pub fn change_status<D: Doc>(
     at: &str,
 ) -> Result<(), RecordError> {
     let obj = entry_obj(doc, collection, id)?;
-    put_all(doc, &obj, &[
-        ("status", status.into()),
-        ("status_reason", reason.into()),
-        ("status_by", by.to_string().into()),
-        ("status_at", at.into()),
-    ])
+    put_all(
+        doc,
+        &obj,
+        &[
+            ("status", status.into()),
+            ("status_reason", reason.into()),
+            ("status_by", by.to_string().into()),
+            ("status_at", at.into()),
+        ],
+    )
 }
 
 /// Answers a refill request (approve or deny).
@@ -106,27 +115,43 @@ pub fn decide_refill<D: Doc>(
     note: &str,
 ) -> Result<(), RecordError> {
     let obj = entry_obj(doc, RefillRequest::COLLECTION, id)?;
-    put_all(doc, &obj, &[
-        ("status", status.code().into()),
-        ("decided_by", by.to_string().into()),
-        ("decided_at", at.into()),
-        ("decision_note", note.into()),
-    ])
+    put_all(
+        doc,
+        &obj,
+        &[
+            ("status", status.code().into()),
+            ("decided_by", by.to_string().into()),
+            ("decided_at", at.into()),
+            ("decision_note", note.into()),
+        ],
+    )
 }
 
 /// Records that the other side of a thread has read a message.
-pub fn mark_read<D: Doc>(doc: &mut D, id: EntryId, by: UserId, at: &str) -> Result<(), RecordError> {
+pub fn mark_read<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
     let obj = entry_obj(doc, Message::COLLECTION, id)?;
     put_all(doc, &obj, &[("read_at", at.into()), ("read_by", by.to_string().into())])
 }
 
 /// Updates the patient's demographics (only fields that changed are written).
-pub fn set_demographics<D: Doc>(doc: &mut D, demographics: &Demographics) -> Result<(), RecordError> {
+pub fn set_demographics<D: Doc>(
+    doc: &mut D,
+    demographics: &Demographics,
+) -> Result<(), RecordError> {
     autosurgeon::reconcile_prop(doc, ROOT, "demographics", demographics)?;
     Ok(())
 }
 
-fn put_all<D: Doc>(doc: &mut D, obj: &ObjId, fields: &[(&str, ScalarValue)]) -> Result<(), RecordError> {
+fn put_all<D: Doc>(
+    doc: &mut D,
+    obj: &ObjId,
+    fields: &[(&str, ScalarValue)],
+) -> Result<(), RecordError> {
     for (key, value) in fields {
         doc.put(obj, *key, value.clone())?;
     }

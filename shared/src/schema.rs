@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 use crate::status::{
-    AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus, ResultStatus, Severity,
-    Side,
+    AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus,
+    ResultStatus, Severity, Side,
 };
 
 /// Version of the document layout, stored at the root of every document.
@@ -49,15 +49,17 @@ impl DocKind {
 
     pub fn patient(&self) -> PatientId {
         match *self {
-            Self::ClinicalRecord { patient, .. } | Self::PatientRecord { patient } | Self::MessageThread { patient, .. } => {
-                patient
-            }
+            Self::ClinicalRecord { patient, .. }
+            | Self::PatientRecord { patient }
+            | Self::MessageThread { patient, .. } => patient,
         }
     }
 
     pub fn clinic(&self) -> Option<ClinicId> {
         match *self {
-            Self::ClinicalRecord { clinic, .. } | Self::MessageThread { clinic, .. } => Some(clinic),
+            Self::ClinicalRecord { clinic, .. } | Self::MessageThread { clinic, .. } => {
+                Some(clinic)
+            }
             Self::PatientRecord { .. } => None,
         }
     }
@@ -76,7 +78,9 @@ impl DocKind {
     /// The document's id, the same on every replica.
     pub fn doc_id(&self) -> DocId {
         match self.clinic() {
-            Some(clinic) => DocId::derive(&format!("{}/{}/{}", self.name(), self.patient(), clinic)),
+            Some(clinic) => {
+                DocId::derive(&format!("{}/{}/{}", self.name(), self.patient(), clinic))
+            }
             None => DocId::derive(&format!("{}/{}", self.name(), self.patient())),
         }
     }
@@ -368,7 +372,9 @@ mod tests {
         assert_eq!(kind.genesis().get_heads(), kind.genesis().get_heads());
         let record: ClinicalRecord = autosurgeon::hydrate(&kind.genesis()).unwrap();
         assert_eq!(record, ClinicalRecord::default());
-        let patient: PatientRecord = autosurgeon::hydrate(&DocKind::PatientRecord { patient: PatientId::mint() }.genesis()).unwrap();
+        let patient: PatientRecord =
+            autosurgeon::hydrate(&DocKind::PatientRecord { patient: PatientId::mint() }.genesis())
+                .unwrap();
         assert_eq!(patient, PatientRecord::default());
     }
 

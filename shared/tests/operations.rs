@@ -6,7 +6,10 @@ use automerge::{ActorId, AutoCommit, Automerge, ObjType, ROOT, ReadDoc, ScalarVa
 use shared::record::{self, Entry};
 use shared::schema::{DocKind, Message, Prescription, Provenance};
 use shared::status::{PrescriptionStatus, Side};
-use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_entries, check_ops, check_quota};
+use shared::{
+    ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_entries, check_ops,
+    check_quota,
+};
 
 struct World {
     patient: Principal,
@@ -33,7 +36,12 @@ fn world() -> World {
 }
 
 fn person(role: Role, clinic: ClinicId) -> Principal {
-    Principal { user: UserId::mint(), role, name: "Someone".into(), clinic_names: vec![(clinic, "Clinic".into())] }
+    Principal {
+        user: UserId::mint(),
+        role,
+        name: "Someone".into(),
+        clinic_names: vec![(clinic, "Clinic".into())],
+    }
 }
 
 fn prescription(w: &World, by: &Principal) -> Prescription {
@@ -71,7 +79,12 @@ fn message(by: &Principal, body: &str) -> Message {
 }
 
 /// The server's verdict on what `edit` adds to `base`.
-fn verdict(base: &AutoCommit, kind: &DocKind, who: &Principal, edit: impl FnOnce(&mut AutoCommit)) -> Option<Rule> {
+fn verdict(
+    base: &AutoCommit,
+    kind: &DocKind,
+    who: &Principal,
+    edit: impl FnOnce(&mut AutoCommit),
+) -> Option<Rule> {
     let mut base = base.clone();
     let mut doc = base.fork().with_actor(ActorId::random());
     edit(&mut doc);
@@ -103,7 +116,9 @@ fn a_read_only_caregiver_writes_nothing_not_even_invisible_things() {
         doc.empty_change(CommitOptions::default().with_message("smuggled".to_owned()));
     });
     assert_eq!(rule, Some(Rule::NotPermitted));
-    let rule = verdict(&thread, &w.thread, &w.reader, |doc| record::add(doc, EntryId::mint(), &message(&w.reader, "hi")).unwrap());
+    let rule = verdict(&thread, &w.thread, &w.reader, |doc| {
+        record::add(doc, EntryId::mint(), &message(&w.reader, "hi")).unwrap()
+    });
     assert_eq!(rule, Some(Rule::NotPermitted));
 }
 
@@ -130,9 +145,27 @@ fn a_value_that_loses_on_an_already_conflicted_field_is_checked() {
     record::add(&mut clinical, rx, &prescription(&w, &w.provider)).unwrap();
     // Two providers stop it concurrently: the field is now conflicted.
     let mut a = clinical.fork().with_actor(ActorId::from([0x10; 16].as_slice()));
-    record::change_status(&mut a, Prescription::COLLECTION, rx, "stopped", "a", w.provider.user, "t").unwrap();
+    record::change_status(
+        &mut a,
+        Prescription::COLLECTION,
+        rx,
+        "stopped",
+        "a",
+        w.provider.user,
+        "t",
+    )
+    .unwrap();
     let mut b = clinical.fork().with_actor(ActorId::from([0x20; 16].as_slice()));
-    record::change_status(&mut b, Prescription::COLLECTION, rx, "completed", "b", w.other_provider.user, "t").unwrap();
+    record::change_status(
+        &mut b,
+        Prescription::COLLECTION,
+        rx,
+        "completed",
+        "b",
+        w.other_provider.user,
+        "t",
+    )
+    .unwrap();
     clinical.merge(&mut a).unwrap();
     clinical.merge(&mut b).unwrap();
     let obj = entry_obj(&clinical, "prescriptions", rx);
@@ -160,7 +193,12 @@ fn new_entries_hold_only_their_schema_fields() {
         })
     };
     assert_eq!(add(&|_, _| {}), None);
-    assert_eq!(add(&|doc, obj| { doc.put(obj, "notes", "anything").unwrap(); }), Some(Rule::Schema));
+    assert_eq!(
+        add(&|doc, obj| {
+            doc.put(obj, "notes", "anything").unwrap();
+        }),
+        Some(Rule::Schema)
+    );
     assert_eq!(
         add(&|doc, obj| {
             let nested = doc.put_object(obj, "blob", ObjType::Map).unwrap();
@@ -168,9 +206,19 @@ fn new_entries_hold_only_their_schema_fields() {
         }),
         Some(Rule::Schema)
     );
-    assert_eq!(add(&|doc, obj| { doc.put(obj, "quantity", ScalarValue::counter(5)).unwrap(); }), Some(Rule::Schema));
+    assert_eq!(
+        add(&|doc, obj| {
+            doc.put(obj, "quantity", ScalarValue::counter(5)).unwrap();
+        }),
+        Some(Rule::Schema)
+    );
     // A value hidden by a later write in the same batch is checked too.
-    assert_eq!(add(&|doc, obj| { doc.put(obj, "dosage", "2 tablets").unwrap(); }), None);
+    assert_eq!(
+        add(&|doc, obj| {
+            doc.put(obj, "dosage", "2 tablets").unwrap();
+        }),
+        None
+    );
     assert_eq!(
         add(&|doc, obj| {
             doc.put(obj, "dosage", "x".repeat(shared::fields::limits::NOTE + 1)).unwrap();
@@ -207,7 +255,9 @@ fn fields_have_size_limits() {
     let w = world();
     let thread = base(&w.thread);
     let long = "x".repeat(shared::fields::limits::BODY + 1);
-    let rule = verdict(&thread, &w.thread, &w.patient, |doc| record::add(doc, EntryId::mint(), &message(&w.patient, &long)).unwrap());
+    let rule = verdict(&thread, &w.thread, &w.patient, |doc| {
+        record::add(doc, EntryId::mint(), &message(&w.patient, &long)).unwrap()
+    });
     assert_eq!(rule, Some(Rule::Limit));
 }
 
@@ -229,7 +279,16 @@ fn the_explanation_of_a_status_change_is_written_only_with_it() {
     let mut clinical = base(&w.clinical);
     let rx = EntryId::mint();
     record::add(&mut clinical, rx, &prescription(&w, &w.provider)).unwrap();
-    record::change_status(&mut clinical, Prescription::COLLECTION, rx, "entered-in-error", "wrong patient", w.provider.user, "t1").unwrap();
+    record::change_status(
+        &mut clinical,
+        Prescription::COLLECTION,
+        rx,
+        "entered-in-error",
+        "wrong patient",
+        w.provider.user,
+        "t1",
+    )
+    .unwrap();
     // Another provider later rewrites the reason, author or time alone.
     for (field, value) in [("status_reason", "looked fine"), ("status_at", "t2")] {
         let rule = verdict(&clinical, &w.clinical, &w.other_provider, |doc| {
@@ -251,7 +310,16 @@ fn a_message_is_marked_read_with_who_and_when_together() {
     let mut thread = base(&w.thread);
     let id = EntryId::mint();
     record::add(&mut thread, id, &message(&w.provider, "Your results are in")).unwrap();
-    assert_eq!(verdict(&thread, &w.thread, &w.patient, |doc| record::mark_read(doc, id, w.patient.user, "t").unwrap()), None);
+    assert_eq!(
+        verdict(&thread, &w.thread, &w.patient, |doc| record::mark_read(
+            doc,
+            id,
+            w.patient.user,
+            "t"
+        )
+        .unwrap()),
+        None
+    );
     let rule = verdict(&thread, &w.thread, &w.patient, |doc| {
         let obj = entry_obj(doc, Message::COLLECTION, id);
         doc.put(&obj, "read_at", "t").unwrap();
@@ -266,9 +334,17 @@ fn a_message_is_marked_read_with_who_and_when_together() {
 #[test]
 fn a_change_numbered_below_its_dependencies_is_refused() {
     let w = world();
-    let kind = DocKind::PatientRecord { patient: match w.patient.role { Role::Patient { patient } => patient, _ => unreachable!() } };
+    let kind = DocKind::PatientRecord {
+        patient: match w.patient.role {
+            Role::Patient { patient } => patient,
+            _ => unreachable!(),
+        },
+    };
     let mut record = base(&kind);
-    let demographics = |phone: &str| shared::schema::Demographics { phone: Some(phone.into()), ..Default::default() };
+    let demographics = |phone: &str| shared::schema::Demographics {
+        phone: Some(phone.into()),
+        ..Default::default()
+    };
     record::set_demographics(&mut record, &demographics("+1 555 0100")).unwrap();
     let before = record.document().clone();
     let mut doc = record.fork().with_actor(ActorId::random());
@@ -281,10 +357,14 @@ fn a_change_numbered_below_its_dependencies_is_refused() {
     let mut expanded = honest[0].decode();
     expanded.start_op = std::num::NonZeroU64::new(expanded.start_op.get() - 1).unwrap();
     let renumbered = automerge::Change::from(expanded);
-    let denial = check_ops(&before, std::slice::from_ref(&renumbered), &kind, &w.patient).unwrap_err();
+    let denial =
+        check_ops(&before, std::slice::from_ref(&renumbered), &kind, &w.patient).unwrap_err();
     assert_eq!(denial.rule, Rule::Schema);
     // What it would have done: applied, but the document does not load again.
     let mut applied = before.clone();
     applied.apply_changes([renumbered]).unwrap();
-    assert!(Automerge::load(&applied.save()).is_err(), "Automerge 0.12 accepts it and cannot load the result");
+    assert!(
+        Automerge::load(&applied.save()).is_err(),
+        "Automerge 0.12 accepts it and cannot load the result"
+    );
 }

@@ -11,10 +11,21 @@ use shared::schema::{
     Appointment, DocKind, Message, Observation, Prescription, Provenance, RefillRequest,
 };
 use shared::status::{AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side};
-use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change, check_entries, check_ops};
+use shared::{
+    ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change, check_entries,
+    check_ops,
+};
 
 /// The people in the table, in column order.
-const ROLES: [&str; 7] = ["patient", "caregiver_rw", "caregiver_ro", "provider_a", "provider_b", "admin_a", "other_patient"];
+const ROLES: [&str; 7] = [
+    "patient",
+    "caregiver_rw",
+    "caregiver_ro",
+    "provider_a",
+    "provider_b",
+    "admin_a",
+    "other_patient",
+];
 
 struct World {
     patient: PatientId,
@@ -39,7 +50,12 @@ impl World {
         // Everyone is called "Dr Example" and every clinic "Clinic": the
         // fixtures carry the directory's names (see `a_name_that_is_not_the_directorys`).
         let clinic_names = vec![(clinic_a, "Clinic".to_owned()), (clinic_b, "Clinic".to_owned())];
-        let principal = |role| Principal { user: UserId::mint(), role, name: "Dr Example".into(), clinic_names: clinic_names.clone() };
+        let principal = |role| Principal {
+            user: UserId::mint(),
+            role,
+            name: "Dr Example".into(),
+            clinic_names: clinic_names.clone(),
+        };
         let people = vec![
             principal(Role::Patient { patient }),
             principal(Role::Caregiver { patient, may_message: true }),
@@ -129,9 +145,28 @@ impl World {
         let provider_a = self.who("provider_a").user;
         match kind {
             DocKind::ClinicalRecord { .. } => {
-                record::add(&mut doc, self.observation, &self.observation(self.clinic_a, provider_a)).unwrap();
-                record::add(&mut doc, self.voided_observation, &self.observation(self.clinic_a, provider_a)).unwrap();
-                record::change_status(&mut doc, Observation::COLLECTION, self.voided_observation, "entered-in-error", "wrong patient", provider_a, "2026-01-06T00:00:00Z").unwrap();
+                record::add(
+                    &mut doc,
+                    self.observation,
+                    &self.observation(self.clinic_a, provider_a),
+                )
+                .unwrap();
+                record::add(
+                    &mut doc,
+                    self.voided_observation,
+                    &self.observation(self.clinic_a, provider_a),
+                )
+                .unwrap();
+                record::change_status(
+                    &mut doc,
+                    Observation::COLLECTION,
+                    self.voided_observation,
+                    "entered-in-error",
+                    "wrong patient",
+                    provider_a,
+                    "2026-01-06T00:00:00Z",
+                )
+                .unwrap();
                 let prescription = Prescription {
                     rxnorm: "861007".into(),
                     display: "metformin hydrochloride 500 MG Oral Tablet".into(),
@@ -163,8 +198,18 @@ impl World {
                 record::add(&mut doc, self.refill, &request).unwrap();
             }
             DocKind::MessageThread { .. } => {
-                record::add(&mut doc, self.patient_message, &self.message(self.who("patient").user, Side::Patient)).unwrap();
-                record::add(&mut doc, self.provider_message, &self.message(provider_a, Side::Clinic)).unwrap();
+                record::add(
+                    &mut doc,
+                    self.patient_message,
+                    &self.message(self.who("patient").user, Side::Patient),
+                )
+                .unwrap();
+                record::add(
+                    &mut doc,
+                    self.provider_message,
+                    &self.message(provider_a, Side::Clinic),
+                )
+                .unwrap();
             }
         }
         doc
@@ -212,8 +257,14 @@ impl Edit {
     fn kind(self, w: &World) -> DocKind {
         use Edit::*;
         match self {
-            EditDemographics | AddRefillRequest | ApproveRefill | CancelRefill => w.patient_record(),
-            SendMessage | SendMessageAsColleague | MarkProviderMessageRead | EditMessageBody | DeleteMessage => w.thread(),
+            EditDemographics | AddRefillRequest | ApproveRefill | CancelRefill => {
+                w.patient_record()
+            }
+            SendMessage
+            | SendMessageAsColleague
+            | MarkProviderMessageRead
+            | EditMessageBody
+            | DeleteMessage => w.thread(),
             _ => w.clinical(),
         }
     }
@@ -227,9 +278,15 @@ impl Edit {
             doc.get(coll, id.to_string()).unwrap().unwrap().1
         };
         match self {
-            AddObservation => record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, me)).unwrap(),
-            AddObservationForClinicB => record::add(doc, EntryId::mint(), &w.observation(w.clinic_b, me)).unwrap(),
-            AddObservationAsColleague => record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, w.colleague)).unwrap(),
+            AddObservation => {
+                record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, me)).unwrap()
+            }
+            AddObservationForClinicB => {
+                record::add(doc, EntryId::mint(), &w.observation(w.clinic_b, me)).unwrap()
+            }
+            AddObservationAsColleague => {
+                record::add(doc, EntryId::mint(), &w.observation(w.clinic_a, w.colleague)).unwrap()
+            }
             ChangeLabValue => {
                 let obs = entry(doc, w.observation);
                 doc.put(obs, "value_quantity", 5.2).unwrap();
@@ -238,17 +295,65 @@ impl Edit {
                 let coll = doc.get(ROOT, "observations").unwrap().unwrap().1;
                 doc.delete(coll, w.observation.to_string()).unwrap();
             }
-            MarkInError => record::change_status(doc, Observation::COLLECTION, w.observation, "entered-in-error", "wrong patient", me, now).unwrap(),
-            MarkInErrorWithoutReason => record::change_status(doc, Observation::COLLECTION, w.observation, "entered-in-error", " ", me, now).unwrap(),
-            ReviveEnteredInError => record::change_status(doc, Observation::COLLECTION, w.voided_observation, "final", "oops", me, now).unwrap(),
-            StopPrescription => record::change_status(doc, Prescription::COLLECTION, w.prescription, "stopped", "side effects", me, now).unwrap(),
+            MarkInError => record::change_status(
+                doc,
+                Observation::COLLECTION,
+                w.observation,
+                "entered-in-error",
+                "wrong patient",
+                me,
+                now,
+            )
+            .unwrap(),
+            MarkInErrorWithoutReason => record::change_status(
+                doc,
+                Observation::COLLECTION,
+                w.observation,
+                "entered-in-error",
+                " ",
+                me,
+                now,
+            )
+            .unwrap(),
+            ReviveEnteredInError => record::change_status(
+                doc,
+                Observation::COLLECTION,
+                w.voided_observation,
+                "final",
+                "oops",
+                me,
+                now,
+            )
+            .unwrap(),
+            StopPrescription => record::change_status(
+                doc,
+                Prescription::COLLECTION,
+                w.prescription,
+                "stopped",
+                "side effects",
+                me,
+                now,
+            )
+            .unwrap(),
             AddRootKey => {
                 doc.put(ROOT, "notes", "anything").unwrap();
             }
             AddAppointment => record::add(doc, EntryId::mint(), &w.appointment(me)).unwrap(),
-            CancelAppointment => record::change_status(doc, Appointment::COLLECTION, w.appointment, "cancelled", "patient request", me, now).unwrap(),
+            CancelAppointment => record::change_status(
+                doc,
+                Appointment::COLLECTION,
+                w.appointment,
+                "cancelled",
+                "patient request",
+                me,
+                now,
+            )
+            .unwrap(),
             EditDemographics => {
-                let demographics = shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
+                let demographics = shared::schema::Demographics {
+                    phone: Some("+1 555 0100".into()),
+                    ..Default::default()
+                };
                 record::set_demographics(doc, &demographics).unwrap();
             }
             AddRefillRequest => {
@@ -265,13 +370,23 @@ impl Edit {
                 };
                 record::add(doc, EntryId::mint(), &request).unwrap();
             }
-            ApproveRefill => record::decide_refill(doc, w.refill, RefillStatus::Approved, me, now, "Sent to pharmacy").unwrap(),
+            ApproveRefill => record::decide_refill(
+                doc,
+                w.refill,
+                RefillStatus::Approved,
+                me,
+                now,
+                "Sent to pharmacy",
+            )
+            .unwrap(),
             CancelRefill => {
                 let request = entry(doc, w.refill);
                 doc.put(request, "status", "cancelled").unwrap();
             }
             SendMessage => record::add(doc, EntryId::mint(), &w.message(me, who.side())).unwrap(),
-            SendMessageAsColleague => record::add(doc, EntryId::mint(), &w.message(w.colleague, who.side())).unwrap(),
+            SendMessageAsColleague => {
+                record::add(doc, EntryId::mint(), &w.message(w.colleague, who.side())).unwrap()
+            }
             MarkProviderMessageRead => record::mark_read(doc, w.provider_message, me, now).unwrap(),
             EditMessageBody => {
                 let message = entry(doc, w.patient_message);
@@ -352,7 +467,9 @@ fn every_role_and_edit_is_decided_as_the_table_says() {
             // The server's way: operations checked, then applied.
             let got = check_logged(&mut server, doc.document().get_changes(&before), &kind, who);
             if got != *expected {
-                mismatches.push(format!("{edit:?} by {role} (server): expected {expected:?}, got {got:?}"));
+                mismatches.push(format!(
+                    "{edit:?} by {role} (server): expected {expected:?}, got {got:?}"
+                ));
             }
         }
     }
@@ -369,7 +486,16 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
     // as a Conflict patch, not as a visible value.
     let mut provider = base.fork().with_actor(ActorId::from([0xff; 16].as_slice()));
     let provider_a = world.who("provider_a");
-    record::change_status(&mut provider, Prescription::COLLECTION, world.prescription, "stopped", "side effects", provider_a.user, "2026-03-01T00:00:00Z").unwrap();
+    record::change_status(
+        &mut provider,
+        Prescription::COLLECTION,
+        world.prescription,
+        "stopped",
+        "side effects",
+        provider_a.user,
+        "2026-03-01T00:00:00Z",
+    )
+    .unwrap();
     let mut forger = base.fork().with_actor(ActorId::from([0x01; 16].as_slice()));
     let coll = forger.get(ROOT, "prescriptions").unwrap().unwrap().1;
     let rx = forger.get(coll, world.prescription.to_string()).unwrap().unwrap().1;
@@ -381,9 +507,13 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
     canonical.merge(&mut forger).unwrap();
     let after = canonical.get_heads();
     let patches = canonical.document().diff(&before, &after);
-    assert!(patches.iter().any(|p| matches!(p.action, automerge::PatchAction::Conflict { .. })), "{patches:?}");
+    assert!(
+        patches.iter().any(|p| matches!(p.action, automerge::PatchAction::Conflict { .. })),
+        "{patches:?}"
+    );
 
-    let denial = check_change(canonical.document(), &before, &kind, world.who("patient")).unwrap_err();
+    let denial =
+        check_change(canonical.document(), &before, &kind, world.who("patient")).unwrap_err();
     assert_eq!(denial.rule, Rule::NotPermitted);
     // Every value left at the field is checked against the status it had
     // before: stopped cannot become completed, even as a losing write.
@@ -392,7 +522,9 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
 
     // The same, as the server does.
     let forged = canonical.document().get_changes(&before);
-    for (who, rule) in [(world.who("patient"), Rule::NotPermitted), (provider_a, Rule::StatusTransition)] {
+    for (who, rule) in
+        [(world.who("patient"), Rule::NotPermitted), (provider_a, Rule::StatusTransition)]
+    {
         let mut server = base.fork();
         server.merge(&mut provider).unwrap();
         let mut server = server.document().clone();
@@ -402,7 +534,12 @@ fn a_write_that_loses_a_conflict_is_still_checked() {
 
 /// The server's way: every operation checked before the changes are
 /// applied, then the entries they touched, once applied.
-fn check_logged(doc: &mut Automerge, changes: Vec<Change>, kind: &DocKind, who: &Principal) -> Option<Rule> {
+fn check_logged(
+    doc: &mut Automerge,
+    changes: Vec<Change>,
+    kind: &DocKind,
+    who: &Principal,
+) -> Option<Rule> {
     let verdict = check_ops(doc, &changes, kind, who).and_then(|plan| {
         doc.apply_changes(changes).unwrap();
         check_entries(doc, &plan, kind, who)
@@ -417,9 +554,14 @@ fn denials_name_the_rule_and_place_but_no_values() {
     let mut doc = world.base(kind);
     let before = doc.get_heads();
     Edit::ChangeLabValue.apply(&world, world.who("provider_a"), &mut doc);
-    let message = check_change(doc.document(), &before, &kind, world.who("provider_a")).unwrap_err().to_string();
+    let message = check_change(doc.document(), &before, &kind, world.who("provider_a"))
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("immutable-field"), "{message}");
-    assert!(message.contains(&format!("observations/{}/value_quantity", world.observation)), "{message}");
+    assert!(
+        message.contains(&format!("observations/{}/value_quantity", world.observation)),
+        "{message}"
+    );
     assert!(!message.contains("5.2"), "{message}");
 }
 
@@ -429,21 +571,33 @@ fn a_name_that_is_not_the_directorys_is_refused() {
     let provider_a = world.who("provider_a");
     let patient = world.who("patient");
     let cases: [(DocKind, &Principal, Box<dyn Fn(&mut AutoCommit)>); 3] = [
-        (world.clinical(), provider_a, Box::new(|doc: &mut AutoCommit| {
-            let mut observation = world.observation(world.clinic_a, provider_a.user);
-            observation.provenance.recorder_name = "Dr Someone Else".into();
-            record::add(doc, EntryId::mint(), &observation).unwrap();
-        })),
-        (world.clinical(), provider_a, Box::new(|doc: &mut AutoCommit| {
-            let mut observation = world.observation(world.clinic_a, provider_a.user);
-            observation.provenance.clinic_name = "Another Clinic".into();
-            record::add(doc, EntryId::mint(), &observation).unwrap();
-        })),
-        (world.thread(), patient, Box::new(|doc: &mut AutoCommit| {
-            let mut message = world.message(patient.user, Side::Patient);
-            message.author_name = "Dr Okafor".into();
-            record::add(doc, EntryId::mint(), &message).unwrap();
-        })),
+        (
+            world.clinical(),
+            provider_a,
+            Box::new(|doc: &mut AutoCommit| {
+                let mut observation = world.observation(world.clinic_a, provider_a.user);
+                observation.provenance.recorder_name = "Dr Someone Else".into();
+                record::add(doc, EntryId::mint(), &observation).unwrap();
+            }),
+        ),
+        (
+            world.clinical(),
+            provider_a,
+            Box::new(|doc: &mut AutoCommit| {
+                let mut observation = world.observation(world.clinic_a, provider_a.user);
+                observation.provenance.clinic_name = "Another Clinic".into();
+                record::add(doc, EntryId::mint(), &observation).unwrap();
+            }),
+        ),
+        (
+            world.thread(),
+            patient,
+            Box::new(|doc: &mut AutoCommit| {
+                let mut message = world.message(patient.user, Side::Patient);
+                message.author_name = "Dr Okafor".into();
+                record::add(doc, EntryId::mint(), &message).unwrap();
+            }),
+        ),
     ];
     for (kind, who, edit) in cases {
         let mut doc = world.base(kind);

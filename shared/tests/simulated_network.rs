@@ -24,9 +24,24 @@ impl World {
         let patient = PatientId::mint();
         let clinics = [ClinicId::mint(), ClinicId::mint()];
         let people = vec![
-            Principal { user: UserId::mint(), role: Role::Patient { patient }, name: "X".into(), clinic_names: vec![] },
-            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[0]] }, name: "P".into(), clinic_names: vec![(clinics[0], "C".into())] },
-            Principal { user: UserId::mint(), role: Role::Provider { clinics: vec![clinics[1]] }, name: "P".into(), clinic_names: vec![(clinics[1], "C".into())] },
+            Principal {
+                user: UserId::mint(),
+                role: Role::Patient { patient },
+                name: "X".into(),
+                clinic_names: vec![],
+            },
+            Principal {
+                user: UserId::mint(),
+                role: Role::Provider { clinics: vec![clinics[0]] },
+                name: "P".into(),
+                clinic_names: vec![(clinics[0], "C".into())],
+            },
+            Principal {
+                user: UserId::mint(),
+                role: Role::Provider { clinics: vec![clinics[1]] },
+                name: "P".into(),
+                clinic_names: vec![(clinics[1], "C".into())],
+            },
         ];
         let docs = vec![
             DocKind::ClinicalRecord { patient, clinic: clinics[0] },
@@ -50,9 +65,14 @@ impl Hub {
         let (document_id, data) = match message {
             WireMessage::Join { sender_id, .. } => {
                 self.states.retain(|(peer, _), _| *peer != from);
-                return vec![WireMessage::Peer { sender_id: "hub".into(), target_id: sender_id, selected_protocol_version: "1".into() }];
+                return vec![WireMessage::Peer {
+                    sender_id: "hub".into(),
+                    target_id: sender_id,
+                    selected_protocol_version: "1".into(),
+                }];
             }
-            WireMessage::Sync { document_id, data, .. } | WireMessage::Request { document_id, data, .. } => (document_id, data),
+            WireMessage::Sync { document_id, data, .. }
+            | WireMessage::Request { document_id, data, .. } => (document_id, data),
             other => panic!("unexpected {other:?}"),
         };
         let id = decode_doc_id(&document_id).unwrap();
@@ -71,7 +91,12 @@ impl Hub {
             if *doc == id {
                 if let Some(message) = canonical.generate_sync_message(state) {
                     let target_id = format!("replica-{peer}");
-                    out.push(WireMessage::Sync { sender_id: "hub".into(), target_id, document_id: encode_doc_id(id), data: message.encode().into() });
+                    out.push(WireMessage::Sync {
+                        sender_id: "hub".into(),
+                        target_id,
+                        document_id: encode_doc_id(id),
+                        data: message.encode().into(),
+                    });
                 }
             }
         }
@@ -101,39 +126,55 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn provenance(clinic: ClinicId, who: &Principal) -> Provenance {
-    Provenance { clinic, clinic_name: "C".into(), recorder: who.user, recorder_name: who.name.clone(), recorded: "2026-01-01T00:00:00Z".into() }
+    Provenance {
+        clinic,
+        clinic_name: "C".into(),
+        recorder: who.user,
+        recorder_name: who.name.clone(),
+        recorded: "2026-01-01T00:00:00Z".into(),
+    }
 }
 
 fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<(DocId, EntryId)> {
     let who = &world.people[person];
     let id = EntryId::mint();
-    let (doc, write): (DocId, Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>)>) = match person {
-        // The patient writes in the thread.
-        0 => (world.docs[2].doc_id(), Box::new(move |tx| record::add(tx, id, &message(who, Side::Patient, n)).unwrap())),
-        // Provider A writes results, or replies in the thread.
-        1 if n % 2 == 0 => (world.docs[2].doc_id(), Box::new(move |tx| record::add(tx, id, &message(who, Side::Clinic, n)).unwrap())),
-        _ => {
-            let clinic = world.clinics[person - 1];
-            let observation = Observation {
-                report: None,
-                loinc: "4548-4".into(),
-                display: "HbA1c".into(),
-                value_quantity: Some(f64::from(n)),
-                value_string: None,
-                unit: Some("%".into()),
-                reference_low: None,
-                reference_high: None,
-                effective: "2026-01-01T00:00:00Z".into(),
-                status: ResultStatus::Final,
-                replaces: None,
-                provenance: provenance(clinic, who),
-                status_reason: None,
-                status_by: None,
-                status_at: None,
-            };
-            (world.docs[person - 1].doc_id(), Box::new(move |tx| record::add(tx, id, &observation).unwrap()))
-        }
-    };
+    let (doc, write): (DocId, Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>)>) =
+        match person {
+            // The patient writes in the thread.
+            0 => (
+                world.docs[2].doc_id(),
+                Box::new(move |tx| record::add(tx, id, &message(who, Side::Patient, n)).unwrap()),
+            ),
+            // Provider A writes results, or replies in the thread.
+            1 if n % 2 == 0 => (
+                world.docs[2].doc_id(),
+                Box::new(move |tx| record::add(tx, id, &message(who, Side::Clinic, n)).unwrap()),
+            ),
+            _ => {
+                let clinic = world.clinics[person - 1];
+                let observation = Observation {
+                    report: None,
+                    loinc: "4548-4".into(),
+                    display: "HbA1c".into(),
+                    value_quantity: Some(f64::from(n)),
+                    value_string: None,
+                    unit: Some("%".into()),
+                    reference_low: None,
+                    reference_high: None,
+                    effective: "2026-01-01T00:00:00Z".into(),
+                    status: ResultStatus::Final,
+                    replaces: None,
+                    provenance: provenance(clinic, who),
+                    status_reason: None,
+                    status_by: None,
+                    status_at: None,
+                };
+                (
+                    world.docs[person - 1].doc_id(),
+                    Box::new(move |tx| record::add(tx, id, &observation).unwrap()),
+                )
+            }
+        };
     let automerge = client.doc_mut(doc)?;
     let mut tx = automerge.transaction();
     write(&mut tx);
@@ -142,7 +183,15 @@ fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<
 }
 
 fn message(who: &Principal, side: Side, n: u8) -> Message {
-    Message { author: who.user, author_name: who.name.clone(), side, sent_at: format!("2026-01-01T00:00:{:02}Z", n % 60), body: format!("message {n}"), read_at: None, read_by: None }
+    Message {
+        author: who.user,
+        author_name: who.name.clone(),
+        side,
+        sent_at: format!("2026-01-01T00:00:{:02}Z", n % 60),
+        body: format!("message {n}"),
+        read_at: None,
+        read_by: None,
+    }
 }
 
 fn heads(doc: &Automerge) -> Vec<ChangeHash> {
@@ -162,7 +211,10 @@ fn holds(person: usize) -> &'static [usize] {
 
 fn run(steps: Vec<Step>) {
     let world = World::new();
-    let mut hub = Hub { docs: world.docs.iter().map(|k| (k.doc_id(), (*k, k.genesis()))).collect(), states: BTreeMap::new() };
+    let mut hub = Hub {
+        docs: world.docs.iter().map(|k| (k.doc_id(), (*k, k.genesis()))).collect(),
+        states: BTreeMap::new(),
+    };
     let mut clients: Vec<SyncClient> = (0..3)
         .map(|p| {
             let mut client = SyncClient::new(format!("replica-{p}"));
@@ -181,7 +233,13 @@ fn run(steps: Vec<Step>) {
     let mut written = Vec::new();
 
     type Queues = Vec<VecDeque<WireMessage>>;
-    let apply = |step: Step, clients: &mut Vec<SyncClient>, hub: &mut Hub, online: &mut [bool; 3], up: &mut Queues, down: &mut Queues, written: &mut Vec<(DocId, EntryId)>| match step {
+    let apply = |step: Step,
+                 clients: &mut Vec<SyncClient>,
+                 hub: &mut Hub,
+                 online: &mut [bool; 3],
+                 up: &mut Queues,
+                 down: &mut Queues,
+                 written: &mut Vec<(DocId, EntryId)>| match step {
         Step::Edit(p, n) => {
             written.extend(edit(&world, p, n, &mut clients[p]));
             if online[p] {
@@ -202,7 +260,9 @@ fn run(steps: Vec<Step>) {
         Step::Deliver(r) => {
             let links: Vec<(usize, bool)> = (0..3)
                 .flat_map(|p| [(p, true), (p, false)])
-                .filter(|&(p, is_up)| online[p] && if is_up { !up[p].is_empty() } else { !down[p].is_empty() })
+                .filter(|&(p, is_up)| {
+                    online[p] && if is_up { !up[p].is_empty() } else { !down[p].is_empty() }
+                })
                 .collect();
             if links.is_empty() {
                 return;
@@ -211,7 +271,11 @@ fn run(steps: Vec<Step>) {
             if is_up {
                 let message = up[p].pop_front().unwrap();
                 for reply in hub.receive(p, &world.people[p], message) {
-                    let (WireMessage::Sync { target_id, .. } | WireMessage::Peer { target_id, .. }) = &reply else { unreachable!() };
+                    let (WireMessage::Sync { target_id, .. } | WireMessage::Peer { target_id, .. }) =
+                        &reply
+                    else {
+                        unreachable!()
+                    };
                     let to: usize = target_id.trim_start_matches("replica-").parse().unwrap();
                     // Messages to a replica that went offline are lost, as on a real network.
                     if online[to] {
@@ -232,27 +296,58 @@ fn run(steps: Vec<Step>) {
     }
     // Everyone comes online and the network drains.
     for p in 0..3 {
-        apply(Step::Disconnect(p), &mut clients, &mut hub, &mut online, &mut up, &mut down, &mut written);
-        apply(Step::Connect(p), &mut clients, &mut hub, &mut online, &mut up, &mut down, &mut written);
+        apply(
+            Step::Disconnect(p),
+            &mut clients,
+            &mut hub,
+            &mut online,
+            &mut up,
+            &mut down,
+            &mut written,
+        );
+        apply(
+            Step::Connect(p),
+            &mut clients,
+            &mut hub,
+            &mut online,
+            &mut up,
+            &mut down,
+            &mut written,
+        );
     }
     for i in 0..100_000 {
         if up.iter().chain(down.iter()).all(VecDeque::is_empty) {
             break;
         }
-        apply(Step::Deliver(i), &mut clients, &mut hub, &mut online, &mut up, &mut down, &mut written);
+        apply(
+            Step::Deliver(i),
+            &mut clients,
+            &mut hub,
+            &mut online,
+            &mut up,
+            &mut down,
+            &mut written,
+        );
     }
     // Converged: every replica equals the hub, and nothing written was lost.
     for (p, client) in clients.iter().enumerate() {
         for &d in holds(p) {
             let id = world.docs[d].doc_id();
-            assert_eq!(heads(client.doc(id).unwrap()), heads(&hub.docs[&id].1), "replica {p}, document {d}");
+            assert_eq!(
+                heads(client.doc(id).unwrap()),
+                heads(&hub.docs[&id].1),
+                "replica {p}, document {d}"
+            );
         }
     }
-    let clinical: Vec<ClinicalRecord> = (0..2).map(|d| autosurgeon::hydrate(&hub.docs[&world.docs[d].doc_id()].1).unwrap()).collect();
+    let clinical: Vec<ClinicalRecord> = (0..2)
+        .map(|d| autosurgeon::hydrate(&hub.docs[&world.docs[d].doc_id()].1).unwrap())
+        .collect();
     let thread: MessageThread = autosurgeon::hydrate(&hub.docs[&world.docs[2].doc_id()].1).unwrap();
     for (doc, entry) in written {
         let key = entry.to_string();
-        let found = clinical.iter().any(|c| c.observations.contains_key(&key)) || thread.messages.contains_key(&key);
+        let found = clinical.iter().any(|c| c.observations.contains_key(&key))
+            || thread.messages.contains_key(&key);
         assert!(found, "entry {key} in {doc} was lost");
     }
 }

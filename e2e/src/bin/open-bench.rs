@@ -74,13 +74,15 @@ async fn main() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let app = TestServer::start(&db, app_dist()).await;
     let users = server::demo::seed(&app.store).await.expect("seed demo data");
-    let maria_user = users.iter().find(|u| u.name == "Maria Santos").expect("Maria in the demo data");
+    let maria_user =
+        users.iter().find(|u| u.name == "Maria Santos").expect("Maria in the demo data");
     let mut browser = Browser::launch().await;
     let rss = RssSampler::start(browser.pid().expect("Chromium's process id"));
 
-    let (link, _) = server::auth::accounts::issue_enrollment(&app.store, &app.base_url, maria_user.id, None)
-        .await
-        .expect("enrollment link");
+    let (link, _) =
+        server::auth::accounts::issue_enrollment(&app.store, &app.base_url, maria_user.id, None)
+            .await
+            .expect("enrollment link");
     let maria = browser.enroll("Maria", &link).await;
     maria.wait_for("main", "Hemoglobin A1c").await;
     wait_for_service_worker(&maria.page).await;
@@ -90,7 +92,8 @@ async fn main() {
 
     let demo = measure(&maria, runs, &rss).await;
     // The demo record: Maria's seeded results, 4 prescriptions and 2 messages.
-    let demo_counts = vec![("results", json!(demo_results)), ("prescriptions", json!(4)), ("messages", json!(2))];
+    let demo_counts =
+        vec![("results", json!(demo_results)), ("prescriptions", json!(4)), ("messages", json!(2))];
     print_line("demo", demo_counts, &demo, demo_idb, runs);
 
     // The long history arrives live over sync, as a clinic's writes would.
@@ -143,7 +146,13 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
     for run in 0..runs {
         person.page.evaluate("window.__openBenchOld = true").await.expect("flag the old page");
         person.page.reload().await.expect("reload");
-        let ms = poll(person, MARK, |v| v.as_f64().filter(|ms| *ms >= 0.0), &format!("the record-rendered mark (run {run})")).await;
+        let ms = poll(
+            person,
+            MARK,
+            |v| v.as_f64().filter(|ms| *ms >= 0.0),
+            &format!("the record-rendered mark (run {run})"),
+        )
+        .await;
         let nav: Value = evaluate(
             person,
             "JSON.stringify((({ responseEnd, domContentLoadedEventEnd }) => ({ responseEnd, domContentLoadedEventEnd }))(performance.getEntriesByType('navigation')[0]))",
@@ -163,9 +172,16 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
     // Let the last load finish its work before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let peak_rss_mb = rss.peak_mb();
-    person.page.execute(cdp_performance::EnableParams::default()).await.expect("performance domain");
-    let metrics = person.page.execute(cdp_performance::GetMetricsParams::default()).await.expect("metrics");
-    let metric = |name: &str| metrics.result.metrics.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.value);
+    person
+        .page
+        .execute(cdp_performance::EnableParams::default())
+        .await
+        .expect("performance domain");
+    let metrics =
+        person.page.execute(cdp_performance::GetMetricsParams::default()).await.expect("metrics");
+    let metric = |name: &str| {
+        metrics.result.metrics.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.value)
+    };
     let wasm = evaluate(person, "import('/app.js').then((m) => m.default()).then((w) => w.memory.buffer.byteLength).catch(() => -1)").await;
     person.go_online().await;
     Measured {
@@ -177,11 +193,22 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
     }
 }
 
-fn print_line(record: &str, counts: Vec<(&str, Value)>, m: &Measured, idb: (u64, u64), runs: usize) {
+fn print_line(
+    record: &str,
+    counts: Vec<(&str, Value)>,
+    m: &Measured,
+    idb: (u64, u64),
+    runs: usize,
+) {
     let mut ms: Vec<f64> = m.opens.iter().map(|o| o.ms).collect();
     ms.sort_by(f64::total_cmp);
-    let p50 = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
-    let mut fields: Vec<(&str, Value)> = vec![("scenario", json!("cold-offline-open")), ("record", json!(record))];
+    let p50 = if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
+    let mut fields: Vec<(&str, Value)> =
+        vec![("scenario", json!("cold-offline-open")), ("record", json!(record))];
     fields.extend(counts);
     fields.extend([
         ("p50_ms", json!(round(p50, 1))),
@@ -189,7 +216,10 @@ fn print_line(record: &str, counts: Vec<(&str, Value)>, m: &Measured, idb: (u64,
         ("runs", json!(runs)),
         ("runs_ms", json!(m.opens.iter().map(|o| round(o.ms, 1)).collect::<Vec<_>>())),
         ("html_ms", json!(m.opens.iter().map(|o| round(o.html_ms, 1)).collect::<Vec<_>>())),
-        ("dom_content_loaded_ms", json!(m.opens.iter().map(|o| round(o.dom_content_loaded_ms, 1)).collect::<Vec<_>>())),
+        (
+            "dom_content_loaded_ms",
+            json!(m.opens.iter().map(|o| round(o.dom_content_loaded_ms, 1)).collect::<Vec<_>>()),
+        ),
         ("rows_at_mark", json!(m.opens.iter().map(|o| o.rows).collect::<Vec<_>>())),
         ("idb_docs", json!(idb.0)),
         ("idb_mb", json!(round(idb.1 as f64 / 1048576.0, 2))),
@@ -209,11 +239,21 @@ fn round(v: f64, places: i32) -> f64 {
 }
 
 async fn evaluate(person: &Person, script: &str) -> Value {
-    person.page.evaluate(script).await.map(|v| v.value().cloned().unwrap_or(Value::Null)).unwrap_or(Value::Null)
+    person
+        .page
+        .evaluate(script)
+        .await
+        .map(|v| v.value().cloned().unwrap_or(Value::Null))
+        .unwrap_or(Value::Null)
 }
 
 /// Evaluates `script` until `accept` takes its answer.
-async fn poll<T>(person: &Person, script: &str, accept: impl Fn(&Value) -> Option<T>, what: &str) -> T {
+async fn poll<T>(
+    person: &Person,
+    script: &str,
+    accept: impl Fn(&Value) -> Option<T>,
+    what: &str,
+) -> T {
     let deadline = Instant::now() + LIMIT;
     loop {
         if let Some(found) = accept(&evaluate(person, script).await) {
@@ -229,7 +269,13 @@ async fn poll<T>(person: &Person, script: &str, accept: impl Fn(&Value) -> Optio
 
 /// Waits until the device holds at least `n` lab results; returns how many.
 async fn wait_for_results(person: &Person, n: usize) -> usize {
-    poll(person, RESULTS_HELD, |v| v.as_u64().map(|r| r as usize).filter(|r| *r >= n), &format!("{n} results")).await
+    poll(
+        person,
+        RESULTS_HELD,
+        |v| v.as_u64().map(|r| r as usize).filter(|r| *r >= n),
+        &format!("{n} results"),
+    )
+    .await
 }
 
 /// Waits until the stored documents stop growing (the app writes them to
@@ -246,7 +292,11 @@ async fn wait_for_idb_to_settle(person: &Person) -> (u64, u64) {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let now = read().await;
         let status = person.text(".sync-status").await;
-        if now == last && now.0 > 0 && !status.contains("waiting") && person.text(".progress").await.is_empty() {
+        if now == last
+            && now.0 > 0
+            && !status.contains("waiting")
+            && person.text(".progress").await.is_empty()
+        {
             return now;
         }
         assert!(Instant::now() < deadline, "IndexedDB still changing after {LIMIT:?}");
@@ -292,10 +342,15 @@ fn tree_rss_kb(root: u32) -> u64 {
     let mut procs: Vec<(u32, u32, u64)> = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
         let field = |name: &str| {
-            status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         };
         procs.push((pid, field("PPid:").unwrap_or(0) as u32, field("VmRSS:").unwrap_or(0)));
     }

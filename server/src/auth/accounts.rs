@@ -51,7 +51,11 @@ pub async fn issue_enrollment(
 
 /// Grants `clinic` access to the patient's record and creates the clinic's
 /// documents for the patient if they are missing.
-pub async fn grant_consent(store: &Store, patient: PatientId, clinic: ClinicId) -> Result<(), Error> {
+pub async fn grant_consent(
+    store: &Store,
+    patient: PatientId,
+    clinic: ClinicId,
+) -> Result<(), Error> {
     store.grant_consent(patient, clinic).await?;
     store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await?;
     store.create_document(&DocKind::MessageThread { patient, clinic }).await?;
@@ -63,25 +67,37 @@ pub async fn grant_consent(store: &Store, patient: PatientId, clinic: ClinicId) 
 
 /// Creates an account and its first enrollment link. A patient account also
 /// gets a new patient and their patient record.
-pub async fn create_account(store: &Store, public_url: &str, new: NewAccount) -> Result<Invitation, Error> {
+pub async fn create_account(
+    store: &Store,
+    public_url: &str,
+    new: NewAccount,
+) -> Result<Invitation, Error> {
     let display_name = new.display_name.trim().to_owned();
     if display_name.is_empty() || display_name.chars().count() > 120 {
         return Err(Error::BadRequest("a display name of 1 to 120 characters is required".into()));
     }
     let id = UserId::mint();
-    let (patient, clinics) = match new.role {
-        UserRole::Patient => {
-            let patient = PatientId::mint();
-            store.create_patient(patient).await?;
-            (Some(patient), Vec::new())
-        }
-        UserRole::Caregiver => {
-            (Some(new.patient.ok_or_else(|| Error::BadRequest("a caregiver needs a patient".into()))?), Vec::new())
-        }
-        UserRole::Provider | UserRole::Admin => {
-            (None, vec![new.clinic.ok_or_else(|| Error::BadRequest("a provider or admin needs a clinic".into()))?])
-        }
-    };
+    let (patient, clinics) =
+        match new.role {
+            UserRole::Patient => {
+                let patient = PatientId::mint();
+                store.create_patient(patient).await?;
+                (Some(patient), Vec::new())
+            }
+            UserRole::Caregiver => (
+                Some(
+                    new.patient
+                        .ok_or_else(|| Error::BadRequest("a caregiver needs a patient".into()))?,
+                ),
+                Vec::new(),
+            ),
+            UserRole::Provider | UserRole::Admin => (
+                None,
+                vec![new.clinic.ok_or_else(|| {
+                    Error::BadRequest("a provider or admin needs a clinic".into())
+                })?],
+            ),
+        };
     let user = NewUser {
         id,
         display_name,

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
 use super::{CEREMONY_TTL, hash_secret, ms, new_secret, now_ms};
@@ -57,10 +57,17 @@ pub async fn start_registration(
     let (options, registration) = state
         .auth
         .webauthn
-        .start_passkey_registration(*user.id.as_uuid(), &user.display_name, &user.display_name, Some(exclude))
+        .start_passkey_registration(
+            *user.id.as_uuid(),
+            &user.display_name,
+            &user.display_name,
+            Some(exclude),
+        )
         .map_err(|e| Error::Webauthn(e.to_string()))?;
     let mut options = serde_json::to_value(&options).map_err(corrupt)?;
-    if let Some(selection) = options.pointer_mut("/publicKey/authenticatorSelection").and_then(Value::as_object_mut) {
+    if let Some(selection) =
+        options.pointer_mut("/publicKey/authenticatorSelection").and_then(Value::as_object_mut)
+    {
         selection.insert("residentKey".into(), "required".into());
         selection.insert("requireResidentKey".into(), true.into());
     }
@@ -82,7 +89,8 @@ pub async fn start_registration(
 
 /// Takes a ceremony of `kind`: unknown, used, expired or other-kind ids fail.
 async fn take(state: &AppState, ceremony: &str, kind: &str) -> Result<Ceremony, Error> {
-    let taken = state.store.take_ceremony(&hash_secret(ceremony)).await?.ok_or(Error::CeremonyExpired)?;
+    let taken =
+        state.store.take_ceremony(&hash_secret(ceremony)).await?.ok_or(Error::CeremonyExpired)?;
     if taken.kind != kind || taken.expires_at <= now_ms() {
         return Err(Error::CeremonyExpired);
     }
@@ -99,10 +107,13 @@ pub async fn verify_registration(
 ) -> Result<(Ceremony, Passkey), Error> {
     let taken = take(state, ceremony, kind).await?;
     let registration: PasskeyRegistration = serde_json::from_str(&taken.state).map_err(corrupt)?;
-    let passkey = state.auth.webauthn.finish_passkey_registration(credential, &registration).map_err(|e| {
-        tracing::info!(error = %e, "passkey registration rejected");
-        Error::PasskeyRejected
-    })?;
+    let passkey =
+        state.auth.webauthn.finish_passkey_registration(credential, &registration).map_err(
+            |e| {
+                tracing::info!(error = %e, "passkey registration rejected");
+                Error::PasskeyRejected
+            },
+        )?;
     if state.store.credential_exists(&credential_key(passkey.cred_id().as_ref())).await? {
         return Err(Error::Conflict("This passkey is registered already.".into()));
     }
@@ -111,7 +122,10 @@ pub async fn verify_registration(
 
 /// A verified passkey as stored: its credential id (base64url) and webauthn-rs's JSON.
 pub fn stored_form(passkey: &Passkey) -> Result<(String, String), Error> {
-    Ok((credential_key(passkey.cred_id().as_ref()), serde_json::to_string(passkey).map_err(corrupt)?))
+    Ok((
+        credential_key(passkey.cred_id().as_ref()),
+        serde_json::to_string(passkey).map_err(corrupt)?,
+    ))
 }
 
 /// Stores a verified passkey for its user, added by a session signed in
@@ -129,8 +143,11 @@ pub async fn save_passkey(
 
 /// Starts a usernameless sign-in with a discoverable credential.
 pub async fn start_login(state: &AppState) -> Result<Started, Error> {
-    let (options, authentication) =
-        state.auth.webauthn.start_discoverable_authentication().map_err(|e| Error::Webauthn(e.to_string()))?;
+    let (options, authentication) = state
+        .auth
+        .webauthn
+        .start_discoverable_authentication()
+        .map_err(|e| Error::Webauthn(e.to_string()))?;
     let ceremony = new_secret();
     state
         .store
@@ -156,16 +173,22 @@ pub async fn finish_login(
     credential: &PublicKeyCredential,
 ) -> Result<(UserRecord, Uuid), Error> {
     let taken = take(state, ceremony, LOGIN).await?;
-    let authentication: DiscoverableAuthentication = serde_json::from_str(&taken.state).map_err(corrupt)?;
-    let (user_handle, credential_id) =
-        state.auth.webauthn.identify_discoverable_authentication(credential).map_err(|_| Error::PasskeyRejected)?;
+    let authentication: DiscoverableAuthentication =
+        serde_json::from_str(&taken.state).map_err(corrupt)?;
+    let (user_handle, credential_id) = state
+        .auth
+        .webauthn
+        .identify_discoverable_authentication(credential)
+        .map_err(|_| Error::PasskeyRejected)?;
     let key = credential_key(credential_id);
     let Some(stored) = state.store.passkey_by_credential(&key).await? else {
         // A passkey replaced through an enrollment link says so: its holder
         // may not be the one who used the link.
         return Err(match state.store.replaced_at(&key).await? {
             Some(at) => Error::PasskeyReplaced(
-                chrono::DateTime::from_timestamp_millis(at).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+                chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
             ),
             None => Error::PasskeyRejected,
         });
@@ -175,10 +198,14 @@ pub async fn finish_login(
     }
     let mut passkey: Passkey = serde_json::from_str(&stored.passkey).map_err(corrupt)?;
     let key = DiscoverableKey::from(&passkey);
-    let result = state.auth.webauthn.finish_discoverable_authentication(credential, authentication, &[key]).map_err(|e| {
-        tracing::info!(error = %e, "passkey sign-in rejected");
-        Error::PasskeyRejected
-    })?;
+    let result = state
+        .auth
+        .webauthn
+        .finish_discoverable_authentication(credential, authentication, &[key])
+        .map_err(|e| {
+            tracing::info!(error = %e, "passkey sign-in rejected");
+            Error::PasskeyRejected
+        })?;
     let updated = match passkey.update_credential(&result) {
         Some(true) => Some(serde_json::to_string(&passkey).map_err(corrupt)?),
         _ => None,
@@ -199,8 +226,11 @@ pub async fn start_reauth(state: &AppState, user: &UserRecord) -> Result<Started
     if passkeys.is_empty() {
         return Err(Error::PasskeyRejected);
     }
-    let (options, authentication) =
-        state.auth.webauthn.start_passkey_authentication(&passkeys).map_err(|e| Error::Webauthn(e.to_string()))?;
+    let (options, authentication) = state
+        .auth
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| Error::Webauthn(e.to_string()))?;
     let ceremony = new_secret();
     state
         .store
@@ -229,11 +259,15 @@ pub async fn finish_reauth(
     if taken.user != Some(user.id) {
         return Err(Error::CeremonyExpired);
     }
-    let authentication: PasskeyAuthentication = serde_json::from_str(&taken.state).map_err(corrupt)?;
-    let result = state.auth.webauthn.finish_passkey_authentication(credential, &authentication).map_err(|e| {
-        tracing::info!(error = %e, "passkey re-authentication rejected");
-        Error::PasskeyRejected
-    })?;
+    let authentication: PasskeyAuthentication =
+        serde_json::from_str(&taken.state).map_err(corrupt)?;
+    let result =
+        state.auth.webauthn.finish_passkey_authentication(credential, &authentication).map_err(
+            |e| {
+                tracing::info!(error = %e, "passkey re-authentication rejected");
+                Error::PasskeyRejected
+            },
+        )?;
     let stored = state
         .store
         .passkey_by_credential(&credential_key(result.cred_id().as_ref()))

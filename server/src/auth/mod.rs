@@ -58,8 +58,12 @@ pub struct AuthConfig {
 
 impl AuthConfig {
     pub fn new(public_url: &str) -> Result<Self, Error> {
-        let url = Url::parse(public_url).map_err(|e| Error::Webauthn(format!("public URL {public_url:?}: {e}")))?;
-        let host = url.host_str().ok_or_else(|| Error::Webauthn(format!("public URL {public_url:?} has no host")))?.to_owned();
+        let url = Url::parse(public_url)
+            .map_err(|e| Error::Webauthn(format!("public URL {public_url:?}: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| Error::Webauthn(format!("public URL {public_url:?} has no host")))?
+            .to_owned();
         let origin = url.origin().ascii_serialization();
         let origin_url = Url::parse(&origin).map_err(|e| Error::Webauthn(e.to_string()))?;
         let webauthn = WebauthnBuilder::new(&host, &origin_url)
@@ -96,7 +100,11 @@ impl AuthUser {
     /// session within `REAUTH_WINDOW`. Checked after the role checks, so a
     /// request its role may never make still answers 403 `forbidden`.
     pub fn require_fresh(&self) -> Result<(), Error> {
-        if now_ms() - self.verified_at <= ms(REAUTH_WINDOW) { Ok(()) } else { Err(Error::ReauthRequired) }
+        if now_ms() - self.verified_at <= ms(REAUTH_WINDOW) {
+            Ok(())
+        } else {
+            Err(Error::ReauthRequired)
+        }
     }
 
     /// Appends an audit event from this user and session.
@@ -107,7 +115,14 @@ impl AuthUser {
         patient: Option<shared::PatientId>,
         detail: &str,
     ) -> Result<(), Error> {
-        let event = AuditEvent { user: Some(self.user.id), session: Some(&self.session_id), action, patient, doc: None, detail };
+        let event = AuditEvent {
+            user: Some(self.user.id),
+            session: Some(&self.session_id),
+            action,
+            patient,
+            doc: None,
+            detail,
+        };
         state.store.audit(&event).await?;
         Ok(())
     }
@@ -116,7 +131,10 @@ impl AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         session_user(state, &parts.headers).await
     }
 }
@@ -133,7 +151,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthU
 pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<AuthUser, Error> {
     let token = session_cookie(headers).ok_or(Error::Unauthorized)?;
     let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
-    let session = state.store.session_by_token(&hash_secret(&token), idle).await?.ok_or(Error::Unauthorized)?;
+    let session = state
+        .store
+        .session_by_token(&hash_secret(&token), idle)
+        .await?
+        .ok_or(Error::Unauthorized)?;
     let user = state.store.user(session.user).await?.ok_or(Error::Unauthorized)?;
     if chrono::Utc::now().timestamp_millis() - session.last_seen_at > TOUCH_INTERVAL_MS {
         state.store.touch_session(&session.id).await?;
@@ -170,7 +192,11 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Error> 
 
 /// Middleware: every state-changing request must come from the portal's own
 /// origin (CSRF defence on top of SameSite=Strict cookies).
-pub async fn require_same_origin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, Error> {
+pub async fn require_same_origin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
     if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         check_origin(&state, request.headers())?;
     }
@@ -215,7 +241,14 @@ pub async fn start_session(
     }
     state
         .store
-        .create_session(&session_id, &hash_secret(&token), user.id, &actor_id, now_ms() + ms(SESSION_ABSOLUTE), passkey)
+        .create_session(
+            &session_id,
+            &hash_secret(&token),
+            user.id,
+            &actor_id,
+            now_ms() + ms(SESSION_ABSOLUTE),
+            passkey,
+        )
         .await?;
     let cookie = set_cookie(&token, state.auth.secure_cookies, SESSION_ABSOLUTE.as_secs());
     let verified_at = if passkey.is_some() { now_ms() } else { 0 };
@@ -234,6 +267,8 @@ pub fn sessions_ended(state: &AppState, sessions: Vec<String>, reason: crate::sy
 /// A `Set-Cookie` value for the session cookie (`max_age` 0 clears it).
 pub fn set_cookie(value: &str, secure: bool, max_age: u64) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"))
-        .expect("cookie values are base64url")
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie values are base64url")
 }

@@ -23,8 +23,8 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
-use server::storage::{NewUser, Store, UserRole};
 use server::demo::glucose_result;
+use server::storage::{NewUser, Store, UserRole};
 use shared::schema::DocKind;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
@@ -95,8 +95,19 @@ enum Scenario {
 #[tokio::main]
 async fn main() {
     match Cli::parse().scenario {
-        Scenario::CatchUp { docs, changes, database_url, no_peer } => catch_up(docs, changes, database_url, !no_peer).await,
-        Scenario::FanOut { connections, docs, per_connection, changes, interval_ms, instances, database_url, quick } => {
+        Scenario::CatchUp { docs, changes, database_url, no_peer } => {
+            catch_up(docs, changes, database_url, !no_peer).await
+        }
+        Scenario::FanOut {
+            connections,
+            docs,
+            per_connection,
+            changes,
+            interval_ms,
+            instances,
+            database_url,
+            quick,
+        } => {
             let plan = FanOutPlan {
                 connections: connections.unwrap_or(if quick { 100 } else { 1000 }),
                 docs: docs.unwrap_or(if quick { 20 } else { 100 }),
@@ -136,15 +147,25 @@ impl BenchDb {
     async fn new(postgres: Option<String>) -> Self {
         match postgres {
             None => {
-                let dir = std::env::temp_dir().join(format!("portal-bench-{}", uuid::Uuid::now_v7().simple()));
+                let dir = std::env::temp_dir()
+                    .join(format!("portal-bench-{}", uuid::Uuid::now_v7().simple()));
                 std::fs::create_dir_all(&dir).expect("temporary directory");
-                Self { url: format!("sqlite://{}/bench.db", dir.display()), admin: None, _dir: Some(tempfile_dir::Dir(dir)) }
+                Self {
+                    url: format!("sqlite://{}/bench.db", dir.display()),
+                    admin: None,
+                    _dir: Some(tempfile_dir::Dir(dir)),
+                }
             }
             Some(admin) => {
                 let name = format!("portal_bench_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("connect to PostgreSQL");
-                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create database");
+                let base =
+                    admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
                 Self { url: format!("{base}/{name}"), admin: Some((admin, name)), _dir: None }
             }
         }
@@ -152,8 +173,13 @@ impl BenchDb {
 
     async fn drop_database(self) {
         if let Some((admin, name)) = &self.admin {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.expect("connect");
-            let _ = sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            let mut conn =
+                <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.expect("connect");
+            let _ = sqlx::Executor::execute(
+                &mut conn,
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+            )
+            .await;
         }
     }
 }
@@ -206,7 +232,8 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
     let state = server::state(&config, store.clone(), port).expect("state");
     let user = store.user(provider).await.expect("user").expect("provider exists");
     let (cookie, session) = server::auth::start_session(&state, user, None).await.expect("session");
-    let cookie = cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned();
+    let cookie =
+        cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned();
     tokio::spawn(server::serve(state, listener, std::future::pending()));
 
     // The clinic's day offline: `changes` results per patient, one change each.
@@ -218,7 +245,12 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         doc.set_actor(actor.clone());
         for n in 0..changes {
             let mut tx = doc.transaction();
-            record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 80.0 + n as f64)).expect("add result");
+            record::add(
+                &mut tx,
+                EntryId::mint(),
+                &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 80.0 + n as f64),
+            )
+            .expect("add result");
             tx.commit();
         }
         floor_input.push(doc.clone());
@@ -240,7 +272,8 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
     // with plain Automerge, the cheapest way it offers (loading the changes
     // as one incremental chunk), and with `merge` for reference.
     let genesis_heads: Vec<_> = kinds.iter().map(|k| k.genesis().get_heads()).collect();
-    let chunks: Vec<Vec<u8>> = floor_input.iter().zip(&genesis_heads).map(|(d, h)| d.save_after(h)).collect();
+    let chunks: Vec<Vec<u8>> =
+        floor_input.iter().zip(&genesis_heads).map(|(d, h)| d.save_after(h)).collect();
     let canonical: Vec<Automerge> = kinds.iter().map(DocKind::genesis).collect();
     let floor_started = Instant::now();
     let floor_cpu_started = cpu_seconds();
@@ -296,8 +329,10 @@ fn fail(message: &str) -> ! {
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 =
+        fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     ticks / 100.0
 }
 
@@ -306,7 +341,10 @@ fn round3(x: f64) -> f64 {
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex actor id")).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex actor id"))
+        .collect()
 }
 
 struct FanOutPlan {
@@ -323,7 +361,10 @@ type Submitted = Arc<Mutex<HashMap<automerge::ChangeHash, Instant>>>;
 
 async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     assert!(plan.instances >= 1);
-    assert!(plan.instances == 1 || postgres.is_some(), "--instances above 1 needs --database-url postgres://...");
+    assert!(
+        plan.instances == 1 || postgres.is_some(),
+        "--instances above 1 needs --database-url postgres://..."
+    );
     let fd_limit = raise_fd_limit();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let db = BenchDb::new(postgres).await;
@@ -333,7 +374,13 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
 
     // The servers: child processes on free ports, one public URL (as behind a load balancer).
     let ports: Vec<u16> = (0..plan.instances)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port())
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("free port")
+                .local_addr()
+                .expect("address")
+                .port()
+        })
         .collect();
     let public_url = format!("http://localhost:{}", ports[0]);
     let cookie = {
@@ -380,12 +427,20 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     let connect_started = Instant::now();
     let mut subscribers = Vec::with_capacity(plan.connections);
     for c in 0..plan.connections {
-        let mut follows: Vec<DocId> = (0..plan.per_connection).map(|j| ids[(c * plan.per_connection + j) % plan.docs]).collect();
+        let mut follows: Vec<DocId> = (0..plan.per_connection)
+            .map(|j| ids[(c * plan.per_connection + j) % plan.docs])
+            .collect();
         follows.sort();
         follows.dedup();
         let expected = (0..plan.changes).filter(|i| follows.contains(&ids[i % plan.docs])).count();
-        let (url, headers, submitted, ready, end, connecting) =
-            (url(c), headers.clone(), submitted.clone(), ready_tx.clone(), end_rx.clone(), connecting.clone());
+        let (url, headers, submitted, ready, end, connecting) = (
+            url(c),
+            headers.clone(),
+            submitted.clone(),
+            ready_tx.clone(),
+            end_rx.clone(),
+            connecting.clone(),
+        );
         subscribers.push(tokio::spawn(async move {
             subscriber(url, headers, follows, expected, submitted, ready, end, connecting).await
         }));
@@ -408,8 +463,11 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         writer.client.doc_mut(*id).expect("tracked").set_actor(actor.clone());
     }
     let server_pids: Vec<u32> = children.iter().map(|c| c.id().expect("running")).collect();
-    let server_cpu_now = || -> f64 { server_pids.iter().map(|pid| process_cpu_seconds(&format!("/proc/{pid}/stat"))).sum() };
-    let (server_cpu_setup, bench_cpu_setup) = (server_cpu_now(), process_cpu_seconds("/proc/self/stat"));
+    let server_cpu_now = || -> f64 {
+        server_pids.iter().map(|pid| process_cpu_seconds(&format!("/proc/{pid}/stat"))).sum()
+    };
+    let (server_cpu_setup, bench_cpu_setup) =
+        (server_cpu_now(), process_cpu_seconds("/proc/self/stat"));
     let write_started = Instant::now();
     let mut next = tokio::time::Instant::now();
     for i in 0..plan.changes {
@@ -417,7 +475,17 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         let id = ids[i % plan.docs];
         let doc = writer.client.doc_mut(id).expect("tracked");
         let mut tx = doc.transaction();
-        record::add(&mut tx, EntryId::mint(), &glucose_result((clinic, "Bench Clinic"), provider, "Dr. Bench", 70.0 + (i % 50) as f64)).expect("add");
+        record::add(
+            &mut tx,
+            EntryId::mint(),
+            &glucose_result(
+                (clinic, "Bench Clinic"),
+                provider,
+                "Dr. Bench",
+                70.0 + (i % 50) as f64,
+            ),
+        )
+        .expect("add");
         tx.commit();
         let hash = doc.get_heads()[0];
         submitted.lock().expect("lock").insert(hash, Instant::now());
@@ -432,7 +500,8 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let _ = end_tx.send(true);
     });
-    let mut latencies = Vec::with_capacity(plan.changes * plan.connections * plan.per_connection / plan.docs);
+    let mut latencies =
+        Vec::with_capacity(plan.changes * plan.connections * plan.per_connection / plan.docs);
     let mut by_instance = vec![Vec::new(); plan.instances];
     let mut expected = 0;
     for (c, task) in subscribers.into_iter().enumerate() {
@@ -451,7 +520,12 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
         let _ = child.kill().await;
     }
     let percentile = |sorted: &[f64], p: f64| {
-        round3(sorted.get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN))
+        round3(
+            sorted
+                .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(f64::NAN),
+        )
     };
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| percentile(&latencies, p);
@@ -516,7 +590,8 @@ async fn subscriber(
     }
     let mut replica = {
         let _permit = connecting.acquire().await.expect("semaphore");
-        let mut replica = Replica::connect(&url, &headers, client).await.expect("subscriber connects");
+        let mut replica =
+            Replica::connect(&url, &headers, client).await.expect("subscriber connects");
         replica.sync_all(Duration::from_secs(300)).await.expect("subscriber syncs");
         replica
     };
@@ -534,7 +609,9 @@ async fn subscriber(
             next = replica.next_message(far) => next.expect("subscriber receives"),
             _ = end.changed() => None,
         };
-        let Some((arrived, WireMessage::Sync { sender_id, document_id, data, .. })) = next else { continue };
+        let Some((arrived, WireMessage::Sync { sender_id, document_id, data, .. })) = next else {
+            continue;
+        };
         let message = automerge::sync::Message::decode(&data).expect("sync message");
         {
             let submitted = submitted.lock().expect("lock");
@@ -557,12 +634,20 @@ async fn subscriber(
         let ack = automerge::sync::Message {
             heads: message.heads.clone(),
             need: Vec::new(),
-            have: vec![automerge::sync::Have { last_sync: message.heads, bloom: Default::default() }],
+            have: vec![automerge::sync::Have {
+                last_sync: message.heads,
+                bloom: Default::default(),
+            }],
             changes: Vec::<Vec<u8>>::new().into(),
             flags: Some(flags),
             version: automerge::sync::MessageVersion::V1,
         };
-        let ack = WireMessage::Sync { sender_id: peer.clone(), target_id: sender_id, document_id, data: ack.encode().into() };
+        let ack = WireMessage::Sync {
+            sender_id: peer.clone(),
+            target_id: sender_id,
+            document_id,
+            data: ack.encode().into(),
+        };
         replica.send(vec![ack]).await.expect("subscriber answers");
     }
     replica.close().await;
@@ -573,7 +658,10 @@ async fn subscriber(
 fn process_cpu_seconds(stat_path: &str) -> f64 {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime is the 14th field, stime the 15th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
     let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -597,7 +685,8 @@ fn raise_fd_limit() -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

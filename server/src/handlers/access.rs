@@ -4,15 +4,15 @@
 //! A request about a resource the user may not know exists answers 404, not
 //! 403; a request their role may never make answers 403.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::{ClinicId, DocId, DocKind, PatientId, UserId};
 
 use super::json::Json as Body;
-use crate::auth::{self, AuthUser};
 use crate::auth::accounts::{self, NewAccount};
+use crate::auth::{self, AuthUser};
 use crate::storage::{UserRecord, UserRole};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
@@ -40,8 +40,13 @@ pub struct Clinic {
 }
 
 /// `GET /api/clinics`: every clinic, so a patient can choose whom to consent to.
-pub async fn clinics(State(state): State<AppState>, _auth: AuthUser) -> Result<Json<Vec<Clinic>>, Error> {
-    Ok(Json(state.store.clinics().await?.into_iter().map(|(id, name)| Clinic { id, name }).collect()))
+pub async fn clinics(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+) -> Result<Json<Vec<Clinic>>, Error> {
+    Ok(Json(
+        state.store.clinics().await?.into_iter().map(|(id, name)| Clinic { id, name }).collect(),
+    ))
 }
 
 #[derive(Serialize)]
@@ -53,14 +58,20 @@ pub struct Consent {
 async fn consent_list(state: &AppState, patient: PatientId) -> Result<Vec<Consent>, Error> {
     let mut out = Vec::new();
     for clinic_id in state.store.consenting_clinics(patient).await? {
-        out.push(Consent { clinic_id, clinic_name: state.store.clinic_name(clinic_id).await?.unwrap_or_default() });
+        out.push(Consent {
+            clinic_id,
+            clinic_name: state.store.clinic_name(clinic_id).await?.unwrap_or_default(),
+        });
     }
     Ok(out)
 }
 
 /// `GET /api/consents`: the clinics that may see the patient's record
 /// (the patient, or a caregiver reading on their behalf).
-pub async fn consents(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<Consent>>, Error> {
+pub async fn consents(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<Consent>>, Error> {
     let patient = auth.patient().ok_or(Error::Forbidden)?;
     Ok(Json(consent_list(&state, patient).await?))
 }
@@ -70,7 +81,11 @@ fn clinic_id(text: &str) -> Result<ClinicId, Error> {
 }
 
 /// `POST /api/consents/{clinic_id}`: the patient lets a clinic see their record.
-pub async fn grant(State(state): State<AppState>, auth: AuthUser, Path(clinic): Path<String>) -> Result<Json<Vec<Consent>>, Error> {
+pub async fn grant(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(clinic): Path<String>,
+) -> Result<Json<Vec<Consent>>, Error> {
     let patient = own_patient(&auth)?;
     let clinic = clinic_id(&clinic)?;
     if state.store.clinic_name(clinic).await?.is_none() {
@@ -83,7 +98,11 @@ pub async fn grant(State(state): State<AppState>, auth: AuthUser, Path(clinic): 
 }
 
 /// `DELETE /api/consents/{clinic_id}`: the patient withdraws a clinic's access.
-pub async fn revoke(State(state): State<AppState>, auth: AuthUser, Path(clinic): Path<String>) -> Result<Json<Vec<Consent>>, Error> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(clinic): Path<String>,
+) -> Result<Json<Vec<Consent>>, Error> {
     let patient = own_patient(&auth)?;
     let clinic = clinic_id(&clinic)?;
     if !state.store.consenting_clinics(patient).await?.contains(&clinic) {
@@ -106,7 +125,10 @@ pub struct Caregiver {
 }
 
 /// `GET /api/caregivers`: the patient's caregivers.
-pub async fn caregivers(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<Caregiver>>, Error> {
+pub async fn caregivers(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<Caregiver>>, Error> {
     let patient = own_patient(&auth)?;
     let list = state.store.caregivers(patient).await?;
     Ok(Json(
@@ -160,7 +182,8 @@ pub async fn invite_caregiver(
         created_by: Some(auth.user.id),
     };
     let invitation = accounts::create_account(&state.store, &state.public_url, new).await?;
-    let detail = format!("caregiver {} may_message={}", invitation.user.id, invitation.user.may_message);
+    let detail =
+        format!("caregiver {} may_message={}", invitation.user.id, invitation.user.may_message);
     auth.audit(&state, "caregiver_invited", Some(patient), &detail).await?;
     Ok((StatusCode::CREATED, Json(view(&invitation))))
 }
@@ -187,10 +210,15 @@ async fn reissue_link(
     patient: Option<PatientId>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let replaces = state.store.passkeys(user.id).await?.len();
-    let (link, expires_at) = accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id)).await?;
+    let (link, expires_at) =
+        accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id))
+            .await?;
     let detail = match replaces {
         0 => format!("user {}", user.id),
-        n => format!("user {}; recovery: using it replaces their {n} passkeys and ends their sessions", user.id),
+        n => format!(
+            "user {}; recovery: using it replaces their {n} passkeys and ends their sessions",
+            user.id
+        ),
     };
     auth.audit(state, action, patient, &detail).await?;
     let mut view = view(&accounts::Invitation { user, link, expires_at });
@@ -242,7 +270,10 @@ pub struct Document {
 }
 
 /// `GET /api/documents`: every document the user may read.
-pub async fn documents(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<Document>>, Error> {
+pub async fn documents(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<Document>>, Error> {
     let rows = state.store.readable_documents(&auth.user).await?;
     Ok(Json(rows.into_iter().map(|d| Document { id: d.id, kind: d.kind }).collect()))
 }
@@ -259,7 +290,10 @@ pub struct AuditView {
 }
 
 /// `GET /api/audit`: who did what with the patient's record, newest first.
-pub async fn audit(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<AuditView>>, Error> {
+pub async fn audit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<AuditView>>, Error> {
     let patient = own_patient(&auth)?;
     let entries = state.store.patient_audit(patient, 500).await?;
     Ok(Json(

@@ -39,13 +39,16 @@ pub struct ListenerHealth {
 pub async fn get(State(state): State<AppState>) -> Response {
     // A database whose network flow died never answers: bound the wait so
     // the check itself answers, within the load balancer's own timeout.
-    let reachable = matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, state.store.ping()).await, Ok(Ok(())));
+    let reachable =
+        matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, state.store.ping()).await, Ok(Ok(())));
     let cluster: Option<ClusterStatus> = state.hub.cluster_status().map(|status| *status.borrow());
     let now = Instant::now();
     let problem = if !reachable {
         Some("the database does not answer")
     } else if cluster.is_some_and(|c| !c.hearing(now)) {
-        Some("not listening to other instances: their changes and access changes reach this one late")
+        Some(
+            "not listening to other instances: their changes and access changes reach this one late",
+        )
     } else {
         None
     };
@@ -56,7 +59,9 @@ pub async fn get(State(state): State<AppState>) -> Response {
         problem,
         listener: cluster.map(|c| ListenerHealth {
             listening: c.listening,
-            last_heartbeat_ms: c.last_heartbeat.map(|at| u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)),
+            last_heartbeat_ms: c.last_heartbeat.map(|at| {
+                u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)
+            }),
             reconnects: c.reconnects(),
         }),
     };

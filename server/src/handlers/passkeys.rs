@@ -3,16 +3,16 @@
 //! revoked; revoking one ends every session signed in with it and closes
 //! their sync sockets. Other users' passkeys are "not found".
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::json::Json as Body;
 use super::session::{FinishRegistration, passkey_name};
-use crate::auth::{self, AuthUser};
 use crate::auth::ceremonies::{self, REGISTER, Started};
+use crate::auth::{self, AuthUser};
 use crate::storage::{PasskeyInfo, PasskeyRevocation};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
@@ -29,11 +29,20 @@ pub struct PasskeyView {
 
 impl From<PasskeyInfo> for PasskeyView {
     fn from(p: PasskeyInfo) -> Self {
-        Self { id: p.id, name: p.name, created_at: p.created_at, last_used_at: p.last_used_at, added_with: p.added_with }
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+            added_with: p.added_with,
+        }
     }
 }
 
-pub async fn list(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<PasskeyView>>, Error> {
+pub async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<PasskeyView>>, Error> {
     Ok(Json(state.store.passkeys(auth.user.id).await?.into_iter().map(Into::into).collect()))
 }
 
@@ -60,14 +69,21 @@ pub async fn register_finish(
     auth: AuthUser,
     Body(body): Body<FinishRegistration>,
 ) -> Result<(StatusCode, Json<PasskeyView>), Error> {
-    let (ceremony, passkey) = ceremonies::verify_registration(&state, &body.ceremony, REGISTER, &body.credential).await?;
+    let (ceremony, passkey) =
+        ceremonies::verify_registration(&state, &body.ceremony, REGISTER, &body.credential).await?;
     if ceremony.user != Some(auth.user.id) {
         return Err(Error::CeremonyExpired);
     }
     let name = ceremony.passkey_name.unwrap_or_else(|| "Passkey".into());
     let id = ceremonies::save_passkey(&state, &auth.user, &name, &passkey, auth.passkey).await?;
     auth.audit(&state, "passkey_added", auth.patient(), &format!("passkey {id}")).await?;
-    let view = state.store.passkeys(auth.user.id).await?.into_iter().find(|p| p.id == id).ok_or(Error::NotFound)?;
+    let view = state
+        .store
+        .passkeys(auth.user.id)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or(Error::NotFound)?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
@@ -93,7 +109,11 @@ pub async fn rename(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn revoke(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<StatusCode, Error> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
     let id = passkey_id(&id)?;
     match state.store.revoke_passkey(auth.user.id, id).await? {
         PasskeyRevocation::Revoked { sessions } => {
@@ -103,8 +123,8 @@ pub async fn revoke(State(state): State<AppState>, auth: AuthUser, Path(id): Pat
             Ok(StatusCode::NO_CONTENT)
         }
         PasskeyRevocation::NotFound => Err(Error::NotFound),
-        PasskeyRevocation::LastOne => {
-            Err(Error::Conflict("This is your only passkey. Add another one before removing it.".into()))
-        }
+        PasskeyRevocation::LastOne => Err(Error::Conflict(
+            "This is your only passkey. Add another one before removing it.".into(),
+        )),
     }
 }

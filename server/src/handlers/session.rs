@@ -9,10 +9,10 @@
 //! a session, the person sees open links for their account and can cancel
 //! them (`/api/enrollments`).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::{ClinicId, PatientId, UserId};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -53,8 +53,13 @@ pub struct Me {
 }
 
 async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
-    let clinics =
-        auth.user.clinics.iter().zip(&auth.user.clinic_names).map(|(&id, name)| ClinicRef { id, name: name.clone() }).collect();
+    let clinics = auth
+        .user
+        .clinics
+        .iter()
+        .zip(&auth.user.clinic_names)
+        .map(|(&id, name)| ClinicRef { id, name: name.clone() })
+        .collect();
     Ok(Me {
         user_id: auth.user.id,
         display_name: auth.user.display_name.clone(),
@@ -74,7 +79,13 @@ pub async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Me
 }
 
 /// Starts a session signed in with `passkey` and answers with the cookie and `/api/me`.
-async fn signed_in(state: &AppState, user: UserRecord, passkey: uuid::Uuid, action: &str, detail: &str) -> Result<Response, Error> {
+async fn signed_in(
+    state: &AppState,
+    user: UserRecord,
+    passkey: uuid::Uuid,
+    action: &str,
+    detail: &str,
+) -> Result<Response, Error> {
     let (cookie, auth) = auth::start_session(state, user, Some(passkey)).await?;
     auth.audit(state, action, auth.patient(), detail).await?;
     let me = me_of(state, &auth).await?;
@@ -91,8 +102,12 @@ pub async fn login_start(State(state): State<AppState>) -> Result<Json<Started>,
     Ok(Json(ceremonies::start_login(&state).await?))
 }
 
-pub async fn login_finish(State(state): State<AppState>, Body(body): Body<FinishLogin>) -> Result<Response, Error> {
-    let (user, passkey) = ceremonies::finish_login(&state, &body.ceremony, &body.credential).await?;
+pub async fn login_finish(
+    State(state): State<AppState>,
+    Body(body): Body<FinishLogin>,
+) -> Result<Response, Error> {
+    let (user, passkey) =
+        ceremonies::finish_login(&state, &body.ceremony, &body.credential).await?;
     signed_in(&state, user, passkey, "sign_in", &format!("passkey {passkey}")).await
 }
 
@@ -122,14 +137,24 @@ pub fn passkey_name(name: Option<&str>) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-pub async fn enroll_start(State(state): State<AppState>, Body(body): Body<StartEnroll>) -> Result<Json<EnrollStarted>, Error> {
+pub async fn enroll_start(
+    State(state): State<AppState>,
+    Body(body): Body<StartEnroll>,
+) -> Result<Json<EnrollStarted>, Error> {
     let token_hash = hash_secret(body.token.trim());
-    let user_id = state.store.enrollment_user(&token_hash).await?.ok_or(Error::EnrollmentLinkInvalid)?;
+    let user_id =
+        state.store.enrollment_user(&token_hash).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let name = passkey_name(body.passkey_name.as_deref())?;
     let replaces_passkeys = state.store.passkeys(user.id).await?.len();
-    let started = ceremonies::start_registration(&state, &user, ENROLL, Some(token_hash), &name).await?;
-    Ok(Json(EnrollStarted { started, display_name: user.display_name, role: user.role.code(), replaces_passkeys }))
+    let started =
+        ceremonies::start_registration(&state, &user, ENROLL, Some(token_hash), &name).await?;
+    Ok(Json(EnrollStarted {
+        started,
+        display_name: user.display_name,
+        role: user.role.code(),
+        replaces_passkeys,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -138,8 +163,12 @@ pub struct FinishRegistration {
     pub credential: RegisterPublicKeyCredential,
 }
 
-pub async fn enroll_finish(State(state): State<AppState>, Body(body): Body<FinishRegistration>) -> Result<Response, Error> {
-    let (ceremony, passkey) = ceremonies::verify_registration(&state, &body.ceremony, ENROLL, &body.credential).await?;
+pub async fn enroll_finish(
+    State(state): State<AppState>,
+    Body(body): Body<FinishRegistration>,
+) -> Result<Response, Error> {
+    let (ceremony, passkey) =
+        ceremonies::verify_registration(&state, &body.ceremony, ENROLL, &body.credential).await?;
     let token_hash = ceremony.enrollment_hash.ok_or(Error::EnrollmentLinkInvalid)?;
     let user_id = ceremony.user.ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
@@ -156,12 +185,18 @@ pub async fn enroll_finish(State(state): State<AppState>, Body(body): Body<Finis
         UserRole::Patient | UserRole::Caregiver => user.patient,
         _ => None,
     };
-    fn event<'a>(user: UserId, patient: Option<PatientId>, action: &'a str, detail: &'a str) -> AuditEvent<'a> {
+    fn event<'a>(
+        user: UserId,
+        patient: Option<PatientId>,
+        action: &'a str,
+        detail: &'a str,
+    ) -> AuditEvent<'a> {
         AuditEvent { user: Some(user), session: None, action, patient, doc: None, detail }
     }
     if enrolled.replaced > 0 {
         auth::sessions_ended(&state, enrolled.ended_sessions.clone(), EndReason::PasskeysReplaced);
-        let issuer = enrolled.issued_by.map_or_else(|| "the operator".to_owned(), |u| format!("user {u}"));
+        let issuer =
+            enrolled.issued_by.map_or_else(|| "the operator".to_owned(), |u| format!("user {u}"));
         let detail = format!(
             "{} passkeys replaced and {} sessions ended by a link issued by {issuer}",
             enrolled.replaced,
@@ -182,7 +217,10 @@ pub struct FinishReauth {
 
 /// `POST /api/reauth/start`: options to assert with one of the signed-in
 /// user's own passkeys.
-pub async fn reauth_start(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Started>, Error> {
+pub async fn reauth_start(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Started>, Error> {
     Ok(Json(ceremonies::start_reauth(&state, &auth.user).await?))
 }
 
@@ -192,7 +230,8 @@ pub async fn reauth_finish(
     auth: AuthUser,
     Body(body): Body<FinishReauth>,
 ) -> Result<StatusCode, Error> {
-    let passkey = ceremonies::finish_reauth(&state, &auth.user, &body.ceremony, &body.credential).await?;
+    let passkey =
+        ceremonies::finish_reauth(&state, &auth.user, &body.ceremony, &body.credential).await?;
     state.store.mark_verified(&auth.session_id).await?;
     auth.audit(&state, "reauthenticated", auth.patient(), &format!("passkey {passkey}")).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -208,20 +247,31 @@ pub struct OpenLink {
 /// `GET /api/enrollments`: enrollment links for the signed-in user that can
 /// still be used (someone could create a passkey for this account with
 /// them, replacing this person's passkeys).
-pub async fn open_links(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Vec<OpenLink>>, Error> {
+pub async fn open_links(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<OpenLink>>, Error> {
     let links = state.store.open_enrollments(auth.user.id).await?;
     Ok(Json(
         links
             .into_iter()
-            .map(|l| OpenLink { created_at: l.created_at, expires_at: l.expires_at, issued_by: l.issued_by_name })
+            .map(|l| OpenLink {
+                created_at: l.created_at,
+                expires_at: l.expires_at,
+                issued_by: l.issued_by_name,
+            })
             .collect(),
     ))
 }
 
 /// `DELETE /api/enrollments`: the person cancels every open link for their account.
-pub async fn cancel_links(State(state): State<AppState>, auth: AuthUser) -> Result<StatusCode, Error> {
+pub async fn cancel_links(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<StatusCode, Error> {
     let cancelled = state.store.cancel_enrollments(auth.user.id).await?;
-    auth.audit(&state, "enrollment_links_cancelled", auth.patient(), &format!("{cancelled} links")).await?;
+    auth.audit(&state, "enrollment_links_cancelled", auth.patient(), &format!("{cancelled} links"))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -247,5 +297,9 @@ pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result
 }
 
 fn cleared(state: &AppState) -> Response {
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, auth::set_cookie("", state.auth.secure_cookies, 0))]).into_response()
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, auth::set_cookie("", state.auth.secure_cookies, 0))],
+    )
+        .into_response()
 }

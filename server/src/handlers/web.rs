@@ -16,5 +16,9 @@ use tower_http::set_header::SetResponseHeader;
 pub fn service(dir: &Path) -> SetResponseHeader<ServeDir<ServeFile>, HeaderValue> {
     let index = ServeFile::new(dir.join("index.html")).precompressed_br().precompressed_gzip();
     let files = ServeDir::new(dir).precompressed_br().precompressed_gzip().fallback(index);
-    SetResponseHeader::overriding(files, header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
+    SetResponseHeader::overriding(
+        files,
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    )
 }

@@ -47,7 +47,11 @@ impl Store {
     }
 
     /// Events concerning a patient's record, newest first (at most `limit`).
-    pub async fn patient_audit(&self, patient: PatientId, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+    pub async fn patient_audit(
+        &self,
+        patient: PatientId,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         sqlx::query(
             "SELECT a.at, a.user_id, u.display_name, u.role, a.action, a.doc_id, a.detail FROM audit_events a \
              LEFT JOIN users u ON u.id = a.user_id WHERE a.patient_id = $1 ORDER BY a.at DESC, a.id DESC LIMIT $2",
@@ -75,7 +79,10 @@ impl Store {
 /// Appends events within a transaction (one multi-row `INSERT` per
 /// `ROWS_PER_STATEMENT` events); sync stores a batch's changes and their
 /// audit rows together.
-pub(super) async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, events: &[AuditEvent<'_>]) -> Result<(), StoreError> {
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[AuditEvent<'_>],
+) -> Result<(), StoreError> {
     let now = now_ms();
     for part in events.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(

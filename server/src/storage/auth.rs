@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::directory::bump_access_version;
 use super::documents::document_row;
-use super::{DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id};
+use super::{
+    DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id,
+};
 
 /// A passkey as its owner sees it (no key material).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +38,9 @@ pub struct StoredPasskey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasskeyRevocation {
     /// Revoked; these sessions, signed in with it, ended with it.
-    Revoked { sessions: Vec<String> },
+    Revoked {
+        sessions: Vec<String>,
+    },
     NotFound,
     /// The user's only passkey: keeping it keeps the account reachable.
     LastOne,
@@ -162,17 +166,22 @@ impl Store {
 
     /// The user's active passkeys' serialised credentials (to exclude at registration).
     pub async fn passkey_credentials(&self, user: UserId) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query("SELECT passkey FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id")
-            .bind(user.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        Ok(sqlx::query(
+            "SELECT passkey FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     }
 
     /// An active passkey of an active user, by credential id.
-    pub async fn passkey_by_credential(&self, credential_id: &str) -> Result<Option<StoredPasskey>, StoreError> {
+    pub async fn passkey_by_credential(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<StoredPasskey>, StoreError> {
         let row = sqlx::query(
             "SELECT p.id, p.user_id, p.passkey FROM passkeys p JOIN users u ON u.id = p.user_id \
              WHERE p.credential_id = $1 AND p.revoked_at IS NULL AND u.revoked_at IS NULL",
@@ -181,7 +190,11 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(StoredPasskey { id: parse_id(&r.get::<String, _>(0))?, user: parse_id(&r.get::<String, _>(1))?, passkey: r.get(2) })
+            Ok(StoredPasskey {
+                id: parse_id(&r.get::<String, _>(0))?,
+                user: parse_id(&r.get::<String, _>(1))?,
+                passkey: r.get(2),
+            })
         })
         .transpose()
     }
@@ -210,19 +223,30 @@ impl Store {
     }
 
     /// Renames one of the user's active passkeys; false if they have no such passkey.
-    pub async fn rename_passkey(&self, user: UserId, id: Uuid, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-            .bind(name)
-            .bind(id.to_string())
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await?;
+    pub async fn rename_passkey(
+        &self,
+        user: UserId,
+        id: Uuid,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(name)
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Revokes one of the user's passkeys, unless it is their last one, and
     /// ends every session signed in with it, in one transaction.
-    pub async fn revoke_passkey(&self, user: UserId, id: Uuid) -> Result<PasskeyRevocation, StoreError> {
+    pub async fn revoke_passkey(
+        &self,
+        user: UserId,
+        id: Uuid,
+    ) -> Result<PasskeyRevocation, StoreError> {
         let mut tx = self.pool.begin().await?;
         let active: Vec<String> =
             sqlx::query("SELECT id FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL")
@@ -269,7 +293,10 @@ impl Store {
 
     /// Stores a ceremony's state (and drops expired ones).
     pub async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1").bind(now_ms()).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         sqlx::query(
             "INSERT INTO ceremonies (id_hash, kind, user_id, enrollment_hash, passkey_name, state, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -312,7 +339,11 @@ impl Store {
     }
 
     /// Moves a ceremony's expiry (tests of expired ceremonies).
-    pub async fn set_ceremony_expiry(&self, id_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn set_ceremony_expiry(
+        &self,
+        id_hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE ceremonies SET expires_at = $1 WHERE id_hash = $2")
             .bind(expires_at)
             .bind(id_hash)
@@ -447,7 +478,11 @@ impl Store {
     }
 
     /// Moves an enrollment link's expiry (tests and operators).
-    pub async fn set_enrollment_expiry(&self, token_hash: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn set_enrollment_expiry(
+        &self,
+        token_hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE enrollments SET expires_at = $1 WHERE token_hash = $2")
             .bind(expires_at)
             .bind(token_hash)
@@ -490,7 +525,11 @@ impl Store {
 
     /// The live session with this cookie hash: not revoked, not past its
     /// absolute expiry, seen within `idle_ms`, of an active user.
-    pub async fn session_by_token(&self, token_hash: &str, idle_ms: i64) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn session_by_token(
+        &self,
+        token_hash: &str,
+        idle_ms: i64,
+    ) -> Result<Option<SessionRow>, StoreError> {
         let now = now_ms();
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.actor_id, s.last_seen_at, s.passkey_id, s.verified_at \
@@ -524,7 +563,11 @@ impl Store {
 
     /// Which of these sessions are live (the rules of `session_by_token`),
     /// in one statement per `ROWS_PER_STATEMENT` ids.
-    pub async fn live_sessions(&self, ids: &[String], idle_ms: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn live_sessions(
+        &self,
+        ids: &[String],
+        idle_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
         let mut live = Vec::new();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
@@ -548,7 +591,9 @@ impl Store {
         let now = now_ms();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!("UPDATE sessions SET last_seen_at = $1 WHERE last_seen_at < $2 AND id IN ({list})");
+            let sql = format!(
+                "UPDATE sessions SET last_seen_at = $1 WHERE last_seen_at < $2 AND id IN ({list})"
+            );
             let mut query = sqlx::query(&sql).bind(now).bind(now - touch_ms);
             for id in part {
                 query = query.bind(id);
@@ -559,25 +604,41 @@ impl Store {
     }
 
     pub async fn touch_session(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Records that the session's holder just used one of their passkeys.
     pub async fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Moves a session's last activity (tests of idle expiry).
     pub async fn set_session_last_seen(&self, id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2").bind(at).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Moves a session's last passkey use (tests of re-authentication).
     pub async fn set_session_verified(&self, id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2").bind(at).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -612,7 +673,10 @@ impl Store {
             .bind(now - idle_ms)
             .execute(&self.pool)
             .await?;
-        let links = sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        let links = sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(sessions.rows_affected() + links.rows_affected())
     }
 
@@ -683,7 +747,10 @@ impl Store {
     }
 
     pub async fn clinic_by_name(&self, name: &str) -> Result<Option<ClinicId>, StoreError> {
-        let row = sqlx::query("SELECT id FROM clinics WHERE name = $1 ORDER BY id").bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT id FROM clinics WHERE name = $1 ORDER BY id")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
 
@@ -694,7 +761,10 @@ impl Store {
     ///   record follows the patient across clinics) and the thread with that
     ///   clinic only;
     /// - clinic admin: the patient record (demographics) of consenting patients.
-    pub async fn readable_documents(&self, user: &UserRecord) -> Result<Vec<DocumentRow>, StoreError> {
+    pub async fn readable_documents(
+        &self,
+        user: &UserRecord,
+    ) -> Result<Vec<DocumentRow>, StoreError> {
         if !self.user_active(user.id).await? {
             return Ok(Vec::new());
         }
@@ -739,7 +809,11 @@ impl Store {
     /// patient has since withdrawn (and not granted again): a provider or
     /// admin of a clinic whose access ended. Patients and caregivers read
     /// their own documents whatever the consents, so never get one.
-    pub async fn withdrawn_document(&self, user: &UserRecord, doc: shared::DocId) -> Result<Option<DocumentRow>, StoreError> {
+    pub async fn withdrawn_document(
+        &self,
+        user: &UserRecord,
+        doc: shared::DocId,
+    ) -> Result<Option<DocumentRow>, StoreError> {
         let kinds = match user.role {
             UserRole::Patient | UserRole::Caregiver => return Ok(None),
             UserRole::Provider => {
@@ -762,7 +836,11 @@ impl Store {
 
     /// The document `doc`, if `user` may read it (the same rules as
     /// `readable_documents`).
-    pub async fn readable_document(&self, user: &UserRecord, doc: shared::DocId) -> Result<Option<DocumentRow>, StoreError> {
+    pub async fn readable_document(
+        &self,
+        user: &UserRecord,
+        doc: shared::DocId,
+    ) -> Result<Option<DocumentRow>, StoreError> {
         Ok(self.readable_documents(user).await?.into_iter().find(|row| row.id == doc))
     }
 }

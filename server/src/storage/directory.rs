@@ -65,11 +65,14 @@ impl UserRecord {
     pub fn principal(&self) -> Option<Principal> {
         let role = match self.role {
             UserRole::Patient => Role::Patient { patient: self.patient? },
-            UserRole::Caregiver => Role::Caregiver { patient: self.patient?, may_message: self.may_message },
+            UserRole::Caregiver => {
+                Role::Caregiver { patient: self.patient?, may_message: self.may_message }
+            }
             UserRole::Provider => Role::Provider { clinics: self.clinics.clone() },
             UserRole::Admin => Role::ClinicAdmin { clinic: *self.clinics.first()? },
         };
-        let clinic_names = self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
+        let clinic_names =
+            self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
         Some(Principal { user: self.id, role, name: self.display_name.clone(), clinic_names })
     }
 }
@@ -86,7 +89,10 @@ impl Store {
     }
 
     pub async fn clinic_name(&self, id: ClinicId) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT name FROM clinics WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT name FROM clinics WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -125,10 +131,12 @@ impl Store {
     }
 
     pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        let Some(row) = sqlx::query("SELECT display_name, role, patient_id, may_message FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) = sqlx::query(
+            "SELECT display_name, role, patient_id, may_message FROM users WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
@@ -139,7 +147,10 @@ impl Store {
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        let clinics = memberships.iter().map(|r| parse_id(&r.get::<String, _>(0))).collect::<Result<_, _>>()?;
+        let clinics = memberships
+            .iter()
+            .map(|r| parse_id(&r.get::<String, _>(0)))
+            .collect::<Result<_, _>>()?;
         let clinic_names = memberships.iter().map(|r| r.get::<String, _>(1)).collect();
         Ok(Some(UserRecord {
             id,
@@ -152,7 +163,11 @@ impl Store {
         }))
     }
 
-    pub async fn grant_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+    pub async fn grant_consent(
+        &self,
+        patient: PatientId,
+        clinic: ClinicId,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
@@ -168,7 +183,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn revoke_consent(&self, patient: PatientId, clinic: ClinicId) -> Result<(), StoreError> {
+    pub async fn revoke_consent(
+        &self,
+        patient: PatientId,
+        clinic: ClinicId,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
@@ -193,11 +212,17 @@ impl Store {
     /// A counter that every change to who may read what moves on: when it
     /// has moved, what sync connections may read must be read again.
     pub async fn access_version(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT version FROM access_version WHERE id = 1").fetch_one(&self.pool).await?.get(0))
+        Ok(sqlx::query("SELECT version FROM access_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
     }
 
     /// Clinics the patient currently lets see their record.
-    pub async fn consenting_clinics(&self, patient: PatientId) -> Result<Vec<ClinicId>, StoreError> {
+    pub async fn consenting_clinics(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<ClinicId>, StoreError> {
         sqlx::query("SELECT clinic_id FROM consents WHERE patient_id = $1 AND revoked_at IS NULL ORDER BY clinic_id")
             .bind(patient.to_string())
             .fetch_all(&self.pool)
@@ -208,7 +233,10 @@ impl Store {
     }
 
     /// Patients who currently let `clinic` see their record.
-    pub async fn consenting_patients(&self, clinic: ClinicId) -> Result<Vec<PatientId>, StoreError> {
+    pub async fn consenting_patients(
+        &self,
+        clinic: ClinicId,
+    ) -> Result<Vec<PatientId>, StoreError> {
         sqlx::query("SELECT patient_id FROM consents WHERE clinic_id = $1 AND revoked_at IS NULL ORDER BY patient_id")
             .bind(clinic.to_string())
             .fetch_all(&self.pool)
@@ -231,10 +259,16 @@ impl Store {
     }
 
     /// Who each of these actor ids is bound to, for those bound at all.
-    pub async fn actor_owners(&self, actors: &[String]) -> Result<HashMap<String, UserId>, StoreError> {
+    pub async fn actor_owners(
+        &self,
+        actors: &[String],
+    ) -> Result<HashMap<String, UserId>, StoreError> {
         let mut owners = HashMap::new();
         for part in actors.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("SELECT actor_id, user_id FROM actors WHERE actor_id IN ({})", placeholder_list(part.len()));
+            let sql = format!(
+                "SELECT actor_id, user_id FROM actors WHERE actor_id IN ({})",
+                placeholder_list(part.len())
+            );
             let mut query = sqlx::query(&sql);
             for actor in part {
                 query = query.bind(actor.as_str());
@@ -247,13 +281,20 @@ impl Store {
     }
 
     pub async fn actor_owner(&self, actor_hex: &str) -> Result<Option<UserId>, StoreError> {
-        let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1").bind(actor_hex).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1")
+            .bind(actor_hex)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
 }
 
 /// Moves the access version on, in the transaction that changes access.
-pub(super) async fn bump_access_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1").execute(&mut **tx).await?;
+pub(super) async fn bump_access_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

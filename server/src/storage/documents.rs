@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
 use super::{
-    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id, placeholder_list, placeholder_rows,
+    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id,
+    placeholder_list, placeholder_rows,
 };
 
 /// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
@@ -73,7 +74,9 @@ impl StoredDocument {
     pub fn to_automerge(&self) -> Result<automerge::Automerge, StoreError> {
         let mut doc = automerge::Automerge::new();
         for chunk in &self.chunks {
-            doc.load_incremental(chunk).map_err(|e| StoreError::Corrupt(format!("a stored document does not load: {e}")))?;
+            doc.load_incremental(chunk).map_err(|e| {
+                StoreError::Corrupt(format!("a stored document does not load: {e}"))
+            })?;
         }
         Ok(doc)
     }
@@ -133,7 +136,10 @@ impl Store {
             .transpose()
     }
 
-    pub async fn patient_documents(&self, patient: PatientId) -> Result<Vec<DocumentRow>, StoreError> {
+    pub async fn patient_documents(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<DocumentRow>, StoreError> {
         sqlx::query("SELECT id, kind, patient_id, clinic_id FROM documents WHERE patient_id = $1 ORDER BY id")
             .bind(patient.to_string())
             .fetch_all(&self.pool)
@@ -151,7 +157,10 @@ impl Store {
     /// The stored bytes of many documents, each snapshot first, read with
     /// a few queries rather than one per document; documents that do not
     /// exist are missing from the result.
-    pub async fn load_documents(&self, ids: &[DocId]) -> Result<HashMap<DocId, StoredDocument>, StoreError> {
+    pub async fn load_documents(
+        &self,
+        ids: &[DocId],
+    ) -> Result<HashMap<DocId, StoredDocument>, StoreError> {
         let mut stored: HashMap<DocId, StoredDocument> = HashMap::new();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -180,8 +189,15 @@ impl Store {
     /// Appends incremental changes to many documents in one transaction
     /// (`store_chunks`); returns their sequence numbers, in order.
     pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
-        let chunks: Vec<NewChunk<'_>> =
-            batch.iter().map(|(doc, data)| NewChunk { doc: *doc, data, snapshot_through: None, expected_seq: None }).collect();
+        let chunks: Vec<NewChunk<'_>> = batch
+            .iter()
+            .map(|(doc, data)| NewChunk {
+                doc: *doc,
+                data,
+                snapshot_through: None,
+                expected_seq: None,
+            })
+            .collect();
         self.store_chunks(&chunks).await
     }
 
@@ -201,7 +217,11 @@ impl Store {
     /// [`Store::store_chunks`], with audit events written in the same
     /// transaction: a stored change never lacks its `change_accepted` row,
     /// and no row claims a change that was not stored.
-    pub async fn store_audited(&self, batch: &[NewChunk<'_>], events: &[AuditEvent<'_>]) -> Result<Vec<i64>, StoreError> {
+    pub async fn store_audited(
+        &self,
+        batch: &[NewChunk<'_>],
+        events: &[AuditEvent<'_>],
+    ) -> Result<Vec<i64>, StoreError> {
         self.store_writes(&Writes { chunks: batch, events, author: None }).await
     }
 
@@ -221,7 +241,11 @@ impl Store {
         if let (Some(author), false) = (&writes.author, writes.chunks.is_empty()) {
             self.check_author(&mut tx, author, writes.chunks).await?;
         }
-        let seqs = if writes.chunks.is_empty() { Vec::new() } else { self.write_chunks(&mut tx, writes.chunks).await? };
+        let seqs = if writes.chunks.is_empty() {
+            Vec::new()
+        } else {
+            self.write_chunks(&mut tx, writes.chunks).await?
+        };
         insert_audit(&mut tx, writes.events).await?;
         tx.commit().await?;
         Ok(seqs)
@@ -274,16 +298,19 @@ impl Store {
         // a revocation committing meanwhile waits for this batch, and a
         // batch after it sees it.
         let share = if self.backend == Backend::Postgres { " FOR SHARE" } else { "" };
-        let active = sqlx::query(&format!("SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL{share}"))
-            .bind(&user)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some();
+        let active = sqlx::query(&format!(
+            "SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL{share}"
+        ))
+        .bind(&user)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
         let mut denied: Vec<DocId> = Vec::new();
         if !active {
             denied.extend(chunks.iter().map(|c| c.doc));
         } else if matches!(author.user.role, UserRole::Provider | UserRole::Admin) {
-            let patients: BTreeSet<String> = author.patients.iter().map(|(_, p)| p.to_string()).collect();
+            let patients: BTreeSet<String> =
+                author.patients.iter().map(|(_, p)| p.to_string()).collect();
             let mut consenting: HashSet<String> = HashSet::new();
             let listed: Vec<&String> = patients.iter().collect();
             for part in listed.chunks(ROWS_PER_STATEMENT) {
@@ -301,7 +328,13 @@ impl Store {
                     consenting.insert(row.get(0));
                 }
             }
-            denied.extend(author.patients.iter().filter(|(_, p)| !consenting.contains(&p.to_string())).map(|(d, _)| *d));
+            denied.extend(
+                author
+                    .patients
+                    .iter()
+                    .filter(|(_, p)| !consenting.contains(&p.to_string()))
+                    .map(|(d, _)| *d),
+            );
         }
         if !denied.is_empty() {
             return Err(StoreError::AccessEnded(denied));
@@ -338,7 +371,11 @@ impl Store {
         Ok(())
     }
 
-    async fn write_chunks(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
+    async fn write_chunks(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &[NewChunk<'_>],
+    ) -> Result<Vec<i64>, StoreError> {
         let mut counts: BTreeMap<DocId, i64> = BTreeMap::new();
         for chunk in batch {
             *counts.entry(chunk.doc).or_default() += 1;
@@ -348,7 +385,11 @@ impl Store {
         // the changes against an old record.
         let stale: Vec<DocId> = batch
             .iter()
-            .filter(|chunk| chunk.expected_seq.is_some_and(|expected| next.get(&chunk.doc) != Some(&(expected + 1))))
+            .filter(|chunk| {
+                chunk
+                    .expected_seq
+                    .is_some_and(|expected| next.get(&chunk.doc) != Some(&(expected + 1)))
+            })
             .map(|chunk| chunk.doc)
             .collect();
         if !stale.is_empty() {
@@ -363,11 +404,15 @@ impl Store {
             })
             .collect();
         // Only chunks stored before this batch are numbered up to a snapshot's `through`.
-        let replaced: Vec<(DocId, i64)> = batch.iter().filter_map(|c| Some((c.doc, c.snapshot_through?))).collect();
+        let replaced: Vec<(DocId, i64)> =
+            batch.iter().filter_map(|c| Some((c.doc, c.snapshot_through?))).collect();
         for part in replaced.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "DELETE FROM doc_chunks WHERE {}",
-                (0..part.len()).map(|i| format!("(doc_id = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(" OR ")
+                (0..part.len())
+                    .map(|i| format!("(doc_id = ${} AND seq <= ${})", 2 * i + 1, 2 * i + 2))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
             );
             let mut query = sqlx::query(&sql);
             for (doc, through) in part {
@@ -384,7 +429,12 @@ impl Store {
             );
             let mut query = sqlx::query(&sql);
             for (chunk, seq) in part {
-                query = query.bind(chunk.doc.to_string()).bind(i64::from(chunk.snapshot_through.is_some())).bind(chunk.data).bind(now).bind(*seq);
+                query = query
+                    .bind(chunk.doc.to_string())
+                    .bind(i64::from(chunk.snapshot_through.is_some()))
+                    .bind(chunk.data)
+                    .bind(now)
+                    .bind(*seq);
             }
             query.execute(&mut **tx).await?;
         }
@@ -394,22 +444,31 @@ impl Store {
     /// The chunks stored after sequence number `after` (by this or another
     /// server instance), oldest first, with their numbers. Loading them into
     /// a document that holds everything up to `after` brings it up to date.
-    pub async fn chunks_after(&self, id: DocId, after: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query("SELECT seq, data FROM doc_chunks WHERE doc_id = $1 AND seq > $2 ORDER BY seq")
-            .bind(id.to_string())
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect())
+    pub async fn chunks_after(
+        &self,
+        id: DocId,
+        after: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT seq, data FROM doc_chunks WHERE doc_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
     }
 
     /// The current sequence numbers of documents (those that exist).
     pub async fn document_seqs(&self, ids: &[DocId]) -> Result<Vec<(DocId, i64)>, StoreError> {
         let mut seqs = Vec::with_capacity(ids.len());
         for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("SELECT id, seq FROM documents WHERE id IN ({})", placeholder_list(part.len()));
+            let sql = format!(
+                "SELECT id, seq FROM documents WHERE id IN ({})",
+                placeholder_list(part.len())
+            );
             let mut query = sqlx::query(&sql);
             for id in part {
                 query = query.bind(id.to_string());
@@ -424,15 +483,30 @@ impl Store {
     /// Replaces every chunk numbered up to `through` with `snapshot`, which
     /// must contain all of them. Chunks appended meanwhile are kept. The
     /// snapshot takes the document's next sequence number, which is returned.
-    pub async fn compact_document(&self, id: DocId, snapshot: &[u8], through: i64) -> Result<i64, StoreError> {
+    pub async fn compact_document(
+        &self,
+        id: DocId,
+        snapshot: &[u8],
+        through: i64,
+    ) -> Result<i64, StoreError> {
         Ok(self.compact_documents(&[(id, snapshot, through)]).await?[0])
     }
 
     /// `compact_document` for many documents in one transaction
     /// (`store_chunks`); returns the snapshots' sequence numbers, in order.
-    pub async fn compact_documents(&self, batch: &[(DocId, &[u8], i64)]) -> Result<Vec<i64>, StoreError> {
-        let chunks: Vec<NewChunk<'_>> =
-            batch.iter().map(|(doc, data, through)| NewChunk { doc: *doc, data, snapshot_through: Some(*through), expected_seq: None }).collect();
+    pub async fn compact_documents(
+        &self,
+        batch: &[(DocId, &[u8], i64)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let chunks: Vec<NewChunk<'_>> = batch
+            .iter()
+            .map(|(doc, data, through)| NewChunk {
+                doc: *doc,
+                data,
+                snapshot_through: Some(*through),
+                expected_seq: None,
+            })
+            .collect();
         self.store_chunks(&chunks).await
     }
 
@@ -452,8 +526,11 @@ impl Store {
         let mut first = HashMap::with_capacity(counts.len());
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             // $1, $3, ...: the ids; $2, $4, ...: how many numbers each takes.
-            let cases: String = (0..part.len()).map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2)).collect();
-            let listed = (0..part.len()).map(|i| format!("${}", 2 * i + 1)).collect::<Vec<_>>().join(", ");
+            let cases: String = (0..part.len())
+                .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let listed =
+                (0..part.len()).map(|i| format!("${}", 2 * i + 1)).collect::<Vec<_>>().join(", ");
             let sql = format!(
                 "UPDATE documents SET seq = seq + CASE id{cases} END \
                  WHERE id IN (SELECT id FROM documents WHERE id IN ({listed}) ORDER BY id{lock}) RETURNING id, seq"
@@ -465,7 +542,9 @@ impl Store {
             for row in query.fetch_all(&mut **tx).await? {
                 let id: DocId = parse_id(&row.get::<String, _>(0))?;
                 let last: i64 = row.get(1);
-                let count = counts.get(&id).ok_or_else(|| StoreError::Corrupt("a sequence number for another document".into()))?;
+                let count = counts.get(&id).ok_or_else(|| {
+                    StoreError::Corrupt("a sequence number for another document".into())
+                })?;
                 first.insert(id, last - count + 1);
             }
         }

@@ -21,10 +21,15 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use crate::config::DatabaseUrl;
 use shared::DocId;
 
-pub use directory::{NewUser, UserRecord, UserRole};
 pub use audit::{AuditEntry, AuditEvent};
-pub use auth::{CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey};
-pub use documents::{Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk, StoredDocument, Writes};
+pub use auth::{
+    CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey,
+};
+pub use directory::{NewUser, UserRecord, UserRole};
+pub use documents::{
+    Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,
+    StoredDocument, Writes,
+};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
@@ -37,8 +42,7 @@ pub use notify::{Listener, MAX_PAYLOAD, Notification};
 /// is disconnected, so the backend of a dead instance stops holding row
 /// locks and its LISTEN slot after a minute rather than the kernel's two
 /// hours. Needs PostgreSQL 12 or newer (`tcp_user_timeout`).
-const SERVER_KEEPALIVE: &str =
-    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000";
+const SERVER_KEEPALIVE: &str = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,14 +115,16 @@ impl Store {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or_default().to_owned();
             if let Some(dir) = Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::CreateDir(dir.display().to_string(), e))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::CreateDir(dir.display().to_string(), e))?;
             }
             if !url.contains("mode=") {
                 url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
             }
         }
         let mut options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let listen_url = (backend == Backend::Postgres).then(|| with_server_keepalive(&mut options));
+        let listen_url =
+            (backend == Backend::Postgres).then(|| with_server_keepalive(&mut options));
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
@@ -167,7 +173,10 @@ impl Store {
     /// (PostgreSQL's `current_setting`).
     #[cfg(feature = "testing")]
     pub async fn setting(&self, name: &str) -> Result<String, StoreError> {
-        Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub async fn close(&self) {
@@ -207,13 +216,22 @@ fn placeholder_list(n: usize) -> String {
 /// `rows` rows of `columns` values, numbered row by row.
 fn placeholder_rows(rows: usize, columns: usize) -> String {
     (0..rows)
-        .map(|row| format!("({})", (1..=columns).map(|c| format!("${}", row * columns + c)).collect::<Vec<_>>().join(", ")))
+        .map(|row| {
+            format!(
+                "({})",
+                (1..=columns)
+                    .map(|c| format!("${}", row * columns + c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 fn parse_id<T: FromStr>(text: &str) -> Result<T, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt("an id column holds a value that is not a UUID".into()))
+    text.parse()
+        .map_err(|_| StoreError::Corrupt("an id column holds a value that is not a UUID".into()))
 }
 
 #[cfg(test)]

@@ -25,7 +25,10 @@ impl Listener {
     /// notification sent meanwhile is gone: re-read what may have been
     /// missed after calling `Store::listen` again).
     pub async fn recv(&mut self) -> Result<Option<Notification>, StoreError> {
-        Ok(self.inner.try_recv().await?.map(|n| Notification { channel: n.channel().to_owned(), payload: n.payload().to_owned() }))
+        Ok(self.inner.try_recv().await?.map(|n| Notification {
+            channel: n.channel().to_owned(),
+            payload: n.payload().to_owned(),
+        }))
     }
 
     /// One round trip on the listening connection itself: an answer proves
@@ -49,13 +52,21 @@ impl Store {
             return Ok(());
         }
         debug_assert!(payload.len() <= MAX_PAYLOAD);
-        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Opens a new connection LISTENing on `channels` (PostgreSQL only).
     pub async fn listen(&self, channels: &[&str]) -> Result<Listener, StoreError> {
-        let url = self.url.as_ref().filter(|_| self.backend == Backend::Postgres).ok_or(StoreError::UnsupportedUrl)?;
+        let url = self
+            .url
+            .as_ref()
+            .filter(|_| self.backend == Backend::Postgres)
+            .ok_or(StoreError::UnsupportedUrl)?;
         let mut inner = PgListener::connect(url.expose()).await?;
         // A lost connection is reported at once; the caller reconnects and
         // then re-reads, so nothing sent while it was away goes unnoticed.

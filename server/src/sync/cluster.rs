@@ -82,7 +82,8 @@ impl ClusterStatus {
     /// listening, and heard from the database within `DEAF_AFTER` (which
     /// also catches a listener task that stopped without saying so).
     pub fn hearing(&self, now: Instant) -> bool {
-        self.listening && self.last_heartbeat.is_some_and(|at| now.saturating_duration_since(at) <= DEAF_AFTER)
+        self.listening
+            && self.last_heartbeat.is_some_and(|at| now.saturating_duration_since(at) <= DEAF_AFTER)
     }
 }
 
@@ -204,7 +205,9 @@ async fn listen(
         // LISTEN is in place: whatever was announced before it is re-read.
         let Some(strong) = hub.upgrade() else { return };
         resync_in_background(strong);
-        let Some(lost) = hear(&mut listener, &hub, &instance, &mut stop, &status).await else { return };
+        let Some(lost) = hear(&mut listener, &hub, &instance, &mut stop, &status).await else {
+            return;
+        };
         status.send_modify(|s| s.listening = false);
         tracing::warn!(reason = %lost, "cluster: not listening to other instances; reconnecting");
         // What was announced since the connection died is lost, including
@@ -222,7 +225,11 @@ async fn listen(
 /// Opens the LISTEN connection, retrying with backoff; each attempt must
 /// answer within `HEARTBEAT_TIMEOUT`, since a dead network can leave a
 /// connection attempt waiting forever. `None` once stopped.
-async fn connect(store: &Store, stop: &mut oneshot::Receiver<()>, held: &mut watch::Receiver<bool>) -> Option<Listener> {
+async fn connect(
+    store: &Store,
+    stop: &mut oneshot::Receiver<()>,
+    held: &mut watch::Receiver<bool>,
+) -> Option<Listener> {
     let mut backoff = MIN_BACKOFF;
     loop {
         tokio::select! {
@@ -235,8 +242,12 @@ async fn connect(store: &Store, stop: &mut oneshot::Receiver<()>, held: &mut wat
         };
         match attempt {
             Ok(Ok(listener)) => return Some(listener),
-            Ok(Err(error)) => tracing::warn!(%error, retry_in = ?backoff, "cluster: cannot listen for other instances"),
-            Err(_) => tracing::warn!(retry_in = ?backoff, "cluster: the database did not answer a new listening connection in time"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, retry_in = ?backoff, "cluster: cannot listen for other instances")
+            }
+            Err(_) => {
+                tracing::warn!(retry_in = ?backoff, "cluster: the database did not answer a new listening connection in time")
+            }
         }
         tokio::select! {
             _ = &mut *stop => return None,
@@ -342,8 +353,12 @@ mod tests {
 
     #[test]
     fn payloads_stay_under_the_limit_and_carry_every_id() {
-        let docs: BTreeSet<DocId> =
-            (0..1000).map(|_| shared::schema::DocKind::PatientRecord { patient: shared::PatientId::mint() }.doc_id()).collect();
+        let docs: BTreeSet<DocId> = (0..1000)
+            .map(|_| {
+                shared::schema::DocKind::PatientRecord { patient: shared::PatientId::mint() }
+                    .doc_id()
+            })
+            .collect();
         let payloads = payloads("portal-x", &docs);
         assert!(payloads.len() > 1);
         let mut seen = BTreeSet::new();

@@ -10,12 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
+use automerge::sync::{self, SyncDoc};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use shared::sync::{PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, scan_sync_message};
+use shared::sync::{
+    PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, scan_sync_message,
+};
 use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -57,7 +59,10 @@ impl Close {
 impl From<StoreError> for Close {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "sync: storage failed; nothing in this batch was acknowledged");
-        Self::new(1011, "the server could not store changes; nothing from this batch was acknowledged, please retry")
+        Self::new(
+            1011,
+            "the server could not store changes; nothing from this batch was acknowledged, please retry",
+        )
     }
 }
 
@@ -155,7 +160,11 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     };
     if let Some(close) = outcome {
         tracing::info!(user = %conn.user.id, code = close.code, reason = %close.reason, "sync connection closed by server");
-        let _ = sink.send(Message::Binary(WireMessage::Error { message: close.reason.clone() }.encode().into())).await;
+        let _ = sink
+            .send(Message::Binary(
+                WireMessage::Error { message: close.reason.clone() }.encode().into(),
+            ))
+            .await;
         let _ = sink.send(close_message(&close)).await;
     } else {
         tracing::info!(user = %conn.user.id, "sync connection closed");
@@ -200,17 +209,24 @@ impl Connection {
             self.count_frame()?;
             let bytes = match frame {
                 Ok(Message::Binary(bytes)) => bytes,
-                Ok(Message::Text(_)) => return Err(Close::new(1003, "sync frames must be binary CBOR")),
+                Ok(Message::Text(_)) => {
+                    return Err(Close::new(1003, "sync frames must be binary CBOR"));
+                }
                 Ok(Message::Close(_)) => return Err(Close::new(1000, "closed by client")),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Err(error) => return Err(Close::new(1009, format!("unreadable frame: {error}"))),
             };
-            let message =
-                WireMessage::decode(&bytes).map_err(|error| Close::new(1007, format!("malformed sync frame: {error}")))?;
+            let message = WireMessage::decode(&bytes)
+                .map_err(|error| Close::new(1007, format!("malformed sync frame: {error}")))?;
             match message {
                 WireMessage::Join { sender_id, supported_protocol_versions } => {
                     if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
-                        return Err(Close::new(1002, format!("unsupported protocol; this server speaks version {PROTOCOL_VERSION}")));
+                        return Err(Close::new(
+                            1002,
+                            format!(
+                                "unsupported protocol; this server speaks version {PROTOCOL_VERSION}"
+                            ),
+                        ));
                     }
                     outgoing.push(WireMessage::Peer {
                         sender_id: hub.peer_id().to_owned(),
@@ -219,17 +235,21 @@ impl Connection {
                     });
                     self.peer_id = Some(sender_id);
                 }
-                WireMessage::Request { document_id, data, .. } | WireMessage::Sync { document_id, data, .. } => {
+                WireMessage::Request { document_id, data, .. }
+                | WireMessage::Sync { document_id, data, .. } => {
                     let Some(peer) = &self.peer_id else {
                         return Err(Close::new(1008, "send join before sync messages"));
                     };
                     // Unknown, malformed and forbidden ids all look alike.
-                    let Some((id, kind)) =
-                        decode_doc_id(&document_id).ok().and_then(|id| Some((id, *self.readable.get(&id)?)))
+                    let Some((id, kind)) = decode_doc_id(&document_id)
+                        .ok()
+                        .and_then(|id| Some((id, *self.readable.get(&id)?)))
                     else {
                         // Changes for a record whose consent was withdrawn are
                         // refused by name and audited, not left pending.
-                        if let Some(refused) = self.consent_withdrawn(hub, &document_id, &data).await? {
+                        if let Some(refused) =
+                            self.consent_withdrawn(hub, &document_id, &data).await?
+                        {
                             outgoing.push(refused);
                             continue;
                         }
@@ -241,11 +261,20 @@ impl Connection {
                         continue;
                     };
                     // Bounded on its bytes before Automerge parses any of it.
-                    let scanned = scan_sync_message(&data)
-                        .map_err(|refused| Close::new(1007, format!("{refused} (document {document_id})")))?;
-                    let message = sync::Message::decode(&data)
-                        .map_err(|_| Close::new(1007, format!("corrupt Automerge sync message for document {document_id}")))?;
-                    let entry = incoming.entry(id).or_insert_with(|| Incoming { kind, messages: Vec::new(), ops: 0 });
+                    let scanned = scan_sync_message(&data).map_err(|refused| {
+                        Close::new(1007, format!("{refused} (document {document_id})"))
+                    })?;
+                    let message = sync::Message::decode(&data).map_err(|_| {
+                        Close::new(
+                            1007,
+                            format!("corrupt Automerge sync message for document {document_id}"),
+                        )
+                    })?;
+                    let entry = incoming.entry(id).or_insert_with(|| Incoming {
+                        kind,
+                        messages: Vec::new(),
+                        ops: 0,
+                    });
                     entry.messages.push(message);
                     entry.ops += scanned.ops;
                     batch_ops += scanned.ops;
@@ -282,18 +311,26 @@ impl Connection {
     }
 
     /// Validates, commits and answers the sync messages of a batch.
-    async fn apply(&mut self, hub: &Hub, incoming: BTreeMap<DocId, Incoming>) -> Result<Vec<WireMessage>, Close> {
+    async fn apply(
+        &mut self,
+        hub: &Hub,
+        incoming: BTreeMap<DocId, Incoming>,
+    ) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
         // First sync of a document on this connection: audited as a read.
-        let read: Vec<(DocId, shared::PatientId)> =
-            incoming.iter().filter(|(id, _)| !self.states.contains_key(id)).map(|(id, i)| (*id, i.kind.patient())).collect();
+        let read: Vec<(DocId, shared::PatientId)> = incoming
+            .iter()
+            .filter(|(id, _)| !self.states.contains_key(id))
+            .map(|(id, i)| (*id, i.kind.patient()))
+            .collect();
         // What the batch may make the server hold at once, across all
         // connections, is bounded: this waits for its share.
         let ops: u64 = incoming.values().map(|i| i.ops).sum();
         let _permit = hub.admit_ops(ops).await;
         // Locked in DocId order, so connections never deadlock; those not
         // held yet are loaded with one read.
-        let mut locked: BTreeMap<DocId, Locked> = hub.lock_all(incoming.keys().copied()).await?.into_iter().collect();
+        let mut locked: BTreeMap<DocId, Locked> =
+            hub.lock_all(incoming.keys().copied()).await?.into_iter().collect();
         locked.retain(|id, guard| {
             let exists = guard.is_some();
             if !exists {
@@ -327,7 +364,12 @@ impl Connection {
             for c in &mut checked {
                 if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome {
                     if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
-                        accepted.push(Accepted { id: c.id, doc, data: chunk.data, snapshot: chunk.snapshot });
+                        accepted.push(Accepted {
+                            id: c.id,
+                            doc,
+                            data: chunk.data,
+                            snapshot: chunk.snapshot,
+                        });
                         written.push((c.id, self.readable[&c.id].patient()));
                         entries.push((c.id, *created));
                         actors.extend(c.new_actors.iter().cloned());
@@ -335,11 +377,18 @@ impl Connection {
                 }
             }
             // Audited in the same transaction: each document read, each change accepted.
-            let mut events: Vec<AuditEvent<'_>> =
-                read.iter().map(|(id, patient)| self.audit_event("document_read", *id, *patient)).collect();
-            events.extend(written.iter().map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)));
+            let mut events: Vec<AuditEvent<'_>> = read
+                .iter()
+                .map(|(id, patient)| self.audit_event("document_read", *id, *patient))
+                .collect();
+            events.extend(
+                written
+                    .iter()
+                    .map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)),
+            );
             let actors: Vec<String> = actors.into_iter().collect();
-            let author = Author { user: &self.user, patients: &written, entries: &entries, actors: &actors };
+            let author =
+                Author { user: &self.user, patients: &written, entries: &entries, actors: &actors };
             // Durable first: nothing is acknowledged or relayed before this commits.
             match hub.commit(&mut locked, accepted, &events, Some(author)).await {
                 Ok(()) => break checked,
@@ -364,7 +413,12 @@ impl Connection {
                         };
                         self.state.store.audit(&refused).await?;
                         self.states.insert(id, sync::State::new());
-                        outgoing.push(self.rejection(hub, id, session::CONSENT_RULE, session::CONSENT_WITHDRAWN.to_owned()));
+                        outgoing.push(self.rejection(
+                            hub,
+                            id,
+                            session::CONSENT_RULE,
+                            session::CONSENT_WITHDRAWN.to_owned(),
+                        ));
                     }
                     return Ok(outgoing);
                 }
@@ -383,9 +437,12 @@ impl Connection {
         for c in checked {
             self.states.insert(c.id, c.state);
             match c.outcome {
-                Outcome::Heads { reply } => outgoing.extend(reply.map(|data| sync_bytes(hub, &self.peer_id, c.id, data))),
+                Outcome::Heads { reply } => {
+                    outgoing.extend(reply.map(|data| sync_bytes(hub, &self.peer_id, c.id, data)))
+                }
                 Outcome::Accepted { reply, .. } => {
-                    outgoing.extend(reply.map(|message| sync_frame(hub, &self.peer_id, c.id, message)));
+                    outgoing
+                        .extend(reply.map(|message| sync_frame(hub, &self.peer_id, c.id, message)));
                 }
                 Outcome::Rejected { rule, message } => {
                     tracing::warn!(user = %self.user.id, doc = %c.id, rule, "sync: change rejected");
@@ -425,8 +482,10 @@ impl Connection {
         // signing changes to many documents counts once.
         let mut fresh: HashSet<String> = HashSet::new();
         for c in &mut checked {
-            let forged = c.actors.iter().any(|a| owners.get(a).is_some_and(|owner| *owner != self.user.id));
-            let new: Vec<String> = c.actors.iter().filter(|a| !owners.contains_key(*a)).cloned().collect();
+            let forged =
+                c.actors.iter().any(|a| owners.get(a).is_some_and(|owner| *owner != self.user.id));
+            let new: Vec<String> =
+                c.actors.iter().filter(|a| !owners.contains_key(*a)).cloned().collect();
             let added = new.iter().filter(|a| !fresh.contains(*a)).count();
             if forged {
                 c.outcome = Outcome::Rejected {
@@ -436,7 +495,9 @@ impl Connection {
             } else if fresh.len() + added > MAX_NEW_ACTORS_PER_BATCH {
                 c.outcome = Outcome::Rejected {
                     rule: "limit",
-                    message: format!("changes were signed with more than {MAX_NEW_ACTORS_PER_BATCH} new actor ids at once (rule limit)"),
+                    message: format!(
+                        "changes were signed with more than {MAX_NEW_ACTORS_PER_BATCH} new actor ids at once (rule limit)"
+                    ),
                 };
             } else if matches!(c.outcome, Outcome::Accepted { .. }) {
                 fresh.extend(new.iter().cloned());
@@ -481,7 +542,12 @@ impl Connection {
         Ok(())
     }
 
-    fn audit_event(&self, action: &'static str, doc: DocId, patient: shared::PatientId) -> AuditEvent<'_> {
+    fn audit_event(
+        &self,
+        action: &'static str,
+        doc: DocId,
+        patient: shared::PatientId,
+    ) -> AuditEvent<'_> {
         AuditEvent {
             user: Some(self.user.id),
             session: Some(&self.session_id),
@@ -525,7 +591,9 @@ struct Checked {
 
 enum Outcome {
     /// Heads and Bloom filters only: nothing to validate or store.
-    Heads { reply: Option<Vec<u8>> },
+    Heads {
+        reply: Option<Vec<u8>>,
+    },
     Accepted {
         /// The canonical document with the changes applied (taken when stored).
         fork: Option<Automerge>,
@@ -536,7 +604,10 @@ enum Outcome {
         /// The answer to the sender once the changes are committed.
         reply: Option<sync::Message>,
     },
-    Rejected { rule: &'static str, message: String },
+    Rejected {
+        rule: &'static str,
+        message: String,
+    },
     Corrupt,
 }
 
@@ -566,7 +637,8 @@ impl Job {
             }
             match incoming_changes(&messages) {
                 Some(changes) => {
-                    let (changes, messages, wanted) = only_ready(canonical.doc(), changes, messages);
+                    let (changes, messages, wanted) =
+                        only_ready(canonical.doc(), changes, messages);
                     let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
                     (actors, accept(canonical, state, messages, &changes, wanted, kind, who))
                 }
@@ -577,11 +649,22 @@ impl Job {
             tracing::warn!(doc = %self.id, "sync: Automerge panicked on a client's message; closing the connection");
             (BTreeSet::new(), Outcome::Corrupt)
         });
-        Checked { id: self.id, guard: Some(self.guard), state: self.state, actors, new_actors: Vec::new(), outcome }
+        Checked {
+            id: self.id,
+            guard: Some(self.guard),
+            state: self.state,
+            actors,
+            new_actors: Vec::new(),
+            outcome,
+        }
     }
 }
 
-fn heads_only(canonical: &mut Canonical, state: &mut sync::State, messages: Vec<sync::Message>) -> Outcome {
+fn heads_only(
+    canonical: &mut Canonical,
+    state: &mut sync::State,
+    messages: Vec<sync::Message>,
+) -> Outcome {
     for message in messages {
         if canonical.receive_heads(state, message).is_err() {
             return Outcome::Corrupt;
@@ -620,7 +703,8 @@ fn only_ready(
     mut messages: Vec<sync::Message>,
 ) -> (Vec<automerge::Change>, Vec<sync::Message>, Vec<automerge::ChangeHash>) {
     const NEVER: usize = usize::MAX;
-    let index: HashMap<automerge::ChangeHash, usize> = changes.iter().enumerate().map(|(i, c)| (c.hash(), i)).collect();
+    let index: HashMap<automerge::ChangeHash, usize> =
+        changes.iter().enumerate().map(|(i, c)| (c.hash(), i)).collect();
     let mut missing = vec![0usize; changes.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
     let mut wanted = BTreeSet::new();
@@ -684,8 +768,13 @@ fn accept(
     kind: &DocKind,
     who: &Principal,
 ) -> Outcome {
-    let rejected = |denial: Denial| Outcome::Rejected { rule: denial.rule.code(), message: denial.to_string() };
-    let plan = match check_ops(canonical.doc(), changes, kind, who).and_then(|plan| check_quota(&plan).map(|()| plan)) {
+    let rejected = |denial: Denial| Outcome::Rejected {
+        rule: denial.rule.code(),
+        message: denial.to_string(),
+    };
+    let plan = match check_ops(canonical.doc(), changes, kind, who)
+        .and_then(|plan| check_quota(&plan).map(|()| plan))
+    {
         Ok(plan) => plan,
         Err(denial) => return rejected(denial),
     };
@@ -706,7 +795,11 @@ fn accept(
         // Changes that would outgrow the stored snapshot are stored as a
         // new snapshot instead, replacing the chunks (compaction in the
         // same transaction, made here on all cores).
-        if changes.len() > room { Chunk { data: fork.save(), snapshot: true } } else { Chunk { data: changes, snapshot: false } }
+        if changes.len() > room {
+            Chunk { data: fork.save(), snapshot: true }
+        } else {
+            Chunk { data: changes, snapshot: false }
+        }
     });
     // Prepared here, on all cores, but sent only once the changes are
     // committed. The sender waits for our heads to know its changes are
@@ -735,7 +828,8 @@ async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
         return Vec::new();
     }
     // Read once: it consults cgroup files, too slow to repeat per batch.
-    static WORKERS: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    static WORKERS: LazyLock<usize> =
+        LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers = *WORKERS;
     let per_worker = jobs.len().div_ceil(workers).max(1);
     let mut jobs = jobs.into_iter().peekable();
@@ -743,7 +837,9 @@ async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
     while jobs.peek().is_some() {
         let part: Vec<Job> = jobs.by_ref().take(per_worker).collect();
         let who = who.clone();
-        tasks.push(tokio::task::spawn_blocking(move || part.into_iter().map(|job| job.run(&who)).collect::<Vec<_>>()));
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter().map(|job| job.run(&who)).collect::<Vec<_>>()
+        }));
     }
     let mut checked = Vec::new();
     for task in tasks {
@@ -753,7 +849,10 @@ async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
 }
 
 /// What `user` may read, by id; everything else answers like a missing document.
-async fn readable_documents(store: &Store, user: &UserRecord) -> Result<HashMap<DocId, DocKind>, StoreError> {
+async fn readable_documents(
+    store: &Store,
+    user: &UserRecord,
+) -> Result<HashMap<DocId, DocKind>, StoreError> {
     Ok(store.readable_documents(user).await?.into_iter().map(|d| (d.id, d.kind)).collect())
 }
 
@@ -761,7 +860,13 @@ fn corrupt(id: DocId) -> Close {
     Close::new(1007, format!("corrupt Automerge changes for document {}", encode_doc_id(id)))
 }
 
-fn sync_message(hub: &Hub, peer: &Option<String>, id: DocId, canonical: &mut Canonical, state: &mut sync::State) -> Option<WireMessage> {
+fn sync_message(
+    hub: &Hub,
+    peer: &Option<String>,
+    id: DocId,
+    canonical: &mut Canonical,
+    state: &mut sync::State,
+) -> Option<WireMessage> {
     Some(sync_bytes(hub, peer, id, canonical.sync_message(state)?))
 }
 

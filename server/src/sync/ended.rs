@@ -41,9 +41,15 @@ impl EndReason {
     pub fn message(self) -> &'static str {
         match self {
             Self::SignedOut => "You signed out on this device.",
-            Self::SignedOutEverywhere => "You signed out everywhere. Sign in again to keep syncing.",
-            Self::PasskeyRemoved => "The passkey this device signed in with was removed. Sign in with another passkey.",
-            Self::PasskeysReplaced => "Your passkeys were replaced with a new link from your clinic. If that was not you, contact your clinic.",
+            Self::SignedOutEverywhere => {
+                "You signed out everywhere. Sign in again to keep syncing."
+            }
+            Self::PasskeyRemoved => {
+                "The passkey this device signed in with was removed. Sign in with another passkey."
+            }
+            Self::PasskeysReplaced => {
+                "Your passkeys were replaced with a new link from your clinic. If that was not you, contact your clinic."
+            }
             Self::AccessRemoved => "Your access to this record was taken away.",
             Self::Expired => "Your session has ended. Sign in again.",
         }
@@ -73,7 +79,12 @@ struct Open {
 impl OpenSessions {
     /// Registers a socket of `session` until the returned guard is dropped.
     pub fn opened(self: &Arc<Self>, session: &str) -> OpenSocket {
-        self.sessions.lock().expect("open sessions lock").entry(session.to_owned()).or_default().sockets += 1;
+        self.sessions
+            .lock()
+            .expect("open sessions lock")
+            .entry(session.to_owned())
+            .or_default()
+            .sockets += 1;
         OpenSocket { sessions: self.clone(), session: session.to_owned() }
     }
 
@@ -81,7 +92,10 @@ impl OpenSessions {
     fn take(&self) -> (Vec<String>, Vec<String>) {
         let mut sessions = self.sessions.lock().expect("open sessions lock");
         let all = sessions.keys().cloned().collect();
-        let active = sessions.iter_mut().filter_map(|(id, open)| std::mem::take(&mut open.active).then(|| id.clone())).collect();
+        let active = sessions
+            .iter_mut()
+            .filter_map(|(id, open)| std::mem::take(&mut open.active).then(|| id.clone()))
+            .collect();
         (all, active)
     }
 }
@@ -95,7 +109,9 @@ pub struct OpenSocket {
 impl OpenSocket {
     /// The client sent frames: activity, for the session's idle limit.
     pub fn active(&self) {
-        if let Some(open) = self.sessions.sessions.lock().expect("open sessions lock").get_mut(&self.session) {
+        if let Some(open) =
+            self.sessions.sessions.lock().expect("open sessions lock").get_mut(&self.session)
+        {
             open.active = true;
         }
     }
@@ -132,10 +148,14 @@ pub async fn watch_sessions(hub: Arc<Hub>) {
                 let live = store.live_sessions(&open, idle).await?;
                 let ended: Vec<String> = open.into_iter().filter(|id| !live.contains(id)).collect();
                 if !ended.is_empty() {
-                    tracing::info!(sessions = ended.len(), "sync: closing sockets of sessions found ended");
+                    tracing::info!(
+                        sessions = ended.len(),
+                        "sync: closing sockets of sessions found ended"
+                    );
                     hub.sessions_ended(ended, EndReason::Expired);
                 }
-                let active: Vec<String> = active.into_iter().filter(|id| live.contains(id)).collect();
+                let active: Vec<String> =
+                    active.into_iter().filter(|id| live.contains(id)).collect();
                 store.touch_sessions(&active, crate::auth::TOUCH_INTERVAL_MS).await?;
             }
             let now = store.access_version().await?;
@@ -177,7 +197,14 @@ mod tests {
 
     #[test]
     fn reasons_fit_a_websocket_close_frame() {
-        for reason in [SignedOut, SignedOutEverywhere, PasskeyRemoved, PasskeysReplaced, AccessRemoved, Expired] {
+        for reason in [
+            SignedOut,
+            SignedOutEverywhere,
+            PasskeyRemoved,
+            PasskeysReplaced,
+            AccessRemoved,
+            Expired,
+        ] {
             assert!(reason.message().len() <= 123, "{reason:?}");
         }
     }

@@ -56,7 +56,11 @@ impl Canonical {
 
     /// Takes a sync message that carries no changes (heads, needs, Bloom
     /// filters): it changes this connection's sync state, not the document.
-    pub fn receive_heads(&mut self, state: &mut sync::State, message: sync::Message) -> Result<(), automerge::AutomergeError> {
+    pub fn receive_heads(
+        &mut self,
+        state: &mut sync::State,
+        message: sync::Message,
+    ) -> Result<(), automerge::AutomergeError> {
         debug_assert!(message.changes.is_empty());
         self.doc.receive_sync_message(state, message)
     }
@@ -179,7 +183,11 @@ impl Hub {
     /// count until the permit is dropped.
     pub async fn admit_ops(&self, ops: u64) -> OwnedSemaphorePermit {
         let ops = ops.clamp(1, u64::from(MAX_OPS_IN_FLIGHT)) as u32;
-        self.ops_in_flight.clone().acquire_many_owned(ops).await.expect("the semaphore is never closed")
+        self.ops_in_flight
+            .clone()
+            .acquire_many_owned(ops)
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// This server's automerge-repo peer id; also names the instance in
@@ -197,19 +205,28 @@ impl Hub {
 
     /// Locks documents in `DocId` order, so that callers never deadlock,
     /// loading those not held yet with one read of storage.
-    pub async fn lock_all(&self, ids: impl IntoIterator<Item = DocId>) -> Result<Vec<(DocId, Locked)>, StoreError> {
+    pub async fn lock_all(
+        &self,
+        ids: impl IntoIterator<Item = DocId>,
+    ) -> Result<Vec<(DocId, Locked)>, StoreError> {
         let ids: std::collections::BTreeSet<DocId> = ids.into_iter().collect();
         let mut locked = Vec::with_capacity(ids.len());
         for id in ids {
             let slot = self.docs.lock().expect("hub map lock").entry(id).or_default().clone();
             locked.push((id, slot.lock_owned().await));
         }
-        let missing: Vec<DocId> = locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
+        let missing: Vec<DocId> =
+            locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
         if !missing.is_empty() {
             let mut stored = self.store.load_documents(&missing).await?;
             for (id, guard) in &mut locked {
                 if let Some(stored) = stored.remove(id) {
-                    **guard = Some(Canonical::new(stored.to_automerge()?, stored.seq, stored.snapshot_bytes, stored.incremental_bytes));
+                    **guard = Some(Canonical::new(
+                        stored.to_automerge()?,
+                        stored.seq,
+                        stored.snapshot_bytes,
+                        stored.incremental_bytes,
+                    ));
                 }
             }
         }
@@ -258,7 +275,10 @@ impl Hub {
         let mut compact = Vec::new();
         let mut changed = Vec::new();
         for (a, seq) in accepted.into_iter().zip(seqs) {
-            let canonical = locked.get_mut(&a.id).and_then(|g| g.as_mut()).expect("accepted documents are locked");
+            let canonical = locked
+                .get_mut(&a.id)
+                .and_then(|g| g.as_mut())
+                .expect("accepted documents are locked");
             canonical.doc = a.doc;
             if a.snapshot {
                 canonical.snapshot_bytes = a.data.len();
@@ -283,7 +303,11 @@ impl Hub {
     /// loading stays proportional to its size. Sync stores a snapshot in
     /// place of a batch's changes when they would outgrow it, so this is
     /// rarely needed.
-    async fn compact(&self, locked: &mut BTreeMap<DocId, Locked>, ids: &[DocId]) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        locked: &mut BTreeMap<DocId, Locked>,
+        ids: &[DocId],
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -291,7 +315,8 @@ impl Hub {
             .iter()
             .filter_map(|id| locked.get(id)?.as_ref().map(|c| (*id, c.doc.save(), c.seq)))
             .collect();
-        let batch: Vec<(DocId, &[u8], i64)> = snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();
+        let batch: Vec<(DocId, &[u8], i64)> =
+            snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();
         let snapshot_seqs = self.store.compact_documents(&batch).await?;
         for ((id, snapshot, _), snapshot_seq) in snapshots.iter().zip(snapshot_seqs) {
             let Some(canonical) = locked.get_mut(id).and_then(|g| g.as_mut()) else { continue };
@@ -306,7 +331,11 @@ impl Hub {
 
     /// Loads what other instances stored after this copy's sequence number.
     /// Returns whether the document changed.
-    pub(super) async fn catch_up(&self, id: DocId, canonical: &mut Canonical) -> Result<bool, StoreError> {
+    pub(super) async fn catch_up(
+        &self,
+        id: DocId,
+        canonical: &mut Canonical,
+    ) -> Result<bool, StoreError> {
         let chunks = self.store.chunks_after(id, canonical.seq).await?;
         if chunks.is_empty() {
             return Ok(false);
@@ -348,13 +377,19 @@ impl Hub {
         let ids: Vec<DocId> = self.docs.lock().expect("hub map lock").keys().copied().collect();
         let mut refreshed = 0;
         for (id, stored) in self.store.document_seqs(&ids).await? {
-            let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else { continue };
+            let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
+                continue;
+            };
             if slot.lock().await.as_ref().is_some_and(|c| c.seq < stored) {
                 self.refresh(id).await?;
                 refreshed += 1;
             }
         }
-        tracing::info!(documents = ids.len(), refreshed, "cluster: re-read documents changed while not listening");
+        tracing::info!(
+            documents = ids.len(),
+            refreshed,
+            "cluster: re-read documents changed while not listening"
+        );
         Ok(())
     }
 
@@ -441,7 +476,8 @@ mod tests {
     #[test]
     fn remembered_sync_messages_match_generated_ones() {
         let mut doc = Automerge::new();
-        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "a", 1).map(|_| ())).unwrap();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "a", 1).map(|_| ()))
+            .unwrap();
         let mut canonical = Canonical::new(doc.clone(), 0, 0, 0);
         let mut replica = Automerge::new();
         let (mut ours, mut theirs) = (sync::State::new(), sync::State::new());
@@ -451,13 +487,18 @@ mod tests {
                 canonical.doc.receive_sync_message(&mut ours, m).unwrap();
             }
             if let Some(bytes) = canonical.sync_message(&mut ours) {
-                replica.receive_sync_message(&mut theirs, sync::Message::decode(&bytes).unwrap()).unwrap();
+                replica
+                    .receive_sync_message(&mut theirs, sync::Message::decode(&bytes).unwrap())
+                    .unwrap();
             }
         }
         assert_eq!(replica.get_heads(), canonical.doc.get_heads());
         // A change: two connections in the same state get the same bytes and
         // next state as plain generation gives.
-        canonical.doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "b", 2).map(|_| ())).unwrap();
+        canonical
+            .doc
+            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "b", 2).map(|_| ()))
+            .unwrap();
         let mut plain = ours.clone();
         let expected = canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode());
         for _ in 0..2 {
@@ -466,10 +507,16 @@ mod tests {
             assert_eq!(state, plain);
         }
         assert_eq!(canonical.memo.by_state.len(), 1);
-        canonical.doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "c", 3).map(|_| ())).unwrap();
+        canonical
+            .doc
+            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "c", 3).map(|_| ()))
+            .unwrap();
         let mut state = ours.clone();
         let mut plain = ours;
-        assert_eq!(canonical.sync_message(&mut state), canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode()));
+        assert_eq!(
+            canonical.sync_message(&mut state),
+            canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode())
+        );
         assert_eq!(canonical.memo.by_state.len(), 1, "older versions' messages are dropped");
     }
 }

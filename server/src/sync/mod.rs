@@ -7,8 +7,8 @@ mod connection;
 mod ended;
 mod hub;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
@@ -35,7 +35,11 @@ pub struct SyncPeer {
     pub session_id: String,
 }
 
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Result<Response, Error> {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, Error> {
     let peer = identify(&state, &headers).await?;
     Ok(ws
         // Tungstenite zero-fills its whole read buffer before every read

@@ -64,8 +64,20 @@ pub fn sync_message(haves: &[Vec<u8>], changes: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A sync message carrying `chunks` as Automerge makes one: heads, no have.
-pub fn carrying(heads: Vec<automerge::ChangeHash>, chunks: Vec<Vec<u8>>, version: sync::MessageVersion) -> Vec<u8> {
-    sync::Message { heads, need: vec![], have: vec![], changes: chunks.into(), flags: None, version }.encode()
+pub fn carrying(
+    heads: Vec<automerge::ChangeHash>,
+    chunks: Vec<Vec<u8>>,
+    version: sync::MessageVersion,
+) -> Vec<u8> {
+    sync::Message {
+        heads,
+        need: vec![],
+        have: vec![],
+        changes: chunks.into(),
+        flags: None,
+        version,
+    }
+    .encode()
 }
 
 /// A chunk: magic, checksum, type, length, data.
@@ -163,7 +175,8 @@ impl ChangeParts {
         let time = c.sleb();
         let message = c.bytes();
         let others = (0..c.uleb()).map(|_| c.bytes()).collect();
-        let specs: Vec<(u32, usize)> = (0..c.uleb()).map(|_| (c.uleb() as u32, c.uleb() as usize)).collect();
+        let specs: Vec<(u32, usize)> =
+            (0..c.uleb()).map(|_| (c.uleb() as u32, c.uleb() as usize)).collect();
         let columns = specs.into_iter().map(|(spec, len)| (spec, c.take(len).to_vec())).collect();
         let extra = c.0.to_vec();
         Self { deps, actor, seq, start_op, time, message, others, columns, extra }
@@ -221,7 +234,10 @@ impl ChangeParts {
     }
 
     pub fn column(&self, spec: u32) -> usize {
-        self.columns.iter().position(|(s, _)| *s == spec).unwrap_or_else(|| panic!("column {spec:#x} in {:?}", self.specs()))
+        self.columns
+            .iter()
+            .position(|(s, _)| *s == spec)
+            .unwrap_or_else(|| panic!("column {spec:#x} in {:?}", self.specs()))
     }
 
     pub fn specs(&self) -> Vec<u32> {
@@ -311,7 +327,11 @@ fn deflate_repeated(before: &[u8], segment: &[u8], copies: usize, after: &[u8]) 
             let consumed = deflate.total_in();
             let status = deflate.compress_vec(&input[at..], out, flush).unwrap();
             at += (deflate.total_in() - consumed) as usize;
-            let done = if finish { status == Status::StreamEnd } else { at == input.len() && out.len() < out.capacity() };
+            let done = if finish {
+                status == Status::StreamEnd
+            } else {
+                at == input.len() && out.len() < out.capacity()
+            };
             if done {
                 return;
             }
@@ -336,7 +356,12 @@ fn deflate_repeated(before: &[u8], segment: &[u8], copies: usize, after: &[u8]) 
 /// value `marker` replaced by `copies` copies of `segment` (ASCII, at
 /// least 32 KiB): it inflates to about `copies * segment.len()` bytes. The
 /// checksum is the inflated change's, as Automerge checks it.
-pub fn compressed_change(change: &ChangeParts, marker: &str, segment: &[u8], copies: usize) -> Vec<u8> {
+pub fn compressed_change(
+    change: &ChangeParts,
+    marker: &str,
+    segment: &[u8],
+    copies: usize,
+) -> Vec<u8> {
     let len = segment.len() * copies;
     let (before, after) = around_string(change, marker, len);
     let body_len = before.len() + len + after.len();

@@ -91,7 +91,15 @@ impl World {
     async fn stored(&self) -> Stored {
         let mut heads = Vec::new();
         for id in [self.clinical, self.thread, self.patient_record] {
-            let mut h = self.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+            let mut h = self
+                .store
+                .load_document(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .to_automerge()
+                .unwrap()
+                .get_heads();
             h.sort();
             heads.push(h);
         }
@@ -112,11 +120,32 @@ impl World {
         let entry = EntryId::mint();
         let doc = self.provider.client.doc_mut(self.clinical).unwrap();
         let mut tx = doc.transaction();
-        record::add(&mut tx, entry, &demo::glucose_result((okafor.clinics[0], demo::clinic_name(okafor.clinics[0])), okafor.id, okafor.name, 101.0)).unwrap();
+        record::add(
+            &mut tx,
+            entry,
+            &demo::glucose_result(
+                (okafor.clinics[0], demo::clinic_name(okafor.clinics[0])),
+                okafor.id,
+                okafor.name,
+                101.0,
+            ),
+        )
+        .unwrap();
         tx.commit();
         self.provider.flush_local().await.unwrap();
-        self.provider.sync_all(TIMEOUT).await.unwrap_or_else(|e| panic!("{attack}: Okafor's sync after the attack: {e}"));
-        let mut stored = self.store.load_document(self.clinical).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+        self.provider
+            .sync_all(TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{attack}: Okafor's sync after the attack: {e}"));
+        let mut stored = self
+            .store
+            .load_document(self.clinical)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_automerge()
+            .unwrap()
+            .get_heads();
         stored.sort();
         let mut mine = self.provider.client.doc(self.clinical).unwrap().get_heads();
         mine.sort();
@@ -173,7 +202,12 @@ fn message_change(doc: &mut Automerge, maria: UserId, body: &str) -> automerge::
 
 /// Sends `frame` on `count` connections of `session` at once and returns
 /// each connection's answer.
-async fn on_connections(world: &World, session: &Session, count: usize, frame: impl Fn(&Raw) -> Vec<u8>) -> Vec<portal::Answer> {
+async fn on_connections(
+    world: &World,
+    session: &Session,
+    count: usize,
+    frame: impl Fn(&Raw) -> Vec<u8>,
+) -> Vec<portal::Answer> {
     let mut raws = Vec::new();
     for _ in 0..count {
         raws.push(world.raw(session).await);
@@ -214,7 +248,10 @@ async fn a_bloom_filter_claiming_billions_of_probes_is_refused() {
     .await;
     for answer in &answers {
         answer.assert_refused(1007, "(a)");
-        assert!(answer.error().unwrap().contains("bloom filter parameters out of range"), "{answer:?}");
+        assert!(
+            answer.error().unwrap().contains("bloom filter parameters out of range"),
+            "{answer:?}"
+        );
     }
     world.unharmed(&before, "(a)").await;
 }
@@ -235,7 +272,10 @@ async fn a_bloom_filter_of_zero_bits_is_refused_with_a_close_frame() {
         let mut answers = Vec::new();
         for (name, bloom) in &variants {
             let data = craft::sync_message(std::slice::from_ref(bloom), &[]);
-            let mut answer = on_connections(&world, &world.maria, 1, |raw| raw.sync_frame(world.clinical, data.clone())).await;
+            let mut answer = on_connections(&world, &world.maria, 1, |raw| {
+                raw.sync_frame(world.clinical, data.clone())
+            })
+            .await;
             answers.push((*name, answer.remove(0)));
         }
         answers
@@ -265,16 +305,20 @@ async fn a_probe_storm_does_not_stall_the_server_or_the_record() {
     let undisturbed = started.elapsed();
 
     // Many haves, each 2 million probes over a one-byte filter.
-    let many_haves: Vec<Vec<u8>> = (0..505).map(|_| craft::bloom(1, 8, 2_000_000, &[0x5a])).collect();
+    let many_haves: Vec<Vec<u8>> =
+        (0..505).map(|_| craft::bloom(1, 8, 2_000_000, &[0x5a])).collect();
     let many = craft::sync_message(&many_haves, &[]);
     // Four haves (the most allowed), each a 1000-byte filter with millions of probes.
-    let four_haves: Vec<Vec<u8>> = (0..4).map(|_| craft::bloom(1000, 8, 3_000_000, &[0u8; 1000])).collect();
+    let four_haves: Vec<Vec<u8>> =
+        (0..4).map(|_| craft::bloom(1000, 8, 3_000_000, &[0u8; 1000])).collect();
     let four = craft::sync_message(&four_haves, &[]);
     // At the limits: four 1000-byte filters of 16 probes, all bits clear
     // (the sender claims to lack every change), accepted and answered.
-    let bounded_haves: Vec<Vec<u8>> = (0..4).map(|_| craft::bloom(250, 32, 16, &[0u8; 1000])).collect();
+    let bounded_haves: Vec<Vec<u8>> =
+        (0..4).map(|_| craft::bloom(250, 32, 16, &[0u8; 1000])).collect();
     let bounded = craft::sync_message(&bounded_haves, &[]);
-    for (name, data) in [("many haves", &many), ("four haves", &four), ("at the limits", &bounded)] {
+    for (name, data) in [("many haves", &many), ("four haves", &four), ("at the limits", &bounded)]
+    {
         assert!((3900..=4200).contains(&data.len()), "{name}: {} bytes", data.len());
     }
 
@@ -296,7 +340,10 @@ async fn a_probe_storm_does_not_stall_the_server_or_the_record() {
                             raw.send(raw.sync_frame(clinical, bounded.clone())).await.unwrap();
                         }
                         let answer = raw.answer(Duration::from_millis(300)).await;
-                        assert!(answer.close.is_none() && answer.dropped.is_none(), "frames at the limits are accepted: {answer:?}");
+                        assert!(
+                            answer.close.is_none() && answer.dropped.is_none(),
+                            "frames at the limits are accepted: {answer:?}"
+                        );
                         answered += answer.messages.len();
                     } else {
                         let data = if i % 3 == 0 { many.clone() } else { four.clone() };
@@ -332,12 +379,19 @@ async fn a_probe_storm_does_not_stall_the_server_or_the_record() {
         undisturbed.as_secs_f64() * 1e3,
         refused.len()
     );
-    assert!(opened < Duration::from_secs(1), "(c): opening the record took {opened:?} during the storm");
+    assert!(
+        opened < Duration::from_secs(1),
+        "(c): opening the record took {opened:?} during the storm"
+    );
     assert!(refused.len() >= 4, "(c): the storm ran");
     for answer in &refused {
         answer.assert_refused(1007, "(c)");
         let error = answer.error().unwrap();
-        assert!(error.contains("more than 4 have") || error.contains("bloom filter parameters out of range"), "{error}");
+        assert!(
+            error.contains("more than 4 have")
+                || error.contains("bloom filter parameters out of range"),
+            "{error}"
+        );
     }
     assert!(answered > 0, "(c): frames at the limits were answered");
     world.unharmed(&before, "(c)").await;
@@ -359,8 +413,16 @@ async fn compressed_chunks_are_refused_without_inflating() {
     let change = ChangeParts::parse(message_change(doc, world.maria.user.id, MARKER).raw_bytes());
     replica.close().await;
     let segment = craft::compressible_text(256 * 1024, 400);
-    let small = craft::carrying(heads.clone(), vec![craft::compressed_change(&change, MARKER, &segment, 600)], MessageVersion::V1);
-    let large = craft::carrying(heads, vec![craft::compressed_change(&change, MARKER, &segment, 1024)], MessageVersion::V1);
+    let small = craft::carrying(
+        heads.clone(),
+        vec![craft::compressed_change(&change, MARKER, &segment, 600)],
+        MessageVersion::V1,
+    );
+    let large = craft::carrying(
+        heads,
+        vec![craft::compressed_change(&change, MARKER, &segment, 1024)],
+        MessageVersion::V1,
+    );
     println!(
         "(d) {:.2} MiB inflating to 150 MiB ({:.0}:1), {:.2} MiB inflating to 256 MiB ({:.0}:1)",
         small.len() as f64 / 1048576.0,
@@ -396,7 +458,11 @@ async fn compressed_chunks_are_refused_without_inflating() {
     .await;
     for (big, send_error, answer) in &answers {
         if *big {
-            println!("(d) over the frame limit: send {send_error:?}, close {:?}, error {:?}", answer.close, answer.error());
+            println!(
+                "(d) over the frame limit: send {send_error:?}, close {:?}, error {:?}",
+                answer.close,
+                answer.error()
+            );
             // Over the 1 MiB client frame limit: closed (1009) before the
             // frame is read; the close may race the upload.
             let closed = answer.close.as_ref().is_some_and(|(code, _)| *code == 1009)
@@ -408,7 +474,10 @@ async fn compressed_chunks_are_refused_without_inflating() {
             }
         } else {
             answer.assert_refused(1007, "(d)");
-            assert!(answer.error().unwrap().contains("compressed chunks are not accepted"), "{answer:?}");
+            assert!(
+                answer.error().unwrap().contains("compressed chunks are not accepted"),
+                "{answer:?}"
+            );
         }
     }
     world.unharmed(&before, "(d)").await;
@@ -498,7 +567,8 @@ async fn a_document_chunk_of_a_hundred_thousand_messages_is_refused() {
         tx.commit();
     }
     // Each is a message the policy accepts.
-    let some = record::get::<Message, _>(&doc, EntryId::from_uuid(uuid::Uuid::from_u128(base))).expect("a message");
+    let some = record::get::<Message, _>(&doc, EntryId::from_uuid(uuid::Uuid::from_u128(base)))
+        .expect("a message");
     assert_eq!(some.author, maria);
     let saved = doc.save();
     let message_count = doc.length(&messages);
@@ -509,14 +579,22 @@ async fn a_document_chunk_of_a_hundred_thousand_messages_is_refused() {
         started.elapsed().as_secs_f64()
     );
     assert!(message_count >= 100_000);
-    assert!(data.len() < 1024 * 1024 - 1024, "the frame fits the client frame limit: {}", data.len());
+    assert!(
+        data.len() < 1024 * 1024 - 1024,
+        "the frame fits the client frame limit: {}",
+        data.len()
+    );
     let thread = world.thread;
     let (answers, _) = under_attack(&world.portal, "(f) document chunk", async {
         on_connections(&world, &world.maria, 1, |raw| raw.sync_frame(thread, data.clone())).await
     })
     .await;
     answers[0].assert_refused(1007, "(f)");
-    assert!(answers[0].error().unwrap().contains("document chunks are not accepted"), "{:?}", answers[0]);
+    assert!(
+        answers[0].error().unwrap().contains("document chunks are not accepted"),
+        "{:?}",
+        answers[0]
+    );
     world.unharmed(&before, "(f)").await;
 }
 
@@ -555,7 +633,10 @@ async fn a_run_length_column_claiming_billions_of_ops_is_refused() {
         let mut answers = Vec::new();
         for (name, patched) in &variants {
             let data = craft::carrying(heads.clone(), vec![patched.chunk()], MessageVersion::V1);
-            let answer = on_connections(&world, &world.maria, 1, |raw| raw.sync_frame(world.thread, data.clone())).await;
+            let answer = on_connections(&world, &world.maria, 1, |raw| {
+                raw.sync_frame(world.thread, data.clone())
+            })
+            .await;
             println!("(g) {name}: a {}-byte message", data.len());
             answers.push((*name, answer.into_iter().next().unwrap()));
         }
@@ -564,7 +645,10 @@ async fn a_run_length_column_claiming_billions_of_ops_is_refused() {
     .await;
     for (name, answer) in &answers {
         answer.assert_refused(1007, name);
-        assert!(answer.error().unwrap().contains("more than 4096 operations in one change"), "{name}: {answer:?}");
+        assert!(
+            answer.error().unwrap().contains("more than 4096 operations in one change"),
+            "{name}: {answer:?}"
+        );
     }
     world.unharmed(&before, "(g)").await;
 }
@@ -588,11 +672,19 @@ async fn a_seven_megabyte_message_is_refused_and_nothing_is_stored() {
         (sent, outcome)
     })
     .await;
-    println!("(h) a {:.1} MB frame: send {:?}, then {:?}", (replica.bytes_up - up) as f64 / 1e6, outcome.0.as_ref().err(), outcome.1);
+    println!(
+        "(h) a {:.1} MB frame: send {:?}, then {:?}",
+        (replica.bytes_up - up) as f64 / 1e6,
+        outcome.0.as_ref().err(),
+        outcome.1
+    );
     match &outcome.1 {
         Err(ClientError::Closed(reason)) => assert!(reason.starts_with("1009"), "{reason}"),
         Err(ClientError::Sync(shared::sync::client::SyncError::Server(message))) => {
-            assert!(message.contains("frame") || message.contains("size") || message.contains("long"), "{message}")
+            assert!(
+                message.contains("frame") || message.contains("size") || message.contains("long"),
+                "{message}"
+            )
         }
         Err(ClientError::WebSocket(_)) => {}
         other => panic!("(h): the 7 MB message was not refused: {other:?}"),
@@ -609,7 +701,8 @@ async fn a_seven_megabyte_message_is_refused_and_nothing_is_stored() {
 async fn a_flood_of_frames_at_the_size_limit_is_bounded() {
     // Frames per connection; more with ATTACK_FLOOD_FRAMES (each costs a
     // debug build about 0.1 s of hashing).
-    let frames: usize = std::env::var("ATTACK_FLOOD_FRAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(25);
+    let frames: usize =
+        std::env::var("ATTACK_FLOOD_FRAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(25);
     let _serial = SERIAL.lock().await;
     let world = World::new().await;
     let before = world.stored().await;
@@ -651,12 +744,20 @@ async fn a_flood_of_frames_at_the_size_limit_is_bounded() {
     })
     .await;
     for (sent, answer) in &answers {
-        println!("(i) {sent} frames sent; {} replies, close {:?}", answer.messages.len(), answer.close);
+        println!(
+            "(i) {sent} frames sent; {} replies, close {:?}",
+            answer.messages.len(),
+            answer.close
+        );
         assert_eq!(*sent, frames, "(i): the server read every frame");
         // Each is judged and refused (the body is over its limit); the
         // connection stays open.
         assert!(answer.close.is_none() && answer.dropped.is_none(), "(i): {answer:?}");
-        assert!(answer.rejected().is_some_and(|(rule, _)| rule == "limit"), "(i): {:?}", answer.messages.first());
+        assert!(
+            answer.rejected().is_some_and(|(rule, _)| rule == "limit"),
+            "(i): {:?}",
+            answer.messages.first()
+        );
     }
     assert_eq!(world.stored().await, before, "(i): nothing stored or audited");
     let mut world = world;
@@ -683,12 +784,16 @@ async fn changes_automerge_cannot_apply_close_only_that_connection() {
     unknown_actor.others.push(automerge::ActorId::random().to_bytes().to_vec());
     let mut second_first = change.clone();
     second_first.seq = 2;
-    let variants = [("an unused unknown actor", unknown_actor), ("a new actor starting at 2", second_first)];
+    let variants =
+        [("an unused unknown actor", unknown_actor), ("a new actor starting at 2", second_first)];
     let (answers, _) = under_attack(&world.portal, "(j) changes Automerge panics on", async {
         let mut answers = Vec::new();
         for (name, patched) in &variants {
             let data = craft::carrying(heads.clone(), vec![patched.chunk()], MessageVersion::V1);
-            let answer = on_connections(&world, &world.maria, 1, |raw| raw.sync_frame(world.thread, data.clone())).await;
+            let answer = on_connections(&world, &world.maria, 1, |raw| {
+                raw.sync_frame(world.thread, data.clone())
+            })
+            .await;
             answers.push((*name, answer.into_iter().next().unwrap()));
         }
         answers
@@ -696,12 +801,19 @@ async fn changes_automerge_cannot_apply_close_only_that_connection() {
     .await;
     for (name, answer) in &answers {
         answer.assert_refused(1007, name);
-        assert!(answer.error().unwrap().contains("corrupt Automerge changes"), "{name}: {answer:?}");
+        assert!(
+            answer.error().unwrap().contains("corrupt Automerge changes"),
+            "{name}: {answer:?}"
+        );
     }
     assert_eq!(world.stored().await, before, "(j): nothing stored or audited");
     world.still_serving("(j)").await;
     let logs = world.portal.logs();
-    assert_eq!(logs.matches("Automerge panicked on a client's message").count(), 2, "both were Automerge panics");
+    assert_eq!(
+        logs.matches("Automerge panicked on a client's message").count(),
+        2,
+        "both were Automerge panics"
+    );
     assert!(!logs.contains(MARKER));
 }
 
@@ -723,20 +835,25 @@ async fn a_change_numbered_below_its_dependencies_is_refused() {
     let doc = replica.client.doc_mut(id).unwrap();
     let heads = doc.get_heads();
     let mut tx = doc.transaction();
-    let demographics = shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
+    let demographics =
+        shared::schema::Demographics { phone: Some("+1 555 0100".into()), ..Default::default() };
     record::set_demographics(&mut tx, &demographics).unwrap();
     tx.commit();
     let mut change = ChangeParts::parse(doc.get_last_local_change().unwrap().raw_bytes());
     replica.close().await;
     change.start_op -= 1;
     let data = craft::carrying(heads, vec![change.chunk()], MessageVersion::V1);
-    let (answers, _) = under_attack(&world.portal, "(k) operations numbered below their dependencies", async {
-        let mut raw = world.raw(&world.maria).await;
-        raw.send(raw.sync_frame(id, data.clone())).await.unwrap();
-        // Refused, or acknowledged with a sync reply.
-        raw.answer_until(TIMEOUT, |m| matches!(m, WireMessage::ChangeRejected { .. } | WireMessage::Sync { .. })).await
-    })
-    .await;
+    let (answers, _) =
+        under_attack(&world.portal, "(k) operations numbered below their dependencies", async {
+            let mut raw = world.raw(&world.maria).await;
+            raw.send(raw.sync_frame(id, data.clone())).await.unwrap();
+            // Refused, or acknowledged with a sync reply.
+            raw.answer_until(TIMEOUT, |m| {
+                matches!(m, WireMessage::ChangeRejected { .. } | WireMessage::Sync { .. })
+            })
+            .await
+        })
+        .await;
     let (rule, why) = answers.rejected().unwrap_or_else(|| panic!("(k): not refused: {answers:?}"));
     println!("(k) refused: {why}");
     assert_eq!(rule, "schema", "{answers:?}");
@@ -765,7 +882,9 @@ async fn a_second_instance_on_postgresql_refuses_the_same_attacks() {
     let riverside = okafor.user.clinics[0];
     let clinical = DocKind::ClinicalRecord { patient: maria.patient(), clinic: riverside }.doc_id();
     let store = first.store().await;
-    let stored = || async { store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap().get_heads() };
+    let stored = || async {
+        store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap().get_heads()
+    };
     let before = stored().await;
     let mut watching = first.replica(&okafor, &[clinical]).await;
 
@@ -798,7 +917,17 @@ async fn a_second_instance_on_postgresql_refuses_the_same_attacks() {
     let mut writer = second.replica(&okafor, &[clinical]).await;
     let doc = writer.client.doc_mut(clinical).unwrap();
     let mut tx = doc.transaction();
-    record::add(&mut tx, EntryId::mint(), &demo::glucose_result((riverside, demo::clinic_name(riverside)), okafor.user.id, okafor.user.name, 99.0)).unwrap();
+    record::add(
+        &mut tx,
+        EntryId::mint(),
+        &demo::glucose_result(
+            (riverside, demo::clinic_name(riverside)),
+            okafor.user.id,
+            okafor.user.name,
+            99.0,
+        ),
+    )
+    .unwrap();
     tx.commit();
     writer.flush_local().await.unwrap();
     writer.sync_all(TIMEOUT).await.unwrap();
@@ -828,7 +957,10 @@ async fn a_second_instance_on_postgresql_refuses_the_same_attacks() {
 #[test]
 fn crafted_chunks_are_what_automerge_reads() {
     let maria = UserId::mint();
-    let kind = DocKind::MessageThread { patient: shared::PatientId::mint(), clinic: shared::ClinicId::mint() };
+    let kind = DocKind::MessageThread {
+        patient: shared::PatientId::mint(),
+        clinic: shared::ClinicId::mint(),
+    };
     let mut doc = kind.genesis();
     let base = doc.clone();
     let change = message_change(&mut doc, maria, MARKER);
@@ -838,7 +970,8 @@ fn crafted_chunks_are_what_automerge_reads() {
     let segment = craft::compressible_text(32 * 1024, 150);
     let compressed = craft::compressed_change(&parts, MARKER, &segment, 5);
     assert_eq!(compressed[8], craft::CHUNK_COMPRESSED);
-    let inflated = automerge::Change::try_from(&compressed[..]).expect("Automerge reads the compressed chunk");
+    let inflated =
+        automerge::Change::try_from(&compressed[..]).expect("Automerge reads the compressed chunk");
     let mut applied = base.clone();
     applied.apply_changes([inflated]).unwrap();
     let messages = applied.get(ROOT, "messages").unwrap().unwrap().1;
@@ -847,4 +980,3 @@ fn crafted_chunks_are_what_automerge_reads() {
     assert_eq!(body.as_str().map(str::len), Some(5 * 32 * 1024), "the body inflated");
     assert_eq!(&body.as_str().unwrap().as_bytes()[..segment.len()], &segment[..]);
 }
-

@@ -60,7 +60,12 @@ fn enrollment_links(lines: &[String]) -> Vec<(String, String)> {
         .filter(|l| l.contains("/enroll#"))
         .map(|l| {
             let link = l.split_whitespace().last().unwrap().to_owned();
-            let name = demo::users().into_iter().find(|u| l.contains(u.name)).expect("a demo user").name.to_owned();
+            let name = demo::users()
+                .into_iter()
+                .find(|u| l.contains(u.name))
+                .expect("a demo user")
+                .name
+                .to_owned();
             (name, link)
         })
         .collect()
@@ -72,7 +77,14 @@ fn spawn(command: &[&str], database_url: &str, extra: &[&str]) -> (Child, u16, V
     let mut child = Command::new(portal_bin())
         .args(command)
         .args(extra)
-        .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--static-dir", "/nonexistent"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+            "--static-dir",
+            "/nonexistent",
+        ])
         .env("PORTAL_LOG", LOG_FILTER)
         .env_remove("PORTAL_PUBLIC_URL")
         // As deployed: a panic (Automerge on hostile input, caught) prints no
@@ -88,7 +100,10 @@ fn spawn(command: &[&str], database_url: &str, extra: &[&str]) -> (Child, u16, V
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "portal exited before listening: {lines:?}");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "portal exited before listening: {lines:?}"
+        );
         assert!(Instant::now() < deadline, "portal did not start");
         if let Some(rest) = line.split("listening: open http://localhost:").nth(1) {
             let port = rest.trim().trim_end_matches('/').parse().expect("port");
@@ -196,11 +211,15 @@ impl Portal {
     /// What the process has logged so far.
     pub fn logs(&self) -> String {
         let logs = LOGS.lock().unwrap();
-        logs.iter().filter(|(pid, _)| *pid == self.pid()).map(|(_, log)| log.lock().unwrap().clone()).collect()
+        logs.iter()
+            .filter(|(pid, _)| *pid == self.pid())
+            .map(|(_, log)| log.lock().unwrap().clone())
+            .collect()
     }
 
     fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("the portal process is running");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the portal process is running");
         status
             .lines()
             .find_map(|l| l.strip_prefix(field))
@@ -220,13 +239,15 @@ impl Portal {
 
     /// Resets the peak (`VmHWM`) to the current size: `clear_refs` 5.
     pub fn reset_peak(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("reset the peak resident size");
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the peak resident size");
     }
 
     /// Signs a demo user in for real: their enrollment link, a new passkey
     /// on a software authenticator, and the session cookie that gives.
     pub async fn sign_in(&self, name: &str) -> Session {
-        let link = &template().links.iter().find(|(n, _)| n.contains(name)).expect("an enrollment link").1;
+        let link =
+            &template().links.iter().find(|(n, _)| n.contains(name)).expect("an enrollment link").1;
         self.enroll(name, link).await
     }
 
@@ -241,7 +262,11 @@ impl Portal {
         let me = browser.enroll(&mut device, link).await;
         let user = demo::users().into_iter().find(|u| u.name.contains(name)).unwrap();
         assert_eq!(me["user_id"], user.id.to_string());
-        Session { user, cookie: browser.cookie.expect("a session cookie"), origin: self.base.clone() }
+        Session {
+            user,
+            cookie: browser.cookie.expect("a session cookie"),
+            origin: self.base.clone(),
+        }
     }
 
     /// A replica of `docs` for `session`, synced with the server, writing
@@ -251,7 +276,8 @@ impl Portal {
         for id in docs {
             client.insert(*id, Automerge::new());
         }
-        let mut replica = Replica::connect(&self.ws_url(), &session.headers(), client).await.expect("connect");
+        let mut replica =
+            Replica::connect(&self.ws_url(), &session.headers(), client).await.expect("connect");
         replica.sync_all(TIMEOUT).await.expect("initial sync");
         let actor = automerge::ActorId::random();
         for id in docs {
@@ -325,7 +351,9 @@ impl Answer {
     /// The rule and explanation of a `change-rejected` message, if one came.
     pub fn rejected(&self) -> Option<(&str, &str)> {
         self.messages.iter().find_map(|m| match m {
-            WireMessage::ChangeRejected { rule, message, .. } => Some((rule.as_str(), message.as_str())),
+            WireMessage::ChangeRejected { rule, message, .. } => {
+                Some((rule.as_str(), message.as_str()))
+            }
             _ => None,
         })
     }
@@ -333,7 +361,8 @@ impl Answer {
     /// An `error` message, then a close with this code.
     pub fn assert_refused(&self, code: u16, what: &str) {
         let error = self.error().unwrap_or_else(|| panic!("{what}: no error message: {self:?}"));
-        let (close, reason) = self.close.as_ref().unwrap_or_else(|| panic!("{what}: no close frame: {self:?}"));
+        let (close, reason) =
+            self.close.as_ref().unwrap_or_else(|| panic!("{what}: no close frame: {self:?}"));
         assert_eq!(*close, code, "{what}: {self:?}");
         assert_eq!(error, reason, "{what}: the error message and the close reason agree");
     }
@@ -347,15 +376,23 @@ impl Raw {
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("WebSocket upgrade");
         let mut raw = Self { ws, server_peer: String::new() };
-        let join = WireMessage::Join { sender_id: "attacker".into(), supported_protocol_versions: vec!["1".into()] };
+        let join = WireMessage::Join {
+            sender_id: "attacker".into(),
+            supported_protocol_versions: vec!["1".into()],
+        };
         raw.send(join.encode()).await.unwrap();
         let answer = raw.answer_until(TIMEOUT, |m| matches!(m, WireMessage::Peer { .. })).await;
-        let Some(WireMessage::Peer { sender_id, .. }) = answer.messages.last() else { panic!("no peer message: {answer:?}") };
+        let Some(WireMessage::Peer { sender_id, .. }) = answer.messages.last() else {
+            panic!("no peer message: {answer:?}")
+        };
         raw.server_peer = sender_id.clone();
         raw
     }
 
-    pub async fn send(&mut self, frame: Vec<u8>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    pub async fn send(
+        &mut self,
+        frame: Vec<u8>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         self.ws.send(Message::Binary(frame.into())).await
     }
 
@@ -375,7 +412,11 @@ impl Raw {
         self.answer_until(timeout, |_| false).await
     }
 
-    pub async fn answer_until(&mut self, timeout: Duration, done: impl Fn(&WireMessage) -> bool) -> Answer {
+    pub async fn answer_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&WireMessage) -> bool,
+    ) -> Answer {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut answer = Answer::default();
         loop {
@@ -385,7 +426,8 @@ impl Raw {
             };
             match frame {
                 Some(Ok(Message::Binary(bytes))) => {
-                    let message = WireMessage::decode(&bytes).expect("the server sends well-formed frames");
+                    let message =
+                        WireMessage::decode(&bytes).expect("the server sends well-formed frames");
                     let stop = done(&message);
                     answer.messages.push(message);
                     if stop {
@@ -424,7 +466,8 @@ impl Probe {
         let thread = std::thread::spawn({
             let stop = stop.clone();
             move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async move {
                     let http = reqwest::Client::new();
                     let url = format!("http://127.0.0.1:{port}/healthz");
@@ -501,7 +544,11 @@ impl Measured {
 /// Runs `attack` while measuring the server's peak resident size and
 /// `/healthz` latency, then asserts the server stayed within bounds and
 /// is still running. Numbers are printed (`--nocapture` shows them).
-pub async fn under_attack<T>(portal: &Portal, name: &str, attack: impl std::future::Future<Output = T>) -> (T, Measured) {
+pub async fn under_attack<T>(
+    portal: &Portal,
+    name: &str,
+    attack: impl std::future::Future<Output = T>,
+) -> (T, Measured) {
     let idle_kb = portal.rss_kb();
     portal.reset_peak();
     let probe = Probe::start(portal.port);

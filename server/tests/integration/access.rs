@@ -110,7 +110,8 @@ async fn world(db: &TestDatabase) -> World {
 
 fn fill(world: &World, path: &str, column: usize) -> String {
     let mut path = path.replace("{foreign_passkey}", &world.foreign_passkey);
-    let own = world.own_passkeys[column].clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let own =
+        world.own_passkeys[column].clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     path = path.replace("{own_passkey}", &own);
     for (name, id) in &world.ids {
         path = path.replace(&format!("{{{name}}}"), id);
@@ -125,7 +126,8 @@ async fn documents(browser: &mut Browser) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|d| {
-            let kind: DocKind = serde_json::from_value(d.clone()).expect("a document is its DocKind plus id");
+            let kind: DocKind =
+                serde_json::from_value(d.clone()).expect("a document is its DocKind plus id");
             assert_eq!(d["id"], kind.doc_id().to_string());
             d["id"].as_str().unwrap().to_owned()
         })
@@ -162,7 +164,11 @@ async fn every_route_by_every_role() {
         ]),
         "a provider reads every clinical record of a consenting patient, and only their own clinic's thread"
     );
-    assert_eq!(documents(&mut w.browsers[3]).await, ids(&[DocKind::PatientRecord { patient: p1 }]), "an admin: demographics only");
+    assert_eq!(
+        documents(&mut w.browsers[3]).await,
+        ids(&[DocKind::PatientRecord { patient: p1 }]),
+        "an admin: demographics only"
+    );
     let p2_docs = [
         DocKind::PatientRecord { patient: p2 },
         DocKind::ClinicalRecord { patient: p2, clinic: b },
@@ -198,7 +204,12 @@ async fn every_route_by_every_role() {
         (Method::POST, "/api/consents/not-a-uuid", None, [404, 403, 403, 403, 401]),
         (Method::DELETE, "/api/consents/{clinic_c}", None, [404, 403, 403, 403, 401]),
         // Caregivers: inviting; another patient's caregiver is "not found".
-        (Method::POST, "/api/caregivers", Some(json!({ "display_name": "New carer", "may_message": true })), [201, 403, 403, 403, 401]),
+        (
+            Method::POST,
+            "/api/caregivers",
+            Some(json!({ "display_name": "New carer", "may_message": true })),
+            [201, 403, 403, 403, 401],
+        ),
         (Method::DELETE, "/api/caregivers/{c2}", None, [404, 403, 403, 403, 401]),
         (Method::DELETE, "/api/caregivers/{provider_a}", None, [404, 403, 403, 403, 401]),
         (Method::POST, "/api/caregivers/{c1}/enrollment", None, [201, 403, 403, 403, 401]),
@@ -207,21 +218,61 @@ async fn every_route_by_every_role() {
         (Method::GET, "/api/no-such-thing", None, [404, 404, 404, 404, 404]),
         (Method::GET, "/api/login/start", None, [405, 405, 405, 405, 405]),
         // Passkeys: another user's are "not found", exactly like unknown ones.
-        (Method::PATCH, "/api/passkeys/{foreign_passkey}", Some(json!({ "name": "Mine now" })), [404, 404, 404, 404, 401]),
+        (
+            Method::PATCH,
+            "/api/passkeys/{foreign_passkey}",
+            Some(json!({ "name": "Mine now" })),
+            [404, 404, 404, 404, 401],
+        ),
         (Method::DELETE, "/api/passkeys/{foreign_passkey}", None, [404, 404, 404, 404, 401]),
         (Method::DELETE, "/api/passkeys/{unknown}", None, [404, 404, 404, 404, 401]),
-        (Method::PATCH, "/api/passkeys/{own_passkey}", Some(json!({ "name": "Renamed" })), [204, 204, 204, 204, 401]),
+        (
+            Method::PATCH,
+            "/api/passkeys/{own_passkey}",
+            Some(json!({ "name": "Renamed" })),
+            [204, 204, 204, 204, 401],
+        ),
         (Method::DELETE, "/api/passkeys/{own_passkey}", None, [409, 409, 409, 409, 401]),
-        (Method::POST, "/api/passkeys/register/start", Some(json!({ "name": "Spare" })), [200, 200, 200, 200, 401]),
-        (Method::POST, "/api/passkeys/register/finish", Some(json!({ "ceremony": "x", "credential": {} })), [400, 400, 400, 400, 401]),
+        (
+            Method::POST,
+            "/api/passkeys/register/start",
+            Some(json!({ "name": "Spare" })),
+            [200, 200, 200, 200, 401],
+        ),
+        (
+            Method::POST,
+            "/api/passkeys/register/finish",
+            Some(json!({ "ceremony": "x", "credential": {} })),
+            [400, 400, 400, 400, 401],
+        ),
         // Re-authentication with one's own passkeys, and one's own open enrollment links.
         (Method::POST, "/api/reauth/start", None, [200, 200, 200, 200, 401]),
-        (Method::POST, "/api/reauth/finish", Some(json!({ "ceremony": "x", "credential": {} })), [400, 400, 400, 400, 401]),
+        (
+            Method::POST,
+            "/api/reauth/finish",
+            Some(json!({ "ceremony": "x", "credential": {} })),
+            [400, 400, 400, 400, 401],
+        ),
         (Method::GET, "/api/enrollments", None, [200, 200, 200, 200, 401]),
         // Admin: invitations and new links for users of their own clinic only.
-        (Method::POST, "/api/invitations", Some(json!({ "role": "patient", "display_name": "New patient" })), [403, 403, 403, 201, 401]),
-        (Method::POST, "/api/invitations", Some(json!({ "role": "provider", "display_name": "New doctor" })), [403, 403, 403, 201, 401]),
-        (Method::POST, "/api/invitations", Some(json!({ "role": "admin", "display_name": "Sneaky" })), [403, 403, 403, 400, 401]),
+        (
+            Method::POST,
+            "/api/invitations",
+            Some(json!({ "role": "patient", "display_name": "New patient" })),
+            [403, 403, 403, 201, 401],
+        ),
+        (
+            Method::POST,
+            "/api/invitations",
+            Some(json!({ "role": "provider", "display_name": "New doctor" })),
+            [403, 403, 403, 201, 401],
+        ),
+        (
+            Method::POST,
+            "/api/invitations",
+            Some(json!({ "role": "admin", "display_name": "Sneaky" })),
+            [403, 403, 403, 400, 401],
+        ),
         (Method::POST, "/api/users/{provider_a}/enrollment", None, [403, 403, 403, 201, 401]),
         (Method::POST, "/api/users/{p1_user}/enrollment", None, [403, 403, 403, 201, 401]),
         (Method::POST, "/api/users/{provider_b}/enrollment", None, [403, 403, 403, 404, 401]),
@@ -235,9 +286,13 @@ async fn every_route_by_every_role() {
     for (method, template, body, expected) in &cases {
         for column in 0..ROLES.len() {
             let path = fill(&w, template, column);
-            let (status, response) = w.browsers[column].call(method.clone(), &path, body.clone()).await;
+            let (status, response) =
+                w.browsers[column].call(method.clone(), &path, body.clone()).await;
             if status != expected[column] {
-                failures.push(format!("{method} {template} as {}: {status}, expected {} ({response})", ROLES[column], expected[column]));
+                failures.push(format!(
+                    "{method} {template} as {}: {status}, expected {} ({response})",
+                    ROLES[column], expected[column]
+                ));
             }
         }
     }
@@ -259,42 +314,80 @@ async fn every_route_by_every_role() {
     assert_eq!(consents, json!([{ "clinic_id": a.to_string(), "clinic_name": "Clinic A" }]));
     assert_eq!(documents(&mut w.provider_b).await, ids(&p2_docs));
     assert_eq!(documents(&mut w.admin_b).await, ids(&[DocKind::PatientRecord { patient: p2 }]));
-    assert_eq!(w.browsers[0].call(Method::DELETE, &path, None).await.0, 404, "revoking twice: no such consent");
+    assert_eq!(
+        w.browsers[0].call(Method::DELETE, &path, None).await.0,
+        404,
+        "revoking twice: no such consent"
+    );
     let (status, _) = w.browsers[0].post(&format!("/api/consents/{c}"), json!({})).await;
     assert_eq!(status, 200);
-    assert!(documents(&mut w.browsers[0]).await.contains(&DocKind::ClinicalRecord { patient: p1, clinic: c }.doc_id().to_string()));
+    assert!(
+        documents(&mut w.browsers[0])
+            .await
+            .contains(&DocKind::ClinicalRecord { patient: p1, clinic: c }.doc_id().to_string())
+    );
     let (_, consents) = w.browsers[1].get("/api/consents").await;
     assert_eq!(consents.as_array().unwrap().len(), 2, "the caregiver sees the patient's consents");
 
     // A patient created by a clinic's admin consents to that clinic and has
     // their documents there.
-    let (_, created) = w.browsers[3].post("/api/invitations", json!({ "role": "patient", "display_name": "Walk-in" })).await;
+    let (_, created) = w.browsers[3]
+        .post("/api/invitations", json!({ "role": "patient", "display_name": "Walk-in" }))
+        .await;
     let new_patient: PatientId = created["patient_id"].as_str().unwrap().parse().unwrap();
     assert!(created["link"].as_str().unwrap().starts_with(&format!("{}/enroll#", w.app.base_url)));
-    assert!(documents(&mut w.browsers[2]).await.contains(&DocKind::PatientRecord { patient: new_patient }.doc_id().to_string()));
-    assert!(documents(&mut w.browsers[2]).await.contains(&DocKind::MessageThread { patient: new_patient, clinic: a }.doc_id().to_string()));
+    assert!(
+        documents(&mut w.browsers[2])
+            .await
+            .contains(&DocKind::PatientRecord { patient: new_patient }.doc_id().to_string())
+    );
+    assert!(documents(&mut w.browsers[2]).await.contains(
+        &DocKind::MessageThread { patient: new_patient, clinic: a }.doc_id().to_string()
+    ));
 
     // Caregivers: the patient lists them, revokes one, and its session ends.
     let (_, carers) = w.browsers[0].get("/api/caregivers").await;
-    let names: Vec<&str> = carers.as_array().unwrap().iter().map(|c| c["display_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        carers.as_array().unwrap().iter().map(|c| c["display_name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Carer One", "New carer"]);
     assert_eq!(carers[1]["may_message"], true);
     let (_, me) = w.browsers[1].get("/api/me").await;
     assert_eq!(me["caregiver"], json!({ "may_read": true, "may_message": false }));
     assert_eq!(me["patient_id"], p1.to_string());
     let c1 = w.ids["c1"].clone();
-    assert_eq!(w.browsers[0].call(Method::DELETE, &format!("/api/caregivers/{c1}"), None).await.0, 204);
+    assert_eq!(
+        w.browsers[0].call(Method::DELETE, &format!("/api/caregivers/{c1}"), None).await.0,
+        204
+    );
     assert_eq!(w.browsers[1].get("/api/me").await.0, 401, "a revoked caregiver's session ends");
-    assert_eq!(w.browsers[0].call(Method::DELETE, &format!("/api/caregivers/{c1}"), None).await.0, 404);
+    assert_eq!(
+        w.browsers[0].call(Method::DELETE, &format!("/api/caregivers/{c1}"), None).await.0,
+        404
+    );
 
     // The patient's audit trail names who did what, and holds only their events.
     let (_, audit) = w.browsers[0].get("/api/audit").await;
-    let actions: BTreeSet<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in ["enrollment", "passkey_added", "consent_granted", "consent_revoked", "caregiver_invited", "caregiver_revoked", "passkey_renamed"] {
+    let actions: BTreeSet<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in [
+        "enrollment",
+        "passkey_added",
+        "consent_granted",
+        "consent_revoked",
+        "caregiver_invited",
+        "caregiver_revoked",
+        "passkey_renamed",
+    ] {
         assert!(actions.contains(action), "{action}: {actions:?}");
     }
     let (_, p2_audit) = w.p2_browser.get("/api/audit").await;
-    assert!(p2_audit.as_array().unwrap().iter().all(|e| e["user_name"] != "Patient One" && e["user_name"] != "Carer One"));
+    assert!(
+        p2_audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["user_name"] != "Patient One" && e["user_name"] != "Carer One")
+    );
     w.app.stop().await;
     db.drop_database().await;
 }

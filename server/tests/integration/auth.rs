@@ -34,8 +34,20 @@ async fn enroll_then_sign_in_then_me() {
     for backend in BACKENDS {
         let (db, app) = start(backend).await;
         let riverside = clinic(&app, "Riverside").await;
-        let invitation = invite(&app.store, &app.base_url, UserRole::Patient, "Maria Santos", Some(riverside), None).await;
-        assert!(invitation.link.starts_with(&format!("{}/enroll#", app.base_url)), "{}", invitation.link);
+        let invitation = invite(
+            &app.store,
+            &app.base_url,
+            UserRole::Patient,
+            "Maria Santos",
+            Some(riverside),
+            None,
+        )
+        .await;
+        assert!(
+            invitation.link.starts_with(&format!("{}/enroll#", app.base_url)),
+            "{}",
+            invitation.link
+        );
 
         // Enrollment registers a passkey and signs in.
         let mut phone = SoftPasskey::new();
@@ -61,7 +73,11 @@ async fn enroll_then_sign_in_then_me() {
         assert_eq!(status, 200);
         let actor = me["actor_id"].as_str().unwrap();
         assert_ne!(actor, enrolled_actor, "every session has its own actor id");
-        assert_eq!(app.store.actor_owner(actor).await.unwrap(), Some(invitation.user.id), "the actor id is bound to the user");
+        assert_eq!(
+            app.store.actor_owner(actor).await.unwrap(),
+            Some(invitation.user.id),
+            "the actor id is bound to the user"
+        );
         assert!(me["caregiver"].is_null());
 
         // The counter moved on, and a second sign-in (counter 2) still works.
@@ -79,7 +95,8 @@ async fn enroll_then_sign_in_then_me() {
 
         // The audit trail shows the enrollment and sign-ins.
         let (_, audit) = browser.get("/api/audit").await;
-        let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        let actions: Vec<&str> =
+            audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
         for action in ["enrollment", "passkey_added", "sign_in", "sign_out"] {
             assert!(actions.contains(&action), "{backend:?}: {actions:?}");
         }
@@ -93,7 +110,8 @@ async fn enroll_then_sign_in_then_me() {
 async fn sign_in_failures() {
     let (db, app) = start(Backend::Sqlite).await;
     let c = clinic(&app, "Riverside").await;
-    let invitation = invite(&app.store, &app.base_url, UserRole::Provider, "Dr. Okafor", Some(c), None).await;
+    let invitation =
+        invite(&app.store, &app.base_url, UserRole::Provider, "Dr. Okafor", Some(c), None).await;
     let mut device = SoftPasskey::new();
     let mut browser = Browser::new(&app.base_url);
     browser.enroll(&mut device, &invitation.link).await;
@@ -106,10 +124,23 @@ async fn sign_in_failures() {
     let finish = json!({ "ceremony": started["ceremony"], "credential": assertion });
     assert_eq!(b.post("/api/login/finish", finish.clone()).await.0, 200);
     let (status, body) = b.post("/api/login/finish", finish).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("ceremony_expired")), "a ceremony is single-use");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("ceremony_expired")),
+        "a ceremony is single-use"
+    );
     let (_, fresh) = b.post("/api/login/start", json!({})).await;
-    let (status, body) = b.post("/api/login/finish", json!({ "ceremony": fresh["ceremony"], "credential": assertion })).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")), "an old assertion does not answer a new challenge");
+    let (status, body) = b
+        .post(
+            "/api/login/finish",
+            json!({ "ceremony": fresh["ceremony"], "credential": assertion }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("passkey_rejected")),
+        "an old assertion does not answer a new challenge"
+    );
 
     // clientDataJSON from another origin.
     let mut b = Browser::new(&app.base_url);
@@ -128,12 +159,21 @@ async fn sign_in_failures() {
     let mut b = Browser::new(&app.base_url);
     let (_, started) = b.post("/api/login/start", json!({})).await;
     let id_hash = hash_secret(started["ceremony"].as_str().unwrap());
-    app.store.set_ceremony_expiry(&id_hash, chrono::Utc::now().timestamp_millis() - 1).await.unwrap();
+    app.store
+        .set_ceremony_expiry(&id_hash, chrono::Utc::now().timestamp_millis() - 1)
+        .await
+        .unwrap();
     let assertion = device.assert(&started["options"], &app.base_url);
-    let (status, body) = b.post("/api/login/finish", json!({ "ceremony": started["ceremony"], "credential": assertion })).await;
+    let (status, body) = b
+        .post(
+            "/api/login/finish",
+            json!({ "ceremony": started["ceremony"], "credential": assertion }),
+        )
+        .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("ceremony_expired")));
     // An unknown ceremony id.
-    let (status, _) = b.post("/api/login/finish", json!({ "ceremony": "nope", "credential": assertion })).await;
+    let (status, _) =
+        b.post("/api/login/finish", json!({ "ceremony": "nope", "credential": assertion })).await;
     assert_eq!(status, 400);
 
     // An unknown credential: a passkey this server never registered.
@@ -157,15 +197,35 @@ async fn sign_in_failures() {
     let (_, list) = browser.get("/api/passkeys").await;
     let first = list[0]["id"].as_str().unwrap().to_owned();
     let second = list[1]["id"].as_str().unwrap().to_owned();
-    assert_eq!(browser.call(Method::PATCH, &format!("/api/passkeys/{second}"), Some(json!({ "name": "Work laptop" }))).await.0, 204);
+    assert_eq!(
+        browser
+            .call(
+                Method::PATCH,
+                &format!("/api/passkeys/{second}"),
+                Some(json!({ "name": "Work laptop" }))
+            )
+            .await
+            .0,
+        204
+    );
     assert_eq!(browser.call(Method::DELETE, &format!("/api/passkeys/{first}"), None).await.0, 204);
     let (status, body) = browser.get("/api/me").await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("session_expired")), "removing a passkey ends its sessions");
-    let (status, body) = Browser::new(&app.base_url).try_login(&mut device, None, &app.base_url).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")), "a revoked passkey no longer signs in");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("session_expired")),
+        "removing a passkey ends its sessions"
+    );
+    let (status, body) =
+        Browser::new(&app.base_url).try_login(&mut device, None, &app.base_url).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("passkey_rejected")),
+        "a revoked passkey no longer signs in"
+    );
     let mut laptop_browser = Browser::new(&app.base_url);
     laptop_browser.login(&mut laptop).await;
-    let (status, body) = laptop_browser.call(Method::DELETE, &format!("/api/passkeys/{second}"), None).await;
+    let (status, body) =
+        laptop_browser.call(Method::DELETE, &format!("/api/passkeys/{second}"), None).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")), "the last passkey stays");
     let (_, list) = laptop_browser.get("/api/passkeys").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -174,10 +234,15 @@ async fn sign_in_failures() {
     // A registration whose clientDataJSON names another origin.
     let mut browser = Browser::new(&app.base_url);
     browser.login(&mut laptop).await;
-    let (_, started) = browser.post("/api/passkeys/register/start", json!({ "name": "Evil" })).await;
+    let (_, started) =
+        browser.post("/api/passkeys/register/start", json!({ "name": "Evil" })).await;
     let credential = SoftPasskey::new().register(&started["options"], EVIL);
-    let (status, body) =
-        browser.post("/api/passkeys/register/finish", json!({ "ceremony": started["ceremony"], "credential": credential })).await;
+    let (status, body) = browser
+        .post(
+            "/api/passkeys/register/finish",
+            json!({ "ceremony": started["ceremony"], "credential": credential }),
+        )
+        .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")));
 
     // Idle expiry.
@@ -191,7 +256,11 @@ async fn sign_in_failures() {
     let idle = i64::try_from(server::auth::SESSION_IDLE.as_millis()).unwrap();
     let (_, laptop_me) = laptop_browser.get("/api/me").await;
     assert!(app.store.purge_ended(idle).await.unwrap() >= 1, "the idle session is deleted");
-    assert_eq!(laptop_browser.get("/api/me").await.1["session_id"], laptop_me["session_id"], "a live session stays");
+    assert_eq!(
+        laptop_browser.get("/api/me").await.1["session_id"],
+        laptop_me["session_id"],
+        "a live session stays"
+    );
     assert_eq!(app.store.purge_ended(idle).await.unwrap(), 0);
     app.stop().await;
     db.drop_database().await;
@@ -201,10 +270,12 @@ async fn sign_in_failures() {
 async fn enrollment_links_are_single_use_and_expire() {
     let (db, app) = start(Backend::Sqlite).await;
     let c = clinic(&app, "Riverside").await;
-    let invalid = "This enrollment link has expired or was already used. Ask your clinic for a new one.";
+    let invalid =
+        "This enrollment link has expired or was already used. Ask your clinic for a new one.";
 
     // Used: a second start fails, and of two started ceremonies only one finishes.
-    let invitation = invite(&app.store, &app.base_url, UserRole::Patient, "Pat", Some(c), None).await;
+    let invitation =
+        invite(&app.store, &app.base_url, UserRole::Patient, "Pat", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
     let mut first = Browser::new(&app.base_url);
     let mut second = Browser::new(&app.base_url);
@@ -214,32 +285,59 @@ async fn enrollment_links_are_single_use_and_expire() {
     let mut device = SoftPasskey::new();
     let a = device.register(&started_a["options"], &app.base_url);
     let b = SoftPasskey::new().register(&started_b["options"], &app.base_url);
-    assert_eq!(first.post("/api/enroll/finish", json!({ "ceremony": started_a["ceremony"], "credential": a })).await.0, 200);
-    let (status, body) = second.post("/api/enroll/finish", json!({ "ceremony": started_b["ceremony"], "credential": b })).await;
+    assert_eq!(
+        first
+            .post(
+                "/api/enroll/finish",
+                json!({ "ceremony": started_a["ceremony"], "credential": a })
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, body) = second
+        .post("/api/enroll/finish", json!({ "ceremony": started_b["ceremony"], "credential": b }))
+        .await;
     assert_eq!(status, 410);
     assert_eq!(body, json!({ "error": "enrollment_link_invalid", "message": invalid }));
     let (status, body) = second.post("/api/enroll/start", json!({ "token": token })).await;
     assert_eq!((status, body["message"].as_str()), (410, Some(invalid)));
 
     // Expired.
-    let invitation = invite(&app.store, &app.base_url, UserRole::Patient, "Late", Some(c), None).await;
+    let invitation =
+        invite(&app.store, &app.base_url, UserRole::Patient, "Late", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
-    app.store.set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1).await.unwrap();
-    let (status, body) = Browser::new(&app.base_url).post("/api/enroll/start", json!({ "token": token })).await;
+    app.store
+        .set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1)
+        .await
+        .unwrap();
+    let (status, body) =
+        Browser::new(&app.base_url).post("/api/enroll/start", json!({ "token": token })).await;
     assert_eq!((status, body["error"].as_str()), (410, Some("enrollment_link_invalid")));
 
     // Unknown.
-    let (status, body) = Browser::new(&app.base_url).post("/api/enroll/start", json!({ "token": "not-a-token" })).await;
+    let (status, body) = Browser::new(&app.base_url)
+        .post("/api/enroll/start", json!({ "token": "not-a-token" }))
+        .await;
     assert_eq!((status, body["error"].as_str()), (410, Some("enrollment_link_invalid")));
 
     // Expired between start and finish: the passkey is not added.
-    let invitation = invite(&app.store, &app.base_url, UserRole::Patient, "Slow", Some(c), None).await;
+    let invitation =
+        invite(&app.store, &app.base_url, UserRole::Patient, "Slow", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
     let mut b = Browser::new(&app.base_url);
     let (_, started) = b.post("/api/enroll/start", json!({ "token": token })).await;
-    app.store.set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1).await.unwrap();
+    app.store
+        .set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1)
+        .await
+        .unwrap();
     let credential = SoftPasskey::new().register(&started["options"], &app.base_url);
-    let (status, _) = b.post("/api/enroll/finish", json!({ "ceremony": started["ceremony"], "credential": credential })).await;
+    let (status, _) = b
+        .post(
+            "/api/enroll/finish",
+            json!({ "ceremony": started["ceremony"], "credential": credential }),
+        )
+        .await;
     assert_eq!(status, 410);
     assert!(app.store.passkeys(invitation.user.id).await.unwrap().is_empty());
 
@@ -271,7 +369,9 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
     // CSRF: a signed-in cookie without the portal's Origin changes nothing.
     for origin in [None, Some(EVIL.to_owned()), Some("http://localhost".to_owned())] {
         browser.origin = origin.clone();
-        let (status, body) = browser.post("/api/invitations", json!({ "role": "patient", "display_name": "X" })).await;
+        let (status, body) = browser
+            .post("/api/invitations", json!({ "role": "patient", "display_name": "X" }))
+            .await;
         assert_eq!((status, body["error"].as_str()), (403, Some("origin_mismatch")), "{origin:?}");
         assert_eq!(browser.post("/api/logout-all", json!({})).await.0, 403, "{origin:?}");
     }
@@ -290,17 +390,29 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
         limits: Arc::new(server::ratelimit::RateLimiter::new(Default::default(), false)),
     };
     let mut headers = axum::http::HeaderMap::new();
-    headers.insert("cookie", format!("portal_session={}", browser.cookie.clone().unwrap()).parse().unwrap());
-    assert!(matches!(auth::authenticate(&state, &headers).await, Err(server::Error::OriginMismatch)));
+    headers.insert(
+        "cookie",
+        format!("portal_session={}", browser.cookie.clone().unwrap()).parse().unwrap(),
+    );
+    assert!(matches!(
+        auth::authenticate(&state, &headers).await,
+        Err(server::Error::OriginMismatch)
+    ));
     headers.insert("origin", EVIL.parse().unwrap());
-    assert!(matches!(auth::authenticate(&state, &headers).await, Err(server::Error::OriginMismatch)));
+    assert!(matches!(
+        auth::authenticate(&state, &headers).await,
+        Err(server::Error::OriginMismatch)
+    ));
     headers.insert("origin", app.base_url.parse().unwrap());
     let user = auth::authenticate(&state, &headers).await.unwrap();
     assert_eq!(user.user.id, invitation.user.id);
     assert_eq!(user.actor_id, me["actor_id"].as_str().unwrap());
     let mut anonymous = axum::http::HeaderMap::new();
     anonymous.insert("origin", app.base_url.parse().unwrap());
-    assert!(matches!(auth::authenticate(&state, &anonymous).await, Err(server::Error::Unauthorized)));
+    assert!(matches!(
+        auth::authenticate(&state, &anonymous).await,
+        Err(server::Error::Unauthorized)
+    ));
 
     // Sign out everywhere ends every session.
     let mut phone = Browser::new(&app.base_url);

@@ -90,7 +90,10 @@ fn map(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn client_data(kind: &str, challenge: &str, origin: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false })).unwrap()
+    serde_json::to_vec(
+        &json!({ "type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false }),
+    )
+    .unwrap()
 }
 
 impl SoftPasskey {
@@ -101,7 +104,10 @@ impl SoftPasskey {
     /// Answers `navigator.credentials.create(options)` from `origin`.
     pub fn register(&mut self, options: &Value, origin: &str) -> Value {
         let pk = &options["publicKey"];
-        assert_eq!(pk["authenticatorSelection"]["residentKey"], "required", "the server asks for a discoverable credential");
+        assert_eq!(
+            pk["authenticatorSelection"]["residentKey"], "required",
+            "the server asks for a discoverable credential"
+        );
         assert_eq!(pk["authenticatorSelection"]["requireResidentKey"], true);
         let rp_id = pk["rp"]["id"].as_str().expect("rp.id").to_owned();
         let challenge = pk["challenge"].as_str().expect("challenge");
@@ -136,10 +142,20 @@ impl SoftPasskey {
         auth_data.extend_from_slice(&(id.len() as u16).to_be_bytes());
         auth_data.extend_from_slice(&id);
         auth_data.extend_from_slice(&cose);
-        let attestation = map(&[(text("fmt"), text("none")), (text("attStmt"), map(&[])), (text("authData"), bytes(&auth_data))]);
+        let attestation = map(&[
+            (text("fmt"), text("none")),
+            (text("attStmt"), map(&[])),
+            (text("authData"), bytes(&auth_data)),
+        ]);
         let client_data = client_data("webauthn.create", challenge, origin);
 
-        self.credentials.push(Credential { id: id.clone(), key: PKey::from_ec_key(ec).unwrap(), user_handle, rp_id, counter: 0 });
+        self.credentials.push(Credential {
+            id: id.clone(),
+            key: PKey::from_ec_key(ec).unwrap(),
+            user_handle,
+            rp_id,
+            counter: 0,
+        });
         json!({
             "id": b64(&id),
             "rawId": b64(&id),
@@ -157,7 +173,11 @@ impl SoftPasskey {
     /// newest credential for the relying party.
     pub fn assert(&mut self, options: &Value, origin: &str) -> Value {
         let rp_id = options["publicKey"]["rpId"].as_str().expect("rpId").to_owned();
-        let index = self.credentials.iter().rposition(|c| c.rp_id == rp_id).expect("a credential for this relying party");
+        let index = self
+            .credentials
+            .iter()
+            .rposition(|c| c.rp_id == rp_id)
+            .expect("a credential for this relying party");
         self.assert_with(index, options, origin)
     }
 

@@ -21,7 +21,13 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
-        Self { base: base.to_owned(), http: reqwest::Client::new(), cookie: None, origin: Some(base.to_owned()), last_set_cookie: None }
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            cookie: None,
+            origin: Some(base.to_owned()),
+            last_set_cookie: None,
+        }
     }
 
     /// Sends a request; returns the status and the JSON body (Null if none).
@@ -40,14 +46,22 @@ impl Browser {
         let status = response.status().as_u16();
         if let Some(set) = response.headers().get("set-cookie") {
             let set = set.to_str().unwrap().to_owned();
-            let value = set.split(';').next().unwrap().trim_start_matches("portal_session=").to_owned();
+            let value =
+                set.split(';').next().unwrap().trim_start_matches("portal_session=").to_owned();
             self.cookie = if value.is_empty() { None } else { Some(value) };
             self.last_set_cookie = Some(set);
         }
         let text = response.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if status >= 400 {
-            assert!(value["error"].is_string() && value["message"].is_string(), "{status} {path}: error body {value}");
+            assert!(
+                value["error"].is_string() && value["message"].is_string(),
+                "{status} {path}: error body {value}"
+            );
         }
         (status, value)
     }
@@ -67,14 +81,25 @@ impl Browser {
         me
     }
 
-    pub async fn try_enroll(&mut self, device: &mut SoftPasskey, link: &str, client_origin: &str) -> (u16, Value) {
+    pub async fn try_enroll(
+        &mut self,
+        device: &mut SoftPasskey,
+        link: &str,
+        client_origin: &str,
+    ) -> (u16, Value) {
         let token = link.split_once('#').expect("token in the fragment").1;
-        let (status, started) = self.post("/api/enroll/start", json!({ "token": token, "passkey_name": "Test device" })).await;
+        let (status, started) = self
+            .post("/api/enroll/start", json!({ "token": token, "passkey_name": "Test device" }))
+            .await;
         if status != 200 {
             return (status, started);
         }
         let credential = device.register(&started["options"], client_origin);
-        self.post("/api/enroll/finish", json!({ "ceremony": started["ceremony"], "credential": credential })).await
+        self.post(
+            "/api/enroll/finish",
+            json!({ "ceremony": started["ceremony"], "credential": credential }),
+        )
+        .await
     }
 
     /// Signs in with the device's newest passkey; returns `/api/me`.
@@ -84,23 +109,37 @@ impl Browser {
         me
     }
 
-    pub async fn try_login(&mut self, device: &mut SoftPasskey, credential: Option<usize>, client_origin: &str) -> (u16, Value) {
+    pub async fn try_login(
+        &mut self,
+        device: &mut SoftPasskey,
+        credential: Option<usize>,
+        client_origin: &str,
+    ) -> (u16, Value) {
         let (status, started) = self.post("/api/login/start", json!({})).await;
         assert_eq!(status, 200, "{started}");
         let assertion = match credential {
             Some(i) => device.assert_with(i, &started["options"], client_origin),
             None => device.assert(&started["options"], client_origin),
         };
-        self.post("/api/login/finish", json!({ "ceremony": started["ceremony"], "credential": assertion })).await
+        self.post(
+            "/api/login/finish",
+            json!({ "ceremony": started["ceremony"], "credential": assertion }),
+        )
+        .await
     }
 
     /// Adds a passkey while signed in.
     pub async fn add_passkey(&mut self, device: &mut SoftPasskey, name: &str) -> Value {
-        let (status, started) = self.post("/api/passkeys/register/start", json!({ "name": name })).await;
+        let (status, started) =
+            self.post("/api/passkeys/register/start", json!({ "name": name })).await;
         assert_eq!(status, 200, "{started}");
         let credential = device.register(&started["options"], &self.base.clone());
-        let (status, created) =
-            self.post("/api/passkeys/register/finish", json!({ "ceremony": started["ceremony"], "credential": credential })).await;
+        let (status, created) = self
+            .post(
+                "/api/passkeys/register/finish",
+                json!({ "ceremony": started["ceremony"], "credential": credential }),
+            )
+            .await;
         assert_eq!(status, 201, "{created}");
         created
     }

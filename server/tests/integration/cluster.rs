@@ -49,8 +49,13 @@ impl TwoInstances {
         let db = TestDatabase::new(Backend::Postgres).await;
         let a = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
         let users = demo::seed(&a.store).await.unwrap();
-        let relays = Relays { pool: Relay::start(&db.url).await, listen: Relay::start(&db.url).await };
-        let store = Store::connect(&relays.pool.url(&db.url)).await.unwrap().listen_through(&relays.listen.url(&db.url)).unwrap();
+        let relays =
+            Relays { pool: Relay::start(&db.url).await, listen: Relay::start(&db.url).await };
+        let store = Store::connect(&relays.pool.url(&db.url))
+            .await
+            .unwrap()
+            .listen_through(&relays.listen.url(&db.url))
+            .unwrap();
         let b = TestServer::start_with_store(&db, store, PathBuf::from("/nonexistent")).await;
         for app in [&a, &b] {
             wait_listening(app, 1).await;
@@ -85,7 +90,10 @@ async fn replica(app: &TestServer, user: &DemoUser, docs: &[DocId]) -> Replica {
         client.insert(*id, Automerge::new());
     }
     let url = format!("{}/sync", app.base_url.replacen("http", "ws", 1));
-    let mut replica = Replica::connect(&url, &[("x-portal-test-user", user.id.to_string())], client).await.unwrap();
+    let mut replica =
+        Replica::connect(&url, &[("x-portal-test-user", user.id.to_string())], client)
+            .await
+            .unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();
     let actor = ActorId::random();
     for id in docs {
@@ -101,17 +109,38 @@ fn heads(doc: &Automerge) -> Vec<automerge::ChangeHash> {
     heads
 }
 
-async fn write_result(replica: &mut Replica, id: DocId, author: &DemoUser, value: f64) -> Vec<automerge::ChangeHash> {
+async fn write_result(
+    replica: &mut Replica,
+    id: DocId,
+    author: &DemoUser,
+    value: f64,
+) -> Vec<automerge::ChangeHash> {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
-    record::add(&mut tx, EntryId::mint(), &demo::glucose_result((author.clinics[0], demo::clinic_name(author.clinics[0])), author.id, author.name, value)).unwrap();
+    record::add(
+        &mut tx,
+        EntryId::mint(),
+        &demo::glucose_result(
+            (author.clinics[0], demo::clinic_name(author.clinics[0])),
+            author.id,
+            author.name,
+            value,
+        ),
+    )
+    .unwrap();
     tx.commit();
     replica.flush_local().await.unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();
     heads(replica.client.doc(id).unwrap())
 }
 
-async fn write_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, n: usize) -> EntryId {
+async fn write_message(
+    replica: &mut Replica,
+    id: DocId,
+    author: &DemoUser,
+    side: Side,
+    n: usize,
+) -> EntryId {
     let entry = add_message(replica, id, author, side, n);
     replica.flush_local().await.unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();
@@ -119,7 +148,13 @@ async fn write_message(replica: &mut Replica, id: DocId, author: &DemoUser, side
 }
 
 /// Adds a message to the local replica only.
-fn add_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, n: usize) -> EntryId {
+fn add_message(
+    replica: &mut Replica,
+    id: DocId,
+    author: &DemoUser,
+    side: Side,
+    n: usize,
+) -> EntryId {
     let entry = EntryId::mint();
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
@@ -128,7 +163,10 @@ fn add_message(replica: &mut Replica, id: DocId, author: &DemoUser, side: Side, 
         author_name: author.name.into(),
         side,
         sent_at: format!("2026-11-25T10:{:02}:{:02}Z", n / 60, n % 60),
-        body: format!("message {n}: {}", "a fairly long line of text to make the chunks add up ".repeat(4)),
+        body: format!(
+            "message {n}: {}",
+            "a fairly long line of text to make the chunks add up ".repeat(4)
+        ),
         read_at: None,
         read_by: None,
     };
@@ -190,15 +228,25 @@ enum Attempt {
 
 /// `provider` (on the clinic side) sends a message on `thread` through
 /// `replica` and waits a moment for the server's verdict.
-async fn attempt_message(replica: &mut Replica, thread: DocId, provider: &DemoUser, n: usize) -> (Attempt, EntryId) {
+async fn attempt_message(
+    replica: &mut Replica,
+    thread: DocId,
+    provider: &DemoUser,
+    n: usize,
+) -> (Attempt, EntryId) {
     replica.take_received();
     let entry = add_message(replica, thread, provider, Side::Clinic, n);
     if replica.flush_local().await.is_err() {
         return (Attempt::Refused, entry);
     }
-    let refused = |r: &shared::sync::Received| r.unavailable.contains(&thread) || r.rejected.iter().any(|(id, _)| *id == thread);
-    let outcome = replica.sync_until(Duration::from_millis(300), |cl, r| refused(r) || cl.is_synced(thread)).await;
-    let closed = matches!(outcome, Err(ref error) if !matches!(error, server::client::ClientError::Timeout));
+    let refused = |r: &shared::sync::Received| {
+        r.unavailable.contains(&thread) || r.rejected.iter().any(|(id, _)| *id == thread)
+    };
+    let outcome = replica
+        .sync_until(Duration::from_millis(300), |cl, r| refused(r) || cl.is_synced(thread))
+        .await;
+    let closed =
+        matches!(outcome, Err(ref error) if !matches!(error, server::client::ClientError::Timeout));
     let attempt = if closed || refused(&replica.received) {
         Attempt::Refused
     } else if replica.client.is_synced(thread) {
@@ -215,7 +263,13 @@ async fn attempt_message(replica: &mut Replica, thread: DocId, provider: &DemoUs
 /// refusal may be stored.) Returns how long after the revocation the first
 /// refusal came. A `change-rejected` resets the replica's copy, so no
 /// write follows a refusal.
-async fn assert_writes_refused(app: &TestServer, replica: &mut Replica, thread: DocId, provider: &DemoUser, revoked_at: Instant) -> Duration {
+async fn assert_writes_refused(
+    app: &TestServer,
+    replica: &mut Replica,
+    thread: DocId,
+    provider: &DemoUser,
+    revoked_at: Instant,
+) -> Duration {
     let mut n = 1000;
     let refused = loop {
         n += 1;
@@ -223,10 +277,17 @@ async fn assert_writes_refused(app: &TestServer, replica: &mut Replica, thread: 
         if attempt == Attempt::Refused {
             break entry;
         }
-        assert!(revoked_at.elapsed() < ACCESS_BOUND, "a revoked clinic could still write after {:?}", revoked_at.elapsed());
+        assert!(
+            revoked_at.elapsed() < ACCESS_BOUND,
+            "a revoked clinic could still write after {:?}",
+            revoked_at.elapsed()
+        );
     };
     let refused_after = revoked_at.elapsed();
-    let stored: MessageThread = autosurgeon::hydrate(&app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap()).unwrap();
+    let stored: MessageThread = autosurgeon::hydrate(
+        &app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap(),
+    )
+    .unwrap();
     assert!(!stored.messages.contains_key(&refused.to_string()), "a refused write was stored");
     refused_after
 }
@@ -257,9 +318,15 @@ async fn assert_messages_stay_private(
         // A copy reset by `change-rejected` is empty until reloaded.
         let doc = cl.doc(thread).unwrap();
         !doc.get_heads().is_empty()
-            && autosurgeon::hydrate::<_, MessageThread>(doc).unwrap().messages.contains_key(&private.to_string())
+            && autosurgeon::hydrate::<_, MessageThread>(doc)
+                .unwrap()
+                .messages
+                .contains_key(&private.to_string())
     };
-    maria_on_b.sync_until(TIMEOUT, |cl, _| has_private(cl)).await.expect("B holds her message and pushes it to her");
+    maria_on_b
+        .sync_until(TIMEOUT, |cl, _| has_private(cl))
+        .await
+        .expect("B holds her message and pushes it to her");
     for provider in providers.iter_mut() {
         assert!(
             !received_change(provider, thread, Duration::from_secs(1)).await,
@@ -281,8 +348,10 @@ async fn a_change_accepted_on_one_instance_reaches_replicas_on_another() {
     let maria = c.user("Maria");
     let okafor = c.user("Okafor");
     let riverside = okafor.clinics[0];
-    let clinical = DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: riverside }.doc_id();
-    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: riverside }.doc_id();
+    let clinical =
+        DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: riverside }.doc_id();
+    let thread =
+        DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: riverside }.doc_id();
     let mut on_b = replica(&c.b, &maria, &[clinical, thread]).await;
     let mut on_a = replica(&c.a, &okafor, &[clinical, thread]).await;
 
@@ -303,7 +372,9 @@ async fn a_change_accepted_on_one_instance_reaches_replicas_on_another() {
         write_message(&mut on_b, thread, &maria, Side::Patient, 2 * n + 1).await;
         // (A hears of B's message at once; waiting for it keeps A's writer
         // from crossing a push, which this test is not about.)
-        on_a.sync_until(TIMEOUT, |cl, _| message_count(cl, thread) == base + 2 * n + 2).await.unwrap();
+        on_a.sync_until(TIMEOUT, |cl, _| message_count(cl, thread) == base + 2 * n + 2)
+            .await
+            .unwrap();
     }
     let expected = base + 48;
     // B never heard from A: it found A's messages behind its own commits and
@@ -319,7 +390,10 @@ async fn a_change_accepted_on_one_instance_reaches_replicas_on_another() {
     // A replica that connects now, to either instance, gets all of it.
     for app in [&c.a, &c.b] {
         let fresh = replica(app, &okafor, &[thread]).await;
-        assert_eq!(heads(fresh.client.doc(thread).unwrap()), heads(on_a.client.doc(thread).unwrap()));
+        assert_eq!(
+            heads(fresh.client.doc(thread).unwrap()),
+            heads(on_a.client.doc(thread).unwrap())
+        );
         fresh.close().await;
     }
     on_a.close().await;
@@ -334,14 +408,18 @@ async fn consent_revoked_on_one_instance_stops_pushes_on_another() {
     let okafor = c.user("Okafor");
     let brandt = c.user("Brandt");
     let (riverside, northgate) = (okafor.clinics[0], brandt.clinics[0]);
-    let northgate_record = DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: northgate }.doc_id();
+    let northgate_record =
+        DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: northgate }.doc_id();
     let mut okafor_on_b = replica(&c.b, &okafor, &[northgate_record]).await;
     let mut maria_on_b = replica(&c.b, &maria, &[northgate_record]).await;
     let mut brandt_on_a = replica(&c.a, &brandt, &[northgate_record]).await;
 
     // While Maria consents, Riverside on B follows Northgate's writes on A.
     write_result(&mut brandt_on_a, northgate_record, &brandt, 5.0).await;
-    assert!(received_change(&mut okafor_on_b, northgate_record, TIMEOUT).await, "consenting clinic gets the change");
+    assert!(
+        received_change(&mut okafor_on_b, northgate_record, TIMEOUT).await,
+        "consenting clinic gets the change"
+    );
     assert!(received_change(&mut maria_on_b, northgate_record, TIMEOUT).await);
 
     // Maria withdraws Riverside's access through instance A.
@@ -349,7 +427,10 @@ async fn consent_revoked_on_one_instance_stops_pushes_on_another() {
     c.a.hub.access_changed();
     write_result(&mut brandt_on_a, northgate_record, &brandt, 6.0).await;
     // B has heard of the change (Maria's replica on B receives it) ...
-    assert!(received_change(&mut maria_on_b, northgate_record, TIMEOUT).await, "B relays the change");
+    assert!(
+        received_change(&mut maria_on_b, northgate_record, TIMEOUT).await,
+        "B relays the change"
+    );
     // ... and Riverside's open connection on B got none of it.
     assert!(
         !received_change(&mut okafor_on_b, northgate_record, Duration::from_millis(500)).await,
@@ -366,7 +447,9 @@ async fn changes_made_while_a_listener_was_disconnected_arrive_after_it_reconnec
     let c = TwoInstances::new().await;
     let maria = c.user("Maria");
     let okafor = c.user("Okafor");
-    let clinical = DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let clinical =
+        DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }
+            .doc_id();
     let mut on_b = replica(&c.b, &maria, &[clinical]).await;
     let mut on_a = replica(&c.a, &okafor, &[clinical]).await;
 
@@ -395,7 +478,14 @@ async fn changes_made_while_a_listener_was_disconnected_arrive_after_it_reconnec
 
 /// Writes a message under a chosen entry id and returns the rule the server
 /// refused it with, if it did.
-async fn message_under(replica: &mut Replica, id: DocId, entry: EntryId, author: &DemoUser, side: Side, body: &str) -> Option<String> {
+async fn message_under(
+    replica: &mut Replica,
+    id: DocId,
+    entry: EntryId,
+    author: &DemoUser,
+    side: Side,
+    body: &str,
+) -> Option<String> {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
     let message = Message {
@@ -410,7 +500,9 @@ async fn message_under(replica: &mut Replica, id: DocId, entry: EntryId, author:
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
     replica.flush_local().await.unwrap();
-    let _ = replica.sync_until(Duration::from_secs(5), |c, r| !r.rejected.is_empty() || c.is_synced(id)).await;
+    let _ = replica
+        .sync_until(Duration::from_secs(5), |c, r| !r.rejected.is_empty() || c.is_synced(id))
+        .await;
     replica.take_received().rejected.into_iter().next().map(|(_, message)| message)
 }
 
@@ -423,7 +515,9 @@ async fn a_lagging_instance_judges_changes_against_the_stored_record() {
     let c = TwoInstances::new().await;
     let maria = c.user("Maria");
     let okafor = c.user("Okafor");
-    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let thread =
+        DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }
+            .doc_id();
     let mut clinic_on_a = replica(&c.a, &okafor, &[thread]).await;
     let mut patient_on_b = replica(&c.b, &maria, &[thread]).await;
     let urgent = "Your potassium is dangerously high: go to the emergency department now";
@@ -438,9 +532,16 @@ async fn a_lagging_instance_judges_changes_against_the_stored_record() {
     // Without any fault, many times over: the race is gone.
     for round in 0..15 {
         let entry = EntryId::mint();
-        assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
-        let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
-        assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "round {round}: {refused:?}");
+        assert_eq!(
+            message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await,
+            None
+        );
+        let refused =
+            message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+        assert!(
+            refused.as_deref().is_some_and(|m| m.contains("append-only")),
+            "round {round}: {refused:?}"
+        );
         assert_eq!(read_back(entry).await, urgent, "round {round}");
         patient_on_b.sync_all(TIMEOUT).await.unwrap();
         clinic_on_a.sync_all(TIMEOUT).await.unwrap();
@@ -448,8 +549,12 @@ async fn a_lagging_instance_judges_changes_against_the_stored_record() {
     // With B deaf to A: B's copy cannot know of A's message until it stores.
     cut_listener(&c, &c.b).await;
     let entry = EntryId::mint();
-    assert_eq!(message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await, None);
-    let refused = message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
+    assert_eq!(
+        message_under(&mut clinic_on_a, thread, entry, &okafor, Side::Clinic, urgent).await,
+        None
+    );
+    let refused =
+        message_under(&mut patient_on_b, thread, entry, &maria, Side::Patient, "ok").await;
     assert!(refused.as_deref().is_some_and(|m| m.contains("append-only")), "{refused:?}");
     assert_eq!(read_back(entry).await, urgent);
     c.b.hub.hold_cluster_reconnect(false);
@@ -462,13 +567,17 @@ async fn a_lagging_instance_judges_changes_against_the_stored_record() {
 async fn the_test_relay_holds_bytes_while_silent_and_cut_closes_its_connections() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let relay = Relay::start(&db.url).await;
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&relay.url(&db.url)).await.unwrap();
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&relay.url(&db.url)).await.unwrap();
     let one = || sqlx::query_scalar::<_, i32>("SELECT 1");
     assert_eq!(one().fetch_one(&mut conn).await.unwrap(), 1);
     // Silent: the query goes out, nothing comes back, nothing fails.
     relay.silence();
     let mut query = Box::pin(one().fetch_one(&mut conn));
-    assert!(tokio::time::timeout(Duration::from_millis(500), &mut query).await.is_err(), "an answer crossed a silent relay");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut query).await.is_err(),
+        "an answer crossed a silent relay"
+    );
     // Resumed: the held bytes go through and the connection carries on.
     relay.resume();
     assert_eq!(tokio::time::timeout(TIMEOUT, query).await.unwrap().unwrap(), 1);
@@ -483,7 +592,12 @@ async fn the_test_relay_holds_bytes_while_silent_and_cut_closes_its_connections(
 async fn postgresql_probes_every_connection_with_tcp_keepalive() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = db.store().await;
-    for (name, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"), ("tcp_user_timeout", "60000")] {
+    for (name, value) in [
+        ("tcp_keepalives_idle", "30"),
+        ("tcp_keepalives_interval", "10"),
+        ("tcp_keepalives_count", "3"),
+        ("tcp_user_timeout", "60000"),
+    ] {
         assert_eq!(store.setting(name).await.unwrap(), value, "{name}");
     }
     store.close().await;
@@ -495,7 +609,9 @@ async fn a_silent_database_link_is_noticed_reported_and_recovered_from() {
     let (c, relays) = TwoInstances::with_b_behind_relays().await;
     let maria = c.user("Maria");
     let okafor = c.user("Okafor");
-    let clinical = DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let clinical =
+        DocKind::ClinicalRecord { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }
+            .doc_id();
     let mut on_b = replica(&c.b, &maria, &[clinical]).await;
     let mut on_a = replica(&c.a, &okafor, &[clinical]).await;
     let (status, body) = health(&c.b).await;
@@ -564,8 +680,14 @@ async fn consent_revoked_through_another_instance_takes_effect_on_one_that_canno
     let mut maria_on_a = replica(&c.a, &maria, &threads).await;
     let mut maria_on_b = replica(&c.b, &maria, &threads).await;
     // While she consents, both clinics write to her through B.
-    assert_eq!(attempt_message(&mut okafor_on_b, riverside_thread, &okafor, 1).await.0, Attempt::Stored);
-    assert_eq!(attempt_message(&mut brandt_on_b, northgate_thread, &brandt, 1).await.0, Attempt::Stored);
+    assert_eq!(
+        attempt_message(&mut okafor_on_b, riverside_thread, &okafor, 1).await.0,
+        Attempt::Stored
+    );
+    assert_eq!(
+        attempt_message(&mut brandt_on_b, northgate_thread, &brandt, 1).await.0,
+        Attempt::Stored
+    );
 
     // B's listening connection goes silent (its pool still works), and at
     // once Maria takes Riverside's access away through A: B cannot hear of
@@ -573,18 +695,36 @@ async fn consent_revoked_through_another_instance_takes_effect_on_one_that_canno
     relays.listen.silence();
     revoke(&c.a, &maria, riverside).await;
     let revoked_at = Instant::now();
-    let took = assert_writes_refused(&c.a, &mut okafor_on_b, riverside_thread, &okafor, revoked_at).await;
+    let took =
+        assert_writes_refused(&c.a, &mut okafor_on_b, riverside_thread, &okafor, revoked_at).await;
     eprintln!("revocation unheard by B took effect there after {took:?}");
-    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut okafor_on_b], riverside_thread, revoked_at).await;
+    assert_messages_stay_private(
+        &c,
+        &mut maria_on_a,
+        &mut maria_on_b,
+        &mut [&mut okafor_on_b],
+        riverside_thread,
+        revoked_at,
+    )
+    .await;
 
     // Later, while B knows it is deaf, she takes Northgate's access away.
     let mut b_status = c.b.hub.cluster_status().unwrap();
     tokio::time::timeout(TIMEOUT, b_status.wait_for(|s| !s.listening)).await.unwrap().unwrap();
     revoke(&c.a, &maria, northgate).await;
     let revoked_at = Instant::now();
-    let took = assert_writes_refused(&c.a, &mut brandt_on_b, northgate_thread, &brandt, revoked_at).await;
+    let took =
+        assert_writes_refused(&c.a, &mut brandt_on_b, northgate_thread, &brandt, revoked_at).await;
     eprintln!("revocation while B knew it was deaf took effect there after {took:?}");
-    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut brandt_on_b], northgate_thread, revoked_at).await;
+    assert_messages_stay_private(
+        &c,
+        &mut maria_on_a,
+        &mut maria_on_b,
+        &mut [&mut brandt_on_b],
+        northgate_thread,
+        revoked_at,
+    )
+    .await;
 
     relays.listen.resume();
     wait_listening(&c.b, 2).await;
@@ -604,7 +744,9 @@ async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
     let c = TwoInstances::new().await;
     let maria = c.user("Maria");
     let okafor = c.user("Okafor");
-    let thread = DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }.doc_id();
+    let thread =
+        DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: okafor.clinics[0] }
+            .doc_id();
     let mut okafor_on_a = replica(&c.a, &okafor, &[thread]).await;
     let mut okafor_on_b = replica(&c.b, &okafor, &[thread]).await;
     let mut maria_on_a = replica(&c.a, &maria, &[thread]).await;
@@ -620,7 +762,15 @@ async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
         eprintln!("an unannounced revocation took effect on {app} after {took:?}");
     }
     // Her next messages reach neither of his connections.
-    assert_messages_stay_private(&c, &mut maria_on_a, &mut maria_on_b, &mut [&mut okafor_on_b, &mut okafor_on_a], thread, revoked_at).await;
+    assert_messages_stay_private(
+        &c,
+        &mut maria_on_a,
+        &mut maria_on_b,
+        &mut [&mut okafor_on_b, &mut okafor_on_a],
+        thread,
+        revoked_at,
+    )
+    .await;
     for replica in [okafor_on_a, okafor_on_b, maria_on_a, maria_on_b] {
         replica.close().await;
     }

@@ -13,11 +13,19 @@ async fn demo_data_seeds_once_with_years_of_history() {
         let db = TestDatabase::new(backend).await;
         let store = db.store().await;
         let users = demo::seed(&store).await.unwrap();
-        assert_eq!(demo::seed(&store).await.unwrap().len(), users.len(), "seeding again is a no-op");
+        assert_eq!(
+            demo::seed(&store).await.unwrap().len(),
+            users.len(),
+            "seeding again is a no-op"
+        );
         let maria = users.iter().find(|u| u.role == UserRole::Patient).unwrap();
         let patient = maria.patient.unwrap();
         let docs = store.patient_documents(patient).await.unwrap();
-        assert_eq!(docs.len(), 5, "{backend:?}: a patient record plus a clinical record and thread per clinic");
+        assert_eq!(
+            docs.len(),
+            5,
+            "{backend:?}: a patient record plus a clinical record and thread per clinic"
+        );
 
         let mut observations = 0;
         let mut prescriptions = 0;

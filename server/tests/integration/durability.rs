@@ -35,7 +35,10 @@ fn spawn_portal(database_url: &str, port: u16) -> Child {
 
 async fn wait_healthy(port: u16) {
     for _ in 0..200 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok_and(|r| r.status() == 200) {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -60,7 +63,14 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
         let clinic = ClinicId::mint();
         let provider = UserId::mint();
         store.create_clinic(clinic, "Clinic").await.unwrap();
-        let new = NewUser { id: provider, display_name: "Dr. P".into(), role: UserRole::Provider, patient: None, may_message: false, clinics: vec![clinic] };
+        let new = NewUser {
+            id: provider,
+            display_name: "Dr. P".into(),
+            role: UserRole::Provider,
+            patient: None,
+            may_message: false,
+            clinics: vec![clinic],
+        };
         store.create_user(&new).await.unwrap();
         let mut kinds = Vec::new();
         for _ in 0..DOCS {
@@ -87,14 +97,17 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
         let url = format!("ws://localhost:{port}/sync");
 
         let actor = ActorId::from(
-            (0..16).map(|i| u8::from_str_radix(&session.actor_id[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>(),
+            (0..16)
+                .map(|i| u8::from_str_radix(&session.actor_id[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<_>>(),
         );
         let mut client = SyncClient::new("clinic");
         for kind in &kinds {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation = server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
+                let observation =
+                    server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();
@@ -120,7 +133,11 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
 
         // Every acknowledged change is on disk.
         for (id, heads) in &acknowledged {
-            assert_eq!(&stored_heads(&store, *id).await, heads, "{backend:?}: acknowledged document {id} lost changes");
+            assert_eq!(
+                &stored_heads(&store, *id).await,
+                heads,
+                "{backend:?}: acknowledged document {id} lost changes"
+            );
         }
 
         // Restart on the same database; the replica resyncs and converges.
@@ -133,12 +150,19 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
         let mut again = Replica::connect(&url, &headers, client).await.unwrap();
         again.sync_all(Duration::from_secs(120)).await.unwrap();
         for id in kinds.iter().map(DocKind::doc_id) {
-            assert_eq!(stored_heads(&store, id).await, sorted(again.client.doc(id).unwrap().get_heads()), "{backend:?}");
+            assert_eq!(
+                stored_heads(&store, id).await,
+                sorted(again.client.doc(id).unwrap().get_heads()),
+                "{backend:?}"
+            );
         }
         again.close().await;
         portal.kill().unwrap();
         portal.wait().unwrap();
-        eprintln!("{backend:?}: {} of {DOCS} documents acknowledged before kill -9", acknowledged.len());
+        eprintln!(
+            "{backend:?}: {} of {DOCS} documents acknowledged before kill -9",
+            acknowledged.len()
+        );
         store.close().await;
         db.drop_database().await;
     }

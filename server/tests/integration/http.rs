@@ -45,17 +45,28 @@ async fn the_web_app_is_served_with_content_types_and_revalidation() {
     let dist = static_fixture();
     let app = TestServer::start(&db, dist.path().to_owned()).await;
     let client = reqwest::Client::new();
-    for (path, content_type) in
-        [("/", "text/html"), ("/app.js", "text/javascript"), ("/app_bg.wasm", "application/wasm"), ("/results", "text/html")]
-    {
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app_bg.wasm", "application/wasm"),
+        ("/results", "text/html"),
+    ] {
         let response = client.get(format!("{}{path}", app.base_url)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let headers = response.headers().clone();
-        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}: {headers:?}");
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(content_type),
+            "{path}: {headers:?}"
+        );
         assert_eq!(headers["cache-control"], "no-cache", "{path}");
         // A revalidation with the same Last-Modified gets 304 Not Modified.
         let last_modified = headers["last-modified"].clone();
-        let again = client.get(format!("{}{path}", app.base_url)).header("if-modified-since", last_modified).send().await.unwrap();
+        let again = client
+            .get(format!("{}{path}", app.base_url))
+            .header("if-modified-since", last_modified)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(again.status(), 304, "{path}");
     }
     app.stop().await;

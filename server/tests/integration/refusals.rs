@@ -51,9 +51,21 @@ impl Fixture {
     }
 
     /// Creates another user (a caregiver, a second provider).
-    async fn add_user(&self, role: UserRole, patient: Option<PatientId>, clinics: Vec<ClinicId>) -> UserId {
+    async fn add_user(
+        &self,
+        role: UserRole,
+        patient: Option<PatientId>,
+        clinics: Vec<ClinicId>,
+    ) -> UserId {
         let id = UserId::mint();
-        let new = NewUser { id, display_name: format!("{} {id}", role.code()), role, patient, may_message: false, clinics };
+        let new = NewUser {
+            id,
+            display_name: format!("{} {id}", role.code()),
+            role,
+            patient,
+            may_message: false,
+            clinics,
+        };
         self.app.store.create_user(&new).await.unwrap();
         id
     }
@@ -75,7 +87,10 @@ impl Fixture {
         let mut client = SyncClient::new(format!("test-{}", uuid::Uuid::now_v7().simple()));
         client.insert(doc, Automerge::new());
         let url = format!("{}/sync", self.app.base_url.replacen("http", "ws", 1));
-        let mut replica = Replica::connect(&url, &[("x-portal-test-user", user.to_string())], client).await.unwrap();
+        let mut replica =
+            Replica::connect(&url, &[("x-portal-test-user", user.to_string())], client)
+                .await
+                .unwrap();
         replica.sync_all(TIMEOUT).await.unwrap();
         replica.client.doc_mut(doc).unwrap().set_actor(ActorId::random());
         replica.take_received();
@@ -83,25 +98,50 @@ impl Fixture {
     }
 
     async fn stored(&self, doc: DocId) -> Stored {
-        let mut heads = self.app.store.load_document(doc).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+        let mut heads = self
+            .app
+            .store
+            .load_document(doc)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_automerge()
+            .unwrap()
+            .get_heads();
         heads.sort();
         let audit = self.app.store.patient_audit(self.maria, 100_000).await.unwrap();
-        Stored { heads, writes_audited: audit.iter().filter(|e| e.action != "document_read").count() }
+        Stored {
+            heads,
+            writes_audited: audit.iter().filter(|e| e.action != "document_read").count(),
+        }
     }
 
     /// `user` edits `doc` with `edit` and sends it: the server must refuse
     /// it under `rule` and keep nothing of it. Returns the refusal message.
-    async fn refused(&self, what: &str, user: UserId, doc: DocId, rule: &str, edit: impl FnOnce(&mut Automerge)) -> String {
+    async fn refused(
+        &self,
+        what: &str,
+        user: UserId,
+        doc: DocId,
+        rule: &str,
+        edit: impl FnOnce(&mut Automerge),
+    ) -> String {
         let mut replica = self.replica(user, doc).await;
         let before = self.stored(doc).await;
         edit(replica.client.doc_mut(doc).unwrap());
         replica.flush_local().await.unwrap();
-        replica.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        replica
+            .sync_until(TIMEOUT, |_, r| !r.rejected.is_empty())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         let rejected = replica.take_received().rejected;
         assert_eq!(rejected.len(), 1, "{what}: {rejected:?}");
         assert_eq!(rejected[0].0, doc, "{what}");
         let message = rejected[0].1.clone();
-        assert!(message.contains(&format!("rule {rule}")), "{what}: expected rule {rule}: {message}");
+        assert!(
+            message.contains(&format!("rule {rule}")),
+            "{what}: expected rule {rule}: {message}"
+        );
         assert_eq!(self.stored(doc).await, before, "{what}: nothing stored or audited");
         // The client reset the document and is level with the server again.
         replica.sync_all(TIMEOUT).await.unwrap();
@@ -149,7 +189,9 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
         let caregiver = f.add_user(UserRole::Caregiver, Some(f.maria), vec![]).await;
         for doc in [f.patient_record(), f.thread()] {
             f.refused("caregiver's empty change", caregiver, doc, "not-permitted", |doc| {
-                doc.empty_commit(CommitOptions::default().with_message("a note nobody checks".to_owned()));
+                doc.empty_commit(
+                    CommitOptions::default().with_message("a note nobody checks".to_owned()),
+                );
             })
             .await;
         }
@@ -179,7 +221,8 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
                 let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
                 let entry = tx.get(&obs, id.to_string()).unwrap().unwrap().1;
                 let attachment = tx.put_object(&entry, "attachment", ObjType::Map).unwrap();
-                tx.put(&attachment, "data", ScalarValue::Bytes(vec![0xde, 0xad, 0xbe, 0xef])).unwrap();
+                tx.put(&attachment, "data", ScalarValue::Bytes(vec![0xde, 0xad, 0xbe, 0xef]))
+                    .unwrap();
             });
         })
         .await;
@@ -190,7 +233,8 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
                 let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
                 let entry = tx.get(&obs, id.to_string()).unwrap().unwrap().1;
                 let provenance = tx.get(&entry, "provenance").unwrap().unwrap().1;
-                tx.put(&provenance, "clinic_name", ScalarValue::Bytes(b"Riverside".to_vec())).unwrap();
+                tx.put(&provenance, "clinic_name", ScalarValue::Bytes(b"Riverside".to_vec()))
+                    .unwrap();
             });
         })
         .await;
@@ -226,7 +270,13 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
             assert_ne!(upper, key);
             tx_on(doc, |tx| {
                 let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
-                autosurgeon::reconcile_prop(tx, obs, upper.as_str(), &observation(riverside, okafor)).unwrap();
+                autosurgeon::reconcile_prop(
+                    tx,
+                    obs,
+                    upper.as_str(),
+                    &observation(riverside, okafor),
+                )
+                .unwrap();
             });
         })
         .await;
@@ -241,31 +291,70 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
             let (_, key) = an_entry(doc, "observations");
             let id: EntryId = key.parse().unwrap();
             tx_on(doc, |tx| {
-                record::change_status(tx, "observations", id, "entered-in-error", "wrong patient", okafor, "2026-11-30T10:00:00Z").unwrap()
+                record::change_status(
+                    tx,
+                    "observations",
+                    id,
+                    "entered-in-error",
+                    "wrong patient",
+                    okafor,
+                    "2026-11-30T10:00:00Z",
+                )
+                .unwrap()
             });
             id
         };
         okafors.flush_local().await.unwrap();
         okafors.sync_all(TIMEOUT).await.unwrap();
-        assert!(okafors.take_received().rejected.is_empty(), "{backend:?}: Okafor marks his result entered-in-error");
+        assert!(
+            okafors.take_received().rejected.is_empty(),
+            "{backend:?}: Okafor marks his result entered-in-error"
+        );
         okafors.close().await;
-        f.refused("a colleague rewrites the reason", colleague, clinical, "immutable-field", |doc| {
-            let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
-            let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
-            tx_on(doc, |tx| tx.put(&entry, "status_reason", "a different story").unwrap());
-        })
+        f.refused(
+            "a colleague rewrites the reason",
+            colleague,
+            clinical,
+            "immutable-field",
+            |doc| {
+                let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
+                let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
+                tx_on(doc, |tx| tx.put(&entry, "status_reason", "a different story").unwrap());
+            },
+        )
         .await;
-        f.refused("a colleague marks it again with a new reason", colleague, clinical, "immutable-field", |doc| {
-            tx_on(doc, |tx| {
-                record::change_status(tx, "observations", id, "entered-in-error", "a different story", colleague, "2026-11-30T11:00:00Z").unwrap()
-            });
-        })
+        f.refused(
+            "a colleague marks it again with a new reason",
+            colleague,
+            clinical,
+            "immutable-field",
+            |doc| {
+                tx_on(doc, |tx| {
+                    record::change_status(
+                        tx,
+                        "observations",
+                        id,
+                        "entered-in-error",
+                        "a different story",
+                        colleague,
+                        "2026-11-30T11:00:00Z",
+                    )
+                    .unwrap()
+                });
+            },
+        )
         .await;
-        f.refused("Okafor rewrites his own reason later", okafor, clinical, "immutable-field", |doc| {
-            let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
-            let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
-            tx_on(doc, |tx| tx.put(&entry, "status_reason", "on second thoughts").unwrap());
-        })
+        f.refused(
+            "Okafor rewrites his own reason later",
+            okafor,
+            clinical,
+            "immutable-field",
+            |doc| {
+                let obs = doc.get(ROOT, "observations").unwrap().unwrap().1;
+                let entry = doc.get(&obs, id.to_string()).unwrap().unwrap().1;
+                tx_on(doc, |tx| tx.put(&entry, "status_reason", "on second thoughts").unwrap());
+            },
+        )
         .await;
         f.stop().await;
     }
@@ -318,18 +407,29 @@ async fn one_new_device_writing_many_documents_at_once_is_accepted() {
         let patient = PatientId::mint();
         f.app.store.create_patient(patient).await.unwrap();
         f.app.store.grant_consent(patient, f.riverside).await.unwrap();
-        ids.push(f.app.store.create_document(&DocKind::ClinicalRecord { patient, clinic: f.riverside }).await.unwrap());
+        ids.push(
+            f.app
+                .store
+                .create_document(&DocKind::ClinicalRecord { patient, clinic: f.riverside })
+                .await
+                .unwrap(),
+        );
     }
     let actor = ActorId::random();
     let mut client = SyncClient::new("new-laptop");
     for id in &ids {
-        let mut doc = f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
+        let mut doc =
+            f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
         doc.set_actor(actor.clone());
-        tx_on(&mut doc, |tx| record::add(tx, EntryId::mint(), &observation(f.riverside, okafor)).unwrap());
+        tx_on(&mut doc, |tx| {
+            record::add(tx, EntryId::mint(), &observation(f.riverside, okafor)).unwrap()
+        });
         client.insert(*id, doc);
     }
     let url = format!("{}/sync", f.app.base_url.replacen("http", "ws", 1));
-    let mut replica = Replica::connect(&url, &[("x-portal-test-user", okafor.to_string())], client).await.unwrap();
+    let mut replica = Replica::connect(&url, &[("x-portal-test-user", okafor.to_string())], client)
+        .await
+        .unwrap();
     // Every document's message leaves at once, so the server reads them as one batch.
     let outgoing = replica.client.outgoing();
     replica.send(outgoing).await.unwrap();
@@ -341,7 +441,6 @@ async fn one_new_device_writing_many_documents_at_once_is_accepted() {
     replica.close().await;
     f.stop().await;
 }
-
 
 /// A change whose dependency has not arrived waits in Automerge's queue, and
 /// Automerge applies it whenever the dependency comes, in a later batch and
@@ -416,7 +515,15 @@ async fn a_change_held_back_behind_a_missing_dependency_is_judged_when_applied()
     let mut clinic = f.replica(brandt, id).await;
     let request_entry: EntryId = request_id.parse().unwrap();
     tx_on(clinic.client.doc_mut(id).unwrap(), |tx| {
-        record::decide_refill(tx, request_entry, shared::status::RefillStatus::Approved, brandt, "2026-11-30T12:00:00Z", "ok").unwrap()
+        record::decide_refill(
+            tx,
+            request_entry,
+            shared::status::RefillStatus::Approved,
+            brandt,
+            "2026-11-30T12:00:00Z",
+            "ok",
+        )
+        .unwrap()
     });
     clinic.flush_local().await.unwrap();
     clinic.sync_all(TIMEOUT).await.unwrap();
@@ -428,9 +535,20 @@ async fn a_change_held_back_behind_a_missing_dependency_is_judged_when_applied()
     let stored = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap();
     let coll = requests(&stored);
     let obj = stored.get(&coll, &request_id).unwrap().unwrap().1;
-    let statuses: Vec<String> =
-        stored.get_all(&obj, "status").unwrap().into_iter().map(|(v, _)| match v { automerge::Value::Scalar(s) => s.as_str().unwrap_or_default().to_owned(), _ => String::new() }).collect();
-    assert_eq!(statuses, ["approved"], "a cancellation judged before the approval was stored after it");
+    let statuses: Vec<String> = stored
+        .get_all(&obj, "status")
+        .unwrap()
+        .into_iter()
+        .map(|(v, _)| match v {
+            automerge::Value::Scalar(s) => s.as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["approved"],
+        "a cancellation judged before the approval was stored after it"
+    );
     raw.close().await;
     clinic.close().await;
     patient.close().await;
@@ -471,7 +589,8 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
     let url = format!("{}/sync", f.app.base_url.replacen("http", "ws", 1));
     let mut client = SyncClient::new("maria-by-hand");
     client.insert(id, Automerge::new());
-    let mut ws = Replica::connect(&url, &[("x-portal-test-user", maria.to_string())], client).await.unwrap();
+    let mut ws =
+        Replica::connect(&url, &[("x-portal-test-user", maria.to_string())], client).await.unwrap();
     let _ = ws.next_message(tokio::time::Instant::now() + TIMEOUT).await.unwrap(); // peer
     let mut state = sync::State::new();
     let mut skipped = false;
@@ -488,12 +607,23 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
         ws.send(vec![frame(first.encode())]).await.unwrap();
     }
     loop {
-        let Some((_, message)) = ws.next_message(deadline).await.unwrap() else { panic!("no convergence") };
+        let Some((_, message)) = ws.next_message(deadline).await.unwrap() else {
+            panic!("no convergence")
+        };
         let WireMessage::Sync { data, .. } = message else { panic!("{message:?}") };
         doc.receive_sync_message(&mut state, sync::Message::decode(&data).unwrap()).unwrap();
         state.their_capabilities = None;
         let Some(mut reply) = doc.generate_sync_message(&mut state) else {
-            let mut stored = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+            let mut stored = f
+                .app
+                .store
+                .load_document(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .to_automerge()
+                .unwrap()
+                .get_heads();
             stored.sort();
             let mut mine = doc.get_heads();
             mine.sort();
@@ -504,7 +634,8 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
         };
         // The first time the changes go out, a false positive leaves out the
         // second: not sent, not counted as sent.
-        let hashes: Vec<_> = reply.changes.iter().map(|c| automerge::Change::try_from(c).unwrap().hash()).collect();
+        let hashes: Vec<_> =
+            reply.changes.iter().map(|c| automerge::Change::try_from(c).unwrap().hash()).collect();
         if !skipped && hashes.contains(&c2.hash()) {
             skipped = true;
             reply.changes = reply

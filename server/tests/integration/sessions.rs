@@ -51,7 +51,14 @@ impl World {
     /// Enrolls a demo user's first passkey on `device` through a link the
     /// operator issued; returns the signed-in browser.
     async fn enroll(&self, name: &str, device: &mut SoftPasskey) -> Browser {
-        let (link, _) = accounts::issue_enrollment(&self.app.store, &self.app.base_url, self.user(name).id, None).await.unwrap();
+        let (link, _) = accounts::issue_enrollment(
+            &self.app.store,
+            &self.app.base_url,
+            self.user(name).id,
+            None,
+        )
+        .await
+        .unwrap();
         let mut browser = Browser::new(&self.app.base_url);
         browser.enroll(device, &link).await;
         browser
@@ -71,7 +78,10 @@ async fn socket(app: &TestServer, browser: &Browser, docs: &[DocId]) -> Replica 
         client.insert(*id, Automerge::new());
     }
     let url = format!("{}/sync", app.base_url.replacen("http", "ws", 1));
-    let headers = [("cookie", format!("portal_session={}", browser.cookie.clone().unwrap())), ("origin", app.base_url.clone())];
+    let headers = [
+        ("cookie", format!("portal_session={}", browser.cookie.clone().unwrap())),
+        ("origin", app.base_url.clone()),
+    ];
     let mut replica = Replica::connect(&url, &headers, client).await.unwrap();
     replica.sync_all(TIMEOUT).await.unwrap();
     let actor = ActorId::random();
@@ -101,7 +111,11 @@ async fn closed_within(replica: &mut Replica, within: Duration) -> String {
 }
 
 fn maria_thread(w: &World) -> DocId {
-    DocKind::MessageThread { patient: w.user("Maria").patient.unwrap(), clinic: w.user("Okafor").clinics[0] }.doc_id()
+    DocKind::MessageThread {
+        patient: w.user("Maria").patient.unwrap(),
+        clinic: w.user("Okafor").clinics[0],
+    }
+    .doc_id()
 }
 
 /// Adds a message from `author` to the thread in the client's copy; returns its entry id.
@@ -161,12 +175,21 @@ async fn sign_out_closes_the_sessions_socket_and_a_later_write_is_not_stored() {
         assert!(reason.starts_with("4401 "), "{backend:?}: {reason}");
         assert!(reason.contains("You signed out on this device."), "{reason}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!stored_has(&w.app, thread, after).await, "{backend:?}: a write after sign-out was stored");
+        assert!(
+            !stored_has(&w.app, thread, after).await,
+            "{backend:?}: a write after sign-out was stored"
+        );
 
         // The cookie opens no new socket either.
         let url = format!("{}/sync", w.app.base_url.replacen("http", "ws", 1));
-        let headers = [("cookie", format!("portal_session={}", browser.cookie.clone().unwrap_or_default())), ("origin", w.app.base_url.clone())];
-        assert!(Replica::connect(&url, &headers, SyncClient::new("again")).await.is_err(), "{backend:?}");
+        let headers = [
+            ("cookie", format!("portal_session={}", browser.cookie.clone().unwrap_or_default())),
+            ("origin", w.app.base_url.clone()),
+        ];
+        assert!(
+            Replica::connect(&url, &headers, SyncClient::new("again")).await.is_err(),
+            "{backend:?}"
+        );
         w.stop().await;
     }
 }
@@ -191,12 +214,18 @@ async fn sign_out_everywhere_and_passkey_removal_close_exactly_their_sockets() {
 
         // The laptop removes the phone's passkey: the phone's socket closes,
         // the laptop's stays open (and still syncs).
-        let (status, _) = laptop_browser.call(Method::DELETE, &format!("/api/passkeys/{phone_key}"), None).await;
+        let (status, _) =
+            laptop_browser.call(Method::DELETE, &format!("/api/passkeys/{phone_key}"), None).await;
         assert_eq!(status, 204);
         let reason = closed_within(&mut phone_socket, AT_ONCE).await;
-        assert!(reason.contains("4401") && reason.contains("passkey this device signed in with was removed"), "{backend:?}: {reason}");
+        assert!(
+            reason.contains("4401")
+                && reason.contains("passkey this device signed in with was removed"),
+            "{backend:?}: {reason}"
+        );
         assert_eq!(phone_browser.get("/api/me").await.0, 401, "{backend:?}");
-        let entry = write_message(&mut laptop_socket.client, thread, &w.user("Maria"), "Still here");
+        let entry =
+            write_message(&mut laptop_socket.client, thread, &w.user("Maria"), "Still here");
         laptop_socket.flush_local().await.unwrap();
         laptop_socket.sync_all(TIMEOUT).await.unwrap();
         assert!(stored_has(&w.app, thread, entry).await, "{backend:?}");
@@ -209,7 +238,10 @@ async fn sign_out_everywhere_and_passkey_removal_close_exactly_their_sockets() {
         assert_eq!(laptop_browser.post("/api/logout-all", json!({})).await.0, 204);
         for replica in [&mut laptop_socket, &mut second_socket] {
             let reason = closed_within(replica, AT_ONCE).await;
-            assert!(reason.contains("4401") && reason.contains("signed out everywhere"), "{backend:?}: {reason}");
+            assert!(
+                reason.contains("4401") && reason.contains("signed out everywhere"),
+                "{backend:?}: {reason}"
+            );
         }
         w.stop().await;
     }
@@ -222,16 +254,23 @@ async fn removing_a_caregiver_closes_their_sockets() {
         let w = World::new(backend).await;
         let thread = maria_thread(&w);
         let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
-        let (status, invitation) = maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
+        let (status, invitation) =
+            maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
         assert_eq!(status, 201, "{invitation}");
         let mut ana = Browser::new(&w.app.base_url);
         ana.enroll(&mut SoftPasskey::new(), invitation["link"].as_str().unwrap()).await;
         let mut ana_socket = socket(&w.app, &ana, &[thread]).await;
 
         let user = invitation["user_id"].as_str().unwrap();
-        assert_eq!(maria.call(Method::DELETE, &format!("/api/caregivers/{user}"), None).await.0, 204);
+        assert_eq!(
+            maria.call(Method::DELETE, &format!("/api/caregivers/{user}"), None).await.0,
+            204
+        );
         let reason = closed_within(&mut ana_socket, AT_ONCE).await;
-        assert!(reason.contains("4401") && reason.contains("access to this record was taken away"), "{backend:?}: {reason}");
+        assert!(
+            reason.contains("4401") && reason.contains("access to this record was taken away"),
+            "{backend:?}: {reason}"
+        );
         w.stop().await;
     }
 }
@@ -248,8 +287,13 @@ async fn a_session_ended_elsewhere_closes_its_socket_within_the_recheck_period()
         let (_, me) = browser.get("/api/me").await;
         // Straight in storage: nothing is broadcast on this instance.
         w.app.store.revoke_session(me["session_id"].as_str().unwrap()).await.unwrap();
-        let reason = closed_within(&mut replica, server::sync::SESSION_RECHECK + Duration::from_secs(2)).await;
-        assert!(reason.contains("4401") && reason.contains("Your session has ended"), "{backend:?}: {reason}");
+        let reason =
+            closed_within(&mut replica, server::sync::SESSION_RECHECK + Duration::from_secs(2))
+                .await;
+        assert!(
+            reason.contains("4401") && reason.contains("Your session has ended"),
+            "{backend:?}: {reason}"
+        );
         w.stop().await;
     }
 }
@@ -266,12 +310,18 @@ async fn an_access_change_nobody_announced_applies_within_the_recheck_period() {
         let browser = w.enroll("Okafor", &mut SoftPasskey::new()).await;
         let mut replica = socket(&w.app, &browser, &[thread]).await;
         let version = w.app.store.access_version().await.unwrap();
-        w.app.store.revoke_consent(w.user("Maria").patient.unwrap(), okafor.clinics[0]).await.unwrap();
+        w.app
+            .store
+            .revoke_consent(w.user("Maria").patient.unwrap(), okafor.clinics[0])
+            .await
+            .unwrap();
         assert!(w.app.store.access_version().await.unwrap() > version, "{backend:?}");
         tokio::time::sleep(server::sync::SESSION_RECHECK + Duration::from_millis(1500)).await;
         let entry = write_message(&mut replica.client, thread, &okafor, "After the consent ended");
         replica.flush_local().await.unwrap();
-        let WireMessage::ChangeRejected { rule, .. } = next_rejection(&mut replica).await else { unreachable!() };
+        let WireMessage::ChangeRejected { rule, .. } = next_rejection(&mut replica).await else {
+            unreachable!()
+        };
         assert_eq!(rule, "consent", "{backend:?}");
         assert!(!stored_has(&w.app, thread, entry).await, "{backend:?}");
         w.stop().await;
@@ -288,7 +338,8 @@ async fn signing_out_on_one_instance_closes_the_socket_on_another() {
     let mut browser = w.enroll("Maria", &mut SoftPasskey::new()).await;
     let mut on_other = socket(&other, &browser, &[thread]).await;
     assert_eq!(browser.post("/api/logout", json!({})).await.0, 204);
-    let reason = closed_within(&mut on_other, server::sync::SESSION_RECHECK + Duration::from_secs(2)).await;
+    let reason =
+        closed_within(&mut on_other, server::sync::SESSION_RECHECK + Duration::from_secs(2)).await;
     assert!(reason.contains("4401"), "{reason}");
     other.stop().await;
     w.stop().await;
@@ -316,9 +367,15 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
         // An hour later, the same session (the phone left somewhere).
         let hour_ago = chrono::Utc::now().timestamp_millis() - 3600 * 1000;
         w.app.store.set_session_verified(&session, hour_ago).await.unwrap();
-        let (status, body) = browser.post("/api/passkeys/register/start", json!({ "name": "Thief" })).await;
-        assert_eq!((status, body["error"].as_str()), (403, Some("reauth_required")), "{backend:?}: {body}");
-        let (status, body) = browser.post("/api/caregivers", json!({ "display_name": "Stranger" })).await;
+        let (status, body) =
+            browser.post("/api/passkeys/register/start", json!({ "name": "Thief" })).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("reauth_required")),
+            "{backend:?}: {body}"
+        );
+        let (status, body) =
+            browser.post("/api/caregivers", json!({ "display_name": "Stranger" })).await;
         assert_eq!((status, body["error"].as_str()), (403, Some("reauth_required")), "{backend:?}");
         assert!(body["message"].as_str().unwrap().contains("use your passkey again"), "{body}");
         let (_, list) = browser.get("/api/caregivers").await;
@@ -329,26 +386,50 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
         let mut okafor = w.enroll("Okafor", &mut okafor_device).await;
         let (_, started) = browser.post("/api/reauth/start", json!({})).await;
         let wrong = okafor_device.assert(&started["options"], &w.app.base_url);
-        let (status, _) = browser.post("/api/reauth/finish", json!({ "ceremony": started["ceremony"], "credential": wrong })).await;
+        let (status, _) = browser
+            .post(
+                "/api/reauth/finish",
+                json!({ "ceremony": started["ceremony"], "credential": wrong }),
+            )
+            .await;
         assert_eq!(status, 401, "{backend:?}: another user's passkey");
         let (_, theirs) = okafor.post("/api/reauth/start", json!({})).await;
         let mine = phone.assert(&theirs["options"], &w.app.base_url);
-        let (status, _) = browser.post("/api/reauth/finish", json!({ "ceremony": theirs["ceremony"], "credential": mine })).await;
+        let (status, _) = browser
+            .post(
+                "/api/reauth/finish",
+                json!({ "ceremony": theirs["ceremony"], "credential": mine }),
+            )
+            .await;
         assert_eq!(status, 400, "{backend:?}: a ceremony started by another user");
-        assert_eq!(browser.post("/api/caregivers", json!({ "display_name": "Stranger" })).await.0, 403);
+        assert_eq!(
+            browser.post("/api/caregivers", json!({ "display_name": "Stranger" })).await.0,
+            403
+        );
 
         // Her own passkey: verified again, and the invitation goes through.
         let (status, started) = browser.post("/api/reauth/start", json!({})).await;
         assert_eq!(status, 200, "{started}");
-        assert!(started["options"]["publicKey"]["allowCredentials"].as_array().unwrap().len() == 2, "only her passkeys: {started}");
+        assert!(
+            started["options"]["publicKey"]["allowCredentials"].as_array().unwrap().len() == 2,
+            "only her passkeys: {started}"
+        );
         let assertion = phone.assert(&started["options"], &w.app.base_url);
-        let (status, body) =
-            browser.post("/api/reauth/finish", json!({ "ceremony": started["ceremony"], "credential": assertion })).await;
+        let (status, body) = browser
+            .post(
+                "/api/reauth/finish",
+                json!({ "ceremony": started["ceremony"], "credential": assertion }),
+            )
+            .await;
         assert_eq!(status, 204, "{backend:?}: {body}");
-        let (status, invitation) = browser.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
+        let (status, invitation) =
+            browser.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
         assert_eq!(status, 201, "{backend:?}: {invitation}");
         let caregiver = invitation["user_id"].as_str().unwrap().to_owned();
-        assert!(audit_actions(&mut browser).await.contains(&"reauthenticated".to_owned()), "{backend:?}");
+        assert!(
+            audit_actions(&mut browser).await.contains(&"reauthenticated".to_owned()),
+            "{backend:?}"
+        );
 
         // A new link for the caregiver, after the window: refused, then allowed.
         w.app.store.set_session_verified(&session, hour_ago).await.unwrap();
@@ -356,13 +437,24 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
         assert_eq!(browser.post(&link, json!({})).await.1["error"], "reauth_required");
         let (_, started) = browser.post("/api/reauth/start", json!({})).await;
         let assertion = phone.assert(&started["options"], &w.app.base_url);
-        browser.post("/api/reauth/finish", json!({ "ceremony": started["ceremony"], "credential": assertion })).await;
+        browser
+            .post(
+                "/api/reauth/finish",
+                json!({ "ceremony": started["ceremony"], "credential": assertion }),
+            )
+            .await;
         assert_eq!(browser.post(&link, json!({})).await.0, 201, "{backend:?}");
 
         // The tablet's owner removes the phone's passkey: the phone's session is over.
         let mut tablet_browser = Browser::new(&w.app.base_url);
         tablet_browser.login(&mut tablet).await;
-        assert_eq!(tablet_browser.call(Method::DELETE, &format!("/api/passkeys/{phone_key}"), None).await.0, 204);
+        assert_eq!(
+            tablet_browser
+                .call(Method::DELETE, &format!("/api/passkeys/{phone_key}"), None)
+                .await
+                .0,
+            204
+        );
         assert_eq!(browser.get("/api/me").await.0, 401, "{backend:?}");
         let (_, keys) = tablet_browser.get("/api/passkeys").await;
         assert_eq!(keys.as_array().unwrap().len(), 1);
@@ -380,7 +472,9 @@ async fn admin_links_need_a_fresh_passkey_assertion() {
     let stale = chrono::Utc::now().timestamp_millis() - 10 * 60 * 1000;
     w.app.store.set_session_verified(me["session_id"].as_str().unwrap(), stale).await.unwrap();
     let okafor = w.user("Okafor").id;
-    let (status, body) = admin.post("/api/invitations", json!({ "role": "patient", "display_name": "New Patient" })).await;
+    let (status, body) = admin
+        .post("/api/invitations", json!({ "role": "patient", "display_name": "New Patient" }))
+        .await;
     assert_eq!((status, body["error"].as_str()), (403, Some("reauth_required")));
     let (status, body) = admin.post(&format!("/api/users/{okafor}/enrollment"), json!({})).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("reauth_required")));
@@ -388,12 +482,30 @@ async fn admin_links_need_a_fresh_passkey_assertion() {
     let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
     let (_, me) = maria.get("/api/me").await;
     w.app.store.set_session_verified(me["session_id"].as_str().unwrap(), stale).await.unwrap();
-    assert_eq!(maria.post("/api/invitations", json!({ "role": "patient", "display_name": "X" })).await.1["error"], "forbidden");
+    assert_eq!(
+        maria.post("/api/invitations", json!({ "role": "patient", "display_name": "X" })).await.1["error"],
+        "forbidden"
+    );
 
     let (_, started) = admin.post("/api/reauth/start", json!({})).await;
     let assertion = device.assert(&started["options"], &w.app.base_url);
-    assert_eq!(admin.post("/api/reauth/finish", json!({ "ceremony": started["ceremony"], "credential": assertion })).await.0, 204);
-    assert_eq!(admin.post("/api/invitations", json!({ "role": "patient", "display_name": "New Patient" })).await.0, 201);
+    assert_eq!(
+        admin
+            .post(
+                "/api/reauth/finish",
+                json!({ "ceremony": started["ceremony"], "credential": assertion })
+            )
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        admin
+            .post("/api/invitations", json!({ "role": "patient", "display_name": "New Patient" }))
+            .await
+            .0,
+        201
+    );
     assert_eq!(admin.post(&format!("/api/users/{okafor}/enrollment"), json!({})).await.0, 201);
     w.stop().await;
 }
@@ -419,7 +531,8 @@ async fn a_reissued_link_cannot_silently_take_over_an_account() {
         let okafor_id = w.user("Okafor").id;
 
         // The re-issue says it is a recovery; the provider sees the open link and cancels it.
-        let (status, issued) = admin.post(&format!("/api/users/{okafor_id}/enrollment"), json!({})).await;
+        let (status, issued) =
+            admin.post(&format!("/api/users/{okafor_id}/enrollment"), json!({})).await;
         assert_eq!(status, 201, "{issued}");
         assert_eq!(issued["replaces_passkeys"], 1, "{backend:?}");
         let (_, open) = okafor.get("/api/enrollments").await;
@@ -427,11 +540,14 @@ async fn a_reissued_link_cannot_silently_take_over_an_account() {
         assert_eq!(open[0]["issued_by"], "Jordan Lee");
         assert_eq!(okafor.call(Method::DELETE, "/api/enrollments", None).await.0, 204);
         let token = issued["link"].as_str().unwrap().split_once('#').unwrap().1;
-        let (status, _) = Browser::new(&w.app.base_url).post("/api/enroll/start", json!({ "token": token })).await;
+        let (status, _) = Browser::new(&w.app.base_url)
+            .post("/api/enroll/start", json!({ "token": token }))
+            .await;
         assert_eq!(status, 410, "{backend:?}: a cancelled link is dead");
 
         // Issued again and used by the admin on their own device.
-        let (_, issued) = admin.post(&format!("/api/users/{okafor_id}/enrollment"), json!({})).await;
+        let (_, issued) =
+            admin.post(&format!("/api/users/{okafor_id}/enrollment"), json!({})).await;
         let mut impostor = Browser::new(&w.app.base_url);
         let token = issued["link"].as_str().unwrap().split_once('#').unwrap().1;
         let (_, started) = impostor.post("/api/enroll/start", json!({ "token": token })).await;
@@ -440,13 +556,29 @@ async fn a_reissued_link_cannot_silently_take_over_an_account() {
 
         // The provider's socket closes now, saying why; their sign-in says what happened.
         let reason = closed_within(&mut okafor_socket, AT_ONCE).await;
-        assert!(reason.contains("4401") && reason.contains("passkeys were replaced"), "{backend:?}: {reason}");
+        assert!(
+            reason.contains("4401") && reason.contains("passkeys were replaced"),
+            "{backend:?}: {reason}"
+        );
         assert_eq!(okafor.get("/api/me").await.0, 401);
-        let (status, body) = Browser::new(&w.app.base_url).try_login(&mut okafor_device, None, &w.app.base_url).await;
-        assert_eq!((status, body["error"].as_str()), (401, Some("passkey_replaced")), "{backend:?}: {body}");
-        assert!(body["message"].as_str().unwrap().contains("If that was not you, contact your clinic"), "{body}");
+        let (status, body) = Browser::new(&w.app.base_url)
+            .try_login(&mut okafor_device, None, &w.app.base_url)
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("passkey_replaced")),
+            "{backend:?}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("If that was not you, contact your clinic"),
+            "{body}"
+        );
         let (_, passkeys) = impostor.get("/api/passkeys").await;
-        assert_eq!(passkeys.as_array().unwrap().len(), 1, "{backend:?}: only the new passkey; no second way in");
+        assert_eq!(
+            passkeys.as_array().unwrap().len(),
+            1,
+            "{backend:?}: only the new passkey; no second way in"
+        );
 
         // For a patient the audit trail she reads shows the re-issue and the replacement.
         let maria_id = w.user("Maria").id;
@@ -455,7 +587,12 @@ async fn a_reissued_link_cannot_silently_take_over_an_account() {
         let actions = audit_actions(&mut maria).await;
         assert!(actions.contains(&"enrollment_link_issued".to_owned()), "{backend:?}: {actions:?}");
         let (_, audit) = maria.get("/api/audit").await;
-        let issued_row = audit.as_array().unwrap().iter().find(|e| e["action"] == "enrollment_link_issued").unwrap();
+        let issued_row = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "enrollment_link_issued")
+            .unwrap();
         assert!(issued_row["detail"].as_str().unwrap().contains("recovery"), "{issued_row}");
         assert_eq!(issued_row["user_name"], "Jordan Lee");
         let mut new_device = SoftPasskey::new();
@@ -487,20 +624,31 @@ async fn an_offline_change_to_a_record_whose_consent_was_withdrawn_is_refused_by
         // Offline: a reply written; meanwhile Maria withdraws Riverside's access.
         let mut client = SyncClient::new("okafor-offline");
         // The copy his device holds, as it was when he last synced.
-        let stored = w.app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
+        let stored =
+            w.app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
         client.insert(thread, stored);
         client.doc_mut(thread).unwrap().set_actor(ActorId::random());
         let entry = write_message(&mut client, thread, &okafor, "Your results are fine.");
-        let (status, _) = maria_browser.call(Method::DELETE, &format!("/api/consents/{riverside}"), None).await;
+        let (status, _) =
+            maria_browser.call(Method::DELETE, &format!("/api/consents/{riverside}"), None).await;
         assert_eq!(status, 200);
 
         // Back online: the change is refused by name.
         let url = format!("{}/sync", w.app.base_url.replacen("http", "ws", 1));
-        let headers = [("cookie", format!("portal_session={}", okafor_browser.cookie.clone().unwrap())), ("origin", w.app.base_url.clone())];
+        let headers = [
+            ("cookie", format!("portal_session={}", okafor_browser.cookie.clone().unwrap())),
+            ("origin", w.app.base_url.clone()),
+        ];
         let mut back = Replica::connect(&url, &headers, client).await.unwrap();
         let rejected = next_rejection(&mut back).await;
-        let WireMessage::ChangeRejected { document_id, rule, message, .. } = rejected else { unreachable!() };
-        assert_eq!((document_id.as_str(), rule.as_str()), (encode_doc_id(thread).as_str(), "consent"), "{backend:?}");
+        let WireMessage::ChangeRejected { document_id, rule, message, .. } = rejected else {
+            unreachable!()
+        };
+        assert_eq!(
+            (document_id.as_str(), rule.as_str()),
+            (encode_doc_id(thread).as_str(), "consent"),
+            "{backend:?}"
+        );
         assert!(message.contains("withdrawn your clinic's access"), "{message}");
         assert!(!stored_has(&w.app, thread, entry).await, "{backend:?}");
         let actions = audit_actions(&mut maria_browser).await;
@@ -510,7 +658,9 @@ async fn an_offline_change_to_a_record_whose_consent_was_withdrawn_is_refused_by
         // The connected device's next change carries the change itself: refused the same way.
         let live_entry = write_message(&mut live.client, thread, &okafor, "Sent while connected");
         live.flush_local().await.unwrap();
-        let WireMessage::ChangeRejected { rule, .. } = next_rejection(&mut live).await else { unreachable!() };
+        let WireMessage::ChangeRejected { rule, .. } = next_rejection(&mut live).await else {
+            unreachable!()
+        };
         assert_eq!(rule, "consent", "{backend:?}");
         assert!(!stored_has(&w.app, thread, live_entry).await, "{backend:?}");
         live.close().await;
@@ -519,16 +669,27 @@ async fn an_offline_change_to_a_record_whose_consent_was_withdrawn_is_refused_by
         let mut brandt_device = SoftPasskey::new();
         let brandt = w.enroll("Brandt", &mut brandt_device).await;
         let mut client = SyncClient::new("brandt");
-        let mut doc = w.app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
+        let mut doc =
+            w.app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
         doc.set_actor(ActorId::random());
         client.insert(thread, doc);
-        let headers = [("cookie", format!("portal_session={}", brandt.cookie.clone().unwrap())), ("origin", w.app.base_url.clone())];
+        let headers = [
+            ("cookie", format!("portal_session={}", brandt.cookie.clone().unwrap())),
+            ("origin", w.app.base_url.clone()),
+        ];
         let mut stranger = Replica::connect(&url, &headers, client).await.unwrap();
         let entry = write_message(&mut stranger.client, thread, &w.user("Brandt"), "Hello");
         stranger.flush_local().await.unwrap();
-        stranger.sync_until(TIMEOUT, |_, r| !r.unavailable.is_empty() || !r.rejected.is_empty()).await.unwrap();
+        stranger
+            .sync_until(TIMEOUT, |_, r| !r.unavailable.is_empty() || !r.rejected.is_empty())
+            .await
+            .unwrap();
         let received = stranger.take_received();
-        assert_eq!((received.unavailable.len(), received.rejected.len()), (1, 0), "{backend:?}: {received:?}");
+        assert_eq!(
+            (received.unavailable.len(), received.rejected.len()),
+            (1, 0),
+            "{backend:?}: {received:?}"
+        );
         assert!(!stored_has(&w.app, thread, entry).await);
         stranger.close().await;
         w.stop().await;
@@ -539,7 +700,8 @@ async fn an_offline_change_to_a_record_whose_consent_was_withdrawn_is_refused_by
 async fn next_rejection(replica: &mut Replica) -> WireMessage {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let (_, message) = replica.next_message(deadline).await.unwrap().expect("a change-rejected in time");
+        let (_, message) =
+            replica.next_message(deadline).await.unwrap().expect("a change-rejected in time");
         if matches!(message, WireMessage::ChangeRejected { .. }) {
             return message;
         }
@@ -554,15 +716,16 @@ async fn next_rejection(replica: &mut Replica) -> WireMessage {
 #[tokio::test]
 async fn anonymous_ceremonies_are_rate_limited_per_client_and_globally() {
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let app = TestServer::start_with(&db, db.store().await, PathBuf::from("/nonexistent"), |state| {
-        let limits = Limits {
-            per_client: Bucket { burst: 3.0, per_second: 0.2 },
-            global: Bucket { burst: 5.0, per_second: 0.2 },
-            max_clients: 100,
-        };
-        state.limits = std::sync::Arc::new(RateLimiter::new(limits, true));
-    })
-    .await;
+    let app =
+        TestServer::start_with(&db, db.store().await, PathBuf::from("/nonexistent"), |state| {
+            let limits = Limits {
+                per_client: Bucket { burst: 3.0, per_second: 0.2 },
+                global: Bucket { burst: 5.0, per_second: 0.2 },
+                max_clients: 100,
+            };
+            state.limits = std::sync::Arc::new(RateLimiter::new(limits, true));
+        })
+        .await;
     let http = reqwest::Client::new();
     let start = |client: &'static str| {
         http.post(format!("{}/api/login/start", app.base_url))

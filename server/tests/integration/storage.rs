@@ -25,7 +25,11 @@ async fn documents_keep_every_change_through_appends_and_compaction() {
         store.create_clinic(clinic, "Clinic").await.unwrap();
         let kind = DocKind::MessageThread { patient, clinic };
         let id = store.create_document(&kind).await.unwrap();
-        assert_eq!(store.create_document(&kind).await.unwrap(), id, "{backend:?}: creating twice is a no-op");
+        assert_eq!(
+            store.create_document(&kind).await.unwrap(),
+            id,
+            "{backend:?}: creating twice is a no-op"
+        );
         assert_eq!(store.document(id).await.unwrap().unwrap().kind, kind);
         assert!(store.document(shared::DocId::mint()).await.unwrap().is_none());
         assert!(store.load_document(shared::DocId::mint()).await.unwrap().is_none());
@@ -50,7 +54,10 @@ async fn documents_keep_every_change_through_appends_and_compaction() {
         store.append_changes(&batch).await.unwrap();
         let stored = store.load_document(id).await.unwrap().unwrap();
         assert_eq!(stored.chunks.len(), 31, "{backend:?}");
-        assert!(stored.wants_compaction(), "{backend:?}: 30 incremental chunks outgrow the genesis snapshot");
+        assert!(
+            stored.wants_compaction(),
+            "{backend:?}: 30 incremental chunks outgrow the genesis snapshot"
+        );
 
         let mut reloaded = load(&store, &kind).await;
         assert_eq!(reloaded.get_heads(), doc.get_heads(), "{backend:?}");
@@ -118,12 +125,22 @@ async fn users_roles_consents_and_actor_bindings() {
         assert_eq!(store.consenting_clinics(patient).await.unwrap(), vec![b], "{backend:?}");
         assert!(store.consenting_patients(a).await.unwrap().is_empty());
         store.grant_consent(patient, a).await.unwrap();
-        assert_eq!(store.consenting_patients(a).await.unwrap(), vec![patient], "{backend:?}: granting again restores access");
+        assert_eq!(
+            store.consenting_patients(a).await.unwrap(),
+            vec![patient],
+            "{backend:?}: granting again restores access"
+        );
 
         let actor = automerge::ActorId::random().to_hex_string();
         assert!(store.bind_actor(&actor, provider.id).await.unwrap());
-        assert!(store.bind_actor(&actor, provider.id).await.unwrap(), "rebinding to the owner is a no-op");
-        assert!(!store.bind_actor(&actor, caregiver.id).await.unwrap(), "{backend:?}: an actor id has one owner");
+        assert!(
+            store.bind_actor(&actor, provider.id).await.unwrap(),
+            "rebinding to the owner is a no-op"
+        );
+        assert!(
+            !store.bind_actor(&actor, caregiver.id).await.unwrap(),
+            "{backend:?}: an actor id has one owner"
+        );
         assert_eq!(store.actor_owner(&actor).await.unwrap(), Some(provider.id));
 
         store.close().await;
@@ -161,7 +178,10 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         }
         for (p, c) in [(p1, a), (p1, b), (p2, a)] {
             store.grant_consent(p, c).await.unwrap();
-            store.create_document(&DocKind::ClinicalRecord { patient: p, clinic: c }).await.unwrap();
+            store
+                .create_document(&DocKind::ClinicalRecord { patient: p, clinic: c })
+                .await
+                .unwrap();
             store.create_document(&DocKind::MessageThread { patient: p, clinic: c }).await.unwrap();
         }
         store.create_document(&DocKind::PatientRecord { patient: p1 }).await.unwrap();
@@ -172,18 +192,36 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
             let id = u.id;
             async move {
                 let record = store.user(id).await.unwrap().unwrap();
-                store.readable_documents(&record).await.unwrap().into_iter().map(|d| d.kind).collect::<Vec<_>>()
+                store
+                    .readable_documents(&record)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.kind)
+                    .collect::<Vec<_>>()
             }
         };
         assert_eq!(readable(&patient).await.len(), 5, "{backend:?}");
         assert_eq!(readable(&carer).await.len(), 5, "{backend:?}");
         let seen = readable(&provider).await;
-        assert_eq!(seen.len(), 7, "{backend:?}: P1 record, 2 clinical, thread A; P2 record, clinical A, thread A: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            7,
+            "{backend:?}: P1 record, 2 clinical, thread A; P2 record, clinical A, thread A: {seen:?}"
+        );
         assert!(!seen.contains(&DocKind::MessageThread { patient: p1, clinic: b }));
-        assert_eq!(readable(&admin).await, vec![DocKind::PatientRecord { patient: p1 }], "{backend:?}");
+        assert_eq!(
+            readable(&admin).await,
+            vec![DocKind::PatientRecord { patient: p1 }],
+            "{backend:?}"
+        );
         let version = store.access_version().await.unwrap();
         store.revoke_consent(p2, a).await.unwrap();
-        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking consent moves the access version");
+        assert_eq!(
+            store.access_version().await.unwrap(),
+            version + 1,
+            "{backend:?}: revoking consent moves the access version"
+        );
         assert_eq!(readable(&provider).await.len(), 4, "{backend:?}");
         // What a clinic read before the patient withdrew consent is named as
         // such; documents it never read are not.
@@ -191,18 +229,38 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         let admin_record = store.user(admin.id).await.unwrap().unwrap();
         let p2_clinical = DocKind::ClinicalRecord { patient: p2, clinic: a }.doc_id();
         let withdrawn = store.withdrawn_document(&provider_record, p2_clinical).await.unwrap();
-        assert_eq!(withdrawn.map(|d| d.kind), Some(DocKind::ClinicalRecord { patient: p2, clinic: a }), "{backend:?}");
+        assert_eq!(
+            withdrawn.map(|d| d.kind),
+            Some(DocKind::ClinicalRecord { patient: p2, clinic: a }),
+            "{backend:?}"
+        );
         let p1_thread_b = DocKind::MessageThread { patient: p1, clinic: b }.doc_id();
-        assert!(store.withdrawn_document(&provider_record, p1_thread_b).await.unwrap().is_none(), "{backend:?}");
-        assert!(store.withdrawn_document(&admin_record, DocKind::PatientRecord { patient: p2 }.doc_id()).await.unwrap().is_none());
+        assert!(
+            store.withdrawn_document(&provider_record, p1_thread_b).await.unwrap().is_none(),
+            "{backend:?}"
+        );
+        assert!(
+            store
+                .withdrawn_document(&admin_record, DocKind::PatientRecord { patient: p2 }.doc_id())
+                .await
+                .unwrap()
+                .is_none()
+        );
         let patient_record = store.user(patient.id).await.unwrap().unwrap();
         assert!(store.withdrawn_document(&patient_record, p2_clinical).await.unwrap().is_none());
 
         // Passkeys: the last one cannot be revoked.
         let k1 = store.add_passkey(patient.id, "cred-1", "Phone", "{}", None).await.unwrap();
         let k2 = store.add_passkey(patient.id, "cred-2", "Laptop", "{}", Some(k1)).await.unwrap();
-        assert!(store.add_passkey(carer.id, "cred-1", "Dup", "{}", None).await.is_err(), "{backend:?}: credential ids are unique");
-        assert_eq!(store.passkeys(patient.id).await.unwrap()[1].added_with, Some(k1), "{backend:?}");
+        assert!(
+            store.add_passkey(carer.id, "cred-1", "Dup", "{}", None).await.is_err(),
+            "{backend:?}: credential ids are unique"
+        );
+        assert_eq!(
+            store.passkeys(patient.id).await.unwrap()[1].added_with,
+            Some(k1),
+            "{backend:?}"
+        );
         // Sessions signed in with a passkey end when it is revoked; others stay.
         store.create_session("p1", "hash-p1", patient.id, "cc", i64::MAX, Some(k1)).await.unwrap();
         store.create_session("p2", "hash-p2", patient.id, "dd", i64::MAX, Some(k2)).await.unwrap();
@@ -220,8 +278,16 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         assert_eq!(live.passkey, Some(k2), "{backend:?}");
         assert!(live.verified_at > 0, "a passkey sign-in counts as a fresh use of it");
         assert!(store.session_live("p2", 60_000).await.unwrap());
-        assert_eq!(store.replaced_at("cred-1").await.unwrap(), None, "removed by its owner, not replaced");
-        assert_eq!(store.revoke_passkey(patient.id, k2).await.unwrap(), PasskeyRevocation::LastOne, "{backend:?}");
+        assert_eq!(
+            store.replaced_at("cred-1").await.unwrap(),
+            None,
+            "removed by its owner, not replaced"
+        );
+        assert_eq!(
+            store.revoke_passkey(patient.id, k2).await.unwrap(),
+            PasskeyRevocation::LastOne,
+            "{backend:?}"
+        );
         assert!(store.passkey_by_credential("cred-1").await.unwrap().is_none());
         assert_eq!(store.passkey_by_credential("cred-2").await.unwrap().unwrap().user, patient.id);
         store.passkey_used(k2, Some("{\"counter\":2}")).await.unwrap();
@@ -249,17 +315,52 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         store.create_enrollment("t3", carer.id, None, i64::MAX).await.unwrap();
         assert_eq!(store.enrollment_user("t").await.unwrap(), Some(carer.id));
         assert_eq!(store.open_enrollments(carer.id).await.unwrap().len(), 3, "{backend:?}");
-        let issuers: Vec<Option<String>> = store.open_enrollments(carer.id).await.unwrap().into_iter().map(|e| e.issued_by_name).collect();
-        assert!(issuers.contains(&Some("P1".into())) && issuers.contains(&None), "{backend:?}: {issuers:?}");
-        let first = store.complete_enrollment("t", carer.id, "cred-c1", "Phone", "{}").await.unwrap().unwrap();
+        let issuers: Vec<Option<String>> = store
+            .open_enrollments(carer.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.issued_by_name)
+            .collect();
+        assert!(
+            issuers.contains(&Some("P1".into())) && issuers.contains(&None),
+            "{backend:?}: {issuers:?}"
+        );
+        let first = store
+            .complete_enrollment("t", carer.id, "cred-c1", "Phone", "{}")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((first.replaced, first.issued_by), (0, Some(patient.id)), "{backend:?}");
-        assert!(store.complete_enrollment("t", carer.id, "cred-c2", "Phone", "{}").await.unwrap().is_none(), "{backend:?}");
+        assert!(
+            store
+                .complete_enrollment("t", carer.id, "cred-c2", "Phone", "{}")
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend:?}"
+        );
         assert_eq!(store.enrollment_user("t").await.unwrap(), None);
-        assert_eq!(store.enrollment_user("t2").await.unwrap(), None, "{backend:?}: made moot by the link used");
-        store.create_session("c0", "hash-c0", carer.id, "ee", i64::MAX, Some(first.passkey)).await.unwrap();
+        assert_eq!(
+            store.enrollment_user("t2").await.unwrap(),
+            None,
+            "{backend:?}: made moot by the link used"
+        );
+        store
+            .create_session("c0", "hash-c0", carer.id, "ee", i64::MAX, Some(first.passkey))
+            .await
+            .unwrap();
         store.create_enrollment("t4", carer.id, Some(patient.id), i64::MAX).await.unwrap();
-        let again = store.complete_enrollment("t4", carer.id, "cred-c3", "Laptop", "{}").await.unwrap().unwrap();
-        assert_eq!((again.replaced, again.ended_sessions.clone()), (1, vec!["c0".to_owned()]), "{backend:?}");
+        let again = store
+            .complete_enrollment("t4", carer.id, "cred-c3", "Laptop", "{}")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.replaced, again.ended_sessions.clone()),
+            (1, vec!["c0".to_owned()]),
+            "{backend:?}"
+        );
         assert!(store.replaced_at("cred-c1").await.unwrap().is_some(), "{backend:?}");
         assert!(store.passkey_by_credential("cred-c1").await.unwrap().is_none());
         assert_eq!(store.passkeys(carer.id).await.unwrap().len(), 1);
@@ -267,7 +368,14 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         store.create_enrollment("t5", carer.id, Some(patient.id), i64::MAX).await.unwrap();
         assert_eq!(store.cancel_enrollments(carer.id).await.unwrap(), 1, "{backend:?}");
         assert_eq!(store.enrollment_user("t5").await.unwrap(), None);
-        assert!(store.complete_enrollment("t5", carer.id, "cred-c4", "Tablet", "{}").await.unwrap().is_none(), "{backend:?}");
+        assert!(
+            store
+                .complete_enrollment("t5", carer.id, "cred-c4", "Tablet", "{}")
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend:?}"
+        );
 
         // Sessions end on revocation of the session, or of the user.
         store.create_session("s1", "hash1", carer.id, "aa", i64::MAX, None).await.unwrap();
@@ -276,16 +384,28 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         store.revoke_session("s1").await.unwrap();
         assert!(store.session_by_token("hash1", 60_000).await.unwrap().is_none());
         assert_eq!(store.caregivers(p1).await.unwrap().len(), 1);
-        let mut live = store.live_sessions(&["s1".into(), "s2".into(), "nope".into()], 60_000).await.unwrap();
+        let mut live =
+            store.live_sessions(&["s1".into(), "s2".into(), "nope".into()], 60_000).await.unwrap();
         live.sort();
         assert_eq!(live, vec!["s2".to_owned()], "{backend:?}");
         let version = store.access_version().await.unwrap();
-        assert_eq!(store.revoke_user(carer.id).await.unwrap(), vec!["s2".to_owned()], "{backend:?}");
-        assert_eq!(store.access_version().await.unwrap(), version + 1, "{backend:?}: revoking a user moves the access version");
+        assert_eq!(
+            store.revoke_user(carer.id).await.unwrap(),
+            vec!["s2".to_owned()],
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.access_version().await.unwrap(),
+            version + 1,
+            "{backend:?}: revoking a user moves the access version"
+        );
         assert!(store.live_sessions(&["s2".into()], 60_000).await.unwrap().is_empty());
         assert!(store.session_by_token("hash2", 60_000).await.unwrap().is_none(), "{backend:?}");
         assert!(store.caregivers(p1).await.unwrap().is_empty());
-        assert!(readable(&carer).await.is_empty(), "{backend:?}: a revoked caregiver reads nothing");
+        assert!(
+            readable(&carer).await.is_empty(),
+            "{backend:?}: a revoked caregiver reads nothing"
+        );
 
         // The audit trail, newest first, with names.
         for action in ["document_read", "change_accepted"] {
@@ -329,15 +449,19 @@ async fn batches_number_each_document_consecutively() {
         for _ in 0..700 {
             let patient = PatientId::mint();
             store.create_patient(patient).await.unwrap();
-            ids.push(store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.unwrap());
+            ids.push(
+                store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.unwrap(),
+            );
         }
         // Each document's genesis and one change of it, as stored bytes.
-        let genesis = DocKind::ClinicalRecord { patient: PatientId::mint(), clinic }.genesis().save();
+        let genesis =
+            DocKind::ClinicalRecord { patient: PatientId::mint(), clinic }.genesis().save();
 
         let stored_seq = |store: Store, ids: Vec<shared::DocId>| async move {
             store.document_seqs(&ids).await.unwrap().into_iter().collect::<BTreeMap<_, _>>()
         };
-        let mut batch: Vec<(shared::DocId, Vec<u8>)> = ids.iter().rev().map(|id| (*id, genesis.clone())).collect();
+        let mut batch: Vec<(shared::DocId, Vec<u8>)> =
+            ids.iter().rev().map(|id| (*id, genesis.clone())).collect();
         batch.push((ids[3], genesis.clone()));
         batch.push((ids[3], genesis.clone()));
         let seqs = store.append_changes(&batch).await.unwrap();
@@ -345,23 +469,33 @@ async fn batches_number_each_document_consecutively() {
         for ((id, _), seq) in batch.iter().zip(&seqs) {
             let next = expected.entry(*id).or_insert(0);
             *next += 1;
-            assert_eq!(*seq, *next, "{backend:?}: consecutive numbers per document, in batch order");
+            assert_eq!(
+                *seq, *next,
+                "{backend:?}: consecutive numbers per document, in batch order"
+            );
         }
         assert_eq!(stored_seq(store.clone(), ids.clone()).await, expected, "{backend:?}");
         assert_eq!(store.load_document(ids[3]).await.unwrap().unwrap().seq, 3);
         let loaded = store.load_documents(&ids).await.unwrap();
         assert_eq!(loaded.len(), ids.len(), "{backend:?}");
         assert!(loaded.values().all(|d| d.chunks.len() == 2 || d.seq == 3));
-        assert!(store.append_changes(&[(shared::DocId::mint(), genesis.clone())]).await.is_err(), "{backend:?}: unknown document");
+        assert!(
+            store.append_changes(&[(shared::DocId::mint(), genesis.clone())]).await.is_err(),
+            "{backend:?}: unknown document"
+        );
 
         // Compacting many documents at once: each snapshot takes the next number.
-        let compact: Vec<(shared::DocId, &[u8], i64)> = ids.iter().map(|id| (*id, genesis.as_slice(), expected[id])).collect();
+        let compact: Vec<(shared::DocId, &[u8], i64)> =
+            ids.iter().map(|id| (*id, genesis.as_slice(), expected[id])).collect();
         let snapshot_seqs = store.compact_documents(&compact).await.unwrap();
         for ((id, _, through), seq) in compact.iter().zip(&snapshot_seqs) {
             assert_eq!(*seq, through + 1, "{backend:?}: {id}");
         }
         let loaded = store.load_documents(&ids).await.unwrap();
-        assert!(loaded.values().all(|d| d.chunks.len() == 1), "{backend:?}: only the snapshots are left");
+        assert!(
+            loaded.values().all(|d| d.chunks.len() == 1),
+            "{backend:?}: only the snapshots are left"
+        );
 
         // A snapshot stored with changes in one batch replaces only the
         // chunks numbered up to what it holds: a chunk another instance
@@ -375,7 +509,8 @@ async fn batches_number_each_document_consecutively() {
         ];
         let seqs = store.store_chunks(&batch).await.unwrap();
         assert_eq!(seqs[1], theirs + 1, "{backend:?}");
-        let kept: Vec<i64> = store.chunks_after(doc, 0).await.unwrap().iter().map(|(seq, _)| *seq).collect();
+        let kept: Vec<i64> =
+            store.chunks_after(doc, 0).await.unwrap().iter().map(|(seq, _)| *seq).collect();
         assert_eq!(kept, vec![theirs, theirs + 1], "{backend:?}: their chunk and the snapshot");
         assert_eq!(store.load_document(doc).await.unwrap().unwrap().snapshot_bytes, genesis.len());
 
@@ -386,7 +521,11 @@ async fn batches_number_each_document_consecutively() {
         let backward: Vec<_> = forward.iter().rev().cloned().collect();
         let writers: Vec<_> = (0..4)
             .map(|n| {
-                let (store, batch) = if n % 2 == 0 { (store.clone(), forward.clone()) } else { (other.clone(), backward.clone()) };
+                let (store, batch) = if n % 2 == 0 {
+                    (store.clone(), forward.clone())
+                } else {
+                    (other.clone(), backward.clone())
+                };
                 tokio::spawn(async move {
                     let seqs = store.append_changes(&batch).await.expect("no deadlock, no error");
                     batch.into_iter().map(|(id, _)| id).zip(seqs).collect::<Vec<_>>()
@@ -404,10 +543,17 @@ async fn batches_number_each_document_consecutively() {
             assert_eq!(after[id], before[id] + 4, "{backend:?}");
             let stored = store.chunks_after(*id, before[id]).await.unwrap();
             let numbers: Vec<i64> = stored.iter().map(|(seq, _)| *seq).collect();
-            assert_eq!(numbers, (before[id] + 1..=before[id] + 4).collect::<Vec<_>>(), "{backend:?}: gap-free");
+            assert_eq!(
+                numbers,
+                (before[id] + 1..=before[id] + 4).collect::<Vec<_>>(),
+                "{backend:?}: gap-free"
+            );
             let mut numbers_taken = taken[id].clone();
             numbers_taken.sort();
-            assert_eq!(numbers_taken, numbers, "{backend:?}: each writer was told the numbers its chunks took");
+            assert_eq!(
+                numbers_taken, numbers,
+                "{backend:?}: each writer was told the numbers its chunks took"
+            );
         }
         other.close().await;
         store.close().await;

@@ -46,7 +46,13 @@ impl Fixture {
         for id in docs {
             client.insert(*id, Automerge::new());
         }
-        let mut replica = Replica::connect(&self.ws_url(), &[("x-portal-test-user", user.id.to_string())], client).await.unwrap();
+        let mut replica = Replica::connect(
+            &self.ws_url(),
+            &[("x-portal-test-user", user.id.to_string())],
+            client,
+        )
+        .await
+        .unwrap();
         replica.sync_all(TIMEOUT).await.unwrap();
         let actor = ActorId::random();
         for id in docs {
@@ -75,7 +81,11 @@ fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation
     demo::glucose_result((clinic, demo::clinic_name(clinic)), recorder.id, recorder.name, value)
 }
 
-fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
+fn edit(
+    replica: &mut Replica,
+    id: DocId,
+    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+) {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
     f(&mut tx);
@@ -83,7 +93,8 @@ fn edit(replica: &mut Replica, id: DocId, f: impl FnOnce(&mut automerge::transac
 }
 
 async fn stored_heads(store: &Store, id: DocId) -> Vec<automerge::ChangeHash> {
-    let mut heads = store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
+    let mut heads =
+        store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap().get_heads();
     heads.sort();
     heads
 }
@@ -106,11 +117,17 @@ async fn an_accepted_change_reaches_other_replicas_live() {
 
         let entry = EntryId::mint();
         let okafor = f.user("Okafor").clone();
-        edit(&mut provider, id, |tx| record::add(tx, entry, &observation(okafor.clinics[0], &okafor, 180.0)).unwrap());
+        edit(&mut provider, id, |tx| {
+            record::add(tx, entry, &observation(okafor.clinics[0], &okafor, 180.0)).unwrap()
+        });
         provider.flush_local().await.unwrap();
         provider.sync_all(TIMEOUT).await.unwrap();
         // Acknowledged means stored.
-        assert_eq!(stored_heads(&f.app.store, id).await, heads(provider.client.doc(id).unwrap()), "{backend:?}");
+        assert_eq!(
+            stored_heads(&f.app.store, id).await,
+            heads(provider.client.doc(id).unwrap()),
+            "{backend:?}"
+        );
 
         // The patient's replica receives it without asking.
         let target = heads(provider.client.doc(id).unwrap());
@@ -162,52 +179,94 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
         type Forge = Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>;
         let result = some_result.clone();
         let cases: Vec<(&str, &DemoUser, DocId, Option<ActorId>, Forge, &str)> = vec![
-            ("patient edits a lab value", &maria, clinical_id, None, Box::new(move |tx| {
-                let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
-                let entry = tx.get(&obs, result.as_str()).unwrap().unwrap().1;
-                tx.put(&entry, "value_quantity", 5.0).unwrap();
-            }), "not-permitted"),
-            ("provider of another clinic writes a result", &brandt, clinical_id, None, {
-                let brandt = brandt.clone();
-                Box::new(move |tx| record::add(tx, EntryId::mint(), &observation(brandt.clinics[0], &brandt, 1.0)).unwrap())
-            }, "foreign-clinic"),
-            ("provider deletes a result", &okafor, clinical_id, None, {
-                let result = some_result.clone();
+            (
+                "patient edits a lab value",
+                &maria,
+                clinical_id,
+                None,
                 Box::new(move |tx| {
                     let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
-                    tx.delete(&obs, result.as_str()).unwrap();
-                })
-            }, "append-only"),
-            ("patient writes a message as the provider", &maria, thread_id, None, {
-                let okafor = okafor.clone();
-                Box::new(move |tx| {
-                    let message = Message {
-                        author: okafor.id,
-                        author_name: okafor.name.into(),
-                        side: Side::Patient,
-                        sent_at: "2026-11-25T11:00:00Z".into(),
-                        body: "Please stop all your medication.".into(),
-                        read_at: None,
-                        read_by: None,
-                    };
-                    record::add(tx, EntryId::mint(), &message).unwrap();
-                })
-            }, "impersonated-author"),
-            ("patient writes under the provider's actor id", &maria, thread_id, Some(okafor_actor), {
-                let maria = maria.clone();
-                Box::new(move |tx| {
-                    let message = Message {
-                        author: maria.id,
-                        author_name: maria.name.into(),
-                        side: Side::Patient,
-                        sent_at: "2026-11-25T11:00:00Z".into(),
-                        body: "Hello".into(),
-                        read_at: None,
-                        read_by: None,
-                    };
-                    record::add(tx, EntryId::mint(), &message).unwrap();
-                })
-            }, "forged-actor"),
+                    let entry = tx.get(&obs, result.as_str()).unwrap().unwrap().1;
+                    tx.put(&entry, "value_quantity", 5.0).unwrap();
+                }),
+                "not-permitted",
+            ),
+            (
+                "provider of another clinic writes a result",
+                &brandt,
+                clinical_id,
+                None,
+                {
+                    let brandt = brandt.clone();
+                    Box::new(move |tx| {
+                        record::add(
+                            tx,
+                            EntryId::mint(),
+                            &observation(brandt.clinics[0], &brandt, 1.0),
+                        )
+                        .unwrap()
+                    })
+                },
+                "foreign-clinic",
+            ),
+            (
+                "provider deletes a result",
+                &okafor,
+                clinical_id,
+                None,
+                {
+                    let result = some_result.clone();
+                    Box::new(move |tx| {
+                        let obs = tx.get(ROOT, "observations").unwrap().unwrap().1;
+                        tx.delete(&obs, result.as_str()).unwrap();
+                    })
+                },
+                "append-only",
+            ),
+            (
+                "patient writes a message as the provider",
+                &maria,
+                thread_id,
+                None,
+                {
+                    let okafor = okafor.clone();
+                    Box::new(move |tx| {
+                        let message = Message {
+                            author: okafor.id,
+                            author_name: okafor.name.into(),
+                            side: Side::Patient,
+                            sent_at: "2026-11-25T11:00:00Z".into(),
+                            body: "Please stop all your medication.".into(),
+                            read_at: None,
+                            read_by: None,
+                        };
+                        record::add(tx, EntryId::mint(), &message).unwrap();
+                    })
+                },
+                "impersonated-author",
+            ),
+            (
+                "patient writes under the provider's actor id",
+                &maria,
+                thread_id,
+                Some(okafor_actor),
+                {
+                    let maria = maria.clone();
+                    Box::new(move |tx| {
+                        let message = Message {
+                            author: maria.id,
+                            author_name: maria.name.into(),
+                            side: Side::Patient,
+                            sent_at: "2026-11-25T11:00:00Z".into(),
+                            body: "Hello".into(),
+                            read_at: None,
+                            read_by: None,
+                        };
+                        record::add(tx, EntryId::mint(), &message).unwrap();
+                    })
+                },
+                "forged-actor",
+            ),
         ];
         for (name, who, id, actor, forge, rule) in cases {
             let mut replica = f.replica(who, &[id]).await;
@@ -223,10 +282,18 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
             let (rejected_id, message) = &received.rejected[0];
             assert_eq!(*rejected_id, id);
             assert!(message.contains(rule), "{backend:?} {name}: {message}");
-            assert_eq!(stored_heads(&f.app.store, id).await, canonical_before, "{backend:?} {name}: canonical untouched");
+            assert_eq!(
+                stored_heads(&f.app.store, id).await,
+                canonical_before,
+                "{backend:?} {name}: canonical untouched"
+            );
             // The client reset the document and is level with the server again.
             replica.sync_all(TIMEOUT).await.unwrap();
-            assert_eq!(heads(replica.client.doc(id).unwrap()), canonical_before, "{backend:?} {name}");
+            assert_eq!(
+                heads(replica.client.doc(id).unwrap()),
+                canonical_before,
+                "{backend:?} {name}"
+            );
             replica.close().await;
         }
         provider.close().await;
@@ -244,14 +311,20 @@ async fn unknown_and_forbidden_documents_look_the_same() {
     client.insert(forbidden, Automerge::new());
     client.insert(unknown, Automerge::new());
     let brandt = f.user("Brandt");
-    let mut replica = Replica::connect(&f.ws_url(), &[("x-portal-test-user", brandt.id.to_string())], client).await.unwrap();
+    let mut replica =
+        Replica::connect(&f.ws_url(), &[("x-portal-test-user", brandt.id.to_string())], client)
+            .await
+            .unwrap();
     replica.sync_until(TIMEOUT, |_, r| r.unavailable.len() == 2).await.unwrap();
     let mut unavailable = replica.take_received().unavailable;
     unavailable.sort();
     let mut expected = vec![forbidden, unknown];
     expected.sort();
     assert_eq!(unavailable, expected);
-    assert!(replica.client.doc(forbidden).unwrap().get_heads().is_empty(), "nothing of James's record leaked");
+    assert!(
+        replica.client.doc(forbidden).unwrap().get_heads().is_empty(),
+        "nothing of James's record leaked"
+    );
     replica.close().await;
     f.stop().await;
 }
@@ -271,29 +344,42 @@ async fn bad_frames_close_one_connection_with_a_reason_and_others_keep_working()
             ciborium_into(&mut out);
             out
         }),
-        ("corrupt automerge", WireMessage::Sync {
-            sender_id: "x".into(),
-            target_id: "y".into(),
-            document_id: shared::sync::encode_doc_id(id),
-            data: serde_bytes::ByteBuf::from(vec![0x42, 0x00, 0x13, 0x37]),
-        }.encode()),
+        (
+            "corrupt automerge",
+            WireMessage::Sync {
+                sender_id: "x".into(),
+                target_id: "y".into(),
+                document_id: shared::sync::encode_doc_id(id),
+                data: serde_bytes::ByteBuf::from(vec![0x42, 0x00, 0x13, 0x37]),
+            }
+            .encode(),
+        ),
         ("oversized", vec![0u8; shared::sync::MAX_FRAME_BYTES + 1024]),
     ];
     for (name, frame) in bad_frames {
         let mut client = SyncClient::new("bad");
         client.insert(id, Automerge::new());
-        let mut bad = Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client).await.unwrap();
+        let mut bad =
+            Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client)
+                .await
+                .unwrap();
         bad.sync_all(TIMEOUT).await.unwrap();
         let _ = bad.send_raw(frame).await;
         let outcome = bad.sync_until(TIMEOUT, |_, _| false).await;
         // A clear error message, then a close with a reason.
         let closed = matches!(&outcome, Err(server::client::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
-            || matches!(outcome, Err(server::client::ClientError::Closed(_) | server::client::ClientError::WebSocket(_)));
+            || matches!(
+                outcome,
+                Err(server::client::ClientError::Closed(_)
+                    | server::client::ClientError::WebSocket(_))
+            );
         assert!(closed, "{name}: {outcome:?}");
 
         // Everyone else is still served.
         let entry = EntryId::mint();
-        edit(&mut good, id, |tx| record::add(tx, entry, &observation(okafor.clinics[0], &okafor, 99.0)).unwrap());
+        edit(&mut good, id, |tx| {
+            record::add(tx, entry, &observation(okafor.clinics[0], &okafor, 99.0)).unwrap()
+        });
         good.flush_local().await.unwrap();
         good.sync_all(TIMEOUT).await.unwrap();
     }
@@ -320,7 +406,13 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
             let patient = PatientId::mint();
             f.app.store.create_patient(patient).await.unwrap();
             f.app.store.grant_consent(patient, clinic).await.unwrap();
-            ids.push(f.app.store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await.unwrap());
+            ids.push(
+                f.app
+                    .store
+                    .create_document(&DocKind::ClinicalRecord { patient, clinic })
+                    .await
+                    .unwrap(),
+            );
         }
         // A new connection learns about the new patients.
         let replica = f.replica(&okafor, &ids).await;
@@ -331,32 +423,54 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
         let mut client = SyncClient::new("clinic-laptop");
         let actor = ActorId::random();
         for id in &ids {
-            let mut doc = f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
+            let mut doc =
+                f.app.store.load_document(*id).await.unwrap().unwrap().to_automerge().unwrap();
             doc.set_actor(actor.clone());
             for n in 0..5 {
                 let mut tx = doc.transaction();
-                record::add(&mut tx, EntryId::mint(), &observation(clinic, &okafor, f64::from(n))).unwrap();
+                record::add(&mut tx, EntryId::mint(), &observation(clinic, &okafor, f64::from(n)))
+                    .unwrap();
                 tx.commit();
             }
             client.insert(*id, doc);
         }
-        let mut replica = Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client).await.unwrap();
+        let mut replica =
+            Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client)
+                .await
+                .unwrap();
         replica.sync_all(TIMEOUT).await.unwrap();
         // None refused (a refused document is reset and its offline changes
         // are gone): Bloom filter false positives, which leave a change's
         // dependency unsent, are recovered from, not refused.
         let rejected = replica.take_received().rejected;
-        assert!(rejected.is_empty(), "{backend:?}: {} documents refused, e.g. {:?}", rejected.len(), rejected.first());
+        assert!(
+            rejected.is_empty(),
+            "{backend:?}: {} documents refused, e.g. {:?}",
+            rejected.len(),
+            rejected.first()
+        );
         let progress = replica.client.progress();
-        assert_eq!((progress.synced, progress.total, progress.pending_changes), (100, 100, 0), "{backend:?}");
+        assert_eq!(
+            (progress.synced, progress.total, progress.pending_changes),
+            (100, 100, 0),
+            "{backend:?}"
+        );
         for id in &ids {
-            assert_eq!(replica.client.doc(*id).unwrap().get_changes(&[]).len(), 6, "{backend:?}: genesis and five results");
+            assert_eq!(
+                replica.client.doc(*id).unwrap().get_changes(&[]).len(),
+                6,
+                "{backend:?}: genesis and five results"
+            );
         }
 
         // Everything acknowledged is in storage, as a fresh process would read it.
         let reopened = Store::connect(&f.db.url).await.unwrap();
         for id in &ids {
-            assert_eq!(stored_heads(&reopened, *id).await, heads(replica.client.doc(*id).unwrap()), "{backend:?}");
+            assert_eq!(
+                stored_heads(&reopened, *id).await,
+                heads(replica.client.doc(*id).unwrap()),
+                "{backend:?}"
+            );
         }
         reopened.close().await;
         replica.close().await;
@@ -373,7 +487,10 @@ async fn revoking_consent_stops_a_clinics_sync_at_once() {
     let northgate = f.user("Brandt").clinics[0];
     let northgate_record = DocKind::ClinicalRecord { patient: maria, clinic: northgate }.doc_id();
     let mut provider = f.replica(&okafor, &[northgate_record]).await;
-    assert!(!provider.take_received().changed.is_empty(), "Riverside reads Northgate's record while Maria consents");
+    assert!(
+        !provider.take_received().changed.is_empty(),
+        "Riverside reads Northgate's record while Maria consents"
+    );
 
     f.app.store.revoke_consent(maria, riverside).await.unwrap();
     f.app.hub.access_changed();
@@ -381,12 +498,17 @@ async fn revoking_consent_stops_a_clinics_sync_at_once() {
     // asking for the record now answers like a missing document.
     let mut brandt = f.replica(f.user("Brandt"), &[northgate_record]).await;
     let brandt_user = f.user("Brandt").clone();
-    edit(&mut brandt, northgate_record, |tx| record::add(tx, EntryId::mint(), &observation(northgate, &brandt_user, 7.0)).unwrap());
+    edit(&mut brandt, northgate_record, |tx| {
+        record::add(tx, EntryId::mint(), &observation(northgate, &brandt_user, 7.0)).unwrap()
+    });
     brandt.flush_local().await.unwrap();
     brandt.sync_all(TIMEOUT).await.unwrap();
     let mut client = SyncClient::new("riverside-again");
     client.insert(northgate_record, Automerge::new());
-    let mut again = Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client).await.unwrap();
+    let mut again =
+        Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client)
+            .await
+            .unwrap();
     again.sync_until(TIMEOUT, |_, r| !r.unavailable.is_empty()).await.unwrap();
     // The still-open connection got nothing new either.
     let _ = provider.sync_until(Duration::from_millis(300), |_, _| false).await;
@@ -420,7 +542,9 @@ async fn a_change_is_acknowledged_even_when_a_heads_message_follows_it() {
     edit(&mut patient, id, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
     let mut frames = patient.client.outgoing();
     assert_eq!(frames.len(), 1, "one sync message carrying the change");
-    let WireMessage::Sync { sender_id, target_id, document_id, .. } = frames[0].clone() else { panic!("{frames:?}") };
+    let WireMessage::Sync { sender_id, target_id, document_id, .. } = frames[0].clone() else {
+        panic!("{frames:?}")
+    };
     let heads_only = automerge::sync::Message {
         heads: patient.client.doc(id).unwrap().get_heads(),
         need: Vec::new(),
@@ -473,7 +597,11 @@ async fn a_person_who_reaches_the_daily_quota_is_told_and_nothing_more_is_stored
         replica.flush_local().await.unwrap();
         replica.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap();
         let received = replica.take_received();
-        assert!(received.rejected[0].1.contains("rule quota"), "{backend:?}: {:?}", received.rejected);
+        assert!(
+            received.rejected[0].1.contains("rule quota"),
+            "{backend:?}: {:?}",
+            received.rejected
+        );
         assert!(received.rejected[0].1.contains("try again tomorrow"), "said in plain words");
         assert_eq!(stored_heads(&f.app.store, id).await, before, "{backend:?}: nothing stored");
         replica.close().await;

@@ -10,11 +10,17 @@ use super::{Denial, Principal, Rule, deny, outsider};
 use crate::ids::UserId;
 use crate::read::MapCache;
 use crate::schema::{
-    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, Provenance, RefillRequest, Report,
+    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, Provenance,
+    RefillRequest, Report,
 };
 use crate::status::RefillStatus;
 
-pub(super) fn check(after: &Automerge, plan: &Plan, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+pub(super) fn check(
+    after: &Automerge,
+    plan: &Plan,
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<(), Denial> {
     let reads = MapCache::new(after);
     for (collection, id) in &plan.created {
         check_created(&reads, kind, who, collection, id)?;
@@ -62,23 +68,54 @@ macro_rules! clinical_fields {
 macro_rules! with_clinical_entry {
     ($doc:expr, $collection:expr, $id:expr, |$fields:ident| $body:expr) => {
         match $collection {
-            "reports" => { let e: Report = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
-            "observations" => { let e: Observation = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
-            "prescriptions" => { let e: Prescription = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
-            "allergies" => { let e: Allergy = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
-            "immunizations" => { let e: Immunization = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
-            "appointments" => { let e: Appointment = hydrate_entry($doc, $collection, $id)?; let $fields = clinical_fields!(e); $body }
+            "reports" => {
+                let e: Report = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
+            "observations" => {
+                let e: Observation = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
+            "prescriptions" => {
+                let e: Prescription = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
+            "allergies" => {
+                let e: Allergy = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
+            "immunizations" => {
+                let e: Immunization = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
+            "appointments" => {
+                let e: Appointment = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!(e);
+                $body
+            }
             _ => deny(Rule::Schema, &[$collection.to_owned()]),
         }
     };
 }
 
 /// A whole new entry, checked as its type.
-fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection: &str, id: &str) -> Result<(), Denial> {
+fn check_created(
+    doc: &MapCache<'_>,
+    kind: &DocKind,
+    who: &Principal,
+    collection: &str,
+    id: &str,
+) -> Result<(), Denial> {
     let path = [collection.to_owned(), id.to_owned()];
     match kind {
         DocKind::ClinicalRecord { clinic, .. } => {
-            let staff = who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic));
+            let staff = who.is_provider_of(*clinic)
+                || (collection == "appointments" && who.is_admin_of(*clinic));
             if !staff {
                 return deny(outsider(who, *clinic), &path);
             }
@@ -110,7 +147,10 @@ fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection
             if request.requested_by != who.user {
                 return deny(Rule::ImpersonatedAuthor, &path);
             }
-            if request.status != RefillStatus::Requested || request.decided_by.is_some() || request.decided_at.is_some() {
+            if request.status != RefillStatus::Requested
+                || request.decided_by.is_some()
+                || request.decided_at.is_some()
+            {
                 return deny(Rule::StatusTransition, &path);
             }
             Ok(())
@@ -120,10 +160,16 @@ fn check_created(doc: &MapCache<'_>, kind: &DocKind, who: &Principal, collection
                 return deny(outsider(who, *clinic), &path);
             }
             let message: Message = hydrate_entry(doc, collection, id)?;
-            if message.author != who.user || message.author_name != who.name || message.side != who.side() {
+            if message.author != who.user
+                || message.author_name != who.name
+                || message.side != who.side()
+            {
                 return deny(Rule::ImpersonatedAuthor, &path);
             }
-            if message.read_at.is_some() || message.read_by.is_some() || message.body.trim().is_empty() {
+            if message.read_at.is_some()
+                || message.read_by.is_some()
+                || message.body.trim().is_empty()
+            {
                 return deny(Rule::Schema, &path);
             }
             Ok(())

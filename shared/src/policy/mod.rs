@@ -32,11 +32,20 @@ pub use ops::Plan;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
-    Patient { patient: PatientId },
+    Patient {
+        patient: PatientId,
+    },
     /// Acts for a patient with the rights the patient granted.
-    Caregiver { patient: PatientId, may_message: bool },
-    Provider { clinics: Vec<ClinicId> },
-    ClinicAdmin { clinic: ClinicId },
+    Caregiver {
+        patient: PatientId,
+        may_message: bool,
+    },
+    Provider {
+        clinics: Vec<ClinicId>,
+    },
+    ClinicAdmin {
+        clinic: ClinicId,
+    },
 }
 
 /// The author of a proposed change, with their names as the directory
@@ -153,7 +162,11 @@ impl std::error::Error for Denial {}
 /// The rule an outsider to `clinic`'s part of a record breaks: staff of another
 /// clinic write into a foreign clinic's entries; anyone else is not permitted.
 fn outsider(who: &Principal, clinic: ClinicId) -> Rule {
-    if who.side() == Side::Clinic && !who.is_admin_of(clinic) { Rule::ForeignClinic } else { Rule::NotPermitted }
+    if who.side() == Side::Clinic && !who.is_admin_of(clinic) {
+        Rule::ForeignClinic
+    } else {
+        Rule::NotPermitted
+    }
 }
 
 fn deny<T>(rule: Rule, path: &[String]) -> Result<T, Denial> {
@@ -164,8 +177,14 @@ fn deny<T>(rule: Rule, path: &[String]) -> Result<T, Denial> {
 /// document's current heads. For the server's own writes (the demo seeder)
 /// and tests: it rebuilds the document as it was at `before`, and applies
 /// no per-person quota.
-pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who: &Principal) -> Result<(), Denial> {
-    let base = doc.fork_at(before).map_err(|_| Denial { rule: Rule::Schema, path: String::new() })?;
+pub fn check_change(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<(), Denial> {
+    let base =
+        doc.fork_at(before).map_err(|_| Denial { rule: Rule::Schema, path: String::new() })?;
     let changes = doc.get_changes(before);
     let plan = check_ops(&base, &changes, kind, who)?;
     check_entries(doc, &plan, kind, who)
@@ -174,7 +193,12 @@ pub fn check_change(doc: &Automerge, before: &[ChangeHash], kind: &DocKind, who:
 /// Decides whether `who` may turn `base` into `after` (a copy of `base` with
 /// changes added), as the server will: the app's check of a local edit,
 /// with the copy it kept.
-pub fn check_edit(base: &Automerge, after: &Automerge, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+pub fn check_edit(
+    base: &Automerge,
+    after: &Automerge,
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<(), Denial> {
     let changes = after.get_changes(&base.get_heads());
     let plan = check_ops(base, &changes, kind, who)?;
     check_quota(&plan)?;
@@ -192,13 +216,23 @@ pub fn check_quota(plan: &Plan) -> Result<(), Denial> {
 /// Checks every operation of `changes` against `base`, the document they
 /// are about to be applied to, before anything is applied. Changes `base`
 /// already holds are skipped (they change nothing).
-pub fn check_ops(base: &Automerge, changes: &[Change], kind: &DocKind, who: &Principal) -> Result<Plan, Denial> {
+pub fn check_ops(
+    base: &Automerge,
+    changes: &[Change],
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<Plan, Denial> {
     ops::check(base, changes, kind, who)
 }
 
 /// Once the changes of `plan` are applied (`after`), checks each entry
 /// they created or updated whole, as its type.
-pub fn check_entries(after: &Automerge, plan: &Plan, kind: &DocKind, who: &Principal) -> Result<(), Denial> {
+pub fn check_entries(
+    after: &Automerge,
+    plan: &Plan,
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<(), Denial> {
     entries::check(after, plan, kind, who)
 }
 
@@ -215,9 +249,12 @@ fn transition_allowed(collection: &str, from: &str, to: &str) -> bool {
         "prescriptions" => {
             matches!((from, to), ("active", "stopped" | "completed") | (_, EIE))
         }
-        "allergies" => matches!((from, to), ("active", "inactive") | ("inactive", "active") | (_, EIE)),
-        "appointments" => matches!((from, to), ("booked", "fulfilled" | "cancelled" | "noshow") | (_, EIE)),
+        "allergies" => {
+            matches!((from, to), ("active", "inactive") | ("inactive", "active") | (_, EIE))
+        }
+        "appointments" => {
+            matches!((from, to), ("booked", "fulfilled" | "cancelled" | "noshow") | (_, EIE))
+        }
         _ => to == EIE,
     }
 }
-

@@ -14,7 +14,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
-use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value,
+};
 
 use super::{Denial, Principal, Role, Rule, deny, outsider, transition_allowed};
 use crate::fields::{self, Field, Kind, Misfit};
@@ -67,8 +69,14 @@ struct Checker<'a> {
     plan: Plan,
 }
 
-pub(super) fn check(base: &Automerge, changes: &[Change], kind: &DocKind, who: &Principal) -> Result<Plan, Denial> {
-    let changes: Vec<&Change> = changes.iter().filter(|c| base.get_change_by_hash(&c.hash()).is_none()).collect();
+pub(super) fn check(
+    base: &Automerge,
+    changes: &[Change],
+    kind: &DocKind,
+    who: &Principal,
+) -> Result<Plan, Denial> {
+    let changes: Vec<&Change> =
+        changes.iter().filter(|c| base.get_change_by_hash(&c.hash()).is_none()).collect();
     if changes.is_empty() {
         return Ok(Plan::default());
     }
@@ -104,11 +112,20 @@ pub(super) fn check(base: &Automerge, changes: &[Change], kind: &DocKind, who: &
 /// a new device could not open the record, nor the server after a restart
 /// or a compaction. Dependencies in neither `base` nor the batch leave the
 /// change waiting in Automerge's queue, unapplied.
-fn numbered_after_its_dependencies(base: &Automerge, change: &Change, batch: &HashMap<ChangeHash, u64>) -> Result<(), Denial> {
+fn numbered_after_its_dependencies(
+    base: &Automerge,
+    change: &Change,
+    batch: &HashMap<ChangeHash, u64>,
+) -> Result<(), Denial> {
     let seen = change
         .deps()
         .iter()
-        .filter_map(|dep| batch.get(dep).copied().or_else(|| base.get_change_meta_by_hash(dep).map(|meta| meta.max_op)))
+        .filter_map(|dep| {
+            batch
+                .get(dep)
+                .copied()
+                .or_else(|| base.get_change_meta_by_hash(dep).map(|meta| meta.max_op))
+        })
         .max()
         .unwrap_or(0);
     if u64::from(change.start_op()) <= seen {
@@ -120,12 +137,16 @@ fn numbered_after_its_dependencies(base: &Automerge, change: &Change, batch: &Ha
 /// The rule broken by writing to this kind of document at all, if any.
 fn no_write_right(kind: &DocKind, who: &Principal) -> Option<Rule> {
     let may = match kind {
-        DocKind::ClinicalRecord { clinic, .. } => who.is_provider_of(*clinic) || who.is_admin_of(*clinic),
+        DocKind::ClinicalRecord { clinic, .. } => {
+            who.is_provider_of(*clinic) || who.is_admin_of(*clinic)
+        }
         // The patient side writes requests; a request's clinic answers it.
         DocKind::PatientRecord { patient } => {
             who.speaks_for(*patient) || matches!(who.role, Role::Provider { .. })
         }
-        DocKind::MessageThread { patient, clinic } => who.speaks_for(*patient) || who.is_provider_of(*clinic),
+        DocKind::MessageThread { patient, clinic } => {
+            who.speaks_for(*patient) || who.is_provider_of(*clinic)
+        }
     };
     if may {
         None
@@ -152,13 +173,16 @@ impl Checker<'_> {
         for (i, op) in expanded.operations.iter().enumerate() {
             let id = (start + i as u64, actor.clone());
             let place = self.place(&op.obj)?;
-            let Key::Map(key) = &op.key else { return deny(Rule::Schema, &self.path(&place, None)) };
+            let Key::Map(key) = &op.key else {
+                return deny(Rule::Schema, &self.path(&place, None));
+            };
             if op.insert {
                 return deny(Rule::Schema, &self.path(&place, Some(key)));
             }
             self.op(id, place, key, &op.action, op.pred.len())?;
         }
-        self.plan.largest_change = self.plan.largest_change.max(self.plan.created.len() - created_before);
+        self.plan.largest_change =
+            self.plan.largest_change.max(self.plan.created.len() - created_before);
         Ok(())
     }
 
@@ -182,7 +206,8 @@ impl Checker<'_> {
         let unknown = || Denial { rule: Rule::Schema, path: String::new() };
         let obj = self.base.import_obj(&format!("{counter}@{actor}")).map_err(|_| unknown())?;
         // Hidden objects (deleted, or losing a conflict) take no writes.
-        let path = self.base.parents(&obj).map_err(|_| unknown())?.visible_path().ok_or_else(unknown)?;
+        let path =
+            self.base.parents(&obj).map_err(|_| unknown())?.visible_path().ok_or_else(unknown)?;
         let keys: Vec<&str> = path
             .iter()
             .map(|(_, prop)| match prop {
@@ -204,7 +229,9 @@ impl Checker<'_> {
                 _ => return Err(unknown()),
             },
             [name, id, "provenance"] => match collection(name) {
-                Some(collection) => Place::Provenance { collection, id: (*id).to_owned(), new: false },
+                Some(collection) => {
+                    Place::Provenance { collection, id: (*id).to_owned(), new: false }
+                }
                 None => return Err(unknown()),
             },
             _ => return Err(unknown()),
@@ -217,20 +244,31 @@ impl Checker<'_> {
             Place::Collection { name, .. } => vec![(*name).to_owned()],
             Place::Demographics => vec!["demographics".to_owned()],
             Place::Entry { collection, id, .. } => vec![(*collection).to_owned(), id.clone()],
-            Place::Provenance { collection, id, .. } => vec![(*collection).to_owned(), id.clone(), "provenance".to_owned()],
+            Place::Provenance { collection, id, .. } => {
+                vec![(*collection).to_owned(), id.clone(), "provenance".to_owned()]
+            }
         };
         path.extend(key.map(str::to_owned));
         path
     }
 
-    fn op(&mut self, id: (u64, ActorId), place: Place, key: &str, action: &OpType, preds: usize) -> Result<(), Denial> {
+    fn op(
+        &mut self,
+        id: (u64, ActorId),
+        place: Place,
+        key: &str,
+        action: &OpType,
+        preds: usize,
+    ) -> Result<(), Denial> {
         let path = self.path(&place, Some(key));
         if matches!(action, OpType::Delete) {
             return deny(Rule::AppendOnly, &path);
         }
         match place {
             Place::Root => deny(Rule::Schema, &path),
-            Place::Collection { name, obj } => self.new_entry(id, name, obj, key, action, preds, &path),
+            Place::Collection { name, obj } => {
+                self.new_entry(id, name, obj, key, action, preds, &path)
+            }
             Place::Demographics => self.demographics(key, action, &path),
             Place::Entry { collection, id: entry, obj: None } => {
                 self.new_field(fields::entry_fields(collection), key, action, &path)?;
@@ -239,8 +277,12 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
-            Place::Entry { collection, id: entry, obj: Some(obj) } => self.update(collection, entry, &obj, key, action, &path),
-            Place::Provenance { new: true, .. } => self.new_field(Some(fields::PROVENANCE), key, action, &path),
+            Place::Entry { collection, id: entry, obj: Some(obj) } => {
+                self.update(collection, entry, &obj, key, action, &path)
+            }
+            Place::Provenance { new: true, .. } => {
+                self.new_field(Some(fields::PROVENANCE), key, action, &path)
+            }
             Place::Provenance { new: false, .. } => deny(Rule::ImmutableField, &path),
         }
     }
@@ -257,13 +299,17 @@ impl Checker<'_> {
         preds: usize,
         path: &[String],
     ) -> Result<(), Denial> {
-        let exists = obj.as_ref().is_some_and(|obj| !self.base.get_all(obj, key).unwrap_or_default().is_empty())
+        let exists = obj
+            .as_ref()
+            .is_some_and(|obj| !self.base.get_all(obj, key).unwrap_or_default().is_empty())
             || self.plan.created.contains(&(collection, key.to_owned()));
         if exists || preds > 0 {
             // Replacing an entry, even one only this batch made.
             return deny(Rule::AppendOnly, path);
         }
-        if !matches!(action, OpType::Make(ObjType::Map)) || key.parse::<EntryId>().is_err() || collection == "demographics"
+        if !matches!(action, OpType::Make(ObjType::Map))
+            || key.parse::<EntryId>().is_err()
+            || collection == "demographics"
         {
             return deny(Rule::Schema, path);
         }
@@ -280,17 +326,29 @@ impl Checker<'_> {
         let who = self.who;
         let may = match self.kind {
             DocKind::ClinicalRecord { clinic, .. } => {
-                who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic))
+                who.is_provider_of(*clinic)
+                    || (collection == "appointments" && who.is_admin_of(*clinic))
             }
             DocKind::PatientRecord { patient } => who.speaks_for(*patient),
-            DocKind::MessageThread { patient, clinic } => who.speaks_for(*patient) || who.is_provider_of(*clinic),
+            DocKind::MessageThread { patient, clinic } => {
+                who.speaks_for(*patient) || who.is_provider_of(*clinic)
+            }
         };
-        (!may).then(|| self.kind.clinic().map_or(Rule::NotPermitted, |clinic| outsider(who, clinic)))
+        (!may)
+            .then(|| self.kind.clinic().map_or(Rule::NotPermitted, |clinic| outsider(who, clinic)))
     }
 
     /// A field of an entry (or provenance) these changes made: listed and typed.
-    fn new_field(&self, fields: Option<&'static [Field]>, key: &str, action: &OpType, path: &[String]) -> Result<(), Denial> {
-        let Some(field) = fields.and_then(|fields| fields::find(fields, key)) else { return deny(Rule::Schema, path) };
+    fn new_field(
+        &self,
+        fields: Option<&'static [Field]>,
+        key: &str,
+        action: &OpType,
+        path: &[String],
+    ) -> Result<(), Denial> {
+        let Some(field) = fields.and_then(|fields| fields::find(fields, key)) else {
+            return deny(Rule::Schema, path);
+        };
         // A field may be written again within the same batch (an entry
         // recorded and stopped at once); every value is checked, also the
         // ones the last write hides.
@@ -305,7 +363,9 @@ impl Checker<'_> {
         if !matches!(self.who.role, Role::Patient { patient } if patient == self.kind.patient()) {
             return deny(Rule::NotPermitted, path);
         }
-        let Some(field) = fields::find(fields::DEMOGRAPHICS, key) else { return deny(Rule::Schema, path) };
+        let Some(field) = fields::find(fields::DEMOGRAPHICS, key) else {
+            return deny(Rule::Schema, path);
+        };
         match action {
             OpType::Put(value) => admit(field, value, path),
             _ => deny(Rule::Schema, path),
@@ -334,7 +394,8 @@ impl Checker<'_> {
         let mut status_change = false;
         match self.kind {
             DocKind::ClinicalRecord { clinic, .. } => {
-                let staff = who.is_provider_of(*clinic) || (collection == "appointments" && who.is_admin_of(*clinic));
+                let staff = who.is_provider_of(*clinic)
+                    || (collection == "appointments" && who.is_admin_of(*clinic));
                 if !staff {
                     return deny(outsider(who, *clinic), path);
                 }
@@ -361,7 +422,12 @@ impl Checker<'_> {
                     match key {
                         "status" => {
                             let to = text.and_then(RefillStatus::parse);
-                            if !requested || !matches!(to, Some(RefillStatus::Approved | RefillStatus::Denied)) {
+                            if !requested
+                                || !matches!(
+                                    to,
+                                    Some(RefillStatus::Approved | RefillStatus::Denied)
+                                )
+                            {
                                 return deny(Rule::StatusTransition, path);
                             }
                             status_change = true;

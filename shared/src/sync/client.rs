@@ -103,7 +103,10 @@ impl SyncClient {
         for tracked in self.docs.values_mut() {
             tracked.state = sync::State::new();
         }
-        WireMessage::Join { sender_id: self.peer_id.clone(), supported_protocol_versions: vec![PROTOCOL_VERSION.into()] }
+        WireMessage::Join {
+            sender_id: self.peer_id.clone(),
+            supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+        }
     }
 
     /// Sync messages for every document with something to say, all at once:
@@ -111,7 +114,10 @@ impl SyncClient {
     pub fn outgoing(&mut self) -> Vec<WireMessage> {
         let Some(server) = self.server.clone() else { return Vec::new() };
         let peer = self.peer_id.clone();
-        self.docs.iter_mut().filter_map(|(id, tracked)| tracked.message(*id, &peer, &server)).collect()
+        self.docs
+            .iter_mut()
+            .filter_map(|(id, tracked)| tracked.message(*id, &peer, &server))
+            .collect()
     }
 
     pub fn receive(&mut self, message: WireMessage) -> Result<Received, SyncError> {
@@ -121,12 +127,15 @@ impl SyncClient {
                 self.server = Some(sender_id);
                 received.outgoing = self.outgoing();
             }
-            WireMessage::Sync { document_id, data, .. } | WireMessage::Request { document_id, data, .. } => {
+            WireMessage::Sync { document_id, data, .. }
+            | WireMessage::Request { document_id, data, .. } => {
                 let id = decode_doc_id(&document_id)?;
-                let (Some(server), Some(tracked)) = (self.server.clone(), self.docs.get_mut(&id)) else {
+                let (Some(server), Some(tracked)) = (self.server.clone(), self.docs.get_mut(&id))
+                else {
                     return Ok(received);
                 };
-                let message = sync::Message::decode(&data).map_err(|e| SyncError::Corrupt(e.to_string()))?;
+                let message =
+                    sync::Message::decode(&data).map_err(|e| SyncError::Corrupt(e.to_string()))?;
                 let before = tracked.doc.get_heads();
                 tracked
                     .doc
@@ -193,7 +202,8 @@ impl Tracked {
         // bound what they inflate to; see `inbound`).
         self.state.their_capabilities = None;
         let message = self.doc.generate_sync_message(&mut self.state)?;
-        let (sender_id, target_id, document_id) = (peer.to_owned(), server.to_owned(), encode_doc_id(id));
+        let (sender_id, target_id, document_id) =
+            (peer.to_owned(), server.to_owned(), encode_doc_id(id));
         let data = ByteBuf::from(message.encode());
         Some(if self.doc.get_heads().is_empty() {
             WireMessage::Request { sender_id, target_id, document_id, data }

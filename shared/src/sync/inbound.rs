@@ -100,7 +100,9 @@ pub fn scan_sync_message(bytes: &[u8]) -> Result<Scanned, Unbounded> {
                 return refuse(format!("more than {MAX_CHANGES} changes in one message"));
             }
             if scanned.ops > MAX_OPS_PER_MESSAGE {
-                return refuse(format!("more than {MAX_OPS_PER_MESSAGE} operations in one message"));
+                return refuse(format!(
+                    "more than {MAX_OPS_PER_MESSAGE} operations in one message"
+                ));
             }
         }
     }
@@ -225,7 +227,11 @@ fn column_rows(column_type: u32, bytes: &[u8]) -> Result<u64, Unbounded> {
     let mut rows: u64 = 0;
     let mut add = |n: u64| -> Result<(), Unbounded> {
         rows = rows.saturating_add(n);
-        if rows > MAX_OPS_PER_CHANGE { refuse(format!("more than {MAX_OPS_PER_CHANGE} operations in one change")) } else { Ok(()) }
+        if rows > MAX_OPS_PER_CHANGE {
+            refuse(format!("more than {MAX_OPS_PER_CHANGE} operations in one change"))
+        } else {
+            Ok(())
+        }
     };
     match column_type {
         // Raw values: their lengths come from the metadata column.
@@ -378,7 +384,10 @@ mod tests {
     fn doc_with(n: usize) -> Automerge {
         let mut doc = Automerge::new();
         for i in 0..n {
-            doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, format!("k{i}"), i as i64).map(drop)).unwrap();
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put(ROOT, format!("k{i}"), i as i64).map(drop)
+            })
+            .unwrap();
         }
         doc
     }
@@ -390,7 +399,11 @@ mod tests {
         let mut server = doc_with(1);
         let mut client = server.fork();
         for i in 0..20 {
-            client.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, format!("c{i}"), i).map(drop)).unwrap();
+            client
+                .transact::<_, _, automerge::AutomergeError>(|tx| {
+                    tx.put(ROOT, format!("c{i}"), i).map(drop)
+                })
+                .unwrap();
         }
         let (mut s, mut c) = (sync::State::new(), sync::State::new());
         for _ in 0..6 {
@@ -398,7 +411,9 @@ mod tests {
             if let Some(m) = client.generate_sync_message(&mut c) {
                 let bytes = m.encode();
                 scan_sync_message(&bytes).unwrap();
-                server.receive_sync_message(&mut s, sync::Message::decode(&bytes).unwrap()).unwrap();
+                server
+                    .receive_sync_message(&mut s, sync::Message::decode(&bytes).unwrap())
+                    .unwrap();
             }
             if let Some(m) = server.generate_sync_message(&mut s) {
                 client.receive_sync_message(&mut c, m).unwrap();

@@ -15,7 +15,9 @@ mod wire;
 
 pub use client::{Progress, Received, SyncClient};
 pub use inbound::{Scanned, Unbounded, scan_sync_message};
-pub use wire::{MAX_FRAME_BYTES, PROTOCOL_VERSION, WireError, WireMessage, decode_doc_id, encode_doc_id};
+pub use wire::{
+    MAX_FRAME_BYTES, PROTOCOL_VERSION, WireError, WireMessage, decode_doc_id, encode_doc_id,
+};
 
 /// The WebSocket close code of a sync connection whose session ended
 /// (signed out, passkey removed, access taken away): the client must sign in

@@ -89,7 +89,8 @@ impl WireMessage {
         // By hand rather than derived: serde's code for an internally
         // tagged enum buffers every field generically and was the largest
         // single function in the web app's WASM (39 KB).
-        let value: Value = ciborium::from_reader(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
+        let value: Value =
+            ciborium::from_reader(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
         let Value::Map(entries) = value else {
             return Err(WireError::Malformed("a message must be a CBOR map".into()));
         };
@@ -149,7 +150,8 @@ struct Fields(Vec<(Value, Value)>);
 impl Fields {
     fn take(&mut self, key: &str) -> Result<Value, WireError> {
         let at = self.0.iter().position(|(k, _)| k.as_text() == Some(key));
-        at.map(|i| self.0.swap_remove(i).1).ok_or_else(|| WireError::Malformed(format!("missing field `{key}`")))
+        at.map(|i| self.0.swap_remove(i).1)
+            .ok_or_else(|| WireError::Malformed(format!("missing field `{key}`")))
     }
 
     fn text(&mut self, key: &str) -> Result<String, WireError> {
@@ -212,7 +214,9 @@ mod tests {
         // The type tag and camelCase keys are what automerge-repo expects.
         let value: ciborium::Value = ciborium::from_reader(frame.as_slice()).unwrap();
         let map = value.as_map().unwrap();
-        assert!(map.iter().any(|(k, v)| k.as_text() == Some("type") && v.as_text() == Some("sync")));
+        assert!(
+            map.iter().any(|(k, v)| k.as_text() == Some("type") && v.as_text() == Some("sync"))
+        );
         assert!(map.iter().any(|(k, v)| k.as_text() == Some("data") && v.is_bytes()));
         assert!(map.iter().any(|(k, _)| k.as_text() == Some("documentId")));
     }
@@ -221,7 +225,11 @@ mod tests {
     fn garbage_and_oversized_frames_are_errors() {
         assert!(matches!(WireMessage::decode(b"\xff\x00garbage"), Err(WireError::Malformed(_))));
         let mut unknown = Vec::new();
-        ciborium::into_writer(&ciborium::Value::Map(vec![("type".into(), "launch-missiles".into())]), &mut unknown).unwrap();
+        ciborium::into_writer(
+            &ciborium::Value::Map(vec![("type".into(), "launch-missiles".into())]),
+            &mut unknown,
+        )
+        .unwrap();
         assert!(matches!(WireMessage::decode(&unknown), Err(WireError::Malformed(_))));
         let huge = vec![0u8; MAX_FRAME_BYTES + 1];
         assert_eq!(WireMessage::decode(&huge), Err(WireError::TooLarge(MAX_FRAME_BYTES + 1)));
@@ -232,20 +240,46 @@ mod tests {
         let id = encode_doc_id(DocId::mint());
         let (s, t) = (String::from("a"), String::from("b"));
         let messages = [
-            WireMessage::Join { sender_id: s.clone(), supported_protocol_versions: vec!["1".into()] },
-            WireMessage::Peer { sender_id: s.clone(), target_id: t.clone(), selected_protocol_version: "1".into() },
-            WireMessage::Request { sender_id: s.clone(), target_id: t.clone(), document_id: id.clone(), data: ByteBuf::from(vec![9]) },
-            WireMessage::DocUnavailable { sender_id: s.clone(), target_id: t.clone(), document_id: id.clone() },
-            WireMessage::ChangeRejected { sender_id: s, target_id: t, document_id: id, rule: "r".into(), message: "m".into() },
+            WireMessage::Join {
+                sender_id: s.clone(),
+                supported_protocol_versions: vec!["1".into()],
+            },
+            WireMessage::Peer {
+                sender_id: s.clone(),
+                target_id: t.clone(),
+                selected_protocol_version: "1".into(),
+            },
+            WireMessage::Request {
+                sender_id: s.clone(),
+                target_id: t.clone(),
+                document_id: id.clone(),
+                data: ByteBuf::from(vec![9]),
+            },
+            WireMessage::DocUnavailable {
+                sender_id: s.clone(),
+                target_id: t.clone(),
+                document_id: id.clone(),
+            },
+            WireMessage::ChangeRejected {
+                sender_id: s,
+                target_id: t,
+                document_id: id,
+                rule: "r".into(),
+                message: "m".into(),
+            },
             WireMessage::Error { message: "boom".into() },
         ];
         for message in messages {
             assert_eq!(WireMessage::decode(&message.encode()).unwrap(), message);
         }
         let mut wrong = Vec::new();
-        let map = vec![("type".into(), "error".into()), ("message".into(), Value::Integer(7.into()))];
+        let map =
+            vec![("type".into(), "error".into()), ("message".into(), Value::Integer(7.into()))];
         ciborium::into_writer(&Value::Map(map), &mut wrong).unwrap();
-        assert_eq!(WireMessage::decode(&wrong), Err(WireError::Malformed("field `message` must be text".into())));
+        assert_eq!(
+            WireMessage::decode(&wrong),
+            Err(WireError::Malformed("field `message` must be text".into()))
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ impl Peer {
         let setup = "run scripts/setup (it installs bench/peer's npm packages), or pass --no-peer";
         match Command::new("node").arg("--version").output() {
             Ok(out) if out.status.success() => {}
-            _ => return Err(format!("`node` is not on PATH; the npm peer baseline needs Node.js 20+: install it, then {setup}")),
+            _ => {
+                return Err(format!(
+                    "`node` is not on PATH; the npm peer baseline needs Node.js 20+: install it, then {setup}"
+                ));
+            }
         }
         if !dir.join("node_modules/@automerge/automerge-repo-sync-server/package.json").exists() {
             return Err(format!("{} has no installed npm packages: {setup}", dir.display()));
@@ -43,8 +47,13 @@ impl Peer {
             return Err(format!("{} failed ({})", self.script.display(), out.status));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or("the harness printed no JSON line")?;
-        serde_json::from_str(line).map_err(|e| format!("the harness printed bad JSON ({e}): {line}"))
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .ok_or("the harness printed no JSON line")?;
+        serde_json::from_str(line)
+            .map_err(|e| format!("the harness printed bad JSON ({e}): {line}"))
     }
 }
 
@@ -53,7 +62,8 @@ impl Peer {
 /// ours), how many times faster we are, and its whole line.
 pub fn add_figures(line: &mut Value, peer: &Value, seconds: f64, cpu_seconds: f64) {
     let peer_seconds = peer["seconds"].as_f64().unwrap_or(f64::NAN);
-    let peer_cpu = peer["server_cpu_seconds"].as_f64().unwrap_or(f64::NAN) + peer["client_cpu_seconds"].as_f64().unwrap_or(f64::NAN);
+    let peer_cpu = peer["server_cpu_seconds"].as_f64().unwrap_or(f64::NAN)
+        + peer["client_cpu_seconds"].as_f64().unwrap_or(f64::NAN);
     let fields = json!({
         "automerge_repo_sync_server_seconds": peer_seconds,
         "automerge_repo_sync_server_cpu_seconds": round3(peer_cpu),

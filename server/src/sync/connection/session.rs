@@ -37,12 +37,19 @@ fn closed(reason: EndReason) -> Close {
 impl Connection {
     /// A broadcast of ended sessions: the close, if this connection's is one.
     /// If some broadcasts were missed (lagged), the session row decides.
-    pub(super) async fn session_ended(&self, end: Result<Arc<Ended>, RecvError>) -> Result<(), Close> {
+    pub(super) async fn session_ended(
+        &self,
+        end: Result<Arc<Ended>, RecvError>,
+    ) -> Result<(), Close> {
         match end {
             Ok(ended) if ended.sessions.contains(&self.session_id) => Err(closed(ended.reason)),
             Err(RecvError::Lagged(_)) if self.session_id != TEST_SESSION => {
                 let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
-                if self.state.store.session_live(&self.session_id, idle).await? { Ok(()) } else { Err(closed(EndReason::Expired)) }
+                if self.state.store.session_live(&self.session_id, idle).await? {
+                    Ok(())
+                } else {
+                    Err(closed(EndReason::Expired))
+                }
             }
             Ok(_) | Err(_) => Ok(()),
         }
@@ -82,11 +89,16 @@ impl Connection {
         if scan_sync_message(data).is_err() {
             return Ok(None);
         }
-        let (Ok(id), Ok(message)) = (decode_doc_id(document_id), sync::Message::decode(data)) else { return Ok(None) };
+        let (Ok(id), Ok(message)) = (decode_doc_id(document_id), sync::Message::decode(data))
+        else {
+            return Ok(None);
+        };
         if message.changes.is_empty() && message.heads.is_empty() {
             return Ok(None);
         }
-        let Some(document) = self.state.store.withdrawn_document(&self.user, id).await? else { return Ok(None) };
+        let Some(document) = self.state.store.withdrawn_document(&self.user, id).await? else {
+            return Ok(None);
+        };
         if message.changes.is_empty() {
             let guard = hub.lock(id).await?;
             let Some(canonical) = guard.as_ref() else { return Ok(None) };
