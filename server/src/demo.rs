@@ -407,10 +407,7 @@ impl Seeder<'_> {
         let actor = ActorId::random();
         self.store.bind_actor(&actor.to_hex_string(), user.id).await?;
         doc.set_actor(actor);
-        let clinic = match user.clinics.first() {
-            Some(&c) => Some((c, clinic_name(c))),
-            None => None,
-        };
+        let clinic = user.clinics.first().map(|&c| (c, clinic_name(c)));
         let author = Author { author: user.id, name: user.name, clinic };
         edit(&mut doc, &author).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
         let principal =

@@ -691,5 +691,5 @@ fn raise_fd_limit() -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }

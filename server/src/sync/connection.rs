@@ -362,18 +362,18 @@ impl Connection {
             let mut entries = Vec::new();
             let mut actors = BTreeSet::new();
             for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome {
-                    if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
-                        accepted.push(Accepted {
-                            id: c.id,
-                            doc,
-                            data: chunk.data,
-                            snapshot: chunk.snapshot,
-                        });
-                        written.push((c.id, self.readable[&c.id].patient()));
-                        entries.push((c.id, *created));
-                        actors.extend(c.new_actors.iter().cloned());
-                    }
+                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome
+                    && let (Some(doc), Some(chunk)) = (fork.take(), chunk.take())
+                {
+                    accepted.push(Accepted {
+                        id: c.id,
+                        doc: *doc,
+                        data: chunk.data,
+                        snapshot: chunk.snapshot,
+                    });
+                    written.push((c.id, self.readable[&c.id].patient()));
+                    entries.push((c.id, *created));
+                    actors.extend(c.new_actors.iter().cloned());
                 }
             }
             // Audited in the same transaction: each document read, each change accepted.
@@ -595,8 +595,9 @@ enum Outcome {
         reply: Option<Vec<u8>>,
     },
     Accepted {
-        /// The canonical document with the changes applied (taken when stored).
-        fork: Option<Automerge>,
+        /// The canonical document with the changes applied (taken when
+        /// stored; boxed, as the other outcomes are a fraction of its size).
+        fork: Option<Box<Automerge>>,
         /// The new changes as one storage chunk, if there are any.
         chunk: Option<Chunk>,
         /// Entries they add.
@@ -817,7 +818,7 @@ fn accept(
         reply.need.sort();
         reply.need.dedup();
     }
-    Outcome::Accepted { fork: Some(fork), chunk, created: plan.created.len(), reply }
+    Outcome::Accepted { fork: Some(Box::new(fork)), chunk, created: plan.created.len(), reply }
 }
 
 /// Applies and checks documents' changes on all cores: merging and checking

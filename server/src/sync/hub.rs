@@ -7,26 +7,26 @@
 //! reaches the others' connections as well.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 use shared::DocId;
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
-use super::cluster::{Cluster, ClusterStatus};
+use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{EndReason, Ended, OpenSessions};
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
 /// the hub changes it (`Hub::commit`, `Hub::catch_up`).
-pub struct Canonical {
+pub(crate) struct Canonical {
     doc: Automerge,
     /// The document's stored sequence number this copy holds everything up to.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// Stored sizes, for compaction.
-    pub snapshot_bytes: usize,
-    pub incremental_bytes: usize,
+    pub(crate) snapshot_bytes: usize,
+    pub(crate) incremental_bytes: usize,
     /// Sync messages generated from this copy, see `sync_message`.
     memo: SyncMemo,
 }
@@ -109,17 +109,17 @@ fn compaction_threshold(snapshot_bytes: usize) -> usize {
 
 /// Changes accepted into a locked document: the copy with them applied, and
 /// what to store for them.
-pub struct Accepted {
-    pub id: DocId,
-    pub doc: Automerge,
-    pub data: Vec<u8>,
+pub(crate) struct Accepted {
+    pub(crate) id: DocId,
+    pub(crate) doc: Automerge,
+    pub(crate) data: Vec<u8>,
     /// `data` is a snapshot of the whole copy, replacing the stored chunks
     /// it holds.
-    pub snapshot: bool,
+    pub(crate) snapshot: bool,
 }
 
 /// A locked canonical document; `None` when no such document exists.
-pub type Locked = OwnedMutexGuard<Option<Canonical>>;
+pub(crate) type Locked = OwnedMutexGuard<Option<Canonical>>;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
 
@@ -158,11 +158,11 @@ impl Hub {
         if store.backend() != Backend::Postgres {
             return Arc::new(Self::new(store));
         }
-        Arc::new_cyclic(|hub| {
-            let peer_id = new_peer_id();
-            let cluster = Cluster::start(store.clone(), hub.clone(), peer_id.clone());
-            Self::build(store, peer_id, Some(cluster))
-        })
+        let peer_id = new_peer_id();
+        let (cluster, heard) = Cluster::start(store.clone(), peer_id.clone());
+        let hub = Arc::new(Self::build(store, peer_id, Some(cluster)));
+        tokio::spawn(act_on_heard(Arc::downgrade(&hub), heard));
+        hub
     }
 
     fn build(store: Store, peer_id: String, cluster: Option<Cluster>) -> Self {
@@ -198,14 +198,14 @@ impl Hub {
 
     /// Locks a document, loading it from storage first if needed. Callers
     /// locking several documents lock them in `DocId` order (`lock_all`).
-    pub async fn lock(&self, id: DocId) -> Result<Locked, StoreError> {
+    pub(crate) async fn lock(&self, id: DocId) -> Result<Locked, StoreError> {
         let (_, guard) = self.lock_all([id]).await?.pop().expect("one document locked");
         Ok(guard)
     }
 
     /// Locks documents in `DocId` order, so that callers never deadlock,
     /// loading those not held yet with one read of storage.
-    pub async fn lock_all(
+    pub(crate) async fn lock_all(
         &self,
         ids: impl IntoIterator<Item = DocId>,
     ) -> Result<Vec<(DocId, Locked)>, StoreError> {
@@ -241,7 +241,7 @@ impl Hub {
     /// announced unless everything was stored. A document another instance
     /// wrote since its copy was read fails with `StoreError::Stale`, its
     /// copy already caught up: judge the changes again and retry.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         locked: &mut BTreeMap<DocId, Locked>,
         accepted: Vec<Accepted>,
@@ -354,7 +354,7 @@ impl Hub {
 
     /// Another instance committed changes to `id`: if this instance holds
     /// the document, it reads them from storage and tells its connections.
-    pub(super) async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
+    async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
         let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
             // Not loaded here, so no connection here syncs it.
             return Ok(());
@@ -372,7 +372,7 @@ impl Hub {
     /// while this one was not listening is re-read. Every loaded document
     /// whose stored sequence number moved on is refreshed and announced,
     /// and connections recompute what they may read.
-    pub(super) async fn resync(&self) -> Result<(), StoreError> {
+    async fn resync(&self) -> Result<(), StoreError> {
         let _ = self.access.send(());
         let ids: Vec<DocId> = self.docs.lock().expect("hub map lock").keys().copied().collect();
         let mut refreshed = 0;
@@ -456,6 +456,39 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// Acts on what the cluster's listener heard from other instances. Holds
+/// the hub weakly: the hub owns the cluster, whose listener feeds this
+/// task, so the task ends when the hub is dropped (the channel closes).
+/// Each event is handled in its own task, so a slow re-read never delays
+/// the next notification.
+async fn act_on_heard(hub: Weak<Hub>, mut heard: mpsc::UnboundedReceiver<Heard>) {
+    while let Some(event) = heard.recv().await {
+        let Some(hub) = hub.upgrade() else { return };
+        match event {
+            Heard::Access => hub.access_changed_here(),
+            Heard::Documents(ids) => {
+                tokio::spawn(async move {
+                    for id in ids {
+                        if let Err(error) = hub.refresh(id).await {
+                            tracing::error!(%error, doc = %id, "cluster: reading another instance's changes failed");
+                        }
+                    }
+                });
+            }
+            Heard::Missed { done } => {
+                tokio::spawn(async move {
+                    if let Err(error) = hub.resync().await {
+                        tracing::error!(%error, "cluster: re-reading changed documents failed");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                });
+            }
+        }
     }
 }
 
