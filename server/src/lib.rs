@@ -57,7 +57,7 @@ pub async fn launch(
 pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error> {
     let public_url = config.public_url(port);
     Ok(AppState {
-        hub: sync::Hub::start(store.clone()),
+        hub: sync::Hub::start(store.clone(), config.doc_cache_bytes()),
         store,
         #[cfg(feature = "testing")]
         test_identities: false,

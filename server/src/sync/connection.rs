@@ -24,7 +24,8 @@ use tokio::sync::broadcast::error::RecvError;
 mod session;
 
 use super::SyncPeer;
-use super::hub::{Accepted, Canonical, Hub, Locked};
+use super::cache::Locked;
+use super::hub::{Accepted, Canonical, Hub};
 use crate::AppState;
 use crate::storage::{AuditEvent, Author, Store, StoreError, UserRecord};
 

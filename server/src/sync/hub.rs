@@ -6,14 +6,15 @@
 //! chunk's per-document sequence number, and what one instance announces
 //! reaches the others' connections as well.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use shared::DocId;
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
+use super::cache::{CacheStats, DocCache, Locked};
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{EndReason, Ended, OpenSessions};
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
@@ -37,6 +38,12 @@ pub(crate) struct Canonical {
 const MEMO_STATES: usize = 16;
 const MEMO_MAX_BYTES: usize = 16 * 1024;
 
+/// Memory of a loaded document besides its operations and changes.
+const DOC_BYTES: usize = 8 * 1024;
+/// Memory per operation and per change of a loaded document.
+const OP_BYTES: usize = 64;
+const CHANGE_BYTES: usize = 256;
+
 /// Sync messages already generated for the document at `heads`, by the
 /// sync state they were generated from, with the state that followed.
 #[derive(Default)]
@@ -45,13 +52,36 @@ struct SyncMemo {
     by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)>,
 }
 
+impl SyncMemo {
+    fn bytes(&self) -> usize {
+        self.by_state.values().map(|(_, m)| 256 + m.as_ref().map_or(0, Vec::len)).sum()
+    }
+}
+
 impl Canonical {
-    fn new(doc: Automerge, seq: i64, snapshot_bytes: usize, incremental_bytes: usize) -> Self {
+    pub(super) fn new(
+        doc: Automerge,
+        seq: i64,
+        snapshot_bytes: usize,
+        incremental_bytes: usize,
+    ) -> Self {
         Self { doc, seq, snapshot_bytes, incremental_bytes, memo: SyncMemo::default() }
     }
 
     pub fn doc(&self) -> &Automerge {
         &self.doc
+    }
+
+    /// Roughly what this copy takes in memory, for the cache's budget.
+    /// Automerge keeps operations in columns and changes in a graph, so its
+    /// size follows their counts (per-item figures measured with
+    /// `portal-bench soak`); remembered sync messages come on top.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        let stats = self.doc.stats();
+        DOC_BYTES
+            + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
+            + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
+            + self.memo.bytes()
     }
 
     /// Takes a sync message that carries no changes (heads, needs, Bloom
@@ -118,15 +148,11 @@ pub(crate) struct Accepted {
     pub(crate) snapshot: bool,
 }
 
-/// A locked canonical document; `None` when no such document exists.
-pub(crate) type Locked = OwnedMutexGuard<Option<Canonical>>;
-
-type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
-
 pub struct Hub {
     store: Store,
     peer_id: String,
-    docs: Mutex<HashMap<DocId, Slot>>,
+    /// The canonical documents in memory, within a byte budget.
+    docs: Arc<Mutex<DocCache>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
     /// Sessions ended on this instance, whose sockets close at once.
@@ -146,30 +172,31 @@ pub struct Hub {
 pub const MAX_OPS_IN_FLIGHT: u32 = 400_000;
 
 impl Hub {
-    /// A hub for one process alone (SQLite, or tests that want no peers).
-    pub fn new(store: Store) -> Self {
-        Self::build(store, new_peer_id(), None)
+    /// A hub for one process alone (SQLite, or tests that want no peers),
+    /// holding documents in memory up to `cache_bytes` (estimated).
+    pub fn new(store: Store, cache_bytes: usize) -> Self {
+        Self::build(store, new_peer_id(), None, cache_bytes)
     }
 
     /// The hub a server runs with: on PostgreSQL it also publishes what it
     /// commits and listens for what other instances commit. Call from
     /// within a Tokio runtime.
-    pub fn start(store: Store) -> Arc<Self> {
+    pub fn start(store: Store, cache_bytes: usize) -> Arc<Self> {
         if store.backend() != Backend::Postgres {
-            return Arc::new(Self::new(store));
+            return Arc::new(Self::new(store, cache_bytes));
         }
         let peer_id = new_peer_id();
         let (cluster, heard) = Cluster::start(store.clone(), peer_id.clone());
-        let hub = Arc::new(Self::build(store, peer_id, Some(cluster)));
+        let hub = Arc::new(Self::build(store, peer_id, Some(cluster), cache_bytes));
         tokio::spawn(act_on_heard(Arc::downgrade(&hub), heard));
         hub
     }
 
-    fn build(store: Store, peer_id: String, cluster: Option<Cluster>) -> Self {
+    fn build(store: Store, peer_id: String, cluster: Option<Cluster>, cache_bytes: usize) -> Self {
         Self {
             store,
             peer_id,
-            docs: Mutex::default(),
+            docs: Arc::new(Mutex::new(DocCache::new(cache_bytes))),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
             ended: broadcast::channel(256).0,
@@ -209,11 +236,11 @@ impl Hub {
         &self,
         ids: impl IntoIterator<Item = DocId>,
     ) -> Result<Vec<(DocId, Locked)>, StoreError> {
-        let ids: std::collections::BTreeSet<DocId> = ids.into_iter().collect();
+        let ids: BTreeSet<DocId> = ids.into_iter().collect();
         let mut locked = Vec::with_capacity(ids.len());
         for id in ids {
-            let slot = self.docs.lock().expect("hub map lock").entry(id).or_default().clone();
-            locked.push((id, slot.lock_owned().await));
+            let slot = self.cache().slot(id);
+            locked.push((id, Locked::new(slot.lock_owned().await, id, self.docs.clone())));
         }
         let missing: Vec<DocId> =
             locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
@@ -355,8 +382,11 @@ impl Hub {
     /// Another instance committed changes to `id`: if this instance holds
     /// the document, it reads them from storage and tells its connections.
     async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
-        let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
-            // Not loaded here, so no connection here syncs it.
+        let Some(slot) = self.cache().get(id) else {
+            // Not in memory here, but a connection here may sync it (the
+            // copy was evicted): it loads the document afresh when it
+            // next locks it.
+            let _ = self.changes.send(id);
             return Ok(());
         };
         let mut guard = slot.lock().await;
@@ -374,14 +404,21 @@ impl Hub {
     /// and connections recompute what they may read.
     async fn resync(&self) -> Result<(), StoreError> {
         let _ = self.access.send(());
-        let ids: Vec<DocId> = self.docs.lock().expect("hub map lock").keys().copied().collect();
+        let (held, evicted) = {
+            let cache = self.cache();
+            (cache.held(), cache.evicted().into_iter().collect::<HashMap<_, _>>())
+        };
+        let ids: Vec<DocId> = held.iter().chain(evicted.keys()).copied().collect();
         let mut refreshed = 0;
         for (id, stored) in self.store.document_seqs(&ids).await? {
-            let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
-                continue;
+            let slot = self.cache().get(id);
+            let moved = match slot {
+                Some(slot) => slot.lock().await.as_ref().is_some_and(|c| c.seq < stored),
+                None => evicted.get(&id).is_some_and(|&seq| seq < stored),
             };
-            if slot.lock().await.as_ref().is_some_and(|c| c.seq < stored) {
+            if moved {
                 self.refresh(id).await?;
+                self.cache().evicted_moved(id, stored);
                 refreshed += 1;
             }
         }
@@ -456,6 +493,15 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// What the document cache holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache().stats()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, DocCache> {
+        self.docs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

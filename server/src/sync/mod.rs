@@ -2,6 +2,7 @@
 //! connection, validated against the write policy, durable before it is
 //! acknowledged, relayed live to every replica allowed to read.
 
+mod cache;
 mod cluster;
 mod connection;
 mod ended;
@@ -13,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
+pub use cache::{CacheStats, DEFAULT_DOC_CACHE_MB};
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
 pub(crate) use hub::Accepted;
