@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod bulk;
 mod directory;
 mod documents;
 mod notify;
@@ -25,6 +26,7 @@ pub use audit::{AuditEntry, AuditEvent};
 pub use auth::{
     CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey,
 };
+pub use bulk::NewRecord;
 pub use directory::{NewUser, UserRecord, UserRole};
 pub use documents::{
     Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,
