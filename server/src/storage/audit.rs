@@ -40,7 +40,7 @@ impl Store {
     /// Appends an event to the audit trail. (Sync writes a batch's events
     /// with its changes: `Store::store_audited`.)
     pub async fn audit(&self, event: &AuditEvent<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_audit(&mut tx, std::slice::from_ref(event)).await?;
         tx.commit().await?;
         Ok(())

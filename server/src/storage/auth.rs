@@ -118,7 +118,7 @@ impl Store {
         added_with: Option<Uuid>,
     ) -> Result<Uuid, StoreError> {
         let id = Uuid::now_v7();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_passkey(&mut tx, id, user, credential_id, name, passkey, added_with).await?;
         tx.commit().await?;
         Ok(id)
@@ -247,7 +247,7 @@ impl Store {
         user: UserId,
         id: Uuid,
     ) -> Result<PasskeyRevocation, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let active: Vec<String> =
             sqlx::query("SELECT id FROM passkeys WHERE user_id = $1 AND revoked_at IS NULL")
                 .bind(user.to_string())
@@ -405,7 +405,7 @@ impl Store {
         passkey: &str,
     ) -> Result<Option<Enrolled>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let link = sqlx::query(
             "UPDATE enrollments SET used_at = $1 WHERE token_hash = $2 AND user_id = $3 AND used_at IS NULL \
              AND cancelled_at IS NULL AND expires_at > $4 RETURNING created_by",
@@ -695,7 +695,7 @@ impl Store {
     /// Returns the ended sessions' ids.
     pub async fn revoke_user(&self, user: UserId) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(user.to_string())

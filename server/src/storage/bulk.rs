@@ -21,7 +21,7 @@ pub struct NewRecord {
 impl Store {
     /// Creates `records` at time `now` (ms) in one transaction: all or none.
     pub async fn create_records(&self, records: &[NewRecord], now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for part in records.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO patients (id, created_at) VALUES {}",

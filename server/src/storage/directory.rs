@@ -106,7 +106,7 @@ impl Store {
     }
 
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, display_name, role, patient_id, may_message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -168,7 +168,7 @@ impl Store {
         patient: PatientId,
         clinic: ClinicId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
              ON CONFLICT (patient_id, clinic_id) DO UPDATE SET granted_at = excluded.granted_at, revoked_at = NULL",
@@ -188,7 +188,7 @@ impl Store {
         patient: PatientId,
         clinic: ClinicId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(patient.to_string())
@@ -203,7 +203,7 @@ impl Store {
     /// Moves the access version on (see `access_version`), e.g. after
     /// documents were created for a new consent.
     pub async fn access_changed(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_access_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())

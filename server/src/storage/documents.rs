@@ -101,7 +101,7 @@ impl Store {
     /// Creates a document with its genesis change, unless it exists already.
     pub async fn create_document(&self, kind: &DocKind) -> Result<DocId, StoreError> {
         let id = kind.doc_id();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO documents (id, kind, patient_id, clinic_id, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
@@ -237,7 +237,7 @@ impl Store {
         if writes.chunks.is_empty() && writes.events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let (Some(author), false) = (&writes.author, writes.chunks.is_empty()) {
             self.check_author(&mut tx, author, writes.chunks).await?;
         }

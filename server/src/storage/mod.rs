@@ -165,6 +165,18 @@ impl Store {
         self.backend
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock when it
+    /// begins (`BEGIN IMMEDIATE`): a plain `BEGIN` reads first and upgrades
+    /// at its first write, and an upgrade that meets another writer fails at
+    /// once with "database is locked" instead of waiting `busy_timeout`, so
+    /// concurrent writers (two clinics syncing) would see spurious failures.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
