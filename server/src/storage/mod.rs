@@ -5,11 +5,17 @@
 //! placeholders in order, BIGINT times and flags), and run through sqlx's
 //! `Any` driver; only the migrations differ per engine.
 
+mod actors;
 mod audit;
-mod auth;
+mod ceremonies;
+mod consents;
 mod directory;
 mod documents;
+mod enrollments;
 mod notify;
+mod passkeys;
+mod read_access;
+mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,15 +28,16 @@ use crate::config::DatabaseUrl;
 use shared::DocId;
 
 pub use audit::{AuditEntry, AuditEvent};
-pub use auth::{
-    CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey,
-};
-pub use directory::{NewUser, UserRecord, UserRole};
+pub use ceremonies::Ceremony;
+pub use directory::{CaregiverInfo, NewUser, UserRecord, UserRole};
 pub use documents::{
     Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,
     StoredDocument, Writes,
 };
+pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
+pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
+pub use sessions::SessionRow;
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
 /// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket
@@ -227,6 +234,12 @@ fn placeholder_rows(rows: usize, columns: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The ids a `... RETURNING id` statement returned.
+fn ids(rows: Vec<sqlx::any::AnyRow>) -> Vec<String> {
+    use sqlx::Row;
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 fn parse_id<T: FromStr>(text: &str) -> Result<T, StoreError> {
