@@ -4,7 +4,7 @@
 
 use e2e::{Browser, app_dist};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
+use testkit::{TestDatabase, TestServer};
 
 #[tokio::test]
 async fn a_patient_enrolls_with_a_passkey_and_sees_their_results() {

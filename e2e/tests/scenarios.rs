@@ -12,8 +12,8 @@ use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use e2e::{Browser, Person, app_dist, wait_for_service_worker};
 use server::demo::DemoUser;
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
 use shared::DocKind;
+use testkit::{TestDatabase, TestServer};
 
 /// How long to watch for something that must not happen. The server relays
 /// a change to every allowed connection at once, so once one person has it,

@@ -2,7 +2,6 @@
 //! and stores the Automerge replicas they sync.
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -11,8 +10,6 @@ pub mod ratelimit;
 mod router;
 pub mod storage;
 pub mod sync;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,7 +27,7 @@ use storage::Store;
 pub struct AppState {
     pub store: Store,
     pub hub: Arc<sync::Hub>,
-    /// Lets tests name the sync user in a header; only `testing::TestServer` sets it.
+    /// Lets tests name the sync user in a header; only `testkit::TestServer` sets it.
     #[cfg(feature = "testing")]
     pub test_identities: bool,
     pub static_dir: Arc<PathBuf>,

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use chromiumoxide::cdp::browser_protocol::performance as cdp_performance;
 use e2e::{Browser, Person, app_dist, wait_for_service_worker};
 use serde_json::{Value, json};
-use server::demo::History;
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
+use testkit::History;
+use testkit::{TestDatabase, TestServer};
 
 /// How long loading, syncing or rendering may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(180);
@@ -98,7 +98,7 @@ async fn main() {
 
     // The long history arrives live over sync, as a clinic's writes would.
     let written = Instant::now();
-    server::demo::add_history(&app.hub, history).await.expect("add the long history");
+    testkit::add_history(&app.hub, history).await.expect("add the long history");
     let held = wait_for_results(&maria, demo_results + history.results).await;
     let big_idb = wait_for_idb_to_settle(&maria).await;
     let sync_seconds = written.elapsed().as_secs_f64();

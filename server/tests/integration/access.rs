@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::{ClinicId, DocKind, PatientId};
+use testkit::{TestDatabase, TestServer};
 
 use crate::authenticator::SoftPasskey;
 use crate::client::{Browser, invite};

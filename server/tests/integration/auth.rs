@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::json;
 use server::auth::{self, AuthConfig, hash_secret};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::ClinicId;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 use crate::authenticator::SoftPasskey;

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::{Backend, Store};
 use server::sync::DEAF_AFTER;
-use server::testing::{Relay, TestDatabase, TestServer};
 use shared::schema::{DocKind, Message, MessageThread};
 use shared::status::Side;
 use shared::sync::SyncClient;
 use shared::{DocId, EntryId, record};
+use testkit::Replica;
+use testkit::{Relay, TestDatabase, TestServer};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -120,7 +120,7 @@ async fn write_result(
     record::add(
         &mut tx,
         EntryId::mint(),
-        &demo::glucose_result(
+        &testkit::fixtures::glucose_result(
             (author.clinics[0], demo::clinic_name(author.clinics[0])),
             author.id,
             author.name,
@@ -246,7 +246,7 @@ async fn attempt_message(
         .sync_until(Duration::from_millis(300), |cl, r| refused(r) || cl.is_synced(thread))
         .await;
     let closed =
-        matches!(outcome, Err(ref error) if !matches!(error, server::client::ClientError::Timeout));
+        matches!(outcome, Err(ref error) if !matches!(error, testkit::ClientError::Timeout));
     let attempt = if closed || refused(&replica.received) {
         Attempt::Refused
     } else if replica.client.is_synced(thread) {

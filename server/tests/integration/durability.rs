@@ -5,13 +5,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use automerge::{ActorId, ChangeHash};
-use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
 use server::storage::{NewUser, Store, UserRole};
-use server::testing::TestDatabase;
 use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+use testkit::Replica;
+use testkit::TestDatabase;
 
 use crate::BACKENDS;
 
@@ -106,8 +106,12 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation =
-                    server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
+                let observation = testkit::fixtures::glucose_result(
+                    (clinic, "Clinic"),
+                    provider,
+                    "Dr. P",
+                    n as f64,
+                );
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::{Backend, NewUser, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{DocKind, Message, Observation, Prescription};
 use shared::status::{PrescriptionStatus, Side};
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+use testkit::Replica;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 
@@ -172,7 +172,12 @@ fn an_entry(doc: &Automerge, collection: &str) -> (automerge::ObjId, String) {
 }
 
 fn observation(clinic: ClinicId, by: UserId) -> Observation {
-    demo::glucose_result((clinic, demo::clinic_name(clinic)), by, "Dr. Amara Okafor", 123.0)
+    testkit::fixtures::glucose_result(
+        (clinic, demo::clinic_name(clinic)),
+        by,
+        "Dr. Amara Okafor",
+        123.0,
+    )
 }
 
 /// Every refusal the policy makes, on both engines: the sender is told the

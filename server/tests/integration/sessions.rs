@@ -12,15 +12,15 @@ use automerge::{ActorId, Automerge, ReadDoc};
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::auth::accounts;
-use server::client::{ClientError, Replica};
 use server::demo::{self, DemoUser};
 use server::ratelimit::{Bucket, Limits, RateLimiter};
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
 use shared::sync::{SyncClient, WireMessage, encode_doc_id};
 use shared::{DocId, EntryId, record};
+use testkit::{ClientError, Replica};
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 use crate::authenticator::SoftPasskey;

@@ -2,10 +2,10 @@
 
 use automerge::{AutoCommit, ReadDoc};
 use server::storage::{NewChunk, NewUser, Store, UserRole};
-use server::testing::TestDatabase;
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
 use shared::{ClinicId, EntryId, PatientId, UserId, record};
+use testkit::TestDatabase;
 
 use crate::BACKENDS;
 

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ROOT, ReadDoc};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::Store;
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{ClinicalRecord, DocKind, Message, Observation};
 use shared::status::Side;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, record};
+use testkit::Replica;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 
@@ -78,7 +78,12 @@ fn maria_docs(f: &Fixture) -> (DocKind, DocKind, DocKind) {
 }
 
 fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation {
-    demo::glucose_result((clinic, demo::clinic_name(clinic)), recorder.id, recorder.name, value)
+    testkit::fixtures::glucose_result(
+        (clinic, demo::clinic_name(clinic)),
+        recorder.id,
+        recorder.name,
+        value,
+    )
 }
 
 fn edit(
@@ -367,11 +372,10 @@ async fn bad_frames_close_one_connection_with_a_reason_and_others_keep_working()
         let _ = bad.send_raw(frame).await;
         let outcome = bad.sync_until(TIMEOUT, |_, _| false).await;
         // A clear error message, then a close with a reason.
-        let closed = matches!(&outcome, Err(server::client::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
+        let closed = matches!(&outcome, Err(testkit::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
             || matches!(
                 outcome,
-                Err(server::client::ClientError::Closed(_)
-                    | server::client::ClientError::WebSocket(_))
+                Err(testkit::ClientError::Closed(_) | testkit::ClientError::WebSocket(_))
             );
         assert!(closed, "{name}: {outcome:?}");
 
