@@ -139,25 +139,29 @@ async fn fresh_database(postgres: Option<String>) -> TestDatabase {
 async fn bench_clinic(store: &Store, docs: usize) -> (ClinicId, UserId, Vec<DocKind>) {
     let clinic = ClinicId::mint();
     let provider = UserId::mint();
-    store.create_clinic(clinic, "Bench Clinic").await.expect("clinic");
+    let now = server::Clock::default().now_ms();
+    store.create_clinic(clinic, "Bench Clinic", now).await.expect("clinic");
     store
-        .create_user(&NewUser {
-            id: provider,
-            display_name: "Dr. Bench".into(),
-            role: UserRole::Provider,
-            patient: None,
-            may_message: false,
-            clinics: vec![clinic],
-        })
+        .create_user(
+            &NewUser {
+                id: provider,
+                display_name: "Dr. Bench".into(),
+                role: UserRole::Provider,
+                patient: None,
+                may_message: false,
+                clinics: vec![clinic],
+            },
+            now,
+        )
         .await
         .expect("provider");
     let mut records = Vec::with_capacity(docs);
     for _ in 0..docs {
         let patient = PatientId::mint();
-        store.create_patient(patient).await.expect("patient");
-        store.grant_consent(patient, clinic).await.expect("consent");
+        store.create_patient(patient, now).await.expect("patient");
+        store.grant_consent(patient, clinic, now).await.expect("consent");
         let record = DocKind::ClinicalRecord { patient, clinic };
-        store.create_document(&record).await.expect("document");
+        store.create_document(&record, now).await.expect("document");
         records.push(record);
     }
     (clinic, provider, records)

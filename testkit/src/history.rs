@@ -173,7 +173,7 @@ async fn write_live(
         .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
     let before = doc.get_heads();
     let actor = ActorId::random();
-    store.bind_actor(&actor.to_hex_string(), user.id).await?;
+    store.bind_actor(&actor.to_hex_string(), user.id, hub.clock().now_ms()).await?;
     doc.set_actor(actor);
     edit(&mut doc, &user.author()).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
     let principal =

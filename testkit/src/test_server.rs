@@ -14,6 +14,8 @@ pub struct TestServer {
     pub base_url: String,
     pub store: Store,
     pub hub: std::sync::Arc<server::sync::Hub>,
+    /// The server's clock: `advance` it to make time pass for the server.
+    pub clock: server::Clock,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -55,6 +57,7 @@ impl TestServer {
         state.test_identities = true;
         adjust(&mut state);
         let hub = state.hub.clone();
+        let clock = state.clock.clone();
         // Ready means listening to other instances too (PostgreSQL):
         // `/healthz` answers 503 until then.
         if let Some(mut status) = hub.cluster_status() {
@@ -77,6 +80,7 @@ impl TestServer {
             base_url: format!("http://localhost:{port}"),
             store,
             hub,
+            clock,
             stop: Some(stop),
             task: Some(task),
         }

@@ -79,10 +79,15 @@ async fn main() {
     let mut browser = Browser::launch().await;
     let rss = RssSampler::start(browser.pid().expect("Chromium's process id"));
 
-    let (link, _) =
-        server::auth::accounts::issue_enrollment(&app.store, &app.base_url, maria_user.id, None)
-            .await
-            .expect("enrollment link");
+    let (link, _) = server::auth::accounts::issue_enrollment(
+        &app.store,
+        &app.base_url,
+        maria_user.id,
+        None,
+        app.clock.now_ms(),
+    )
+    .await
+    .expect("enrollment link");
     let maria = browser.enroll("Maria", &link).await;
     maria.wait_for("main", "Hemoglobin A1c").await;
     wait_for_service_worker(&maria.page).await;

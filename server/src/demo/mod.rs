@@ -73,10 +73,12 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
     if store.clinic_name(RIVERSIDE).await?.is_some() {
         return Ok(users);
     }
-    store.create_clinic(RIVERSIDE, "Riverside Family Practice").await?;
-    store.create_clinic(NORTHGATE, "Northgate Diabetes & Endocrine Clinic").await?;
-    store.create_patient(MARIA).await?;
-    store.create_patient(JAMES).await?;
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    store.create_clinic(RIVERSIDE, "Riverside Family Practice", now_ms).await?;
+    store.create_clinic(NORTHGATE, "Northgate Diabetes & Endocrine Clinic", now_ms).await?;
+    store.create_patient(MARIA, now_ms).await?;
+    store.create_patient(JAMES, now_ms).await?;
     for u in &users {
         let new = NewUser {
             id: u.id,
@@ -86,17 +88,16 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
             may_message: false,
             clinics: u.clinics.to_vec(),
         };
-        store.create_user(&new).await?;
+        store.create_user(&new, now_ms).await?;
     }
-    store.grant_consent(MARIA, RIVERSIDE).await?;
-    store.grant_consent(MARIA, NORTHGATE).await?;
-    store.grant_consent(JAMES, RIVERSIDE).await?;
+    store.grant_consent(MARIA, RIVERSIDE, now_ms).await?;
+    store.grant_consent(MARIA, NORTHGATE, now_ms).await?;
+    store.grant_consent(JAMES, RIVERSIDE, now_ms).await?;
 
-    let now = Utc::now();
     let [_, okafor, brandt, maria, james] = [0, 1, 2, 3, 4].map(|i| &users[i]);
     // One generator for both patients, in this order, so values never change.
     let mut rng = Rng(0x5eed);
-    let mut seeder = Seeder { store };
+    let mut seeder = Seeder { store, now: now_ms };
     let writers = maria::Writers { maria, okafor, brandt };
     maria::seed(&mut seeder, writers, now, &mut rng).await?;
     james::seed(&mut seeder, james, okafor, now, &mut rng).await?;
@@ -107,6 +108,8 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
 /// guards sync, and stores each as a snapshot.
 struct Seeder<'a> {
     store: &'a Store,
+    /// When the documents are written (ms).
+    now: i64,
 }
 
 impl Seeder<'_> {
@@ -116,14 +119,14 @@ impl Seeder<'_> {
         user: &DemoUser,
         edit: impl FnOnce(&mut AutoCommit, &Author) -> Result<(), record::RecordError>,
     ) -> Result<(), Error> {
-        let id = self.store.create_document(&kind).await?;
+        let id = self.store.create_document(&kind, self.now).await?;
         let stored = self.store.load_document(id).await?.ok_or(Error::NotFound)?;
         let mut doc = AutoCommit::load(&stored.to_automerge()?.save())
             .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
         let before = doc.get_heads();
         // One actor per user and document: a server-side "device" of the demo user.
         let actor = ActorId::random();
-        self.store.bind_actor(&actor.to_hex_string(), user.id).await?;
+        self.store.bind_actor(&actor.to_hex_string(), user.id, self.now).await?;
         doc.set_actor(actor);
         edit(&mut doc, &user.author()).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
         let principal =
@@ -131,7 +134,7 @@ impl Seeder<'_> {
         check_change(doc.document(), &before, &kind, &principal).map_err(|denial| {
             Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
         })?;
-        self.store.compact_document(id, &doc.save(), stored.seq).await?;
+        self.store.compact_document(id, &doc.save(), stored.seq, self.now).await?;
         Ok(())
     }
 }

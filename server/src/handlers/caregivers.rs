@@ -62,7 +62,7 @@ pub async fn invite(
     Body(body): Body<NewCaregiver>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let patient = own_patient(&auth)?;
-    auth.require_fresh()?;
+    auth.require_fresh(state.now())?;
     let new = NewAccount {
         role: UserRole::Caregiver,
         display_name: body.display_name,
@@ -71,7 +71,8 @@ pub async fn invite(
         may_message: body.may_message,
         created_by: Some(auth.user.id),
     };
-    let invitation = accounts::create_account(&state.store, &state.public_url, new).await?;
+    let invitation =
+        accounts::create_account(&state.store, &state.public_url, new, state.now()).await?;
     let detail =
         format!("caregiver {} may_message={}", invitation.user.id, invitation.user.may_message);
     auth.audit(&state, "caregiver_invited", Some(patient), &detail).await?;
@@ -90,7 +91,7 @@ pub async fn revoke(
     if !state.store.caregivers(patient).await?.iter().any(|c| c.id == user) {
         return Err(Error::NotFound);
     }
-    let sessions = state.store.revoke_user(user).await?;
+    let sessions = state.store.revoke_user(user, state.now()).await?;
     auth::sessions_ended(&state, sessions, EndReason::AccessRemoved);
     state.hub.access_changed();
     auth.audit(&state, "caregiver_revoked", Some(patient), &format!("caregiver {user}")).await?;
@@ -110,6 +111,6 @@ pub async fn reissue(
         return Err(Error::NotFound);
     }
     let user = state.store.user(user).await?.ok_or(Error::NotFound)?;
-    auth.require_fresh()?;
+    auth.require_fresh(state.now())?;
     reissue_link(&state, &auth, user, "caregiver_link_issued", Some(patient)).await
 }

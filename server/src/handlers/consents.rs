@@ -53,7 +53,7 @@ pub async fn grant(
     if state.store.clinic_name(clinic).await?.is_none() {
         return Err(Error::NotFound);
     }
-    accounts::grant_consent(&state.store, patient, clinic).await?;
+    accounts::grant_consent(&state.store, patient, clinic, state.now()).await?;
     state.hub.access_changed();
     auth.audit(&state, "consent_granted", Some(patient), &format!("clinic {clinic}")).await?;
     Ok(Json(consent_list(&state, patient).await?))
@@ -70,7 +70,7 @@ pub async fn revoke(
     if !state.store.consenting_clinics(patient).await?.contains(&clinic) {
         return Err(Error::NotFound);
     }
-    state.store.revoke_consent(patient, clinic).await?;
+    state.store.revoke_consent(patient, clinic, state.now()).await?;
     // Open sync connections of that clinic stop receiving the record now.
     state.hub.access_changed();
     auth.audit(&state, "consent_revoked", Some(patient), &format!("clinic {clinic}")).await?;

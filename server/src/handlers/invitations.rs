@@ -60,9 +60,14 @@ pub(super) async fn reissue_link(
     patient: Option<PatientId>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let replaces = state.store.passkeys(user.id).await?.len();
-    let (link, expires_at) =
-        accounts::issue_enrollment(&state.store, &state.public_url, user.id, Some(auth.user.id))
-            .await?;
+    let (link, expires_at) = accounts::issue_enrollment(
+        &state.store,
+        &state.public_url,
+        user.id,
+        Some(auth.user.id),
+        state.now(),
+    )
+    .await?;
     let detail = match replaces {
         0 => format!("user {}", user.id),
         n => format!(
@@ -90,7 +95,7 @@ pub async fn invite(
     Body(body): Body<NewInvitation>,
 ) -> Result<(StatusCode, Json<InvitationView>), Error> {
     let clinic = admin_clinic(&auth)?;
-    auth.require_fresh()?;
+    auth.require_fresh(state.now())?;
     let role = match body.role.as_str() {
         "patient" => UserRole::Patient,
         "provider" => UserRole::Provider,
@@ -104,7 +109,8 @@ pub async fn invite(
         may_message: false,
         created_by: Some(auth.user.id),
     };
-    let invitation = accounts::create_account(&state.store, &state.public_url, new).await?;
+    let invitation =
+        accounts::create_account(&state.store, &state.public_url, new, state.now()).await?;
     let detail = format!("{} {}", role.code(), invitation.user.id);
     auth.audit(&state, "user_invited", invitation.user.patient, &detail).await?;
     Ok((StatusCode::CREATED, Json(view(&invitation))))
@@ -139,7 +145,7 @@ pub async fn reissue(
     if !state.store.user_active(user.id).await? || !manages(&state, clinic, &user).await? {
         return Err(Error::NotFound);
     }
-    auth.require_fresh()?;
+    auth.require_fresh(state.now())?;
     let patient = user.patient;
     reissue_link(&state, &auth, user, "enrollment_link_issued", patient).await
 }

@@ -6,16 +6,21 @@ use std::collections::HashMap;
 use shared::UserId;
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id, placeholder_list};
 
 impl Store {
     /// Binds an Automerge actor id to a user. Binding an id that already
     /// belongs to someone else fails; rebinding to the same user is a no-op.
-    pub async fn bind_actor(&self, actor_hex: &str, user: UserId) -> Result<bool, StoreError> {
+    pub async fn bind_actor(
+        &self,
+        actor_hex: &str,
+        user: UserId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         sqlx::query("INSERT INTO actors (actor_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (actor_id) DO NOTHING")
             .bind(actor_hex)
             .bind(user.to_string())
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(self.actor_owner(actor_hex).await? == Some(user))

@@ -4,7 +4,7 @@
 use shared::UserId;
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms, parse_id};
+use super::{Store, StoreError, parse_id};
 
 /// A WebAuthn ceremony between its start and its finish.
 #[derive(Clone, Debug)]
@@ -21,10 +21,10 @@ pub struct Ceremony {
 }
 
 impl Store {
-    /// Stores a ceremony's state (and drops expired ones).
-    pub async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError> {
+    /// Stores a ceremony's state (and drops those expired by `now`).
+    pub async fn put_ceremony(&self, ceremony: &Ceremony, now: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         sqlx::query(
@@ -66,19 +66,5 @@ impl Store {
             })
         })
         .transpose()
-    }
-
-    /// Moves a ceremony's expiry (tests of expired ceremonies).
-    pub async fn set_ceremony_expiry(
-        &self,
-        id_hash: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ceremonies SET expires_at = $1 WHERE id_hash = $2")
-            .bind(expires_at)
-            .bind(id_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }

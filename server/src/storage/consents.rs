@@ -4,13 +4,14 @@
 use shared::{ClinicId, PatientId};
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms, parse_id};
+use super::{Store, StoreError, parse_id};
 
 impl Store {
     pub async fn grant_consent(
         &self,
         patient: PatientId,
         clinic: ClinicId,
+        now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -19,7 +20,7 @@ impl Store {
         )
         .bind(patient.to_string())
         .bind(clinic.to_string())
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         bump_access_version(&mut tx).await?;
@@ -31,10 +32,11 @@ impl Store {
         &self,
         patient: PatientId,
         clinic: ClinicId,
+        now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(now)
             .bind(patient.to_string())
             .bind(clinic.to_string())
             .execute(&mut *tx)

@@ -5,7 +5,7 @@ use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
 use super::consents::bump_access_version;
-use super::{Store, StoreError, ids, now_ms, parse_id};
+use super::{Store, StoreError, ids, parse_id};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserRole {
@@ -88,11 +88,16 @@ pub struct CaregiverInfo {
 }
 
 impl Store {
-    pub async fn create_clinic(&self, id: ClinicId, name: &str) -> Result<(), StoreError> {
+    pub async fn create_clinic(
+        &self,
+        id: ClinicId,
+        name: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO clinics (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(id.to_string())
             .bind(name)
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -106,16 +111,16 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn create_patient(&self, id: PatientId) -> Result<(), StoreError> {
+    pub async fn create_patient(&self, id: PatientId, now: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO patients (id, created_at) VALUES ($1, $2)")
             .bind(id.to_string())
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+    pub async fn create_user(&self, user: &NewUser, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, display_name, role, patient_id, may_message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -125,7 +130,7 @@ impl Store {
         .bind(user.role.code())
         .bind(user.patient.map(|p| p.to_string()))
         .bind(i64::from(user.may_message))
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         for clinic in &user.clinics {
@@ -184,8 +189,7 @@ impl Store {
 
     /// Revokes a user: they can no longer sign in and their sessions end.
     /// Returns the ended sessions' ids.
-    pub async fn revoke_user(&self, user: UserId) -> Result<Vec<String>, StoreError> {
-        let now = now_ms();
+    pub async fn revoke_user(&self, user: UserId, now: i64) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)

@@ -8,8 +8,8 @@ use shared::UserId;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::passkeys::insert_passkey;
-use super::{Store, StoreError, ids, now_ms, parse_id};
+use super::passkeys::{NewPasskey, insert_passkey};
+use super::{Store, StoreError, ids, parse_id};
 
 /// What completing an enrollment did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,12 +33,14 @@ pub struct OpenEnrollment {
 }
 
 impl Store {
+    /// Stores a link issued at `now` (its token's hash).
     pub async fn create_enrollment(
         &self,
         token_hash: &str,
         user: UserId,
         created_by: Option<UserId>,
         expires_at: i64,
+        now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO enrollments (token_hash, user_id, created_by, created_at, expires_at, used_at) \
@@ -47,23 +49,27 @@ impl Store {
         .bind(token_hash)
         .bind(user.to_string())
         .bind(created_by.map(|u| u.to_string()))
-        .bind(now_ms())
+        .bind(now)
         .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The user an enrollment link is for, if it is unused, unexpired and
-    /// its user active.
-    pub async fn enrollment_user(&self, token_hash: &str) -> Result<Option<UserId>, StoreError> {
+    /// The user an enrollment link is for, if it is unused, unexpired at
+    /// `now` and its user active.
+    pub async fn enrollment_user(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
         let row = sqlx::query(
             "SELECT e.user_id FROM enrollments e JOIN users u ON u.id = e.user_id \
              WHERE e.token_hash = $1 AND e.used_at IS NULL AND e.cancelled_at IS NULL AND e.expires_at > $2 \
              AND u.revoked_at IS NULL",
         )
         .bind(token_hash)
-        .bind(now_ms())
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
@@ -82,8 +88,8 @@ impl Store {
         credential_id: &str,
         name: &str,
         passkey: &str,
+        now: i64,
     ) -> Result<Option<Enrolled>, StoreError> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let link = sqlx::query(
             "UPDATE enrollments SET used_at = $1 WHERE token_hash = $2 AND user_id = $3 AND used_at IS NULL \
@@ -120,20 +126,25 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let id = Uuid::now_v7();
-        insert_passkey(&mut tx, id, user, credential_id, name, passkey, None).await?;
+        let new = NewPasskey { id, user, credential_id, name, passkey, added_with: None };
+        insert_passkey(&mut tx, &new, now).await?;
         tx.commit().await?;
         Ok(Some(Enrolled { passkey: id, replaced, ended_sessions, issued_by }))
     }
 
-    /// The user's enrollment links that can still be used, newest first.
-    pub async fn open_enrollments(&self, user: UserId) -> Result<Vec<OpenEnrollment>, StoreError> {
+    /// The user's enrollment links that can still be used at `now`, newest first.
+    pub async fn open_enrollments(
+        &self,
+        user: UserId,
+        now: i64,
+    ) -> Result<Vec<OpenEnrollment>, StoreError> {
         sqlx::query(
             "SELECT e.created_at, e.expires_at, u.display_name FROM enrollments e LEFT JOIN users u ON u.id = e.created_by \
              WHERE e.user_id = $1 AND e.used_at IS NULL AND e.cancelled_at IS NULL AND e.expires_at > $2 \
              ORDER BY e.created_at DESC",
         )
         .bind(user.to_string())
-        .bind(now_ms())
+        .bind(now)
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -142,8 +153,7 @@ impl Store {
     }
 
     /// Cancels every open enrollment link of the user; returns how many.
-    pub async fn cancel_enrollments(&self, user: UserId) -> Result<u64, StoreError> {
-        let now = now_ms();
+    pub async fn cancel_enrollments(&self, user: UserId, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE enrollments SET cancelled_at = $1 WHERE user_id = $2 AND used_at IS NULL AND cancelled_at IS NULL \
              AND expires_at > $3",
@@ -154,19 +164,5 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    /// Moves an enrollment link's expiry (tests and operators).
-    pub async fn set_enrollment_expiry(
-        &self,
-        token_hash: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE enrollments SET expires_at = $1 WHERE token_hash = $2")
-            .bind(expires_at)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }

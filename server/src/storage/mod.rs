@@ -37,7 +37,7 @@ pub use documents::{
 pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
-pub use sessions::SessionRow;
+pub use sessions::{NewSession, SessionRow};
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
 /// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket
@@ -203,10 +203,6 @@ fn with_server_keepalive(options: &mut AnyConnectOptions) -> std::sync::Arc<Data
     let mut listen = options.database_url.clone();
     listen.query_pairs_mut().append_pair("application_name", LISTENER_APPLICATION_NAME);
     std::sync::Arc::new(DatabaseUrl::from(listen.as_str()))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Most rows one statement writes or names: batches are split into parts

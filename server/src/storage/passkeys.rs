@@ -7,7 +7,7 @@ use shared::UserId;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError, ids, now_ms, parse_id};
+use super::{Store, StoreError, ids, parse_id};
 
 /// A passkey as its owner sees it (no key material).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +51,12 @@ impl Store {
         name: &str,
         passkey: &str,
         added_with: Option<Uuid>,
+        now: i64,
     ) -> Result<Uuid, StoreError> {
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
-        insert_passkey(&mut tx, id, user, credential_id, name, passkey, added_with).await?;
+        let new = NewPasskey { id, user, credential_id, name, passkey, added_with };
+        insert_passkey(&mut tx, &new, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -136,11 +138,16 @@ impl Store {
 
     /// Records a sign-in with a passkey, storing its new counter and backup
     /// state when they changed.
-    pub async fn passkey_used(&self, id: Uuid, updated: Option<&str>) -> Result<(), StoreError> {
+    pub async fn passkey_used(
+        &self,
+        id: Uuid,
+        updated: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
         match updated {
             Some(passkey) => {
                 sqlx::query("UPDATE passkeys SET last_used_at = $1, passkey = $2 WHERE id = $3")
-                    .bind(now_ms())
+                    .bind(now)
                     .bind(passkey)
                     .bind(id.to_string())
                     .execute(&self.pool)
@@ -148,7 +155,7 @@ impl Store {
             }
             None => {
                 sqlx::query("UPDATE passkeys SET last_used_at = $1 WHERE id = $2")
-                    .bind(now_ms())
+                    .bind(now)
                     .bind(id.to_string())
                     .execute(&self.pool)
                     .await?
@@ -181,6 +188,7 @@ impl Store {
         &self,
         user: UserId,
         id: Uuid,
+        now: i64,
     ) -> Result<PasskeyRevocation, StoreError> {
         let mut tx = self.pool.begin().await?;
         let active: Vec<String> =
@@ -197,7 +205,6 @@ impl Store {
         if active.len() == 1 {
             return Ok(PasskeyRevocation::LastOne);
         }
-        let now = now_ms();
         // The count is re-checked in the UPDATE so two concurrent revocations
         // cannot remove the last two passkeys at once.
         let done = sqlx::query(
@@ -225,26 +232,32 @@ impl Store {
     }
 }
 
+/// A passkey to store.
+pub(super) struct NewPasskey<'a> {
+    pub id: Uuid,
+    pub user: UserId,
+    pub credential_id: &'a str,
+    pub name: &'a str,
+    pub passkey: &'a str,
+    pub added_with: Option<Uuid>,
+}
+
 pub(super) async fn insert_passkey(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: Uuid,
-    user: UserId,
-    credential_id: &str,
-    name: &str,
-    passkey: &str,
-    added_with: Option<Uuid>,
+    new: &NewPasskey<'_>,
+    now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO passkeys (id, user_id, credential_id, name, passkey, created_at, last_used_at, revoked_at, added_with) \
          VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
     )
-    .bind(id.to_string())
-    .bind(user.to_string())
-    .bind(credential_id)
-    .bind(name)
-    .bind(passkey)
-    .bind(now_ms())
-    .bind(added_with.map(|p| p.to_string()))
+    .bind(new.id.to_string())
+    .bind(new.user.to_string())
+    .bind(new.credential_id)
+    .bind(new.name)
+    .bind(new.passkey)
+    .bind(now)
+    .bind(new.added_with.map(|p| p.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())

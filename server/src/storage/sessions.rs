@@ -8,7 +8,7 @@ use shared::UserId;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, ids, now_ms, parse_id};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, ids, parse_id};
 
 /// A live session.
 #[derive(Clone, Debug)]
@@ -23,19 +23,27 @@ pub struct SessionRow {
     pub verified_at: i64,
 }
 
+/// A session to start.
+#[derive(Clone, Copy, Debug)]
+pub struct NewSession<'a> {
+    /// The session's public id.
+    pub id: &'a str,
+    /// The SHA-256 of its cookie.
+    pub token_hash: &'a str,
+    pub user: UserId,
+    /// Its Automerge actor id (bound to the user already).
+    pub actor_id: &'a str,
+    /// Its absolute expiry (ms).
+    pub expires_at: i64,
+    /// The passkey it is signed in with (None: operator tools).
+    pub passkey: Option<Uuid>,
+}
+
 impl Store {
-    /// Starts a session signed in with `passkey` (which also counts as a
-    /// fresh use of a passkey for `verified_at`).
-    pub async fn create_session(
-        &self,
-        id: &str,
-        token_hash: &str,
-        user: UserId,
-        actor_id: &str,
-        expires_at: i64,
-        passkey: Option<Uuid>,
-    ) -> Result<(), StoreError> {
-        let now = now_ms();
+    /// Starts a session at `now`, signed in with its passkey (which also
+    /// counts as a fresh use of a passkey for `verified_at`).
+    pub async fn create_session(&self, new: &NewSession<'_>, now: i64) -> Result<(), StoreError> {
+        let NewSession { id, token_hash, user, actor_id, expires_at, passkey } = *new;
         sqlx::query(
             "INSERT INTO sessions (id, token_hash, user_id, actor_id, created_at, last_seen_at, expires_at, revoked_at, \
              passkey_id, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)",
@@ -54,14 +62,15 @@ impl Store {
         Ok(())
     }
 
-    /// The live session with this cookie hash: not revoked, not past its
-    /// absolute expiry, seen within `idle_ms`, of an active user.
+    /// The session with this cookie hash if it is live at `now`: not
+    /// revoked, not past its absolute expiry, seen within `idle_ms`, of an
+    /// active user.
     pub async fn session_by_token(
         &self,
         token_hash: &str,
         idle_ms: i64,
+        now: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
-        let now = now_ms();
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.actor_id, s.last_seen_at, s.passkey_id, s.verified_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -88,8 +97,8 @@ impl Store {
 
     /// Whether the session with this id is live (the rules of
     /// `session_by_token`); one primary-key lookup.
-    pub async fn session_live(&self, id: &str, idle_ms: i64) -> Result<bool, StoreError> {
-        Ok(!self.live_sessions(&[id.to_owned()], idle_ms).await?.is_empty())
+    pub async fn session_live(&self, id: &str, idle_ms: i64, now: i64) -> Result<bool, StoreError> {
+        Ok(!self.live_sessions(&[id.to_owned()], idle_ms, now).await?.is_empty())
     }
 
     /// Which of these sessions are live (the rules of `session_by_token`),
@@ -98,8 +107,8 @@ impl Store {
         &self,
         ids: &[String],
         idle_ms: i64,
+        now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let now = now_ms();
         let mut live = Vec::new();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
@@ -118,8 +127,12 @@ impl Store {
 
     /// Records activity on these sessions (their sync sockets sent frames);
     /// like requests, at most one write per session per `touch_ms`.
-    pub async fn touch_sessions(&self, ids: &[String], touch_ms: i64) -> Result<(), StoreError> {
-        let now = now_ms();
+    pub async fn touch_sessions(
+        &self,
+        ids: &[String],
+        touch_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let list = (3..3 + part.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let sql = format!(
@@ -134,48 +147,29 @@ impl Store {
         Ok(())
     }
 
-    pub async fn touch_session(&self, id: &str) -> Result<(), StoreError> {
+    /// Records a request on the session at `now`.
+    pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
-            .bind(now_ms())
+            .bind(now)
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Records that the session's holder just used one of their passkeys.
-    pub async fn mark_verified(&self, id: &str) -> Result<(), StoreError> {
+    /// Records that the session's holder used one of their passkeys at `now`.
+    pub async fn mark_verified(&self, id: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2")
-            .bind(now_ms())
+            .bind(now)
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Moves a session's last activity (tests of idle expiry).
-    pub async fn set_session_last_seen(&self, id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Moves a session's last passkey use (tests of re-authentication).
-    pub async fn set_session_verified(&self, id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET verified_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn revoke_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(now)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -183,22 +177,25 @@ impl Store {
     }
 
     /// Ends every session of a user ("sign out everywhere"); returns their ids.
-    pub async fn revoke_user_sessions(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+    pub async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
         Ok(ids(
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id")
-                .bind(now_ms())
+                .bind(now)
                 .bind(user.to_string())
                 .fetch_all(&self.pool)
                 .await?,
         ))
     }
 
-    /// Deletes what can never be used again: sessions revoked, past their
-    /// absolute expiry or idle for longer than `idle_ms`, and enrollment
-    /// links past their expiry (used or not). The audit trail keeps the
-    /// sign-ins and enrollments themselves. Returns the rows deleted.
-    pub async fn purge_ended(&self, idle_ms: i64) -> Result<u64, StoreError> {
-        let now = now_ms();
+    /// Deletes what can never be used again at `now`: sessions revoked,
+    /// past their absolute expiry or idle for longer than `idle_ms`, and
+    /// enrollment links past their expiry (used or not). The audit trail
+    /// keeps the sign-ins and enrollments themselves. Returns the rows deleted.
+    pub async fn purge_ended(&self, idle_ms: i64, now: i64) -> Result<u64, StoreError> {
         let sessions = sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= $1 OR last_seen_at <= $2")
             .bind(now)
             .bind(now - idle_ms)

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use super::cluster::{Cluster, ClusterStatus};
 use super::ended::{EndReason, Ended, OpenSessions};
+use crate::Clock;
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
@@ -125,6 +126,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
 
 pub struct Hub {
     store: Store,
+    /// The time commits are stored and audited at (the server's clock).
+    clock: Clock,
     peer_id: String,
     docs: Mutex<HashMap<DocId, Slot>>,
     changes: broadcast::Sender<DocId>,
@@ -147,27 +150,28 @@ pub const MAX_OPS_IN_FLIGHT: u32 = 400_000;
 
 impl Hub {
     /// A hub for one process alone (SQLite, or tests that want no peers).
-    pub fn new(store: Store) -> Self {
-        Self::build(store, new_peer_id(), None)
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self::build(store, clock, new_peer_id(), None)
     }
 
     /// The hub a server runs with: on PostgreSQL it also publishes what it
     /// commits and listens for what other instances commit. Call from
     /// within a Tokio runtime.
-    pub fn start(store: Store) -> Arc<Self> {
+    pub fn start(store: Store, clock: Clock) -> Arc<Self> {
         if store.backend() != Backend::Postgres {
-            return Arc::new(Self::new(store));
+            return Arc::new(Self::new(store, clock));
         }
         Arc::new_cyclic(|hub| {
             let peer_id = new_peer_id();
             let cluster = Cluster::start(store.clone(), hub.clone(), peer_id.clone());
-            Self::build(store, peer_id, Some(cluster))
+            Self::build(store, clock, peer_id, Some(cluster))
         })
     }
 
-    fn build(store: Store, peer_id: String, cluster: Option<Cluster>) -> Self {
+    fn build(store: Store, clock: Clock, peer_id: String, cluster: Option<Cluster>) -> Self {
         Self {
             store,
+            clock,
             peer_id,
             docs: Mutex::default(),
             changes: broadcast::channel(16 * 1024).0,
@@ -258,7 +262,10 @@ impl Hub {
                 expected_seq: held(&a.id),
             })
             .collect();
-        let stored = self.store.store_writes(&Writes { chunks: &chunks, events, author }).await;
+        let stored = self
+            .store
+            .store_writes(&Writes { chunks: &chunks, events, author, now: self.clock.now_ms() })
+            .await;
         let seqs = match stored {
             Ok(seqs) => seqs,
             Err(StoreError::Stale(stale)) => {
@@ -317,7 +324,7 @@ impl Hub {
             .collect();
         let batch: Vec<(DocId, &[u8], i64)> =
             snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();
-        let snapshot_seqs = self.store.compact_documents(&batch).await?;
+        let snapshot_seqs = self.store.compact_documents(&batch, self.clock.now_ms()).await?;
         for ((id, snapshot, _), snapshot_seq) in snapshots.iter().zip(snapshot_seqs) {
             let Some(canonical) = locked.get_mut(id).and_then(|g| g.as_mut()) else { continue };
             if snapshot_seq == canonical.seq + 1 {
@@ -456,6 +463,11 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The clock commits are stored by (the server's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 }
 

@@ -211,7 +211,7 @@ const ACCESS_BOUND: Duration = Duration::from_secs(10);
 /// Maria takes `clinic`'s access away through `app`, as the consent
 /// handler does: the row, then the announcement.
 async fn revoke(app: &TestServer, maria: &DemoUser, clinic: shared::ClinicId) {
-    app.store.revoke_consent(maria.patient.unwrap(), clinic).await.unwrap();
+    app.store.revoke_consent(maria.patient.unwrap(), clinic, app.clock.now_ms()).await.unwrap();
     app.hub.access_changed();
 }
 
@@ -423,7 +423,7 @@ async fn consent_revoked_on_one_instance_stops_pushes_on_another() {
     assert!(received_change(&mut maria_on_b, northgate_record, TIMEOUT).await);
 
     // Maria withdraws Riverside's access through instance A.
-    c.a.store.revoke_consent(maria.patient.unwrap(), riverside).await.unwrap();
+    c.a.store.revoke_consent(maria.patient.unwrap(), riverside, c.a.clock.now_ms()).await.unwrap();
     c.a.hub.access_changed();
     write_result(&mut brandt_on_a, northgate_record, &brandt, 6.0).await;
     // B has heard of the change (Maria's replica on B receives it) ...
@@ -755,7 +755,10 @@ async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
     okafor_on_a.sync_all(TIMEOUT).await.unwrap();
 
     // The row only: no `Hub::access_changed`, so no notification.
-    c.a.store.revoke_consent(maria.patient.unwrap(), okafor.clinics[0]).await.unwrap();
+    c.a.store
+        .revoke_consent(maria.patient.unwrap(), okafor.clinics[0], c.a.clock.now_ms())
+        .await
+        .unwrap();
     let revoked_at = Instant::now();
     for (app, replica) in [("B", &mut okafor_on_b), ("A", &mut okafor_on_a)] {
         let took = assert_writes_refused(&c.a, replica, thread, &okafor, revoked_at).await;

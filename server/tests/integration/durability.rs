@@ -60,9 +60,10 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
     for backend in BACKENDS {
         let db = TestDatabase::new(backend).await;
         let store = db.store().await;
+        let now = server::Clock::default().now_ms();
         let clinic = ClinicId::mint();
         let provider = UserId::mint();
-        store.create_clinic(clinic, "Clinic").await.unwrap();
+        store.create_clinic(clinic, "Clinic", now).await.unwrap();
         let new = NewUser {
             id: provider,
             display_name: "Dr. P".into(),
@@ -71,14 +72,14 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             may_message: false,
             clinics: vec![clinic],
         };
-        store.create_user(&new).await.unwrap();
+        store.create_user(&new, now).await.unwrap();
         let mut kinds = Vec::new();
         for _ in 0..DOCS {
             let patient = PatientId::mint();
-            store.create_patient(patient).await.unwrap();
-            store.grant_consent(patient, clinic).await.unwrap();
+            store.create_patient(patient, now).await.unwrap();
+            store.grant_consent(patient, clinic, now).await.unwrap();
             let kind = DocKind::ClinicalRecord { patient, clinic };
-            store.create_document(&kind).await.unwrap();
+            store.create_document(&kind, now).await.unwrap();
             kinds.push(kind);
         }
         let port = free_port();

@@ -66,7 +66,7 @@ impl Fixture {
             may_message: false,
             clinics,
         };
-        self.app.store.create_user(&new).await.unwrap();
+        self.app.store.create_user(&new, self.app.clock.now_ms()).await.unwrap();
         id
     }
 
@@ -410,12 +410,15 @@ async fn one_new_device_writing_many_documents_at_once_is_accepted() {
     let mut ids = Vec::new();
     for _ in 0..40 {
         let patient = PatientId::mint();
-        f.app.store.create_patient(patient).await.unwrap();
-        f.app.store.grant_consent(patient, f.riverside).await.unwrap();
+        f.app.store.create_patient(patient, f.app.clock.now_ms()).await.unwrap();
+        f.app.store.grant_consent(patient, f.riverside, f.app.clock.now_ms()).await.unwrap();
         ids.push(
             f.app
                 .store
-                .create_document(&DocKind::ClinicalRecord { patient, clinic: f.riverside })
+                .create_document(
+                    &DocKind::ClinicalRecord { patient, clinic: f.riverside },
+                    f.app.clock.now_ms(),
+                )
                 .await
                 .unwrap(),
         );

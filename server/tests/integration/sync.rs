@@ -408,12 +408,15 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
         let mut ids = Vec::new();
         for _ in 0..100 {
             let patient = PatientId::mint();
-            f.app.store.create_patient(patient).await.unwrap();
-            f.app.store.grant_consent(patient, clinic).await.unwrap();
+            f.app.store.create_patient(patient, f.app.clock.now_ms()).await.unwrap();
+            f.app.store.grant_consent(patient, clinic, f.app.clock.now_ms()).await.unwrap();
             ids.push(
                 f.app
                     .store
-                    .create_document(&DocKind::ClinicalRecord { patient, clinic })
+                    .create_document(
+                        &DocKind::ClinicalRecord { patient, clinic },
+                        f.app.clock.now_ms(),
+                    )
                     .await
                     .unwrap(),
             );
@@ -496,7 +499,7 @@ async fn revoking_consent_stops_a_clinics_sync_at_once() {
         "Riverside reads Northgate's record while Maria consents"
     );
 
-    f.app.store.revoke_consent(maria, riverside).await.unwrap();
+    f.app.store.revoke_consent(maria, riverside, f.app.clock.now_ms()).await.unwrap();
     f.app.hub.access_changed();
     // A change by the other clinic is not pushed to Riverside any more, and
     // asking for the record now answers like a missing document.
