@@ -13,6 +13,11 @@
 //! changes; timed from the writer's commit to arrival at every subscriber.
 //! The server runs as a child process (`portal-bench serve`, the same code
 //! as `portal serve`) so that its peak memory is its own.
+//!
+//! `portal-bench soak [--quick] [--patients 100000] [--doc-cache-mb 64]`:
+//! far more documents than the server's document cache holds, touched at
+//! random by provider connections; memory, latency and the access check
+//! (see `portal-bench/soak.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +36,7 @@ use testkit::{Replica, TestDatabase};
 use tokio::net::TcpListener;
 
 mod peer;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "portal-bench")]
@@ -86,6 +92,35 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// Server memory and latency with many more documents than its cache
+    /// holds: documents touched at random by provider connections.
+    Soak {
+        /// Patients, three documents each (default 100,000; 2,000 with --quick).
+        #[arg(long)]
+        patients: Option<usize>,
+        /// Clinics; each patient consents to one, each has one provider.
+        #[arg(long, default_value_t = 10)]
+        clinics: usize,
+        /// Results in each clinical record.
+        #[arg(long, default_value_t = 8)]
+        results: usize,
+        /// Provider connections touching documents at once.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// How long they touch documents (default 120; 10 with --quick).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// The server's document cache (`portal serve --doc-cache-mb`).
+        #[arg(long, default_value_t = 64)]
+        doc_cache_mb: usize,
+        /// A PostgreSQL server URL (a fresh database is created on it and
+        /// dropped afterwards); embedded SQLite by default.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// A small run for CI.
+        #[arg(long)]
+        quick: bool,
+    },
     /// A server for `fan-out`, run as a child process.
     #[command(hide = true)]
     Serve(Config),
@@ -116,6 +151,26 @@ async fn main() {
                 instances,
             };
             fan_out(plan, database_url).await
+        }
+        Scenario::Soak {
+            patients,
+            clinics,
+            results,
+            clients,
+            seconds,
+            doc_cache_mb,
+            database_url,
+            quick,
+        } => {
+            let plan = soak::SoakPlan {
+                patients: patients.unwrap_or(if quick { 2_000 } else { 100_000 }),
+                clinics,
+                results_per_record: results,
+                clients,
+                seconds: seconds.unwrap_or(if quick { 10 } else { 120 }),
+                doc_cache_mb,
+            };
+            soak::soak(plan, database_url).await
         }
         Scenario::Serve(config) => {
             let store = Store::connect(config.database_url.expose()).await.expect("open database");
@@ -182,6 +237,7 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         public_url: None,
         static_dir: "app/dist".into(),
         trust_forwarded_for: false,
+        doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
     };
     let state = server::state(&config, store.clone(), port).expect("state");
     let user = store.user(provider).await.expect("user").expect("provider exists");
@@ -344,6 +400,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
             public_url: Some(public_url.clone()),
             static_dir: "/nonexistent".into(),
             trust_forwarded_for: false,
+            doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
         };
         let state = server::state(&config, store.clone(), ports[0]).expect("state");
         let user = store.user(provider).await.expect("user").expect("provider exists");
@@ -645,5 +702,5 @@ fn raise_fd_limit() -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }

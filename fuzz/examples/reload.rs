@@ -45,11 +45,11 @@ fn main() {
             if let Some(m) = replica.generate_sync_message(&mut state) {
                 server.receive_sync_message(&mut server_state, m).unwrap();
             }
-            if let Some(m) = server.generate_sync_message(&mut server_state) {
-                if let Err(e) = replica.receive_sync_message(&mut state, m) {
-                    println!("a fresh replica fails to sync: {e}");
-                    break;
-                }
+            if let Some(m) = server.generate_sync_message(&mut server_state)
+                && let Err(e) = replica.receive_sync_message(&mut state, m)
+            {
+                println!("a fresh replica fails to sync: {e}");
+                break;
             }
         }
         println!("fresh replica heads {}", replica.get_heads().len());

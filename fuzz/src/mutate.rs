@@ -20,7 +20,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -28,7 +28,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
     }
 
     /// True `n` times in 100.
@@ -41,7 +41,7 @@ impl Rng {
     }
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 
     /// Up to `max - 1` random bytes.
@@ -88,7 +88,7 @@ impl Rng {
             1 << 40,
             u64::MAX,
         ];
-        if self.percent(70) { *self.pick(&VALUES) } else { self.next() >> self.below(64) }
+        if self.percent(70) { *self.pick(&VALUES) } else { self.next_u64() >> self.below(64) }
     }
 }
 
@@ -440,9 +440,9 @@ pub fn bytes(rng: &mut Rng, data: &mut Vec<u8>) {
             6 if len > 0 => data.truncate(rng.below(len)),
             _ if len > 0 => {
                 let at = rng.below(len);
-                data[at] = rng.next() as u8;
+                data[at] = rng.next_u64() as u8;
             }
-            _ => data.push(rng.next() as u8),
+            _ => data.push(rng.next_u64() as u8),
         }
     }
 }
@@ -566,10 +566,10 @@ fn structure(rng: &mut Rng, world: &World, data: &[u8], other: &[u8]) -> Vec<u8>
             5 => msg.version = *rng.pick(&[0x42, 0x43, 0x44, 0x00]),
             6 => {
                 // A change from another input.
-                if let Some(theirs) = envelope(other).and_then(|(_, _, _, d)| Msg::parse(&d)) {
-                    if let Some(change) = theirs.changes.get(rng.below(theirs.changes.len())) {
-                        msg.changes.push(change.clone());
-                    }
+                if let Some(theirs) = envelope(other).and_then(|(_, _, _, d)| Msg::parse(&d))
+                    && let Some(change) = theirs.changes.get(rng.below(theirs.changes.len()))
+                {
+                    msg.changes.push(change.clone());
                 }
             }
             7 if !msg.changes.is_empty() => {
@@ -755,7 +755,7 @@ fn scalar(rng: &mut Rng) -> ScalarValue {
         9 => ScalarValue::Null,
         10 => ScalarValue::Boolean(rng.percent(50)),
         11 => ScalarValue::counter(rng.below(10) as i64),
-        12 => ScalarValue::Timestamp(rng.next() as i64),
+        12 => ScalarValue::Timestamp(rng.next_u64() as i64),
         _ => ScalarValue::Str(crate::world::CLINIC.to_string().into()),
     }
 }

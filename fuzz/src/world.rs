@@ -207,7 +207,8 @@ impl World {
         let push = |seeds: &mut Vec<(String, Vec<u8>)>, name: &str, message: &WireMessage| {
             seeds.push((name.to_owned(), message.encode()))
         };
-        let edits: Vec<(&str, usize, Box<dyn Fn(&mut Automerge)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Automerge)>;
+        let edits: Vec<(&str, usize, Edit)> = vec![
             (
                 "provider-adds-result",
                 0,

@@ -65,9 +65,18 @@ pub struct Config {
     /// clients could pick their own address.
     #[arg(long, env = "PORTAL_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Memory for canonical documents, in MiB (estimated): the least
+    /// recently used documents nobody is using are dropped beyond it and
+    /// loaded again from the database when next needed.
+    #[arg(long, env = "PORTAL_DOC_CACHE_MB", default_value_t = crate::sync::DEFAULT_DOC_CACHE_MB)]
+    pub doc_cache_mb: usize,
 }
 
 impl Config {
+    pub fn doc_cache_bytes(&self) -> usize {
+        self.doc_cache_mb.saturating_mul(1024 * 1024)
+    }
+
     /// The public URL, given the port actually bound.
     pub fn public_url(&self, port: u16) -> String {
         match &self.public_url {

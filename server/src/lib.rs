@@ -66,7 +66,7 @@ pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error
     let public_url = config.public_url(port);
     let clock = Clock::default();
     Ok(AppState {
-        hub: sync::Hub::start(store.clone(), clock.clone()),
+        hub: sync::Hub::start(store.clone(), clock.clone(), config.doc_cache_bytes()),
         store,
         #[cfg(feature = "testing")]
         test_identities: false,

@@ -40,10 +40,24 @@ pub enum RecordError {
     NoCollection(&'static str),
     #[error("entry not found")]
     NoEntry,
+    // Boxed: Automerge's errors are over 100 bytes, and every `Result`
+    // of a record write would carry that size on its happy path too.
     #[error(transparent)]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(Box<automerge::AutomergeError>),
     #[error(transparent)]
-    Reconcile(#[from] autosurgeon::ReconcileError),
+    Reconcile(Box<autosurgeon::ReconcileError>),
+}
+
+impl From<automerge::AutomergeError> for RecordError {
+    fn from(error: automerge::AutomergeError) -> Self {
+        Self::Automerge(Box::new(error))
+    }
+}
+
+impl From<autosurgeon::ReconcileError> for RecordError {
+    fn from(error: autosurgeon::ReconcileError) -> Self {
+        Self::Reconcile(Box::new(error))
+    }
 }
 
 fn collection<D: ReadDoc>(doc: &D, name: &'static str) -> Result<ObjId, RecordError> {

@@ -242,14 +242,14 @@ enum Edit {
     AddRootKey,
     AddAppointment,
     CancelAppointment,
-    EditDemographics,
+    ChangeDemographics,
     AddRefillRequest,
     ApproveRefill,
     CancelRefill,
     SendMessage,
     SendMessageAsColleague,
     MarkProviderMessageRead,
-    EditMessageBody,
+    ChangeMessageBody,
     DeleteMessage,
 }
 
@@ -257,13 +257,13 @@ impl Edit {
     fn kind(self, w: &World) -> DocKind {
         use Edit::*;
         match self {
-            EditDemographics | AddRefillRequest | ApproveRefill | CancelRefill => {
+            ChangeDemographics | AddRefillRequest | ApproveRefill | CancelRefill => {
                 w.patient_record()
             }
             SendMessage
             | SendMessageAsColleague
             | MarkProviderMessageRead
-            | EditMessageBody
+            | ChangeMessageBody
             | DeleteMessage => w.thread(),
             _ => w.clinical(),
         }
@@ -349,7 +349,7 @@ impl Edit {
                 now,
             )
             .unwrap(),
-            EditDemographics => {
+            ChangeDemographics => {
                 let demographics = shared::schema::Demographics {
                     phone: Some("+1 555 0100".into()),
                     ..Default::default()
@@ -388,7 +388,7 @@ impl Edit {
                 record::add(doc, EntryId::mint(), &w.message(w.colleague, who.side())).unwrap()
             }
             MarkProviderMessageRead => record::mark_read(doc, w.provider_message, me, now).unwrap(),
-            EditMessageBody => {
+            ChangeMessageBody => {
                 let message = entry(doc, w.patient_message);
                 doc.put(message, "body", "I never said that").unwrap();
             }
@@ -403,7 +403,7 @@ impl Edit {
         use Edit::*;
         match self {
             ApproveRefill | CancelRefill => "refill_requests",
-            MarkProviderMessageRead | EditMessageBody => "messages",
+            MarkProviderMessageRead | ChangeMessageBody => "messages",
             _ => "observations",
         }
     }
@@ -436,14 +436,14 @@ const TABLE: &[(Edit, [Option<Rule>; 7])] = &[
     (Edit::AddRootKey,                [NP,     NP,          NP,          SC,        FC,        SC,     NP]),
     (Edit::AddAppointment,            [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
     (Edit::CancelAppointment,         [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
-    (Edit::EditDemographics,          [OK,     NP,          NP,          NP,        NP,        NP,     NP]),
+    (Edit::ChangeDemographics,          [OK,     NP,          NP,          NP,        NP,        NP,     NP]),
     (Edit::AddRefillRequest,          [OK,     OK,          NP,          NP,        NP,        NP,     NP]),
     (Edit::ApproveRefill,             [ST,     ST,          NP,          OK,        FC,        NP,     NP]),
     (Edit::CancelRefill,              [OK,     OK,          NP,          ST,        FC,        NP,     NP]),
     (Edit::SendMessage,               [OK,     OK,          NP,          OK,        FC,        NP,     NP]),
     (Edit::SendMessageAsColleague,    [IA,     IA,          NP,          IA,        FC,        NP,     NP]),
     (Edit::MarkProviderMessageRead,   [OK,     OK,          NP,          NP,        FC,        NP,     NP]),
-    (Edit::EditMessageBody,           [IF,     IF,          NP,          IF,        FC,        NP,     NP]),
+    (Edit::ChangeMessageBody,           [IF,     IF,          NP,          IF,        FC,        NP,     NP]),
     (Edit::DeleteMessage,             [AO,     AO,          NP,          AO,        FC,        NP,     NP]),
 ];
 
@@ -570,7 +570,8 @@ fn a_name_that_is_not_the_directorys_is_refused() {
     let world = World::new();
     let provider_a = world.who("provider_a");
     let patient = world.who("patient");
-    let cases: [(DocKind, &Principal, Box<dyn Fn(&mut AutoCommit)>); 3] = [
+    type Edit<'a> = Box<dyn Fn(&mut AutoCommit) + 'a>;
+    let cases: [(DocKind, &Principal, Edit<'_>); 3] = [
         (
             world.clinical(),
             provider_a,

@@ -88,16 +88,16 @@ impl Hub {
         let mut out = Vec::new();
         // Reply to the sender, and offer the change to everyone else.
         for ((peer, doc), state) in self.states.iter_mut() {
-            if *doc == id {
-                if let Some(message) = canonical.generate_sync_message(state) {
-                    let target_id = format!("replica-{peer}");
-                    out.push(WireMessage::Sync {
-                        sender_id: "hub".into(),
-                        target_id,
-                        document_id: encode_doc_id(id),
-                        data: message.encode().into(),
-                    });
-                }
+            if *doc == id
+                && let Some(message) = canonical.generate_sync_message(state)
+            {
+                let target_id = format!("replica-{peer}");
+                out.push(WireMessage::Sync {
+                    sender_id: "hub".into(),
+                    target_id,
+                    document_id: encode_doc_id(id),
+                    data: message.encode().into(),
+                });
             }
         }
         out
@@ -138,43 +138,43 @@ fn provenance(clinic: ClinicId, who: &Principal) -> Provenance {
 fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<(DocId, EntryId)> {
     let who = &world.people[person];
     let id = EntryId::mint();
-    let (doc, write): (DocId, Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>)>) =
-        match person {
-            // The patient writes in the thread.
-            0 => (
-                world.docs[2].doc_id(),
-                Box::new(move |tx| record::add(tx, id, &message(who, Side::Patient, n)).unwrap()),
-            ),
-            // Provider A writes results, or replies in the thread.
-            1 if n % 2 == 0 => (
-                world.docs[2].doc_id(),
-                Box::new(move |tx| record::add(tx, id, &message(who, Side::Clinic, n)).unwrap()),
-            ),
-            _ => {
-                let clinic = world.clinics[person - 1];
-                let observation = Observation {
-                    report: None,
-                    loinc: "4548-4".into(),
-                    display: "HbA1c".into(),
-                    value_quantity: Some(f64::from(n)),
-                    value_string: None,
-                    unit: Some("%".into()),
-                    reference_low: None,
-                    reference_high: None,
-                    effective: "2026-01-01T00:00:00Z".into(),
-                    status: ResultStatus::Final,
-                    replaces: None,
-                    provenance: provenance(clinic, who),
-                    status_reason: None,
-                    status_by: None,
-                    status_at: None,
-                };
-                (
-                    world.docs[person - 1].doc_id(),
-                    Box::new(move |tx| record::add(tx, id, &observation).unwrap()),
-                )
-            }
-        };
+    type Write<'a> = Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>) + 'a>;
+    let (doc, write): (DocId, Write<'_>) = match person {
+        // The patient writes in the thread.
+        0 => (
+            world.docs[2].doc_id(),
+            Box::new(move |tx| record::add(tx, id, &message(who, Side::Patient, n)).unwrap()),
+        ),
+        // Provider A writes results, or replies in the thread.
+        1 if n.is_multiple_of(2) => (
+            world.docs[2].doc_id(),
+            Box::new(move |tx| record::add(tx, id, &message(who, Side::Clinic, n)).unwrap()),
+        ),
+        _ => {
+            let clinic = world.clinics[person - 1];
+            let observation = Observation {
+                report: None,
+                loinc: "4548-4".into(),
+                display: "HbA1c".into(),
+                value_quantity: Some(f64::from(n)),
+                value_string: None,
+                unit: Some("%".into()),
+                reference_low: None,
+                reference_high: None,
+                effective: "2026-01-01T00:00:00Z".into(),
+                status: ResultStatus::Final,
+                replaces: None,
+                provenance: provenance(clinic, who),
+                status_reason: None,
+                status_by: None,
+                status_at: None,
+            };
+            (
+                world.docs[person - 1].doc_id(),
+                Box::new(move |tx| record::add(tx, id, &observation).unwrap()),
+            )
+        }
+    };
     let automerge = client.doc_mut(doc)?;
     let mut tx = automerge.transaction();
     write(&mut tx);

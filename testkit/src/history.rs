@@ -1,24 +1,19 @@
 //! A long history for Maria Santos's record on a running server, for
 //! benchmarks (thousands of results, prescriptions and messages).
 
-// `shared::record::RecordError` holds Automerge's error inline (128 bytes);
-// the edits below only pass it on. Boxing it is for `shared` to do.
-#![expect(clippy::result_large_err, reason = "RecordError is shared's")]
-
-use automerge::{ActorId, AutoCommit};
 use chrono::{Duration, Utc};
+use shared::EntryId;
 use shared::catalog::PANELS;
 use shared::record::{self, Entry};
 use shared::schema::{DocKind, Prescription};
 use shared::status::{PrescriptionStatus, Side};
-use shared::{EntryId, check_change};
 
 use server::Error;
 use server::demo::fixtures::{
-    Author, Rng, add_panel, message, prescription, round0, round1, round2, stamp,
+    Rng, add_panel, message, prescription, round0, round1, round2, stamp,
 };
-use server::demo::{DemoUser, users};
-use server::sync::{Accepted, Hub};
+use server::demo::{users, write_live};
+use server::sync::Hub;
 
 /// How much history [`add_history`] writes into Maria Santos's record.
 #[derive(Clone, Copy, Debug)]
@@ -153,36 +148,4 @@ pub async fn add_history(hub: &Hub, history: History) -> Result<(), Error> {
         Ok(())
     })
     .await
-}
-
-/// Writes one change to a document on a running server as a demo user, as a
-/// sync connection would: checked by the write policy, stored as one chunk,
-/// installed as the canonical copy and announced to connected replicas.
-async fn write_live(
-    hub: &Hub,
-    kind: DocKind,
-    user: &DemoUser,
-    edit: impl FnOnce(&mut AutoCommit, &Author) -> Result<(), record::RecordError>,
-) -> Result<(), Error> {
-    let id = kind.doc_id();
-    let store = hub.store();
-    let mut locked: std::collections::BTreeMap<_, _> =
-        hub.lock_all([id]).await?.into_iter().collect();
-    let canonical = locked.get(&id).and_then(|guard| guard.as_ref()).ok_or(Error::NotFound)?;
-    let mut doc = AutoCommit::load(&canonical.doc().save())
-        .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
-    let before = doc.get_heads();
-    let actor = ActorId::random();
-    store.bind_actor(&actor.to_hex_string(), user.id, hub.clock().now_ms()).await?;
-    doc.set_actor(actor);
-    edit(&mut doc, &user.author()).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
-    let principal =
-        store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
-    check_change(doc.document(), &before, &kind, &principal).map_err(|denial| {
-        Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
-    })?;
-    let data = doc.save_after(&before);
-    let accepted = Accepted { id, doc: doc.document().clone(), data, snapshot: false };
-    hub.commit(&mut locked, vec![accepted], &[], None).await?;
-    Ok(())
 }

@@ -3,10 +3,6 @@
 //! make seeding idempotent; a fixed random seed gives every demo the same
 //! values.
 
-// `shared::record::RecordError` holds Automerge's error inline (128 bytes);
-// the edits below only pass it on. Boxing it is for `shared` to do.
-#![expect(clippy::result_large_err, reason = "RecordError is shared's")]
-
 pub mod fixtures;
 mod james;
 mod maria;
@@ -146,4 +142,37 @@ pub fn clinic_name(clinic: ClinicId) -> &'static str {
     } else {
         "Northgate Diabetes & Endocrine Clinic"
     }
+}
+
+/// Writes one change to a document on a running server as a demo user, as a
+/// sync connection would (tools that add to a running demo, such as the
+/// benchmarks' long history, use it): checked by the write policy, stored as one chunk,
+/// installed as the canonical copy and announced to connected replicas.
+pub async fn write_live(
+    hub: &crate::sync::Hub,
+    kind: DocKind,
+    user: &DemoUser,
+    edit: impl FnOnce(&mut AutoCommit, &Author) -> Result<(), record::RecordError>,
+) -> Result<(), Error> {
+    let id = kind.doc_id();
+    let store = hub.store();
+    let mut locked: std::collections::BTreeMap<_, _> =
+        hub.lock_all([id]).await?.into_iter().collect();
+    let canonical = locked.get(&id).and_then(|guard| guard.as_ref()).ok_or(Error::NotFound)?;
+    let mut doc = AutoCommit::load(&canonical.doc().save())
+        .map_err(|e| Error::BadRequest(format!("stored document is corrupt: {e}")))?;
+    let before = doc.get_heads();
+    let actor = ActorId::random();
+    store.bind_actor(&actor.to_hex_string(), user.id, hub.clock().now_ms()).await?;
+    doc.set_actor(actor);
+    edit(&mut doc, &user.author()).map_err(|e| Error::BadRequest(format!("demo data: {e}")))?;
+    let principal =
+        store.user(user.id).await?.and_then(|u| u.principal()).ok_or(Error::NotFound)?;
+    check_change(doc.document(), &before, &kind, &principal).map_err(|denial| {
+        Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
+    })?;
+    let data = doc.save_after(&before);
+    let accepted = crate::sync::Accepted { id, doc: doc.document().clone(), data, snapshot: false };
+    hub.commit(&mut locked, vec![accepted], &[], None).await?;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::AppState;
-use crate::sync::{ClusterStatus, HEARTBEAT_TIMEOUT};
+use crate::sync::{CacheStats, ClusterStatus, HEARTBEAT_TIMEOUT};
 
 #[derive(Serialize)]
 pub struct Health {
@@ -25,6 +25,9 @@ pub struct Health {
     /// The connection that hears other instances (PostgreSQL only).
     #[serde(skip_serializing_if = "Option::is_none")]
     listener: Option<ListenerHealth>,
+    /// Canonical documents in memory: how many, their estimated bytes, the
+    /// budget (`--doc-cache-mb`) and how many were dropped to stay in it.
+    documents: CacheStats,
 }
 
 #[derive(Serialize)]
@@ -64,6 +67,7 @@ pub async fn get(State(state): State<AppState>) -> Response {
             }),
             reconnects: c.reconnects(),
         }),
+        documents: state.hub.cache_stats(),
     };
     let status = if problem.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(health)).into_response()

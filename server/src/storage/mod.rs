@@ -7,6 +7,7 @@
 
 mod actors;
 mod audit;
+mod bulk;
 mod ceremonies;
 mod consents;
 mod directory;
@@ -28,6 +29,7 @@ use crate::config::DatabaseUrl;
 use shared::DocId;
 
 pub use audit::{AuditEntry, AuditEvent};
+pub use bulk::NewRecord;
 pub use ceremonies::Ceremony;
 pub use directory::{CaregiverInfo, NewUser, UserRecord, UserRole};
 pub use documents::{

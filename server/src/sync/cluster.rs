@@ -3,14 +3,17 @@
 //! Each instance publishes, after commit, the ids of documents it changed
 //! (`NOTIFY portal_docs`) and that access changed (`NOTIFY portal_access`),
 //! and listens for the others'. Payloads carry the sender's instance id and
-//! document ids only, never content: a receiving instance reads the new
-//! chunks from storage (`Hub::refresh`) and announces them to its own
-//! connections through the local broadcast, exactly like its own commits.
+//! document ids only, never content. What the listener hears goes to the hub
+//! as a `Heard` event over a channel (this module knows nothing of the hub):
+//! the hub reads the new chunks from storage (`Hub::refresh`) and announces
+//! them to its own connections through the local broadcast, exactly like its
+//! own commits.
 //!
 //! Notifications sent while the listening connection is down are lost, so
-//! after every (re)connection the instance compares the stored sequence
-//! numbers of the documents it holds with its own and re-reads those that
-//! moved on (`Hub::resync`), and makes every connection recompute access.
+//! after every (re)connection the listener reports `Heard::Missed`: the hub
+//! compares the stored sequence numbers of the documents it holds with its
+//! own, re-reads those that moved on (`Hub::resync`), and makes every
+//! connection recompute access.
 //!
 //! A connection can also die silently (a firewall forgets an idle flow, a
 //! network partition): nothing fails, nothing arrives. So the listener
@@ -25,13 +28,11 @@
 //! On SQLite there is one process and none of this runs.
 
 use std::collections::BTreeSet;
-use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use shared::DocId;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::hub::Hub;
 use crate::storage::{Listener, MAX_PAYLOAD, Notification, Store};
 
 const DOCS: &str = "portal_docs";
@@ -92,6 +93,19 @@ enum Event {
     Access,
 }
 
+/// What the listener heard from other instances, for the hub to act on.
+#[derive(Debug)]
+pub enum Heard {
+    /// Another instance committed changes to these documents.
+    Documents(Vec<DocId>),
+    /// Another instance changed consent or membership.
+    Access,
+    /// Announcements may have been lost (the listener (re)connected, or is
+    /// not listening): re-read access and every held document. `done`, if
+    /// given, is answered when the re-read has finished.
+    Missed { done: Option<oneshot::Sender<()>> },
+}
+
 /// The publishing and listening tasks; they stop when this is dropped.
 pub struct Cluster {
     events: mpsc::UnboundedSender<Event>,
@@ -101,14 +115,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn start(store: Store, hub: Weak<Hub>, instance: String) -> Self {
+    /// Starts publishing and listening; what is heard arrives on the
+    /// returned receiver, which ends when this is dropped.
+    pub fn start(store: Store, instance: String) -> (Self, mpsc::UnboundedReceiver<Heard>) {
         let (events, queue) = mpsc::unbounded_channel();
+        let (heard, hearing) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(ClusterStatus::default());
         let (hold, held) = watch::channel(false);
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(publish(store.clone(), instance.clone(), queue));
-        tokio::spawn(listen(store, hub, instance, stopped, status_tx, held));
-        Self { events, status, hold, _stop: stop }
+        tokio::spawn(listen(store, heard, instance, stopped, status_tx, held));
+        (Self { events, status, hold, _stop: stop }, hearing)
     }
 
     /// Called after the change is committed.
@@ -147,10 +164,8 @@ async fn publish(store: Store, instance: String, mut queue: mpsc::UnboundedRecei
             }
             next = queue.try_recv().ok();
         }
-        if access {
-            if let Err(error) = store.notify(ACCESS, &instance).await {
-                tracing::warn!(%error, "cluster: could not announce an access change");
-            }
+        if access && let Err(error) = store.notify(ACCESS, &instance).await {
+            tracing::warn!(%error, "cluster: could not announce an access change");
         }
         for payload in payloads(&instance, &docs) {
             if let Err(error) = store.notify(DOCS, &payload).await {
@@ -185,7 +200,7 @@ fn payloads(instance: &str, docs: &BTreeSet<DocId>) -> Vec<String> {
 
 async fn listen(
     store: Store,
-    hub: Weak<Hub>,
+    heard: mpsc::UnboundedSender<Heard>,
     instance: String,
     mut stop: oneshot::Receiver<()>,
     status: watch::Sender<ClusterStatus>,
@@ -194,7 +209,7 @@ async fn listen(
     loop {
         // Deaf until LISTEN is in place: poll instead, so that access and
         // documents changed elsewhere are still re-read every `DEAF_POLL`.
-        let poller = AbortOnDrop(tokio::spawn(poll_while_deaf(hub.clone(), held.clone())));
+        let poller = AbortOnDrop(tokio::spawn(poll_while_deaf(heard.clone(), held.clone())));
         let Some(mut listener) = connect(&store, &mut stop, &mut held).await else { return };
         drop(poller);
         status.send_modify(|s| {
@@ -203,9 +218,10 @@ async fn listen(
             s.last_heartbeat = Some(Instant::now());
         });
         // LISTEN is in place: whatever was announced before it is re-read.
-        let Some(strong) = hub.upgrade() else { return };
-        resync_in_background(strong);
-        let Some(lost) = hear(&mut listener, &hub, &instance, &mut stop, &status).await else {
+        if heard.send(Heard::Missed { done: None }).is_err() {
+            return;
+        }
+        let Some(lost) = hear(&mut listener, &heard, &instance, &mut stop, &status).await else {
             return;
         };
         status.send_modify(|s| s.listening = false);
@@ -215,9 +231,8 @@ async fn listen(
         // connection's listener is dropped; sqlx's UNLISTEN on it waits in
         // the background until the kernel gives up on the socket.)
         drop(listener);
-        if !*held.borrow() {
-            let Some(strong) = hub.upgrade() else { return };
-            resync_in_background(strong);
+        if !*held.borrow() && heard.send(Heard::Missed { done: None }).is_err() {
+            return;
         }
     }
 }
@@ -262,7 +277,7 @@ async fn connect(
 /// returns why, or `None` once stopped.
 async fn hear(
     listener: &mut Listener,
-    hub: &Weak<Hub>,
+    heard: &mpsc::UnboundedSender<Heard>,
     instance: &str,
     stop: &mut oneshot::Receiver<()>,
     status: &watch::Sender<ClusterStatus>,
@@ -274,8 +289,9 @@ async fn hear(
             // `recv` is cancel-safe: a notification half read stays buffered.
             next = listener.recv() => match next {
                 Ok(Some(notification)) => {
-                    let hub = hub.upgrade()?;
-                    received(hub, instance, notification);
+                    if let Some(event) = received(instance, notification) {
+                        heard.send(event).ok()?;
+                    }
                 }
                 Ok(None) => return Some("the listening connection was closed".into()),
                 Err(error) => return Some(format!("the listening connection failed: {error}")),
@@ -292,28 +308,21 @@ async fn hear(
     }
 }
 
-/// While not listening: every `DEAF_POLL`, re-read what other instances may
-/// have changed (`Hub::resync`: access first, then documents), one pass at
+/// While not listening: every `DEAF_POLL`, have the hub re-read what other
+/// instances may have changed (access first, then documents), one pass at
 /// a time. Not while a test holds the listener deaf.
-async fn poll_while_deaf(hub: Weak<Hub>, mut held: watch::Receiver<bool>) {
+async fn poll_while_deaf(heard: mpsc::UnboundedSender<Heard>, mut held: watch::Receiver<bool>) {
     loop {
         tokio::time::sleep(DEAF_POLL).await;
         if held.wait_for(|hold| !hold).await.is_err() {
             return;
         }
-        let Some(hub) = hub.upgrade() else { return };
-        if let Err(error) = hub.resync().await {
-            tracing::warn!(%error, "cluster: re-reading changes while not listening failed");
+        let (done, finished) = oneshot::channel();
+        if heard.send(Heard::Missed { done: Some(done) }).is_err() {
+            return;
         }
+        let _ = finished.await;
     }
-}
-
-fn resync_in_background(hub: std::sync::Arc<Hub>) {
-    tokio::spawn(async move {
-        if let Err(error) = hub.resync().await {
-            tracing::error!(%error, "cluster: re-reading changed documents failed");
-        }
-    });
 }
 
 /// Aborts a background task when dropped.
@@ -325,25 +334,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn received(hub: std::sync::Arc<Hub>, instance: &str, notification: Notification) {
+/// What a notification says, unless it is this instance's own (already
+/// announced here) or on no channel of ours.
+fn received(instance: &str, notification: Notification) -> Option<Heard> {
     let mut lines = notification.payload.split('\n');
     if lines.next() == Some(instance) {
-        // Our own: already announced here.
-        return;
+        return None;
     }
     match notification.channel.as_str() {
-        ACCESS => hub.access_changed_here(),
-        DOCS => {
-            let ids: Vec<DocId> = lines.filter_map(|line| line.parse().ok()).collect();
-            tokio::spawn(async move {
-                for id in ids {
-                    if let Err(error) = hub.refresh(id).await {
-                        tracing::error!(%error, doc = %id, "cluster: reading another instance's changes failed");
-                    }
-                }
-            });
-        }
-        _ => {}
+        ACCESS => Some(Heard::Access),
+        DOCS => Some(Heard::Documents(lines.filter_map(|line| line.parse().ok()).collect())),
+        _ => None,
     }
 }
 

@@ -24,9 +24,10 @@ use tokio::sync::broadcast::error::RecvError;
 mod session;
 
 use super::SyncPeer;
-use super::hub::{Accepted, Canonical, Hub, Locked};
+use super::cache::Locked;
+use super::hub::{Accepted, Canonical, Hub};
 use crate::AppState;
-use crate::storage::{AuditEvent, Author, Store, StoreError, UserRecord};
+use crate::storage::{AuditEvent, Author, StoreError, UserRecord};
 
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
@@ -43,6 +44,9 @@ const QUOTA_REACHED: &str = "you have added as many entries to this record today
 /// Flood limit: frames per window; a client over it is disconnected.
 const MAX_FRAMES_PER_WINDOW: u32 = 50_000;
 const WINDOW: Duration = Duration::from_secs(10);
+/// Documents a connection remembers it may not read (answers
+/// `doc-unavailable` without asking storage again) before forgetting them.
+const MAX_REMEMBERED_REFUSALS: usize = 10_000;
 
 /// Why a connection is being closed.
 struct Close {
@@ -72,7 +76,9 @@ struct Connection {
     session_id: String,
     principal: Principal,
     peer_id: Option<String>,
-    readable: HashMap<DocId, DocKind>,
+    /// What the user may read, looked up per document when first named
+    /// (`ensure_access`) and forgotten when access changes.
+    access: HashMap<DocId, Option<DocKind>>,
     states: HashMap<DocId, sync::State>,
     /// Actor ids known to belong to this user.
     own_actors: HashSet<String>,
@@ -92,27 +98,19 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     // session is re-checked with the others on this instance (`watch_sessions`).
     let mut ended = hub.subscribe_ended();
     let open = session::register(&hub, &peer.session_id);
-    let readable = match readable_documents(&state.store, &peer.user).await {
-        Ok(readable) => readable,
-        Err(error) => {
-            let close = Close::from(error);
-            let _ = sink.send(close_message(&close)).await;
-            return;
-        }
-    };
     let mut conn = Connection {
         state,
         user: peer.user,
         session_id: peer.session_id,
         principal,
         peer_id: None,
-        readable,
+        access: HashMap::new(),
         states: HashMap::new(),
         own_actors: HashSet::new(),
         window_start: Instant::now(),
         frames_in_window: 0,
     };
-    tracing::info!(user = %conn.user.id, documents = conn.readable.len(), "sync connection opened");
+    tracing::info!(user = %conn.user.id, "sync connection opened");
     let outcome = loop {
         let result = tokio::select! {
             // An ended session first: its socket closes before anything more
@@ -205,6 +203,7 @@ impl Connection {
         let mut outgoing = Vec::new();
         let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
         let mut batch_ops = 0;
+        let mut messages = Vec::with_capacity(frames.len());
         for frame in frames {
             self.count_frame()?;
             let bytes = match frame {
@@ -216,8 +215,23 @@ impl Connection {
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Err(error) => return Err(Close::new(1009, format!("unreadable frame: {error}"))),
             };
-            let message = WireMessage::decode(&bytes)
-                .map_err(|error| Close::new(1007, format!("malformed sync frame: {error}")))?;
+            messages.push(
+                WireMessage::decode(&bytes)
+                    .map_err(|error| Close::new(1007, format!("malformed sync frame: {error}")))?,
+            );
+        }
+        // Whether the user may read each document the batch names: one
+        // indexed query for those not asked about before.
+        let named: Vec<DocId> = messages
+            .iter()
+            .filter_map(|m| match m {
+                WireMessage::Request { document_id, .. }
+                | WireMessage::Sync { document_id, .. } => decode_doc_id(document_id).ok(),
+                _ => None,
+            })
+            .collect();
+        self.ensure_access(&named).await?;
+        for message in messages {
             match message {
                 WireMessage::Join { sender_id, supported_protocol_versions } => {
                     if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
@@ -243,7 +257,7 @@ impl Connection {
                     // Unknown, malformed and forbidden ids all look alike.
                     let Some((id, kind)) = decode_doc_id(&document_id)
                         .ok()
-                        .and_then(|id| Some((id, *self.readable.get(&id)?)))
+                        .and_then(|id| Some((id, self.readable(id)?)))
                     else {
                         // Changes for a record whose consent was withdrawn are
                         // refused by name and audited, not left pending.
@@ -362,18 +376,18 @@ impl Connection {
             let mut entries = Vec::new();
             let mut actors = BTreeSet::new();
             for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome {
-                    if let (Some(doc), Some(chunk)) = (fork.take(), chunk.take()) {
-                        accepted.push(Accepted {
-                            id: c.id,
-                            doc,
-                            data: chunk.data,
-                            snapshot: chunk.snapshot,
-                        });
-                        written.push((c.id, self.readable[&c.id].patient()));
-                        entries.push((c.id, *created));
-                        actors.extend(c.new_actors.iter().cloned());
-                    }
+                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome
+                    && let (Some(doc), Some(chunk)) = (fork.take(), chunk.take())
+                {
+                    accepted.push(Accepted {
+                        id: c.id,
+                        doc: *doc,
+                        data: chunk.data,
+                        snapshot: chunk.snapshot,
+                    });
+                    written.push((c.id, c.kind.patient()));
+                    entries.push((c.id, *created));
+                    actors.extend(c.new_actors.iter().cloned());
                 }
             }
             // Audited in the same transaction: each document read, each change accepted.
@@ -522,7 +536,7 @@ impl Connection {
         let mut outgoing = Vec::new();
         for id in ids {
             // Only documents this replica has asked for and may still read.
-            if !self.readable.contains_key(id) {
+            if self.readable(*id).is_none() {
                 continue;
             }
             let Some(state) = self.states.get_mut(id) else { continue };
@@ -534,11 +548,45 @@ impl Connection {
         Ok(outgoing)
     }
 
-    /// Re-reads what the user may read; documents no longer readable stop syncing at once.
+    /// The kind of document `id` if the user may read it, as last looked up.
+    fn readable(&self, id: DocId) -> Option<DocKind> {
+        self.access.get(&id).copied().flatten()
+    }
+
+    /// Looks up whether the user may read those of `ids` not looked up
+    /// since access last changed. Answers are kept until then; refusals
+    /// only up to `MAX_REMEMBERED_REFUSALS`, so a client naming random ids
+    /// cannot grow the map without bound.
+    async fn ensure_access(&mut self, ids: &[DocId]) -> Result<(), Close> {
+        let mut unknown: Vec<DocId> =
+            ids.iter().copied().filter(|id| !self.access.contains_key(id)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        unknown.dedup();
+        let readable = self.state.store.readable_among(&self.user, &unknown).await?;
+        if self.access.len() + unknown.len() > MAX_REMEMBERED_REFUSALS {
+            self.access.retain(|_, kind| kind.is_some());
+        }
+        for id in unknown {
+            self.access.insert(id, None);
+        }
+        for row in readable {
+            self.access.insert(row.id, Some(row.kind));
+        }
+        Ok(())
+    }
+
+    /// Access changed (consent, membership, user): forgets what was looked
+    /// up and looks up again the documents this replica syncs; those no
+    /// longer readable stop syncing at once.
     async fn refresh_access(&mut self) -> Result<(), Close> {
-        self.readable = readable_documents(&self.state.store, &self.user).await?;
-        let readable = &self.readable;
-        self.states.retain(|id, _| readable.contains_key(id));
+        self.access.clear();
+        let syncing: Vec<DocId> = self.states.keys().copied().collect();
+        self.ensure_access(&syncing).await?;
+        let access = &self.access;
+        self.states.retain(|id, _| matches!(access.get(id), Some(Some(_))));
         Ok(())
     }
 
@@ -579,6 +627,7 @@ struct Job {
 
 struct Checked {
     id: DocId,
+    kind: DocKind,
     /// The lock, handed back.
     guard: Option<Locked>,
     state: sync::State,
@@ -595,8 +644,9 @@ enum Outcome {
         reply: Option<Vec<u8>>,
     },
     Accepted {
-        /// The canonical document with the changes applied (taken when stored).
-        fork: Option<Automerge>,
+        /// The canonical document with the changes applied (taken when
+        /// stored; boxed, as the other outcomes are a fraction of its size).
+        fork: Option<Box<Automerge>>,
         /// The new changes as one storage chunk, if there are any.
         chunk: Option<Chunk>,
         /// Entries they add.
@@ -651,6 +701,7 @@ impl Job {
         });
         Checked {
             id: self.id,
+            kind: self.kind,
             guard: Some(self.guard),
             state: self.state,
             actors,
@@ -817,7 +868,7 @@ fn accept(
         reply.need.sort();
         reply.need.dedup();
     }
-    Outcome::Accepted { fork: Some(fork), chunk, created: plan.created.len(), reply }
+    Outcome::Accepted { fork: Some(Box::new(fork)), chunk, created: plan.created.len(), reply }
 }
 
 /// Applies and checks documents' changes on all cores: merging and checking
@@ -846,14 +897,6 @@ async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
         checked.extend(task.await.expect("validation task does not panic"));
     }
     checked
-}
-
-/// What `user` may read, by id; everything else answers like a missing document.
-async fn readable_documents(
-    store: &Store,
-    user: &UserRecord,
-) -> Result<HashMap<DocId, DocKind>, StoreError> {
-    Ok(store.readable_documents(user).await?.into_iter().map(|d| (d.id, d.kind)).collect())
 }
 
 fn corrupt(id: DocId) -> Close {

@@ -6,28 +6,29 @@
 //! chunk's per-document sequence number, and what one instance announces
 //! reaches the others' connections as well.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use shared::DocId;
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
-use super::cluster::{Cluster, ClusterStatus};
+use super::cache::{CacheStats, DocCache, Locked};
+use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{EndReason, Ended, OpenSessions};
 use crate::Clock;
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
 /// the hub changes it (`Hub::commit`, `Hub::catch_up`).
-pub struct Canonical {
+pub(crate) struct Canonical {
     doc: Automerge,
     /// The document's stored sequence number this copy holds everything up to.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// Stored sizes, for compaction.
-    pub snapshot_bytes: usize,
-    pub incremental_bytes: usize,
+    pub(crate) snapshot_bytes: usize,
+    pub(crate) incremental_bytes: usize,
     /// Sync messages generated from this copy, see `sync_message`.
     memo: SyncMemo,
 }
@@ -38,6 +39,12 @@ pub struct Canonical {
 const MEMO_STATES: usize = 16;
 const MEMO_MAX_BYTES: usize = 16 * 1024;
 
+/// Memory of a loaded document besides its operations and changes.
+const DOC_BYTES: usize = 8 * 1024;
+/// Memory per operation and per change of a loaded document.
+const OP_BYTES: usize = 64;
+const CHANGE_BYTES: usize = 256;
+
 /// Sync messages already generated for the document at `heads`, by the
 /// sync state they were generated from, with the state that followed.
 #[derive(Default)]
@@ -46,13 +53,36 @@ struct SyncMemo {
     by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)>,
 }
 
+impl SyncMemo {
+    fn bytes(&self) -> usize {
+        self.by_state.values().map(|(_, m)| 256 + m.as_ref().map_or(0, Vec::len)).sum()
+    }
+}
+
 impl Canonical {
-    fn new(doc: Automerge, seq: i64, snapshot_bytes: usize, incremental_bytes: usize) -> Self {
+    pub(super) fn new(
+        doc: Automerge,
+        seq: i64,
+        snapshot_bytes: usize,
+        incremental_bytes: usize,
+    ) -> Self {
         Self { doc, seq, snapshot_bytes, incremental_bytes, memo: SyncMemo::default() }
     }
 
     pub fn doc(&self) -> &Automerge {
         &self.doc
+    }
+
+    /// Roughly what this copy takes in memory, for the cache's budget.
+    /// Automerge keeps operations in columns and changes in a graph, so its
+    /// size follows their counts (per-item figures measured with
+    /// `portal-bench soak`); remembered sync messages come on top.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        let stats = self.doc.stats();
+        DOC_BYTES
+            + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
+            + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
+            + self.memo.bytes()
     }
 
     /// Takes a sync message that carries no changes (heads, needs, Bloom
@@ -110,26 +140,22 @@ fn compaction_threshold(snapshot_bytes: usize) -> usize {
 
 /// Changes accepted into a locked document: the copy with them applied, and
 /// what to store for them.
-pub struct Accepted {
-    pub id: DocId,
-    pub doc: Automerge,
-    pub data: Vec<u8>,
+pub(crate) struct Accepted {
+    pub(crate) id: DocId,
+    pub(crate) doc: Automerge,
+    pub(crate) data: Vec<u8>,
     /// `data` is a snapshot of the whole copy, replacing the stored chunks
     /// it holds.
-    pub snapshot: bool,
+    pub(crate) snapshot: bool,
 }
-
-/// A locked canonical document; `None` when no such document exists.
-pub type Locked = OwnedMutexGuard<Option<Canonical>>;
-
-type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
 
 pub struct Hub {
     store: Store,
     /// The time commits are stored and audited at (the server's clock).
     clock: Clock,
     peer_id: String,
-    docs: Mutex<HashMap<DocId, Slot>>,
+    /// The canonical documents in memory, within a byte budget.
+    docs: Arc<Mutex<DocCache>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
     /// Sessions ended on this instance, whose sockets close at once.
@@ -149,31 +175,38 @@ pub struct Hub {
 pub const MAX_OPS_IN_FLIGHT: u32 = 400_000;
 
 impl Hub {
-    /// A hub for one process alone (SQLite, or tests that want no peers).
-    pub fn new(store: Store, clock: Clock) -> Self {
-        Self::build(store, clock, new_peer_id(), None)
+    /// A hub for one process alone (SQLite, or tests that want no peers),
+    /// holding documents in memory up to `cache_bytes` (estimated).
+    pub fn new(store: Store, clock: Clock, cache_bytes: usize) -> Self {
+        Self::build(store, clock, new_peer_id(), None, cache_bytes)
     }
 
     /// The hub a server runs with: on PostgreSQL it also publishes what it
     /// commits and listens for what other instances commit. Call from
     /// within a Tokio runtime.
-    pub fn start(store: Store, clock: Clock) -> Arc<Self> {
+    pub fn start(store: Store, clock: Clock, cache_bytes: usize) -> Arc<Self> {
         if store.backend() != Backend::Postgres {
-            return Arc::new(Self::new(store, clock));
+            return Arc::new(Self::new(store, clock, cache_bytes));
         }
-        Arc::new_cyclic(|hub| {
-            let peer_id = new_peer_id();
-            let cluster = Cluster::start(store.clone(), hub.clone(), peer_id.clone());
-            Self::build(store, clock, peer_id, Some(cluster))
-        })
+        let peer_id = new_peer_id();
+        let (cluster, heard) = Cluster::start(store.clone(), peer_id.clone());
+        let hub = Arc::new(Self::build(store, clock, peer_id, Some(cluster), cache_bytes));
+        tokio::spawn(act_on_heard(Arc::downgrade(&hub), heard));
+        hub
     }
 
-    fn build(store: Store, clock: Clock, peer_id: String, cluster: Option<Cluster>) -> Self {
+    fn build(
+        store: Store,
+        clock: Clock,
+        peer_id: String,
+        cluster: Option<Cluster>,
+        cache_bytes: usize,
+    ) -> Self {
         Self {
             store,
             clock,
             peer_id,
-            docs: Mutex::default(),
+            docs: Arc::new(Mutex::new(DocCache::new(cache_bytes))),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
             ended: broadcast::channel(256).0,
@@ -202,22 +235,22 @@ impl Hub {
 
     /// Locks a document, loading it from storage first if needed. Callers
     /// locking several documents lock them in `DocId` order (`lock_all`).
-    pub async fn lock(&self, id: DocId) -> Result<Locked, StoreError> {
+    pub(crate) async fn lock(&self, id: DocId) -> Result<Locked, StoreError> {
         let (_, guard) = self.lock_all([id]).await?.pop().expect("one document locked");
         Ok(guard)
     }
 
     /// Locks documents in `DocId` order, so that callers never deadlock,
     /// loading those not held yet with one read of storage.
-    pub async fn lock_all(
+    pub(crate) async fn lock_all(
         &self,
         ids: impl IntoIterator<Item = DocId>,
     ) -> Result<Vec<(DocId, Locked)>, StoreError> {
-        let ids: std::collections::BTreeSet<DocId> = ids.into_iter().collect();
+        let ids: BTreeSet<DocId> = ids.into_iter().collect();
         let mut locked = Vec::with_capacity(ids.len());
         for id in ids {
-            let slot = self.docs.lock().expect("hub map lock").entry(id).or_default().clone();
-            locked.push((id, slot.lock_owned().await));
+            let slot = self.cache().slot(id);
+            locked.push((id, Locked::new(slot.lock_owned().await, id, self.docs.clone())));
         }
         let missing: Vec<DocId> =
             locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
@@ -245,7 +278,7 @@ impl Hub {
     /// announced unless everything was stored. A document another instance
     /// wrote since its copy was read fails with `StoreError::Stale`, its
     /// copy already caught up: judge the changes again and retry.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         locked: &mut BTreeMap<DocId, Locked>,
         accepted: Vec<Accepted>,
@@ -361,9 +394,12 @@ impl Hub {
 
     /// Another instance committed changes to `id`: if this instance holds
     /// the document, it reads them from storage and tells its connections.
-    pub(super) async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
-        let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
-            // Not loaded here, so no connection here syncs it.
+    async fn refresh(&self, id: DocId) -> Result<(), StoreError> {
+        let Some(slot) = self.cache().get(id) else {
+            // Not in memory here, but a connection here may sync it (the
+            // copy was evicted): it loads the document afresh when it
+            // next locks it.
+            let _ = self.changes.send(id);
             return Ok(());
         };
         let mut guard = slot.lock().await;
@@ -379,16 +415,23 @@ impl Hub {
     /// while this one was not listening is re-read. Every loaded document
     /// whose stored sequence number moved on is refreshed and announced,
     /// and connections recompute what they may read.
-    pub(super) async fn resync(&self) -> Result<(), StoreError> {
+    async fn resync(&self) -> Result<(), StoreError> {
         let _ = self.access.send(());
-        let ids: Vec<DocId> = self.docs.lock().expect("hub map lock").keys().copied().collect();
+        let (held, evicted) = {
+            let cache = self.cache();
+            (cache.held(), cache.evicted().into_iter().collect::<HashMap<_, _>>())
+        };
+        let ids: Vec<DocId> = held.iter().chain(evicted.keys()).copied().collect();
         let mut refreshed = 0;
         for (id, stored) in self.store.document_seqs(&ids).await? {
-            let Some(slot) = self.docs.lock().expect("hub map lock").get(&id).cloned() else {
-                continue;
+            let slot = self.cache().get(id);
+            let moved = match slot {
+                Some(slot) => slot.lock().await.as_ref().is_some_and(|c| c.seq < stored),
+                None => evicted.get(&id).is_some_and(|&seq| seq < stored),
             };
-            if slot.lock().await.as_ref().is_some_and(|c| c.seq < stored) {
+            if moved {
                 self.refresh(id).await?;
+                self.cache().evicted_moved(id, stored);
                 refreshed += 1;
             }
         }
@@ -468,6 +511,48 @@ impl Hub {
     /// The clock commits are stored by (the server's).
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// What the document cache holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache().stats()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, DocCache> {
+        self.docs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Acts on what the cluster's listener heard from other instances. Holds
+/// the hub weakly: the hub owns the cluster, whose listener feeds this
+/// task, so the task ends when the hub is dropped (the channel closes).
+/// Each event is handled in its own task, so a slow re-read never delays
+/// the next notification.
+async fn act_on_heard(hub: Weak<Hub>, mut heard: mpsc::UnboundedReceiver<Heard>) {
+    while let Some(event) = heard.recv().await {
+        let Some(hub) = hub.upgrade() else { return };
+        match event {
+            Heard::Access => hub.access_changed_here(),
+            Heard::Documents(ids) => {
+                tokio::spawn(async move {
+                    for id in ids {
+                        if let Err(error) = hub.refresh(id).await {
+                            tracing::error!(%error, doc = %id, "cluster: reading another instance's changes failed");
+                        }
+                    }
+                });
+            }
+            Heard::Missed { done } => {
+                tokio::spawn(async move {
+                    if let Err(error) = hub.resync().await {
+                        tracing::error!(%error, "cluster: re-reading changed documents failed");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                });
+            }
+        }
     }
 }
 

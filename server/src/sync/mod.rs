@@ -2,6 +2,7 @@
 //! connection, validated against the write policy, durable before it is
 //! acknowledged, relayed live to every replica allowed to read.
 
+mod cache;
 mod cluster;
 mod connection;
 mod ended;
@@ -13,9 +14,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
+pub use cache::{CacheStats, DEFAULT_DOC_CACHE_MB};
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
-pub use hub::{Accepted, Hub};
+pub(crate) use hub::Accepted;
+pub use hub::Hub;
 
 use crate::storage::UserRecord;
 use crate::{AppState, Error};
@@ -55,12 +58,12 @@ pub async fn upgrade(
 
 async fn identify(state: &AppState, headers: &HeaderMap) -> Result<SyncPeer, Error> {
     #[cfg(feature = "testing")]
-    if state.test_identities {
-        if let Some(user) = headers.get("x-portal-test-user").and_then(|v| v.to_str().ok()) {
-            let id = user.parse().map_err(|_| Error::Unauthorized)?;
-            let user = state.store.user(id).await?.ok_or(Error::Unauthorized)?;
-            return Ok(SyncPeer { user, session_id: TEST_SESSION.into() });
-        }
+    if state.test_identities
+        && let Some(user) = headers.get("x-portal-test-user").and_then(|v| v.to_str().ok())
+    {
+        let id = user.parse().map_err(|_| Error::Unauthorized)?;
+        let user = state.store.user(id).await?.ok_or(Error::Unauthorized)?;
+        return Ok(SyncPeer { user, session_id: TEST_SESSION.into() });
     }
     // A valid session cookie and the portal's own Origin (no cross-site sockets).
     let auth = crate::auth::authenticate(state, headers).await?;

@@ -73,6 +73,9 @@ fn enrollment_links(lines: &[String]) -> Vec<(String, String)> {
 
 /// Starts `portal <command> --addr 127.0.0.1:0 <extra>` and reads its output up to
 /// the line naming its URL; returns the child, its port and the lines read.
+// The child is returned to its owner (`Portal`, which kills and waits for
+// it on drop); only the failure paths here wait for it themselves.
+#[allow(clippy::zombie_processes)]
 fn spawn(command: &[&str], database_url: &str, extra: &[&str]) -> (Child, u16, Vec<String>) {
     let mut child = Command::new(portal_bin())
         .args(command)
@@ -100,11 +103,13 @@ fn spawn(command: &[&str], database_url: &str, extra: &[&str]) -> (Child, u16, V
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "portal exited before listening: {lines:?}"
-        );
-        assert!(Instant::now() < deadline, "portal did not start");
+        let read = stdout.read_line(&mut line).unwrap_or(0);
+        if read == 0 || Instant::now() >= deadline {
+            // Not left running (or a zombie) behind the failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("portal did not start listening: {lines:?}");
+        }
         if let Some(rest) = line.split("listening: open http://localhost:").nth(1) {
             let port = rest.trim().trim_end_matches('/').parse().expect("port");
             lines.push(line);

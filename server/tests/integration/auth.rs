@@ -369,7 +369,11 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
     // `authenticate` (the sync WebSocket's check) wants the cookie AND the Origin.
     let state = server::AppState {
         store: app.store.clone(),
-        hub: Arc::new(server::sync::Hub::new(app.store.clone(), app.clock.clone())),
+        hub: Arc::new(server::sync::Hub::new(
+            app.store.clone(),
+            app.clock.clone(),
+            server::sync::DEFAULT_DOC_CACHE_MB << 20,
+        )),
         test_identities: false,
         static_dir: Arc::new(PathBuf::from("/nonexistent")),
         public_url: app.base_url.clone().into(),

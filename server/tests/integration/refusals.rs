@@ -279,7 +279,7 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
                     tx,
                     obs,
                     upper.as_str(),
-                    &observation(riverside, okafor),
+                    observation(riverside, okafor),
                 )
                 .unwrap();
             });

@@ -207,18 +207,44 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         store.create_document(&DocKind::PatientRecord { patient: p1 }, NOW).await.unwrap();
         store.create_document(&DocKind::PatientRecord { patient: p2 }, NOW).await.unwrap();
 
+        // Every document, and one that does not exist.
+        let mut all: Vec<shared::DocId> = [p1, p2]
+            .into_iter()
+            .flat_map(|p| {
+                [a, b].into_iter().flat_map(move |c| {
+                    [
+                        DocKind::ClinicalRecord { patient: p, clinic: c },
+                        DocKind::MessageThread { patient: p, clinic: c },
+                    ]
+                })
+            })
+            .chain([DocKind::PatientRecord { patient: p1 }, DocKind::PatientRecord { patient: p2 }])
+            .map(|k| k.doc_id())
+            .collect();
+        all.push(DocKind::PatientRecord { patient: PatientId::mint() }.doc_id());
+        // The list and the lookup by ids apply the same rules.
         let readable = |u: &NewUser| {
             let store = store.clone();
             let id = u.id;
+            let all = all.clone();
             async move {
                 let record = store.user(id).await.unwrap().unwrap();
-                store
+                let listed: Vec<DocKind> = store
                     .readable_documents(&record)
                     .await
                     .unwrap()
                     .into_iter()
                     .map(|d| d.kind)
-                    .collect::<Vec<_>>()
+                    .collect();
+                let looked_up: Vec<DocKind> = store
+                    .readable_among(&record, &all)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.kind)
+                    .collect();
+                assert_eq!(listed, looked_up, "{backend:?}: list and lookup agree");
+                listed
             }
         };
         assert_eq!(readable(&patient).await.len(), 5, "{backend:?}");

@@ -183,7 +183,8 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
 
         type Forge = Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>;
         let result = some_result.clone();
-        let cases: Vec<(&str, &DemoUser, DocId, Option<ActorId>, Forge, &str)> = vec![
+        type Case<'a> = (&'a str, &'a DemoUser, DocId, Option<ActorId>, Forge, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 "patient edits a lab value",
                 &maria,
