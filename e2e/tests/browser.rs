@@ -10,13 +10,13 @@ use e2e::{
     wait_for_text,
 };
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
 use shared::record::{self, Entry};
 use shared::schema::{
     Allergy, Demographics, DocKind, Message, Observation, Prescription, Provenance,
 };
 use shared::status::{AllergyStatus, PrescriptionStatus, ResultStatus, Severity, Side};
 use shared::{ClinicId, EntryId, PatientId, UserId};
+use testkit::{TestDatabase, TestServer};
 
 #[tokio::test]
 async fn the_demo_app_renders_in_chromium() {

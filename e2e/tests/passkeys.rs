@@ -4,7 +4,7 @@
 
 use e2e::{Browser, app_dist};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
+use testkit::{TestDatabase, TestServer};
 
 #[tokio::test]
 async fn a_patient_enrolls_with_a_passkey_and_sees_their_results() {
@@ -12,10 +12,15 @@ async fn a_patient_enrolls_with_a_passkey_and_sees_their_results() {
     let app = TestServer::start(&db, app_dist()).await;
     let users = server::demo::seed(&app.store).await.expect("seed demo data");
     let maria = users.iter().find(|u| u.role == UserRole::Patient).expect("a demo patient");
-    let (link, _) =
-        server::auth::accounts::issue_enrollment(&app.store, &app.base_url, maria.id, None)
-            .await
-            .expect("link");
+    let (link, _) = server::auth::accounts::issue_enrollment(
+        &app.store,
+        &app.base_url,
+        maria.id,
+        None,
+        app.clock.now_ms(),
+    )
+    .await
+    .expect("link");
 
     let browser = Browser::launch().await;
     browser

@@ -12,8 +12,8 @@ use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use e2e::{Browser, Person, app_dist, wait_for_service_worker};
 use server::demo::DemoUser;
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
 use shared::DocKind;
+use testkit::{TestDatabase, TestServer};
 
 /// How long to watch for something that must not happen. The server relays
 /// a change to every allowed connection at once, so once one person has it,
@@ -52,6 +52,7 @@ impl Portal {
             &self.app.base_url,
             user.id,
             None,
+            self.app.clock.now_ms(),
         )
         .await
         .expect("enrollment link");
@@ -729,10 +730,8 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
         .scenario("account", async {
             let maria = portal.enroll("Maria").await;
             maria.wait_for("main", "Hemoglobin A1c").await;
-            let session: String =
-                maria.page.evaluate("fetch('/api/me').then((r) => r.json()).then((me) => me.session_id)").await.unwrap().into_value().unwrap();
-            let hour_ago = chrono_ms() - 3600 * 1000;
-            portal.app.store.set_session_verified(&session, hour_ago).await.expect("age the session");
+            // An hour passes (for the server).
+            portal.app.clock.advance(std::time::Duration::from_secs(3600));
 
             tab(&maria, "Account").await;
             maria.wait_for(PASSKEYS, "Removing a passkey at once signs out every device that signed in with it").await;
@@ -752,7 +751,7 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
 
             // The clinic's admin issues her a new sign-in link.
             let admin = portal.user("Jordan").id;
-            let (link, _) = server::auth::accounts::issue_enrollment(&portal.app.store, &portal.app.base_url, portal.user("Maria").id, Some(admin))
+            let (link, _) = server::auth::accounts::issue_enrollment(&portal.app.store, &portal.app.base_url, portal.user("Maria").id, Some(admin), portal.app.clock.now_ms())
                 .await
                 .expect("link");
             tab(&maria, "Results").await;
@@ -773,16 +772,9 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
             maria.click(&format!("{PASSKEYS} .notice button"), "Cancel the link").await;
             wait_until_gone(&maria, PASSKEYS, "A sign-in link for your account").await;
             let token = link.split_once('#').expect("token").1;
-            let open = portal.app.store.enrollment_user(&server::auth::hash_secret(token)).await.expect("look up");
+            let open = portal.app.store.enrollment_user(&server::auth::hash_secret(token), portal.app.clock.now_ms()).await.expect("look up");
             maria.check(open.is_none(), "the cancelled link no longer works").await;
         })
         .await;
     portal.stop().await;
-}
-
-fn chrono_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64
 }

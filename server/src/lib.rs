@@ -2,7 +2,7 @@
 //! and stores the Automerge replicas they sync.
 
 pub mod auth;
-pub mod client;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -11,8 +11,6 @@ pub mod ratelimit;
 mod router;
 pub mod storage;
 pub mod sync;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use error::Error;
 pub use router::router;
@@ -30,7 +29,7 @@ use storage::Store;
 pub struct AppState {
     pub store: Store,
     pub hub: Arc<sync::Hub>,
-    /// Lets tests name the sync user in a header; only `testing::TestServer` sets it.
+    /// Lets tests name the sync user in a header; only `testkit::TestServer` sets it.
     #[cfg(feature = "testing")]
     pub test_identities: bool,
     pub static_dir: Arc<PathBuf>,
@@ -39,6 +38,15 @@ pub struct AppState {
     pub auth: Arc<auth::AuthConfig>,
     /// Bounds on anonymous ceremony requests.
     pub limits: Arc<ratelimit::RateLimiter>,
+    /// The time everything is judged and stored by (the hub's too).
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Now, by `clock` (ms since the Unix epoch).
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves. Tests bind port 0 and pass
@@ -56,8 +64,9 @@ pub async fn launch(
 /// The state a server runs with.
 pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error> {
     let public_url = config.public_url(port);
+    let clock = Clock::default();
     Ok(AppState {
-        hub: sync::Hub::start(store.clone(), config.doc_cache_bytes()),
+        hub: sync::Hub::start(store.clone(), clock.clone(), config.doc_cache_bytes()),
         store,
         #[cfg(feature = "testing")]
         test_identities: false,
@@ -68,6 +77,7 @@ pub fn state(config: &Config, store: Store, port: u16) -> Result<AppState, Error
             ratelimit::Limits::default(),
             config.trust_forwarded_for,
         )),
+        clock,
     })
 }
 
@@ -86,7 +96,7 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let purge = tokio::spawn(purge_hourly(state.store.clone()));
+    let purge = tokio::spawn(purge_hourly(state.store.clone(), state.clock.clone()));
     let sessions = tokio::spawn(sync::watch_sessions(state.hub.clone()));
     // Peer addresses reach the rate limiter of anonymous ceremonies.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -98,12 +108,12 @@ pub async fn serve(
 
 /// Deletes ended sessions and expired enrollment links once an hour, so
 /// those tables hold only what can still be used.
-async fn purge_hourly(store: storage::Store) {
+async fn purge_hourly(store: storage::Store, clock: Clock) {
     let idle = i64::try_from(auth::SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
     let mut hourly = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
     loop {
         hourly.tick().await;
-        match store.purge_ended(idle).await {
+        match store.purge_ended(idle, clock.now_ms()).await {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "purged ended sessions and expired enrollment links"),
             Err(error) => tracing::warn!(%error, "could not purge ended sessions"),

@@ -54,6 +54,7 @@ struct Invite {
 
 async fn invite(args: Invite) -> Result<(), Error> {
     let store = Store::connect(args.database_url.expose()).await?;
+    let now = server::Clock::default().now_ms();
     let role = match args.role {
         InviteRole::Admin => UserRole::Admin,
         InviteRole::Provider => UserRole::Provider,
@@ -71,7 +72,7 @@ async fn invite(args: Invite) -> Result<(), Error> {
             Some(id) => Some(id),
             None if matches!(role, UserRole::Admin) => {
                 let id = ClinicId::mint();
-                store.create_clinic(id, name).await?;
+                store.create_clinic(id, name, now).await?;
                 println!("Created clinic {name:?} with id {id}");
                 Some(id)
             }
@@ -94,7 +95,7 @@ async fn invite(args: Invite) -> Result<(), Error> {
         created_by: None,
     };
     let invitation =
-        accounts::create_account(&store, public_url.trim_end_matches('/'), new).await?;
+        accounts::create_account(&store, public_url.trim_end_matches('/'), new, now).await?;
     println!(
         "Created {} {} (user id {})",
         role.code(),
@@ -139,8 +140,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
         println!(
             "Demo data is ready. Open a demo user's one-time enrollment link (valid 72 hours) to add a passkey:"
         );
+        let now = server::Clock::default().now_ms();
         for user in users {
-            let (link, _) = accounts::issue_enrollment(&store, &public_url, user.id, None).await?;
+            let (link, _) =
+                accounts::issue_enrollment(&store, &public_url, user.id, None, now).await?;
             println!("  {:<9} {:<20} {link}", user.role.code(), user.name);
         }
     }

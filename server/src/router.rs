@@ -10,7 +10,10 @@ use axum::routing::{any, delete, get, patch, post};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_same_origin;
-use crate::handlers::{access, health, passkeys, session, web};
+use crate::handlers::{
+    audit, caregivers, clinics, consents, documents, fallback, health, invitations, passkeys,
+    session, web,
+};
 use crate::ratelimit::limit_anonymous;
 use crate::{AppState, sync};
 
@@ -43,22 +46,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/passkeys/register/finish", post(passkeys::register_finish))
         .route("/api/passkeys/{id}", patch(passkeys::rename).delete(passkeys::revoke))
         // Access (session).
-        .route("/api/clinics", get(access::clinics))
-        .route("/api/consents", get(access::consents))
-        .route("/api/consents/{clinic_id}", post(access::grant).delete(access::revoke))
-        .route("/api/caregivers", get(access::caregivers).post(access::invite_caregiver))
-        .route("/api/caregivers/{user_id}", delete(access::revoke_caregiver))
-        .route("/api/caregivers/{user_id}/enrollment", post(access::reissue_caregiver))
-        .route("/api/documents", get(access::documents))
-        .route("/api/audit", get(access::audit))
+        .route("/api/clinics", get(clinics::list))
+        .route("/api/consents", get(consents::list))
+        .route("/api/consents/{clinic_id}", post(consents::grant).delete(consents::revoke))
+        .route("/api/caregivers", get(caregivers::list).post(caregivers::invite))
+        .route("/api/caregivers/{user_id}", delete(caregivers::revoke))
+        .route("/api/caregivers/{user_id}/enrollment", post(caregivers::reissue))
+        .route("/api/documents", get(documents::list))
+        .route("/api/audit", get(audit::list))
         // Clinic admins (session, admin role).
-        .route("/api/invitations", post(access::invite))
-        .route("/api/users/{user_id}/enrollment", post(access::reissue))
+        .route("/api/invitations", post(invitations::invite))
+        .route("/api/users/{user_id}/enrollment", post(invitations::reissue))
         // Unknown API paths answer a JSON 404.
-        .route("/api/{*rest}", any(access::no_such_route))
+        .route("/api/{*rest}", any(fallback::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other
         // path gets index.html so the client-side router can take it.
-        .method_not_allowed_fallback(access::wrong_method)
+        .method_not_allowed_fallback(fallback::wrong_method)
         .fallback_service(web::service(&state.static_dir))
         .layer(middleware::from_fn_with_state(state.clone(), require_same_origin))
         // Paths and statuses only: no URL carries patient data or secrets.

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use chromiumoxide::cdp::browser_protocol::performance as cdp_performance;
 use e2e::{Browser, Person, app_dist, wait_for_service_worker};
 use serde_json::{Value, json};
-use server::demo::History;
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
+use testkit::History;
+use testkit::{TestDatabase, TestServer};
 
 /// How long loading, syncing or rendering may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(180);
@@ -79,10 +79,15 @@ async fn main() {
     let mut browser = Browser::launch().await;
     let rss = RssSampler::start(browser.pid().expect("Chromium's process id"));
 
-    let (link, _) =
-        server::auth::accounts::issue_enrollment(&app.store, &app.base_url, maria_user.id, None)
-            .await
-            .expect("enrollment link");
+    let (link, _) = server::auth::accounts::issue_enrollment(
+        &app.store,
+        &app.base_url,
+        maria_user.id,
+        None,
+        app.clock.now_ms(),
+    )
+    .await
+    .expect("enrollment link");
     let maria = browser.enroll("Maria", &link).await;
     maria.wait_for("main", "Hemoglobin A1c").await;
     wait_for_service_worker(&maria.page).await;
@@ -98,7 +103,7 @@ async fn main() {
 
     // The long history arrives live over sync, as a clinic's writes would.
     let written = Instant::now();
-    server::demo::add_history(&app.hub, history).await.expect("add the long history");
+    testkit::add_history(&app.hub, history).await.expect("add the long history");
     let held = wait_for_results(&maria, demo_results + history.results).await;
     let big_idb = wait_for_idb_to_settle(&maria).await;
     let sync_seconds = written.elapsed().as_secs_f64();

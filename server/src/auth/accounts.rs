@@ -3,7 +3,7 @@
 
 use shared::{ClinicId, DocKind, PatientId, UserId};
 
-use super::{ENROLLMENT_TTL, hash_secret, ms, new_secret, now_ms};
+use super::{ENROLLMENT_TTL, hash_secret, ms, new_secret};
 use crate::Error;
 use crate::storage::{NewUser, Store, UserRecord, UserRole};
 
@@ -36,16 +36,17 @@ pub fn enrollment_link(public_url: &str, token: &str) -> String {
     format!("{}/enroll#{token}", public_url.trim_end_matches('/'))
 }
 
-/// Issues a fresh one-time enrollment link for an existing user.
+/// Issues a fresh one-time enrollment link for an existing user at `now`.
 pub async fn issue_enrollment(
     store: &Store,
     public_url: &str,
     user: UserId,
     created_by: Option<UserId>,
+    now: i64,
 ) -> Result<(String, i64), Error> {
     let token = new_secret();
-    let expires_at = now_ms() + ms(ENROLLMENT_TTL);
-    store.create_enrollment(&hash_secret(&token), user, created_by, expires_at).await?;
+    let expires_at = now + ms(ENROLLMENT_TTL);
+    store.create_enrollment(&hash_secret(&token), user, created_by, expires_at, now).await?;
     Ok((enrollment_link(public_url, &token), expires_at))
 }
 
@@ -55,22 +56,24 @@ pub async fn grant_consent(
     store: &Store,
     patient: PatientId,
     clinic: ClinicId,
+    now: i64,
 ) -> Result<(), Error> {
-    store.grant_consent(patient, clinic).await?;
-    store.create_document(&DocKind::ClinicalRecord { patient, clinic }).await?;
-    store.create_document(&DocKind::MessageThread { patient, clinic }).await?;
+    store.grant_consent(patient, clinic, now).await?;
+    store.create_document(&DocKind::ClinicalRecord { patient, clinic }, now).await?;
+    store.create_document(&DocKind::MessageThread { patient, clinic }, now).await?;
     // Again once the documents exist, so that sockets re-reading access on
     // the version see them.
     store.access_changed().await?;
     Ok(())
 }
 
-/// Creates an account and its first enrollment link. A patient account also
-/// gets a new patient and their patient record.
+/// Creates an account at `now` and its first enrollment link. A patient
+/// account also gets a new patient and their patient record.
 pub async fn create_account(
     store: &Store,
     public_url: &str,
     new: NewAccount,
+    now: i64,
 ) -> Result<Invitation, Error> {
     let display_name = new.display_name.trim().to_owned();
     if display_name.is_empty() || display_name.chars().count() > 120 {
@@ -81,7 +84,7 @@ pub async fn create_account(
         match new.role {
             UserRole::Patient => {
                 let patient = PatientId::mint();
-                store.create_patient(patient).await?;
+                store.create_patient(patient, now).await?;
                 (Some(patient), Vec::new())
             }
             UserRole::Caregiver => (
@@ -106,14 +109,14 @@ pub async fn create_account(
         may_message: new.role == UserRole::Caregiver && new.may_message,
         clinics,
     };
-    store.create_user(&user).await?;
+    store.create_user(&user, now).await?;
     if let (UserRole::Patient, Some(patient)) = (new.role, patient) {
-        store.create_document(&DocKind::PatientRecord { patient }).await?;
+        store.create_document(&DocKind::PatientRecord { patient }, now).await?;
         if let Some(clinic) = new.clinic {
-            grant_consent(store, patient, clinic).await?;
+            grant_consent(store, patient, clinic, now).await?;
         }
     }
-    let (link, expires_at) = issue_enrollment(store, public_url, id, new.created_by).await?;
+    let (link, expires_at) = issue_enrollment(store, public_url, id, new.created_by, now).await?;
     let user = store.user(id).await?.ok_or(Error::NotFound)?;
     Ok(Invitation { user, link, expires_at })
 }

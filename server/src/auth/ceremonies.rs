@@ -12,7 +12,7 @@ use webauthn_rs::prelude::{
     PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
-use super::{CEREMONY_TTL, hash_secret, ms, new_secret, now_ms};
+use super::{CEREMONY_TTL, hash_secret, ms, new_secret};
 use crate::storage::{Ceremony, UserRecord};
 use crate::{AppState, Error};
 
@@ -72,18 +72,17 @@ pub async fn start_registration(
         selection.insert("requireResidentKey".into(), true.into());
     }
     let ceremony = new_secret();
-    state
-        .store
-        .put_ceremony(&Ceremony {
-            id_hash: hash_secret(&ceremony),
-            kind: kind.to_owned(),
-            user: Some(user.id),
-            enrollment_hash,
-            passkey_name: Some(passkey_name.to_owned()),
-            state: serde_json::to_string(&registration).map_err(corrupt)?,
-            expires_at: now_ms() + ms(CEREMONY_TTL),
-        })
-        .await?;
+    let now = state.now();
+    let stored = Ceremony {
+        id_hash: hash_secret(&ceremony),
+        kind: kind.to_owned(),
+        user: Some(user.id),
+        enrollment_hash,
+        passkey_name: Some(passkey_name.to_owned()),
+        state: serde_json::to_string(&registration).map_err(corrupt)?,
+        expires_at: now + ms(CEREMONY_TTL),
+    };
+    state.store.put_ceremony(&stored, now).await?;
     Ok(Started { ceremony, options })
 }
 
@@ -91,7 +90,7 @@ pub async fn start_registration(
 async fn take(state: &AppState, ceremony: &str, kind: &str) -> Result<Ceremony, Error> {
     let taken =
         state.store.take_ceremony(&hash_secret(ceremony)).await?.ok_or(Error::CeremonyExpired)?;
-    if taken.kind != kind || taken.expires_at <= now_ms() {
+    if taken.kind != kind || taken.expires_at <= state.now() {
         return Err(Error::CeremonyExpired);
     }
     Ok(taken)
@@ -138,7 +137,7 @@ pub async fn save_passkey(
     added_with: Option<Uuid>,
 ) -> Result<Uuid, Error> {
     let (credential, json) = stored_form(passkey)?;
-    Ok(state.store.add_passkey(user.id, &credential, name, &json, added_with).await?)
+    Ok(state.store.add_passkey(user.id, &credential, name, &json, added_with, state.now()).await?)
 }
 
 /// Starts a usernameless sign-in with a discoverable credential.
@@ -149,18 +148,17 @@ pub async fn start_login(state: &AppState) -> Result<Started, Error> {
         .start_discoverable_authentication()
         .map_err(|e| Error::Webauthn(e.to_string()))?;
     let ceremony = new_secret();
-    state
-        .store
-        .put_ceremony(&Ceremony {
-            id_hash: hash_secret(&ceremony),
-            kind: LOGIN.to_owned(),
-            user: None,
-            enrollment_hash: None,
-            passkey_name: None,
-            state: serde_json::to_string(&authentication).map_err(corrupt)?,
-            expires_at: now_ms() + ms(CEREMONY_TTL),
-        })
-        .await?;
+    let now = state.now();
+    let stored = Ceremony {
+        id_hash: hash_secret(&ceremony),
+        kind: LOGIN.to_owned(),
+        user: None,
+        enrollment_hash: None,
+        passkey_name: None,
+        state: serde_json::to_string(&authentication).map_err(corrupt)?,
+        expires_at: now + ms(CEREMONY_TTL),
+    };
+    state.store.put_ceremony(&stored, now).await?;
     Ok(Started { ceremony, options: serde_json::to_value(&options).map_err(corrupt)? })
 }
 
@@ -210,7 +208,7 @@ pub async fn finish_login(
         Some(true) => Some(serde_json::to_string(&passkey).map_err(corrupt)?),
         _ => None,
     };
-    state.store.passkey_used(stored.id, updated.as_deref()).await?;
+    state.store.passkey_used(stored.id, updated.as_deref(), state.now()).await?;
     let user = state.store.user(stored.user).await?.ok_or(Error::PasskeyRejected)?;
     Ok((user, stored.id))
 }
@@ -232,18 +230,17 @@ pub async fn start_reauth(state: &AppState, user: &UserRecord) -> Result<Started
         .start_passkey_authentication(&passkeys)
         .map_err(|e| Error::Webauthn(e.to_string()))?;
     let ceremony = new_secret();
-    state
-        .store
-        .put_ceremony(&Ceremony {
-            id_hash: hash_secret(&ceremony),
-            kind: REAUTH.to_owned(),
-            user: Some(user.id),
-            enrollment_hash: None,
-            passkey_name: None,
-            state: serde_json::to_string(&authentication).map_err(corrupt)?,
-            expires_at: now_ms() + ms(CEREMONY_TTL),
-        })
-        .await?;
+    let now = state.now();
+    let stored = Ceremony {
+        id_hash: hash_secret(&ceremony),
+        kind: REAUTH.to_owned(),
+        user: Some(user.id),
+        enrollment_hash: None,
+        passkey_name: None,
+        state: serde_json::to_string(&authentication).map_err(corrupt)?,
+        expires_at: now + ms(CEREMONY_TTL),
+    };
+    state.store.put_ceremony(&stored, now).await?;
     Ok(Started { ceremony, options: serde_json::to_value(&options).map_err(corrupt)? })
 }
 
@@ -279,6 +276,6 @@ pub async fn finish_reauth(
         Some(true) => Some(serde_json::to_string(&passkey).map_err(corrupt)?),
         _ => None,
     };
-    state.store.passkey_used(stored.id, updated.as_deref()).await?;
+    state.store.passkey_used(stored.id, updated.as_deref(), state.now()).await?;
     Ok(stored.id)
 }

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::Url;
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use crate::storage::{AuditEvent, UserRecord, UserRole};
+use crate::storage::{AuditEvent, NewSession, UserRecord, UserRole};
 use crate::{AppState, Error};
 
 /// The session cookie's name.
@@ -97,10 +97,11 @@ impl AuthUser {
     }
 
     /// Refuses (403 `reauth_required`) unless a passkey was used in this
-    /// session within `REAUTH_WINDOW`. Checked after the role checks, so a
-    /// request its role may never make still answers 403 `forbidden`.
-    pub fn require_fresh(&self) -> Result<(), Error> {
-        if now_ms() - self.verified_at <= ms(REAUTH_WINDOW) {
+    /// session within `REAUTH_WINDOW` before `now`. Checked after the role
+    /// checks, so a request its role may never make still answers 403
+    /// `forbidden`.
+    pub fn require_fresh(&self, now: i64) -> Result<(), Error> {
+        if now - self.verified_at <= ms(REAUTH_WINDOW) {
             Ok(())
         } else {
             Err(Error::ReauthRequired)
@@ -123,7 +124,7 @@ impl AuthUser {
             doc: None,
             detail,
         };
-        state.store.audit(&event).await?;
+        state.store.audit(&event, state.now()).await?;
         Ok(())
     }
 }
@@ -151,14 +152,15 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthU
 pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<AuthUser, Error> {
     let token = session_cookie(headers).ok_or(Error::Unauthorized)?;
     let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
+    let now = state.now();
     let session = state
         .store
-        .session_by_token(&hash_secret(&token), idle)
+        .session_by_token(&hash_secret(&token), idle, now)
         .await?
         .ok_or(Error::Unauthorized)?;
     let user = state.store.user(session.user).await?.ok_or(Error::Unauthorized)?;
-    if chrono::Utc::now().timestamp_millis() - session.last_seen_at > TOUCH_INTERVAL_MS {
-        state.store.touch_session(&session.id).await?;
+    if now - session.last_seen_at > TOUCH_INTERVAL_MS {
+        state.store.touch_session(&session.id, now).await?;
     }
     Ok(AuthUser {
         user,
@@ -215,10 +217,6 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -236,22 +234,21 @@ pub async fn start_session(
     let mut actor = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut actor);
     let actor_id = hex::encode(actor);
-    if !state.store.bind_actor(&actor_id, user.id).await? {
+    let now = state.now();
+    if !state.store.bind_actor(&actor_id, user.id, now).await? {
         return Err(Error::Conflict("could not allocate a device id; try again".into()));
     }
-    state
-        .store
-        .create_session(
-            &session_id,
-            &hash_secret(&token),
-            user.id,
-            &actor_id,
-            now_ms() + ms(SESSION_ABSOLUTE),
-            passkey,
-        )
-        .await?;
+    let new = NewSession {
+        id: &session_id,
+        token_hash: &hash_secret(&token),
+        user: user.id,
+        actor_id: &actor_id,
+        expires_at: now + ms(SESSION_ABSOLUTE),
+        passkey,
+    };
+    state.store.create_session(&new, now).await?;
     let cookie = set_cookie(&token, state.auth.secure_cookies, SESSION_ABSOLUTE.as_secs());
-    let verified_at = if passkey.is_some() { now_ms() } else { 0 };
+    let verified_at = if passkey.is_some() { now } else { 0 };
     Ok((cookie, AuthUser { user, session_id, actor_id, passkey, verified_at }))
 }
 

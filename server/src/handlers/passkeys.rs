@@ -60,7 +60,7 @@ pub async fn register_start(
     let name = passkey_name(body.name.as_deref())?;
     // Checked here, when the ceremony starts: it lives 5 minutes and only
     // this session holds its id.
-    auth.require_fresh()?;
+    auth.require_fresh(state.now())?;
     Ok(Json(ceremonies::start_registration(&state, &auth.user, REGISTER, None, &name).await?))
 }
 
@@ -115,7 +115,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
     let id = passkey_id(&id)?;
-    match state.store.revoke_passkey(auth.user.id, id).await? {
+    match state.store.revoke_passkey(auth.user.id, id, state.now()).await? {
         PasskeyRevocation::Revoked { sessions } => {
             let detail = format!("passkey {id}, {} sessions ended", sessions.len());
             auth::sessions_ended(&state, sessions, EndReason::PasskeyRemoved);

@@ -142,8 +142,11 @@ pub async fn enroll_start(
     Body(body): Body<StartEnroll>,
 ) -> Result<Json<EnrollStarted>, Error> {
     let token_hash = hash_secret(body.token.trim());
-    let user_id =
-        state.store.enrollment_user(&token_hash).await?.ok_or(Error::EnrollmentLinkInvalid)?;
+    let user_id = state
+        .store
+        .enrollment_user(&token_hash, state.now())
+        .await?
+        .ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let name = passkey_name(body.passkey_name.as_deref())?;
     let replaces_passkeys = state.store.passkeys(user.id).await?.len();
@@ -178,7 +181,7 @@ pub async fn enroll_finish(
     // passkeys the account had are replaced in the same transaction.
     let enrolled = state
         .store
-        .complete_enrollment(&token_hash, user.id, &credential, &name, &json)
+        .complete_enrollment(&token_hash, user.id, &credential, &name, &json, state.now())
         .await?
         .ok_or(Error::EnrollmentLinkInvalid)?;
     let patient = match user.role {
@@ -202,10 +205,13 @@ pub async fn enroll_finish(
             enrolled.replaced,
             enrolled.ended_sessions.len()
         );
-        state.store.audit(&event(user_id, patient, "passkeys_replaced", &detail)).await?;
+        state
+            .store
+            .audit(&event(user_id, patient, "passkeys_replaced", &detail), state.now())
+            .await?;
     }
     let detail = format!("passkey {}", enrolled.passkey);
-    state.store.audit(&event(user_id, patient, "passkey_added", &detail)).await?;
+    state.store.audit(&event(user_id, patient, "passkey_added", &detail), state.now()).await?;
     signed_in(&state, user, enrolled.passkey, "enrollment", &detail).await
 }
 
@@ -232,7 +238,7 @@ pub async fn reauth_finish(
 ) -> Result<StatusCode, Error> {
     let passkey =
         ceremonies::finish_reauth(&state, &auth.user, &body.ceremony, &body.credential).await?;
-    state.store.mark_verified(&auth.session_id).await?;
+    state.store.mark_verified(&auth.session_id, state.now()).await?;
     auth.audit(&state, "reauthenticated", auth.patient(), &format!("passkey {passkey}")).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -251,7 +257,7 @@ pub async fn open_links(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<Vec<OpenLink>>, Error> {
-    let links = state.store.open_enrollments(auth.user.id).await?;
+    let links = state.store.open_enrollments(auth.user.id, state.now()).await?;
     Ok(Json(
         links
             .into_iter()
@@ -269,7 +275,7 @@ pub async fn cancel_links(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<StatusCode, Error> {
-    let cancelled = state.store.cancel_enrollments(auth.user.id).await?;
+    let cancelled = state.store.cancel_enrollments(auth.user.id, state.now()).await?;
     auth.audit(&state, "enrollment_links_cancelled", auth.patient(), &format!("{cancelled} links"))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -280,7 +286,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     if session_cookie(&headers).is_some()
         && let Ok(auth) = auth::session_user(&state, &headers).await
     {
-        state.store.revoke_session(&auth.session_id).await?;
+        state.store.revoke_session(&auth.session_id, state.now()).await?;
         auth::sessions_ended(&state, vec![auth.session_id.clone()], EndReason::SignedOut);
         auth.audit(&state, "sign_out", auth.patient(), "").await?;
     }
@@ -289,7 +295,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 
 /// `POST /api/logout-all`: ends every session of the user.
 pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Response, Error> {
-    let ended = state.store.revoke_user_sessions(auth.user.id).await?;
+    let ended = state.store.revoke_user_sessions(auth.user.id, state.now()).await?;
     let count = ended.len();
     auth::sessions_ended(&state, ended, EndReason::SignedOutEverywhere);
     auth.audit(&state, "sign_out_everywhere", auth.patient(), &format!("{count} sessions")).await?;

@@ -5,7 +5,7 @@ use shared::{DocId, PatientId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_rows};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id, placeholder_rows};
 
 /// One thing that happened. `detail` must hold no clinical content (ids,
 /// rule names and passkey names are fine).
@@ -37,11 +37,11 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Appends an event to the audit trail. (Sync writes a batch's events
-    /// with its changes: `Store::store_audited`.)
-    pub async fn audit(&self, event: &AuditEvent<'_>) -> Result<(), StoreError> {
+    /// Appends an event that happened at `now` to the audit trail. (Sync
+    /// writes a batch's events with its changes: `Store::store_audited`.)
+    pub async fn audit(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        insert_audit(&mut tx, std::slice::from_ref(event)).await?;
+        insert_audit(&mut tx, std::slice::from_ref(event), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -76,14 +76,14 @@ impl Store {
     }
 }
 
-/// Appends events within a transaction (one multi-row `INSERT` per
-/// `ROWS_PER_STATEMENT` events); sync stores a batch's changes and their
-/// audit rows together.
+/// Appends events that happened at `now` within a transaction (one
+/// multi-row `INSERT` per `ROWS_PER_STATEMENT` events); sync stores a
+/// batch's changes and their audit rows together.
 pub(super) async fn insert_audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     events: &[AuditEvent<'_>],
+    now: i64,
 ) -> Result<(), StoreError> {
-    let now = now_ms();
     for part in events.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) VALUES {}",

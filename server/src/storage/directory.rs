@@ -1,11 +1,11 @@
-//! Clinics, patients, users, clinic memberships, consents and actor bindings.
-
-use std::collections::HashMap;
+//! Who is who: clinics, patients, users with their roles and clinic
+//! memberships, a patient's caregivers, and revoking a user.
 
 use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, now_ms, parse_id, placeholder_list};
+use super::consents::bump_access_version;
+use super::{Store, StoreError, ids, parse_id};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserRole {
@@ -77,12 +77,27 @@ impl UserRecord {
     }
 }
 
+/// A caregiver acting for a patient, as the patient sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaregiverInfo {
+    pub id: UserId,
+    pub display_name: String,
+    pub may_message: bool,
+    pub enrolled: bool,
+    pub created_at: i64,
+}
+
 impl Store {
-    pub async fn create_clinic(&self, id: ClinicId, name: &str) -> Result<(), StoreError> {
+    pub async fn create_clinic(
+        &self,
+        id: ClinicId,
+        name: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO clinics (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(id.to_string())
             .bind(name)
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -96,16 +111,16 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn create_patient(&self, id: PatientId) -> Result<(), StoreError> {
+    pub async fn create_patient(&self, id: PatientId, now: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO patients (id, created_at) VALUES ($1, $2)")
             .bind(id.to_string())
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+    pub async fn create_user(&self, user: &NewUser, now: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, display_name, role, patient_id, may_message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -115,7 +130,7 @@ impl Store {
         .bind(user.role.code())
         .bind(user.patient.map(|p| p.to_string()))
         .bind(i64::from(user.may_message))
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         for clinic in &user.clinics {
@@ -163,138 +178,74 @@ impl Store {
         }))
     }
 
-    pub async fn grant_consent(
-        &self,
-        patient: PatientId,
-        clinic: ClinicId,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO consents (patient_id, clinic_id, granted_at, revoked_at) VALUES ($1, $2, $3, NULL) \
-             ON CONFLICT (patient_id, clinic_id) DO UPDATE SET granted_at = excluded.granted_at, revoked_at = NULL",
-        )
-        .bind(patient.to_string())
-        .bind(clinic.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        bump_access_version(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+    /// Whether a user exists and has not been revoked.
+    pub async fn user_active(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL")
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
-    pub async fn revoke_consent(
-        &self,
-        patient: PatientId,
-        clinic: ClinicId,
-    ) -> Result<(), StoreError> {
+    /// Revokes a user: they can no longer sign in and their sessions end.
+    /// Returns the ended sessions' ids.
+    pub async fn revoke_user(&self, user: UserId, now: i64) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE consents SET revoked_at = $1 WHERE patient_id = $2 AND clinic_id = $3 AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(patient.to_string())
-            .bind(clinic.to_string())
+        sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user.to_string())
             .execute(&mut *tx)
             .await?;
+        let sessions = ids(
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id")
+                .bind(now)
+                .bind(user.to_string())
+                .fetch_all(&mut *tx)
+                .await?,
+        );
         bump_access_version(&mut tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(sessions)
     }
 
-    /// Moves the access version on (see `access_version`), e.g. after
-    /// documents were created for a new consent.
-    pub async fn access_changed(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        bump_access_version(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+    /// The active caregivers of a patient.
+    pub async fn caregivers(&self, patient: PatientId) -> Result<Vec<CaregiverInfo>, StoreError> {
+        sqlx::query(
+            "SELECT u.id, u.display_name, u.may_message, u.created_at, \
+             (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) \
+             FROM users u WHERE u.patient_id = $1 AND u.role = 'caregiver' AND u.revoked_at IS NULL ORDER BY u.id",
+        )
+        .bind(patient.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(CaregiverInfo {
+                id: parse_id(&r.get::<String, _>(0))?,
+                display_name: r.get(1),
+                may_message: r.get::<i64, _>(2) != 0,
+                created_at: r.get(3),
+                enrolled: r.get::<i64, _>(4) > 0,
+            })
+        })
+        .collect()
     }
 
-    /// A counter that every change to who may read what moves on: when it
-    /// has moved, what sync connections may read must be read again.
-    pub async fn access_version(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT version FROM access_version WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .get(0))
-    }
-
-    /// Clinics the patient currently lets see their record.
-    pub async fn consenting_clinics(
-        &self,
-        patient: PatientId,
-    ) -> Result<Vec<ClinicId>, StoreError> {
-        sqlx::query("SELECT clinic_id FROM consents WHERE patient_id = $1 AND revoked_at IS NULL ORDER BY clinic_id")
-            .bind(patient.to_string())
+    /// Every clinic, by name.
+    pub async fn clinics(&self) -> Result<Vec<(ClinicId, String)>, StoreError> {
+        sqlx::query("SELECT id, name FROM clinics ORDER BY name, id")
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| parse_id(&r.get::<String, _>(0)))
+            .map(|r| Ok((parse_id(&r.get::<String, _>(0))?, r.get(1))))
             .collect()
     }
 
-    /// Patients who currently let `clinic` see their record.
-    pub async fn consenting_patients(
-        &self,
-        clinic: ClinicId,
-    ) -> Result<Vec<PatientId>, StoreError> {
-        sqlx::query("SELECT patient_id FROM consents WHERE clinic_id = $1 AND revoked_at IS NULL ORDER BY patient_id")
-            .bind(clinic.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| parse_id(&r.get::<String, _>(0)))
-            .collect()
-    }
-
-    /// Binds an Automerge actor id to a user. Binding an id that already
-    /// belongs to someone else fails; rebinding to the same user is a no-op.
-    pub async fn bind_actor(&self, actor_hex: &str, user: UserId) -> Result<bool, StoreError> {
-        sqlx::query("INSERT INTO actors (actor_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (actor_id) DO NOTHING")
-            .bind(actor_hex)
-            .bind(user.to_string())
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(self.actor_owner(actor_hex).await? == Some(user))
-    }
-
-    /// Who each of these actor ids is bound to, for those bound at all.
-    pub async fn actor_owners(
-        &self,
-        actors: &[String],
-    ) -> Result<HashMap<String, UserId>, StoreError> {
-        let mut owners = HashMap::new();
-        for part in actors.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT actor_id, user_id FROM actors WHERE actor_id IN ({})",
-                placeholder_list(part.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for actor in part {
-                query = query.bind(actor.as_str());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                owners.insert(row.get::<String, _>(0), parse_id(&row.get::<String, _>(1))?);
-            }
-        }
-        Ok(owners)
-    }
-
-    pub async fn actor_owner(&self, actor_hex: &str) -> Result<Option<UserId>, StoreError> {
-        let row = sqlx::query("SELECT user_id FROM actors WHERE actor_id = $1")
-            .bind(actor_hex)
+    pub async fn clinic_by_name(&self, name: &str) -> Result<Option<ClinicId>, StoreError> {
+        let row = sqlx::query("SELECT id FROM clinics WHERE name = $1 ORDER BY id")
+            .bind(name)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
-}
-
-/// Moves the access version on, in the transaction that changes access.
-pub(super) async fn bump_access_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE access_version SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
 use super::{
-    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, now_ms, parse_id,
+    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, parse_id,
     placeholder_list, placeholder_rows,
 };
 
@@ -38,6 +38,9 @@ pub struct Writes<'a> {
     /// The person whose changes these are; `None` for the server's own
     /// writes (compaction).
     pub author: Option<Author<'a>>,
+    /// When (ms): the chunks' and audit rows' time, and the day whose
+    /// quota the entries count against.
+    pub now: i64,
 }
 
 /// The author of a batch's changes.
@@ -99,7 +102,7 @@ pub(super) fn document_row(row: &AnyRow) -> Result<DocumentRow, StoreError> {
 
 impl Store {
     /// Creates a document with its genesis change, unless it exists already.
-    pub async fn create_document(&self, kind: &DocKind) -> Result<DocId, StoreError> {
+    pub async fn create_document(&self, kind: &DocKind, now: i64) -> Result<DocId, StoreError> {
         let id = kind.doc_id();
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
@@ -110,7 +113,7 @@ impl Store {
         .bind(kind.name())
         .bind(kind.patient().to_string())
         .bind(kind.clinic().map(|c| c.to_string()))
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -118,7 +121,7 @@ impl Store {
             sqlx::query("INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at) VALUES ($1, 1, $2, $3)")
                 .bind(id.to_string())
                 .bind(kind.genesis().save())
-                .bind(now_ms())
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -188,7 +191,11 @@ impl Store {
 
     /// Appends incremental changes to many documents in one transaction
     /// (`store_chunks`); returns their sequence numbers, in order.
-    pub async fn append_changes(&self, batch: &[(DocId, Vec<u8>)]) -> Result<Vec<i64>, StoreError> {
+    pub async fn append_changes(
+        &self,
+        batch: &[(DocId, Vec<u8>)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
         let chunks: Vec<NewChunk<'_>> = batch
             .iter()
             .map(|(doc, data)| NewChunk {
@@ -198,7 +205,7 @@ impl Store {
                 expected_seq: None,
             })
             .collect();
-        self.store_chunks(&chunks).await
+        self.store_chunks(&chunks, now).await
     }
 
     /// Stores chunks of many documents in one transaction: when this
@@ -210,8 +217,12 @@ impl Store {
     /// whole batch are taken with one statement per `ROWS_PER_STATEMENT`
     /// documents, and chunks deleted and stored with one statement per as
     /// many chunks, so a batch costs a few round trips whatever its size.
-    pub async fn store_chunks(&self, batch: &[NewChunk<'_>]) -> Result<Vec<i64>, StoreError> {
-        self.store_audited(batch, &[]).await
+    pub async fn store_chunks(
+        &self,
+        batch: &[NewChunk<'_>],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.store_audited(batch, &[], now).await
     }
 
     /// [`Store::store_chunks`], with audit events written in the same
@@ -221,8 +232,9 @@ impl Store {
         &self,
         batch: &[NewChunk<'_>],
         events: &[AuditEvent<'_>],
+        now: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        self.store_writes(&Writes { chunks: batch, events, author: None }).await
+        self.store_writes(&Writes { chunks: batch, events, author: None, now }).await
     }
 
     /// Stores a sync batch in one transaction: its chunks, its audit rows,
@@ -239,31 +251,32 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         if let (Some(author), false) = (&writes.author, writes.chunks.is_empty()) {
-            self.check_author(&mut tx, author, writes.chunks).await?;
+            self.check_author(&mut tx, author, writes.chunks, writes.now).await?;
         }
         let seqs = if writes.chunks.is_empty() {
             Vec::new()
         } else {
-            self.write_chunks(&mut tx, writes.chunks).await?
+            self.write_chunks(&mut tx, writes.chunks, writes.now).await?
         };
-        insert_audit(&mut tx, writes.events).await?;
+        insert_audit(&mut tx, writes.events, writes.now).await?;
         tx.commit().await?;
         Ok(seqs)
     }
 
-    /// Adds the batch's new entries to today's counts; returns the
-    /// documents that would go over the author's daily quota.
+    /// Adds the batch's new entries to the counts of `now`'s UTC day;
+    /// returns the documents that would go over the author's daily quota.
     async fn count_entries(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         user: &str,
         author: &Author<'_>,
+        now: i64,
     ) -> Result<Vec<DocId>, StoreError> {
         let limit = match author.user.role {
             UserRole::Patient | UserRole::Caregiver => ENTRIES_PER_DAY_PATIENT_SIDE,
             UserRole::Provider | UserRole::Admin => ENTRIES_PER_DAY_STAFF,
         };
-        let day = now_ms() / 86_400_000;
+        let day = now / 86_400_000;
         let mut over = Vec::new();
         for (doc, entries) in author.entries.iter().filter(|(_, n)| *n > 0) {
             let total: i64 = sqlx::query(
@@ -292,6 +305,7 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         author: &Author<'_>,
         chunks: &[NewChunk<'_>],
+        now: i64,
     ) -> Result<(), StoreError> {
         let user = author.user.id.to_string();
         // On PostgreSQL the rows read here are share-locked until commit, so
@@ -339,12 +353,11 @@ impl Store {
         if !denied.is_empty() {
             return Err(StoreError::AccessEnded(denied));
         }
-        let over = self.count_entries(tx, &user, author).await?;
+        let over = self.count_entries(tx, &user, author, now).await?;
         if !over.is_empty() {
             return Err(StoreError::Quota(over));
         }
         if !author.actors.is_empty() {
-            let now = now_ms();
             for part in author.actors.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "INSERT INTO actors (actor_id, user_id, created_at) VALUES {} ON CONFLICT (actor_id) DO NOTHING",
@@ -375,6 +388,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         batch: &[NewChunk<'_>],
+        now: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let mut counts: BTreeMap<DocId, i64> = BTreeMap::new();
         for chunk in batch {
@@ -420,7 +434,6 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        let now = now_ms();
         let numbered: Vec<(&NewChunk<'_>, i64)> = batch.iter().zip(seqs.iter().copied()).collect();
         for part in numbered.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -488,8 +501,9 @@ impl Store {
         id: DocId,
         snapshot: &[u8],
         through: i64,
+        now: i64,
     ) -> Result<i64, StoreError> {
-        Ok(self.compact_documents(&[(id, snapshot, through)]).await?[0])
+        Ok(self.compact_documents(&[(id, snapshot, through)], now).await?[0])
     }
 
     /// `compact_document` for many documents in one transaction
@@ -497,6 +511,7 @@ impl Store {
     pub async fn compact_documents(
         &self,
         batch: &[(DocId, &[u8], i64)],
+        now: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let chunks: Vec<NewChunk<'_>> = batch
             .iter()
@@ -507,7 +522,7 @@ impl Store {
                 expected_seq: None,
             })
             .collect();
-        self.store_chunks(&chunks).await
+        self.store_chunks(&chunks, now).await
     }
 
     /// Takes the next `count` sequence numbers of each document, returning

@@ -5,12 +5,18 @@
 //! placeholders in order, BIGINT times and flags), and run through sqlx's
 //! `Any` driver; only the migrations differ per engine.
 
+mod actors;
 mod audit;
-mod auth;
 mod bulk;
+mod ceremonies;
+mod consents;
 mod directory;
 mod documents;
+mod enrollments;
 mod notify;
+mod passkeys;
+mod read_access;
+mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,16 +29,17 @@ use crate::config::DatabaseUrl;
 use shared::DocId;
 
 pub use audit::{AuditEntry, AuditEvent};
-pub use auth::{
-    CaregiverInfo, Ceremony, PasskeyInfo, PasskeyRevocation, SessionRow, StoredPasskey,
-};
 pub use bulk::NewRecord;
-pub use directory::{NewUser, UserRecord, UserRole};
+pub use ceremonies::Ceremony;
+pub use directory::{CaregiverInfo, NewUser, UserRecord, UserRole};
 pub use documents::{
     Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,
     StoredDocument, Writes,
 };
+pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
+pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
+pub use sessions::{NewSession, SessionRow};
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
 /// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket
@@ -173,7 +180,7 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => self.begin_write().await?,
         })
     }
 
@@ -212,10 +219,6 @@ fn with_server_keepalive(options: &mut AnyConnectOptions) -> std::sync::Arc<Data
     std::sync::Arc::new(DatabaseUrl::from(listen.as_str()))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Most rows one statement writes or names: batches are split into parts
 /// of this size, which keeps every statement's placeholders (up to 8 per
 /// row) far below both engines' limits (SQLite 32,766, PostgreSQL 65,535).
@@ -241,6 +244,12 @@ fn placeholder_rows(rows: usize, columns: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The ids a `... RETURNING id` statement returned.
+fn ids(rows: Vec<sqlx::any::AnyRow>) -> Vec<String> {
+    use sqlx::Row;
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 fn parse_id<T: FromStr>(text: &str) -> Result<T, StoreError> {

@@ -425,7 +425,7 @@ impl Connection {
                             doc: Some(id),
                             detail: "rule consent: the patient withdrew this clinic's access",
                         };
-                        self.state.store.audit(&refused).await?;
+                        self.state.store.audit(&refused, self.state.now()).await?;
                         self.states.insert(id, sync::State::new());
                         outgoing.push(self.rejection(
                             hub,

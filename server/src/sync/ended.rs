@@ -143,9 +143,10 @@ pub async fn watch_sessions(hub: Arc<Hub>) {
         timer.tick().await;
         let store = hub.store();
         let (open, active) = hub.open_sessions().take();
+        let now = hub.clock().now_ms();
         let checked = async {
             if !open.is_empty() {
-                let live = store.live_sessions(&open, idle).await?;
+                let live = store.live_sessions(&open, idle, now).await?;
                 let ended: Vec<String> = open.into_iter().filter(|id| !live.contains(id)).collect();
                 if !ended.is_empty() {
                     tracing::info!(
@@ -156,13 +157,13 @@ pub async fn watch_sessions(hub: Arc<Hub>) {
                 }
                 let active: Vec<String> =
                     active.into_iter().filter(|id| live.contains(id)).collect();
-                store.touch_sessions(&active, crate::auth::TOUCH_INTERVAL_MS).await?;
+                store.touch_sessions(&active, crate::auth::TOUCH_INTERVAL_MS, now).await?;
             }
-            let now = store.access_version().await?;
-            if version.is_some_and(|seen| seen != now) {
+            let current = store.access_version().await?;
+            if version.is_some_and(|seen| seen != current) {
                 hub.access_changed_here();
             }
-            version = Some(now);
+            version = Some(current);
             Ok::<(), crate::storage::StoreError>(())
         };
         if let Err(error) = checked.await {

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use super::cache::{CacheStats, DocCache, Locked};
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{EndReason, Ended, OpenSessions};
+use crate::Clock;
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// The server's copy of a document, exactly as committed to storage. Only
@@ -153,6 +154,8 @@ pub(crate) struct Accepted {
 
 pub struct Hub {
     store: Store,
+    /// The time commits are stored and audited at (the server's clock).
+    clock: Clock,
     peer_id: String,
     /// The canonical documents in memory, within a byte budget.
     docs: Arc<Mutex<DocCache>>,
@@ -177,27 +180,34 @@ pub const MAX_OPS_IN_FLIGHT: u32 = 400_000;
 impl Hub {
     /// A hub for one process alone (SQLite, or tests that want no peers),
     /// holding documents in memory up to `cache_bytes` (estimated).
-    pub fn new(store: Store, cache_bytes: usize) -> Self {
-        Self::build(store, new_peer_id(), None, cache_bytes)
+    pub fn new(store: Store, clock: Clock, cache_bytes: usize) -> Self {
+        Self::build(store, clock, new_peer_id(), None, cache_bytes)
     }
 
     /// The hub a server runs with: on PostgreSQL it also publishes what it
     /// commits and listens for what other instances commit. Call from
     /// within a Tokio runtime.
-    pub fn start(store: Store, cache_bytes: usize) -> Arc<Self> {
+    pub fn start(store: Store, clock: Clock, cache_bytes: usize) -> Arc<Self> {
         if store.backend() != Backend::Postgres {
-            return Arc::new(Self::new(store, cache_bytes));
+            return Arc::new(Self::new(store, clock, cache_bytes));
         }
         let peer_id = new_peer_id();
         let (cluster, heard) = Cluster::start(store.clone(), peer_id.clone());
-        let hub = Arc::new(Self::build(store, peer_id, Some(cluster), cache_bytes));
+        let hub = Arc::new(Self::build(store, clock, peer_id, Some(cluster), cache_bytes));
         tokio::spawn(act_on_heard(Arc::downgrade(&hub), heard));
         hub
     }
 
-    fn build(store: Store, peer_id: String, cluster: Option<Cluster>, cache_bytes: usize) -> Self {
+    fn build(
+        store: Store,
+        clock: Clock,
+        peer_id: String,
+        cluster: Option<Cluster>,
+        cache_bytes: usize,
+    ) -> Self {
         Self {
             store,
+            clock,
             peer_id,
             docs: Arc::new(Mutex::new(DocCache::new(cache_bytes))),
             changes: broadcast::channel(16 * 1024).0,
@@ -288,7 +298,10 @@ impl Hub {
                 expected_seq: held(&a.id),
             })
             .collect();
-        let stored = self.store.store_writes(&Writes { chunks: &chunks, events, author }).await;
+        let stored = self
+            .store
+            .store_writes(&Writes { chunks: &chunks, events, author, now: self.clock.now_ms() })
+            .await;
         let seqs = match stored {
             Ok(seqs) => seqs,
             Err(StoreError::Stale(stale)) => {
@@ -347,7 +360,7 @@ impl Hub {
             .collect();
         let batch: Vec<(DocId, &[u8], i64)> =
             snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();
-        let snapshot_seqs = self.store.compact_documents(&batch).await?;
+        let snapshot_seqs = self.store.compact_documents(&batch, self.clock.now_ms()).await?;
         for ((id, snapshot, _), snapshot_seq) in snapshots.iter().zip(snapshot_seqs) {
             let Some(canonical) = locked.get_mut(id).and_then(|g| g.as_mut()) else { continue };
             if snapshot_seq == canonical.seq + 1 {
@@ -496,6 +509,11 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The clock commits are stored by (the server's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// What the document cache holds.

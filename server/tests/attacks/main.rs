@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 use automerge::sync::MessageVersion;
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT, ReadDoc};
-use server::client::{ClientError, Replica};
 use server::demo;
 use server::storage::{Backend, Store};
-use server::testing::TestDatabase;
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
 use shared::sync::WireMessage;
 use shared::{DocId, EntryId, UserId, record};
+use testkit::TestDatabase;
+use testkit::{ClientError, Replica};
 
 use craft::ChangeParts;
 use portal::{Portal, Raw, Session, TIMEOUT, under_attack};
@@ -123,7 +123,7 @@ impl World {
         record::add(
             &mut tx,
             entry,
-            &demo::glucose_result(
+            &testkit::fixtures::glucose_result(
                 (okafor.clinics[0], demo::clinic_name(okafor.clinics[0])),
                 okafor.id,
                 okafor.name,
@@ -920,7 +920,7 @@ async fn a_second_instance_on_postgresql_refuses_the_same_attacks() {
     record::add(
         &mut tx,
         EntryId::mint(),
-        &demo::glucose_result(
+        &testkit::fixtures::glucose_result(
             (riverside, demo::clinic_name(riverside)),
             okafor.user.id,
             okafor.user.name,

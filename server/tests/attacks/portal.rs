@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use automerge::Automerge;
 use futures::{SinkExt, StreamExt};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::Store;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{DocId, PatientId};
+use testkit::Replica;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::{ClinicId, DocKind, PatientId};
+use testkit::{TestDatabase, TestServer};
 
 use crate::authenticator::SoftPasskey;
 use crate::client::{Browser, invite};
@@ -51,22 +51,24 @@ async fn world(db: &TestDatabase) -> World {
     let store = app.store.clone();
     let base = app.base_url.clone();
     let (clinic_a, clinic_b, clinic_c) = (ClinicId::mint(), ClinicId::mint(), ClinicId::mint());
-    store.create_clinic(clinic_a, "Clinic A").await.unwrap();
-    store.create_clinic(clinic_b, "Clinic B").await.unwrap();
-    store.create_clinic(clinic_c, "Clinic C").await.unwrap();
+    store.create_clinic(clinic_a, "Clinic A", app.clock.now_ms()).await.unwrap();
+    store.create_clinic(clinic_b, "Clinic B", app.clock.now_ms()).await.unwrap();
+    store.create_clinic(clinic_c, "Clinic C", app.clock.now_ms()).await.unwrap();
 
-    let admin_a = invite(&store, &base, UserRole::Admin, "Admin A", Some(clinic_a), None).await;
-    let admin_b = invite(&store, &base, UserRole::Admin, "Admin B", Some(clinic_b), None).await;
-    let provider_a = invite(&store, &base, UserRole::Provider, "Dr. A", Some(clinic_a), None).await;
-    let provider_b = invite(&store, &base, UserRole::Provider, "Dr. B", Some(clinic_b), None).await;
+    let admin_a = invite(&app, UserRole::Admin, "Admin A", Some(clinic_a), None).await;
+    let admin_b = invite(&app, UserRole::Admin, "Admin B", Some(clinic_b), None).await;
+    let provider_a = invite(&app, UserRole::Provider, "Dr. A", Some(clinic_a), None).await;
+    let provider_b = invite(&app, UserRole::Provider, "Dr. B", Some(clinic_b), None).await;
     // P1 consents to A (at creation) and B; P2 to B only.
-    let p1 = invite(&store, &base, UserRole::Patient, "Patient One", Some(clinic_a), None).await;
+    let p1 = invite(&app, UserRole::Patient, "Patient One", Some(clinic_a), None).await;
     let p1_id = p1.user.patient.unwrap();
-    server::auth::accounts::grant_consent(&store, p1_id, clinic_b).await.unwrap();
-    let p2 = invite(&store, &base, UserRole::Patient, "Patient Two", Some(clinic_b), None).await;
+    server::auth::accounts::grant_consent(&store, p1_id, clinic_b, app.clock.now_ms())
+        .await
+        .unwrap();
+    let p2 = invite(&app, UserRole::Patient, "Patient Two", Some(clinic_b), None).await;
     let p2_id = p2.user.patient.unwrap();
-    let c1 = invite(&store, &base, UserRole::Caregiver, "Carer One", None, Some(p1_id)).await;
-    let c2 = invite(&store, &base, UserRole::Caregiver, "Carer Two", None, Some(p2_id)).await;
+    let c1 = invite(&app, UserRole::Caregiver, "Carer One", None, Some(p1_id)).await;
+    let c2 = invite(&app, UserRole::Caregiver, "Carer Two", None, Some(p2_id)).await;
 
     let (b_p1, k_p1) = signed_in(&app, &p1.link).await;
     let (b_c1, k_c1) = signed_in(&app, &c1.link).await;

@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use server::auth::{self, AuthConfig, hash_secret};
+use server::auth::{self, AuthConfig};
 use server::storage::{Backend, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::ClinicId;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 use crate::authenticator::SoftPasskey;
@@ -25,7 +26,7 @@ async fn start(backend: Backend) -> (TestDatabase, TestServer) {
 
 async fn clinic(app: &TestServer, name: &str) -> ClinicId {
     let id = ClinicId::mint();
-    app.store.create_clinic(id, name).await.unwrap();
+    app.store.create_clinic(id, name, app.clock.now_ms()).await.unwrap();
     id
 }
 
@@ -34,15 +35,8 @@ async fn enroll_then_sign_in_then_me() {
     for backend in BACKENDS {
         let (db, app) = start(backend).await;
         let riverside = clinic(&app, "Riverside").await;
-        let invitation = invite(
-            &app.store,
-            &app.base_url,
-            UserRole::Patient,
-            "Maria Santos",
-            Some(riverside),
-            None,
-        )
-        .await;
+        let invitation =
+            invite(&app, UserRole::Patient, "Maria Santos", Some(riverside), None).await;
         assert!(
             invitation.link.starts_with(&format!("{}/enroll#", app.base_url)),
             "{}",
@@ -110,8 +104,7 @@ async fn enroll_then_sign_in_then_me() {
 async fn sign_in_failures() {
     let (db, app) = start(Backend::Sqlite).await;
     let c = clinic(&app, "Riverside").await;
-    let invitation =
-        invite(&app.store, &app.base_url, UserRole::Provider, "Dr. Okafor", Some(c), None).await;
+    let invitation = invite(&app, UserRole::Provider, "Dr. Okafor", Some(c), None).await;
     let mut device = SoftPasskey::new();
     let mut browser = Browser::new(&app.base_url);
     browser.enroll(&mut device, &invitation.link).await;
@@ -155,22 +148,6 @@ async fn sign_in_failures() {
     evil.origin = None;
     assert_eq!(evil.post("/api/login/start", json!({})).await.0, 403);
 
-    // An expired ceremony.
-    let mut b = Browser::new(&app.base_url);
-    let (_, started) = b.post("/api/login/start", json!({})).await;
-    let id_hash = hash_secret(started["ceremony"].as_str().unwrap());
-    app.store
-        .set_ceremony_expiry(&id_hash, chrono::Utc::now().timestamp_millis() - 1)
-        .await
-        .unwrap();
-    let assertion = device.assert(&started["options"], &app.base_url);
-    let (status, body) = b
-        .post(
-            "/api/login/finish",
-            json!({ "ceremony": started["ceremony"], "credential": assertion }),
-        )
-        .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("ceremony_expired")));
     // An unknown ceremony id.
     let (status, _) =
         b.post("/api/login/finish", json!({ "ceremony": "nope", "credential": assertion })).await;
@@ -245,23 +222,38 @@ async fn sign_in_failures() {
         .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("passkey_rejected")));
 
-    // Idle expiry.
-    let (_, me) = browser.get("/api/me").await;
-    let session = me["session_id"].as_str().unwrap();
-    let thirteen_hours_ago = chrono::Utc::now().timestamp_millis() - 13 * 3600 * 1000;
-    app.store.set_session_last_seen(session, thirteen_hours_ago).await.unwrap();
+    // An expired ceremony: finished once its time is up.
+    let mut b = Browser::new(&app.base_url);
+    let (_, started) = b.post("/api/login/start", json!({})).await;
+    app.clock.advance(auth::CEREMONY_TTL);
+    let assertion = laptop.assert(&started["options"], &app.base_url);
+    let (status, body) = b
+        .post(
+            "/api/login/finish",
+            json!({ "ceremony": started["ceremony"], "credential": assertion }),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("ceremony_expired")));
+
+    // Idle expiry: 11 hours pass, the laptop is used (the browser is not),
+    // 2 more hours pass: the browser's session has been idle for 13 hours.
+    assert_eq!(browser.get("/api/me").await.0, 200);
+    app.clock.advance(Duration::from_secs(11 * 3600));
+    let (status, laptop_me) = laptop_browser.get("/api/me").await;
+    assert_eq!(status, 200, "11 hours idle is not 12");
+    app.clock.advance(Duration::from_secs(2 * 3600));
     assert_eq!(browser.get("/api/me").await.0, 401, "12 hours idle ends a session");
 
     // Ended sessions are purged; live ones stay.
     let idle = i64::try_from(server::auth::SESSION_IDLE.as_millis()).unwrap();
-    let (_, laptop_me) = laptop_browser.get("/api/me").await;
-    assert!(app.store.purge_ended(idle).await.unwrap() >= 1, "the idle session is deleted");
+    let now = app.clock.now_ms();
+    assert!(app.store.purge_ended(idle, now).await.unwrap() >= 1, "the idle session is deleted");
     assert_eq!(
         laptop_browser.get("/api/me").await.1["session_id"],
         laptop_me["session_id"],
         "a live session stays"
     );
-    assert_eq!(app.store.purge_ended(idle).await.unwrap(), 0);
+    assert_eq!(app.store.purge_ended(idle, now).await.unwrap(), 0);
     app.stop().await;
     db.drop_database().await;
 }
@@ -274,8 +266,7 @@ async fn enrollment_links_are_single_use_and_expire() {
         "This enrollment link has expired or was already used. Ask your clinic for a new one.";
 
     // Used: a second start fails, and of two started ceremonies only one finishes.
-    let invitation =
-        invite(&app.store, &app.base_url, UserRole::Patient, "Pat", Some(c), None).await;
+    let invitation = invite(&app, UserRole::Patient, "Pat", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
     let mut first = Browser::new(&app.base_url);
     let mut second = Browser::new(&app.base_url);
@@ -303,14 +294,10 @@ async fn enrollment_links_are_single_use_and_expire() {
     let (status, body) = second.post("/api/enroll/start", json!({ "token": token })).await;
     assert_eq!((status, body["message"].as_str()), (410, Some(invalid)));
 
-    // Expired.
-    let invitation =
-        invite(&app.store, &app.base_url, UserRole::Patient, "Late", Some(c), None).await;
+    // Expired: used once its 72 hours are up.
+    let invitation = invite(&app, UserRole::Patient, "Late", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
-    app.store
-        .set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1)
-        .await
-        .unwrap();
+    app.clock.advance(auth::ENROLLMENT_TTL);
     let (status, body) =
         Browser::new(&app.base_url).post("/api/enroll/start", json!({ "token": token })).await;
     assert_eq!((status, body["error"].as_str()), (410, Some("enrollment_link_invalid")));
@@ -321,16 +308,16 @@ async fn enrollment_links_are_single_use_and_expire() {
         .await;
     assert_eq!((status, body["error"].as_str()), (410, Some("enrollment_link_invalid")));
 
-    // Expired between start and finish: the passkey is not added.
-    let invitation =
-        invite(&app.store, &app.base_url, UserRole::Patient, "Slow", Some(c), None).await;
+    // Expired between start and finish (started a minute before its
+    // expiry, finished two minutes later, within the ceremony's five):
+    // the passkey is not added.
+    let invitation = invite(&app, UserRole::Patient, "Slow", Some(c), None).await;
     let token = invitation.link.split_once('#').unwrap().1.to_owned();
+    app.clock.advance(auth::ENROLLMENT_TTL - Duration::from_secs(60));
     let mut b = Browser::new(&app.base_url);
-    let (_, started) = b.post("/api/enroll/start", json!({ "token": token })).await;
-    app.store
-        .set_enrollment_expiry(&hash_secret(&token), chrono::Utc::now().timestamp_millis() - 1)
-        .await
-        .unwrap();
+    let (status, started) = b.post("/api/enroll/start", json!({ "token": token })).await;
+    assert_eq!(status, 200, "a minute before its expiry the link still works: {started}");
+    app.clock.advance(Duration::from_secs(120));
     let credential = SoftPasskey::new().register(&started["options"], &app.base_url);
     let (status, _) = b
         .post(
@@ -361,7 +348,7 @@ async fn enrollment_links_are_single_use_and_expire() {
 async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate() {
     let (db, app) = start(Backend::Sqlite).await;
     let c = clinic(&app, "Riverside").await;
-    let invitation = invite(&app.store, &app.base_url, UserRole::Admin, "Ada", Some(c), None).await;
+    let invitation = invite(&app, UserRole::Admin, "Ada", Some(c), None).await;
     let mut browser = Browser::new(&app.base_url);
     let me = browser.enroll(&mut SoftPasskey::new(), &invitation.link).await;
     assert_eq!(me["clinics"], json!([{ "id": c.to_string(), "name": "Riverside" }]));
@@ -384,6 +371,7 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
         store: app.store.clone(),
         hub: Arc::new(server::sync::Hub::new(
             app.store.clone(),
+            app.clock.clone(),
             server::sync::DEFAULT_DOC_CACHE_MB << 20,
         )),
         test_identities: false,
@@ -391,6 +379,7 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
         public_url: app.base_url.clone().into(),
         auth: Arc::new(AuthConfig::new(&app.base_url).unwrap()),
         limits: Arc::new(server::ratelimit::RateLimiter::new(Default::default(), false)),
+        clock: app.clock.clone(),
     };
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(

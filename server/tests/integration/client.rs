@@ -5,8 +5,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::auth::accounts::{self, Invitation, NewAccount};
-use server::storage::{Store, UserRole};
+use server::storage::UserRole;
 use shared::{ClinicId, PatientId};
+use testkit::TestServer;
 
 use crate::authenticator::SoftPasskey;
 
@@ -145,10 +146,10 @@ impl Browser {
     }
 }
 
-/// Creates an account as the operator would and returns its invitation.
+/// Creates an account as the operator would, at the server's time, and
+/// returns its invitation.
 pub async fn invite(
-    store: &Store,
-    base: &str,
+    app: &TestServer,
     role: UserRole,
     name: &str,
     clinic: Option<ClinicId>,
@@ -162,5 +163,7 @@ pub async fn invite(
         may_message: false,
         created_by: None,
     };
-    accounts::create_account(store, base, new).await.expect("create account")
+    accounts::create_account(&app.store, &app.base_url, new, app.clock.now_ms())
+        .await
+        .expect("create account")
 }

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::{Backend, Store};
 use server::sync::DEAF_AFTER;
-use server::testing::{Relay, TestDatabase, TestServer};
 use shared::schema::{DocKind, Message, MessageThread};
 use shared::status::Side;
 use shared::sync::SyncClient;
 use shared::{DocId, EntryId, record};
+use testkit::Replica;
+use testkit::{Relay, TestDatabase, TestServer};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -120,7 +120,7 @@ async fn write_result(
     record::add(
         &mut tx,
         EntryId::mint(),
-        &demo::glucose_result(
+        &testkit::fixtures::glucose_result(
             (author.clinics[0], demo::clinic_name(author.clinics[0])),
             author.id,
             author.name,
@@ -211,7 +211,7 @@ const ACCESS_BOUND: Duration = Duration::from_secs(10);
 /// Maria takes `clinic`'s access away through `app`, as the consent
 /// handler does: the row, then the announcement.
 async fn revoke(app: &TestServer, maria: &DemoUser, clinic: shared::ClinicId) {
-    app.store.revoke_consent(maria.patient.unwrap(), clinic).await.unwrap();
+    app.store.revoke_consent(maria.patient.unwrap(), clinic, app.clock.now_ms()).await.unwrap();
     app.hub.access_changed();
 }
 
@@ -246,7 +246,7 @@ async fn attempt_message(
         .sync_until(Duration::from_millis(300), |cl, r| refused(r) || cl.is_synced(thread))
         .await;
     let closed =
-        matches!(outcome, Err(ref error) if !matches!(error, server::client::ClientError::Timeout));
+        matches!(outcome, Err(ref error) if !matches!(error, testkit::ClientError::Timeout));
     let attempt = if closed || refused(&replica.received) {
         Attempt::Refused
     } else if replica.client.is_synced(thread) {
@@ -423,7 +423,7 @@ async fn consent_revoked_on_one_instance_stops_pushes_on_another() {
     assert!(received_change(&mut maria_on_b, northgate_record, TIMEOUT).await);
 
     // Maria withdraws Riverside's access through instance A.
-    c.a.store.revoke_consent(maria.patient.unwrap(), riverside).await.unwrap();
+    c.a.store.revoke_consent(maria.patient.unwrap(), riverside, c.a.clock.now_ms()).await.unwrap();
     c.a.hub.access_changed();
     write_result(&mut brandt_on_a, northgate_record, &brandt, 6.0).await;
     // B has heard of the change (Maria's replica on B receives it) ...
@@ -755,7 +755,10 @@ async fn a_revocation_no_instance_announced_still_takes_effect_everywhere() {
     okafor_on_a.sync_all(TIMEOUT).await.unwrap();
 
     // The row only: no `Hub::access_changed`, so no notification.
-    c.a.store.revoke_consent(maria.patient.unwrap(), okafor.clinics[0]).await.unwrap();
+    c.a.store
+        .revoke_consent(maria.patient.unwrap(), okafor.clinics[0], c.a.clock.now_ms())
+        .await
+        .unwrap();
     let revoked_at = Instant::now();
     for (app, replica) in [("B", &mut okafor_on_b), ("A", &mut okafor_on_a)] {
         let took = assert_writes_refused(&c.a, replica, thread, &okafor, revoked_at).await;
@@ -785,7 +788,7 @@ async fn documents_dropped_from_memory_are_still_pushed_from_every_instance_and_
     let a = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
     let users = demo::seed(&a.store).await.unwrap();
     let b = TestServer::start_with(&db, db.store().await, PathBuf::from("/nonexistent"), |state| {
-        state.hub = server::sync::Hub::start(state.store.clone(), 0);
+        state.hub = server::sync::Hub::start(state.store.clone(), state.clock.clone(), 0);
     })
     .await;
     for app in [&a, &b] {

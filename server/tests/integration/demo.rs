@@ -2,8 +2,8 @@
 
 use server::demo;
 use server::storage::UserRole;
-use server::testing::TestDatabase;
 use shared::schema::{ClinicalRecord, DocKind};
+use testkit::TestDatabase;
 
 use crate::BACKENDS;
 

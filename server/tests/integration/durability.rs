@@ -5,13 +5,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use automerge::{ActorId, ChangeHash};
-use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
 use server::storage::{NewUser, Store, UserRole};
-use server::testing::TestDatabase;
 use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+use testkit::Replica;
+use testkit::TestDatabase;
 
 use crate::BACKENDS;
 
@@ -60,9 +60,10 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
     for backend in BACKENDS {
         let db = TestDatabase::new(backend).await;
         let store = db.store().await;
+        let now = server::Clock::default().now_ms();
         let clinic = ClinicId::mint();
         let provider = UserId::mint();
-        store.create_clinic(clinic, "Clinic").await.unwrap();
+        store.create_clinic(clinic, "Clinic", now).await.unwrap();
         let new = NewUser {
             id: provider,
             display_name: "Dr. P".into(),
@@ -71,14 +72,14 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             may_message: false,
             clinics: vec![clinic],
         };
-        store.create_user(&new).await.unwrap();
+        store.create_user(&new, now).await.unwrap();
         let mut kinds = Vec::new();
         for _ in 0..DOCS {
             let patient = PatientId::mint();
-            store.create_patient(patient).await.unwrap();
-            store.grant_consent(patient, clinic).await.unwrap();
+            store.create_patient(patient, now).await.unwrap();
+            store.grant_consent(patient, clinic, now).await.unwrap();
             let kind = DocKind::ClinicalRecord { patient, clinic };
-            store.create_document(&kind).await.unwrap();
+            store.create_document(&kind, now).await.unwrap();
             kinds.push(kind);
         }
         let port = free_port();
@@ -107,8 +108,12 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             let mut doc = kind.genesis();
             doc.set_actor(actor.clone());
             for n in 0..CHANGES {
-                let observation =
-                    server::demo::glucose_result((clinic, "Clinic"), provider, "Dr. P", n as f64);
+                let observation = testkit::fixtures::glucose_result(
+                    (clinic, "Clinic"),
+                    provider,
+                    "Dr. P",
+                    n as f64,
+                );
                 let mut tx = doc.transaction();
                 record::add(&mut tx, EntryId::mint(), &observation).unwrap();
                 tx.commit();

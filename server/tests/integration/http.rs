@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use server::testing::{TestDatabase, TestServer};
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::{Backend, NewUser, UserRole};
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{DocKind, Message, Observation, Prescription};
 use shared::status::{PrescriptionStatus, Side};
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+use testkit::Replica;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 
@@ -66,7 +66,7 @@ impl Fixture {
             may_message: false,
             clinics,
         };
-        self.app.store.create_user(&new).await.unwrap();
+        self.app.store.create_user(&new, self.app.clock.now_ms()).await.unwrap();
         id
     }
 
@@ -172,7 +172,12 @@ fn an_entry(doc: &Automerge, collection: &str) -> (automerge::ObjId, String) {
 }
 
 fn observation(clinic: ClinicId, by: UserId) -> Observation {
-    demo::glucose_result((clinic, demo::clinic_name(clinic)), by, "Dr. Amara Okafor", 123.0)
+    testkit::fixtures::glucose_result(
+        (clinic, demo::clinic_name(clinic)),
+        by,
+        "Dr. Amara Okafor",
+        123.0,
+    )
 }
 
 /// Every refusal the policy makes, on both engines: the sender is told the
@@ -405,12 +410,15 @@ async fn one_new_device_writing_many_documents_at_once_is_accepted() {
     let mut ids = Vec::new();
     for _ in 0..40 {
         let patient = PatientId::mint();
-        f.app.store.create_patient(patient).await.unwrap();
-        f.app.store.grant_consent(patient, f.riverside).await.unwrap();
+        f.app.store.create_patient(patient, f.app.clock.now_ms()).await.unwrap();
+        f.app.store.grant_consent(patient, f.riverside, f.app.clock.now_ms()).await.unwrap();
         ids.push(
             f.app
                 .store
-                .create_document(&DocKind::ClinicalRecord { patient, clinic: f.riverside })
+                .create_document(
+                    &DocKind::ClinicalRecord { patient, clinic: f.riverside },
+                    f.app.clock.now_ms(),
+                )
                 .await
                 .unwrap(),
         );

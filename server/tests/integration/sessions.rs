@@ -12,15 +12,15 @@ use automerge::{ActorId, Automerge, ReadDoc};
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::auth::accounts;
-use server::client::{ClientError, Replica};
 use server::demo::{self, DemoUser};
 use server::ratelimit::{Bucket, Limits, RateLimiter};
 use server::storage::Backend;
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
 use shared::sync::{SyncClient, WireMessage, encode_doc_id};
 use shared::{DocId, EntryId, record};
+use testkit::{ClientError, Replica};
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 use crate::authenticator::SoftPasskey;
@@ -56,6 +56,7 @@ impl World {
             &self.app.base_url,
             self.user(name).id,
             None,
+            self.app.clock.now_ms(),
         )
         .await
         .unwrap();
@@ -286,7 +287,11 @@ async fn a_session_ended_elsewhere_closes_its_socket_within_the_recheck_period()
         let mut replica = socket(&w.app, &browser, &[thread]).await;
         let (_, me) = browser.get("/api/me").await;
         // Straight in storage: nothing is broadcast on this instance.
-        w.app.store.revoke_session(me["session_id"].as_str().unwrap()).await.unwrap();
+        w.app
+            .store
+            .revoke_session(me["session_id"].as_str().unwrap(), w.app.clock.now_ms())
+            .await
+            .unwrap();
         let reason =
             closed_within(&mut replica, server::sync::SESSION_RECHECK + Duration::from_secs(2))
                 .await;
@@ -312,7 +317,11 @@ async fn an_access_change_nobody_announced_applies_within_the_recheck_period() {
         let version = w.app.store.access_version().await.unwrap();
         w.app
             .store
-            .revoke_consent(w.user("Maria").patient.unwrap(), okafor.clinics[0])
+            .revoke_consent(
+                w.user("Maria").patient.unwrap(),
+                okafor.clinics[0],
+                w.app.clock.now_ms(),
+            )
             .await
             .unwrap();
         assert!(w.app.store.access_version().await.unwrap() > version, "{backend:?}");
@@ -356,7 +365,6 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
         let mut phone = SoftPasskey::new();
         let mut browser = w.enroll("Maria", &mut phone).await;
         let (_, me) = browser.get("/api/me").await;
-        let session = me["session_id"].as_str().unwrap().to_owned();
         let phone_key = me["passkey_id"].as_str().unwrap().to_owned();
 
         // Just signed in: fresh. A passkey added now records which passkey's session added it.
@@ -365,8 +373,7 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
         assert_eq!(added["added_with"].as_str(), Some(phone_key.as_str()), "{backend:?}");
 
         // An hour later, the same session (the phone left somewhere).
-        let hour_ago = chrono::Utc::now().timestamp_millis() - 3600 * 1000;
-        w.app.store.set_session_verified(&session, hour_ago).await.unwrap();
+        w.app.clock.advance(Duration::from_secs(3600));
         let (status, body) =
             browser.post("/api/passkeys/register/start", json!({ "name": "Thief" })).await;
         assert_eq!(
@@ -431,8 +438,8 @@ async fn granting_access_needs_a_fresh_passkey_assertion() {
             "{backend:?}"
         );
 
-        // A new link for the caregiver, after the window: refused, then allowed.
-        w.app.store.set_session_verified(&session, hour_ago).await.unwrap();
+        // A new link for the caregiver, an hour later again: refused, then allowed.
+        w.app.clock.advance(Duration::from_secs(3600));
         let link = format!("/api/caregivers/{caregiver}/enrollment");
         assert_eq!(browser.post(&link, json!({})).await.1["error"], "reauth_required");
         let (_, started) = browser.post("/api/reauth/start", json!({})).await;
@@ -468,9 +475,8 @@ async fn admin_links_need_a_fresh_passkey_assertion() {
     let w = World::new(Backend::Sqlite).await;
     let mut device = SoftPasskey::new();
     let mut admin = w.enroll("Jordan", &mut device).await;
-    let (_, me) = admin.get("/api/me").await;
-    let stale = chrono::Utc::now().timestamp_millis() - 10 * 60 * 1000;
-    w.app.store.set_session_verified(me["session_id"].as_str().unwrap(), stale).await.unwrap();
+    // Ten minutes after signing in.
+    w.app.clock.advance(Duration::from_secs(10 * 60));
     let okafor = w.user("Okafor").id;
     let (status, body) = admin
         .post("/api/invitations", json!({ "role": "patient", "display_name": "New Patient" }))
@@ -480,8 +486,7 @@ async fn admin_links_need_a_fresh_passkey_assertion() {
     assert_eq!((status, body["error"].as_str()), (403, Some("reauth_required")));
     // A role that may never do this still hears "forbidden", not "re-authenticate".
     let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
-    let (_, me) = maria.get("/api/me").await;
-    w.app.store.set_session_verified(me["session_id"].as_str().unwrap(), stale).await.unwrap();
+    w.app.clock.advance(Duration::from_secs(10 * 60));
     assert_eq!(
         maria.post("/api/invitations", json!({ "role": "patient", "display_name": "X" })).await.1["error"],
         "forbidden"

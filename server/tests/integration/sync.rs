@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ROOT, ReadDoc};
-use server::client::Replica;
 use server::demo::{self, DemoUser};
 use server::storage::Store;
-use server::testing::{TestDatabase, TestServer};
 use shared::schema::{ClinicalRecord, DocKind, Message, Observation};
 use shared::status::Side;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, record};
+use testkit::Replica;
+use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;
 
@@ -78,7 +78,12 @@ fn maria_docs(f: &Fixture) -> (DocKind, DocKind, DocKind) {
 }
 
 fn observation(clinic: ClinicId, recorder: &DemoUser, value: f64) -> Observation {
-    demo::glucose_result((clinic, demo::clinic_name(clinic)), recorder.id, recorder.name, value)
+    testkit::fixtures::glucose_result(
+        (clinic, demo::clinic_name(clinic)),
+        recorder.id,
+        recorder.name,
+        value,
+    )
 }
 
 fn edit(
@@ -368,11 +373,10 @@ async fn bad_frames_close_one_connection_with_a_reason_and_others_keep_working()
         let _ = bad.send_raw(frame).await;
         let outcome = bad.sync_until(TIMEOUT, |_, _| false).await;
         // A clear error message, then a close with a reason.
-        let closed = matches!(&outcome, Err(server::client::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
+        let closed = matches!(&outcome, Err(testkit::ClientError::Sync(shared::sync::client::SyncError::Server(m))) if m.contains("frame") || m.contains("corrupt") || m.contains("refused"))
             || matches!(
                 outcome,
-                Err(server::client::ClientError::Closed(_)
-                    | server::client::ClientError::WebSocket(_))
+                Err(testkit::ClientError::Closed(_) | testkit::ClientError::WebSocket(_))
             );
         assert!(closed, "{name}: {outcome:?}");
 
@@ -405,12 +409,15 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
         let mut ids = Vec::new();
         for _ in 0..100 {
             let patient = PatientId::mint();
-            f.app.store.create_patient(patient).await.unwrap();
-            f.app.store.grant_consent(patient, clinic).await.unwrap();
+            f.app.store.create_patient(patient, f.app.clock.now_ms()).await.unwrap();
+            f.app.store.grant_consent(patient, clinic, f.app.clock.now_ms()).await.unwrap();
             ids.push(
                 f.app
                     .store
-                    .create_document(&DocKind::ClinicalRecord { patient, clinic })
+                    .create_document(
+                        &DocKind::ClinicalRecord { patient, clinic },
+                        f.app.clock.now_ms(),
+                    )
                     .await
                     .unwrap(),
             );
@@ -493,7 +500,7 @@ async fn revoking_consent_stops_a_clinics_sync_at_once() {
         "Riverside reads Northgate's record while Maria consents"
     );
 
-    f.app.store.revoke_consent(maria, riverside).await.unwrap();
+    f.app.store.revoke_consent(maria, riverside, f.app.clock.now_ms()).await.unwrap();
     f.app.hub.access_changed();
     // A change by the other clinic is not pushed to Riverside any more, and
     // asking for the record now answers like a missing document.

@@ -45,7 +45,7 @@ impl Connection {
             Ok(ended) if ended.sessions.contains(&self.session_id) => Err(closed(ended.reason)),
             Err(RecvError::Lagged(_)) if self.session_id != TEST_SESSION => {
                 let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
-                if self.state.store.session_live(&self.session_id, idle).await? {
+                if self.state.store.session_live(&self.session_id, idle, self.state.now()).await? {
                     Ok(())
                 } else {
                     Err(closed(EndReason::Expired))
@@ -115,7 +115,7 @@ impl Connection {
             doc: Some(id),
             detail: "rule consent: the patient withdrew this clinic's access",
         };
-        self.state.store.audit(&event).await?;
+        self.state.store.audit(&event, self.state.now()).await?;
         Ok(Some(WireMessage::ChangeRejected {
             sender_id: hub.peer_id().to_owned(),
             target_id: self.peer_id.clone().unwrap_or_default(),

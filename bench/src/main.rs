@@ -26,18 +26,16 @@ use std::time::{Duration, Instant};
 use automerge::{ActorId, Automerge};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
-use server::demo::glucose_result;
-use server::storage::{NewUser, Store, UserRole};
+use server::storage::{Backend, NewUser, Store, UserRole};
 use shared::schema::DocKind;
 use shared::sync::{SyncClient, WireMessage};
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};
+use testkit::fixtures::glucose_result;
+use testkit::{Replica, TestDatabase};
 use tokio::net::TcpListener;
 
-#[path = "portal-bench/peer.rs"]
 mod peer;
-#[path = "portal-bench/soak.rs"]
 mod soak;
 
 #[derive(Parser)]
@@ -182,61 +180,12 @@ async fn main() {
     }
 }
 
-/// A fresh database for one run.
-struct BenchDb {
-    url: String,
-    admin: Option<(String, String)>,
-    _dir: Option<tempfile_dir::Dir>,
-}
-
-mod tempfile_dir {
-    /// A temporary directory removed on drop (std only).
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl BenchDb {
-    async fn new(postgres: Option<String>) -> Self {
-        match postgres {
-            None => {
-                let dir = std::env::temp_dir()
-                    .join(format!("portal-bench-{}", uuid::Uuid::now_v7().simple()));
-                std::fs::create_dir_all(&dir).expect("temporary directory");
-                Self {
-                    url: format!("sqlite://{}/bench.db", dir.display()),
-                    admin: None,
-                    _dir: Some(tempfile_dir::Dir(dir)),
-                }
-            }
-            Some(admin) => {
-                let name = format!("portal_bench_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .expect("connect to PostgreSQL");
-                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-                    .await
-                    .expect("create database");
-                let base =
-                    admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
-                Self { url: format!("{base}/{name}"), admin: Some((admin, name)), _dir: None }
-            }
-        }
-    }
-
-    async fn drop_database(self) {
-        if let Some((admin, name)) = &self.admin {
-            let mut conn =
-                <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.expect("connect");
-            let _ = sqlx::Executor::execute(
-                &mut conn,
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-            )
-            .await;
-        }
+/// A fresh database for one run: embedded SQLite, or a new database on the
+/// PostgreSQL server at `postgres` (dropped afterwards).
+async fn fresh_database(postgres: Option<String>) -> TestDatabase {
+    match postgres {
+        None => TestDatabase::new(Backend::Sqlite).await,
+        Some(admin) => TestDatabase::on_postgres(&admin).await,
     }
 }
 
@@ -245,25 +194,29 @@ impl BenchDb {
 async fn bench_clinic(store: &Store, docs: usize) -> (ClinicId, UserId, Vec<DocKind>) {
     let clinic = ClinicId::mint();
     let provider = UserId::mint();
-    store.create_clinic(clinic, "Bench Clinic").await.expect("clinic");
+    let now = server::Clock::default().now_ms();
+    store.create_clinic(clinic, "Bench Clinic", now).await.expect("clinic");
     store
-        .create_user(&NewUser {
-            id: provider,
-            display_name: "Dr. Bench".into(),
-            role: UserRole::Provider,
-            patient: None,
-            may_message: false,
-            clinics: vec![clinic],
-        })
+        .create_user(
+            &NewUser {
+                id: provider,
+                display_name: "Dr. Bench".into(),
+                role: UserRole::Provider,
+                patient: None,
+                may_message: false,
+                clinics: vec![clinic],
+            },
+            now,
+        )
         .await
         .expect("provider");
     let mut records = Vec::with_capacity(docs);
     for _ in 0..docs {
         let patient = PatientId::mint();
-        store.create_patient(patient).await.expect("patient");
-        store.grant_consent(patient, clinic).await.expect("consent");
+        store.create_patient(patient, now).await.expect("patient");
+        store.grant_consent(patient, clinic, now).await.expect("consent");
         let record = DocKind::ClinicalRecord { patient, clinic };
-        store.create_document(&record).await.expect("document");
+        store.create_document(&record, now).await.expect("document");
         records.push(record);
     }
     (clinic, provider, records)
@@ -271,7 +224,7 @@ async fn bench_clinic(store: &Store, docs: usize) -> (ClinicId, UserId, Vec<DocK
 
 async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_peer: bool) {
     let peer = with_peer.then(|| peer::Peer::find().unwrap_or_else(|e: String| fail(&e)));
-    let db = BenchDb::new(postgres).await;
+    let db = fresh_database(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
     let (clinic, provider, kinds) = bench_clinic(&store, docs).await;
 
@@ -424,7 +377,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
     );
     let fd_limit = raise_fd_limit();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let db = BenchDb::new(postgres).await;
+    let db = fresh_database(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
     let (clinic, provider, records) = bench_clinic(&store, plan.docs).await;
     let ids: Vec<DocId> = records.iter().map(DocKind::doc_id).collect();

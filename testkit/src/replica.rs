@@ -50,7 +50,7 @@ impl Replica {
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(shared::sync::MAX_FRAME_BYTES))
-            .read_buffer_size(crate::sync::SOCKET_READ_BUFFER);
+            .read_buffer_size(server::sync::SOCKET_READ_BUFFER);
         let (ws, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         let join = client.connect();

@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge};
 use serde_json::json;
-use server::client::Replica;
 use server::config::{Config, DatabaseUrl};
-use server::demo::glucose_result;
 use server::storage::{NewRecord, NewUser, Store, UserRole};
 use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, EntryId, PatientId, UserId, record};
+use testkit::Replica;
+use testkit::fixtures::glucose_result;
 
-use super::{BenchDb, fail, peak_rss_mb, round3};
+use super::{fail, fresh_database, peak_rss_mb, round3};
 
 pub struct SoakPlan {
     pub patients: usize,
@@ -55,7 +55,7 @@ struct Clinic {
 
 pub async fn soak(plan: SoakPlan, postgres: Option<String>) {
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let db = BenchDb::new(postgres).await;
+    let db = fresh_database(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
 
     let clinics = seed_clinics(&store, plan.clinics).await;
@@ -178,6 +178,7 @@ pub async fn soak(plan: SoakPlan, postgres: Option<String>) {
 
 async fn seed_clinics(store: &Store, n: usize) -> Vec<Clinic> {
     let mut clinics = Vec::with_capacity(n);
+    let now = server::Clock::default().now_ms();
     for k in 0..n {
         let clinic = Clinic {
             id: ClinicId::mint(),
@@ -185,16 +186,19 @@ async fn seed_clinics(store: &Store, n: usize) -> Vec<Clinic> {
             provider: UserId::mint(),
             provider_name: format!("Dr. Soak {k}"),
         };
-        store.create_clinic(clinic.id, &clinic.name).await.expect("clinic");
+        store.create_clinic(clinic.id, &clinic.name, now).await.expect("clinic");
         store
-            .create_user(&NewUser {
-                id: clinic.provider,
-                display_name: clinic.provider_name.clone(),
-                role: UserRole::Provider,
-                patient: None,
-                may_message: false,
-                clinics: vec![clinic.id],
-            })
+            .create_user(
+                &NewUser {
+                    id: clinic.provider,
+                    display_name: clinic.provider_name.clone(),
+                    role: UserRole::Provider,
+                    patient: None,
+                    may_message: false,
+                    clinics: vec![clinic.id],
+                },
+                now,
+            )
             .await
             .expect("provider");
         clinics.push(clinic);
@@ -206,7 +210,7 @@ async fn seed_clinics(store: &Store, n: usize) -> Vec<Clinic> {
 /// all cores while the previous batch is stored.
 async fn seed_records(store: &Store, clinics: &[Clinic], plan: &SoakPlan) -> Vec<PatientId> {
     let patients: Vec<PatientId> = (0..plan.patients).map(|_| PatientId::mint()).collect();
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = server::Clock::default().now_ms();
     let clinic_info: Vec<(ClinicId, String, UserId, String)> = clinics
         .iter()
         .map(|c| (c.id, c.name.clone(), c.provider, c.provider_name.clone()))

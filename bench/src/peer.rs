@@ -18,8 +18,7 @@ impl Peer {
     /// Finds `node` on PATH and the installed harness, or says how to set
     /// them up.
     pub fn find() -> Result<Self, String> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = root.join("bench/peer");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peer");
         let setup = "run scripts/setup (it installs bench/peer's npm packages), or pass --no-peer";
         match Command::new("node").arg("--version").output() {
             Ok(out) if out.status.success() => {}
