@@ -63,7 +63,7 @@ pub async fn soak(plan: SoakPlan, postgres: Option<String>) {
     let patients = seed_records(&store, &clinics, &plan).await;
     let seed_seconds = seed_started.elapsed().as_secs_f64();
 
-    // What a connection of clinic 0's provider checks when it opens.
+    // The whole list clinic 0's provider may read (the app's document list).
     let provider = store.user(clinics[0].provider).await.expect("user").expect("provider");
     let mut access_ms = Vec::new();
     let mut readable = 0;
@@ -73,6 +73,16 @@ pub async fn soak(plan: SoakPlan, postgres: Option<String>) {
         access_ms.push(started.elapsed().as_secs_f64() * 1e3);
     }
     access_ms.sort_by(f64::total_cmp);
+    // What a sync connection checks instead: the documents one batch names.
+    let mut lookup_ms = Vec::new();
+    for (n, patient) in patients.iter().step_by(clinics.len()).take(50).enumerate() {
+        let id = DocKind::ClinicalRecord { patient: *patient, clinic: clinics[0].id }.doc_id();
+        let started = Instant::now();
+        let found = store.readable_among(&provider, &[id]).await.expect("access lookup");
+        lookup_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(found.len(), 1, "patient {n} of clinic 0 is readable");
+    }
+    lookup_ms.sort_by(f64::total_cmp);
 
     // The server, a child process on a free port.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -167,7 +177,9 @@ pub async fn soak(plan: SoakPlan, postgres: Option<String>) {
             "access_check": {
                 "consenting_patients": plan.patients / plan.clinics,
                 "readable_documents": readable,
-                "median_ms": round3(access_ms[access_ms.len() / 2]),
+                "list_median_ms": round3(access_ms[access_ms.len() / 2]),
+                "lookup_one_median_ms": round3(lookup_ms[lookup_ms.len() / 2]),
+                "lookup_one_max_ms": round3(lookup_ms.last().copied().unwrap_or(f64::NAN)),
             },
             "loadavg_before": load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         })

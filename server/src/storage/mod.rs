@@ -180,7 +180,7 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.begin_write().await?,
+            Backend::Postgres => self.pool.begin().await?,
         })
     }
 
