@@ -99,7 +99,7 @@ impl DocInfo {
         Some(DocInfo { id: json.parsed("id")?, kind })
     }
 
-    pub fn to_json(&self) -> Json {
+    pub fn to_json(self) -> Json {
         let clinic = self.kind.clinic().map_or(JsValue::UNDEFINED, |c| c.to_string().into());
         Json::object(&[
             ("id", self.id.to_string().into()),

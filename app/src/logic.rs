@@ -240,7 +240,7 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Hex (the actor id from /api/me) to bytes.
 pub fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()

@@ -94,10 +94,10 @@ fn App() -> impl IntoView {
     // Move focus to the new page's content for keyboard and screen reader users.
     Effect::new(move |prev: Option<()>| {
         page.track();
-        if prev.is_some() {
-            if let Some(main) = document().get_element_by_id("main") {
-                let _ = wasm_bindgen::JsCast::unchecked_ref::<web_sys::HtmlElement>(&main).focus();
-            }
+        if prev.is_some()
+            && let Some(main) = document().get_element_by_id("main")
+        {
+            let _ = wasm_bindgen::JsCast::unchecked_ref::<web_sys::HtmlElement>(&main).focus();
         }
     });
     view! {

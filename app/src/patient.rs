@@ -405,8 +405,8 @@ fn prescription_card(
     id: String,
     rx: Prescription,
     staff: StaffClinic,
-    is_patient_side: bool,
 ) -> impl IntoView + use<> {
+    let is_patient_side = staff.is_none();
     let record = data.record.as_ref().map(|r| &r.1);
     let left = logic::refills_left(&id, &rx, record);
     let entry: EntryId = id.parse().expect("entry ids are UUIDs");
@@ -470,7 +470,6 @@ fn prescription_card(
 #[component]
 pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     let ui = ui();
-    let is_patient_side = staff.is_none();
     move || {
         ui.version.track();
         let data = store::patient_data(patient);
@@ -492,7 +491,7 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             items
                 .into_iter()
                 .map(|(_, doc, clinic, id, rx)| {
-                    prescription_card(&data, patient, doc, clinic, id, rx, staff, is_patient_side)
+                    prescription_card(&data, patient, doc, clinic, id, rx, staff)
                 })
                 .collect_view()
         };

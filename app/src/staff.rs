@@ -229,7 +229,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         let Some(med) = catalog::medication(&rxnorm.get()) else { return Vec::new() };
         let data = store::patient_data(patient);
         let allergies: Vec<_> = data.clinical.iter().flat_map(|c| c.2.allergies.values()).collect();
-        catalog::allergy_conflicts(med, allergies.into_iter())
+        catalog::allergy_conflicts(med, allergies)
             .into_iter()
             .map(|a| {
                 format!(

@@ -374,7 +374,7 @@ pub async fn refresh() {
                 Ok(docs) => {
                     save_kv(
                         "documents",
-                        &Json::array(docs.iter().map(DocInfo::to_json)).stringify(),
+                        &Json::array(docs.iter().copied().map(DocInfo::to_json)).stringify(),
                     );
                     let gone = with_core_mut(|core| {
                         track(core, &docs, &BTreeMap::new());
@@ -488,7 +488,7 @@ pub fn undeliverable(id: DocId) {
     ui.undelivered.update(|list| list.extend(lines));
     save_kv(
         "documents",
-        &Json::array(ui.docs.get_untracked().iter().map(DocInfo::to_json)).stringify(),
+        &Json::array(ui.docs.get_untracked().into_iter().map(DocInfo::to_json)).stringify(),
     );
     save_kv(
         "undelivered",
@@ -558,14 +558,12 @@ async fn forget_local() {
 }
 
 fn request_persistence() {
-    if let Some(window) = web_sys::window() {
-        if let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into()) {
-            if !storage.is_undefined() {
-                let storage: web_sys::StorageManager =
-                    wasm_bindgen::JsCast::unchecked_into(storage);
-                let _ = storage.persist();
-            }
-        }
+    if let Some(window) = web_sys::window()
+        && let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into())
+        && !storage.is_undefined()
+    {
+        let storage: web_sys::StorageManager = wasm_bindgen::JsCast::unchecked_into(storage);
+        let _ = storage.persist();
     }
 }
 
@@ -623,9 +621,7 @@ impl PatientData {
 }
 
 fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
-    if doc.get(ROOT, "kind").ok().flatten().is_none() {
-        return None;
-    }
+    doc.get(ROOT, "kind").ok().flatten()?;
     shared::read::hydrate(doc).ok()
 }
 
@@ -739,25 +735,24 @@ pub fn clinic_name(clinic: ClinicId, data: Option<&PatientData>) -> String {
     }
     if let Some(c) =
         ui.consents.with_untracked(|cs| cs.iter().find(|c| c.clinic_id == clinic).cloned())
+        && !c.clinic_name.is_empty()
     {
-        if !c.clinic_name.is_empty() {
-            return c.clinic_name;
-        }
+        return c.clinic_name;
     }
-    if let Some(data) = data {
-        if let Some(record) = data.clinic_record(clinic) {
-            let names = record
-                .reports
-                .values()
-                .map(|r| &r.provenance)
-                .chain(record.observations.values().map(|o| &o.provenance))
-                .chain(record.prescriptions.values().map(|p| &p.provenance))
-                .chain(record.allergies.values().map(|p| &p.provenance))
-                .chain(record.appointments.values().map(|p| &p.provenance))
-                .chain(record.immunizations.values().map(|p| &p.provenance));
-            if let Some(p) = names.into_iter().next() {
-                return p.clinic_name.clone();
-            }
+    if let Some(data) = data
+        && let Some(record) = data.clinic_record(clinic)
+    {
+        let names = record
+            .reports
+            .values()
+            .map(|r| &r.provenance)
+            .chain(record.observations.values().map(|o| &o.provenance))
+            .chain(record.prescriptions.values().map(|p| &p.provenance))
+            .chain(record.allergies.values().map(|p| &p.provenance))
+            .chain(record.appointments.values().map(|p| &p.provenance))
+            .chain(record.immunizations.values().map(|p| &p.provenance));
+        if let Some(p) = names.into_iter().next() {
+            return p.clinic_name.clone();
         }
     }
     "Clinic".into()

@@ -67,10 +67,10 @@ pub fn connect() {
     if CONN.with_borrow(Option::is_some) {
         return;
     }
-    if let Some(timer) = TIMER.take() {
-        if let Some(w) = web_sys::window() {
-            w.clear_timeout_with_handle(timer);
-        }
+    if let Some(timer) = TIMER.take()
+        && let Some(w) = web_sys::window()
+    {
+        w.clear_timeout_with_handle(timer);
     }
     let Some(url) = url() else { return };
     let Ok(socket) = WebSocket::new(&url) else {
@@ -140,10 +140,10 @@ pub fn disconnect() {
         conn.socket.set_onclose(None);
         let _ = conn.socket.close();
     }
-    if let Some(timer) = TIMER.take() {
-        if let Some(w) = web_sys::window() {
-            w.clear_timeout_with_handle(timer);
-        }
+    if let Some(timer) = TIMER.take()
+        && let Some(w) = web_sys::window()
+    {
+        w.clear_timeout_with_handle(timer);
     }
     ui().connected.set(false);
 }
@@ -164,13 +164,13 @@ fn schedule_reconnect() {
         TIMER.set(None);
         connect();
     });
-    if let Some(w) = web_sys::window() {
-        if let Ok(handle) = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+    if let Some(w) = web_sys::window()
+        && let Ok(handle) = w.set_timeout_with_callback_and_timeout_and_arguments_0(
             callback.unchecked_ref(),
             delay as i32,
-        ) {
-            TIMER.set(Some(handle));
-        }
+        )
+    {
+        TIMER.set(Some(handle));
     }
 }
 
@@ -202,11 +202,11 @@ fn receive(frame: &[u8]) {
     };
     // Refused because the patient withdrew consent: never deliverable, so
     // the record leaves this device and what was not delivered is listed.
-    if let WireMessage::ChangeRejected { document_id, rule, .. } = &message {
-        if let (Ok(id), "consent") = (decode_doc_id(document_id), rule.as_str()) {
-            store::undeliverable(id);
-            return;
-        }
+    if let WireMessage::ChangeRejected { document_id, rule, .. } = &message
+        && let (Ok(id), "consent") = (decode_doc_id(document_id), rule.as_str())
+    {
+        store::undeliverable(id);
+        return;
     }
     let result = with_core_mut(|core| core.client.receive(message));
     let received = match result {

@@ -14,10 +14,10 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
 
 /// Replaces the base64url string at `obj[key]` with its bytes.
 fn to_bytes(obj: &JsValue, key: &str) {
-    if let Some(text) = get(obj, key).as_string() {
-        if let Some(bytes) = b64url_decode(&text) {
-            let _ = Reflect::set(obj, &JsValue::from_str(key), &Uint8Array::from(bytes.as_slice()));
-        }
+    if let Some(text) = get(obj, key).as_string()
+        && let Some(bytes) = b64url_decode(&text)
+    {
+        let _ = Reflect::set(obj, &JsValue::from_str(key), &Uint8Array::from(bytes.as_slice()));
     }
 }
 
