@@ -246,21 +246,6 @@ pub fn hex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// What an entry of a document's collection is called, for people.
-pub fn collection_label(collection: &str) -> &str {
-    match collection {
-        "messages" => "Message",
-        "refill_requests" => "Refill request",
-        "observations" => "Result",
-        "reports" => "Report",
-        "prescriptions" => "Prescription",
-        "allergies" => "Allergy",
-        "immunizations" => "Immunization",
-        "appointments" => "Appointment",
-        other => other,
-    }
-}
-
 /// Whether a patient matches a staff search: every word of `query` appears in
 /// the name or the birth date.
 pub fn matches(query: &str, name: &str, birth_date: &str) -> bool {
@@ -308,13 +293,6 @@ fn sort_keyed<K: Ord>(keyed: &mut [(K, usize)], order: Order) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn collections_are_named_for_people() {
-        assert_eq!(super::collection_label("messages"), "Message");
-        assert_eq!(super::collection_label("observations"), "Result");
-        assert_eq!(super::collection_label("something_new"), "something_new");
-    }
-
     use shared::schema::{Provenance, RefillRequest};
     use shared::status::{PrescriptionStatus, ResultStatus};
     use shared::{ClinicId, EntryId, UserId};

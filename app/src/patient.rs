@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
-use shared::record::{self};
+use shared::record;
+use shared::schema::Collection;
 use shared::schema::{DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest};
 use shared::status::{
     AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
@@ -17,7 +18,7 @@ use crate::store::{self, PatientData, ui};
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
 pub type StaffClinic = Option<ClinicId>;
 
-fn status_conflict(doc: DocId, collection: &'static str, id: &str) -> impl IntoView + use<> {
+fn status_conflict(doc: DocId, collection: Collection, id: &str) -> impl IntoView + use<> {
     let values = store::field_values(doc, collection, id, "status");
     (values.len() > 1).then(|| {
         view! {
@@ -31,7 +32,7 @@ fn status_conflict(doc: DocId, collection: &'static str, id: &str) -> impl IntoV
 
 /// Marks an entry of the staff's own clinic entered-in-error, with a reason.
 #[component]
-fn ErrorMarker(doc: DocId, collection: &'static str, id: String) -> impl IntoView {
+fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView {
     let open = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
@@ -44,7 +45,7 @@ fn ErrorMarker(doc: DocId, collection: &'static str, id: String) -> impl IntoVie
             error.set(Some("Give a reason: it stays in the record.".into()));
             return;
         }
-        let code = "entered-in-error";
+        let code = ResultStatus::EnteredInError.code();
         let result = store::edit(doc, |tx, who, at| {
             record::change_status(tx, collection, entry, code, &why, who.user, at)
         });
@@ -104,8 +105,8 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
             <td class="range">{if obs.reference_low.is_some() || obs.reference_high.is_some() { range } else { String::new() }}</td>
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
-                {status_conflict(doc, "observations", &id)}
-                {(editable && !error).then(|| view! { <ErrorMarker doc collection="observations" id=id.clone()/> })}
+                {status_conflict(doc, Collection::Observations, &id)}
+                {(editable && !error).then(|| view! { <ErrorMarker doc collection=Collection::Observations id=id.clone()/> })}
             </td>
         </tr>
     }
@@ -426,12 +427,12 @@ fn prescription_card(
     let request_rows = requests
         .into_iter()
         .map(|(rid, q)| {
-            let sent = data.record.as_ref().is_some_and(|r| store::entry_confirmed(r.0, "refill_requests", &rid));
+            let sent = data.record.as_ref().is_some_and(|r| store::entry_confirmed(r.0, Collection::RefillRequests, &rid));
             let state = refill_state(&q, sent);
             let can_decide = editable && q.status == RefillStatus::Requested && q.clinic == clinic;
             let rid_entry: EntryId = rid.parse().expect("entry ids are UUIDs");
             let conflict = data.record.as_ref().map(|r| {
-                let values = store::field_values(r.0, "refill_requests", &rid, "status");
+                let values = store::field_values(r.0, Collection::RefillRequests, &rid, "status");
                 (values.len() > 1).then(|| view! { <p class="conflict" role="note">"Answered on two devices at once; both answers are kept for review: " <strong>{values.join(" | ")}</strong></p> })
             });
             view! {
@@ -458,11 +459,11 @@ fn prescription_card(
                 <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
                 <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
             </dl>
-            {status_conflict(doc, "prescriptions", &id)}
+            {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
             {(is_patient_side && active && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
-            {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection="prescriptions" id=id.clone()/> })}
+            {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection=Collection::Prescriptions id=id.clone()/> })}
         </article>
     }
 }
@@ -614,7 +615,7 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .into_iter()
                     .map(|(mid, m)| {
                         let mine = m.side == my_side;
-                        let state = mine.then(|| message_state(m, store::entry_confirmed(doc, "messages", mid)));
+                        let state = mine.then(|| message_state(m, store::entry_confirmed(doc, Collection::Messages, mid)));
                         view! {
                             <li class=if mine { "msg mine" } else { "msg theirs" }>
                                 <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>
@@ -669,8 +670,8 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 view! {
                     <li class:struck=a.status != AllergyStatus::Active>
                         <strong>{a.substance.clone()}</strong> ": " {a.reaction.clone()} " (" {a.severity.code()} ", " {a.status.code()} ") · " {a.provenance.clinic_name.clone()}
-                        {status_conflict(doc, "allergies", &id)}
-                        {editable.then(|| view! { <ErrorMarker doc collection="allergies" id=id.clone()/> })}
+                        {status_conflict(doc, Collection::Allergies, &id)}
+                        {editable.then(|| view! { <ErrorMarker doc collection=Collection::Allergies id=id.clone()/> })}
                     </li>
                 }
             })

@@ -15,7 +15,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::policy::{Principal, Role};
 use shared::record::RecordError;
-use shared::schema::{ClinicalRecord, Demographics, MessageThread, PatientRecord};
+use shared::schema::{
+    ClinicalRecord, Collection, DEMOGRAPHICS, Demographics, MessageThread, PatientRecord,
+};
 use shared::sync::{Progress, SyncClient};
 use shared::{ClinicId, DocId, DocKind, PatientId};
 use wasm_bindgen::JsValue;
@@ -201,7 +203,7 @@ fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
 
 /// Whether the server holds this entry: its document is synced, or the
 /// entry was already in the document when the server last confirmed it.
-pub fn entry_confirmed(doc: DocId, collection: &str, entry: &str) -> bool {
+pub fn entry_confirmed(doc: DocId, collection: Collection, entry: &str) -> bool {
     with_core(|core| {
         if core.client.is_synced(doc) {
             return true;
@@ -212,7 +214,7 @@ pub fn entry_confirmed(doc: DocId, collection: &str, entry: &str) -> bool {
         if !heads.iter().all(|h| d.get_change_by_hash(h).is_some()) {
             return false;
         }
-        let Some((_, coll)) = d.get_at(ROOT, collection, heads).ok().flatten() else {
+        let Some((_, coll)) = d.get_at(ROOT, collection.code(), heads).ok().flatten() else {
             return false;
         };
         d.get_at(&coll, entry, heads).ok().flatten().is_some()
@@ -533,7 +535,8 @@ fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String>
                 .iter()
                 .find_map(|field| doc.get(&obj, *field).ok().flatten()?.0.into_string().ok())
                 .unwrap_or_default();
-            lines.push(format!("{}: {text}", logic::collection_label(&collection)));
+            let label = Collection::parse(&collection).map_or(collection.as_str(), |c| c.label());
+            lines.push(format!("{label}: {text}"));
         }
     }
     if lines.is_empty() {
@@ -630,9 +633,10 @@ fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
 /// into `Option` fields).
 fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
     doc.get(ROOT, "kind").ok().flatten()?;
-    let refill_requests = shared::read::hydrate_root_prop(doc, "refill_requests").ok()?;
+    let refill_requests =
+        shared::read::hydrate_root_prop(doc, Collection::RefillRequests.code()).ok()?;
     let mut demographics = Demographics::default();
-    if let Some((_, obj)) = doc.get(ROOT, "demographics").ok().flatten() {
+    if let Some((_, obj)) = doc.get(ROOT, DEMOGRAPHICS).ok().flatten() {
         let field = |key: &str| -> Option<String> {
             match doc.get(&obj, key).ok().flatten()? {
                 (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
@@ -710,10 +714,12 @@ fn read_patient_data(patient: PatientId) -> PatientData {
 
 /// All values a field holds: more than one when two devices changed it
 /// concurrently. Shown side by side for review instead of silently picking one.
-pub fn field_values(doc: DocId, collection: &str, entry: &str, field: &str) -> Vec<String> {
+pub fn field_values(doc: DocId, collection: Collection, entry: &str, field: &str) -> Vec<String> {
     with_core(|core| {
         let Some(doc) = core.client.doc(doc) else { return Vec::new() };
-        let Some((_, coll)) = doc.get(ROOT, collection).ok().flatten() else { return Vec::new() };
+        let Some((_, coll)) = doc.get(ROOT, collection.code()).ok().flatten() else {
+            return Vec::new();
+        };
         let Some((_, obj)) = doc.get(&coll, entry).ok().flatten() else { return Vec::new() };
         doc.get_all(&obj, field)
             .unwrap_or_default()

@@ -3,7 +3,8 @@
 //! results synced from the real server. Scenarios 2–8 are in scenarios.rs.
 
 use e2e::{Browser, app_dist};
-use server::storage::{Backend, UserRole};
+use server::storage::Backend;
+use shared::api::UserRole;
 use testkit::{TestDatabase, TestServer};
 
 #[tokio::test]

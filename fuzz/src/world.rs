@@ -224,7 +224,7 @@ impl World {
                     let mut tx = doc.transaction();
                     record::change_status(
                         &mut tx,
-                        "observations",
+                        shared::schema::Collection::Observations,
                         RESULT,
                         "entered-in-error",
                         "wrong patient",
@@ -243,7 +243,7 @@ impl World {
                     let mut tx = doc.transaction();
                     record::change_status(
                         &mut tx,
-                        "prescriptions",
+                        shared::schema::Collection::Prescriptions,
                         PRESCRIPTION,
                         "stopped",
                         "side effects",
@@ -490,5 +490,5 @@ fn peer(target: &str) -> WireMessage {
 
 /// Messages in the thread, for tests.
 pub fn message_count(doc: &Automerge) -> usize {
-    doc.get(ROOT, Message::COLLECTION).ok().flatten().map_or(0, |(_, obj)| doc.length(&obj))
+    doc.get(ROOT, Message::COLLECTION.code()).ok().flatten().map_or(0, |(_, obj)| doc.length(&obj))
 }

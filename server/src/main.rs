@@ -3,9 +3,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use server::auth::accounts::{self, NewAccount};
 use server::config::DatabaseUrl;
-use server::storage::{Store, UserRole};
+use server::storage::Store;
 use server::{Config, Error, demo};
 use shared::ClinicId;
+use shared::api::UserRole;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]

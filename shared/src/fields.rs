@@ -8,6 +8,8 @@
 
 use automerge::ScalarValue;
 
+use crate::schema::Collection;
+
 /// Characters, not bytes: these are what a person sees when they hit one.
 pub mod limits {
     /// A person's or clinic's name.
@@ -152,18 +154,17 @@ pub const DEMOGRAPHICS: &[Field] = &[
 ];
 
 /// The fields of the entries in `collection`.
-pub fn entry_fields(collection: &str) -> Option<&'static [Field]> {
-    Some(match collection {
-        "reports" => REPORT,
-        "observations" => OBSERVATION,
-        "prescriptions" => PRESCRIPTION,
-        "allergies" => ALLERGY,
-        "immunizations" => IMMUNIZATION,
-        "appointments" => APPOINTMENT,
-        "refill_requests" => REFILL_REQUEST,
-        "messages" => MESSAGE,
-        _ => return None,
-    })
+pub fn entry_fields(collection: Collection) -> &'static [Field] {
+    match collection {
+        Collection::Reports => REPORT,
+        Collection::Observations => OBSERVATION,
+        Collection::Prescriptions => PRESCRIPTION,
+        Collection::Allergies => ALLERGY,
+        Collection::Immunizations => IMMUNIZATION,
+        Collection::Appointments => APPOINTMENT,
+        Collection::RefillRequests => REFILL_REQUEST,
+        Collection::Messages => MESSAGE,
+    }
 }
 
 pub fn find(fields: &'static [Field], name: &str) -> Option<&'static Field> {
@@ -217,12 +218,12 @@ mod tests {
     fn the_table_matches_what_the_schema_writes() {
         fn check<E: Entry>(entry: &E) {
             let mut doc = AutoCommit::new();
-            doc.put_object(ROOT, E::COLLECTION, ObjType::Map).unwrap();
+            doc.put_object(ROOT, E::COLLECTION.code(), ObjType::Map).unwrap();
             let id = crate::EntryId::mint();
             record::add(&mut doc, id, entry).unwrap();
-            let coll = doc.get(ROOT, E::COLLECTION).unwrap().unwrap().1;
+            let coll = doc.get(ROOT, E::COLLECTION.code()).unwrap().unwrap().1;
             let obj = doc.get(&coll, id.to_string()).unwrap().unwrap().1;
-            let fields = entry_fields(E::COLLECTION).unwrap();
+            let fields = entry_fields(E::COLLECTION);
             walk(&doc, &obj, fields);
         }
         fn walk(doc: &AutoCommit, obj: &automerge::ObjId, fields: &'static [Field]) {

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O. Time and randomness enter
 //! only through id minting (`EntryId::mint`) and arguments.
 
+pub mod api;
 pub mod catalog;
 pub mod fields;
 pub mod ids;

@@ -6,32 +6,32 @@ use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile};
 
 use crate::ids::{EntryId, UserId};
 use crate::schema::{
-    Allergy, Appointment, Demographics, Immunization, Message, Observation, Prescription,
-    RefillRequest, Report,
+    Allergy, Appointment, Collection, Demographics, Immunization, Message, Observation,
+    Prescription, RefillRequest, Report,
 };
 
 /// An entry type and the collection that holds it.
 pub trait Entry: Reconcile + Hydrate {
-    const COLLECTION: &'static str;
+    const COLLECTION: Collection;
 }
 
 macro_rules! entries {
-    ($($ty:ty => $collection:literal),+ $(,)?) => {
+    ($($ty:ty => $collection:ident),+ $(,)?) => {
         $(impl Entry for $ty {
-            const COLLECTION: &'static str = $collection;
+            const COLLECTION: Collection = Collection::$collection;
         })+
     };
 }
 
 entries! {
-    Report => "reports",
-    Observation => "observations",
-    Prescription => "prescriptions",
-    Allergy => "allergies",
-    Immunization => "immunizations",
-    Appointment => "appointments",
-    RefillRequest => "refill_requests",
-    Message => "messages",
+    Report => Reports,
+    Observation => Observations,
+    Prescription => Prescriptions,
+    Allergy => Allergies,
+    Immunization => Immunizations,
+    Appointment => Appointments,
+    RefillRequest => RefillRequests,
+    Message => Messages,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,16 +60,16 @@ impl From<autosurgeon::ReconcileError> for RecordError {
     }
 }
 
-fn collection<D: ReadDoc>(doc: &D, name: &'static str) -> Result<ObjId, RecordError> {
-    match doc.get(&ROOT, name)? {
+fn collection<D: ReadDoc>(doc: &D, name: Collection) -> Result<ObjId, RecordError> {
+    match doc.get(&ROOT, name.code())? {
         Some((_, obj)) => Ok(obj),
-        None => Err(RecordError::NoCollection(name)),
+        None => Err(RecordError::NoCollection(name.code())),
     }
 }
 
 fn entry_obj<D: ReadDoc>(
     doc: &D,
-    collection_name: &'static str,
+    collection_name: Collection,
     id: EntryId,
 ) -> Result<ObjId, RecordError> {
     let coll = collection(doc, collection_name)?;
@@ -99,7 +99,7 @@ pub fn get<E: Entry, D: ReadDoc>(doc: &D, id: EntryId) -> Option<E> {
 /// calls it for every collection, and one copy is enough.
 pub fn change_status<D: Doc>(
     doc: &mut D,
-    collection: &'static str,
+    collection: Collection,
     id: EntryId,
     status: &str,
     reason: &str,
@@ -157,7 +157,7 @@ pub fn set_demographics<D: Doc>(
     doc: &mut D,
     demographics: &Demographics,
 ) -> Result<(), RecordError> {
-    autosurgeon::reconcile_prop(doc, ROOT, "demographics", demographics)?;
+    autosurgeon::reconcile_prop(doc, ROOT, crate::schema::DEMOGRAPHICS, demographics)?;
     Ok(())
 }
 

@@ -85,13 +85,18 @@ impl DocKind {
         }
     }
 
-    /// The map collections at the root of this kind of document.
-    pub fn collections(&self) -> &'static [&'static str] {
+    /// The collections of entries at the root of this kind of document.
+    pub fn collections(&self) -> &'static [Collection] {
         match self {
-            Self::ClinicalRecord { .. } => &CLINICAL_COLLECTIONS,
-            Self::PatientRecord { .. } => &["demographics", "refill_requests"],
-            Self::MessageThread { .. } => &["messages"],
+            Self::ClinicalRecord { .. } => &Collection::CLINICAL,
+            Self::PatientRecord { .. } => &[Collection::RefillRequests],
+            Self::MessageThread { .. } => &[Collection::Messages],
         }
+    }
+
+    /// Whether this kind of document holds the patient's demographics.
+    pub fn has_demographics(&self) -> bool {
+        matches!(self, Self::PatientRecord { .. })
     }
 
     /// The document's first change. It is deterministic (fixed actor, time and
@@ -108,16 +113,88 @@ impl DocKind {
         if let Some(clinic) = self.clinic() {
             tx.put(ROOT, "clinic", clinic.to_string()).expect("fresh document");
         }
-        for collection in self.collections() {
-            tx.put_object(ROOT, *collection, ObjType::Map).expect("fresh document");
+        let demographics = self.has_demographics().then_some(DEMOGRAPHICS);
+        for name in self.collections().iter().map(|c| c.code()).chain(demographics) {
+            tx.put_object(ROOT, name, ObjType::Map).expect("fresh document");
         }
         tx.commit_with(CommitOptions::default().with_time(0));
         doc
     }
 }
 
-pub const CLINICAL_COLLECTIONS: [&str; 6] =
-    ["reports", "observations", "prescriptions", "allergies", "immunizations", "appointments"];
+crate::status::code_enum!(
+    /// A map of entries at the root of a document, keyed by entry id.
+    Collection {
+        Reports => "reports",
+        Observations => "observations",
+        Prescriptions => "prescriptions",
+        Allergies => "allergies",
+        Immunizations => "immunizations",
+        Appointments => "appointments",
+        RefillRequests => "refill_requests",
+        Messages => "messages",
+    }
+);
+
+impl Collection {
+    /// What a clinic records about a patient (`DocKind::ClinicalRecord`).
+    pub const CLINICAL: [Collection; 6] = [
+        Self::Reports,
+        Self::Observations,
+        Self::Prescriptions,
+        Self::Allergies,
+        Self::Immunizations,
+        Self::Appointments,
+    ];
+
+    /// What one of its entries is called, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Reports => "Report",
+            Self::Observations => "Result",
+            Self::Prescriptions => "Prescription",
+            Self::Allergies => "Allergy",
+            Self::Immunizations => "Immunization",
+            Self::Appointments => "Appointment",
+            Self::RefillRequests => "Refill request",
+            Self::Messages => "Message",
+        }
+    }
+
+    /// The fields its entries may hold (`fields`).
+    pub fn fields(self) -> &'static [crate::fields::Field] {
+        crate::fields::entry_fields(self)
+    }
+
+    /// Whether an entry of this collection may go from status `from` to
+    /// `to`, codes as stored; an unknown code allows nothing. Refill
+    /// requests and messages are not changed this way (see
+    /// `RefillStatus::may_become`).
+    pub fn status_may_change(self, from: &str, to: &str) -> bool {
+        fn parsed<T>(from: &str, to: &str, parse: fn(&str) -> Option<T>) -> Option<(T, T)> {
+            Some((parse(from)?, parse(to)?))
+        }
+        match self {
+            Self::Reports | Self::Observations => {
+                parsed(from, to, ResultStatus::parse).is_some_and(|(from, to)| from.may_become(to))
+            }
+            Self::Prescriptions => parsed(from, to, PrescriptionStatus::parse)
+                .is_some_and(|(from, to)| from.may_become(to)),
+            Self::Allergies => {
+                parsed(from, to, AllergyStatus::parse).is_some_and(|(from, to)| from.may_become(to))
+            }
+            Self::Immunizations => parsed(from, to, ImmunizationStatus::parse)
+                .is_some_and(|(from, to)| from.may_become(to)),
+            Self::Appointments => parsed(from, to, AppointmentStatus::parse)
+                .is_some_and(|(from, to)| from.may_become(to)),
+            Self::RefillRequests | Self::Messages => false,
+        }
+    }
+}
+
+/// The map of the patient's demographics at the root of a `PatientRecord`
+/// (one map of fields, not a collection of entries).
+pub const DEMOGRAPHICS: &str = "demographics";
 
 /// Who recorded an entry, where. Names are kept beside ids (like FHIR
 /// `Reference.display`) so an offline replica can show them.

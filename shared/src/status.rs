@@ -1,12 +1,12 @@
 //! Status codes of record entries, stored as their FHIR code strings so a FHIR
 //! export maps them one to one.
 
-use autosurgeon::{Hydrate, HydrateError, Reconcile, Reconciler};
-
+/// An enum stored as a fixed set of code strings, with `code`, `parse`,
+/// `ALL`, `Display`, and autosurgeon's `Reconcile`/`Hydrate` as the code.
 macro_rules! code_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $code:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $(#[serde(rename = $code)] $variant),+
         }
@@ -14,7 +14,7 @@ macro_rules! code_enum {
         impl $name {
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
-            pub fn code(self) -> &'static str {
+            pub const fn code(self) -> &'static str {
                 match self {
                     $(Self::$variant => $code),+
                 }
@@ -34,20 +34,21 @@ macro_rules! code_enum {
             }
         }
 
-        impl Reconcile for $name {
+        impl autosurgeon::Reconcile for $name {
             type Key<'a> = autosurgeon::reconcile::NoKey;
-            fn reconcile<R: Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
+            fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
                 self.code().reconcile(reconciler)
             }
         }
 
-        impl Hydrate for $name {
-            fn hydrate_string(s: &str) -> Result<Self, HydrateError> {
-                Self::parse(s).ok_or_else(|| HydrateError::unexpected(stringify!($name), "an unknown code".into()))
+        impl autosurgeon::Hydrate for $name {
+            fn hydrate_string(s: &str) -> Result<Self, autosurgeon::HydrateError> {
+                Self::parse(s).ok_or_else(|| autosurgeon::HydrateError::unexpected(stringify!($name), "an unknown code".into()))
             }
         }
     };
 }
+pub(crate) use code_enum;
 
 code_enum!(
     /// FHIR `ObservationStatus` / `DiagnosticReportStatus`, as far as the portal writes them.
@@ -92,3 +93,124 @@ code_enum!(
     /// Which side of a patient-clinic thread wrote a message.
     Side { Patient => "patient", Clinic => "clinic" }
 );
+
+// Which status changes each kind of entry allows. Entered-in-error is final
+// for every kind: a correction is a new entry, never a revived one.
+
+impl ResultStatus {
+    /// A recorded result (or panel) only goes to entered-in-error; an
+    /// amendment is a new entry that `replaces` it.
+    pub fn may_become(self, to: Self) -> bool {
+        self == to || (self != Self::EnteredInError && to == Self::EnteredInError)
+    }
+}
+
+impl ImmunizationStatus {
+    pub fn may_become(self, to: Self) -> bool {
+        self == to || (self != Self::EnteredInError && to == Self::EnteredInError)
+    }
+}
+
+impl PrescriptionStatus {
+    /// Active until stopped or completed; either can be entered-in-error.
+    pub fn may_become(self, to: Self) -> bool {
+        use PrescriptionStatus::*;
+        self == to
+            || matches!((self, to), (Active, Stopped | Completed))
+            || (self != EnteredInError && to == EnteredInError)
+    }
+
+    /// Whether refills can still be asked for and counted.
+    pub fn is_active(self) -> bool {
+        self == Self::Active
+    }
+}
+
+impl AllergyStatus {
+    /// An allergy can be made inactive and active again.
+    pub fn may_become(self, to: Self) -> bool {
+        use AllergyStatus::*;
+        self == to
+            || matches!((self, to), (Active, Inactive) | (Inactive, Active))
+            || (self != EnteredInError && to == EnteredInError)
+    }
+}
+
+impl AppointmentStatus {
+    /// A booked appointment is fulfilled, cancelled or missed, once.
+    pub fn may_become(self, to: Self) -> bool {
+        use AppointmentStatus::*;
+        self == to
+            || matches!((self, to), (Booked, Fulfilled | Cancelled | Noshow))
+            || (self != EnteredInError && to == EnteredInError)
+    }
+}
+
+impl RefillStatus {
+    /// A request is answered once: approved or denied by the clinic, or
+    /// withdrawn by the patient side, and only while it is still requested.
+    pub fn may_become(self, to: Self, by: Side) -> bool {
+        use RefillStatus::*;
+        self == Requested
+            && match by {
+                Side::Clinic => matches!(to, Approved | Denied),
+                Side::Patient => to == Cancelled,
+            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entered_in_error_is_final_and_reachable_from_every_other_status() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            eie: T,
+            may_become: impl Fn(T, T) -> bool,
+        ) {
+            for &from in all {
+                assert!(may_become(from, from), "{from:?} stays");
+                if from == eie {
+                    assert!(all.iter().all(|&to| to == eie || !may_become(eie, to)));
+                } else {
+                    assert!(may_become(from, eie), "{from:?} -> entered-in-error");
+                }
+            }
+        }
+        check(ResultStatus::ALL, ResultStatus::EnteredInError, ResultStatus::may_become);
+        check(
+            PrescriptionStatus::ALL,
+            PrescriptionStatus::EnteredInError,
+            PrescriptionStatus::may_become,
+        );
+        check(AllergyStatus::ALL, AllergyStatus::EnteredInError, AllergyStatus::may_become);
+        check(
+            ImmunizationStatus::ALL,
+            ImmunizationStatus::EnteredInError,
+            ImmunizationStatus::may_become,
+        );
+        check(
+            AppointmentStatus::ALL,
+            AppointmentStatus::EnteredInError,
+            AppointmentStatus::may_become,
+        );
+    }
+
+    #[test]
+    fn only_the_listed_transitions_are_allowed() {
+        use PrescriptionStatus as P;
+        assert!(P::Active.may_become(P::Stopped) && P::Active.may_become(P::Completed));
+        assert!(!P::Stopped.may_become(P::Active) && !P::Completed.may_become(P::Stopped));
+        assert!(!ResultStatus::Final.may_become(ResultStatus::Amended));
+        assert!(AllergyStatus::Inactive.may_become(AllergyStatus::Active));
+        assert!(!AppointmentStatus::Cancelled.may_become(AppointmentStatus::Booked));
+        use RefillStatus as R;
+        assert!(R::Requested.may_become(R::Denied, Side::Clinic));
+        assert!(!R::Requested.may_become(R::Cancelled, Side::Clinic));
+        assert!(R::Requested.may_become(R::Cancelled, Side::Patient));
+        assert!(!R::Requested.may_become(R::Approved, Side::Patient));
+        assert!(!R::Denied.may_become(R::Approved, Side::Clinic));
+    }
+}

@@ -321,7 +321,7 @@ fn a_message_is_marked_read_with_who_and_when_together() {
         None
     );
     let rule = verdict(&thread, &w.thread, &w.patient, |doc| {
-        let obj = entry_obj(doc, Message::COLLECTION, id);
+        let obj = entry_obj(doc, Message::COLLECTION.code(), id);
         doc.put(&obj, "read_at", "t").unwrap();
     });
     assert_eq!(rule, Some(Rule::Schema));

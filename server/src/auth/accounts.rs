@@ -5,7 +5,8 @@ use shared::{ClinicId, DocKind, PatientId, UserId};
 
 use super::{ENROLLMENT_TTL, hash_secret, ms, new_secret};
 use crate::Error;
-use crate::storage::{NewUser, Store, UserRecord, UserRole};
+use crate::storage::{NewUser, Store, UserRecord};
+use shared::api::UserRole;
 
 /// An account to create.
 #[derive(Clone, Debug)]

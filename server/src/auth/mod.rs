@@ -27,8 +27,10 @@ use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::Url;
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use crate::storage::{AuditEvent, NewSession, UserRecord, UserRole};
+use crate::storage::{AuditEvent, NewSession, UserRecord};
 use crate::{AppState, Error};
+use shared::api::AuditAction;
+use shared::api::UserRole;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "portal_session";
@@ -112,7 +114,7 @@ impl AuthUser {
     pub async fn audit(
         &self,
         state: &AppState,
-        action: &str,
+        action: AuditAction,
         patient: Option<shared::PatientId>,
         detail: &str,
     ) -> Result<(), Error> {

@@ -127,7 +127,7 @@ pub async fn seed(
                 doc,
                 Prescription::COLLECTION,
                 lisinopril_id,
-                "stopped",
+                PrescriptionStatus::Stopped.code(),
                 "Persistent dry cough",
                 p.user,
                 &stamp(now - Months::new(40)),

@@ -15,10 +15,11 @@ use shared::{ClinicId, PatientId, UserId, check_change};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::storage::{NewUser, Store, UserRole};
+use crate::storage::{NewUser, Store};
 use fixtures::{Author, Rng};
 use james::JAMES;
 use maria::MARIA;
+use shared::api::UserRole;
 
 const RIVERSIDE: ClinicId =
     ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c01));

@@ -2,35 +2,23 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use shared::{DocId, UserId};
+use shared::api::AuditEntry;
 
 use super::own_patient;
 use crate::auth::AuthUser;
 use crate::{AppState, Error};
 
-#[derive(Serialize)]
-pub struct AuditView {
-    at: i64,
-    user_id: Option<UserId>,
-    user_name: Option<String>,
-    role: Option<String>,
-    action: String,
-    doc_id: Option<DocId>,
-    detail: String,
-}
-
 /// `GET /api/audit`: who did what with the patient's record, newest first.
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-) -> Result<Json<Vec<AuditView>>, Error> {
+) -> Result<Json<Vec<AuditEntry>>, Error> {
     let patient = own_patient(&auth)?;
     let entries = state.store.patient_audit(patient, 500).await?;
     Ok(Json(
         entries
             .into_iter()
-            .map(|e| AuditView {
+            .map(|e| AuditEntry {
                 at: e.at,
                 user_id: e.user,
                 user_name: e.user_name,

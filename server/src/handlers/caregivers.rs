@@ -6,26 +6,16 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use shared::UserId;
+use shared::api::{AuditAction, Caregiver, Invitation, NewCaregiver, UserRole};
 
-use super::invitations::{InvitationView, reissue_link, view};
+use super::invitations::{reissue_link, view};
 use super::json::Json as Body;
 use super::own_patient;
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::{self, AuthUser};
-use crate::storage::UserRole;
 use crate::sync::EndReason;
 use crate::{AppState, Error};
-
-#[derive(Serialize)]
-pub struct Caregiver {
-    user_id: UserId,
-    display_name: String,
-    may_message: bool,
-    enrolled: bool,
-    created_at: i64,
-}
 
 /// `GET /api/caregivers`: the patient's caregivers.
 pub async fn list(
@@ -47,20 +37,13 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct NewCaregiver {
-    display_name: String,
-    #[serde(default)]
-    may_message: bool,
-}
-
 /// `POST /api/caregivers`: the patient invites a caregiver (read, or read and
 /// message) and gets their one-time enrollment link.
 pub async fn invite(
     State(state): State<AppState>,
     auth: AuthUser,
     Body(body): Body<NewCaregiver>,
-) -> Result<(StatusCode, Json<InvitationView>), Error> {
+) -> Result<(StatusCode, Json<Invitation>), Error> {
     let patient = own_patient(&auth)?;
     auth.require_fresh(state.now())?;
     let new = NewAccount {
@@ -75,7 +58,7 @@ pub async fn invite(
         accounts::create_account(&state.store, &state.public_url, new, state.now()).await?;
     let detail =
         format!("caregiver {} may_message={}", invitation.user.id, invitation.user.may_message);
-    auth.audit(&state, "caregiver_invited", Some(patient), &detail).await?;
+    auth.audit(&state, AuditAction::CaregiverInvited, Some(patient), &detail).await?;
     Ok((StatusCode::CREATED, Json(view(&invitation))))
 }
 
@@ -94,7 +77,8 @@ pub async fn revoke(
     let sessions = state.store.revoke_user(user, state.now()).await?;
     auth::sessions_ended(&state, sessions, EndReason::AccessRemoved);
     state.hub.access_changed();
-    auth.audit(&state, "caregiver_revoked", Some(patient), &format!("caregiver {user}")).await?;
+    auth.audit(&state, AuditAction::CaregiverRevoked, Some(patient), &format!("caregiver {user}"))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -104,7 +88,7 @@ pub async fn reissue(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(user): Path<String>,
-) -> Result<(StatusCode, Json<InvitationView>), Error> {
+) -> Result<(StatusCode, Json<Invitation>), Error> {
     let patient = own_patient(&auth)?;
     let user: UserId = user.parse().map_err(|_| Error::NotFound)?;
     if !state.store.caregivers(patient).await?.iter().any(|c| c.id == user) {
@@ -112,5 +96,5 @@ pub async fn reissue(
     }
     let user = state.store.user(user).await?.ok_or(Error::NotFound)?;
     auth.require_fresh(state.now())?;
-    reissue_link(&state, &auth, user, "caregiver_link_issued", Some(patient)).await
+    reissue_link(&state, &auth, user, AuditAction::CaregiverLinkIssued, Some(patient)).await
 }

@@ -2,24 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use shared::ClinicId;
+use shared::api::ClinicRef;
 
 use crate::auth::AuthUser;
 use crate::{AppState, Error};
-
-#[derive(Serialize)]
-pub struct Clinic {
-    id: ClinicId,
-    name: String,
-}
 
 /// `GET /api/clinics`: every clinic, so a patient can choose whom to consent to.
 pub async fn list(
     State(state): State<AppState>,
     _auth: AuthUser,
-) -> Result<Json<Vec<Clinic>>, Error> {
+) -> Result<Json<Vec<ClinicRef>>, Error> {
     Ok(Json(
-        state.store.clinics().await?.into_iter().map(|(id, name)| Clinic { id, name }).collect(),
+        state.store.clinics().await?.into_iter().map(|(id, name)| ClinicRef { id, name }).collect(),
     ))
 }

@@ -3,19 +3,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Serialize;
+use shared::api::{AuditAction, Consent};
 use shared::{ClinicId, PatientId};
 
 use super::own_patient;
 use crate::auth::AuthUser;
 use crate::auth::accounts;
 use crate::{AppState, Error};
-
-#[derive(Serialize)]
-pub struct Consent {
-    clinic_id: ClinicId,
-    clinic_name: String,
-}
 
 async fn consent_list(state: &AppState, patient: PatientId) -> Result<Vec<Consent>, Error> {
     let mut out = Vec::new();
@@ -55,7 +49,8 @@ pub async fn grant(
     }
     accounts::grant_consent(&state.store, patient, clinic, state.now()).await?;
     state.hub.access_changed();
-    auth.audit(&state, "consent_granted", Some(patient), &format!("clinic {clinic}")).await?;
+    auth.audit(&state, AuditAction::ConsentGranted, Some(patient), &format!("clinic {clinic}"))
+        .await?;
     Ok(Json(consent_list(&state, patient).await?))
 }
 
@@ -73,6 +68,7 @@ pub async fn revoke(
     state.store.revoke_consent(patient, clinic, state.now()).await?;
     // Open sync connections of that clinic stop receiving the record now.
     state.hub.access_changed();
-    auth.audit(&state, "consent_revoked", Some(patient), &format!("clinic {clinic}")).await?;
+    auth.audit(&state, AuditAction::ConsentRevoked, Some(patient), &format!("clinic {clinic}"))
+        .await?;
     Ok(Json(consent_list(&state, patient).await?))
 }

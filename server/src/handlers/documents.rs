@@ -3,24 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use shared::{DocId, DocKind};
+use shared::api::DocumentInfo;
 
 use crate::auth::AuthUser;
 use crate::{AppState, Error};
-
-#[derive(Serialize)]
-pub struct Document {
-    id: DocId,
-    #[serde(flatten)]
-    kind: DocKind,
-}
 
 /// `GET /api/documents`: every document the user may read.
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-) -> Result<Json<Vec<Document>>, Error> {
+) -> Result<Json<Vec<DocumentInfo>>, Error> {
     let rows = state.store.readable_documents(&auth.user).await?;
-    Ok(Json(rows.into_iter().map(|d| Document { id: d.id, kind: d.kind }).collect()))
+    Ok(Json(rows.into_iter().map(|d| DocumentInfo { id: d.id, kind: d.kind }).collect()))
 }

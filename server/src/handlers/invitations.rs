@@ -8,13 +8,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use shared::api::{AuditAction, Invitation, NewInvitation, UserRole};
 use shared::{ClinicId, PatientId, UserId};
 
 use super::json::Json as Body;
 use crate::auth::AuthUser;
 use crate::auth::accounts::{self, NewAccount};
-use crate::storage::{UserRecord, UserRole};
+use crate::storage::UserRecord;
 use crate::{AppState, Error};
 
 /// The clinic an admin administers.
@@ -25,23 +25,10 @@ fn admin_clinic(auth: &AuthUser) -> Result<ClinicId, Error> {
     }
 }
 
-#[derive(Serialize)]
-pub struct InvitationView {
-    user_id: UserId,
-    role: &'static str,
-    patient_id: Option<PatientId>,
-    /// The one-time enrollment link: `{public_url}/enroll#<token>`.
-    link: String,
-    expires_at: i64,
-    /// Passkeys the person has now: using the link revokes them all and
-    /// ends their sessions (a recovery), which they are told.
-    replaces_passkeys: usize,
-}
-
-pub(super) fn view(invitation: &accounts::Invitation) -> InvitationView {
-    InvitationView {
+pub(super) fn view(invitation: &accounts::Invitation) -> Invitation {
+    Invitation {
         user_id: invitation.user.id,
-        role: invitation.user.role.code(),
+        role: invitation.user.role,
         patient_id: invitation.user.patient,
         link: invitation.link.clone(),
         expires_at: invitation.expires_at,
@@ -56,9 +43,9 @@ pub(super) async fn reissue_link(
     state: &AppState,
     auth: &AuthUser,
     user: UserRecord,
-    action: &str,
+    action: AuditAction,
     patient: Option<PatientId>,
-) -> Result<(StatusCode, Json<InvitationView>), Error> {
+) -> Result<(StatusCode, Json<Invitation>), Error> {
     let replaces = state.store.passkeys(user.id).await?.len();
     let (link, expires_at) = accounts::issue_enrollment(
         &state.store,
@@ -77,14 +64,8 @@ pub(super) async fn reissue_link(
     };
     auth.audit(state, action, patient, &detail).await?;
     let mut view = view(&accounts::Invitation { user, link, expires_at });
-    view.replaces_passkeys = replaces;
+    view.replaces_passkeys = replaces as u64;
     Ok((StatusCode::CREATED, Json(view)))
-}
-
-#[derive(Deserialize)]
-pub struct NewInvitation {
-    role: String,
-    display_name: String,
 }
 
 /// `POST /api/invitations`: a clinic admin creates a patient (who consents to
@@ -93,12 +74,11 @@ pub async fn invite(
     State(state): State<AppState>,
     auth: AuthUser,
     Body(body): Body<NewInvitation>,
-) -> Result<(StatusCode, Json<InvitationView>), Error> {
+) -> Result<(StatusCode, Json<Invitation>), Error> {
     let clinic = admin_clinic(&auth)?;
     auth.require_fresh(state.now())?;
-    let role = match body.role.as_str() {
-        "patient" => UserRole::Patient,
-        "provider" => UserRole::Provider,
+    let role = match body.role {
+        UserRole::Patient | UserRole::Provider => body.role,
         _ => return Err(Error::BadRequest("role must be \"patient\" or \"provider\"".into())),
     };
     let new = NewAccount {
@@ -112,7 +92,7 @@ pub async fn invite(
     let invitation =
         accounts::create_account(&state.store, &state.public_url, new, state.now()).await?;
     let detail = format!("{} {}", role.code(), invitation.user.id);
-    auth.audit(&state, "user_invited", invitation.user.patient, &detail).await?;
+    auth.audit(&state, AuditAction::UserInvited, invitation.user.patient, &detail).await?;
     Ok((StatusCode::CREATED, Json(view(&invitation))))
 }
 
@@ -138,7 +118,7 @@ pub async fn reissue(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(user): Path<String>,
-) -> Result<(StatusCode, Json<InvitationView>), Error> {
+) -> Result<(StatusCode, Json<Invitation>), Error> {
     let clinic = admin_clinic(&auth)?;
     let user: UserId = user.parse().map_err(|_| Error::NotFound)?;
     let user = state.store.user(user).await?.ok_or(Error::NotFound)?;
@@ -147,5 +127,5 @@ pub async fn reissue(
     }
     auth.require_fresh(state.now())?;
     let patient = user.patient;
-    reissue_link(&state, &auth, user, "enrollment_link_issued", patient).await
+    reissue_link(&state, &auth, user, AuditAction::EnrollmentLinkIssued, patient).await
 }

@@ -18,7 +18,7 @@ use shared::PatientId;
 
 use crate::Error;
 use crate::auth::AuthUser;
-use crate::storage::UserRole;
+use shared::api::UserRole;
 
 /// The patient a patient user is; other roles may not manage consents or caregivers.
 fn own_patient(auth: &AuthUser) -> Result<PatientId, Error> {

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use shared::api::{AuditAction, Passkey, PasskeyName};
 use uuid::Uuid;
 
 use super::json::Json as Body;
@@ -17,45 +17,27 @@ use crate::storage::{PasskeyInfo, PasskeyRevocation};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
 
-#[derive(Serialize)]
-pub struct PasskeyView {
-    id: Uuid,
-    name: String,
-    created_at: i64,
-    last_used_at: Option<i64>,
-    /// The passkey whose session added this one (None: an enrollment link).
-    added_with: Option<Uuid>,
-}
-
-impl From<PasskeyInfo> for PasskeyView {
-    fn from(p: PasskeyInfo) -> Self {
-        Self {
-            id: p.id,
-            name: p.name,
-            created_at: p.created_at,
-            last_used_at: p.last_used_at,
-            added_with: p.added_with,
-        }
+fn view(p: PasskeyInfo) -> Passkey {
+    Passkey {
+        id: p.id,
+        name: p.name,
+        created_at: p.created_at,
+        last_used_at: p.last_used_at,
+        added_with: p.added_with,
     }
 }
 
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-) -> Result<Json<Vec<PasskeyView>>, Error> {
-    Ok(Json(state.store.passkeys(auth.user.id).await?.into_iter().map(Into::into).collect()))
-}
-
-#[derive(Deserialize)]
-pub struct Named {
-    #[serde(default)]
-    name: Option<String>,
+) -> Result<Json<Vec<Passkey>>, Error> {
+    Ok(Json(state.store.passkeys(auth.user.id).await?.into_iter().map(view).collect()))
 }
 
 pub async fn register_start(
     State(state): State<AppState>,
     auth: AuthUser,
-    Body(body): Body<Named>,
+    Body(body): Body<PasskeyName>,
 ) -> Result<Json<Started>, Error> {
     let name = passkey_name(body.name.as_deref())?;
     // Checked here, when the ceremony starts: it lives 5 minutes and only
@@ -68,7 +50,7 @@ pub async fn register_finish(
     State(state): State<AppState>,
     auth: AuthUser,
     Body(body): Body<FinishRegistration>,
-) -> Result<(StatusCode, Json<PasskeyView>), Error> {
+) -> Result<(StatusCode, Json<Passkey>), Error> {
     let (ceremony, passkey) =
         ceremonies::verify_registration(&state, &body.ceremony, REGISTER, &body.credential).await?;
     if ceremony.user != Some(auth.user.id) {
@@ -76,15 +58,15 @@ pub async fn register_finish(
     }
     let name = ceremony.passkey_name.unwrap_or_else(|| "Passkey".into());
     let id = ceremonies::save_passkey(&state, &auth.user, &name, &passkey, auth.passkey).await?;
-    auth.audit(&state, "passkey_added", auth.patient(), &format!("passkey {id}")).await?;
-    let view = state
+    auth.audit(&state, AuditAction::PasskeyAdded, auth.patient(), &format!("passkey {id}")).await?;
+    let created = state
         .store
         .passkeys(auth.user.id)
         .await?
         .into_iter()
         .find(|p| p.id == id)
         .ok_or(Error::NotFound)?;
-    Ok((StatusCode::CREATED, Json(view.into())))
+    Ok((StatusCode::CREATED, Json(view(created))))
 }
 
 fn passkey_id(id: &str) -> Result<Uuid, Error> {
@@ -95,7 +77,7 @@ pub async fn rename(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
-    Body(body): Body<Named>,
+    Body(body): Body<PasskeyName>,
 ) -> Result<StatusCode, Error> {
     let id = passkey_id(&id)?;
     if body.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
@@ -105,7 +87,8 @@ pub async fn rename(
     if !state.store.rename_passkey(auth.user.id, id, &name).await? {
         return Err(Error::NotFound);
     }
-    auth.audit(&state, "passkey_renamed", auth.patient(), &format!("passkey {id}")).await?;
+    auth.audit(&state, AuditAction::PasskeyRenamed, auth.patient(), &format!("passkey {id}"))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -119,7 +102,7 @@ pub async fn revoke(
         PasskeyRevocation::Revoked { sessions } => {
             let detail = format!("passkey {id}, {} sessions ended", sessions.len());
             auth::sessions_ended(&state, sessions, EndReason::PasskeyRemoved);
-            auth.audit(&state, "passkey_revoked", auth.patient(), &detail).await?;
+            auth.audit(&state, AuditAction::PasskeyRevoked, auth.patient(), &detail).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         PasskeyRevocation::NotFound => Err(Error::NotFound),

@@ -14,43 +14,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shared::{ClinicId, PatientId, UserId};
+use shared::api::{AuditAction, CaregiverRights, ClinicRef, Me, OpenLink, UserRole};
+use shared::{PatientId, UserId};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::json::Json as Body;
 use crate::auth::ceremonies::{self, ENROLL, Started};
 use crate::auth::{self, AuthUser, hash_secret, session_cookie};
-use crate::storage::{AuditEvent, UserRecord, UserRole};
+use crate::storage::{AuditEvent, UserRecord};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
-
-#[derive(Serialize)]
-pub struct ClinicRef {
-    pub id: ClinicId,
-    pub name: String,
-}
-
-#[derive(Serialize)]
-pub struct CaregiverRights {
-    pub may_read: bool,
-    pub may_message: bool,
-}
-
-/// `GET /api/me`: the signed-in user and this session's actor id.
-#[derive(Serialize)]
-pub struct Me {
-    pub user_id: UserId,
-    pub display_name: String,
-    pub role: &'static str,
-    pub patient_id: Option<PatientId>,
-    pub clinics: Vec<ClinicRef>,
-    pub caregiver: Option<CaregiverRights>,
-    pub actor_id: String,
-    pub session_id: String,
-    /// The passkey this session was signed in with: removing it signs this
-    /// device out.
-    pub passkey_id: Option<uuid::Uuid>,
-}
 
 async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
     let clinics = auth
@@ -63,7 +36,7 @@ async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
     Ok(Me {
         user_id: auth.user.id,
         display_name: auth.user.display_name.clone(),
-        role: auth.user.role.code(),
+        role: auth.user.role,
         patient_id: auth.patient(),
         clinics,
         caregiver: (auth.user.role == UserRole::Caregiver)
@@ -83,7 +56,7 @@ async fn signed_in(
     state: &AppState,
     user: UserRecord,
     passkey: uuid::Uuid,
-    action: &str,
+    action: AuditAction,
     detail: &str,
 ) -> Result<Response, Error> {
     let (cookie, auth) = auth::start_session(state, user, Some(passkey)).await?;
@@ -108,7 +81,7 @@ pub async fn login_finish(
 ) -> Result<Response, Error> {
     let (user, passkey) =
         ceremonies::finish_login(&state, &body.ceremony, &body.credential).await?;
-    signed_in(&state, user, passkey, "sign_in", &format!("passkey {passkey}")).await
+    signed_in(&state, user, passkey, AuditAction::SignIn, &format!("passkey {passkey}")).await
 }
 
 #[derive(Deserialize)]
@@ -191,7 +164,7 @@ pub async fn enroll_finish(
     fn event<'a>(
         user: UserId,
         patient: Option<PatientId>,
-        action: &'a str,
+        action: AuditAction,
         detail: &'a str,
     ) -> AuditEvent<'a> {
         AuditEvent { user: Some(user), session: None, action, patient, doc: None, detail }
@@ -207,12 +180,15 @@ pub async fn enroll_finish(
         );
         state
             .store
-            .audit(&event(user_id, patient, "passkeys_replaced", &detail), state.now())
+            .audit(&event(user_id, patient, AuditAction::PasskeysReplaced, &detail), state.now())
             .await?;
     }
     let detail = format!("passkey {}", enrolled.passkey);
-    state.store.audit(&event(user_id, patient, "passkey_added", &detail), state.now()).await?;
-    signed_in(&state, user, enrolled.passkey, "enrollment", &detail).await
+    state
+        .store
+        .audit(&event(user_id, patient, AuditAction::PasskeyAdded, &detail), state.now())
+        .await?;
+    signed_in(&state, user, enrolled.passkey, AuditAction::Enrollment, &detail).await
 }
 
 #[derive(Deserialize)]
@@ -239,15 +215,9 @@ pub async fn reauth_finish(
     let passkey =
         ceremonies::finish_reauth(&state, &auth.user, &body.ceremony, &body.credential).await?;
     state.store.mark_verified(&auth.session_id, state.now()).await?;
-    auth.audit(&state, "reauthenticated", auth.patient(), &format!("passkey {passkey}")).await?;
+    auth.audit(&state, AuditAction::Reauthenticated, auth.patient(), &format!("passkey {passkey}"))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize)]
-pub struct OpenLink {
-    created_at: i64,
-    expires_at: i64,
-    issued_by: Option<String>,
 }
 
 /// `GET /api/enrollments`: enrollment links for the signed-in user that can
@@ -276,8 +246,13 @@ pub async fn cancel_links(
     auth: AuthUser,
 ) -> Result<StatusCode, Error> {
     let cancelled = state.store.cancel_enrollments(auth.user.id, state.now()).await?;
-    auth.audit(&state, "enrollment_links_cancelled", auth.patient(), &format!("{cancelled} links"))
-        .await?;
+    auth.audit(
+        &state,
+        AuditAction::EnrollmentLinksCancelled,
+        auth.patient(),
+        &format!("{cancelled} links"),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,7 +263,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     {
         state.store.revoke_session(&auth.session_id, state.now()).await?;
         auth::sessions_ended(&state, vec![auth.session_id.clone()], EndReason::SignedOut);
-        auth.audit(&state, "sign_out", auth.patient(), "").await?;
+        auth.audit(&state, AuditAction::SignOut, auth.patient(), "").await?;
     }
     Ok(cleared(&state))
 }
@@ -298,7 +273,13 @@ pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result
     let ended = state.store.revoke_user_sessions(auth.user.id, state.now()).await?;
     let count = ended.len();
     auth::sessions_ended(&state, ended, EndReason::SignedOutEverywhere);
-    auth.audit(&state, "sign_out_everywhere", auth.patient(), &format!("{count} sessions")).await?;
+    auth.audit(
+        &state,
+        AuditAction::SignOutEverywhere,
+        auth.patient(),
+        &format!("{count} sessions"),
+    )
+    .await?;
     Ok(cleared(&state))
 }
 

@@ -1,23 +1,23 @@
 //! The audit trail: append-only. There is no function to change or delete
 //! an event.
 
+use shared::api::{AuditAction, UserRole};
 use shared::{DocId, PatientId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::directory::parse_role;
 use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id, placeholder_rows};
 
 /// One thing that happened. `detail` must hold no clinical content (ids,
 /// rule names and passkey names are fine).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AuditEvent<'a> {
     /// Who did it (None for anonymous attempts).
     pub user: Option<UserId>,
     /// The session (device) it came from.
     pub session: Option<&'a str>,
-    /// What: e.g. `sign_in`, `enrollment`, `passkey_added`, `consent_granted`,
-    /// `document_read`, `change_accepted`.
-    pub action: &'a str,
+    pub action: AuditAction,
     /// Whose record it concerns.
     pub patient: Option<PatientId>,
     pub doc: Option<DocId>,
@@ -30,8 +30,8 @@ pub struct AuditEntry {
     pub at: i64,
     pub user: Option<UserId>,
     pub user_name: Option<String>,
-    pub role: Option<String>,
-    pub action: String,
+    pub role: Option<UserRole>,
+    pub action: AuditAction,
     pub doc: Option<DocId>,
     pub detail: String,
 }
@@ -66,8 +66,9 @@ impl Store {
                 at: r.get(0),
                 user: r.get::<Option<String>, _>(1).map(|u| parse_id(&u)).transpose()?,
                 user_name: r.get(2),
-                role: r.get(3),
-                action: r.get(4),
+                role: r.get::<Option<String>, _>(3).as_deref().map(parse_role).transpose()?,
+                action: AuditAction::parse(&r.get::<String, _>(4))
+                    .ok_or_else(|| StoreError::Corrupt("unknown audit action".into()))?,
                 doc: r.get::<Option<String>, _>(5).map(|d| parse_id(&d)).transpose()?,
                 detail: r.get(6),
             })
@@ -96,7 +97,7 @@ pub(super) async fn insert_audit(
                 .bind(now)
                 .bind(event.user.map(|u| u.to_string()))
                 .bind(event.session)
-                .bind(event.action)
+                .bind(event.action.code())
                 .bind(event.patient.map(|p| p.to_string()))
                 .bind(event.doc.map(|d| d.to_string()))
                 .bind(event.detail);

@@ -1,39 +1,15 @@
 //! Who is who: clinics, patients, users with their roles and clinic
 //! memberships, a patient's caregivers, and revoking a user.
 
+use shared::api::UserRole;
 use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
 use super::consents::bump_access_version;
 use super::{Store, StoreError, ids, parse_id};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UserRole {
-    Patient,
-    Caregiver,
-    Provider,
-    Admin,
-}
-
-impl UserRole {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Patient => "patient",
-            Self::Caregiver => "caregiver",
-            Self::Provider => "provider",
-            Self::Admin => "admin",
-        }
-    }
-
-    fn parse(code: &str) -> Result<Self, StoreError> {
-        Ok(match code {
-            "patient" => Self::Patient,
-            "caregiver" => Self::Caregiver,
-            "provider" => Self::Provider,
-            "admin" => Self::Admin,
-            _ => return Err(StoreError::Corrupt("unknown role".into())),
-        })
-    }
+pub(super) fn parse_role(code: &str) -> Result<UserRole, StoreError> {
+    UserRole::parse(code).ok_or_else(|| StoreError::Corrupt("unknown role".into()))
 }
 
 /// A user to create. Patients and caregivers name their patient; providers
@@ -170,7 +146,7 @@ impl Store {
         Ok(Some(UserRecord {
             id,
             display_name: row.get(0),
-            role: UserRole::parse(&row.get::<String, _>(1))?,
+            role: parse_role(&row.get::<String, _>(1))?,
             patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
             may_message: row.get::<i64, _>(3) != 0,
             clinics,

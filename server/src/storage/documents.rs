@@ -8,9 +8,10 @@ use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
 use super::{
-    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole, parse_id,
-    placeholder_list, placeholder_rows,
+    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, parse_id, placeholder_list,
+    placeholder_rows,
 };
+use shared::api::UserRole;
 
 /// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
 /// whole document.

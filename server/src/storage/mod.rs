@@ -31,7 +31,7 @@ use shared::DocId;
 pub use audit::{AuditEntry, AuditEvent};
 pub use bulk::NewRecord;
 pub use ceremonies::Ceremony;
-pub use directory::{CaregiverInfo, NewUser, UserRecord, UserRole};
+pub use directory::{CaregiverInfo, NewUser, UserRecord};
 pub use documents::{
     Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,
     StoredDocument, Writes,

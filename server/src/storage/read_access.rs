@@ -19,7 +19,8 @@
 //! read under it is told so (`withdrawn_document`) rather than ignored.
 
 use super::documents::document_row;
-use super::{DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, UserRole};
+use super::{DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord};
+use shared::api::UserRole;
 
 impl Store {
     /// Documents `user` may read:

@@ -6,6 +6,7 @@
 //! relayed. A catch-up of many documents therefore costs a few transactions,
 //! not one per document.
 
+use shared::api::AuditAction;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -393,12 +394,12 @@ impl Connection {
             // Audited in the same transaction: each document read, each change accepted.
             let mut events: Vec<AuditEvent<'_>> = read
                 .iter()
-                .map(|(id, patient)| self.audit_event("document_read", *id, *patient))
+                .map(|(id, patient)| self.audit_event(AuditAction::DocumentRead, *id, *patient))
                 .collect();
             events.extend(
-                written
-                    .iter()
-                    .map(|(id, patient)| self.audit_event("change_accepted", *id, *patient)),
+                written.iter().map(|(id, patient)| {
+                    self.audit_event(AuditAction::ChangeAccepted, *id, *patient)
+                }),
             );
             let actors: Vec<String> = actors.into_iter().collect();
             let author =
@@ -420,7 +421,7 @@ impl Connection {
                         let refused = AuditEvent {
                             user: Some(self.user.id),
                             session: Some(&self.session_id),
-                            action: "change_refused",
+                            action: AuditAction::ChangeRefused,
                             patient,
                             doc: Some(id),
                             detail: "rule consent: the patient withdrew this clinic's access",
@@ -592,7 +593,7 @@ impl Connection {
 
     fn audit_event(
         &self,
-        action: &'static str,
+        action: AuditAction,
         doc: DocId,
         patient: shared::PatientId,
     ) -> AuditEvent<'_> {

@@ -109,7 +109,7 @@ impl World {
             .await
             .unwrap()
             .iter()
-            .filter(|e| e.action != "document_read")
+            .filter(|e| e.action != shared::api::AuditAction::DocumentRead)
             .count();
         Stored { heads, audited }
     }

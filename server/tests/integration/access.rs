@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use server::storage::{Backend, UserRole};
+use server::storage::Backend;
+use shared::api::UserRole;
 use shared::{ClinicId, DocKind, PatientId};
 use testkit::{TestDatabase, TestServer};
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 use server::auth::{self, AuthConfig};
-use server::storage::{Backend, UserRole};
+use server::storage::Backend;
 use shared::ClinicId;
+use shared::api::UserRole;
 use testkit::{TestDatabase, TestServer};
 
 use crate::BACKENDS;

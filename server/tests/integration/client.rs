@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use server::auth::accounts::{self, Invitation, NewAccount};
-use server::storage::UserRole;
+use shared::api::UserRole;
 use shared::{ClinicId, PatientId};
 use testkit::TestServer;
 

@@ -1,7 +1,7 @@
 //! The demo data set seeds once, passes the write policy, and has history.
 
 use server::demo;
-use server::storage::UserRole;
+use shared::api::UserRole;
 use shared::schema::{ClinicalRecord, DocKind};
 use testkit::TestDatabase;
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use automerge::{ActorId, ChangeHash};
 use server::config::{Config, DatabaseUrl};
-use server::storage::{NewUser, Store, UserRole};
+use server::storage::{NewUser, Store};
+use shared::api::UserRole;
 use shared::schema::DocKind;
 use shared::sync::SyncClient;
 use shared::{ClinicId, DocId, EntryId, PatientId, UserId, record};

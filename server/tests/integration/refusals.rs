@@ -8,7 +8,8 @@ use std::time::Duration;
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
 use server::demo::{self, DemoUser};
-use server::storage::{Backend, NewUser, UserRole};
+use server::storage::{Backend, NewUser};
+use shared::api::{AuditAction, UserRole};
 use shared::schema::{DocKind, Message, Observation, Prescription};
 use shared::status::{PrescriptionStatus, Side};
 use shared::sync::SyncClient;
@@ -112,7 +113,7 @@ impl Fixture {
         let audit = self.app.store.patient_audit(self.maria, 100_000).await.unwrap();
         Stored {
             heads,
-            writes_audited: audit.iter().filter(|e| e.action != "document_read").count(),
+            writes_audited: audit.iter().filter(|e| e.action != AuditAction::DocumentRead).count(),
         }
     }
 
@@ -298,7 +299,7 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
             tx_on(doc, |tx| {
                 record::change_status(
                     tx,
-                    "observations",
+                    shared::schema::Collection::Observations,
                     id,
                     "entered-in-error",
                     "wrong patient",
@@ -337,7 +338,7 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
                 tx_on(doc, |tx| {
                     record::change_status(
                         tx,
-                        "observations",
+                        shared::schema::Collection::Observations,
                         id,
                         "entered-in-error",
                         "a different story",

@@ -1,7 +1,8 @@
 //! The same storage story on SQLite and PostgreSQL.
 
 use automerge::{AutoCommit, ReadDoc};
-use server::storage::{NewChunk, NewSession, NewUser, Store, UserRole};
+use server::storage::{NewChunk, NewSession, NewUser, Store};
+use shared::api::{AuditAction, UserRole};
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
 use shared::{ClinicId, EntryId, PatientId, UserId, record};
@@ -485,7 +486,7 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         );
 
         // The audit trail, newest first, with names.
-        for action in ["document_read", "change_accepted"] {
+        for action in [AuditAction::DocumentRead, AuditAction::ChangeAccepted] {
             let event = AuditEvent {
                 user: Some(provider.id),
                 session: Some("s9"),
@@ -498,9 +499,9 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         }
         let trail = store.patient_audit(p1, 10).await.unwrap();
         assert_eq!(trail.len(), 2, "{backend:?}");
-        assert_eq!(trail[0].action, "change_accepted");
+        assert_eq!(trail[0].action, AuditAction::ChangeAccepted);
         assert_eq!(trail[0].user_name.as_deref(), Some("Dr A"));
-        assert_eq!(trail[0].role.as_deref(), Some("provider"));
+        assert_eq!(trail[0].role, Some(UserRole::Provider));
         assert!(store.patient_audit(p2, 10).await.unwrap().is_empty());
 
         store.close().await;

@@ -10,10 +10,13 @@ use super::{Denial, Principal, Rule, deny, outsider};
 use crate::ids::UserId;
 use crate::read::MapCache;
 use crate::schema::{
-    Allergy, Appointment, DocKind, Immunization, Message, Observation, Prescription, Provenance,
-    RefillRequest, Report,
+    Allergy, Appointment, Collection, DocKind, Immunization, Message, Observation, Prescription,
+    Provenance, RefillRequest, Report,
 };
-use crate::status::RefillStatus;
+use crate::status::{RefillStatus, ResultStatus};
+
+/// Every status enum spells entered-in-error alike (FHIR's code).
+const ENTERED_IN_ERROR: &str = ResultStatus::EnteredInError.code();
 
 pub(super) fn check(
     after: &Automerge,
@@ -23,17 +26,22 @@ pub(super) fn check(
 ) -> Result<(), Denial> {
     let reads = MapCache::new(after);
     for (collection, id) in &plan.created {
-        check_created(&reads, kind, who, collection, id)?;
+        check_created(&reads, kind, who, *collection, id)?;
     }
     for (collection, id) in plan.updated.difference(&plan.created) {
-        check_still_valid(&reads, collection, id)?;
+        check_still_valid(&reads, *collection, id)?;
     }
     Ok(())
 }
 
-fn hydrate_entry<T: Hydrate>(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<T, Denial> {
-    let path = [collection.to_owned(), id.to_owned()];
-    let Some((_, coll)) = autosurgeon::ReadDoc::get(doc, &ROOT, collection).ok().flatten() else {
+fn hydrate_entry<T: Hydrate>(
+    doc: &MapCache<'_>,
+    collection: Collection,
+    id: &str,
+) -> Result<T, Denial> {
+    let path = [collection.code().to_owned(), id.to_owned()];
+    let Some((_, coll)) = autosurgeon::ReadDoc::get(doc, &ROOT, collection.code()).ok().flatten()
+    else {
         return deny(Rule::Schema, &path);
     };
     match autosurgeon::hydrate_prop::<_, Option<T>, _, _>(doc, &coll, id) {
@@ -68,37 +76,39 @@ macro_rules! clinical_fields {
 macro_rules! with_clinical_entry {
     ($doc:expr, $collection:expr, $id:expr, |$fields:ident| $body:expr) => {
         match $collection {
-            "reports" => {
+            Collection::Reports => {
                 let e: Report = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            "observations" => {
+            Collection::Observations => {
                 let e: Observation = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            "prescriptions" => {
+            Collection::Prescriptions => {
                 let e: Prescription = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            "allergies" => {
+            Collection::Allergies => {
                 let e: Allergy = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            "immunizations" => {
+            Collection::Immunizations => {
                 let e: Immunization = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            "appointments" => {
+            Collection::Appointments => {
                 let e: Appointment = hydrate_entry($doc, $collection, $id)?;
                 let $fields = clinical_fields!(e);
                 $body
             }
-            _ => deny(Rule::Schema, &[$collection.to_owned()]),
+            Collection::RefillRequests | Collection::Messages => {
+                deny(Rule::Schema, &[$collection.code().to_owned()])
+            }
         }
     };
 }
@@ -108,14 +118,14 @@ fn check_created(
     doc: &MapCache<'_>,
     kind: &DocKind,
     who: &Principal,
-    collection: &str,
+    collection: Collection,
     id: &str,
 ) -> Result<(), Denial> {
-    let path = [collection.to_owned(), id.to_owned()];
+    let path = [collection.code().to_owned(), id.to_owned()];
     match kind {
         DocKind::ClinicalRecord { clinic, .. } => {
             let staff = who.is_provider_of(*clinic)
-                || (collection == "appointments" && who.is_admin_of(*clinic));
+                || (collection == Collection::Appointments && who.is_admin_of(*clinic));
             if !staff {
                 return deny(outsider(who, *clinic), &path);
             }
@@ -130,7 +140,7 @@ fn check_created(
                 }
                 // Past entries may be recorded as such (a prescription that was
                 // stopped years ago), but not as already voided.
-                if entry.status == "entered-in-error" {
+                if entry.status == ENTERED_IN_ERROR {
                     return deny(Rule::StatusTransition, &path);
                 }
                 if entry.status_by.is_some_and(|by| by != who.user) {
@@ -178,11 +188,11 @@ fn check_created(
 }
 
 /// A new or updated entry must be a well-formed entry of its type.
-fn check_still_valid(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<(), Denial> {
-    let path = [collection.to_owned(), id.to_owned()];
+fn check_still_valid(doc: &MapCache<'_>, collection: Collection, id: &str) -> Result<(), Denial> {
+    let path = [collection.code().to_owned(), id.to_owned()];
     match collection {
-        "refill_requests" => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
-        "messages" => hydrate_entry::<Message>(doc, collection, id).map(drop),
+        Collection::RefillRequests => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
+        Collection::Messages => hydrate_entry::<Message>(doc, collection, id).map(drop),
         _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
     }
 }
@@ -190,7 +200,7 @@ fn check_still_valid(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<(
 /// Entered-in-error needs a reason; who and when come together.
 fn status_fields_valid(entry: &ClinicalFields<'_>, path: &[String]) -> Result<(), Denial> {
     let reason_given = entry.status_reason.is_some_and(|r| !r.trim().is_empty());
-    if entry.status == "entered-in-error" && !reason_given {
+    if entry.status == ENTERED_IN_ERROR && !reason_given {
         return deny(Rule::MissingReason, path);
     }
     if entry.status_by.is_some() != entry.status_at.is_some() {

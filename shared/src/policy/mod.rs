@@ -235,26 +235,3 @@ pub fn check_entries(
 ) -> Result<(), Denial> {
     entries::check(after, plan, kind, who)
 }
-
-/// The status changes each kind of clinical entry allows. Entered-in-error is final.
-fn transition_allowed(collection: &str, from: &str, to: &str) -> bool {
-    const EIE: &str = "entered-in-error";
-    if from == to {
-        return true;
-    }
-    if from == EIE {
-        return false;
-    }
-    match collection {
-        "prescriptions" => {
-            matches!((from, to), ("active", "stopped" | "completed") | (_, EIE))
-        }
-        "allergies" => {
-            matches!((from, to), ("active", "inactive") | ("inactive", "active") | (_, EIE))
-        }
-        "appointments" => {
-            matches!((from, to), ("booked", "fulfilled" | "cancelled" | "noshow") | (_, EIE))
-        }
-        _ => to == EIE,
-    }
-}

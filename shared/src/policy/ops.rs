@@ -18,19 +18,20 @@ use automerge::{
     ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value,
 };
 
-use super::{Denial, Principal, Role, Rule, deny, outsider, transition_allowed};
+use super::{Denial, Principal, Role, Rule, deny, outsider};
 use crate::fields::{self, Field, Kind, Misfit};
 use crate::ids::{ClinicId, EntryId};
 use crate::schema::DocKind;
-use crate::status::RefillStatus;
+use crate::schema::{Collection, DEMOGRAPHICS};
+use crate::status::{RefillStatus, Side};
 
 /// What a set of changes does, as found from their operations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Entries made, as (collection, entry id).
-    pub created: BTreeSet<(&'static str, String)>,
+    pub created: BTreeSet<(Collection, String)>,
     /// Existing entries written to.
-    pub updated: BTreeSet<(&'static str, String)>,
+    pub updated: BTreeSet<(Collection, String)>,
     /// The actor ids that signed the changes.
     pub actors: BTreeSet<ActorId>,
     /// The most entries one of the changes made.
@@ -41,10 +42,10 @@ pub struct Plan {
 #[derive(Clone, Debug)]
 enum Place {
     Root,
-    Collection { name: &'static str, obj: Option<ObjId> },
+    Collection { name: Collection, obj: Option<ObjId> },
     Demographics,
-    Entry { collection: &'static str, id: String, obj: Option<ObjId> },
-    Provenance { collection: &'static str, id: String, new: bool },
+    Entry { collection: Collection, id: String, obj: Option<ObjId> },
+    Provenance { collection: Collection, id: String, new: bool },
 }
 
 /// Values written to one existing entry by these changes.
@@ -65,7 +66,7 @@ struct Checker<'a> {
     made: HashMap<(u64, ActorId), Place>,
     /// Objects of `base` already resolved.
     existing: HashMap<(u64, ActorId), Place>,
-    updates: HashMap<(&'static str, String), Update>,
+    updates: HashMap<(Collection, String), Update>,
     plan: Plan,
 }
 
@@ -215,18 +216,19 @@ impl Checker<'_> {
                 Prop::Seq(_) => Err(unknown()),
             })
             .collect::<Result<_, _>>()?;
-        let collection = |name: &str| self.kind.collections().iter().copied().find(|c| *c == name);
+        let collection =
+            |name: &str| Collection::parse(name).filter(|c| self.kind.collections().contains(c));
         Ok(match keys.as_slice() {
-            ["demographics"] if collection("demographics").is_some() => Place::Demographics,
+            [DEMOGRAPHICS] if self.kind.has_demographics() => Place::Demographics,
             [name] => match collection(name) {
                 Some(name) => Place::Collection { name, obj: Some(obj) },
                 None => return Err(unknown()),
             },
             [name, id] => match collection(name) {
-                Some(collection) if collection != "demographics" => {
+                Some(collection) => {
                     Place::Entry { collection, id: (*id).to_owned(), obj: Some(obj) }
                 }
-                _ => return Err(unknown()),
+                None => return Err(unknown()),
             },
             [name, id, "provenance"] => match collection(name) {
                 Some(collection) => {
@@ -241,11 +243,11 @@ impl Checker<'_> {
     fn path(&self, place: &Place, key: Option<&str>) -> Vec<String> {
         let mut path: Vec<String> = match place {
             Place::Root => vec![],
-            Place::Collection { name, .. } => vec![(*name).to_owned()],
-            Place::Demographics => vec!["demographics".to_owned()],
-            Place::Entry { collection, id, .. } => vec![(*collection).to_owned(), id.clone()],
+            Place::Collection { name, .. } => vec![name.code().to_owned()],
+            Place::Demographics => vec![DEMOGRAPHICS.to_owned()],
+            Place::Entry { collection, id, .. } => vec![collection.code().to_owned(), id.clone()],
             Place::Provenance { collection, id, .. } => {
-                vec![(*collection).to_owned(), id.clone(), "provenance".to_owned()]
+                vec![collection.code().to_owned(), id.clone(), "provenance".to_owned()]
             }
         };
         path.extend(key.map(str::to_owned));
@@ -271,7 +273,7 @@ impl Checker<'_> {
             }
             Place::Demographics => self.demographics(key, action, &path),
             Place::Entry { collection, id: entry, obj: None } => {
-                self.new_field(fields::entry_fields(collection), key, action, &path)?;
+                self.new_field(collection.fields(), key, action, &path)?;
                 if matches!(action, OpType::Make(_)) {
                     self.made.insert(id, Place::Provenance { collection, id: entry, new: true });
                 }
@@ -281,7 +283,7 @@ impl Checker<'_> {
                 self.update(collection, entry, &obj, key, action, &path)
             }
             Place::Provenance { new: true, .. } => {
-                self.new_field(Some(fields::PROVENANCE), key, action, &path)
+                self.new_field(fields::PROVENANCE, key, action, &path)
             }
             Place::Provenance { new: false, .. } => deny(Rule::ImmutableField, &path),
         }
@@ -292,7 +294,7 @@ impl Checker<'_> {
     fn new_entry(
         &mut self,
         id: (u64, ActorId),
-        collection: &'static str,
+        collection: Collection,
         obj: Option<ObjId>,
         key: &str,
         action: &OpType,
@@ -307,10 +309,7 @@ impl Checker<'_> {
             // Replacing an entry, even one only this batch made.
             return deny(Rule::AppendOnly, path);
         }
-        if !matches!(action, OpType::Make(ObjType::Map))
-            || key.parse::<EntryId>().is_err()
-            || collection == "demographics"
-        {
+        if !matches!(action, OpType::Make(ObjType::Map)) || key.parse::<EntryId>().is_err() {
             return deny(Rule::Schema, path);
         }
         if let Some(rule) = self.may_not_create(collection) {
@@ -322,12 +321,12 @@ impl Checker<'_> {
     }
 
     /// The rule broken by making an entry in `collection`, if any.
-    fn may_not_create(&self, collection: &str) -> Option<Rule> {
+    fn may_not_create(&self, collection: Collection) -> Option<Rule> {
         let who = self.who;
         let may = match self.kind {
             DocKind::ClinicalRecord { clinic, .. } => {
                 who.is_provider_of(*clinic)
-                    || (collection == "appointments" && who.is_admin_of(*clinic))
+                    || (collection == Collection::Appointments && who.is_admin_of(*clinic))
             }
             DocKind::PatientRecord { patient } => who.speaks_for(*patient),
             DocKind::MessageThread { patient, clinic } => {
@@ -341,12 +340,12 @@ impl Checker<'_> {
     /// A field of an entry (or provenance) these changes made: listed and typed.
     fn new_field(
         &self,
-        fields: Option<&'static [Field]>,
+        fields: &'static [Field],
         key: &str,
         action: &OpType,
         path: &[String],
     ) -> Result<(), Denial> {
-        let Some(field) = fields.and_then(|fields| fields::find(fields, key)) else {
+        let Some(field) = fields::find(fields, key) else {
             return deny(Rule::Schema, path);
         };
         // A field may be written again within the same batch (an entry
@@ -375,7 +374,7 @@ impl Checker<'_> {
     /// A write to a field of an entry that already exists.
     fn update(
         &mut self,
-        collection: &'static str,
+        collection: Collection,
         entry: String,
         obj: &ObjId,
         key: &str,
@@ -384,7 +383,7 @@ impl Checker<'_> {
     ) -> Result<(), Denial> {
         let who = self.who;
         let before = |field: &str| scalar(self.base, obj, field);
-        let field = fields::entry_fields(collection).and_then(|fields| fields::find(fields, key));
+        let field = fields::find(collection.fields(), key);
         let OpType::Put(value) = action else {
             return deny(if field.is_some() { Rule::ImmutableField } else { Rule::Schema }, path);
         };
@@ -395,14 +394,14 @@ impl Checker<'_> {
         match self.kind {
             DocKind::ClinicalRecord { clinic, .. } => {
                 let staff = who.is_provider_of(*clinic)
-                    || (collection == "appointments" && who.is_admin_of(*clinic));
+                    || (collection == Collection::Appointments && who.is_admin_of(*clinic));
                 if !staff {
                     return deny(outsider(who, *clinic), path);
                 }
                 match key {
                     "status" => {
                         let from = before("status").unwrap_or_default();
-                        if !text.is_some_and(|to| transition_allowed(collection, &from, to)) {
+                        if !text.is_some_and(|to| collection.status_may_change(&from, to)) {
                             return deny(Rule::StatusTransition, path);
                         }
                         status_change = text != Some(from.as_str());
@@ -416,18 +415,15 @@ impl Checker<'_> {
                 // Only refill requests can be updated: answered by their
                 // clinic, or withdrawn by the patient side.
                 let clinic = before("clinic").and_then(|c| c.parse::<ClinicId>().ok());
-                let from = before("status").unwrap_or_default();
-                let requested = from == RefillStatus::Requested.code();
+                let from = before("status").as_deref().and_then(RefillStatus::parse);
+                let may_become = |to: Option<&str>, side| {
+                    from.zip(to.and_then(RefillStatus::parse))
+                        .is_some_and(|(from, to)| from.may_become(to, side))
+                };
                 if clinic.is_some_and(|c| who.is_provider_of(c)) {
                     match key {
                         "status" => {
-                            let to = text.and_then(RefillStatus::parse);
-                            if !requested
-                                || !matches!(
-                                    to,
-                                    Some(RefillStatus::Approved | RefillStatus::Denied)
-                                )
-                            {
+                            if !may_become(text, Side::Clinic) {
                                 return deny(Rule::StatusTransition, path);
                             }
                             status_change = true;
@@ -440,7 +436,7 @@ impl Checker<'_> {
                     if key != "status" {
                         return deny(Rule::ImmutableField, path);
                     }
-                    if !requested || text != Some(RefillStatus::Cancelled.code()) {
+                    if !may_become(text, Side::Patient) {
                         return deny(Rule::StatusTransition, path);
                     }
                     status_change = true;
@@ -482,8 +478,9 @@ impl Checker<'_> {
     /// both who and when.
     fn finish(self) -> Result<Plan, Denial> {
         for ((collection, id), update) in &self.updates {
-            let path = |field: &str| vec![(*collection).to_owned(), id.clone(), field.to_owned()];
-            if *collection == "messages" {
+            let path =
+                |field: &str| vec![collection.code().to_owned(), id.clone(), field.to_owned()];
+            if *collection == Collection::Messages {
                 if update.fields.len() != 2 {
                     return deny(Rule::Schema, &path("read_at"));
                 }

@@ -3,6 +3,7 @@
 //! check otherwise, `ended::watch_sessions`), and changes for a record whose
 //! consent was withdrawn are refused by name.
 
+use shared::api::AuditAction;
 use std::sync::Arc;
 
 use automerge::{ReadDoc, sync};
@@ -110,7 +111,7 @@ impl Connection {
         let event = AuditEvent {
             user: Some(self.user.id),
             session: Some(&self.session_id),
-            action: "change_refused",
+            action: AuditAction::ChangeRefused,
             patient: Some(document.kind.patient()),
             doc: Some(id),
             detail: "rule consent: the patient withdrew this clinic's access",

@@ -1,0 +1,533 @@
+//! The HTTP contract of `/api`: the request and response bodies, and the
+//! codes that cross the wire or sit in the database as text, spelled once.
+//!
+//! The server serializes the bodies with serde. The app, which leaves
+//! serde_json out of its bundle, reads and writes them through its own JSON
+//! layer with `Decode` and `Encode`, which name each member exactly as serde
+//! does (`decode!`/`encode!` spell the Rust field name); a test runs every
+//! type through serde_json both ways. Ceremony bodies (`/api/login/*`,
+//! `/api/enroll/*`, ...) carry the WebAuthn JSON of the W3C spec and stay
+//! outside this contract.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{ClinicId, DocId, PatientId, UserId};
+use crate::schema::DocKind;
+
+crate::status::code_enum!(
+    /// What someone did, as the audit trail records it and the patient's
+    /// access log shows it.
+    AuditAction {
+        SignIn => "sign_in",
+        Enrollment => "enrollment",
+        SignOut => "sign_out",
+        SignOutEverywhere => "sign_out_everywhere",
+        Reauthenticated => "reauthenticated",
+        PasskeyAdded => "passkey_added",
+        PasskeysReplaced => "passkeys_replaced",
+        PasskeyRenamed => "passkey_renamed",
+        PasskeyRevoked => "passkey_revoked",
+        EnrollmentLinkIssued => "enrollment_link_issued",
+        EnrollmentLinksCancelled => "enrollment_links_cancelled",
+        UserInvited => "user_invited",
+        CaregiverInvited => "caregiver_invited",
+        CaregiverLinkIssued => "caregiver_link_issued",
+        CaregiverRevoked => "caregiver_revoked",
+        ConsentGranted => "consent_granted",
+        ConsentRevoked => "consent_revoked",
+        DocumentRead => "document_read",
+        ChangeAccepted => "change_accepted",
+        ChangeRefused => "change_refused",
+    }
+);
+
+impl AuditAction {
+    /// The access log's words for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SignIn => "Signed in",
+            Self::Enrollment => "Signed in with a new passkey from a sign-up link",
+            Self::SignOut => "Signed out",
+            Self::SignOutEverywhere => "Signed out on every device",
+            Self::Reauthenticated => "Confirmed it was them with a passkey",
+            Self::PasskeyAdded => "Added a passkey",
+            Self::PasskeysReplaced => "Replaced all passkeys with a recovery link",
+            Self::PasskeyRenamed => "Renamed a passkey",
+            Self::PasskeyRevoked => "Removed a passkey",
+            Self::EnrollmentLinkIssued => "Issued a sign-up link",
+            Self::EnrollmentLinksCancelled => "Cancelled open sign-up links",
+            Self::UserInvited => "Created the account",
+            Self::CaregiverInvited => "Invited a caregiver",
+            Self::CaregiverLinkIssued => "Issued a caregiver a new link",
+            Self::CaregiverRevoked => "Removed a caregiver",
+            Self::ConsentGranted => "Gave a clinic access",
+            Self::ConsentRevoked => "Took a clinic's access away",
+            Self::DocumentRead => "Opened the record",
+            Self::ChangeAccepted => "Changed the record",
+            Self::ChangeRefused => "A change was refused",
+        }
+    }
+}
+
+crate::status::code_enum!(
+    /// What kind of account someone has.
+    UserRole {
+        Patient => "patient",
+        Caregiver => "caregiver",
+        Provider => "provider",
+        Admin => "admin",
+    }
+);
+
+impl UserRole {
+    /// Clinic staff: providers and clinic admins.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Self::Provider | Self::Admin)
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the API sends times.
+pub type Millis = i64;
+
+/// `GET /api/me`: the signed-in user and this session's actor id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub role: UserRole,
+    pub patient_id: Option<PatientId>,
+    pub clinics: Vec<ClinicRef>,
+    /// What the patient allowed a caregiver (None for everyone else).
+    pub caregiver: Option<CaregiverRights>,
+    /// 32 hex characters: the Automerge actor id this session writes with.
+    pub actor_id: String,
+    pub session_id: String,
+    /// The passkey this session signed in with: removing it signs this
+    /// device out.
+    pub passkey_id: Option<Uuid>,
+}
+
+impl Me {
+    /// A caregiver the patient allowed to write messages and requests.
+    pub fn may_message(&self) -> bool {
+        self.caregiver.as_ref().is_some_and(|c| c.may_message)
+    }
+}
+
+/// A clinic by id and name (`/api/me`'s clinics, `GET /api/clinics`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicRef {
+    pub id: ClinicId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaregiverRights {
+    pub may_read: bool,
+    pub may_message: bool,
+}
+
+/// One entry of `GET /api/documents`: `{"id", "kind", "patient", "clinic"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocumentInfo {
+    pub id: DocId,
+    #[serde(flatten)]
+    pub kind: DocKind,
+}
+
+/// One clinic with access, `GET /api/consents`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub clinic_id: ClinicId,
+    pub clinic_name: String,
+}
+
+/// One of the patient's caregivers, `GET /api/caregivers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Caregiver {
+    pub user_id: UserId,
+    pub display_name: String,
+    /// May message clinics and request refills, besides reading.
+    pub may_message: bool,
+    /// Has created a passkey with their link.
+    pub enrolled: bool,
+    pub created_at: Millis,
+}
+
+/// `POST /api/caregivers`: a caregiver to invite.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewCaregiver {
+    pub display_name: String,
+    #[serde(default)]
+    pub may_message: bool,
+}
+
+/// `POST /api/invitations`: a patient or provider an admin adds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewInvitation {
+    pub role: UserRole,
+    pub display_name: String,
+}
+
+/// A one-time enrollment link for someone to create their passkey with
+/// (invitations, caregivers, new links).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub user_id: UserId,
+    pub role: UserRole,
+    pub patient_id: Option<PatientId>,
+    /// `{public_url}/enroll#<token>`.
+    pub link: String,
+    pub expires_at: Millis,
+    /// Passkeys the person has now: using the link revokes them all and
+    /// ends their sessions (a recovery), which they are told.
+    pub replaces_passkeys: u64,
+}
+
+/// One passkey of the signed-in user, `GET /api/passkeys`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Passkey {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    /// The passkey whose session added this one (None: an enrollment link).
+    pub added_with: Option<Uuid>,
+}
+
+/// A passkey's name (`PATCH /api/passkeys/{id}`, adding one).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyName {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One row of `GET /api/audit`: who did what with the patient's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Millis,
+    pub user_id: Option<UserId>,
+    pub user_name: Option<String>,
+    pub role: Option<UserRole>,
+    pub action: AuditAction,
+    pub doc_id: Option<DocId>,
+    pub detail: String,
+}
+
+/// An enrollment link for the signed-in user still open, `GET /api/enrollments`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenLink {
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub issued_by: Option<String>,
+}
+
+/// A parsed JSON value, as the app's JSON layer (or serde_json) holds it.
+pub trait JsonValue: Sized {
+    /// The member `key`; absent members read as null.
+    fn member(&self, key: &str) -> Self;
+    fn is_null(&self) -> bool;
+    fn text(&self) -> Option<String>;
+    fn number(&self) -> Option<f64>;
+    fn boolean(&self) -> Option<bool>;
+    fn items(&self) -> Option<Vec<Self>>;
+}
+
+/// A JSON value to be built (request bodies).
+pub trait JsonBuild: Sized {
+    fn text(text: &str) -> Self;
+    fn boolean(value: bool) -> Self;
+    fn null() -> Self;
+    fn object(members: Vec<(&'static str, Self)>) -> Self;
+}
+
+/// Read from the JSON the server sends.
+pub trait Decode: Sized {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self>;
+}
+
+/// Written as the JSON the server reads.
+pub trait Encode {
+    fn encode<B: JsonBuild>(&self) -> B;
+}
+
+/// `Decode` for a struct whose JSON members are its fields, named alike.
+macro_rules! decode {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        impl Decode for $ty {
+            fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+                Some($ty { $($field: Decode::decode(&json.member(stringify!($field)))?),+ })
+            }
+        }
+    };
+}
+
+/// `Encode` for a struct whose JSON members are its fields, named alike.
+macro_rules! encode {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        impl Encode for $ty {
+            fn encode<B: JsonBuild>(&self) -> B {
+                B::object(vec![$((stringify!($field), self.$field.encode())),+])
+            }
+        }
+    };
+}
+
+decode!(Me {
+    user_id,
+    display_name,
+    role,
+    patient_id,
+    clinics,
+    caregiver,
+    actor_id,
+    session_id,
+    passkey_id
+});
+decode!(ClinicRef { id, name });
+decode!(CaregiverRights { may_read, may_message });
+decode!(Consent { clinic_id, clinic_name });
+decode!(Caregiver { user_id, display_name, may_message, enrolled, created_at });
+decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passkeys });
+decode!(Passkey { id, name, created_at, last_used_at, added_with });
+decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
+decode!(OpenLink { created_at, expires_at, issued_by });
+encode!(NewCaregiver { display_name, may_message });
+encode!(NewInvitation { role, display_name });
+encode!(PasskeyName { name });
+
+impl Decode for DocumentInfo {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        let kind = DocKind::from_parts(
+            &json.member("kind").text()?,
+            Decode::decode(&json.member("patient"))?,
+            Decode::decode(&json.member("clinic"))?,
+        )?;
+        Some(DocumentInfo { id: Decode::decode(&json.member("id"))?, kind })
+    }
+}
+
+impl Decode for String {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        json.text()
+    }
+}
+
+impl Decode for bool {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        json.boolean()
+    }
+}
+
+impl Decode for i64 {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        // Times in ms and counts are well inside f64's exact integers.
+        json.number().filter(|n| n.fract() == 0.0).map(|n| n as i64)
+    }
+}
+
+impl Decode for u64 {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        json.number().filter(|n| n.fract() == 0.0 && *n >= 0.0).map(|n| n as u64)
+    }
+}
+
+impl<T: Decode> Decode for Option<T> {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        if json.is_null() { Some(None) } else { T::decode(json).map(Some) }
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        json.items()?.iter().map(T::decode).collect()
+    }
+}
+
+/// Ids and codes travel as their text.
+macro_rules! decode_parsed {
+    ($($ty:ty),+) => {
+        $(impl Decode for $ty {
+            fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+                json.text()?.parse().ok()
+            }
+        })+
+    };
+}
+decode_parsed!(UserId, PatientId, ClinicId, DocId, Uuid);
+
+impl Decode for UserRole {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        Self::parse(&json.text()?)
+    }
+}
+
+impl Decode for AuditAction {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        Self::parse(&json.text()?)
+    }
+}
+
+impl Encode for String {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::text(self)
+    }
+}
+
+impl Encode for bool {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::boolean(*self)
+    }
+}
+
+impl Encode for UserRole {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::text(self.code())
+    }
+}
+
+impl<T: Encode> Encode for Option<T> {
+    fn encode<B: JsonBuild>(&self) -> B {
+        self.as_ref().map_or_else(B::null, T::encode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    impl JsonValue for Value {
+        fn member(&self, key: &str) -> Self {
+            self.get(key).cloned().unwrap_or(Value::Null)
+        }
+        fn is_null(&self) -> bool {
+            Value::is_null(self)
+        }
+        fn text(&self) -> Option<String> {
+            self.as_str().map(str::to_owned)
+        }
+        fn number(&self) -> Option<f64> {
+            self.as_f64()
+        }
+        fn boolean(&self) -> Option<bool> {
+            self.as_bool()
+        }
+        fn items(&self) -> Option<Vec<Self>> {
+            self.as_array().cloned()
+        }
+    }
+
+    impl JsonBuild for Value {
+        fn text(text: &str) -> Self {
+            Value::from(text)
+        }
+        fn boolean(value: bool) -> Self {
+            Value::from(value)
+        }
+        fn null() -> Self {
+            Value::Null
+        }
+        fn object(members: Vec<(&'static str, Self)>) -> Self {
+            Value::Object(
+                members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>(),
+            )
+        }
+    }
+
+    /// What the server sends, the app reads as the same value.
+    fn sent<T: Serialize + Decode + PartialEq + std::fmt::Debug>(value: T) {
+        let json = serde_json::to_value(&value).unwrap();
+        assert_eq!(T::decode(&json).as_ref(), Some(&value), "{json}");
+    }
+
+    /// What the app sends, the server reads as the same value.
+    fn received<T: Encode + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
+        let json: Value = value.encode();
+        assert_eq!(serde_json::from_value::<T>(json.clone()).unwrap(), value, "{json}");
+    }
+
+    #[test]
+    fn the_app_reads_every_response_as_the_server_writes_it() {
+        let clinic = ClinicRef { id: ClinicId::mint(), name: "Riverside".into() };
+        let me = |role, patient_id, caregiver| Me {
+            user_id: UserId::mint(),
+            display_name: "Maria Santos".into(),
+            role,
+            patient_id,
+            clinics: vec![clinic.clone()],
+            caregiver,
+            actor_id: "ab".repeat(16),
+            session_id: "s".into(),
+            passkey_id: Some(Uuid::now_v7()),
+        };
+        let patient = PatientId::mint();
+        let rights = CaregiverRights { may_read: true, may_message: false };
+        sent(me(UserRole::Caregiver, Some(patient), Some(rights)));
+        sent(me(UserRole::Provider, None, None));
+        sent(clinic.clone());
+        for kind in [
+            DocKind::PatientRecord { patient },
+            DocKind::ClinicalRecord { patient, clinic: clinic.id },
+            DocKind::MessageThread { patient, clinic: clinic.id },
+        ] {
+            sent(DocumentInfo { id: kind.doc_id(), kind });
+        }
+        sent(Consent { clinic_id: clinic.id, clinic_name: clinic.name.clone() });
+        sent(Caregiver {
+            user_id: UserId::mint(),
+            display_name: "Ana".into(),
+            may_message: true,
+            enrolled: false,
+            created_at: 1_764_000_000_000,
+        });
+        sent(Invitation {
+            user_id: UserId::mint(),
+            role: UserRole::Patient,
+            patient_id: Some(patient),
+            link: "https://portal.example/enroll#t".into(),
+            expires_at: 1_764_000_000_000,
+            replaces_passkeys: 2,
+        });
+        sent(Passkey {
+            id: Uuid::now_v7(),
+            name: "Phone".into(),
+            created_at: 1,
+            last_used_at: None,
+            added_with: Some(Uuid::now_v7()),
+        });
+        for action in AuditAction::ALL {
+            sent(AuditEntry {
+                at: 5,
+                user_id: Some(UserId::mint()),
+                user_name: None,
+                role: Some(UserRole::Admin),
+                action: *action,
+                doc_id: Some(DocKind::PatientRecord { patient }.doc_id()),
+                detail: String::new(),
+            });
+        }
+        sent(OpenLink { created_at: 1, expires_at: 2, issued_by: Some("Jordan Lee".into()) });
+    }
+
+    #[test]
+    fn the_server_reads_every_request_as_the_app_writes_it() {
+        received(NewCaregiver { display_name: "Ana".into(), may_message: true });
+        received(NewInvitation { role: UserRole::Provider, display_name: "Dr. Lee".into() });
+        received(PasskeyName { name: Some("Laptop".into()) });
+        received(PasskeyName { name: None });
+    }
+
+    #[test]
+    fn a_missing_member_or_a_wrong_type_is_not_read() {
+        let mut json =
+            serde_json::to_value(ClinicRef { id: ClinicId::mint(), name: "R".into() }).unwrap();
+        json["name"] = Value::from(3);
+        assert_eq!(ClinicRef::decode(&json), None);
+        json.as_object_mut().unwrap().remove("name");
+        assert_eq!(ClinicRef::decode(&json), None);
+    }
+}
