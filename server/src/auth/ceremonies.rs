@@ -13,15 +13,8 @@ use webauthn_rs::prelude::{
 };
 
 use super::{CEREMONY_TTL, hash_secret, ms, new_secret};
-use crate::storage::{Ceremony, UserRecord};
+use crate::storage::{Ceremony, CeremonyKind, UserRecord};
 use crate::{AppState, Error};
-
-/// The kinds of ceremony.
-pub const ENROLL: &str = "enroll";
-pub const REGISTER: &str = "register";
-pub const LOGIN: &str = "login";
-/// A signed-in person proving presence again with one of their passkeys.
-pub const REAUTH: &str = "reauth";
 
 /// A started ceremony: the id to send back, and the options for
 /// `navigator.credentials.create/get` (`{"publicKey": ...}`).
@@ -45,7 +38,7 @@ pub fn credential_key(id: &[u8]) -> String {
 pub async fn start_registration(
     state: &AppState,
     user: &UserRecord,
-    kind: &str,
+    kind: CeremonyKind,
     enrollment_hash: Option<String>,
     passkey_name: &str,
 ) -> Result<Started, Error> {
@@ -75,7 +68,7 @@ pub async fn start_registration(
     let now = state.now();
     let stored = Ceremony {
         id_hash: hash_secret(&ceremony),
-        kind: kind.to_owned(),
+        kind,
         user: Some(user.id),
         enrollment_hash,
         passkey_name: Some(passkey_name.to_owned()),
@@ -87,7 +80,7 @@ pub async fn start_registration(
 }
 
 /// Takes a ceremony of `kind`: unknown, used, expired or other-kind ids fail.
-async fn take(state: &AppState, ceremony: &str, kind: &str) -> Result<Ceremony, Error> {
+async fn take(state: &AppState, ceremony: &str, kind: CeremonyKind) -> Result<Ceremony, Error> {
     let taken =
         state.store.take_ceremony(&hash_secret(ceremony)).await?.ok_or(Error::CeremonyExpired)?;
     if taken.kind != kind || taken.expires_at <= state.now() {
@@ -101,7 +94,7 @@ async fn take(state: &AppState, ceremony: &str, kind: &str) -> Result<Ceremony, 
 pub async fn verify_registration(
     state: &AppState,
     ceremony: &str,
-    kind: &str,
+    kind: CeremonyKind,
     credential: &RegisterPublicKeyCredential,
 ) -> Result<(Ceremony, Passkey), Error> {
     let taken = take(state, ceremony, kind).await?;
@@ -151,7 +144,7 @@ pub async fn start_login(state: &AppState) -> Result<Started, Error> {
     let now = state.now();
     let stored = Ceremony {
         id_hash: hash_secret(&ceremony),
-        kind: LOGIN.to_owned(),
+        kind: CeremonyKind::Login,
         user: None,
         enrollment_hash: None,
         passkey_name: None,
@@ -170,7 +163,7 @@ pub async fn finish_login(
     ceremony: &str,
     credential: &PublicKeyCredential,
 ) -> Result<(UserRecord, Uuid), Error> {
-    let taken = take(state, ceremony, LOGIN).await?;
+    let taken = take(state, ceremony, CeremonyKind::Login).await?;
     let authentication: DiscoverableAuthentication =
         serde_json::from_str(&taken.state).map_err(corrupt)?;
     let (user_handle, credential_id) = state
@@ -233,7 +226,7 @@ pub async fn start_reauth(state: &AppState, user: &UserRecord) -> Result<Started
     let now = state.now();
     let stored = Ceremony {
         id_hash: hash_secret(&ceremony),
-        kind: REAUTH.to_owned(),
+        kind: CeremonyKind::Reauth,
         user: Some(user.id),
         enrollment_hash: None,
         passkey_name: None,
@@ -252,7 +245,7 @@ pub async fn finish_reauth(
     ceremony: &str,
     credential: &PublicKeyCredential,
 ) -> Result<Uuid, Error> {
-    let taken = take(state, ceremony, REAUTH).await?;
+    let taken = take(state, ceremony, CeremonyKind::Reauth).await?;
     if taken.user != Some(user.id) {
         return Err(Error::CeremonyExpired);
     }

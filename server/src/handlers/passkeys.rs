@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use super::json::Json as Body;
 use super::session::{FinishRegistration, passkey_name};
-use crate::auth::ceremonies::{self, REGISTER, Started};
+use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser};
+use crate::storage::CeremonyKind;
 use crate::storage::{PasskeyInfo, PasskeyRevocation};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
@@ -43,7 +44,10 @@ pub async fn register_start(
     // Checked here, when the ceremony starts: it lives 5 minutes and only
     // this session holds its id.
     auth.require_fresh(state.now())?;
-    Ok(Json(ceremonies::start_registration(&state, &auth.user, REGISTER, None, &name).await?))
+    Ok(Json(
+        ceremonies::start_registration(&state, &auth.user, CeremonyKind::Register, None, &name)
+            .await?,
+    ))
 }
 
 pub async fn register_finish(
@@ -51,8 +55,13 @@ pub async fn register_finish(
     auth: AuthUser,
     Body(body): Body<FinishRegistration>,
 ) -> Result<(StatusCode, Json<Passkey>), Error> {
-    let (ceremony, passkey) =
-        ceremonies::verify_registration(&state, &body.ceremony, REGISTER, &body.credential).await?;
+    let (ceremony, passkey) = ceremonies::verify_registration(
+        &state,
+        &body.ceremony,
+        CeremonyKind::Register,
+        &body.credential,
+    )
+    .await?;
     if ceremony.user != Some(auth.user.id) {
         return Err(Error::CeremonyExpired);
     }

@@ -19,8 +19,9 @@ use shared::{PatientId, UserId};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::json::Json as Body;
-use crate::auth::ceremonies::{self, ENROLL, Started};
+use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser, hash_secret, session_cookie};
+use crate::storage::CeremonyKind;
 use crate::storage::{AuditEvent, UserRecord};
 use crate::sync::EndReason;
 use crate::{AppState, Error};
@@ -123,8 +124,14 @@ pub async fn enroll_start(
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
     let name = passkey_name(body.passkey_name.as_deref())?;
     let replaces_passkeys = state.store.passkeys(user.id).await?.len();
-    let started =
-        ceremonies::start_registration(&state, &user, ENROLL, Some(token_hash), &name).await?;
+    let started = ceremonies::start_registration(
+        &state,
+        &user,
+        CeremonyKind::Enroll,
+        Some(token_hash),
+        &name,
+    )
+    .await?;
     Ok(Json(EnrollStarted {
         started,
         display_name: user.display_name,
@@ -143,8 +150,13 @@ pub async fn enroll_finish(
     State(state): State<AppState>,
     Body(body): Body<FinishRegistration>,
 ) -> Result<Response, Error> {
-    let (ceremony, passkey) =
-        ceremonies::verify_registration(&state, &body.ceremony, ENROLL, &body.credential).await?;
+    let (ceremony, passkey) = ceremonies::verify_registration(
+        &state,
+        &body.ceremony,
+        CeremonyKind::Enroll,
+        &body.credential,
+    )
+    .await?;
     let token_hash = ceremony.enrollment_hash.ok_or(Error::EnrollmentLinkInvalid)?;
     let user_id = ceremony.user.ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;

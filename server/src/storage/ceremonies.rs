@@ -6,12 +6,44 @@ use sqlx::Row;
 
 use super::{Store, StoreError, parse_id};
 
+/// What a ceremony is for; a ceremony finishes only as the kind it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Creating a first passkey with an enrollment link (or a recovery).
+    Enroll,
+    /// Adding a passkey while signed in.
+    Register,
+    Login,
+    /// A signed-in person proving presence again with one of their passkeys.
+    Reauth,
+}
+
+impl CeremonyKind {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Enroll => "enroll",
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Reauth => "reauth",
+        }
+    }
+
+    fn parse(code: &str) -> Result<Self, StoreError> {
+        Ok(match code {
+            "enroll" => Self::Enroll,
+            "register" => Self::Register,
+            "login" => Self::Login,
+            "reauth" => Self::Reauth,
+            _ => return Err(StoreError::Corrupt("unknown ceremony kind".into())),
+        })
+    }
+}
+
 /// A WebAuthn ceremony between its start and its finish.
 #[derive(Clone, Debug)]
 pub struct Ceremony {
     pub id_hash: String,
-    /// `enroll`, `register` or `login`.
-    pub kind: String,
+    pub kind: CeremonyKind,
     pub user: Option<UserId>,
     pub enrollment_hash: Option<String>,
     pub passkey_name: Option<String>,
@@ -32,7 +64,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&ceremony.id_hash)
-        .bind(&ceremony.kind)
+        .bind(ceremony.kind.code())
         .bind(ceremony.user.map(|u| u.to_string()))
         .bind(&ceremony.enrollment_hash)
         .bind(&ceremony.passkey_name)
@@ -57,7 +89,7 @@ impl Store {
         row.map(|r| {
             Ok(Ceremony {
                 id_hash: r.get(0),
-                kind: r.get(1),
+                kind: CeremonyKind::parse(&r.get::<String, _>(1))?,
                 user: r.get::<Option<String>, _>(2).map(|u| parse_id(&u)).transpose()?,
                 enrollment_hash: r.get(3),
                 passkey_name: r.get(4),

@@ -30,7 +30,7 @@ use shared::DocId;
 
 pub use audit::{AuditEntry, AuditEvent};
 pub use bulk::NewRecord;
-pub use ceremonies::Ceremony;
+pub use ceremonies::{Ceremony, CeremonyKind};
 pub use directory::{CaregiverInfo, NewUser, UserRecord};
 pub use documents::{
     Author, DocumentRow, ENTRIES_PER_DAY_PATIENT_SIDE, ENTRIES_PER_DAY_STAFF, NewChunk,

@@ -1,7 +1,7 @@
 //! The same storage story on SQLite and PostgreSQL.
 
 use automerge::{AutoCommit, ReadDoc};
-use server::storage::{NewChunk, NewSession, NewUser, Store};
+use server::storage::{CeremonyKind, NewChunk, NewSession, NewUser, Store};
 use shared::api::{AuditAction, UserRole};
 use shared::schema::{DocKind, Message};
 use shared::status::Side;
@@ -353,7 +353,7 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
         // Ceremonies are taken once.
         let ceremony = Ceremony {
             id_hash: "h".into(),
-            kind: "login".into(),
+            kind: CeremonyKind::Login,
             user: None,
             enrollment_hash: None,
             passkey_name: None,
@@ -361,7 +361,7 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
             expires_at: i64::MAX,
         };
         store.put_ceremony(&ceremony, NOW).await.unwrap();
-        assert_eq!(store.take_ceremony("h").await.unwrap().unwrap().kind, "login", "{backend:?}");
+        assert_eq!(store.take_ceremony("h").await.unwrap().unwrap().kind, CeremonyKind::Login, "{backend:?}");
         assert!(store.take_ceremony("h").await.unwrap().is_none());
         // Ceremonies expired by the time another starts are dropped.
         let stale = Ceremony { id_hash: "old".into(), expires_at: NOW + 1, ..ceremony.clone() };
