@@ -8,7 +8,9 @@ use std::future::Future;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, AccessEntry, ApiError, Caregiver, Invitation, Passkey};
+use shared::api::{AuditEntry, Caregiver, Invitation, OpenLink, Passkey, UserRole};
+
+use crate::api::{self, ApiError};
 use crate::store::{self, ui};
 use crate::webauthn;
 
@@ -47,10 +49,9 @@ fn Passkeys() -> impl IntoView {
     let keys = RwSignal::new(None::<Vec<Passkey>>);
     let error = RwSignal::new(None::<String>);
     let load = loader(keys, error, api::passkeys);
-    let links = RwSignal::new(None::<Vec<(String, String)>>);
+    let links = RwSignal::new(None::<Vec<OpenLink>>);
     let load_links = loader(links, error, api::open_links);
-    let current =
-        move || ui().me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
+    let current = move || ui().me.with(|m| m.as_ref().and_then(|m| m.passkey_id));
     let add = move |_| {
         spawn_local(async move {
             let result = async {
@@ -79,10 +80,10 @@ fn Passkeys() -> impl IntoView {
             </p>
             {move || links.get().filter(|l| !l.is_empty()).map(|list| view! {
                 <div class="notice" role="status">
-                    <p>{list.into_iter().map(|(by, until)| format!(
+                    <p>{list.into_iter().map(|link| format!(
                         "A sign-in link for your account from {} is open until {}. ",
-                        if by.is_empty() { "the portal's operator".to_owned() } else { by },
-                        crate::logic::date_time(&until),
+                        link.issued_by.unwrap_or_else(|| "the portal's operator".to_owned()),
+                        crate::logic::date_time(&api::iso(link.expires_at)),
                     )).collect::<String>()}
                     "Whoever uses it replaces all your passkeys. If you did not ask for it, cancel it."</p>
                     <button type="button" on:click=move |_| spawn_local(async move {
@@ -94,44 +95,44 @@ fn Passkeys() -> impl IntoView {
                 </div>
             })}
             {move || keys.get().map(|list| {
-                let names: Vec<(String, String)> = list.iter().map(|k| (k.id.clone(), k.name.clone())).collect();
+                let names: Vec<(uuid::Uuid, String)> = list.iter().map(|k| (k.id, k.name.clone())).collect();
                 view! {
                 <ul>
                     {list.into_iter().map(|k| {
                         let Passkey { id, name, created_at: created, last_used_at: used, added_with } = k;
                         let mut about = String::new();
-                        if id == current() {
+                        if Some(id) == current() {
                             about.push_str(" · this device signed in with it");
                         }
-                        if let Some((_, from)) = names.iter().find(|(key, _)| *key == added_with) {
+                        if let Some((_, from)) = names.iter().find(|(key, _)| Some(*key) == added_with) {
                             about.push_str(&format!(" · added while signed in with {from}"));
                         }
                         let name = RwSignal::new(name);
-                        let (rename_id, delete_id) = (id.clone(), id.clone());
+                        let (rename_id, delete_id) = (id, id);
                         let input_id = format!("key-{id}");
                         view! {
                             <li class="inline-form">
                                 <label for=input_id.clone()>"Name"</label>
                                 <input id=input_id type="text" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
                                 <button type="button" on:click=move |_| {
-                                    let id = rename_id.clone();
+                                    let id = rename_id;
                                     spawn_local(async move {
-                                        match api::passkey_rename(&id, &name.get_untracked()).await {
+                                        match api::passkey_rename(id, &name.get_untracked()).await {
                                             Ok(()) => error.set(None),
                                             Err(e) => report(error, e),
                                         }
                                     })
                                 }>"Rename"</button>
                                 <button type="button" class="secondary" on:click=move |_| {
-                                    let id = delete_id.clone();
+                                    let id = delete_id;
                                     spawn_local(async move {
-                                        match api::passkey_delete(&id).await {
+                                        match api::passkey_delete(id).await {
                                             Ok(()) => load(),
                                             Err(e) => report(error, e),
                                         }
                                     })
                                 }>"Remove"</button>
-                                <span class="muted">{format!("added {} · last used {}{about}", crate::logic::date(&created), if used.is_empty() { "never".into() } else { crate::logic::date_time(&used) })}</span>
+                                <span class="muted">{format!("added {} · last used {}{about}", crate::logic::date(&api::iso(created)), used.map_or("never".into(), |at| crate::logic::date_time(&api::iso(at))))}</span>
                             </li>
                         }
                     }).collect_view()}
@@ -279,7 +280,7 @@ fn Caregivers() -> impl IntoView {
             })}
             {move || issued.get().map(|(who, invitation)| view! {
                 <div class="notice" role="status">
-                    <label for="caregiver-link">{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&invitation.expires_at))}</label>
+                    <label for="caregiver-link">{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&api::iso(invitation.expires_at)))}</label>
                     <input id="caregiver-link" type="text" readonly prop:value=invitation.link/>
                 </div>
             })}
@@ -301,7 +302,7 @@ fn Caregivers() -> impl IntoView {
 
 #[component]
 fn Audit() -> impl IntoView {
-    let rows = RwSignal::new(None::<Vec<AccessEntry>>);
+    let rows = RwSignal::new(None::<Vec<AuditEntry>>);
     let error = RwSignal::new(None::<String>);
     // Loaded once, when the page opens.
     let _ = loader(rows, error, api::audit);
@@ -318,9 +319,9 @@ fn Audit() -> impl IntoView {
                         <tbody>
                             {list.into_iter().map(|r| view! {
                                 <tr>
-                                    <td>{crate::logic::date_time(&r.at)}</td>
-                                    <td>{r.who}</td>
-                                    <td>{r.action}</td>
+                                    <td>{crate::logic::date_time(&api::iso(r.at))}</td>
+                                    <td>{r.user_name.unwrap_or_default()}</td>
+                                    <td>{r.action.label()}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
@@ -337,11 +338,12 @@ pub fn Account() -> impl IntoView {
     let ui = ui();
     // Consents, caregivers and the access log are the patient's own to
     // manage; a caregiver sees only their passkeys.
-    let is_patient = move || ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == "patient"));
+    let is_patient =
+        move || ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == UserRole::Patient));
     view! {
         <section class="card">
             <h2>"Account"</h2>
-            <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role)))}</p>
+            <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role.code())))}</p>
             <button type="button" class="secondary" on:click=move |_| spawn_local(store::sign_out())>
                 "Sign out and remove this device's copy"
             </button>

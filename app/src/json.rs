@@ -8,6 +8,7 @@
 use std::str::FromStr;
 
 use js_sys::{Array, JSON, Object, Reflect};
+use shared::api::{JsonBuild, JsonValue};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// A JSON value, held as the JavaScript value it parses to.
@@ -96,5 +97,49 @@ impl Json {
 impl From<JsValue> for Json {
     fn from(value: JsValue) -> Self {
         Json(value)
+    }
+}
+
+/// The app reads `shared::api`'s bodies through this layer.
+impl JsonValue for Json {
+    fn member(&self, key: &str) -> Self {
+        self.get(key)
+    }
+    fn is_null(&self) -> bool {
+        self.0.is_null() || self.0.is_undefined()
+    }
+    fn text(&self) -> Option<String> {
+        self.0.as_string()
+    }
+    fn number(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+    fn items(&self) -> Option<Vec<Self>> {
+        self.0.dyn_ref::<Array>().map(|array| array.iter().map(Json).collect())
+    }
+}
+
+impl JsonBuild for Json {
+    fn text(text: &str) -> Self {
+        Json(JsValue::from_str(text))
+    }
+    fn number(value: f64) -> Self {
+        Json(JsValue::from_f64(value))
+    }
+    fn boolean(value: bool) -> Self {
+        Json(JsValue::from_bool(value))
+    }
+    fn null() -> Self {
+        Json(JsValue::NULL)
+    }
+    fn list(items: Vec<Self>) -> Self {
+        Json::array(items)
+    }
+    fn object(members: Vec<(&'static str, Self)>) -> Self {
+        let members: Vec<(&str, JsValue)> = members.into_iter().map(|(k, v)| (k, v.0)).collect();
+        Json::object(&members)
     }
 }

@@ -150,7 +150,7 @@ fn App() -> impl IntoView {
     }
 }
 
-fn content(page: RwSignal<Page>, me: api::Me) -> impl IntoView {
+fn content(page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
     let staff_clinic = move |patient| staff::clinic_for(&me, patient);
     move || match page.get() {
         Page::Account => view! { <account::Account/> }.into_any(),

@@ -10,10 +10,10 @@ use shared::schema::{DocKind, Observation, Prescription, Provenance};
 use shared::status::{PrescriptionStatus, ResultStatus};
 use shared::{ClinicId, EntryId, PatientId};
 
-use crate::api::Me;
 use crate::logic::{self, Order};
 use crate::store::{self, ui};
 use crate::{Page, Tab};
+use shared::api::Me;
 
 /// The clinic a staff member writes for in a patient's chart: the first of
 /// theirs whose clinical record of this patient is on the device.

@@ -23,7 +23,9 @@ use shared::{ClinicId, DocId, DocKind, PatientId};
 use wasm_bindgen::JsValue;
 use web_sys::IdbDatabase;
 
-use crate::api::{self, ApiError, Consent, DocInfo, Me};
+use shared::api::{Decode, DocumentInfo, Encode, Me, UserRole};
+
+use crate::api::{self, ApiError, ClinicAccess};
 use crate::json::Json;
 use crate::{idb, logic, sync};
 
@@ -64,7 +66,7 @@ pub fn with_core_mut<R>(f: impl FnOnce(&mut Core) -> R) -> R {
 #[derive(Clone, Copy)]
 pub struct Ui {
     pub me: RwSignal<Option<Me>>,
-    pub docs: RwSignal<Vec<DocInfo>>,
+    pub docs: RwSignal<Vec<DocumentInfo>>,
     /// Bumped on every change to any replica.
     pub version: RwSignal<u64>,
     pub online: RwSignal<bool>,
@@ -76,7 +78,7 @@ pub struct Ui {
     pub session_expired: RwSignal<bool>,
     /// Local data has been read (or there was none).
     pub started: RwSignal<bool>,
-    pub consents: RwSignal<Vec<Consent>>,
+    pub consents: RwSignal<Vec<ClinicAccess>>,
     /// Changes the server refused for good because the patient withdrew
     /// consent, described ("Message: ..."), kept until the person dismisses
     /// them so their text is not lost.
@@ -223,12 +225,13 @@ pub fn entry_confirmed(doc: DocId, collection: Collection, entry: &str) -> bool 
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
-    let role = match me.role.as_str() {
-        "patient" => Role::Patient { patient: me.patient_id? },
-        "caregiver" => Role::Caregiver { patient: me.patient_id?, may_message: me.may_message },
-        "provider" => Role::Provider { clinics },
-        "admin" => Role::ClinicAdmin { clinic: *clinics.first()? },
-        _ => return None,
+    let role = match me.role {
+        UserRole::Patient => Role::Patient { patient: me.patient_id? },
+        UserRole::Caregiver => {
+            Role::Caregiver { patient: me.patient_id?, may_message: me.may_message() }
+        }
+        UserRole::Provider => Role::Provider { clinics },
+        UserRole::Admin => Role::ClinicAdmin { clinic: *clinics.first()? },
     };
     let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
     Some(Principal { user: me.user_id, role, name: me.display_name.clone(), clinic_names })
@@ -243,7 +246,7 @@ fn load_doc(bytes: Option<&[u8]>, actor: Option<&ActorId>) -> Automerge {
 }
 
 /// Tracks the listed documents (loading stored bytes where there are any).
-fn track(core: &mut Core, docs: &[DocInfo], stored: &BTreeMap<String, Vec<u8>>) {
+fn track(core: &mut Core, docs: &[DocumentInfo], stored: &BTreeMap<String, Vec<u8>>) {
     for info in docs {
         core.kinds.insert(info.id, info.kind);
         if !core.client.contains(info.id) {
@@ -259,7 +262,7 @@ fn track(core: &mut Core, docs: &[DocInfo], stored: &BTreeMap<String, Vec<u8>>) 
 /// confirmed stays until the server refuses them by name
 /// (`undeliverable`), so nothing written is dropped silently; so do the
 /// other documents of its patient, to name whose record it was.
-fn untrack_settled(core: &mut Core, docs: &[DocInfo]) -> Vec<DocId> {
+fn untrack_settled(core: &mut Core, docs: &[DocumentInfo]) -> Vec<DocId> {
     let settled = |id: &DocId| {
         let heads = core.client.doc(*id).map(Automerge::get_heads).unwrap_or_default();
         heads.is_empty() || core.confirmed.get(id) == Some(&heads)
@@ -315,13 +318,12 @@ pub async fn start() {
     request_persistence();
     let db = idb::open().await.ok();
     let mut cached_me: Option<Me> = None;
-    let mut cached_docs: Vec<DocInfo> = Vec::new();
+    let mut cached_docs: Vec<DocumentInfo> = Vec::new();
     if let Some(db) = &db {
         let cached = |text: Option<String>| text.and_then(|t| Json::parse(&t));
-        cached_me =
-            cached(idb::get_kv(db, "me").await.ok().flatten()).and_then(|j| Me::from_json(&j));
+        cached_me = cached(idb::get_kv(db, "me").await.ok().flatten()).and_then(|j| Me::decode(&j));
         cached_docs = cached(idb::get_kv(db, "documents").await.ok().flatten())
-            .and_then(|j| j.items().iter().map(DocInfo::from_json).collect())
+            .and_then(|j| Vec::<DocumentInfo>::decode(&j))
             .unwrap_or_default();
         let last = idb::get_kv(db, "last_synced").await.ok().flatten();
         ui.last_synced.set(last);
@@ -369,15 +371,12 @@ pub async fn refresh() {
                 forget_local().await;
             }
             ui.session_expired.set(false);
-            save_kv("me", &me.to_json().stringify());
+            save_kv("me", &me.encode::<Json>().stringify());
             with_core_mut(|core| set_me(core, &me));
             ui.me.set(Some(me));
             match api::documents().await {
                 Ok(docs) => {
-                    save_kv(
-                        "documents",
-                        &Json::array(docs.iter().copied().map(DocInfo::to_json)).stringify(),
-                    );
+                    save_kv("documents", &docs.encode::<Json>().stringify());
                     let gone = with_core_mut(|core| {
                         track(core, &docs, &BTreeMap::new());
                         untrack_settled(core, &docs)
@@ -488,10 +487,7 @@ pub fn undeliverable(id: DocId) {
     forget_docs(gone);
     ui.docs.update(|docs| docs.retain(|d| d.id != id));
     ui.undelivered.update(|list| list.extend(lines));
-    save_kv(
-        "documents",
-        &Json::array(ui.docs.get_untracked().into_iter().map(DocInfo::to_json)).stringify(),
-    );
+    save_kv("documents", &ui.docs.get_untracked().encode::<Json>().stringify());
     save_kv(
         "undelivered",
         &Json::array(

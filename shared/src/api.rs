@@ -109,6 +109,10 @@ pub struct Me {
 }
 
 impl Me {
+    pub fn is_staff(&self) -> bool {
+        self.role.is_staff()
+    }
+
     /// A caregiver the patient allowed to write messages and requests.
     pub fn may_message(&self) -> bool {
         self.caregiver.as_ref().is_some_and(|c| c.may_message)
@@ -234,11 +238,14 @@ pub trait JsonValue: Sized {
     fn items(&self) -> Option<Vec<Self>>;
 }
 
-/// A JSON value to be built (request bodies).
+/// A JSON value to be built (request bodies, and the copies of answers the
+/// app keeps on the device).
 pub trait JsonBuild: Sized {
     fn text(text: &str) -> Self;
+    fn number(value: f64) -> Self;
     fn boolean(value: bool) -> Self;
     fn null() -> Self;
+    fn list(items: Vec<Self>) -> Self;
     fn object(members: Vec<(&'static str, Self)>) -> Self;
 }
 
@@ -274,7 +281,42 @@ macro_rules! encode {
     };
 }
 
-decode!(Me {
+impl Decode for Me {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        let field = |key| json.member(key);
+        Some(Me {
+            user_id: Decode::decode(&field("user_id"))?,
+            display_name: Decode::decode(&field("display_name"))?,
+            role: Decode::decode(&field("role"))?,
+            patient_id: Decode::decode(&field("patient_id"))?,
+            clinics: Decode::decode(&field("clinics"))?,
+            caregiver: Decode::decode(&field("caregiver"))?,
+            actor_id: Decode::decode(&field("actor_id"))?,
+            // Copies that earlier versions of the app kept on the device
+            // have no session id and "" for an unknown passkey: they must
+            // still open offline.
+            session_id: Decode::decode(&field("session_id")).unwrap_or_default(),
+            passkey_id: Decode::decode(&field("passkey_id")).unwrap_or_default(),
+        })
+    }
+}
+decode!(ClinicRef { id, name });
+impl Decode for CaregiverRights {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        Some(CaregiverRights {
+            // Every caregiver reads; earlier app versions kept no `may_read`.
+            may_read: Decode::decode(&json.member("may_read")).unwrap_or(true),
+            may_message: Decode::decode(&json.member("may_message"))?,
+        })
+    }
+}
+decode!(Consent { clinic_id, clinic_name });
+decode!(Caregiver { user_id, display_name, may_message, enrolled, created_at });
+decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passkeys });
+decode!(Passkey { id, name, created_at, last_used_at, added_with });
+decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
+decode!(OpenLink { created_at, expires_at, issued_by });
+encode!(Me {
     user_id,
     display_name,
     role,
@@ -285,14 +327,8 @@ decode!(Me {
     session_id,
     passkey_id
 });
-decode!(ClinicRef { id, name });
-decode!(CaregiverRights { may_read, may_message });
-decode!(Consent { clinic_id, clinic_name });
-decode!(Caregiver { user_id, display_name, may_message, enrolled, created_at });
-decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passkeys });
-decode!(Passkey { id, name, created_at, last_used_at, added_with });
-decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
-decode!(OpenLink { created_at, expires_at, issued_by });
+encode!(ClinicRef { id, name });
+encode!(CaregiverRights { may_read, may_message });
 encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
@@ -305,6 +341,17 @@ impl Decode for DocumentInfo {
             Decode::decode(&json.member("clinic"))?,
         )?;
         Some(DocumentInfo { id: Decode::decode(&json.member("id"))?, kind })
+    }
+}
+
+impl Encode for DocumentInfo {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::object(vec![
+            ("id", self.id.encode()),
+            ("kind", B::text(self.kind.name())),
+            ("patient", self.kind.patient().encode()),
+            ("clinic", self.kind.clinic().encode()),
+        ])
     }
 }
 
@@ -357,6 +404,17 @@ macro_rules! decode_parsed {
 }
 decode_parsed!(UserId, PatientId, ClinicId, DocId, Uuid);
 
+macro_rules! encode_displayed {
+    ($($ty:ty),+) => {
+        $(impl Encode for $ty {
+            fn encode<B: JsonBuild>(&self) -> B {
+                B::text(&self.to_string())
+            }
+        })+
+    };
+}
+encode_displayed!(UserId, PatientId, ClinicId, DocId, Uuid);
+
 impl Decode for UserRole {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
         Self::parse(&json.text()?)
@@ -384,6 +442,12 @@ impl Encode for bool {
 impl Encode for UserRole {
     fn encode<B: JsonBuild>(&self) -> B {
         B::text(self.code())
+    }
+}
+
+impl<T: Encode> Encode for Vec<T> {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::list(self.iter().map(T::encode).collect())
     }
 }
 
@@ -425,11 +489,17 @@ mod tests {
         fn text(text: &str) -> Self {
             Value::from(text)
         }
+        fn number(value: f64) -> Self {
+            Value::from(value)
+        }
         fn boolean(value: bool) -> Self {
             Value::from(value)
         }
         fn null() -> Self {
             Value::Null
+        }
+        fn list(items: Vec<Self>) -> Self {
+            Value::Array(items)
         }
         fn object(members: Vec<(&'static str, Self)>) -> Self {
             Value::Object(
@@ -466,8 +536,15 @@ mod tests {
         };
         let patient = PatientId::mint();
         let rights = CaregiverRights { may_read: true, may_message: false };
-        sent(me(UserRole::Caregiver, Some(patient), Some(rights)));
-        sent(me(UserRole::Provider, None, None));
+        // The app keeps its copy of /api/me and the document list as the
+        // server wrote them.
+        for me in [
+            me(UserRole::Caregiver, Some(patient), Some(rights)),
+            me(UserRole::Provider, None, None),
+        ] {
+            sent(me.clone());
+            received(me);
+        }
         sent(clinic.clone());
         for kind in [
             DocKind::PatientRecord { patient },
@@ -475,6 +552,7 @@ mod tests {
             DocKind::MessageThread { patient, clinic: clinic.id },
         ] {
             sent(DocumentInfo { id: kind.doc_id(), kind });
+            received(DocumentInfo { id: kind.doc_id(), kind });
         }
         sent(Consent { clinic_id: clinic.id, clinic_name: clinic.name.clone() });
         sent(Caregiver {
@@ -519,6 +597,19 @@ mod tests {
         received(NewInvitation { role: UserRole::Provider, display_name: "Dr. Lee".into() });
         received(PasskeyName { name: Some("Laptop".into()) });
         received(PasskeyName { name: None });
+    }
+
+    #[test]
+    fn a_copy_of_me_kept_by_an_earlier_version_still_reads() {
+        let user = UserId::mint();
+        let old = serde_json::json!({
+            "user_id": user.to_string(), "display_name": "Maria Santos", "role": "patient",
+            "patient_id": PatientId::mint().to_string(), "clinics": [],
+            "caregiver": {"may_message": false}, "actor_id": "ab", "passkey_id": "",
+        });
+        let me = Me::decode(&old).unwrap();
+        assert_eq!((me.user_id, me.passkey_id, me.session_id.as_str()), (user, None, ""));
+        assert!(!me.may_message() && me.caregiver.is_some_and(|c| c.may_read));
     }
 
     #[test]

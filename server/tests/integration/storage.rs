@@ -361,7 +361,11 @@ async fn identity_storage_sessions_passkeys_ceremonies_access_and_audit() {
             expires_at: i64::MAX,
         };
         store.put_ceremony(&ceremony, NOW).await.unwrap();
-        assert_eq!(store.take_ceremony("h").await.unwrap().unwrap().kind, CeremonyKind::Login, "{backend:?}");
+        assert_eq!(
+            store.take_ceremony("h").await.unwrap().unwrap().kind,
+            CeremonyKind::Login,
+            "{backend:?}"
+        );
         assert!(store.take_ceremony("h").await.unwrap().is_none());
         // Ceremonies expired by the time another starts are dropped.
         let stale = Ceremony { id_hash: "old".into(), expires_at: NOW + 1, ..ceremony.clone() };
