@@ -5,8 +5,6 @@
 //! `JSON.stringify`. serde_json with derived deserializers cost about
 //! 14 KiB of the brotli bundle for the same job.
 
-use std::str::FromStr;
-
 use js_sys::{Array, JSON, Object, Reflect};
 use shared::api::{JsonBuild, JsonValue};
 use wasm_bindgen::{JsCast, JsValue};
@@ -54,25 +52,6 @@ impl Json {
 
     pub fn str(&self, key: &str) -> Option<String> {
         self.get(key).0.as_string()
-    }
-
-    pub fn bool(&self, key: &str) -> Option<bool> {
-        self.get(key).0.as_bool()
-    }
-
-    /// The member `key` parsed from its text, such as an id.
-    pub fn parsed<T: FromStr>(&self, key: &str) -> Option<T> {
-        self.str(key)?.parse().ok()
-    }
-
-    /// The member `key` as text: strings as they are, and times sent as
-    /// milliseconds since the epoch as RFC 3339 (UTC), as the views expect.
-    pub fn text(&self, key: &str) -> String {
-        let value = self.get(key).0;
-        match value.as_f64() {
-            Some(ms) => String::from(js_sys::Date::new(&ms.into()).to_iso_string()),
-            None => value.as_string().unwrap_or_default(),
-        }
     }
 
     /// The items of an array (none if this is not one).

@@ -198,7 +198,7 @@ pub const DEMOGRAPHICS: &str = "demographics";
 
 /// Who recorded an entry, where. Names are kept beside ids (like FHIR
 /// `Reference.display`) so an offline replica can show them.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Provenance {
     pub clinic: ClinicId,
     pub clinic_name: String,
@@ -209,7 +209,7 @@ pub struct Provenance {
 }
 
 /// A lab panel (FHIR DiagnosticReport) grouping observations.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Report {
     pub loinc: String,
     pub display: String,
@@ -224,7 +224,7 @@ pub struct Report {
 }
 
 /// One lab result (FHIR Observation).
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Observation {
     /// The report (panel) this result belongs to, if any.
     pub report: Option<EntryId>,
@@ -270,7 +270,7 @@ pub enum RangeFlag {
 }
 
 /// A prescription (FHIR MedicationRequest).
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Prescription {
     pub rxnorm: String,
     pub display: String,
@@ -288,7 +288,7 @@ pub struct Prescription {
 }
 
 /// FHIR AllergyIntolerance.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Allergy {
     /// RxNorm code of the substance, so prescribing can warn on it.
     pub substance_code: String,
@@ -305,7 +305,7 @@ pub struct Allergy {
 }
 
 /// FHIR Immunization.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Immunization {
     /// CVX vaccine code.
     pub cvx: String,
@@ -321,7 +321,7 @@ pub struct Immunization {
 }
 
 /// FHIR Appointment.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Appointment {
     pub start: String,
     pub reason: String,
@@ -372,7 +372,7 @@ pub struct ClinicalRecord {
 }
 
 /// FHIR Patient, as far as the portal keeps it.
-#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct Demographics {
     // Genesis creates an empty map: every field may be missing until written.
     #[autosurgeon(missing = "Default::default")]
@@ -389,7 +389,7 @@ pub struct Demographics {
 }
 
 /// A patient's request to refill a prescription, answered by its clinic.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct RefillRequest {
     pub prescription: EntryId,
     pub clinic: ClinicId,
@@ -411,7 +411,7 @@ pub struct PatientRecord {
 }
 
 /// One message between a patient (or caregiver) and a clinic.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
 pub struct Message {
     pub author: UserId,
     pub author_name: String,

@@ -29,8 +29,7 @@ use crate::status::Side;
 pub use ops::Plan;
 
 /// What a signed-in user is, for the purpose of writing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     Patient {
         patient: PatientId,
@@ -51,7 +50,7 @@ pub enum Role {
 /// The author of a proposed change, with their names as the directory
 /// holds them: entries carry display names beside ids (so offline replicas
 /// can show them), and those must be the directory's, not free text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub user: UserId,
     pub role: Role,
