@@ -238,7 +238,7 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         public_url: None,
         static_dir: "app/dist".into(),
         trust_forwarded_for: false,
-        doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
+        doc_cache_mb: server::config::DEFAULT_DOC_CACHE_MB,
     };
     let state = server::state(&config, store.clone(), port).expect("state");
     let user = store.user(provider).await.expect("user").expect("provider exists");
@@ -401,7 +401,7 @@ async fn fan_out(plan: FanOutPlan, postgres: Option<String>) {
             public_url: Some(public_url.clone()),
             static_dir: "/nonexistent".into(),
             trust_forwarded_for: false,
-            doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
+            doc_cache_mb: server::config::DEFAULT_DOC_CACHE_MB,
         };
         let state = server::state(&config, store.clone(), ports[0]).expect("state");
         let user = store.user(provider).await.expect("user").expect("provider exists");

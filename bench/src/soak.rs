@@ -324,7 +324,7 @@ async fn sign_in(
         public_url: Some(public_url.to_owned()),
         static_dir: "/nonexistent".into(),
         trust_forwarded_for: false,
-        doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
+        doc_cache_mb: server::config::DEFAULT_DOC_CACHE_MB,
     };
     let state = server::state(&config, store.clone(), port).expect("state");
     let mut cookies = Vec::new();

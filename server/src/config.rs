@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// Default budget for canonical documents in memory (`--doc-cache-mb`):
+/// enough for tens of thousands of typical records, small next to a
+/// server's memory.
+pub const DEFAULT_DOC_CACHE_MB: usize = 256;
+
 /// A database URL whose password never reaches a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
@@ -68,7 +73,7 @@ pub struct Config {
     /// Memory for canonical documents, in MiB (estimated): the least
     /// recently used documents nobody is using are dropped beyond it and
     /// loaded again from the database when next needed.
-    #[arg(long, env = "PORTAL_DOC_CACHE_MB", default_value_t = crate::sync::DEFAULT_DOC_CACHE_MB)]
+    #[arg(long, env = "PORTAL_DOC_CACHE_MB", default_value_t = DEFAULT_DOC_CACHE_MB)]
     pub doc_cache_mb: usize,
 }
 

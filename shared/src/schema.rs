@@ -161,11 +161,6 @@ impl Collection {
         }
     }
 
-    /// The fields its entries may hold (`fields`).
-    pub fn fields(self) -> &'static [crate::fields::Field] {
-        crate::fields::entry_fields(self)
-    }
-
     /// Whether an entry of this collection may go from status `from` to
     /// `to`, codes as stored; an unknown code allows nothing. Refill
     /// requests and messages are not changed this way (see

@@ -50,7 +50,7 @@ impl TestServer {
             public_url: None,
             static_dir,
             trust_forwarded_for: false,
-            doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
+            doc_cache_mb: server::config::DEFAULT_DOC_CACHE_MB,
         };
         let (stop, stopped) = oneshot::channel();
         let server_store = store.clone();

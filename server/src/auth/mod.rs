@@ -10,6 +10,8 @@
 //! anyone (a passkey, a caregiver, an enrollment link) needs that to be
 //! within `REAUTH_WINDOW` (`AuthUser::require_fresh`); `/api/reauth` renews it.
 
+mod end_reason;
+pub use end_reason::EndReason;
 pub mod accounts;
 pub mod ceremonies;
 
@@ -257,7 +259,7 @@ pub async fn start_session(
 /// Tells open sync sockets of sessions that just ended (in storage) to
 /// close at once, saying why. Sockets on other instances notice within
 /// `sync::SESSION_RECHECK`.
-pub fn sessions_ended(state: &AppState, sessions: Vec<String>, reason: crate::sync::EndReason) {
+pub fn sessions_ended(state: &AppState, sessions: Vec<String>, reason: EndReason) {
     if !sessions.is_empty() {
         state.hub.sessions_ended(sessions, reason);
     }

@@ -14,7 +14,7 @@ use super::json::Json as Body;
 use super::own_patient;
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::{self, AuthUser};
-use crate::sync::EndReason;
+use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 /// `GET /api/caregivers`: the patient's caregivers.

@@ -15,7 +15,7 @@ use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser};
 use crate::storage::CeremonyKind;
 use crate::storage::{PasskeyInfo, PasskeyRevocation};
-use crate::sync::EndReason;
+use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 fn view(p: PasskeyInfo) -> Passkey {

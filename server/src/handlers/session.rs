@@ -23,7 +23,7 @@ use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser, hash_secret, session_cookie};
 use crate::storage::CeremonyKind;
 use crate::storage::{AuditEvent, UserRecord};
-use crate::sync::EndReason;
+use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {

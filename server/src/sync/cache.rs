@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use shared::DocId;
 use tokio::sync::OwnedMutexGuard;
 
-use super::hub::Canonical;
+use super::canonical::Canonical;
 
 /// A document's place in the cache: `None` inside until loaded (or when
 /// storage has no such document).
@@ -34,9 +34,6 @@ pub(super) type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
 /// The budget a sweep evicts down to, in tenths.
 const LOW_WATER_TENTHS: usize = 9;
 
-/// Default budget: enough for tens of thousands of typical records, small
-/// next to a server's memory.
-pub const DEFAULT_DOC_CACHE_MB: usize = 256;
 
 pub(super) struct DocCache {
     entries: HashMap<DocId, Entry>,

@@ -2,7 +2,7 @@
 //! broadcast from the handler that ended them, `Hub::sessions_ended`), and
 //! within `SESSION_RECHECK` wherever they are: every instance re-checks, on
 //! that period, the sessions of all its open sockets in one query and the
-//! access version (`watch_sessions`). So a session ended on another
+//! access version (`recheck::watch_sessions`). So a session ended on another
 //! instance, or an access change whose notification was lost, still reaches
 //! the socket within the bound.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use shared::sync::CLOSE_SESSION_ENDED;
 
-use super::hub::Hub;
+use crate::auth::EndReason;
 
 /// How often each instance re-checks that the sessions of its sync sockets
 /// are live and whether access changed (`watch_sessions`): the most a socket
@@ -21,40 +21,6 @@ use super::hub::Hub;
 /// many sockets are open: checking each socket on its own cost about a
 /// quarter of a core with a thousand sockets (fan-out benchmark).
 pub const SESSION_RECHECK: Duration = Duration::from_secs(5);
-
-/// Why sessions ended; each reason is said in plain words to the device
-/// whose socket closes (a WebSocket close reason: at most 123 bytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    SignedOut,
-    SignedOutEverywhere,
-    PasskeyRemoved,
-    /// An enrollment link was used for the account, replacing its passkeys.
-    PasskeysReplaced,
-    /// A caregiver's access, or the user, was revoked.
-    AccessRemoved,
-    /// Found ended (or expired) by the periodic check.
-    Expired,
-}
-
-impl EndReason {
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::SignedOut => "You signed out on this device.",
-            Self::SignedOutEverywhere => {
-                "You signed out everywhere. Sign in again to keep syncing."
-            }
-            Self::PasskeyRemoved => {
-                "The passkey this device signed in with was removed. Sign in with another passkey."
-            }
-            Self::PasskeysReplaced => {
-                "Your passkeys were replaced with a new link from your clinic. If that was not you, contact your clinic."
-            }
-            Self::AccessRemoved => "Your access to this record was taken away.",
-            Self::Expired => "Your session has ended. Sign in again.",
-        }
-    }
-}
 
 /// Sessions that just ended.
 #[derive(Debug)]
@@ -125,49 +91,6 @@ impl Drop for OpenSocket {
             if open.sockets == 0 {
                 sessions.remove(&self.session);
             }
-        }
-    }
-}
-
-/// Runs for as long as the server: every `SESSION_RECHECK`, closes the
-/// sockets of open sessions that are no longer live (ended here or on
-/// another instance, expired, or their user revoked), records activity of
-/// the sessions whose sockets sent frames, and if the access version moved
-/// makes every socket re-read what it may read.
-pub async fn watch_sessions(hub: Arc<Hub>) {
-    let idle = i64::try_from(crate::auth::SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
-    let mut timer = tokio::time::interval(SESSION_RECHECK);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut version = None;
-    loop {
-        timer.tick().await;
-        let store = hub.store();
-        let (open, active) = hub.open_sessions().take();
-        let now = hub.clock().now_ms();
-        let checked = async {
-            if !open.is_empty() {
-                let live = store.live_sessions(&open, idle, now).await?;
-                let ended: Vec<String> = open.into_iter().filter(|id| !live.contains(id)).collect();
-                if !ended.is_empty() {
-                    tracing::info!(
-                        sessions = ended.len(),
-                        "sync: closing sockets of sessions found ended"
-                    );
-                    hub.sessions_ended(ended, EndReason::Expired);
-                }
-                let active: Vec<String> =
-                    active.into_iter().filter(|id| live.contains(id)).collect();
-                store.touch_sessions(&active, crate::auth::TOUCH_INTERVAL_MS, now).await?;
-            }
-            let current = store.access_version().await?;
-            if version.is_some_and(|seen| seen != current) {
-                hub.access_changed_here();
-            }
-            version = Some(current);
-            Ok::<(), crate::storage::StoreError>(())
-        };
-        if let Err(error) = checked.await {
-            tracing::warn!(%error, "sync: could not re-check sessions and access; trying again next period");
         }
     }
 }

@@ -3,10 +3,12 @@
 //! acknowledged, relayed live to every replica allowed to read.
 
 mod cache;
+mod canonical;
 mod cluster;
 mod connection;
 mod ended;
 mod hub;
+mod recheck;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -14,9 +16,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
-pub use cache::{CacheStats, DEFAULT_DOC_CACHE_MB};
+pub use cache::CacheStats;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
-pub use ended::{CLOSE_SESSION_ENDED, EndReason, Ended, SESSION_RECHECK, watch_sessions};
+pub use ended::{CLOSE_SESSION_ENDED, Ended, SESSION_RECHECK};
+pub use recheck::watch_sessions;
 pub(crate) use hub::Accepted;
 pub use hub::Hub;
 

@@ -373,7 +373,7 @@ async fn state_changes_need_the_portals_origin_and_websockets_use_authenticate()
         hub: Arc::new(server::sync::Hub::new(
             app.store.clone(),
             app.clock.clone(),
-            server::sync::DEFAULT_DOC_CACHE_MB << 20,
+            server::config::DEFAULT_DOC_CACHE_MB << 20,
         )),
         test_identities: false,
         static_dir: Arc::new(PathBuf::from("/nonexistent")),

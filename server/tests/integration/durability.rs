@@ -90,7 +90,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_replica_converges() {
             public_url: None,
             static_dir: "/nonexistent".into(),
             trust_forwarded_for: false,
-            doc_cache_mb: server::sync::DEFAULT_DOC_CACHE_MB,
+            doc_cache_mb: server::config::DEFAULT_DOC_CACHE_MB,
         };
         let state = server::state(&config, store.clone(), port).unwrap();
         let user = store.user(provider).await.unwrap().unwrap();

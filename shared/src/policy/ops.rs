@@ -273,7 +273,7 @@ impl Checker<'_> {
             }
             Place::Demographics => self.demographics(key, action, &path),
             Place::Entry { collection, id: entry, obj: None } => {
-                self.new_field(collection.fields(), key, action, &path)?;
+                self.new_field(fields::entry_fields(collection), key, action, &path)?;
                 if matches!(action, OpType::Make(_)) {
                     self.made.insert(id, Place::Provenance { collection, id: entry, new: true });
                 }
@@ -383,7 +383,7 @@ impl Checker<'_> {
     ) -> Result<(), Denial> {
         let who = self.who;
         let before = |field: &str| scalar(self.base, obj, field);
-        let field = fields::find(collection.fields(), key);
+        let field = fields::find(fields::entry_fields(collection), key);
         let OpType::Put(value) = action else {
             return deny(if field.is_some() { Rule::ImmutableField } else { Rule::Schema }, path);
         };

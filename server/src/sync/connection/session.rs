@@ -15,7 +15,8 @@ use super::{Close, Connection};
 use crate::auth::SESSION_IDLE;
 use crate::storage::AuditEvent;
 use crate::sync::TEST_SESSION;
-use crate::sync::ended::{CLOSE_SESSION_ENDED, EndReason, Ended, OpenSocket};
+use crate::auth::EndReason;
+use crate::sync::ended::{CLOSE_SESSION_ENDED, Ended, OpenSocket};
 use crate::sync::hub::Hub;
 
 /// The rule named when a change is refused because consent was withdrawn.

@@ -1,0 +1,129 @@
+//! The server's copy of one document, exactly as committed to storage,
+//! with the sizes compaction and the cache budget need and the sync
+//! messages it generated lately.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash, ReadDoc};
+
+/// The server's copy of a document, exactly as committed to storage. Only
+/// the hub changes it (`Hub::commit`, `Hub::catch_up`).
+pub(crate) struct Canonical {
+    doc: Automerge,
+    /// The document's stored sequence number this copy holds everything up to.
+    pub(crate) seq: i64,
+    /// Stored sizes, for compaction.
+    pub(crate) snapshot_bytes: usize,
+    pub(crate) incremental_bytes: usize,
+    /// Sync messages generated from this copy, see `sync_message`.
+    memo: SyncMemo,
+}
+
+/// Most sync states remembered per document, and the largest message kept:
+/// fan-out messages carry a change or two; a whole-document message for one
+/// replica catching up is not worth keeping in memory.
+const MEMO_STATES: usize = 16;
+const MEMO_MAX_BYTES: usize = 16 * 1024;
+
+/// Memory of a loaded document besides its operations and changes, and
+/// per operation and per change: fitted to the server's resident memory
+/// in `portal-bench soak` (2,000 patients, documents with 0 and 30 results:
+/// about 34 KB for a document holding only its genesis, 78 KB on average
+/// with a 30-result clinical record per patient).
+const DOC_BYTES: usize = 32 * 1024;
+const OP_BYTES: usize = 160;
+const CHANGE_BYTES: usize = 1024;
+
+/// Sync messages already generated for the document at `heads`, by the
+/// sync state they were generated from, with the state that followed.
+#[derive(Default)]
+struct SyncMemo {
+    heads: Vec<ChangeHash>,
+    by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)>,
+}
+
+impl SyncMemo {
+    fn bytes(&self) -> usize {
+        self.by_state.values().map(|(_, m)| 256 + m.as_ref().map_or(0, Vec::len)).sum()
+    }
+}
+
+impl Canonical {
+    pub(super) fn new(
+        doc: Automerge,
+        seq: i64,
+        snapshot_bytes: usize,
+        incremental_bytes: usize,
+    ) -> Self {
+        Self { doc, seq, snapshot_bytes, incremental_bytes, memo: SyncMemo::default() }
+    }
+
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Roughly what this copy takes in memory, for the cache's budget.
+    /// Automerge keeps operations in columns and changes in a graph, so its
+    /// size follows their counts (per-item figures measured with
+    /// `portal-bench soak`); remembered sync messages come on top.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        let stats = self.doc.stats();
+        DOC_BYTES
+            + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
+            + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
+            + self.memo.bytes()
+    }
+
+    /// Takes a sync message that carries no changes (heads, needs, Bloom
+    /// filters): it changes this connection's sync state, not the document.
+    pub fn receive_heads(
+        &mut self,
+        state: &mut sync::State,
+        message: sync::Message,
+    ) -> Result<(), automerge::AutomergeError> {
+        debug_assert!(message.changes.is_empty());
+        self.doc.receive_sync_message(state, message)
+    }
+
+    fn wants_compaction(&self) -> bool {
+        self.incremental_bytes > compaction_threshold(self.snapshot_bytes)
+    }
+
+    /// How many more bytes of incremental chunks this document takes
+    /// before they outgrow its snapshot; a batch of changes bigger than
+    /// this is stored as a new snapshot instead (see `Commit::snapshot`).
+    pub fn incremental_room(&self) -> usize {
+        compaction_threshold(self.snapshot_bytes).saturating_sub(self.incremental_bytes)
+    }
+
+    /// The encoded Automerge sync message for a peer in `state` (advancing
+    /// it), or `None` if there is nothing to say. `generate_sync_message` is
+    /// a function of the document and the state alone, and when a change
+    /// fans out, the replicas that were level with the server are all in
+    /// the same state: the message is built (changes re-encoded and
+    /// compressed) and encoded once per document version, not once per
+    /// connection.
+    pub fn sync_message(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
+        let heads = self.doc.get_heads();
+        if self.memo.heads != heads || self.memo.by_state.len() >= MEMO_STATES {
+            self.memo.by_state.clear();
+            self.memo.heads = heads;
+        }
+        if let Some((next, message)) = self.memo.by_state.get(state) {
+            *state = next.clone();
+            return message.clone();
+        }
+        let before = state.clone();
+        let message = self.doc.generate_sync_message(state).map(|m| m.encode());
+        if message.as_ref().is_none_or(|m| m.len() <= MEMO_MAX_BYTES) {
+            self.memo.by_state.insert(before, (state.clone(), message.clone()));
+        }
+        message
+    }
+}
+
+/// Incremental chunks are folded into a snapshot once they outgrow it.
+fn compaction_threshold(snapshot_bytes: usize) -> usize {
+    snapshot_bytes.max(4096)
+}
