@@ -9,12 +9,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, AccessEntry, ApiError, Caregiver, Invitation, Passkey};
-use crate::store::{self, ui};
+use crate::session;
+use crate::state::Ui;
 use crate::webauthn;
 
-fn report(error: RwSignal<Option<String>>, e: ApiError) {
+fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
-        ui().session_expired.set(true);
+        ui.session_expired.set(true);
     }
     error.set(Some(e.to_string()));
 }
@@ -22,6 +23,7 @@ fn report(error: RwSignal<Option<String>>, e: ApiError) {
 /// Fetches a list into `into` now and again each time the returned function
 /// is called; a failure is reported in `error`.
 fn loader<T, F>(
+    ui: Ui,
     into: RwSignal<Option<T>>,
     error: RwSignal<Option<String>>,
     fetch: fn() -> F,
@@ -34,7 +36,7 @@ where
         spawn_local(async move {
             match fetch().await {
                 Ok(list) => into.set(Some(list)),
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -44,13 +46,14 @@ where
 
 #[component]
 fn Passkeys() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let keys = RwSignal::new(None::<Vec<Passkey>>);
     let error = RwSignal::new(None::<String>);
-    let load = loader(keys, error, api::passkeys);
+    let load = loader(ui, keys, error, api::passkeys);
     let links = RwSignal::new(None::<Vec<(String, String)>>);
-    let load_links = loader(links, error, api::open_links);
+    let load_links = loader(ui, links, error, api::open_links);
     let current =
-        move || ui().me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
+        move || ui.me.with(|m| m.as_ref().map(|m| m.passkey_id.clone()).unwrap_or_default());
     let add = move |_| {
         spawn_local(async move {
             let result = async {
@@ -88,7 +91,7 @@ fn Passkeys() -> impl IntoView {
                     <button type="button" on:click=move |_| spawn_local(async move {
                         match api::cancel_links().await {
                             Ok(()) => load_links(),
-                            Err(e) => report(error, e),
+                            Err(e) => report(ui, error, e),
                         }
                     })>"Cancel the link"</button>
                 </div>
@@ -118,7 +121,7 @@ fn Passkeys() -> impl IntoView {
                                     spawn_local(async move {
                                         match api::passkey_rename(&id, &name.get_untracked()).await {
                                             Ok(()) => error.set(None),
-                                            Err(e) => report(error, e),
+                                            Err(e) => report(ui, error, e),
                                         }
                                     })
                                 }>"Rename"</button>
@@ -127,7 +130,7 @@ fn Passkeys() -> impl IntoView {
                                     spawn_local(async move {
                                         match api::passkey_delete(&id).await {
                                             Ok(()) => load(),
-                                            Err(e) => report(error, e),
+                                            Err(e) => report(ui, error, e),
                                         }
                                     })
                                 }>"Remove"</button>
@@ -146,13 +149,13 @@ fn Passkeys() -> impl IntoView {
 
 #[component]
 fn Consents() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
     let load = move || {
         spawn_local(async move {
             match api::consents().await {
                 Ok(list) => ui.consents.set(list),
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -164,9 +167,9 @@ fn Consents() -> impl IntoView {
                 Ok(()) => {
                     error.set(None);
                     load();
-                    store::refresh().await;
+                    session::refresh(ui).await;
                 }
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -208,20 +211,21 @@ fn Consents() -> impl IntoView {
 /// or take their access away.
 #[component]
 fn Caregivers() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let list = RwSignal::new(None::<Vec<Caregiver>>);
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
     let may_message = RwSignal::new(false);
     // The last link issued, with whom it is for.
     let issued = RwSignal::new(None::<(String, Invitation)>);
-    let load = loader(list, error, api::caregivers);
+    let load = loader(ui, list, error, api::caregivers);
     let show_link = move |who: String, result: Result<Invitation, ApiError>| match result {
         Ok(invitation) => {
             error.set(None);
             issued.set(Some((who, invitation)));
             load();
         }
-        Err(e) => report(error, e),
+        Err(e) => report(ui, error, e),
     };
     let invite = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -260,7 +264,7 @@ fn Caregivers() -> impl IntoView {
                                 issued.set(None);
                                 load();
                             }
-                            Err(e) => report(error, e),
+                            Err(e) => report(ui, error, e),
                         }
                     })
                 }>"Take access away"</button>
@@ -301,10 +305,11 @@ fn Caregivers() -> impl IntoView {
 
 #[component]
 fn Audit() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let rows = RwSignal::new(None::<Vec<AccessEntry>>);
     let error = RwSignal::new(None::<String>);
     // Loaded once, when the page opens.
-    let _ = loader(rows, error, api::audit);
+    let _ = loader(ui, rows, error, api::audit);
     view! {
         <section class="card" aria-labelledby="audit-h">
             <h2 id="audit-h">"Who accessed your record"</h2>
@@ -334,7 +339,7 @@ fn Audit() -> impl IntoView {
 
 #[component]
 pub fn Account() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     // Consents, caregivers and the access log are the patient's own to
     // manage; a caregiver sees only their passkeys.
     let is_patient = move || ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == "patient"));
@@ -342,11 +347,11 @@ pub fn Account() -> impl IntoView {
         <section class="card">
             <h2>"Account"</h2>
             <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role)))}</p>
-            <button type="button" class="secondary" on:click=move |_| spawn_local(store::sign_out())>
+            <button type="button" class="secondary" on:click=move |_| spawn_local(session::sign_out(ui))>
                 "Sign out and remove this device's copy"
             </button>
         </section>
-        {move || (!ui.online.get()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
+        {move || (!ui.online()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
         <Passkeys/>
         <Show when=is_patient>
             <Consents/>
