@@ -27,8 +27,10 @@ use shared::PatientId;
 
 use crate::state::Ui;
 
+// No panic hook: the release build aborts on panic without running one
+// (`-Cpanic=immediate-abort`, scripts/build-app), so a hook would be bytes
+// in the bundle that never run.
 fn main() {
-    console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }
 

@@ -176,7 +176,9 @@ pub fn disconnect() {
 
 fn schedule_reconnect() {
     let ui = link().ui;
-    if !ui.online_untracked() || ui.session_expired.get_untracked() || ui.me.get_untracked().is_none()
+    if !ui.online_untracked()
+        || ui.session_expired.get_untracked()
+        || ui.me.get_untracked().is_none()
     {
         return;
     }

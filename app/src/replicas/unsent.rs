@@ -17,7 +17,8 @@ pub fn undeliverable(id: DocId) {
     let ui = ui();
     let lines = with_core_mut(|core| {
         // Whose record, from their demographics if this device has them.
-        let name = patient_name(core, core.kinds.remove(&id)?.patient());
+        let patient = core.kinds.remove(&id)?.patient();
+        let name = patient_name(core, patient);
         let confirmed = core.confirmed.remove(&id);
         let doc = core.client.remove(id)?;
         let lines = unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default());
