@@ -5,21 +5,24 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 use shared::catalog::{self, LAB_TESTS, MEDICATIONS};
+use shared::policy::Principal;
 use shared::record;
 use shared::schema::{DocKind, Observation, Prescription, Provenance};
 use shared::status::{PrescriptionStatus, ResultStatus};
 use shared::{ClinicId, EntryId, PatientId};
 
 use crate::logic::{self, Order};
-use crate::store::{self, ui};
+use crate::reads;
+use crate::replicas;
+use crate::state::Ui;
 use crate::{Page, Tab};
 use shared::api::Me;
 
 /// The clinic a staff member writes for in a patient's chart: the first of
 /// theirs whose clinical record of this patient is on the device.
-pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
+pub fn clinic_for(ui: Ui, me: &Me, patient: PatientId) -> Option<ClinicId> {
     let ids: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
-    let on_device = ui().docs.with_untracked(|docs| {
+    let on_device = ui.docs.with_untracked(|docs| {
         docs.iter()
             .filter_map(|d| match d.kind {
                 DocKind::ClinicalRecord { patient: p, clinic }
@@ -36,7 +39,7 @@ pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
 
 #[component]
 pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let query = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="patients-h">
@@ -52,7 +55,7 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                 let mut rows: Vec<(String, String, PatientId)> = patients
                     .into_iter()
                     .map(|p| {
-                        let demo = store::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
+                        let demo = reads::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
                         let name = match (&demo.given, &demo.family) {
                             (None, None) => "(name not synced yet)".to_owned(),
                             (g, f) => format!("{} {}", g.clone().unwrap_or_default(), f.clone().unwrap_or_default()).trim().to_owned(),
@@ -84,21 +87,20 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
     }
 }
 
-fn provenance(clinic: ClinicId, at: &str) -> Option<Provenance> {
-    let me = ui().me.get_untracked()?;
-    let clinic_name =
-        me.clinics.iter().find(|c| c.id == clinic).map(|c| c.name.clone()).unwrap_or_default();
+/// Who records an entry, as the write policy knows them (`who`, given to
+/// `replicas::edit`'s closure).
+fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance> {
     Some(Provenance {
         clinic,
-        clinic_name,
-        recorder: me.user_id,
-        recorder_name: me.display_name,
+        clinic_name: who.clinic_name(clinic).unwrap_or_default().to_owned(),
+        recorder: who.user,
+        recorder_name: who.name.clone(),
         recorded: at.to_owned(),
     })
 }
 
 fn today() -> String {
-    logic::date(&store::now()).to_owned()
+    logic::date(&replicas::now()).to_owned()
 }
 
 /// Records one lab result: the test is picked from the LOINC catalog, which
@@ -145,7 +147,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let unit_text = unit.get_untracked().trim().to_owned();
-        let result = store::edit(doc, |tx, _, at| {
+        let result = replicas::edit(doc, |tx, who, at| {
             let obs = Observation {
                 report: None,
                 loinc: test.loinc.into(),
@@ -158,7 +160,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 effective: format!("{when}T12:00:00Z"),
                 status: ResultStatus::Final,
                 replaces: None,
-                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                provenance: provenance(who, clinic, at).ok_or(record::RecordError::NoEntry)?,
                 status_reason: None,
                 status_by: None,
                 status_at: None,
@@ -215,7 +217,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
 /// by any clinic.
 #[component]
 pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let search = RwSignal::new(String::new());
     let rxnorm = RwSignal::new(String::new());
     let dosage = RwSignal::new(String::new());
@@ -227,7 +229,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let conflicts = move || -> Vec<String> {
         ui.version.track();
         let Some(med) = catalog::medication(&rxnorm.get()) else { return Vec::new() };
-        let data = store::patient_data(patient);
+        let data = reads::patient_data(patient);
         let allergies: Vec<_> = data.clinical.iter().flat_map(|c| c.2.allergies.values()).collect();
         catalog::allergy_conflicts(med, allergies)
             .into_iter()
@@ -269,7 +271,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let dose = dosage.get_untracked().trim().to_owned();
-        let result = store::edit(doc, |tx, _, at| {
+        let result = replicas::edit(doc, |tx, who, at| {
             let rx = Prescription {
                 rxnorm: med.rxnorm.into(),
                 display: med.display.into(),
@@ -278,7 +280,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 refills_allowed: refill_count,
                 authored: at.to_owned(),
                 status: PrescriptionStatus::Active,
-                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                provenance: provenance(who, clinic, at).ok_or(record::RecordError::NoEntry)?,
                 status_reason: None,
                 status_by: None,
                 status_at: None,
