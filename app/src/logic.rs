@@ -357,6 +357,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            interpretation: None,
         }
     }
 
@@ -421,6 +422,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            override_reason: None,
         };
         let id = EntryId::mint();
         let mut patient = PatientRecord::default();

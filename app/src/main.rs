@@ -11,6 +11,7 @@ mod idb;
 mod json;
 mod logic;
 mod patient;
+mod safety_view;
 mod staff;
 mod status;
 mod store;
@@ -170,6 +171,7 @@ fn content(page: RwSignal<Page>, me: api::Me) -> impl IntoView {
                 <div class="chart-head">
                     <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
                     <h2>{name.unwrap_or_else(|| "Patient".into())}</h2>
+                    {safety_view::chart_banner(patient)}
                 </div>
                 <Tabs page patient=Some(patient) tab/>
                 {record_tab(patient, tab, clinic)}

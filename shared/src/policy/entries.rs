@@ -31,7 +31,11 @@ pub(super) fn check(
     Ok(())
 }
 
-fn hydrate_entry<T: Hydrate>(doc: &MapCache<'_>, collection: &str, id: &str) -> Result<T, Denial> {
+pub(super) fn hydrate_entry<T: Hydrate>(
+    doc: &MapCache<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<T, Denial> {
     let path = [collection.to_owned(), id.to_owned()];
     let Some((_, coll)) = autosurgeon::ReadDoc::get(doc, &ROOT, collection).ok().flatten() else {
         return deny(Rule::Schema, &path);
@@ -137,7 +141,8 @@ fn check_created(
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
                 status_fields_valid(&entry, &path)
-            })
+            })?;
+            super::safety::check_created(doc, collection, id, &path)
         }
         DocKind::PatientRecord { patient } => {
             if !who.speaks_for(*patient) {
