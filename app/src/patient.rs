@@ -449,8 +449,8 @@ fn prescription_card(
                 <dt>"Clinic"</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
                 <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
                 <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
-                {rx.override_reason.clone().map(|r| view! { <dt>"Prescribed despite a warning"</dt><dd class="override">{r}</dd> })}
             </dl>
+            {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
             {status_conflict(doc, "prescriptions", &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
