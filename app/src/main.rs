@@ -14,6 +14,7 @@ mod patient;
 mod persist;
 mod reads;
 mod replicas;
+mod safety_view;
 mod session;
 mod staff;
 mod state;
@@ -171,6 +172,7 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
                 <div class="chart-head">
                     <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
                     <h2>{name.unwrap_or_else(|| "Patient".into())}</h2>
+                    {safety_view::chart_banner(patient)}
                 </div>
                 <Tabs page patient=Some(patient) tab/>
                 {record_tab(patient, tab, clinic)}

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use shared::record::{self};
-use shared::schema::Collection;
-use shared::schema::{DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest};
+use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
 use shared::status::{
     AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
 };
@@ -76,14 +75,6 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
     }
 }
 
-fn flag_badge(obs: &Observation) -> impl IntoView + use<> {
-    match obs.out_of_range() {
-        Some(RangeFlag::High) => Some(view! { <span class="flag high">"▲ High"</span> }),
-        Some(RangeFlag::Low) => Some(view! { <span class="flag low">"▼ Low"</span> }),
-        None => None,
-    }
-}
-
 fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
     let error = obs.status == ResultStatus::EnteredInError;
     let value = match (obs.value_quantity, &obs.value_string) {
@@ -103,7 +94,7 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
                 {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
             </th>
             <td class="value">{value}</td>
-            <td>{(!error).then(|| flag_badge(&obs))}</td>
+            <td>{(!error).then(|| crate::safety_view::flag(&obs))}</td>
             <td class="range">{if obs.reference_low.is_some() || obs.reference_high.is_some() { range } else { String::new() }}</td>
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
@@ -461,6 +452,7 @@ fn prescription_card(
                 <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
                 <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
             </dl>
+            {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
             {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
@@ -613,8 +605,11 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             .into_iter()
             .map(|(doc, clinic, thread)| {
                 let name = reads::clinic_name(ui, clinic, Some(&data));
-                let items = thread
-                    .in_order()
+                // In the order written: by time sent, then by id, since the
+                // map lists ids in order and the sort keeps ties in order.
+                let mut messages: Vec<_> = thread.messages.iter().collect();
+                logic::sort_by_key(&mut messages, Order::Ascending, |m| m.1.sent_at.clone());
+                let items = messages
                     .into_iter()
                     .map(|(mid, m)| {
                         let mine = m.side == my_side;
