@@ -81,8 +81,9 @@ fn save_kv(key: &'static str, json: String) {
     }
 }
 
-pub fn save_me(me: &Me) {
-    save_kv("me", me.encode::<Json>().stringify());
+/// `/api/me` as the server sent it.
+pub fn save_me(answer: &Json) {
+    save_kv("me", answer.stringify());
 }
 
 pub fn save_documents(docs: &[DocumentInfo]) {

@@ -67,13 +67,13 @@ pub async fn start(ui: Ui) {
 /// network the local copies stay in use.
 pub async fn refresh(ui: Ui) {
     match api::me().await {
-        Ok(me) => {
+        Ok((me, answer)) => {
             let previous = ui.me.get_untracked();
             if previous.as_ref().is_some_and(|p| p.user_id != me.user_id) {
                 forget_local().await;
             }
             ui.session_expired.set(false);
-            persist::save_me(&me);
+            persist::save_me(&answer);
             set_me(&me);
             ui.me.set(Some(me));
             match api::documents().await {

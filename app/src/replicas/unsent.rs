@@ -7,7 +7,7 @@ use shared::schema::Collection;
 use shared::{DocId, DocKind, PatientId};
 
 use super::{Core, bump, ui, untrack_settled, with_core, with_core_mut};
-use crate::{logic, persist};
+use crate::persist;
 
 /// The server refused this document's changes because the patient withdrew
 /// consent: it will never take them. The document stops syncing and leaves
