@@ -11,12 +11,13 @@ use leptos::task::spawn_local;
 use shared::api::{AuditEntry, Caregiver, Invitation, OpenLink, Passkey, UserRole};
 
 use crate::api::{self, ApiError};
-use crate::store::{self, ui};
+use crate::session;
+use crate::state::Ui;
 use crate::webauthn;
 
-fn report(error: RwSignal<Option<String>>, e: ApiError) {
+fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
-        ui().session_expired.set(true);
+        ui.session_expired.set(true);
     }
     error.set(Some(e.to_string()));
 }
@@ -24,6 +25,7 @@ fn report(error: RwSignal<Option<String>>, e: ApiError) {
 /// Fetches a list into `into` now and again each time the returned function
 /// is called; a failure is reported in `error`.
 fn loader<T, F>(
+    ui: Ui,
     into: RwSignal<Option<T>>,
     error: RwSignal<Option<String>>,
     fetch: fn() -> F,
@@ -36,7 +38,7 @@ where
         spawn_local(async move {
             match fetch().await {
                 Ok(list) => into.set(Some(list)),
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -46,12 +48,13 @@ where
 
 #[component]
 fn Passkeys() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let keys = RwSignal::new(None::<Vec<Passkey>>);
     let error = RwSignal::new(None::<String>);
-    let load = loader(keys, error, api::passkeys);
+    let load = loader(ui, keys, error, api::passkeys);
     let links = RwSignal::new(None::<Vec<OpenLink>>);
-    let load_links = loader(links, error, api::open_links);
-    let current = move || ui().me.with(|m| m.as_ref().and_then(|m| m.passkey_id));
+    let load_links = loader(ui, links, error, api::open_links);
+    let current = move || ui.me.with(|m| m.as_ref().and_then(|m| m.passkey_id));
     let add = move |_| {
         spawn_local(async move {
             let result = async {
@@ -89,7 +92,7 @@ fn Passkeys() -> impl IntoView {
                     <button type="button" on:click=move |_| spawn_local(async move {
                         match api::cancel_links().await {
                             Ok(()) => load_links(),
-                            Err(e) => report(error, e),
+                            Err(e) => report(ui, error, e),
                         }
                     })>"Cancel the link"</button>
                 </div>
@@ -119,7 +122,7 @@ fn Passkeys() -> impl IntoView {
                                     spawn_local(async move {
                                         match api::passkey_rename(id, &name.get_untracked()).await {
                                             Ok(()) => error.set(None),
-                                            Err(e) => report(error, e),
+                                            Err(e) => report(ui, error, e),
                                         }
                                     })
                                 }>"Rename"</button>
@@ -128,7 +131,7 @@ fn Passkeys() -> impl IntoView {
                                     spawn_local(async move {
                                         match api::passkey_delete(id).await {
                                             Ok(()) => load(),
-                                            Err(e) => report(error, e),
+                                            Err(e) => report(ui, error, e),
                                         }
                                     })
                                 }>"Remove"</button>
@@ -147,13 +150,13 @@ fn Passkeys() -> impl IntoView {
 
 #[component]
 fn Consents() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
     let load = move || {
         spawn_local(async move {
             match api::consents().await {
                 Ok(list) => ui.consents.set(list),
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -165,9 +168,9 @@ fn Consents() -> impl IntoView {
                 Ok(()) => {
                     error.set(None);
                     load();
-                    store::refresh().await;
+                    session::refresh(ui).await;
                 }
-                Err(e) => report(error, e),
+                Err(e) => report(ui, error, e),
             }
         })
     };
@@ -209,20 +212,21 @@ fn Consents() -> impl IntoView {
 /// or take their access away.
 #[component]
 fn Caregivers() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let list = RwSignal::new(None::<Vec<Caregiver>>);
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
     let may_message = RwSignal::new(false);
     // The last link issued, with whom it is for.
     let issued = RwSignal::new(None::<(String, Invitation)>);
-    let load = loader(list, error, api::caregivers);
+    let load = loader(ui, list, error, api::caregivers);
     let show_link = move |who: String, result: Result<Invitation, ApiError>| match result {
         Ok(invitation) => {
             error.set(None);
             issued.set(Some((who, invitation)));
             load();
         }
-        Err(e) => report(error, e),
+        Err(e) => report(ui, error, e),
     };
     let invite = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -261,7 +265,7 @@ fn Caregivers() -> impl IntoView {
                                 issued.set(None);
                                 load();
                             }
-                            Err(e) => report(error, e),
+                            Err(e) => report(ui, error, e),
                         }
                     })
                 }>"Take access away"</button>
@@ -302,10 +306,11 @@ fn Caregivers() -> impl IntoView {
 
 #[component]
 fn Audit() -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let rows = RwSignal::new(None::<Vec<AuditEntry>>);
     let error = RwSignal::new(None::<String>);
     // Loaded once, when the page opens.
-    let _ = loader(rows, error, api::audit);
+    let _ = loader(ui, rows, error, api::audit);
     view! {
         <section class="card" aria-labelledby="audit-h">
             <h2 id="audit-h">"Who accessed your record"</h2>
@@ -335,7 +340,7 @@ fn Audit() -> impl IntoView {
 
 #[component]
 pub fn Account() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     // Consents, caregivers and the access log are the patient's own to
     // manage; a caregiver sees only their passkeys.
     let is_patient =
@@ -344,11 +349,11 @@ pub fn Account() -> impl IntoView {
         <section class="card">
             <h2>"Account"</h2>
             <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role.code())))}</p>
-            <button type="button" class="secondary" on:click=move |_| spawn_local(store::sign_out())>
+            <button type="button" class="secondary" on:click=move |_| spawn_local(session::sign_out(ui))>
                 "Sign out and remove this device's copy"
             </button>
         </section>
-        {move || (!ui.online.get()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
+        {move || (!ui.online()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
         <Passkeys/>
         <Show when=is_patient>
             <Consents/>

@@ -115,8 +115,10 @@ pub fn iso(at: Millis) -> String {
     String::from(js_sys::Date::new(&(at as f64).into()).to_iso_string())
 }
 
-pub async fn me() -> Result<Me, ApiError> {
-    read(call("GET", "/api/me", None).await?)
+/// The signed-in user, with the answer as sent (the device keeps it as is).
+pub async fn me() -> Result<(Me, Json), ApiError> {
+    let json = call("GET", "/api/me", None).await?;
+    Ok((Me::decode(&json).ok_or_else(not_understood)?, json))
 }
 
 pub async fn documents() -> Result<Vec<DocumentInfo>, ApiError> {

@@ -105,9 +105,6 @@ impl JsonBuild for Json {
     fn text(text: &str) -> Self {
         Json(JsValue::from_str(text))
     }
-    fn number(value: f64) -> Self {
-        Json(JsValue::from_f64(value))
-    }
     fn boolean(value: bool) -> Self {
         Json(JsValue::from_bool(value))
     }

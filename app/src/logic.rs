@@ -335,6 +335,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            interpretation: None,
         }
     }
 
@@ -399,6 +400,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            override_reason: None,
         };
         let id = EntryId::mint();
         let mut patient = PatientRecord::default();

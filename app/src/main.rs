@@ -11,9 +11,14 @@ mod idb;
 mod json;
 mod logic;
 mod patient;
+mod persist;
+mod reads;
+mod replicas;
+mod safety_view;
+mod session;
 mod staff;
+mod state;
 mod status;
-mod store;
 mod sync;
 mod webauthn;
 
@@ -21,10 +26,12 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::PatientId;
 
-use crate::store::ui;
+use crate::state::Ui;
 
+// No panic hook: the release build aborts on panic without running one
+// (`-Cpanic=immediate-abort`, scripts/build-app), so a hook would be bytes
+// in the bundle that never run.
 fn main() {
-    console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }
 
@@ -70,12 +77,12 @@ fn take_enrollment_token() -> Option<String> {
 
 #[component]
 fn App() -> impl IntoView {
-    let ui = store::init_ui();
+    let ui = Ui::create();
+    provide_context(ui);
     let page = RwSignal::new(Page::Record(Tab::Results));
     let enrollment = RwSignal::new(take_enrollment_token());
     register_service_worker();
-    sync::watch_network();
-    spawn_local(store::start());
+    spawn_local(session::start(ui));
     // After signing out, whoever signs in next starts on their own home
     // page, not on the previous user's last page.
     Effect::new(move |_| {
@@ -109,15 +116,10 @@ fn App() -> impl IntoView {
         <Show when=move || ui.me.with(Option::is_some)>
             <Nav page/>
         </Show>
-        {move || ui.banner.get().map(|text| view! {
-            <div class="banner" role="alert">
-                <p>{text}</p>
-                <button type="button" class="secondary" on:click=move |_| ui.banner.set(None)>"Dismiss"</button>
-            </div>
-        })}
+        <status::NoticeBanner/>
         {move || (ui.session_expired.get() && ui.me.with(Option::is_some)).then(|| view! {
             <div class="banner" role="alert">
-                {move || if ui.online.get() {
+                {move || if ui.online() {
                     view! {
                         <p>"Your session has ended. Your changes are kept on this device; sign in again to send them."</p>
                         <SignIn/>
@@ -143,21 +145,21 @@ fn App() -> impl IntoView {
                             <SignIn/>
                         </section>
                     }.into_any(),
-                    Some(me) => content(page, me).into_any(),
+                    Some(me) => content(ui, page, me).into_any(),
                 }
             }}
         </main>
     }
 }
 
-fn content(page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
-    let staff_clinic = move |patient| staff::clinic_for(&me, patient);
+fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
+    let staff_clinic = move |patient| staff::clinic_for(ui, &me, patient);
     move || match page.get() {
         Page::Account => view! { <account::Account/> }.into_any(),
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
-            let name = store::patient_data(patient).record.map(|r| {
+            let name = reads::patient_data(patient).record.map(|r| {
                 let d = r.1.demographics;
                 format!(
                     "{} {}{}",
@@ -170,13 +172,14 @@ fn content(page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
                 <div class="chart-head">
                     <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
                     <h2>{name.unwrap_or_else(|| "Patient".into())}</h2>
+                    {safety_view::chart_banner(patient)}
                 </div>
                 <Tabs page patient=Some(patient) tab/>
                 {record_tab(patient, tab, clinic)}
             }
             .into_any()
         }
-        Page::Record(tab) => match ui().me.get_untracked().and_then(|m| m.patient_id) {
+        Page::Record(tab) => match ui.me.get_untracked().and_then(|m| m.patient_id) {
             Some(patient) => record_tab(patient, tab, None).into_any(),
             None => {
                 view! { <p class="muted">"This account has no record of its own."</p> }.into_any()
@@ -228,7 +231,7 @@ fn Tabs(page: RwSignal<Page>, patient: Option<PatientId>, tab: Tab) -> impl Into
 
 #[component]
 fn Nav(page: RwSignal<Page>) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let item = move |target: Page, label: &'static str| {
         let current = move || {
             let p = page.get();
@@ -257,7 +260,7 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
 
 #[component]
 fn SignIn() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let sign_in = move |_| {
@@ -272,7 +275,7 @@ fn SignIn() -> impl IntoView {
                 Ok(_) => {
                     error.set(None);
                     ui.session_expired.set(false);
-                    store::refresh().await;
+                    session::refresh(ui).await;
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -281,10 +284,10 @@ fn SignIn() -> impl IntoView {
     };
     view! {
         <div class="signin">
-            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !ui.online.get()>
+            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !ui.online()>
                 "Sign in with a passkey"
             </button>
-            {move || (!ui.online.get()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
+            {move || (!ui.online()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </div>
     }
@@ -292,7 +295,7 @@ fn SignIn() -> impl IntoView {
 
 #[component]
 fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let enroll = move |_| {
@@ -307,7 +310,7 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
             match result.await {
                 Ok(_) => {
                     done.set(None);
-                    store::refresh().await;
+                    session::refresh(ui).await;
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -319,7 +322,7 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
             <h2>"Create your passkey"</h2>
             <p>"Your clinic invited you to the portal. A passkey signs you in with this device's screen lock: no password."</p>
             <p class="muted">"If your account already has passkeys, the one you create here replaces them: the old ones stop working and every device signed in with them is signed out."</p>
-            <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online.get()>"Create a passkey"</button>
+            <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online()>"Create a passkey"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }

@@ -4,22 +4,23 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
-use shared::record;
-use shared::schema::Collection;
-use shared::schema::{DocKind, Message, Observation, Prescription, RangeFlag, RefillRequest};
+use shared::record::{self};
+use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
 use shared::status::{
     AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
 };
 use shared::{ClinicId, DocId, EntryId, PatientId};
 
 use crate::logic::{self, Group, Order};
-use crate::store::{self, PatientData, ui};
+use crate::reads::{self, PatientData};
+use crate::replicas;
+use crate::state::Ui;
 
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
 pub type StaffClinic = Option<ClinicId>;
 
 fn status_conflict(doc: DocId, collection: Collection, id: &str) -> impl IntoView + use<> {
-    let values = store::field_values(doc, collection, id, "status");
+    let values = reads::field_values(doc, collection, id, "status");
     (values.len() > 1).then(|| {
         view! {
             <p class="conflict" role="note">
@@ -46,7 +47,7 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
             return;
         }
         let code = ResultStatus::EnteredInError.code();
-        let result = store::edit(doc, |tx, who, at| {
+        let result = replicas::edit(doc, |tx, who, at| {
             record::change_status(tx, collection, entry, code, &why, who.user, at)
         });
         match result {
@@ -74,14 +75,6 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
     }
 }
 
-fn flag_badge(obs: &Observation) -> impl IntoView + use<> {
-    match obs.out_of_range() {
-        Some(RangeFlag::High) => Some(view! { <span class="flag high">"▲ High"</span> }),
-        Some(RangeFlag::Low) => Some(view! { <span class="flag low">"▼ Low"</span> }),
-        None => None,
-    }
-}
-
 fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
     let error = obs.status == ResultStatus::EnteredInError;
     let value = match (obs.value_quantity, &obs.value_string) {
@@ -101,7 +94,7 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
                 {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
             </th>
             <td class="value">{value}</td>
-            <td>{(!error).then(|| flag_badge(&obs))}</td>
+            <td>{(!error).then(|| crate::safety_view::flag(&obs))}</td>
             <td class="range">{if obs.reference_low.is_some() || obs.reference_high.is_some() { range } else { String::new() }}</td>
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
@@ -154,7 +147,7 @@ fn mark_record_rendered() {
 
 #[component]
 pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     // Newest first, a page at a time: a long record (years of results) would
     // otherwise build tens of thousands of elements before anything shows.
     let shown = RwSignal::new(RESULTS_PAGE);
@@ -163,7 +156,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             <h2 id="results-h">"Results"</h2>
             {move || {
                 ui.version.track();
-                let data = store::patient_data(patient);
+                let data = reads::patient_data(patient);
                 let mut groups: Vec<(DocId, ClinicId, Group)> = data
                     .clinical
                     .iter()
@@ -178,7 +171,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 let panels = groups
                     .into_iter()
                     .take(shown.get())
-                    .map(|(doc, clinic, g)| group_view(doc, store::clinic_name(clinic, Some(&data)), g, staff == Some(clinic)))
+                    .map(|(doc, clinic, g)| group_view(doc, reads::clinic_name(ui, clinic, Some(&data)), g, staff == Some(clinic)))
                     .collect_view();
                 view! {
                     {panels}
@@ -229,14 +222,14 @@ fn series(data: &PatientData) -> BTreeMap<String, Series> {
 /// One trend chart at a time, for a test picked from the list.
 #[component]
 fn Trends(patient: PatientId) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let selected = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="trend-h">
             <h2 id="trend-h">"Trends"</h2>
             {move || {
                 ui.version.track();
-                let all = series(&store::patient_data(patient));
+                let all = series(&reads::patient_data(patient));
                 if all.is_empty() {
                     return view! { <p class="muted">"No numeric results to chart yet."</p> }.into_any();
                 }
@@ -336,7 +329,7 @@ fn RefillRequestForm(patient: PatientId, prescription: EntryId, clinic: ClinicId
         ev.prevent_default();
         let doc = DocKind::PatientRecord { patient }.doc_id();
         let text = note.get_untracked();
-        let result = store::edit(doc, |tx, who, at| {
+        let result = replicas::edit(doc, |tx, who, at| {
             let request = RefillRequest {
                 prescription,
                 clinic,
@@ -380,7 +373,7 @@ fn RefillDecision(patient: PatientId, request: EntryId) -> impl IntoView {
             error.set(Some("Say why the refill is denied: the patient sees this note.".into()));
             return;
         }
-        match store::edit(doc, |tx, who, at| {
+        match replicas::edit(doc, |tx, who, at| {
             record::decide_refill(tx, request, status, who.user, at, text.trim())
         }) {
             Ok(()) => error.set(None),
@@ -427,12 +420,12 @@ fn prescription_card(
     let request_rows = requests
         .into_iter()
         .map(|(rid, q)| {
-            let sent = data.record.as_ref().is_some_and(|r| store::entry_confirmed(r.0, Collection::RefillRequests, &rid));
+            let sent = data.record.as_ref().is_some_and(|r| replicas::entry_confirmed(r.0, Collection::RefillRequests, &rid));
             let state = refill_state(&q, sent);
             let can_decide = editable && q.status == RefillStatus::Requested && q.clinic == clinic;
             let rid_entry: EntryId = rid.parse().expect("entry ids are UUIDs");
             let conflict = data.record.as_ref().map(|r| {
-                let values = store::field_values(r.0, Collection::RefillRequests, &rid, "status");
+                let values = reads::field_values(r.0, Collection::RefillRequests, &rid, "status");
                 (values.len() > 1).then(|| view! { <p class="conflict" role="note">"Answered on two devices at once; both answers are kept for review: " <strong>{values.join(" | ")}</strong></p> })
             });
             view! {
@@ -459,6 +452,7 @@ fn prescription_card(
                 <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
                 <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
             </dl>
+            {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
             {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
@@ -470,10 +464,10 @@ fn prescription_card(
 
 #[component]
 pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     move || {
         ui.version.track();
-        let data = store::patient_data(patient);
+        let data = reads::patient_data(patient);
         let mut active = Vec::new();
         let mut past = Vec::new();
         for (doc, clinic, record) in &data.clinical {
@@ -523,6 +517,7 @@ fn message_state(message: &Message, synced: bool) -> String {
 
 #[component]
 fn Compose(doc: DocId) -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let body = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let input_id = format!("compose-{doc}");
@@ -533,8 +528,8 @@ fn Compose(doc: DocId) -> impl IntoView {
             error.set(Some("Write a message first.".into()));
             return;
         }
-        let Some(me) = ui().me.get_untracked() else { return };
-        let result = store::edit(doc, |tx, who, at| {
+        let Some(me) = ui.me.get_untracked() else { return };
+        let result = replicas::edit(doc, |tx, who, at| {
             let message = Message {
                 author: who.user,
                 author_name: me.display_name.clone(),
@@ -567,12 +562,12 @@ fn Compose(doc: DocId) -> impl IntoView {
 
 #[component]
 pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let my_side = if staff.is_some() { Side::Clinic } else { Side::Patient };
     // Messages from the other side are marked read once shown.
     Effect::new(move |_| {
         ui.version.track();
-        let data = store::patient_data(patient);
+        let data = reads::patient_data(patient);
         for (doc, clinic, thread) in &data.threads {
             if staff.is_some_and(|s| s != *clinic) {
                 continue;
@@ -586,7 +581,7 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             if unread.is_empty() {
                 continue;
             }
-            let _ = store::edit(*doc, |tx, who, at| {
+            let _ = replicas::edit(*doc, |tx, who, at| {
                 for id in &unread {
                     record::mark_read(tx, *id, who.user, at)?;
                 }
@@ -596,7 +591,7 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     });
     move || {
         ui.version.track();
-        let data = store::patient_data(patient);
+        let data = reads::patient_data(patient);
         let threads: Vec<_> = data
             .threads
             .iter()
@@ -609,13 +604,16 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         threads
             .into_iter()
             .map(|(doc, clinic, thread)| {
-                let name = store::clinic_name(clinic, Some(&data));
-                let items = thread
-                    .in_order()
+                let name = reads::clinic_name(ui, clinic, Some(&data));
+                // In the order written: by time sent, then by id, since the
+                // map lists ids in order and the sort keeps ties in order.
+                let mut messages: Vec<_> = thread.messages.iter().collect();
+                logic::sort_by_key(&mut messages, Order::Ascending, |m| m.1.sent_at.clone());
+                let items = messages
                     .into_iter()
                     .map(|(mid, m)| {
                         let mine = m.side == my_side;
-                        let state = mine.then(|| message_state(m, store::entry_confirmed(doc, Collection::Messages, mid)));
+                        let state = mine.then(|| message_state(m, replicas::entry_confirmed(doc, Collection::Messages, mid)));
                         view! {
                             <li class=if mine { "msg mine" } else { "msg theirs" }>
                                 <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>
@@ -640,11 +638,11 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
 
 #[component]
 pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     move || {
         ui.version.track();
-        let data = store::patient_data(patient);
-        let today = store::now();
+        let data = reads::patient_data(patient);
+        let today = replicas::now();
         let mut allergies = Vec::new();
         let mut shots = Vec::new();
         let mut upcoming = Vec::new();

@@ -1,25 +1,27 @@
 //! Clinic staff: the patients who granted the clinic access, and the forms
 //! that write into the clinic's part of a chart.
 
-use std::collections::BTreeSet;
-
 use leptos::prelude::*;
 use shared::catalog::{self, LAB_TESTS, MEDICATIONS};
+use shared::policy::Principal;
 use shared::record;
 use shared::schema::{DocKind, Observation, Prescription, Provenance};
 use shared::status::{PrescriptionStatus, ResultStatus};
 use shared::{ClinicId, EntryId, PatientId};
 
 use crate::logic::{self, Order};
-use crate::store::{self, ui};
+use crate::reads;
+use crate::replicas;
+use crate::safety_view;
+use crate::state::Ui;
 use crate::{Page, Tab};
 use shared::api::Me;
 
 /// The clinic a staff member writes for in a patient's chart: the first of
 /// theirs whose clinical record of this patient is on the device.
-pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
+pub fn clinic_for(ui: Ui, me: &Me, patient: PatientId) -> Option<ClinicId> {
     let ids: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
-    let on_device = ui().docs.with_untracked(|docs| {
+    let on_device = ui.docs.with_untracked(|docs| {
         docs.iter()
             .filter_map(|d| match d.kind {
                 DocKind::ClinicalRecord { patient: p, clinic }
@@ -36,7 +38,7 @@ pub fn clinic_for(me: &Me, patient: PatientId) -> Option<ClinicId> {
 
 #[component]
 pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let query = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="patients-h">
@@ -47,12 +49,15 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                 on:input=move |ev| query.set(event_target_value(&ev))/>
             {move || {
                 ui.version.track();
-                let patients: BTreeSet<PatientId> = ui.docs.with(|docs| docs.iter().map(|d| d.kind.patient()).collect());
+                // Each patient has one patient record: no set (and its sort) is needed.
+                let patients: Vec<PatientId> = ui.docs.with(|docs| {
+                    docs.iter().filter(|d| matches!(d.kind, DocKind::PatientRecord { .. })).map(|d| d.kind.patient()).collect()
+                });
                 let q = query.get();
                 let mut rows: Vec<(String, String, PatientId)> = patients
                     .into_iter()
                     .map(|p| {
-                        let demo = store::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
+                        let demo = reads::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
                         let name = match (&demo.given, &demo.family) {
                             (None, None) => "(name not synced yet)".to_owned(),
                             (g, f) => format!("{} {}", g.clone().unwrap_or_default(), f.clone().unwrap_or_default()).trim().to_owned(),
@@ -84,21 +89,20 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
     }
 }
 
-fn provenance(clinic: ClinicId, at: &str) -> Option<Provenance> {
-    let me = ui().me.get_untracked()?;
-    let clinic_name =
-        me.clinics.iter().find(|c| c.id == clinic).map(|c| c.name.clone()).unwrap_or_default();
+/// Who records an entry, as the write policy knows them (`who`, given to
+/// `replicas::edit`'s closure).
+fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance> {
     Some(Provenance {
         clinic,
-        clinic_name,
-        recorder: me.user_id,
-        recorder_name: me.display_name,
+        clinic_name: who.clinic_name(clinic).unwrap_or_default().to_owned(),
+        recorder: who.user,
+        recorder_name: who.name.clone(),
         recorded: at.to_owned(),
     })
 }
 
 fn today() -> String {
-    logic::date(&store::now()).to_owned()
+    logic::date(&replicas::now()).to_owned()
 }
 
 /// Records one lab result: the test is picked from the LOINC catalog, which
@@ -114,7 +118,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let date = RwSignal::new(today());
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(None::<String>);
+    let confirm = RwSignal::new(None::<String>);
     let pick = move |code: String| {
+        confirm.set(None);
         if let Some(t) = catalog::lab_test(&code) {
             unit.set(t.unit.to_owned());
             low.set(t.low.map(logic::number).unwrap_or_default());
@@ -143,9 +149,13 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         if logic::minutes(&when).is_none() {
             return error.set(Some("Enter the date the sample was taken.".into()));
         }
-        let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let unit_text = unit.get_untracked().trim().to_owned();
-        let result = store::edit(doc, |tx, _, at| {
+        let interpretation = match safety_view::judge_result(test, v, &unit_text, confirm) {
+            Ok(i) => i,
+            Err(e) => return error.set(e),
+        };
+        let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
+        let result = replicas::edit(doc, |tx, who, at| {
             let obs = Observation {
                 report: None,
                 loinc: test.loinc.into(),
@@ -158,10 +168,11 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 effective: format!("{when}T12:00:00Z"),
                 status: ResultStatus::Final,
                 replaces: None,
-                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                provenance: provenance(who, clinic, at).ok_or(record::RecordError::NoEntry)?,
                 status_reason: None,
                 status_by: None,
                 status_at: None,
+                interpretation: interpretation.clone(),
             };
             record::add(tx, EntryId::mint(), &obs)
         });
@@ -174,6 +185,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                     unit_text
                 )));
                 value.set(String::new());
+                confirm.set(None);
                 error.set(None);
             }
             Err(e) => error.set(Some(e)),
@@ -194,7 +206,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                     }).collect_view()}
                 </select>
                 <label for="lab-value">"Value"</label>
-                <input id="lab-value" type="text" inputmode="decimal" required prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))/>
+                <input id="lab-value" type="text" inputmode="decimal" required prop:value=move || value.get() on:input=move |ev| { confirm.set(None); value.set(event_target_value(&ev)) }/>
                 <label for="lab-unit">"Unit (UCUM)"</label>
                 <input id="lab-unit" type="text" prop:value=move || unit.get() on:input=move |ev| unit.set(event_target_value(&ev))/>
                 <label for="lab-low">"Reference low"</label>
@@ -203,6 +215,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 <input id="lab-high" type="text" inputmode="decimal" prop:value=move || high.get() on:input=move |ev| high.set(event_target_value(&ev))/>
                 <label for="lab-date">"Sample date"</label>
                 <input id="lab-date" type="date" required prop:value=move || date.get() on:input=move |ev| date.set(event_target_value(&ev))/>
+                {safety_view::confirm_view(confirm)}
                 <button type="submit">"Save result"</button>
             </form>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -211,42 +224,29 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     }
 }
 
-/// Prescribes from the RxNorm catalog, warning on an active allergy recorded
-/// by any clinic.
+/// Prescribes from the RxNorm catalog, warning on an active allergy, an
+/// interaction or duplicate therapy recorded by any clinic
+/// (`safety_view::warnings`).
 #[component]
 pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let search = RwSignal::new(String::new());
     let rxnorm = RwSignal::new(String::new());
     let dosage = RwSignal::new(String::new());
     let quantity = RwSignal::new("30".to_owned());
     let refills = RwSignal::new("0".to_owned());
-    let acknowledged = RwSignal::new(false);
+    let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(None::<String>);
-    let conflicts = move || -> Vec<String> {
+    let found = move || {
         ui.version.track();
-        let Some(med) = catalog::medication(&rxnorm.get()) else { return Vec::new() };
-        let data = store::patient_data(patient);
-        let allergies: Vec<_> = data.clinical.iter().flat_map(|c| c.2.allergies.values()).collect();
-        catalog::allergy_conflicts(med, allergies)
-            .into_iter()
-            .map(|a| {
-                format!(
-                    "{} ({}, {}) recorded by {}",
-                    a.substance,
-                    a.reaction,
-                    a.severity.code(),
-                    a.provenance.clinic_name
-                )
-            })
-            .collect()
+        safety_view::warnings(patient, &rxnorm.get())
     };
     let pick = move |code: String| {
         if let Some(m) = catalog::medication(&code) {
             dosage.set(m.usual_dosage.to_owned());
         }
-        acknowledged.set(false);
+        reason.set(String::new());
         rxnorm.set(code);
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -264,12 +264,15 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         let Ok(refill_count) = refills.get_untracked().trim().parse::<u32>() else {
             return error.set(Some("Refills must be a whole number (0 for none).".into()));
         };
-        if !conflicts().is_empty() && !acknowledged.get_untracked() {
-            return error.set(Some("This patient has an active allergy to this medication: confirm you have reviewed it.".into()));
+        let mut why = reason.get_untracked().trim().to_owned();
+        if found().reasoned.is_empty() {
+            why.clear();
+        } else if why.is_empty() {
+            return error.set(Some("Give the reason for prescribing despite the warning.".into()));
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let dose = dosage.get_untracked().trim().to_owned();
-        let result = store::edit(doc, |tx, _, at| {
+        let result = replicas::edit(doc, |tx, who, at| {
             let rx = Prescription {
                 rxnorm: med.rxnorm.into(),
                 display: med.display.into(),
@@ -278,10 +281,11 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 refills_allowed: refill_count,
                 authored: at.to_owned(),
                 status: PrescriptionStatus::Active,
-                provenance: provenance(clinic, at).ok_or(record::RecordError::NoEntry)?,
+                provenance: provenance(who, clinic, at).ok_or(record::RecordError::NoEntry)?,
                 status_reason: None,
                 status_by: None,
                 status_at: None,
+                override_reason: (!why.is_empty()).then(|| why.clone()),
             };
             record::add(tx, EntryId::mint(), &rx)
         });
@@ -289,7 +293,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
             Ok(()) => {
                 saved.set(Some(format!("Prescribed {}.", med.display)));
                 rxnorm.set(String::new());
-                acknowledged.set(false);
+                reason.set(String::new());
                 error.set(None);
             }
             Err(e) => error.set(Some(e)),
@@ -315,19 +319,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 <input id="rx-qty" type="number" min="1" required prop:value=move || quantity.get() on:input=move |ev| quantity.set(event_target_value(&ev))/>
                 <label for="rx-refills">"Refills"</label>
                 <input id="rx-refills" type="number" min="0" required prop:value=move || refills.get() on:input=move |ev| refills.set(event_target_value(&ev))/>
-                {move || {
-                    let found = conflicts();
-                    (!found.is_empty()).then(|| view! {
-                        <div class="allergy-warning" role="alert">
-                            <p><strong>"Allergy warning: "</strong>"the record lists an active allergy to this medication:"</p>
-                            <ul>{found.into_iter().map(|f| view! { <li>{f}</li> }).collect_view()}</ul>
-                            <label class="check">
-                                <input type="checkbox" prop:checked=move || acknowledged.get() on:change=move |ev| acknowledged.set(event_target_checked(&ev))/>
-                                "I have reviewed the allergy and still prescribe"
-                            </label>
-                        </div>
-                    })
-                }}
+                {move || safety_view::warnings_view(found(), reason)}
                 <button type="submit">"Prescribe"</button>
             </form>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

@@ -1,24 +1,44 @@
 //! The sync status shown on every page: network, connection, changes waiting
-//! to be sent, last full sync, and a progress bar during catch-up.
+//! to be sent, last full sync, and a progress bar during catch-up; and what
+//! needs attention (`Notice`), put into plain words here and nowhere else.
 
 use leptos::prelude::*;
 
 use crate::logic;
-use crate::store::{self, ui};
+use crate::replicas;
+use crate::state::{Connection, Notice, Ui};
+
+/// A notice in the person's words.
+fn words(notice: &Notice) -> String {
+    match notice {
+        Notice::SessionEnded(reason) => reason.clone(),
+        Notice::Refused(messages) => format!(
+            "The server refused a change, so it was undone on this device and the record is being reloaded: {}",
+            messages.join("; ")
+        ),
+        Notice::StorageFull => {
+            "This device could not store a change (storage full?). Stay online until it syncs."
+                .into()
+        }
+        Notice::RefreshFailed(e) => format!("Could not refresh the list of records: {e}"),
+        Notice::SyncError(e) => format!("Sync error: {e}"),
+        Notice::Unreadable(e) => {
+            format!("Sync: the server sent something this app does not understand ({e}).")
+        }
+    }
+}
 
 #[component]
 pub fn SyncStatus() -> impl IntoView {
-    let ui = ui();
+    let ui = expect_context::<Ui>();
     let line = move || {
         let progress = ui.progress.get();
-        let mut parts = vec![if !ui.online.get() {
-            "Offline: changes are kept on this device".to_owned()
-        } else if ui.connected.get() {
-            "Online".to_owned()
-        } else if ui.me.with(Option::is_some) {
-            "Online, connecting…".to_owned()
-        } else {
-            "Online".to_owned()
+        let mut parts = vec![match ui.connection.get() {
+            Connection::Offline => "Offline: changes are kept on this device".to_owned(),
+            Connection::Connecting if ui.me.with(Option::is_some) => {
+                "Online, connecting…".to_owned()
+            }
+            Connection::Connecting | Connection::Online => "Online".to_owned(),
         }];
         if progress.pending_changes > 0 {
             let n = progress.pending_changes;
@@ -31,11 +51,11 @@ pub fn SyncStatus() -> impl IntoView {
     };
     let catching_up = move || {
         let p = ui.progress.get();
-        ui.connected.get() && p.total > 0 && p.synced < p.total
+        ui.connection.get() == Connection::Online && p.total > 0 && p.synced < p.total
     };
     view! {
         <div class="sync">
-            <p class="sync-status" role="status" aria-live="polite" class:offline=move || !ui.online.get()>{line}</p>
+            <p class="sync-status" role="status" aria-live="polite" class:offline=move || !ui.online()>{line}</p>
             <Show when=catching_up>
                 {move || {
                     let p = ui.progress.get();
@@ -51,10 +71,26 @@ pub fn SyncStatus() -> impl IntoView {
                 <div class="banner undelivered" role="alert">
                     <p>"Not delivered: the patient withdrew your clinic's access to their record, so these changes were not sent. Copy anything you still need:"</p>
                     <ul>{move || ui.undelivered.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}</ul>
-                    <button type="button" class="secondary" on:click=move |_| store::dismiss_undelivered()>"Dismiss"</button>
+                    <button type="button" class="secondary" on:click=move |_| replicas::dismiss_undelivered()>"Dismiss"</button>
                 </div>
             </Show>
         </div>
+    }
+}
+
+/// The notice that needs attention, if any, until dismissed.
+#[component]
+pub fn NoticeBanner() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    move || {
+        ui.notice.with(|n| n.as_ref().map(words)).map(|text| {
+            view! {
+                <div class="banner" role="alert">
+                    <p>{text}</p>
+                    <button type="button" class="secondary" on:click=move |_| ui.notice.set(None)>"Dismiss"</button>
+                </div>
+            }
+        })
     }
 }
 

@@ -1,21 +1,36 @@
 //! The sync connection: one WebSocket to `/sync` carrying automerge-repo
-//! CBOR frames (one `WireMessage` per binary message), driving
-//! `shared::sync::SyncClient`. Reconnects with backoff, and at once when the
-//! browser comes back online; every changed document is written to
-//! IndexedDB.
+//! CBOR frames (one `WireMessage` per binary message). Reconnects with
+//! backoff, and at once when the browser comes back online.
+//!
+//! It only moves frames: what to send first and what to do with a frame
+//! received are the functions in its `Link`, given by `session::start`
+//! (the replicas'), so this module imports neither the replicas nor the
+//! session (they import it: one way).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use js_sys::{ArrayBuffer, Uint8Array};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::sync::{CLOSE_SESSION_ENDED, WireMessage, decode_doc_id};
+use shared::sync::{CLOSE_SESSION_ENDED, WireMessage};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 use crate::api::{self, ApiError};
-use crate::store::{self, ui, with_core_mut};
+use crate::state::{Connection as Net, Notice, Ui};
+
+/// What the socket serves.
+#[derive(Clone, Copy)]
+pub struct Link {
+    pub ui: Ui,
+    /// The first message on a new connection.
+    pub join: fn() -> WireMessage,
+    /// Each frame received.
+    pub receive: fn(&[u8]),
+    /// The browser is back online.
+    pub online: fn(Ui),
+}
 
 struct Connection {
     socket: WebSocket,
@@ -24,9 +39,14 @@ struct Connection {
 }
 
 thread_local! {
+    static LINK: Cell<Option<Link>> = const { Cell::new(None) };
     static CONN: RefCell<Option<Connection>> = const { RefCell::new(None) };
-    static RETRY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    static TIMER: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    static RETRY: Cell<u32> = const { Cell::new(0) };
+    static TIMER: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+fn link() -> Link {
+    LINK.get().expect("sync::init runs at start")
 }
 
 fn url() -> Option<String> {
@@ -35,19 +55,19 @@ fn url() -> Option<String> {
     Some(format!("{scheme}://{}/sync", location.host().ok()?))
 }
 
-/// Listens to the browser's online/offline events (once, at start).
-pub fn watch_network() {
+/// Takes the link and listens to the browser's online/offline events (once,
+/// at start).
+pub fn init(link: Link) {
+    LINK.set(Some(link));
+    let ui = link.ui;
     let window = web_sys::window().expect("window");
-    let online = Closure::<dyn Fn()>::new(|| {
-        ui().online.set(true);
+    let online = Closure::<dyn Fn()>::new(move || {
+        ui.connection.set(Net::Connecting);
         RETRY.set(0);
-        spawn_local(async {
-            // Also tells us whether the session survived the time offline.
-            store::refresh().await;
-        });
+        (link.online)(ui);
     });
-    let offline = Closure::<dyn Fn()>::new(|| {
-        ui().online.set(false);
+    let offline = Closure::<dyn Fn()>::new(move || {
+        ui.connection.set(Net::Offline);
         disconnect();
     });
     let _ = window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref());
@@ -57,10 +77,18 @@ pub fn watch_network() {
     offline.forget();
 }
 
+/// The socket is closed: still online, but not connected.
+fn closed(ui: Ui) {
+    if ui.connection.get_untracked() == Net::Online {
+        ui.connection.set(Net::Connecting);
+    }
+}
+
 /// Opens the connection unless it is open, the device is offline, nobody is
 /// signed in or the session has expired.
 pub fn connect() {
-    let ui = ui();
+    let link = link();
+    let ui = link.ui;
     if ui.session_expired.get_untracked() || ui.me.get_untracked().is_none() {
         return;
     }
@@ -80,7 +108,7 @@ pub fn connect() {
     socket.set_binary_type(BinaryType::Arraybuffer);
 
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-        let join = with_core_mut(|c| c.client.connect());
+        let join = (link.join)();
         CONN.with_borrow_mut(|conn| {
             if let Some(conn) = conn {
                 conn.opened = true;
@@ -88,34 +116,32 @@ pub fn connect() {
         });
         RETRY.set(0);
         send(&[join]);
-        ui.connected.set(true);
-        ui.banner.update(|b| {
-            if b.as_deref().is_some_and(|t| t.starts_with("Sync")) {
-                *b = None;
-            }
-        });
+        ui.connection.set(Net::Online);
+        if ui.notice.with_untracked(|n| n.as_ref().is_some_and(Notice::ends_on_reconnect)) {
+            ui.notice.set(None);
+        }
     });
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let event: MessageEvent = event.unchecked_into();
         if let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() {
-            receive(&Uint8Array::new(&buffer).to_vec());
+            (link.receive)(&Uint8Array::new(&buffer).to_vec());
         }
     });
     let on_close = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let event: web_sys::CloseEvent = event.unchecked_into();
         let opened = CONN.with_borrow_mut(|conn| conn.take().map(|c| c.opened)).unwrap_or(false);
-        ui.connected.set(false);
+        closed(ui);
         if event.code() == CLOSE_SESSION_ENDED {
             // Signed out elsewhere, passkey removed, access taken away: the
             // server says why; reconnecting would not help.
             ui.session_expired.set(true);
-            ui.banner.set(Some(event.reason()));
+            ui.notice.set(Some(Notice::SessionEnded(event.reason())));
         } else if !opened {
             // The handshake failed: a sign-in that expired, or a server that
             // is down. Ask the API which.
-            spawn_local(async {
+            spawn_local(async move {
                 if let Err(ApiError::SessionExpired) = api::me().await {
-                    store::ui().session_expired.set(true);
+                    ui.session_expired.set(true);
                 } else {
                     schedule_reconnect();
                 }
@@ -145,12 +171,12 @@ pub fn disconnect() {
     {
         w.clear_timeout_with_handle(timer);
     }
-    ui().connected.set(false);
+    closed(link().ui);
 }
 
 fn schedule_reconnect() {
-    let ui = ui();
-    if !ui.online.get_untracked()
+    let ui = link().ui;
+    if !ui.online_untracked()
         || ui.session_expired.get_untracked()
         || ui.me.get_untracked().is_none()
     {
@@ -174,80 +200,13 @@ fn schedule_reconnect() {
     }
 }
 
-fn send(messages: &[WireMessage]) {
+/// Sends frames if the connection is open (otherwise the replicas send
+/// them again once it is: sync states start afresh with every connection).
+pub fn send(messages: &[WireMessage]) {
     CONN.with_borrow(|conn| {
         let Some(conn) = conn.as_ref().filter(|c| c.opened) else { return };
         for message in messages {
             let _ = conn.socket.send_with_u8_array(&message.encode());
         }
     });
-}
-
-/// Sends whatever local changes the server has not seen (after an edit).
-pub fn flush() {
-    let outgoing = with_core_mut(|c| c.client.outgoing());
-    send(&outgoing);
-}
-
-fn receive(frame: &[u8]) {
-    let ui = ui();
-    let message = match WireMessage::decode(frame) {
-        Ok(message) => message,
-        Err(e) => {
-            ui.banner.set(Some(format!(
-                "Sync: the server sent something this app does not understand ({e})."
-            )));
-            return;
-        }
-    };
-    // Refused because the patient withdrew consent: never deliverable, so
-    // the record leaves this device and what was not delivered is listed.
-    if let WireMessage::ChangeRejected { document_id, rule, .. } = &message
-        && let (Ok(id), "consent") = (decode_doc_id(document_id), rule.as_str())
-    {
-        store::undeliverable(id);
-        return;
-    }
-    let result = with_core_mut(|core| core.client.receive(message));
-    let received = match result {
-        Ok(received) => received,
-        Err(e) => {
-            ui.banner.set(Some(format!("Sync error: {e}")));
-            return;
-        }
-    };
-    send(&received.outgoing);
-    // Documents the server does not have yet: start them from their
-    // deterministic genesis so this device can write the first entry.
-    let mut fresh = Vec::new();
-    with_core_mut(|core| {
-        for id in &received.unavailable {
-            let Some(kind) = core.kinds.get(id).copied() else { continue };
-            if core.client.doc(*id).is_some_and(|d| d.get_heads().is_empty()) {
-                core.client.insert(*id, kind.genesis());
-                fresh.push(*id);
-            }
-        }
-    });
-    if !fresh.is_empty() {
-        store::reset_actors(&fresh);
-        flush();
-    }
-    if !received.rejected.is_empty() {
-        store::reset_actors(&received.rejected.iter().map(|r| r.0).collect::<Vec<_>>());
-        let messages: Vec<String> = received.rejected.iter().map(|(_, m)| m.clone()).collect();
-        ui.banner.set(Some(format!(
-            "The server refused a change, so it was undone on this device and the record is being reloaded: {}",
-            messages.join("; ")
-        )));
-    }
-    for id in received.changed.iter().chain(&fresh) {
-        store::persist(*id);
-    }
-    store::note_confirmed();
-    let progress = store::progress();
-    if progress.total > 0 && progress.synced == progress.total && progress.pending_changes == 0 {
-        store::record_synced();
-    }
-    store::bump();
 }

@@ -143,6 +143,7 @@ async fn requests_and_messages_written_offline_are_kept() {
         status_reason: None,
         status_by: None,
         status_at: None,
+        override_reason: None,
     };
     record::add(&mut tx, EntryId::mint(), &rx).expect("prescription");
     tx.commit();
@@ -235,6 +236,7 @@ async fn records_stored_on_the_device_open_offline() {
             status_reason: None,
             status_by: None,
             status_at: None,
+            interpretation: None,
         };
         let id = EntryId::mint();
         record::add(&mut tx, id, &observation).expect("add result");
@@ -295,7 +297,7 @@ async fn records_stored_on_the_device_open_offline() {
 }
 
 /// Clinic staff, offline: find a patient, get the allergy warning from
-/// another clinic's record when prescribing, and record a lab result with
+/// another clinic's record when prescribing (which then needs a reason), and record a lab result with
 /// its unit and range filled in from the catalog.
 #[tokio::test]
 async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
@@ -361,8 +363,8 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
     )
     .await;
     click(&page, "button", "Prescribe").await;
-    wait_for_text(&page, ".error", "confirm you have reviewed it").await;
-    click(&page, ".allergy-warning label", "I have reviewed").await;
+    wait_for_text(&page, ".error", "Give the reason for prescribing despite the warning").await;
+    type_into(&page, "#rx-reason", "Tolerated amoxicillin since").await;
     click(&page, "form button", "Prescribe").await;
     wait_for_text(&page, ".ok", "Prescribed amoxicillin 500 MG Oral Capsule").await;
 
@@ -385,7 +387,7 @@ async fn staff_prescribe_with_an_allergy_warning_and_record_results_offline() {
     let results = wait_for_text(&page, "main table", "7.9 %").await;
     assert!(results.contains("High"), "{results}");
     click(&page, "nav button", "Medications").await;
-    wait_for_text(&page, "article.med", "amoxicillin").await;
+    wait_for_text(&page, "article.med", "Tolerated amoxicillin since").await;
     wait_for_text(&page, ".sync-status", "2 changes waiting to be sent").await;
     browser.close().await;
 }

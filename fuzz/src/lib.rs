@@ -193,10 +193,9 @@ pub fn readable(kind: &shared::DocKind, doc: &automerge::Automerge) -> Result<()
         shared::DocKind::MessageThread { .. } => {
             shared::read::hydrate::<MessageThread>(doc).map(drop)
         }
-        shared::DocKind::PatientRecord { .. } => shared::read::hydrate_root_prop::<
-            std::collections::BTreeMap<String, RefillRequest>,
-        >(doc, "refill_requests")
-        .map(drop),
+        shared::DocKind::PatientRecord { .. } => {
+            shared::read::hydrate_root_prop::<RefillRequest>(doc, "refill_requests").map(drop)
+        }
     };
     read.map_err(|e| e.to_string())
 }

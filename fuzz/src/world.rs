@@ -86,6 +86,7 @@ pub fn observation(by: UserId, value: f64) -> Observation {
         status_reason: None,
         status_by: None,
         status_at: None,
+        interpretation: None,
     }
 }
 
@@ -133,6 +134,7 @@ impl World {
             status_reason: None,
             status_by: None,
             status_at: None,
+            override_reason: None,
         };
         add(&mut c, 1, PRESCRIPTION, &prescription);
 

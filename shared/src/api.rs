@@ -238,11 +238,10 @@ pub trait JsonValue: Sized {
     fn items(&self) -> Option<Vec<Self>>;
 }
 
-/// A JSON value to be built (request bodies, and the copies of answers the
-/// app keeps on the device).
+/// A JSON value to be built (request bodies, and the document list the app
+/// keeps on the device).
 pub trait JsonBuild: Sized {
     fn text(text: &str) -> Self;
-    fn number(value: f64) -> Self;
     fn boolean(value: bool) -> Self;
     fn null() -> Self;
     fn list(items: Vec<Self>) -> Self;
@@ -316,19 +315,6 @@ decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passk
 decode!(Passkey { id, name, created_at, last_used_at, added_with });
 decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
 decode!(OpenLink { created_at, expires_at, issued_by });
-encode!(Me {
-    user_id,
-    display_name,
-    role,
-    patient_id,
-    clinics,
-    caregiver,
-    actor_id,
-    session_id,
-    passkey_id
-});
-encode!(ClinicRef { id, name });
-encode!(CaregiverRights { may_read, may_message });
 encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
@@ -413,7 +399,7 @@ macro_rules! encode_displayed {
         })+
     };
 }
-encode_displayed!(UserId, PatientId, ClinicId, DocId, Uuid);
+encode_displayed!(PatientId, ClinicId, DocId);
 
 impl Decode for UserRole {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
@@ -489,9 +475,6 @@ mod tests {
         fn text(text: &str) -> Self {
             Value::from(text)
         }
-        fn number(value: f64) -> Self {
-            Value::from(value)
-        }
         fn boolean(value: bool) -> Self {
             Value::from(value)
         }
@@ -536,14 +519,11 @@ mod tests {
         };
         let patient = PatientId::mint();
         let rights = CaregiverRights { may_read: true, may_message: false };
-        // The app keeps its copy of /api/me and the document list as the
-        // server wrote them.
         for me in [
             me(UserRole::Caregiver, Some(patient), Some(rights)),
             me(UserRole::Provider, None, None),
         ] {
-            sent(me.clone());
-            received(me);
+            sent(me);
         }
         sent(clinic.clone());
         for kind in [
@@ -552,6 +532,7 @@ mod tests {
             DocKind::MessageThread { patient, clinic: clinic.id },
         ] {
             sent(DocumentInfo { id: kind.doc_id(), kind });
+            // The app keeps its copy of the document list in this shape.
             received(DocumentInfo { id: kind.doc_id(), kind });
         }
         sent(Consent { clinic_id: clinic.id, clinic_name: clinic.name.clone() });

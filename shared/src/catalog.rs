@@ -208,6 +208,31 @@ pub const MEDICATIONS: &[Medication] = &[
         ingredients: &["10180", "10829"],
         usual_dosage: "1 tablet by mouth twice daily",
     },
+    // For the interaction checks (`safety`).
+    Medication {
+        rxnorm: "855332",
+        display: "warfarin sodium 5 MG Oral Tablet",
+        ingredients: &["11289"],
+        usual_dosage: "1 tablet by mouth once daily, dose adjusted to INR",
+    },
+    Medication {
+        rxnorm: "105585",
+        display: "methotrexate 2.5 MG Oral Tablet",
+        ingredients: &["6851"],
+        usual_dosage: "3 tablets by mouth once weekly, on the same day each week",
+    },
+    Medication {
+        rxnorm: "197517",
+        display: "clarithromycin 500 MG Oral Tablet",
+        ingredients: &["21212"],
+        usual_dosage: "1 tablet by mouth twice daily for 7 days",
+    },
+    Medication {
+        rxnorm: "200371",
+        display: "citalopram 20 MG Oral Tablet",
+        ingredients: &["2556"],
+        usual_dosage: "1 tablet by mouth once daily",
+    },
 ];
 
 pub const SUBSTANCES: &[Substance] = &[

@@ -101,6 +101,7 @@ const OBSERVATION: &[Field] = clinical![
     opt("reference_high", Kind::Number),
     req("effective", Kind::Text(TIME)),
     opt("replaces", Kind::Uuid),
+    opt("interpretation", Kind::Text(CODE)),
 ];
 const PRESCRIPTION: &[Field] = clinical![
     req("rxnorm", Kind::Text(CODE)),
@@ -109,6 +110,7 @@ const PRESCRIPTION: &[Field] = clinical![
     req("quantity", Kind::Count),
     req("refills_allowed", Kind::Count),
     req("authored", Kind::Text(TIME)),
+    opt("override_reason", Kind::Text(NOTE)),
 ];
 const ALLERGY: &[Field] = clinical![
     req("substance_code", Kind::Text(CODE)),
@@ -270,6 +272,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            interpretation: Some("HH".into()),
         });
         check(&Prescription {
             rxnorm: "1".into(),
@@ -283,6 +286,7 @@ mod tests {
             status_reason: None,
             status_by: None,
             status_at: None,
+            override_reason: Some("reviewed".into()),
         });
         check(&Message {
             author: user,

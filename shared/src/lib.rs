@@ -11,6 +11,7 @@ pub mod ids;
 pub mod policy;
 pub mod read;
 pub mod record;
+pub mod safety;
 pub mod schema;
 pub mod status;
 pub mod sync;

@@ -104,7 +104,12 @@ pub fn hydrate<T: Hydrate>(doc: &Automerge) -> Result<T, HydrateError> {
     autosurgeon::hydrate(&MapCache::new(doc))
 }
 
-/// Hydrates one property of the document's root.
-pub fn hydrate_root_prop<T: Hydrate>(doc: &Automerge, key: &str) -> Result<T, HydrateError> {
-    autosurgeon::hydrate_prop(&MapCache::new(doc), &automerge::ROOT, key)
+/// Hydrates a collection of entries at the document's root, the way the
+/// schema's documents hydrate theirs (`schema::hydrate_entries`: no sort,
+/// whose copy per entry type costs the WASM bundle about a KiB).
+pub fn hydrate_root_prop<T: Hydrate>(
+    doc: &Automerge,
+    key: &str,
+) -> Result<std::collections::BTreeMap<String, T>, HydrateError> {
+    crate::schema::hydrate_entries(&MapCache::new(doc), &automerge::ROOT, key.into())
 }

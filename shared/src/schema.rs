@@ -241,9 +241,23 @@ pub struct Observation {
     pub status_reason: Option<String>,
     pub status_by: Option<UserId>,
     pub status_at: Option<String>,
+    /// FHIR `interpretation`: `HH` or `LL` when the value is critical
+    /// (`safety::judge`), confirmed by the clinician; `None` otherwise.
+    /// Entries from before the field exist lack it.
+    #[autosurgeon(missing = "Default::default")]
+    pub interpretation: Option<String>,
 }
 
 impl Observation {
+    /// Whether the value was recorded as critical (high or low).
+    pub fn critical(&self) -> Option<RangeFlag> {
+        match self.interpretation.as_deref()? {
+            crate::safety::CRITICAL_HIGH => Some(RangeFlag::High),
+            crate::safety::CRITICAL_LOW => Some(RangeFlag::Low),
+            _ => None,
+        }
+    }
+
     /// Whether a numeric value lies outside the reference range.
     pub fn out_of_range(&self) -> Option<RangeFlag> {
         let value = self.value_quantity?;
@@ -280,6 +294,11 @@ pub struct Prescription {
     pub status_reason: Option<String>,
     pub status_by: Option<UserId>,
     pub status_at: Option<String>,
+    /// Why the prescriber went ahead despite an allergy or interaction
+    /// warning (`safety::needs_reason`); shown wherever the prescription
+    /// is. Entries from before the field exist lack it.
+    #[autosurgeon(missing = "Default::default")]
+    pub override_reason: Option<String>,
 }
 
 /// FHIR AllergyIntolerance.
@@ -333,7 +352,7 @@ pub struct Appointment {
 /// inserting them one by one needs no sort; autosurgeon's own `collect()`
 /// into a `BTreeMap` sorts, and each entry type then carries its own copy of
 /// the sort into the WASM bundle.
-fn hydrate_entries<D: ReadDoc, T: Hydrate>(
+pub(crate) fn hydrate_entries<D: ReadDoc, T: Hydrate>(
     doc: &D,
     obj: &ObjId,
     prop: autosurgeon::Prop<'_>,
@@ -423,15 +442,6 @@ pub struct Message {
 pub struct MessageThread {
     #[autosurgeon(hydrate = "hydrate_entries")]
     pub messages: BTreeMap<String, Message>,
-}
-
-impl MessageThread {
-    /// Messages in the order they were written (ids are time-ordered UUIDv7).
-    pub fn in_order(&self) -> Vec<(&String, &Message)> {
-        let mut messages: Vec<_> = self.messages.iter().collect();
-        messages.sort_by(|a, b| a.1.sent_at.cmp(&b.1.sent_at).then_with(|| a.0.cmp(b.0)));
-        messages
-    }
 }
 
 #[cfg(test)]

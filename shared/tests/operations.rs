@@ -63,6 +63,7 @@ fn prescription(w: &World, by: &Principal) -> Prescription {
         status_reason: None,
         status_by: None,
         status_at: None,
+        override_reason: None,
     }
 }
 

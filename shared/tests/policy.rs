@@ -124,6 +124,7 @@ impl World {
             status_reason: None,
             status_by: None,
             status_at: None,
+            interpretation: None,
         }
     }
 
@@ -179,6 +180,7 @@ impl World {
                     status_reason: None,
                     status_by: None,
                     status_at: None,
+                    override_reason: None,
                 };
                 record::add(&mut doc, self.prescription, &prescription).unwrap();
                 record::add(&mut doc, self.appointment, &self.appointment(provider_a)).unwrap();

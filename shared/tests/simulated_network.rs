@@ -168,6 +168,7 @@ fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<
                 status_reason: None,
                 status_by: None,
                 status_at: None,
+                interpretation: None,
             };
             (
                 world.docs[person - 1].doc_id(),

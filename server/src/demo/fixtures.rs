@@ -41,7 +41,8 @@ impl Author {
     }
 }
 
-/// A final lab result of the catalog's test `loinc`, outside any report.
+/// A final lab result of the catalog's test `loinc`, outside any report,
+/// marked critical when its value is (as the write policy requires).
 pub fn observation(
     loinc: &str,
     value: f64,
@@ -65,6 +66,7 @@ pub fn observation(
         status_reason: None,
         status_by: None,
         status_at: None,
+        interpretation: shared::safety::judge(loinc, value).interpretation().map(Into::into),
     }
 }
 
@@ -133,6 +135,7 @@ pub fn prescription(
         status_reason: None,
         status_by: None,
         status_at: None,
+        override_reason: None,
     }
 }
 

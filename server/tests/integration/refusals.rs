@@ -259,6 +259,7 @@ async fn forbidden_changes_are_refused_and_leave_no_trace() {
                     status_reason: None,
                     status_by: None,
                     status_at: None,
+                    override_reason: None,
                 };
                 record::add(tx, id, &prescription).unwrap();
                 let coll = tx.get(ROOT, "prescriptions").unwrap().unwrap().1;
@@ -666,4 +667,114 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
     }
     ws.close().await;
     f.stop().await;
+}
+
+/// Issue 14, on the server: an impossible result, a critical one not marked
+/// critical and a prescription against a recorded allergy without a reason
+/// are refused whatever client sends them (the app refuses them first); the
+/// same entries done right are stored as sent.
+#[tokio::test]
+async fn unsafe_results_and_prescriptions_are_refused_and_done_right_are_kept() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let okafor = f.user("Okafor");
+        let riverside = f.riverside;
+        let potassium = move |value: f64, interpretation: Option<&str>| Observation {
+            loinc: "2823-3".into(),
+            display: "Potassium [Moles/volume] in Serum or Plasma".into(),
+            value_quantity: Some(value),
+            unit: Some("mmol/L".into()),
+            reference_low: Some(3.5),
+            reference_high: Some(5.1),
+            interpretation: interpretation.map(Into::into),
+            ..observation(riverside, okafor)
+        };
+        // Maria's Riverside record lists a penicillin allergy.
+        let amoxicillin = move |reason: Option<&str>| Prescription {
+            rxnorm: "308191".into(),
+            display: "amoxicillin 500 MG Oral Capsule".into(),
+            dosage: "1 capsule three times daily".into(),
+            quantity: 21,
+            refills_allowed: 0,
+            authored: "2026-11-30T09:00:00Z".into(),
+            status: PrescriptionStatus::Active,
+            provenance: observation(riverside, okafor).provenance,
+            status_reason: None,
+            status_by: None,
+            status_at: None,
+            override_reason: reason.map(Into::into),
+        };
+        type Edit = Box<dyn FnOnce(&mut Automerge)>;
+        let refusals: [(&str, &str, Edit); 5] = [
+            (
+                "K 58",
+                "implausible",
+                Box::new(move |doc| {
+                    tx_on(doc, |tx| {
+                        record::add(tx, EntryId::mint(), &potassium(58.0, None)).unwrap()
+                    })
+                }),
+            ),
+            (
+                "K 58 marked critical",
+                "implausible",
+                Box::new(move |doc| {
+                    tx_on(doc, |tx| {
+                        record::add(tx, EntryId::mint(), &potassium(58.0, Some("HH"))).unwrap()
+                    })
+                }),
+            ),
+            (
+                "K 6.8 unmarked",
+                "critical-mark",
+                Box::new(move |doc| {
+                    tx_on(doc, |tx| {
+                        record::add(tx, EntryId::mint(), &potassium(6.8, None)).unwrap()
+                    })
+                }),
+            ),
+            (
+                "K 4.2 marked critical",
+                "critical-mark",
+                Box::new(move |doc| {
+                    tx_on(doc, |tx| {
+                        record::add(tx, EntryId::mint(), &potassium(4.2, Some("HH"))).unwrap()
+                    })
+                }),
+            ),
+            (
+                "amoxicillin, no reason",
+                "override-reason",
+                Box::new(move |doc| {
+                    tx_on(doc, |tx| {
+                        record::add(tx, EntryId::mint(), &amoxicillin(Some(" "))).unwrap()
+                    })
+                }),
+            ),
+        ];
+        for (what, rule, edit) in refusals {
+            let message = f.refused(what, okafor, f.clinical(), rule, edit).await;
+            // Plain words, and no values (the path after them holds ids only).
+            let words = message.split(" (rule").next().unwrap_or_default();
+            assert!(!words.contains("58") && !words.contains("6.8"), "no values: {message}");
+        }
+
+        let mut replica = f.replica(okafor, f.clinical()).await;
+        let (result, rx) = (EntryId::mint(), EntryId::mint());
+        tx_on(replica.client.doc_mut(f.clinical()).unwrap(), |tx| {
+            record::add(tx, result, &potassium(6.8, Some("HH"))).unwrap();
+            record::add(tx, rx, &amoxicillin(Some("Tolerated amoxicillin in 2024"))).unwrap();
+        });
+        replica.flush_local().await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        assert!(replica.take_received().rejected.is_empty());
+        replica.close().await;
+        let stored =
+            f.app.store.load_document(f.clinical()).await.unwrap().unwrap().to_automerge().unwrap();
+        let kept: Observation = record::get(&stored, result).expect("the marked result is stored");
+        assert_eq!(kept.interpretation.as_deref(), Some("HH"));
+        let kept: Prescription = record::get(&stored, rx).expect("the prescription is stored");
+        assert_eq!(kept.override_reason.as_deref(), Some("Tolerated amoxicillin in 2024"));
+        f.stop().await;
+    }
 }

@@ -34,7 +34,7 @@ pub(super) fn check(
     Ok(())
 }
 
-fn hydrate_entry<T: Hydrate>(
+pub(super) fn hydrate_entry<T: Hydrate>(
     doc: &MapCache<'_>,
     collection: Collection,
     id: &str,
@@ -147,7 +147,8 @@ fn check_created(
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
                 status_fields_valid(&entry, &path)
-            })
+            })?;
+            super::safety::check_created(doc, collection, id, &path)
         }
         DocKind::PatientRecord { patient } => {
             if !who.speaks_for(*patient) {

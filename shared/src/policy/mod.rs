@@ -16,6 +16,7 @@
 
 mod entries;
 mod ops;
+mod safety;
 
 use std::fmt;
 
@@ -106,6 +107,12 @@ pub enum Rule {
     Schema,
     /// A value over its size limit, or too many entries at once.
     Limit,
+    /// A lab value that is physiologically impossible for its test.
+    Implausible,
+    /// A critical lab value not marked critical (or a mark on one that is not).
+    CriticalMark,
+    /// A prescription against an allergy or interaction without a reason.
+    OverrideReason,
 }
 
 impl Rule {
@@ -120,6 +127,9 @@ impl Rule {
             Self::MissingReason => "missing-reason",
             Self::Schema => "schema",
             Self::Limit => "limit",
+            Self::Implausible => "implausible",
+            Self::CriticalMark => "critical-mark",
+            Self::OverrideReason => "override-reason",
         }
     }
 
@@ -138,6 +148,15 @@ impl Rule {
             Self::MissingReason => "marking an entry entered-in-error needs a reason",
             Self::Schema => "the change does not match the record schema",
             Self::Limit => "this is longer than the record allows, or too many entries at once",
+            Self::Implausible => {
+                "this value is impossible for this test: check the number and its unit"
+            }
+            Self::CriticalMark => {
+                "a value in the critical range must be confirmed and marked critical, and only such a value"
+            }
+            Self::OverrideReason => {
+                "prescribing despite a recorded allergy or a serious interaction needs a reason"
+            }
         }
     }
 }

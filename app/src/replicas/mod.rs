@@ -1,0 +1,379 @@
+//! The local replicas: every document on this device inside a `SyncClient`,
+//! what the server last confirmed of each, incoming sync applied, and local
+//! edits checked with the write policy before they are kept.
+//!
+//! Replicas are not `Send`, so they live in a thread-local `Core`; views
+//! read them (through `reads.rs`) after reading the `version` signal, which
+//! every change bumps. Signals are never set while the core is borrowed.
+//!
+//! Frames go out through `sync::send`; `sync` hands incoming frames to
+//! `receive` through the function `session` gave it, so `sync` imports
+//! nothing from here.
+
+mod unsent;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transaction};
+use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc};
+use leptos::prelude::*;
+use shared::policy::Principal;
+use shared::record::RecordError;
+use shared::schema::Collection;
+use shared::sync::{Progress, SyncClient, WireMessage, decode_doc_id};
+use shared::{DocId, DocKind, PatientId};
+
+pub use self::unsent::{dismiss_undelivered, undeliverable};
+use crate::persist::{self, Stored};
+use crate::state::{Notice, Ui};
+use crate::sync;
+use shared::api::DocumentInfo;
+
+pub struct Core {
+    pub client: SyncClient,
+    pub kinds: BTreeMap<DocId, DocKind>,
+    pub principal: Option<Principal>,
+    actor: Option<ActorId>,
+    /// Per document, the heads the server last confirmed holding (kept
+    /// across reloads): what lies beyond them is waiting to be sent.
+    confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
+}
+
+thread_local! {
+    static CORE: RefCell<Core> = RefCell::new(Core {
+        client: SyncClient::new(random_peer_id()),
+        kinds: BTreeMap::new(),
+        principal: None,
+        actor: None,
+        confirmed: BTreeMap::new(),
+    });
+    /// The page's signals, given by `session::start`.
+    static UI: Cell<Option<Ui>> = const { Cell::new(None) };
+}
+
+pub fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
+    CORE.with_borrow(f)
+}
+
+pub fn with_core_mut<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    CORE.with_borrow_mut(f)
+}
+
+/// Gives the replicas the page's signals (once, at start).
+pub fn init(ui: Ui) {
+    UI.set(Some(ui));
+}
+
+fn ui() -> Ui {
+    UI.get().expect("replicas::init runs at start")
+}
+
+fn random_peer_id() -> String {
+    // A fresh id per device session, as automerge-repo peers use.
+    format!("portal-{}", uuid::Uuid::now_v7().simple())
+}
+
+pub fn now() -> String {
+    String::from(js_sys::Date::new_0().to_iso_string())
+}
+
+/// Tells the views the replicas changed.
+pub fn bump() {
+    let ui = ui();
+    ui.progress.set(progress());
+    ui.version.update(|v| *v += 1);
+}
+
+/// Sync progress. Documents synced and total come from the sync client;
+/// changes waiting are counted against the heads the server last confirmed,
+/// so they stay right while offline and across reloads (the client's own
+/// count starts afresh with every connection).
+pub fn progress() -> Progress {
+    with_core(|core| {
+        let mut progress = core.client.progress();
+        progress.pending_changes = core
+            .client
+            .ids()
+            .filter(|id| !core.client.is_synced(*id))
+            .map(|id| {
+                let doc = core.client.doc(id).expect("tracked");
+                match core.confirmed.get(&id) {
+                    Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => {
+                        doc.get_changes(heads).len()
+                    }
+                    // Never confirmed: count this session's own changes.
+                    _ => core.actor.as_ref().map_or(0, |a| {
+                        doc.get_changes(&[]).iter().filter(|c| c.actor_id() == a).count()
+                    }),
+                }
+            })
+            .sum();
+        progress
+    })
+}
+
+/// Records the heads of every document the server has confirmed.
+fn note_confirmed() {
+    let changed = with_core_mut(|core| {
+        let mut changed = false;
+        let ids: Vec<DocId> = core.client.ids().filter(|id| core.client.is_synced(*id)).collect();
+        for id in ids {
+            let heads = core.client.doc(id).expect("tracked").get_heads();
+            if core.confirmed.get(&id) != Some(&heads) {
+                core.confirmed.insert(id, heads);
+                changed = true;
+            }
+        }
+        changed.then(|| core.confirmed.clone())
+    });
+    if let Some(confirmed) = changed {
+        persist::save_confirmed(&confirmed);
+    }
+}
+
+/// Whether the server holds this entry: its document is synced, or the
+/// entry was already in the document when the server last confirmed it.
+pub fn entry_confirmed(doc: DocId, collection: Collection, entry: &str) -> bool {
+    with_core(|core| {
+        if core.client.is_synced(doc) {
+            return true;
+        }
+        let (Some(heads), Some(d)) = (core.confirmed.get(&doc), core.client.doc(doc)) else {
+            return false;
+        };
+        if !heads.iter().all(|h| d.get_change_by_hash(h).is_some()) {
+            return false;
+        }
+        let Some((_, coll)) = d.get_at(ROOT, collection.code(), heads).ok().flatten() else {
+            return false;
+        };
+        d.get_at(&coll, entry, heads).ok().flatten().is_some()
+    })
+}
+
+fn load_doc(bytes: Option<&[u8]>, actor: Option<&ActorId>) -> Automerge {
+    let mut doc = bytes.and_then(|b| Automerge::load(b).ok()).unwrap_or_default();
+    if let Some(actor) = actor {
+        doc.set_actor(actor.clone());
+    }
+    doc
+}
+
+/// Tracks the listed documents (loading stored bytes where there are any).
+fn track(core: &mut Core, docs: &[DocumentInfo], stored: &BTreeMap<String, Vec<u8>>) {
+    for info in docs {
+        core.kinds.insert(info.id, info.kind);
+        if !core.client.contains(info.id) {
+            let doc =
+                load_doc(stored.get(&info.id.to_string()).map(Vec::as_slice), core.actor.as_ref());
+            core.client.insert(info.id, doc);
+        }
+    }
+}
+
+/// Stops syncing documents the user may no longer read (access taken
+/// away) that hold nothing unsent. One with changes the server has not
+/// confirmed stays until the server refuses them by name
+/// (`undeliverable`), so nothing written is dropped silently; so do the
+/// other documents of its patient, to name whose record it was.
+fn untrack_settled(core: &mut Core, docs: &[DocumentInfo]) -> Vec<DocId> {
+    let settled = |id: &DocId| {
+        let heads = core.client.doc(*id).map(Automerge::get_heads).unwrap_or_default();
+        heads.is_empty() || core.confirmed.get(id) == Some(&heads)
+    };
+    let unlisted: Vec<DocId> =
+        core.client.ids().filter(|id| !docs.iter().any(|d| d.id == *id)).collect();
+    let waiting: Vec<PatientId> = unlisted
+        .iter()
+        .filter(|id| !settled(id))
+        .filter_map(|id| Some(core.kinds.get(id)?.patient()))
+        .collect();
+    let gone: Vec<DocId> = unlisted
+        .into_iter()
+        .filter(|id| {
+            settled(id) && !core.kinds.get(id).is_some_and(|k| waiting.contains(&k.patient()))
+        })
+        .collect();
+    for id in &gone {
+        core.client.remove(*id);
+        core.kinds.remove(id);
+        core.confirmed.remove(id);
+    }
+    gone
+}
+
+/// Who edits on this device: the write policy's principal and the
+/// session's actor id, which every document writes with from now on.
+pub fn sign_in(principal: Option<Principal>, actor: Option<ActorId>) {
+    with_core_mut(|core| {
+        core.principal = principal;
+        core.actor = actor;
+    });
+    let ids: Vec<DocId> = with_core(|core| core.client.ids().collect());
+    reset_actors(&ids);
+}
+
+/// Takes up what a previous visit stored: the confirmed heads, and the
+/// listed documents when someone was signed in.
+pub fn restore(stored: &Stored) {
+    with_core_mut(|core| {
+        core.confirmed = stored.confirmed.clone();
+        if stored.me.is_some() {
+            track(core, &stored.docs, &stored.bytes);
+        }
+    });
+}
+
+/// Syncs exactly the documents the user may read now (the server's list),
+/// keeping those that still hold unsent changes.
+pub fn list(docs: &[DocumentInfo]) {
+    let gone = with_core_mut(|core| {
+        track(core, docs, &BTreeMap::new());
+        untrack_settled(core, docs)
+    });
+    persist::forget_docs(gone);
+}
+
+/// Forgets every replica in memory (a new peer id too); the stored copy is
+/// the caller's to clear.
+pub fn forget_all() {
+    with_core_mut(|core| {
+        core.client = SyncClient::new(random_peer_id());
+        core.kinds.clear();
+        core.principal = None;
+        core.actor = None;
+        core.confirmed.clear();
+    });
+}
+
+/// The first message on a new connection (sync states start afresh).
+pub fn join() -> WireMessage {
+    with_core_mut(|c| c.client.connect())
+}
+
+/// Sends whatever local changes the server has not seen (after an edit).
+fn flush() {
+    let outgoing = with_core_mut(|c| c.client.outgoing());
+    sync::send(&outgoing);
+}
+
+/// Applies one frame from the server, answers it, and stores what changed.
+pub fn receive(frame: &[u8]) {
+    let ui = ui();
+    let message = match WireMessage::decode(frame) {
+        Ok(message) => message,
+        Err(e) => {
+            ui.notice.set(Some(Notice::Unreadable(e.to_string())));
+            return;
+        }
+    };
+    // Refused because the patient withdrew consent: never deliverable, so
+    // the record leaves this device and what was not delivered is listed.
+    if let WireMessage::ChangeRejected { document_id, rule, .. } = &message
+        && let (Ok(id), "consent") = (decode_doc_id(document_id), rule.as_str())
+    {
+        undeliverable(id);
+        return;
+    }
+    let result = with_core_mut(|core| core.client.receive(message));
+    let received = match result {
+        Ok(received) => received,
+        Err(e) => {
+            ui.notice.set(Some(Notice::SyncError(e.to_string())));
+            return;
+        }
+    };
+    sync::send(&received.outgoing);
+    // Documents the server does not have yet: start them from their
+    // deterministic genesis so this device can write the first entry.
+    let mut fresh = Vec::new();
+    with_core_mut(|core| {
+        for id in &received.unavailable {
+            let Some(kind) = core.kinds.get(id).copied() else { continue };
+            if core.client.doc(*id).is_some_and(|d| d.get_heads().is_empty()) {
+                core.client.insert(*id, kind.genesis());
+                fresh.push(*id);
+            }
+        }
+    });
+    if !fresh.is_empty() {
+        reset_actors(&fresh);
+        flush();
+    }
+    if !received.rejected.is_empty() {
+        reset_actors(&received.rejected.iter().map(|r| r.0).collect::<Vec<_>>());
+        let messages = received.rejected.into_iter().map(|(_, m)| m).collect();
+        ui.notice.set(Some(Notice::Refused(messages)));
+    }
+    for id in received.changed.iter().chain(&fresh) {
+        save(*id);
+    }
+    note_confirmed();
+    let progress = progress();
+    if progress.total > 0 && progress.synced == progress.total && progress.pending_changes == 0 {
+        let at = now();
+        persist::save_last_synced(&at);
+        ui.last_synced.set(Some(at));
+    }
+    bump();
+}
+
+/// Writes a document's saved bytes to this device's storage.
+fn save(id: DocId) {
+    if let Some(bytes) = with_core(|c| Some(c.client.doc(id)?.save())) {
+        persist::save_doc(ui(), id, bytes);
+    }
+}
+
+/// Gives documents that were replaced (reset or started from genesis) this
+/// session's actor id again.
+fn reset_actors(ids: &[DocId]) {
+    with_core_mut(|core| {
+        let Some(actor) = core.actor.clone() else { return };
+        for id in ids {
+            if let Some(doc) = core.client.doc_mut(*id) {
+                doc.set_actor(actor.clone());
+            }
+        }
+    });
+}
+
+/// Applies a local edit: runs `f` in one Automerge transaction, checks the
+/// result with the write policy (the same check the server makes), keeps and
+/// sends it if allowed, and otherwise puts the document back as it was.
+pub fn edit(
+    id: DocId,
+    f: impl FnOnce(&mut Transaction<'_>, &Principal, &str) -> Result<(), RecordError>,
+) -> Result<(), String> {
+    let at = now();
+    let result = with_core_mut(|core| {
+        let principal = core.principal.clone().ok_or("Sign in to make changes.")?;
+        let kind = *core.kinds.get(&id).ok_or("This record is not on this device.")?;
+        let doc = core.client.doc_mut(id).ok_or("This record is not on this device.")?;
+        if doc.get_heads().is_empty() {
+            return Err(
+                "This record has not been downloaded yet. Try again once it has synced.".to_owned()
+            );
+        }
+        let saved = doc.clone();
+        let mut tx = doc.transaction();
+        if let Err(e) = f(&mut tx, &principal, &at) {
+            tx.rollback();
+            return Err(format!("The change could not be made: {e}"));
+        }
+        tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));
+        if let Err(denial) = shared::check_edit(&saved, doc, &kind, &principal) {
+            // Undo: back to the copy from before the change.
+            *doc = saved;
+            return Err(format!("Not saved: {denial}"));
+        }
+        Ok(())
+    });
+    if result.is_ok() {
+        save(id);
+        flush();
+        bump();
+    }
+    result
+}

@@ -1,0 +1,120 @@
+//! The session's lifecycle: start (read this device's copy, then the
+//! server's), refresh (who is signed in, which records), sign-out, and
+//! forgetting this device's copy.
+//!
+//! Above the replicas and the socket: it gives `sync` the functions it
+//! calls (`sync::Link`), so neither `sync` nor `replicas` imports it.
+
+use automerge::ActorId;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::ClinicId;
+use shared::policy::{Principal, Role};
+
+use shared::api::{Me, UserRole};
+
+use crate::api::{self, ApiError};
+use crate::state::{Notice, Ui};
+use crate::{logic, persist, replicas, sync};
+
+fn principal_of(me: &Me) -> Option<Principal> {
+    let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
+    let role = match me.role {
+        UserRole::Patient => Role::Patient { patient: me.patient_id? },
+        UserRole::Caregiver => {
+            Role::Caregiver { patient: me.patient_id?, may_message: me.may_message() }
+        }
+        UserRole::Provider => Role::Provider { clinics },
+        UserRole::Admin => Role::ClinicAdmin { clinic: *clinics.first()? },
+    };
+    let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
+    Some(Principal { user: me.user_id, role, name: me.display_name.clone(), clinic_names })
+}
+
+/// Edits from now on are `me`'s, with this session's actor id.
+fn set_me(me: &Me) {
+    let actor = logic::hex(&me.actor_id).map(|b| ActorId::from(b.as_slice()));
+    replicas::sign_in(principal_of(me), actor);
+}
+
+/// Opens local storage, shows what is there, then refreshes from the server.
+pub async fn start(ui: Ui) {
+    replicas::init(ui);
+    sync::init(sync::Link {
+        ui,
+        join: replicas::join,
+        receive: replicas::receive,
+        // Also tells us whether the session survived the time offline.
+        online: |ui| spawn_local(refresh(ui)),
+    });
+    let stored = persist::load().await;
+    ui.last_synced.set(stored.last_synced.clone());
+    ui.undelivered.set(stored.undelivered.clone());
+    if let Some(me) = &stored.me {
+        set_me(me);
+    }
+    replicas::restore(&stored);
+    if let Some(me) = stored.me {
+        ui.me.set(Some(me));
+        ui.docs.set(stored.docs);
+        replicas::bump();
+    }
+    ui.started.set(true);
+    refresh(ui).await;
+}
+
+/// Fetches the signed-in user and the document list, then syncs. Without a
+/// network the local copies stay in use.
+pub async fn refresh(ui: Ui) {
+    match api::me().await {
+        Ok((me, answer)) => {
+            let previous = ui.me.get_untracked();
+            if previous.as_ref().is_some_and(|p| p.user_id != me.user_id) {
+                forget_local().await;
+            }
+            ui.session_expired.set(false);
+            persist::save_me(&answer);
+            set_me(&me);
+            ui.me.set(Some(me));
+            match api::documents().await {
+                Ok(docs) => {
+                    persist::save_documents(&docs);
+                    replicas::list(&docs);
+                    ui.docs.set(docs);
+                    replicas::bump();
+                }
+                Err(ApiError::SessionExpired) => ui.session_expired.set(true),
+                Err(e) => ui.notice.set(Some(Notice::RefreshFailed(e.to_string()))),
+            }
+            sync::connect();
+        }
+        Err(ApiError::SessionExpired) => {
+            if ui.me.get_untracked().is_some() {
+                ui.session_expired.set(true);
+            }
+        }
+        // Offline, or no API: keep whatever is local.
+        Err(_) => {
+            if ui.me.get_untracked().is_some() {
+                sync::connect();
+            }
+        }
+    }
+}
+
+/// Signs out: ends the session and forgets this device's copies. The
+/// socket is closed first, so its closing is not taken for an ended session.
+pub async fn sign_out(ui: Ui) {
+    sync::disconnect();
+    let _ = api::logout().await;
+    forget_local().await;
+    ui.me.set(None);
+    ui.docs.set(Vec::new());
+    ui.session_expired.set(false);
+    replicas::bump();
+}
+
+async fn forget_local() {
+    replicas::forget_all();
+    persist::clear().await;
+}

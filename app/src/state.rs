@@ -1,0 +1,107 @@
+//! What the views show, as signals (`Ui`), and the typed values behind the
+//! sync status: the connection (`Connection`) and what needs the person's
+//! attention (`Notice`, put into words by `status.rs`).
+//!
+//! `App` creates one `Ui` and provides it as context; views take it with
+//! `expect_context::<Ui>()`. The modules below the views get it from their
+//! caller when the session starts (`session::start`).
+
+use leptos::prelude::*;
+use shared::sync::Progress;
+
+use shared::api::{DocumentInfo, Me};
+
+use crate::api::ClinicAccess;
+
+/// The sync connection, as the person would describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// The browser has no network.
+    Offline,
+    /// Network, but no open sync socket (opening, waiting to retry, or
+    /// nobody signed in).
+    Connecting,
+    /// The sync socket is open.
+    Online,
+}
+
+/// Something that needs the person's attention, shown until dismissed (or,
+/// for sync failures, until the connection opens again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The server ended this session (signed out elsewhere, passkey
+    /// removed, access taken away); its reason, in plain words.
+    SessionEnded(String),
+    /// The server refused changes; they were undone on this device and the
+    /// records are being loaded again. The server's explanations.
+    Refused(Vec<String>),
+    /// This device could not store a change.
+    StorageFull,
+    /// The list of records could not be fetched (the error, in words).
+    RefreshFailed(String),
+    /// The server reported an error, or sent a message that does not sync.
+    SyncError(String),
+    /// The server sent a frame this app cannot decode.
+    Unreadable(String),
+}
+
+impl Notice {
+    /// Sync failures are over once a connection opens again.
+    pub fn ends_on_reconnect(&self) -> bool {
+        matches!(self, Self::SyncError(_) | Self::Unreadable(_))
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub me: RwSignal<Option<Me>>,
+    pub docs: RwSignal<Vec<DocumentInfo>>,
+    /// Bumped on every change to any replica.
+    pub version: RwSignal<u64>,
+    pub connection: RwSignal<Connection>,
+    pub progress: RwSignal<Progress>,
+    pub last_synced: RwSignal<Option<String>>,
+    /// What needs attention (a refused change, a sync failure).
+    pub notice: RwSignal<Option<Notice>>,
+    pub session_expired: RwSignal<bool>,
+    /// Local data has been read (or there was none).
+    pub started: RwSignal<bool>,
+    pub consents: RwSignal<Vec<ClinicAccess>>,
+    /// Changes the server refused for good because the patient withdrew
+    /// consent, described ("Message: ..."), kept until the person dismisses
+    /// them so their text is not lost.
+    pub undelivered: RwSignal<Vec<String>>,
+}
+
+impl Ui {
+    /// The page's signals, before anything is read.
+    pub fn create() -> Self {
+        let online = web_sys::window().map(|w| w.navigator().on_line()).unwrap_or(true);
+        Self {
+            me: RwSignal::new(None),
+            docs: RwSignal::new(Vec::new()),
+            version: RwSignal::new(0),
+            connection: RwSignal::new(if online {
+                Connection::Connecting
+            } else {
+                Connection::Offline
+            }),
+            progress: RwSignal::new(Progress::default()),
+            last_synced: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            session_expired: RwSignal::new(false),
+            started: RwSignal::new(false),
+            consents: RwSignal::new(Vec::new()),
+            undelivered: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// Whether the browser has a network (tracked).
+    pub fn online(&self) -> bool {
+        self.connection.get() != Connection::Offline
+    }
+
+    pub fn online_untracked(&self) -> bool {
+        self.connection.get_untracked() != Connection::Offline
+    }
+}
