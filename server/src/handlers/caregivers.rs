@@ -12,9 +12,9 @@ use shared::api::{AuditAction, Caregiver, Invitation, NewCaregiver, UserRole};
 use super::invitations::{reissue_link, view};
 use super::json::Json as Body;
 use super::own_patient;
+use crate::auth::EndReason;
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::{self, AuthUser};
-use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 /// `GET /api/caregivers`: the patient's caregivers.

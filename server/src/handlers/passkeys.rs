@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use super::json::Json as Body;
 use super::session::{FinishRegistration, passkey_name};
+use crate::auth::EndReason;
 use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser};
 use crate::storage::CeremonyKind;
 use crate::storage::{PasskeyInfo, PasskeyRevocation};
-use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 fn view(p: PasskeyInfo) -> Passkey {

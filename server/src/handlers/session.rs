@@ -19,11 +19,11 @@ use shared::{PatientId, UserId};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::json::Json as Body;
+use crate::auth::EndReason;
 use crate::auth::ceremonies::{self, Started};
 use crate::auth::{self, AuthUser, hash_secret, session_cookie};
 use crate::storage::CeremonyKind;
 use crate::storage::{AuditEvent, UserRecord};
-use crate::auth::EndReason;
 use crate::{AppState, Error};
 
 async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {

@@ -34,7 +34,6 @@ pub(super) type Slot = Arc<tokio::sync::Mutex<Option<Canonical>>>;
 /// The budget a sweep evicts down to, in tenths.
 const LOW_WATER_TENTHS: usize = 9;
 
-
 pub(super) struct DocCache {
     entries: HashMap<DocId, Entry>,
     /// Sequence numbers of documents evicted since they were last loaded.

@@ -10,7 +10,7 @@ use automerge::{Automerge, ChangeHash, ReadDoc};
 /// The server's copy of a document, exactly as committed to storage. Only
 /// the hub changes it (`Hub::commit`, `Hub::catch_up`).
 pub(crate) struct Canonical {
-    doc: Automerge,
+    pub(super) doc: Automerge,
     /// The document's stored sequence number this copy holds everything up to.
     pub(crate) seq: i64,
     /// Stored sizes, for compaction.
@@ -23,17 +23,17 @@ pub(crate) struct Canonical {
 /// Most sync states remembered per document, and the largest message kept:
 /// fan-out messages carry a change or two; a whole-document message for one
 /// replica catching up is not worth keeping in memory.
-const MEMO_STATES: usize = 16;
-const MEMO_MAX_BYTES: usize = 16 * 1024;
+pub(super) const MEMO_STATES: usize = 16;
+pub(super) const MEMO_MAX_BYTES: usize = 16 * 1024;
 
 /// Memory of a loaded document besides its operations and changes, and
 /// per operation and per change: fitted to the server's resident memory
 /// in `portal-bench soak` (2,000 patients, documents with 0 and 30 results:
 /// about 34 KB for a document holding only its genesis, 78 KB on average
 /// with a 30-result clinical record per patient).
-const DOC_BYTES: usize = 32 * 1024;
-const OP_BYTES: usize = 160;
-const CHANGE_BYTES: usize = 1024;
+pub(super) const DOC_BYTES: usize = 32 * 1024;
+pub(super) const OP_BYTES: usize = 160;
+pub(super) const CHANGE_BYTES: usize = 1024;
 
 /// Sync messages already generated for the document at `heads`, by the
 /// sync state they were generated from, with the state that followed.
@@ -44,7 +44,7 @@ struct SyncMemo {
 }
 
 impl SyncMemo {
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.by_state.values().map(|(_, m)| 256 + m.as_ref().map_or(0, Vec::len)).sum()
     }
 }
@@ -86,7 +86,7 @@ impl Canonical {
         self.doc.receive_sync_message(state, message)
     }
 
-    fn wants_compaction(&self) -> bool {
+    pub(super) fn wants_compaction(&self) -> bool {
         self.incremental_bytes > compaction_threshold(self.snapshot_bytes)
     }
 
@@ -124,6 +124,64 @@ impl Canonical {
 }
 
 /// Incremental chunks are folded into a snapshot once they outgrow it.
-fn compaction_threshold(snapshot_bytes: usize) -> usize {
+pub(super) fn compaction_threshold(snapshot_bytes: usize) -> usize {
     snapshot_bytes.max(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::sync::{self, SyncDoc};
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT};
+
+    use super::*;
+
+    /// A remembered message is exactly what automerge would have generated,
+    /// and is forgotten once the document changes.
+    #[test]
+    fn remembered_sync_messages_match_generated_ones() {
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "a", 1).map(|_| ()))
+            .unwrap();
+        let mut canonical = Canonical::new(doc.clone(), 0, 0, 0);
+        let mut replica = Automerge::new();
+        let (mut ours, mut theirs) = (sync::State::new(), sync::State::new());
+        // Bring one replica level, by the memo.
+        for _ in 0..4 {
+            if let Some(m) = replica.generate_sync_message(&mut theirs) {
+                canonical.doc.receive_sync_message(&mut ours, m).unwrap();
+            }
+            if let Some(bytes) = canonical.sync_message(&mut ours) {
+                replica
+                    .receive_sync_message(&mut theirs, sync::Message::decode(&bytes).unwrap())
+                    .unwrap();
+            }
+        }
+        assert_eq!(replica.get_heads(), canonical.doc.get_heads());
+        // A change: two connections in the same state get the same bytes and
+        // next state as plain generation gives.
+        canonical
+            .doc
+            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "b", 2).map(|_| ()))
+            .unwrap();
+        let mut plain = ours.clone();
+        let expected = canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode());
+        for _ in 0..2 {
+            let mut state = ours.clone();
+            assert_eq!(canonical.sync_message(&mut state), expected);
+            assert_eq!(state, plain);
+        }
+        assert_eq!(canonical.memo.by_state.len(), 1);
+        canonical
+            .doc
+            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "c", 3).map(|_| ()))
+            .unwrap();
+        let mut state = ours.clone();
+        let mut plain = ours;
+        assert_eq!(
+            canonical.sync_message(&mut state),
+            canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode())
+        );
+        assert_eq!(canonical.memo.by_state.len(), 1, "older versions' messages are dropped");
+    }
 }

@@ -8,24 +8,22 @@
 
 use shared::api::AuditAction;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use automerge::Automerge;
-use automerge::sync::{self, SyncDoc};
+use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use shared::sync::{
     PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, scan_sync_message,
 };
-use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
+use shared::{DocId, DocKind, Principal};
 use tokio::sync::broadcast::error::RecvError;
 
 mod judge;
 mod session;
 
-use judge::{Checked, Chunk, Job, Outcome, check_in_parallel};
+use judge::{Checked, Job, Outcome, check_in_parallel};
 
 use super::SyncPeer;
 use super::cache::Locked;

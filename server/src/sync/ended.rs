@@ -55,7 +55,7 @@ impl OpenSessions {
     }
 
     /// Every open session, and those active since the last call.
-    fn take(&self) -> (Vec<String>, Vec<String>) {
+    pub(super) fn take(&self) -> (Vec<String>, Vec<String>) {
         let mut sessions = self.sessions.lock().expect("open sessions lock");
         let all = sessions.keys().cloned().collect();
         let active = sessions

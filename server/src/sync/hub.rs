@@ -9,8 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
-use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::Automerge;
 use shared::DocId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
@@ -18,8 +17,8 @@ use super::cache::{CacheStats, DocCache, Locked};
 use super::canonical::Canonical;
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{Ended, OpenSessions};
-use crate::auth::EndReason;
 use crate::Clock;
+use crate::auth::EndReason;
 use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
 
 /// Changes accepted into a locked document: the copy with them applied, and
@@ -442,62 +441,4 @@ async fn act_on_heard(hub: Weak<Hub>, mut heard: mpsc::UnboundedReceiver<Heard>)
 
 fn new_peer_id() -> String {
     format!("portal-{}", uuid::Uuid::now_v7().simple())
-}
-
-#[cfg(test)]
-mod tests {
-    use automerge::sync::{self, SyncDoc};
-    use automerge::transaction::Transactable;
-    use automerge::{Automerge, ROOT};
-
-    use super::Canonical;
-
-    /// A remembered message is exactly what automerge would have generated,
-    /// and is forgotten once the document changes.
-    #[test]
-    fn remembered_sync_messages_match_generated_ones() {
-        let mut doc = Automerge::new();
-        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "a", 1).map(|_| ()))
-            .unwrap();
-        let mut canonical = Canonical::new(doc.clone(), 0, 0, 0);
-        let mut replica = Automerge::new();
-        let (mut ours, mut theirs) = (sync::State::new(), sync::State::new());
-        // Bring one replica level, by the memo.
-        for _ in 0..4 {
-            if let Some(m) = replica.generate_sync_message(&mut theirs) {
-                canonical.doc.receive_sync_message(&mut ours, m).unwrap();
-            }
-            if let Some(bytes) = canonical.sync_message(&mut ours) {
-                replica
-                    .receive_sync_message(&mut theirs, sync::Message::decode(&bytes).unwrap())
-                    .unwrap();
-            }
-        }
-        assert_eq!(replica.get_heads(), canonical.doc.get_heads());
-        // A change: two connections in the same state get the same bytes and
-        // next state as plain generation gives.
-        canonical
-            .doc
-            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "b", 2).map(|_| ()))
-            .unwrap();
-        let mut plain = ours.clone();
-        let expected = canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode());
-        for _ in 0..2 {
-            let mut state = ours.clone();
-            assert_eq!(canonical.sync_message(&mut state), expected);
-            assert_eq!(state, plain);
-        }
-        assert_eq!(canonical.memo.by_state.len(), 1);
-        canonical
-            .doc
-            .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "c", 3).map(|_| ()))
-            .unwrap();
-        let mut state = ours.clone();
-        let mut plain = ours;
-        assert_eq!(
-            canonical.sync_message(&mut state),
-            canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode())
-        );
-        assert_eq!(canonical.memo.by_state.len(), 1, "older versions' messages are dropped");
-    }
 }

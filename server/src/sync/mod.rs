@@ -19,9 +19,9 @@ use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 pub use cache::CacheStats;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use ended::{CLOSE_SESSION_ENDED, Ended, SESSION_RECHECK};
-pub use recheck::watch_sessions;
 pub(crate) use hub::Accepted;
 pub use hub::Hub;
+pub use recheck::watch_sessions;
 
 use crate::storage::UserRecord;
 use crate::{AppState, Error};

@@ -12,10 +12,10 @@ use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{Close, Connection};
+use crate::auth::EndReason;
 use crate::auth::SESSION_IDLE;
 use crate::storage::AuditEvent;
 use crate::sync::TEST_SESSION;
-use crate::auth::EndReason;
 use crate::sync::ended::{CLOSE_SESSION_ENDED, Ended, OpenSocket};
 use crate::sync::hub::Hub;
 
