@@ -8,11 +8,8 @@
 
 use crate::catalog::{self, Medication};
 use crate::schema::{Allergy, Observation, Prescription, RangeFlag};
+use crate::schema::{CRITICAL_HIGH, CRITICAL_LOW};
 use crate::status::PrescriptionStatus;
-
-/// FHIR `ObservationInterpretation` codes for critical values.
-pub const CRITICAL_HIGH: &str = "HH";
-pub const CRITICAL_LOW: &str = "LL";
 
 /// Limits per LOINC test in the catalog's units: `[impossible below,
 /// critical below, critical above, impossible above]`.

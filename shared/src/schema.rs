@@ -248,12 +248,16 @@ pub struct Observation {
     pub interpretation: Option<String>,
 }
 
+/// FHIR `ObservationInterpretation` codes for critical values.
+pub const CRITICAL_HIGH: &str = "HH";
+pub const CRITICAL_LOW: &str = "LL";
+
 impl Observation {
     /// Whether the value was recorded as critical (high or low).
     pub fn critical(&self) -> Option<RangeFlag> {
         match self.interpretation.as_deref()? {
-            crate::safety::CRITICAL_HIGH => Some(RangeFlag::High),
-            crate::safety::CRITICAL_LOW => Some(RangeFlag::Low),
+            CRITICAL_HIGH => Some(RangeFlag::High),
+            CRITICAL_LOW => Some(RangeFlag::Low),
             _ => None,
         }
     }

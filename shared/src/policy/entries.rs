@@ -2,11 +2,10 @@
 //! a well-formed entry of its type written by its sender (author, recorder,
 //! clinic), and each entry they updated must still be well-formed.
 
-use automerge::{Automerge, ROOT};
-use autosurgeon::Hydrate;
+use automerge::Automerge;
 
 use super::ops::Plan;
-use super::{Denial, Principal, Rule, deny, outsider};
+use super::{Denial, Principal, Rule, deny, hydrate_entry, outsider};
 use crate::ids::UserId;
 use crate::read::MapCache;
 use crate::schema::{
@@ -32,22 +31,6 @@ pub(super) fn check(
         check_still_valid(&reads, *collection, id)?;
     }
     Ok(())
-}
-
-pub(super) fn hydrate_entry<T: Hydrate>(
-    doc: &MapCache<'_>,
-    collection: Collection,
-    id: &str,
-) -> Result<T, Denial> {
-    let path = [collection.code().to_owned(), id.to_owned()];
-    let Some((_, coll)) = autosurgeon::ReadDoc::get(doc, &ROOT, collection.code()).ok().flatten()
-    else {
-        return deny(Rule::Schema, &path);
-    };
-    match autosurgeon::hydrate_prop::<_, Option<T>, _, _>(doc, &coll, id) {
-        Ok(Some(entry)) => Ok(entry),
-        _ => deny(Rule::Schema, &path),
-    }
 }
 
 /// The parts every clinical entry shares.

@@ -253,3 +253,22 @@ pub fn check_entries(
 ) -> Result<(), Denial> {
     entries::check(after, plan, kind, who)
 }
+
+/// The entry at `collection`/`id`, hydrated whole as `T`; one that is
+/// missing or does not match the schema is refused.
+fn hydrate_entry<T: autosurgeon::Hydrate>(
+    doc: &crate::read::MapCache<'_>,
+    collection: crate::schema::Collection,
+    id: &str,
+) -> Result<T, Denial> {
+    let path = [collection.code().to_owned(), id.to_owned()];
+    let Some((_, coll)) =
+        autosurgeon::ReadDoc::get(doc, &automerge::ROOT, collection.code()).ok().flatten()
+    else {
+        return deny(Rule::Schema, &path);
+    };
+    match autosurgeon::hydrate_prop::<_, Option<T>, _, _>(doc, &coll, id) {
+        Ok(Some(entry)) => Ok(entry),
+        _ => deny(Rule::Schema, &path),
+    }
+}

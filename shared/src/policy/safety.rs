@@ -12,8 +12,7 @@
 use automerge::ROOT;
 use autosurgeon::ReadDoc;
 
-use super::entries::hydrate_entry;
-use super::{Denial, Rule, deny};
+use super::{Denial, Rule, deny, hydrate_entry};
 use crate::read::MapCache;
 use crate::safety::{self, ResultProblem};
 use crate::schema::{Allergy, Collection, Observation, Prescription};
