@@ -8,6 +8,7 @@
 //! authenticator on it. [`Browser::scenario`] saves a screenshot of every
 //! person's page when a scenario fails, whatever the assertion.
 
+pub mod demo;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -5,53 +5,8 @@
 //! screenshotted at 1280 and 390 px (`e2e/screenshots/safety-*`), and
 //! nothing may be wider than the window.
 
-use e2e::{Browser, Person, app_dist};
-use server::demo::DemoUser;
-use server::storage::Backend;
-use testkit::{TestDatabase, TestServer};
-
-struct Portal {
-    _db: TestDatabase,
-    app: TestServer,
-    users: Vec<DemoUser>,
-    browser: Browser,
-}
-
-impl Portal {
-    async fn start() -> Self {
-        let db = TestDatabase::new(Backend::Sqlite).await;
-        let app = TestServer::start(&db, app_dist()).await;
-        let users = server::demo::seed(&app.store).await.expect("seed demo data");
-        let browser = Browser::launch().await;
-        Self { _db: db, app, users, browser }
-    }
-
-    async fn enroll(&self, name: &str) -> Person {
-        let user = self.users.iter().find(|u| u.name.contains(name)).expect("demo user");
-        let (link, _) = server::auth::accounts::issue_enrollment(
-            &self.app.store,
-            &self.app.base_url,
-            user.id,
-            None,
-            self.app.clock.now_ms(),
-        )
-        .await
-        .expect("enrollment link");
-        self.browser.enroll(name, &link).await
-    }
-
-    async fn stop(self) {
-        self.browser.close().await;
-        self.app.stop().await;
-    }
-}
-
-async fn open_chart(provider: &Person, patient: &str) {
-    provider.click(".main-nav button", "Patients").await;
-    provider.type_into("#patient-search", patient).await;
-    provider.click("button.patient", patient).await;
-    provider.wait_for(".chart-head h2", patient).await;
-}
+use e2e::Person;
+use e2e::demo::{DemoPortal, open_chart};
 
 async fn write_tab(provider: &Person) {
     provider.click("nav.tabs button", "Record & prescribe").await;
@@ -97,7 +52,7 @@ async fn set_width(person: &Person, width: i64) {
 /// clinic's prescription naming both drugs, and duplicate therapy.
 #[tokio::test]
 async fn clinicians_are_stopped_or_warned_where_it_matters() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("safety", async {

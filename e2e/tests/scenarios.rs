@@ -9,80 +9,25 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ROOT, ReadDoc};
-use e2e::{Browser, Person, app_dist, wait_for_service_worker};
-use server::demo::DemoUser;
-use server::storage::Backend;
+use e2e::demo::{DemoPortal, open_chart};
+use e2e::{Person, wait_for_service_worker};
 use shared::DocKind;
-use testkit::{TestDatabase, TestServer};
 
 /// How long to watch for something that must not happen. The server relays
 /// a change to every allowed connection at once, so once one person has it,
 /// anyone else who was going to get it gets it within milliseconds.
 const WATCH: Duration = Duration::from_secs(2);
 
-/// A demo portal: its own database, a real server, and one Chromium.
-struct Portal {
-    _db: TestDatabase,
-    app: TestServer,
-    users: Vec<DemoUser>,
-    browser: Browser,
-}
-
-impl Portal {
-    async fn start() -> Self {
-        let db = TestDatabase::new(Backend::Sqlite).await;
-        let app = TestServer::start(&db, app_dist()).await;
-        let users = server::demo::seed(&app.store).await.expect("seed demo data");
-        let browser = Browser::launch().await;
-        Self { _db: db, app, users, browser }
-    }
-
-    fn user(&self, name: &str) -> &DemoUser {
-        self.users
-            .iter()
-            .find(|u| u.name.contains(name))
-            .unwrap_or_else(|| panic!("no demo user {name}"))
-    }
-
-    /// A demo user who opens a fresh enrollment link and creates a passkey.
-    async fn enroll(&self, name: &str) -> Person {
-        let user = self.user(name);
-        let (link, _) = server::auth::accounts::issue_enrollment(
-            &self.app.store,
-            &self.app.base_url,
-            user.id,
-            None,
-            self.app.clock.now_ms(),
-        )
+/// The server's canonical copy of a document.
+async fn canonical(portal: &DemoPortal, kind: DocKind) -> Automerge {
+    let stored = portal
+        .app
+        .store
+        .load_document(kind.doc_id())
         .await
-        .expect("enrollment link");
-        self.browser.enroll(name, &link).await
-    }
-
-    /// The server's canonical copy of a document.
-    async fn canonical(&self, kind: DocKind) -> Automerge {
-        let stored = self
-            .app
-            .store
-            .load_document(kind.doc_id())
-            .await
-            .expect("load")
-            .expect("document exists");
-        stored.to_automerge().expect("document loads")
-    }
-
-    async fn stop(self) {
-        self.browser.close().await;
-        self.app.stop().await;
-    }
-}
-
-/// A provider opens a patient's chart from their patient list.
-async fn open_chart(provider: &Person, patient: &str) {
-    provider.click(".main-nav button", "Patients").await;
-    provider.type_into("#patient-search", patient).await;
-    provider.click("button.patient", patient).await;
-    provider.wait_for(".chart-head h2", patient).await;
+        .expect("load")
+        .expect("document exists");
+    stored.to_automerge().expect("document loads")
 }
 
 /// In an open chart: records a lab result (LOINC code, value).
@@ -185,7 +130,7 @@ const PASSKEYS: &str = "section[aria-labelledby=\"keys-h\"]";
 /// one; the removed passkey no longer signs in, the new one does.
 #[tokio::test]
 async fn passkeys_sign_in_again_are_added_and_revoked() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("passkeys", async {
@@ -260,7 +205,7 @@ async fn passkeys_sign_in_again_are_added_and_revoked() {
 /// open page without a reload.
 #[tokio::test]
 async fn a_new_result_appears_on_the_open_patient_page() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("live result", async {
@@ -300,7 +245,7 @@ async fn sync_status_seen(person: &Person) -> Vec<String> {
 /// patients see the new entries.
 #[tokio::test]
 async fn clinic_work_done_offline_syncs_when_back_online() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("offline clinic", async {
@@ -350,7 +295,7 @@ async fn clinic_work_done_offline_syncs_when_back_online() {
 /// while both are offline; after both reconnect, everyone sees both entries.
 #[tokio::test]
 async fn concurrent_offline_entries_of_two_clinics_both_arrive() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("two clinics offline", async {
@@ -386,7 +331,7 @@ async fn a_message_written_offline_is_delivered_and_answered() {
     const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
     const QUESTION: &str = "Can I take the furosemide in the evening instead?";
     const ANSWER: &str = "Mornings are better, or you will be up at night.";
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("messages", async {
@@ -447,7 +392,7 @@ async fn a_message_written_offline_is_delivered_and_answered() {
 /// provider no longer receives the record's updates.
 #[tokio::test]
 async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("revoked clinic", async {
@@ -493,7 +438,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
 /// record. Once she takes the access away, the caregiver's session is over.
 #[tokio::test]
 async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("caregiver", async {
@@ -543,7 +488,7 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
 #[tokio::test]
 async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
     const FORGED: f64 = 987.6;
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("forged change", async {
@@ -600,7 +545,7 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
             wait_until_gone(&maria, "main", "987.6").await;
             maria.wait_for("main", "Hemoglobin A1c").await;
 
-            let canonical = portal.canonical(kind).await;
+            let canonical = canonical(&portal, kind).await;
             let (_, observations) = canonical.get(ROOT, "observations").unwrap().expect("observations");
             let (_, obj) = canonical.get(&observations, entry.as_str()).unwrap().expect("entry");
             let value = canonical.get(&obj, "value_quantity").unwrap().expect("value").0.into_scalar().ok().and_then(|v| v.as_f64());
@@ -631,7 +576,7 @@ fn hex(text: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_delivered() {
     const ANSWER: &str = "Please come in on Monday for a blood test.";
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("not delivered", async {
@@ -681,7 +626,7 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
                 patient: maria_user.patient.expect("a patient"),
                 clinic: portal.user("Okafor").clinics[0],
             };
-            let stored = portal.canonical(thread).await;
+            let stored = canonical(&portal, thread).await;
             let (_, messages) = stored.get(ROOT, "messages").unwrap().expect("messages");
             let bodies: Vec<String> = stored
                 .keys(&messages)
@@ -724,7 +669,7 @@ async fn set_width(person: &Person, width: i64, mobile: bool) {
 /// wider than a phone's screen.
 #[tokio::test]
 async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
-    let portal = Portal::start().await;
+    let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("account", async {
