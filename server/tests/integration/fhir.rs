@@ -1,0 +1,381 @@
+//! FHIR R4: `portal export` and `portal import` (the real binary, on both
+//! engines), the import's refusals and bounds, and the read API.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use server::demo;
+use shared::api::UserRole;
+use shared::schema::{ClinicalRecord, DocKind};
+use shared::{ClinicId, PatientId};
+use testkit::TestDatabase;
+
+use crate::BACKENDS;
+
+fn portal(args: &[&str], url: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(args)
+        .args(["--database-url", url])
+        .env("PORTAL_LOG", "warn")
+        .output()
+        .expect("portal runs")
+}
+
+/// A lab's transaction Bundle for `patient`: a panel with one potassium
+/// result, a prescription and an allergy, by the lab's identifiers.
+pub fn lab_bundle(patient: PatientId, potassium: f64) -> Value {
+    let subject = json!({ "reference": format!("Patient/{patient}") });
+    let entry = |url: &str, full: Option<&str>, resource: Value| {
+        let mut e = json!({ "request": { "method": "POST", "url": url }, "resource": resource });
+        if let Some(full) = full {
+            e["fullUrl"] = json!(full);
+        }
+        e
+    };
+    json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry("DiagnosticReport", Some("urn:uuid:5d0c6b2a-0000-4000-8000-000000000001"), json!({
+                "resourceType": "DiagnosticReport",
+                "identifier": [{ "system": "urn:oid:2.16.840.1.113883.3.1", "value": "R-100" }],
+                "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": "51990-0", "display": "Basic metabolic panel - Blood" }] },
+                "subject": subject,
+                "effectiveDateTime": "2026-11-30T08:15:00-05:00",
+                "result": [{ "reference": "urn:uuid:5d0c6b2a-0000-4000-8000-000000000002" }]
+            })),
+            entry("Observation", Some("urn:uuid:5d0c6b2a-0000-4000-8000-000000000002"), json!({
+                "resourceType": "Observation",
+                "identifier": [{ "system": "urn:oid:2.16.840.1.113883.3.1", "value": "O-100" }],
+                "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": "2823-3", "display": "Potassium [Moles/volume] in Serum or Plasma" }] },
+                "subject": subject,
+                "effectiveDateTime": "2026-11-30T08:15:00-05:00",
+                "valueQuantity": { "value": potassium, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L" },
+                "referenceRange": [{ "low": { "value": 3.5 }, "high": { "value": 5.1 } }]
+            })),
+            entry("MedicationRequest", None, json!({
+                "resourceType": "MedicationRequest",
+                "identifier": [{ "system": "urn:oid:2.16.840.1.113883.3.2", "value": "M-100" }],
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": { "coding": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361", "display": "amlodipine 5 MG Oral Tablet" }] },
+                "subject": subject,
+                "authoredOn": "2026-11-30",
+                "dosageInstruction": [{ "text": "1 tablet by mouth once daily" }],
+                "dispenseRequest": { "numberOfRepeatsAllowed": 3, "quantity": { "value": 30 } }
+            })),
+            entry("AllergyIntolerance", None, json!({
+                "resourceType": "AllergyIntolerance",
+                "identifier": [{ "system": "urn:oid:2.16.840.1.113883.3.3", "value": "A-100" }],
+                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active" }] },
+                "code": { "coding": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1191", "display": "Aspirin" }] },
+                "patient": subject,
+                "reaction": [{ "manifestation": [{ "text": "Hives" }], "severity": "mild" }]
+            })),
+        ]
+    })
+}
+
+pub struct Demo {
+    pub maria: PatientId,
+    pub james: PatientId,
+    /// Riverside: both patients consent.
+    pub riverside: ClinicId,
+    /// Northgate: only Maria consents.
+    pub northgate: ClinicId,
+}
+
+pub async fn seed(store: &server::storage::Store) -> Demo {
+    let users = demo::seed(store).await.unwrap();
+    let patients: Vec<PatientId> =
+        users.iter().filter(|u| u.role == UserRole::Patient).filter_map(|u| u.patient).collect();
+    let providers: Vec<ClinicId> =
+        users.iter().filter(|u| u.role == UserRole::Provider).map(|u| u.clinics[0]).collect();
+    Demo {
+        maria: patients[0],
+        james: patients[1],
+        riverside: providers[0],
+        northgate: providers[1],
+    }
+}
+
+/// The clinic's record of the patient, hydrated, with its stored sequence number.
+async fn clinical(
+    store: &server::storage::Store,
+    patient: PatientId,
+    clinic: ClinicId,
+) -> (ClinicalRecord, i64) {
+    let id = DocKind::ClinicalRecord { patient, clinic }.doc_id();
+    let stored = store.load_document(id).await.unwrap().unwrap();
+    (autosurgeon::hydrate(&stored.to_automerge().unwrap()).unwrap(), stored.seq)
+}
+
+fn write(dir: &Path, name: &str, bundle: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec(bundle).unwrap()).unwrap();
+    path
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn issues(outcome: &Value) -> Vec<String> {
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                i["code"].as_str().unwrap(),
+                i["expression"][0].as_str().unwrap_or(""),
+                i["diagnostics"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn export_prints_the_whole_record_as_a_bundle() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        let demo = seed(&store).await;
+        let out = portal(&["export", "--patient", &demo.maria.to_string()], &db.url);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bundle = stdout_json(&out);
+        assert_eq!(bundle["resourceType"], "Bundle");
+        assert_eq!(bundle["type"], "collection");
+        let resources: Vec<&Value> =
+            bundle["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+        let of = |kind: &str| resources.iter().filter(|r| r["resourceType"] == kind).count();
+        let (riverside, _) = clinical(&store, demo.maria, demo.riverside).await;
+        let (northgate, _) = clinical(&store, demo.maria, demo.northgate).await;
+        assert_eq!(of("Patient"), 1);
+        assert_eq!(of("Observation"), riverside.observations.len() + northgate.observations.len());
+        assert_eq!(of("DiagnosticReport"), riverside.reports.len() + northgate.reports.len());
+        assert_eq!(
+            of("MedicationRequest"),
+            riverside.prescriptions.len() + northgate.prescriptions.len()
+        );
+        assert_eq!(of("Organization"), 2, "{backend:?}: both clinics");
+        assert!(of("Communication") > 0 && of("AllergyIntolerance") > 0 && of("Immunization") > 0);
+        assert!(of("Provenance") >= of("Observation") + of("MedicationRequest"));
+        let patient = resources.iter().find(|r| r["resourceType"] == "Patient").unwrap();
+        assert_eq!(patient["id"], demo.maria.to_string());
+        for r in &resources {
+            let kind = r["resourceType"].as_str().unwrap();
+            if kind == "Observation" {
+                assert_eq!(r["code"]["coding"][0]["system"], "http://loinc.org");
+                assert_eq!(r["valueQuantity"]["system"], "http://unitsofmeasure.org", "{r}");
+                assert!(r["meta"]["source"].as_str().unwrap().starts_with("urn:uuid:"));
+            }
+        }
+        // The same ids on every export.
+        let again =
+            stdout_json(&portal(&["export", "--patient", &demo.maria.to_string()], &db.url));
+        assert_eq!(again, bundle, "{backend:?}: exports are stable");
+        // The export is in the patient's access log.
+        let log = store.patient_audit(demo.maria, 10).await.unwrap();
+        assert!(log.iter().any(|e| e.action == shared::api::AuditAction::RecordExported));
+        // An unknown patient is an error, not an empty Bundle.
+        let out = portal(&["export", "--patient", &PatientId::mint().to_string()], &db.url);
+        assert!(!out.status.success());
+        store.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn import_is_idempotent_atomic_and_as_safe_as_a_provider() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let store = db.store().await;
+        let demo = seed(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let clinic = demo.riverside.to_string();
+        let (before, _) = clinical(&store, demo.james, demo.riverside).await;
+
+        let good = write(dir.path(), "good.json", &lab_bundle(demo.james, 4.2));
+        let out = portal(&["import", "--clinic", &clinic, good.to_str().unwrap()], &db.url);
+        assert!(
+            out.status.success(),
+            "{backend:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("imported 4 new entries"));
+        let (after, seq) = clinical(&store, demo.james, demo.riverside).await;
+        assert_eq!(after.observations.len(), before.observations.len() + 1);
+        assert_eq!(after.reports.len(), before.reports.len() + 1);
+        assert_eq!(after.prescriptions.len(), before.prescriptions.len() + 1);
+        assert_eq!(after.allergies.len(), before.allergies.len() + 1);
+        let new = after
+            .observations
+            .values()
+            .find(|o| !before.observations.values().any(|b| b == *o))
+            .unwrap();
+        assert!(new.provenance.recorder_name.ends_with("(FHIR import)"), "{:?}", new.provenance);
+        assert_eq!(new.effective, "2026-11-30T13:15:00Z");
+        assert!(new.report.is_some());
+
+        // Again: nothing new, nothing stored.
+        let out = portal(&["import", "--clinic", &clinic, good.to_str().unwrap()], &db.url);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("imported 0 new entries (4 already"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(clinical(&store, demo.james, demo.riverside).await.1, seq);
+
+        // Invalid: every problem named, nothing stored.
+        let mut invalid = lab_bundle(demo.james, 4.4);
+        invalid["entry"][0]["resource"]["identifier"][0]["value"] = json!("R-101");
+        invalid["entry"][1]["resource"]["identifier"][0]["value"] = json!("O-101");
+        invalid["entry"][1]["resource"]["code"] = json!({ "text": "potassium" });
+        invalid["entry"][2]["resource"]["status"] = json!("on-hold");
+        invalid["entry"][3]["resource"]["identifier"] = json!([]);
+        let path = write(dir.path(), "invalid.json", &invalid);
+        let out = portal(&["import", "--clinic", &clinic, path.to_str().unwrap()], &db.url);
+        assert!(!out.status.success());
+        let found = issues(&stdout_json(&out));
+        for expected in [
+            "Bundle.entry[1].resource.code.coding",
+            "Bundle.entry[2].resource.status",
+            "Bundle.entry[3].resource.identifier",
+        ] {
+            assert!(
+                found.iter().any(|i| i.contains(expected)),
+                "{backend:?}: {expected} in {found:?}"
+            );
+        }
+        assert_eq!(
+            clinical(&store, demo.james, demo.riverside).await.1,
+            seq,
+            "nothing half-applied"
+        );
+
+        // Safety: an impossible potassium is refused like a provider's, the
+        // valid rest of the Bundle with it.
+        let mut impossible = lab_bundle(demo.james, 25.0);
+        for (i, value) in ["R-102", "O-102", "M-102", "A-102"].iter().enumerate() {
+            impossible["entry"][i]["resource"]["identifier"][0]["value"] = json!(value);
+        }
+        let path = write(dir.path(), "impossible.json", &impossible);
+        let out = portal(&["import", "--clinic", &clinic, path.to_str().unwrap()], &db.url);
+        assert!(!out.status.success());
+        let found = issues(&stdout_json(&out));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.contains("implausible") && i.contains("Bundle.entry[1].resource")),
+            "{found:?}"
+        );
+        // A critical value must come marked critical.
+        impossible["entry"][1]["resource"]["valueQuantity"]["value"] = json!(6.9);
+        let path = write(dir.path(), "critical.json", &impossible);
+        let out = portal(&["import", "--clinic", &clinic, path.to_str().unwrap()], &db.url);
+        let found = issues(&stdout_json(&out));
+        assert!(found.iter().any(|i| i.contains("critical-mark")), "{found:?}");
+        assert_eq!(clinical(&store, demo.james, demo.riverside).await.1, seq, "nothing stored");
+
+        // A clinic the patient does not consent to gets nothing in.
+        let path = write(dir.path(), "northgate.json", &lab_bundle(demo.james, 4.2));
+        let out = portal(
+            &["import", "--clinic", &demo.northgate.to_string(), path.to_str().unwrap()],
+            &db.url,
+        );
+        assert!(!out.status.success());
+        assert!(issues(&stdout_json(&out))[0].starts_with("not-found"));
+        assert!(
+            store
+                .load_document(
+                    DocKind::ClinicalRecord { patient: demo.james, clinic: demo.northgate }
+                        .doc_id()
+                )
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // The import is audited as a change by the clinic's import account.
+        let log = store.patient_audit(demo.james, 20).await.unwrap();
+        assert!(log.iter().any(|e| e.action == shared::api::AuditAction::ChangeAccepted
+            && e.detail == "fhir import"
+            && e.user_name.as_deref().is_some_and(|n| n.ends_with("(FHIR import)"))));
+        store.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn hostile_bundles_are_bounded_before_parsing_and_change_nothing() {
+    let db = TestDatabase::new(server::storage::Backend::Sqlite).await;
+    let store = db.store().await;
+    let demo = seed(&store).await;
+    let (_, seq) = clinical(&store, demo.james, demo.riverside).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clinic = demo.riverside.to_string();
+    let run =
+        |path: &Path| portal(&["import", "--clinic", &clinic, path.to_str().unwrap()], &db.url);
+
+    // Oversized: refused before parsing.
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; server::fhir::MAX_BUNDLE_BYTES + 1]).unwrap();
+    let found = issues(&stdout_json(&run(&big)));
+    assert!(found[0].contains("larger than"), "{found:?}");
+    // Deeply nested: the parser's recursion limit, no stack overflow.
+    let deep = dir.path().join("deep.json");
+    std::fs::write(&deep, format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))).unwrap();
+    let found = issues(&stdout_json(&run(&deep)));
+    assert!(found[0].contains("not JSON"), "{found:?}");
+    // Too many resources for one change.
+    let mut many = lab_bundle(demo.james, 4.2);
+    let one = many["entry"][2].clone();
+    many["entry"] = json!(
+        (0..shared::fhir::import::MAX_RESOURCES + 1)
+            .map(|i| {
+                let mut e = one.clone();
+                e["resource"]["identifier"][0]["value"] = json!(format!("M-{i}"));
+                e
+            })
+            .collect::<Vec<_>>()
+    );
+    let found = issues(&stdout_json(&run(&write(dir.path(), "many.json", &many))));
+    assert!(found[0].starts_with("too-costly"), "{found:?}");
+    // Not a Bundle; a resource of another patient smuggled in; a field
+    // over its limit (checked by the write policy).
+    let found = issues(&stdout_json(&run(&write(
+        dir.path(),
+        "patient.json",
+        &json!({ "resourceType": "Patient" }),
+    ))));
+    assert!(found[0].contains("not a Bundle"), "{found:?}");
+    let mut smuggled = lab_bundle(demo.james, 4.2);
+    smuggled["entry"][3]["resource"]["patient"]["reference"] =
+        json!(format!("Patient/{}", demo.maria));
+    let found = issues(&stdout_json(&run(&write(dir.path(), "smuggled.json", &smuggled))));
+    assert!(found.iter().any(|i| i.starts_with("business-rule")), "{found:?}");
+    let mut long = lab_bundle(demo.james, 4.2);
+    long["entry"][2]["resource"]["dosageInstruction"][0]["text"] = json!("x".repeat(5_000));
+    let found = issues(&stdout_json(&run(&write(dir.path(), "long.json", &long))));
+    assert!(
+        found.iter().any(|i| i.contains("rule limit") && i.contains("Bundle.entry[2]")),
+        "{found:?}"
+    );
+    assert_eq!(clinical(&store, demo.james, demo.riverside).await.1, seq, "nothing stored");
+    store.close().await;
+    db.drop_database().await;
+}
