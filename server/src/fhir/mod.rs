@@ -4,6 +4,7 @@
 //! `shared::fhir`; this module reads documents and speaks JSON at the edge.
 
 pub mod import;
+pub mod search;
 
 use std::collections::BTreeMap;
 

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use server::demo;
+use server::demo::{self, DemoUser};
 use shared::api::UserRole;
 use shared::schema::{ClinicalRecord, DocKind};
 use shared::{ClinicId, PatientId};
-use testkit::TestDatabase;
+use testkit::{TestDatabase, TestServer};
+
+use crate::authenticator::SoftPasskey;
+use crate::client::{Browser, invite};
 
 use crate::BACKENDS;
 
@@ -80,6 +83,7 @@ pub fn lab_bundle(patient: PatientId, potassium: f64) -> Value {
 }
 
 pub struct Demo {
+    pub users: Vec<DemoUser>,
     pub maria: PatientId,
     pub james: PatientId,
     /// Riverside: both patients consent.
@@ -99,6 +103,7 @@ pub async fn seed(store: &server::storage::Store) -> Demo {
         james: patients[1],
         riverside: providers[0],
         northgate: providers[1],
+        users,
     }
 }
 
@@ -378,4 +383,203 @@ async fn hostile_bundles_are_bounded_before_parsing_and_change_nothing() {
     assert_eq!(clinical(&store, demo.james, demo.riverside).await.1, seq, "nothing stored");
     store.close().await;
     db.drop_database().await;
+}
+
+/// Signs a demo user in with a new passkey, as the person would.
+async fn sign_in(app: &TestServer, user: shared::UserId) -> Browser {
+    let (link, _) = server::auth::accounts::issue_enrollment(
+        &app.store,
+        &app.base_url,
+        user,
+        None,
+        app.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    let mut browser = Browser::new(&app.base_url);
+    browser.enroll(&mut SoftPasskey::new(), &link).await;
+    browser
+}
+
+/// A FHIR GET with the browser's session; the status and body, after
+/// checking the content type.
+async fn fhir(browser: Option<&Browser>, base: &str, path: &str) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(cookie) = browser.and_then(|b| b.cookie.as_ref()) {
+        request = request.header("cookie", format!("portal_session={cookie}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/fhir+json", "{path}");
+    (status, response.json().await.unwrap())
+}
+
+fn resources(bundle: &Value) -> Vec<Value> {
+    bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect()
+}
+
+fn count(bundle: &Value, kind: &str) -> usize {
+    resources(bundle).iter().filter(|r| r["resourceType"] == kind).count()
+}
+
+#[tokio::test]
+async fn the_read_api_follows_the_read_rules_of_sync_and_is_audited() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let demo = seed(&app.store).await;
+        let base = app.base_url.clone();
+        let user = |role: UserRole, n: usize| {
+            demo.users.iter().filter(|u| u.role == role).nth(n).unwrap().id
+        };
+        let maria = sign_in(&app, user(UserRole::Patient, 0)).await;
+        let brandt = sign_in(&app, user(UserRole::Provider, 1)).await;
+        let admin = sign_in(&app, user(UserRole::Admin, 0)).await;
+        let carer_invite =
+            invite(&app, UserRole::Caregiver, "Ana Santos", None, Some(demo.maria)).await;
+        let mut carer = Browser::new(&base);
+        carer.enroll(&mut SoftPasskey::new(), &carer_invite.link).await;
+
+        // The capability statement is public.
+        let (status, cs) = fhir(None, &base, "/fhir/R4/metadata").await;
+        assert_eq!((status, cs["resourceType"].as_str()), (200, Some("CapabilityStatement")));
+        assert_eq!(cs["fhirVersion"], "4.0.1");
+        // Everything else needs a session.
+        let path = format!("/fhir/R4/Patient/{}/$everything", demo.maria);
+        let (status, outcome) = fhir(None, &base, &path).await;
+        assert_eq!((status, outcome["resourceType"].as_str()), (401, Some("OperationOutcome")));
+
+        // The patient reads their whole record; the caregiver the same.
+        let (status, everything) = fhir(Some(&maria), &base, &path).await;
+        assert_eq!(status, 200, "{everything}");
+        assert_eq!(everything["type"], "searchset");
+        let (riverside, _) = clinical(&app.store, demo.maria, demo.riverside).await;
+        let (northgate, _) = clinical(&app.store, demo.maria, demo.northgate).await;
+        assert_eq!(
+            count(&everything, "Observation"),
+            riverside.observations.len() + northgate.observations.len()
+        );
+        let (status, as_carer) = fhir(Some(&carer), &base, &path).await;
+        assert_eq!(status, 200);
+        assert_eq!(resources(&as_carer).len(), resources(&everything).len(), "{backend:?}");
+
+        // A provider of one consenting clinic sees what they sync: both
+        // clinical records, but only their own clinic's messages.
+        let (status, as_brandt) = fhir(Some(&brandt), &base, &path).await;
+        assert_eq!(status, 200);
+        assert_eq!(count(&as_brandt, "Observation"), count(&everything, "Observation"));
+        let messages = |bundle: &Value, clinic: ClinicId| {
+            resources(bundle)
+                .iter()
+                .filter(|r| {
+                    r["resourceType"] == "Communication"
+                        && r["meta"]["source"] == format!("urn:uuid:{clinic}")
+                })
+                .count()
+        };
+        assert!(messages(&everything, demo.riverside) > 0);
+        assert_eq!(
+            messages(&as_brandt, demo.riverside),
+            0,
+            "{backend:?}: not another clinic's thread"
+        );
+        assert_eq!(messages(&as_brandt, demo.northgate), messages(&everything, demo.northgate));
+        // A clinic admin syncs demographics only.
+        let (status, as_admin) = fhir(Some(&admin), &base, &path).await;
+        assert_eq!(status, 200);
+        assert_eq!(count(&as_admin, "Patient"), 1);
+        assert_eq!(count(&as_admin, "Observation") + count(&as_admin, "Communication"), 0);
+
+        // A provider of a clinic the patient does not consent to gets 404,
+        // as for a patient that does not exist.
+        for path in [
+            format!("/fhir/R4/Patient/{}/$everything", demo.james),
+            format!("/fhir/R4/Patient/{}", demo.james),
+            format!("/fhir/R4/Observation?patient={}", demo.james),
+            format!("/fhir/R4/Patient/{}/$everything", PatientId::mint()),
+        ] {
+            let (status, outcome) = fhir(Some(&brandt), &base, &path).await;
+            assert_eq!(
+                (status, outcome["resourceType"].as_str()),
+                (404, Some("OperationOutcome")),
+                "{path}"
+            );
+        }
+        let (status, _) =
+            fhir(Some(&maria), &base, &format!("/fhir/R4/Patient/{}/$everything", demo.james))
+                .await;
+        assert_eq!(status, 404, "another patient's record");
+
+        // Searches.
+        let (status, potassium) =
+            fhir(Some(&maria), &base, "/fhir/R4/Observation?code=http://loinc.org|2823-3").await;
+        assert_eq!(status, 200);
+        let expected = riverside
+            .observations
+            .values()
+            .chain(northgate.observations.values())
+            .filter(|o| o.loinc == "2823-3")
+            .count();
+        assert!(expected > 0);
+        assert_eq!(count(&potassium, "Observation"), expected);
+        assert_eq!(potassium["total"], expected);
+        let year =
+            riverside.observations.values().map(|o| o.effective[..4].to_owned()).max().unwrap();
+        let (_, recent) = fhir(
+            Some(&maria),
+            &base,
+            &format!(
+                "/fhir/R4/Observation?patient=Patient/{}&category=laboratory&date=ge{year}",
+                demo.maria
+            ),
+        )
+        .await;
+        let expected = riverside
+            .observations
+            .values()
+            .chain(northgate.observations.values())
+            .filter(|o| o.effective[..4] >= *year)
+            .count();
+        assert_eq!(count(&recent, "Observation"), expected);
+        let (_, none) =
+            fhir(Some(&maria), &base, "/fhir/R4/Observation?category=vital-signs").await;
+        assert_eq!(count(&none, "Observation"), 0);
+        for kind in ["MedicationRequest", "AllergyIntolerance", "Immunization", "Appointment"] {
+            let (status, found) = fhir(Some(&maria), &base, &format!("/fhir/R4/{kind}")).await;
+            assert_eq!(status, 200);
+            assert_eq!(count(&found, kind), count(&everything, kind), "{kind}");
+            assert_eq!(resources(&found).len(), count(&found, kind), "{kind} only");
+        }
+        let (status, _) = fhir(Some(&maria), &base, "/fhir/R4/Observation?date=last-week").await;
+        assert_eq!(status, 400);
+        let (status, _) = fhir(Some(&brandt), &base, "/fhir/R4/Observation").await;
+        assert_eq!(status, 400, "staff name the patient");
+        let (status, _) = fhir(Some(&maria), &base, "/fhir/R4/Condition").await;
+        assert_eq!(status, 404);
+
+        // Every read is in the patient's access log, by who read.
+        let log = app.store.patient_audit(demo.maria, 100).await.unwrap();
+        let reads: Vec<_> =
+            log.iter().filter(|e| e.action == shared::api::AuditAction::RecordRead).collect();
+        assert!(
+            reads
+                .iter()
+                .any(|e| e.user == Some(user(UserRole::Provider, 1))
+                    && e.detail == "FHIR $everything")
+        );
+        assert!(reads.iter().any(|e| e.user == Some(carer_invite.user.id)));
+        assert!(reads.iter().any(|e| e.detail == "FHIR Observation search"));
+        assert!(
+            !app.store
+                .patient_audit(demo.james, 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.action == shared::api::AuditAction::RecordRead),
+            "refused reads read nothing"
+        );
+        app.stop().await;
+        db.drop_database().await;
+    }
 }

@@ -257,7 +257,7 @@ fn utc(rd: &mut Reader<'_>, path: &str, text: &str) -> String {
     }
 }
 
-pub(crate) fn to_utc(text: &str) -> Option<String> {
+pub fn to_utc(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let s = text.get(range)?;
