@@ -96,7 +96,7 @@ async fn import(args: Import) -> Result<(), Error> {
     let store = Store::connect(args.database_url.expose()).await?;
     let hub = command_hub(store.clone());
     let refused = match server::fhir::parse(&bytes) {
-        Ok(bundle) => server::fhir::import::import(&hub, args.clinic, &bundle).await,
+        Ok(bundle) => server::fhir::import::import(&hub, args.clinic, &bundle, None).await,
         Err(problem) => {
             Err(server::fhir::import::Refused::Invalid(vec![shared::fhir::Issue::new(
                 "structure",

@@ -58,8 +58,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/invitations", post(invitations::invite))
         .route("/api/users/{user_id}/enrollment", post(invitations::reissue))
         // FHIR R4 (session): the record with the read rules of sync; every
-        // read audited. The capability statement is public.
+        // read audited. The capability statement is public. Imports run
+        // `fhir::import`, as `portal import` does.
         .route("/fhir/R4/metadata", get(fhir::metadata))
+        // A clinic's transaction Bundle (session, provider or admin).
+        .route("/fhir/R4", post(fhir::transaction))
         .route("/fhir/R4/Patient/{id}", get(fhir::patient))
         .route("/fhir/R4/Patient/{id}/$everything", get(fhir::everything))
         .route("/fhir/R4/{resource_type}", get(fhir::search))

@@ -41,6 +41,9 @@ pub struct Outcome {
     pub created: usize,
     /// Entries the record already held (sent before).
     pub existing: usize,
+    /// Each resource's index in `Bundle.entry`, its entry id and whether
+    /// it was added (else the record held it).
+    pub entries: Vec<(usize, EntryId, bool)>,
 }
 
 /// Why an import stored nothing.
@@ -117,7 +120,15 @@ pub async fn system_user(
 }
 
 /// Imports `bundle` into `clinic`'s record of the patient it names.
-pub async fn import(hub: &Hub, clinic: ClinicId, bundle: &Value) -> Result<Outcome, Refused> {
+/// `sent_by` is the signed-in staff member and session that posted it
+/// (the audit row names them); `None` for the operator's command, where
+/// the row names the import account.
+pub async fn import(
+    hub: &Hub,
+    clinic: ClinicId,
+    bundle: &Value,
+    sent_by: Option<(UserId, &str)>,
+) -> Result<Outcome, Refused> {
     let store = hub.store();
     let clinic_name = store.clinic_name(clinic).await?.ok_or(Refused::NotFound)?;
     let system = system_user(hub, clinic, &clinic_name).await?;
@@ -148,9 +159,11 @@ pub async fn import(hub: &Hub, clinic: ClinicId, bundle: &Value) -> Result<Outco
             .map_err(|e| StoreError::Corrupt(format!("a stored document does not load: {e}")))?;
         let actor = ActorId::random();
         doc.set_actor(actor.clone());
-        let mut outcome = Outcome { doc: id, created: 0, existing: 0 };
+        let mut outcome = Outcome { doc: id, created: 0, existing: 0, entries: Vec::new() };
         for imported in &plan.entries {
-            if holds(&base, &imported.entry, imported.id) {
+            let held = holds(&base, &imported.entry, imported.id);
+            outcome.entries.push((imported.index, imported.id, !held));
+            if held {
                 outcome.existing += 1;
                 continue;
             }
@@ -188,8 +201,8 @@ pub async fn import(hub: &Hub, clinic: ClinicId, bundle: &Value) -> Result<Outco
             snapshot: false,
         };
         let events = [AuditEvent {
-            user: Some(system.id),
-            session: None,
+            user: Some(sent_by.map_or(system.id, |(user, _)| user)),
+            session: sent_by.map(|(_, session)| session),
             action: AuditAction::ChangeAccepted,
             patient: Some(plan.patient),
             doc: Some(id),

@@ -163,6 +163,7 @@ pub fn capability_statement(base: &str) -> Value {
             "rest",
             vec![Value::object([
                 ("mode", "server".into()),
+                ("interaction", vec![Value::object([("code", "transaction".into())])].into()),
                 (
                     "security",
                     Value::object([(

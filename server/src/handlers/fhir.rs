@@ -9,12 +9,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::PatientId;
-use shared::api::AuditAction;
+use shared::api::{AuditAction, UserRole};
 use shared::fhir::export::{bundle, resources};
 use shared::fhir::{Issue, Value, operation_outcome};
+use shared::{ClinicId, PatientId};
 
 use crate::auth::AuthUser;
+use crate::fhir::import::{self, Refused};
 use crate::fhir::search::{Criteria, SEARCHABLE, capability_statement};
 use crate::fhir::{CONTENT_TYPE, patient_data};
 use crate::{AppState, Error};
@@ -154,6 +155,75 @@ pub async fn search(
         .filter(|r| r.str_at(&["resourceType"]) == Some(kind) && criteria.matches(r))
         .collect();
     Ok(Fhir(StatusCode::OK, bundle("searchset", &base(&state), found)))
+}
+
+/// `POST /fhir/R4`: a transaction Bundle of one patient's Observations,
+/// DiagnosticReports, MedicationRequests and AllergyIntolerances into the
+/// record of the poster's clinic (a provider of several names it with
+/// `?clinic=`), exactly as `portal import` does (`fhir::import`): one
+/// change through the write policy and safety rules, attributed to the
+/// clinic's import account, idempotent by identifier, all or nothing.
+/// Answers a `transaction-response` Bundle (201 per entry added, 200 per
+/// entry already held), or an OperationOutcome naming every problem.
+/// The body is bounded by the server's body limit before it is parsed.
+pub async fn transaction(
+    State(state): State<AppState>,
+    auth: Result<AuthUser, Error>,
+    Query(params): Query<Vec<(String, String)>>,
+    body: axum::body::Bytes,
+) -> Result<Fhir, Fhir> {
+    let auth = auth?;
+    if !matches!(auth.user.role, UserRole::Provider | UserRole::Admin) {
+        return Err(Error::Forbidden.into());
+    }
+    let named =
+        params.iter().find(|(name, _)| name == "clinic").map(|(_, c)| c.parse::<ClinicId>());
+    let clinic = match (named, auth.user.clinics.as_slice()) {
+        (Some(Ok(clinic)), clinics) if clinics.contains(&clinic) => clinic,
+        (Some(_), _) => return Err(Error::Forbidden.into()),
+        (None, [only]) => *only,
+        (None, _) => {
+            return Err(Error::BadRequest("name the clinic: ?clinic=<id>".into()).into());
+        }
+    };
+    let bundle = crate::fhir::parse(&body).map_err(|problem| {
+        Fhir(StatusCode::BAD_REQUEST, operation_outcome(&[Issue::new("structure", "", problem)]))
+    })?;
+    let sent_by = Some((auth.user.id, auth.session_id.as_str()));
+    let outcome = match import::import(&state.hub, clinic, &bundle, sent_by).await {
+        Ok(outcome) => outcome,
+        Err(refused) => {
+            let status = match &refused {
+                Refused::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                Refused::NotFound => StatusCode::NOT_FOUND,
+                Refused::Server(error) => {
+                    tracing::error!(%error, "FHIR import failed");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            return Err(Fhir(status, refused.outcome()));
+        }
+    };
+    let mut responses = vec![Value::Null; bundle.items("entry").len()];
+    for (index, id, created) in &outcome.entries {
+        let kind =
+            bundle.items("entry")[*index].str_at(&["resource", "resourceType"]).unwrap_or_default();
+        let location =
+            format!("{kind}/{}", shared::fhir::resource_id(outcome.doc, &id.to_string()));
+        let status = if *created { "201 Created" } else { "200 OK" };
+        responses[*index] = Value::object([(
+            "response",
+            Value::object([("status", status.into()), ("location", location.into())]),
+        )]);
+    }
+    Ok(Fhir(
+        StatusCode::OK,
+        Value::object([
+            ("resourceType", "Bundle".into()),
+            ("type", "transaction-response".into()),
+            ("entry", responses.into()),
+        ]),
+    ))
 }
 
 /// Anything else under `/fhir`.

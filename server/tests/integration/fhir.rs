@@ -583,3 +583,142 @@ async fn the_read_api_follows_the_read_rules_of_sync_and_is_audited() {
         db.drop_database().await;
     }
 }
+
+/// A POST with the browser's session and the portal's Origin.
+async fn post(browser: Option<&Browser>, base: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("origin", base)
+        .header("content-type", "application/fhir+json")
+        .body(body);
+    if let Some(cookie) = browser.and_then(|b| b.cookie.as_ref()) {
+        request = request.header("cookie", format!("portal_session={cookie}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn a_posted_transaction_reaches_the_patient_live_once() {
+    use automerge::Automerge;
+    use shared::sync::SyncClient;
+    use std::time::Duration;
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let demo = seed(&app.store).await;
+        let base = app.base_url.clone();
+        let user = |role: UserRole, n: usize| {
+            demo.users.iter().filter(|u| u.role == role).nth(n).unwrap().id
+        };
+        // James's device syncs his Riverside record.
+        let doc = DocKind::ClinicalRecord { patient: demo.james, clinic: demo.riverside }.doc_id();
+        let mut client = SyncClient::new(format!("test-{}", uuid::Uuid::now_v7().simple()));
+        client.insert(doc, Automerge::new());
+        let url = format!("{}/sync", base.replacen("http", "ws", 1));
+        let headers = [("x-portal-test-user", user(UserRole::Patient, 1).to_string())];
+        let mut james = testkit::Replica::connect(&url, &headers, client).await.unwrap();
+        james.sync_all(Duration::from_secs(30)).await.unwrap();
+        james.take_received();
+        let (before, _) = clinical(&app.store, demo.james, demo.riverside).await;
+
+        let okafor = sign_in(&app, user(UserRole::Provider, 0)).await;
+        let body = serde_json::to_vec(&lab_bundle(demo.james, 4.2)).unwrap();
+        let (status, response) = post(Some(&okafor), &base, "/fhir/R4", body.clone()).await;
+        assert_eq!(status, 200, "{backend:?}: {response}");
+        assert_eq!(response["type"], "transaction-response");
+        let statuses: Vec<&str> = response["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["response"]["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["201 Created"; 4]);
+        // Live on the patient's device, without asking.
+        james
+            .sync_until(Duration::from_secs(30), |c, _| {
+                c.doc(doc).is_some_and(|d| {
+                    autosurgeon::hydrate::<_, ClinicalRecord>(d).unwrap().observations.len()
+                        == before.observations.len() + 1
+                })
+            })
+            .await
+            .unwrap();
+        let (_, seq) = clinical(&app.store, demo.james, demo.riverside).await;
+
+        // Sent again: nothing new.
+        let (status, response) = post(Some(&okafor), &base, "/fhir/R4", body.clone()).await;
+        assert_eq!(status, 200);
+        assert!(
+            response["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["response"]["status"] == "200 OK")
+        );
+        assert_eq!(clinical(&app.store, demo.james, demo.riverside).await.1, seq);
+        // Who posted it is in the access log.
+        let log = app.store.patient_audit(demo.james, 20).await.unwrap();
+        assert!(
+            log.iter()
+                .any(|e| e.detail == "fhir import" && e.user == Some(user(UserRole::Provider, 0)))
+        );
+
+        // Refusals, each storing nothing.
+        let impossible = serde_json::to_vec(&{
+            let mut b = lab_bundle(demo.james, 25.0);
+            b["entry"][1]["resource"]["identifier"][0]["value"] = json!("O-999");
+            b
+        })
+        .unwrap();
+        let (status, outcome) = post(Some(&okafor), &base, "/fhir/R4", impossible).await;
+        assert_eq!(status, 422, "{outcome}");
+        assert!(issues(&outcome).iter().any(|i| i.contains("implausible")));
+        let brandt = sign_in(&app, user(UserRole::Provider, 1)).await;
+        let (status, outcome) = post(Some(&brandt), &base, "/fhir/R4", body.clone()).await;
+        assert_eq!(
+            (status, outcome["resourceType"].as_str()),
+            (404, Some("OperationOutcome")),
+            "no consent to Northgate"
+        );
+        let maria = sign_in(&app, user(UserRole::Patient, 0)).await;
+        let (status, _) = post(Some(&maria), &base, "/fhir/R4", body.clone()).await;
+        assert_eq!(status, 403, "patients do not import");
+        let (status, _) = post(None, &base, "/fhir/R4", body.clone()).await;
+        assert_eq!(status, 401);
+        let (status, outcome) =
+            post(Some(&okafor), &base, "/fhir/R4", b"{\"resourceType\":".to_vec()).await;
+        assert_eq!(status, 400, "{outcome}");
+        let (status, _) =
+            post(Some(&okafor), &base, "/fhir/R4", vec![b' '; server::fhir::MAX_BUNDLE_BYTES + 1])
+                .await;
+        assert_eq!(status, 413, "the body limit holds before parsing");
+        let (status, _) = post(
+            Some(&okafor),
+            &base,
+            &format!("/fhir/R4?clinic={}", demo.northgate),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, 403, "not their clinic");
+        let forged = reqwest::Client::new()
+            .post(format!("{base}/fhir/R4"))
+            .header("origin", "https://evil.example")
+            .header("cookie", format!("portal_session={}", okafor.cookie.as_ref().unwrap()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status().as_u16(), 403, "cross-site posts are refused");
+        assert_eq!(
+            clinical(&app.store, demo.james, demo.riverside).await.1,
+            seq,
+            "{backend:?}: nothing stored"
+        );
+        james.close().await;
+        app.stop().await;
+        db.drop_database().await;
+    }
+}
