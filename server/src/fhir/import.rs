@@ -86,6 +86,20 @@ impl Refused {
     }
 }
 
+/// Imports parsed and judged at once on one instance: each holds a parsed
+/// Bundle (tens of megabytes for a 2 MiB body of tiny values) and a copy of
+/// the record, so the rest wait their turn rather than the server's memory
+/// growing with the number of senders.
+pub const AT_ONCE: usize = 2;
+
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ONCE);
+
+/// Waits for a turn to parse and import a Bundle (`AT_ONCE`); the turn
+/// ends when the permit is dropped.
+pub async fn turn() -> tokio::sync::SemaphorePermit<'static> {
+    RUNNING.acquire().await.expect("the semaphore is never closed")
+}
+
 /// Namespace of clinics' import accounts (fixed).
 const SYSTEM_NAMESPACE: Uuid = Uuid::from_u128(0x51c7_e2a0_8b3d_4f96_a1e4_6d0c_92b7_f3e8);
 
@@ -155,51 +169,18 @@ pub async fn import(
     for _ in 0..3 {
         let mut locked: BTreeMap<_, _> = hub.lock_all([id]).await?.into_iter().collect();
         let base = locked.get(&id).and_then(|g| g.as_ref()).ok_or(Refused::NotFound)?.doc().clone();
-        let mut doc = AutoCommit::load(&base.save())
-            .map_err(|e| StoreError::Corrupt(format!("a stored document does not load: {e}")))?;
-        let actor = ActorId::random();
-        doc.set_actor(actor.clone());
-        let mut outcome = Outcome { doc: id, created: 0, existing: 0, entries: Vec::new() };
-        for imported in &plan.entries {
-            let held = holds(&base, &imported.entry, imported.id);
-            outcome.entries.push((imported.index, imported.id, !held));
-            if held {
-                outcome.existing += 1;
-                continue;
-            }
-            let added = match &imported.entry {
-                Entry::Report(e) => record::add(&mut doc, imported.id, e),
-                Entry::Observation(e) => record::add(&mut doc, imported.id, e),
-                Entry::Prescription(e) => record::add(&mut doc, imported.id, e),
-                Entry::Allergy(e) => record::add(&mut doc, imported.id, e),
-            };
-            added.map_err(|e| {
-                StoreError::Corrupt(format!("the record does not take an entry: {e}"))
-            })?;
-            outcome.created += 1;
-        }
+        // Building and judging the change costs as much as the record is
+        // long: off the async runtime, as sync judges changes.
+        let (plan_, principal_) = (plan.clone(), principal.clone());
+        let judged =
+            tokio::task::spawn_blocking(move || judge(base, &plan_, kind, &principal_, id))
+                .await
+                .map_err(|e| Error::Conflict(format!("judging the import failed: {e}")))??;
+        let Judged { doc, data, outcome, actor } = judged;
         if outcome.created == 0 {
             return Ok(outcome);
         }
-        let before = base.get_heads();
-        shared::check_edit(&base, doc.document(), &kind, &principal).map_err(|denial| {
-            // The denial's path starts with the collection and entry id.
-            let entry = denial.path.split('/').nth(1).and_then(|e| e.parse::<EntryId>().ok());
-            let index = plan.entries.iter().find(|i| Some(i.id) == entry).map(|i| i.index);
-            let expression =
-                index.map(|i| format!("Bundle.entry[{i}].resource")).unwrap_or_default();
-            Refused::Invalid(vec![Issue::new(
-                "business-rule",
-                &expression,
-                format!("{} (rule {})", denial.rule.explanation(), denial.rule.code()),
-            )])
-        })?;
-        let accepted = Accepted {
-            id,
-            data: doc.save_after(&before),
-            doc: doc.document().clone(),
-            snapshot: false,
-        };
+        let accepted = Accepted { id, data, doc, snapshot: false };
         let events = [AuditEvent {
             user: Some(sent_by.map_or(system.id, |(user, _)| user)),
             session: sent_by.map(|(_, session)| session),
@@ -228,6 +209,64 @@ pub async fn import(
         }
     }
     Err(Refused::Server(Error::Conflict("the record kept changing; send the Bundle again".into())))
+}
+
+/// The change a plan makes to the record as it is (`base`), judged.
+struct Judged {
+    doc: automerge::Automerge,
+    /// The change's bytes, as stored.
+    data: Vec<u8>,
+    outcome: Outcome,
+    actor: ActorId,
+}
+
+/// Adds the plan's entries the record lacks to a copy of `base` as one
+/// change and judges it as the write policy judges a provider's.
+fn judge(
+    base: automerge::Automerge,
+    plan: &plan::Plan,
+    kind: DocKind,
+    principal: &shared::Principal,
+    id: shared::DocId,
+) -> Result<Judged, Refused> {
+    let mut doc = AutoCommit::load(&base.save())
+        .map_err(|e| StoreError::Corrupt(format!("a stored document does not load: {e}")))?;
+    let actor = ActorId::random();
+    doc.set_actor(actor.clone());
+    let mut outcome = Outcome { doc: id, created: 0, existing: 0, entries: Vec::new() };
+    for imported in &plan.entries {
+        let held = holds(&base, &imported.entry, imported.id);
+        outcome.entries.push((imported.index, imported.id, !held));
+        if held {
+            outcome.existing += 1;
+            continue;
+        }
+        let added = match &imported.entry {
+            Entry::Report(e) => record::add(&mut doc, imported.id, e),
+            Entry::Observation(e) => record::add(&mut doc, imported.id, e),
+            Entry::Prescription(e) => record::add(&mut doc, imported.id, e),
+            Entry::Allergy(e) => record::add(&mut doc, imported.id, e),
+        };
+        added
+            .map_err(|e| StoreError::Corrupt(format!("the record does not take an entry: {e}")))?;
+        outcome.created += 1;
+    }
+    if outcome.created == 0 {
+        return Ok(Judged { doc: base, data: Vec::new(), outcome, actor });
+    }
+    shared::check_edit(&base, doc.document(), &kind, principal).map_err(|denial| {
+        // The denial's path starts with the collection and entry id.
+        let entry = denial.path.split('/').nth(1).and_then(|e| e.parse::<EntryId>().ok());
+        let index = plan.entries.iter().find(|i| Some(i.id) == entry).map(|i| i.index);
+        let expression = index.map(|i| format!("Bundle.entry[{i}].resource")).unwrap_or_default();
+        Refused::Invalid(vec![Issue::new(
+            "business-rule",
+            &expression,
+            format!("{} (rule {})", denial.rule.explanation(), denial.rule.code()),
+        )])
+    })?;
+    let data = doc.save_after(&base.get_heads());
+    Ok(Judged { doc: doc.document().clone(), data, outcome, actor })
 }
 
 /// Whether the record holds an entry of this type under `id` already.

@@ -186,7 +186,11 @@ pub async fn transaction(
             return Err(Error::BadRequest("name the clinic: ?clinic=<id>".into()).into());
         }
     };
-    let bundle = crate::fhir::parse(&body).map_err(|problem| {
+    let _turn = import::turn().await;
+    let parsed = tokio::task::spawn_blocking(move || crate::fhir::parse(&body))
+        .await
+        .map_err(|e| Error::Conflict(format!("parsing failed: {e}")))?;
+    let bundle = parsed.map_err(|problem| {
         Fhir(StatusCode::BAD_REQUEST, operation_outcome(&[Issue::new("structure", "", problem)]))
     })?;
     let sent_by = Some((auth.user.id, auth.session_id.as_str()));

@@ -173,7 +173,7 @@ pub(crate) fn observation(
         unit = q.str_at(&["code"]).or_else(|| q.str_at(&["unit"])).map(str::to_owned);
     }
     let value_string = rd.optional(r, &["valueString"]);
-    if value_quantity.is_none() && value_string.is_none() && rd.issues.is_empty() {
+    if r.get("valueQuantity").is_none() && value_string.is_none() {
         rd.problem("required", "value[x]", "needs valueQuantity or valueString");
     }
     let range = r.items("referenceRange").first();

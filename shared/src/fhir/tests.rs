@@ -543,3 +543,95 @@ fn times_convert_to_utc() {
         assert_eq!(to_utc(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn an_exported_record_imports_elsewhere_as_the_same_entries() {
+    let f = fixture();
+    let exported = resources(&f.data);
+    let imported_types =
+        ["Observation", "DiagnosticReport", "MedicationRequest", "AllergyIntolerance"];
+    let entries: Vec<Value> = exported
+        .iter()
+        .filter(|r| imported_types.contains(&r.str_at(&["resourceType"]).unwrap()))
+        .map(|r| {
+            let kind = r.str_at(&["resourceType"]).unwrap();
+            Value::object([
+                ("request", Value::object([("method", "POST".into()), ("url", kind.into())])),
+                ("resource", r.clone()),
+            ])
+        })
+        .collect();
+    let transaction = Value::object([
+        ("resourceType", "Bundle".into()),
+        ("type", "transaction".into()),
+        ("entry", entries.into()),
+    ]);
+    let elsewhere = ClinicId::mint();
+    let system = prov(elsewhere, UserId::mint(), "2026-01-01T00:00:00Z");
+    let plan = import::plan(&transaction, elsewhere, &system).expect("an export imports");
+    assert_eq!(plan.patient, f.data.patient);
+    let original = &f.data.clinical[&f.clinic];
+    let n = original.observations.len()
+        + original.reports.len()
+        + original.prescriptions.len()
+        + original.allergies.len();
+    assert_eq!(plan.entries.len(), n);
+    for imported in &plan.entries {
+        let key = imported.id.to_string();
+        // The same entry ids, the same clinical content; the recording is
+        // the importer's.
+        match &imported.entry {
+            Entry::Observation(o) => {
+                let before = &original.observations[&key];
+                assert_eq!(
+                    Observation {
+                        provenance: before.provenance.clone(),
+                        replaces: before.replaces,
+                        status_reason: before.status_reason.clone(),
+                        status_by: before.status_by,
+                        status_at: before.status_at.clone(),
+                        ..o.clone()
+                    },
+                    *before
+                );
+                assert_eq!(o.provenance, system);
+            }
+            Entry::Report(r) => assert_eq!(
+                (&r.loinc, &r.effective, r.status),
+                (
+                    &original.reports[&key].loinc,
+                    &original.reports[&key].effective,
+                    original.reports[&key].status
+                )
+            ),
+            Entry::Prescription(p) => {
+                let before = &original.prescriptions[&key];
+                assert_eq!(
+                    (
+                        &p.rxnorm,
+                        &p.dosage,
+                        p.quantity,
+                        p.refills_allowed,
+                        p.status,
+                        &p.override_reason
+                    ),
+                    (
+                        &before.rxnorm,
+                        &before.dosage,
+                        before.quantity,
+                        before.refills_allowed,
+                        before.status,
+                        &before.override_reason
+                    )
+                );
+            }
+            Entry::Allergy(a) => {
+                let before = &original.allergies[&key];
+                assert_eq!(
+                    (&a.substance_code, &a.reaction, a.severity, a.status),
+                    (&before.substance_code, &before.reaction, before.severity, before.status)
+                );
+            }
+        }
+    }
+}
