@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
+use shared::catalog;
 use shared::record::{self};
 use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
 use shared::status::{
@@ -77,20 +78,22 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
 
 fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
     let error = obs.status == ResultStatus::EnteredInError;
+    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
     let value = match (obs.value_quantity, &obs.value_string) {
-        (Some(v), _) => format!("{} {}", logic::number(v), obs.unit.clone().unwrap_or_default()),
+        (Some(v), _) => format!("{} {unit}", logic::number(v)),
         (None, Some(s)) => s.clone(),
         _ => "—".into(),
     };
-    let range = format!(
-        "{} {}",
-        logic::range(obs.reference_low, obs.reference_high),
-        obs.unit.clone().unwrap_or_default()
-    );
+    let range = format!("{} {unit}", logic::range(obs.reference_low, obs.reference_high));
     let reason = obs.status_reason.clone().unwrap_or_default();
+    // The name patients know, with the coded one beside it for the record.
+    let (name, coded) = match catalog::plain_name(&obs.loinc) {
+        Some(name) => (name.to_owned(), Some(obs.display.clone())),
+        None => (obs.display.clone(), None),
+    };
     view! {
         <tr class:struck=error>
-            <th scope="row">{obs.display.clone()}
+            <th scope="row">{name}{coded.map(|c| view! { <span class="coded">{c}</span> })}
                 {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
             </th>
             <td class="value">{value}</td>
@@ -207,8 +210,8 @@ fn series(data: &PatientData) -> BTreeMap<String, Series> {
                 continue;
             }
             let s = out.entry(obs.loinc.clone()).or_insert_with(|| Series {
-                display: obs.display.clone(),
-                unit: obs.unit.clone().unwrap_or_default(),
+                display: catalog::plain_name(&obs.loinc).unwrap_or(&obs.display).to_owned(),
+                unit: catalog::readable_unit(obs.unit.as_deref().unwrap_or_default()).to_owned(),
                 low: obs.reference_low,
                 high: obs.reference_high,
                 samples: Vec::new(),
