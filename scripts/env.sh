@@ -7,6 +7,7 @@ export PATH="$PORTAL_TOOLS/bin:$HOME/.cargo/bin:$PATH"
 # Versions pinned here and in app/Cargo.toml.
 export WASM_BINDGEN_VERSION=0.2.130
 export BINARYEN_VERSION=132.0.0
+export TERSER_VERSION=5.51.4
 # The release WASM is built with a pinned nightly: rebuilding std with
 # immediate-abort panics and no Debug formatting takes about a tenth off the
 # brotli bundle (see scripts/build-app). Everything else builds on stable.

@@ -28,7 +28,8 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
             Group {
                 report_id: Some(id.clone()),
                 report: Some(report.clone()),
-                title: report.display.clone(),
+                title: shared::catalog::plain_name(&report.loinc)
+                    .map_or_else(|| report.display.clone(), str::to_owned),
                 effective: report.effective.clone(),
                 observations: Vec::new(),
             },
@@ -45,7 +46,8 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
             .or_insert_with(|| Group {
                 report_id: None,
                 report: None,
-                title: obs.display.clone(),
+                title: shared::catalog::plain_name(&obs.loinc)
+                    .map_or_else(|| obs.display.clone(), str::to_owned),
                 effective: obs.effective.clone(),
                 observations: Vec::new(),
             })
@@ -321,7 +323,8 @@ mod tests {
     fn obs(report: Option<EntryId>, display: &str, effective: &str, value: f64) -> Observation {
         Observation {
             report,
-            loinc: "4548-4".into(),
+            // A local code: titles then come from the display names.
+            loinc: "local-1".into(),
             display: display.into(),
             value_quantity: Some(value),
             value_string: None,
@@ -341,7 +344,7 @@ mod tests {
 
     fn report(effective: &str, display: &str) -> Report {
         Report {
-            loinc: "57698-3".into(),
+            loinc: "local-2".into(),
             display: display.into(),
             effective: effective.into(),
             status: ResultStatus::Final,
@@ -384,6 +387,21 @@ mod tests {
         let lipid: Vec<_> = groups[2].observations.iter().map(|o| o.1.display.as_str()).collect();
         assert_eq!(lipid, ["HDL", "LDL"]);
         assert!(groups[1].report.is_none());
+    }
+
+    #[test]
+    fn results_of_catalog_tests_are_titled_by_their_plain_names() {
+        let mut record = ClinicalRecord::default();
+        let panel = EntryId::mint();
+        let mut lipids =
+            report("2024-06-01T09:00:00Z", "Lipid panel with direct LDL - Serum or Plasma");
+        lipids.loinc = "57698-3".into();
+        record.reports.insert(panel.to_string(), lipids);
+        let mut a1c = obs(None, "Hemoglobin A1c/Hemoglobin.total in Blood", "2024-03-01", 6.1);
+        a1c.loinc = "4548-4".into();
+        record.observations.insert(EntryId::mint().to_string(), a1c);
+        let titles: Vec<_> = group_results(&record).into_iter().map(|g| g.title).collect();
+        assert_eq!(titles, ["Lipid panel (cholesterol)", "Hemoglobin A1c"]);
     }
 
     #[test]

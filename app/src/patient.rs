@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
+use shared::catalog;
 use shared::record::{self};
 use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
 use shared::status::{
@@ -77,20 +78,22 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
 
 fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
     let error = obs.status == ResultStatus::EnteredInError;
+    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
     let value = match (obs.value_quantity, &obs.value_string) {
-        (Some(v), _) => format!("{} {}", logic::number(v), obs.unit.clone().unwrap_or_default()),
+        (Some(v), _) => format!("{} {unit}", logic::number(v)),
         (None, Some(s)) => s.clone(),
         _ => "—".into(),
     };
-    let range = format!(
-        "{} {}",
-        logic::range(obs.reference_low, obs.reference_high),
-        obs.unit.clone().unwrap_or_default()
-    );
+    let range = format!("{} {unit}", logic::range(obs.reference_low, obs.reference_high));
     let reason = obs.status_reason.clone().unwrap_or_default();
+    // The name patients know, with the coded one beside it for the record.
+    let (name, coded) = match catalog::plain_name(&obs.loinc) {
+        Some(name) => (name.to_owned(), Some(obs.display.clone())),
+        None => (obs.display.clone(), None),
+    };
     view! {
         <tr class:struck=error>
-            <th scope="row">{obs.display.clone()}
+            <th scope="row">{name}{coded.map(|c| view! { <span class="coded">{c}</span> })}
                 {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
             </th>
             <td class="value">{value}</td>
@@ -207,8 +210,8 @@ fn series(data: &PatientData) -> BTreeMap<String, Series> {
                 continue;
             }
             let s = out.entry(obs.loinc.clone()).or_insert_with(|| Series {
-                display: obs.display.clone(),
-                unit: obs.unit.clone().unwrap_or_default(),
+                display: catalog::plain_name(&obs.loinc).unwrap_or(&obs.display).to_owned(),
+                unit: catalog::readable_unit(obs.unit.as_deref().unwrap_or_default()).to_owned(),
                 low: obs.reference_low,
                 high: obs.reference_high,
                 samples: Vec::new(),
@@ -300,23 +303,20 @@ fn trend_chart(s: &Series) -> impl IntoView + use<> {
     .into_any()
 }
 
+/// A refill request's state in words. The clinic's note reaches the patient
+/// with every decision, not only a denial.
 fn refill_state(request: &RefillRequest, synced: bool) -> String {
-    match request.status {
-        RefillStatus::Requested if !synced => "requested, waiting to be sent".into(),
-        RefillStatus::Requested => "requested, waiting for the clinic".into(),
-        RefillStatus::Approved => {
-            format!("approved {}", request.decided_at.as_deref().map(logic::date).unwrap_or(""))
-        }
-        RefillStatus::Denied => format!(
-            "denied{}",
-            request
-                .decision_note
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .map(|n| format!(": {n}"))
-                .unwrap_or_default()
-        ),
-        RefillStatus::Cancelled => "cancelled".into(),
+    let decided = match request.status {
+        RefillStatus::Requested if !synced => return "requested, waiting to be sent".into(),
+        RefillStatus::Requested => return "requested, waiting for the clinic".into(),
+        RefillStatus::Approved => "approved",
+        RefillStatus::Denied => "denied",
+        RefillStatus::Cancelled => "cancelled",
+    };
+    let on = request.decided_at.as_deref().map(logic::date).unwrap_or_default();
+    match request.decision_note.as_deref().filter(|n| !n.is_empty()) {
+        Some(note) => format!("{decided} {on}: {note}"),
+        None => format!("{decided} {on}"),
     }
 }
 
@@ -415,6 +415,9 @@ fn prescription_card(
         .unwrap_or_default();
     let pending = requests.iter().any(|(_, q)| q.status == RefillStatus::Requested);
     let active = rx.status == PrescriptionStatus::Active;
+    // Refills mean something only for an active prescription that allows
+    // them: not once stopped or completed, nor for a fixed course.
+    let refillable = active && rx.refills_allowed > 0;
     let editable = staff == Some(clinic);
     let reason = rx.status_reason.clone();
     let request_rows = requests
@@ -446,7 +449,7 @@ fn prescription_card(
             <dl class="facts">
                 <dt>"Dosage"</dt><dd>{rx.dosage.clone()}</dd>
                 <dt>"Quantity"</dt><dd>{rx.quantity}</dd>
-                <dt>"Refills left"</dt><dd>{format!("{left} of {}", rx.refills_allowed)}</dd>
+                {refillable.then(|| view! { <dt>"Refills left"</dt><dd>{format!("{left} of {}", rx.refills_allowed)}</dd> })}
                 <dt>"Prescriber"</dt><dd>{rx.provenance.recorder_name.clone()}</dd>
                 <dt>"Clinic"</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
                 <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
@@ -456,7 +459,7 @@ fn prescription_card(
             {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
-            {(is_patient_side && active && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
+            {(is_patient_side && refillable && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
             {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection=Collection::Prescriptions id=id.clone()/> })}
         </article>
     }

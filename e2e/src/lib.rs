@@ -239,6 +239,69 @@ impl Person {
         set_offline(&self.page, false).await;
     }
 
+    /// Opens a view from the navigation (a tab of the patient's own record,
+    /// of a provider's open chart, or the account page).
+    pub async fn tab(&self, label: &str) {
+        self.click("nav button", label).await;
+    }
+
+    /// Sets the page's width in CSS pixels, as a phone (`mobile`) or a
+    /// desktop window.
+    pub async fn set_width(&self, width: i64, mobile: bool) {
+        use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+        let params = SetDeviceMetricsOverrideParams::builder()
+            .width(width)
+            .height(900)
+            .device_scale_factor(1.0)
+            .mobile(mobile)
+            .build()
+            .expect("metrics");
+        self.page.execute(params).await.expect("set the page width");
+    }
+
+    /// What sticks out sideways: the page itself if it is wider than the
+    /// window, every scrolling box of the view whose content is wider than
+    /// it (a column to scroll to), and every element that ends right of the
+    /// screen; as "tag.class: px". Visually hidden text is meant to be clipped.
+    pub async fn sideways_overflow(&self) -> Vec<String> {
+        let script = r#"(() => {
+            const out = [];
+            const page = document.documentElement.scrollWidth - window.innerWidth;
+            if (page > 0) out.push(`page: ${page}px`);
+            for (const el of document.querySelectorAll('main *')) {
+                const name = `${el.tagName.toLowerCase()}.${el.className}`;
+                const over = el.scrollWidth - el.clientWidth;
+                const scrolls = ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+                if (over > 1 && el.clientWidth > 0 && scrolls) {
+                    out.push(`${name}: ${over}px`);
+                }
+                const right = el.getBoundingClientRect().right - window.innerWidth;
+                if (right > 1 && el.getClientRects().length > 0 && !el.closest('.sr-only')) {
+                    out.push(`${name} ends ${Math.round(right)}px right of the screen`);
+                }
+            }
+            return out.slice(0, 12);
+        })()"#;
+        self.page.evaluate(script).await.expect("measure").into_value().expect("a list")
+    }
+
+    /// A screenshot of what the screen shows (not the whole page: a
+    /// full-page capture resizes the page and drops a width set with
+    /// [`Person::set_width`]), under e2e/screenshots, to look at.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+        let _ = std::fs::create_dir_all(&dir);
+        let file: String = format!("{} {name}", self.name)
+            .chars()
+            .take(80)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("{file}.png"));
+        let params = ScreenshotParams::builder().full_page(false).build();
+        self.page.save_screenshot(params, &path).await.expect("screenshot");
+        path
+    }
+
     /// Adds a virtual authenticator to this person's page (a new device).
     pub async fn add_authenticator(&self) -> AuthenticatorId {
         add_authenticator(&self.page).await

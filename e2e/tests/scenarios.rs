@@ -404,7 +404,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
 
             // While Northgate has access, Dr. Brandt sees Riverside's entries live.
             record_result(&okafor, "777-3", "277.5").await;
-            brandt.wait_for("main table", "277.5 10*3/uL").await;
+            brandt.wait_for("main table", "277.5 thousand/µL").await;
 
             tab(&maria, "Account").await;
             let northgate = item_mentioning("Northgate");
@@ -420,7 +420,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
 
             record_result(&okafor, "6690-2", "7.77").await;
             tab(&maria, "Results").await;
-            maria.wait_for("main table", "7.77 10*3/uL").await;
+            maria.wait_for("main table", "7.77 thousand/µL").await;
             brandt
                 .check(
                     brandt.text(".sync-status").await.starts_with("Online"),

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fhir;
 mod handlers;
 pub mod ratelimit;
 mod router;

@@ -5,8 +5,8 @@ use server::auth::accounts::{self, NewAccount};
 use server::config::DatabaseUrl;
 use server::storage::Store;
 use server::{Config, Error, demo};
-use shared::ClinicId;
 use shared::api::UserRole;
+use shared::{ClinicId, PatientId};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -24,6 +24,108 @@ enum Command {
     Demo(Config),
     /// Create a user and print their one-time enrollment link.
     Invite(Invite),
+    /// Print a patient's whole record as a FHIR R4 Bundle (JSON) on standard output.
+    Export(Export),
+    /// Load a FHIR R4 transaction Bundle (Observations, DiagnosticReports,
+    /// MedicationRequests, AllergyIntolerances of one patient) into a clinic's record.
+    Import(Import),
+}
+
+#[derive(clap::Args)]
+struct Export {
+    /// The patient's id.
+    #[arg(long)]
+    patient: PatientId,
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
+    database_url: DatabaseUrl,
+    /// The portal's URL, for the resources' full URLs; defaults to http://localhost:8080.
+    #[arg(long, env = "PORTAL_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct Import {
+    /// The clinic whose record the entries join.
+    #[arg(long)]
+    clinic: ClinicId,
+    /// The Bundle (JSON); `-` reads standard input.
+    file: std::path::PathBuf,
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
+    database_url: DatabaseUrl,
+}
+
+/// A hub for a one-shot command: documents in memory only while it runs.
+fn command_hub(store: Store) -> server::sync::Hub {
+    server::sync::Hub::new(store, server::Clock::default(), 64 * 1024 * 1024)
+}
+
+async fn export(args: Export) -> Result<(), Error> {
+    let store = Store::connect(args.database_url.expose()).await?;
+    let hub = command_hub(store.clone());
+    let public_url = args.public_url.unwrap_or_else(|| "http://localhost:8080".into());
+    let base = format!("{}/fhir/R4", public_url.trim_end_matches('/'));
+    let bundle = server::fhir::export(&hub, args.patient, &base).await.map_err(|e| match e {
+        Error::NotFound => Error::BadRequest(format!("no record of patient {}", args.patient)),
+        other => other,
+    })?;
+    // An operator's export is in the patient's access log like any read.
+    let event = server::storage::AuditEvent {
+        user: None,
+        session: None,
+        action: shared::api::AuditAction::RecordExported,
+        patient: Some(args.patient),
+        doc: None,
+        detail: "portal export",
+    };
+    store.audit(&event, hub.clock().now_ms()).await?;
+    println!("{}", bundle.to_json_string());
+    store.close().await;
+    Ok(())
+}
+
+async fn import(args: Import) -> Result<(), Error> {
+    use std::io::Read;
+    let limit = server::fhir::MAX_BUNDLE_BYTES as u64;
+    let mut bytes = Vec::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(&args.file)?.take(limit + 1).read_to_end(&mut bytes)
+    };
+    read?;
+    let store = Store::connect(args.database_url.expose()).await?;
+    let hub = command_hub(store.clone());
+    let refused = match server::fhir::parse(&bytes) {
+        Ok(bundle) => server::fhir::import::import(&hub, args.clinic, &bundle, None).await,
+        Err(problem) => {
+            Err(server::fhir::import::Refused::Invalid(vec![shared::fhir::Issue::new(
+                "structure",
+                "",
+                problem,
+            )]))
+        }
+    };
+    let result = match refused {
+        Ok(outcome) => {
+            // Other instances on PostgreSQL send the entries to their replicas now.
+            hub.announce_now(&[outcome.doc]).await?;
+            eprintln!(
+                "imported {} new entries ({} already in the record)",
+                outcome.created, outcome.existing
+            );
+            Ok(())
+        }
+        Err(refused) => {
+            // The OperationOutcome on standard output, like the API's body.
+            println!("{}", refused.outcome().to_json_string());
+            match refused {
+                server::fhir::import::Refused::Server(error) => Err(error),
+                other => Err(Error::BadRequest(other.to_string())),
+            }
+        }
+    };
+    store.close().await;
+    result
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +232,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(config) => (config, false),
         Command::Demo(config) => (config, true),
         Command::Invite(args) => return invite(args).await,
+        Command::Export(args) => return export(args).await,
+        Command::Import(args) => return import(args).await,
     };
     tracing::info!(?config, "starting");
     let store = Store::connect(config.database_url.expose()).await?;

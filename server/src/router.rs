@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::require_same_origin;
 use crate::handlers::{
-    audit, caregivers, clinics, consents, documents, fallback, health, invitations, passkeys,
+    audit, caregivers, clinics, consents, documents, fallback, fhir, health, invitations, passkeys,
     session, web,
 };
 use crate::ratelimit::limit_anonymous;
@@ -57,6 +57,16 @@ pub fn router(state: AppState) -> Router {
         // Clinic admins (session, admin role).
         .route("/api/invitations", post(invitations::invite))
         .route("/api/users/{user_id}/enrollment", post(invitations::reissue))
+        // FHIR R4 (session): the record with the read rules of sync; every
+        // read audited. The capability statement is public. Imports run
+        // `fhir::import`, as `portal import` does.
+        .route("/fhir/R4/metadata", get(fhir::metadata))
+        // A clinic's transaction Bundle (session, provider or admin).
+        .route("/fhir/R4", post(fhir::transaction))
+        .route("/fhir/R4/Patient/{id}", get(fhir::patient))
+        .route("/fhir/R4/Patient/{id}/$everything", get(fhir::everything))
+        .route("/fhir/R4/{resource_type}", get(fhir::search))
+        .route("/fhir/{*rest}", any(fhir::unknown))
         // Unknown API paths answer a JSON 404.
         .route("/api/{*rest}", any(fallback::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other
@@ -64,7 +74,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(fallback::wrong_method)
         .fallback_service(web::service(&state.static_dir))
         .layer(middleware::from_fn_with_state(state.clone(), require_same_origin))
-        // Paths and statuses only: no URL carries patient data or secrets.
-        .layer(TraceLayer::new_for_http())
+        // Paths and statuses only: no path carries patient data or secrets,
+        // and query strings (FHIR search terms) are left out.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }

@@ -39,6 +39,8 @@ crate::status::code_enum!(
         DocumentRead => "document_read",
         ChangeAccepted => "change_accepted",
         ChangeRefused => "change_refused",
+        RecordRead => "record_read",
+        RecordExported => "record_exported",
     }
 );
 
@@ -66,6 +68,8 @@ impl AuditAction {
             Self::DocumentRead => "Opened the record",
             Self::ChangeAccepted => "Changed the record",
             Self::ChangeRefused => "A change was refused",
+            Self::RecordRead => "Read the record through the FHIR API",
+            Self::RecordExported => "The server's operator exported the record",
         }
     }
 }

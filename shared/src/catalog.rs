@@ -251,6 +251,49 @@ pub const VACCINES: &[Vaccine] = &[
     Vaccine { cvx: "43", display: "Hepatitis B, adult dosage" },
 ];
 
+/// The names patients know tests and panels by, after the plain-language
+/// names patient portals and lab-test guides use; LOINC's own names stay the
+/// coded ones (shown beside these, and exported).
+const PLAIN_NAMES: &[(&str, &str)] = &[
+    ("4548-4", "Hemoglobin A1c"),
+    ("2093-3", "Total cholesterol"),
+    ("2085-9", "HDL cholesterol (\"good\")"),
+    ("13457-7", "LDL cholesterol (\"bad\")"),
+    ("2571-8", "Triglycerides"),
+    ("62238-1", "eGFR (kidney function)"),
+    ("2160-0", "Creatinine"),
+    ("2345-7", "Glucose"),
+    ("2951-2", "Sodium"),
+    ("2823-3", "Potassium"),
+    ("6690-2", "White blood cells"),
+    ("789-8", "Red blood cells"),
+    ("718-7", "Hemoglobin"),
+    ("4544-3", "Hematocrit"),
+    ("777-3", "Platelets"),
+    ("3016-3", "TSH (thyroid)"),
+    ("57698-3", "Lipid panel (cholesterol)"),
+    ("51990-0", "Basic metabolic panel"),
+    ("58410-2", "Complete blood count (CBC)"),
+];
+
+/// The plain name of a LOINC-coded test or panel, if the catalog has one.
+pub fn plain_name(loinc: &str) -> Option<&'static str> {
+    PLAIN_NAMES.iter().find(|(code, _)| *code == loinc).map(|(_, name)| *name)
+}
+
+/// A UCUM unit as people write it ("10*3/uL" is "thousand/µL"); units
+/// that already read well come back unchanged.
+pub fn readable_unit(ucum: &str) -> &str {
+    match ucum {
+        "10*3/uL" => "thousand/µL",
+        "10*6/uL" => "million/µL",
+        "mL/min/{1.73_m2}" => "mL/min/1.73 m²",
+        "m[IU]/L" => "mIU/L",
+        "uL" => "µL",
+        other => other,
+    }
+}
+
 pub fn lab_test(loinc: &str) -> Option<&'static LabTest> {
     LAB_TESTS.iter().find(|t| t.loinc == loinc)
 }
@@ -297,6 +340,22 @@ mod tests {
                 assert!(lab_test(loinc).is_some(), "{} lists unknown test {loinc}", panel.loinc);
             }
         }
+    }
+
+    #[test]
+    fn every_test_and_panel_has_a_plain_name_and_a_readable_unit() {
+        for test in LAB_TESTS {
+            let name = plain_name(test.loinc)
+                .unwrap_or_else(|| panic!("{} has no plain name", test.loinc));
+            assert!(name.len() < test.display.len(), "{name} is not shorter than {}", test.display);
+            let unit = readable_unit(test.unit);
+            assert!(!unit.contains(['{', '*', '[', '_']), "{} reads as {unit}", test.unit);
+        }
+        for panel in PANELS.iter().filter(|p| p.tests.len() > 1) {
+            assert!(plain_name(panel.loinc).is_some(), "{} has no plain name", panel.loinc);
+        }
+        assert_eq!(readable_unit("mmol/L"), "mmol/L");
+        assert_eq!(plain_name("0000-0"), None);
     }
 
     #[test]

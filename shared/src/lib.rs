@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod fhir;
 pub mod fields;
 pub mod ids;
 pub mod policy;

@@ -7,6 +7,7 @@ pub mod clinics;
 pub mod consents;
 pub mod documents;
 pub mod fallback;
+pub mod fhir;
 pub mod health;
 pub mod invitations;
 pub mod json;

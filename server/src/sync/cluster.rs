@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use shared::DocId;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::storage::{Listener, MAX_PAYLOAD, Notification, Store};
+use crate::storage::{Listener, MAX_PAYLOAD, Notification, Store, StoreError};
 
 const DOCS: &str = "portal_docs";
 const ACCESS: &str = "portal_access";
@@ -167,14 +167,26 @@ async fn publish(store: Store, instance: String, mut queue: mpsc::UnboundedRecei
         if access && let Err(error) = store.notify(ACCESS, &instance).await {
             tracing::warn!(%error, "cluster: could not announce an access change");
         }
-        for payload in payloads(&instance, &docs) {
-            if let Err(error) = store.notify(DOCS, &payload).await {
-                // The others catch up when they next commit this document
-                // or reconnect; nothing is lost from storage.
-                tracing::warn!(%error, "cluster: could not announce changed documents");
-            }
+        if let Err(error) = announce(&store, &instance, &docs).await {
+            // The others catch up when they next commit this document
+            // or reconnect; nothing is lost from storage.
+            tracing::warn!(%error, "cluster: could not announce changed documents");
         }
     }
+}
+
+/// Tells every instance listening on the database that `docs` changed,
+/// now (a one-shot process such as `portal import` has no publishing task
+/// that would outlive it); nothing on SQLite.
+pub async fn announce(
+    store: &Store,
+    instance: &str,
+    docs: &BTreeSet<DocId>,
+) -> Result<(), StoreError> {
+    for payload in payloads(instance, docs) {
+        store.notify(DOCS, &payload).await?;
+    }
+    Ok(())
 }
 
 /// `instance\nid\nid...`, split to stay under PostgreSQL's payload limit.

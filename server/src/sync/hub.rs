@@ -336,6 +336,14 @@ impl Hub {
         }
     }
 
+    /// Announces committed documents to other instances before returning,
+    /// for a process that exits right after committing (`portal import`):
+    /// its hub has no publishing task to wait for.
+    pub async fn announce_now(&self, ids: &[DocId]) -> Result<(), StoreError> {
+        let ids: BTreeSet<DocId> = ids.iter().copied().collect();
+        super::cluster::announce(&self.store, &self.peer_id, &ids).await
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<DocId> {
         self.changes.subscribe()
     }

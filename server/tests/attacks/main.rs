@@ -22,6 +22,7 @@ mod authenticator;
 #[path = "../integration/client.rs"]
 mod client;
 mod craft;
+mod fhir;
 mod portal;
 
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod demo;
 mod durability;
+mod fhir;
 mod http;
 mod refusals;
 mod sessions;
