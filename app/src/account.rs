@@ -11,9 +11,8 @@ use leptos::task::spawn_local;
 use shared::api::{AuditEntry, Caregiver, Invitation, OpenLink, Passkey, UserRole};
 
 use crate::api::{self, ApiError};
-use crate::session;
 use crate::state::Ui;
-use crate::webauthn;
+use crate::{replicas, session, webauthn};
 
 fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
@@ -338,6 +337,64 @@ fn Audit() -> impl IntoView {
     }
 }
 
+/// Signing out removes this device's copy. Changes not sent yet are never
+/// removed silently: the person sees how many and what, and chooses to
+/// stay, to be signed out once they are sent, or to delete them, which
+/// asks again.
+#[component]
+fn SignOut() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    // 0: no question; 1: changes are waiting, what now; 2: delete them?
+    let step = RwSignal::new(0u8);
+    let waiting = move || ui.progress.get().pending_changes;
+    let sign_out = move |_| {
+        if waiting() == 0 {
+            spawn_local(session::sign_out(ui));
+        } else {
+            step.set(1);
+        }
+    };
+    let question = move || {
+        let n = waiting();
+        (step.get() > 0 && n > 0).then(|| {
+            let s = if n == 1 { "" } else { "s" };
+            let confirm = step.get() == 2;
+            let said = if confirm {
+                format!("Delete the {n} change{s} listed above for good? Nobody will receive them.")
+            } else if ui.sign_out_when_sent.get() {
+                "You will be signed out as soon as the server has them.".into()
+            } else if ui.online() {
+                "They are being sent now.".into()
+            } else {
+                "This device is offline: they are sent when it is back online.".into()
+            };
+            view! {
+                <div class="notice" role="alertdialog" aria-labelledby="unsent-h">
+                    <p id="unsent-h"><strong>{format!("{n} change{s} waiting to be sent. Signing out now would delete:")}</strong></p>
+                    <ul>{replicas::unsent().into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}</ul>
+                    <p class:error=confirm>{said}</p>
+                    <button type="button" on:click=move |_| {
+                        ui.sign_out_when_sent.set(false);
+                        step.set(if confirm { 1 } else { 0 });
+                    }>{if confirm { "Keep them" } else { "Stay signed in" }}</button>
+                    " "
+                    {(!confirm).then(|| view! {
+                        <button type="button" on:click=move |_| ui.sign_out_when_sent.set(true)>"Sign out once sent"</button>
+                        " "
+                    })}
+                    <button type="button" class="secondary" on:click=move |_| {
+                        if confirm { spawn_local(session::sign_out(ui)) } else { step.set(2) }
+                    }>{if confirm { "Delete and sign out" } else { "Sign out and delete them" }}</button>
+                </div>
+            }
+        })
+    };
+    view! {
+        <button type="button" class="secondary" on:click=sign_out>"Sign out and remove this device's copy"</button>
+        {question}
+    }
+}
+
 #[component]
 pub fn Account() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -349,9 +406,7 @@ pub fn Account() -> impl IntoView {
         <section class="card">
             <h2>"Account"</h2>
             <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role.code())))}</p>
-            <button type="button" class="secondary" on:click=move |_| spawn_local(session::sign_out(ui))>
-                "Sign out and remove this device's copy"
-            </button>
+            <SignOut/>
         </section>
         {move || (!ui.online()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
         <Passkeys/>

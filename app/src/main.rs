@@ -25,6 +25,7 @@ mod webauthn;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::PatientId;
+use shared::schema::Collection;
 
 use crate::state::Ui;
 
@@ -98,6 +99,15 @@ fn App() -> impl IntoView {
             page.set(Page::Patients);
         }
     });
+    // "Sign out once sent": once the server has confirmed every change.
+    Effect::new(move |_| {
+        if ui.sign_out_when_sent.get()
+            && ui.connection.get() == state::Connection::Online
+            && ui.progress.get().pending_changes == 0
+        {
+            spawn_local(session::sign_out(ui));
+        }
+    });
     // Move focus to the new page's content for keyboard and screen reader users.
     Effect::new(move |prev: Option<()>| {
         page.track();
@@ -116,7 +126,7 @@ fn App() -> impl IntoView {
         <Show when=move || ui.me.with(Option::is_some)>
             <Nav page/>
         </Show>
-        <status::NoticeBanner/>
+        <status::NoticeBanner page/>
         {move || (ui.session_expired.get() && ui.me.with(Option::is_some)).then(|| view! {
             <div class="banner" role="alert">
                 {move || if ui.online() {
@@ -205,6 +215,22 @@ fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> 
                     .into_any()
             }
         },
+    }
+}
+
+/// Where an entry of `collection` of `patient`'s record shows: the tab of
+/// the patient's own record, or of a staff member's chart.
+pub fn item_page(ui: Ui, patient: PatientId, collection: Collection) -> Page {
+    let tab = match collection {
+        Collection::Reports | Collection::Observations => Tab::Results,
+        Collection::Prescriptions | Collection::RefillRequests => Tab::Medications,
+        Collection::Messages => Tab::Messages,
+        _ => Tab::Health,
+    };
+    if ui.me.with_untracked(|m| m.as_ref().is_some_and(|m| m.is_staff())) {
+        Page::Chart(patient, tab)
+    } else {
+        Page::Record(tab)
     }
 }
 

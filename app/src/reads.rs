@@ -120,19 +120,23 @@ fn read_patient_data(patient: PatientId) -> PatientData {
 /// concurrently. Shown side by side for review instead of silently picking one.
 pub fn field_values(doc: DocId, collection: Collection, entry: &str, field: &str) -> Vec<String> {
     with_core(|core| {
-        let Some(doc) = core.client.doc(doc) else { return Vec::new() };
-        let Some((_, coll)) = doc.get(ROOT, collection.code()).ok().flatten() else {
-            return Vec::new();
-        };
-        let Some((_, obj)) = doc.get(&coll, entry).ok().flatten() else { return Vec::new() };
-        doc.get_all(&obj, field)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(value, _)| match value.into_string().map_err(|v| v.to_string()) {
-                Ok(s) | Err(s) => s,
-            })
-            .collect()
+        core.client.doc(doc).map_or(Vec::new(), |doc| values_in(doc, collection, entry, field))
     })
+}
+
+/// `field_values` in a given copy of a document.
+pub fn values_in(doc: &Automerge, collection: Collection, entry: &str, field: &str) -> Vec<String> {
+    let Some((_, coll)) = doc.get(ROOT, collection.code()).ok().flatten() else {
+        return Vec::new();
+    };
+    let Some((_, obj)) = doc.get(&coll, entry).ok().flatten() else { return Vec::new() };
+    doc.get_all(&obj, field)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(value, _)| match value.into_string().map_err(|v| v.to_string()) {
+            Ok(s) | Err(s) => s,
+        })
+        .collect()
 }
 
 /// A clinic's name, from the user's clinics, consents or any entry's provenance.

@@ -5,6 +5,8 @@
 //! Above the replicas and the socket: it gives `sync` the functions it
 //! calls (`sync::Link`), so neither `sync` nor `replicas` imports it.
 
+use std::cell::Cell;
+
 use automerge::ActorId;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -44,8 +46,7 @@ pub async fn start(ui: Ui) {
         ui,
         join: replicas::join,
         receive: replicas::receive,
-        // Also tells us whether the session survived the time offline.
-        online: |ui| spawn_local(refresh(ui)),
+        online: |ui| spawn_local(back_online(ui)),
     });
     let stored = persist::load().await;
     ui.last_synced.set(stored.last_synced.clone());
@@ -63,13 +64,44 @@ pub async fn start(ui: Ui) {
     refresh(ui).await;
 }
 
+/// Back online: a sign-out made offline ends its session on the server
+/// now (else the next refresh would sign the person in again); otherwise
+/// the refresh also tells whether the session survived the time offline.
+async fn back_online(ui: Ui) {
+    if LOGOUT_OWED.get() {
+        LOGOUT_OWED.set(api::logout().await == Err(ApiError::Offline));
+    } else {
+        refresh(ui).await;
+    }
+}
+
+thread_local! {
+    /// Signed out offline: the server has not heard of it yet.
+    static LOGOUT_OWED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Fetches the signed-in user and the document list, then syncs. Without a
 /// network the local copies stay in use.
 pub async fn refresh(ui: Ui) {
     match api::me().await {
         Ok((me, answer)) => {
-            let previous = ui.me.get_untracked();
-            if previous.as_ref().is_some_and(|p| p.user_id != me.user_id) {
+            if let Some(previous) = ui.me.get_untracked().filter(|p| p.user_id != me.user_id) {
+                // Someone else signed in on this device. Their arrival
+                // would clear the previous person's copy; if it holds
+                // changes not sent yet, the simplest safe course is to
+                // refuse: the new session ends at once and the previous
+                // person must sign in to send them (or sign out, choosing
+                // to discard them). Keeping both would mix two people's
+                // records in one copy.
+                if replicas::progress().pending_changes > 0 {
+                    let _ = api::logout().await;
+                    ui.session_expired.set(true);
+                    ui.notice.set(Some(Notice::SessionEnded(format!(
+                        "{0} has changes on this device that are not sent yet, so nobody else can sign in here until {0} signs in again to send them, or signs out.",
+                        previous.display_name
+                    ))));
+                    return;
+                }
                 forget_local().await;
             }
             ui.session_expired.set(false);
@@ -102,11 +134,14 @@ pub async fn refresh(ui: Ui) {
     }
 }
 
-/// Signs out: ends the session and forgets this device's copies. The
-/// socket is closed first, so its closing is not taken for an ended session.
+/// Signs out: ends the session and forgets this device's copies, changes
+/// not sent yet included: callers ask first (the account page lists them
+/// and offers to wait). The socket is closed first, so its closing is not
+/// taken for an ended session.
 pub async fn sign_out(ui: Ui) {
+    ui.sign_out_when_sent.set(false);
     sync::disconnect();
-    let _ = api::logout().await;
+    LOGOUT_OWED.set(api::logout().await == Err(ApiError::Offline));
     forget_local().await;
     ui.me.set(None);
     ui.docs.set(Vec::new());

@@ -7,6 +7,8 @@
 //! caller when the session starts (`session::start`).
 
 use leptos::prelude::*;
+use shared::PatientId;
+use shared::schema::Collection;
 use shared::sync::Progress;
 
 use shared::api::{DocumentInfo, Me};
@@ -32,9 +34,9 @@ pub enum Notice {
     /// The server ended this session (signed out elsewhere, passkey
     /// removed, access taken away); its reason, in plain words.
     SessionEnded(String),
-    /// The server refused changes; they were undone on this device and the
-    /// records are being loaded again. The server's explanations.
-    Refused(Vec<String>),
+    /// The server refused changes; the record on this device went back to
+    /// the server's. What was not saved, in plain words.
+    Refused(Vec<Refusal>),
     /// This device could not store a change.
     StorageFull,
     /// The list of records could not be fetched (the error, in words).
@@ -43,6 +45,16 @@ pub enum Notice {
     SyncError(String),
     /// The server sent a frame this app cannot decode.
     Unreadable(String),
+}
+
+/// A change the server refused: what was not saved, in plain words
+/// (naming the patient and the item, with what the person wrote), and where
+/// the item is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub words: String,
+    pub patient: PatientId,
+    pub collection: Collection,
 }
 
 impl Notice {
@@ -71,6 +83,9 @@ pub struct Ui {
     /// consent, described ("Message: ..."), kept until the person dismisses
     /// them so their text is not lost.
     pub undelivered: RwSignal<Vec<String>>,
+    /// The person asked to be signed out once the server has every change
+    /// made on this device (`App` does it).
+    pub sign_out_when_sent: RwSignal<bool>,
 }
 
 impl Ui {
@@ -93,6 +108,7 @@ impl Ui {
             started: RwSignal::new(false),
             consents: RwSignal::new(Vec::new()),
             undelivered: RwSignal::new(Vec::new()),
+            sign_out_when_sent: RwSignal::new(false),
         }
     }
 

@@ -4,18 +4,16 @@
 
 use leptos::prelude::*;
 
-use crate::logic;
-use crate::replicas;
 use crate::state::{Connection, Notice, Ui};
+use crate::{Page, logic, replicas};
 
 /// A notice in the person's words.
 fn words(notice: &Notice) -> String {
     match notice {
         Notice::SessionEnded(reason) => reason.clone(),
-        Notice::Refused(messages) => format!(
-            "The server refused a change, so it was undone on this device and the record is being reloaded: {}",
-            messages.join("; ")
-        ),
+        Notice::Refused(refusals) => {
+            refusals.iter().map(|r| r.words.as_str()).collect::<Vec<_>>().join(" ")
+        }
         Notice::StorageFull => {
             "This device could not store a change (storage full?). Stay online until it syncs."
                 .into()
@@ -43,6 +41,9 @@ pub fn SyncStatus() -> impl IntoView {
         if progress.pending_changes > 0 {
             let n = progress.pending_changes;
             parts.push(format!("{n} change{} waiting to be sent", if n == 1 { "" } else { "s" }));
+        }
+        if ui.sign_out_when_sent.get() {
+            parts.push("you will be signed out once they are sent".to_owned());
         }
         if let Some(at) = ui.last_synced.get() {
             parts.push(format!("last synced {}", logic::date_time(&local_time(&at))));
@@ -78,15 +79,25 @@ pub fn SyncStatus() -> impl IntoView {
     }
 }
 
-/// The notice that needs attention, if any, until dismissed.
+/// The notice that needs attention, if any, until dismissed; a refusal
+/// with a button to each item it names.
 #[component]
-pub fn NoticeBanner() -> impl IntoView {
+pub fn NoticeBanner(page: RwSignal<Page>) -> impl IntoView {
     let ui = expect_context::<Ui>();
     move || {
-        ui.notice.with(|n| n.as_ref().map(words)).map(|text| {
+        ui.notice.get().map(|notice| {
+            let items = match &notice {
+                Notice::Refused(refusals) => refusals.clone(),
+                _ => Vec::new(),
+            };
             view! {
                 <div class="banner" role="alert">
-                    <p>{text}</p>
+                    <p>{words(&notice)}</p>
+                    {items.into_iter().map(|r| view! {
+                        <button type="button" on:click=move |_| page.set(crate::item_page(ui, r.patient, r.collection))>
+                            {format!("Open the {}", r.collection.label().to_ascii_lowercase())}
+                        </button>
+                    }).collect_view()}
                     <button type="button" class="secondary" on:click=move |_| ui.notice.set(None)>"Dismiss"</button>
                 </div>
             }

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc};
 use leptos::prelude::*;
 use shared::policy::Principal;
 use shared::record::RecordError;
@@ -24,7 +24,7 @@ use shared::schema::Collection;
 use shared::sync::{Progress, SyncClient, WireMessage, decode_doc_id};
 use shared::{DocId, DocKind, PatientId};
 
-pub use self::unsent::{dismiss_undelivered, undeliverable};
+pub use self::unsent::{dismiss_undelivered, undeliverable, unsent};
 use crate::persist::{self, Stored};
 use crate::state::{Notice, Ui};
 use crate::sync;
@@ -92,25 +92,26 @@ pub fn bump() {
 pub fn progress() -> Progress {
     with_core(|core| {
         let mut progress = core.client.progress();
-        progress.pending_changes = core
-            .client
-            .ids()
-            .filter(|id| !core.client.is_synced(*id))
-            .map(|id| {
-                let doc = core.client.doc(id).expect("tracked");
-                match core.confirmed.get(&id) {
-                    Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => {
-                        doc.get_changes(heads).len()
-                    }
-                    // Never confirmed: count this session's own changes.
-                    _ => core.actor.as_ref().map_or(0, |a| {
-                        doc.get_changes(&[]).iter().filter(|c| c.actor_id() == a).count()
-                    }),
-                }
-            })
-            .sum();
+        progress.pending_changes = core.client.ids().map(|id| waiting(core, id).len()).sum();
         progress
     })
+}
+
+/// A document's changes the server has not confirmed: those beyond the
+/// heads it last confirmed, or, if it never confirmed any this device
+/// still has, this session's own.
+fn waiting(core: &Core, id: DocId) -> Vec<Change> {
+    let Some(doc) = core.client.doc(id).filter(|_| !core.client.is_synced(id)) else {
+        return Vec::new();
+    };
+    match core.confirmed.get(&id) {
+        Some(heads) if heads.iter().all(|h| doc.get_change_by_hash(h).is_some()) => {
+            doc.get_changes(heads)
+        }
+        _ => core.actor.as_ref().map_or(Vec::new(), |a| {
+            doc.get_changes(&[]).into_iter().filter(|c| c.actor_id() == a).collect()
+        }),
+    }
 }
 
 /// Records the heads of every document the server has confirmed.
@@ -276,6 +277,14 @@ pub fn receive(frame: &[u8]) {
         undeliverable(id);
         return;
     }
+    // A refused document goes back to what the server holds (see
+    // `SyncClient`); the copy from before says what was not saved.
+    let before = match &message {
+        WireMessage::ChangeRejected { document_id, .. } => decode_doc_id(document_id)
+            .ok()
+            .and_then(|id| with_core(|core| core.client.doc(id).cloned())),
+        _ => None,
+    };
     let result = with_core_mut(|core| core.client.receive(message));
     let received = match result {
         Ok(received) => received,
@@ -301,10 +310,30 @@ pub fn receive(frame: &[u8]) {
         reset_actors(&fresh);
         flush();
     }
-    if !received.rejected.is_empty() {
-        reset_actors(&received.rejected.iter().map(|r| r.0).collect::<Vec<_>>());
-        let messages = received.rejected.into_iter().map(|(_, m)| m).collect();
-        ui.notice.set(Some(Notice::Refused(messages)));
+    // The server's explanation names a rule and a path: it is in the
+    // server's log and audit trail; the person gets plain words.
+    if let (Some(before), Some((id, _))) = (before, received.rejected.first()) {
+        reset_actors(&[*id]);
+        let kept = with_core_mut(|core| {
+            // What the document went back to the server holds: nothing of
+            // it is waiting any more.
+            let kept = core.client.doc(*id)?.get_heads();
+            if !kept.is_empty() {
+                core.confirmed.insert(*id, kept.clone());
+            }
+            Some((*core.kinds.get(id)?, kept))
+        });
+        persist::save_confirmed(&with_core(|core| core.confirmed.clone()));
+        // A refusal of changes already dropped (a second one, for a message
+        // that was in flight) drops nothing more and says nothing new;
+        // refusals of several documents are listed together.
+        if let Some((kind, kept)) = kept.filter(|(_, kept)| *kept != before.get_heads()) {
+            let refusals = unsent::refused(kind, &before, &kept);
+            ui.notice.update(|notice| match notice {
+                Some(Notice::Refused(list)) => list.extend(refusals),
+                _ => *notice = Some(Notice::Refused(refusals)),
+            });
+        }
     }
     for id in received.changed.iter().chain(&fresh) {
         save(*id);

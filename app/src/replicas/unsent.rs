@@ -1,13 +1,16 @@
 //! What the person wrote that the server has not confirmed, in their own
-//! words, for when it will not be delivered.
+//! words: for when it will not be delivered (consent withdrawn), when they
+//! are about to sign out, and when the server refused it.
 
 use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
 use leptos::prelude::*;
 use shared::schema::Collection;
+use shared::status::RefillStatus;
 use shared::{DocId, DocKind, PatientId};
 
-use super::{Core, bump, ui, untrack_settled, with_core, with_core_mut};
+use super::{Core, bump, ui, untrack_settled, waiting, with_core, with_core_mut};
 use crate::persist;
+use crate::state::Refusal;
 
 /// The server refused this document's changes because the patient withdrew
 /// consent: it will never take them. The document stops syncing and leaves
@@ -17,18 +20,10 @@ use crate::persist;
 pub fn undeliverable(id: DocId) {
     let ui = ui();
     let lines = with_core_mut(|core| {
-        // Whose record, from their demographics if this device has them.
-        let patient = core.kinds.remove(&id)?.patient();
-        let name = patient_name(core, patient);
-        let confirmed = core.confirmed.remove(&id);
-        let doc = core.client.remove(id)?;
-        let lines = unconfirmed_entries(&doc, confirmed.as_deref().unwrap_or_default());
-        let lines: Vec<String> = match name {
-            Some(name) => {
-                lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect()
-            }
-            None => lines,
-        };
+        let lines = described(core, id)?;
+        core.kinds.remove(&id);
+        core.confirmed.remove(&id);
+        core.client.remove(id);
         // The patient's other documents, kept to name them, can go now too.
         let gone = untrack_settled(core, &ui.docs.get_untracked());
         Some((lines, gone))
@@ -42,6 +37,91 @@ pub fn undeliverable(id: DocId) {
     persist::save_confirmed(&with_core(|core| core.confirmed.clone()));
     persist::forget_docs(vec![id]);
     bump();
+}
+
+/// Everything on this device the server has not confirmed, in the
+/// person's words ("Maria Santos's record · Message: Could I get..."), for
+/// whoever is about to sign out.
+pub fn unsent() -> Vec<String> {
+    with_core(|core| {
+        let ids = core.client.ids().filter(|id| !waiting(core, *id).is_empty());
+        ids.filter_map(|id| described(core, id)).flatten().collect()
+    })
+}
+
+/// What the server has not confirmed of a document, named by whose record
+/// it is (from their demographics, if this device has them).
+fn described(core: &Core, id: DocId) -> Option<Vec<String>> {
+    let name = patient_name(core, core.kinds.get(&id)?.patient());
+    let confirmed = core.confirmed.get(&id).map(Vec::as_slice).unwrap_or_default();
+    let mut lines = unconfirmed_entries(core.client.doc(id)?, confirmed);
+    if lines.is_empty() {
+        lines.push("A change to a record (status or details)".into());
+    }
+    Some(match name {
+        Some(name) => lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect(),
+        None => lines,
+    })
+}
+
+/// The server refused changes to a document of `kind`, which went back
+/// from `before` to the server's `kept` heads: what was not saved, in plain
+/// words, naming the patient and the item, with what the person wrote.
+/// Read through `reads` (outside the core's borrow), so names and answers
+/// come from the records as hydrated for the views: a refill request
+/// answered on both sides by the answer each side holds, a new entry by
+/// its text, anything else as a change to the record.
+pub fn refused(kind: DocKind, before: &Automerge, kept: &[ChangeHash]) -> Vec<Refusal> {
+    let patient = kind.patient();
+    let data = crate::reads::patient_data(patient);
+    let record = data.record.as_ref().map(|r| &r.1);
+    let whose = record
+        .and_then(|r| {
+            Some(format!("{} {}", r.demographics.given.as_ref()?, r.demographics.family.as_ref()?))
+        })
+        .unwrap_or_else(|| "This patient".into());
+    let refusal = |words, collection| Refusal { words, patient, collection };
+    let mut refusals = Vec::new();
+    // The answer and note this device gave: in the copy from before the
+    // refusal, the values other than the server's (both sides' show there
+    // as a conflict, and the server's may be the one that wins).
+    let mine = |id: &str, field, now: &str| {
+        let values = crate::reads::values_in(before, Collection::RefillRequests, id, field);
+        values.into_iter().find(|v| v != now && !v.is_empty())
+    };
+    for (id, now) in record.iter().flat_map(|r| &r.refill_requests) {
+        let Some(answer) = mine(id, "status", now.status.code()) else { continue };
+        let rx = now.prescription.to_string();
+        let drug = data
+            .clinical
+            .iter()
+            .find_map(|c| Some(format!(" for {}", c.2.prescriptions.get(&rx)?.display)))
+            .unwrap_or_default();
+        let what = match RefillStatus::parse(&answer) {
+            Some(RefillStatus::Approved) => "approval",
+            Some(RefillStatus::Denied) => "denial",
+            _ => "change",
+        };
+        let mut words = format!(
+            "{whose}'s refill request{drug} had already been {} on another device; your {what} was not saved.",
+            now.status.code()
+        );
+        if let Some(note) =
+            mine(id, "decision_note", now.decision_note.as_deref().unwrap_or_default())
+        {
+            words.push_str(&format!(" You wrote: “{note}”"));
+        }
+        refusals.push(refusal(words, Collection::RefillRequests));
+    }
+    for line in unconfirmed_entries(before, kept) {
+        refusals
+            .push(refusal(format!("{whose}'s record · {line}: not saved."), kind.collections()[0]));
+    }
+    if refusals.is_empty() {
+        let words = format!("{whose}'s record: a change from this device was not saved.");
+        refusals.push(refusal(words, kind.collections()[0]));
+    }
+    refusals
 }
 
 /// Forgets the undelivered changes once the person has dealt with them.
@@ -87,9 +167,6 @@ fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String>
             let label = Collection::parse(&collection).map_or(collection.as_str(), |c| c.label());
             lines.push(format!("{label}: {text}"));
         }
-    }
-    if lines.is_empty() {
-        lines.push("A change to a record (status or details)".into());
     }
     lines
 }

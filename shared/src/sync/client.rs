@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use serde_bytes::ByteBuf;
 
 use super::wire::{PROTOCOL_VERSION, WireError, WireMessage, decode_doc_id, encode_doc_id};
@@ -34,7 +34,8 @@ pub struct Received {
     /// Documents the server does not have or will not show.
     pub unavailable: Vec<DocId>,
     /// Documents whose changes were refused, with the server's explanation.
-    /// They have been reset and are being loaded again from the server.
+    /// Each is back at what the server was last known to hold (see
+    /// `Tracked::reset`) and syncs again from there.
     pub rejected: Vec<(DocId, String)>,
 }
 
@@ -151,8 +152,8 @@ impl SyncClient {
             }
             WireMessage::ChangeRejected { document_id, message, .. } => {
                 let id = decode_doc_id(&document_id)?;
-                if self.docs.contains_key(&id) {
-                    self.insert(id, Automerge::new());
+                if let Some(tracked) = self.docs.get_mut(&id) {
+                    tracked.reset();
                     received.changed.push(id);
                     received.outgoing.extend(self.outgoing_for(id));
                 }
@@ -212,6 +213,37 @@ impl Tracked {
         })
     }
 
+    /// After a refusal: the document goes back to the heads the server
+    /// last told this connection it holds (`shared_heads`), dropping the
+    /// refused changes and every later local change (they depend on them),
+    /// and keeping everything the server holds. A reset to an empty
+    /// document instead blanked the record until the server sent it whole
+    /// again, and a second refusal of changes already in flight then found
+    /// nothing to go back to. The server forgot this connection's sync
+    /// state when it refused, so ours starts afresh too, except that it
+    /// still knows the server holds those heads (the record only grows), so
+    /// the next message asks only for what lies beyond them.
+    fn reset(&mut self) {
+        // Rebuilt from the changes it keeps rather than with `fork_at`,
+        // which costs the WASM bundle about 2 KB more.
+        let kept = &self.state.shared_heads;
+        let known = kept.iter().all(|h| self.doc.get_change_by_hash(h).is_some());
+        let beyond: Vec<ChangeHash> = match known {
+            true => self.doc.get_changes(kept).iter().map(automerge::Change::hash).collect(),
+            false => Vec::new(),
+        };
+        let mut doc = Automerge::new();
+        let mut changes = self.doc.get_changes(&[]);
+        changes.retain(|c| !beyond.contains(&c.hash()));
+        if !known || doc.apply_changes(changes).is_err() {
+            doc = Automerge::new();
+        }
+        doc.set_actor(self.doc.get_actor().clone());
+        self.state = sync::State::new();
+        self.state.shared_heads = doc.get_heads();
+        self.doc = doc;
+    }
+
     fn confirmed(&self) -> bool {
         let mut ours: Vec<ChangeHash> = self.doc.get_heads();
         let Some(theirs) = &self.state.their_heads else { return false };
@@ -219,5 +251,186 @@ impl Tracked {
         ours.sort();
         theirs.sort();
         !ours.is_empty() && ours == theirs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, ROOT};
+
+    use super::*;
+
+    /// The server's part for one document: its copy and a sync state per
+    /// peer. It refuses every change signed by `refused` the way the portal
+    /// refuses one that breaks the write policy: nothing is applied, the
+    /// peer's sync state is forgotten and `change-rejected` is sent.
+    struct Server {
+        doc: Automerge,
+        states: BTreeMap<String, sync::State>,
+        refused: Option<ActorId>,
+    }
+
+    impl Server {
+        fn receive(&mut self, from: &str, message: WireMessage) -> Vec<WireMessage> {
+            let (document_id, data) = match message {
+                WireMessage::Join { sender_id, .. } => {
+                    self.states.remove(&sender_id);
+                    return vec![WireMessage::Peer {
+                        sender_id: "server".into(),
+                        target_id: sender_id,
+                        selected_protocol_version: PROTOCOL_VERSION.into(),
+                    }];
+                }
+                WireMessage::Sync { document_id, data, .. }
+                | WireMessage::Request { document_id, data, .. } => (document_id, data),
+                other => panic!("a client does not send {other:?}"),
+            };
+            let message = sync::Message::decode(&data).unwrap();
+            let refused =
+                message.changes.iter().flat_map(super::super::inbound::change_chunks).any(
+                    |chunk| {
+                        let change = automerge::Change::try_from(chunk).unwrap();
+                        Some(change.actor_id()) == self.refused.as_ref()
+                    },
+                );
+            let state = self.states.entry(from.to_owned()).or_default();
+            if refused {
+                *state = sync::State::new();
+                return vec![WireMessage::ChangeRejected {
+                    sender_id: "server".into(),
+                    target_id: from.into(),
+                    document_id,
+                    rule: "refill-status".into(),
+                    message: "refused".into(),
+                }];
+            }
+            self.doc.receive_sync_message(state, message).unwrap();
+            let reply = self.doc.generate_sync_message(state);
+            reply
+                .map(|m| WireMessage::Sync {
+                    sender_id: "server".into(),
+                    target_id: from.into(),
+                    document_id,
+                    data: ByteBuf::from(m.encode()),
+                })
+                .into_iter()
+                .collect()
+        }
+    }
+
+    fn id() -> DocId {
+        crate::schema::DocKind::PatientRecord { patient: crate::ids::PatientId::mint() }.doc_id()
+    }
+
+    /// Delivers messages both ways until both sides are quiet, checking
+    /// `each` after every message the client takes in.
+    fn pump(
+        server: &mut Server,
+        client: &mut SyncClient,
+        first: Vec<WireMessage>,
+        mut each: impl FnMut(&SyncClient, &Received),
+    ) -> Vec<(DocId, String)> {
+        let peer = client.peer_id().to_owned();
+        let mut to_server = first;
+        let mut rejected = Vec::new();
+        for _ in 0..50 {
+            if to_server.is_empty() {
+                return rejected;
+            }
+            let mut to_client = Vec::new();
+            for message in to_server.drain(..) {
+                to_client.extend(server.receive(&peer, message));
+            }
+            for message in to_client {
+                let received = client.receive(message).unwrap();
+                each(client, &received);
+                to_server.extend(received.outgoing.iter().cloned());
+                rejected.extend(received.rejected);
+            }
+        }
+        panic!("sync did not settle");
+    }
+
+    fn put_status(doc: &mut Automerge, status: &str) {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "status", status).unwrap();
+        tx.commit();
+    }
+
+    fn statuses(doc: &Automerge) -> Vec<String> {
+        doc.get_all(ROOT, "status")
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    /// A device that answered offline what another device had answered
+    /// meanwhile: the server refuses its answer. The device goes back to
+    /// the server's record at once, never blank, holding the other
+    /// device's answer only and nothing waiting.
+    #[test]
+    fn a_refused_change_goes_back_to_what_the_server_holds() {
+        let id = id();
+        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
+        put_status(&mut server.doc, "requested");
+        let mut a = SyncClient::new("a");
+        a.insert(id, Automerge::new());
+        let join = a.connect();
+        pump(&mut server, &mut a, vec![join], |_, _| {});
+        assert!(a.is_synced(id));
+
+        // A answers offline; another device's answer reaches the server.
+        let actor = ActorId::random();
+        a.doc_mut(id).unwrap().set_actor(actor.clone());
+        put_status(a.doc_mut(id).unwrap(), "approved");
+        let mut other = server.doc.fork();
+        put_status(&mut other, "denied");
+        server.doc.merge(&mut other).unwrap();
+        server.refused = Some(actor.clone());
+
+        let join = a.connect();
+        let mut blank = false;
+        let rejected = pump(&mut server, &mut a, vec![join], |client, _| {
+            blank |= client.doc(id).unwrap().get_heads().is_empty();
+        });
+        assert_eq!(rejected, [(id, "refused".to_owned())]);
+        assert!(!blank, "the record was blank after the refusal");
+        let doc = a.doc(id).unwrap();
+        assert_eq!(statuses(doc), ["denied"]);
+        assert_eq!(doc.get_heads(), server.doc.get_heads());
+        assert_eq!(doc.get_actor(), &actor, "the device keeps writing as itself");
+        assert!(a.is_synced(id));
+        assert_eq!(a.progress().pending_changes, 0);
+    }
+
+    /// Messages already in flight may carry the refused change again and
+    /// be refused again: the second reset keeps what the first kept.
+    #[test]
+    fn a_second_refusal_keeps_the_record() {
+        let id = id();
+        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
+        put_status(&mut server.doc, "requested");
+        let mut a = SyncClient::new("a");
+        a.insert(id, Automerge::new());
+        let join = a.connect();
+        pump(&mut server, &mut a, vec![join], |_, _| {});
+        put_status(a.doc_mut(id).unwrap(), "approved");
+        let rejection = WireMessage::ChangeRejected {
+            sender_id: "server".into(),
+            target_id: "a".into(),
+            document_id: encode_doc_id(id),
+            rule: "refill-status".into(),
+            message: "refused".into(),
+        };
+        for _ in 0..2 {
+            let received = a.receive(rejection.clone()).unwrap();
+            assert_eq!(received.changed, [id]);
+            let doc = a.doc(id).unwrap();
+            assert_eq!(statuses(doc), ["requested"]);
+            assert_eq!(doc.get_heads(), server.doc.get_heads());
+            assert_eq!(a.progress().pending_changes, 0);
+        }
     }
 }
