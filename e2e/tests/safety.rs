@@ -17,7 +17,7 @@ async fn write_tab(provider: &Person) {
 /// its own, like a results table); back at 1280 px after.
 async fn screens(person: &Person, name: &str) {
     for width in [390, 1280] {
-        set_width(person, width).await;
+        person.set_width(width, false).await;
         let script = format!(
             "(() => {{ const clipped = (e) => {{ for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {{ if (getComputedStyle(p).overflowX !== 'visible') return true; }} return false; }}; \
              const out = (e) => e.getBoundingClientRect().right > {width} + 1; \
@@ -32,18 +32,6 @@ async fn screens(person: &Person, name: &str) {
         // Measured first: a full-page screenshot resets the page's size.
         e2e::screenshot(&person.page, &format!("safety-{name}-{width}")).await;
     }
-}
-
-async fn set_width(person: &Person, width: i64) {
-    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
-    let params = SetDeviceMetricsOverrideParams::builder()
-        .width(width)
-        .height(900)
-        .device_scale_factor(1.0)
-        .mobile(false)
-        .build()
-        .expect("metrics");
-    person.page.execute(params).await.expect("set the page width");
 }
 
 /// The chart banner, a refused impossible potassium, a confirmed critical

@@ -47,11 +47,6 @@ async fn prescribe(provider: &Person, rxnorm: &str, display: &str) {
     provider.wait_for(".ok", &format!("Prescribed {display}")).await;
 }
 
-/// Opens a tab of the patient's own record, or of a provider's open chart.
-async fn tab(person: &Person, label: &str) {
-    person.click("nav button", label).await;
-}
-
 /// Waits until `text` is gone from `selector`.
 async fn wait_until_gone(person: &Person, selector: &str, text: &str) {
     let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
@@ -118,7 +113,7 @@ fn item_mentioning(text: &str) -> String {
 }
 
 async fn sign_out(person: &Person) {
-    tab(person, "Account").await;
+    person.tab("Account").await;
     person.click("button", "Sign out").await;
     person.wait_for("button", "Sign in with a passkey").await;
 }
@@ -144,7 +139,7 @@ async fn passkeys_sign_in_again_are_added_and_revoked() {
 
             // Name the first passkey so it can be told apart, then move to a
             // new device: the old phone's passkey is kept aside.
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             wait_for_count(&maria, &format!("{PASSKEYS} li"), 1).await;
             maria.type_into(&format!("{PASSKEYS} li input"), "Old phone").await;
             maria.click(&format!("{PASSKEYS} li button"), "Rename").await;
@@ -163,7 +158,7 @@ async fn passkeys_sign_in_again_are_added_and_revoked() {
             sign_out(&maria).await;
             maria.click("button", "Sign in with a passkey").await;
             maria.wait_for("main", "Hemoglobin A1c").await;
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             wait_for_count(&maria, &format!("{PASSKEYS} li"), 2).await;
 
             // Remove the old phone's passkey.
@@ -274,7 +269,7 @@ async fn clinic_work_done_offline_syncs_when_back_online() {
             watch_sync_status(&okafor).await;
             okafor.go_online().await;
             maria.wait_for("main table", "141.5 mmol/L").await;
-            tab(&maria, "Medications").await;
+            maria.tab("Medications").await;
             maria.wait_for("article.med", "furosemide 20 MG Oral Tablet").await;
             james.wait_for("main table", "4.62 mmol/L").await;
             okafor.wait_for(".sync-status", "last synced").await;
@@ -314,7 +309,7 @@ async fn concurrent_offline_entries_of_two_clinics_both_arrive() {
             }
             for person in [&maria, &okafor, &brandt] {
                 if person.name != "Maria" {
-                    tab(person, "Results").await;
+                    person.tab("Results").await;
                 }
                 person.wait_for("main table", "13.37 g/dL").await;
                 person.wait_for("main table", "7.04 %").await;
@@ -337,7 +332,7 @@ async fn a_message_written_offline_is_delivered_and_answered() {
         .scenario("messages", async {
             let maria = portal.enroll("Maria").await;
             let okafor = portal.enroll("Okafor").await;
-            tab(&maria, "Messages").await;
+            maria.tab("Messages").await;
             maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
             maria.go_offline().await;
             maria.wait_for(".sync-status", "Offline").await;
@@ -356,7 +351,7 @@ async fn a_message_written_offline_is_delivered_and_answered() {
                 .await;
 
             open_chart(&okafor, "Maria Santos").await;
-            tab(&okafor, "Messages").await;
+            okafor.tab("Messages").await;
             okafor.wait_for(".msg.theirs", QUESTION).await;
             // Opening the thread marks the question read, which Maria sees.
             maria.wait_for(&last, "Read").await;
@@ -406,7 +401,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             record_result(&okafor, "777-3", "277.5").await;
             brandt.wait_for("main table", "277.5 thousand/µL").await;
 
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             let northgate = item_mentioning("Northgate");
             wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')"))
                 .await;
@@ -419,7 +414,7 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
                 .await;
 
             record_result(&okafor, "6690-2", "7.77").await;
-            tab(&maria, "Results").await;
+            maria.tab("Results").await;
             maria.wait_for("main table", "7.77 thousand/µL").await;
             brandt
                 .check(
@@ -443,7 +438,7 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
         .browser
         .scenario("caregiver", async {
             let maria = portal.enroll("Maria").await;
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             maria.wait_for("#caregivers-h", "Caregivers").await;
             maria.type_into("#caregiver-name", "Ana Santos").await;
             maria.click("button", "Invite").await;
@@ -458,7 +453,7 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
 
             let ana = portal.browser.enroll("Ana", &link).await;
             ana.wait_for("main", "Hemoglobin A1c").await;
-            tab(&ana, "Account").await;
+            ana.tab("Account").await;
             ana.wait_for(".card", "Signed in as Ana Santos (caregiver)").await;
             ana.check(
                 count(&ana, "#caregivers-h").await == 0,
@@ -473,8 +468,8 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
                 .await
                 .expect("take access away");
             maria.wait_for(".card", "No caregivers.").await;
-            tab(&ana, "Results").await;
-            tab(&ana, "Account").await;
+            ana.tab("Results").await;
+            ana.tab("Account").await;
             ana.wait_for("body", "Your session has ended").await;
         })
         .await;
@@ -584,7 +579,7 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
             let maria = portal.enroll("Maria").await;
             let okafor = portal.enroll("Okafor").await;
             open_chart(&okafor, "Maria Santos").await;
-            tab(&okafor, "Messages").await;
+            okafor.tab("Messages").await;
             okafor.wait_for(".msg.theirs", "ankles swell").await;
             okafor.go_offline().await;
             okafor.wait_for(".sync-status", "Offline").await;
@@ -592,7 +587,7 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
             okafor.click(".compose button", "Send").await;
             okafor.wait_for(".sync-status", "waiting to be sent").await;
 
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             let riverside = item_mentioning("Riverside");
             wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has access')"))
                 .await;
@@ -650,19 +645,6 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
     portal.stop().await;
 }
 
-/// Sets the page's width (CSS pixels), as a phone or a desktop window.
-async fn set_width(person: &Person, width: i64, mobile: bool) {
-    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
-    let params = SetDeviceMetricsOverrideParams::builder()
-        .width(width)
-        .height(900)
-        .device_scale_factor(1.0)
-        .mobile(mobile)
-        .build()
-        .expect("metrics");
-    person.page.execute(params).await.expect("set the page width");
-}
-
 /// Issue 19 on the account page: an hour after signing in, inviting a
 /// caregiver asks for the passkey again and then goes through; the page says
 /// what removing a passkey does; a sign-in link an admin issued for her is
@@ -679,7 +661,7 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
             // An hour passes (for the server).
             portal.app.clock.advance(std::time::Duration::from_secs(3600));
 
-            tab(&maria, "Account").await;
+            maria.tab("Account").await;
             maria.wait_for(PASSKEYS, "Removing a passkey at once signs out every device that signed in with it").await;
             maria.wait_for(PASSKEYS, "this device signed in with it").await;
             maria.type_into("#caregiver-name", "Ana Santos").await;
@@ -700,11 +682,11 @@ async fn the_account_page_asks_for_the_passkey_again_and_shows_open_links() {
             let (link, _) = server::auth::accounts::issue_enrollment(&portal.app.store, &portal.app.base_url, portal.user("Maria").id, Some(admin), portal.app.clock.now_ms())
                 .await
                 .expect("link");
-            tab(&maria, "Results").await;
-            tab(&maria, "Account").await;
+            maria.tab("Results").await;
+            maria.tab("Account").await;
             maria.wait_for(PASSKEYS, "A sign-in link for your account from Jordan Lee is open").await;
             for (width, mobile) in [(1280, false), (390, true)] {
-                set_width(&maria, width, mobile).await;
+                maria.set_width(width, mobile).await;
                 e2e::screenshot(&maria.page, &format!("account {width}")).await;
                 let overflow: bool = maria
                     .page
@@ -746,7 +728,7 @@ async fn stored_messages(portal: &DemoPortal, patient: &str, clinic_of: &str) ->
 /// notes (e2e/screenshots), and back to the desktop's.
 async fn shots(person: &Person, name: &str) {
     for (width, mobile) in [(390, true), (1280, false)] {
-        set_width(person, width, mobile).await;
+        person.set_width(width, mobile).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         e2e::screenshot(&person.page, &format!("{name} {width}")).await;
     }
@@ -769,14 +751,14 @@ async fn signing_out_with_a_message_waiting_signs_out_once_it_is_sent() {
             let write_offline = |text: &'static str| {
                 let maria = &maria;
                 async move {
-                    tab(maria, "Messages").await;
+                    maria.tab("Messages").await;
                     maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
                     maria.go_offline().await;
                     maria.wait_for(".sync-status", "Offline").await;
                     maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), text).await;
                     maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
                     maria.wait_for(".sync-status", "1 change waiting to be sent").await;
-                    tab(maria, "Account").await;
+                    maria.tab("Account").await;
                     maria.click("button", "Sign out").await;
                     maria.wait_for("[role=alertdialog]", "1 change waiting to be sent").await
                 }
@@ -833,7 +815,7 @@ async fn signing_out_with_a_message_waiting_signs_out_once_it_is_sent() {
             maria.wait_for("button", "Sign in with a passkey").await;
             maria.go_online().await;
             maria.click("button", "Sign in with a passkey").await;
-            tab(&maria, "Messages").await;
+            maria.tab("Messages").await;
             maria.wait_for(RIVERSIDE_THREAD, QUESTION).await;
             maria.never_shows("main", DROPPED, WATCH).await;
             let stored = stored_messages(&portal, "Maria", "Okafor").await;
@@ -873,7 +855,7 @@ async fn a_refill_approved_offline_after_another_device_denied_it_shows_the_deni
             desk.wait_for(".main-nav", "Account").await;
             for device in [&laptop, &desk] {
                 open_chart(device, "Maria Santos").await;
-                tab(device, "Medications").await;
+                device.tab("Medications").await;
                 device.wait_for("article.med", "requested, waiting for the clinic").await;
             }
             let facts = "[...document.querySelectorAll('article.med')].find((a) => a.textContent.includes('metformin')).querySelector('dl').innerText";
@@ -917,7 +899,7 @@ async fn a_refill_approved_offline_after_another_device_denied_it_shows_the_deni
             shots(&laptop, "refill refused").await;
 
             // The notice leads to the request.
-            tab(&laptop, "Results").await;
+            laptop.tab("Results").await;
             laptop.click(".banner button", "Open the refill request").await;
             laptop.wait_for("article.med", DENIAL).await;
 
