@@ -70,15 +70,6 @@ enum SystemClientCommand {
     },
 }
 
-/// A client name: what people read on the consent page and in access logs.
-fn client_name(name: &str) -> Result<String, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::BadRequest("a name of 1 to 100 characters is needed".into()));
-    }
-    Ok(name.to_owned())
-}
-
 async fn smart_client(command: SmartClientCommand) -> Result<(), Error> {
     let SmartClientCommand::Add { name, redirect_uri, database_url } = command;
     let url = webauthn_rs::prelude::Url::parse(&redirect_uri)
@@ -92,7 +83,7 @@ async fn smart_client(command: SmartClientCommand) -> Result<(), Error> {
     let store = Store::connect(database_url.expose()).await?;
     let client = server::storage::SmartClient {
         id: uuid::Uuid::new_v4().to_string(),
-        name: client_name(&name)?,
+        name: server::smart::client_name(&name).map_err(Error::BadRequest)?,
         redirect_uri: Some(redirect_uri),
         system: None,
     };
@@ -117,7 +108,7 @@ async fn system_client(command: SystemClientCommand) -> Result<(), Error> {
         .ok_or_else(|| Error::BadRequest(format!("no clinic has the id {clinic}")))?;
     let client = server::storage::SmartClient {
         id: uuid::Uuid::new_v4().to_string(),
-        name: client_name(&name)?,
+        name: server::smart::client_name(&name).map_err(Error::BadRequest)?,
         redirect_uri: None,
         system: Some((clinic, text)),
     };

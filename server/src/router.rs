@@ -91,6 +91,12 @@ pub fn router(state: AppState) -> Router {
         // The person's authorized apps (session).
         .route("/api/smart/apps", get(oauth::apps))
         .route("/api/smart/apps/{id}", delete(oauth::revoke_app))
+        // Clinic systems (session, admin role, recent passkey).
+        .route(
+            "/api/system-clients",
+            post(oauth::register_system)
+                .layer(DefaultBodyLimit::max(2 * crate::smart::MAX_JWKS_BYTES)),
+        )
         // Unknown API paths answer a JSON 404.
         .route("/api/{*rest}", any(fallback::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other

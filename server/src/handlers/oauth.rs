@@ -547,3 +547,41 @@ pub async fn revoke_app(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A clinic system to register.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSystemClient {
+    name: String,
+    /// Its public keys, a JWK Set (`assertion::check_jwks`).
+    jwks: serde_json::Value,
+}
+
+/// `POST /api/system-clients` (session, a clinic admin who used a passkey
+/// within `REAUTH_WINDOW`: it hands out the right to import into the
+/// clinic's record): registers a clinic system of the admin's clinic with
+/// its public keys, as `portal system-client add` does.
+pub async fn register_system(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    super::json::Json(body): super::json::Json<NewSystemClient>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+    let clinic = match (auth.user.role, auth.user.clinics.first()) {
+        (UserRole::Admin, Some(&clinic)) => clinic,
+        _ => return Err(Error::Forbidden),
+    };
+    auth.require_fresh(state.now())?;
+    let jwks = body.jwks.to_string();
+    assertion::check_jwks(&jwks).map_err(Error::BadRequest)?;
+    let client = SmartClient {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: smart::client_name(&body.name).map_err(Error::BadRequest)?,
+        redirect_uri: None,
+        system: Some((clinic, jwks)),
+    };
+    state.store.create_smart_client(&client, state.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "client_id": client.id, "token_endpoint": token_url(&state) })),
+    ))
+}

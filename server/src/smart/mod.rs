@@ -172,6 +172,16 @@ pub fn is_token(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A client's name as people read it on the consent page and in access
+/// logs: 1 to 100 characters, no control characters.
+pub fn client_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err("a name of 1 to 100 characters is needed".into());
+    }
+    Ok(name.to_owned())
+}
+
 pub mod assertion;
 
 #[cfg(test)]

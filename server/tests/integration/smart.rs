@@ -496,6 +496,23 @@ async fn a_clinic_system_imports_with_a_signed_jwt_and_nothing_else() {
         assert_eq!(response.status().as_u16(), 403);
         let path = format!("/fhir/R4/Patient/{}/$everything", demo.maria);
         assert_eq!(read(&base, &bearer, &path).await.0, 403);
+
+        // A clinic admin registers a system through the API (for their
+        // own clinic; a provider may not), and its key gets a token.
+        let (pem2, jwks2) = p384("lis-2");
+        let body = json!({ "name": "Second LIS", "jwks": jwks2 });
+        let provider = demo.users.iter().find(|u| u.role == UserRole::Provider).unwrap().id;
+        let mut okafor = sign_in(&app, provider).await;
+        assert_eq!(okafor.post("/api/system-clients", body.clone()).await.0, 403);
+        let admin = demo.users.iter().find(|u| u.role == UserRole::Admin).unwrap().id;
+        let mut admin = sign_in(&app, admin).await;
+        let (status, created) = admin.post("/api/system-clients", body).await;
+        assert_eq!(status, 201, "{created}");
+        let second = created["client_id"].as_str().unwrap();
+        let claims =
+            json!({ "iss": second, "sub": second, "aud": token_url, "exp": now + 60, "jti": "f" });
+        let (status, body) = ask(assertion(&pem2, "lis-2", &claims)).await;
+        assert_eq!((status, body["scope"].as_str()), (200, Some("system/*.c")), "{body}");
         app.stop().await;
         db.drop_database().await;
     }
