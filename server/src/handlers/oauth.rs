@@ -13,12 +13,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 use shared::PatientId;
-use shared::api::UserRole;
+use shared::api::{AuthorizedApp, UserRole};
 use webauthn_rs::prelude::Url;
 
 use crate::auth::{AuthUser, hash_secret, new_secret, session_cookie, session_user};
 use crate::smart::{self, CODE_TTL, Scopes, TOKEN_TTL, assertion};
-use crate::storage::{AuthorizedApp, NewGrant, SmartClient};
+use crate::storage::{NewGrant, SmartClient};
 use crate::{AppState, Error};
 
 /// The FHIR base: a token's `aud`.

@@ -41,7 +41,7 @@ pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
 pub use sessions::{NewSession, SessionRow};
-pub use smart::{AuthorizedApp, NewGrant, SmartClient, TakenCode, TokenRow};
+pub use smart::{NewGrant, SmartClient, TakenCode, TokenRow};
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
 /// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket

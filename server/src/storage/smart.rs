@@ -2,6 +2,7 @@
 //! one-time authorization codes, access tokens and used client assertion
 //! ids. Codes and tokens reach this module only as their SHA-256 hashes.
 
+use shared::api::AuthorizedApp;
 use shared::{ClinicId, PatientId, UserId};
 use sqlx::Row;
 
@@ -53,16 +54,6 @@ pub struct TokenRow {
     pub grant: Option<(String, UserId, PatientId)>,
     /// A clinic system's clinic.
     pub clinic: Option<ClinicId>,
-}
-
-/// A person's live grant, as they see it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuthorizedApp {
-    pub id: String,
-    pub app: String,
-    pub patient: PatientId,
-    pub scope: String,
-    pub granted_at: i64,
 }
 
 impl Store {
@@ -249,7 +240,7 @@ impl Store {
         .transpose()
     }
 
-    /// The person's live grants, newest first.
+    /// The person's live grants (the apps they let read), newest first.
     pub async fn user_grants(&self, user: UserId) -> Result<Vec<AuthorizedApp>, StoreError> {
         sqlx::query(
             "SELECT g.id, c.name, g.patient_id, g.scope, g.created_at FROM smart_grants g \
