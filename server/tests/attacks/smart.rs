@@ -13,7 +13,7 @@ use super::portal::under_attack;
 use super::{MARKER, SERIAL, World};
 
 /// Requests of each junk FHIR read at once.
-const AT_ONCE: usize = 50;
+const AT_ONCE: usize = 20;
 
 fn jwt(header: &str, payload: &str, signature: &[u8]) -> String {
     format!(
