@@ -10,6 +10,7 @@ pub mod fhir;
 mod handlers;
 pub mod ratelimit;
 mod router;
+pub mod smart;
 pub mod storage;
 pub mod sync;
 

@@ -29,6 +29,93 @@ enum Command {
     /// Load a FHIR R4 transaction Bundle (Observations, DiagnosticReports,
     /// MedicationRequests, AllergyIntolerances of one patient) into a clinic's record.
     Import(Import),
+    /// Register third-party patient apps (SMART App Launch, public clients).
+    #[command(subcommand)]
+    SmartClient(SmartClientCommand),
+    /// Register clinic systems (SMART Backend Services) that import into a clinic's record.
+    #[command(subcommand)]
+    SystemClient(SystemClientCommand),
+}
+
+#[derive(Subcommand)]
+enum SmartClientCommand {
+    /// Register a patient app and print its client_id.
+    Add {
+        /// The app's name, shown to people on the consent page and in access logs.
+        #[arg(long)]
+        name: String,
+        /// The app's one redirect URI (matched exactly).
+        #[arg(long)]
+        redirect_uri: String,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
+        database_url: DatabaseUrl,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemClientCommand {
+    /// Register a clinic system with its public keys and print its client_id.
+    Add {
+        /// The clinic whose record it imports into.
+        #[arg(long)]
+        clinic: ClinicId,
+        /// The system's name, shown in access logs.
+        #[arg(long)]
+        name: String,
+        /// Its public keys: a JWK Set (JSON) of EC P-384 (ES384) or RSA (RS384) keys.
+        #[arg(long)]
+        jwks: std::path::PathBuf,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
+        database_url: DatabaseUrl,
+    },
+}
+
+async fn smart_client(command: SmartClientCommand) -> Result<(), Error> {
+    let SmartClientCommand::Add { name, redirect_uri, database_url } = command;
+    let url = webauthn_rs::prelude::Url::parse(&redirect_uri)
+        .map_err(|e| Error::BadRequest(format!("--redirect-uri: {e}")))?;
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && local) || url.fragment().is_some() {
+        return Err(Error::BadRequest(
+            "--redirect-uri must be https (http only for localhost) without a fragment".into(),
+        ));
+    }
+    let store = Store::connect(database_url.expose()).await?;
+    let client = server::storage::SmartClient {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: server::smart::client_name(&name).map_err(Error::BadRequest)?,
+        redirect_uri: Some(redirect_uri),
+        system: None,
+    };
+    store.create_smart_client(&client, server::Clock::default().now_ms()).await?;
+    println!("{}", client.id);
+    store.close().await;
+    Ok(())
+}
+
+async fn system_client(command: SystemClientCommand) -> Result<(), Error> {
+    use std::io::Read;
+    let SystemClientCommand::Add { clinic, name, jwks, database_url } = command;
+    let mut text = String::new();
+    std::fs::File::open(&jwks)?
+        .take(server::smart::MAX_JWKS_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    server::smart::assertion::check_jwks(&text).map_err(Error::BadRequest)?;
+    let store = Store::connect(database_url.expose()).await?;
+    store
+        .clinic_name(clinic)
+        .await?
+        .ok_or_else(|| Error::BadRequest(format!("no clinic has the id {clinic}")))?;
+    let client = server::storage::SmartClient {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: server::smart::client_name(&name).map_err(Error::BadRequest)?,
+        redirect_uri: None,
+        system: Some((clinic, text)),
+    };
+    store.create_smart_client(&client, server::Clock::default().now_ms()).await?;
+    println!("{}", client.id);
+    store.close().await;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -96,7 +183,15 @@ async fn import(args: Import) -> Result<(), Error> {
     let store = Store::connect(args.database_url.expose()).await?;
     let hub = command_hub(store.clone());
     let refused = match server::fhir::parse(&bytes) {
-        Ok(bundle) => server::fhir::import::import(&hub, args.clinic, &bundle, None).await,
+        Ok(bundle) => {
+            server::fhir::import::import(
+                &hub,
+                args.clinic,
+                &bundle,
+                server::fhir::import::SentBy::Operator,
+            )
+            .await
+        }
         Err(problem) => {
             Err(server::fhir::import::Refused::Invalid(vec![shared::fhir::Issue::new(
                 "structure",
@@ -234,6 +329,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Invite(args) => return invite(args).await,
         Command::Export(args) => return export(args).await,
         Command::Import(args) => return import(args).await,
+        Command::SmartClient(command) => return smart_client(command).await,
+        Command::SystemClient(command) => return system_client(command).await,
     };
     tracing::info!(?config, "starting");
     let store = Store::connect(config.database_url.expose()).await?;

@@ -2,17 +2,20 @@
 //!
 //! Authentication: routes marked "session" take the `AuthUser` extractor
 //! (401 without a live session). Every POST/PUT/PATCH/DELETE must carry the
-//! portal's own `Origin` header (403 otherwise), checked by middleware.
+//! portal's own `Origin` header (403 otherwise), checked by middleware,
+//! except where no cookie counts: `/oauth/token` and FHIR requests with
+//! an `Authorization` header (SMART apps and clinic systems).
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{any, delete, get, patch, post};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_same_origin;
 use crate::handlers::{
-    audit, caregivers, clinics, consents, documents, fallback, fhir, health, invitations, passkeys,
-    session, web,
+    audit, caregivers, clinics, consents, documents, fallback, fhir, health, invitations, oauth,
+    passkeys, session, web,
 };
 use crate::ratelimit::limit_anonymous;
 use crate::{AppState, sync};
@@ -67,6 +70,33 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/R4/Patient/{id}/$everything", get(fhir::everything))
         .route("/fhir/R4/{resource_type}", get(fhir::search))
         .route("/fhir/{*rest}", any(fhir::unknown))
+        // SMART on FHIR (`smart`, `handlers/oauth.rs`): discovery; the
+        // standalone launch's consent page (session; its POST is a form
+        // bound to the session); the token endpoint (anonymous: codes with
+        // PKCE, clinic systems' signed JWTs), rate limited like sign-in.
+        // FHIR routes above also take the tokens it issues.
+        .route("/.well-known/smart-configuration", get(oauth::configuration))
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize)
+                .post(oauth::decide)
+                .layer(DefaultBodyLimit::max(crate::smart::MAX_FORM_BYTES)),
+        )
+        .route(
+            "/oauth/token",
+            post(oauth::token)
+                .layer(DefaultBodyLimit::max(crate::smart::MAX_FORM_BYTES))
+                .layer(limited()),
+        )
+        // The person's authorized apps (session).
+        .route("/api/smart/apps", get(oauth::apps))
+        .route("/api/smart/apps/{id}", delete(oauth::revoke_app))
+        // Clinic systems (session, admin role, recent passkey).
+        .route(
+            "/api/system-clients",
+            post(oauth::register_system)
+                .layer(DefaultBodyLimit::max(2 * crate::smart::MAX_JWKS_BYTES)),
+        )
         // Unknown API paths answer a JSON 404.
         .route("/api/{*rest}", any(fallback::no_such_route))
         // The web app: index.html, JS glue, WASM, service worker. Any other

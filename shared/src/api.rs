@@ -231,6 +231,18 @@ pub struct OpenLink {
     pub issued_by: Option<String>,
 }
 
+/// A patient app the signed-in person let read a record (SMART on FHIR),
+/// `GET /api/smart/apps`; `DELETE /api/smart/apps/{id}` removes its access.
+/// The app has no page for it yet (no `Decode`): the bundle is at its budget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizedApp {
+    pub id: String,
+    pub app: String,
+    pub patient: PatientId,
+    pub scope: String,
+    pub granted_at: Millis,
+}
+
 /// A parsed JSON value, as the app's JSON layer (or serde_json) holds it.
 pub trait JsonValue: Sized {
     /// The member `key`; absent members read as null.

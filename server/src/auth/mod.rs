@@ -197,13 +197,19 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Error> 
 }
 
 /// Middleware: every state-changing request must come from the portal's own
-/// origin (CSRF defence on top of SameSite=Strict cookies).
+/// origin (CSRF defence on top of SameSite=Strict cookies). Requests no
+/// cookie authenticates are exempt: the token endpoint (called by apps
+/// from their own origin or servers) and FHIR requests carrying an
+/// `Authorization` header, which `handlers::fhir` judges by that header alone.
 pub async fn require_same_origin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, Error> {
-    if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    let path = request.uri().path();
+    let cookieless = path == "/oauth/token"
+        || (path.starts_with("/fhir/") && request.headers().contains_key(header::AUTHORIZATION));
+    if !cookieless && !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         check_origin(&state, request.headers())?;
     }
     Ok(next.run(request).await)

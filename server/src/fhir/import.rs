@@ -133,15 +133,24 @@ pub async fn system_user(
     store.user(id).await?.ok_or(Error::NotFound)
 }
 
-/// Imports `bundle` into `clinic`'s record of the patient it names.
-/// `sent_by` is the signed-in staff member and session that posted it
-/// (the audit row names them); `None` for the operator's command, where
-/// the row names the import account.
+/// Who sent a Bundle, as the `change_accepted` audit row names them.
+#[derive(Clone, Copy, Debug)]
+pub enum SentBy<'a> {
+    /// The operator's `portal import` (the row names the import account).
+    Operator,
+    /// A signed-in staff member, from this session.
+    Staff(UserId, &'a str),
+    /// A clinic system (SMART Backend Services) by client id and name: the
+    /// row names the import account and, as device and detail, the system.
+    System { client: &'a str, name: &'a str },
+}
+
+/// Imports `bundle` into `clinic`'s record of the patient it names, sent by `sent_by`.
 pub async fn import(
     hub: &Hub,
     clinic: ClinicId,
     bundle: &Value,
-    sent_by: Option<(UserId, &str)>,
+    sent_by: SentBy<'_>,
 ) -> Result<Outcome, Refused> {
     let store = hub.store();
     let clinic_name = store.clinic_name(clinic).await?.ok_or(Refused::NotFound)?;
@@ -181,13 +190,20 @@ pub async fn import(
             return Ok(outcome);
         }
         let accepted = Accepted { id, data, doc, snapshot: false };
+        let (user, session, detail) = match sent_by {
+            SentBy::Operator => (system.id, None, "fhir import".to_owned()),
+            SentBy::Staff(user, session) => (user, Some(session), "fhir import".to_owned()),
+            SentBy::System { client, name } => {
+                (system.id, Some(client), format!("fhir import by the clinic system \"{name}\""))
+            }
+        };
         let events = [AuditEvent {
-            user: Some(sent_by.map_or(system.id, |(user, _)| user)),
-            session: sent_by.map(|(_, session)| session),
+            user: Some(user),
+            session,
             action: AuditAction::ChangeAccepted,
             patient: Some(plan.patient),
             doc: Some(id),
-            detail: "fhir import",
+            detail: &detail,
         }];
         let patients = [(id, plan.patient)];
         let entries = [(id, outcome.created)];

@@ -11,6 +11,7 @@ pub mod fhir;
 pub mod health;
 pub mod invitations;
 pub mod json;
+pub mod oauth;
 pub mod passkeys;
 pub mod session;
 pub mod web;

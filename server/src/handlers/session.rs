@@ -283,6 +283,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 /// `POST /api/logout-all`: ends every session of the user.
 pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Response, Error> {
     let ended = state.store.revoke_user_sessions(auth.user.id, state.now()).await?;
+    // Apps the person approved lose their access too (their tokens answer 401).
+    state.store.revoke_user_grants(auth.user.id, state.now()).await?;
     let count = ended.len();
     auth::sessions_ended(&state, ended, EndReason::SignedOutEverywhere);
     auth.audit(

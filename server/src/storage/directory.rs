@@ -154,6 +154,16 @@ impl Store {
         }))
     }
 
+    /// The display name of the patient's own account, if they have one.
+    pub async fn patient_name(&self, patient: PatientId) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT display_name FROM users WHERE patient_id = $1 AND role = 'patient' ORDER BY created_at LIMIT 1",
+        )
+        .bind(patient.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Whether a user exists and has not been revoked.
     pub async fn user_active(&self, user: UserId) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT 1 FROM users WHERE id = $1 AND revoked_at IS NULL")

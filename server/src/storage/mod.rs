@@ -17,6 +17,7 @@ mod notify;
 mod passkeys;
 mod read_access;
 mod sessions;
+mod smart;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +41,7 @@ pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
 pub use sessions::{NewSession, SessionRow};
+pub use smart::{NewGrant, SmartClient, TakenCode, TokenRow};
 
 /// TCP keepalive on PostgreSQL's side of every connection (pool and
 /// LISTEN). sqlx 0.8 cannot turn on keepalive for its own sockets (no socket

@@ -193,7 +193,8 @@ impl Store {
 
     /// Deletes what can never be used again at `now`: sessions revoked,
     /// past their absolute expiry or idle for longer than `idle_ms`, and
-    /// enrollment links past their expiry (used or not). The audit trail
+    /// enrollment links past their expiry (used or not), and SMART codes
+    /// and tokens past theirs. The audit trail
     /// keeps the sign-ins and enrollments themselves. Returns the rows deleted.
     pub async fn purge_ended(&self, idle_ms: i64, now: i64) -> Result<u64, StoreError> {
         let sessions = sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= $1 OR last_seen_at <= $2")
@@ -205,6 +206,7 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(sessions.rows_affected() + links.rows_affected())
+        let smart = self.purge_smart(now).await?;
+        Ok(sessions.rows_affected() + links.rows_affected() + smart)
     }
 }

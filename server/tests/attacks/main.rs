@@ -24,6 +24,7 @@ mod client;
 mod craft;
 mod fhir;
 mod portal;
+mod smart;
 
 use std::time::{Duration, Instant};
 

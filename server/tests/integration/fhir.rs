@@ -16,7 +16,7 @@ use crate::client::{Browser, invite};
 
 use crate::BACKENDS;
 
-fn portal(args: &[&str], url: &str) -> Output {
+pub fn portal(args: &[&str], url: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portal"))
         .args(args)
         .args(["--database-url", url])
@@ -386,7 +386,7 @@ async fn hostile_bundles_are_bounded_before_parsing_and_change_nothing() {
 }
 
 /// Signs a demo user in with a new passkey, as the person would.
-async fn sign_in(app: &TestServer, user: shared::UserId) -> Browser {
+pub async fn sign_in(app: &TestServer, user: shared::UserId) -> Browser {
     let (link, _) = server::auth::accounts::issue_enrollment(
         &app.store,
         &app.base_url,

@@ -12,6 +12,7 @@ mod fhir;
 mod http;
 mod refusals;
 mod sessions;
+mod smart;
 mod storage;
 mod sync;
 
