@@ -8,7 +8,7 @@ use std::future::Future;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use shared::api::{AuditEntry, Caregiver, Invitation, OpenLink, Passkey, UserRole};
+use shared::api::{AuditEntry, AuthorizedApp, Caregiver, Invitation, OpenLink, Passkey, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::Ui;
@@ -337,6 +337,47 @@ fn Audit() -> impl IntoView {
     }
 }
 
+/// Apps the patient let read her record (SMART on FHIR), each with a button
+/// that takes its access away.
+#[component]
+fn Apps() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let apps = RwSignal::new(None::<Vec<AuthorizedApp>>);
+    let error = RwSignal::new(None::<String>);
+    let load = loader(ui, apps, error, api::apps);
+    view! {
+        <section class="card" aria-labelledby="apps-h">
+            <h2 id="apps-h">"Apps with access"</h2>
+            {move || apps.get().map(|list| {
+                if list.is_empty() {
+                    return view! { <p class="muted">"No apps. An app you approve can read your record until you take its access away here."</p> }.into_any();
+                }
+                list.into_iter().map(|a| {
+                    let what = if a.scope.contains("patient/*.rs") { "all of your record" } else { "part of your record" };
+                    let id = a.id.clone();
+                    let remove = move |_| {
+                        let id = id.clone();
+                        spawn_local(async move {
+                            match api::remove_app(&id).await {
+                                Ok(()) => load(),
+                                Err(e) => report(ui, error, e),
+                            }
+                        })
+                    };
+                    view! {
+                        <p>
+                            <strong>{a.app.clone()}</strong>
+                            {format!(" reads {what}, since {} ", crate::logic::date(&api::iso(a.granted_at)))}
+                            <button type="button" class="secondary" on:click=remove>{format!("Take away {}'s access", a.app)}</button>
+                        </p>
+                    }
+                }).collect_view().into_any()
+            })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
 /// Signing out removes this device's copy. Changes not sent yet are never
 /// removed silently: the person sees how many and what, and chooses to
 /// stay, to be signed out once they are sent, or to delete them, which
@@ -413,6 +454,7 @@ pub fn Account() -> impl IntoView {
         <Show when=is_patient>
             <Consents/>
             <Caregivers/>
+            <Apps/>
             <Audit/>
         </Show>
     }

@@ -6,8 +6,8 @@
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
 use shared::api::{
-    AuditEntry, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, Encode, Invitation, Me,
-    Millis, NewCaregiver, OpenLink, Passkey, PasskeyName,
+    AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, Encode,
+    Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName,
 };
 use shared::{ClinicId, UserId};
 use wasm_bindgen::{JsCast, JsValue};
@@ -290,4 +290,14 @@ pub async fn revoke_caregiver(user: UserId) -> Result<(), ApiError> {
 /// Who did what with the patient's record, newest first.
 pub async fn audit() -> Result<Vec<AuditEntry>, ApiError> {
     read(call("GET", "/api/audit", None).await?)
+}
+
+/// Patient apps (SMART on FHIR) the person let read a record.
+pub async fn apps() -> Result<Vec<AuthorizedApp>, ApiError> {
+    read(call("GET", "/api/smart/apps", None).await?)
+}
+
+/// Takes an app's access away: its tokens stop working at once.
+pub async fn remove_app(id: &str) -> Result<(), ApiError> {
+    call("DELETE", &format!("/api/smart/apps/{id}"), None).await.map(|_| ())
 }

@@ -232,8 +232,8 @@ pub struct OpenLink {
 }
 
 /// A patient app the signed-in person let read a record (SMART on FHIR),
-/// `GET /api/smart/apps`; `DELETE /api/smart/apps/{id}` removes its access.
-/// The app has no page for it yet (no `Decode`): the bundle is at its budget.
+/// `GET /api/smart/apps`; `DELETE /api/smart/apps/{id}` removes its access
+/// (the account page's "Apps with access").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizedApp {
     pub id: String,
@@ -331,6 +331,7 @@ decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passk
 decode!(Passkey { id, name, created_at, last_used_at, added_with });
 decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
 decode!(OpenLink { created_at, expires_at, issued_by });
+decode!(AuthorizedApp { id, app, patient, scope, granted_at });
 encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
@@ -586,6 +587,13 @@ mod tests {
             });
         }
         sent(OpenLink { created_at: 1, expires_at: 2, issued_by: Some("Jordan Lee".into()) });
+        sent(AuthorizedApp {
+            id: "f1".into(),
+            app: "Health Diary".into(),
+            patient,
+            scope: "launch/patient patient/Observation.rs".into(),
+            granted_at: 3,
+        });
     }
 
     #[test]
