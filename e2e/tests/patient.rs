@@ -48,3 +48,51 @@ async fn results_read_plainly_and_nothing_scrolls_sideways_on_a_phone() {
         .await;
     portal.stop().await;
 }
+
+/// Maria approved a patient app (SMART on FHIR) earlier; her account page
+/// lists it with what it reads, and "Take away Health Diary's access" ends
+/// its grant on the server at once.
+#[tokio::test]
+async fn an_app_with_access_is_listed_and_its_access_taken_away() {
+    use server::storage::{NewGrant, SmartClient};
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("apps", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            let (store, now) = (&portal.app.store, portal.app.clock.now_ms());
+            let user = portal.user("Maria");
+            let client = SmartClient {
+                id: "health-diary".into(),
+                name: "Health Diary".into(),
+                redirect_uri: Some("https://diary.example/callback".into()),
+                system: None,
+            };
+            store.create_smart_client(&client, now).await.expect("register the app");
+            let grant = NewGrant {
+                id: "grant-1",
+                client: &client.id,
+                user: user.id,
+                patient: user.patient.expect("a patient"),
+                scope: "launch/patient patient/Observation.rs",
+                code_hash: "unused",
+                redirect_uri: "https://diary.example/callback",
+                code_challenge: "unused",
+                code_expires_at: now,
+            };
+            store.create_grant(&grant, now).await.expect("her approval");
+
+            maria.tab("Account").await;
+            let apps = "section[aria-labelledby=\"apps-h\"]";
+            maria.wait_for(apps, "Health Diary reads part of your record").await;
+            maria.click(&format!("{apps} button"), "Take away Health Diary's access").await;
+            maria.wait_for(apps, "No apps").await;
+            let left = store.user_grants(user.id).await.expect("grants");
+            maria
+                .check(left.is_empty(), &format!("the grant is gone on the server: {left:?}"))
+                .await;
+        })
+        .await;
+    portal.stop().await;
+}
