@@ -100,10 +100,13 @@ fn App() -> impl IntoView {
         }
     });
     // "Sign out once sent": once the server has confirmed every change.
+    // A refused change also leaves nothing waiting, but was not sent: the
+    // person reads what was not saved (and dismisses it) before sign-out.
     Effect::new(move |_| {
         if ui.sign_out_when_sent.get()
             && ui.connection.get() == state::Connection::Online
             && ui.progress.get().pending_changes == 0
+            && !ui.notice.with(|n| matches!(n, Some(state::Notice::Refused(..))))
         {
             spawn_local(session::sign_out(ui));
         }

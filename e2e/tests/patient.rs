@@ -86,6 +86,12 @@ async fn an_app_with_access_is_listed_and_its_access_taken_away() {
             maria.tab("Account").await;
             let apps = "section[aria-labelledby=\"apps-h\"]";
             maria.wait_for(apps, "Health Diary reads part of your record").await;
+            for (width, mobile) in [(390, true), (1280, false)] {
+                maria.set_width(width, mobile).await;
+                let scroll = format!("document.querySelector('{apps}').scrollIntoView()");
+                maria.page.evaluate(scroll).await.expect("scroll to the apps");
+                maria.screenshot(&format!("apps at {width}px")).await;
+            }
             maria.click(&format!("{apps} button"), "Take away Health Diary's access").await;
             maria.wait_for(apps, "No apps").await;
             let left = store.user_grants(user.id).await.expect("grants");
