@@ -9,6 +9,7 @@ mod cluster;
 mod demo;
 mod durability;
 mod fhir;
+mod fhir_validation;
 mod http;
 mod refusals;
 mod sessions;

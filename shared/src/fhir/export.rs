@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use super::json::Value;
 use super::{
-    ALLERGY_CLINICAL, ALLERGY_VERIFICATION, CVX, DATA_OPERATION, DIAGNOSTIC_SERVICE,
-    INTERPRETATION, LOINC, OBSERVATION_CATEGORY, PARTICIPANT_TYPE, RXNORM, TASK_CODE, UCUM, URI,
-    US_CORE, resource_id, urn,
+    ALLERGY_CLINICAL, ALLERGY_VERIFICATION, CVX, DATA_ABSENT_REASON, DATA_OPERATION,
+    DIAGNOSTIC_SERVICE, INTERPRETATION, LOINC, OBSERVATION_CATEGORY, PARTICIPANT_TYPE, RXNORM,
+    TASK_CODE, UCUM, URI, US_CORE, resource_id, urn,
 };
 use crate::ids::{ClinicId, DocId, PatientId, UserId};
 use crate::schema::{
@@ -135,6 +135,16 @@ fn person_ref(side: Side, user: UserId, name: &str) -> Value {
             r
         }
     }
+}
+
+/// The `_element` of a primitive that has no value, saying why with HL7's
+/// data-absent-reason extension (`unknown`, `asked-unknown`, ...).
+fn absent(reason: &str) -> Value {
+    Value::object([(
+        "extension",
+        vec![Value::object([("url", DATA_ABSENT_REASON.into()), ("valueCode", reason.into())])]
+            .into(),
+    )])
 }
 
 /// A quantity in UCUM (or unitless when the entry has no unit).
@@ -423,9 +433,13 @@ fn appointment(out: &mut Out<'_>, ctx: &Ctx<'_>, id: &str, a: &Appointment) {
         v.set_some("cancelationReason", a.status_reason.as_deref().and_then(text_concept));
     }
     v.set_some("description", text(&a.reason));
-    // The portal keeps no duration; FHIR wants an end beside every start.
+    // The portal records when a visit starts, not how long it lasts. FHIR
+    // wants an end beside every start (app-2; app-3 for booked, arrived,
+    // fulfilled...): an end equal to the start would tell calendars the
+    // visit takes no time, so the end is there without a value, marked
+    // `unknown` with HL7's data-absent-reason extension.
     v.set("start", a.start.as_str().into());
-    v.set("end", a.start.as_str().into());
+    v.set("_end", absent("unknown"));
     v.set("created", a.provenance.recorded.as_str().into());
     v.set(
         "participant",
@@ -588,7 +602,9 @@ fn patient(data: &PatientData) -> Value {
     if !telecom.is_empty() {
         v.set("telecom", telecom.into());
     }
-    // US Core requires a gender; the portal does not record one.
+    // US Core Patient requires a gender (1..1) and, for a required element
+    // with a required binding, says to send the value set's own "unknown"
+    // when it is not known; the portal does not record one.
     v.set("gender", "unknown".into());
     v.set_some("birthDate", d.birth_date.as_deref().and_then(text));
     v

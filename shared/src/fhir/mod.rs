@@ -10,7 +10,7 @@
 //! | `Prescription` | `MedicationRequest` (RxNorm, `dosageInstruction.text`, `dispenseRequest.numberOfRepeatsAllowed` and `quantity`, `requester` and `recorder`; an override reason as its `note`) |
 //! | `Allergy` | `AllergyIntolerance` (RxNorm substance, clinical and verification status) |
 //! | `Immunization` | `Immunization` (CVX) |
-//! | `Appointment` | `Appointment` |
+//! | `Appointment` | `Appointment` (`start`; `end` marked unknown with the data-absent-reason extension: the portal records no length) |
 //! | `Message` | `Communication` |
 //! | `RefillRequest` | `Task` with `focus` the `MedicationRequest` (see [`export`]) |
 //! | who recorded, corrected or decided, when | `Provenance` |
@@ -41,6 +41,11 @@
 //!   refill decision or a message read.
 //! - FHIR has no empty strings: an empty text is left out, and reads back
 //!   as empty (or absent).
+//! - **What the portal does not record but FHIR requires:** `Patient.gender`
+//!   is `unknown` (US Core's rule for a required coded element: the value
+//!   set's own unknown code); `Appointment.end` has no value and HL7's
+//!   `data-absent-reason` extension `unknown` (what FHIR offers for a
+//!   required element with no code of its own), never a made-up time.
 
 pub mod export;
 pub mod import;
@@ -72,6 +77,7 @@ pub const ALLERGY_VERIFICATION: &str =
 pub const DATA_OPERATION: &str = "http://terminology.hl7.org/CodeSystem/v3-DataOperation";
 pub const PARTICIPANT_TYPE: &str =
     "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
+pub const DATA_ABSENT_REASON: &str = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
 pub const TASK_CODE: &str = "http://hl7.org/fhir/CodeSystem/task-code";
 pub const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/";
 

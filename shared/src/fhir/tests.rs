@@ -402,6 +402,19 @@ fn golden_fields_of_results_prescriptions_and_corrections() {
         voided_allergy.at(&["verificationStatus"]).unwrap().items("coding")[0].str_at(&["code"]),
         Some("entered-in-error")
     );
+    // An appointment's end is unknown, not a made-up time; gender likewise.
+    let appointment =
+        all.iter().find(|r| r.str_at(&["resourceType"]) == Some("Appointment")).unwrap();
+    assert_eq!(appointment.str_at(&["start"]), Some("2025-04-01T09:30:00Z"));
+    assert_eq!(appointment.get("end"), None);
+    let absent = &appointment.at(&["_end"]).unwrap().items("extension")[0];
+    assert_eq!(
+        absent.str_at(&["url"]),
+        Some("http://hl7.org/fhir/StructureDefinition/data-absent-reason")
+    );
+    assert_eq!(absent.str_at(&["valueCode"]), Some("unknown"));
+    let patient = all.iter().find(|r| r.str_at(&["resourceType"]) == Some("Patient")).unwrap();
+    assert_eq!(patient.str_at(&["gender"]), Some("unknown"));
     // Every resource names its source.
     for r in &all {
         let kind = r.str_at(&["resourceType"]).unwrap();
