@@ -75,6 +75,9 @@ pub fn router(state: AppState) -> Router {
         // bound to the session); the token endpoint (anonymous: codes with
         // PKCE, clinic systems' signed JWTs), rate limited like sign-in.
         // FHIR routes above also take the tokens it issues.
+        // SMART App Launch 2.0 puts discovery under the FHIR base (apps
+        // append it to the `iss`/base they were given); also at the root.
+        .route("/fhir/R4/.well-known/smart-configuration", get(oauth::configuration))
         .route("/.well-known/smart-configuration", get(oauth::configuration))
         .route(
             "/oauth/authorize",

@@ -14,7 +14,7 @@
 //! (`Writer::System`) only posts transactions into its clinic's record.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::api::{AuditAction, UserRole};
 use shared::fhir::export::{bundle, resources};
@@ -37,9 +37,22 @@ pub struct Fhir(pub StatusCode, pub Value);
 
 impl IntoResponse for Fhir {
     fn into_response(self) -> Response {
-        (self.0, [(header::CONTENT_TYPE, CONTENT_TYPE)], self.1.to_json_string()).into_response()
+        let mut response =
+            (self.0, [(header::CONTENT_TYPE, CONTENT_TYPE)], self.1.to_json_string())
+                .into_response();
+        // RFC 6750 section 3: a 401 from a resource server names the
+        // scheme it takes, so an app knows to get (or renew) a token.
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
+        }
+        response
     }
 }
+
+/// The `WWW-Authenticate` challenge of every 401 under `/fhir/R4`.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"fhir\"";
 
 impl Fhir {
     fn problem(status: StatusCode, code: &'static str, text: &str) -> Self {

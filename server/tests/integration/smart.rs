@@ -1,9 +1,19 @@
 //! SMART on FHIR against the real server, on both engines: a patient
 //! app's standalone launch (consent, code, PKCE, token, reads within its
 //! scopes and patient, audited with its name, revoked), and a clinic
-//! system's Backend Services token (signed JWT) importing a Bundle.
+//! system's Backend Services token (signed JWT) importing a Bundle that
+//! the patient's open sync connection receives live; and a scripted app
+//! doing the whole standalone launch as a browser and an app would (the
+//! patient signs in with her passkey, approves on the consent page, the
+//! app exchanges the code with its PKCE verifier and reads `$everything`).
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use automerge::Automerge;
+use autosurgeon::hydrate;
+use shared::schema::{ClinicalRecord, DocKind};
+use shared::sync::SyncClient;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use openssl::bn::{BigNum, BigNumContext};
@@ -467,6 +477,26 @@ async fn a_clinic_system_imports_with_a_signed_jwt_and_nothing_else() {
         assert_eq!(ask(jwt).await.0, 401, "a replayed jti is refused");
         let bearer = body["access_token"].as_str().unwrap().to_owned();
 
+        // Maria's phone is online: her own session's sync connection holds
+        // her Riverside record.
+        let maria_user = demo.users.iter().find(|u| u.role == UserRole::Patient).unwrap().id;
+        let maria = sign_in(&app, maria_user).await;
+        let doc = DocKind::ClinicalRecord { patient: demo.maria, clinic: demo.riverside }.doc_id();
+        let mut sync = SyncClient::new(format!("phone-{}", uuid::Uuid::now_v7().simple()));
+        sync.insert(doc, Automerge::new());
+        let headers = [
+            ("cookie", format!("portal_session={}", maria.cookie.as_deref().unwrap())),
+            ("origin", base.clone()),
+        ];
+        let url = format!("{}/sync", base.replacen("http", "ws", 1));
+        let mut phone = testkit::Replica::connect(&url, &headers, sync).await.unwrap();
+        phone.sync_all(Duration::from_secs(30)).await.unwrap();
+        let results = |c: &SyncClient| {
+            c.doc(doc).map_or(0, |d| hydrate::<_, ClinicalRecord>(d).unwrap().observations.len())
+        };
+        let before = results(&phone.client);
+        assert!(before > 0, "her record arrived");
+
         // It imports into Riverside's record, attributed to the system.
         let response = http()
             .post(format!("{base}/fhir/R4"))
@@ -480,6 +510,18 @@ async fn a_clinic_system_imports_with_a_signed_jwt_and_nothing_else() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{backend:?}: {body}");
         assert_eq!(body["type"], "transaction-response");
+        // The new result reaches her phone live, without her asking, with
+        // the clinic's import account as its recorder.
+        phone.sync_until(Duration::from_secs(30), |c, _| results(c) == before + 1).await.unwrap();
+        let record: ClinicalRecord = hydrate(phone.client.doc(doc).unwrap()).unwrap();
+        let imported: Vec<_> = record
+            .observations
+            .values()
+            .filter(|o| o.provenance.recorder_name.ends_with("(FHIR import)"))
+            .collect();
+        assert_eq!(imported.len(), 1, "{:?}", record.observations.values().last());
+        assert_eq!((imported[0].loinc.as_str(), imported[0].value_quantity), ("2823-3", Some(4.1)));
+        phone.close().await;
         let log = app.store.patient_audit(demo.maria, 10).await.unwrap();
         assert!(
             log.iter().any(|e| e.detail == "fhir import by the clinic system \"Riverside LIS\""),
@@ -530,4 +572,219 @@ async fn ask_token(base: String, jwt: String) -> (u16, Value) {
         ],
     )
     .await
+}
+
+/// A fresh PKCE pair, as an app makes one per launch: a random verifier
+/// and its S256 challenge (RFC 7636).
+fn pkce() -> (String, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rand::RngCore;
+    use sha2::Digest;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let verifier = URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// The `href` of the page's link whose text is `text`, unescaped.
+fn link(page: &str, text: &str) -> String {
+    let end = page.find(&format!("\">{text}</a>")).unwrap_or_else(|| panic!("no {text}: {page}"));
+    let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    page[start..end].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_scripted_app_completes_the_launch_after_a_passkey_sign_in_and_reads_everything() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let demo = seed(&app.store).await;
+        let base = app.base_url.clone();
+        let client = add_app(&db.url);
+        // Maria has a passkey on her phone from when she enrolled.
+        let maria_user = demo.users.iter().find(|u| u.role == UserRole::Patient).unwrap().id;
+        let (enrollment, _) = server::auth::accounts::issue_enrollment(
+            &app.store,
+            &app.base_url,
+            maria_user,
+            None,
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+        let mut phone = SoftPasskey::new();
+        Browser::new(&base).enroll(&mut phone, &enrollment).await;
+
+        // The app discovers the endpoints from the FHIR base it was given;
+        // reading without a token (or with a bad one) answers 401 with a
+        // Bearer challenge (RFC 6750).
+        let fhir_base = format!("{base}/fhir/R4");
+        for authorization in [None, Some("Bearer not-a-token")] {
+            let mut request = http().get(format!("{fhir_base}/Patient/{}/$everything", demo.maria));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401);
+            assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"fhir\"");
+        }
+        let config: Value = http()
+            .get(format!("{fhir_base}/.well-known/smart-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let authorize_endpoint = config["authorization_endpoint"].as_str().unwrap().to_owned();
+        let token_endpoint = config["token_endpoint"].as_str().unwrap().to_owned();
+        assert!(config["capabilities"].as_array().unwrap().contains(&json!("launch-standalone")));
+
+        // It sends her browser to the portal with a fresh PKCE challenge.
+        let (verifier, challenge) = pkce();
+        let launch = format!(
+            "{authorize_endpoint}?{}",
+            serde_urlencoded::to_string([
+                ("response_type", "code"),
+                ("client_id", client.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("scope", "launch/patient openid fhirUser patient/*.rs"),
+                ("state", "launch-7"),
+                ("aud", fhir_base.as_str()),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ])
+            .unwrap()
+        );
+        // Not signed in in this browser: a page to sign in, with no form.
+        let mut browser = Browser::new(&base);
+        let page = http().get(&launch).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("Pill Pal") && !page.contains("<form"), "{page}");
+        let again = link(&page, "Continue");
+        // She signs in with her passkey (a WebAuthn assertion, no enrollment)...
+        let me = browser.login(&mut phone).await;
+        assert_eq!(me["user_id"], maria_user.to_string(), "{me}");
+        assert!(me["passkey_id"].is_string(), "a session signed in with a passkey: {me}");
+        // ...continues, and the consent page names the app and her record.
+        let cookie = browser.cookie.clone().unwrap();
+        let response = http()
+            .get(format!("{base}{again}"))
+            .header("cookie", format!("portal_session={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let page = response.text().await.unwrap();
+        assert!(page.contains("<form") && page.contains("your record"), "{page}");
+        assert!(page.contains("Pill Pal") && page.contains("Maria Santos"), "{page}");
+        let mut fields = form_fields(&page);
+        assert!(fields.contains(&("code_challenge".into(), challenge.clone())));
+        // Allow.
+        fields.push(("decision".into(), "approve".into()));
+        let response = http()
+            .post(format!("{base}/oauth/authorize"))
+            .header("origin", &base)
+            .header("cookie", format!("portal_session={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&fields).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303);
+        let back = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(back.as_str().starts_with(REDIRECT), "{back}");
+        let back: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+        assert!(back.contains(&("state".into(), "launch-7".into())));
+        let code = back.into_iter().find(|(n, _)| n == "code").unwrap().1;
+
+        // The app exchanges the code with its verifier.
+        let response = http()
+            .post(&token_endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("client_id", client.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let tokens: Value = response.json().await.unwrap();
+        assert_eq!(tokens["patient"], demo.maria.to_string(), "{tokens}");
+        let bearer = tokens["access_token"].as_str().unwrap();
+
+        // And reads her whole record.
+        let path = format!("/fhir/R4/Patient/{}/$everything", tokens["patient"].as_str().unwrap());
+        let (status, everything) = read(&base, bearer, &path).await;
+        assert_eq!(status, 200, "{everything}");
+        assert_eq!(everything["type"], "searchset");
+        let kinds = kinds(&everything);
+        for kind in [
+            "Patient",
+            "Organization",
+            "Practitioner",
+            "DiagnosticReport",
+            "Observation",
+            "MedicationRequest",
+            "AllergyIntolerance",
+            "Immunization",
+            "Appointment",
+            "Communication",
+            "Provenance",
+        ] {
+            assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+        }
+        let patient = everything["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["resource"]["resourceType"] == "Patient")
+            .unwrap();
+        assert_eq!(patient["resource"]["id"], demo.maria.to_string());
+        let log = app.store.patient_audit(demo.maria, 20).await.unwrap();
+        assert!(log.iter().any(|e| e.detail == "FHIR $everything by the app \"Pill Pal\""));
+
+        // Deny, on the same page, sends the app away with nothing.
+        let (_, challenge) = pkce();
+        let denied = launch.replace(
+            &format!("code_challenge={}", challenge_in(&launch)),
+            &format!("code_challenge={challenge}"),
+        );
+        let query = denied.split_once('?').unwrap().1;
+        let (_, page) = authorize_page(&base, Some(&cookie), query).await;
+        let mut fields = form_fields(&page);
+        fields.push(("decision".into(), "deny".into()));
+        let response = http()
+            .post(format!("{base}/oauth/authorize"))
+            .header("origin", &base)
+            .header("cookie", format!("portal_session={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&fields).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303);
+        let location = response.headers()["location"].to_str().unwrap();
+        assert!(location.contains("error=access_denied") && !location.contains("code="));
+        app.stop().await;
+        db.drop_database().await;
+    }
+}
+
+fn challenge_in(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(n, _)| n == "code_challenge")
+        .unwrap()
+        .1
+        .into_owned()
 }
