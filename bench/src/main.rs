@@ -18,6 +18,10 @@
 //! far more documents than the server's document cache holds, touched at
 //! random by provider connections; memory, latency and the access check
 //! (see `portal-bench/soak.rs`).
+//!
+//! `portal-bench everything [--quick] [--runs 20]`: FHIR `$everything` for a
+//! patient with five years of history, time and bytes over real HTTP (see
+//! `everything.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +40,7 @@ use testkit::fixtures::glucose_result;
 use testkit::{Replica, TestDatabase};
 use tokio::net::TcpListener;
 
+mod everything;
 mod peer;
 mod soak;
 
@@ -122,6 +127,20 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// FHIR `$everything` for a patient with a long history: time and bytes.
+    Everything {
+        /// Calls after the first (default 20; 5 with --quick).
+        #[arg(long)]
+        runs: Option<usize>,
+        /// A PostgreSQL server URL (a fresh database is created on it and
+        /// dropped afterwards); embedded SQLite by default.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// One year of history (400 results, 20 prescriptions, 100
+        /// messages) instead of five, for CI.
+        #[arg(long)]
+        quick: bool,
+    },
     /// A server for `fan-out`, run as a child process.
     #[command(hide = true)]
     Serve(Config),
@@ -172,6 +191,15 @@ async fn main() {
                 doc_cache_mb,
             };
             soak::soak(plan, database_url).await
+        }
+        Scenario::Everything { runs, database_url, quick } => {
+            let history = if quick {
+                testkit::History { years: 1, results: 400, prescriptions: 20, messages: 100 }
+            } else {
+                testkit::History { years: 5, results: 2000, prescriptions: 100, messages: 500 }
+            };
+            let runs = runs.unwrap_or(if quick { 5 } else { 20 });
+            everything::everything(everything::EverythingPlan { history, runs }, database_url).await
         }
         Scenario::Serve(config) => {
             let store = Store::connect(config.database_url.expose()).await.expect("open database");
