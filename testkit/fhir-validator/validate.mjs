@@ -14,6 +14,12 @@
 //    to 4.0.1, see below) under ajv: property names, JSON types, primitive
 //    regexes, required-binding enums, the few required properties it names.
 //
+// Not checked by any of them (tried): codes of external systems (LOINC,
+// RxNorm, CVX, UCUM; there is no terminology server offline), bindings
+// other than `required` (warnings), invariants of data types inside a
+// resource (Quantity's qty-3) and ele-1 on an empty object, extension
+// definitions, references resolving, and US Core profiles.
+//
 // Usage: node validate.mjs FILE.json...   (each a Bundle or one resource).
 // Every entry's resource is validated on its own, then the Bundle itself.
 // Prints every error and a summary line; exits 1 on any error, 2 when it
