@@ -50,7 +50,9 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
 
 /// What `docs` (documents of `patient`, as stored) hold, hydrated for
 /// export, with the names of their clinics. Copies are read through the
-/// hub, so they are the canonical ones sync serves. Hydrated through
+/// hub, so they are the canonical ones sync serves; they are taken under
+/// its locks and hydrated after, off the async runtime, since a five-year
+/// record takes a good part of a second to hydrate. Hydrated through
 /// `shared::read` (each map read whole, once): field-by-field autosurgeon
 /// reads were most of `$everything`'s time on a five-year record.
 pub async fn patient_data(
@@ -58,22 +60,40 @@ pub async fn patient_data(
     patient: PatientId,
     docs: &[DocumentRow],
 ) -> Result<PatientData, Error> {
+    let kinds: BTreeMap<DocId, DocKind> =
+        docs.iter().filter(|d| d.kind.patient() == patient).map(|d| (d.id, d.kind)).collect();
+    let mut copies = Vec::with_capacity(kinds.len());
+    for (id, guard) in hub.lock_all(kinds.keys().copied()).await? {
+        if let Some(canonical) = guard.as_ref() {
+            copies.push((kinds[&id], canonical.doc().clone()));
+        }
+    }
+    let mut clinic_names = BTreeMap::new();
+    for clinic in kinds.values().filter_map(DocKind::clinic) {
+        if let Some(name) = hub.store().clinic_name(clinic).await? {
+            clinic_names.insert(clinic, name);
+        }
+    }
+    off_runtime(move || hydrate_all(patient, &copies, clinic_names)).await?
+}
+
+fn hydrate_all(
+    patient: PatientId,
+    copies: &[(DocKind, automerge::Automerge)],
+    clinic_names: BTreeMap<shared::ClinicId, String>,
+) -> Result<PatientData, Error> {
     let mut data = PatientData {
         patient,
         own: PatientRecord::default(),
         clinical: BTreeMap::new(),
         threads: BTreeMap::new(),
-        clinic_names: BTreeMap::new(),
+        clinic_names,
     };
-    let kinds: BTreeMap<DocId, DocKind> =
-        docs.iter().filter(|d| d.kind.patient() == patient).map(|d| (d.id, d.kind)).collect();
     let corrupt = |e: autosurgeon::HydrateError| {
         Error::Store(crate::storage::StoreError::Corrupt(format!("a record does not hydrate: {e}")))
     };
-    for (id, guard) in hub.lock_all(kinds.keys().copied()).await? {
-        let Some(canonical) = guard.as_ref() else { continue };
-        let doc = canonical.doc();
-        match kinds[&id] {
+    for (kind, doc) in copies {
+        match *kind {
             DocKind::PatientRecord { .. } => {
                 data.own = shared::read::hydrate(doc).map_err(corrupt)?
             }
@@ -87,13 +107,17 @@ pub async fn patient_data(
             }
         }
     }
-    let clinics: Vec<_> = kinds.values().filter_map(DocKind::clinic).collect();
-    for clinic in clinics {
-        if let Some(name) = hub.store().clinic_name(clinic).await? {
-            data.clinic_names.insert(clinic, name);
-        }
-    }
     Ok(data)
+}
+
+/// Runs CPU-heavy work (hydrating, building and writing a long record) on
+/// tokio's blocking pool, so the runtime's workers keep serving sync.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Conflict(format!("reading the record failed: {e}")))
 }
 
 /// The whole record of `patient` as stored, as a `collection` Bundle

@@ -27,7 +27,7 @@ use axum::http::request::Parts;
 use crate::auth::{AuthUser, hash_secret};
 use crate::fhir::import::{self, Refused, SentBy};
 use crate::fhir::search::{Criteria, SEARCHABLE, capability_statement};
-use crate::fhir::{CONTENT_TYPE, patient_data};
+use crate::fhir::{CONTENT_TYPE, off_runtime, patient_data};
 use crate::smart::Scopes;
 use crate::storage::{AuditEvent, TokenRow, UserRecord};
 use crate::{AppState, Error};
@@ -225,7 +225,8 @@ async fn readable(
             state.store.audit(&event, state.now()).await?;
         }
     }
-    Ok(resources(&data)
+    Ok(off_runtime(move || resources(&data))
+        .await?
         .into_iter()
         .filter(|r| reader.reads(r.str_at(&["resourceType"]).unwrap_or_default()))
         .collect())
@@ -255,11 +256,14 @@ pub async fn everything(
     State(state): State<AppState>,
     auth: Result<Reader, Fhir>,
     Path(id): Path<String>,
-) -> Result<Fhir, Fhir> {
+) -> Result<Response, Fhir> {
     let auth = auth?;
     let patient = patient_id(&id)?;
     let all = readable(&state, &auth, patient, "FHIR $everything").await?;
-    Ok(Fhir(StatusCode::OK, bundle("searchset", &base(&state), all)))
+    // Megabytes for a long record: written off the runtime too.
+    let base = base(&state);
+    let body = off_runtime(move || bundle("searchset", &base, all).to_json_string()).await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
 }
 
 /// `GET /fhir/R4/{type}?patient=...`: a search of one patient's resources
