@@ -585,7 +585,12 @@ async fn the_read_api_follows_the_read_rules_of_sync_and_is_audited() {
 }
 
 /// A POST with the browser's session and the portal's Origin.
-async fn post(browser: Option<&Browser>, base: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+pub async fn post(
+    browser: Option<&Browser>,
+    base: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{base}{path}"))
         .header("origin", base)

@@ -1,8 +1,9 @@
 //! Issue 16's independent validation: every resource the portal exports
-//! (`portal export` of each demo patient, `$everything` over HTTP, the
-//! CapabilityStatement, and Maria's export again after five years of
-//! history) passes FHIR R4 validators written outside this project, reading
-//! HL7's published R4 definitions: `testkit/fhir-validator/validate.mjs`
+//! (`portal export` of each demo patient, `$everything` and a search over
+//! HTTP, the CapabilityStatement, an import's transaction-response and
+//! refusal, and Maria's export again after five years of history) passes
+//! FHIR R4 validators written outside this project, reading HL7's
+//! published R4 definitions: `testkit/fhir-validator/validate.mjs`
 //! (its header says what each of them checks). `scripts/setup` installs
 //! them from npm, pinned by their lockfile; without them this test fails
 //! and says so.
@@ -15,7 +16,7 @@ use server::storage::Backend;
 use shared::api::UserRole;
 use testkit::{History, TestDatabase, TestServer};
 
-use crate::fhir::{portal, seed, sign_in};
+use crate::fhir::{lab_bundle, portal, post, seed, sign_in};
 
 /// The validator's script, once `scripts/setup` has installed its packages.
 fn validator() -> PathBuf {
@@ -106,6 +107,20 @@ async fn every_exported_resource_passes_an_independent_r4_validator() {
         "metadata.json",
         &get(&app.base_url, None, "/fhir/R4/metadata").await,
     ));
+    // What an import answers: a transaction-response Bundle, and an
+    // OperationOutcome when refused (an impossible potassium).
+    let provider = demo.users.iter().find(|u| u.role == UserRole::Provider).unwrap().id;
+    let okafor = sign_in(&app, provider).await;
+    for (name, potassium, status) in [("imported", 4.2, 200), ("refused", 25.0, 422)] {
+        let mut bundle = lab_bundle(demo.maria, potassium);
+        // A new identifier: the same one again would answer `200 OK` unjudged.
+        bundle["entry"][1]["resource"]["identifier"][0]["value"] = format!("O-{name}").into();
+        let body = serde_json::to_vec(&bundle).unwrap();
+        let (got, answer) = post(Some(&okafor), &app.base_url, "/fhir/R4", body).await;
+        assert_eq!(got, status, "{answer}");
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        files.push(write(dir.path(), &format!("{name}.json"), &bytes));
+    }
 
     // Five years of Maria's history (as `portal-bench everything` and
     // `open-bench` measure it), exported by the CLI and read as `$everything`.
@@ -132,6 +147,12 @@ async fn every_exported_resource_passes_an_independent_r4_validator() {
         dir.path(),
         "everything.json",
         &get(&app.base_url, maria.cookie.as_deref(), &path).await,
+    ));
+    let search = "/fhir/R4/Observation?code=http://loinc.org|2823-3&date=ge2020-01-01";
+    files.push(write(
+        dir.path(),
+        "search.json",
+        &get(&app.base_url, maria.cookie.as_deref(), search).await,
     ));
 
     let (passed, report) = validate(&script, &files);
