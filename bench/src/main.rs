@@ -314,6 +314,8 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         "floor_seconds": round3(floor_seconds),
         "floor_merge_seconds": round3(merge_seconds),
         "ratio_to_floor": round3(seconds / floor_seconds),
+        // The whole process: server, the replica's documents and the floor's.
+        "peak_rss_mb": peak_rss_mb(std::process::id()),
     });
     store.close().await;
     db.drop_database().await;
