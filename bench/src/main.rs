@@ -67,6 +67,10 @@ enum Scenario {
         /// run by `bench/peer/catch-up.mjs` (needs node and `scripts/setup`).
         #[arg(long)]
         no_peer: bool,
+        /// Run the server as a child process (`portal-bench serve`), so that
+        /// `server_peak_rss_mb` is its own; `cpu_seconds` then adds its CPU.
+        #[arg(long)]
+        server_process: bool,
     },
     /// Many live subscribers: latency from a change's commit on the writer's
     /// replica to its arrival at every subscribed replica.
@@ -149,8 +153,8 @@ enum Scenario {
 #[tokio::main]
 async fn main() {
     match Cli::parse().scenario {
-        Scenario::CatchUp { docs, changes, database_url, no_peer } => {
-            catch_up(docs, changes, database_url, !no_peer).await
+        Scenario::CatchUp { docs, changes, database_url, no_peer, server_process } => {
+            catch_up(docs, changes, database_url, !no_peer, server_process).await
         }
         Scenario::FanOut {
             connections,
@@ -251,13 +255,19 @@ async fn bench_clinic(store: &Store, docs: usize) -> (ClinicId, UserId, Vec<DocK
     (clinic, provider, records)
 }
 
-async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_peer: bool) {
+async fn catch_up(
+    docs: usize,
+    changes: usize,
+    postgres: Option<String>,
+    with_peer: bool,
+    server_process: bool,
+) {
     let peer = with_peer.then(|| peer::Peer::find().unwrap_or_else(|e: String| fail(&e)));
     let db = fresh_database(postgres).await;
     let store = Store::connect(&db.url).await.expect("open database");
     let (clinic, provider, kinds) = bench_clinic(&store, docs).await;
 
-    // The server, on a free port.
+    // The server, on a free port: in this process, or a child process.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let config = Config {
@@ -273,14 +283,42 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
     let (cookie, session) = server::auth::start_session(&state, user, None).await.expect("session");
     let cookie =
         cookie.to_str().expect("cookie").split(';').next().expect("cookie pair").to_owned();
-    tokio::spawn(server::serve(state, listener, std::future::pending()));
+    let child = if server_process {
+        drop(listener);
+        drop(state);
+        let exe = std::env::current_exe().expect("own path");
+        let child = tokio::process::Command::new(&exe)
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+            .args(["--public-url", &format!("http://localhost:{port}")])
+            .args(["--static-dir", "/nonexistent"])
+            .env("PORTAL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the server");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(child)
+    } else {
+        tokio::spawn(server::serve(state, listener, std::future::pending()));
+        None
+    };
+    let server_pid = child.as_ref().map(|c| c.id().expect("running"));
+    let server_cpu =
+        || server_pid.map_or(0.0, |pid| process_cpu_seconds(&format!("/proc/{pid}/stat")));
 
-    // The clinic's day offline: `changes` results per patient, one change each.
+    // The clinic's day offline: `changes` results per patient, one change
+    // each. The floor's input is kept as bytes (the new changes), not as a
+    // second copy of every document.
     let actor = ActorId::from(hex_bytes(&session.actor_id));
     let mut client = SyncClient::new("bench-clinic");
-    let mut floor_input = Vec::with_capacity(docs);
+    let mut chunks = Vec::with_capacity(docs);
     for kind in &kinds {
         let mut doc = kind.genesis();
+        let genesis_heads = doc.get_heads();
         doc.set_actor(actor.clone());
         for n in 0..changes {
             let mut tx = doc.transaction();
@@ -292,27 +330,25 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
             .expect("add result");
             tx.commit();
         }
-        floor_input.push(doc.clone());
+        chunks.push(doc.save_after(&genesis_heads));
         client.insert(kind.doc_id(), doc);
     }
 
     let started = Instant::now();
-    let cpu_started = cpu_seconds();
+    let cpu_started = cpu_seconds() + server_cpu();
     let url = format!("ws://localhost:{port}/sync");
     let headers = [("cookie", cookie), ("origin", format!("http://localhost:{port}"))];
     let mut replica = Replica::connect(&url, &headers, client).await.expect("connect");
-    replica.sync_all(Duration::from_secs(600)).await.expect("catch-up");
+    replica.sync_all(Duration::from_secs(1800)).await.expect("catch-up");
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_started;
+    let cpu = cpu_seconds() + server_cpu() - cpu_started;
     let (bytes_up, bytes_down) = (replica.bytes_up, replica.bytes_down);
-    replica.close().await;
+    let server_rss = server_pid.map(peak_rss_mb);
 
     // The floor: the same changes merged into the server's copies in-process
     // with plain Automerge, the cheapest way it offers (loading the changes
-    // as one incremental chunk), and with `merge` for reference.
-    let genesis_heads: Vec<_> = kinds.iter().map(|k| k.genesis().get_heads()).collect();
-    let chunks: Vec<Vec<u8>> =
-        floor_input.iter().zip(&genesis_heads).map(|(d, h)| d.save_after(h)).collect();
+    // as one incremental chunk), and with `merge` (from the replica's
+    // copies) for reference.
     let canonical: Vec<Automerge> = kinds.iter().map(DocKind::genesis).collect();
     let floor_started = Instant::now();
     let floor_cpu_started = cpu_seconds();
@@ -322,12 +358,18 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
     }
     let floor_seconds = floor_started.elapsed().as_secs_f64();
     let floor_cpu = cpu_seconds() - floor_cpu_started;
+    drop(chunks);
     let canonical: Vec<Automerge> = kinds.iter().map(DocKind::genesis).collect();
     let merge_started = Instant::now();
-    for (mut server_doc, client_doc) in canonical.into_iter().zip(floor_input.iter_mut()) {
+    for (mut server_doc, kind) in canonical.into_iter().zip(&kinds) {
+        let client_doc = replica.client.doc_mut(kind.doc_id()).expect("tracked");
         server_doc.merge(client_doc).expect("merge");
     }
     let merge_seconds = merge_started.elapsed().as_secs_f64();
+    replica.close().await;
+    if let Some(mut child) = child {
+        let _ = child.kill().await;
+    }
 
     let mut line = json!({
         "scenario": "catch-up",
@@ -342,7 +384,14 @@ async fn catch_up(docs: usize, changes: usize, postgres: Option<String>, with_pe
         "floor_seconds": round3(floor_seconds),
         "floor_merge_seconds": round3(merge_seconds),
         "ratio_to_floor": round3(seconds / floor_seconds),
+        // This process: the replica's documents, the floor's, and the
+        // server unless it ran as a child process.
+        "peak_rss_mb": peak_rss_mb(std::process::id()),
     });
+    if let Some(rss) = server_rss {
+        line["server_process"] = json!(true);
+        line["server_peak_rss_mb"] = json!(rss);
+    }
     store.close().await;
     db.drop_database().await;
     // Baseline (b), after ours has finished so the two never share the CPU.

@@ -2,10 +2,12 @@
 //! driving the shared `SyncClient` state machine. Used by the benchmark and
 //! the tests; the web app drives the same state machine from the browser.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use shared::sync::{Received, SyncClient, WireMessage};
+use shared::DocId;
+use shared::sync::{Received, SyncClient, WireMessage, decode_doc_id};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -106,12 +108,18 @@ impl Replica {
         deadline: tokio::time::Instant,
     ) -> Result<Option<std::time::Instant>, ClientError> {
         let Some((arrived, message)) = self.next_message(deadline).await? else { return Ok(None) };
+        self.handle(message).await?;
+        Ok(Some(arrived))
+    }
+
+    /// Takes one message from the server and sends the answers.
+    async fn handle(&mut self, message: WireMessage) -> Result<(), ClientError> {
         let received = self.client.receive(message)?;
         self.send(received.outgoing.clone()).await?;
         self.received.changed.extend(received.changed);
         self.received.unavailable.extend(received.unavailable);
         self.received.rejected.extend(received.rejected);
-        Ok(Some(arrived))
+        Ok(())
     }
 
     /// The next message from the server and when it arrived, not yet
@@ -146,8 +154,38 @@ impl Replica {
     }
 
     /// Syncs until the server has confirmed every document.
+    ///
+    /// A message changes whether one document is synced, the one it names,
+    /// so only that one is looked at again: counting every document after
+    /// every message made a catch-up of n documents cost n² checks in the
+    /// replica (a tenth of the benchmark's time at 1,000 documents).
     pub async fn sync_all(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        self.sync_until(timeout, |c, _| c.synced_count() == c.ids().count()).await
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut waiting: BTreeSet<DocId> =
+            self.client.ids().filter(|id| !self.client.is_synced(*id)).collect();
+        while !waiting.is_empty() {
+            let Some((_, message)) = self.next_message(deadline).await? else {
+                return Err(ClientError::Timeout);
+            };
+            let named = match &message {
+                WireMessage::Sync { document_id, .. }
+                | WireMessage::Request { document_id, .. }
+                | WireMessage::DocUnavailable { document_id, .. }
+                | WireMessage::ChangeRejected { document_id, .. } => {
+                    decode_doc_id(document_id).ok()
+                }
+                _ => None,
+            };
+            self.handle(message).await?;
+            if let Some(id) = named.filter(|id| self.client.contains(*id)) {
+                if self.client.is_synced(id) {
+                    waiting.remove(&id);
+                } else {
+                    waiting.insert(id);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn take_received(&mut self) -> Received {

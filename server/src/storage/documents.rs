@@ -278,24 +278,38 @@ impl Store {
             UserRole::Provider | UserRole::Admin => ENTRIES_PER_DAY_STAFF,
         };
         let day = now / 86_400_000;
-        let mut over = Vec::new();
+        // One statement per `ROWS_PER_STATEMENT` documents, not one each:
+        // a catch-up of a thousand documents made a thousand round trips
+        // here. A statement may take each row once, so counts are summed
+        // per document first.
+        let mut added: BTreeMap<DocId, i64> = BTreeMap::new();
         for (doc, entries) in author.entries.iter().filter(|(_, n)| *n > 0) {
-            let total: i64 = sqlx::query(
-                "INSERT INTO entry_counts (user_id, doc_id, day, entries) VALUES ($1, $2, $3, $4) \
+            *added.entry(*doc).or_default() += *entries as i64;
+        }
+        let added: Vec<(DocId, i64)> = added.into_iter().collect();
+        let mut over = Vec::new();
+        for part in added.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO entry_counts (user_id, doc_id, day, entries) VALUES {} \
                  ON CONFLICT (user_id, doc_id, day) DO UPDATE SET entries = entry_counts.entries + excluded.entries \
-                 RETURNING entries",
-            )
-            .bind(user)
-            .bind(doc.to_string())
-            .bind(day)
-            .bind(*entries as i64)
-            .fetch_one(&mut **tx)
-            .await?
-            .get(0);
-            if total > limit {
-                over.push(*doc);
+                 RETURNING doc_id, entries",
+                placeholder_rows(part.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (doc, entries) in part {
+                query = query.bind(user).bind(doc.to_string()).bind(day).bind(*entries);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let total: i64 = row.get(1);
+                if total > limit {
+                    let doc: String = row.get(0);
+                    over.push(doc.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("entry_counts names document {doc:?}"))
+                    })?);
+                }
             }
         }
+        over.sort();
         Ok(over)
     }
 

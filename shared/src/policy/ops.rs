@@ -175,10 +175,10 @@ impl Checker<'_> {
             let id = (start + i as u64, actor.clone());
             let place = self.place(&op.obj)?;
             let Key::Map(key) = &op.key else {
-                return deny(Rule::Schema, &self.path(&place, None));
+                return deny(Rule::Schema, &path(&place, None));
             };
             if op.insert {
-                return deny(Rule::Schema, &self.path(&place, Some(key)));
+                return deny(Rule::Schema, &path(&place, Some(key)));
             }
             self.op(id, place, key, &op.action, op.pred.len())?;
         }
@@ -240,20 +240,6 @@ impl Checker<'_> {
         })
     }
 
-    fn path(&self, place: &Place, key: Option<&str>) -> Vec<String> {
-        let mut path: Vec<String> = match place {
-            Place::Root => vec![],
-            Place::Collection { name, .. } => vec![name.code().to_owned()],
-            Place::Demographics => vec![DEMOGRAPHICS.to_owned()],
-            Place::Entry { collection, id, .. } => vec![collection.code().to_owned(), id.clone()],
-            Place::Provenance { collection, id, .. } => {
-                vec![collection.code().to_owned(), id.clone(), "provenance".to_owned()]
-            }
-        };
-        path.extend(key.map(str::to_owned));
-        path
-    }
-
     fn op(
         &mut self,
         id: (u64, ActorId),
@@ -262,30 +248,32 @@ impl Checker<'_> {
         action: &OpType,
         preds: usize,
     ) -> Result<(), Denial> {
-        let path = self.path(&place, Some(key));
+        let at = At { place: &place, key };
         if matches!(action, OpType::Delete) {
-            return deny(Rule::AppendOnly, &path);
+            return at.deny(Rule::AppendOnly);
         }
-        match place {
-            Place::Root => deny(Rule::Schema, &path),
+        match &place {
+            Place::Root => at.deny(Rule::Schema),
             Place::Collection { name, obj } => {
-                self.new_entry(id, name, obj, key, action, preds, &path)
+                self.new_entry(id, *name, obj.clone(), key, action, preds, &at)
             }
-            Place::Demographics => self.demographics(key, action, &path),
+            Place::Demographics => self.demographics(key, action, &at),
             Place::Entry { collection, id: entry, obj: None } => {
-                self.new_field(fields::entry_fields(collection), key, action, &path)?;
+                self.new_field(fields::entry_fields(*collection), key, action, &at)?;
                 if matches!(action, OpType::Make(_)) {
-                    self.made.insert(id, Place::Provenance { collection, id: entry, new: true });
+                    let provenance =
+                        Place::Provenance { collection: *collection, id: entry.clone(), new: true };
+                    self.made.insert(id, provenance);
                 }
                 Ok(())
             }
             Place::Entry { collection, id: entry, obj: Some(obj) } => {
-                self.update(collection, entry, &obj, key, action, &path)
+                self.update(*collection, entry.clone(), obj, key, action, &at)
             }
             Place::Provenance { new: true, .. } => {
-                self.new_field(fields::PROVENANCE, key, action, &path)
+                self.new_field(fields::PROVENANCE, key, action, &at)
             }
-            Place::Provenance { new: false, .. } => deny(Rule::ImmutableField, &path),
+            Place::Provenance { new: false, .. } => at.deny(Rule::ImmutableField),
         }
     }
 
@@ -299,7 +287,7 @@ impl Checker<'_> {
         key: &str,
         action: &OpType,
         preds: usize,
-        path: &[String],
+        at: &At<'_>,
     ) -> Result<(), Denial> {
         let exists = obj
             .as_ref()
@@ -307,13 +295,13 @@ impl Checker<'_> {
             || self.plan.created.contains(&(collection, key.to_owned()));
         if exists || preds > 0 {
             // Replacing an entry, even one only this batch made.
-            return deny(Rule::AppendOnly, path);
+            return at.deny(Rule::AppendOnly);
         }
         if !matches!(action, OpType::Make(ObjType::Map)) || key.parse::<EntryId>().is_err() {
-            return deny(Rule::Schema, path);
+            return at.deny(Rule::Schema);
         }
         if let Some(rule) = self.may_not_create(collection) {
-            return deny(rule, path);
+            return at.deny(rule);
         }
         self.made.insert(id, Place::Entry { collection, id: key.to_owned(), obj: None });
         self.plan.created.insert((collection, key.to_owned()));
@@ -343,31 +331,31 @@ impl Checker<'_> {
         fields: &'static [Field],
         key: &str,
         action: &OpType,
-        path: &[String],
+        at: &At<'_>,
     ) -> Result<(), Denial> {
         let Some(field) = fields::find(fields, key) else {
-            return deny(Rule::Schema, path);
+            return at.deny(Rule::Schema);
         };
         // A field may be written again within the same batch (an entry
         // recorded and stopped at once); every value is checked, also the
         // ones the last write hides.
         match (action, field.kind) {
             (OpType::Make(ObjType::Map), Kind::Map(_)) => Ok(()),
-            (OpType::Put(value), _) => admit(field, value, path),
-            _ => deny(Rule::Schema, path),
+            (OpType::Put(value), _) => admit(field, value, at),
+            _ => at.deny(Rule::Schema),
         }
     }
 
-    fn demographics(&self, key: &str, action: &OpType, path: &[String]) -> Result<(), Denial> {
+    fn demographics(&self, key: &str, action: &OpType, at: &At<'_>) -> Result<(), Denial> {
         if !matches!(self.who.role, Role::Patient { patient } if patient == self.kind.patient()) {
-            return deny(Rule::NotPermitted, path);
+            return at.deny(Rule::NotPermitted);
         }
         let Some(field) = fields::find(fields::DEMOGRAPHICS, key) else {
-            return deny(Rule::Schema, path);
+            return at.deny(Rule::Schema);
         };
         match action {
-            OpType::Put(value) => admit(field, value, path),
-            _ => deny(Rule::Schema, path),
+            OpType::Put(value) => admit(field, value, at),
+            _ => at.deny(Rule::Schema),
         }
     }
 
@@ -379,15 +367,15 @@ impl Checker<'_> {
         obj: &ObjId,
         key: &str,
         action: &OpType,
-        path: &[String],
+        at: &At<'_>,
     ) -> Result<(), Denial> {
         let who = self.who;
         let before = |field: &str| scalar(self.base, obj, field);
         let field = fields::find(fields::entry_fields(collection), key);
         let OpType::Put(value) = action else {
-            return deny(if field.is_some() { Rule::ImmutableField } else { Rule::Schema }, path);
+            return at.deny(if field.is_some() { Rule::ImmutableField } else { Rule::Schema });
         };
-        let Some(field) = field else { return deny(Rule::Schema, path) };
+        let Some(field) = field else { return at.deny(Rule::Schema) };
         let text = value.as_str();
         let by_me = text == Some(self.me.as_str());
         let mut status_change = false;
@@ -396,19 +384,19 @@ impl Checker<'_> {
                 let staff = who.is_provider_of(*clinic)
                     || (collection == Collection::Appointments && who.is_admin_of(*clinic));
                 if !staff {
-                    return deny(outsider(who, *clinic), path);
+                    return at.deny(outsider(who, *clinic));
                 }
                 match key {
                     "status" => {
                         let from = before("status").unwrap_or_default();
                         if !text.is_some_and(|to| collection.status_may_change(&from, to)) {
-                            return deny(Rule::StatusTransition, path);
+                            return at.deny(Rule::StatusTransition);
                         }
                         status_change = text != Some(from.as_str());
                     }
-                    "status_by" if !by_me => return deny(Rule::ImpersonatedAuthor, path),
+                    "status_by" if !by_me => return at.deny(Rule::ImpersonatedAuthor),
                     "status_by" | "status_reason" | "status_at" => {}
-                    _ => return deny(Rule::ImmutableField, path),
+                    _ => return at.deny(Rule::ImmutableField),
                 }
             }
             DocKind::PatientRecord { patient } => {
@@ -424,46 +412,46 @@ impl Checker<'_> {
                     match key {
                         "status" => {
                             if !may_become(text, Side::Clinic) {
-                                return deny(Rule::StatusTransition, path);
+                                return at.deny(Rule::StatusTransition);
                             }
                             status_change = true;
                         }
-                        "decided_by" if !by_me => return deny(Rule::ImpersonatedAuthor, path),
+                        "decided_by" if !by_me => return at.deny(Rule::ImpersonatedAuthor),
                         "decided_by" | "decided_at" | "decision_note" => {}
-                        _ => return deny(Rule::ImmutableField, path),
+                        _ => return at.deny(Rule::ImmutableField),
                     }
                 } else if who.speaks_for(*patient) {
                     if key != "status" {
-                        return deny(Rule::ImmutableField, path);
+                        return at.deny(Rule::ImmutableField);
                     }
                     if !may_become(text, Side::Patient) {
-                        return deny(Rule::StatusTransition, path);
+                        return at.deny(Rule::StatusTransition);
                     }
                     status_change = true;
                 } else {
-                    return deny(clinic.map_or(Rule::NotPermitted, |c| outsider(who, c)), path);
+                    return at.deny(clinic.map_or(Rule::NotPermitted, |c| outsider(who, c)));
                 }
             }
             DocKind::MessageThread { patient, clinic } => {
                 if !(who.speaks_for(*patient) || who.is_provider_of(*clinic)) {
-                    return deny(outsider(who, *clinic), path);
+                    return at.deny(outsider(who, *clinic));
                 }
                 if key != "read_at" && key != "read_by" {
-                    return deny(Rule::ImmutableField, path);
+                    return at.deny(Rule::ImmutableField);
                 }
                 // Only the other side marks a message read, and only once.
                 if before("side").as_deref() == Some(who.side().code()) {
-                    return deny(Rule::NotPermitted, path);
+                    return at.deny(Rule::NotPermitted);
                 }
                 if before("read_at").is_some() {
-                    return deny(Rule::ImmutableField, path);
+                    return at.deny(Rule::ImmutableField);
                 }
                 if key == "read_by" && !by_me {
-                    return deny(Rule::ImpersonatedAuthor, path);
+                    return at.deny(Rule::ImpersonatedAuthor);
                 }
             }
         }
-        admit(field, value, path)?;
+        admit(field, value, at)?;
         let update = self.updates.entry((collection, entry.clone())).or_default();
         update.status_changed |= status_change;
         if key != "status" {
@@ -500,10 +488,38 @@ fn scalar(doc: &Automerge, obj: &ObjId, field: &str) -> Option<String> {
     }
 }
 
-fn admit(field: &Field, value: &ScalarValue, path: &[String]) -> Result<(), Denial> {
+fn admit(field: &Field, value: &ScalarValue, at: &At<'_>) -> Result<(), Denial> {
     match field.admits(value) {
         Ok(()) => Ok(()),
-        Err(Misfit::TooLong(_)) => deny(Rule::Limit, path),
-        Err(Misfit::WrongType) => deny(Rule::Schema, path),
+        Err(Misfit::TooLong(_)) => at.deny(Rule::Limit),
+        Err(Misfit::WrongType) => at.deny(Rule::Schema),
     }
+}
+
+/// Where an operation writes, spelled out only when it is refused: each
+/// operation of a batch used to build its path (a few strings) whether or
+/// not it was refused, a good part of checking thousands of them.
+struct At<'a> {
+    place: &'a Place,
+    key: &'a str,
+}
+
+impl At<'_> {
+    fn deny<T>(&self, rule: Rule) -> Result<T, Denial> {
+        deny(rule, &path(self.place, Some(self.key)))
+    }
+}
+
+fn path(place: &Place, key: Option<&str>) -> Vec<String> {
+    let mut path: Vec<String> = match place {
+        Place::Root => vec![],
+        Place::Collection { name, .. } => vec![name.code().to_owned()],
+        Place::Demographics => vec![DEMOGRAPHICS.to_owned()],
+        Place::Entry { collection, id, .. } => vec![collection.code().to_owned(), id.clone()],
+        Place::Provenance { collection, id, .. } => {
+            vec![collection.code().to_owned(), id.clone(), "provenance".to_owned()]
+        }
+    };
+    path.extend(key.map(str::to_owned));
+    path
 }

@@ -88,7 +88,7 @@ impl Job {
                     let (changes, messages, wanted) =
                         only_ready(canonical.doc(), changes, messages);
                     let actors = changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
-                    (actors, accept(canonical, state, messages, &changes, wanted, kind, who))
+                    (actors, accept(canonical, state, messages, changes, wanted, kind, who))
                 }
                 None => (BTreeSet::new(), Outcome::Corrupt),
             }
@@ -124,12 +124,20 @@ fn heads_only(
 
 /// The changes the messages carry, parsed one chunk at a time (the
 /// messages passed `scan_sync_message`, so each chunk is a plain change).
+/// They are applied as parsed here (`receive`), not parsed again by
+/// Automerge, so the check Automerge makes while loading is made here: a
+/// chunk's checksum must be the first bytes of its change's hash (a change
+/// stored with a bad one would stop the document from loading).
 fn incoming_changes(messages: &[sync::Message]) -> Option<Vec<automerge::Change>> {
     let mut changes = Vec::new();
     for message in messages {
         for blob in message.changes.iter() {
             for chunk in shared::sync::inbound::change_chunks(blob) {
-                changes.push(automerge::Change::try_from(chunk).ok()?);
+                let change = automerge::Change::try_from(chunk).ok()?;
+                if chunk.get(4..8)? != &change.hash().0[..4] {
+                    return None;
+                }
+                changes.push(change);
             }
         }
     }
@@ -212,7 +220,7 @@ fn accept(
     canonical: &mut Canonical,
     state: &mut sync::State,
     messages: Vec<sync::Message>,
-    changes: &[automerge::Change],
+    changes: Vec<automerge::Change>,
     wanted: Vec<automerge::ChangeHash>,
     kind: &DocKind,
     who: &Principal,
@@ -221,33 +229,37 @@ fn accept(
         rule: denial.rule.code(),
         message: denial.to_string(),
     };
-    let plan = match check_ops(canonical.doc(), changes, kind, who)
+    let plan = match check_ops(canonical.doc(), &changes, kind, who)
         .and_then(|plan| check_quota(&plan).map(|()| plan))
     {
         Ok(plan) => plan,
         Err(denial) => return rejected(denial),
     };
     let room = canonical.incremental_room();
+    // What `save_after` would store for them: the new changes' bytes.
+    let new_bytes: usize = changes
+        .iter()
+        .filter(|c| canonical.doc().get_change_meta_by_hash(&c.hash()).is_none())
+        .map(|c| c.raw_bytes().len())
+        .sum();
     let mut fork = canonical.doc().clone();
     let before = fork.get_heads();
-    for message in messages {
-        if fork.receive_sync_message(state, message).is_err() {
-            return Outcome::Corrupt;
-        }
+    if receive(&mut fork, state, messages, changes).is_err() {
+        return Outcome::Corrupt;
     }
     if let Err(denial) = check_entries(&fork, &plan, kind, who) {
         return rejected(denial);
     }
     let applied = fork.get_heads() != before;
     let chunk = applied.then(|| {
-        let changes = fork.save_after(&before);
         // Changes that would outgrow the stored snapshot are stored as a
         // new snapshot instead, replacing the chunks (compaction in the
-        // same transaction, made here on all cores).
-        if changes.len() > room {
+        // same transaction, made here on all cores); their own encoding
+        // is then not made at all.
+        if new_bytes > room {
             Chunk { data: fork.save(), snapshot: true }
         } else {
-            Chunk { data: changes, snapshot: false }
+            Chunk { data: fork.save_after(&before), snapshot: false }
         }
     });
     // Prepared here, on all cores, but sent only once the changes are
@@ -267,6 +279,35 @@ fn accept(
         reply.need.dedup();
     }
     Outcome::Accepted { fork: Some(Box::new(fork)), chunk, created: plan.created.len(), reply }
+}
+
+/// What `receive_sync_message` does with `messages`, given their changes
+/// already parsed (`incoming_changes`): Automerge would parse each change
+/// again (decompress, hash) before applying it. The changes are applied,
+/// the heads both sides share advance as Automerge advances them, and the
+/// messages, without their changes, update the rest of the sync state.
+fn receive(
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    messages: Vec<sync::Message>,
+    changes: Vec<automerge::Change>,
+) -> Result<(), automerge::AutomergeError> {
+    let before = doc.get_heads();
+    doc.apply_changes(changes)?;
+    let after = doc.get_heads();
+    if after != before {
+        let new = after.iter().filter(|h| !before.contains(h));
+        let kept = state.shared_heads.iter().filter(|h| after.contains(h));
+        let mut shared: Vec<automerge::ChangeHash> = new.chain(kept).copied().collect();
+        shared.sort();
+        shared.dedup();
+        state.shared_heads = shared;
+    }
+    for mut message in messages {
+        message.changes = Vec::<Vec<u8>>::new().into();
+        doc.receive_sync_message(state, message)?;
+    }
+    Ok(())
 }
 
 /// Applies and checks documents' changes on all cores: merging and checking
