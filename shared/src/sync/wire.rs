@@ -186,15 +186,38 @@ fn wrong_type(key: &str, expected: &str) -> WireError {
     WireError::Malformed(format!("field `{key}` must be {expected}"))
 }
 
-/// automerge-repo document ids: the UUID's 16 bytes in base58check.
+/// automerge-repo document ids: the UUID's 16 bytes in base58check (the
+/// bytes, then the first four bytes of their double SHA-256). The checksum
+/// is computed here with the `sha2` that Automerge already links, rather than
+/// through bs58's `check` feature, which brings a second `sha2` into the app.
 pub fn encode_doc_id(id: DocId) -> String {
-    bs58::encode(id.as_uuid().as_bytes()).with_check().into_string()
+    let id = id.as_uuid().as_bytes();
+    let mut bytes = [0u8; 20];
+    bytes[..16].copy_from_slice(id);
+    bytes[16..].copy_from_slice(&checksum(id));
+    bs58::encode(bytes).into_string()
 }
 
 pub fn decode_doc_id(text: &str) -> Result<DocId, WireError> {
-    let bytes = bs58::decode(text).with_check(None).into_vec().map_err(|_| WireError::BadDocId)?;
-    let bytes: [u8; 16] = bytes.try_into().map_err(|_| WireError::BadDocId)?;
-    Ok(DocId::from_uuid(uuid::Uuid::from_bytes(bytes)))
+    // 20 bytes are at most 28 base58 digits: anything longer is refused
+    // before decoding.
+    if text.len() > 28 {
+        return Err(WireError::BadDocId);
+    }
+    let bytes = bs58::decode(text).into_vec().map_err(|_| WireError::BadDocId)?;
+    let bytes: [u8; 20] = bytes.try_into().map_err(|_| WireError::BadDocId)?;
+    let (id, check) = bytes.split_at(16);
+    if check != checksum(id) {
+        return Err(WireError::BadDocId);
+    }
+    let id: [u8; 16] = id.try_into().map_err(|_| WireError::BadDocId)?;
+    Ok(DocId::from_uuid(uuid::Uuid::from_bytes(id)))
+}
+
+fn checksum(bytes: &[u8]) -> [u8; 4] {
+    use sha2::{Digest, Sha256};
+    let twice = Sha256::digest(Sha256::digest(bytes));
+    [twice[0], twice[1], twice[2], twice[3]]
 }
 
 #[cfg(test)]
@@ -290,5 +313,17 @@ mod tests {
         let mut typo = text.into_bytes();
         typo[3] = if typo[3] == b'a' { b'b' } else { b'a' };
         assert!(decode_doc_id(std::str::from_utf8(&typo).unwrap()).is_err());
+    }
+
+    #[test]
+    fn doc_ids_are_the_base58check_automerge_repo_writes() {
+        for _ in 0..100 {
+            let id = DocId::mint();
+            let theirs = bs58::encode(id.as_uuid().as_bytes()).with_check().into_string();
+            assert_eq!(encode_doc_id(id), theirs);
+            assert_eq!(decode_doc_id(&theirs).unwrap(), id);
+        }
+        assert!(decode_doc_id(&"2".repeat(29)).is_err());
+        assert!(decode_doc_id("").is_err());
     }
 }
