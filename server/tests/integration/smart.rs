@@ -85,6 +85,19 @@ fn form_fields(page: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Submits the consent page's form (Allow or Deny) as the browser would.
+async fn decide(base: &str, cookie: &str, fields: &[(String, String)]) -> reqwest::Response {
+    http()
+        .post(format!("{base}/oauth/authorize"))
+        .header("origin", base)
+        .header("cookie", format!("portal_session={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The person approves the app on the consent page: the code it is sent.
 async fn approve(browser: &Browser, client: &str, scope: &str) -> String {
     let base = &browser.base;
@@ -94,15 +107,7 @@ async fn approve(browser: &Browser, client: &str, scope: &str) -> String {
     assert_eq!(status, 200, "{page}");
     let mut fields = form_fields(&page);
     fields.push(("decision".into(), "approve".into()));
-    let response = http()
-        .post(format!("{base}/oauth/authorize"))
-        .header("origin", base)
-        .header("cookie", format!("portal_session={cookie}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&fields).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let response = decide(base, cookie, &fields).await;
     assert_eq!(response.status().as_u16(), 303);
     let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     assert!(location.as_str().starts_with(REDIRECT));
@@ -236,15 +241,7 @@ async fn a_patient_app_launches_standalone_with_pkce_and_reads_only_what_was_gra
         forged.retain(|(n, _)| n != "csrf");
         forged.push(("csrf".into(), "0".repeat(64)));
         forged.push(("decision".into(), "approve".into()));
-        let response = http()
-            .post(format!("{base}/oauth/authorize"))
-            .header("origin", &base)
-            .header("cookie", format!("portal_session={}", maria.cookie.as_deref().unwrap()))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&forged).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let response = decide(&base, maria.cookie.as_deref().unwrap(), &forged).await;
         assert_eq!(response.status().as_u16(), 403);
 
         // A wrong verifier spends the code; the right one after it is refused.
@@ -683,15 +680,7 @@ async fn a_scripted_app_completes_the_launch_after_a_passkey_sign_in_and_reads_e
         assert!(fields.contains(&("code_challenge".into(), challenge.clone())));
         // Allow.
         fields.push(("decision".into(), "approve".into()));
-        let response = http()
-            .post(format!("{base}/oauth/authorize"))
-            .header("origin", &base)
-            .header("cookie", format!("portal_session={cookie}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&fields).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let response = decide(&base, &cookie, &fields).await;
         assert_eq!(response.status().as_u16(), 303);
         let back = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
         assert!(back.as_str().starts_with(REDIRECT), "{back}");
@@ -762,15 +751,7 @@ async fn a_scripted_app_completes_the_launch_after_a_passkey_sign_in_and_reads_e
         let (_, page) = authorize_page(&base, Some(&cookie), query).await;
         let mut fields = form_fields(&page);
         fields.push(("decision".into(), "deny".into()));
-        let response = http()
-            .post(format!("{base}/oauth/authorize"))
-            .header("origin", &base)
-            .header("cookie", format!("portal_session={cookie}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&fields).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let response = decide(&base, &cookie, &fields).await;
         assert_eq!(response.status().as_u16(), 303);
         let location = response.headers()["location"].to_str().unwrap();
         assert!(location.contains("error=access_denied") && !location.contains("code="));
