@@ -182,9 +182,7 @@ pub async fn import(
         // long: off the async runtime, as sync judges changes.
         let (plan_, principal_) = (plan.clone(), principal.clone());
         let judged =
-            tokio::task::spawn_blocking(move || judge(base, &plan_, kind, &principal_, id))
-                .await
-                .map_err(|e| Error::Conflict(format!("judging the import failed: {e}")))??;
+            super::off_runtime(move || judge(base, &plan_, kind, &principal_, id)).await??;
         let Judged { doc, data, outcome, actor } = judged;
         if outcome.created == 0 {
             return Ok(outcome);

@@ -110,14 +110,15 @@ fn hydrate_all(
     Ok(data)
 }
 
-/// Runs CPU-heavy work (hydrating, building and writing a long record) on
-/// tokio's blocking pool, so the runtime's workers keep serving sync.
+/// Runs CPU-heavy work (parsing a Bundle, judging an import, hydrating,
+/// building and writing a long record) on tokio's blocking pool, so the
+/// runtime's workers keep serving sync.
 pub async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Error::Conflict(format!("reading the record failed: {e}")))
+        .map_err(|e| Error::Conflict(format!("the work could not finish: {e}")))
 }
 
 /// The whole record of `patient` as stored, as a `collection` Bundle

@@ -338,9 +338,7 @@ pub async fn transaction(
         }
     };
     let _turn = import::turn().await;
-    let parsed = tokio::task::spawn_blocking(move || crate::fhir::parse(&body))
-        .await
-        .map_err(|e| Error::Conflict(format!("parsing failed: {e}")))?;
+    let parsed = off_runtime(move || crate::fhir::parse(&body)).await?;
     let bundle = parsed.map_err(|problem| {
         Fhir(StatusCode::BAD_REQUEST, operation_outcome(&[Issue::new("structure", "", problem)]))
     })?;
