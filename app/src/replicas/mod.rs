@@ -169,6 +169,9 @@ fn track(core: &mut Core, docs: &[DocumentInfo], stored: &BTreeMap<String, Vec<u
             let doc =
                 load_doc(stored.get(&info.id.to_string()).map(Vec::as_slice), core.actor.as_ref());
             core.client.insert(info.id, doc);
+            if let Some(heads) = core.confirmed.get(&info.id) {
+                core.client.held_by_server(info.id, heads);
+            }
         }
     }
 }

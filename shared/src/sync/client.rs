@@ -97,12 +97,28 @@ impl SyncClient {
         self.docs.get_mut(&id).map(|t| &mut t.doc)
     }
 
+    /// The server is known to hold `heads` of this document (it confirmed
+    /// them on an earlier visit): a refusal before it says anything on the
+    /// next connection goes back to them, not to a blank record.
+    pub fn held_by_server(&mut self, id: DocId, heads: &[ChangeHash]) {
+        let Some(tracked) = self.docs.get_mut(&id) else { return };
+        if heads.iter().all(|h| tracked.doc.get_change_by_hash(h).is_some()) {
+            tracked.state.shared_heads = heads.to_vec();
+        }
+    }
+
     /// The first message on a new connection. Sync states start afresh, as
-    /// the Automerge sync protocol requires for a new peer session.
+    /// the Automerge sync protocol requires for a new peer session, except
+    /// for the heads the server is known to hold (what Automerge keeps of a
+    /// persisted sync state): the record only grows, so they still hold,
+    /// and a refusal that comes before the server's first answer goes back
+    /// to them rather than to a blank record.
     pub fn connect(&mut self) -> WireMessage {
         self.server = None;
         for tracked in self.docs.values_mut() {
+            let shared_heads = std::mem::take(&mut tracked.state.shared_heads);
             tracked.state = sync::State::new();
+            tracked.state.shared_heads = shared_heads;
         }
         WireMessage::Join {
             sender_id: self.peer_id.clone(),
@@ -403,6 +419,53 @@ mod tests {
         assert_eq!(doc.get_actor(), &actor, "the device keeps writing as itself");
         assert!(a.is_synced(id));
         assert_eq!(a.progress().pending_changes, 0);
+    }
+
+    /// A refusal that arrives before the server's first answer on a new
+    /// connection (the device sent its offline answer at once) goes back to
+    /// what the server held when the device last heard from it, never to a
+    /// blank record; so does one after a reload, from the heads stored then.
+    #[test]
+    fn a_refusal_first_thing_on_a_new_connection_keeps_the_record() {
+        let rejection = |id| WireMessage::ChangeRejected {
+            sender_id: "server".into(),
+            target_id: "a".into(),
+            document_id: encode_doc_id(id),
+            rule: "refill-status".into(),
+            message: "refused".into(),
+        };
+        let peer = WireMessage::Peer {
+            sender_id: "server".into(),
+            target_id: "a".into(),
+            selected_protocol_version: PROTOCOL_VERSION.into(),
+        };
+        let id = id();
+        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
+        put_status(&mut server.doc, "requested");
+        let mut a = SyncClient::new("a");
+        a.insert(id, Automerge::new());
+        let join = a.connect();
+        pump(&mut server, &mut a, vec![join], |_, _| {});
+        let held = a.doc(id).unwrap().get_heads();
+        put_status(a.doc_mut(id).unwrap(), "approved");
+
+        // Reconnected.
+        a.connect();
+        a.receive(peer.clone()).unwrap();
+        a.receive(rejection(id)).unwrap();
+        assert_eq!(statuses(a.doc(id).unwrap()), ["requested"]);
+
+        // Reloaded: a new client from the stored bytes and confirmed heads.
+        let mut reloaded = SyncClient::new("a");
+        let mut doc = a.doc(id).unwrap().fork();
+        put_status(&mut doc, "approved");
+        reloaded.insert(id, doc);
+        reloaded.held_by_server(id, &held);
+        reloaded.connect();
+        reloaded.receive(peer).unwrap();
+        reloaded.receive(rejection(id)).unwrap();
+        assert_eq!(statuses(reloaded.doc(id).unwrap()), ["requested"]);
+        assert_eq!(reloaded.doc(id).unwrap().get_heads(), held);
     }
 
     /// Messages already in flight may carry the refused change again and
