@@ -7,9 +7,9 @@
 
 use shared::api::{
     AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, Encode,
-    Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName,
+    Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName, RemovedCopies,
 };
-use shared::{ClinicId, UserId};
+use shared::{ClinicId, DocId, UserId};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Request, RequestInit, Response};
@@ -22,6 +22,9 @@ pub enum ApiError {
     Offline,
     /// 401: the session is over; sign in again.
     SessionExpired,
+    /// 401 `access_removed`: the account was revoked (a caregiver the
+    /// patient removed); this device must remove its copies.
+    AccessRemoved,
     /// 403 `reauth_required`: granting access needs a passkey used in the
     /// last few minutes (`with_reauth` asks for it and retries).
     ReauthRequired,
@@ -34,6 +37,7 @@ impl std::fmt::Display for ApiError {
         match self {
             Self::Offline => f.write_str("You are offline: this needs the network."),
             Self::SessionExpired => f.write_str("Your session has ended: sign in again."),
+            Self::AccessRemoved => f.write_str("Your access to this record was taken away."),
             Self::ReauthRequired => {
                 f.write_str("Confirm it is you with your passkey, then try again.")
             }
@@ -75,10 +79,12 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
     let json = if text.is_empty() { Some(Json::null()) } else { Json::parse(&text) };
     // Only a 401 that says so means the session is over; a refused passkey
     // at sign-in is a 401 too, and its message must be shown as it is.
-    if status == 401
-        && json.as_ref().and_then(|j| j.str("error")).is_none_or(|code| code == "session_expired")
-    {
-        return Err(ApiError::SessionExpired);
+    if status == 401 {
+        match json.as_ref().and_then(|j| j.str("error")).as_deref() {
+            None | Some("session_expired") => return Err(ApiError::SessionExpired),
+            Some("access_removed") => return Err(ApiError::AccessRemoved),
+            Some(_) => {}
+        }
     }
     if status == 403
         && json.as_ref().and_then(|j| j.str("error")).as_deref() == Some("reauth_required")
@@ -123,6 +129,13 @@ pub async fn me() -> Result<(Me, Json), ApiError> {
 
 pub async fn documents() -> Result<Vec<DocumentInfo>, ApiError> {
     read(call("GET", "/api/documents", None).await?)
+}
+
+/// Tells the server this device deleted its copies of `docs` (access to
+/// them ended), for the patient's access log.
+pub async fn removed_copies(docs: &[DocId]) -> Result<(), ApiError> {
+    let report = RemovedCopies { docs: docs.to_vec() };
+    call("POST", "/api/documents/removed", Some(&body(&report))).await.map(drop)
 }
 
 pub async fn logout() -> Result<(), ApiError> {

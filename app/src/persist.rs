@@ -35,6 +35,9 @@ pub struct Stored {
     /// Per document, the heads the server last confirmed holding.
     pub confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
     pub undelivered: Vec<String>,
+    /// Documents whose copies were deleted (access ended) that the server
+    /// has not yet been told about.
+    pub removed: Vec<DocId>,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
     pub bytes: BTreeMap<String, Vec<u8>>,
@@ -59,6 +62,8 @@ pub async fn load() -> Stored {
     stored.undelivered = parsed(kv("undelivered").await)
         .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
         .unwrap_or_default();
+    stored.removed =
+        parsed(kv("removed").await).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
     if stored.me.is_some() {
         // Inserted one by one, not collected (see `parse_confirmed`).
         for (id, bytes) in idb::all_docs(&db).await.unwrap_or_default() {
@@ -99,6 +104,10 @@ pub fn save_undelivered(lines: &[String]) {
         "undelivered",
         Json::array(lines.iter().map(|l| Json::from(JsValue::from(l.as_str())))).stringify(),
     );
+}
+
+pub fn save_removed(docs: &[DocId]) {
+    save_kv("removed", docs.to_vec().encode::<Json>().stringify());
 }
 
 /// The confirmed heads as `{"<doc id>": ["<change hash>", ...], ...}`.

@@ -47,6 +47,7 @@ pub async fn start(ui: Ui) {
         join: replicas::join,
         receive: replicas::receive,
         online: |ui| spawn_local(back_online(ui)),
+        relist: |ui| spawn_local(refresh(ui)),
     });
     let stored = persist::load().await;
     ui.last_synced.set(stored.last_synced.clone());
@@ -116,10 +117,13 @@ pub async fn refresh(ui: Ui) {
                     replicas::bump();
                 }
                 Err(ApiError::SessionExpired) => ui.session_expired.set(true),
+                Err(ApiError::AccessRemoved) => return access_removed(ui).await,
                 Err(e) => ui.notice.set(Some(Notice::RefreshFailed(e.to_string()))),
             }
             sync::connect();
+            report_removals(ui.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_staff))).await;
         }
+        Err(ApiError::AccessRemoved) => access_removed(ui).await,
         Err(ApiError::SessionExpired) => {
             if ui.me.get_untracked().is_some() {
                 ui.session_expired.set(true);
@@ -132,6 +136,38 @@ pub async fn refresh(ui: Ui) {
             }
         }
     }
+}
+
+/// Tells the server which copies this device removed since it last could.
+/// Only clinic staff's access ends with a patient's consent; a patient's or
+/// caregiver's ends with the account (`access_removed`), so theirs are
+/// not reported.
+async fn report_removals(staff: bool) {
+    let owed = replicas::removals_owed();
+    if owed.is_empty() || (staff && api::removed_copies(&owed).await.is_err()) {
+        return;
+    }
+    replicas::removals_reported(&owed);
+}
+
+/// The account was revoked (a caregiver the patient removed, a user their
+/// clinic removed): nothing of the record may stay on this device. What
+/// the person wrote and never delivered is listed for them first (kept
+/// until they dismiss it), then every copy goes.
+async fn access_removed(ui: Ui) {
+    let unsent = replicas::unsent();
+    sync::disconnect();
+    forget_local().await;
+    ui.undelivered.update(|list| list.extend(unsent));
+    persist::save_undelivered(&ui.undelivered.get_untracked());
+    ui.me.set(None);
+    ui.docs.set(Vec::new());
+    ui.session_expired.set(false);
+    ui.notice.set(Some(Notice::SessionEnded(
+        "Your access to this record was taken away, so this device no longer keeps a copy of it."
+            .into(),
+    )));
+    replicas::bump();
 }
 
 /// Signs out: ends the session and forgets this device's copies, changes

@@ -70,7 +70,7 @@ pub fn SyncStatus() -> impl IntoView {
             </Show>
             <Show when=move || ui.undelivered.with(|u| !u.is_empty())>
                 <div class="banner undelivered" role="alert">
-                    <p>"Not delivered: the patient withdrew your clinic's access to their record, so these changes were not sent. Copy anything you still need:"</p>
+                    <p>"Not delivered: your access to this record was taken away, so these changes were not sent. Copy anything you still need:"</p>
                     <ul>{move || ui.undelivered.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}</ul>
                     <button type="button" class="secondary" on:click=move |_| replicas::dismiss_undelivered()>"Dismiss"</button>
                 </div>

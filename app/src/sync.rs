@@ -30,6 +30,8 @@ pub struct Link {
     pub receive: fn(&[u8]),
     /// The browser is back online.
     pub online: fn(Ui),
+    /// What the user may read may have changed: ask the server again.
+    pub relist: fn(Ui),
 }
 
 struct Connection {
@@ -75,6 +77,13 @@ pub fn init(link: Link) {
     // They live as long as the page.
     online.forget();
     offline.forget();
+}
+
+/// Asks the server again who is signed in and what they may read (a
+/// document became unavailable, the session ended).
+pub fn relist() {
+    let link = link();
+    (link.relist)(link.ui);
 }
 
 /// The socket is closed: still online, but not connected.
@@ -136,14 +145,16 @@ pub fn connect() {
             // server says why; reconnecting would not help.
             ui.session_expired.set(true);
             ui.notice.set(Some(Notice::SessionEnded(event.reason())));
+            // If access was taken away, the copies must go too.
+            (link.relist)(ui);
         } else if !opened {
-            // The handshake failed: a sign-in that expired, or a server that
-            // is down. Ask the API which.
+            // The handshake failed: a sign-in that expired, access taken
+            // away, or a server that is down. Ask the API which.
             spawn_local(async move {
-                if let Err(ApiError::SessionExpired) = api::me().await {
-                    ui.session_expired.set(true);
-                } else {
-                    schedule_reconnect();
+                match api::me().await {
+                    Err(ApiError::SessionExpired) => ui.session_expired.set(true),
+                    Err(ApiError::AccessRemoved) => (link.relist)(ui),
+                    _ => schedule_reconnect(),
                 }
             });
         } else {

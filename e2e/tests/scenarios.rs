@@ -423,6 +423,18 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
                 )
                 .await;
             brandt.never_shows("main", "7.77", WATCH).await;
+
+            // Issue 18: told at once, his browser deletes its copy of her
+            // record, and her access log shows that it did.
+            let hers = documents_of(&portal, "Maria");
+            wait_until_not_stored(&brandt, &hers).await;
+            maria.tab("Account").await;
+            let log = maria
+                .wait_for("#audit-h + div", "Removed the record from a device after access ended")
+                .await;
+            maria
+                .check(log.contains("Brandt"), &format!("the log names who removed it: {log}"))
+                .await;
         })
         .await;
     portal.stop().await;
@@ -461,6 +473,12 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
             )
             .await;
 
+            // Issue 18: removed while her device is offline, Ana's copy
+            // goes when it reconnects, and she is told why.
+            let hers = documents_of(&portal, "Maria");
+            ana.check(!stored_doc_ids(&ana).await.is_empty(), "Ana's device holds the record").await;
+            ana.go_offline().await;
+            ana.wait_for(".sync-status", "Offline").await;
             let ana_item = item_mentioning("Ana Santos");
             maria
                 .page
@@ -468,9 +486,12 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
                 .await
                 .expect("take access away");
             maria.wait_for(".card", "No caregivers.").await;
-            ana.tab("Results").await;
-            ana.tab("Account").await;
-            ana.wait_for("body", "Your session has ended").await;
+            ana.go_online().await;
+            ana.wait_for(".banner", "Your access to this record was taken away, so this device no longer keeps a copy of it.").await;
+            wait_until_not_stored(&ana, &hers).await;
+            ana.check(stored_doc_ids(&ana).await.is_empty(), "nothing of the record is left").await;
+            ana.wait_for("main", "Sign in with a passkey").await;
+            ana.never_shows("main", "Hemoglobin A1c", WATCH).await;
         })
         .await;
     portal.stop().await;
@@ -556,6 +577,48 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
     portal.stop().await;
 }
 
+/// The ids of every document of a demo patient's record.
+fn documents_of(portal: &DemoPortal, name: &str) -> Vec<String> {
+    let patient = portal.user(name).patient.expect("a patient");
+    let clinics: Vec<shared::ClinicId> =
+        ["Okafor", "Brandt"].iter().map(|p| portal.user(p).clinics[0]).collect();
+    let mut kinds = vec![DocKind::PatientRecord { patient }];
+    for clinic in clinics {
+        kinds.push(DocKind::ClinicalRecord { patient, clinic });
+        kinds.push(DocKind::MessageThread { patient, clinic });
+    }
+    kinds.iter().map(|k| k.doc_id().to_string()).collect()
+}
+
+/// The ids of the documents this browser keeps in IndexedDB.
+async fn stored_doc_ids(person: &Person) -> Vec<String> {
+    let script = format!(
+        "{IDB_OPEN}.then((db) => new Promise((ok, fail) => {{ const r = db.transaction('docs').objectStore('docs').getAllKeys(); r.onsuccess = () => ok(r.result.map(String)); r.onerror = () => fail(r.error); }}))"
+    );
+    person.page.evaluate(script).await.expect("read IndexedDB").into_value().expect("keys")
+}
+
+/// Waits until the browser keeps none of `ids` in IndexedDB.
+async fn wait_until_not_stored(person: &Person, ids: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let kept: Vec<String> =
+            stored_doc_ids(person).await.into_iter().filter(|id| ids.contains(id)).collect();
+        if kept.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            person
+                .check(
+                    false,
+                    &format!("the device still keeps {} of the record's documents", kept.len()),
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Opens the app's IndexedDB database (a promise of it).
 const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); })";
 
@@ -610,11 +673,14 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
             wait_until_gone(&okafor, ".sync", "Syncing records").await;
             okafor
                 .check(
-                    shown.contains("withdrew your clinic's access"),
-                    &format!("the reason is consent: {shown}"),
+                    shown.contains("your access to this record was taken away"),
+                    &format!("the reason is given: {shown}"),
                 )
                 .await;
             wait_until_gone(&okafor, ".sync-status", "waiting to be sent").await;
+            // Issue 18: offline when access ended, his device removes its
+            // copy once he has seen what was not delivered.
+            wait_until_not_stored(&okafor, &documents_of(&portal, "Maria")).await;
             e2e::screenshot(&okafor.page, "not delivered 1280").await;
 
             let maria_user = portal.user("Maria");

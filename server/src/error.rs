@@ -19,6 +19,11 @@ pub enum Error {
     /// No session, or it expired or was ended.
     #[error("Your session has ended. Sign in again.")]
     Unauthorized,
+    /// The session ended because the account was revoked (a caregiver
+    /// removed by the patient, a user by their clinic): the device must
+    /// remove its copies.
+    #[error("Your access to this record was taken away.")]
+    AccessRemoved,
     /// Signed in, but this role may not do this.
     #[error("You are not allowed to do this.")]
     Forbidden,
@@ -66,6 +71,7 @@ impl Error {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "session_expired"),
+            Self::AccessRemoved => (StatusCode::UNAUTHORIZED, "access_removed"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::OriginMismatch => (StatusCode::FORBIDDEN, "origin_mismatch"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

@@ -56,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/caregivers/{user_id}", delete(caregivers::revoke))
         .route("/api/caregivers/{user_id}/enrollment", post(caregivers::reissue))
         .route("/api/documents", get(documents::list))
+        .route(
+            "/api/documents/removed",
+            post(documents::removed).layer(DefaultBodyLimit::max(documents::MAX_REPORT_BYTES)),
+        )
         .route("/api/audit", get(audit::list))
         // Clinic admins (session, admin role).
         .route("/api/invitations", post(invitations::invite))

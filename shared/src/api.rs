@@ -41,6 +41,7 @@ crate::status::code_enum!(
         ChangeRefused => "change_refused",
         RecordRead => "record_read",
         RecordExported => "record_exported",
+        CopyRemoved => "copy_removed",
     }
 );
 
@@ -70,6 +71,7 @@ impl AuditAction {
             Self::ChangeRefused => "A change was refused",
             Self::RecordRead => "Read the record through the FHIR API",
             Self::RecordExported => "The server's operator exported the record",
+            Self::CopyRemoved => "Removed the record from a device after access ended",
         }
     }
 }
@@ -169,6 +171,19 @@ pub struct NewCaregiver {
     pub display_name: String,
     #[serde(default)]
     pub may_message: bool,
+}
+
+/// `POST /api/documents/removed`: documents a device deleted its copy of
+/// because the user may no longer read them (at most
+/// `RemovedCopies::MAX_DOCS`), so the patient's access log can show that
+/// the clinic's devices no longer hold the record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemovedCopies {
+    pub docs: Vec<DocId>,
+}
+
+impl RemovedCopies {
+    pub const MAX_DOCS: usize = 1000;
 }
 
 /// `POST /api/invitations`: a patient or provider an admin adds.
@@ -335,6 +350,7 @@ decode!(AuthorizedApp { id, app, patient, scope, granted_at });
 encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
+encode!(RemovedCopies { docs });
 
 impl Decode for DocumentInfo {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
@@ -602,6 +618,7 @@ mod tests {
         received(NewInvitation { role: UserRole::Provider, display_name: "Dr. Lee".into() });
         received(PasskeyName { name: Some("Laptop".into()) });
         received(PasskeyName { name: None });
+        received(RemovedCopies { docs: vec![DocId::mint()] });
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Core {
     /// Per document, the heads the server last confirmed holding (kept
     /// across reloads): what lies beyond them is waiting to be sent.
     confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Documents whose copies this device deleted (access ended) that the
+    /// server has not yet been told about (kept across reloads).
+    removed: Vec<DocId>,
 }
 
 thread_local! {
@@ -47,6 +50,7 @@ thread_local! {
         principal: None,
         actor: None,
         confirmed: BTreeMap::new(),
+        removed: Vec::new(),
     });
     /// The page's signals, given by `session::start`.
     static UI: Cell<Option<Ui>> = const { Cell::new(None) };
@@ -223,6 +227,7 @@ pub fn sign_in(principal: Option<Principal>, actor: Option<ActorId>) {
 pub fn restore(stored: &Stored) {
     with_core_mut(|core| {
         core.confirmed = stored.confirmed.clone();
+        core.removed = stored.removed.clone();
         if stored.me.is_some() {
             track(core, &stored.docs, &stored.bytes);
         }
@@ -236,7 +241,38 @@ pub fn list(docs: &[DocumentInfo]) {
         track(core, docs, &BTreeMap::new());
         untrack_settled(core, docs)
     });
+    remove_copies(gone);
+}
+
+/// Deletes this device's copies of documents the user may no longer read,
+/// noting them for the server (`removals_owed`), which records in the
+/// patient's access log that they are gone.
+fn remove_copies(gone: Vec<DocId>) {
+    if gone.is_empty() {
+        return;
+    }
+    let owed = with_core_mut(|core| {
+        core.removed.extend(&gone);
+        core.removed.sort();
+        core.removed.dedup();
+        core.removed.clone()
+    });
+    persist::save_removed(&owed);
     persist::forget_docs(gone);
+}
+
+/// Copies removed that the server has not been told about.
+pub fn removals_owed() -> Vec<DocId> {
+    with_core(|core| core.removed.clone())
+}
+
+/// The server was told about these removals.
+pub fn removals_reported(docs: &[DocId]) {
+    let owed = with_core_mut(|core| {
+        core.removed.retain(|id| !docs.contains(id));
+        core.removed.clone()
+    });
+    persist::save_removed(&owed);
 }
 
 /// Forgets every replica in memory (a new peer id too); the stored copy is
@@ -248,6 +284,7 @@ pub fn forget_all() {
         core.principal = None;
         core.actor = None;
         core.confirmed.clear();
+        core.removed.clear();
     });
 }
 
@@ -299,16 +336,27 @@ pub fn receive(frame: &[u8]) {
     sync::send(&received.outgoing);
     // Documents the server does not have yet: start them from their
     // deterministic genesis so this device can write the first entry.
+    // One this device holds that is unavailable now: access to it ended,
+    // so the session lists what is readable (and removes the rest).
     let mut fresh = Vec::new();
-    with_core_mut(|core| {
+    let ended = with_core_mut(|core| {
+        let mut ended = false;
         for id in &received.unavailable {
             let Some(kind) = core.kinds.get(id).copied() else { continue };
-            if core.client.doc(*id).is_some_and(|d| d.get_heads().is_empty()) {
-                core.client.insert(*id, kind.genesis());
-                fresh.push(*id);
+            match core.client.doc(*id).map(|d| d.get_heads().is_empty()) {
+                Some(true) => {
+                    core.client.insert(*id, kind.genesis());
+                    fresh.push(*id);
+                }
+                Some(false) => ended = true,
+                None => {}
             }
         }
+        ended
     });
+    if ended {
+        sync::relist();
+    }
     if !fresh.is_empty() {
         reset_actors(&fresh);
         flush();

@@ -8,7 +8,7 @@ use shared::schema::Collection;
 use shared::status::RefillStatus;
 use shared::{DocId, DocKind, PatientId};
 
-use super::{Core, bump, ui, untrack_settled, waiting, with_core, with_core_mut};
+use super::{Core, bump, remove_copies, ui, untrack_settled, waiting, with_core, with_core_mut};
 use crate::persist;
 use crate::state::Refusal;
 
@@ -29,14 +29,16 @@ pub fn undeliverable(id: DocId) {
         Some((lines, gone))
     });
     let Some((lines, gone)) = lines else { return };
-    persist::forget_docs(gone);
+    remove_copies(gone);
     ui.docs.update(|docs| docs.retain(|d| d.id != id));
     ui.undelivered.update(|list| list.extend(lines));
     persist::save_documents(&ui.docs.get_untracked());
     persist::save_undelivered(&ui.undelivered.get_untracked());
     persist::save_confirmed(&with_core(|core| core.confirmed.clone()));
-    persist::forget_docs(vec![id]);
+    remove_copies(vec![id]);
     bump();
+    // The session lists what is readable now and reports the removals.
+    crate::sync::relist();
 }
 
 /// Everything on this device the server has not confirmed, in the

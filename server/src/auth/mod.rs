@@ -157,11 +157,15 @@ pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<AuthU
     let token = session_cookie(headers).ok_or(Error::Unauthorized)?;
     let idle = i64::try_from(SESSION_IDLE.as_millis()).unwrap_or(i64::MAX);
     let now = state.now();
-    let session = state
-        .store
-        .session_by_token(&hash_secret(&token), idle, now)
-        .await?
-        .ok_or(Error::Unauthorized)?;
+    let hash = hash_secret(&token);
+    let Some(session) = state.store.session_by_token(&hash, idle, now).await? else {
+        // A dead session: if its account was revoked, the device is told
+        // so it removes its copies (see `purge_ended`, which keeps these).
+        return Err(match state.store.account_revoked(&hash, now).await? {
+            true => Error::AccessRemoved,
+            false => Error::Unauthorized,
+        });
+    };
     let user = state.store.user(session.user).await?.ok_or(Error::Unauthorized)?;
     if now - session.last_seen_at > TOUCH_INTERVAL_MS {
         state.store.touch_session(&session.id, now).await?;

@@ -40,8 +40,16 @@ impl Store {
     /// Appends an event that happened at `now` to the audit trail. (Sync
     /// writes a batch's events with its changes: `Store::store_audited`.)
     pub async fn audit(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), StoreError> {
+        self.audit_all(std::slice::from_ref(event), now).await
+    }
+
+    /// Several events in one transaction.
+    pub async fn audit_all(&self, events: &[AuditEvent<'_>], now: i64) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
-        insert_audit(&mut tx, std::slice::from_ref(event), now).await?;
+        insert_audit(&mut tx, events, now).await?;
         tx.commit().await?;
         Ok(())
     }

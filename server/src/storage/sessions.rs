@@ -95,6 +95,20 @@ impl Store {
         .transpose()
     }
 
+    /// Whether the session with this cookie hash, not past its absolute
+    /// expiry, belongs to a revoked account.
+    pub async fn account_revoked(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.revoked_at IS NOT NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Whether the session with this id is live (the rules of
     /// `session_by_token`); one primary-key lookup.
     pub async fn session_live(&self, id: &str, idle_ms: i64, now: i64) -> Result<bool, StoreError> {
@@ -192,12 +206,18 @@ impl Store {
     }
 
     /// Deletes what can never be used again at `now`: sessions revoked,
-    /// past their absolute expiry or idle for longer than `idle_ms`, and
+    /// past their absolute expiry or idle for longer than `idle_ms` (those
+    /// of a revoked account stay until their expiry, so that a device
+    /// coming back online is told its access was removed and deletes its
+    /// copies: `account_revoked`), and
     /// enrollment links past their expiry (used or not), and SMART codes
     /// and tokens past theirs. The audit trail
     /// keeps the sign-ins and enrollments themselves. Returns the rows deleted.
     pub async fn purge_ended(&self, idle_ms: i64, now: i64) -> Result<u64, StoreError> {
-        let sessions = sqlx::query("DELETE FROM sessions WHERE revoked_at IS NOT NULL OR expires_at <= $1 OR last_seen_at <= $2")
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1 OR ((revoked_at IS NOT NULL OR last_seen_at <= $2) \
+             AND user_id NOT IN (SELECT id FROM users WHERE revoked_at IS NOT NULL))",
+        )
             .bind(now)
             .bind(now - idle_ms)
             .execute(&self.pool)

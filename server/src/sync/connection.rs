@@ -122,7 +122,9 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             // queued.
             biased;
             end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
-            _ = access.recv() => conn.refresh_access().await.map(|()| Vec::new()),
+            _ = access.recv() => conn.refresh_access().await.map(|ended| {
+                ended.into_iter().map(|id| conn.unavailable(&hub, id)).collect()
+            }),
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -416,8 +418,8 @@ impl Connection {
                     // Consent was revoked (perhaps through another instance)
                     // after this connection last looked: nothing is stored.
                     drop(events);
-                    self.refresh_access().await?;
-                    for id in ended {
+                    let others = self.refresh_access().await?;
+                    for &id in &ended {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
                         let patient = incoming.get(&id).map(|i| i.kind.patient());
                         let refused = AuditEvent {
@@ -436,6 +438,11 @@ impl Connection {
                             session::CONSENT_RULE,
                             session::CONSENT_WITHDRAWN.to_owned(),
                         ));
+                    }
+                    // The documents refused are named above; the others
+                    // that ended with them are unavailable from now on.
+                    for id in others.into_iter().filter(|id| !ended.contains(id)) {
+                        outgoing.push(self.unavailable(hub, id));
                     }
                     return Ok(outgoing);
                 }
@@ -583,14 +590,20 @@ impl Connection {
 
     /// Access changed (consent, membership, user): forgets what was looked
     /// up and looks up again the documents this replica syncs; those no
-    /// longer readable stop syncing at once.
-    async fn refresh_access(&mut self) -> Result<(), Close> {
+    /// longer readable stop syncing at once and are returned: the device is
+    /// told (`doc-unavailable`), so it removes its copy now rather than
+    /// when it next lists its documents.
+    async fn refresh_access(&mut self) -> Result<Vec<DocId>, Close> {
         self.access.clear();
         let syncing: Vec<DocId> = self.states.keys().copied().collect();
         self.ensure_access(&syncing).await?;
         let access = &self.access;
-        self.states.retain(|id, _| matches!(access.get(id), Some(Some(_))));
-        Ok(())
+        let ended: Vec<DocId> =
+            syncing.into_iter().filter(|id| !matches!(access.get(id), Some(Some(_)))).collect();
+        for id in &ended {
+            self.states.remove(id);
+        }
+        Ok(ended)
     }
 
     fn audit_event(

@@ -199,6 +199,19 @@ async fn every_route_by_every_role() {
         (Method::GET, "/api/consents", None, [200, 200, 403, 403, 401]),
         (Method::GET, "/api/caregivers", None, [200, 403, 403, 403, 401]),
         (Method::GET, "/api/audit", None, [200, 403, 403, 403, 401]),
+        // Copies a clinic device removed once access ended (see sessions.rs).
+        (
+            Method::POST,
+            "/api/documents/removed",
+            Some(json!({ "docs": [] })),
+            [403, 403, 204, 204, 401],
+        ),
+        (
+            Method::POST,
+            "/api/documents/removed",
+            Some(json!({ "docs": ["x"] })),
+            [400, 400, 400, 400, 401],
+        ),
         (Method::GET, "/api/passkeys", None, [200, 200, 200, 200, 401]),
         // Consents: granting an existing clinic; unknown clinics and clinics
         // the patient does not consent to are "not found".

@@ -766,3 +766,129 @@ async fn anonymous_ceremonies_are_rate_limited_per_client_and_globally() {
     app.stop().await;
     db.drop_database().await;
 }
+
+/// Issue 18, removed when access ends: when a patient takes a clinic's
+/// access away, the clinic's connected devices are told at once
+/// (`doc-unavailable` for each of her documents they sync, nothing about
+/// anyone else's); once a device reports it deleted its copies, her access
+/// log says so and by whom. Reports of documents the user still reads, or
+/// never read, write nothing into anyone's log; an oversized report is
+/// refused whole.
+#[tokio::test]
+async fn a_withdrawn_consent_is_told_to_the_clinics_devices_and_their_removal_is_logged() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let (maria, okafor) = (w.user("Maria"), w.user("Okafor"));
+        let (patient, riverside) = (maria.patient.unwrap(), okafor.clinics[0]);
+        let mut maria_browser = w.enroll("Maria", &mut SoftPasskey::new()).await;
+        let mut okafor_browser = w.enroll("Okafor", &mut SoftPasskey::new()).await;
+        let (_, listed) = okafor_browser.get("/api/documents").await;
+        let kinds: Vec<DocKind> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| serde_json::from_value(d.clone()).unwrap())
+            .collect();
+        let hers: Vec<DocId> =
+            kinds.iter().filter(|k| k.patient() == patient).map(DocKind::doc_id).collect();
+        let others: Vec<DocId> =
+            kinds.iter().filter(|k| k.patient() != patient).map(DocKind::doc_id).collect();
+        assert!(!hers.is_empty() && !others.is_empty(), "{backend:?}: {kinds:?}");
+        let mut syncing = hers.clone();
+        syncing.extend(&others);
+        let mut live = socket(&w.app, &okafor_browser, &syncing).await;
+
+        let (status, _) =
+            maria_browser.call(Method::DELETE, &format!("/api/consents/{riverside}"), None).await;
+        assert_eq!(status, 200);
+        let count = hers.len();
+        live.sync_until(AT_ONCE, |_, r| r.unavailable.len() >= count)
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: not told at once: {e}"));
+        let mut told = live.take_received().unavailable;
+        told.sort();
+        let mut expected = hers.clone();
+        expected.sort();
+        assert_eq!(told, expected, "{backend:?}: exactly her documents");
+        live.close().await;
+
+        // His device deleted its copies and says so; with them, a document
+        // he still reads and one of a patient he never read.
+        let stranger = DocKind::PatientRecord { patient: shared::PatientId::mint() }.doc_id();
+        let mut report: Vec<String> = hers.iter().map(DocId::to_string).collect();
+        report.push(others[0].to_string());
+        report.push(stranger.to_string());
+        let (status, body) =
+            okafor_browser.post("/api/documents/removed", json!({ "docs": report })).await;
+        assert_eq!(status, 204, "{backend:?}: {body}");
+        let (_, audit) = maria_browser.get("/api/audit").await;
+        let removed: Vec<&Value> =
+            audit.as_array().unwrap().iter().filter(|e| e["action"] == "copy_removed").collect();
+        assert_eq!(removed.len(), count, "{backend:?}: {audit}");
+        for entry in &removed {
+            assert_eq!(entry["user_name"], okafor.name, "{backend:?}");
+            let doc: DocId = entry["doc_id"].as_str().unwrap().parse().unwrap();
+            assert!(hers.contains(&doc), "{backend:?}");
+        }
+        let everyone =
+            w.app.store.patient_audit(others_patient(&kinds, patient), 100).await.unwrap();
+        assert!(
+            everyone.iter().all(|e| e.action != shared::api::AuditAction::CopyRemoved),
+            "{backend:?}: a document he still reads is not logged as removed"
+        );
+
+        // Bounded: more ids than a report may carry is refused whole.
+        let too_many: Vec<String> =
+            (0..=shared::api::RemovedCopies::MAX_DOCS).map(|_| DocId::mint().to_string()).collect();
+        let (status, body) =
+            okafor_browser.post("/api/documents/removed", json!({ "docs": too_many })).await;
+        assert_eq!(status, 400, "{backend:?}: {body}");
+        w.stop().await;
+    }
+}
+
+fn others_patient(kinds: &[DocKind], not: shared::PatientId) -> shared::PatientId {
+    kinds.iter().map(DocKind::patient).find(|p| *p != not).unwrap()
+}
+
+/// Issue 18: a caregiver removed while their device was offline is told,
+/// when it comes back (even days later, after the ended sessions were
+/// purged), that access was taken away (401 `access_removed`, so the app
+/// deletes its copies), not merely that the session expired; a session
+/// ended by signing out still reads as expired.
+#[tokio::test]
+async fn a_removed_caregivers_device_is_told_access_was_removed() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
+        let (status, invitation) =
+            maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
+        assert_eq!(status, 201, "{invitation}");
+        let mut ana = Browser::new(&w.app.base_url);
+        ana.enroll(&mut SoftPasskey::new(), invitation["link"].as_str().unwrap()).await;
+        assert_eq!(ana.get("/api/me").await.0, 200);
+
+        let user = invitation["user_id"].as_str().unwrap();
+        assert_eq!(
+            maria.call(Method::DELETE, &format!("/api/caregivers/{user}"), None).await.0,
+            204
+        );
+        let idle = i64::try_from(server::auth::SESSION_IDLE.as_millis()).unwrap();
+        let later = w.app.clock.now_ms() + 3 * idle;
+        w.app.store.purge_ended(idle, later).await.unwrap();
+        for path in ["/api/me", "/api/documents"] {
+            let (status, body) = ana.get(path).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (401, Some("access_removed")),
+                "{backend:?} {path}: {body}"
+            );
+            assert!(body["message"].as_str().unwrap().contains("taken away"), "{body}");
+        }
+
+        maria.post("/api/logout", json!({})).await;
+        let (status, body) = maria.get("/api/me").await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("session_expired")), "{backend:?}");
+        w.stop().await;
+    }
+}
