@@ -303,8 +303,7 @@ fn SignIn() -> impl IntoView {
             match result.await {
                 Ok(_) => {
                     error.set(None);
-                    ui.session_expired.set(false);
-                    session::refresh(ui).await;
+                    session::signed_in(ui).await;
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -339,7 +338,7 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
             match result.await {
                 Ok(_) => {
                     done.set(None);
-                    session::refresh(ui).await;
+                    session::signed_in(ui).await;
                 }
                 Err(e) => error.set(Some(e)),
             }

@@ -38,6 +38,8 @@ pub struct Stored {
     /// Documents whose copies were deleted (access ended) that the server
     /// has not yet been told about.
     pub removed: Vec<DocId>,
+    /// Signed out offline, the server not yet told.
+    pub logout_owed: bool,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
     pub bytes: BTreeMap<String, Vec<u8>>,
@@ -62,6 +64,7 @@ pub async fn load() -> Stored {
     stored.undelivered = parsed(kv("undelivered").await)
         .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
         .unwrap_or_default();
+    stored.logout_owed = kv("logout_owed").await.is_some_and(|v| v == "1");
     stored.removed =
         parsed(kv("removed").await).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
     if stored.me.is_some() {
@@ -104,6 +107,10 @@ pub fn save_undelivered(lines: &[String]) {
         "undelivered",
         Json::array(lines.iter().map(|l| Json::from(JsValue::from(l.as_str())))).stringify(),
     );
+}
+
+pub fn save_logout_owed(owed: bool) {
+    save_kv("logout_owed", if owed { "1" } else { "0" }.to_owned());
 }
 
 pub fn save_removed(docs: &[DocId]) {

@@ -46,10 +46,11 @@ pub async fn start(ui: Ui) {
         ui,
         join: replicas::join,
         receive: replicas::receive,
-        online: |ui| spawn_local(back_online(ui)),
+        online: |ui| spawn_local(refresh(ui)),
         relist: |ui| spawn_local(refresh(ui)),
     });
     let stored = persist::load().await;
+    LOGOUT_OWED.set(stored.logout_owed);
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
     if let Some(me) = &stored.me {
@@ -65,25 +66,35 @@ pub async fn start(ui: Ui) {
     refresh(ui).await;
 }
 
-/// Back online: a sign-out made offline ends its session on the server
-/// now (else the next refresh would sign the person in again); otherwise
-/// the refresh also tells whether the session survived the time offline.
-async fn back_online(ui: Ui) {
-    if LOGOUT_OWED.get() {
-        LOGOUT_OWED.set(api::logout().await == Err(ApiError::Offline));
-    } else {
-        refresh(ui).await;
-    }
-}
-
 thread_local! {
-    /// Signed out offline: the server has not heard of it yet.
+    /// Signed out offline: the server has not heard of it yet. Kept in
+    /// storage too, so a reload before the network returns does not sign
+    /// the person in again with the session still open on the server.
     static LOGOUT_OWED: Cell<bool> = const { Cell::new(false) };
 }
 
+fn owe_logout(owed: bool) {
+    LOGOUT_OWED.set(owed);
+    persist::save_logout_owed(owed);
+}
+
+/// A new session began on this device (sign-in, enrollment): a sign-out
+/// still owed can no longer be sent (its cookie is replaced; the old
+/// session idles out on the server), and must not end the new one.
+pub async fn signed_in(ui: Ui) {
+    owe_logout(false);
+    ui.session_expired.set(false);
+    refresh(ui).await;
+}
+
 /// Fetches the signed-in user and the document list, then syncs. Without a
-/// network the local copies stay in use.
+/// network the local copies stay in use. A sign-out made offline ends its
+/// session on the server first, and nobody is signed in.
 pub async fn refresh(ui: Ui) {
+    if LOGOUT_OWED.get() {
+        owe_logout(api::logout().await == Err(ApiError::Offline));
+        return;
+    }
     match api::me().await {
         Ok((me, answer)) => {
             if let Some(previous) = ui.me.get_untracked().filter(|p| p.user_id != me.user_id) {
@@ -177,8 +188,9 @@ async fn access_removed(ui: Ui) {
 pub async fn sign_out(ui: Ui) {
     ui.sign_out_when_sent.set(false);
     sync::disconnect();
-    LOGOUT_OWED.set(api::logout().await == Err(ApiError::Offline));
+    let owed = api::logout().await == Err(ApiError::Offline);
     forget_local().await;
+    owe_logout(owed);
     ui.me.set(None);
     ui.docs.set(Vec::new());
     ui.session_expired.set(false);

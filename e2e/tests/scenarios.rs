@@ -286,6 +286,35 @@ async fn clinic_work_done_offline_syncs_when_back_online() {
     portal.stop().await;
 }
 
+/// Issue 14, nothing is stuck: Maria signs out on a shared computer while
+/// it is offline, and the page is reloaded before the network returns. Back
+/// online, the portal does not sign her in again (her session was still
+/// open on the server): it ends it, and the next person finds the sign-in
+/// page with nothing of hers.
+#[tokio::test]
+async fn signing_out_offline_then_reloading_does_not_sign_her_in_again() {
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("offline sign-out", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main", "Hemoglobin A1c").await;
+            wait_for_service_worker(&maria.page).await;
+            maria.go_offline().await;
+            maria.wait_for(".sync-status", "Offline").await;
+            sign_out(&maria).await;
+            maria.page.reload().await.expect("reload");
+            maria.wait_for("main", "Sign in with a passkey").await;
+            maria.go_online().await;
+            let ended = "fetch('/api/me').then((r) => r.status === 401)";
+            wait_for_script(&maria, ended).await;
+            maria.wait_for("main", "Sign in with a passkey").await;
+            maria.never_shows("main", "Hemoglobin A1c", WATCH).await;
+        })
+        .await;
+    portal.stop().await;
+}
+
 /// Scenario 5: providers of two clinics add to the same patient's record
 /// while both are offline; after both reconnect, everyone sees both entries.
 #[tokio::test]
