@@ -315,6 +315,89 @@ async fn signing_out_offline_then_reloading_does_not_sign_her_in_again() {
     portal.stop().await;
 }
 
+/// Issue 14, nothing is lost: on a shared computer Maria writes a message
+/// offline, and her session ends meanwhile (she signed out everywhere from
+/// her phone). Back online, James tries to sign in on the same computer:
+/// he is refused, told in plain words whose unsent change is waiting, and
+/// sees nothing of hers; Maria signs in again and the message goes out.
+#[tokio::test]
+async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
+    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
+    const QUESTION: &str = "Is the new dose right for me?";
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("shared computer", async {
+            let maria = portal.enroll("Maria").await;
+            let james = portal.enroll("James").await;
+            let james_key = james.credentials(&james.authenticator).await.remove(0);
+            let maria_key = maria.credentials(&maria.authenticator).await.remove(0);
+            maria.tab("Messages").await;
+            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
+            maria.go_offline().await;
+            maria.wait_for(".sync-status", "Offline").await;
+            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
+            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            maria.wait_for(".sync-status", "1 change waiting to be sent").await;
+            let user = portal.user("Maria").id;
+            portal
+                .app
+                .store
+                .revoke_user_sessions(user, portal.app.clock.now_ms())
+                .await
+                .expect("end her sessions");
+
+            maria.go_online().await;
+            maria
+                .wait_for(".banner", "Your session has ended. Your changes are kept on this device")
+                .await;
+            // James at the same computer, with his passkey.
+            maria.remove_authenticator(&maria.authenticator).await;
+            let his = maria.authenticator_with(james_key).await;
+            maria.click(".banner button", "Sign in with a passkey").await;
+            let refused = maria.wait_for(".banner", "nobody else can sign in here").await;
+            maria
+                .check(
+                    refused
+                        .contains("Maria Santos has changes on this device that are not sent yet"),
+                    &format!("he is told whose changes wait: {refused}"),
+                )
+                .await;
+            maria
+                .check(
+                    !maria.text("main").await.contains("James Whitfield"),
+                    "nothing of his is shown",
+                )
+                .await;
+            maria.wait_for(".sync-status", "1 change waiting to be sent").await;
+            shots(&maria, "sign-in refused").await;
+            maria
+                .check(
+                    !stored_messages(&portal, "Maria", "Okafor")
+                        .await
+                        .iter()
+                        .any(|m| m == QUESTION),
+                    "the server does not have it yet",
+                )
+                .await;
+
+            // Maria signs in again: her message goes out.
+            maria.remove_authenticator(&his).await;
+            maria.authenticator_with(maria_key).await;
+            maria.click(".banner button", "Sign in with a passkey").await;
+            wait_until_gone(&maria, ".sync-status", "waiting to be sent").await;
+            let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+            while !stored_messages(&portal, "Maria", "Okafor").await.iter().any(|m| m == QUESTION) {
+                maria
+                    .check(tokio::time::Instant::now() < deadline, "her message reached the server")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+    portal.stop().await;
+}
+
 /// Scenario 5: providers of two clinics add to the same patient's record
 /// while both are offline; after both reconnect, everyone sees both entries.
 #[tokio::test]
