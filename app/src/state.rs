@@ -23,6 +23,9 @@ pub enum Connection {
     /// Network, but no open sync socket (opening, waiting to retry, or
     /// nobody signed in).
     Connecting,
+    /// Network, but the portal did not answer the last attempt to connect
+    /// (server down, or a network that reaches nothing): retrying.
+    Unreachable,
     /// The sync socket is open.
     Online,
 }

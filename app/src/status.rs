@@ -31,16 +31,25 @@ pub fn SyncStatus() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let line = move || {
         let progress = ui.progress.get();
+        let n = progress.pending_changes;
+        let changes = format!("{n} change{}", if n == 1 { "" } else { "s" });
+        let unreachable = ui.connection.get() == Connection::Unreachable;
         let mut parts = vec![match ui.connection.get() {
             Connection::Offline => "Offline: changes are kept on this device".to_owned(),
+            Connection::Unreachable if n > 0 => {
+                let are = if n == 1 { "is" } else { "are" };
+                format!("Can't reach the portal: {changes} {are} safe on this device")
+            }
+            Connection::Unreachable => {
+                "Can't reach the portal: what is on this device stays readable".to_owned()
+            }
             Connection::Connecting if ui.me.with(Option::is_some) => {
                 "Online, connecting…".to_owned()
             }
             Connection::Connecting | Connection::Online => "Online".to_owned(),
         }];
-        if progress.pending_changes > 0 {
-            let n = progress.pending_changes;
-            parts.push(format!("{n} change{} waiting to be sent", if n == 1 { "" } else { "s" }));
+        if n > 0 && !unreachable {
+            parts.push(format!("{changes} waiting to be sent"));
         }
         if ui.sign_out_when_sent.get() {
             parts.push("you will be signed out once they are sent".to_owned());
@@ -56,7 +65,7 @@ pub fn SyncStatus() -> impl IntoView {
     };
     view! {
         <div class="sync">
-            <p class="sync-status" role="status" aria-live="polite" class:offline=move || !ui.online()>{line}</p>
+            <p class="sync-status" role="status" aria-live="polite" class:offline=move || !ui.online() || ui.connection.get() == Connection::Unreachable>{line}</p>
             <Show when=catching_up>
                 {move || {
                     let p = ui.progress.get();

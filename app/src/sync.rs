@@ -154,7 +154,12 @@ pub fn connect() {
                 match api::me().await {
                     Err(ApiError::SessionExpired) => ui.session_expired.set(true),
                     Err(ApiError::AccessRemoved) => (link.relist)(ui),
-                    _ => schedule_reconnect(),
+                    _ => {
+                        if ui.online_untracked() {
+                            ui.connection.set(Net::Unreachable);
+                        }
+                        schedule_reconnect();
+                    }
                 }
             });
         } else {

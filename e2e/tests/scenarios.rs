@@ -398,6 +398,61 @@ async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
     portal.stop().await;
 }
 
+/// Issue 15: when the network is up but the portal cannot be reached, the
+/// status says so and that the waiting change is safe, instead of
+/// "Online, connecting…"; once the portal answers again the change goes out.
+#[tokio::test]
+async fn a_portal_that_cannot_be_reached_is_named_and_the_waiting_change_is_safe() {
+    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
+    const QUESTION: &str = "Can I take it with food?";
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("unreachable", async {
+            let maria = portal.enroll("Maria").await;
+            maria.tab("Messages").await;
+            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
+            maria.go_offline().await;
+            maria.wait_for(".sync-status", "Offline").await;
+            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
+            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            // The portal goes down: the page's sockets and requests find
+            // nobody listening (a closed port), as when the server is down.
+            let down = |down: bool| format!("window.__portalDown = {down}");
+            maria
+                .page
+                .evaluate(
+                    "(() => { const Real = WebSocket; const fetch = window.fetch.bind(window); \
+                     window.WebSocket = function (url) { return new Real(window.__portalDown ? 'ws://127.0.0.1:9/sync' : url); }; \
+                     window.fetch = (...args) => window.__portalDown ? Promise.reject(new TypeError('unreachable')) : fetch(...args); })()",
+                )
+                .await
+                .expect("a way to take the portal down");
+            maria.page.evaluate(down(true)).await.expect("portal down");
+            maria.go_online().await;
+            let status = maria.wait_for(".sync-status", "Can't reach the portal").await;
+            maria
+                .check(
+                    status.contains("1 change is safe on this device")
+                        && !status.contains("connecting"),
+                    &format!("the status names the problem and the change: {status}"),
+                )
+                .await;
+            shots(&maria, "unreachable").await;
+            maria.page.evaluate(down(false)).await.expect("portal back");
+            wait_until_gone(&maria, ".sync-status", "Can't reach").await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            while !stored_messages(&portal, "Maria", "Okafor").await.iter().any(|m| m == QUESTION) {
+                maria
+                    .check(tokio::time::Instant::now() < deadline, "her message reached the server")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+    portal.stop().await;
+}
+
 /// Scenario 5: providers of two clinics add to the same patient's record
 /// while both are offline; after both reconnect, everyone sees both entries.
 #[tokio::test]
