@@ -322,7 +322,6 @@ async fn signing_out_offline_then_reloading_does_not_sign_her_in_again() {
 /// sees nothing of hers; Maria signs in again and the message goes out.
 #[tokio::test]
 async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
-    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
     const QUESTION: &str = "Is the new dose right for me?";
     let portal = DemoPortal::start().await;
     portal
@@ -332,12 +331,7 @@ async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
             let james = portal.enroll("James").await;
             let james_key = james.credentials(&james.authenticator).await.remove(0);
             let maria_key = maria.credentials(&maria.authenticator).await.remove(0);
-            maria.tab("Messages").await;
-            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
-            maria.go_offline().await;
-            maria.wait_for(".sync-status", "Offline").await;
-            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
-            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            message_riverside_offline(&maria, QUESTION).await;
             maria.wait_for(".sync-status", "1 change waiting to be sent").await;
             let user = portal.user("Maria").id;
             portal
@@ -386,13 +380,7 @@ async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
             maria.authenticator_with(maria_key).await;
             maria.click(".banner button", "Sign in with a passkey").await;
             wait_until_gone(&maria, ".sync-status", "waiting to be sent").await;
-            let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
-            while !stored_messages(&portal, "Maria", "Okafor").await.iter().any(|m| m == QUESTION) {
-                maria
-                    .check(tokio::time::Instant::now() < deadline, "her message reached the server")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            wait_until_stored(&portal, &maria, QUESTION, e2e::PATIENCE).await;
         })
         .await;
     portal.stop().await;
@@ -403,19 +391,13 @@ async fn another_person_cannot_sign_in_over_changes_not_sent_yet() {
 /// "Online, connecting…"; once the portal answers again the change goes out.
 #[tokio::test]
 async fn a_portal_that_cannot_be_reached_is_named_and_the_waiting_change_is_safe() {
-    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
     const QUESTION: &str = "Can I take it with food?";
     let portal = DemoPortal::start().await;
     portal
         .browser
         .scenario("unreachable", async {
             let maria = portal.enroll("Maria").await;
-            maria.tab("Messages").await;
-            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
-            maria.go_offline().await;
-            maria.wait_for(".sync-status", "Offline").await;
-            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
-            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            message_riverside_offline(&maria, QUESTION).await;
             // The portal goes down: the page's sockets and requests find
             // nobody listening (a closed port), as when the server is down.
             let down = |down: bool| format!("window.__portalDown = {down}");
@@ -441,13 +423,7 @@ async fn a_portal_that_cannot_be_reached_is_named_and_the_waiting_change_is_safe
             shots(&maria, "unreachable").await;
             maria.page.evaluate(down(false)).await.expect("portal back");
             wait_until_gone(&maria, ".sync-status", "Can't reach").await;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-            while !stored_messages(&portal, "Maria", "Okafor").await.iter().any(|m| m == QUESTION) {
-                maria
-                    .check(tokio::time::Instant::now() < deadline, "her message reached the server")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            wait_until_stored(&portal, &maria, QUESTION, Duration::from_secs(40)).await;
         })
         .await;
     portal.stop().await;
@@ -490,7 +466,6 @@ async fn concurrent_offline_entries_of_two_clinics_both_arrive() {
 /// reconnect, the provider replies, and both see the thread in order.
 #[tokio::test]
 async fn a_message_written_offline_is_delivered_and_answered() {
-    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
     const QUESTION: &str = "Can I take the furosemide in the evening instead?";
     const ANSWER: &str = "Mornings are better, or you will be up at night.";
     let portal = DemoPortal::start().await;
@@ -499,12 +474,7 @@ async fn a_message_written_offline_is_delivered_and_answered() {
         .scenario("messages", async {
             let maria = portal.enroll("Maria").await;
             let okafor = portal.enroll("Okafor").await;
-            maria.tab("Messages").await;
-            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
-            maria.go_offline().await;
-            maria.wait_for(".sync-status", "Offline").await;
-            maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), QUESTION).await;
-            maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+            message_riverside_offline(&maria, QUESTION).await;
             maria.wait_for(".msg.mine", "Sent, waiting for the network").await;
 
             let last = format!("{RIVERSIDE_THREAD} .thread li:last-child");
@@ -786,6 +756,31 @@ async fn wait_until_not_stored(person: &Person, ids: &[String]) {
     }
 }
 
+/// Maria's conversation with Riverside on her Messages page.
+const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
+
+/// Maria opens her messages, goes offline and writes `text` to Riverside.
+async fn message_riverside_offline(maria: &Person, text: &str) {
+    maria.tab("Messages").await;
+    maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
+    // Opening the thread marks the clinic's reply read: let that go first,
+    // so that what waits offline is her message alone.
+    wait_until_gone(maria, ".sync-status", "waiting to be sent").await;
+    maria.go_offline().await;
+    maria.wait_for(".sync-status", "Offline").await;
+    maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), text).await;
+    maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+}
+
+/// Waits until the server holds Maria's message `text` to Riverside.
+async fn wait_until_stored(portal: &DemoPortal, maria: &Person, text: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !stored_messages(portal, "Maria", "Okafor").await.iter().any(|m| m == text) {
+        maria.check(tokio::time::Instant::now() < deadline, "her message reached the server").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Opens the app's IndexedDB database (a promise of it).
 const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); })";
 
@@ -973,7 +968,6 @@ async fn shots(person: &Person, name: &str) {
 /// signed out. Deleting unsent changes instead asks again, naming them.
 #[tokio::test]
 async fn signing_out_with_a_message_waiting_signs_out_once_it_is_sent() {
-    const RIVERSIDE_THREAD: &str = "section[aria-label*=\"Riverside\"]";
     const QUESTION: &str = "Could I get a copy of my last blood test?";
     const DROPPED: &str = "Never mind, I found it.";
     let portal = DemoPortal::start().await;
@@ -984,12 +978,7 @@ async fn signing_out_with_a_message_waiting_signs_out_once_it_is_sent() {
             let write_offline = |text: &'static str| {
                 let maria = &maria;
                 async move {
-                    maria.tab("Messages").await;
-                    maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
-                    maria.go_offline().await;
-                    maria.wait_for(".sync-status", "Offline").await;
-                    maria.type_into(&format!("{RIVERSIDE_THREAD} textarea"), text).await;
-                    maria.click(&format!("{RIVERSIDE_THREAD} .compose button"), "Send").await;
+                    message_riverside_offline(maria, text).await;
                     maria.wait_for(".sync-status", "1 change waiting to be sent").await;
                     maria.tab("Account").await;
                     maria.click("button", "Sign out").await;
