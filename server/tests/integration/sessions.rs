@@ -65,6 +65,17 @@ impl World {
         browser
     }
 
+    /// Maria invites Ana Santos as her caregiver; Ana enrolls. Returns
+    /// Ana's signed-in browser and her user id.
+    async fn caregiver_of(&self, maria: &mut Browser) -> (Browser, String) {
+        let (status, invitation) =
+            maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
+        assert_eq!(status, 201, "{invitation}");
+        let mut ana = Browser::new(&self.app.base_url);
+        ana.enroll(&mut SoftPasskey::new(), invitation["link"].as_str().unwrap()).await;
+        (ana, invitation["user_id"].as_str().unwrap().to_owned())
+    }
+
     async fn stop(self) {
         self.app.stop().await;
         self.db.drop_database().await;
@@ -255,14 +266,9 @@ async fn removing_a_caregiver_closes_their_sockets() {
         let w = World::new(backend).await;
         let thread = maria_thread(&w);
         let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
-        let (status, invitation) =
-            maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
-        assert_eq!(status, 201, "{invitation}");
-        let mut ana = Browser::new(&w.app.base_url);
-        ana.enroll(&mut SoftPasskey::new(), invitation["link"].as_str().unwrap()).await;
+        let (mut ana, user) = w.caregiver_of(&mut maria).await;
         let mut ana_socket = socket(&w.app, &ana, &[thread]).await;
 
-        let user = invitation["user_id"].as_str().unwrap();
         assert_eq!(
             maria.call(Method::DELETE, &format!("/api/caregivers/{user}"), None).await.0,
             204
@@ -861,14 +867,9 @@ async fn a_removed_caregivers_device_is_told_access_was_removed() {
     for backend in BACKENDS {
         let w = World::new(backend).await;
         let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
-        let (status, invitation) =
-            maria.post("/api/caregivers", json!({ "display_name": "Ana Santos" })).await;
-        assert_eq!(status, 201, "{invitation}");
-        let mut ana = Browser::new(&w.app.base_url);
-        ana.enroll(&mut SoftPasskey::new(), invitation["link"].as_str().unwrap()).await;
+        let (mut ana, user) = w.caregiver_of(&mut maria).await;
         assert_eq!(ana.get("/api/me").await.0, 200);
 
-        let user = invitation["user_id"].as_str().unwrap();
         assert_eq!(
             maria.call(Method::DELETE, &format!("/api/caregivers/{user}"), None).await.0,
             204

@@ -368,6 +368,17 @@ mod tests {
         panic!("sync did not settle");
     }
 
+    /// The server's refusal of client "a"'s changes to `id`.
+    fn rejection(id: DocId) -> WireMessage {
+        WireMessage::ChangeRejected {
+            sender_id: "server".into(),
+            target_id: "a".into(),
+            document_id: encode_doc_id(id),
+            rule: "refill-status".into(),
+            message: "refused".into(),
+        }
+    }
+
     fn put_status(doc: &mut Automerge, status: &str) {
         let mut tx = doc.transaction();
         tx.put(ROOT, "status", status).unwrap();
@@ -427,13 +438,6 @@ mod tests {
     /// blank record; so does one after a reload, from the heads stored then.
     #[test]
     fn a_refusal_first_thing_on_a_new_connection_keeps_the_record() {
-        let rejection = |id| WireMessage::ChangeRejected {
-            sender_id: "server".into(),
-            target_id: "a".into(),
-            document_id: encode_doc_id(id),
-            rule: "refill-status".into(),
-            message: "refused".into(),
-        };
         let peer = WireMessage::Peer {
             sender_id: "server".into(),
             target_id: "a".into(),
@@ -480,13 +484,7 @@ mod tests {
         let join = a.connect();
         pump(&mut server, &mut a, vec![join], |_, _| {});
         put_status(a.doc_mut(id).unwrap(), "approved");
-        let rejection = WireMessage::ChangeRejected {
-            sender_id: "server".into(),
-            target_id: "a".into(),
-            document_id: encode_doc_id(id),
-            rule: "refill-status".into(),
-            message: "refused".into(),
-        };
+        let rejection = rejection(id);
         for _ in 0..2 {
             let received = a.receive(rejection.clone()).unwrap();
             assert_eq!(received.changed, [id]);
