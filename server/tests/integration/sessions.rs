@@ -266,7 +266,7 @@ async fn removing_a_caregiver_closes_their_sockets() {
         let w = World::new(backend).await;
         let thread = maria_thread(&w);
         let mut maria = w.enroll("Maria", &mut SoftPasskey::new()).await;
-        let (mut ana, user) = w.caregiver_of(&mut maria).await;
+        let (ana, user) = w.caregiver_of(&mut maria).await;
         let mut ana_socket = socket(&w.app, &ana, &[thread]).await;
 
         assert_eq!(

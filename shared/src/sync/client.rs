@@ -368,6 +368,19 @@ mod tests {
         panic!("sync did not settle");
     }
 
+    /// A server whose record holds a refill request ("requested") and a
+    /// client "a" that has synced it.
+    fn synced() -> (DocId, Server, SyncClient) {
+        let id = id();
+        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
+        put_status(&mut server.doc, "requested");
+        let mut a = SyncClient::new("a");
+        a.insert(id, Automerge::new());
+        let join = a.connect();
+        pump(&mut server, &mut a, vec![join], |_, _| {});
+        (id, server, a)
+    }
+
     /// The server's refusal of client "a"'s changes to `id`.
     fn rejection(id: DocId) -> WireMessage {
         WireMessage::ChangeRejected {
@@ -399,13 +412,7 @@ mod tests {
     /// device's answer only and nothing waiting.
     #[test]
     fn a_refused_change_goes_back_to_what_the_server_holds() {
-        let id = id();
-        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
-        put_status(&mut server.doc, "requested");
-        let mut a = SyncClient::new("a");
-        a.insert(id, Automerge::new());
-        let join = a.connect();
-        pump(&mut server, &mut a, vec![join], |_, _| {});
+        let (id, mut server, mut a) = synced();
         assert!(a.is_synced(id));
 
         // A answers offline; another device's answer reaches the server.
@@ -443,13 +450,7 @@ mod tests {
             target_id: "a".into(),
             selected_protocol_version: PROTOCOL_VERSION.into(),
         };
-        let id = id();
-        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
-        put_status(&mut server.doc, "requested");
-        let mut a = SyncClient::new("a");
-        a.insert(id, Automerge::new());
-        let join = a.connect();
-        pump(&mut server, &mut a, vec![join], |_, _| {});
+        let (id, _, mut a) = synced();
         let held = a.doc(id).unwrap().get_heads();
         put_status(a.doc_mut(id).unwrap(), "approved");
 
@@ -476,13 +477,7 @@ mod tests {
     /// be refused again: the second reset keeps what the first kept.
     #[test]
     fn a_second_refusal_keeps_the_record() {
-        let id = id();
-        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
-        put_status(&mut server.doc, "requested");
-        let mut a = SyncClient::new("a");
-        a.insert(id, Automerge::new());
-        let join = a.connect();
-        pump(&mut server, &mut a, vec![join], |_, _| {});
+        let (id, server, mut a) = synced();
         put_status(a.doc_mut(id).unwrap(), "approved");
         let rejection = rejection(id);
         for _ in 0..2 {
