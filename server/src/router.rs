@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/caregivers/{user_id}/enrollment", post(caregivers::reissue))
         .route("/api/documents", get(documents::list))
         .route("/api/audit", get(audit::list))
+        .route("/api/audit/downloads", post(audit::download))
         // Clinic admins (session, admin role).
         .route("/api/invitations", post(invitations::invite))
         .route("/api/users/{user_id}/enrollment", post(invitations::reissue))
