@@ -1,6 +1,6 @@
 //! This device's copy in IndexedDB (through `idb.rs`): each document's
 //! saved bytes, and small JSON values under `kv` keys (`me`, `documents`,
-//! `confirmed`, `undelivered`, `last_synced`). Writes are spawned and not
+//! `confirmed`, `undelivered`, `last_synced`, `downloads`). Writes are spawned and not
 //! awaited: the replicas in memory are the truth, these are what the next
 //! start reads. Knows nothing of replicas or sync: callers pass bytes and
 //! values.
@@ -35,6 +35,8 @@ pub struct Stored {
     /// Per document, the heads the server last confirmed holding.
     pub confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
     pub undelivered: Vec<String>,
+    /// Download times (ms) not yet reported to the server (`download.rs`).
+    pub downloads: Vec<f64>,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
     pub bytes: BTreeMap<String, Vec<u8>>,
@@ -58,6 +60,9 @@ pub async fn load() -> Stored {
     stored.confirmed = kv("confirmed").await.map(|j| parse_confirmed(&j)).unwrap_or_default();
     stored.undelivered = parsed(kv("undelivered").await)
         .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
+        .unwrap_or_default();
+    stored.downloads = parsed(kv("downloads").await)
+        .map(|j| j.items().iter().filter_map(|i| i.js().as_f64()).collect())
         .unwrap_or_default();
     if stored.me.is_some() {
         // Inserted one by one, not collected (see `parse_confirmed`).
@@ -98,6 +103,13 @@ pub fn save_undelivered(lines: &[String]) {
     save_kv(
         "undelivered",
         Json::array(lines.iter().map(|l| Json::from(JsValue::from(l.as_str())))).stringify(),
+    );
+}
+
+pub fn save_downloads(times: &[f64]) {
+    save_kv(
+        "downloads",
+        Json::array(times.iter().map(|t| Json::from(JsValue::from(*t)))).stringify(),
     );
 }
 

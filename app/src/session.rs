@@ -17,7 +17,7 @@ use shared::api::{Me, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::{Notice, Ui};
-use crate::{logic, persist, replicas, sync};
+use crate::{download, logic, persist, replicas, sync};
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
@@ -51,6 +51,7 @@ pub async fn start(ui: Ui) {
     let stored = persist::load().await;
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
+    download::restore(stored.downloads.clone());
     if let Some(me) = &stored.me {
         set_me(me);
     }
@@ -66,7 +67,8 @@ pub async fn start(ui: Ui) {
 
 /// Back online: a sign-out made offline ends its session on the server
 /// now (else the next refresh would sign the person in again); otherwise
-/// the refresh also tells whether the session survived the time offline.
+/// the refresh also tells whether the session survived the time offline,
+/// and downloads made offline are reported.
 async fn back_online(ui: Ui) {
     if LOGOUT_OWED.get() {
         LOGOUT_OWED.set(api::logout().await == Err(ApiError::Offline));
@@ -119,6 +121,7 @@ pub async fn refresh(ui: Ui) {
                 Err(e) => ui.notice.set(Some(Notice::RefreshFailed(e.to_string()))),
             }
             sync::connect();
+            download::send_owed().await;
         }
         Err(ApiError::SessionExpired) => {
             if ui.me.get_untracked().is_some() {
@@ -150,6 +153,7 @@ pub async fn sign_out(ui: Ui) {
 }
 
 async fn forget_local() {
+    download::forget();
     replicas::forget_all();
     persist::clear().await;
 }
