@@ -15,6 +15,7 @@ use leptos::task::spawn_local;
 use shared::PatientId;
 use shared::catalog;
 use shared::fhir::export::{self, PatientData};
+use shared::schema::RangeFlag;
 use shared::status::ResultStatus;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -160,8 +161,9 @@ fn table(out: &mut String, id: &str, title: &str, columns: &[&str], rows: &[Vec<
     out.push_str("</tr></thead><tbody>");
     for row in rows {
         out.push_str("<tr>");
-        for cell in row {
-            out.push_str("<td>");
+        // Each cell names its column, for the phone layout (style.css).
+        for (cell, column) in row.iter().zip(columns) {
+            out.push_str(&format!("<td data-label=\"{column}\">"));
             escape_into(out, cell);
             out.push_str("</td>");
         }
@@ -195,7 +197,15 @@ fn summary_tables(data: &reads::PatientData) -> String {
                 String::new()
             };
             let test = catalog::plain_name(&o.loinc).unwrap_or(&o.display).to_owned();
-            let flag = o.interpretation.clone().unwrap_or_default();
+            // The words of the results view's flags (`safety_view::flag`).
+            let flag = match (o.critical(), o.out_of_range()) {
+                (Some(RangeFlag::High), _) => "Critical high",
+                (Some(RangeFlag::Low), _) => "Critical low",
+                (None, Some(RangeFlag::High)) => "High",
+                (None, Some(RangeFlag::Low)) => "Low",
+                (None, None) => "",
+            };
+            let flag = flag.to_owned();
             results.push(vec![logic::date(&o.effective).to_owned(), test, value, range, flag]);
         }
         let clinic = |p: &shared::schema::Provenance| p.clinic_name.clone();
