@@ -308,3 +308,22 @@ pub fn Summary(patient: PatientId) -> impl IntoView {
         </section>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_cells_are_text_never_markup() {
+        let rows = vec![vec!["2026-01-02".into(), "<img src=x onerror=alert(1)> & \"co\"".into()]];
+        let mut html = String::new();
+        table(&mut html, "t", "Tests", &["Date", "Test"], &rows);
+        assert!(html.contains(
+            "<td data-label=\"Test\">&lt;img src=x onerror=alert(1)&gt; &amp; &quot;co&quot;</td>"
+        ));
+        assert!(!html.contains("<img"));
+        let mut empty = String::new();
+        table(&mut empty, "t", "Tests", &["Date"], &[]);
+        assert!(empty.contains("None recorded."));
+    }
+}
