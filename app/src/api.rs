@@ -6,8 +6,8 @@
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
 use shared::api::{
-    AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, Encode,
-    Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName, RemovedCopies,
+    AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, DownloadReport,
+    Encode, Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName, RemovedCopies,
 };
 use shared::{ClinicId, DocId, UserId};
 use wasm_bindgen::{JsCast, JsValue};
@@ -125,6 +125,11 @@ pub fn iso(at: Millis) -> String {
 pub async fn me() -> Result<(Me, Json), ApiError> {
     let json = call("GET", "/api/me", None).await?;
     Ok((Me::decode(&json).ok_or_else(not_understood)?, json))
+}
+
+/// Tells the server the record was downloaded on this device at `at` (ms).
+pub async fn report_download(at: Millis) -> Result<(), ApiError> {
+    call("POST", "/api/audit/downloads", Some(&body(&DownloadReport { at }))).await.map(|_| ())
 }
 
 pub async fn documents() -> Result<Vec<DocumentInfo>, ApiError> {

@@ -108,6 +108,9 @@ impl JsonBuild for Json {
     fn boolean(value: bool) -> Self {
         Json(JsValue::from_bool(value))
     }
+    fn number(value: f64) -> Self {
+        Json(JsValue::from_f64(value))
+    }
     fn null() -> Self {
         Json(JsValue::NULL)
     }

@@ -7,6 +7,7 @@
 
 mod account;
 mod api;
+mod download;
 mod idb;
 mod json;
 mod logic;
@@ -50,6 +51,8 @@ pub enum Tab {
 pub enum Page {
     Record(Tab),
     Account,
+    /// The record in words, to print, with "Download my record".
+    Summary,
     Patients,
     Chart(PatientId, Tab),
 }
@@ -169,6 +172,10 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
     let staff_clinic = move |patient| staff::clinic_for(ui, &me, patient);
     move || match page.get() {
         Page::Account => view! { <account::Account/> }.into_any(),
+        Page::Summary => match ui.me.get_untracked().and_then(|m| m.patient_id) {
+            Some(patient) => view! { <download::Summary patient/> }.into_any(),
+            None => ().into_any(),
+        },
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
@@ -278,6 +285,7 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
                 } else {
                     view! {
                         {TABS.iter().map(|(t, label)| item(Page::Record(*t), label)).collect_view()}
+                        {item(Page::Summary, "Summary & download")}
                         {item(Page::Account, "Account")}
                     }
                     .into_any()

@@ -1,6 +1,6 @@
 //! This device's copy in IndexedDB (through `idb.rs`): each document's
 //! saved bytes, and small JSON values under `kv` keys (`me`, `documents`,
-//! `confirmed`, `undelivered`, `last_synced`). Writes are spawned and not
+//! `confirmed`, `undelivered`, `last_synced`, `downloads`). Writes are spawned and not
 //! awaited: the replicas in memory are the truth, these are what the next
 //! start reads. Knows nothing of replicas or sync: callers pass bytes and
 //! values.
@@ -40,6 +40,8 @@ pub struct Stored {
     pub removed: Vec<DocId>,
     /// Signed out offline, the server not yet told.
     pub logout_owed: bool,
+    /// Download times (ms) not yet reported to the server (`download.rs`).
+    pub downloads: Vec<f64>,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
     pub bytes: BTreeMap<String, Vec<u8>>,
@@ -67,6 +69,9 @@ pub async fn load() -> Stored {
     stored.logout_owed = kv("logout_owed").await.is_some_and(|v| v == "1");
     stored.removed =
         parsed(kv("removed").await).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
+    stored.downloads = parsed(kv("downloads").await)
+        .map(|j| j.items().iter().filter_map(|i| i.js().as_f64()).collect())
+        .unwrap_or_default();
     if stored.me.is_some() {
         // Inserted one by one, not collected (see `parse_confirmed`).
         for (id, bytes) in idb::all_docs(&db).await.unwrap_or_default() {
@@ -115,6 +120,13 @@ pub fn save_logout_owed(owed: bool) {
 
 pub fn save_removed(docs: &[DocId]) {
     save_kv("removed", docs.to_vec().encode::<Json>().stringify());
+}
+
+pub fn save_downloads(times: &[f64]) {
+    save_kv(
+        "downloads",
+        Json::array(times.iter().map(|t| Json::from(JsValue::from(*t)))).stringify(),
+    );
 }
 
 /// The confirmed heads as `{"<doc id>": ["<change hash>", ...], ...}`.

@@ -17,7 +17,7 @@ use shared::api::{Me, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::{Notice, Ui};
-use crate::{logic, persist, replicas, sync};
+use crate::{download, logic, persist, replicas, sync};
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
@@ -53,6 +53,7 @@ pub async fn start(ui: Ui) {
     LOGOUT_OWED.set(stored.logout_owed);
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
+    download::restore(stored.downloads.clone());
     if let Some(me) = &stored.me {
         set_me(me);
     }
@@ -133,6 +134,7 @@ pub async fn refresh(ui: Ui) {
             }
             sync::connect();
             report_removals(ui.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_staff))).await;
+            download::send_owed().await;
         }
         Err(ApiError::AccessRemoved) => access_removed(ui).await,
         Err(ApiError::SessionExpired) => {
@@ -198,6 +200,7 @@ pub async fn sign_out(ui: Ui) {
 }
 
 async fn forget_local() {
+    download::forget();
     replicas::forget_all();
     persist::clear().await;
 }

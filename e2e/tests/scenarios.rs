@@ -1140,3 +1140,169 @@ async fn a_refill_approved_offline_after_another_device_denied_it_shows_the_deni
         .await;
     portal.stop().await;
 }
+
+/// Issue 16: offline, Maria downloads her whole record: the file is the
+/// FHIR Bundle the server's `portal export` makes of the same record (so
+/// her results and prescriptions in it), built on her device; the summary
+/// shows them in words. Back online, her access log shows the download.
+#[tokio::test]
+async fn the_record_downloads_offline_and_the_access_log_shows_it_later() {
+    use chromiumoxide::cdp::browser_protocol::browser::{
+        SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+    };
+    use chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams;
+    use chromiumoxide::cdp::browser_protocol::target::GetTargetInfoParams;
+
+    let portal = DemoPortal::start().await;
+    let downloads =
+        std::env::temp_dir().join(format!("portal-e2e-downloads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).expect("downloads folder");
+    portal
+        .browser
+        .scenario("download my record", async {
+            let maria = portal.enroll("Maria").await;
+            let patient = portal.user("Maria").patient.expect("Maria is a patient");
+            // Her browser saves downloads where the test can read them.
+            let info = maria
+                .page
+                .execute(
+                    GetTargetInfoParams::builder()
+                        .target_id(maria.page.target_id().clone())
+                        .build(),
+                )
+                .await
+                .expect("target info");
+            let allow = SetDownloadBehaviorParams::builder()
+                .behavior(SetDownloadBehaviorBehavior::Allow)
+                .browser_context_id(
+                    info.result.target_info.browser_context_id.clone().expect("context"),
+                )
+                .download_path(downloads.to_string_lossy())
+                .build()
+                .expect("download behaviour");
+            maria.page.execute(allow).await.expect("allow downloads");
+            maria.wait_for("main", "Hemoglobin A1c").await;
+
+            maria.go_offline().await;
+            maria.wait_for(".sync-status", "Offline").await;
+            maria.tab("Summary & download").await;
+            const MEDS: &str = "section[aria-labelledby=\"sum-meds\"]";
+            maria.wait_for(MEDS, "metformin").await;
+            maria.wait_for("section[aria-labelledby=\"sum-results\"]", "Hemoglobin A1c").await;
+            maria.wait_for("section[aria-labelledby=\"sum-allergies\"]", "enicillin").await;
+            maria.wait_for("section[aria-labelledby=\"sum-imm\"]", "nfluenza").await;
+            for (width, mobile) in [(1280, false), (390, true)] {
+                maria.set_width(width, mobile).await;
+                let overflow = maria.sideways_overflow().await;
+                let shot = maria.screenshot(&format!("summary {width}")).await;
+                eprintln!("summary at {width} px: {}", shot.display());
+                maria
+                    .check(
+                        overflow.is_empty(),
+                        &format!("nothing sticks out sideways at {width} px: {overflow:?}"),
+                    )
+                    .await;
+            }
+            maria.set_width(1280, false).await;
+            // On paper: the record only, without the app's bars and buttons.
+            let media = |m: &str| SetEmulatedMediaParams::builder().media(m).build();
+            maria.page.execute(media("print")).await.expect("print media");
+            let bare: bool = maria
+                .page
+                .evaluate(
+                    "['.topbar', '.main-nav', '.summary .no-print'].every((s) => getComputedStyle(document.querySelector(s)).display === 'none')",
+                )
+                .await
+                .expect("styles")
+                .into_value()
+                .expect("a boolean");
+            let shot = maria.screenshot("summary print").await;
+            eprintln!("summary printed: {}", shot.display());
+            maria.check(bare, "the printed summary leaves out the app's bars and buttons").await;
+            maria.page.execute(media("")).await.expect("screen media");
+            maria.click("button", "Download my record").await;
+
+            let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+            let file = loop {
+                let found = std::fs::read_dir(&downloads).expect("downloads").flatten().find(|f| {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    name.starts_with("health-record-") && name.ends_with(".json")
+                });
+                if let Some(found) = found {
+                    break found;
+                }
+                maria
+                    .check(tokio::time::Instant::now() < deadline, "no health-record-*.json saved")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let name = file.file_name().to_string_lossy().into_owned();
+            let date = &name["health-record-".len()..name.len() - ".json".len()];
+            maria
+                .check(
+                    date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+                    &format!("the file is named by its date: {name}"),
+                )
+                .await;
+            let text = std::fs::read_to_string(file.path()).expect("read the download");
+            let bundle: serde_json::Value = serde_json::from_str(&text).expect("the file is JSON");
+            let resources: Vec<&serde_json::Value> = bundle["entry"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .map(|e| &e["resource"])
+                .collect();
+            let has = |kind: &str, code: &str| {
+                resources.iter().any(|r| {
+                    r["resourceType"] == kind
+                        && (r["code"]["coding"][0]["code"] == code
+                            || r["medicationCodeableConcept"]["coding"][0]["code"] == code)
+                })
+            };
+            maria
+                .check(
+                    bundle["resourceType"] == "Bundle"
+                        && bundle["type"] == "collection"
+                        && has("Observation", "4548-4")
+                        && has("MedicationRequest", "861007")
+                        && has("MedicationRequest", "197361")
+                        && has("AllergyIntolerance", "70618"),
+                    "the Bundle holds her A1c results, prescriptions and allergy",
+                )
+                .await;
+            // The same Bundle as the server's export of the same record.
+            let base = format!("{}/fhir/R4", portal.app.base_url);
+            let theirs =
+                server::fhir::export(&portal.app.hub, patient, &base).await.expect("export");
+            let theirs: serde_json::Value =
+                serde_json::from_str(&theirs.to_json_string()).expect("export JSON");
+            maria
+                .check(bundle == theirs, "the download is the server's export of her record")
+                .await;
+            let _ = std::fs::remove_dir_all(&downloads);
+
+            // Online again: the download is reported and her log shows it.
+            maria.go_online().await;
+            let deadline = tokio::time::Instant::now() + e2e::PATIENCE;
+            loop {
+                let log = portal.app.store.patient_audit(patient, 50).await.expect("audit");
+                if log.iter().any(|e| e.action == shared::api::AuditAction::RecordDownloaded) {
+                    break;
+                }
+                maria
+                    .check(tokio::time::Instant::now() < deadline, "the download is not reported")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            maria.tab("Account").await;
+            maria
+                .wait_for(
+                    "section[aria-labelledby=\"audit-h\"]",
+                    "Downloaded the record to a device",
+                )
+                .await;
+        })
+        .await;
+    portal.stop().await;
+}

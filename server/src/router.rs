@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             post(documents::removed).layer(DefaultBodyLimit::max(documents::MAX_REPORT_BYTES)),
         )
         .route("/api/audit", get(audit::list))
+        .route("/api/audit/downloads", post(audit::download))
         // Clinic admins (session, admin role).
         .route("/api/invitations", post(invitations::invite))
         .route("/api/users/{user_id}/enrollment", post(invitations::reissue))

@@ -42,6 +42,7 @@ crate::status::code_enum!(
         RecordRead => "record_read",
         RecordExported => "record_exported",
         CopyRemoved => "copy_removed",
+        RecordDownloaded => "record_downloaded",
     }
 );
 
@@ -72,6 +73,7 @@ impl AuditAction {
             Self::RecordRead => "Read the record through the FHIR API",
             Self::RecordExported => "The server's operator exported the record",
             Self::CopyRemoved => "Removed the record from a device after access ended",
+            Self::RecordDownloaded => "Downloaded the record to a device",
         }
     }
 }
@@ -246,6 +248,14 @@ pub struct OpenLink {
     pub issued_by: Option<String>,
 }
 
+/// `POST /api/audit/downloads`: the record was downloaded on a device
+/// (from its own copy, maybe offline) at `at`; reported when it next syncs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadReport {
+    pub at: Millis,
+}
+
 /// A patient app the signed-in person let read a record (SMART on FHIR),
 /// `GET /api/smart/apps`; `DELETE /api/smart/apps/{id}` removes its access
 /// (the account page's "Apps with access").
@@ -274,6 +284,7 @@ pub trait JsonValue: Sized {
 pub trait JsonBuild: Sized {
     fn text(text: &str) -> Self;
     fn boolean(value: bool) -> Self;
+    fn number(value: f64) -> Self;
     fn null() -> Self;
     fn list(items: Vec<Self>) -> Self;
     fn object(members: Vec<(&'static str, Self)>) -> Self;
@@ -351,6 +362,7 @@ encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
 encode!(RemovedCopies { docs });
+encode!(DownloadReport { at });
 
 impl Decode for DocumentInfo {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
@@ -452,6 +464,13 @@ impl Encode for String {
     }
 }
 
+impl Encode for i64 {
+    fn encode<B: JsonBuild>(&self) -> B {
+        // Times in milliseconds are far below 2^53: exact as a JSON number.
+        B::number(*self as f64)
+    }
+}
+
 impl Encode for bool {
     fn encode<B: JsonBuild>(&self) -> B {
         B::boolean(*self)
@@ -510,6 +529,10 @@ mod tests {
         }
         fn boolean(value: bool) -> Self {
             Value::from(value)
+        }
+        // As `JSON.stringify` writes it: whole numbers without a fraction.
+        fn number(value: f64) -> Self {
+            if value.fract() == 0.0 { Value::from(value as i64) } else { Value::from(value) }
         }
         fn null() -> Self {
             Value::Null
@@ -619,6 +642,7 @@ mod tests {
         received(PasskeyName { name: Some("Laptop".into()) });
         received(PasskeyName { name: None });
         received(RemovedCopies { docs: vec![DocId::mint()] });
+        received(DownloadReport { at: 1_764_000_000_123 });
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //! 100 prescriptions, 500 messages; `--quick`: 1 year, 400/20/100, 2 runs)
 //! and synced to the page. Prints one JSON line per record.
 //!
+//! For each record, also "Download my record" offline (issue 16): the time
+//! from the click to the file handed to the browser (the FHIR Bundle built
+//! from the device's copy, written as JSON, put in a Blob), and its bytes
+//! and resources; a `download` line per record.
+//!
 //! ```sh
 //! scripts/build-app && cargo run --release -p e2e --bin open-bench -- [--quick] [--runs N]
 //! ```
@@ -100,6 +105,7 @@ async fn main() {
     let demo_counts =
         vec![("results", json!(demo_results)), ("prescriptions", json!(4)), ("messages", json!(2))];
     print_line("demo", demo_counts, &demo, demo_idb, runs);
+    measure_download(&maria, "demo", runs).await;
 
     // The long history arrives live over sync, as a clinic's writes would.
     let written = Instant::now();
@@ -117,7 +123,9 @@ async fn main() {
         ("results_held", json!(held)),
         ("sync_seconds", json!(round(sync_seconds, 2))),
     ];
-    print_line(if quick { "1-year" } else { "5-year" }, counts, &big, big_idb, runs);
+    let record = if quick { "1-year" } else { "5-year" };
+    print_line(record, counts, &big, big_idb, runs);
+    measure_download(&maria, record, runs).await;
 
     rss.stop();
     browser.close().await;
@@ -196,6 +204,57 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
         wasm_memory_mb: wasm.as_f64().filter(|b| *b >= 0.0).map_or(f64::NAN, |b| b / 1048576.0),
         dom_nodes: metric("Nodes"),
     }
+}
+
+/// Clicks "Download my record" and answers, once the app hands the file's
+/// Blob to the browser: milliseconds since the click, the Blob's bytes and
+/// the Bundle's entries. The click's handler builds the Bundle at once.
+const DOWNLOAD: &str = "new Promise((ok) => {
+    const button = [...document.querySelectorAll('button')].find((b) => b.textContent.includes('Download my record'));
+    const original = URL.createObjectURL;
+    let start;
+    URL.createObjectURL = (blob) => {
+        const ms = performance.now() - start;
+        URL.createObjectURL = original;
+        blob.text().then((text) => ok(JSON.stringify({ ms, bytes: blob.size, resources: JSON.parse(text).entry.length })));
+        return original.call(URL, blob);
+    };
+    start = performance.now();
+    button.click();
+})";
+
+/// "Download my record" offline, `runs` times: prints a `download` line.
+async fn measure_download(person: &Person, record: &str, runs: usize) {
+    person.go_offline().await;
+    person.wait_for(".sync-status", "Offline").await;
+    person.tab("Summary & download").await;
+    person.wait_for("button", "Download my record").await;
+    let mut ms = Vec::new();
+    let (mut bytes, mut resources) = (0, 0);
+    for run in 0..runs {
+        let answer =
+            poll(person, DOWNLOAD, |v| v.as_str().map(str::to_owned), &format!("download {run}"))
+                .await;
+        let answer: Value = serde_json::from_str(&answer).expect("the download's figures");
+        ms.push(answer["ms"].as_f64().expect("ms"));
+        (bytes, resources) =
+            (answer["bytes"].as_u64().unwrap_or(0), answer["resources"].as_u64().unwrap_or(0));
+    }
+    person.go_online().await;
+    person.tab("Results").await;
+    let runs_ms: Vec<f64> = ms.iter().map(|m| round(*m, 1)).collect();
+    ms.sort_by(f64::total_cmp);
+    let fields = [
+        ("scenario", json!("download")),
+        ("record", json!(record)),
+        ("p50_ms", json!(round(ms[ms.len() / 2], 1))),
+        ("max_ms", json!(round(ms[ms.len() - 1], 1))),
+        ("runs_ms", json!(runs_ms)),
+        ("bytes", json!(bytes)),
+        ("resources", json!(resources)),
+    ];
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+    println!("{{{}}}", body.join(","));
 }
 
 fn print_line(

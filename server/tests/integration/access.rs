@@ -213,6 +213,33 @@ async fn every_route_by_every_role() {
             [400, 400, 400, 400, 401],
         ),
         (Method::GET, "/api/passkeys", None, [200, 200, 200, 200, 401]),
+        // A device reports a download of the record made from its copy:
+        // the patient's and caregivers' devices only; a time to come or a
+        // body of another shape is refused.
+        (
+            Method::POST,
+            "/api/audit/downloads",
+            Some(json!({ "at": 1_764_000_000_000_i64 })),
+            [204, 204, 403, 403, 401],
+        ),
+        (
+            Method::POST,
+            "/api/audit/downloads",
+            Some(json!({ "at": 4_000_000_000_000_i64 })),
+            [400, 400, 403, 403, 401],
+        ),
+        (
+            Method::POST,
+            "/api/audit/downloads",
+            Some(json!({ "at": "yesterday" })),
+            [400, 400, 400, 400, 401],
+        ),
+        (
+            Method::POST,
+            "/api/audit/downloads",
+            Some(json!({ "at": 1_764_000_000_000_i64, "patient": "someone else" })),
+            [400, 400, 400, 400, 401],
+        ),
         // Consents: granting an existing clinic; unknown clinics and clinics
         // the patient does not consent to are "not found".
         (Method::POST, "/api/consents/{clinic_b}", None, [200, 403, 403, 403, 401]),

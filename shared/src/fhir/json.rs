@@ -21,7 +21,14 @@ pub enum Value {
 impl Value {
     /// An object of `members`, in order.
     pub fn object<const N: usize>(members: [(&str, Value); N]) -> Self {
-        Self::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        Self::from_members(&mut members.into_iter())
+    }
+
+    /// Apart from [`Value::object`], which is compiled once per length:
+    /// only the array's iterator is, not the building of the object (the
+    /// web app carries this code).
+    fn from_members(members: &mut dyn Iterator<Item = (&str, Value)>) -> Self {
+        Self::Object(members.map(|(k, v)| (k.to_owned(), v)).collect())
     }
 
     pub fn str(text: &str) -> Self {

@@ -261,14 +261,22 @@ fn hydrate_entry<T: autosurgeon::Hydrate>(
     collection: crate::schema::Collection,
     id: &str,
 ) -> Result<T, Denial> {
-    let path = [collection.code().to_owned(), id.to_owned()];
-    let Some((_, coll)) =
-        autosurgeon::ReadDoc::get(doc, &automerge::ROOT, collection.code()).ok().flatten()
-    else {
-        return deny(Rule::Schema, &path);
-    };
-    match autosurgeon::hydrate_prop::<_, Option<T>, _, _>(doc, &coll, id) {
-        Ok(Some(entry)) => Ok(entry),
-        _ => deny(Rule::Schema, &path),
+    let hydrated = entry_object(doc, collection, id).and_then(|obj| T::hydrate_map(doc, &obj).ok());
+    hydrated.map_or_else(|| deny(Rule::Schema, &[collection.code().to_owned(), id.to_owned()]), Ok)
+}
+
+/// The map of the entry at `collection`/`id`, if there is one. Apart from
+/// [`hydrate_entry`] so that only the hydration is compiled per entry type
+/// (the web app runs the policy too).
+fn entry_object(
+    doc: &crate::read::MapCache<'_>,
+    collection: crate::schema::Collection,
+    id: &str,
+) -> Option<automerge::ObjId> {
+    use autosurgeon::ReadDoc;
+    let (_, coll) = doc.get(&automerge::ROOT, collection.code()).ok().flatten()?;
+    match doc.get(&coll, id).ok().flatten()? {
+        (automerge::Value::Object(automerge::ObjType::Map), obj) => Some(obj),
+        _ => None,
     }
 }
