@@ -4,7 +4,7 @@
 //! and commits what comes back.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
@@ -352,7 +352,11 @@ fn advance_heads(
 
 /// Applies and checks documents' changes on all cores: merging and checking
 /// is most of the cost of a catch-up, and generating a reply for a client's
-/// Bloom filter is work too; none of it runs on the async runtime.
+/// Bloom filter is work too; none of it runs on the async runtime. Each
+/// worker takes the next document not taken yet: splitting the batch into
+/// equal parts left one core idle whenever its part finished first (a
+/// smaller document, or the thread descheduled on a shared machine).
+/// Results come back in the order of `jobs`.
 pub(super) async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
     if jobs.is_empty() {
         return Vec::new();
@@ -360,22 +364,26 @@ pub(super) async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Ch
     // Read once: it consults cgroup files, too slow to repeat per batch.
     static WORKERS: LazyLock<usize> =
         LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let workers = *WORKERS;
-    let per_worker = jobs.len().div_ceil(workers).max(1);
-    let mut jobs = jobs.into_iter().peekable();
+    let count = jobs.len();
+    let queue = Arc::new(Mutex::new(jobs.into_iter().enumerate()));
     let mut tasks = Vec::new();
-    while jobs.peek().is_some() {
-        let part: Vec<Job> = jobs.by_ref().take(per_worker).collect();
-        let who = who.clone();
+    for _ in 0..(*WORKERS).min(count) {
+        let (queue, who) = (queue.clone(), who.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.into_iter().map(|job| job.run(&who)).collect::<Vec<_>>()
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().expect("no job panics holding the queue").next();
+                let Some((i, job)) = next else { break done };
+                done.push((i, job.run(&who)));
+            }
         }));
     }
-    let mut checked = Vec::new();
+    let mut checked = Vec::with_capacity(count);
     for task in tasks {
         checked.extend(task.await.expect("validation task does not panic"));
     }
-    checked
+    checked.sort_unstable_by_key(|(i, _)| *i);
+    checked.into_iter().map(|(_, c)| c).collect()
 }
 
 #[cfg(test)]
