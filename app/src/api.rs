@@ -170,15 +170,16 @@ pub async fn login_finish(ceremony: &str, credential: &Json) -> Result<Json, Api
     call("POST", "/api/login/finish", Some(&finish_body(ceremony, credential))).await
 }
 
-/// Proves presence again with one of the user's own passkeys.
+/// Proves presence again with one of the user's own passkeys (and wraps
+/// this device's key for it if it is not yet).
 pub async fn reauth() -> Result<(), ApiError> {
     let started = Ceremony::read(call("POST", "/api/reauth/start", None).await?)?;
     let credential = crate::webauthn::get_assertion(started.options)
         .await
         .map_err(|e| ApiError::Failed(0, e))?;
-    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential)))
-        .await
-        .map(|_| ())
+    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential))).await?;
+    let _ = crate::vault::signed_in().await;
+    Ok(())
 }
 
 /// Runs `request`; if the server wants a passkey used first (adding a

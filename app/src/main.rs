@@ -7,7 +7,6 @@
 
 mod account;
 mod api;
-mod idb;
 mod json;
 mod logic;
 mod patient;
@@ -20,6 +19,7 @@ mod staff;
 mod state;
 mod status;
 mod sync;
+mod vault;
 mod webauthn;
 
 use leptos::prelude::*;
@@ -151,6 +151,13 @@ fn App() -> impl IntoView {
                     return view! { <p class="muted">"Opening your record…"</p> }.into_any();
                 }
                 match ui.me.get() {
+                    None if ui.sealed.get() => view! {
+                        <section class="card">
+                            <h2>"Unlock your record"</h2>
+                            <p>"The copy of your record on this device is locked with your passkey."</p>
+                            <SignIn/>
+                        </section>
+                    }.into_any(),
                     None => view! {
                         <section class="card">
                             <h2>"Your health record, with you offline"</h2>
@@ -295,28 +302,21 @@ fn SignIn() -> impl IntoView {
     let sign_in = move |_| {
         busy.set(true);
         spawn_local(async move {
-            let result = async {
-                let started = api::login_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::get_assertion(started.options).await?;
-                api::login_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
-            };
-            match result.await {
-                Ok(_) => {
-                    error.set(None);
-                    session::signed_in(ui).await;
-                }
-                Err(e) => error.set(Some(e)),
-            }
+            error.set(session::sign_in(ui).await.err());
             busy.set(false);
         });
     };
     view! {
         <div class="signin">
-            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !ui.online()>
-                "Sign in with a passkey"
+            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !(ui.online() || ui.sealed.get())>
+                {move || if ui.sealed.get() { "Unlock with your passkey" } else { "Sign in with a passkey" }}
             </button>
-            {move || (!ui.online()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
+            {move || (!ui.online() && !ui.sealed.get()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            // The passkey that sealed this copy may be gone for good.
+            {move || (error.with(Option::is_some) && ui.sealed.get()).then(|| view! {
+                <button type="button" on:click=move |_| spawn_local(session::discard_sealed(ui))>"Remove this device's locked copy (anything not sent from it is lost)"</button>
+            })}
         </div>
     }
 }
