@@ -151,20 +151,17 @@ fn App() -> impl IntoView {
                     return view! { <p class="muted">"Opening your record…"</p> }.into_any();
                 }
                 match ui.me.get() {
-                    None if ui.sealed.get() => view! {
-                        <section class="card">
-                            <h2>"Unlock your record"</h2>
-                            <p>"The copy of your record on this device is locked with your passkey."</p>
-                            <SignIn/>
-                        </section>
-                    }.into_any(),
-                    None => view! {
-                        <section class="card">
-                            <h2>"Your health record, with you offline"</h2>
-                            <p>"Results, prescriptions and messages from every clinic you visit, readable and writable without a network."</p>
-                            <SignIn/>
-                        </section>
-                    }.into_any(),
+                    // A copy sealed under a passkey: the same card asks for it.
+                    None => {
+                        let sealed = ui.sealed.get();
+                        view! {
+                            <section class="card">
+                                <h2>{if sealed { "Unlock your record" } else { "Your health record, with you offline" }}</h2>
+                                <p>{if sealed { "The copy of your record on this device is locked with your passkey." } else { "Results, prescriptions and messages from every clinic you visit, readable and writable without a network." }}</p>
+                                <SignIn/>
+                            </section>
+                        }.into_any()
+                    }
                     Some(me) => content(ui, page, me).into_any(),
                 }
             }}

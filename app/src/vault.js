@@ -38,7 +38,7 @@ const unseal = (k, name, v) => gcm("decrypt", k, v.subarray(0, 12), v.subarray(1
 // and info (the PRF's own salt is per device).
 async function kek(output) {
   const base = await S.importKey("raw", output, "HKDF", false, ["deriveKey"]);
-  const params = { name: "HKDF", hash: "SHA-256", salt: text.encode("patient-portal device copy"), info: text.encode("data key wrapping v1") };
+  const params = { name: "HKDF", hash: "SHA-256", salt: text.encode("portal copy"), info: text.encode("wrap v1") };
   return S.deriveKey(params, base, GCM, false, ["encrypt", "decrypt"]);
 }
 async function wrap(output) {
@@ -162,6 +162,14 @@ export async function makeKey() {
 }
 
 export const protectedByPasskey = () => !!record?.creds;
+
+// The API over fetch (app/src/api.rs): [status, text]; rejects offline.
+export async function request(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, credentials: "same-origin", headers, body });
+  return [response.status, await response.text()];
+}
 
 // base64url (WebAuthn's JSON) to bytes and back.
 const bytes = (t) => Uint8Array.from(atob(t.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
