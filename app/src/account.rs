@@ -62,7 +62,8 @@ fn Passkeys() -> impl IntoView {
                 let credential = webauthn::create_credential(started.options).await?;
                 api::passkey_add_finish(&started.ceremony, &credential)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                crate::vault::signed_in().await
             };
             match result.await {
                 Ok(_) => {
@@ -80,6 +81,10 @@ fn Passkeys() -> impl IntoView {
                 "Removing a passkey at once signs out every device that signed in with it. "
                 "Passkeys added while signed in with it stay: remove them too if you do not know them."
             </p>
+            <p class="protection">"The copy of your record on this device is encrypted. "{
+                if crate::vault::protected_by_passkey() { "Protected by your passkey: opening it needs your passkey." }
+                else { "Protected by this browser only: your passkey cannot lock it, so whoever can use this browser profile can open it." }
+            }</p>
             {move || links.get().filter(|l| !l.is_empty()).map(|list| view! {
                 <div class="notice" role="status">
                     <p>{list.into_iter().map(|link| format!(

@@ -10,9 +10,8 @@ use shared::api::{
     Encode, Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName, RemovedCopies,
 };
 use shared::{ClinicId, DocId, UserId};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestInit, Response};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 
 use crate::json::Json;
 
@@ -46,32 +45,21 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+#[wasm_bindgen(module = "/src/vault.js")]
+extern "C" {
+    /// `fetch` with the session's cookie and JSON headers: `[status, text]`;
+    /// fails without a network.
+    #[wasm_bindgen(catch)]
+    async fn request(method: &str, path: &str, body: Option<String>) -> Result<JsValue, JsValue>;
+}
+
 async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, ApiError> {
-    let init = RequestInit::new();
-    init.set_method(method);
-    init.set_credentials(web_sys::RequestCredentials::SameOrigin);
-    if let Some(body) = body {
-        init.set_body(&JsValue::from_str(&body.stringify()));
-    }
-    let request = Request::new_with_str_and_init(path, &init)
-        .map_err(|_| ApiError::Failed(0, "bad request".into()))?;
-    let headers = request.headers();
-    let _ = headers.set("Accept", "application/json");
-    if body.is_some() {
-        let _ = headers.set("Content-Type", "application/json");
-    }
-    let window = web_sys::window().ok_or(ApiError::Offline)?;
-    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+    let answer: js_sys::Array = request(method, path, body.map(Json::stringify))
         .await
         .map_err(|_| ApiError::Offline)?
         .unchecked_into();
-    let text = match response.text() {
-        Ok(promise) => {
-            JsFuture::from(promise).await.ok().and_then(|t| t.as_string()).unwrap_or_default()
-        }
-        Err(_) => String::new(),
-    };
-    let status = response.status();
+    let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+    let text = answer.get(1).as_string().unwrap_or_default();
     // The service worker answers 503 for API calls it cannot reach.
     if status == 503 && text.contains("offline") {
         return Err(ApiError::Offline);
@@ -91,7 +79,7 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
     {
         return Err(ApiError::ReauthRequired);
     }
-    if !response.ok() {
+    if !(200..300).contains(&status) {
         let message = json
             .as_ref()
             .and_then(|j| j.str("message").or_else(|| j.str("error")))
@@ -175,15 +163,16 @@ pub async fn login_finish(ceremony: &str, credential: &Json) -> Result<Json, Api
     call("POST", "/api/login/finish", Some(&finish_body(ceremony, credential))).await
 }
 
-/// Proves presence again with one of the user's own passkeys.
+/// Proves presence again with one of the user's own passkeys (and wraps
+/// this device's key for it if it is not yet).
 pub async fn reauth() -> Result<(), ApiError> {
     let started = Ceremony::read(call("POST", "/api/reauth/start", None).await?)?;
     let credential = crate::webauthn::get_assertion(started.options)
         .await
         .map_err(|e| ApiError::Failed(0, e))?;
-    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential)))
-        .await
-        .map(|_| ())
+    call("POST", "/api/reauth/finish", Some(&finish_body(&started.ceremony, &credential))).await?;
+    let _ = crate::vault::signed_in().await;
+    Ok(())
 }
 
 /// Runs `request`; if the server wants a passkey used first (adding a

@@ -1,6 +1,6 @@
 //! Pure view logic: no web-sys, so it is unit-tested on the host
 //! (`cargo test -p app`). Grouping results into panels, refills left, trend
-//! chart geometry, dates, base64url.
+//! chart geometry, dates.
 
 use std::collections::BTreeMap;
 
@@ -197,47 +197,6 @@ pub fn range(low: Option<f64>, high: Option<f64>) -> String {
         (Some(l), None) => format!("≥ {}", number(l)),
         (None, None) => String::new(),
     }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64url without padding (WebAuthn's encoding).
-pub fn b64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..=chunk.len() {
-            out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// Decodes base64url (also accepts standard base64 and padding).
-pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => continue,
-            _ => return None,
-        };
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// Hex (the actor id from /api/me) to bytes.
@@ -493,19 +452,6 @@ mod tests {
         let flat = chart(&[(0, 3.0), (1, 3.0)], None, None, 100.0, 100.0).unwrap();
         assert!(flat.points.iter().all(|p| p.1.is_finite()));
         assert!(flat.band.is_none());
-    }
-
-    #[test]
-    fn base64url_round_trips() {
-        for len in 0..40 {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let text = b64url_encode(&bytes);
-            assert!(!text.contains('=') && !text.contains('+') && !text.contains('/'));
-            assert_eq!(b64url_decode(&text).unwrap(), bytes);
-        }
-        assert_eq!(b64url_encode(b"hello"), "aGVsbG8");
-        assert_eq!(b64url_decode("aGVsbG8=").unwrap(), b"hello");
-        assert!(b64url_decode("a b").is_none());
     }
 
     #[test]

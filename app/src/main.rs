@@ -8,7 +8,6 @@
 mod account;
 mod api;
 mod download;
-mod idb;
 mod json;
 mod logic;
 mod patient;
@@ -21,6 +20,7 @@ mod staff;
 mod state;
 mod status;
 mod sync;
+mod vault;
 mod webauthn;
 
 use leptos::prelude::*;
@@ -154,13 +154,17 @@ fn App() -> impl IntoView {
                     return view! { <p class="muted">"Opening your record…"</p> }.into_any();
                 }
                 match ui.me.get() {
-                    None => view! {
-                        <section class="card">
-                            <h2>"Your health record, with you offline"</h2>
-                            <p>"Results, prescriptions and messages from every clinic you visit, readable and writable without a network."</p>
-                            <SignIn/>
-                        </section>
-                    }.into_any(),
+                    // A copy sealed under a passkey: the same card asks for it.
+                    None => {
+                        let sealed = ui.sealed.get();
+                        view! {
+                            <section class="card">
+                                <h2>{if sealed { "Unlock your record" } else { "Your health record, with you offline" }}</h2>
+                                <p>{if sealed { "The copy of your record on this device is locked with your passkey." } else { "Results, prescriptions and messages from every clinic you visit, readable and writable without a network." }}</p>
+                                <SignIn/>
+                            </section>
+                        }.into_any()
+                    }
                     Some(me) => content(ui, page, me).into_any(),
                 }
             }}
@@ -303,28 +307,21 @@ fn SignIn() -> impl IntoView {
     let sign_in = move |_| {
         busy.set(true);
         spawn_local(async move {
-            let result = async {
-                let started = api::login_start().await.map_err(|e| e.to_string())?;
-                let credential = webauthn::get_assertion(started.options).await?;
-                api::login_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())
-            };
-            match result.await {
-                Ok(_) => {
-                    error.set(None);
-                    session::signed_in(ui).await;
-                }
-                Err(e) => error.set(Some(e)),
-            }
+            error.set(session::sign_in(ui).await.err());
             busy.set(false);
         });
     };
     view! {
         <div class="signin">
-            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !ui.online()>
-                "Sign in with a passkey"
+            <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !(ui.online() || ui.sealed.get())>
+                {move || if ui.sealed.get() { "Unlock with your passkey" } else { "Sign in with a passkey" }}
             </button>
-            {move || (!ui.online()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
+            {move || (!ui.online() && !ui.sealed.get()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            // The passkey that sealed this copy may be gone for good.
+            {move || (error.with(Option::is_some) && ui.sealed.get()).then(|| view! {
+                <button type="button" on:click=move |_| spawn_local(session::discard_sealed(ui))>"Remove this device's locked copy (anything not sent from it is lost)"</button>
+            })}
         </div>
     }
 }

@@ -1,29 +1,29 @@
-//! This device's copy in IndexedDB (through `idb.rs`): each document's
-//! saved bytes, and small JSON values under `kv` keys (`me`, `documents`,
-//! `confirmed`, `undelivered`, `last_synced`, `downloads`). Writes are spawned and not
-//! awaited: the replicas in memory are the truth, these are what the next
-//! start reads. Knows nothing of replicas or sync: callers pass bytes and
-//! values.
+//! This device's copy, sealed with the device's data key (`vault`, over
+//! IndexedDB): each document's saved bytes, and small JSON values by name
+//! (`me`, `documents`, `confirmed`, `undelivered`, `removed`,
+//! `downloads`, `last_synced`). Writes are spawned and not awaited: the replicas in
+//! memory are the truth, these are what the next start reads. Knows nothing
+//! of replicas or sync: callers pass bytes and values.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use automerge::ChangeHash;
+use js_sys::{Array, Reflect, Uint8Array};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::DocId;
-use wasm_bindgen::JsValue;
-use web_sys::IdbDatabase;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
-use crate::idb;
 use crate::json::Json;
 use crate::state::{Notice, Ui};
+use crate::vault;
 use shared::api::{Decode, DocumentInfo, Encode, Me};
 
 thread_local! {
-    /// Open once the stored copy has been read (`load`); writes before then
-    /// (there are none) or without IndexedDB are dropped.
-    static DB: RefCell<Option<IdbDatabase>> = const { RefCell::new(None) };
+    /// Open once `load` has run; without IndexedDB writes are dropped.
+    static OPEN: Cell<bool> = const { Cell::new(false) };
 }
 
 /// What a previous visit left on this device.
@@ -40,57 +40,70 @@ pub struct Stored {
     pub removed: Vec<DocId>,
     /// Signed out offline, the server not yet told.
     pub logout_owed: bool,
-    /// Download times (ms) not yet reported to the server (`download.rs`).
-    pub downloads: Vec<f64>,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
     pub bytes: BTreeMap<String, Vec<u8>>,
+    /// Download times (ms) not yet reported to the server (`download.rs`).
+    pub downloads: Vec<f64>,
+    /// A copy is here, sealed under a passkey: nothing was read.
+    pub sealed: bool,
 }
 
-/// Opens IndexedDB and reads everything stored; from then on writes go to it.
+/// Opens this device's copy and reads it, unless it is sealed under a
+/// passkey (then `read` once a sign-in or `vault::unlock` opened it).
 pub async fn load() -> Stored {
-    request_persistence();
-    let mut stored = Stored::default();
-    let Ok(db) = idb::open().await else { return stored };
-    let kv = |key: &'static str| {
-        let db = db.clone();
-        async move { idb::get_kv(&db, key).await.ok().flatten() }
+    let Ok(sealed) = vault::open().await else { return Stored::default() };
+    OPEN.set(true);
+    let mut stored = if sealed.as_f64() == Some(1.0) {
+        Stored { sealed: true, ..Stored::default() }
+    } else {
+        read().await
     };
-    let parsed = |text: Option<String>| text.and_then(|t| Json::parse(&t));
-    stored.me = parsed(kv("me").await).and_then(|j| Me::decode(&j));
-    stored.docs = parsed(kv("documents").await)
-        .and_then(|j| Vec::<DocumentInfo>::decode(&j))
-        .unwrap_or_default();
-    stored.last_synced = kv("last_synced").await;
-    stored.confirmed = kv("confirmed").await.map(|j| parse_confirmed(&j)).unwrap_or_default();
-    stored.undelivered = parsed(kv("undelivered").await)
-        .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
-        .unwrap_or_default();
-    stored.logout_owed = kv("logout_owed").await.is_some_and(|v| v == "1");
-    stored.removed =
-        parsed(kv("removed").await).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
-    stored.downloads = parsed(kv("downloads").await)
-        .map(|j| j.items().iter().filter_map(|i| i.js().as_f64()).collect())
-        .unwrap_or_default();
-    if stored.me.is_some() {
-        // Inserted one by one, not collected (see `parse_confirmed`).
-        for (id, bytes) in idb::all_docs(&db).await.unwrap_or_default() {
-            stored.bytes.insert(id, bytes);
-        }
-    }
-    DB.set(Some(db));
+    let owed = JsFuture::from(vault::flag(LOGOUT_OWED, None)).await;
+    stored.logout_owed = owed.ok().and_then(|v| v.as_string()).is_some_and(|v| v == "1");
     stored
 }
 
-fn db() -> Option<IdbDatabase> {
-    DB.with_borrow(Clone::clone)
+/// A sign-out owed to the server outlives the copy (and its key): a plain
+/// flag, nothing about anyone.
+const LOGOUT_OWED: &str = "logout_owed";
+
+/// Reads everything stored.
+pub async fn read() -> Stored {
+    let mut stored = Stored::default();
+    let Ok(all) = vault::read().await else { return stored };
+    let values = Reflect::get(&all, &"kv".into()).unwrap_or(JsValue::UNDEFINED);
+    let kv = |key: &str| Reflect::get(&values, &key.into()).ok().and_then(|v| v.as_string());
+    let parsed = |text: Option<String>| text.and_then(|t| Json::parse(&t));
+    stored.me = parsed(kv("me")).and_then(|j| Me::decode(&j));
+    stored.docs =
+        parsed(kv("documents")).and_then(|j| Vec::<DocumentInfo>::decode(&j)).unwrap_or_default();
+    stored.last_synced = kv("last_synced");
+    stored.confirmed = kv("confirmed").map(|j| parse_confirmed(&j)).unwrap_or_default();
+    stored.undelivered = parsed(kv("undelivered"))
+        .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
+        .unwrap_or_default();
+    stored.removed =
+        parsed(kv("removed")).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
+    stored.downloads = parsed(kv("downloads"))
+        .map(|j| j.items().iter().filter_map(|i| i.js().as_f64()).collect())
+        .unwrap_or_default();
+    if stored.me.is_some() {
+        let docs: Array = Reflect::get(&all, &"docs".into()).unwrap_or_default().unchecked_into();
+        // Inserted one by one, not collected (see `parse_confirmed`).
+        for pair in docs.iter() {
+            let pair: Array = pair.unchecked_into();
+            if let Some(id) = pair.get(0).as_string() {
+                stored.bytes.insert(id, pair.get(1).unchecked_into::<Uint8Array>().to_vec());
+            }
+        }
+    }
+    stored
 }
 
 fn save_kv(key: &'static str, json: String) {
-    if let Some(db) = db() {
-        spawn_local(async move {
-            let _ = idb::put_kv(&db, key, &json).await;
-        });
+    if OPEN.get() {
+        let _ = vault::put(false, key, json.as_bytes());
     }
 }
 
@@ -115,7 +128,9 @@ pub fn save_undelivered(lines: &[String]) {
 }
 
 pub fn save_logout_owed(owed: bool) {
-    save_kv("logout_owed", if owed { "1" } else { "0" }.to_owned());
+    if OPEN.get() {
+        let _ = vault::flag(LOGOUT_OWED, Some(if owed { "1" } else { "0" }.to_owned()));
+    }
 }
 
 pub fn save_removed(docs: &[DocId]) {
@@ -167,9 +182,12 @@ fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
 
 /// Writes a document's saved bytes; says so if the device cannot.
 pub fn save_doc(ui: Ui, id: DocId, bytes: Vec<u8>) {
-    let Some(db) = db() else { return };
+    if !OPEN.get() {
+        return;
+    }
+    let stored = vault::put(true, &id.to_string(), &bytes);
     spawn_local(async move {
-        if idb::put_doc(&db, &id.to_string(), &bytes).await.is_err() {
+        if JsFuture::from(stored).await.ok() != Some(JsValue::TRUE) {
             ui.notice.set(Some(Notice::StorageFull));
         }
     });
@@ -177,29 +195,17 @@ pub fn save_doc(ui: Ui, id: DocId, bytes: Vec<u8>) {
 
 /// Deletes documents' stored copies from this device.
 pub fn forget_docs(ids: Vec<DocId>) {
-    let Some(db) = db().filter(|_| !ids.is_empty()) else { return };
-    spawn_local(async move {
+    if OPEN.get() {
         for id in ids {
-            let _ = idb::delete_doc(&db, &id.to_string()).await;
+            let _ = vault::remove(&id.to_string());
         }
-    });
-}
-
-/// Deletes everything stored on this device.
-pub async fn clear() {
-    if let Some(db) = db() {
-        let _ = idb::clear(&db).await;
     }
 }
 
-/// Asks the browser not to evict this origin's storage (Safari may, after
-/// a week without a visit).
-fn request_persistence() {
-    if let Some(window) = web_sys::window()
-        && let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into())
-        && !storage.is_undefined()
-    {
-        let storage: web_sys::StorageManager = wasm_bindgen::JsCast::unchecked_into(storage);
-        let _ = storage.persist();
+/// Deletes everything stored on this device, the data key included (the
+/// next sign-in makes a new one).
+pub async fn clear() {
+    if OPEN.get() {
+        let _ = vault::clear().await;
     }
 }

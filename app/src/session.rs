@@ -17,7 +17,7 @@ use shared::api::{Me, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::{Notice, Ui};
-use crate::{download, logic, persist, replicas, sync};
+use crate::{download, logic, persist, replicas, sync, vault};
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
@@ -51,6 +51,18 @@ pub async fn start(ui: Ui) {
     });
     let stored = persist::load().await;
     LOGOUT_OWED.set(stored.logout_owed);
+    // A copy sealed under a passkey: nothing is read or synced until the
+    // passkey opens it (`sign_in`).
+    if stored.sealed {
+        ui.sealed.set(true);
+        ui.started.set(true);
+    } else {
+        open(ui, stored).await;
+    }
+}
+
+/// Shows the copy read from this device, then refreshes from the server.
+async fn open(ui: Ui, stored: persist::Stored) {
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
     download::restore(stored.downloads.clone());
@@ -65,6 +77,45 @@ pub async fn start(ui: Ui) {
     }
     ui.started.set(true);
     refresh(ui).await;
+}
+
+/// Signs in with a passkey through the server; its PRF output (same
+/// gesture) opens this device's sealed copy, or makes or extends the
+/// device's key. Offline, a sealed copy opens with the passkey alone. A
+/// passkey the server refuses (removed) leaves the copy sealed, and so does
+/// one that cannot open it (another person's): its new session ends.
+pub async fn sign_in(ui: Ui) -> Result<(), String> {
+    if !ui.sealed.get_untracked() {
+        login().await?;
+        signed_in(ui).await;
+        return Ok(());
+    }
+    if ui.online_untracked() {
+        login().await?;
+        owe_logout(false);
+        if let Err(e) = vault::signed_in().await {
+            let _ = api::logout().await;
+            return Err(e);
+        }
+    } else {
+        vault::unlock().await?;
+    }
+    ui.sealed.set(false);
+    open(ui, persist::read().await).await;
+    Ok(())
+}
+
+async fn login() -> Result<(), String> {
+    let started = api::login_start().await.map_err(|e| e.to_string())?;
+    let credential = crate::webauthn::get_assertion(started.options).await?;
+    api::login_finish(&started.ceremony, &credential).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Gives up a sealed copy nobody here can open (its passkey is gone).
+pub async fn discard_sealed(ui: Ui) {
+    persist::clear().await;
+    ui.sealed.set(false);
 }
 
 thread_local! {
@@ -82,16 +133,26 @@ fn owe_logout(owed: bool) {
 /// A new session began on this device (sign-in, enrollment): a sign-out
 /// still owed can no longer be sent (its cookie is replaced; the old
 /// session idles out on the server), and must not end the new one.
+///
+/// The refresh comes first, which refuses another person while changes
+/// wait here; only then is this device's key wrapped for the passkey (so
+/// a refused person's passkey never opens the copy).
 pub async fn signed_in(ui: Ui) {
     owe_logout(false);
     ui.session_expired.set(false);
     refresh(ui).await;
+    if !ui.session_expired.get_untracked() && !ui.sealed.get_untracked() {
+        let _ = vault::signed_in().await;
+    }
 }
 
 /// Fetches the signed-in user and the document list, then syncs. Without a
 /// network the local copies stay in use. A sign-out made offline ends its
 /// session on the server first, and nobody is signed in.
 pub async fn refresh(ui: Ui) {
+    if ui.sealed.get_untracked() {
+        return;
+    }
     if LOGOUT_OWED.get() {
         owe_logout(api::logout().await == Err(ApiError::Offline));
         return;
@@ -118,6 +179,9 @@ pub async fn refresh(ui: Ui) {
                 forget_local().await;
             }
             ui.session_expired.set(false);
+            // The copy was cleared above, or this session is not one this
+            // page started (no passkey here: only the browser can keep it).
+            vault::make_key().await;
             persist::save_me(&answer);
             set_me(&me);
             ui.me.set(Some(me));
@@ -171,6 +235,8 @@ async fn access_removed(ui: Ui) {
     let unsent = replicas::unsent();
     sync::disconnect();
     forget_local().await;
+    // What was never delivered outlives the copy, under a key of its own.
+    vault::make_key().await;
     ui.undelivered.update(|list| list.extend(unsent));
     persist::save_undelivered(&ui.undelivered.get_untracked());
     ui.me.set(None);

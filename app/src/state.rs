@@ -81,6 +81,8 @@ pub struct Ui {
     pub session_expired: RwSignal<bool>,
     /// Local data has been read (or there was none).
     pub started: RwSignal<bool>,
+    /// This device holds a copy sealed under a passkey, not opened yet.
+    pub sealed: RwSignal<bool>,
     pub consents: RwSignal<Vec<ClinicAccess>>,
     /// Changes the server refused for good because the patient withdrew
     /// consent, described ("Message: ..."), kept until the person dismisses
@@ -109,6 +111,7 @@ impl Ui {
             notice: RwSignal::new(None),
             session_expired: RwSignal::new(false),
             started: RwSignal::new(false),
+            sealed: RwSignal::new(false),
             consents: RwSignal::new(Vec::new()),
             undelivered: RwSignal::new(Vec::new()),
             sign_out_when_sent: RwSignal::new(false),

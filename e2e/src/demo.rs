@@ -32,6 +32,12 @@ impl DemoPortal {
 
     /// A demo user who opens a fresh enrollment link and creates a passkey.
     pub async fn enroll(&self, name: &str) -> Person {
+        self.enroll_with(name, false).await
+    }
+
+    /// [`DemoPortal::enroll`] on a device whose authenticator has the
+    /// WebAuthn `prf` extension or not.
+    pub async fn enroll_with(&self, name: &str, prf: bool) -> Person {
         let user = self.user(name);
         let (link, _) = server::auth::accounts::issue_enrollment(
             &self.app.store,
@@ -42,7 +48,7 @@ impl DemoPortal {
         )
         .await
         .expect("enrollment link");
-        self.browser.enroll(name, &link).await
+        self.browser.enroll_with(name, &link, prf).await
     }
 
     pub async fn stop(self) {

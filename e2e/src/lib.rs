@@ -108,6 +108,13 @@ impl Browser {
     /// IndexedDB and service worker), an empty page where service workers
     /// start on their own, and a virtual passkey authenticator.
     pub async fn person(&self, name: &str) -> Person {
+        self.person_with(name, false).await
+    }
+
+    /// A new person whose authenticator has the WebAuthn `prf` extension
+    /// (so the copy on their device is sealed under their passkey; without
+    /// it, by the browser alone).
+    pub async fn person_with(&self, name: &str, prf: bool) -> Person {
         let context = self
             .browser
             .create_browser_context(CreateBrowserContextParams::default())
@@ -121,7 +128,7 @@ impl Browser {
         let page = self.browser.new_page(target).await.expect("open page");
         let_service_workers_start(&page).await;
         page.execute(web_authn::EnableParams::default()).await.expect("enable WebAuthn");
-        let authenticator = add_authenticator(&page).await;
+        let authenticator = add_authenticator(&page, prf).await;
         let person = Person { name: name.to_owned(), page: page.clone(), authenticator };
         self.pages.lock().expect("pages").push((name.to_owned(), page));
         person
@@ -131,7 +138,12 @@ impl Browser {
     /// as an invited patient or provider does; returns once they are signed
     /// in.
     pub async fn enroll(&self, name: &str, link: &str) -> Person {
-        let person = self.person(name).await;
+        self.enroll_with(name, link, false).await
+    }
+
+    /// [`Browser::enroll`] with an authenticator that has PRF or not.
+    pub async fn enroll_with(&self, name: &str, link: &str, prf: bool) -> Person {
+        let person = self.person_with(name, prf).await;
         person.page.goto(link).await.expect("open the enrollment link");
         person.wait_for("h2", "Create your passkey").await;
         person.click("button", "Create a passkey").await;
@@ -304,7 +316,52 @@ impl Person {
 
     /// Adds a virtual authenticator to this person's page (a new device).
     pub async fn add_authenticator(&self) -> AuthenticatorId {
-        add_authenticator(&self.page).await
+        add_authenticator(&self.page, false).await
+    }
+
+    /// What scripts of the portal's origin stored in this person's browser,
+    /// as raw bytes: every IndexedDB database's stores (keys and values:
+    /// strings as UTF-8, bytes as they are, other values as JSON) and the
+    /// localStorage. (The Cache Storage: [`Person::cached_urls`].)
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let script = "(async () => {
+            const parts = [];
+            const add = (v) => parts.push(v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v)
+                : new TextEncoder().encode(typeof v == 'string' ? v : JSON.stringify(v, (k, x) => x instanceof Uint8Array ? Array.from(x) : x)));
+            for (const { name } of await indexedDB.databases()) {
+                const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = no; });
+                for (const store of db.objectStoreNames) {
+                    const get = (what) => new Promise((ok, no) => { const r = db.transaction(store).objectStore(store)[what](); r.onsuccess = () => ok(r.result); r.onerror = no; });
+                    for (const key of await get('getAllKeys')) add(key);
+                    for (const value of await get('getAll')) add(value);
+                }
+                db.close();
+            }
+            for (let i = 0; i < localStorage.length; i++) { add(localStorage.key(i)); add(localStorage.getItem(localStorage.key(i))); }
+            return parts.flatMap((part) => Array.from(part));
+        })()";
+        self.page
+            .evaluate(script)
+            .await
+            .expect("read the browser's storage")
+            .into_value()
+            .expect("bytes")
+    }
+
+    /// The paths of everything in the Cache Storage of the page's origin.
+    pub async fn cached_urls(&self) -> Vec<String> {
+        let script = "(async () => {
+            const paths = [];
+            for (const name of await caches.keys())
+                for (const request of await (await caches.open(name)).keys()) paths.push(new URL(request.url).pathname);
+            return paths;
+        })()";
+        self.page
+            .evaluate(script)
+            .await
+            .expect("read the Cache Storage")
+            .into_value()
+            .expect("paths")
     }
 
     /// The passkeys an authenticator holds.
@@ -339,8 +396,8 @@ impl Person {
 }
 
 /// Adds a virtual authenticator (a CTAP2 platform authenticator with user
-/// verification, always present) to a page.
-async fn add_authenticator(page: &Page) -> AuthenticatorId {
+/// verification, always present, with the `prf` extension or not) to a page.
+async fn add_authenticator(page: &Page, prf: bool) -> AuthenticatorId {
     let options = VirtualAuthenticatorOptions::builder()
         .protocol(AuthenticatorProtocol::Ctap2)
         .transport(AuthenticatorTransport::Internal)
@@ -348,6 +405,7 @@ async fn add_authenticator(page: &Page) -> AuthenticatorId {
         .has_user_verification(true)
         .is_user_verified(true)
         .automatic_presence_simulation(true)
+        .has_prf(prf)
         .build()
         .expect("authenticator options");
     let added = page

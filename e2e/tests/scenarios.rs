@@ -654,12 +654,18 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
             let id = kind.doc_id();
 
             // The copy on the device, edited by the script under the
-            // device's own actor id (so it is the patient's change).
+            // device's own actor id (so it is the patient's change). The
+            // copy is sealed, but a script running in the page's origin can
+            // use the browser-kept key (an attacker with the unlocked
+            // browser, docs/security.md).
             let stored: Vec<u8> = maria
                 .page
                 .evaluate(format!("{IDB_OPEN}.then((db) => new Promise((ok, fail) => {{
                     const r = db.transaction('docs').objectStore('docs').get('{id}');
-                    r.onsuccess = () => ok(Array.from(r.result)); r.onerror = () => fail(r.error); }}))"))
+                    r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); }}))
+                    .then(async (sealed) => Array.from(new Uint8Array(await crypto.subtle.decrypt(
+                        {{ name: 'AES-GCM', iv: sealed.subarray(0, 12), additionalData: new TextEncoder().encode('{id}') }},
+                        await {BROWSER_KEY}, sealed.subarray(12)))))"))
                 .await
                 .expect("read IndexedDB")
                 .into_value()
@@ -684,10 +690,17 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
             let bytes: Vec<String> = doc.save().iter().map(u8::to_string).collect();
             maria
                 .page
-                .evaluate(format!("{IDB_OPEN}.then((db) => new Promise((ok, fail) => {{
+                .evaluate(format!("(async () => {{
+                    const iv = crypto.getRandomValues(new Uint8Array(12));
+                    const sealed = new Uint8Array(await crypto.subtle.encrypt(
+                        {{ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode('{id}') }},
+                        await {BROWSER_KEY}, new Uint8Array([{}])));
+                    const value = new Uint8Array(12 + sealed.length); value.set(iv); value.set(sealed, 12);
+                    const db = await {IDB_OPEN};
+                    return new Promise((ok, fail) => {{
                     const tx = db.transaction('docs', 'readwrite');
-                    tx.objectStore('docs').put(new Uint8Array([{}]), '{id}');
-                    tx.oncomplete = () => ok(true); tx.onerror = () => fail(tx.error); }}))", bytes.join(",")))
+                    tx.objectStore('docs').put(value, '{id}');
+                    tx.oncomplete = () => ok(true); tx.onerror = () => fail(tx.error); }}); }})()", bytes.join(",")))
                 .await
                 .expect("write IndexedDB");
             maria.page.reload().await.expect("reload");
@@ -782,6 +795,11 @@ async fn wait_until_stored(portal: &DemoPortal, maria: &Person, text: &str, with
 }
 
 /// Opens the app's IndexedDB database (a promise of it).
+/// The device's data key where the browser keeps it (no PRF): a
+/// non-extractable CryptoKey in the vault record.
+const BROWSER_KEY: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onerror = () => fail(r.error);
+    r.onsuccess = () => { const q = r.result.transaction('kv').objectStore('kv').get('vault'); q.onsuccess = () => ok(q.result.key); q.onerror = () => fail(q.error); }; })";
+
 const IDB_OPEN: &str = "new Promise((ok, fail) => { const r = indexedDB.open('patient-portal', 1); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); })";
 
 fn hex(text: &str) -> Vec<u8> {

@@ -20,8 +20,17 @@
 //! from the device's copy, written as JSON, put in a Blob), and its bytes
 //! and resources; a `download` line per record.
 //!
+//! The copy on the device is sealed (issue 18). By default Maria's
+//! authenticator has no PRF, so the browser keeps the data key and the page
+//! opens by itself: the mark includes reading and decrypting the copy.
+//! With `--prf` her passkey seals it: each reload stops at "Unlock with
+//! your passkey", which the benchmark presses as soon as it shows
+//! (`unlock_prompt_ms`: navigation start to the prompt); then the passkey
+//! (a virtual authenticator, so no human time), the key unwrapping, reading,
+//! decrypting and rendering take `after_unlock_ms` (the click to the mark).
+//!
 //! ```sh
-//! scripts/build-app && cargo run --release -p e2e --bin open-bench -- [--quick] [--runs N]
+//! scripts/build-app && cargo run --release -p e2e --bin open-bench -- [--quick] [--runs N] [--prf]
 //! ```
 
 use std::sync::Arc;
@@ -53,6 +62,12 @@ const MARK: &str = "(() => { if (window.__openBenchOld) return -1;
 
 /// Rows of the results tables (one per lab result shown; the list shows the
 /// newest panels first, a page at a time).
+/// Presses "Unlock with your passkey" once it shows on the new page:
+/// `performance.now()` then, or -1 while it does not show.
+const UNLOCK: &str = "(() => { if (window.__openBenchOld) return -1;
+    const b = [...document.querySelectorAll('main button')].find((b) => b.textContent.includes('Unlock with your passkey'));
+    if (!b) return -1; const at = performance.now(); b.click(); return at; })()";
+
 const RESULT_ROWS: &str = "document.querySelectorAll('main table tbody tr').length";
 
 /// Lab results on the device: the trend chart's test picker counts each
@@ -64,6 +79,7 @@ const RESULTS_HELD: &str = "[...document.querySelectorAll('#trend-test option')]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let prf = args.iter().any(|a| a == "--prf");
     let runs = args
         .iter()
         .position(|a| a == "--runs")
@@ -93,14 +109,14 @@ async fn main() {
     )
     .await
     .expect("enrollment link");
-    let maria = browser.enroll("Maria", &link).await;
+    let maria = browser.enroll_with("Maria", &link, prf).await;
     maria.wait_for("main", "Hemoglobin A1c").await;
     wait_for_service_worker(&maria.page).await;
     maria.wait_for(".sync-status", "last synced").await;
     let demo_results = wait_for_results(&maria, 1).await;
     let demo_idb = wait_for_idb_to_settle(&maria).await;
 
-    let demo = measure(&maria, runs, &rss).await;
+    let demo = measure(&maria, runs, prf, &rss).await;
     // The demo record: Maria's seeded results, 4 prescriptions and 2 messages.
     let demo_counts =
         vec![("results", json!(demo_results)), ("prescriptions", json!(4)), ("messages", json!(2))];
@@ -113,7 +129,7 @@ async fn main() {
     let held = wait_for_results(&maria, demo_results + history.results).await;
     let big_idb = wait_for_idb_to_settle(&maria).await;
     let sync_seconds = written.elapsed().as_secs_f64();
-    let big = measure(&maria, runs, &rss).await;
+    let big = measure(&maria, runs, prf, &rss).await;
     // The added history, on top of the demo record.
     let counts = vec![
         ("years", json!(history.years)),
@@ -139,6 +155,8 @@ struct Open {
     html_ms: f64,
     dom_content_loaded_ms: f64,
     rows: usize,
+    /// With `--prf`: navigation start to the unlock prompt.
+    prompt_ms: Option<f64>,
 }
 
 struct Measured {
@@ -151,7 +169,7 @@ struct Measured {
 
 /// Cuts the page off the network, reloads it `runs` times, reads the mark
 /// each time, and reconnects.
-async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
+async fn measure(person: &Person, runs: usize, prf: bool, rss: &RssSampler) -> Measured {
     person.go_offline().await;
     person.wait_for(".sync-status", "Offline").await;
     rss.reset();
@@ -159,6 +177,12 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
     for run in 0..runs {
         person.page.evaluate("window.__openBenchOld = true").await.expect("flag the old page");
         person.page.reload().await.expect("reload");
+        let prompt_ms = if prf {
+            let what = format!("the unlock prompt (run {run})");
+            Some(poll(person, UNLOCK, |v| v.as_f64().filter(|ms| *ms >= 0.0), &what).await)
+        } else {
+            None
+        };
         let ms = poll(
             person,
             MARK,
@@ -180,6 +204,7 @@ async fn measure(person: &Person, runs: usize, rss: &RssSampler) -> Measured {
             html_ms: nav["responseEnd"].as_f64().unwrap_or(f64::NAN),
             dom_content_loaded_ms: nav["domContentLoadedEventEnd"].as_f64().unwrap_or(f64::NAN),
             rows,
+            prompt_ms,
         });
     }
     // Let the last load finish its work before reading memory.
@@ -285,6 +310,19 @@ fn print_line(
             json!(m.opens.iter().map(|o| round(o.dom_content_loaded_ms, 1)).collect::<Vec<_>>()),
         ),
         ("rows_at_mark", json!(m.opens.iter().map(|o| o.rows).collect::<Vec<_>>())),
+        (
+            "unlock_prompt_ms",
+            json!(m.opens.iter().filter_map(|o| Some(round(o.prompt_ms?, 1))).collect::<Vec<_>>()),
+        ),
+        (
+            "after_unlock_ms",
+            json!(
+                m.opens
+                    .iter()
+                    .filter_map(|o| Some(round(o.ms - o.prompt_ms?, 1)))
+                    .collect::<Vec<_>>()
+            ),
+        ),
         ("idb_docs", json!(idb.0)),
         ("idb_mb", json!(round(idb.1 as f64 / 1048576.0, 2))),
         ("peak_rss_mb", json!(round(m.peak_rss_mb, 0))),
