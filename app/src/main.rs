@@ -156,6 +156,10 @@ fn App() -> impl IntoView {
                             <h2>"Your health record, with you offline"</h2>
                             <p>"Results, prescriptions and messages from every clinic you visit, readable and writable without a network."</p>
                             <SignIn/>
+                            <details>
+                                <summary>"Lost your phone, or no passkey on this device?"</summary>
+                                <p>"Ask your clinic for a new sign-in link (a caregiver asks the patient who invited them). With it you create a passkey on this device; it replaces your old passkeys and signs out every device that used them, so a lost phone no longer opens your record."</p>
+                            </details>
                         </section>
                     }.into_any(),
                     Some(me) => content(ui, page, me).into_any(),
