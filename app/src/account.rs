@@ -435,8 +435,28 @@ fn SignOut() -> impl IntoView {
             }
         })
     };
+    // Every other device's session ends now; this one's once its own
+    // sign-out goes ahead (after the same question about waiting changes).
+    let failed = RwSignal::new(None::<String>);
+    let everywhere = move |click| {
+        // This device's socket closes first, or its closing would read as
+        // a session ended elsewhere.
+        crate::sync::disconnect();
+        spawn_local(async move {
+            match api::logout_all().await {
+                Ok(()) => sign_out(click),
+                Err(e) => {
+                    failed.set(Some(e.to_string()));
+                    crate::sync::connect();
+                }
+            }
+        })
+    };
     view! {
         <button type="button" class="secondary" on:click=sign_out>"Sign out and remove this device's copy"</button>
+        " "
+        <button type="button" class="secondary" on:click=everywhere disabled=move || !ui.online()>"Sign out on every device"</button>
+        {move || failed.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         {question}
     }
 }

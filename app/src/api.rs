@@ -135,6 +135,11 @@ pub async fn logout() -> Result<(), ApiError> {
     call("POST", "/api/logout", None).await.map(|_| ())
 }
 
+/// Ends every session of the user, this one included (a lost phone).
+pub async fn logout_all() -> Result<(), ApiError> {
+    call("POST", "/api/logout-all", None).await.map(|_| ())
+}
+
 /// A passkey ceremony the server started: its opaque id (sent back with the
 /// browser's answer) and the WebAuthn options (`{"publicKey": {...}}`).
 pub struct Ceremony {

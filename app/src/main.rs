@@ -162,6 +162,10 @@ fn App() -> impl IntoView {
                                 <h2>{if sealed { "Unlock your record" } else { "Your health record, with you offline" }}</h2>
                                 <p>{if sealed { "The copy of your record on this device is locked with your passkey." } else { "Results, prescriptions and messages from every clinic you visit, readable and writable without a network." }}</p>
                                 <SignIn/>
+                                <details>
+                                    <summary>"Lost your phone, or no passkey on this device?"</summary>
+                                    <p>"Ask your clinic for a new sign-in link (a caregiver asks the patient who invited them). With it you create a passkey on this device; it replaces your old passkeys and signs out every device that used them, so a lost phone no longer opens your record."</p>
+                                </details>
                             </section>
                         }.into_any()
                     }

@@ -429,6 +429,37 @@ async fn a_portal_that_cannot_be_reached_is_named_and_the_waiting_change_is_safe
     portal.stop().await;
 }
 
+/// Issue 15, a lost phone: Maria signs out on every device from her laptop.
+/// Her phone is told at once why its session ended; the laptop is signed
+/// out and its sign-in page answers what to do without a passkey.
+#[tokio::test]
+async fn signing_out_on_every_device_reaches_the_lost_phone() {
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("sign out everywhere", async {
+            let laptop = portal.enroll("Maria").await;
+            let key = laptop.credentials(&laptop.authenticator).await.remove(0);
+            let phone = portal.browser.person("Maria's phone").await;
+            phone.remove_authenticator(&phone.authenticator).await;
+            phone.authenticator_with(key).await;
+            phone.page.goto(portal.app.base_url.as_str()).await.expect("open the portal");
+            phone.click("button", "Sign in with a passkey").await;
+            phone.wait_for("main", "Hemoglobin A1c").await;
+
+            laptop.tab("Account").await;
+            laptop.click("button", "Sign out on every device").await;
+            laptop.wait_for("main", "Sign in with a passkey").await;
+            phone.wait_for(".banner", "You signed out everywhere").await;
+            laptop.never_shows(".banner", "You signed out everywhere", WATCH).await;
+            laptop.click("summary", "Lost your phone").await;
+            laptop.wait_for("details", "Ask your clinic for a new sign-in link").await;
+            shots(&laptop, "lost phone").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
 /// Scenario 5: providers of two clinics add to the same patient's record
 /// while both are offline; after both reconnect, everyone sees both entries.
 #[tokio::test]
