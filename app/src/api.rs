@@ -211,6 +211,11 @@ pub async fn enroll_start(token: &str) -> Result<Ceremony, ApiError> {
     )
 }
 
+/// Who an enrollment link is for and who sent it, before the passkey is made.
+pub async fn enroll_invitation(token: &str) -> Result<Json, ApiError> {
+    call("POST", "/api/enroll/invitation", Some(&Json::object(&[("token", token.into())]))).await
+}
+
 pub async fn enroll_finish(ceremony: &str, credential: &Json) -> Result<Json, ApiError> {
     call("POST", "/api/enroll/finish", Some(&finish_body(ceremony, credential))).await
 }

@@ -132,6 +132,7 @@ fn App() -> impl IntoView {
         <Show when=move || ui.me.with(Option::is_some)>
             <Nav page/>
         </Show>
+        <Whose/>
         <status::NoticeBanner page/>
         {move || (ui.session_expired.get() && ui.me.with(Option::is_some)).then(|| view! {
             <div class="banner" role="alert">
@@ -303,6 +304,21 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
     }
 }
 
+/// A caregiver always sees whose record they are reading and writing in.
+#[component]
+fn Whose() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    move || {
+        let me = ui.me.get().filter(|m| m.caregiver.is_some())?;
+        ui.version.track();
+        let d = reads::patient_data(me.patient_id?).record?.1.demographics;
+        let name = [d.given, d.family].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        Some(
+            view! { <p class="whose">{format!("You are viewing {name}'s record, as their caregiver")}</p> },
+        )
+    }
+}
+
 #[component]
 fn SignIn() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -335,6 +351,22 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // Who sent the link, and for a caregiver whose record it opens: read
+    // before anything is created, so nobody makes a passkey for the wrong
+    // person's record.
+    let invited = RwSignal::new(None::<String>);
+    let link = token.clone();
+    spawn_local(async move {
+        let Ok(i) = api::enroll_invitation(&link).await else { return };
+        let by = i.str("invited_by").unwrap_or_else(|| "Your clinic".into());
+        let name = i.str("display_name").unwrap_or_default();
+        invited.set(Some(match i.str("patient_name") {
+            Some(patient) => format!(
+                "{by} invited you, {name}, to see {patient}'s health record as a caregiver."
+            ),
+            None => format!("{by} invited you, {name}, to the patient portal."),
+        }));
+    });
     let enroll = move |_| {
         let token = token.clone();
         busy.set(true);
@@ -357,7 +389,8 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Create your passkey"</h2>
-            <p>"Your clinic invited you to the portal. A passkey signs you in with this device's screen lock: no password."</p>
+            <p class="invited">{move || invited.get().unwrap_or_else(|| "You are invited to the patient portal.".into())}</p>
+            <p>"A passkey signs you in with this device's screen lock: no password."</p>
             <p class="muted">"If your account already has passkeys, the one you create here replaces them: the old ones stop working and every device signed in with them is signed out."</p>
             <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online()>"Create a passkey"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

@@ -631,8 +631,20 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
             let link: String = link.into_value().expect("the link is text");
             maria.wait_for(".card li", "has not created a passkey yet").await;
 
-            let ana = portal.browser.enroll("Ana", &link).await;
+            // Issue 14: the link's page says who sent it and whose record
+            // it opens, before any passkey is made; then she always sees
+            // whose record she is in.
+            let ana = portal.browser.person_with("Ana", false).await;
+            ana.page.goto(link.as_str()).await.expect("open the enrollment link");
+            ana.wait_for(
+                ".invited",
+                "Maria Santos invited you, Ana Santos, to see Maria Santos's health record as a caregiver.",
+            )
+            .await;
+            ana.click("button", "Create a passkey").await;
             ana.wait_for("main", "Hemoglobin A1c").await;
+            ana.wait_for(".whose", "You are viewing Maria Santos's record, as their caregiver").await;
+            maria.check(count(&maria, ".whose").await == 0, "a patient is told nothing of the sort").await;
             ana.tab("Account").await;
             ana.wait_for(".card", "Signed in as Ana Santos (caregiver)").await;
             ana.check(

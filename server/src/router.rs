@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login/start", post(session::login_start).layer(limited()))
         .route("/api/login/finish", post(session::login_finish).layer(limited()))
         // Enrollment (anonymous, with a one-time token from the link's fragment).
+        .route("/api/enroll/invitation", post(session::enroll_invitation).layer(limited()))
         .route("/api/enroll/start", post(session::enroll_start).layer(limited()))
         .route("/api/enroll/finish", post(session::enroll_finish).layer(limited()))
         // Session.

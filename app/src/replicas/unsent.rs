@@ -46,7 +46,7 @@ pub fn undeliverable(id: DocId) {
 /// whoever is about to sign out.
 pub fn unsent() -> Vec<String> {
     with_core(|core| {
-        let ids = core.client.ids().filter(|id| !waiting(core, *id).is_empty());
+        let ids = core.client.ids().filter(|id| waiting(core, *id) > 0);
         ids.filter_map(|id| described(core, id)).flatten().collect()
     })
 }

@@ -141,6 +141,56 @@ pub async fn enroll_start(
 }
 
 #[derive(Deserialize)]
+pub struct EnrollToken {
+    token: String,
+}
+
+/// What an enrollment link's page says before the passkey is made: for
+/// whom it is, who sent it and, for a caregiver, whose record it opens.
+#[derive(Serialize)]
+pub struct Invitation {
+    display_name: String,
+    role: &'static str,
+    /// "Dr. Okafor (Riverside Family Practice)", or the patient who invited
+    /// a caregiver; None for a link from the operator's command line.
+    invited_by: Option<String>,
+    /// A caregiver's: whose record the link opens.
+    patient_name: Option<String>,
+}
+
+pub async fn enroll_invitation(
+    State(state): State<AppState>,
+    Body(body): Body<EnrollToken>,
+) -> Result<Json<Invitation>, Error> {
+    let (user_id, issuer) = state
+        .store
+        .enrollment_issuer(&hash_secret(body.token.trim()), state.now())
+        .await?
+        .ok_or(Error::EnrollmentLinkInvalid)?;
+    let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
+    let invited_by = match issuer {
+        Some(id) => state.store.user(id).await?.map(|i| {
+            if i.clinic_names.is_empty() {
+                i.display_name
+            } else {
+                format!("{} ({})", i.display_name, i.clinic_names.join(", "))
+            }
+        }),
+        None => None,
+    };
+    let patient_name = match (user.role, user.patient) {
+        (UserRole::Caregiver, Some(patient)) => state.store.patient_name(patient).await?,
+        _ => None,
+    };
+    Ok(Json(Invitation {
+        display_name: user.display_name,
+        role: user.role.code(),
+        invited_by,
+        patient_name,
+    }))
+}
+
+#[derive(Deserialize)]
 pub struct FinishRegistration {
     pub ceremony: String,
     pub credential: RegisterPublicKeyCredential,

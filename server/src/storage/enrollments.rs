@@ -75,6 +75,27 @@ impl Store {
         row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
     }
 
+    /// Whom an open enrollment link is for and who issued it (None: the
+    /// operator's CLI), for the page that opens it.
+    pub async fn enrollment_issuer(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(UserId, Option<UserId>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.user_id, e.created_by FROM enrollments e JOIN users u ON u.id = e.user_id \
+             WHERE e.token_hash = $1 AND e.used_at IS NULL AND e.cancelled_at IS NULL AND e.expires_at > $2 \
+             AND u.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let issuer = row.get::<Option<String>, _>(1).map(|id| parse_id(&id)).transpose()?;
+        Ok(Some((parse_id(&row.get::<String, _>(0))?, issuer)))
+    }
+
     /// Completes an enrollment in one transaction: marks the link used
     /// (`None` if it was used, cancelled, expired or unknown, so of two
     /// concurrent uses only one succeeds), stores the new passkey, and, if

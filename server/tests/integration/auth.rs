@@ -44,10 +44,30 @@ async fn enroll_then_sign_in_then_me() {
             invitation.link
         );
 
+        // The link's page reads whom it is for before a passkey is made.
+        let mut browser = Browser::new(&app.base_url);
+        let token = invitation.link.split_once('#').unwrap().1;
+        let (status, about) =
+            browser.post("/api/enroll/invitation", json!({ "token": token })).await;
+        assert_eq!(status, 200, "{backend:?}: {about}");
+        assert_eq!(about["display_name"], "Maria Santos");
+        assert_eq!(about["role"], "patient");
+        assert!(about["invited_by"].is_null(), "issued from the command line: {about}");
+        assert!(about["patient_name"].is_null(), "{about}");
+
         // Enrollment registers a passkey and signs in.
         let mut phone = SoftPasskey::new();
-        let mut browser = Browser::new(&app.base_url);
         let me = browser.enroll(&mut phone, &invitation.link).await;
+        // A used link, or a made-up one, tells nothing about anyone.
+        for token in [token, "made-up"] {
+            let (status, body) =
+                browser.post("/api/enroll/invitation", json!({ "token": token })).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (410, Some("enrollment_link_invalid")),
+                "{backend:?}: {body}"
+            );
+        }
         assert_eq!(me["role"], "patient", "{backend:?}");
         assert_eq!(me["display_name"], "Maria Santos");
         assert_eq!(me["patient_id"], invitation.user.patient.unwrap().to_string());
