@@ -504,11 +504,9 @@ mod tests {
         assert!(parse_value("abc").is_err());
         assert!(parse_value("").is_err());
         // The texts Rust's own parser takes as a finite number, exactly.
-        for text in [
-            "5", "+5", "-5", "5.", ".5", "-.5", "5.4e2", "5E-2", "1e+3", "007", ".", "+", "-",
-            "e5", "5e", "5e+", ".e1", "1.2.3", "1e2e3", "--5", "+-5", "5-", "0x10", "inf",
-            "-Infinity", "NaN", "1e400", "1_000", "5 4", "٣",
-        ] {
+        let texts = "5|+5|-5|5.|.5|-.5|5.4e2|5E-2|1e+3|007|.|+|-|e5|5e|5e+|.e1|1.2.3|1e2e3|--5|+-5|\
+                     5-|0x10|inf|-Infinity|NaN|1e400|1_000|5 4|٣";
+        for text in texts.split('|') {
             let rust = text.replace(',', ".").parse::<f64>().ok().filter(|v| v.is_finite());
             assert_eq!(parse_value(text).ok(), rust, "{text}");
         }
