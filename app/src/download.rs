@@ -45,7 +45,7 @@ pub fn forget() {
 /// clinic names this device knows from the directory (the server's export
 /// uses the directory's too).
 fn export_data(ui: Ui, patient: PatientId) -> PatientData {
-    let data = reads::patient_data(patient);
+    let data = reads::read_patient_data(patient);
     let mut clinic_names = BTreeMap::new();
     ui.consents.with_untracked(|cs| {
         for c in cs.iter().filter(|c| !c.clinic_name.is_empty()) {
@@ -284,7 +284,7 @@ pub fn Summary(patient: PatientId) -> impl IntoView {
         reads::patient_data(patient)
     };
     let who = move || {
-        let d = data().record.map(|r| r.1.demographics).unwrap_or_default();
+        let d = data().record.as_ref().map(|r| r.1.demographics.clone()).unwrap_or_default();
         let born = d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default();
         format!("{} {}{born}", d.given.unwrap_or_default(), d.family.unwrap_or_default())
     };

@@ -188,8 +188,8 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
-            let name = reads::patient_data(patient).record.map(|r| {
-                let d = r.1.demographics;
+            let name = reads::patient_data(patient).record.as_ref().map(|r| {
+                let d = r.1.demographics.clone();
                 format!(
                     "{} {}{}",
                     d.given.unwrap_or_default(),

@@ -595,18 +595,14 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     move || {
         ui.version.track();
         let data = reads::patient_data(patient);
-        let threads: Vec<_> = data
-            .threads
-            .iter()
-            .filter(|(_, c, _)| staff.is_none_or(|s| s == *c))
-            .cloned()
-            .collect();
+        let threads: Vec<_> =
+            data.threads.iter().filter(|(_, c, _)| staff.is_none_or(|s| s == *c)).collect();
         if threads.is_empty() {
             return view! { <section class="card"><h2>"Messages"</h2><p class="muted">"No conversations on this device yet."</p></section> }.into_any();
         }
         threads
             .into_iter()
-            .map(|(doc, clinic, thread)| {
+            .map(|&(doc, clinic, ref thread)| {
                 let name = reads::clinic_name(ui, clinic, Some(&data));
                 // In the order written: by time sent, then by id, since the
                 // map lists ids in order and the sort keeps ties in order.

@@ -3,6 +3,7 @@
 //! changed at once; a clinic's name.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
 use leptos::prelude::*;
@@ -14,7 +15,7 @@ use crate::replicas::with_core;
 use crate::state::Ui;
 
 /// Everything on this device about one patient.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct PatientData {
     pub clinical: Vec<(DocId, ClinicId, ClinicalRecord)>,
     pub record: Option<(DocId, PatientRecord)>,
@@ -64,11 +65,12 @@ type HeadsKey = (PatientId, Vec<(DocId, Vec<ChangeHash>)>);
 thread_local! {
     /// The last patient data read, with the heads it was read at: every view
     /// of a page reads the same data, and hydrating a long record (years of
-    /// results and messages) costs far more than cloning it.
-    static LAST_READ: RefCell<Option<(HeadsKey, PatientData)>> = const { RefCell::new(None) };
+    /// results and messages) costs far more than sharing it. Shared, not
+    /// cloned: a clone of every entry type's map cost the bundle about 2 KB.
+    static LAST_READ: RefCell<Option<(HeadsKey, Rc<PatientData>)>> = const { RefCell::new(None) };
 }
 
-pub fn patient_data(patient: PatientId) -> PatientData {
+pub fn patient_data(patient: PatientId) -> Rc<PatientData> {
     let key: HeadsKey = with_core(|core| {
         let heads = core
             .kinds
@@ -83,12 +85,13 @@ pub fn patient_data(patient: PatientId) -> PatientData {
     {
         return data;
     }
-    let data = read_patient_data(patient);
+    let data = Rc::new(read_patient_data(patient));
     LAST_READ.set(Some((key, data.clone())));
     data
 }
 
-fn read_patient_data(patient: PatientId) -> PatientData {
+/// The patient's data read afresh, to own (a download's export).
+pub fn read_patient_data(patient: PatientId) -> PatientData {
     with_core(|core| {
         let mut data = PatientData::default();
         for (id, kind) in &core.kinds {

@@ -25,8 +25,9 @@ pub fn chart_banner(patient: PatientId) -> impl IntoView {
         let data = reads::patient_data(patient);
         let age = data
             .record
-            .and_then(|r| r.1.demographics.birth_date)
-            .and_then(|b| safety::age(&b, &replicas::now()))
+            .as_ref()
+            .and_then(|r| r.1.demographics.birth_date.as_deref())
+            .and_then(|b| safety::age(b, &replicas::now()))
             .map_or("Age unknown".into(), |a| format!("{a} years"));
         let allergies: Vec<String> = data
             .clinical

@@ -57,7 +57,7 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                 let mut rows: Vec<(String, String, PatientId)> = patients
                     .into_iter()
                     .map(|p| {
-                        let demo = reads::patient_data(p).record.map(|r| r.1.demographics).unwrap_or_default();
+                        let demo = reads::patient_data(p).record.as_ref().map(|r| r.1.demographics.clone()).unwrap_or_default();
                         let name = match (&demo.given, &demo.family) {
                             (None, None) => "(name not synced yet)".to_owned(),
                             (g, f) => format!("{} {}", g.clone().unwrap_or_default(), f.clone().unwrap_or_default()).trim().to_owned(),
