@@ -62,9 +62,9 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
         let q = query.get();
         if ui.online() {
             spawn_local(async move {
-                let rows = api::patients(&q).await.ok();
-                if query.get_untracked() == q {
-                    found.set(rows);
+                // Kept when the network drops: it still says who is here.
+                if let (Ok(rows), true) = (api::patients(&q).await, query.get_untracked() == q) {
+                    found.set(Some(rows));
                 }
             });
         }
@@ -106,9 +106,11 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
             {move || said.get().map(|s| view! { <p class="error" role="alert">{s}</p> })}
             {move || {
                 ui.version.track();
-                let rows = found.get().filter(|_| ui.online()).unwrap_or_else(|| {
-                    // Offline: the patients on this device (one patient record each).
-                    let q = query.get();
+                let q = query.get();
+                // Offline, the last answer from the server still says which
+                // patients are on this device; after a reload offline, the
+                // patients on this device are listed (one patient record each).
+                let mut rows = found.get().unwrap_or_else(|| {
                     let mut rows: Vec<PatientRow> = ui.docs.with(|docs| {
                         docs.iter().filter(|d| matches!(d.kind, DocKind::PatientRecord { .. })).map(|d| d.kind.patient()).collect::<Vec<_>>()
                     })
@@ -118,18 +120,18 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                         let name = format!("{} {}", demo.given.unwrap_or_default(), demo.family.unwrap_or_default()).trim().to_owned();
                         PatientRow { patient, name, birth_date: demo.birth_date.unwrap_or_default() }
                     })
-                    .filter(|r| logic::matches(&q, &r.name, &r.birth_date))
                     .collect();
                     // By name, then birth date.
                     logic::sort_by_key(&mut rows, Order::Ascending, |r| r.birth_date.clone());
                     logic::sort_by_key(&mut rows, Order::Ascending, |r| r.name.clone());
                     rows
                 });
+                rows.retain(|r| logic::matches(&q, &r.name, &r.birth_date));
                 if rows.is_empty() {
                     return view! { <p class="muted">"No patients match."</p> }.into_any();
                 }
                 view! {
-                    {(!ui.online()).then_some(view! { <p class="muted">"Offline: only the patients on this device are listed."</p> })}
+                    {(!ui.online()).then_some(view! { <p class="muted">"Offline: patients not on this device need the network."</p> })}
                     <ul class="patients">
                         {rows.into_iter().map(|PatientRow { patient: p, name, birth_date }| {
                             let pinned = ui.pins.with(|pins| pins.contains(&p));

@@ -9,6 +9,7 @@
 //! `server`'s `testing` feature, which `portal` never enables.
 
 mod database;
+pub mod clinic;
 pub mod fixtures;
 mod history;
 mod relay;

@@ -132,6 +132,8 @@ impl Seeder<'_> {
             Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
         })?;
         self.store.compact_document(id, &doc.save(), stored.seq, self.now).await?;
+        // The patient list and work queue, as `Hub::commit` keeps them.
+        self.store.write_index(&crate::sync::summary::summarize(kind, doc.document())).await?;
         Ok(())
     }
 }
