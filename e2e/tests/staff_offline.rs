@@ -52,7 +52,9 @@ async fn a_provider_keeps_the_patients_that_matter_offline() {
                 provider.wait_for(".patients li", "On this device").await;
             }
             search(&provider, unpinned).await;
-            provider.never_shows(".patients", "On this device", std::time::Duration::from_millis(500)).await;
+            provider
+                .never_shows(".patients", "On this device", std::time::Duration::from_millis(500))
+                .await;
             provider.wait_for(".sync-status", "last synced").await;
             for (width, mobile) in [(1280, false), (390, true)] {
                 provider.set_width(width, mobile).await;
@@ -61,7 +63,12 @@ async fn a_provider_keeps_the_patients_that_matter_offline() {
                 let shot = provider.screenshot(&format!("patient list {width}")).await;
                 eprintln!("patient list at {width} px: {}", shot.display());
                 let overflow = provider.sideways_overflow().await;
-                provider.check(overflow.is_empty(), &format!("nothing sideways at {width}: {overflow:?}")).await;
+                provider
+                    .check(
+                        overflow.is_empty(),
+                        &format!("nothing sideways at {width}: {overflow:?}"),
+                    )
+                    .await;
             }
             provider.set_width(1280, false).await;
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use server::demo::fixtures::{Author, appointment, message, refill_request};
 use server::storage::{IndexRow, NewRecord, Store, StoreError};
 use server::sync::summary::summarize;
-use shared::schema::{DocKind, Demographics};
+use shared::schema::{Demographics, DocKind};
 use shared::status::Side;
 use shared::{ClinicId, EntryId, PatientId, UserId, record};
 
@@ -19,8 +19,8 @@ const GIVEN: [&str; 16] = [
 ];
 const FAMILY: [&str; 23] = [
     "Abara", "Berg", "Costa", "Diallo", "Evans", "Fischer", "Garcia", "Haddad", "Ito", "Jensen",
-    "Kowalski", "Lopez", "Moreau", "Nguyen", "Okoye", "Petrov", "Quinn", "Rossi", "Silva", "Tanaka",
-    "Umar", "Varga", "Weber",
+    "Kowalski", "Lopez", "Moreau", "Nguyen", "Okoye", "Petrov", "Quinn", "Rossi", "Silva",
+    "Tanaka", "Umar", "Varga", "Weber",
 ];
 
 /// Every this-many patients, one has an appointment today, the next a

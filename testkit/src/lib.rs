@@ -8,8 +8,8 @@
 //! listening through a relay, holding the cluster listener back) are behind
 //! `server`'s `testing` feature, which `portal` never enables.
 
-mod database;
 pub mod clinic;
+mod database;
 pub mod fixtures;
 mod history;
 mod relay;

@@ -40,8 +40,8 @@ pub use documents::{
 };
 pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
-pub use patient_index::{IndexRow, MAX_WORK, PAGE, WorkSource};
 pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
+pub use patient_index::{IndexRow, MAX_WORK, PAGE, WorkSource};
 pub use sessions::{NewSession, SessionRow};
 pub use smart::{NewGrant, SmartClient, TakenCode, TokenRow};
 

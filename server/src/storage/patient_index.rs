@@ -10,7 +10,7 @@ use shared::api::{PatientRow, UserRole};
 use shared::{ClinicId, PatientId};
 use sqlx::Row;
 
-use super::read_access::{reader_key, readable_sql};
+use super::read_access::{readable_sql, reader_key};
 use super::{DocumentRow, ROWS_PER_STATEMENT, Store, StoreError, UserRecord};
 
 /// What one document says about its patient for the list and the work

@@ -17,12 +17,10 @@ use super::cache::{CacheStats, DocCache, Locked};
 use super::canonical::Canonical;
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{Ended, OpenSessions};
+use super::summary;
 use crate::Clock;
 use crate::auth::EndReason;
-use super::summary;
-use crate::storage::{
-    AuditEvent, Author, Backend, IndexRow, NewChunk, Store, StoreError, Writes,
-};
+use crate::storage::{AuditEvent, Author, Backend, IndexRow, NewChunk, Store, StoreError, Writes};
 
 /// Changes accepted into a locked document: the copy with them applied, and
 /// what to store for them.
@@ -192,8 +190,10 @@ impl Hub {
             })
             .collect();
         let now = self.clock.now_ms();
-        let stored =
-            self.store.store_writes(&Writes { chunks: &chunks, events, author, now, index: &index }).await;
+        let stored = self
+            .store
+            .store_writes(&Writes { chunks: &chunks, events, author, now, index: &index })
+            .await;
         let seqs = match stored {
             Ok(seqs) => seqs,
             Err(StoreError::Stale(stale)) => {

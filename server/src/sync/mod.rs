@@ -18,8 +18,8 @@ use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
 pub use cache::CacheStats;
-pub use connection::MAX_DOCS_PER_CONNECTION;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use connection::MAX_DOCS_PER_CONNECTION;
 pub use ended::{CLOSE_SESSION_ENDED, Ended, SESSION_RECHECK};
 pub(crate) use hub::Accepted;
 pub use hub::Hub;

@@ -54,8 +54,10 @@ pub fn summarize(kind: DocKind, doc: &Automerge) -> Vec<IndexRow> {
             else {
                 return Vec::new();
             };
-            let unread =
-                messages.values().filter(|m| m.side == Side::Patient && m.read_at.is_none()).count();
+            let unread = messages
+                .values()
+                .filter(|m| m.side == Side::Patient && m.read_at.is_none())
+                .count();
             vec![IndexRow::Work {
                 clinic,
                 patient,

@@ -72,7 +72,10 @@ async fn the_patient_list_and_offline_set_follow_the_read_policy() {
         assert_eq!(status, 200, "{backend:?}: {page}");
         let listed = names(&page);
         assert_eq!(listed.len(), server::storage::PAGE, "{backend:?}");
-        assert!(listed.iter().all(|n| !n.is_empty()), "{backend:?}: every name indexed: {listed:?}");
+        assert!(
+            listed.iter().all(|n| !n.is_empty()),
+            "{backend:?}: every name indexed: {listed:?}"
+        );
         let mut sorted = listed.clone();
         sorted.sort();
         assert_eq!(listed, sorted, "{backend:?}: by name");

@@ -131,7 +131,9 @@ pub async fn run(patients: usize, runs: usize) {
         ("js_heap_mb", json!(round(metric("JSHeapUsedSize") / 1048576.0, 1))),
         (
             "wasm_memory_mb",
-            json!(wasm.as_f64().filter(|b| *b >= 0.0).map_or(f64::NAN, |b| round(b / 1048576.0, 1))),
+            json!(
+                wasm.as_f64().filter(|b| *b >= 0.0).map_or(f64::NAN, |b| round(b / 1048576.0, 1))
+            ),
         ),
     ];
     let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
