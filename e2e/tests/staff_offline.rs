@@ -78,7 +78,7 @@ async fn a_provider_keeps_the_patients_that_matter_offline() {
             provider.go_offline().await;
             provider.wait_for(".sync-status", "Offline").await;
             provider.click("button.patient", &unpinned.name).await;
-            provider.wait_for("main [role=alert]", "needs the network").await;
+            provider.wait_for("main [role=alert]", "is not on this device").await;
             provider.wait_for("main [role=alert]", "Connect to the network").await;
 
             // Reloaded offline: the device's patients only.
@@ -88,7 +88,7 @@ async fn a_provider_keeps_the_patients_that_matter_offline() {
             for p in [pinned, appointment, request, message] {
                 open(&provider, p).await;
             }
-            search(&provider, unpinned).await;
+            provider.type_into("#patient-search", &unpinned.birth_date).await;
             provider.wait_for("main", "No patients match").await;
 
             // Back online: another patient opens on demand.
