@@ -83,7 +83,7 @@ async fn the_patient_list_and_offline_set_follow_the_read_policy() {
         assert_eq!(names(&maria), ["Maria Santos"], "{backend:?}: the demo's, through the hub");
         let one = &seeded[10];
         let (_, found) = provider.get(&format!("/api/patients?q={}", one.birth_date)).await;
-        assert_eq!(names(&found), [one.name.clone()], "{backend:?}");
+        assert_eq!(names(&found), std::slice::from_ref(&one.name), "{backend:?}");
         let (_, none) = provider.get("/api/patients?q=%25").await;
         assert_eq!(names(&none), Vec::<String>::new(), "{backend:?}: a % is a character");
         let (_, second) = provider.get("/api/patients?offset=50").await;

@@ -15,7 +15,9 @@
 //! - `offline_reload_ms` per run and their `p50`: navigation start to the
 //!   first row of the list from this device's copy, network off (the shell
 //!   from the service worker);
-//! - `peak_rss_mb` (Chromium's whole process tree, from sign-in to the end),
+//! - `peak_rss_mb` (Chromium's whole process tree, from sign-in to the end:
+//!   browser, GPU, utility and renderer processes), `renderer_rss_mb` (the
+//!   largest renderer, the page's, after the reloads),
 //!   `js_heap_mb` (CDP `JSHeapUsedSize`), `wasm_memory_mb`.
 
 use std::time::Instant;
@@ -113,6 +115,8 @@ pub async fn run(patients: usize, runs: usize) {
         metrics.result.metrics.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.value)
     };
     let wasm = evaluate(&person, "import('/app.js').then((m) => m.default()).then((w) => w.memory.buffer.byteLength).catch(() => -1)").await;
+    let renderer_mb =
+        renderer_rss_kb(browser.pid().expect("Chromium's process id")) as f64 / 1024.0;
     let runs_ms: Vec<f64> = reloads.iter().map(|m| round(*m, 1)).collect();
     reloads.sort_by(f64::total_cmp);
     let fields: Vec<(&str, Value)> = vec![
@@ -128,6 +132,7 @@ pub async fn run(patients: usize, runs: usize) {
         ("offline_reload_max_ms", json!(round(reloads[reloads.len() - 1], 1))),
         ("runs_ms", json!(runs_ms)),
         ("peak_rss_mb", json!(round(rss.peak_mb(), 0))),
+        ("renderer_rss_mb", json!(round(renderer_mb, 0))),
         ("js_heap_mb", json!(round(metric("JSHeapUsedSize") / 1048576.0, 1))),
         (
             "wasm_memory_mb",
@@ -141,4 +146,40 @@ pub async fn run(patients: usize, runs: usize) {
     rss.stop();
     browser.close().await;
     app.stop().await;
+}
+
+/// The resident memory (kB) of the largest renderer process under Chromium
+/// (the page's, after the reloads): what the tab itself holds, without the
+/// browser, GPU and utility processes `peak_rss_mb` adds.
+fn renderer_rss_kb(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut procs: Vec<(u32, u32, u64, bool)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        let renderer = cmdline.contains("--type=renderer");
+        procs.push((
+            pid,
+            field("PPid:").unwrap_or(0) as u32,
+            field("VmRSS:").unwrap_or(0),
+            renderer,
+        ));
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    procs.iter().filter(|p| p.3 && tree.contains(&p.0)).map(|p| p.2).max().unwrap_or(0)
 }
