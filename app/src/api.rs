@@ -7,9 +7,10 @@
 
 use shared::api::{
     AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, DownloadReport,
-    Encode, Invitation, Me, Millis, NewCaregiver, OpenLink, Passkey, PasskeyName, RemovedCopies,
+    Encode, Invitation, Me, Millis, NewCaregiver, OfflineSet, OpenLink, Passkey, PasskeyName,
+    PatientRow, RemovedCopies,
 };
-use shared::{ClinicId, DocId, UserId};
+use shared::{ClinicId, DocId, PatientId, UserId};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -122,6 +123,19 @@ pub async fn report_download(at: Millis) -> Result<(), ApiError> {
 
 pub async fn documents() -> Result<Vec<DocumentInfo>, ApiError> {
     read(call("GET", "/api/documents", None).await?)
+}
+
+/// Clinic staff: the documents to keep on this device, the clinic's work
+/// today and `patients` (pinned, recently opened).
+pub async fn offline_documents(patients: &[PatientId]) -> Result<Vec<DocumentInfo>, ApiError> {
+    let set = OfflineSet { patients: patients.to_vec() };
+    read(call("POST", "/api/documents/offline", Some(&body(&set))).await?)
+}
+
+/// Clinic staff: the first page of patients matching `query`, by name.
+pub async fn patients(query: &str) -> Result<Vec<PatientRow>, ApiError> {
+    let path = format!("/api/patients?q={}", js_sys::encode_uri_component(query));
+    read(call("GET", &path, None).await?)
 }
 
 /// Tells the server this device deleted its copies of `docs` (access to

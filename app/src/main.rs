@@ -188,19 +188,26 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
-            let name = reads::patient_data(patient).record.as_ref().map(|r| {
-                let d = r.1.demographics.clone();
-                format!(
-                    "{} {}{}",
-                    d.given.unwrap_or_default(),
-                    d.family.unwrap_or_default(),
-                    d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default()
-                )
-            });
+            // Reactive: a record opened on demand arrives after the page.
+            let name = move || {
+                ui.version.track();
+                reads::patient_data(patient).record.as_ref().map(|r| {
+                    let d = r.1.demographics.clone();
+                    format!(
+                        "{} {}{}",
+                        d.given.unwrap_or_default(),
+                        d.family.unwrap_or_default(),
+                        d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default()
+                    )
+                })
+            };
             view! {
                 <div class="chart-head">
                     <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
-                    <h2>{name.unwrap_or_else(|| "Patient".into())}</h2>
+                    <h2>{move || name().unwrap_or_else(|| "Patient".into())}</h2>
+                    {move || (!staff::on_device(ui, patient)).then(|| view! {
+                        <p class="banner" role="status">{if ui.online() { "Opening this patient's record…" } else { staff::NEEDS_NETWORK }}</p>
+                    })}
                     {safety_view::chart_banner(patient)}
                 </div>
                 <Tabs page patient=Some(patient) tab/>
@@ -311,7 +318,7 @@ fn Whose() -> impl IntoView {
     move || {
         let me = ui.me.get().filter(|m| m.caregiver.is_some())?;
         ui.version.track();
-        let d = reads::patient_data(me.patient_id?).record?.1.demographics;
+        let d = reads::patient_data(me.patient_id?).record.as_ref()?.1.demographics.clone();
         let name = [d.given, d.family].into_iter().flatten().collect::<Vec<_>>().join(" ");
         Some(
             view! { <p class="whose">{format!("You are viewing {name}'s record, as their caregiver")}</p> },

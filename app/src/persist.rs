@@ -1,6 +1,6 @@
 //! This device's copy, sealed with the device's data key (`vault`, over
 //! IndexedDB): each document's saved bytes, and small JSON values by name
-//! (`me`, `documents`, `confirmed`, `undelivered`, `removed`,
+//! (`me`, `documents`, `confirmed`, `undelivered`, `removed`, `pins`, `recent`,
 //! `downloads`, `last_synced`). Writes are spawned and not awaited: the replicas in
 //! memory are the truth, these are what the next start reads. Knows nothing
 //! of replicas or sync: callers pass bytes and values.
@@ -12,7 +12,7 @@ use automerge::ChangeHash;
 use js_sys::{Array, Reflect, Uint8Array};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::DocId;
+use shared::{DocId, PatientId};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -47,6 +47,9 @@ pub struct Stored {
     pub downloads: Vec<f64>,
     /// A copy is here, sealed under a passkey: nothing was read.
     pub sealed: bool,
+    /// Clinic staff: patients pinned, and recently opened.
+    pub pins: Vec<PatientId>,
+    pub recent: Vec<PatientId>,
 }
 
 /// Opens this device's copy and reads it, unless it is sealed under a
@@ -85,6 +88,9 @@ pub async fn read() -> Stored {
         .unwrap_or_default();
     stored.removed =
         parsed(kv("removed")).and_then(|j| Vec::<DocId>::decode(&j)).unwrap_or_default();
+    let patients = |key| parsed(kv(key)).and_then(|j| Vec::<PatientId>::decode(&j));
+    stored.pins = patients(PINS).unwrap_or_default();
+    stored.recent = patients(RECENT).unwrap_or_default();
     stored.downloads = parsed(kv("downloads"))
         .map(|j| j.items().iter().filter_map(|i| i.js().as_f64()).collect())
         .unwrap_or_default();
@@ -135,6 +141,14 @@ pub fn save_logout_owed(owed: bool) {
 
 pub fn save_removed(docs: &[DocId]) {
     save_kv("removed", docs.to_vec().encode::<Json>().stringify());
+}
+
+pub const PINS: &str = "pins";
+pub const RECENT: &str = "recent";
+
+/// Clinic staff's pinned (`PINS`) or recently opened (`RECENT`) patients.
+pub fn save_patients(key: &'static str, patients: &[PatientId]) {
+    save_kv(key, patients.to_vec().encode::<Json>().stringify());
 }
 
 pub fn save_downloads(times: &[f64]) {

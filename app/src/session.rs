@@ -65,6 +65,8 @@ pub async fn start(ui: Ui) {
 async fn open(ui: Ui, stored: persist::Stored) {
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
+    ui.pins.set(stored.pins.clone());
+    ui.recent.set(stored.recent.clone());
     download::restore(stored.downloads.clone());
     if let Some(me) = &stored.me {
         set_me(me);
@@ -176,7 +178,7 @@ pub async fn refresh(ui: Ui) {
                     ))));
                     return;
                 }
-                forget_local().await;
+                forget_local(ui).await;
             }
             ui.session_expired.set(false);
             // The copy was cleared above, or this session is not one this
@@ -184,20 +186,17 @@ pub async fn refresh(ui: Ui) {
             vault::make_key().await;
             persist::save_me(&answer);
             set_me(&me);
+            let staff = me.is_staff();
             ui.me.set(Some(me));
-            match api::documents().await {
-                Ok(docs) => {
-                    persist::save_documents(&docs);
-                    replicas::list(&docs);
-                    ui.docs.set(docs);
-                    replicas::bump();
-                }
+            let listed = if staff { offline_set(ui).await } else { api::documents().await };
+            match listed {
+                Ok(docs) => listed_docs(ui, docs),
                 Err(ApiError::SessionExpired) => ui.session_expired.set(true),
                 Err(ApiError::AccessRemoved) => return access_removed(ui).await,
                 Err(e) => ui.notice.set(Some(Notice::RefreshFailed(e.to_string()))),
             }
             sync::connect();
-            report_removals(ui.me.with_untracked(|m| m.as_ref().is_some_and(Me::is_staff))).await;
+            report_removals(staff).await;
             download::send_owed().await;
         }
         Err(ApiError::AccessRemoved) => access_removed(ui).await,
@@ -215,12 +214,39 @@ pub async fn refresh(ui: Ui) {
     }
 }
 
+/// Clinic staff keep only some patients on the device (issue 17 part 2):
+/// the clinic's work today, as the server knows it, and those pinned or
+/// opened recently.
+async fn offline_set(ui: Ui) -> Result<Vec<shared::api::DocumentInfo>, ApiError> {
+    let mut wanted = ui.pins.get_untracked();
+    wanted.extend(ui.recent.get_untracked());
+    wanted.truncate(shared::api::OfflineSet::MAX_PATIENTS);
+    api::offline_documents(&wanted).await
+}
+
+fn listed_docs(ui: Ui, docs: Vec<shared::api::DocumentInfo>) {
+    persist::save_documents(&docs);
+    replicas::list(&docs);
+    ui.docs.set(docs);
+    replicas::bump();
+}
+
+/// Clinic staff pinned, unpinned or opened a patient: the device keeps
+/// the new offline set (dropping documents no longer in it that hold
+/// nothing unsent). Offline, the next refresh does it.
+pub async fn keep(ui: Ui) {
+    if let Ok(docs) = offline_set(ui).await {
+        listed_docs(ui, docs);
+    }
+}
+
 /// Tells the server which copies this device removed since it last could.
 /// Only clinic staff's access ends with a patient's consent; a patient's or
 /// caregiver's ends with the account (`access_removed`), so theirs are
 /// not reported.
 async fn report_removals(staff: bool) {
-    let owed = replicas::removals_owed();
+    let mut owed = replicas::removals_owed();
+    owed.truncate(shared::api::RemovedCopies::MAX_DOCS);
     if owed.is_empty() || (staff && api::removed_copies(&owed).await.is_err()) {
         return;
     }
@@ -234,7 +260,7 @@ async fn report_removals(staff: bool) {
 async fn access_removed(ui: Ui) {
     let unsent = replicas::unsent();
     sync::disconnect();
-    forget_local().await;
+    forget_local(ui).await;
     // What was never delivered outlives the copy, under a key of its own.
     vault::make_key().await;
     ui.undelivered.update(|list| list.extend(unsent));
@@ -257,7 +283,7 @@ pub async fn sign_out(ui: Ui) {
     ui.sign_out_when_sent.set(false);
     sync::disconnect();
     let owed = api::logout().await == Err(ApiError::Offline);
-    forget_local().await;
+    forget_local(ui).await;
     owe_logout(owed);
     ui.me.set(None);
     ui.docs.set(Vec::new());
@@ -265,7 +291,9 @@ pub async fn sign_out(ui: Ui) {
     replicas::bump();
 }
 
-async fn forget_local() {
+async fn forget_local(ui: Ui) {
+    ui.pins.set(Vec::new());
+    ui.recent.set(Vec::new());
     download::forget();
     replicas::forget_all();
     persist::clear().await;

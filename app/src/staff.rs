@@ -10,12 +10,13 @@ use shared::status::{PrescriptionStatus, ResultStatus};
 use shared::{ClinicId, EntryId, PatientId};
 
 use crate::logic::{self, Order};
-use crate::reads;
 use crate::replicas;
 use crate::safety_view;
 use crate::state::Ui;
 use crate::{Page, Tab};
-use shared::api::Me;
+use crate::{api, persist, reads, session};
+use leptos::task::spawn_local;
+use shared::api::{Me, PatientRow};
 
 /// The clinic a staff member writes for in a patient's chart: the first of
 /// theirs whose clinical record of this patient is on the device.
@@ -36,51 +37,116 @@ pub fn clinic_for(ui: Ui, me: &Me, patient: PatientId) -> Option<ClinicId> {
     on_device.or_else(|| ids.first().copied())
 }
 
+/// Recently opened patients kept on the device.
+const RECENT: usize = 30;
+
+/// Whether the patient's record is on this device (tracked).
+pub fn on_device(ui: Ui, patient: PatientId) -> bool {
+    ui.docs.with(|docs| docs.iter().any(|d| d.kind == DocKind::PatientRecord { patient }))
+}
+
+/// Where a record not on the device is asked for, in plain words.
+pub const NEEDS_NETWORK: &str =
+    "This patient's record is not on this device. Connect to the network to open it.";
+
+/// The patient list: from the server when online (`/api/patients`, which
+/// searches every patient the user may read), from the patients on this
+/// device offline. Says which are on the device, and pins patients to stay
+/// on it (issue 17 part 2).
 #[component]
 pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let query = RwSignal::new(String::new());
+    let found = RwSignal::new(None::<Vec<PatientRow>>);
+    let said = RwSignal::new(None::<&str>);
+    Effect::new(move |_| {
+        let q = query.get();
+        if ui.online() {
+            spawn_local(async move {
+                // Kept when the network drops: it still says who is here.
+                if let (Ok(rows), true) = (api::patients(&q).await, query.get_untracked() == q) {
+                    found.set(Some(rows));
+                }
+            });
+        }
+    });
+    let open = move |p: PatientId| {
+        let here = on_device(ui, p);
+        if !here && !ui.online_untracked() {
+            return said.set(Some(NEEDS_NETWORK));
+        }
+        ui.recent.update(|r| {
+            r.retain(|x| *x != p);
+            r.insert(0, p);
+            r.truncate(RECENT);
+        });
+        persist::save_patients(persist::RECENT, &ui.recent.get_untracked());
+        if !here {
+            spawn_local(session::keep(ui));
+        }
+        page.set(Page::Chart(p, Tab::Results));
+    };
+    let pin = move |p: PatientId| {
+        ui.pins.update(|pins| {
+            if pins.contains(&p) {
+                pins.retain(|x| *x != p);
+            } else {
+                pins.push(p);
+            }
+        });
+        persist::save_patients(persist::PINS, &ui.pins.get_untracked());
+        spawn_local(session::keep(ui));
+    };
     view! {
         <section class="card" aria-labelledby="patients-h">
             <h2 id="patients-h">"Patients"</h2>
-            <p class="muted">"Patients who gave your clinic access to their record."</p>
+            <p class="muted">"Patients who gave your clinic access to their record. Today's appointments, open requests and messages, and patients you pinned or opened recently stay on this device for use offline."</p>
             <label for="patient-search">"Search by name or birth date (YYYY-MM-DD)"</label>
             <input id="patient-search" type="search" autocomplete="off" prop:value=move || query.get()
                 on:input=move |ev| query.set(event_target_value(&ev))/>
+            {move || said.get().map(|s| view! { <p class="error" role="alert">{s}</p> })}
             {move || {
                 ui.version.track();
-                // Each patient has one patient record: no set (and its sort) is needed.
-                let patients: Vec<PatientId> = ui.docs.with(|docs| {
-                    docs.iter().filter(|d| matches!(d.kind, DocKind::PatientRecord { .. })).map(|d| d.kind.patient()).collect()
-                });
                 let q = query.get();
-                let mut rows: Vec<(String, String, PatientId)> = patients
-                    .into_iter()
-                    .map(|p| {
-                        let demo = reads::patient_data(p).record.as_ref().map(|r| r.1.demographics.clone()).unwrap_or_default();
-                        let name = match (&demo.given, &demo.family) {
-                            (None, None) => "(name not synced yet)".to_owned(),
-                            (g, f) => format!("{} {}", g.clone().unwrap_or_default(), f.clone().unwrap_or_default()).trim().to_owned(),
-                        };
-                        (name, demo.birth_date.unwrap_or_default(), p)
+                // Offline, the last answer from the server still says which
+                // patients are on this device; after a reload offline, the
+                // patients on this device are listed (one patient record each).
+                let mut rows = found.get().unwrap_or_else(|| {
+                    let mut rows: Vec<PatientRow> = ui.docs.with(|docs| {
+                        docs.iter().filter(|d| matches!(d.kind, DocKind::PatientRecord { .. })).map(|d| d.kind.patient()).collect::<Vec<_>>()
                     })
-                    .filter(|(name, birth, _)| logic::matches(&q, name, birth))
+                    .into_iter()
+                    .map(|patient| {
+                        let demo = reads::patient_data(patient).record.as_ref().map(|r| r.1.demographics.clone()).unwrap_or_default();
+                        let name = format!("{} {}", demo.given.unwrap_or_default(), demo.family.unwrap_or_default()).trim().to_owned();
+                        PatientRow { patient, name, birth_date: demo.birth_date.unwrap_or_default() }
+                    })
                     .collect();
-                // By name, then birth date.
-                logic::sort_by_key(&mut rows, Order::Ascending, |r| r.1.clone());
-                logic::sort_by_key(&mut rows, Order::Ascending, |r| r.0.clone());
+                    // By name, then birth date (one sort: each costs the bundle).
+                    logic::sort_by_key(&mut rows, Order::Ascending, |r| format!("{}\t{}", r.name, r.birth_date));
+                    rows
+                });
+                rows.retain(|r| logic::matches(&q, &r.name, &r.birth_date));
                 if rows.is_empty() {
                     return view! { <p class="muted">"No patients match."</p> }.into_any();
                 }
                 view! {
+                    {(!ui.online()).then_some(view! { <p class="muted">"Offline: patients not on this device need the network."</p> })}
                     <ul class="patients">
-                        {rows.into_iter().map(|(name, birth, p)| view! {
-                            <li>
-                                <button type="button" class="patient" on:click=move |_| page.set(Page::Chart(p, Tab::Results))>
-                                    <strong>{name}</strong>
-                                    <span class="muted">{if birth.is_empty() { String::new() } else { format!(" born {birth}") }}</span>
-                                </button>
-                            </li>
+                        {rows.into_iter().map(|PatientRow { patient: p, name, birth_date }| {
+                            let pinned = ui.pins.with(|pins| pins.contains(&p));
+                            view! {
+                                <li>
+                                    <button type="button" class="patient" on:click=move |_| open(p)>
+                                        <strong>{if name.is_empty() { "(name not synced yet)".to_owned() } else { name }}</strong>
+                                        <span class="muted">{if birth_date.is_empty() { String::new() } else { format!(" born {birth_date}") }}</span>
+                                        {on_device(ui, p).then_some(view! { <span class="tag">"On this device"</span> })}
+                                    </button>
+                                    <button type="button" class="link" on:click=move |_| pin(p)>
+                                        {if pinned { "Unpin" } else { "Pin for offline" }}
+                                    </button>
+                                </li>
+                            }
                         }).collect_view()}
                     </ul>
                 }.into_any()

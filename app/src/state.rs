@@ -91,6 +91,10 @@ pub struct Ui {
     /// The person asked to be signed out once the server has every change
     /// made on this device (`App` does it).
     pub sign_out_when_sent: RwSignal<bool>,
+    /// Clinic staff: patients pinned to stay on this device, and those
+    /// opened most recently (first), kept with the copy.
+    pub pins: RwSignal<Vec<PatientId>>,
+    pub recent: RwSignal<Vec<PatientId>>,
 }
 
 impl Ui {
@@ -115,6 +119,8 @@ impl Ui {
             consents: RwSignal::new(Vec::new()),
             undelivered: RwSignal::new(Vec::new()),
             sign_out_when_sent: RwSignal::new(false),
+            pins: RwSignal::new(Vec::new()),
+            recent: RwSignal::new(Vec::new()),
         }
     }
 

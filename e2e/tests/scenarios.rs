@@ -249,6 +249,11 @@ async fn clinic_work_done_offline_syncs_when_back_online() {
             let okafor = portal.enroll("Okafor").await;
             okafor.wait_for("button.patient", "James Whitfield").await;
             wait_for_service_worker(&okafor.page).await;
+            // Patients opened recently stay on the device (issue 17 part 2).
+            open_chart(&okafor, "James Whitfield").await;
+            open_chart(&okafor, "Maria Santos").await;
+            okafor.wait_for("main", "Hemoglobin A1c").await;
+            okafor.wait_for(".sync-status", "last synced").await;
 
             okafor.go_offline().await;
             okafor.wait_for(".sync-status", "Offline").await;

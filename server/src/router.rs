@@ -61,6 +61,11 @@ pub fn router(state: AppState) -> Router {
             "/api/documents/removed",
             post(documents::removed).layer(DefaultBodyLimit::max(documents::MAX_REPORT_BYTES)),
         )
+        .route(
+            "/api/documents/offline",
+            post(documents::offline).layer(DefaultBodyLimit::max(documents::MAX_OFFLINE_BYTES)),
+        )
+        .route("/api/patients", get(documents::patients))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/downloads", post(audit::download))
         // Clinic admins (session, admin role).

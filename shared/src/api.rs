@@ -188,6 +188,29 @@ impl RemovedCopies {
     pub const MAX_DOCS: usize = 1000;
 }
 
+/// `GET /api/patients?q=...&offset=...`: one patient clinic staff may
+/// read, for the patient list (name and birth date as their record says
+/// them; empty until written).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatientRow {
+    pub patient: PatientId,
+    pub name: String,
+    pub birth_date: String,
+}
+
+/// `POST /api/documents/offline`: the patients a staff device keeps
+/// besides the clinic's work of the day (pinned, recently opened); the
+/// answer is the documents of both that the user may read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineSet {
+    pub patients: Vec<PatientId>,
+}
+
+impl OfflineSet {
+    /// Patients one request may name.
+    pub const MAX_PATIENTS: usize = 200;
+}
+
 /// `POST /api/invitations`: a patient or provider an admin adds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewInvitation {
@@ -362,6 +385,8 @@ encode!(NewCaregiver { display_name, may_message });
 encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
 encode!(RemovedCopies { docs });
+encode!(OfflineSet { patients });
+decode!(PatientRow { patient, name, birth_date });
 encode!(DownloadReport { at });
 
 impl Decode for DocumentInfo {

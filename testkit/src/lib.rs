@@ -8,6 +8,7 @@
 //! listening through a relay, holding the cluster listener back) are behind
 //! `server`'s `testing` feature, which `portal` never enables.
 
+pub mod clinic;
 mod database;
 pub mod fixtures;
 mod history;

@@ -238,14 +238,17 @@ pub fn restore(stored: &Stored) {
     });
 }
 
-/// Syncs exactly the documents the user may read now (the server's list),
-/// keeping those that still hold unsent changes.
+/// Syncs exactly the listed documents: those the user may read now, or,
+/// for clinic staff, the offline set (`session::keep`). Those no longer
+/// listed leave the device unless they still hold unsent changes.
 pub fn list(docs: &[DocumentInfo]) {
     let gone = with_core_mut(|core| {
         track(core, docs, &BTreeMap::new());
         untrack_settled(core, docs)
     });
     remove_copies(gone);
+    // Documents new to the list are asked for at once on an open socket.
+    flush();
 }
 
 /// Deletes this device's copies of documents the user may no longer read,

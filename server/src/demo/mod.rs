@@ -132,6 +132,8 @@ impl Seeder<'_> {
             Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
         })?;
         self.store.compact_document(id, &doc.save(), stored.seq, self.now).await?;
+        // The patient list and work queue, as `Hub::commit` keeps them.
+        self.store.write_index(&crate::sync::summary::summarize(kind, doc.document())).await?;
         Ok(())
     }
 }
@@ -173,7 +175,8 @@ pub async fn write_live(
         Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
     })?;
     let data = doc.save_after(&before);
-    let accepted = crate::sync::Accepted { id, doc: doc.document().clone(), data, snapshot: false };
+    let accepted =
+        crate::sync::Accepted { id, kind, doc: doc.document().clone(), data, snapshot: false };
     hub.commit(&mut locked, vec![accepted], &[], None).await?;
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! it no longer might.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use shared::api::{AuditAction, DocumentInfo, RemovedCopies, UserRole};
+use serde::Deserialize;
+use shared::api::{AuditAction, DocumentInfo, OfflineSet, PatientRow, RemovedCopies, UserRole};
 
 use super::json::Json as Body;
 use crate::auth::AuthUser;
@@ -19,6 +20,69 @@ pub async fn list(
 ) -> Result<Json<Vec<DocumentInfo>>, Error> {
     let rows = state.store.readable_documents(&auth.user).await?;
     Ok(Json(rows.into_iter().map(|d| DocumentInfo { id: d.id, kind: d.kind }).collect()))
+}
+
+/// The largest offline-set body: `OfflineSet::MAX_PATIENTS` quoted ids.
+pub const MAX_OFFLINE_BYTES: usize = OfflineSet::MAX_PATIENTS * 48 + 64;
+
+fn staff(auth: &AuthUser) -> Result<(), Error> {
+    if matches!(auth.user.role, UserRole::Provider | UserRole::Admin) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
+}
+
+/// `POST /api/documents/offline`: what a staff device keeps (issue 17
+/// part 2): the documents the user may read of the clinic's work today
+/// (booked appointments, refill requests waiting, unread messages from
+/// patients; `Store::work_patients`) and of the patients the device
+/// names (pinned, recently opened). Each through the read policy.
+pub async fn offline(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Body(body): Body<OfflineSet>,
+) -> Result<Json<Vec<DocumentInfo>>, Error> {
+    staff(&auth)?;
+    if body.patients.len() > OfflineSet::MAX_PATIENTS {
+        return Err(Error::BadRequest(format!(
+            "at most {} patients per request",
+            OfflineSet::MAX_PATIENTS
+        )));
+    }
+    let today = chrono::DateTime::from_timestamp_millis(state.now())
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let mut patients = state.store.work_patients(&auth.user, &today).await?;
+    patients.extend(body.patients);
+    patients.sort();
+    patients.dedup();
+    let rows = state.store.readable_of_patients(&auth.user, &patients).await?;
+    Ok(Json(rows.into_iter().map(|d| DocumentInfo { id: d.id, kind: d.kind }).collect()))
+}
+
+/// The patient list's query: words to match (name, birth date) and where
+/// the page starts.
+#[derive(Deserialize)]
+pub struct PatientQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    offset: usize,
+}
+
+/// `GET /api/patients?q=...&offset=...`: one page (`storage::PAGE`) of the
+/// patients whose record the staff member may read, by name.
+pub async fn patients(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(query): Query<PatientQuery>,
+) -> Result<Json<Vec<PatientRow>>, Error> {
+    staff(&auth)?;
+    if query.q.len() > 200 || query.offset > 1_000_000 {
+        return Err(Error::BadRequest("search words or page out of range".into()));
+    }
+    Ok(Json(state.store.patient_page(&auth.user, &query.q, query.offset).await?))
 }
 
 /// The largest report body: `RemovedCopies::MAX_DOCS` quoted ids with room.

@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
+use super::patient_index::IndexRow;
 use super::{
     Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, parse_id, placeholder_list,
     placeholder_rows,
@@ -42,6 +43,9 @@ pub struct Writes<'a> {
     /// When (ms): the chunks' and audit rows' time, and the day whose
     /// quota the entries count against.
     pub now: i64,
+    /// What the changed documents now say for the patient list and the
+    /// work queue (`storage::IndexRow`), written in the same transaction.
+    pub index: &'a [IndexRow],
 }
 
 /// The author of a batch's changes.
@@ -235,7 +239,7 @@ impl Store {
         events: &[AuditEvent<'_>],
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        self.store_writes(&Writes { chunks: batch, events, author: None, now }).await
+        self.store_writes(&Writes { chunks: batch, events, author: None, now, index: &[] }).await
     }
 
     /// Stores a sync batch in one transaction: its chunks, its audit rows,
@@ -260,6 +264,7 @@ impl Store {
             self.write_chunks(&mut tx, writes.chunks, writes.now).await?
         };
         insert_audit(&mut tx, writes.events, writes.now).await?;
+        super::patient_index::write_index(&mut tx, writes.index).await?;
         tx.commit().await?;
         Ok(seqs)
     }

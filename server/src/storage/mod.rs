@@ -15,6 +15,7 @@ mod documents;
 mod enrollments;
 mod notify;
 mod passkeys;
+mod patient_index;
 mod read_access;
 mod sessions;
 mod smart;
@@ -40,6 +41,7 @@ pub use documents::{
 pub use enrollments::{Enrolled, OpenEnrollment};
 pub use notify::{Listener, MAX_PAYLOAD, Notification};
 pub use passkeys::{PasskeyInfo, PasskeyRevocation, StoredPasskey};
+pub use patient_index::{IndexRow, MAX_WORK, PAGE, WorkSource};
 pub use sessions::{NewSession, SessionRow};
 pub use smart::{NewGrant, SmartClient, TakenCode, TokenRow};
 

@@ -103,7 +103,7 @@ impl Store {
 /// The read rules as one query on `documents d`, with `$1` bound to
 /// `reader_key` and `filter` (on `d`, placeholders from `$2`) added, or
 /// `None` for a patient-side user with no patient.
-fn readable_sql(user: &UserRecord, filter: &str) -> Option<String> {
+pub(super) fn readable_sql(user: &UserRecord, filter: &str) -> Option<String> {
     let and = if filter.is_empty() { String::new() } else { format!(" AND {filter}") };
     let columns = "SELECT DISTINCT d.id, d.kind, d.patient_id, d.clinic_id FROM documents d";
     let consenting = "JOIN consents c ON c.patient_id = d.patient_id AND c.revoked_at IS NULL \
@@ -125,7 +125,7 @@ fn readable_sql(user: &UserRecord, filter: &str) -> Option<String> {
 
 /// What `$1` of `readable_sql` is: the patient a patient-side user acts
 /// for, else the staff member's own id.
-fn reader_key(user: &UserRecord) -> String {
+pub(super) fn reader_key(user: &UserRecord) -> String {
     match (user.role, user.patient) {
         (UserRole::Patient | UserRole::Caregiver, Some(patient)) => patient.to_string(),
         _ => user.id.to_string(),

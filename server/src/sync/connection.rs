@@ -50,6 +50,14 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// Documents a connection remembers it may not read (answers
 /// `doc-unavailable` without asking storage again) before forgetting them.
 const MAX_REMEMBERED_REFUSALS: usize = 10_000;
+/// Documents one connection may sync (hold a sync state for). A staff
+/// device keeps its offline set (at most `storage::MAX_WORK` +
+/// `OfflineSet::MAX_PATIENTS` patients, a few documents each) and a
+/// patient's device their own record; a client asking for more (a
+/// provider's every patient, 15,000 documents at a 5,000-patient clinic)
+/// is told why and disconnected, so what one connection makes the server
+/// hold and push stays bounded.
+pub const MAX_DOCS_PER_CONNECTION: usize = 10_000;
 
 /// Why a connection is being closed.
 struct Close {
@@ -208,6 +216,8 @@ impl Connection {
         let mut outgoing = Vec::new();
         let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
         let mut batch_ops = 0;
+        // Documents of `incoming` this connection does not sync yet.
+        let mut fresh = 0;
         let mut messages = Vec::with_capacity(frames.len());
         for frame in frames {
             self.count_frame()?;
@@ -289,6 +299,17 @@ impl Connection {
                             format!("corrupt Automerge sync message for document {document_id}"),
                         )
                     })?;
+                    if !self.states.contains_key(&id) && !incoming.contains_key(&id) {
+                        fresh += 1;
+                        if self.states.len() + fresh > MAX_DOCS_PER_CONNECTION {
+                            return Err(Close::new(
+                                1008,
+                                format!(
+                                    "one connection may sync at most {MAX_DOCS_PER_CONNECTION} records; this device asked for more"
+                                ),
+                            ));
+                        }
+                    }
                     let entry = incoming.entry(id).or_insert_with(|| Incoming {
                         kind,
                         messages: Vec::new(),
@@ -302,6 +323,7 @@ impl Connection {
                     if batch_ops > MAX_OPS_PER_BATCH {
                         outgoing.extend(self.apply(hub, std::mem::take(&mut incoming)).await?);
                         batch_ops = 0;
+                        fresh = 0;
                     }
                 }
                 // Clients have nothing to tell the server with these.
@@ -386,6 +408,7 @@ impl Connection {
                 {
                     accepted.push(Accepted {
                         id: c.id,
+                        kind: c.kind,
                         doc: *doc,
                         data: chunk.data,
                         snapshot: chunk.snapshot,

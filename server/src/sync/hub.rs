@@ -10,21 +10,24 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::Automerge;
-use shared::DocId;
+use shared::{DocId, DocKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::cache::{CacheStats, DocCache, Locked};
 use super::canonical::Canonical;
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{Ended, OpenSessions};
+use super::summary;
 use crate::Clock;
 use crate::auth::EndReason;
-use crate::storage::{AuditEvent, Author, Backend, NewChunk, Store, StoreError, Writes};
+use crate::storage::{AuditEvent, Author, Backend, IndexRow, NewChunk, Store, StoreError, Writes};
 
 /// Changes accepted into a locked document: the copy with them applied, and
 /// what to store for them.
 pub(crate) struct Accepted {
     pub(crate) id: DocId,
+    /// What the document is (its index rows depend on it, `summary`).
+    pub(crate) kind: DocKind,
     pub(crate) doc: Automerge,
     pub(crate) data: Vec<u8>,
     /// `data` is a snapshot of the whole copy, replacing the stored chunks
@@ -178,9 +181,18 @@ impl Hub {
                 expected_seq: held(&a.id),
             })
             .collect();
+        // The patient list's and work queue's rows, with the changes.
+        let index: Vec<IndexRow> = accepted
+            .iter()
+            .flat_map(|a| match locked.get(&a.id).and_then(|g| g.as_ref()) {
+                Some(before) => summary::changed_rows(a.kind, &before.doc, &a.doc),
+                None => summary::summarize(a.kind, &a.doc),
+            })
+            .collect();
+        let now = self.clock.now_ms();
         let stored = self
             .store
-            .store_writes(&Writes { chunks: &chunks, events, author, now: self.clock.now_ms() })
+            .store_writes(&Writes { chunks: &chunks, events, author, now, index: &index })
             .await;
         let seqs = match stored {
             Ok(seqs) => seqs,

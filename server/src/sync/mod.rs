@@ -9,6 +9,7 @@ mod connection;
 mod ended;
 mod hub;
 mod recheck;
+pub mod summary;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -18,6 +19,7 @@ use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
 pub use cache::CacheStats;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use connection::MAX_DOCS_PER_CONNECTION;
 pub use ended::{CLOSE_SESSION_ENDED, Ended, SESSION_RECHECK};
 pub(crate) use hub::Accepted;
 pub use hub::Hub;

@@ -14,6 +14,7 @@ mod http;
 mod refusals;
 mod sessions;
 mod smart;
+mod staff_list;
 mod storage;
 mod sync;
 

@@ -31,6 +31,7 @@
 //!
 //! ```sh
 //! scripts/build-app && cargo run --release -p e2e --bin open-bench -- [--quick] [--runs N] [--prf]
+//! scripts/build-app && cargo run --release -p e2e --bin open-bench -- --staff [--patients 5000] [--quick] [--runs N]
 //! ```
 
 use std::sync::Arc;
@@ -75,10 +76,27 @@ const RESULT_ROWS: &str = "document.querySelectorAll('main table tbody tr').leng
 const RESULTS_HELD: &str = "[...document.querySelectorAll('#trend-test option')]
     .reduce((n, o) => n + Number((o.textContent.match(/\\((\\d+)\\)$/) ?? [0, 0])[1]), 0)";
 
+mod staff;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--staff") {
+        let patients = args
+            .iter()
+            .position(|a| a == "--patients")
+            .and_then(|i| args.get(i + 1))
+            .map(|n| n.parse::<usize>().expect("--patients takes a number"))
+            .unwrap_or(if quick { 1000 } else { 5000 });
+        let runs = args
+            .iter()
+            .position(|a| a == "--runs")
+            .and_then(|i| args.get(i + 1))
+            .map(|n| n.parse::<usize>().expect("--runs takes a number"))
+            .unwrap_or(if quick { 2 } else { 5 });
+        return staff::run(patients, runs).await;
+    }
     let prf = args.iter().any(|a| a == "--prf");
     let runs = args
         .iter()
