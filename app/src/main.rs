@@ -82,7 +82,7 @@ fn take_enrollment_token() -> Option<String> {
 
 thread_local! {
     /// The element in the view that last had the keyboard focus, and its
-    /// containers.
+    /// containers; none once the person clicks or taps in the view.
     static FOCUSED: std::cell::RefCell<Vec<web_sys::Element>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -139,13 +139,11 @@ fn App() -> impl IntoView {
         ui.version.track();
         spawn_local(async {
             let doc = document();
-            let chain = FOCUSED.with_borrow(Clone::clone);
-            // Still shown, or moved away by the person: nothing to do.
-            if doc.active_element() != doc.body().map(Into::into)
-                || chain.first().is_none_or(|e| e.is_connected())
-            {
+            // Still focused, or the person clicked elsewhere: nothing to do.
+            if doc.active_element() != doc.body().map(Into::into) {
                 return;
             }
+            let chain = FOCUSED.with_borrow(Clone::clone);
             if let Some(new) = chain.iter().find_map(|old| doc.get_element_by_id(&old.id())) {
                 let _ = new.unchecked_into::<web_sys::HtmlElement>().focus();
             }
@@ -181,7 +179,7 @@ fn App() -> impl IntoView {
                 chain.push(el);
             }
             FOCUSED.set(chain);
-        }>
+        } on:pointerdown=|_| drop(FOCUSED.take())>
             {move || {
                 if let Some(token) = enrollment.get() {
                     return view! { <Enroll token done=enrollment/> }.into_any();
