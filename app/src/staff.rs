@@ -101,28 +101,20 @@ fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance>
     })
 }
 
-/// Ties a form's error to the field it is about (`bad`, one of `fields`):
-/// that field gets `aria-invalid` and the error's id in `aria-describedby`
-/// while the error shows; the others lose them.
-fn tie_error(
-    error: RwSignal<Option<String>>,
-    bad: RwSignal<&'static str>,
-    fields: &'static [&'static str],
-    error_id: &'static str,
-) {
-    Effect::new(move |_| {
-        let now = error.with(Option::is_some).then(|| bad.get());
-        for field in fields {
-            let Some(el) = document().get_element_by_id(field) else { continue };
-            for (name, value) in [("aria-invalid", "true"), ("aria-describedby", error_id)] {
-                let _ = if now == Some(*field) {
-                    el.set_attribute(name, value)
-                } else {
-                    el.remove_attribute(name)
-                };
-            }
+/// Ties a form's error to the field it is about (`bad`, one of `fields`;
+/// "" for none): that field gets `aria-invalid` and the error's id in
+/// `aria-describedby`, the others lose them.
+fn tie_error(fields: &[&str], bad: &str, error_id: &str) {
+    for field in fields {
+        let Some(el) = document().get_element_by_id(field) else { continue };
+        for (name, value) in [("aria-invalid", "true"), ("aria-describedby", error_id)] {
+            let _ = if *field == bad {
+                el.set_attribute(name, value)
+            } else {
+                el.remove_attribute(name)
+            };
         }
-    });
+    }
 }
 
 fn today() -> String {
@@ -144,15 +136,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let saved = RwSignal::new(None::<String>);
     let confirm = RwSignal::new(None::<String>);
     // The field the error is about.
-    let bad = RwSignal::new("");
-    tie_error(
-        error,
-        bad,
-        &["lab-test", "lab-value", "lab-low", "lab-high", "lab-date"],
-        "lab-error",
-    );
-    let fail = move |id: &'static str, e: Option<String>| {
-        bad.set(id);
+    let fail = move |id: &str, e: Option<String>| {
+        let fields = ["lab-test", "lab-value", "lab-low", "lab-high", "lab-date"];
+        tie_error(&fields, if e.is_some() { id } else { "" }, "lab-error");
         error.set(e)
     };
     let pick = move |code: String| {
@@ -223,9 +209,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 )));
                 value.set(String::new());
                 confirm.set(None);
-                error.set(None);
+                fail("", None);
             }
-            Err(e) => error.set(Some(e)),
+            Err(e) => fail("", Some(e)),
         }
     };
     view! {
@@ -275,16 +261,10 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(None::<String>);
-    let bad = RwSignal::new("");
-    tie_error(
-        error,
-        bad,
-        &["rx-med", "rx-dosage", "rx-qty", "rx-refills", "rx-reason"],
-        "rx-error",
-    );
-    let fail = move |id: &'static str, e: &str| {
-        bad.set(id);
-        error.set(Some(e.into()))
+    let fail = move |id: &str, e: Option<String>| {
+        let fields = ["rx-med", "rx-dosage", "rx-qty", "rx-refills", "rx-reason"];
+        tie_error(&fields, if e.is_some() { id } else { "" }, "rx-error");
+        error.set(e)
     };
     let found = move || {
         ui.version.track();
@@ -301,22 +281,25 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         ev.prevent_default();
         saved.set(None);
         let Some(med) = catalog::medication(&rxnorm.get_untracked()) else {
-            return fail("rx-med", "Pick a medication from the list.");
+            return fail("rx-med", Some("Pick a medication from the list.".into()));
         };
         if dosage.get_untracked().trim().is_empty() {
-            return fail("rx-dosage", "Enter the dosage instructions.");
+            return fail("rx-dosage", Some("Enter the dosage instructions.".into()));
         }
         let Ok(qty) = quantity.get_untracked().trim().parse::<u32>() else {
-            return fail("rx-qty", "Quantity must be a whole number.");
+            return fail("rx-qty", Some("Quantity must be a whole number.".into()));
         };
         let Ok(refill_count) = refills.get_untracked().trim().parse::<u32>() else {
-            return fail("rx-refills", "Refills must be a whole number (0 for none).");
+            return fail("rx-refills", Some("Refills must be a whole number (0 for none).".into()));
         };
         let mut why = reason.get_untracked().trim().to_owned();
         if found().reasoned.is_empty() {
             why.clear();
         } else if why.is_empty() {
-            return fail("rx-reason", "Give the reason for prescribing despite the warning.");
+            return fail(
+                "rx-reason",
+                Some("Give the reason for prescribing despite the warning.".into()),
+            );
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let dose = dosage.get_untracked().trim().to_owned();
@@ -342,9 +325,9 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 saved.set(Some(format!("Prescribed {}.", med.display)));
                 rxnorm.set(String::new());
                 reason.set(String::new());
-                error.set(None);
+                fail("", None);
             }
-            Err(e) => error.set(Some(e)),
+            Err(e) => fail("", Some(e)),
         }
     };
     view! {

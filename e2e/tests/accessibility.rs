@@ -12,7 +12,8 @@ use e2e::demo::{DemoPortal, open_chart};
 /// The widths every view is checked at: a laptop and a phone.
 const WIDTHS: [(i64, bool); 2] = [(1280, false), (390, true)];
 
-/// Every serious or critical violation axe-core finds, by view.
+/// Every serious or critical violation axe-core finds, by view. Each view
+/// is left in e2e/screenshots at each width, to look at.
 #[derive(Default)]
 struct Findings(Vec<(String, String)>);
 
@@ -24,6 +25,7 @@ impl Findings {
             // Layout settles before the rules look at sizes and colours.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let at = format!("{} · {view} at {width}px", person.name);
+            person.screenshot(&format!("axe {view} at {width}px")).await;
             let violations = person.axe().await;
             eprintln!("axe: checked {at}: {} violations of any impact", violations.len());
             for violation in violations {
@@ -103,6 +105,10 @@ async fn axe_finds_nothing_serious_in_any_view_for_patients_and_staff() {
             maria.tab("Messages").await;
             maria.click(".compose button", "Send").await;
             maria.wait_for(".compose .error", "Write a message first").await;
+            let tied = "(() => { const box = document.querySelector('.compose textarea[aria-invalid=true]'); \
+                return !!box && document.getElementById(box.getAttribute('aria-describedby')).innerText.includes('Write a message first'); })()";
+            let tied: bool = maria.page.evaluate(tied).await.expect("the error's field").into_value().expect("a boolean");
+            maria.check(tied, "the message box is marked invalid and described by its error").await;
             found.check(&maria, "Messages, with a form's error").await;
             maria.tab("Allergies & visits").await;
             maria.wait_for("main", "Penicillin").await;
@@ -138,6 +144,16 @@ async fn axe_finds_nothing_serious_in_any_view_for_patients_and_staff() {
             okafor.choose("#rx-med", "308191").await;
             okafor.click("form button", "Prescribe").await;
             okafor.wait_for(".error", "Give the reason").await;
+            // Each error is tied to its field, the other fields left alone.
+            for (field, error) in [("#lab-value", "lab-error"), ("#rx-reason", "rx-error")] {
+                let tied = format!(
+                    "document.querySelector('{field}[aria-invalid=true][aria-describedby={error}]') !== null \
+                     && document.querySelectorAll('[aria-invalid]').length === 2 \
+                     && document.getElementById('{error}') !== null"
+                );
+                let tied: bool = okafor.page.evaluate(tied).await.expect("the error's field").into_value().expect("a boolean");
+                okafor.check(tied, &format!("the error is tied to {field} alone")).await;
+            }
             found.check(&okafor, "chart: Record & prescribe, with errors").await;
             okafor.tab("Account").await;
             okafor.wait_for("main", "Passkeys").await;
@@ -198,6 +214,7 @@ async fn a_patient_does_her_main_tasks_with_the_keyboard_alone() {
             maria.check(card.contains("amlodipine"), &card).await;
             maria.check(card.contains("waiting"), &card).await;
             let now = maria.focused().await;
+            maria.screenshot("keyboard: refill requested").await;
             maria
                 .check(
                     now.contains("amlodipine") && now != "body",
