@@ -119,6 +119,13 @@ async fn axe_finds_nothing_serious_in_any_view_for_patients_and_staff() {
             maria.tab("Account").await;
             maria.wait_for("main", "Who accessed your record").await;
             found.check(&maria, "Account").await;
+            // Its buttons named by what they act on, to look at.
+            let consents = "document.getElementById('consent-h').scrollIntoView()";
+            for (width, mobile) in [(390, true), (1280, false)] {
+                maria.set_width(width, mobile).await;
+                maria.page.evaluate(consents).await.expect("scroll to the clinics");
+                maria.screenshot(&format!("clinics with access at {width}px")).await;
+            }
 
             let okafor = portal.enroll("Okafor").await;
             okafor.wait_for("main", "Maria Santos").await;
