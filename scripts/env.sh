@@ -8,6 +8,9 @@ export PATH="$PORTAL_TOOLS/bin:$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_VERSION=0.2.130
 export BINARYEN_VERSION=132.0.0
 export TERSER_VERSION=5.51.4
+# axe-core: the accessibility rules the e2e test `accessibility` runs in each view
+# (injected over CDP, never part of the app).
+export AXE_CORE_VERSION=4.14.1
 # The release WASM is built with a pinned nightly: rebuilding std with
 # immediate-abort panics and no Debug formatting takes about a tenth off the
 # brotli bundle (see scripts/build-app). Everything else builds on stable.

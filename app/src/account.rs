@@ -114,12 +114,13 @@ fn Passkeys() -> impl IntoView {
                         if let Some((_, from)) = names.iter().find(|(key, _)| Some(*key) == added_with) {
                             about.push_str(&format!(" · added while signed in with {from}"));
                         }
+                        let label = format!("passkey {name}");
                         let name = RwSignal::new(name);
                         let (rename_id, delete_id) = (id, id);
                         let input_id = format!("key-{id}");
                         view! {
                             <li class="inline-form">
-                                <label for=input_id.clone()>"Name"</label>
+                                <label for=input_id.clone()>"Name"<span class="sr-only">{format!(" of {label}")}</span></label>
                                 <input id=input_id type="text" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
                                 <button type="button" on:click=move |_| {
                                     let id = rename_id;
@@ -129,7 +130,7 @@ fn Passkeys() -> impl IntoView {
                                             Err(e) => report(ui, error, e),
                                         }
                                     })
-                                }>"Rename"</button>
+                                } aria-label=format!("Rename {label}")>"Rename"</button>
                                 <button type="button" class="secondary" on:click=move |_| {
                                     let id = delete_id;
                                     spawn_local(async move {
@@ -138,7 +139,7 @@ fn Passkeys() -> impl IntoView {
                                             Err(e) => report(ui, error, e),
                                         }
                                     })
-                                }>"Remove"</button>
+                                } aria-label=format!("Remove {label}")>"Remove"</button>
                                 <span class="muted">{format!("added {} · last used {}{about}", crate::logic::date(&api::iso(created)), used.map_or("never".into(), |at| crate::logic::date_time(&api::iso(at))))}</span>
                             </li>
                         }
@@ -188,18 +189,19 @@ fn Consents() -> impl IntoView {
             <ul>
                 {move || ui.consents.get().into_iter().map(|c| {
                     let clinic = c.clinic_id;
+                    let name = c.clinic_name.clone();
                     view! {
                         <li class="inline-form">
                             <strong>{c.clinic_name.clone()}</strong>
                             {if c.granted {
                                 view! {
                                     <span>" has access"</span>
-                                    <button type="button" class="secondary" on:click=move |_| toggle(clinic, false)>"Take access away"</button>
+                                    <button type="button" class="secondary" on:click=move |_| toggle(clinic, false)>{format!("Take away {name}'s access")}</button>
                                 }.into_any()
                             } else {
                                 view! {
                                     <span>" has no access"</span>
-                                    <button type="button" on:click=move |_| toggle(clinic, true)>"Give access"</button>
+                                    <button type="button" on:click=move |_| toggle(clinic, true)>{format!("Give {name} access")}</button>
                                 }.into_any()
                             }}
                         </li>
@@ -220,6 +222,8 @@ fn Caregivers() -> impl IntoView {
     let list = RwSignal::new(None::<Vec<Caregiver>>);
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
+    // The name left out: the one error about a field, tied to it.
+    let missing = RwSignal::new(None::<String>);
     let may_message = RwSignal::new(false);
     // The last link issued, with whom it is for.
     let issued = RwSignal::new(None::<(String, Invitation)>);
@@ -235,8 +239,8 @@ fn Caregivers() -> impl IntoView {
     let invite = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let who = name.get_untracked().trim().to_owned();
+        missing.set(who.is_empty().then(|| "Give the caregiver's name.".into()));
         if who.is_empty() {
-            error.set(Some("Give the caregiver's name.".into()));
             return;
         }
         spawn_local(async move {
@@ -254,11 +258,12 @@ fn Caregivers() -> impl IntoView {
         let rights = if c.may_message { "reads and messages" } else { "reads only" };
         let waiting = if c.enrolled { "" } else { " · has not created a passkey yet" };
         let (user, who) = (c.user_id, c.display_name.clone());
+        let away = format!("Take away {who}'s access");
         view! {
             <li class="inline-form">
                 <strong>{c.display_name}</strong>
                 <span>{format!(" {rights}{waiting}")}</span>
-                <button type="button" on:click=move |_| {
+                <button type="button" aria-label=format!("New link for {who}") on:click=move |_| {
                     let who = who.clone();
                     spawn_local(async move { show_link(who, api::with_reauth(|| api::caregiver_link(user)).await) })
                 }>"New link"</button>
@@ -272,7 +277,7 @@ fn Caregivers() -> impl IntoView {
                             Err(e) => report(ui, error, e),
                         }
                     })
-                }>"Take access away"</button>
+                }>{away}</button>
             </li>
         }
     };
@@ -295,6 +300,7 @@ fn Caregivers() -> impl IntoView {
             <form class="inline-form" on:submit=invite>
                 <label for="caregiver-name">"Caregiver's name"</label>
                 <input id="caregiver-name" type="text" autocomplete="off" prop:value=move || name.get()
+                    aria-invalid=crate::patient::invalid(missing) aria-describedby="caregiver-name-error"
                     on:input=move |ev| name.set(event_target_value(&ev))/>
                 <label>
                     <input type="checkbox" prop:checked=move || may_message.get()
@@ -303,6 +309,7 @@ fn Caregivers() -> impl IntoView {
                 </label>
                 <button type="submit">"Invite"</button>
             </form>
+            {move || missing.get().map(|e| view! { <p class="error" role="alert" id="caregiver-name-error">{e}</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }

@@ -27,6 +27,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::PatientId;
 use shared::schema::Collection;
+use wasm_bindgen::JsCast;
 
 use crate::state::Ui;
 
@@ -79,6 +80,12 @@ fn take_enrollment_token() -> Option<String> {
     (!token.is_empty()).then_some(token)
 }
 
+thread_local! {
+    /// The element in the view that last had the keyboard focus, and its
+    /// containers; none once the person clicks or taps in the view.
+    static FOCUSED: std::cell::RefCell<Vec<web_sys::Element>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 #[component]
 fn App() -> impl IntoView {
     let ui = Ui::create();
@@ -120,8 +127,27 @@ fn App() -> impl IntoView {
         if prev.is_some()
             && let Some(main) = document().get_element_by_id("main")
         {
-            let _ = wasm_bindgen::JsCast::unchecked_ref::<web_sys::HtmlElement>(&main).focus();
+            let _ = main.unchecked_ref::<web_sys::HtmlElement>().focus();
         }
+    });
+    // Views are built again when the record changes, and the element with
+    // the keyboard focus may go with them: the focus then goes to the
+    // element of the same id, or of its nearest container with one (a
+    // medication card once its refill form is gone, else the view), so it
+    // is never lost to the page.
+    Effect::new(move |_| {
+        ui.version.track();
+        spawn_local(async {
+            let doc = document();
+            // Still focused, or the person clicked elsewhere: nothing to do.
+            if doc.active_element() != doc.body().map(Into::into) {
+                return;
+            }
+            let chain = FOCUSED.with_borrow(Clone::clone);
+            if let Some(new) = chain.iter().find_map(|old| doc.get_element_by_id(&old.id())) {
+                let _ = new.unchecked_into::<web_sys::HtmlElement>().focus();
+            }
+        });
     });
     view! {
         <a class="skip" href="#main">"Skip to content"</a>
@@ -146,7 +172,15 @@ fn App() -> impl IntoView {
                 }}
             </div>
         })}
-        <main id="main" tabindex="-1">
+        <main id="main" tabindex="-1" on:focusin=|ev| {
+            let mut chain = Vec::new();
+            let mut node = ev.target().map(JsCast::unchecked_into::<web_sys::Element>);
+            while let Some(el) = node {
+                node = el.parent_element();
+                chain.push(el);
+            }
+            FOCUSED.set(chain);
+        } on:pointerdown=|_| drop(FOCUSED.take())>
             {move || {
                 if let Some(token) = enrollment.get() {
                     return view! { <Enroll token done=enrollment/> }.into_any();

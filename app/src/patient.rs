@@ -32,14 +32,25 @@ fn status_conflict(doc: DocId, collection: Collection, id: &str) -> impl IntoVie
     })
 }
 
-/// Marks an entry of the staff's own clinic entered-in-error, with a reason.
+/// `aria-invalid` of a form's field while the form shows `error`, which the
+/// field names in its `aria-describedby` (the error's id: the field's id
+/// and `-error`).
+pub fn invalid(
+    error: RwSignal<Option<String>>,
+) -> impl Fn() -> Option<&'static str> + Copy + Send + Sync + 'static {
+    move || error.with(Option::is_some).then_some("true")
+}
+
+/// Marks an entry of the staff's own clinic entered-in-error, with a reason;
+/// `what` names the entry to assistive technology.
 #[component]
-fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView {
+fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> impl IntoView {
     let open = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let entry: EntryId = id.parse().expect("entry ids are UUIDs");
     let input_id = format!("eie-{id}");
+    let error_id = format!("{input_id}-error");
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let why = reason.get_untracked().trim().to_owned();
@@ -62,15 +73,16 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String) -> impl IntoView 
     };
     view! {
         <Show when=move || open.get() fallback=move || view! {
-            <button type="button" class="link" on:click=move |_| open.set(true)>"Mark entered in error"</button>
+            <button type="button" class="link" aria-label=format!("Mark entered in error: {what}") on:click=move |_| open.set(true)>"Mark entered in error"</button>
         }>
             <form class="inline-form" on:submit=submit>
                 <label for=input_id.clone()>"Reason (kept in the record)"</label>
                 <input id=input_id.clone() type="text" required prop:value=move || reason.get()
+                    aria-invalid=invalid(error) aria-describedby=error_id.clone()
                     on:input=move |ev| reason.set(event_target_value(&ev))/>
                 <button type="submit">"Mark entered in error"</button>
                 <button type="button" class="secondary" on:click=move |_| open.set(false)>"Cancel"</button>
-                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                {let id = error_id.clone(); move || error.get().map(|e| view! { <p class="error" role="alert" id=id.clone()>{e}</p> })}
             </form>
         </Show>
     }
@@ -91,6 +103,7 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
         Some(name) => (name.to_owned(), Some(obs.display.clone())),
         None => (obs.display.clone(), None),
     };
+    let what = format!("{name} {value}");
     view! {
         <tr class:struck=error>
             <th scope="row">{name}{coded.map(|c| view! { <span class="coded">{c}</span> })}
@@ -102,7 +115,7 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
                 {status_conflict(doc, Collection::Observations, &id)}
-                {(editable && !error).then(|| view! { <ErrorMarker doc collection=Collection::Observations id=id.clone()/> })}
+                {(editable && !error).then(|| view! { <ErrorMarker doc collection=Collection::Observations id=id.clone() what=what.clone()/> })}
             </td>
         </tr>
     }
@@ -321,7 +334,12 @@ fn refill_state(request: &RefillRequest, synced: bool) -> String {
 }
 
 #[component]
-fn RefillRequestForm(patient: PatientId, prescription: EntryId, clinic: ClinicId) -> impl IntoView {
+fn RefillRequestForm(
+    patient: PatientId,
+    prescription: EntryId,
+    clinic: ClinicId,
+    drug: String,
+) -> impl IntoView {
     let note = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let input_id = format!("refill-note-{prescription}");
@@ -353,19 +371,20 @@ fn RefillRequestForm(patient: PatientId, prescription: EntryId, clinic: ClinicId
     };
     view! {
         <form class="inline-form" on:submit=submit>
-            <label for=input_id.clone()>"Note for the clinic (optional)"</label>
+            <label for=input_id.clone()>"Note for the clinic (optional)"<span class="sr-only">{format!(" with the refill of {drug}")}</span></label>
             <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
-            <button type="submit">"Request a refill"</button>
+            <button type="submit" aria-label=format!("Request a refill of {drug}")>"Request a refill"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </form>
     }
 }
 
 #[component]
-fn RefillDecision(patient: PatientId, request: EntryId) -> impl IntoView {
+fn RefillDecision(patient: PatientId, request: EntryId, drug: String) -> impl IntoView {
     let note = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let input_id = format!("decision-{request}");
+    let error_id = format!("{input_id}-error");
     let decide = move |status: RefillStatus| {
         let doc = DocKind::PatientRecord { patient }.doc_id();
         let text = note.get_untracked();
@@ -383,10 +402,11 @@ fn RefillDecision(patient: PatientId, request: EntryId) -> impl IntoView {
     view! {
         <div class="inline-form">
             <label for=input_id.clone()>"Note to the patient"</label>
-            <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
-            <button type="button" on:click=move |_| decide(RefillStatus::Approved)>"Approve"</button>
-            <button type="button" class="secondary" on:click=move |_| decide(RefillStatus::Denied)>"Deny"</button>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))
+                aria-invalid=invalid(error) aria-describedby=error_id.clone()/>
+            <button type="button" aria-label=format!("Approve the refill of {drug}") on:click=move |_| decide(RefillStatus::Approved)>"Approve"</button>
+            <button type="button" class="secondary" aria-label=format!("Deny the refill of {drug}") on:click=move |_| decide(RefillStatus::Denied)>"Deny"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
         </div>
     }
 }
@@ -437,14 +457,14 @@ fn prescription_card(
                     {(!q.note.is_empty()).then(|| format!(" (“{}”)", q.note))}
                     ": " <strong>{state}</strong>
                     {conflict}
-                    {can_decide.then(|| view! { <RefillDecision patient request=rid_entry/> })}
+                    {can_decide.then(|| view! { <RefillDecision patient request=rid_entry drug=rx.display.clone()/> })}
                 </li>
             }
         })
         .collect_view();
     let status_text = rx.status.code().to_owned();
     view! {
-        <article class="med" class:struck=rx.status == PrescriptionStatus::EnteredInError>
+        <article class="med" id=format!("rx-{id}") tabindex="-1" class:struck=rx.status == PrescriptionStatus::EnteredInError>
             <h3>{rx.display.clone()}</h3>
             <dl class="facts">
                 <dt>"Dosage"</dt><dd>{rx.dosage.clone()}</dd>
@@ -458,9 +478,9 @@ fn prescription_card(
             {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
             {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
-            {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic/> })}
+            {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic drug=rx.display.clone()/> })}
             {(is_patient_side && refillable && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
-            {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection=Collection::Prescriptions id=id.clone()/> })}
+            {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection=Collection::Prescriptions id=id.clone() what=rx.display.clone()/> })}
         </article>
     }
 }
@@ -519,11 +539,12 @@ fn message_state(message: &Message, synced: bool) -> String {
 }
 
 #[component]
-fn Compose(doc: DocId) -> impl IntoView {
+fn Compose(doc: DocId, to: String) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let body = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let input_id = format!("compose-{doc}");
+    let error_id = format!("{input_id}-error");
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let text = body.get_untracked();
@@ -555,10 +576,11 @@ fn Compose(doc: DocId) -> impl IntoView {
     };
     view! {
         <form class="compose" on:submit=submit>
-            <label for=input_id.clone()>"Your message"</label>
-            <textarea id=input_id.clone() rows="3" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))></textarea>
-            <button type="submit">"Send"</button>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <label for=input_id.clone()>{format!("Your message to {to}")}</label>
+            <textarea id=input_id.clone() rows="3" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))
+                aria-invalid=invalid(error) aria-describedby=error_id.clone()></textarea>
+            <button type="submit" id=format!("send-{doc}") aria-label=format!("Send to {to}")>"Send"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
         </form>
     }
 }
@@ -626,7 +648,7 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     <section class="card" aria-label=format!("Messages with {name}")>
                         <h2>{format!("Messages with {name}")}</h2>
                         <ol class="thread">{items}</ol>
-                        <Compose doc/>
+                        <Compose doc to=if staff.is_some() { "the patient".into() } else { name.clone() }/>
                     </section>
                 }
             })
@@ -668,7 +690,7 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     <li class:struck=a.status != AllergyStatus::Active>
                         <strong>{a.substance.clone()}</strong> ": " {a.reaction.clone()} " (" {a.severity.code()} ", " {a.status.code()} ") · " {a.provenance.clinic_name.clone()}
                         {status_conflict(doc, Collection::Allergies, &id)}
-                        {editable.then(|| view! { <ErrorMarker doc collection=Collection::Allergies id=id.clone()/> })}
+                        {editable.then(|| view! { <ErrorMarker doc collection=Collection::Allergies id=id.clone() what=a.substance.clone()/> })}
                     </li>
                 }
             })

@@ -38,7 +38,7 @@ pub fn chart_banner(patient: PatientId) -> impl IntoView {
             .collect();
         let none = allergies.is_empty();
         view! {
-            <p class="chart-banner" aria-label="Patient safety summary">
+            <p class="chart-banner">
                 <strong>{age}</strong>
                 <span class:alert=!none>{if none { "No allergies recorded".into() } else { format!("Allergies: {}", allergies.join(", ")) }}</span>
             </p>

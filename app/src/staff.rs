@@ -167,6 +167,22 @@ fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance>
     })
 }
 
+/// Ties a form's error to the field it is about (`bad`, one of `fields`;
+/// "" for none): that field gets `aria-invalid` and the error's id in
+/// `aria-describedby`, the others lose them.
+fn tie_error(fields: &[&str], bad: &str, error_id: &str) {
+    for field in fields {
+        let Some(el) = document().get_element_by_id(field) else { continue };
+        for (name, value) in [("aria-invalid", "true"), ("aria-describedby", error_id)] {
+            let _ = if *field == bad {
+                el.set_attribute(name, value)
+            } else {
+                el.remove_attribute(name)
+            };
+        }
+    }
+}
+
 fn today() -> String {
     logic::date(&replicas::now()).to_owned()
 }
@@ -185,6 +201,12 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(None::<String>);
     let confirm = RwSignal::new(None::<String>);
+    // The field the error is about.
+    let fail = move |id: &str, e: Option<String>| {
+        let fields = ["lab-test", "lab-value", "lab-low", "lab-high", "lab-date"];
+        tie_error(&fields, if e.is_some() { id } else { "" }, "lab-error");
+        error.set(e)
+    };
     let pick = move |code: String| {
         confirm.set(None);
         if let Some(t) = catalog::lab_test(&code) {
@@ -198,27 +220,28 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         ev.prevent_default();
         saved.set(None);
         let Some(test) = catalog::lab_test(&loinc.get_untracked()) else {
-            error.set(Some("Pick a test from the list.".into()));
-            return;
+            return fail("lab-test", Some("Pick a test from the list.".into()));
         };
         let v = match logic::parse_value(&value.get_untracked()) {
             Ok(v) => v,
-            Err(e) => return error.set(Some(e.into())),
+            Err(e) => return fail("lab-value", Some(e.into())),
         };
         let bound = |s: String| {
             if s.trim().is_empty() { Ok(None) } else { logic::parse_value(&s).map(Some) }
         };
-        let (Ok(lo), Ok(hi)) = (bound(low.get_untracked()), bound(high.get_untracked())) else {
-            return error.set(Some("The reference range must be numbers (or empty).".into()));
+        let (lo, hi) = (bound(low.get_untracked()), bound(high.get_untracked()));
+        let (Ok(lo), Ok(hi)) = (lo, hi) else {
+            let id = if lo.is_err() { "lab-low" } else { "lab-high" };
+            return fail(id, Some("The reference range must be numbers (or empty).".into()));
         };
         let when = date.get_untracked();
         if logic::minutes(&when).is_none() {
-            return error.set(Some("Enter the date the sample was taken.".into()));
+            return fail("lab-date", Some("Enter the date the sample was taken.".into()));
         }
         let unit_text = unit.get_untracked().trim().to_owned();
         let interpretation = match safety_view::judge_result(test, v, &unit_text, confirm) {
             Ok(i) => i,
-            Err(e) => return error.set(e),
+            Err(e) => return fail("lab-value", e),
         };
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let result = replicas::edit(doc, |tx, who, at| {
@@ -252,9 +275,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 )));
                 value.set(String::new());
                 confirm.set(None);
-                error.set(None);
+                fail("", None);
             }
-            Err(e) => error.set(Some(e)),
+            Err(e) => fail("", Some(e)),
         }
     };
     view! {
@@ -284,7 +307,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 {safety_view::confirm_view(confirm)}
                 <button type="submit">"Save result"</button>
             </form>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert" id="lab-error">{e}</p> })}
             {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}
         </section>
     }
@@ -304,6 +327,11 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(None::<String>);
+    let fail = move |id: &str, e: Option<String>| {
+        let fields = ["rx-med", "rx-dosage", "rx-qty", "rx-refills", "rx-reason"];
+        tie_error(&fields, if e.is_some() { id } else { "" }, "rx-error");
+        error.set(e)
+    };
     let found = move || {
         ui.version.track();
         safety_view::warnings(patient, &rxnorm.get())
@@ -319,22 +347,25 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         ev.prevent_default();
         saved.set(None);
         let Some(med) = catalog::medication(&rxnorm.get_untracked()) else {
-            return error.set(Some("Pick a medication from the list.".into()));
+            return fail("rx-med", Some("Pick a medication from the list.".into()));
         };
         if dosage.get_untracked().trim().is_empty() {
-            return error.set(Some("Enter the dosage instructions.".into()));
+            return fail("rx-dosage", Some("Enter the dosage instructions.".into()));
         }
         let Ok(qty) = quantity.get_untracked().trim().parse::<u32>() else {
-            return error.set(Some("Quantity must be a whole number.".into()));
+            return fail("rx-qty", Some("Quantity must be a whole number.".into()));
         };
         let Ok(refill_count) = refills.get_untracked().trim().parse::<u32>() else {
-            return error.set(Some("Refills must be a whole number (0 for none).".into()));
+            return fail("rx-refills", Some("Refills must be a whole number (0 for none).".into()));
         };
         let mut why = reason.get_untracked().trim().to_owned();
         if found().reasoned.is_empty() {
             why.clear();
         } else if why.is_empty() {
-            return error.set(Some("Give the reason for prescribing despite the warning.".into()));
+            return fail(
+                "rx-reason",
+                Some("Give the reason for prescribing despite the warning.".into()),
+            );
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
         let dose = dosage.get_untracked().trim().to_owned();
@@ -360,9 +391,9 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 saved.set(Some(format!("Prescribed {}.", med.display)));
                 rxnorm.set(String::new());
                 reason.set(String::new());
-                error.set(None);
+                fail("", None);
             }
-            Err(e) => error.set(Some(e)),
+            Err(e) => fail("", Some(e)),
         }
     };
     view! {
@@ -388,7 +419,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
                 {move || safety_view::warnings_view(found(), reason)}
                 <button type="submit">"Prescribe"</button>
             </form>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert" id="rx-error">{e}</p> })}
             {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}
         </section>
     }

@@ -314,6 +314,102 @@ impl Person {
         path
     }
 
+    /// The violations axe-core (installed by scripts/setup, never part of
+    /// the app) finds in the page as it is now, one line per element:
+    /// "rule (impact): what is wrong; at selector; its HTML".
+    /// axe's source is evaluated in the page over CDP the first time.
+    pub async fn axe(&self) -> Vec<String> {
+        use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+        let loaded: bool = self
+            .page
+            .evaluate("typeof window.axe === 'object'")
+            .await
+            .expect("look for axe")
+            .into_value()
+            .expect("a boolean");
+        if !loaded {
+            let source = std::fs::read_to_string(axe_source())
+                .expect("axe-core is not installed: run scripts/setup");
+            let inject = EvaluateParams::builder().expression(source).build().expect("evaluate");
+            self.page.execute(inject).await.expect("inject axe-core");
+        }
+        let script = r#"(async () => {
+            const { violations } = await axe.run(document, { resultTypes: ['violations'] });
+            return violations
+                .flatMap((v) => v.nodes.map((n) =>
+                    `${v.id} (${v.impact}): ${(n.failureSummary || v.help).replace(/\s+/g, ' ')}; at ${n.target.join(' ')}; ${n.html.slice(0, 160)}`));
+        })()"#;
+        self.page.evaluate(script).await.expect("run axe-core").into_value().expect("a list")
+    }
+
+    /// Presses a key (`Tab`, `Enter`, `Space`, `Escape`, `ArrowDown`, or
+    /// one printable character) with real key events, Shift held or not.
+    pub async fn press(&self, key: &str, shift: bool) {
+        use chromiumoxide::cdp::browser_protocol::input::{
+            DispatchKeyEventParams, DispatchKeyEventType,
+        };
+        let (name, code, vk, text) = match key {
+            "Tab" => ("Tab", "Tab".to_owned(), 9, None),
+            "Enter" => ("Enter", "Enter".to_owned(), 13, Some("\r".to_owned())),
+            "Space" => (" ", "Space".to_owned(), 32, Some(" ".to_owned())),
+            "Escape" => ("Escape", "Escape".to_owned(), 27, None),
+            "ArrowDown" => ("ArrowDown", "ArrowDown".to_owned(), 40, None),
+            c => {
+                let ch = c.chars().next().expect("a key");
+                let vk = ch.to_ascii_uppercase() as i64;
+                (c, format!("Key{}", ch.to_ascii_uppercase()), vk, Some(c.to_owned()))
+            }
+        };
+        for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
+            let mut event = DispatchKeyEventParams::builder()
+                .r#type(kind.clone())
+                .key(name)
+                .code(code.clone())
+                .windows_virtual_key_code(vk)
+                .native_virtual_key_code(vk)
+                .modifiers(if shift { 8 } else { 0 });
+            if let (DispatchKeyEventType::KeyDown, Some(text)) = (&kind, &text) {
+                event = event.text(text.clone()).unmodified_text(text.clone());
+            }
+            self.page.execute(event.build().expect("key event")).await.expect("press a key");
+        }
+    }
+
+    /// Types `text` one key at a time, with key events only.
+    pub async fn type_keys(&self, text: &str) {
+        for c in text.chars() {
+            self.press(&c.to_string(), false).await;
+        }
+    }
+
+    /// The element that has the keyboard focus, as "tag#id: name", its name
+    /// being its aria-label, else its label's text, else its own text.
+    pub async fn focused(&self) -> String {
+        let script = r#"(() => {
+            const el = document.activeElement;
+            if (!el || el === document.body) return 'body';
+            const label = el.getAttribute('aria-label') || (el.labels && el.labels[0] && el.labels[0].innerText) || el.innerText || '';
+            return `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}: ${label.trim().replace(/\s+/g, ' ').slice(0, 120)}`;
+        })()"#;
+        self.page.evaluate(script).await.expect("the focus").into_value().expect("a string")
+    }
+
+    /// Presses Tab (or Shift+Tab) until the focused element's description
+    /// ([`Person::focused`]) contains `target`, at most `most` times;
+    /// fails naming every element the focus passed through.
+    pub async fn tab_to(&self, target: &str, backwards: bool, most: usize) {
+        let mut path = Vec::new();
+        for _ in 0..most {
+            self.press("Tab", backwards).await;
+            let now = self.focused().await;
+            if now.contains(target) {
+                return;
+            }
+            path.push(now);
+        }
+        self.check(false, &format!("Tab never reached {target:?}; the focus went {path:#?}")).await;
+    }
+
     /// Adds a virtual authenticator to this person's page (a new device).
     pub async fn add_authenticator(&self) -> AuthenticatorId {
         add_authenticator(&self.page, false).await
@@ -393,6 +489,16 @@ impl Person {
             .expect("add credential");
         authenticator
     }
+}
+
+/// axe-core's browser build, as scripts/setup installs it into the tools
+/// folder (`$PORTAL_TOOLS`, by default ~/.cache/patient-portal/tools).
+fn axe_source() -> PathBuf {
+    let tools = std::env::var_os("PORTAL_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME");
+        Path::new(&home).join(".cache/patient-portal/tools")
+    });
+    tools.join("node_modules/axe-core/axe.min.js")
 }
 
 /// Adds a virtual authenticator (a CTAP2 platform authenticator with user
