@@ -38,9 +38,10 @@ pub async fn list(
 pub async fn register_start(
     State(state): State<AppState>,
     auth: AuthUser,
+    headers: axum::http::HeaderMap,
     Body(body): Body<PasskeyName>,
 ) -> Result<Json<Started>, Error> {
-    let name = passkey_name(body.name.as_deref())?;
+    let name = super::session::new_passkey_name(body.name.as_deref(), &headers)?;
     // Checked here, when the ceremony starts: it lives 5 minutes and only
     // this session holds its id.
     auth.require_fresh(state.now())?;

@@ -104,7 +104,54 @@ pub struct EnrollStarted {
 
 /// A passkey name: trimmed, 1 to 60 characters.
 pub fn passkey_name(name: Option<&str>) -> Result<String, Error> {
-    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Passkey");
+    named_passkey(name, "Passkey")
+}
+
+/// A new passkey's name: the one given, or else the device it is made on as
+/// its browser says ("Chrome on Android"), so that a person who later sees
+/// several can tell which one is the lost phone.
+pub fn new_passkey_name(name: Option<&str>, headers: &HeaderMap) -> Result<String, Error> {
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    named_passkey(name, &device_name(agent))
+}
+
+/// "Browser on system" from a User-Agent string; "Passkey" if neither is known.
+fn device_name(agent: &str) -> String {
+    let has = |s: &str| agent.contains(s);
+    // Order matters: Edge and Opera say Chrome too, Chrome says Safari.
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ]
+    .into_iter()
+    .find(|(token, _)| has(token))
+    .map(|(_, name)| name);
+    // iPhone and Android say Mac OS X and Linux too.
+    let system = [
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Android", "Android"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "Mac"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(token, _)| has(token))
+    .map(|(_, name)| name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (None, Some(s)) => s.to_owned(),
+        (Some(b), None) => b.to_owned(),
+        (None, None) => "Passkey".to_owned(),
+    }
+}
+
+fn named_passkey(name: Option<&str>, default: &str) -> Result<String, Error> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(default);
     if name.chars().count() > 60 {
         return Err(Error::BadRequest("a passkey name has at most 60 characters".into()));
     }
@@ -113,6 +160,7 @@ pub fn passkey_name(name: Option<&str>) -> Result<String, Error> {
 
 pub async fn enroll_start(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Body(body): Body<StartEnroll>,
 ) -> Result<Json<EnrollStarted>, Error> {
     let token_hash = hash_secret(body.token.trim());
@@ -122,7 +170,7 @@ pub async fn enroll_start(
         .await?
         .ok_or(Error::EnrollmentLinkInvalid)?;
     let user = state.store.user(user_id).await?.ok_or(Error::EnrollmentLinkInvalid)?;
-    let name = passkey_name(body.passkey_name.as_deref())?;
+    let name = new_passkey_name(body.passkey_name.as_deref(), &headers)?;
     let replaces_passkeys = state.store.passkeys(user.id).await?.len();
     let started = ceremonies::start_registration(
         &state,
@@ -353,4 +401,39 @@ fn cleared(state: &AppState) -> Response {
         [(header::SET_COOKIE, auth::set_cookie("", state.auth.secure_cookies, 0))],
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_name;
+
+    #[test]
+    fn a_new_passkey_is_named_by_its_device() {
+        for (agent, name) in [
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36",
+                "Chrome on Android",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+                "Safari on iPhone",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0",
+                "Edge on Windows",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:133.0) Gecko/20100101 Firefox/133.0",
+                "Firefox on Mac",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            ("", "Passkey"),
+            ("curl/8.5", "Passkey"),
+        ] {
+            assert_eq!(device_name(agent), name, "{agent}");
+        }
+    }
 }
