@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use shared::api::{AuditAction, DocumentInfo, OfflineSet, PatientRow, RemovedCopies, UserRole};
+use shared::api::{AuditAction, DocumentInfo, OfflineSet, PatientRow, RemovedCopies};
 
 use super::json::Json as Body;
 use crate::auth::AuthUser;
@@ -26,11 +26,7 @@ pub async fn list(
 pub const MAX_OFFLINE_BYTES: usize = OfflineSet::MAX_PATIENTS * 48 + 64;
 
 fn staff(auth: &AuthUser) -> Result<(), Error> {
-    if matches!(auth.user.role, UserRole::Provider | UserRole::Admin) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden)
-    }
+    if auth.user.role.is_staff() { Ok(()) } else { Err(Error::Forbidden) }
 }
 
 /// `POST /api/documents/offline`: what a staff device keeps (issue 17
@@ -100,9 +96,7 @@ pub async fn removed(
     auth: AuthUser,
     Body(body): Body<RemovedCopies>,
 ) -> Result<StatusCode, Error> {
-    if !matches!(auth.user.role, UserRole::Provider | UserRole::Admin) {
-        return Err(Error::Forbidden);
-    }
+    staff(&auth)?;
     if body.docs.len() > RemovedCopies::MAX_DOCS {
         return Err(Error::BadRequest(format!(
             "at most {} documents per report",

@@ -63,16 +63,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<UserId>, StoreError> {
-        let row = sqlx::query(
-            "SELECT e.user_id FROM enrollments e JOIN users u ON u.id = e.user_id \
-             WHERE e.token_hash = $1 AND e.used_at IS NULL AND e.cancelled_at IS NULL AND e.expires_at > $2 \
-             AND u.revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| parse_id(&r.get::<String, _>(0))).transpose()
+        Ok(self.enrollment_issuer(token_hash, now).await?.map(|(user, _)| user))
     }
 
     /// Whom an open enrollment link is for and who issued it (None: the
