@@ -14,7 +14,7 @@ use crate::api::{self, ApiError};
 use crate::state::Ui;
 use crate::{replicas, session, webauthn};
 
-fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
+pub(crate) fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
         ui.session_expired.set(true);
     }
@@ -23,7 +23,7 @@ fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
 
 /// Fetches a list into `into` now and again each time the returned function
 /// is called; a failure is reported in `error`.
-fn loader<T, F>(
+pub(crate) fn loader<T, F>(
     ui: Ui,
     into: RwSignal<Option<T>>,
     error: RwSignal<Option<String>>,

@@ -6,9 +6,9 @@
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
 use shared::api::{
-    AuditEntry, AuthorizedApp, Caregiver, ClinicRef, Consent, Decode, DocumentInfo, DownloadReport,
-    Encode, Invitation, Me, Millis, NewCaregiver, OfflineSet, OpenLink, Passkey, PasskeyName,
-    PatientRow, RemovedCopies,
+    AuditEntry, AuthorizedApp, Caregiver, ClinicDetails, ClinicPage, ClinicRef, Consent, Decode,
+    DocumentInfo, DownloadReport, Encode, Invitation, Me, Millis, NewCaregiver, NewInvitation,
+    OfflineSet, OpenLink, Passkey, PasskeyName, PatientRow, PatientSearch, RemovedCopies, UserRole,
 };
 use shared::{ClinicId, DocId, PatientId, UserId};
 use wasm_bindgen::JsCast;
@@ -134,8 +134,8 @@ pub async fn offline_documents(patients: &[PatientId]) -> Result<Vec<DocumentInf
 
 /// Clinic staff: the first page of patients matching `query`, by name.
 pub async fn patients(query: &str) -> Result<Vec<PatientRow>, ApiError> {
-    let path = format!("/api/patients?q={}", js_sys::encode_uri_component(query));
-    read(call("GET", &path, None).await?)
+    let search = PatientSearch { q: query.to_owned(), offset: 0 };
+    read(call("POST", "/api/patients/search", Some(&body(&search))).await?)
 }
 
 /// Tells the server this device deleted its copies of `docs` (access to
@@ -311,6 +311,26 @@ pub async fn invite_caregiver(
 /// A new link for a caregiver (the first expired, or a new device).
 pub async fn caregiver_link(user: UserId) -> Result<Invitation, ApiError> {
     read(call("POST", &format!("/api/caregivers/{user}/enrollment"), None).await?)
+}
+
+/// A clinic admin's clinic: its details and people.
+pub async fn clinic_page() -> Result<ClinicPage, ApiError> {
+    read(call("GET", "/api/clinic", None).await?)
+}
+
+pub async fn set_clinic_details(details: &ClinicDetails) -> Result<(), ApiError> {
+    call("PUT", "/api/clinic/details", Some(&body(details))).await.map(drop)
+}
+
+/// A clinic admin adds a patient or a provider and gets their link.
+pub async fn invite(role: UserRole, display_name: &str) -> Result<Invitation, ApiError> {
+    let new = NewInvitation { role, display_name: display_name.to_owned() };
+    read(call("POST", "/api/invitations", Some(&body(&new))).await?)
+}
+
+/// A clinic admin's new sign-in link for one of the clinic's people.
+pub async fn user_link(user: UserId) -> Result<Invitation, ApiError> {
+    read(call("POST", &format!("/api/users/{user}/enrollment"), None).await?)
 }
 
 /// Ends a caregiver's access and their sessions at once.

@@ -6,8 +6,10 @@
 //! (`/enroll#<token>`), which it removes from the address bar at once.
 
 mod account;
+mod admin;
 mod api;
 mod download;
+mod drafts;
 mod json;
 mod logic;
 mod patient;
@@ -26,6 +28,7 @@ mod webauthn;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::PatientId;
+use shared::api::UserRole;
 use shared::schema::Collection;
 use wasm_bindgen::JsCast;
 
@@ -56,6 +59,8 @@ pub enum Page {
     Summary,
     Patients,
     Chart(PatientId, Tab),
+    /// A clinic admin's page: the clinic, its people, invitations.
+    Clinic,
 }
 
 fn register_service_worker() {
@@ -101,12 +106,15 @@ fn App() -> impl IntoView {
             page.set(Page::Record(Tab::Results));
         }
     });
-    // Staff start on their patient list.
+    // Providers start on their patient list, admins on their clinic.
     Effect::new(move |_| {
-        if ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()))
-            && matches!(page.get_untracked(), Page::Record(_))
-        {
-            page.set(Page::Patients);
+        let role = ui.me.with(|m| m.as_ref().map(|m| m.role));
+        if matches!(page.get_untracked(), Page::Record(_)) {
+            match role {
+                Some(UserRole::Provider) => page.set(Page::Patients),
+                Some(UserRole::Admin) => page.set(Page::Clinic),
+                _ => {}
+            }
         }
     });
     // "Sign out once sent": once the server has confirmed every change.
@@ -172,6 +180,7 @@ fn App() -> impl IntoView {
                 }}
             </div>
         })}
+        <p class="sr-only" role="status">{move || ui.said.get()}</p>
         <main id="main" tabindex="-1" on:focusin=|ev| {
             let mut chain = Vec::new();
             let mut node = ev.target().map(JsCast::unchecked_into::<web_sys::Element>);
@@ -220,6 +229,7 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
             None => ().into_any(),
         },
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
+        Page::Clinic => view! { <admin::ClinicAdmin/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
             // Reactive: a record opened on demand arrives after the page.
@@ -329,8 +339,10 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
     view! {
         <nav class="tabs main-nav" aria-label="Main">
             {move || {
-                let staff = ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()));
-                if staff {
+                let role = ui.me.with(|m| m.as_ref().map(|m| m.role));
+                if role == Some(UserRole::Admin) {
+                    view! { {item(Page::Clinic, "Clinic")} {item(Page::Account, "Account")} }.into_any()
+                } else if role == Some(UserRole::Provider) {
                     view! { {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
                 } else {
                     view! {

@@ -12,6 +12,7 @@ use shared::status::{
 };
 use shared::{ClinicId, DocId, EntryId, PatientId};
 
+use crate::drafts::{self, Draft};
 use crate::logic::{self, Group, Order};
 use crate::reads::{self, PatientData};
 use crate::replicas;
@@ -45,12 +46,15 @@ pub fn invalid(
 /// `what` names the entry to assistive technology.
 #[component]
 fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> impl IntoView {
-    let open = RwSignal::new(false);
-    let reason = RwSignal::new(String::new());
+    let input_id = format!("eie-{id}");
+    let button_id = format!("{input_id}-open");
+    let error_id = format!("{input_id}-error");
+    // Open while a reason is being written, also across rebuilds.
+    let reason = Draft::new(input_id.clone());
+    let open = RwSignal::new(!reason.get_untracked().is_empty());
+    let what_said = StoredValue::new(what.clone());
     let error = RwSignal::new(None::<String>);
     let entry: EntryId = id.parse().expect("entry ids are UUIDs");
-    let input_id = format!("eie-{id}");
-    let error_id = format!("{input_id}-error");
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let why = reason.get_untracked().trim().to_owned();
@@ -65,15 +69,29 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
         match result {
             Ok(()) => {
                 open.set(false);
-                reason.set(String::new());
+                reason.clear();
                 error.set(None);
+                expect_context::<Ui>()
+                    .say(what_said.with_value(|w| format!("{w} marked entered in error")));
             }
             Err(e) => error.set(Some(e)),
         }
     };
+    let to_input = input_id.clone();
+    let to_button = StoredValue::new(button_id.clone());
+    let cancel = move |_| {
+        open.set(false);
+        reason.clear();
+        error.set(None);
+        drafts::focus_soon(to_button.get_value());
+    };
     view! {
-        <Show when=move || open.get() fallback=move || view! {
-            <button type="button" class="link" aria-label=format!("Mark entered in error: {what}") on:click=move |_| open.set(true)>"Mark entered in error"</button>
+        <Show when=move || open.get() fallback=move || {
+            let to_input = to_input.clone();
+            view! {
+                <button type="button" class="link" id=button_id.clone() aria-label=format!("Mark entered in error: {what}")
+                    on:click=move |_| { open.set(true); drafts::focus_soon(to_input.clone()); }>"Mark entered in error"</button>
+            }
         }>
             <form class="inline-form" on:submit=submit>
                 <label for=input_id.clone()>"Reason (kept in the record)"</label>
@@ -81,7 +99,7 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
                     aria-invalid=invalid(error) aria-describedby=error_id.clone()
                     on:input=move |ev| reason.set(event_target_value(&ev))/>
                 <button type="submit">"Mark entered in error"</button>
-                <button type="button" class="secondary" on:click=move |_| open.set(false)>"Cancel"</button>
+                <button type="button" class="secondary" on:click=cancel>"Cancel"</button>
                 {let id = error_id.clone(); move || error.get().map(|e| view! { <p class="error" role="alert" id=id.clone()>{e}</p> })}
             </form>
         </Show>
@@ -340,9 +358,10 @@ fn RefillRequestForm(
     clinic: ClinicId,
     drug: String,
 ) -> impl IntoView {
-    let note = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let input_id = format!("refill-note-{prescription}");
+    let note = Draft::new(input_id.clone());
+    let said = drug.clone();
+    let error = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let doc = DocKind::PatientRecord { patient }.doc_id();
@@ -363,8 +382,9 @@ fn RefillRequestForm(
         });
         match result {
             Ok(()) => {
-                note.set(String::new());
+                note.clear();
                 error.set(None);
+                expect_context::<Ui>().say(format!("Refill requested for {said}"));
             }
             Err(e) => error.set(Some(e)),
         }
@@ -381,9 +401,10 @@ fn RefillRequestForm(
 
 #[component]
 fn RefillDecision(patient: PatientId, request: EntryId, drug: String) -> impl IntoView {
-    let note = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let input_id = format!("decision-{request}");
+    let note = Draft::new(input_id.clone());
+    let said = StoredValue::new(drug.clone());
+    let error = RwSignal::new(None::<String>);
     let error_id = format!("{input_id}-error");
     let decide = move |status: RefillStatus| {
         let doc = DocKind::PatientRecord { patient }.doc_id();
@@ -395,7 +416,12 @@ fn RefillDecision(patient: PatientId, request: EntryId, drug: String) -> impl In
         match replicas::edit(doc, |tx, who, at| {
             record::decide_refill(tx, request, status, who.user, at, text.trim())
         }) {
-            Ok(()) => error.set(None),
+            Ok(()) => {
+                note.clear();
+                error.set(None);
+                let done = if status == RefillStatus::Approved { "approved" } else { "denied" };
+                expect_context::<Ui>().say(said.with_value(|d| format!("Refill of {d} {done}")));
+            }
             Err(e) => error.set(Some(e)),
         }
     };
@@ -541,9 +567,10 @@ fn message_state(message: &Message, synced: bool) -> String {
 #[component]
 fn Compose(doc: DocId, to: String) -> impl IntoView {
     let ui = expect_context::<Ui>();
-    let body = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let input_id = format!("compose-{doc}");
+    let body = Draft::new(input_id.clone());
+    let said = to.clone();
+    let error = RwSignal::new(None::<String>);
     let error_id = format!("{input_id}-error");
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -567,8 +594,13 @@ fn Compose(doc: DocId, to: String) -> impl IntoView {
         });
         match result {
             Ok(()) => {
-                body.set(String::new());
+                body.clear();
                 error.set(None);
+                ui.say(if ui.online_untracked() {
+                    format!("Message sent to {said}")
+                } else {
+                    format!("Message to {said} kept on this device; it is sent when you are online")
+                });
             }
             // What was typed stays in the box.
             Err(e) => error.set(Some(e)),
@@ -582,6 +614,23 @@ fn Compose(doc: DocId, to: String) -> impl IntoView {
             <button type="submit" id=format!("send-{doc}") aria-label=format!("Send to {to}")>"Send"</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
         </form>
+    }
+}
+
+/// Above a patient's conversation: messages are not for emergencies, and
+/// how soon the clinic answers (its admin says, `Me::care`, kept offline).
+fn emergency_notice(ui: Ui, clinic: ClinicId, name: &str) -> impl IntoView + use<> {
+    let contact = ui.me.with_untracked(|m| {
+        m.as_ref().and_then(|m| m.care.iter().find(|c| c.id == clinic).cloned())
+    });
+    let answer =
+        contact.as_ref().map(|c| format!(" {name} answers within {} working days.", c.reply_days));
+    let phone = contact.map(|c| c.phone).filter(|p| !p.is_empty()).map(|phone| {
+        view! { " To talk to someone sooner, call " <a href=format!("tel:{phone}")>{phone.clone()}</a> "." }
+    });
+    view! {
+        <p class="emergency"><strong>"Not for emergencies:"</strong>
+            " in an emergency, call your local emergency number." {answer} {phone}</p>
     }
 }
 
@@ -644,9 +693,11 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                         }
                     })
                     .collect_view();
+                let notice = staff.is_none().then(|| emergency_notice(ui, clinic, &name));
                 view! {
                     <section class="card" aria-label=format!("Messages with {name}")>
                         <h2>{format!("Messages with {name}")}</h2>
+                        {notice}
                         <ol class="thread">{items}</ol>
                         <Compose doc to=if staff.is_some() { "the patient".into() } else { name.clone() }/>
                     </section>

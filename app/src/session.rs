@@ -17,7 +17,7 @@ use shared::api::{Me, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::{Notice, Ui};
-use crate::{download, logic, persist, replicas, sync, vault};
+use crate::{download, drafts, logic, persist, replicas, sync, vault};
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
@@ -295,6 +295,7 @@ async fn forget_local(ui: Ui) {
     ui.pins.set(Vec::new());
     ui.recent.set(Vec::new());
     download::forget();
+    drafts::forget_all();
     replicas::forget_all();
     persist::clear().await;
 }

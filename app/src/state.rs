@@ -95,6 +95,9 @@ pub struct Ui {
     /// opened most recently (first), kept with the copy.
     pub pins: RwSignal<Vec<PatientId>>,
     pub recent: RwSignal<Vec<PatientId>>,
+    /// What the last action done in place did ("Refill requested for
+    /// amlodipine"), read out by a polite live region.
+    pub said: RwSignal<String>,
 }
 
 impl Ui {
@@ -121,7 +124,13 @@ impl Ui {
             sign_out_when_sent: RwSignal::new(false),
             pins: RwSignal::new(Vec::new()),
             recent: RwSignal::new(Vec::new()),
+            said: RwSignal::new(String::new()),
         }
+    }
+
+    /// Tells screen reader users what an action did.
+    pub fn say(&self, what: String) {
+        self.said.set(what);
     }
 
     /// Whether the browser has a network (tracked).

@@ -219,6 +219,8 @@ async fn a_patient_does_her_main_tasks_with_the_keyboard_alone() {
             maria.press("Enter", false).await;
             let card = maria.wait_for("article.med", "Refill requested").await;
             maria.check(card.contains("amlodipine"), &card).await;
+            // A screen reader hears what happened, politely.
+            maria.wait_for(".sr-only[role=status]", "Refill requested for amlodipine").await;
             maria.check(card.contains("waiting"), &card).await;
             let now = maria.focused().await;
             maria.screenshot("keyboard: refill requested").await;
@@ -240,6 +242,7 @@ async fn a_patient_does_her_main_tasks_with_the_keyboard_alone() {
             maria.tab_to("Send to Riverside", false, 3).await;
             maria.press("Enter", false).await;
             maria.wait_for(".msg.mine", "Thank you, see you soon").await;
+            maria.wait_for(".sr-only[role=status]", "Message sent to Riverside").await;
             let now = maria.focused().await;
             maria.check(now.contains("Send to Riverside"), &format!("after sending: {now}")).await;
 

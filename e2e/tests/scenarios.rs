@@ -500,11 +500,13 @@ async fn concurrent_offline_entries_of_two_clinics_both_arrive() {
 }
 
 /// Scenario 6: the patient writes offline; the message is delivered on
-/// reconnect, the provider replies, and both see the thread in order.
+/// reconnect, the provider replies, and both see the thread in order. What
+/// she is typing when the answer arrives stays in the box.
 #[tokio::test]
 async fn a_message_written_offline_is_delivered_and_answered() {
     const QUESTION: &str = "Can I take the furosemide in the evening instead?";
     const ANSWER: &str = "Mornings are better, or you will be up at night.";
+    const DRAFT: &str = "And the potassium tab";
     let portal = DemoPortal::start().await;
     portal
         .browser
@@ -529,9 +531,18 @@ async fn a_message_written_offline_is_delivered_and_answered() {
             okafor.wait_for(".msg.theirs", QUESTION).await;
             // Opening the thread marks the question read, which Maria sees.
             maria.wait_for(&last, "Read").await;
+            // She starts a follow-up; the answer arriving rebuilds the thread.
+            let draft = format!("{RIVERSIDE_THREAD} textarea");
+            maria.type_into(&draft, DRAFT).await;
             okafor.type_into(".compose textarea", ANSWER).await;
             okafor.click(".compose button", "Send").await;
             maria.wait_for(".msg.theirs", ANSWER).await;
+            let kept = format!("document.querySelector({draft:?}).value === {DRAFT:?}");
+            wait_for_script(&maria, &kept).await;
+            // And a visit to another page and back.
+            maria.tab("Medications").await;
+            maria.tab("Messages").await;
+            wait_for_script(&maria, &kept).await;
             // Maria has the thread open, so the answer is read at once.
             let answer = okafor.wait_for(&last, "Read").await;
             okafor.check(answer.contains(ANSWER), &format!("the answer is read: {answer}")).await;
@@ -1367,6 +1378,86 @@ async fn the_record_downloads_offline_and_the_access_log_shows_it_later() {
                 .wait_for(
                     "section[aria-labelledby=\"audit-h\"]",
                     "Downloaded the record to a device",
+                )
+                .await;
+        })
+        .await;
+    portal.stop().await;
+}
+
+/// A clinic admin's page: the admin sees the clinic, not charts (they read
+/// no clinical record); sets the phone and reply time patients read above
+/// each conversation; invites a provider, who enrolls with the link; and
+/// issues a patient a new sign-in link.
+#[tokio::test]
+async fn a_clinic_admin_runs_the_clinic_page_and_patients_read_its_details() {
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("clinic admin", async {
+            let jordan = portal.enroll("Jordan").await;
+            jordan.wait_for("#clinic-h", "Riverside Family Practice").await;
+            let nav = jordan.text(".main-nav").await;
+            jordan
+                .check(
+                    nav.contains("Clinic") && !nav.contains("Patients"),
+                    &format!("an admin's navigation has no charts: {nav}"),
+                )
+                .await;
+            jordan.wait_for(".people", "Maria Santos").await;
+
+            jordan.type_into("#clinic-phone", "+1 555 0100").await;
+            jordan.type_into("#clinic-days", "3").await;
+            jordan.click("button", "Save").await;
+            jordan.wait_for(".sr-only[role=status]", "Clinic details saved").await;
+            // A wrong reply time is refused on the page, in words.
+            jordan.type_into("#clinic-days", "40").await;
+            jordan.click("button", "Save").await;
+            jordan.wait_for("#clinic-error", "1 to 14 working days").await;
+            jordan.type_into("#clinic-days", "3").await;
+
+            jordan.type_into("#invite-name", "Dr. Amara Nwosu").await;
+            jordan.click("fieldset.choice label", "Provider").await;
+            jordan.click("button", "Invite").await;
+            jordan.wait_for(".notice", "Give Dr. Amara Nwosu this one-time link").await;
+            let link: String = jordan
+                .page
+                .evaluate("document.querySelector('#issued-link').value")
+                .await
+                .unwrap()
+                .into_value()
+                .unwrap();
+            let people = jordan.wait_for(".people", "Dr. Amara Nwosu").await;
+            jordan
+                .check(
+                    people.contains("has not created a passkey yet"),
+                    &format!("the new provider is listed as not enrolled: {people}"),
+                )
+                .await;
+            shots(&jordan, "clinic admin").await;
+            let amara = portal.browser.enroll("Amara", &link).await;
+            amara.wait_for(".main-nav", "Patients").await;
+
+            jordan
+                .page
+                .evaluate(
+                    "[...document.querySelectorAll('.people li')]\
+                     .find(li => li.innerText.includes('Maria Santos')).querySelector('button').click()",
+                )
+                .await
+                .unwrap();
+            jordan.wait_for(".notice", "Give Maria Santos this one-time link").await;
+
+            // Maria signs in after the change: her device has the details,
+            // and shows them above her conversation with Riverside.
+            let maria = portal.enroll("Maria").await;
+            maria.tab("Messages").await;
+            let notice = maria.wait_for(&format!("{RIVERSIDE_THREAD} .emergency"), "Not for emergencies").await;
+            maria
+                .check(
+                    notice.contains("answers within 3 working days")
+                        && notice.contains("call +1 555 0100"),
+                    &format!("the clinic's reply time and phone: {notice}"),
                 )
                 .await;
         })

@@ -100,11 +100,13 @@ pub async fn serve(
     });
     let purge = tokio::spawn(purge_hourly(state.store.clone(), state.clock.clone()));
     let sessions = tokio::spawn(sync::watch_sessions(state.hub.clone()));
+    let backfill = tokio::spawn(sync::backfill_index(state.hub.clone()));
     // Peer addresses reach the rate limiter of anonymous ceremonies.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     purge.abort();
     sessions.abort();
+    backfill.abort();
     Ok(served?)
 }
 

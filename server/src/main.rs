@@ -35,6 +35,12 @@ enum Command {
     /// Register clinic systems (SMART Backend Services) that import into a clinic's record.
     #[command(subcommand)]
     SystemClient(SystemClientCommand),
+    /// Rebuild the staff patient list's index from every stored document,
+    /// in the background at the next start of the server.
+    Reindex {
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
+        database_url: DatabaseUrl,
+    },
 }
 
 #[derive(Subcommand)]
@@ -331,6 +337,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Import(args) => return import(args).await,
         Command::SmartClient(command) => return smart_client(command).await,
         Command::SystemClient(command) => return system_client(command).await,
+        Command::Reindex { database_url } => {
+            let store = Store::connect(database_url.expose()).await?;
+            store.set_index_backfill(Some("")).await?;
+            println!("the index is rebuilt in the background when the server next starts");
+            store.close().await;
+            return Ok(());
+        }
     };
     tracing::info!(?config, "starting");
     let store = Store::connect(config.database_url.expose()).await?;

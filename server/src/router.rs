@@ -9,7 +9,7 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{any, delete, get, patch, post};
+use axum::routing::{any, delete, get, patch, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_same_origin;
@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/passkeys/{id}", patch(passkeys::rename).delete(passkeys::revoke))
         // Access (session).
         .route("/api/clinics", get(clinics::list))
+        .route("/api/clinic", get(clinics::page))
+        .route("/api/clinic/details", put(clinics::set_details))
         .route("/api/consents", get(consents::list))
         .route("/api/consents/{clinic_id}", post(consents::grant).delete(consents::revoke))
         .route("/api/caregivers", get(caregivers::list).post(caregivers::invite))
@@ -65,7 +67,7 @@ pub fn router(state: AppState) -> Router {
             "/api/documents/offline",
             post(documents::offline).layer(DefaultBodyLimit::max(documents::MAX_OFFLINE_BYTES)),
         )
-        .route("/api/patients", get(documents::patients))
+        .route("/api/patients/search", post(documents::patients))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/downloads", post(audit::download))
         // Clinic admins (session, admin role).

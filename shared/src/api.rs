@@ -114,6 +114,10 @@ pub struct Me {
     /// The passkey this session signed in with: removing it signs this
     /// device out.
     pub passkey_id: Option<Uuid>,
+    /// A patient's or caregiver's clinics (those with the patient's
+    /// consent) and how to reach them, kept with the copy for offline use.
+    #[serde(default)]
+    pub care: Vec<ClinicContact>,
 }
 
 impl Me {
@@ -125,6 +129,58 @@ impl Me {
     pub fn may_message(&self) -> bool {
         self.caregiver.as_ref().is_some_and(|c| c.may_message)
     }
+}
+
+/// How patients reach a clinic, as its admin says (`Me::care`, shown with
+/// every conversation, and the admin's clinic page).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicContact {
+    pub id: ClinicId,
+    pub name: String,
+    pub phone: String,
+    /// Working days the clinic takes to answer a message.
+    pub reply_days: i64,
+}
+
+/// `PUT /api/clinic/details`: what a clinic admin says about the clinic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicDetails {
+    pub phone: String,
+    pub reply_days: i64,
+}
+
+impl ClinicDetails {
+    pub const MAX_PHONE_BYTES: usize = 32;
+    pub const MAX_REPLY_DAYS: i64 = 14;
+
+    /// What is wrong with the details, in words for the admin.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let allowed = |c: char| c.is_ascii_digit() || " +-().".contains(c);
+        if self.phone.len() > Self::MAX_PHONE_BYTES || !self.phone.chars().all(allowed) {
+            return Err("A phone number has digits, spaces and + - ( ) . only, at most 32.");
+        }
+        if !(1..=Self::MAX_REPLY_DAYS).contains(&self.reply_days) {
+            return Err("The reply time is 1 to 14 working days.");
+        }
+        Ok(())
+    }
+}
+
+/// `GET /api/clinic`: a clinic admin's own clinic, its details and people
+/// (its providers and admins, and the patients consenting to it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicPage {
+    pub contact: ClinicContact,
+    pub people: Vec<ClinicPerson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicPerson {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub role: UserRole,
+    /// Has made a passkey (else their link is still open or expired).
+    pub enrolled: bool,
 }
 
 /// A clinic by id and name (`/api/me`'s clinics, `GET /api/clinics`).
@@ -196,6 +252,24 @@ pub struct PatientRow {
     pub patient: PatientId,
     pub name: String,
     pub birth_date: String,
+}
+
+/// `POST /api/patients/search`: words to match (name, birth date) and where
+/// the page starts. A body, not a query string: names are patient data and
+/// URLs end up in access logs and browser history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatientSearch {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub offset: u32,
+}
+
+impl PatientSearch {
+    /// The longest search text, in bytes.
+    pub const MAX_QUERY_BYTES: usize = 200;
+    /// The furthest page start.
+    pub const MAX_OFFSET: u32 = 1_000_000;
 }
 
 /// `POST /api/documents/offline`: the patients a staff device keeps
@@ -361,10 +435,15 @@ impl Decode for Me {
             // still open offline.
             session_id: Decode::decode(&field("session_id")).unwrap_or_default(),
             passkey_id: Decode::decode(&field("passkey_id")).unwrap_or_default(),
+            care: Decode::decode(&field("care")).unwrap_or_default(),
         })
     }
 }
 decode!(ClinicRef { id, name });
+decode!(ClinicContact { id, name, phone, reply_days });
+decode!(ClinicPage { contact, people });
+decode!(ClinicPerson { user_id, display_name, role, enrolled });
+encode!(ClinicDetails { phone, reply_days });
 impl Decode for CaregiverRights {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
         Some(CaregiverRights {
@@ -386,6 +465,11 @@ encode!(NewInvitation { role, display_name });
 encode!(PasskeyName { name });
 encode!(RemovedCopies { docs });
 encode!(OfflineSet { patients });
+impl Encode for PatientSearch {
+    fn encode<B: JsonBuild>(&self) -> B {
+        B::object(vec![("q", self.q.encode()), ("offset", i64::from(self.offset).encode())])
+    }
+}
 decode!(PatientRow { patient, name, birth_date });
 encode!(DownloadReport { at });
 
@@ -587,6 +671,12 @@ mod tests {
     #[test]
     fn the_app_reads_every_response_as_the_server_writes_it() {
         let clinic = ClinicRef { id: ClinicId::mint(), name: "Riverside".into() };
+        let contact = ClinicContact {
+            id: clinic.id,
+            name: "Riverside".into(),
+            phone: "+1 555 0100".into(),
+            reply_days: 2,
+        };
         let me = |role, patient_id, caregiver| Me {
             user_id: UserId::mint(),
             display_name: "Maria Santos".into(),
@@ -597,6 +687,7 @@ mod tests {
             actor_id: "ab".repeat(16),
             session_id: "s".into(),
             passkey_id: Some(Uuid::now_v7()),
+            care: vec![contact.clone()],
         };
         let patient = PatientId::mint();
         let rights = CaregiverRights { may_read: true, may_message: false };
@@ -658,6 +749,15 @@ mod tests {
             scope: "launch/patient patient/Observation.rs".into(),
             granted_at: 3,
         });
+        sent(ClinicPage {
+            contact,
+            people: vec![ClinicPerson {
+                user_id: UserId::mint(),
+                display_name: "Dr. Lee".into(),
+                role: UserRole::Provider,
+                enrolled: true,
+            }],
+        });
     }
 
     #[test]
@@ -668,6 +768,19 @@ mod tests {
         received(PasskeyName { name: None });
         received(RemovedCopies { docs: vec![DocId::mint()] });
         received(DownloadReport { at: 1_764_000_000_123 });
+        received(PatientSearch { q: "maria 1961".into(), offset: 50 });
+        received(ClinicDetails { phone: "+1 (555) 010-0100".into(), reply_days: 3 });
+    }
+
+    #[test]
+    fn clinic_details_are_checked_before_they_are_stored() {
+        let details = |phone: &str, reply_days| ClinicDetails { phone: phone.into(), reply_days };
+        assert!(details("+1 (555) 010-0100", 2).check().is_ok());
+        assert!(details("", 14).check().is_ok());
+        assert!(details("call me", 2).check().is_err());
+        assert!(details(&"1".repeat(33), 2).check().is_err());
+        assert!(details("555", 0).check().is_err());
+        assert!(details("555", 15).check().is_err());
     }
 
     #[test]

@@ -175,8 +175,14 @@ pub async fn write_live(
         Error::BadRequest(format!("demo data breaks the write policy: {denial}"))
     })?;
     let data = doc.save_after(&before);
-    let accepted =
-        crate::sync::Accepted { id, kind, doc: doc.document().clone(), data, snapshot: false };
+    let accepted = crate::sync::Accepted {
+        id,
+        kind,
+        doc: doc.document().clone(),
+        data,
+        snapshot: false,
+        touched: None,
+    };
     hub.commit(&mut locked, vec![accepted], &[], None).await?;
     Ok(())
 }

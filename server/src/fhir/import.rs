@@ -187,7 +187,7 @@ pub async fn import(
         if outcome.created == 0 {
             return Ok(outcome);
         }
-        let accepted = Accepted { id, kind, data, doc, snapshot: false };
+        let accepted = Accepted { id, kind, data, doc, snapshot: false, touched: None };
         let (user, session, detail) = match sent_by {
             SentBy::Operator => (system.id, None, "fhir import".to_owned()),
             SentBy::Staff(user, session) => (user, Some(session), "fhir import".to_owned()),

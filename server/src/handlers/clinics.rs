@@ -1,9 +1,14 @@
-//! `/api/clinics`: the clinics a patient can choose to consent to.
+//! `/api/clinics`: the clinics a patient can choose to consent to; and
+//! `/api/clinic`: a clinic admin's own clinic, its people and the details
+//! patients read (phone, how soon messages are answered).
 
 use axum::Json;
 use axum::extract::State;
-use shared::api::ClinicRef;
+use axum::http::StatusCode;
+use shared::api::{ClinicDetails, ClinicPage, ClinicRef};
 
+use super::invitations::admin_clinic;
+use super::json::Json as Body;
 use crate::auth::AuthUser;
 use crate::{AppState, Error};
 
@@ -15,4 +20,30 @@ pub async fn list(
     Ok(Json(
         state.store.clinics().await?.into_iter().map(|(id, name)| ClinicRef { id, name }).collect(),
     ))
+}
+
+/// `GET /api/clinic`: the admin's clinic: its details and its people (to
+/// issue them new sign-in links). Admins only.
+pub async fn page(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<ClinicPage>, Error> {
+    let clinic = admin_clinic(&auth)?;
+    let contact = state.store.clinic_contacts(&[clinic]).await?.pop().ok_or(Error::NotFound)?;
+    let people = state.store.clinic_people(clinic).await?;
+    Ok(Json(ClinicPage { contact, people }))
+}
+
+/// `PUT /api/clinic/details`: the admin changes the clinic's phone number
+/// or reply time; patients' devices read them with their next `/api/me`.
+pub async fn set_details(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Body(details): Body<ClinicDetails>,
+) -> Result<StatusCode, Error> {
+    let clinic = admin_clinic(&auth)?;
+    details.check().map_err(|e| Error::BadRequest(e.into()))?;
+    state.store.set_clinic_details(clinic, &details).await?;
+    tracing::info!(%clinic, "clinic details changed");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -3,10 +3,11 @@
 //! it no longer might.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use shared::api::{AuditAction, DocumentInfo, OfflineSet, PatientRow, RemovedCopies};
+use shared::api::{
+    AuditAction, DocumentInfo, OfflineSet, PatientRow, PatientSearch, RemovedCopies,
+};
 
 use super::json::Json as Body;
 use crate::auth::AuthUser;
@@ -57,28 +58,18 @@ pub async fn offline(
     Ok(Json(rows.into_iter().map(|d| DocumentInfo { id: d.id, kind: d.kind }).collect()))
 }
 
-/// The patient list's query: words to match (name, birth date) and where
-/// the page starts.
-#[derive(Deserialize)]
-pub struct PatientQuery {
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    offset: usize,
-}
-
-/// `GET /api/patients?q=...&offset=...`: one page (`storage::PAGE`) of the
+/// `POST /api/patients/search`: one page (`storage::PAGE`) of the
 /// patients whose record the staff member may read, by name.
 pub async fn patients(
     State(state): State<AppState>,
     auth: AuthUser,
-    Query(query): Query<PatientQuery>,
+    Body(query): Body<PatientSearch>,
 ) -> Result<Json<Vec<PatientRow>>, Error> {
     staff(&auth)?;
-    if query.q.len() > 200 || query.offset > 1_000_000 {
+    if query.q.len() > PatientSearch::MAX_QUERY_BYTES || query.offset > PatientSearch::MAX_OFFSET {
         return Err(Error::BadRequest("search words or page out of range".into()));
     }
-    Ok(Json(state.store.patient_page(&auth.user, &query.q, query.offset).await?))
+    Ok(Json(state.store.patient_page(&auth.user, &query.q, query.offset as usize).await?))
 }
 
 /// The largest report body: `RemovedCopies::MAX_DOCS` quoted ids with room.

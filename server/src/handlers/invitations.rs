@@ -18,7 +18,7 @@ use crate::storage::UserRecord;
 use crate::{AppState, Error};
 
 /// The clinic an admin administers.
-fn admin_clinic(auth: &AuthUser) -> Result<ClinicId, Error> {
+pub(super) fn admin_clinic(auth: &AuthUser) -> Result<ClinicId, Error> {
     match (auth.user.role, auth.user.clinics.first()) {
         (UserRole::Admin, Some(&clinic)) => Ok(clinic),
         _ => Err(Error::Forbidden),

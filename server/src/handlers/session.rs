@@ -26,7 +26,7 @@ use crate::storage::CeremonyKind;
 use crate::storage::{AuditEvent, UserRecord};
 use crate::{AppState, Error};
 
-async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
+async fn me_of(state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
     let clinics = auth
         .user
         .clinics
@@ -34,6 +34,15 @@ async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
         .zip(&auth.user.clinic_names)
         .map(|(&id, name)| ClinicRef { id, name: name.clone() })
         .collect();
+    // The clinics caring for the patient, for the notice above each
+    // conversation (reply time, phone), also offline.
+    let care = match auth.patient() {
+        Some(patient) => {
+            let clinics = state.store.consenting_clinics(patient).await?;
+            state.store.clinic_contacts(&clinics).await?
+        }
+        None => Vec::new(),
+    };
     Ok(Me {
         user_id: auth.user.id,
         display_name: auth.user.display_name.clone(),
@@ -45,6 +54,7 @@ async fn me_of(_state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
         actor_id: auth.actor_id.clone(),
         session_id: auth.session_id.clone(),
         passkey_id: auth.passkey,
+        care,
     })
 }
 

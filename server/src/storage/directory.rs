@@ -1,12 +1,12 @@
 //! Who is who: clinics, patients, users with their roles and clinic
 //! memberships, a patient's caregivers, and revoking a user.
 
-use shared::api::UserRole;
+use shared::api::{ClinicContact, ClinicDetails, ClinicPerson, UserRole};
 use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
 use super::consents::bump_access_version;
-use super::{Store, StoreError, ids, parse_id};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, ids, parse_id, placeholder_list};
 
 pub(super) fn parse_role(code: &str) -> Result<UserRole, StoreError> {
     UserRole::parse(code).ok_or_else(|| StoreError::Corrupt("unknown role".into()))
@@ -212,6 +212,75 @@ impl Store {
                 may_message: r.get::<i64, _>(2) != 0,
                 created_at: r.get(3),
                 enrolled: r.get::<i64, _>(4) > 0,
+            })
+        })
+        .collect()
+    }
+
+    /// How patients reach each of `clinics` (those that exist), by name.
+    pub async fn clinic_contacts(
+        &self,
+        clinics: &[ClinicId],
+    ) -> Result<Vec<ClinicContact>, StoreError> {
+        let mut contacts = Vec::new();
+        for part in clinics.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, name, phone, reply_days FROM clinics WHERE id IN ({}) ORDER BY name, id",
+                placeholder_list(part.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id.to_string());
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                contacts.push(ClinicContact {
+                    id: parse_id(&r.get::<String, _>(0))?,
+                    name: r.get(1),
+                    phone: r.get(2),
+                    reply_days: r.get(3),
+                });
+            }
+        }
+        Ok(contacts)
+    }
+
+    pub async fn set_clinic_details(
+        &self,
+        clinic: ClinicId,
+        details: &ClinicDetails,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clinics SET phone = $1, reply_days = $2 WHERE id = $3")
+            .bind(details.phone.as_str())
+            .bind(details.reply_days)
+            .bind(clinic.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A clinic's active people: its providers and admins, and the
+    /// patients consenting to it (not their caregivers: the patient
+    /// manages those): staff first, each by name.
+    pub async fn clinic_people(&self, clinic: ClinicId) -> Result<Vec<ClinicPerson>, StoreError> {
+        sqlx::query(
+            "SELECT u.id, u.display_name, u.role, \
+             (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id AND p.revoked_at IS NULL) \
+             FROM users u WHERE u.revoked_at IS NULL AND (\
+               (u.role IN ('provider', 'admin') AND u.id IN (SELECT user_id FROM memberships WHERE clinic_id = $1)) \
+               OR (u.role = 'patient' AND u.patient_id IN \
+                 (SELECT patient_id FROM consents WHERE clinic_id = $1 AND revoked_at IS NULL))) \
+             ORDER BY CASE WHEN u.role = 'patient' THEN 1 ELSE 0 END, u.display_name, u.id",
+        )
+        .bind(clinic.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ClinicPerson {
+                user_id: parse_id(&r.get::<String, _>(0))?,
+                display_name: r.get(1),
+                role: parse_role(&r.get::<String, _>(2))?,
+                enrolled: r.get::<i64, _>(3) > 0,
             })
         })
         .collect()

@@ -125,6 +125,48 @@ impl Store {
         Ok(())
     }
 
+    /// Where the index backfill stands (`migrations/*/0009`): the last
+    /// document id done ("" before the first), or `None` when there is
+    /// nothing to do.
+    pub async fn index_backfill(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT after_id FROM index_backfill")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.get(0)))
+    }
+
+    /// Records the backfill's progress; `None` ends it.
+    pub async fn set_index_backfill(&self, after: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM index_backfill").execute(&mut *tx).await?;
+        if let Some(after) = after {
+            sqlx::query("INSERT INTO index_backfill (after_id) VALUES ($1)")
+                .bind(after)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` documents with ids after `after`, in id order.
+    pub async fn documents_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DocumentRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, kind, patient_id, clinic_id FROM documents WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(super::documents::document_row)
+        .collect()
+    }
+
     /// One page of the patients whose record `user` may read (the read
     /// policy: a patient record readable to them), by name, then birth
     /// date, matching every word of `query` (name or birth date). Staff

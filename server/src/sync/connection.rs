@@ -403,7 +403,7 @@ impl Connection {
             let mut entries = Vec::new();
             let mut actors = BTreeSet::new();
             for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, created, .. } = &mut c.outcome
+                if let Outcome::Accepted { fork, chunk, created, touched, .. } = &mut c.outcome
                     && let (Some(doc), Some(chunk)) = (fork.take(), chunk.take())
                 {
                     accepted.push(Accepted {
@@ -412,6 +412,7 @@ impl Connection {
                         doc: *doc,
                         data: chunk.data,
                         snapshot: chunk.snapshot,
+                        touched: Some(std::mem::take(touched)),
                     });
                     written.push((c.id, c.kind.patient()));
                     entries.push((c.id, *created));

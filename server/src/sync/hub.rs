@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::Automerge;
+use shared::schema::Collection;
 use shared::{DocId, DocKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
@@ -33,6 +34,9 @@ pub(crate) struct Accepted {
     /// `data` is a snapshot of the whole copy, replacing the stored chunks
     /// it holds.
     pub(crate) snapshot: bool,
+    /// The collections the changes write into, when the write policy
+    /// placed them (`Plan`); `None` re-reads the whole index row.
+    pub(crate) touched: Option<BTreeSet<Collection>>,
 }
 
 pub struct Hub {
@@ -184,10 +188,7 @@ impl Hub {
         // The patient list's and work queue's rows, with the changes.
         let index: Vec<IndexRow> = accepted
             .iter()
-            .flat_map(|a| match locked.get(&a.id).and_then(|g| g.as_ref()) {
-                Some(before) => summary::changed_rows(a.kind, &before.doc, &a.doc),
-                None => summary::summarize(a.kind, &a.doc),
-            })
+            .flat_map(|a| summary::changed_rows(a.kind, a.touched.as_ref(), &a.doc))
             .collect();
         let now = self.clock.now_ms();
         let stored = self

@@ -2,6 +2,7 @@
 //! connection, validated against the write policy, durable before it is
 //! acknowledged, relayed live to every replica allowed to read.
 
+mod backfill;
 mod cache;
 mod canonical;
 mod cluster;
@@ -17,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
+pub use backfill::backfill_index;
 pub use cache::CacheStats;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use connection::MAX_DOCS_PER_CONNECTION;

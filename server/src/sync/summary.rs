@@ -5,6 +5,8 @@
 //! days. `Hub::commit` stores them with the changes; the bulk loaders of
 //! benchmarks and tests call `summarize` on the documents they load.
 
+use std::collections::BTreeSet;
+
 use automerge::Automerge;
 use shared::DocKind;
 use shared::read::{hydrate, hydrate_root_prop};
@@ -90,12 +92,18 @@ fn appointment_days(doc: &Automerge) -> Option<String> {
     Some(days.join(" "))
 }
 
-/// The rows to store for a committed document: all of them, except that a
-/// clinical record (written most, by results and prescriptions) gives its
-/// row only when its booked appointment days changed.
-pub fn changed_rows(kind: DocKind, before: &Automerge, after: &Automerge) -> Vec<IndexRow> {
-    if let DocKind::ClinicalRecord { .. } = kind
-        && appointment_days(before) == appointment_days(after)
+/// The rows to store for a committed document, given the collections its
+/// changes wrote into (`None`: not known). A clinical record is written
+/// most, by results and prescriptions, and its row says only appointment
+/// days: it is read again only when appointments were written, so a
+/// result's commit hydrates nothing here.
+pub fn changed_rows(
+    kind: DocKind,
+    touched: Option<&BTreeSet<Collection>>,
+    after: &Automerge,
+) -> Vec<IndexRow> {
+    if let (DocKind::ClinicalRecord { .. }, Some(touched)) = (kind, touched)
+        && !touched.contains(&Collection::Appointments)
     {
         return Vec::new();
     }

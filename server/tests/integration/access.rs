@@ -324,6 +324,26 @@ async fn every_route_by_every_role() {
         (Method::POST, "/api/users/{c1_user}/enrollment", None, [403, 403, 403, 404, 401]),
         (Method::POST, "/api/users/{unknown}/enrollment", None, [403, 403, 403, 404, 401]),
         (Method::DELETE, "/api/enrollments", None, [204, 204, 204, 204, 401]),
+        // Admin: their own clinic's page and details, checked.
+        (Method::GET, "/api/clinic", None, [403, 403, 403, 200, 401]),
+        (
+            Method::PUT,
+            "/api/clinic/details",
+            Some(json!({ "phone": "+1 555 0100", "reply_days": 3 })),
+            [403, 403, 403, 204, 401],
+        ),
+        (
+            Method::PUT,
+            "/api/clinic/details",
+            Some(json!({ "phone": "call me <b>now</b>", "reply_days": 3 })),
+            [403, 403, 403, 400, 401],
+        ),
+        (
+            Method::PUT,
+            "/api/clinic/details",
+            Some(json!({ "phone": "", "reply_days": 400 })),
+            [403, 403, 403, 400, 401],
+        ),
     ];
     let mut failures = Vec::new();
     for (method, template, body, expected) in &cases {
@@ -387,6 +407,22 @@ async fn every_route_by_every_role() {
     assert!(documents(&mut w.browsers[2]).await.contains(
         &DocKind::MessageThread { patient: new_patient, clinic: a }.doc_id().to_string()
     ));
+
+    // The admin's clinic page: the details as set above, and its people
+    // (the walk-in not enrolled yet; never a caregiver).
+    let (status, clinic) = w.browsers[3].get("/api/clinic").await;
+    assert_eq!(status, 200, "{clinic}");
+    assert_eq!(clinic["contact"]["phone"], "+1 555 0100");
+    let people = clinic["people"].as_array().unwrap();
+    let walk_in = people.iter().find(|p| p["display_name"] == "Walk-in").unwrap();
+    assert_eq!(walk_in["role"], "patient");
+    assert_eq!(walk_in["enrolled"], false);
+    assert!(people.iter().all(|p| p["role"] != "caregiver"), "{clinic}");
+    // The patient's device gets them with her clinics, for the notice
+    // above each conversation.
+    let (_, me) = w.browsers[0].get("/api/me").await;
+    let care = me["care"].as_array().unwrap();
+    assert!(care.iter().any(|c| c["id"] == a.to_string() && c["reply_days"] == 3), "{me}");
 
     // Caregivers: the patient lists them, revokes one, and its session ends.
     let (_, carers) = w.browsers[0].get("/api/caregivers").await;

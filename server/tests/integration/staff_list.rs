@@ -21,6 +21,9 @@ use crate::BACKENDS;
 use crate::authenticator::SoftPasskey;
 use crate::client::Browser;
 
+/// The patient list: a POST, so names never travel in a URL.
+const SEARCH: &str = "/api/patients/search";
+
 async fn signed_in(app: &TestServer, user: shared::UserId) -> Browser {
     let (link, _) =
         accounts::issue_enrollment(&app.store, &app.base_url, user, None, app.clock.now_ms())
@@ -68,7 +71,7 @@ async fn the_patient_list_and_offline_set_follow_the_read_policy() {
         .unwrap();
         let mut provider = signed_in(&app, okafor.id).await;
 
-        let (status, page) = provider.get("/api/patients").await;
+        let (status, page) = provider.post(SEARCH, json!({})).await;
         assert_eq!(status, 200, "{backend:?}: {page}");
         let listed = names(&page);
         assert_eq!(listed.len(), server::storage::PAGE, "{backend:?}");
@@ -79,14 +82,14 @@ async fn the_patient_list_and_offline_set_follow_the_read_policy() {
         let mut sorted = listed.clone();
         sorted.sort();
         assert_eq!(listed, sorted, "{backend:?}: by name");
-        let (_, maria) = provider.get("/api/patients?q=maria%20SANTOS").await;
+        let (_, maria) = provider.post(SEARCH, json!({ "q": "maria SANTOS" })).await;
         assert_eq!(names(&maria), ["Maria Santos"], "{backend:?}: the demo's, through the hub");
         let one = &seeded[10];
-        let (_, found) = provider.get(&format!("/api/patients?q={}", one.birth_date)).await;
+        let (_, found) = provider.post(SEARCH, json!({ "q": one.birth_date })).await;
         assert_eq!(names(&found), std::slice::from_ref(&one.name), "{backend:?}");
-        let (_, none) = provider.get("/api/patients?q=%25").await;
+        let (_, none) = provider.post(SEARCH, json!({ "q": "%" })).await;
         assert_eq!(names(&none), Vec::<String>::new(), "{backend:?}: a % is a character");
-        let (_, second) = provider.get("/api/patients?offset=50").await;
+        let (_, second) = provider.post(SEARCH, json!({ "offset": 50 })).await;
         assert_ne!(names(&second).first(), listed.first(), "{backend:?}: the next page");
 
         let stranger = shared::PatientId::mint();
@@ -119,7 +122,7 @@ async fn the_patient_list_and_offline_set_follow_the_read_policy() {
         assert_eq!(status, 400, "{backend:?}");
 
         let mut maria = signed_in(&app, user("Maria").id).await;
-        assert_eq!(maria.get("/api/patients").await.0, 403, "{backend:?}");
+        assert_eq!(maria.post(SEARCH, json!({})).await.0, 403, "{backend:?}");
         let (status, _) = maria.post("/api/documents/offline", json!({ "patients": [] })).await;
         assert_eq!(status, 403, "{backend:?}");
         app.stop().await;
@@ -200,4 +203,45 @@ async fn one_connection_syncs_a_bounded_number_of_documents() {
     replica.sync_all(Duration::from_secs(60)).await.unwrap();
     assert_eq!(replica.client.synced_count(), 100);
     app.stop().await;
+}
+
+/// A database from before the index (or one an operator asks to reindex,
+/// `portal reindex`) gets its rows at the next start, in the background:
+/// staff find patients by name again without anyone writing to them.
+#[tokio::test]
+async fn a_database_without_the_index_gets_it_at_the_next_start() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let users = demo::seed(&app.store).await.unwrap();
+        let okafor = users.iter().find(|u| u.name.contains("Okafor")).unwrap().id;
+        app.stop().await;
+        // As a database made before migration 0008 is: documents, no rows.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        for table in ["patient_index", "patient_work"] {
+            sqlx::query(&format!("DELETE FROM {table}")).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        db.store().await.set_index_backfill(Some("")).await.unwrap();
+
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let mut provider = signed_in(&app, okafor).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, found) = provider.post(SEARCH, json!({ "q": "maria santos" })).await;
+            assert_eq!(status, 200, "{backend:?}: {found}");
+            if names(&found) == ["Maria Santos"] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{backend:?}: no index after 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while app.store.index_backfill().await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "{backend:?}: backfill never ends");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        app.stop().await;
+        db.drop_database().await;
+    }
 }

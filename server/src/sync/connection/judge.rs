@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
+use shared::schema::Collection;
 use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 
 use crate::sync::cache::Locked;
@@ -49,6 +50,8 @@ pub(super) enum Outcome {
         chunk: Option<Chunk>,
         /// Entries they add.
         created: usize,
+        /// The collections they write into (for the index, `summary`).
+        touched: BTreeSet<Collection>,
         /// The answer to the sender once the changes are committed.
         reply: Option<sync::Message>,
     },
@@ -290,7 +293,14 @@ fn accept(
         reply.need.sort();
         reply.need.dedup();
     }
-    Outcome::Accepted { fork: Some(Box::new(fork)), chunk, created: plan.created.len(), reply }
+    let touched = plan.created.iter().chain(&plan.updated).map(|(c, _)| *c).collect();
+    Outcome::Accepted {
+        fork: Some(Box::new(fork)),
+        chunk,
+        created: plan.created.len(),
+        touched,
+        reply,
+    }
 }
 
 /// What `receive_sync_message` does with each of the messages in turn,
