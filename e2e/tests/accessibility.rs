@@ -166,6 +166,17 @@ async fn axe_finds_nothing_serious_in_any_view_for_patients_and_staff() {
             okafor.wait_for("main", "Passkeys").await;
             found.check(&okafor, "Account").await;
 
+            // A clinic admin's page, with a link just issued and an error.
+            let jordan = portal.enroll("Jordan").await;
+            jordan.wait_for(".people", "Maria Santos").await;
+            jordan.type_into("#invite-name", "Dr. New").await;
+            jordan.click("button", "Invite").await;
+            jordan.wait_for(".notice", "one-time link").await;
+            jordan.type_into("#clinic-days", "0").await;
+            jordan.click("button", "Save").await;
+            jordan.wait_for("#clinic-error", "working days").await;
+            found.check(&jordan, "Clinic (admin), a link issued and an error").await;
+
             // Offline with a message not sent: the offline notices, and
             // the question signing out asks.
             maria.go_offline().await;
