@@ -315,6 +315,20 @@ fn Caregivers() -> impl IntoView {
     }
 }
 
+/// The subject of an access log sentence: "You", "Dr. Okafor (Riverside
+/// Family Practice)", "Ana Santos (caregiver)", or the portal's operator.
+fn who_did(entry: &AuditEntry, me: Option<shared::UserId>) -> String {
+    match (&entry.user_name, &entry.clinic_name) {
+        _ if entry.user_id.is_some() && entry.user_id == me => "You".into(),
+        (Some(name), Some(clinic)) => format!("{name} ({clinic})"),
+        (Some(name), None) if entry.role == Some(UserRole::Caregiver) => {
+            format!("{name} (caregiver)")
+        }
+        (Some(name), None) => name.clone(),
+        (None, _) => "The portal's operator".into(),
+    }
+}
+
 #[component]
 fn Audit() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -329,19 +343,14 @@ fn Audit() -> impl IntoView {
                 if list.is_empty() {
                     return view! { <p class="muted">"Nobody yet."</p> }.into_any();
                 }
+                let me = ui.me.with_untracked(|m| m.as_ref().map(|m| m.user_id));
                 view! {
-                    <div class="table-wrap"><table>
-                        <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"What"</th></tr></thead>
-                        <tbody>
-                            {list.into_iter().map(|r| view! {
-                                <tr>
-                                    <td>{crate::logic::date_time(&api::iso(r.at))}</td>
-                                    <td>{r.user_name.unwrap_or_default()}</td>
-                                    <td>{r.action.label()}</td>
-                                </tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table></div>
+                    <ul class="log">
+                        {list.into_iter().map(|r| view! {
+                            <li>{format!("{} {}", who_did(&r, me), r.action.label())}
+                                <span class="muted">{format!(" · {}", crate::logic::date_time(&api::iso(r.at)))}</span></li>
+                        }).collect_view()}
+                    </ul>
                 }.into_any()
             })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

@@ -47,33 +47,34 @@ crate::status::code_enum!(
 );
 
 impl AuditAction {
-    /// The access log's words for it.
+    /// What the access log says the person did, after their name ("Dr.
+    /// Okafor (Riverside Family Practice) opened your record").
     pub fn label(self) -> &'static str {
         match self {
-            Self::SignIn => "Signed in",
-            Self::Enrollment => "Signed in with a new passkey from a sign-up link",
-            Self::SignOut => "Signed out",
-            Self::SignOutEverywhere => "Signed out on every device",
-            Self::Reauthenticated => "Confirmed it was them with a passkey",
-            Self::PasskeyAdded => "Added a passkey",
-            Self::PasskeysReplaced => "Replaced all passkeys with a recovery link",
-            Self::PasskeyRenamed => "Renamed a passkey",
-            Self::PasskeyRevoked => "Removed a passkey",
-            Self::EnrollmentLinkIssued => "Issued a sign-up link",
-            Self::EnrollmentLinksCancelled => "Cancelled open sign-up links",
-            Self::UserInvited => "Created the account",
-            Self::CaregiverInvited => "Invited a caregiver",
-            Self::CaregiverLinkIssued => "Issued a caregiver a new link",
-            Self::CaregiverRevoked => "Removed a caregiver",
-            Self::ConsentGranted => "Gave a clinic access",
-            Self::ConsentRevoked => "Took a clinic's access away",
-            Self::DocumentRead => "Opened the record",
-            Self::ChangeAccepted => "Changed the record",
-            Self::ChangeRefused => "A change was refused",
-            Self::RecordRead => "Read the record through the FHIR API",
-            Self::RecordExported => "The server's operator exported the record",
-            Self::CopyRemoved => "Removed the record from a device after access ended",
-            Self::RecordDownloaded => "Downloaded the record to a device",
+            Self::SignIn => "signed in",
+            Self::Enrollment => "signed in with a new passkey from a sign-up link",
+            Self::SignOut => "signed out",
+            Self::SignOutEverywhere => "signed out on every device",
+            Self::Reauthenticated => "confirmed it was them with a passkey",
+            Self::PasskeyAdded => "added a passkey",
+            Self::PasskeysReplaced => "replaced all passkeys with a recovery link",
+            Self::PasskeyRenamed => "renamed a passkey",
+            Self::PasskeyRevoked => "removed a passkey",
+            Self::EnrollmentLinkIssued => "issued a sign-up link",
+            Self::EnrollmentLinksCancelled => "cancelled open sign-up links",
+            Self::UserInvited => "created the account",
+            Self::CaregiverInvited => "invited a caregiver",
+            Self::CaregiverLinkIssued => "issued a caregiver a new link",
+            Self::CaregiverRevoked => "removed a caregiver",
+            Self::ConsentGranted => "gave a clinic access",
+            Self::ConsentRevoked => "took a clinic's access away",
+            Self::DocumentRead => "opened your record",
+            Self::ChangeAccepted => "changed your record",
+            Self::ChangeRefused => "sent a change that was refused",
+            Self::RecordRead => "read your record through the FHIR API",
+            Self::RecordExported => "exported your record",
+            Self::CopyRemoved => "removed your record from a device after access ended",
+            Self::RecordDownloaded => "downloaded your record to a device",
         }
     }
 }
@@ -331,6 +332,8 @@ pub struct AuditEntry {
     pub at: Millis,
     pub user_id: Option<UserId>,
     pub user_name: Option<String>,
+    /// A staff member's clinic (the first by name), to say who they are.
+    pub clinic_name: Option<String>,
     pub role: Option<UserRole>,
     pub action: AuditAction,
     pub doc_id: Option<DocId>,
@@ -457,7 +460,7 @@ decode!(Consent { clinic_id, clinic_name });
 decode!(Caregiver { user_id, display_name, may_message, enrolled, created_at });
 decode!(Invitation { user_id, role, patient_id, link, expires_at, replaces_passkeys });
 decode!(Passkey { id, name, created_at, last_used_at, added_with });
-decode!(AuditEntry { at, user_id, user_name, role, action, doc_id, detail });
+decode!(AuditEntry { at, user_id, user_name, clinic_name, role, action, doc_id, detail });
 decode!(OpenLink { created_at, expires_at, issued_by });
 decode!(AuthorizedApp { id, app, patient, scope, granted_at });
 encode!(NewCaregiver { display_name, may_message });
@@ -735,6 +738,7 @@ mod tests {
                 at: 5,
                 user_id: Some(UserId::mint()),
                 user_name: None,
+                clinic_name: Some("Riverside".into()),
                 role: Some(UserRole::Admin),
                 action: *action,
                 doc_id: Some(DocKind::PatientRecord { patient }.doc_id()),

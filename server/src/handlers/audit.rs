@@ -28,6 +28,7 @@ pub async fn list(
                 at: e.at,
                 user_id: e.user,
                 user_name: e.user_name,
+                clinic_name: e.clinic_name,
                 role: e.role,
                 action: e.action,
                 doc_id: e.doc,

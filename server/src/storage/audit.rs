@@ -34,6 +34,8 @@ pub struct AuditEntry {
     pub action: AuditAction,
     pub doc: Option<DocId>,
     pub detail: String,
+    /// The user's clinic, the first by name (staff only).
+    pub clinic_name: Option<String>,
 }
 
 impl Store {
@@ -61,7 +63,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         sqlx::query(
-            "SELECT a.at, a.user_id, u.display_name, u.role, a.action, a.doc_id, a.detail FROM audit_events a \
+            "SELECT a.at, a.user_id, u.display_name, u.role, a.action, a.doc_id, a.detail, \
+             (SELECT c.name FROM memberships m JOIN clinics c ON c.id = m.clinic_id \
+              WHERE m.user_id = a.user_id ORDER BY c.name LIMIT 1) FROM audit_events a \
              LEFT JOIN users u ON u.id = a.user_id WHERE a.patient_id = $1 ORDER BY a.at DESC, a.id DESC LIMIT $2",
         )
         .bind(patient.to_string())
@@ -79,6 +83,7 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt("unknown audit action".into()))?,
                 doc: r.get::<Option<String>, _>(5).map(|d| parse_id(&d)).transpose()?,
                 detail: r.get(6),
+                clinic_name: r.get(7),
             })
         })
         .collect()
