@@ -2,10 +2,10 @@
 //! (`cargo test -p app`). Grouping results into panels, refills left, trend
 //! chart geometry, dates.
 
-use std::collections::BTreeMap;
-
 use shared::schema::{ClinicalRecord, Observation, PatientRecord, Prescription, Report};
 use shared::status::RefillStatus;
+
+use crate::vec_map::VecMap;
 
 /// One panel of results (a Report and its Observations), or a lone result.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,7 +21,7 @@ pub struct Group {
 /// their display names. Observations whose report is missing (not yet
 /// synced) or absent form groups of their own.
 pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut groups: VecMap<String, Group> = VecMap::new();
     for (id, report) in &record.reports {
         groups.insert(
             id.clone(),
@@ -42,8 +42,7 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
             .filter(|r| groups.contains_key(r))
             .unwrap_or_else(|| format!("obs:{id}"));
         groups
-            .entry(key)
-            .or_insert_with(|| Group {
+            .get_or_insert_with(key, || Group {
                 report_id: None,
                 report: None,
                 title: shared::catalog::plain_name(&obs.loinc)

@@ -23,6 +23,7 @@ mod state;
 mod status;
 mod sync;
 mod vault;
+mod vec_map;
 mod webauthn;
 
 use leptos::prelude::*;

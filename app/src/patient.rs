@@ -1,8 +1,6 @@
 //! The record views, shared by patients (their own record) and clinic staff
 //! (a patient's chart, with their clinic's write controls).
 
-use std::collections::BTreeMap;
-
 use leptos::prelude::*;
 use shared::catalog;
 use shared::record::{self};
@@ -17,6 +15,7 @@ use crate::logic::{self, Group, Order};
 use crate::reads::{self, PatientData};
 use crate::replicas;
 use crate::state::Ui;
+use crate::vec_map::VecMap;
 
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
 pub type StaffClinic = Option<ClinicId>;
@@ -230,8 +229,8 @@ struct Series {
     samples: Vec<(i64, f64, String)>,
 }
 
-fn series(data: &PatientData) -> BTreeMap<String, Series> {
-    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+fn series(data: &PatientData) -> VecMap<String, Series> {
+    let mut out: VecMap<String, Series> = VecMap::new();
     for (_, _, record) in &data.clinical {
         for obs in record.observations.values() {
             let (Some(v), Some(t)) = (obs.value_quantity, logic::minutes(&obs.effective)) else {
@@ -240,7 +239,7 @@ fn series(data: &PatientData) -> BTreeMap<String, Series> {
             if obs.status == ResultStatus::EnteredInError {
                 continue;
             }
-            let s = out.entry(obs.loinc.clone()).or_insert_with(|| Series {
+            let s = out.get_or_insert_with(obs.loinc.clone(), || Series {
                 display: catalog::plain_name(&obs.loinc).unwrap_or(&obs.display).to_owned(),
                 unit: catalog::readable_unit(obs.unit.as_deref().unwrap_or_default()).to_owned(),
                 low: obs.reference_low,

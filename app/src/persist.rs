@@ -6,7 +6,6 @@
 //! of replicas or sync: callers pass bytes and values.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 
 use automerge::ChangeHash;
 use js_sys::{Array, Reflect, Uint8Array};
@@ -19,6 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::json::Json;
 use crate::state::{Notice, Ui};
 use crate::vault;
+use crate::vec_map::VecMap;
 use shared::api::{Decode, DocumentInfo, Encode, Me};
 
 thread_local! {
@@ -33,7 +33,7 @@ pub struct Stored {
     pub docs: Vec<DocumentInfo>,
     pub last_synced: Option<String>,
     /// Per document, the heads the server last confirmed holding.
-    pub confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
+    pub confirmed: VecMap<DocId, Vec<ChangeHash>>,
     pub undelivered: Vec<String>,
     /// Documents whose copies were deleted (access ended) that the server
     /// has not yet been told about.
@@ -42,7 +42,7 @@ pub struct Stored {
     pub logout_owed: bool,
     /// Each document's saved bytes, by id (read only when someone was
     /// signed in).
-    pub bytes: BTreeMap<String, Vec<u8>>,
+    pub bytes: VecMap<String, Vec<u8>>,
     /// Download times (ms) not yet reported to the server (`download.rs`).
     pub downloads: Vec<f64>,
     /// A copy is here, sealed under a passkey: nothing was read.
@@ -159,7 +159,7 @@ pub fn save_downloads(times: &[f64]) {
 }
 
 /// The confirmed heads as `{"<doc id>": ["<change hash>", ...], ...}`.
-pub fn save_confirmed(confirmed: &BTreeMap<DocId, Vec<ChangeHash>>) {
+pub fn save_confirmed(confirmed: &VecMap<DocId, Vec<ChangeHash>>) {
     let ids: Vec<String> = confirmed.keys().map(DocId::to_string).collect();
     let members: Vec<(&str, JsValue)> = ids
         .iter()
@@ -178,9 +178,9 @@ pub fn save_confirmed(confirmed: &BTreeMap<DocId, Vec<ChangeHash>>) {
 
 /// Inserted one by one: collecting into a map sorts first, and that sort's
 /// copy for this entry type costs the WASM bundle more than half a KiB.
-fn parse_confirmed(json: &str) -> BTreeMap<DocId, Vec<ChangeHash>> {
+fn parse_confirmed(json: &str) -> VecMap<DocId, Vec<ChangeHash>> {
     let docs = Json::parse(json).map(|j| j.members()).unwrap_or_default();
-    let mut confirmed = BTreeMap::new();
+    let mut confirmed = VecMap::new();
     for (id, heads) in docs {
         let heads = heads
             .items()

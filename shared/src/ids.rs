@@ -90,7 +90,7 @@ uuid_id!(
 #[error("not a UUID in canonical form (lowercase, hyphenated)")]
 pub struct NotCanonical;
 
-fn parse_canonical(s: &str) -> Result<Uuid, NotCanonical> {
+pub(crate) fn parse_canonical(s: &str) -> Result<Uuid, NotCanonical> {
     let uuid = Uuid::try_parse(s).map_err(|_| NotCanonical)?;
     let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
     if uuid.hyphenated().encode_lower(&mut buffer) == s { Ok(uuid) } else { Err(NotCanonical) }

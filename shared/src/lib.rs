@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalog;
 pub mod fhir;
 pub mod fields;
+mod hydrate;
 pub mod ids;
 pub mod policy;
 pub mod read;

@@ -20,6 +20,7 @@ use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, Value};
 use autosurgeon::{Hydrate, HydrateError, ReadDoc, Reconcile};
 use serde::{Deserialize, Serialize};
 
+use crate::hydrate::Fields;
 use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 use crate::status::{
     AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus,
@@ -193,7 +194,7 @@ pub const DEMOGRAPHICS: &str = "demographics";
 
 /// Who recorded an entry, where. Names are kept beside ids (like FHIR
 /// `Reference.display`) so an offline replica can show them.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Provenance {
     pub clinic: ClinicId,
     pub clinic_name: String,
@@ -204,7 +205,7 @@ pub struct Provenance {
 }
 
 /// A lab panel (FHIR DiagnosticReport) grouping observations.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Report {
     pub loinc: String,
     pub display: String,
@@ -219,7 +220,7 @@ pub struct Report {
 }
 
 /// One lab result (FHIR Observation).
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Observation {
     /// The report (panel) this result belongs to, if any.
     pub report: Option<EntryId>,
@@ -243,8 +244,7 @@ pub struct Observation {
     pub status_at: Option<String>,
     /// FHIR `interpretation`: `HH` or `LL` when the value is critical
     /// (`safety::judge`), confirmed by the clinician; `None` otherwise.
-    /// Entries from before the field exist lack it.
-    #[autosurgeon(missing = "Default::default")]
+    /// Entries from before the field exist lack it (read as `None`).
     pub interpretation: Option<String>,
 }
 
@@ -283,7 +283,7 @@ pub enum RangeFlag {
 }
 
 /// A prescription (FHIR MedicationRequest).
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Prescription {
     pub rxnorm: String,
     pub display: String,
@@ -300,13 +300,12 @@ pub struct Prescription {
     pub status_at: Option<String>,
     /// Why the prescriber went ahead despite an allergy or interaction
     /// warning (`safety::needs_reason`); shown wherever the prescription
-    /// is. Entries from before the field exist lack it.
-    #[autosurgeon(missing = "Default::default")]
+    /// is. Entries from before the field exist lack it (read as `None`).
     pub override_reason: Option<String>,
 }
 
 /// FHIR AllergyIntolerance.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Allergy {
     /// RxNorm code of the substance, so prescribing can warn on it.
     pub substance_code: String,
@@ -323,7 +322,7 @@ pub struct Allergy {
 }
 
 /// FHIR Immunization.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Immunization {
     /// CVX vaccine code.
     pub cvx: String,
@@ -339,7 +338,7 @@ pub struct Immunization {
 }
 
 /// FHIR Appointment.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Appointment {
     pub start: String,
     pub reason: String,
@@ -390,24 +389,20 @@ pub struct ClinicalRecord {
 }
 
 /// FHIR Patient, as far as the portal keeps it.
-#[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, Default, PartialEq, Reconcile)]
 pub struct Demographics {
-    // Genesis creates an empty map: every field may be missing until written.
-    #[autosurgeon(missing = "Default::default")]
+    // Genesis creates an empty map: every field may be missing until
+    // written (read as `None`).
     pub family: Option<String>,
-    #[autosurgeon(missing = "Default::default")]
     pub given: Option<String>,
     /// `YYYY-MM-DD`.
-    #[autosurgeon(missing = "Default::default")]
     pub birth_date: Option<String>,
-    #[autosurgeon(missing = "Default::default")]
     pub phone: Option<String>,
-    #[autosurgeon(missing = "Default::default")]
     pub email: Option<String>,
 }
 
 /// A patient's request to refill a prescription, answered by its clinic.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct RefillRequest {
     pub prescription: EntryId,
     pub clinic: ClinicId,
@@ -429,7 +424,7 @@ pub struct PatientRecord {
 }
 
 /// One message between a patient (or caregiver) and a clinic.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Message {
     pub author: UserId,
     pub author_name: String,
@@ -446,6 +441,159 @@ pub struct Message {
 pub struct MessageThread {
     #[autosurgeon(hydrate = "hydrate_entries")]
     pub messages: BTreeMap<String, Message>,
+}
+
+// Hydration by hand (`crate::hydrate`): one copy of the field reads for
+// every entry type, instead of autosurgeon's derived copy per type and per
+// document type. Each field is read as its type above declares it; the
+// fields older entries may lack are the `late_*` reads.
+crate::hydrate::hydrate_by_hand! {
+    Provenance => provenance,
+    Report => report,
+    Observation => observation,
+    Prescription => prescription,
+    Allergy => allergy,
+    Immunization => immunization,
+    Appointment => appointment,
+    Demographics => demographics,
+    RefillRequest => refill_request,
+    Message => message,
+}
+
+fn provenance(r: &mut Fields<'_>) -> Provenance {
+    Provenance {
+        clinic: ClinicId::from_uuid(r.id("clinic")),
+        clinic_name: r.text("clinic_name"),
+        recorder: UserId::from_uuid(r.id("recorder")),
+        recorder_name: r.text("recorder_name"),
+        recorded: r.text("recorded"),
+    }
+}
+
+fn report(r: &mut Fields<'_>) -> Report {
+    Report {
+        loinc: r.text("loinc"),
+        display: r.text("display"),
+        effective: r.text("effective"),
+        status: r.code("status", ResultStatus::parse, ResultStatus::Final),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+    }
+}
+
+fn observation(r: &mut Fields<'_>) -> Observation {
+    Observation {
+        report: r.opt_id("report").map(EntryId::from_uuid),
+        loinc: r.text("loinc"),
+        display: r.text("display"),
+        value_quantity: r.opt_number("value_quantity"),
+        value_string: r.opt_text("value_string"),
+        unit: r.opt_text("unit"),
+        reference_low: r.opt_number("reference_low"),
+        reference_high: r.opt_number("reference_high"),
+        effective: r.text("effective"),
+        status: r.code("status", ResultStatus::parse, ResultStatus::Final),
+        replaces: r.opt_id("replaces").map(EntryId::from_uuid),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+        interpretation: r.late_text("interpretation"),
+    }
+}
+
+fn prescription(r: &mut Fields<'_>) -> Prescription {
+    Prescription {
+        rxnorm: r.text("rxnorm"),
+        display: r.text("display"),
+        dosage: r.text("dosage"),
+        quantity: r.count("quantity"),
+        refills_allowed: r.count("refills_allowed"),
+        authored: r.text("authored"),
+        status: r.code("status", PrescriptionStatus::parse, PrescriptionStatus::Active),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+        override_reason: r.late_text("override_reason"),
+    }
+}
+
+fn allergy(r: &mut Fields<'_>) -> Allergy {
+    Allergy {
+        substance_code: r.text("substance_code"),
+        substance: r.text("substance"),
+        reaction: r.text("reaction"),
+        severity: r.code("severity", Severity::parse, Severity::ALL[0]),
+        status: r.code("status", AllergyStatus::parse, AllergyStatus::ALL[0]),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+    }
+}
+
+fn immunization(r: &mut Fields<'_>) -> Immunization {
+    Immunization {
+        cvx: r.text("cvx"),
+        vaccine: r.text("vaccine"),
+        occurrence: r.text("occurrence"),
+        status: r.code("status", ImmunizationStatus::parse, ImmunizationStatus::ALL[0]),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+    }
+}
+
+fn appointment(r: &mut Fields<'_>) -> Appointment {
+    Appointment {
+        start: r.text("start"),
+        reason: r.text("reason"),
+        status: r.code("status", AppointmentStatus::parse, AppointmentStatus::ALL[0]),
+        provenance: r.map("provenance", provenance),
+        status_reason: r.opt_text("status_reason"),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
+    }
+}
+
+fn demographics(r: &mut Fields<'_>) -> Demographics {
+    Demographics {
+        family: r.late_text("family"),
+        given: r.late_text("given"),
+        birth_date: r.late_text("birth_date"),
+        phone: r.late_text("phone"),
+        email: r.late_text("email"),
+    }
+}
+
+fn refill_request(r: &mut Fields<'_>) -> RefillRequest {
+    RefillRequest {
+        prescription: EntryId::from_uuid(r.id("prescription")),
+        clinic: ClinicId::from_uuid(r.id("clinic")),
+        requested_by: UserId::from_uuid(r.id("requested_by")),
+        requested_at: r.text("requested_at"),
+        note: r.text("note"),
+        status: r.code("status", RefillStatus::parse, RefillStatus::ALL[0]),
+        decided_by: r.opt_id("decided_by").map(UserId::from_uuid),
+        decided_at: r.opt_text("decided_at"),
+        decision_note: r.opt_text("decision_note"),
+    }
+}
+
+fn message(r: &mut Fields<'_>) -> Message {
+    Message {
+        author: UserId::from_uuid(r.id("author")),
+        author_name: r.text("author_name"),
+        side: r.code("side", Side::parse, Side::ALL[0]),
+        sent_at: r.text("sent_at"),
+        body: r.text("body"),
+        read_at: r.opt_text("read_at"),
+        read_by: r.opt_id("read_by").map(UserId::from_uuid),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 mod unsent;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc};
@@ -28,16 +27,17 @@ pub use self::unsent::{dismiss_undelivered, undeliverable, unsent};
 use crate::persist::{self, Stored};
 use crate::state::{Notice, Ui};
 use crate::sync;
+use crate::vec_map::VecMap;
 use shared::api::DocumentInfo;
 
 pub struct Core {
     pub client: SyncClient,
-    pub kinds: BTreeMap<DocId, DocKind>,
+    pub kinds: VecMap<DocId, DocKind>,
     pub principal: Option<Principal>,
     actor: Option<ActorId>,
     /// Per document, the heads the server last confirmed holding (kept
     /// across reloads): what lies beyond them is waiting to be sent.
-    confirmed: BTreeMap<DocId, Vec<ChangeHash>>,
+    confirmed: VecMap<DocId, Vec<ChangeHash>>,
     /// Documents whose copies this device deleted (access ended) that the
     /// server has not yet been told about (kept across reloads).
     removed: Vec<DocId>,
@@ -46,10 +46,10 @@ pub struct Core {
 thread_local! {
     static CORE: RefCell<Core> = RefCell::new(Core {
         client: SyncClient::new(random_peer_id()),
-        kinds: BTreeMap::new(),
+        kinds: VecMap::new(),
         principal: None,
         actor: None,
-        confirmed: BTreeMap::new(),
+        confirmed: VecMap::new(),
         removed: Vec::new(),
     });
     /// The page's signals, given by `session::start`.
@@ -170,7 +170,7 @@ fn load_doc(bytes: Option<&[u8]>, actor: Option<&ActorId>) -> Automerge {
 }
 
 /// Tracks the listed documents (loading stored bytes where there are any).
-fn track(core: &mut Core, docs: &[DocumentInfo], stored: &BTreeMap<String, Vec<u8>>) {
+fn track(core: &mut Core, docs: &[DocumentInfo], stored: &VecMap<String, Vec<u8>>) {
     for info in docs {
         core.kinds.insert(info.id, info.kind);
         if !core.client.contains(info.id) {
@@ -243,7 +243,7 @@ pub fn restore(stored: &Stored) {
 /// listed leave the device unless they still hold unsent changes.
 pub fn list(docs: &[DocumentInfo]) {
     let gone = with_core_mut(|core| {
-        track(core, docs, &BTreeMap::new());
+        track(core, docs, &VecMap::new());
         untrack_settled(core, docs)
     });
     remove_copies(gone);
