@@ -20,6 +20,7 @@ mod staff;
 mod state;
 mod status;
 mod sync;
+mod todo;
 mod vault;
 mod webauthn;
 
@@ -56,6 +57,8 @@ pub enum Page {
     Summary,
     Patients,
     Chart(PatientId, Tab),
+    /// A provider's work queue.
+    Todo,
 }
 
 fn register_service_worker() {
@@ -220,6 +223,7 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
             None => ().into_any(),
         },
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
+        Page::Todo => view! { <todo::Todo page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
             // Reactive: a record opened on demand arrives after the page.
@@ -330,8 +334,14 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
         <nav class="tabs main-nav" aria-label="Main">
             {move || {
                 let staff = ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()));
+                let provider = ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == shared::api::UserRole::Provider));
                 if staff {
-                    view! { {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
+                    let todo = move || {
+                        let n = todo::items(ui).len();
+                        let current = move || (page.get() == Page::Todo).then_some("page");
+                        view! { <button type="button" id="nav-todo" aria-current=current on:click=move |_| page.set(Page::Todo)>{format!("To do ({n})")}</button> }
+                    };
+                    view! { {provider.then_some(todo)} {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
                 } else {
                     view! {
                         {TABS.iter().map(|(t, label)| item(Page::Record(*t), label)).collect_view()}

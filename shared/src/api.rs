@@ -114,6 +114,18 @@ pub struct Me {
     /// The passkey this session signed in with: removing it signs this
     /// device out.
     pub passkey_id: Option<Uuid>,
+    /// For a provider: the providers of their clinics (themselves too), to
+    /// assign work items to offline. Empty for everyone else.
+    #[serde(default)]
+    pub colleagues: Vec<Colleague>,
+}
+
+/// A provider of one of the signed-in provider's clinics (`/api/me`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Colleague {
+    pub clinic_id: ClinicId,
+    pub user_id: UserId,
+    pub display_name: String,
 }
 
 impl Me {
@@ -361,10 +373,12 @@ impl Decode for Me {
             // still open offline.
             session_id: Decode::decode(&field("session_id")).unwrap_or_default(),
             passkey_id: Decode::decode(&field("passkey_id")).unwrap_or_default(),
+            colleagues: Decode::decode(&field("colleagues")).unwrap_or_default(),
         })
     }
 }
 decode!(ClinicRef { id, name });
+decode!(Colleague { clinic_id, user_id, display_name });
 impl Decode for CaregiverRights {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
         Some(CaregiverRights {
@@ -597,6 +611,11 @@ mod tests {
             actor_id: "ab".repeat(16),
             session_id: "s".into(),
             passkey_id: Some(Uuid::now_v7()),
+            colleagues: vec![Colleague {
+                clinic_id: clinic.id,
+                user_id: UserId::mint(),
+                display_name: "Dr Lee".into(),
+            }],
         };
         let patient = PatientId::mint();
         let rights = CaregiverRights { may_read: true, may_message: false };

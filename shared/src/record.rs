@@ -7,7 +7,7 @@ use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile};
 use crate::ids::{EntryId, UserId};
 use crate::schema::{
     Allergy, Appointment, Collection, Demographics, Immunization, Message, Observation,
-    Prescription, RefillRequest, Report,
+    Prescription, RefillRequest, Report, Task,
 };
 
 /// An entry type and the collection that holds it.
@@ -32,6 +32,7 @@ entries! {
     Appointment => Appointments,
     RefillRequest => RefillRequests,
     Message => Messages,
+    Task => Tasks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,29 @@ pub fn mark_read<D: Doc>(
 ) -> Result<(), RecordError> {
     let obj = entry_obj(doc, Message::COLLECTION, id)?;
     put_all(doc, &obj, &[("read_at", at.into()), ("read_by", by.to_string().into())])
+}
+
+/// Moves a work item on (handled) or assigns it to a colleague, saying who
+/// did it and when; `owner` is left as it is when `None`.
+pub fn update_task<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: crate::status::TaskStatus,
+    owner: Option<(UserId, &str)>,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
+    let obj = entry_obj(doc, Task::COLLECTION, id)?;
+    let mut fields = vec![
+        ("status", status.code().into()),
+        ("status_by", by.to_string().into()),
+        ("status_at", at.into()),
+    ];
+    if let Some((owner, name)) = owner {
+        fields.push(("owner", owner.to_string().into()));
+        fields.push(("owner_name", name.into()));
+    }
+    put_all(doc, &obj, &fields)
 }
 
 /// Updates the patient's demographics (only fields that changed are written).

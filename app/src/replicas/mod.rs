@@ -444,9 +444,15 @@ pub fn edit(
             );
         }
         let saved = doc.clone();
+        // A provider's edit of a thread made before work items existed adds
+        // their collection first (the same change on every device).
+        if matches!(principal.role, shared::Role::Provider { .. }) {
+            kind.add_tasks_collection(doc);
+        }
         let mut tx = doc.transaction();
         if let Err(e) = f(&mut tx, &principal, &at) {
             tx.rollback();
+            *doc = saved;
             return Err(format!("The change could not be made: {e}"));
         }
         tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));
