@@ -115,11 +115,12 @@ pub fn minutes(stamp: &str) -> Option<i64> {
 }
 
 /// How long ago `then` was at `now` (both RFC 3339), for the work queue:
-/// "5 min", "3 h", "2 days".
+/// "just now", "5 min", "3 h", "2 days".
 pub fn age(now: &str, then: &str) -> String {
     let m = minutes(now).zip(minutes(then)).map_or(0, |(n, t)| (n - t).max(0));
     match m {
-        0..60 => format!("{m} min"),
+        0 => "just now".into(),
+        1..60 => format!("{m} min"),
         60..2880 => format!("{} h", m / 60),
         _ => format!("{} days", m / 1440),
     }
@@ -315,7 +316,8 @@ mod tests {
         assert_eq!(age(now, "2026-12-04T15:00:00Z"), "3 h");
         assert_eq!(age(now, "2026-12-03T10:00:00Z"), "32 h");
         assert_eq!(age(now, "2026-12-02T18:00:00Z"), "2 days");
-        assert_eq!(age(now, "garbage"), "0 min");
+        assert_eq!(age(now, "2026-12-04T17:59:40Z"), "just now");
+        assert_eq!(age(now, "garbage"), "just now");
     }
 
     #[test]

@@ -336,10 +336,11 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
                 let staff = ui.me.with(|m| m.as_ref().is_some_and(|m| m.is_staff()));
                 let provider = ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == shared::api::UserRole::Provider));
                 if staff {
+                    // Only the count is redrawn as the queue changes.
                     let todo = move || {
-                        let n = todo::items(ui).len();
                         let current = move || (page.get() == Page::Todo).then_some("page");
-                        view! { <button type="button" id="nav-todo" aria-current=current on:click=move |_| page.set(Page::Todo)>{format!("To do ({n})")}</button> }
+                        let count = move || format!("To do ({})", todo::items(ui).len());
+                        view! { <button type="button" id="nav-todo" aria-current=current on:click=move |_| page.set(Page::Todo)>{count}</button> }
                     };
                     view! { {provider.then_some(todo)} {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
                 } else {

@@ -36,7 +36,7 @@ fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
 /// A patient record, tolerating demographics that were never filled in (the
 /// genesis change creates an empty map, which autosurgeon will not hydrate
 /// into `Option` fields).
-pub fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
+fn hydrate_patient_record(doc: &Automerge) -> Option<PatientRecord> {
     doc.get(ROOT, "kind").ok().flatten()?;
     let refill_requests =
         shared::read::hydrate_root_prop(doc, Collection::RefillRequests.code()).ok()?;

@@ -10,15 +10,16 @@
 //! refill request or an answered message leaves the queue by itself.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
+use automerge::ChangeHash;
 use leptos::prelude::*;
 use shared::record;
-use shared::schema::{ClinicalRecord, Collection, MessageThread, PatientRecord, Provenance, Task};
+use shared::schema::{Collection, MessageThread, Provenance, Task};
 use shared::status::{RefillStatus, ResultStatus, TaskStatus};
 use shared::{ClinicId, DocId, DocKind, EntryId, PatientId, UserId};
+
+use crate::reads::{self, PatientData};
 
 use crate::replicas::{self, with_core};
 use crate::state::Ui;
@@ -45,89 +46,18 @@ pub struct Item {
     pub task: Option<EntryId>,
 }
 
-/// What one document says for the queue, kept per document by heads so a
-/// change re-reads only the document it touched.
-enum Facts {
-    Patient(String, PatientRecord),
-    Thread(MessageThread),
-    /// Result groups (focus, its collection, recorded, what, recorder) and
-    /// prescriptions (id, name).
-    Clinical(Vec<(EntryId, Collection, String, String, UserId)>, Vec<(EntryId, String)>),
-}
-
-type Cached = (Vec<ChangeHash>, Rc<Facts>);
-type PatientFacts = (PatientId, Vec<(DocKind, Rc<Facts>)>);
+/// A patient's items, with the heads of their documents they were read at.
+type Heads = Vec<(DocId, Vec<ChangeHash>)>;
+type PatientItems = (PatientId, Heads, Rc<Vec<Item>>);
 type Queue = (u64, UserId, Rc<Vec<Item>>);
 
 thread_local! {
-    static FACTS: RefCell<HashMap<DocId, Cached>> = RefCell::default();
+    /// Per patient: a change re-reads only the patient it touched. Only
+    /// the items are kept, not the records they were read from.
+    static BY_PATIENT: RefCell<Vec<PatientItems>> = const { RefCell::new(Vec::new()) };
     /// The last queue, by the replicas' version and who asked: the
     /// navigation, the patient list and the page all read it.
     static LAST: RefCell<Option<Queue>> = const { RefCell::new(None) };
-}
-
-fn facts(id: DocId, kind: DocKind, doc: &Automerge) -> Option<Rc<Facts>> {
-    let heads = doc.get_heads();
-    if let Some(f) =
-        FACTS.with_borrow(|c| c.get(&id).filter(|(h, _)| *h == heads).map(|(_, f)| f.clone()))
-    {
-        return Some(f);
-    }
-    doc.get(ROOT, "kind").ok().flatten()?;
-    let f = Rc::new(match kind {
-        DocKind::PatientRecord { .. } => {
-            let data = crate::reads::hydrate_patient_record(doc)?;
-            let d = &data.demographics;
-            let name = format!(
-                "{} {}",
-                d.given.as_deref().unwrap_or_default(),
-                d.family.as_deref().unwrap_or_default()
-            );
-            Facts::Patient(name.trim().to_owned(), data)
-        }
-        DocKind::MessageThread { .. } => Facts::Thread(shared::read::hydrate(doc).ok()?),
-        DocKind::ClinicalRecord { .. } => {
-            let record: ClinicalRecord = shared::read::hydrate(doc).ok()?;
-            let cutoff = logic::minutes(&replicas::now()).unwrap_or(0) - RESULT_DAYS * 1440;
-            let recent = |p: &Provenance| logic::minutes(&p.recorded).is_some_and(|m| m >= cutoff);
-            let mut groups = Vec::new();
-            for (id, r) in &record.reports {
-                if r.status != ResultStatus::EnteredInError && recent(&r.provenance) {
-                    let what = format!("{} ({})", r.display, r.provenance.clinic_name);
-                    groups.push((
-                        id.parse().ok()?,
-                        Collection::Reports,
-                        r.provenance.recorded.clone(),
-                        what,
-                        r.provenance.recorder,
-                    ));
-                }
-            }
-            for (id, o) in &record.observations {
-                if o.report.is_none()
-                    && o.status != ResultStatus::EnteredInError
-                    && recent(&o.provenance)
-                {
-                    let what = format!("{} ({})", o.display, o.provenance.clinic_name);
-                    groups.push((
-                        id.parse().ok()?,
-                        Collection::Observations,
-                        o.provenance.recorded.clone(),
-                        what,
-                        o.provenance.recorder,
-                    ));
-                }
-            }
-            let rx = record
-                .prescriptions
-                .iter()
-                .filter_map(|(id, p)| Some((id.parse().ok()?, p.display.clone())))
-                .collect();
-            Facts::Clinical(groups, rx)
-        }
-    });
-    FACTS.with_borrow_mut(|c| c.insert(id, (heads, f.clone())));
-    Some(f)
 }
 
 /// The queue of the signed-in provider's clinics, oldest first (tracked).
@@ -143,116 +73,123 @@ pub fn items(ui: Ui) -> Rc<Vec<Item>> {
     if let Some(items) = last {
         return items;
     }
-    let items = Rc::new(collect(&me));
-    LAST.set(Some((version, me.user_id, items.clone())));
-    items
-}
-
-fn collect(me: &shared::api::Me) -> Vec<Item> {
-    let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
-    // Each patient's facts, by patient.
-    let mut by_patient: Vec<PatientFacts> = Vec::new();
+    // The heads of each patient's documents on the device.
+    let mut keys: Vec<(PatientId, Heads)> = Vec::new();
     with_core(|core| {
         for (id, kind) in &core.kinds {
             let Some(doc) = core.client.doc(*id) else { continue };
-            let Some(f) = facts(*id, *kind, doc) else { continue };
-            let p = kind.patient();
-            match by_patient.iter_mut().find(|(q, _)| *q == p) {
-                Some((_, v)) => v.push((*kind, f)),
-                None => by_patient.push((p, vec![(*kind, f)])),
+            let (p, entry) = (kind.patient(), (*id, doc.get_heads()));
+            match keys.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, v)) => v.push(entry),
+                None => keys.push((p, vec![entry])),
             }
         }
     });
+    let mut cache = BY_PATIENT.take();
+    let mut fresh = Vec::new();
+    let mut all = Vec::new();
+    for (patient, heads) in keys {
+        let kept = cache.iter().position(|(p, h, _)| *p == patient && *h == heads);
+        let items = match kept {
+            Some(i) => cache.swap_remove(i).2,
+            None => Rc::new(patient_items(&me, patient, &reads::read_patient_data(patient))),
+        };
+        all.extend(items.iter().cloned());
+        fresh.push((patient, heads, items));
+    }
+    BY_PATIENT.set(fresh);
+    logic::sort_by_key(&mut all, logic::Order::Ascending, |i| i.since.clone());
+    let all = Rc::new(all);
+    LAST.set(Some((version, me.user_id, all.clone())));
+    all
+}
+
+/// One patient's items for each of the provider's clinics.
+fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -> Vec<Item> {
     let mut out = Vec::new();
-    for (patient, docs) in &by_patient {
-        let mut name = String::new();
-        let mut requests = Vec::new();
-        let mut results = Vec::new();
-        let mut drugs = Vec::new();
-        for (_, f) in docs {
-            match &**f {
-                Facts::Patient(n, r) => {
-                    name = n.clone();
-                    requests.extend(
-                        r.refill_requests
-                            .iter()
-                            .filter(|(_, q)| q.status == RefillStatus::Requested),
-                    );
-                }
-                Facts::Clinical(g, rx) => {
-                    results.extend(g.iter());
-                    drugs.extend(rx.iter());
-                }
-                Facts::Thread(_) => {}
+    let record = data.record.as_ref().map(|r| &r.1);
+    let name = record.map_or(String::new(), |r| {
+        let d = &r.demographics;
+        let name = format!(
+            "{} {}",
+            d.given.as_deref().unwrap_or_default(),
+            d.family.as_deref().unwrap_or_default()
+        );
+        name.trim().to_owned()
+    });
+    let cutoff = logic::minutes(&replicas::now()).unwrap_or(0) - RESULT_DAYS * 1440;
+    let recent = |p: &Provenance| {
+        p.recorder != me.user_id && logic::minutes(&p.recorded).is_some_and(|m| m >= cutoff)
+    };
+    let empty = MessageThread::default();
+    for clinic in me.clinics.iter().map(|c| c.id) {
+        let thread = data.threads.iter().find(|t| t.1 == clinic).map_or(&empty, |t| &t.2);
+        let mut push = |kind, id: &str, since: &str, what: String, state: String| {
+            let Ok(focus) = id.parse() else { return };
+            if thread.handled(focus) {
+                return;
             }
-        }
-        for clinic in &clinics {
-            let empty = MessageThread::default();
-            let thread = docs
-                .iter()
-                .find_map(|(k, f)| match (k, &**f) {
-                    (DocKind::MessageThread { clinic: c, .. }, Facts::Thread(t)) if c == clinic => {
-                        Some(t)
-                    }
-                    _ => None,
-                })
-                .unwrap_or(&empty);
-            let mut push = |kind, focus: EntryId, since: &str, what: String, state: String| {
-                if thread.handled(focus) {
-                    return;
+            let task = thread.open_task(focus);
+            out.push(Item {
+                patient,
+                name: name.clone(),
+                clinic,
+                since: since.to_owned(),
+                kind,
+                focus,
+                what,
+                state,
+                owner: task.and_then(|(_, t)| Some((t.owner?, t.owner_name.clone()?))),
+                task: task.and_then(|(id, _)| id.parse().ok()),
+            });
+        };
+        for (id, m) in thread.unanswered() {
+            let state = match (&m.read_at, m.read_by) {
+                (Some(at), Some(by)) => {
+                    format!("Read by {}, {}", colleague(me, by), logic::date_time(at))
                 }
-                let task = thread.open_task(focus);
-                out.push(Item {
-                    patient: *patient,
-                    name: name.clone(),
-                    clinic: *clinic,
-                    since: since.to_owned(),
-                    kind,
-                    focus,
-                    what,
-                    state,
-                    owner: task.and_then(|(_, t)| Some((t.owner?, t.owner_name.clone()?))),
-                    task: task.and_then(|(id, _)| id.parse().ok()),
-                });
+                _ => "Unread".to_owned(),
             };
-            for (id, m) in thread.unanswered() {
-                let Ok(focus) = id.parse() else { continue };
-                let state = match (&m.read_at, m.read_by) {
-                    (Some(at), Some(by)) => {
-                        format!("Read by {}, {}", colleague(me, by), logic::date_time(at))
-                    }
-                    _ => "Unread".to_owned(),
-                };
-                let what: String = m.body.chars().take(80).collect();
-                push(Collection::Messages, focus, &m.sent_at, what, state);
+            push(Collection::Messages, id, &m.sent_at, m.body.chars().take(80).collect(), state);
+        }
+        for (id, q) in record.iter().flat_map(|r| &r.refill_requests) {
+            if q.clinic != clinic || q.status != RefillStatus::Requested {
+                continue;
             }
-            for (id, q) in &requests {
-                let Ok(focus) = id.parse() else { continue };
-                if q.clinic != *clinic {
-                    continue;
+            let drug = data
+                .clinical
+                .iter()
+                .find_map(|c| c.2.prescriptions.get(&q.prescription.to_string()))
+                .map_or("a prescription", |rx| rx.display.as_str());
+            let note =
+                if q.note.is_empty() { String::new() } else { format!(": “{}”", q.note) };
+            push(
+                Collection::RefillRequests,
+                id,
+                &q.requested_at,
+                format!("{drug}{note}"),
+                String::new(),
+            );
+        }
+        // A report is one item; a result outside a report another.
+        for (_, _, c) in &data.clinical {
+            for (id, r) in &c.reports {
+                if r.status != ResultStatus::EnteredInError && recent(&r.provenance) {
+                    let what = format!("{} ({})", r.display, r.provenance.clinic_name);
+                    push(Collection::Reports, id, &r.provenance.recorded, what, String::new());
                 }
-                let drug = drugs
-                    .iter()
-                    .find(|(rx, _)| *rx == q.prescription)
-                    .map_or("a prescription", |(_, d)| d.as_str());
-                let note =
-                    if q.note.is_empty() { String::new() } else { format!(": “{}”", q.note) };
-                push(
-                    Collection::RefillRequests,
-                    focus,
-                    &q.requested_at,
-                    format!("{drug}{note}"),
-                    String::new(),
-                );
             }
-            for (focus, kind, recorded, what, recorder) in &results {
-                if *recorder != me.user_id {
-                    push(*kind, *focus, recorded, what.clone(), String::new());
+            for (id, o) in &c.observations {
+                if o.report.is_none()
+                    && o.status != ResultStatus::EnteredInError
+                    && recent(&o.provenance)
+                {
+                    let what = format!("{} ({})", o.display, o.provenance.clinic_name);
+                    push(Collection::Observations, id, &o.provenance.recorded, what, String::new());
                 }
             }
         }
     }
-    logic::sort_by_key(&mut out, logic::Order::Ascending, |i| i.since.clone());
     out
 }
 
@@ -292,7 +229,7 @@ fn write(item: &Item, status: TaskStatus, owner: Option<(UserId, String)>) -> Re
             status_by: Some(who.user),
             status_at: Some(at.to_owned()),
         };
-        record::add(tx, EntryId::mint(), &task)
+        record::add_task(tx, EntryId::mint(), &task)
     })
 }
 
@@ -309,19 +246,22 @@ fn label(kind: Collection) -> &'static str {
 pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let error = RwSignal::new(None::<String>);
+    // Online, ask for the offline set again: patients with new work since
+    // it was last asked for come onto the device.
+    if ui.online_untracked() {
+        leptos::task::spawn_local(crate::session::keep(ui));
+    }
     let list = move || {
         let items = items(ui);
         let me = ui.me.get()?;
-        let items = items.to_vec();
         if items.is_empty() {
             return Some(view! { <p class="muted">"Nothing waiting."</p> }.into_any());
         }
         let now = replicas::now();
         let rows = items
-            .into_iter()
+            .iter()
             .map(|item| {
-                let key = item.focus.to_string();
-                let select_id = format!("assign-{key}");
+                let item = item.clone();
                 let options: Vec<(UserId, String)> = me
                     .colleagues
                     .iter()
@@ -357,8 +297,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                         {(!state.is_empty()).then(|| view! { <p class="meta">{state}</p> })}
                         {owner.map(|o| view! { <p class="meta"><strong>{o}</strong></p> })}
                         <div class="inline-form">
-                            <label for=select_id.clone() class="sr-only">"Assign to"</label>
-                            <select id=select_id on:change=move |ev| chosen.set(event_target_value(&ev))>
+                            <select aria-label="Assign to" on:change=move |ev| chosen.set(event_target_value(&ev))>
                                 <option value="">"Assign to…"</option>
                                 {options.into_iter().map(|(u, n)| view! { <option value=u.to_string()>{n}</option> }).collect_view()}
                             </select>

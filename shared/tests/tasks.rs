@@ -268,3 +268,25 @@ fn nothing_else_is_accepted_under_the_collections_actor() {
         Err(Rule::Schema)
     );
 }
+
+#[test]
+fn a_work_item_written_field_by_field_reads_back_whole() {
+    let w = world();
+    let t = Task {
+        status_by: Some(w.provider_a.user),
+        status_at: Some("2026-12-04T11:00:00Z".into()),
+        ..task(&w, &w.provider_a, Some(&w.provider_b))
+    };
+    let id = EntryId::mint();
+    let (doc, ok) =
+        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add_task(tx, id, &t).unwrap());
+    assert_eq!(ok, Ok(()));
+    let thread: MessageThread = shared::read::hydrate(&doc).unwrap();
+    assert_eq!(thread.tasks.get(&id.to_string()), Some(&t));
+    let plain = task(&w, &w.provider_a, None);
+    let (doc, ok) =
+        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add_task(tx, id, &plain).unwrap());
+    assert_eq!(ok, Ok(()));
+    let thread: MessageThread = shared::read::hydrate(&doc).unwrap();
+    assert_eq!(thread.tasks.get(&id.to_string()), Some(&plain));
+}
