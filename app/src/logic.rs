@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(age(now, "2026-12-04T15:00:00Z"), "3 h");
         assert_eq!(age(now, "2026-12-03T10:00:00Z"), "32 h");
         assert_eq!(age(now, "2026-12-02T18:00:00Z"), "2 days");
-        assert_eq!(age(now, "2026-12-04T17:59:40Z"), "just now");
+        assert_eq!(age(now, "2026-12-04T18:00:10Z"), "just now");
         assert_eq!(age(now, "garbage"), "just now");
     }
 
