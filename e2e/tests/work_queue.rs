@@ -47,7 +47,8 @@ async fn wait_until_gone(person: &Person, selector: &str, text: &str) {
     }
 }
 
-/// Screenshots the To do page at 1280 and 390 px; nothing sideways on a phone.
+/// Screenshots the To do page at 1280 and 390 px; nothing sideways on a
+/// phone, nothing serious for axe-core.
 async fn screens(person: &Person, name: &str) {
     for (width, mobile) in [(1280, false), (390, true)] {
         person.set_width(width, mobile).await;
@@ -57,6 +58,14 @@ async fn screens(person: &Person, name: &str) {
         person
             .check(overflow.is_empty(), &format!("nothing sideways at {width}: {overflow:?}"))
             .await;
+        // WCAG 2.1 AA, as the accessibility test checks every other view.
+        let serious: Vec<String> = person
+            .axe()
+            .await
+            .into_iter()
+            .filter(|v| v.contains("(serious)") || v.contains("(critical)"))
+            .collect();
+        person.check(serious.is_empty(), &format!("axe at {width}: {serious:#?}")).await;
     }
     person.set_width(1280, false).await;
 }
