@@ -113,6 +113,18 @@ pub fn minutes(stamp: &str) -> Option<i64> {
     Some(days * 1440 + hh * 60 + mm)
 }
 
+/// How long ago `then` was at `now` (both RFC 3339), for the work queue:
+/// "just now", "5 min", "3 h", "2 days".
+pub fn age(now: &str, then: &str) -> String {
+    let m = minutes(now).zip(minutes(then)).map_or(0, |(n, t)| (n - t).max(0));
+    match m {
+        0 => "just now".into(),
+        1..60 => format!("{m} min"),
+        60..2880 => format!("{} h", m / 60),
+        _ => format!("{} days", m / 1440),
+    }
+}
+
 /// The date part of a stamp, for display.
 pub fn date(stamp: &str) -> &str {
     stamp.get(0..10).unwrap_or(stamp)
@@ -295,6 +307,17 @@ mod tests {
     use shared::{ClinicId, EntryId, UserId};
 
     use super::*;
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        let now = "2026-12-04T18:00:00.000Z";
+        assert_eq!(age(now, "2026-12-04T17:55:10Z"), "5 min");
+        assert_eq!(age(now, "2026-12-04T15:00:00Z"), "3 h");
+        assert_eq!(age(now, "2026-12-03T10:00:00Z"), "32 h");
+        assert_eq!(age(now, "2026-12-02T18:00:00Z"), "2 days");
+        assert_eq!(age(now, "2026-12-04T18:00:10Z"), "just now");
+        assert_eq!(age(now, "garbage"), "just now");
+    }
 
     #[test]
     fn sort_by_key_orders_both_ways_and_keeps_ties_in_order() {

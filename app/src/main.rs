@@ -22,6 +22,7 @@ mod staff;
 mod state;
 mod status;
 mod sync;
+mod todo;
 mod vault;
 mod vec_map;
 mod webauthn;
@@ -62,6 +63,8 @@ pub enum Page {
     Chart(PatientId, Tab),
     /// A clinic admin's page: the clinic, its people, invitations.
     Clinic,
+    /// A provider's work queue.
+    Todo,
 }
 
 fn register_service_worker() {
@@ -231,6 +234,7 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
         },
         Page::Patients => view! { <staff::PatientList page/> }.into_any(),
         Page::Clinic => view! { <admin::ClinicAdmin/> }.into_any(),
+        Page::Todo => view! { <todo::Todo page/> }.into_any(),
         Page::Chart(patient, tab) => {
             let clinic = staff_clinic(patient);
             // Reactive: a record opened on demand arrives after the page.
@@ -344,7 +348,13 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
                 if role == Some(UserRole::Admin) {
                     view! { {item(Page::Clinic, "Clinic")} {item(Page::Account, "Account")} }.into_any()
                 } else if role == Some(UserRole::Provider) {
-                    view! { {item(Page::Patients, "Patients")} {item(Page::Account, "Account")} }.into_any()
+                    // Only the count is redrawn as the queue changes.
+                    let current = move || (page.get() == Page::Todo).then_some("page");
+                    let count = move || format!("To do ({})", todo::items(ui).len());
+                    view! {
+                        <button type="button" id="nav-todo" aria-current=current on:click=move |_| page.set(Page::Todo)>{count}</button>
+                        {item(Page::Patients, "Patients")} {item(Page::Account, "Account")}
+                    }.into_any()
                 } else {
                     view! {
                         {TABS.iter().map(|(t, label)| item(Page::Record(*t), label)).collect_view()}

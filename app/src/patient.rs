@@ -682,7 +682,17 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .into_iter()
                     .map(|(mid, m)| {
                         let mine = m.side == my_side;
-                        let state = mine.then(|| message_state(m, replicas::entry_confirmed(doc, Collection::Messages, mid)));
+                        let state = if mine {
+                            Some(message_state(m, replicas::entry_confirmed(doc, Collection::Messages, mid)))
+                        } else {
+                            // Staff see who of the clinic read a patient's message.
+                            staff.and(m.read_at.as_ref()).map(|at| {
+                                let by = ui.me.with_untracked(|me| {
+                                    me.as_ref()?.colleagues.iter().find(|c| Some(c.user_id) == m.read_by).map(|c| c.display_name.clone())
+                                });
+                                format!("Read by {}, {}", by.as_deref().unwrap_or("a colleague"), logic::date_time(at))
+                            })
+                        };
                         view! {
                             <li class=if mine { "msg mine" } else { "msg theirs" }>
                                 <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>

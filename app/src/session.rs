@@ -30,7 +30,15 @@ fn principal_of(me: &Me) -> Option<Principal> {
         UserRole::Admin => Role::ClinicAdmin { clinic: *clinics.first()? },
     };
     let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
-    Some(Principal { user: me.user_id, role, name: me.display_name.clone(), clinic_names })
+    let colleagues =
+        me.colleagues.iter().map(|c| (c.clinic_id, c.user_id, c.display_name.clone())).collect();
+    Some(Principal {
+        user: me.user_id,
+        role,
+        name: me.display_name.clone(),
+        clinic_names,
+        colleagues,
+    })
 }
 
 /// Edits from now on are `me`'s, with this session's actor id.

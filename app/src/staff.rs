@@ -49,6 +49,26 @@ pub fn on_device(ui: Ui, patient: PatientId) -> bool {
 pub const NEEDS_NETWORK: &str =
     "This patient's record is not on this device. Connect to the network to open it.";
 
+/// Opens `target` in `p`'s chart, keeping `p` among the recent patients;
+/// false if their record is not on the device and there is no network.
+pub fn open_patient(ui: Ui, page: RwSignal<Page>, p: PatientId, target: Page) -> bool {
+    let here = on_device(ui, p);
+    if !here && !ui.online_untracked() {
+        return false;
+    }
+    ui.recent.update(|r| {
+        r.retain(|x| *x != p);
+        r.insert(0, p);
+        r.truncate(RECENT);
+    });
+    persist::save_patients(persist::RECENT, &ui.recent.get_untracked());
+    if !here {
+        spawn_local(session::keep(ui));
+    }
+    page.set(target);
+    true
+}
+
 /// The patient list: from the server when online (`/api/patients`, which
 /// searches every patient the user may read), from the patients on this
 /// device offline. Says which are on the device, and pins patients to stay
@@ -71,20 +91,9 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
         }
     });
     let open = move |p: PatientId| {
-        let here = on_device(ui, p);
-        if !here && !ui.online_untracked() {
-            return said.set(Some(NEEDS_NETWORK));
+        if !open_patient(ui, page, p, Page::Chart(p, Tab::Results)) {
+            said.set(Some(NEEDS_NETWORK));
         }
-        ui.recent.update(|r| {
-            r.retain(|x| *x != p);
-            r.insert(0, p);
-            r.truncate(RECENT);
-        });
-        persist::save_patients(persist::RECENT, &ui.recent.get_untracked());
-        if !here {
-            spawn_local(session::keep(ui));
-        }
-        page.set(Page::Chart(p, Tab::Results));
     };
     let pin = move |p: PatientId| {
         ui.pins.update(|pins| {
@@ -127,6 +136,7 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                     rows
                 });
                 rows.retain(|r| logic::matches(&q, &r.name, &r.birth_date));
+                let todo = crate::todo::items(ui);
                 if rows.is_empty() {
                     return view! { <p class="muted">"No patients match."</p> }.into_any();
                 }
@@ -135,12 +145,14 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                     <ul class="patients">
                         {rows.into_iter().map(|PatientRow { patient: p, name, birth_date }| {
                             let pinned = ui.pins.with(|pins| pins.contains(&p));
+                            let todo = todo.iter().filter(|i| i.patient == p).count();
                             view! {
                                 <li>
                                     <button type="button" class="patient" on:click=move |_| open(p)>
                                         <strong>{if name.is_empty() { "(name not synced yet)".to_owned() } else { name }}</strong>
                                         <span class="muted">{if birth_date.is_empty() { String::new() } else { format!(" born {birth_date}") }}</span>
                                         {on_device(ui, p).then_some(view! { <span class="tag">"On this device"</span> })}
+                                        {(todo > 0).then(|| view! { <span class="tag">{format!("To do: {todo}")}</span> })}
                                     </button>
                                     <button type="button" class="link" on:click=move |_| pin(p)>
                                         {if pinned { "Unpin" } else { "Pin for offline" }}

@@ -52,6 +52,7 @@ fn person(user: UserId, role: Role) -> Principal {
         role,
         name: NAME.into(),
         clinic_names: vec![(CLINIC, CLINIC_NAME.into()), (OTHER_CLINIC, CLINIC_NAME.into())],
+        colleagues: vec![],
     }
 }
 

@@ -119,6 +119,18 @@ pub struct Me {
     /// consent) and how to reach them, kept with the copy for offline use.
     #[serde(default)]
     pub care: Vec<ClinicContact>,
+    /// For a provider: the providers of their clinics (themselves too), to
+    /// assign work items to offline. Empty for everyone else.
+    #[serde(default)]
+    pub colleagues: Vec<Colleague>,
+}
+
+/// A provider of one of the signed-in provider's clinics (`/api/me`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Colleague {
+    pub clinic_id: ClinicId,
+    pub user_id: UserId,
+    pub display_name: String,
 }
 
 impl Me {
@@ -439,6 +451,7 @@ impl Decode for Me {
             session_id: Decode::decode(&field("session_id")).unwrap_or_default(),
             passkey_id: Decode::decode(&field("passkey_id")).unwrap_or_default(),
             care: Decode::decode(&field("care")).unwrap_or_default(),
+            colleagues: Decode::decode(&field("colleagues")).unwrap_or_default(),
         })
     }
 }
@@ -447,6 +460,7 @@ decode!(ClinicContact { id, name, phone, reply_days });
 decode!(ClinicPage { contact, people });
 decode!(ClinicPerson { user_id, display_name, role, enrolled });
 encode!(ClinicDetails { phone, reply_days });
+decode!(Colleague { clinic_id, user_id, display_name });
 impl Decode for CaregiverRights {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
         Some(CaregiverRights {
@@ -691,6 +705,11 @@ mod tests {
             session_id: "s".into(),
             passkey_id: Some(Uuid::now_v7()),
             care: vec![contact.clone()],
+            colleagues: vec![Colleague {
+                clinic_id: clinic.id,
+                user_id: UserId::mint(),
+                display_name: "Dr Lee".into(),
+            }],
         };
         let patient = PatientId::mint();
         let rights = CaregiverRights { may_read: true, may_message: false };

@@ -146,6 +146,17 @@ const MESSAGE: &[Field] = &[
     opt("read_by", Kind::Uuid),
 ];
 
+const TASK: &[Field] = &[
+    req("focus", Kind::Uuid),
+    req("focus_kind", Kind::Text(CODE)),
+    req("status", Kind::Text(CODE)),
+    opt("owner", Kind::Uuid),
+    opt("owner_name", Kind::Text(NAME)),
+    req("provenance", Kind::Map(PROVENANCE)),
+    opt("status_by", Kind::Uuid),
+    opt("status_at", Kind::Text(TIME)),
+];
+
 /// The patient's demographics (a map at the root, not a collection).
 pub const DEMOGRAPHICS: &[Field] = &[
     opt("family", Kind::Text(NAME)),
@@ -166,6 +177,7 @@ pub fn entry_fields(collection: Collection) -> &'static [Field] {
         Collection::Appointments => APPOINTMENT,
         Collection::RefillRequests => REFILL_REQUEST,
         Collection::Messages => MESSAGE,
+        Collection::Tasks => TASK,
     }
 }
 

@@ -7,7 +7,7 @@ use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile};
 use crate::ids::{EntryId, UserId};
 use crate::schema::{
     Allergy, Appointment, Collection, Demographics, Immunization, Message, Observation,
-    Prescription, RefillRequest, Report,
+    Prescription, RefillRequest, Report, Task,
 };
 
 /// An entry type and the collection that holds it.
@@ -32,6 +32,7 @@ entries! {
     Appointment => Appointments,
     RefillRequest => RefillRequests,
     Message => Messages,
+    Task => Tasks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,64 @@ pub fn mark_read<D: Doc>(
 ) -> Result<(), RecordError> {
     let obj = entry_obj(doc, Message::COLLECTION, id)?;
     put_all(doc, &obj, &[("read_at", at.into()), ("read_by", by.to_string().into())])
+}
+
+/// Adds a work item field by field: autosurgeon's reconcile of a whole
+/// entry costs the web app a few KB per entry type, and this is the only
+/// place the app makes one.
+pub fn add_task<D: Doc>(doc: &mut D, id: EntryId, task: &Task) -> Result<(), RecordError> {
+    let coll = collection(doc, Task::COLLECTION)?;
+    let obj = doc.put_object(&coll, id.to_string(), automerge::ObjType::Map)?;
+    let text = |v: Option<String>| v.map_or(ScalarValue::Null, Into::into);
+    put_all(
+        doc,
+        &obj,
+        &[
+            ("focus", task.focus.to_string().into()),
+            ("focus_kind", task.focus_kind.code().into()),
+            ("status", task.status.code().into()),
+            ("owner", text(task.owner.map(|o| o.to_string()))),
+            ("owner_name", text(task.owner_name.clone())),
+            ("status_by", text(task.status_by.map(|o| o.to_string()))),
+            ("status_at", text(task.status_at.clone())),
+        ],
+    )?;
+    let p = &task.provenance;
+    let provenance = doc.put_object(&obj, "provenance", automerge::ObjType::Map)?;
+    put_all(
+        doc,
+        &provenance,
+        &[
+            ("clinic", p.clinic.to_string().into()),
+            ("clinic_name", p.clinic_name.as_str().into()),
+            ("recorder", p.recorder.to_string().into()),
+            ("recorder_name", p.recorder_name.as_str().into()),
+            ("recorded", p.recorded.as_str().into()),
+        ],
+    )
+}
+
+/// Moves a work item on (handled) or assigns it to a colleague, saying who
+/// did it and when; `owner` is left as it is when `None`.
+pub fn update_task<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: crate::status::TaskStatus,
+    owner: Option<(UserId, &str)>,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
+    let obj = entry_obj(doc, Task::COLLECTION, id)?;
+    let mut fields = vec![
+        ("status", status.code().into()),
+        ("status_by", by.to_string().into()),
+        ("status_at", at.into()),
+    ];
+    if let Some((owner, name)) = owner {
+        fields.push(("owner", owner.to_string().into()));
+        fields.push(("owner_name", name.into()));
+    }
+    put_all(doc, &obj, &fields)
 }
 
 /// Updates the patient's demographics (only fields that changed are written).

@@ -24,7 +24,7 @@ use crate::hydrate::Fields;
 use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 use crate::status::{
     AllergyStatus, AppointmentStatus, ImmunizationStatus, PrescriptionStatus, RefillStatus,
-    ResultStatus, Severity, Side,
+    ResultStatus, Severity, Side, TaskStatus,
 };
 
 /// Version of the document layout, stored at the root of every document.
@@ -91,8 +91,51 @@ impl DocKind {
         match self {
             Self::ClinicalRecord { .. } => &Collection::CLINICAL,
             Self::PatientRecord { .. } => &[Collection::RefillRequests],
-            Self::MessageThread { .. } => &[Collection::Messages],
+            Self::MessageThread { .. } => &[Collection::Messages, Collection::Tasks],
         }
+    }
+
+    /// The collections the genesis change makes: all of them but the ones
+    /// added later by a change of their own ([`DocKind::tasks_change`]), since
+    /// the genesis change of documents that exist cannot change.
+    fn genesis_collections(&self) -> &'static [Collection] {
+        match self {
+            Self::MessageThread { .. } => &[Collection::Messages],
+            _ => self.collections(),
+        }
+    }
+
+    /// The actor of [`DocKind::tasks_change`], the same on every replica.
+    pub fn tasks_actor(&self) -> ActorId {
+        let id = DocId::derive(&format!("tasks/{}", self.doc_id()));
+        ActorId::from(id.as_uuid().as_bytes().as_slice())
+    }
+
+    /// The change that adds the `tasks` collection to a message thread
+    /// (issue 14's work queue came after threads existed). Like the genesis
+    /// change it is deterministic (fixed actor, time, content and
+    /// dependencies: the genesis), so every device that adds it makes the
+    /// same change and no two `tasks` maps ever conflict; the write policy
+    /// accepts exactly this change from anyone who may write the thread.
+    pub fn tasks_change(&self) -> Option<automerge::Change> {
+        if !matches!(self, Self::MessageThread { .. }) {
+            return None;
+        }
+        let mut doc = self.genesis().with_actor(self.tasks_actor());
+        let mut tx = doc.transaction();
+        tx.put_object(ROOT, Collection::Tasks.code(), ObjType::Map).expect("fresh document");
+        tx.commit_with(CommitOptions::default().with_time(0));
+        doc.get_last_local_change()
+    }
+
+    /// Adds the `tasks` collection to `doc` if this kind has one and the
+    /// document lacks it; whether it added it.
+    pub fn add_tasks_collection(&self, doc: &mut Automerge) -> bool {
+        let Some(change) = self.tasks_change() else { return false };
+        if automerge::ReadDoc::get(doc, ROOT, Collection::Tasks.code()).ok().flatten().is_some() {
+            return false;
+        }
+        doc.apply_changes([change]).is_ok()
     }
 
     /// Whether this kind of document holds the patient's demographics.
@@ -115,7 +158,7 @@ impl DocKind {
             tx.put(ROOT, "clinic", clinic.to_string()).expect("fresh document");
         }
         let demographics = self.has_demographics().then_some(DEMOGRAPHICS);
-        for name in self.collections().iter().map(|c| c.code()).chain(demographics) {
+        for name in self.genesis_collections().iter().map(|c| c.code()).chain(demographics) {
             tx.put_object(ROOT, name, ObjType::Map).expect("fresh document");
         }
         tx.commit_with(CommitOptions::default().with_time(0));
@@ -134,6 +177,7 @@ crate::status::code_enum!(
         Appointments => "appointments",
         RefillRequests => "refill_requests",
         Messages => "messages",
+        Tasks => "tasks",
     }
 );
 
@@ -159,6 +203,7 @@ impl Collection {
             Self::Appointments => "Appointment",
             Self::RefillRequests => "Refill request",
             Self::Messages => "Message",
+            Self::Tasks => "Work item",
         }
     }
 
@@ -183,6 +228,9 @@ impl Collection {
                 .is_some_and(|(from, to)| from.may_become(to)),
             Self::Appointments => parsed(from, to, AppointmentStatus::parse)
                 .is_some_and(|(from, to)| from.may_become(to)),
+            Self::Tasks => {
+                parsed(from, to, TaskStatus::parse).is_some_and(|(from, to)| from.may_become(to))
+            }
             Self::RefillRequests | Self::Messages => false,
         }
     }
@@ -436,11 +484,92 @@ pub struct Message {
     pub read_by: Option<UserId>,
 }
 
-/// A patient's conversation with one clinic.
+/// A piece of the clinic's work about one entry (FHIR Task): a message to
+/// read, a refill request to answer, a result to look at. Written only by
+/// the clinic's providers; the patient side never sees it in its views.
+#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+pub struct Task {
+    /// The entry the work is about (FHIR `Task.focus`), in this thread, the
+    /// patient record (a refill request) or a clinical record (a result).
+    pub focus: EntryId,
+    /// Its collection: messages, refill_requests or observations.
+    pub focus_kind: Collection,
+    pub status: TaskStatus,
+    /// The colleague (a provider of the clinic) it is assigned to, with
+    /// the directory's name.
+    pub owner: Option<UserId>,
+    pub owner_name: Option<String>,
+    pub provenance: Provenance,
+    /// Who last changed the status or the owner, and when.
+    pub status_by: Option<UserId>,
+    pub status_at: Option<String>,
+}
+
+/// A patient's conversation with one clinic, and the clinic's work items.
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct MessageThread {
     #[autosurgeon(hydrate = "hydrate_entries")]
     pub messages: BTreeMap<String, Message>,
+    /// Missing in threads made before work items existed, until a provider
+    /// adds the collection (`DocKind::tasks_change`).
+    #[autosurgeon(hydrate = "hydrate_optional_entries")]
+    pub tasks: BTreeMap<String, Task>,
+}
+
+impl MessageThread {
+    /// Whether the clinic marked the work on `focus` handled: a completed
+    /// task for it exists. Two devices may each have made a task for the
+    /// same entry offline; one completed is enough, and the rest are moot.
+    pub fn handled(&self, focus: EntryId) -> bool {
+        self.tasks.values().any(|t| t.focus == focus && t.status == TaskStatus::Completed)
+    }
+
+    /// The open task on `focus`, which says whom it is assigned to: of
+    /// concurrent ones, the one changed last (then the greatest id).
+    pub fn open_task(&self, focus: EntryId) -> Option<(&str, &Task)> {
+        let mut best: Option<(&str, &Task)> = None;
+        for (id, task) in &self.tasks {
+            if task.focus != focus || task.status == TaskStatus::Completed {
+                continue;
+            }
+            let at =
+                |t: &Task| t.status_at.clone().unwrap_or_else(|| t.provenance.recorded.clone());
+            if best.is_none_or(|(_, b)| at(task) >= at(b)) {
+                best = Some((id, task));
+            }
+        }
+        best
+    }
+
+    /// Messages from the patient side the clinic has not answered: those
+    /// sent after the clinic's last message. A reply answers them; reading
+    /// one does not (it shows who read it).
+    pub fn unanswered(&self) -> Vec<(&str, &Message)> {
+        let last_reply = self
+            .messages
+            .values()
+            .filter(|m| m.side == Side::Clinic)
+            .map(|m| m.sent_at.as_str())
+            .max()
+            .unwrap_or("");
+        self.messages
+            .iter()
+            .filter(|(_, m)| m.side == Side::Patient && m.sent_at.as_str() > last_reply)
+            .map(|(id, m)| (id.as_str(), m))
+            .collect()
+    }
+}
+
+/// [`hydrate_entries`], or none if the collection is not there yet.
+pub(crate) fn hydrate_optional_entries<D: ReadDoc, T: Hydrate>(
+    doc: &D,
+    obj: &ObjId,
+    prop: autosurgeon::Prop<'_>,
+) -> Result<BTreeMap<String, T>, HydrateError> {
+    if doc.get(obj, &prop)?.is_none() {
+        return Ok(BTreeMap::new());
+    }
+    hydrate_entries(doc, obj, prop)
 }
 
 // Hydration by hand (`crate::hydrate`): one copy of the field reads for

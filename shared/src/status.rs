@@ -90,6 +90,10 @@ code_enum!(
     RefillStatus { Requested => "requested", Approved => "approved", Denied => "denied", Cancelled => "cancelled" }
 );
 code_enum!(
+    /// FHIR `Task.status`, as far as the clinic's work queue uses it.
+    TaskStatus { Requested => "requested", InProgress => "in-progress", Completed => "completed" }
+);
+code_enum!(
     /// Which side of a patient-clinic thread wrote a message.
     Side { Patient => "patient", Clinic => "clinic" }
 );
@@ -143,6 +147,16 @@ impl AppointmentStatus {
         self == to
             || matches!((self, to), (Booked, Fulfilled | Cancelled | Noshow))
             || (self != EnteredInError && to == EnteredInError)
+    }
+}
+
+impl TaskStatus {
+    /// Work goes forward only: requested, in progress, completed. A handled
+    /// item is never reopened; new work on it is a new task.
+    pub fn may_become(self, to: Self) -> bool {
+        use TaskStatus::*;
+        self == to
+            || matches!((self, to), (Requested, InProgress | Completed) | (InProgress, Completed))
     }
 }
 
@@ -212,5 +226,9 @@ mod tests {
         assert!(R::Requested.may_become(R::Cancelled, Side::Patient));
         assert!(!R::Requested.may_become(R::Approved, Side::Patient));
         assert!(!R::Denied.may_become(R::Approved, Side::Clinic));
+        use TaskStatus as T;
+        assert!(T::Requested.may_become(T::Completed) && T::InProgress.may_become(T::Completed));
+        assert!(!T::Completed.may_become(T::Requested) && !T::Completed.may_become(T::InProgress));
+        assert!(!T::InProgress.may_become(T::Requested));
     }
 }

@@ -41,6 +41,7 @@ fn person(role: Role, clinic: ClinicId) -> Principal {
         role,
         name: "Someone".into(),
         clinic_names: vec![(clinic, "Clinic".into())],
+        colleagues: vec![],
     }
 }
 

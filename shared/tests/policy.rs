@@ -55,6 +55,7 @@ impl World {
             role,
             name: "Dr Example".into(),
             clinic_names: clinic_names.clone(),
+            colleagues: vec![],
         };
         let people = vec![
             principal(Role::Patient { patient }),

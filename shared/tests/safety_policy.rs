@@ -25,6 +25,7 @@ impl Chart {
             role: Role::Provider { clinics: vec![clinic] },
             name: "Dr Example".into(),
             clinic_names: vec![(clinic, "Clinic".into())],
+            colleagues: vec![],
         };
         let mut doc = AutoCommit::load(&kind.genesis().save()).unwrap();
         doc.set_actor(automerge::ActorId::random());

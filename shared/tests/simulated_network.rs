@@ -29,18 +29,21 @@ impl World {
                 role: Role::Patient { patient },
                 name: "X".into(),
                 clinic_names: vec![],
+                colleagues: vec![],
             },
             Principal {
                 user: UserId::mint(),
                 role: Role::Provider { clinics: vec![clinics[0]] },
                 name: "P".into(),
                 clinic_names: vec![(clinics[0], "C".into())],
+                colleagues: vec![],
             },
             Principal {
                 user: UserId::mint(),
                 role: Role::Provider { clinics: vec![clinics[1]] },
                 name: "P".into(),
                 clinic_names: vec![(clinics[1], "C".into())],
+                colleagues: vec![],
             },
         ];
         let docs = vec![

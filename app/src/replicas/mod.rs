@@ -433,6 +433,17 @@ pub fn edit(
     id: DocId,
     f: impl FnOnce(&mut Transaction<'_>, &Principal, &str) -> Result<(), RecordError>,
 ) -> Result<(), String> {
+    let mut f = Some(f);
+    edit_with(id, &mut |tx, who, at| f.take().map_or(Ok(()), |f| f(tx, who, at)))
+}
+
+/// [`edit`]'s body, compiled once: inlined into each of its callers it
+/// cost the bundle a copy per form.
+#[inline(never)]
+fn edit_with(
+    id: DocId,
+    f: &mut dyn FnMut(&mut Transaction<'_>, &Principal, &str) -> Result<(), RecordError>,
+) -> Result<(), String> {
     let at = now();
     let result = with_core_mut(|core| {
         let principal = core.principal.clone().ok_or("Sign in to make changes.")?;
@@ -444,9 +455,15 @@ pub fn edit(
             );
         }
         let saved = doc.clone();
+        // A provider's edit of a thread made before work items existed adds
+        // their collection first (the same change on every device).
+        if matches!(principal.role, shared::Role::Provider { .. }) {
+            kind.add_tasks_collection(doc);
+        }
         let mut tx = doc.transaction();
         if let Err(e) = f(&mut tx, &principal, &at) {
             tx.rollback();
+            *doc = saved;
             return Err(format!("The change could not be made: {e}"));
         }
         tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shared::api::{AuditAction, CaregiverRights, ClinicRef, Me, OpenLink, UserRole};
+use shared::api::{AuditAction, CaregiverRights, ClinicRef, Colleague, Me, OpenLink, UserRole};
 use shared::{PatientId, UserId};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
@@ -55,6 +55,16 @@ async fn me_of(state: &AppState, auth: &AuthUser) -> Result<Me, Error> {
         session_id: auth.session_id.clone(),
         passkey_id: auth.passkey,
         care,
+        colleagues: auth
+            .user
+            .colleagues
+            .iter()
+            .map(|(clinic_id, user_id, name)| Colleague {
+                clinic_id: *clinic_id,
+                user_id: *user_id,
+                display_name: name.clone(),
+            })
+            .collect(),
     })
 }
 

@@ -34,6 +34,9 @@ pub struct UserRecord {
     pub clinics: Vec<ClinicId>,
     /// The names of `clinics`, in the same order.
     pub clinic_names: Vec<String>,
+    /// For a provider: the active providers of their clinics (themselves
+    /// too), whom work items may be assigned to.
+    pub colleagues: Vec<(ClinicId, UserId, String)>,
 }
 
 impl UserRecord {
@@ -49,7 +52,13 @@ impl UserRecord {
         };
         let clinic_names =
             self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
-        Some(Principal { user: self.id, role, name: self.display_name.clone(), clinic_names })
+        Some(Principal {
+            user: self.id,
+            role,
+            name: self.display_name.clone(),
+            clinic_names,
+            colleagues: self.colleagues.clone(),
+        })
     }
 }
 
@@ -143,15 +152,42 @@ impl Store {
             .map(|r| parse_id(&r.get::<String, _>(0)))
             .collect::<Result<_, _>>()?;
         let clinic_names = memberships.iter().map(|r| r.get::<String, _>(1)).collect();
+        let role = parse_role(&row.get::<String, _>(1))?;
+        let colleagues =
+            if role == UserRole::Provider { self.colleagues(id).await? } else { Vec::new() };
         Ok(Some(UserRecord {
             id,
             display_name: row.get(0),
-            role: parse_role(&row.get::<String, _>(1))?,
+            role,
             patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
             may_message: row.get::<i64, _>(3) != 0,
             clinics,
             clinic_names,
+            colleagues,
         }))
+    }
+
+    /// The active providers of `user`'s clinics, themselves included, by
+    /// clinic and name.
+    async fn colleagues(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(ClinicId, UserId, String)>, StoreError> {
+        sqlx::query(
+            "SELECT m.clinic_id, u.id, u.display_name FROM memberships mine \
+             JOIN memberships m ON m.clinic_id = mine.clinic_id \
+             JOIN users u ON u.id = m.user_id \
+             WHERE mine.user_id = $1 AND u.role = 'provider' AND u.revoked_at IS NULL \
+             ORDER BY m.clinic_id, u.display_name",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((parse_id(&r.get::<String, _>(0))?, parse_id(&r.get::<String, _>(1))?, r.get(2)))
+        })
+        .collect()
     }
 
     /// The display name of the patient's own account, if they have one.

@@ -778,3 +778,113 @@ async fn unsafe_results_and_prescriptions_are_refused_and_done_right_are_kept() 
         f.stop().await;
     }
 }
+
+/// Work items (issue 14) against the real server: the clinic's provider
+/// adds one to the thread (with the collection's one deterministic change)
+/// assigned to a colleague; the patient, a bad owner, a deletion, a forged
+/// collection and a stamp in someone else's name are refused.
+#[tokio::test]
+async fn work_items_are_written_only_by_the_clinics_providers() {
+    use shared::schema::{Collection, Provenance, Task};
+    use shared::status::TaskStatus;
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (okafor, maria, brandt) = (f.user("Okafor"), f.user("Maria"), f.user("Brandt"));
+        let riverside = f.riverside;
+        let colleague = f.add_user(UserRole::Provider, None, vec![riverside]).await;
+        let colleague_name = format!("provider {colleague}");
+        let kind = DocKind::MessageThread { patient: f.maria, clinic: riverside };
+        let thread = f.thread();
+        let task = move |by: UserId, name: &str, owner: Option<(UserId, String)>| Task {
+            focus: EntryId::mint(),
+            focus_kind: Collection::Messages,
+            status: TaskStatus::Requested,
+            owner: owner.as_ref().map(|o| o.0),
+            owner_name: owner.map(|o| o.1),
+            provenance: Provenance {
+                clinic: riverside,
+                clinic_name: demo::clinic_name(riverside).into(),
+                recorder: by,
+                recorder_name: name.into(),
+                recorded: "2026-12-04T10:00:00Z".into(),
+            },
+            status_by: None,
+            status_at: None,
+        };
+
+        // The patient may not write one, even with the collection added.
+        f.refused("the patient adds a work item", maria, thread, "not-permitted", |doc| {
+            kind.add_tasks_collection(doc);
+            tx_on(doc, |tx| {
+                record::add(tx, EntryId::mint(), &task(maria, "Maria Santos", None)).unwrap()
+            });
+        })
+        .await;
+        // Assigned to another clinic's provider.
+        f.refused("assigned to another clinic's provider", okafor, thread, "assignee", |doc| {
+            kind.add_tasks_collection(doc);
+            let owner = Some((brandt, "Dr. Lukas Brandt".to_owned()));
+            tx_on(doc, |tx| {
+                record::add(tx, EntryId::mint(), &task(okafor, "Dr. Amara Okafor", owner)).unwrap()
+            });
+        })
+        .await;
+        // The collection made under another actor: a root write.
+        f.refused("a tasks map of one's own", okafor, thread, "schema", |doc| {
+            tx_on(doc, |tx| {
+                tx.put_object(ROOT, "tasks", ObjType::Map).unwrap();
+            });
+        })
+        .await;
+
+        // Okafor assigns one to his colleague: kept, and the collection's
+        // actor is bound to nobody.
+        let mut okafors = f.replica(okafor, thread).await;
+        let id = EntryId::mint();
+        {
+            let doc = okafors.client.doc_mut(thread).unwrap();
+            assert!(kind.add_tasks_collection(doc));
+            let owner = Some((colleague, colleague_name.clone()));
+            tx_on(doc, |tx| record::add(tx, id, &task(okafor, "Dr. Amara Okafor", owner)).unwrap());
+        }
+        okafors.flush_local().await.unwrap();
+        okafors.sync_all(TIMEOUT).await.unwrap();
+        assert!(okafors.take_received().rejected.is_empty(), "{backend:?}: Okafor's work item");
+        okafors.close().await;
+        let stored =
+            f.app.store.load_document(thread).await.unwrap().unwrap().to_automerge().unwrap();
+        let read: shared::schema::MessageThread = shared::read::hydrate(&stored).unwrap();
+        assert_eq!(read.tasks.len(), 1, "{backend:?}");
+        let owners = f.app.store.actor_owners(&[kind.tasks_actor().to_hex_string()]).await.unwrap();
+        assert!(owners.is_empty(), "{backend:?}: the collection's actor is nobody's");
+
+        // Deleted, or marked handled in the colleague's name: refused.
+        f.refused("a work item deleted", okafor, thread, "append-only", |doc| {
+            let coll = doc.get(ROOT, "tasks").unwrap().unwrap().1;
+            tx_on(doc, |tx| tx.delete(&coll, id.to_string()).unwrap());
+        })
+        .await;
+        f.refused("handled in a colleague's name", okafor, thread, "impersonated-author", |doc| {
+            tx_on(doc, |tx| {
+                record::update_task(tx, id, TaskStatus::Completed, None, colleague, "t").unwrap()
+            });
+        })
+        .await;
+        f.refused("the patient marks it handled", maria, thread, "not-permitted", |doc| {
+            tx_on(doc, |tx| {
+                record::update_task(tx, id, TaskStatus::Completed, None, maria, "t").unwrap()
+            });
+        })
+        .await;
+        // The colleague marks it handled: kept.
+        let mut theirs = f.replica(colleague, thread).await;
+        tx_on(theirs.client.doc_mut(thread).unwrap(), |tx| {
+            record::update_task(tx, id, TaskStatus::Completed, None, colleague, "t").unwrap()
+        });
+        theirs.flush_local().await.unwrap();
+        theirs.sync_all(TIMEOUT).await.unwrap();
+        assert!(theirs.take_received().rejected.is_empty(), "{backend:?}: handled by its owner");
+        theirs.close().await;
+        f.stop().await;
+    }
+}

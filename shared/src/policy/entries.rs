@@ -10,7 +10,7 @@ use crate::ids::UserId;
 use crate::read::MapCache;
 use crate::schema::{
     Allergy, Appointment, Collection, DocKind, Immunization, Message, Observation, Prescription,
-    Provenance, RefillRequest, Report,
+    Provenance, RefillRequest, Report, Task,
 };
 use crate::status::{RefillStatus, ResultStatus};
 
@@ -29,6 +29,10 @@ pub(super) fn check(
     }
     for (collection, id) in plan.updated.difference(&plan.created) {
         check_still_valid(&reads, *collection, id)?;
+    }
+    for id in &plan.assigned {
+        let task: Task = hydrate_entry(&reads, Collection::Tasks, id)?;
+        owner_valid(&task, kind, who, &[Collection::Tasks.code().to_owned(), id.clone()])?;
     }
     Ok(())
 }
@@ -89,7 +93,7 @@ macro_rules! with_clinical_entry {
                 let $fields = clinical_fields!(e);
                 $body
             }
-            Collection::RefillRequests | Collection::Messages => {
+            Collection::RefillRequests | Collection::Messages | Collection::Tasks => {
                 deny(Rule::Schema, &[$collection.code().to_owned()])
             }
         }
@@ -149,6 +153,35 @@ fn check_created(
             }
             Ok(())
         }
+        DocKind::MessageThread { clinic, .. } if collection == Collection::Tasks => {
+            if !who.is_provider_of(*clinic) {
+                return deny(outsider(who, *clinic), &path);
+            }
+            let task: Task = hydrate_entry(doc, collection, id)?;
+            let p = &task.provenance;
+            if p.clinic != *clinic {
+                return deny(Rule::ForeignClinic, &path);
+            }
+            let names_match = p.recorder_name == who.name
+                && who.clinic_name(*clinic) == Some(p.clinic_name.as_str());
+            if p.recorder != who.user
+                || !names_match
+                || task.status_by.is_some_and(|by| by != who.user)
+            {
+                return deny(Rule::ImpersonatedAuthor, &path);
+            }
+            if !matches!(
+                task.focus_kind,
+                Collection::Messages
+                    | Collection::RefillRequests
+                    | Collection::Observations
+                    | Collection::Reports
+            ) {
+                return deny(Rule::Schema, &path);
+            }
+            owner_valid(&task, kind, who, &path)?;
+            task_stamp_valid(&task, &path)
+        }
         DocKind::MessageThread { patient, clinic } => {
             if !(who.speaks_for(*patient) || who.is_provider_of(*clinic)) {
                 return deny(outsider(who, *clinic), &path);
@@ -177,8 +210,37 @@ fn check_still_valid(doc: &MapCache<'_>, collection: Collection, id: &str) -> Re
     match collection {
         Collection::RefillRequests => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
         Collection::Messages => hydrate_entry::<Message>(doc, collection, id).map(drop),
+        Collection::Tasks => task_stamp_valid(&hydrate_entry(doc, collection, id)?, &path),
         _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
     }
+}
+
+/// A work item is assigned only to a provider of its clinic, under the
+/// directory's name, and an owner's name comes with an owner.
+fn owner_valid(
+    task: &Task,
+    kind: &DocKind,
+    who: &Principal,
+    path: &[String],
+) -> Result<(), Denial> {
+    let Some(clinic) = kind.clinic() else { return deny(Rule::Schema, path) };
+    let valid = match (task.owner, task.owner_name.as_deref()) {
+        (None, None) => true,
+        (Some(owner), Some(name)) => who.colleague_name(clinic, owner) == Some(name),
+        _ => false,
+    };
+    if !valid {
+        return deny(Rule::Assignee, path);
+    }
+    Ok(())
+}
+
+/// Who and when a work item last moved come together.
+fn task_stamp_valid(task: &Task, path: &[String]) -> Result<(), Denial> {
+    if task.status_by.is_some() != task.status_at.is_some() {
+        return deny(Rule::Schema, path);
+    }
+    Ok(())
 }
 
 /// Entered-in-error needs a reason; who and when come together.

@@ -58,12 +58,24 @@ pub struct Principal {
     pub name: String,
     /// The names of the clinics the principal works for.
     pub clinic_names: Vec<(ClinicId, String)>,
+    /// For a provider: the providers of their clinics (themselves too),
+    /// with the directory's names; work items are assigned only to them.
+    pub colleagues: Vec<(ClinicId, UserId, String)>,
 }
 
 impl Principal {
     /// The directory's name of one of the principal's clinics.
     pub fn clinic_name(&self, clinic: ClinicId) -> Option<&str> {
         self.clinic_names.iter().find(|(id, _)| *id == clinic).map(|(_, name)| name.as_str())
+    }
+
+    /// The directory's name of `user` if they are a provider of `clinic`,
+    /// one of this principal's clinics.
+    pub fn colleague_name(&self, clinic: ClinicId, user: UserId) -> Option<&str> {
+        self.colleagues
+            .iter()
+            .find(|(c, u, _)| *c == clinic && *u == user)
+            .map(|(_, _, name)| name.as_str())
     }
 
     /// A provider who is a member of `clinic`.
@@ -113,6 +125,8 @@ pub enum Rule {
     CriticalMark,
     /// A prescription against an allergy or interaction without a reason.
     OverrideReason,
+    /// A work item assigned to someone who is not a provider of its clinic.
+    Assignee,
 }
 
 impl Rule {
@@ -130,6 +144,7 @@ impl Rule {
             Self::Implausible => "implausible",
             Self::CriticalMark => "critical-mark",
             Self::OverrideReason => "override-reason",
+            Self::Assignee => "assignee",
         }
     }
 
@@ -157,6 +172,7 @@ impl Rule {
             Self::OverrideReason => {
                 "prescribing despite a recorded allergy or a serious interaction needs a reason"
             }
+            Self::Assignee => "a work item can only be assigned to a provider of its clinic",
         }
     }
 }

@@ -90,8 +90,16 @@ impl Job {
                 Some((changes, counts)) => {
                     let incoming = Incoming { messages, changes, counts };
                     let (incoming, wanted) = only_ready(canonical.doc(), incoming);
-                    let actors =
-                        incoming.changes.iter().map(|c| c.actor_id().to_hex_string()).collect();
+                    // The change adding a thread's `tasks` collection is
+                    // the same from every device and signed by nobody's
+                    // actor (`DocKind::tasks_change`): it binds no one.
+                    let tasks_actor = kind.tasks_actor();
+                    let actors = incoming
+                        .changes
+                        .iter()
+                        .filter(|c| *c.actor_id() != tasks_actor)
+                        .map(|c| c.actor_id().to_hex_string())
+                        .collect();
                     (actors, accept(canonical, state, incoming, wanted, kind, who))
                 }
                 None => (BTreeSet::new(), Outcome::Corrupt),
