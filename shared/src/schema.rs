@@ -487,7 +487,7 @@ pub struct Message {
 /// A piece of the clinic's work about one entry (FHIR Task): a message to
 /// read, a refill request to answer, a result to look at. Written only by
 /// the clinic's providers; the patient side never sees it in its views.
-#[derive(Clone, Debug, PartialEq, Reconcile, Hydrate)]
+#[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Task {
     /// The entry the work is about (FHIR `Task.focus`), in this thread, the
     /// patient record (a refill request) or a clinical record (a result).
@@ -587,6 +587,7 @@ crate::hydrate::hydrate_by_hand! {
     Demographics => demographics,
     RefillRequest => refill_request,
     Message => message,
+    Task => task,
 }
 
 fn provenance(r: &mut Fields<'_>) -> Provenance {
@@ -710,6 +711,19 @@ fn refill_request(r: &mut Fields<'_>) -> RefillRequest {
         decided_by: r.opt_id("decided_by").map(UserId::from_uuid),
         decided_at: r.opt_text("decided_at"),
         decision_note: r.opt_text("decision_note"),
+    }
+}
+
+fn task(r: &mut Fields<'_>) -> Task {
+    Task {
+        focus: EntryId::from_uuid(r.id("focus")),
+        focus_kind: r.code("focus_kind", Collection::parse, Collection::ALL[0]),
+        status: r.code("status", TaskStatus::parse, TaskStatus::ALL[0]),
+        owner: r.opt_id("owner").map(UserId::from_uuid),
+        owner_name: r.opt_text("owner_name"),
+        provenance: r.map("provenance", provenance),
+        status_by: r.opt_id("status_by").map(UserId::from_uuid),
+        status_at: r.opt_text("status_at"),
     }
 }
 
