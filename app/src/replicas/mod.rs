@@ -54,6 +54,10 @@ thread_local! {
     });
     /// The page's signals, given by `session::start`.
     static UI: Cell<Option<Ui>> = const { Cell::new(None) };
+    /// Refusals not told yet: a refill answer refused because another
+    /// device answered first waits for that answer to arrive (it comes
+    /// after the refusal), so the person reads what it was.
+    static REFUSED: RefCell<Vec<(DocKind, Automerge, Vec<ChangeHash>)>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
@@ -386,11 +390,7 @@ pub fn receive(frame: &[u8]) {
         // that was in flight) drops nothing more and says nothing new;
         // refusals of several documents are listed together.
         if let Some((kind, kept)) = kept.filter(|(_, kept)| *kept != before.get_heads()) {
-            let refusals = unsent::refused(kind, &before, &kept);
-            ui.notice.update(|notice| match notice {
-                Some(Notice::Refused(list)) => list.extend(refusals),
-                _ => *notice = Some(Notice::Refused(refusals)),
-            });
+            REFUSED.with_borrow_mut(|r| r.push((kind, before, kept)));
         }
     }
     for id in received.changed.iter().chain(&fresh) {
@@ -398,6 +398,28 @@ pub fn receive(frame: &[u8]) {
     }
     note_confirmed();
     let progress = progress();
+    // Told once what the other device did has arrived, or once in sync
+    // (then in words that do not guess).
+    let settled = progress.synced == progress.total;
+    let told: Vec<_> = REFUSED.with_borrow_mut(|waiting| {
+        let mut told = Vec::new();
+        waiting.retain(|(kind, before, kept)| {
+            match unsent::refused(*kind, before, kept, settled) {
+                Some(refusals) => {
+                    told.extend(refusals);
+                    false
+                }
+                None => true,
+            }
+        });
+        told
+    });
+    if !told.is_empty() {
+        ui.notice.update(|notice| match notice {
+            Some(Notice::Refused(list)) => list.extend(told),
+            _ => *notice = Some(Notice::Refused(told)),
+        });
+    }
     if progress.total > 0 && progress.synced == progress.total && progress.pending_changes == 0 {
         let at = now();
         persist::save_last_synced(&at);

@@ -72,8 +72,14 @@ fn described(core: &Core, id: DocId) -> Option<Vec<String>> {
 /// Read through `reads` (outside the core's borrow), so names and answers
 /// come from the records as hydrated for the views: a refill request
 /// answered on both sides by the answer each side holds, a new entry by
-/// its text, anything else as a change to the record.
-pub fn refused(kind: DocKind, before: &Automerge, kept: &[ChangeHash]) -> Vec<Refusal> {
+/// its text, anything else as a change to the record. `None` while the
+/// other device's answer has not arrived, unless `settled`.
+pub fn refused(
+    kind: DocKind,
+    before: &Automerge,
+    kept: &[ChangeHash],
+    settled: bool,
+) -> Option<Vec<Refusal>> {
     let patient = kind.patient();
     let data = crate::reads::patient_data(patient);
     let record = data.record.as_ref().map(|r| &r.1);
@@ -93,6 +99,9 @@ pub fn refused(kind: DocKind, before: &Automerge, kept: &[ChangeHash]) -> Vec<Re
     };
     for (id, now) in record.iter().flat_map(|r| &r.refill_requests) {
         let Some(answer) = mine(id, "status", now.status.code()) else { continue };
+        if now.status == RefillStatus::Requested && !settled {
+            return None;
+        }
         let rx = now.prescription.to_string();
         let drug = data
             .clinical
@@ -104,10 +113,15 @@ pub fn refused(kind: DocKind, before: &Automerge, kept: &[ChangeHash]) -> Vec<Re
             Some(RefillStatus::Denied) => "denial",
             _ => "change",
         };
-        let mut words = format!(
-            "{whose}'s refill request{drug} had already been {} on another device; your {what} was not saved.",
-            now.status.code()
-        );
+        let mut words = match now.status {
+            RefillStatus::Requested => format!(
+                "{whose}'s refill request{drug} was answered on another device; your {what} was not saved."
+            ),
+            done => format!(
+                "{whose}'s refill request{drug} had already been {} on another device; your {what} was not saved.",
+                done.code()
+            ),
+        };
         if let Some(note) =
             mine(id, "decision_note", now.decision_note.as_deref().unwrap_or_default())
         {
@@ -123,7 +137,7 @@ pub fn refused(kind: DocKind, before: &Automerge, kept: &[ChangeHash]) -> Vec<Re
         let words = format!("{whose}'s record: a change from this device was not saved.");
         refusals.push(refusal(words, kind.collections()[0]));
     }
-    refusals
+    Some(refusals)
 }
 
 /// Forgets the undelivered changes once the person has dealt with them.
