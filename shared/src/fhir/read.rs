@@ -3,6 +3,8 @@
 //! the record it was made from ([`record`]), which the round-trip tests use.
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::vec_map::VecMap;
 use std::str::FromStr;
 
 use super::export::{PatientData, task_status};
@@ -420,7 +422,7 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
     };
     let mut data = PatientData {
         patient,
-        own: PatientRecord { demographics, refill_requests: BTreeMap::new() },
+        own: PatientRecord { demographics, refill_requests: VecMap::new() },
         clinical: BTreeMap::new(),
         threads: BTreeMap::new(),
         clinic_names: BTreeMap::new(),
