@@ -105,6 +105,12 @@ impl<K, V> VecMap<K, V> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    pub fn iter_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + ExactSizeIterator {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator {
         self.0.iter().map(|(k, _)| k)
     }
