@@ -7,8 +7,8 @@
 //! times owed are kept on the device (`persist`, key `downloads`) until
 //! `POST /api/audit/downloads` takes them.
 
+use shared::vec_map::VecMap;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -46,7 +46,7 @@ pub fn forget() {
 /// uses the directory's too).
 fn export_data(ui: Ui, patient: PatientId) -> PatientData {
     let data = reads::read_patient_data(patient);
-    let mut clinic_names = BTreeMap::new();
+    let mut clinic_names = VecMap::new();
     ui.consents.with_untracked(|cs| {
         for c in cs.iter().filter(|c| !c.clinic_name.is_empty()) {
             clinic_names.insert(c.clinic_id, c.clinic_name.clone());
@@ -57,8 +57,8 @@ fn export_data(ui: Ui, patient: PatientId) -> PatientData {
     let mut export = PatientData {
         patient,
         own: data.record.map(|r| r.1).unwrap_or_default(),
-        clinical: BTreeMap::new(),
-        threads: BTreeMap::new(),
+        clinical: VecMap::new(),
+        threads: VecMap::new(),
         clinic_names,
     };
     for (_, clinic, record) in data.clinical {

@@ -5,7 +5,7 @@
 use shared::schema::{ClinicalRecord, Observation, PatientRecord, Prescription, Report};
 use shared::status::RefillStatus;
 
-use crate::vec_map::VecMap;
+use shared::vec_map::VecMap;
 
 /// One panel of results (a Report and its Observations), or a lone result.
 #[derive(Clone, Debug, PartialEq)]

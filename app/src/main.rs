@@ -24,7 +24,6 @@ mod status;
 mod sync;
 mod todo;
 mod vault;
-mod vec_map;
 mod webauthn;
 
 use leptos::prelude::*;

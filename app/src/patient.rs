@@ -15,7 +15,7 @@ use crate::logic::{self, Group, Order};
 use crate::reads::{self, PatientData};
 use crate::replicas;
 use crate::state::Ui;
-use crate::vec_map::VecMap;
+use shared::vec_map::VecMap;
 
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
 pub type StaffClinic = Option<ClinicId>;

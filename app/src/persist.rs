@@ -18,8 +18,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::json::Json;
 use crate::state::{Notice, Ui};
 use crate::vault;
-use crate::vec_map::VecMap;
 use shared::api::{Decode, DocumentInfo, Encode, Me};
+use shared::vec_map::VecMap;
 
 thread_local! {
     /// Open once `load` has run; without IndexedDB writes are dropped.

@@ -17,6 +17,7 @@ pub mod safety;
 pub mod schema;
 pub mod status;
 pub mod sync;
+pub mod vec_map;
 
 pub use ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 pub use policy::{

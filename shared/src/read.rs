@@ -105,11 +105,12 @@ pub fn hydrate<T: Hydrate>(doc: &Automerge) -> Result<T, HydrateError> {
 }
 
 /// Hydrates a collection of entries at the document's root, the way the
-/// schema's documents hydrate theirs (`schema::hydrate_entries`: no sort,
-/// whose copy per entry type costs the WASM bundle about a KiB).
+/// schema's documents hydrate theirs (`schema::hydrate_entries`: a push per
+/// entry onto a sorted vector, with no sort and no `BTreeMap` code per entry
+/// type in the WASM bundle).
 pub fn hydrate_root_prop<T: Hydrate>(
     doc: &Automerge,
     key: &str,
-) -> Result<std::collections::BTreeMap<String, T>, HydrateError> {
+) -> Result<crate::vec_map::VecMap<String, T>, HydrateError> {
     crate::schema::hydrate_entries(&MapCache::new(doc), &automerge::ROOT, key.into())
 }

@@ -13,7 +13,7 @@
 //! from many offline devices then never conflict, and an entry is addressed by
 //! the same path on every replica. Field names follow FHIR R4 (flattened).
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, Value};
@@ -400,18 +400,19 @@ pub struct Appointment {
 }
 
 /// Hydrates a collection of entries. Automerge lists map keys in order, so
-/// inserting them one by one needs no sort; autosurgeon's own `collect()`
-/// into a `BTreeMap` sorts, and each entry type then carries its own copy of
-/// the sort into the WASM bundle.
+/// each entry is pushed onto the [`VecMap`]: no sort, and no `BTreeMap` code
+/// (autosurgeon's own `collect()` into a `BTreeMap` sorts, and each entry
+/// type then carried its own copy of the sort and of the tree into the WASM
+/// bundle).
 pub(crate) fn hydrate_entries<D: ReadDoc, T: Hydrate>(
     doc: &D,
     obj: &ObjId,
     prop: autosurgeon::Prop<'_>,
-) -> Result<BTreeMap<String, T>, HydrateError> {
+) -> Result<VecMap<String, T>, HydrateError> {
     let Some((Value::Object(ObjType::Map), map)) = doc.get(obj, &prop)? else {
         return Err(HydrateError::unexpected("a map of entries", "something else".to_owned()));
     };
-    let mut entries = BTreeMap::new();
+    let mut entries = VecMap::new();
     for item in doc.map_range(&map, ..) {
         let entry = T::hydrate(doc, &map, item.key.as_ref().into())?;
         entries.insert(item.key.into_owned(), entry);
@@ -423,17 +424,17 @@ pub(crate) fn hydrate_entries<D: ReadDoc, T: Hydrate>(
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct ClinicalRecord {
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub reports: BTreeMap<String, Report>,
+    pub reports: VecMap<String, Report>,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub observations: BTreeMap<String, Observation>,
+    pub observations: VecMap<String, Observation>,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub prescriptions: BTreeMap<String, Prescription>,
+    pub prescriptions: VecMap<String, Prescription>,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub allergies: BTreeMap<String, Allergy>,
+    pub allergies: VecMap<String, Allergy>,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub immunizations: BTreeMap<String, Immunization>,
+    pub immunizations: VecMap<String, Immunization>,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub appointments: BTreeMap<String, Appointment>,
+    pub appointments: VecMap<String, Appointment>,
 }
 
 /// FHIR Patient, as far as the portal keeps it.
@@ -468,7 +469,7 @@ pub struct RefillRequest {
 pub struct PatientRecord {
     pub demographics: Demographics,
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub refill_requests: BTreeMap<String, RefillRequest>,
+    pub refill_requests: VecMap<String, RefillRequest>,
 }
 
 /// One message between a patient (or caregiver) and a clinic.
@@ -509,11 +510,11 @@ pub struct Task {
 #[derive(Clone, Debug, Default, PartialEq, Reconcile, Hydrate)]
 pub struct MessageThread {
     #[autosurgeon(hydrate = "hydrate_entries")]
-    pub messages: BTreeMap<String, Message>,
+    pub messages: VecMap<String, Message>,
     /// Missing in threads made before work items existed, until a provider
     /// adds the collection (`DocKind::tasks_change`).
     #[autosurgeon(hydrate = "hydrate_optional_entries")]
-    pub tasks: BTreeMap<String, Task>,
+    pub tasks: VecMap<String, Task>,
 }
 
 impl MessageThread {
@@ -565,9 +566,9 @@ pub(crate) fn hydrate_optional_entries<D: ReadDoc, T: Hydrate>(
     doc: &D,
     obj: &ObjId,
     prop: autosurgeon::Prop<'_>,
-) -> Result<BTreeMap<String, T>, HydrateError> {
+) -> Result<VecMap<String, T>, HydrateError> {
     if doc.get(obj, &prop)?.is_none() {
-        return Ok(BTreeMap::new());
+        return Ok(VecMap::new());
     }
     hydrate_entries(doc, obj, prop)
 }

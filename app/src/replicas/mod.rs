@@ -27,8 +27,8 @@ pub use self::unsent::{dismiss_undelivered, undeliverable, unsent};
 use crate::persist::{self, Stored};
 use crate::state::{Notice, Ui};
 use crate::sync;
-use crate::vec_map::VecMap;
 use shared::api::DocumentInfo;
+use shared::vec_map::VecMap;
 
 pub struct Core {
     pub client: SyncClient,

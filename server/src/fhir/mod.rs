@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use shared::fhir::Value;
 use shared::fhir::export::PatientData;
 use shared::schema::{ClinicalRecord, DocKind, MessageThread, PatientRecord};
+use shared::vec_map::VecMap;
 use shared::{DocId, PatientId};
 
 use crate::sync::Hub;
@@ -68,7 +69,7 @@ pub async fn patient_data(
             copies.push((kinds[&id], canonical.doc().clone()));
         }
     }
-    let mut clinic_names = BTreeMap::new();
+    let mut clinic_names = VecMap::new();
     for clinic in kinds.values().filter_map(DocKind::clinic) {
         if let Some(name) = hub.store().clinic_name(clinic).await? {
             clinic_names.insert(clinic, name);
@@ -80,13 +81,13 @@ pub async fn patient_data(
 fn hydrate_all(
     patient: PatientId,
     copies: &[(DocKind, automerge::Automerge)],
-    clinic_names: BTreeMap<shared::ClinicId, String>,
+    clinic_names: VecMap<shared::ClinicId, String>,
 ) -> Result<PatientData, Error> {
     let mut data = PatientData {
         patient,
         own: PatientRecord::default(),
-        clinical: BTreeMap::new(),
-        threads: BTreeMap::new(),
+        clinical: VecMap::new(),
+        threads: VecMap::new(),
         clinic_names,
     };
     let corrupt = |e: autosurgeon::HydrateError| {

@@ -10,7 +10,7 @@
 //! counting orders. FHIR's workflow module models exactly this as a
 //! fulfilment `Task` on the request.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use super::json::Value;
 use super::{
@@ -32,11 +32,11 @@ pub struct PatientData {
     pub patient: PatientId,
     /// The patient's own document (demographics, refill requests).
     pub own: PatientRecord,
-    pub clinical: BTreeMap<ClinicId, ClinicalRecord>,
-    pub threads: BTreeMap<ClinicId, MessageThread>,
+    pub clinical: VecMap<ClinicId, ClinicalRecord>,
+    pub threads: VecMap<ClinicId, MessageThread>,
     /// Clinic names as the directory has them (threads and requests name
     /// clinics by id only).
-    pub clinic_names: BTreeMap<ClinicId, String>,
+    pub clinic_names: VecMap<ClinicId, String>,
 }
 
 /// Where an entry comes from.
@@ -616,15 +616,15 @@ fn patient(data: &PatientData) -> Value {
 pub fn resources(data: &PatientData) -> Vec<Value> {
     let mut resources = vec![patient(data)];
     let mut provenance = Vec::new();
-    let mut clinics: BTreeMap<ClinicId, String> = data.clinic_names.clone();
-    let mut staff: BTreeMap<UserId, String> = BTreeMap::new();
+    let mut clinics: VecMap<ClinicId, String> = data.clinic_names.clone();
+    let mut staff: VecMap<UserId, String> = VecMap::new();
     let mut name_staff = |user: UserId, name: &str| {
-        let known = staff.entry(user).or_default();
+        let known = staff.get_or_insert_with(user, String::new);
         if known.is_empty() {
             *known = name.to_owned();
         }
     };
-    let name_of = |clinics: &BTreeMap<ClinicId, String>, clinic: ClinicId| {
+    let name_of = |clinics: &VecMap<ClinicId, String>, clinic: ClinicId| {
         clinics.get(&clinic).cloned().unwrap_or_default()
     };
     let mut entries = Vec::new();
@@ -640,7 +640,7 @@ pub fn resources(data: &PatientData) -> Vec<Value> {
                 .next()
                 .map(|p| p.clinic_name.clone())
                 .unwrap_or_else(|| name_of(&clinics, clinic));
-            clinics.entry(clinic).or_insert_with(|| name.clone());
+            clinics.get_or_insert_with(clinic, || name.clone());
             let name = name_of(&clinics, clinic);
             let ctx = Ctx {
                 doc: DocKind::ClinicalRecord { patient: data.patient, clinic }.doc_id(),
@@ -690,7 +690,7 @@ pub fn resources(data: &PatientData) -> Vec<Value> {
         }
         for (&clinic, thread) in &data.threads {
             let name = name_of(&clinics, clinic);
-            clinics.entry(clinic).or_default();
+            clinics.get_or_insert_with(clinic, String::new);
             let ctx = Ctx {
                 doc: DocKind::MessageThread { patient: data.patient, clinic }.doc_id(),
                 patient: data.patient,
@@ -714,7 +714,7 @@ pub fn resources(data: &PatientData) -> Vec<Value> {
             clinic: None,
         };
         for (id, r) in &data.own.refill_requests {
-            clinics.entry(r.clinic).or_default();
+            clinics.get_or_insert_with(r.clinic, String::new);
             if let (Some(by), RefillStatus::Approved | RefillStatus::Denied) =
                 (r.decided_by, r.status)
             {

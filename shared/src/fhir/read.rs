@@ -2,7 +2,9 @@
 //! content (shared with the import), and a whole exported Bundle back to
 //! the record it was made from ([`record`]), which the round-trip tests use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crate::vec_map::VecMap;
 use std::str::FromStr;
 
 use super::export::{PatientData, task_status};
@@ -420,10 +422,10 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
     };
     let mut data = PatientData {
         patient,
-        own: PatientRecord { demographics, refill_requests: BTreeMap::new() },
-        clinical: BTreeMap::new(),
-        threads: BTreeMap::new(),
-        clinic_names: BTreeMap::new(),
+        own: PatientRecord { demographics, refill_requests: VecMap::new() },
+        clinical: VecMap::new(),
+        threads: VecMap::new(),
+        clinic_names: VecMap::new(),
     };
     for org in by_type("Organization") {
         if let Some(clinic) = org.str_at(&["id"]).and_then(|id| id.parse().ok()) {
@@ -483,7 +485,10 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
                     read_at: r.str_at(&["received"]).map(str::to_owned),
                     read_by: changed.and_then(|p| referenced(p.items("agent").first()?.get("who"))),
                 };
-                data.threads.entry(clinic).or_default().messages.insert(key, message);
+                data.threads
+                    .get_or_insert_with(clinic, Default::default)
+                    .messages
+                    .insert(key, message);
             }
             "Task" => {
                 let status = r.str_at(&["status"]).and_then(|s| {
@@ -552,7 +557,7 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
                         .and_then(|p| referenced(p.items("agent").first()?.get("who"))),
                     status_at: changed.and_then(|p| p.str_at(&["recorded"])).map(str::to_owned),
                 };
-                let record = data.clinical.entry(clinic).or_default();
+                let record = data.clinical.get_or_insert_with(clinic, Default::default);
                 match kind {
                     "Observation" => {
                         let replaces = created

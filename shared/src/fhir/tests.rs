@@ -1,7 +1,7 @@
 //! Round trips of every entry type (entry to FHIR to entry), golden checks
 //! of the codes, systems and statuses other systems read, and the import.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use super::export::{PatientData, bundle, resources};
 use super::import::{self, Entry};
@@ -243,7 +243,7 @@ fn fixture() -> Fixture {
             phone: Some("+1 555 0100".into()),
             email: Some("maria@example.org".into()),
         },
-        refill_requests: BTreeMap::new(),
+        refill_requests: VecMap::new(),
     };
     own.refill_requests.insert(
         EntryId::mint().to_string(),

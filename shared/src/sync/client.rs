@@ -1,6 +1,6 @@
 //! A replica's side of sync: many documents over one connection, pipelined.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
@@ -15,7 +15,9 @@ use crate::ids::DocId;
 pub struct SyncClient {
     peer_id: String,
     server: Option<String>,
-    docs: BTreeMap<DocId, Tracked>,
+    /// Sorted by id (a vector map: a staff device's few thousand documents
+    /// cost a memmove to add, and no B-tree code in the WASM bundle).
+    docs: VecMap<DocId, Tracked>,
 }
 
 #[derive(Debug)]
@@ -61,7 +63,7 @@ pub enum SyncError {
 
 impl SyncClient {
     pub fn new(peer_id: impl Into<String>) -> Self {
-        Self { peer_id: peer_id.into(), server: None, docs: BTreeMap::new() }
+        Self { peer_id: peer_id.into(), server: None, docs: VecMap::new() }
     }
 
     pub fn peer_id(&self) -> &str {
@@ -283,7 +285,7 @@ mod tests {
     /// peer's sync state is forgotten and `change-rejected` is sent.
     struct Server {
         doc: Automerge,
-        states: BTreeMap<String, sync::State>,
+        states: std::collections::BTreeMap<String, sync::State>,
         refused: Option<ActorId>,
     }
 
@@ -372,7 +374,11 @@ mod tests {
     /// client "a" that has synced it.
     fn synced() -> (DocId, Server, SyncClient) {
         let id = id();
-        let mut server = Server { doc: Automerge::new(), states: BTreeMap::new(), refused: None };
+        let mut server = Server {
+            doc: Automerge::new(),
+            states: std::collections::BTreeMap::new(),
+            refused: None,
+        };
         put_status(&mut server.doc, "requested");
         let mut a = SyncClient::new("a");
         a.insert(id, Automerge::new());
