@@ -132,13 +132,20 @@ fn App() -> impl IntoView {
             spawn_local(session::sign_out(ui));
         }
     });
-    // Move focus to the new page's content for keyboard and screen reader users.
+    // Move focus to the new page's heading (else its content) for keyboard
+    // and screen reader users, once the view shows it; the header and
+    // navigation stay where they are.
     Effect::new(move |prev: Option<()>| {
         page.track();
-        if prev.is_some()
-            && let Some(main) = document().get_element_by_id("main")
-        {
-            let _ = main.unchecked_ref::<web_sys::HtmlElement>().focus();
+        if prev.is_some() {
+            request_animation_frame(|| {
+                let doc = document();
+                let heading = doc.query_selector("main h2").ok().flatten();
+                if let Some(el) = heading.or_else(|| doc.get_element_by_id("main")) {
+                    let _ = el.set_attribute("tabindex", "-1");
+                    let _ = el.unchecked_ref::<web_sys::HtmlElement>().focus();
+                }
+            });
         }
     });
     // Views are built again when the record changes, and the element with
