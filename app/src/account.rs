@@ -153,6 +153,65 @@ fn Passkeys() -> impl IntoView {
     }
 }
 
+/// How long taking access away can be undone before the server is told.
+const UNDO_SECONDS: u64 = 6;
+
+/// Taking someone's access away: asks first, naming what it does, then
+/// waits a moment in which it can be undone; only then is the server told
+/// (a caregiver's sessions end at once, so undoing after would be too late).
+/// Closed before the moment is over, nothing was taken away, and the list
+/// still says so.
+#[component]
+fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    // 0: the button; 1: asking; 2 and up: waiting to act (each attempt its own number).
+    let step = RwSignal::new(0u32);
+    let away = format!("Take away {who}'s access");
+    let keep = format!("Keep {who}'s access");
+    let undo = format!("Undo: keep {who}'s access");
+    // The focus follows the step: to the question's button, to Undo, and
+    // back to the first button.
+    let (start, ask, wait) = (NodeRef::new(), NodeRef::new(), NodeRef::new());
+    let go = move |to: u32, node: NodeRef<leptos::html::Button>| {
+        step.set(to);
+        request_animation_frame(move || {
+            if let Some(button) = node.get_untracked() {
+                let _ = button.focus();
+            }
+        });
+    };
+    let confirm = move |_| {
+        let attempt = step.get_untracked().max(1) + 1;
+        go(attempt, wait);
+        ui.say(format!("Taking away {who}'s access in {UNDO_SECONDS} seconds."));
+        set_timeout(
+            move || {
+                if step.get_untracked() == attempt {
+                    step.set(0);
+                    act.run(());
+                }
+            },
+            std::time::Duration::from_secs(UNDO_SECONDS),
+        );
+    };
+    move || match step.get() {
+        0 => view! { <button type="button" class="secondary" node_ref=start on:click=move |_| go(1, ask)>{away.clone()}</button> }.into_any(),
+        1 => view! {
+            <div class="notice" role="group" aria-label=away.clone()>
+                <p>{consequence.clone()}</p>
+                <button type="button" node_ref=ask on:click=confirm.clone()>{away.clone()}</button>
+                <button type="button" class="secondary" on:click=move |_| go(0, start)>{keep.clone()}</button>
+            </div>
+        }.into_any(),
+        _ => view! {
+            <div class="notice" role="status">
+                <p>{format!("Access goes in {UNDO_SECONDS} seconds.")}</p>
+                <button type="button" node_ref=wait aria-label=undo.clone() on:click=move |_| go(0, start)>"Undo"</button>
+            </div>
+        }.into_any(),
+    }
+}
+
 #[component]
 fn Consents() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -194,9 +253,10 @@ fn Consents() -> impl IntoView {
                         <li class="inline-form">
                             <strong>{c.clinic_name.clone()}</strong>
                             {if c.granted {
+                                let consequence = format!("{name} will get nothing new from your record. What is already on its devices stays there.");
                                 view! {
                                     <span>" has access"</span>
-                                    <button type="button" class="secondary" on:click=move |_| toggle(clinic, false)>{format!("Take away {name}'s access")}</button>
+                                    <TakeAway who=name.clone() consequence act=Callback::new(move |()| toggle(clinic, false))/>
                                 }.into_any()
                             } else {
                                 view! {
@@ -258,16 +318,16 @@ fn Caregivers() -> impl IntoView {
         let rights = if c.may_message { "reads and messages" } else { "reads only" };
         let waiting = if c.enrolled { "" } else { " · has not created a passkey yet" };
         let (user, who) = (c.user_id, c.display_name.clone());
-        let away = format!("Take away {who}'s access");
+        let consequence = format!("{who} is signed out at once and can no longer read your record or write for you.");
         view! {
             <li class="inline-form">
-                <strong>{c.display_name}</strong>
+                <strong>{c.display_name.clone()}</strong>
                 <span>{format!(" {rights}{waiting}")}</span>
                 <button type="button" aria-label=format!("New link for {who}") on:click=move |_| {
                     let who = who.clone();
                     spawn_local(async move { show_link(who, api::with_reauth(|| api::caregiver_link(user)).await) })
                 }>"New link"</button>
-                <button type="button" class="secondary" on:click=move |_| {
+                <TakeAway who=c.display_name.clone() consequence act=Callback::new(move |()| {
                     spawn_local(async move {
                         match api::revoke_caregiver(user).await {
                             Ok(()) => {
@@ -277,7 +337,7 @@ fn Caregivers() -> impl IntoView {
                             Err(e) => report(ui, error, e),
                         }
                     })
-                }>{away}</button>
+                })/>
             </li>
         }
     };

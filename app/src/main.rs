@@ -1,9 +1,9 @@
 //! The portal's web app. Architecture invariant: only this crate touches
 //! web-sys and browser storage.
 //!
-//! Navigation is in-memory state (`Page`): no patient id or name ever
-//! appears in the URL. The only URL the app reads is an enrollment link
-//! (`/enroll#<token>`), which it removes from the address bar at once.
+//! Navigation is state (`Page`) mirrored in the address bar (`route`): each
+//! view has its own path, and no patient id or name ever appears in it. An
+//! enrollment link (`/enroll#<token>`) is removed from the address bar at once.
 
 mod account;
 mod admin;
@@ -16,6 +16,7 @@ mod patient;
 mod persist;
 mod reads;
 mod replicas;
+mod route;
 mod safety_view;
 mod session;
 mod staff;
@@ -50,6 +51,9 @@ pub enum Tab {
     Health,
     /// Staff only: record results and prescribe.
     Write,
+    /// One test's results over time (the test in `Ui::trend`), reached
+    /// from Results.
+    Trend,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,27 +102,38 @@ thread_local! {
 fn App() -> impl IntoView {
     let ui = Ui::create();
     provide_context(ui);
-    let page = RwSignal::new(Page::Record(Tab::Results));
+    let (first, trend) = route::current().unwrap_or((Page::Record(Tab::Results), None));
+    let page = RwSignal::new(first);
+    provide_context(page);
+    ui.trend.set(trend.unwrap_or_default());
     let enrollment = RwSignal::new(take_enrollment_token());
     register_service_worker();
     spawn_local(session::start(ui));
     // After signing out, whoever signs in next starts on their own home
     // page, not on the previous user's last page.
-    Effect::new(move |_| {
-        if ui.me.with(Option::is_none) {
-            page.set(Page::Record(Tab::Results));
+    Effect::new(move |was_in: Option<bool>| {
+        let signed_in = ui.me.with(Option::is_some);
+        if was_in == Some(true) && !signed_in {
+            page.set(route::home(None));
         }
+        signed_in
     });
-    // Providers start on their patient list, admins on their clinic.
+    // Each role on a page it has: providers start on their patient list,
+    // admins on their clinic, and an address not for this role goes home.
+    let role = move || ui.me.with(|m| m.as_ref().map(|m| m.role));
     Effect::new(move |_| {
-        let role = ui.me.with(|m| m.as_ref().map(|m| m.role));
-        if matches!(page.get_untracked(), Page::Record(_)) {
-            match role {
-                Some(UserRole::Provider) => page.set(Page::Patients),
-                Some(UserRole::Admin) => page.set(Page::Clinic),
-                _ => {}
+        if let Some(r) = role() {
+            if !route::allowed(page.get_untracked(), r) {
+                page.set(route::home(Some(r)));
             }
         }
+    });
+    // The address bar and title follow the page; Back and Forward move it.
+    Effect::new(move |first: Option<()>| ui.trend.with(|t| route::show(page.get(), t, first.is_none())));
+    let _ = window_event_listener(leptos::ev::popstate, move |_| {
+        let (to, trend) = route::current().unwrap_or_else(|| (route::home(role()), None));
+        ui.trend.set(trend.unwrap_or_default());
+        page.set(to);
     });
     // "Sign out once sent": once the server has confirmed every change.
     // A refused change also leaves nothing waiting, but was not sent: the
@@ -282,6 +297,7 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
 fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> impl IntoView {
     match tab {
         Tab::Results => view! { <patient::Results patient staff/> }.into_any(),
+        Tab::Trend => view! { <patient::Trend patient/> }.into_any(),
         Tab::Medications => view! { <patient::Medications patient staff/> }.into_any(),
         Tab::Messages => view! { <patient::Messages patient staff/> }.into_any(),
         Tab::Health => view! { <patient::Health patient staff/> }.into_any(),
@@ -315,22 +331,14 @@ pub fn item_page(ui: Ui, patient: PatientId, collection: Collection) -> Page {
     }
 }
 
-const TABS: [(Tab, &str); 4] = [
-    (Tab::Results, "Results"),
-    (Tab::Medications, "Medications"),
-    (Tab::Messages, "Messages"),
-    (Tab::Health, "Allergies & visits"),
-];
-
 /// The tabs of a staff member's open chart.
 #[component]
 fn Tabs(page: RwSignal<Page>, patient: Option<PatientId>, tab: Tab) -> impl IntoView {
     let patient = patient.expect("chart tabs need a patient");
-    let all = TABS.iter().copied().chain([(Tab::Write, "Record & prescribe")]);
     view! {
         <nav class="tabs" aria-label="Chart sections">
-            {all.map(|(t, label)| view! {
-                <button type="button" aria-current=(t == tab).then_some("page") on:click=move |_| page.set(Page::Chart(patient, t))>{label}</button>
+            {route::TABS.iter().map(|&(t, _, label)| view! {
+                <button type="button" aria-current=(t == tab || (t, tab) == (Tab::Results, Tab::Trend)).then_some("page") on:click=move |_| page.set(Page::Chart(patient, t))>{label}</button>
             }).collect_view()}
         </nav>
     }
@@ -342,10 +350,19 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
     let item = move |target: Page, label: &'static str| {
         let current = move || {
             let p = page.get();
-            (p == target || matches!((p, target), (Page::Chart(..), Page::Patients)))
+            let trend = Page::Record(Tab::Trend);
+            (p == target
+                || matches!((p, target), (Page::Chart(..), Page::Patients))
+                || (p == trend && target == Page::Record(Tab::Results)))
                 .then_some("page")
         };
-        view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}</button> }
+        // Results counts what is new since the person last opened it.
+        let new = move || {
+            let patient = ui.me.with(|m| m.as_ref().and_then(|m| m.patient_id))?;
+            let n = (target == Page::Record(Tab::Results)).then(|| patient::new_results(ui, patient))?;
+            (n > 0).then(|| format!(" ({n} new)"))
+        };
+        view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}{new}</button> }
     };
     view! {
         <nav class="tabs main-nav" aria-label="Main">
@@ -363,7 +380,7 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
                     }.into_any()
                 } else {
                     view! {
-                        {TABS.iter().map(|(t, label)| item(Page::Record(*t), label)).collect_view()}
+                        {route::TABS[..4].iter().map(|&(t, _, label)| item(Page::Record(t), label)).collect_view()}
                         {item(Page::Summary, "Summary & download")}
                         {item(Page::Account, "Account")}
                     }

@@ -107,28 +107,17 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
 
 fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> impl IntoView {
     let error = obs.status == ResultStatus::EnteredInError;
-    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
-    let value = match (obs.value_quantity, &obs.value_string) {
-        (Some(v), _) => format!("{} {unit}", logic::number(v)),
-        (None, Some(s)) => s.clone(),
-        _ => "—".into(),
-    };
-    let range = format!("{} {unit}", logic::range(obs.reference_low, obs.reference_high));
+    let value = value_text(&obs);
     let reason = obs.status_reason.clone().unwrap_or_default();
-    // The name patients know, with the coded one beside it for the record.
-    let (name, coded) = match catalog::plain_name(&obs.loinc) {
-        Some(name) => (name.to_owned(), Some(obs.display.clone())),
-        None => (obs.display.clone(), None),
-    };
-    let what = format!("{name} {value}");
+    let what = format!("{} {value}", test_name(&obs));
     view! {
         <tr class:struck=error>
-            <th scope="row">{name}{coded.map(|c| view! { <span class="coded">{c}</span> })}
+            <th scope="row">{name_cell(&obs)}
                 {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
             </th>
             <td class="value">{value}</td>
             <td>{(!error).then(|| crate::safety_view::flag(&obs))}</td>
-            <td class="range">{if obs.reference_low.is_some() || obs.reference_high.is_some() { range } else { String::new() }}</td>
+            <td class="range">{range_text(&obs)}</td>
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
                 {status_conflict(doc, Collection::Observations, &id)}
@@ -178,28 +167,222 @@ fn mark_record_rendered() {
     });
 }
 
+/// The name patients know for a test, else its coded name.
+fn test_name(obs: &Observation) -> String {
+    catalog::plain_name(&obs.loinc).map_or_else(|| obs.display.clone(), str::to_owned)
+}
+
+/// The name patients know, with the coded one beside it for the record.
+fn name_cell(obs: &Observation) -> impl IntoView + use<> {
+    let coded = catalog::plain_name(&obs.loinc).map(|_| view! { <span class="coded">{obs.display.clone()}</span> });
+    (test_name(obs), coded)
+}
+
+/// Each test's results from every clinic, newest first; entered-in-error
+/// left out. The summary's rows and the trend's points.
+fn by_test(data: &PatientData) -> VecMap<String, Vec<Observation>> {
+    let mut out: VecMap<String, Vec<Observation>> = VecMap::new();
+    for (_, _, record) in &data.clinical {
+        for obs in record.observations.values().filter(|o| o.status != ResultStatus::EnteredInError) {
+            out.get_or_insert_with(obs.loinc.clone(), Vec::new).push(obs.clone());
+        }
+    }
+    for results in out.values_mut() {
+        logic::sort_by_key(results, Order::Descending, |o| o.effective.clone());
+    }
+    out
+}
+
+/// The test whose trend matters most for this patient: the most recent
+/// out-of-range result, else the test measured most often.
+fn main_test(tests: &VecMap<String, Vec<Observation>>) -> String {
+    let numeric = || tests.iter().filter(|(_, r)| r[0].value_quantity.is_some());
+    numeric()
+        .filter(|(_, r)| r[0].out_of_range().is_some())
+        .max_by_key(|(_, r)| r[0].effective.clone())
+        .or_else(|| numeric().max_by_key(|(_, r)| r.len()))
+        .map(|(code, _)| code.clone())
+        .unwrap_or_default()
+}
+
+/// How the latest value moved since the one before, in words.
+fn direction(results: &[Observation]) -> String {
+    let value = |i: usize| results.get(i).and_then(|o| o.value_quantity);
+    match (value(0), value(1)) {
+        (Some(now), Some(before)) if now != before => format!(
+            "{} from {}",
+            if now > before { "up" } else { "down" },
+            logic::number(before)
+        ),
+        (Some(_), Some(_)) => "unchanged".into(),
+        _ => String::new(),
+    }
+}
+
+/// A result's value and unit in words ("6.6 %", "negative").
+fn value_text(obs: &Observation) -> String {
+    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
+    match (obs.value_quantity, &obs.value_string) {
+        (Some(v), _) => format!("{} {unit}", logic::number(v)),
+        (None, Some(s)) => s.clone(),
+        _ => "—".into(),
+    }
+}
+
+/// A result's reference range with its unit, or nothing.
+fn range_text(obs: &Observation) -> String {
+    if obs.reference_low.is_none() && obs.reference_high.is_none() {
+        return String::new();
+    }
+    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
+    format!("{} {unit}", logic::range(obs.reference_low, obs.reference_high))
+}
+
+/// Results not yet seen on this device: recorded by someone else after
+/// the person last opened Results.
+fn is_new(obs: &Observation, seen: &str) -> bool {
+    !seen.is_empty() && obs.provenance.recorded.as_str() > seen
+}
+
+/// How many results are new since the person last opened Results (for the
+/// navigation).
+pub fn new_results(ui: Ui, patient: PatientId) -> usize {
+    ui.version.track();
+    let seen = ui.seen_results.get();
+    let data = reads::patient_data(patient);
+    data.clinical
+        .iter()
+        .flat_map(|(_, _, r)| r.observations.values())
+        .filter(|o| o.status != ResultStatus::EnteredInError && is_new(o, &seen))
+        .count()
+}
+
+/// Opens the trend of `code` in the view the person is in (their record or
+/// a chart).
+fn open_trend(ui: Ui, code: String) {
+    let page = expect_context::<RwSignal<crate::Page>>();
+    ui.trend.set(code);
+    page.update(|p| {
+        *p = match *p {
+            crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Trend),
+            _ => crate::Page::Record(crate::Tab::Trend),
+        }
+    });
+}
+
+/// The latest result of each test: value, flag, the move since the one
+/// before, when, and a way to its trend. Newest first.
+fn latest_results(ui: Ui, tests: &VecMap<String, Vec<Observation>>, seen: &str) -> impl IntoView + use<> {
+    let mut rows: Vec<(&String, &Vec<Observation>)> = tests.iter().collect();
+    logic::sort_by_key(&mut rows, Order::Descending, |r| r.1[0].effective.clone());
+    let rows = rows
+        .into_iter()
+        .map(|(code, results)| {
+            let latest = &results[0];
+            let name = test_name(latest);
+            let label = format!("View trend of {name}");
+            let code = code.clone();
+            let numeric = latest.value_quantity.is_some();
+            view! {
+                <tr data-n=results.len()>
+                    <th scope="row">{name_cell(latest)}{is_new(latest, seen).then(|| view! { <span class="tag new">"new"</span> })}</th>
+                    <td class="value">{value_text(latest)}</td>
+                    <td>{crate::safety_view::flag(latest)}</td>
+                    <td class="range">{range_text(latest)}</td>
+                    <td>{direction(results)}</td>
+                    <td>{logic::date(&latest.effective).to_owned()}</td>
+                    <td>{numeric.then(|| view! {
+                        <button type="button" class="link" aria-label=label on:click=move |_| open_trend(ui, code.clone())>"View trend"</button>
+                    })}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <article class="panel">
+            <div class="table-wrap">
+            <table>
+                <thead><tr><th scope="col">"Test"</th><th scope="col">"Latest"</th><th scope="col">"Flag"</th><th scope="col">"Reference range"</th><th scope="col">"Since the one before"</th><th scope="col">"Date"</th><th scope="col"><span class="sr-only">"Trend"</span></th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            </div>
+        </article>
+    }
+}
+
 #[component]
 pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     let ui = expect_context::<Ui>();
+    // What was new when the person came is marked for this visit; what
+    // arrives while they look is marked too. Seen once they leave.
+    let seen = ui.seen_results.get_untracked();
+    if staff.is_none() {
+        let looked = move || {
+            ui.seen_results.set(replicas::now());
+            crate::persist::save_seen_results(&ui.seen_results.get_untracked());
+        };
+        looked();
+        on_cleanup(looked);
+    }
     // Newest first, a page at a time: a long record (years of results) would
     // otherwise build tens of thousands of elements before anything shows.
     let shown = RwSignal::new(RESULTS_PAGE);
+    let search = RwSignal::new(String::new());
+    let clinic_filter = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="results-h">
             <h2 id="results-h">"Results"</h2>
             {move || {
                 ui.version.track();
                 let data = reads::patient_data(patient);
-                let mut groups: Vec<(DocId, ClinicId, Group)> = data
-                    .clinical
-                    .iter()
-                    .flat_map(|(doc, clinic, record)| logic::group_results(record).into_iter().map(move |g| (*doc, *clinic, g)))
-                    .collect();
-                logic::sort_by_key(&mut groups, Order::Descending, |g| g.2.effective.clone());
-                if groups.is_empty() {
+                let tests = by_test(&data);
+                if tests.is_empty() {
                     return view! { <p class="muted">"No results on this device yet."</p> }.into_any();
                 }
                 mark_record_rendered();
+                view! {
+                    <h3>"Latest results"</h3>
+                    {latest_results(ui, &tests, &seen)}
+                }
+                .into_any()
+            }}
+        </section>
+        <section class="card" aria-labelledby="history-h">
+            <h2 id="history-h">"All results"</h2>
+            <div class="filters">
+                <label>"Search tests" <input type="search" prop:value=search on:input=move |ev| search.set(event_target_value(&ev))/></label>
+                <label>"Clinic" <select on:change=move |ev| clinic_filter.set(event_target_value(&ev))>
+                    <option value="">"All clinics"</option>
+                    {move || {
+                        ui.version.track();
+                        let data = reads::patient_data(patient);
+                        let mut clinics: Vec<ClinicId> = data.clinical.iter().map(|c| c.1).collect();
+                        clinics.dedup();
+                        clinics.into_iter().map(|c| view! { <option value=c.to_string()>{reads::clinic_name(ui, c, Some(&data))}</option> }).collect_view()
+                    }}
+                </select></label>
+            </div>
+            {move || {
+                ui.version.track();
+                let data = reads::patient_data(patient);
+                let words = search.get().to_lowercase();
+                let clinic = clinic_filter.get();
+                let wanted = |g: &Group| {
+                    words.is_empty()
+                        || g.title.to_lowercase().contains(&words)
+                        || g.observations.iter().any(|(_, o)| test_name(o).to_lowercase().contains(&words))
+                };
+                let mut groups: Vec<(DocId, ClinicId, Group)> = data
+                    .clinical
+                    .iter()
+                    .filter(|c| clinic.is_empty() || c.1.to_string() == clinic)
+                    .flat_map(|(doc, clinic, record)| logic::group_results(record).into_iter().map(move |g| (*doc, *clinic, g)))
+                    .filter(|g| wanted(&g.2))
+                    .collect();
+                logic::sort_by_key(&mut groups, Order::Descending, |g| g.2.effective.clone());
+                if groups.is_empty() {
+                    return view! { <p class="muted">"No results match."</p> }.into_any();
+                }
                 let hidden = groups.len().saturating_sub(shown.get());
                 let panels = groups
                     .into_iter()
@@ -217,69 +400,58 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 .into_any()
             }}
         </section>
-        <Trends patient/>
     }
 }
 
-struct Series {
-    display: String,
-    unit: String,
-    low: Option<f64>,
-    high: Option<f64>,
-    samples: Vec<(i64, f64, String)>,
-}
-
-fn series(data: &PatientData) -> VecMap<String, Series> {
-    let mut out: VecMap<String, Series> = VecMap::new();
-    for (_, _, record) in &data.clinical {
-        for obs in record.observations.values() {
-            let (Some(v), Some(t)) = (obs.value_quantity, logic::minutes(&obs.effective)) else {
-                continue;
-            };
-            if obs.status == ResultStatus::EnteredInError {
-                continue;
-            }
-            let s = out.get_or_insert_with(obs.loinc.clone(), || Series {
-                display: catalog::plain_name(&obs.loinc).unwrap_or(&obs.display).to_owned(),
-                unit: catalog::readable_unit(obs.unit.as_deref().unwrap_or_default()).to_owned(),
-                low: obs.reference_low,
-                high: obs.reference_high,
-                samples: Vec::new(),
-            });
-            s.samples.push((t, v, obs.effective.clone()));
-        }
-    }
-    out
-}
-
-/// One trend chart at a time, for a test picked from the list.
+/// One test's results over time: its chart with the reference band, the
+/// latest value and its direction in words, and the same as a table.
 #[component]
-fn Trends(patient: PatientId) -> impl IntoView {
+pub fn Trend(patient: PatientId) -> impl IntoView {
     let ui = expect_context::<Ui>();
-    let selected = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="trend-h">
-            <h2 id="trend-h">"Trends"</h2>
+            <button type="button" class="link" on:click=move |_| {
+                let page = expect_context::<RwSignal<crate::Page>>();
+                page.update(|p| *p = match *p {
+                    crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Results),
+                    _ => crate::Page::Record(crate::Tab::Results),
+                });
+            }>"← All results"</button>
             {move || {
                 ui.version.track();
-                let all = series(&reads::patient_data(patient));
-                if all.is_empty() {
-                    return view! { <p class="muted">"No numeric results to chart yet."</p> }.into_any();
-                }
-                let current = selected.get();
-                let key = if all.contains_key(&current) { current } else { all.keys().next().cloned().unwrap_or_default() };
-                let options = all
+                let tests = by_test(&reads::patient_data(patient));
+                let wanted = ui.trend.get();
+                let code = if tests.get(&wanted).is_some_and(|r| r[0].value_quantity.is_some()) { wanted } else { main_test(&tests) };
+                let Some(results) = tests.get(&code) else {
+                    return view! { <h2 id="trend-h">"Trend"</h2><p class="muted">"No numeric results to chart yet."</p> }.into_any();
+                };
+                let points: Vec<&Observation> = results.iter().rev().filter(|o| o.value_quantity.is_some()).collect();
+                let name = test_name(&results[0]);
+                let options = tests
                     .iter()
-                    .map(|(loinc, s)| {
-                        let selected_now = *loinc == key;
-                        view! { <option value=loinc.clone() selected=selected_now>{format!("{} ({})", s.display, s.samples.len())}</option> }
-                    })
+                    .filter(|(_, r)| r[0].value_quantity.is_some())
+                    .map(|(c, r)| view! { <option value=c.clone() selected=*c == code>{format!("{} ({})", test_name(&r[0]), r.len())}</option> })
                     .collect_view();
-                let chart = all.get(&key).map(trend_chart);
+                let latest = points[points.len() - 1];
+                let said = format!(
+                    "Latest {} on {}{}",
+                    value_text(latest),
+                    logic::date(&latest.effective),
+                    match direction(results).as_str() { "" => String::new(), d => format!(", {d}") }
+                );
                 view! {
+                    <h2 id="trend-h">{format!("{name} over time")}</h2>
                     <label for="trend-test">"Test"</label>
-                    <select id="trend-test" on:change=move |ev| selected.set(event_target_value(&ev))>{options}</select>
-                    {chart}
+                    <select id="trend-test" on:change=move |ev| open_trend(ui, event_target_value(&ev))>{options}</select>
+                    <p class="latest"><strong>{said.clone()}</strong></p>
+                    {trend_chart(&name, &points, &said)}
+                    <details class="as-table">
+                        <summary>"Show as table"</summary>
+                        <div class="table-wrap"><table>
+                            <thead><tr><th scope="col">"Date"</th><th scope="col">"Result"</th><th scope="col">"Flag"</th></tr></thead>
+                            <tbody>{results.iter().map(|o| view! { <tr><td>{logic::date(&o.effective).to_owned()}</td><td class="value">{value_text(o)}</td><td>{crate::safety_view::flag(o)}</td></tr> }).collect_view()}</tbody>
+                        </table></div>
+                    </details>
                 }
                 .into_any()
             }}
@@ -287,46 +459,53 @@ fn Trends(patient: PatientId) -> impl IntoView {
     }
 }
 
-fn trend_chart(s: &Series) -> impl IntoView + use<> {
+/// The chart: dates left to right, values bottom to top with both ends
+/// labelled, the reference range as a band with its edges drawn, results
+/// out of range as diamonds (not only another colour), the latest labelled.
+fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView + use<> {
     const W: f64 = 600.0;
     const H: f64 = 220.0;
-    let samples: Vec<(i64, f64)> = s.samples.iter().map(|x| (x.0, x.1)).collect();
-    let Some(chart) = logic::chart(&samples, s.low, s.high, W, H) else { return ().into_any() };
-    let mut sorted = s.samples.clone();
-    logic::sort_by_key(&mut sorted, Order::Ascending, |x| x.0);
-    let line: String =
-        chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
-    let summary = format!(
-        "{} over time: {} results from {} to {}; reference range {} {}",
-        s.display,
-        sorted.len(),
-        logic::date(&sorted[0].2),
-        logic::date(&sorted[sorted.len() - 1].2),
-        logic::range(s.low, s.high),
-        s.unit
-    );
+    let first = points[0];
+    let unit = catalog::readable_unit(first.unit.as_deref().unwrap_or_default()).to_owned();
+    let samples: Vec<(i64, f64)> = points
+        .iter()
+        .filter_map(|o| Some((logic::minutes(&o.effective)?, o.value_quantity?)))
+        .collect();
+    let (low, high) = (first.reference_low, first.reference_high);
+    let Some(chart) = logic::chart(&samples, low, high, W, H) else { return ().into_any() };
+    let line: String = chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
+    let summary = format!("{name}: {} results from {} to {}. {said}", points.len(), logic::date(&first.effective), logic::date(&points[points.len() - 1].effective));
     let band = chart.band.map(|(top, bottom)| {
         view! { <rect class="band" x=chart.pad y=top width=W - 2.0 * chart.pad height=(bottom - top).max(0.0)/> }
     });
     let dots = chart
         .points
         .iter()
-        .zip(&sorted)
-        .map(|(p, sample)| {
-            let title = format!("{}: {} {}", logic::date(&sample.2), logic::number(p.2), s.unit);
-            view! { <circle class=if p.3 { "dot out" } else { "dot" } cx=p.0 cy=p.1 r=if p.3 { 5 } else { 4 }><title>{title}</title></circle> }
+        .enumerate()
+        .map(|(i, &(x, y, _, out))| {
+            let last = i + 1 == chart.points.len();
+            if out {
+                view! { <path class="dot out" d=format!("M{x:.1} {:.1}l6 6-6 6-6-6z", y - 6.0)/> }.into_any()
+            } else {
+                view! { <circle class="dot" cx=x cy=y r=if last { 6 } else { 4 }/> }.into_any()
+            }
         })
         .collect_view();
     view! {
         <figure class="trend">
-            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary.clone() preserveAspectRatio="none">
+            <div class="axis">
+                <span>{format!("{} {unit}", logic::number(chart.y_max))}</span>
+                <span>{if low.is_some() || high.is_some() { format!("Range {}", logic::range(low, high)) } else { String::new() }}</span>
+                <span>{format!("{} {unit}", logic::number(chart.y_min))}</span>
+            </div>
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary preserveAspectRatio="none">
                 {band}
                 <polyline class="line" points=line/>
                 {dots}
             </svg>
             <figcaption>
-                <span>{format!("{} {}", logic::number(chart.y_max), s.unit)}" (top) · "{format!("{} {}", logic::number(chart.y_min), s.unit)}" (bottom) · shaded: reference range "{logic::range(s.low, s.high)}</span>
-                <span>{logic::date(&sorted[0].2).to_owned()}" → "{logic::date(&sorted[sorted.len() - 1].2).to_owned()}</span>
+                <span>{logic::date(&first.effective).to_owned()}</span>
+                <span>{logic::date(&points[points.len() - 1].effective).to_owned()}</span>
             </figcaption>
         </figure>
     }

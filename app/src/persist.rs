@@ -1,7 +1,7 @@
 //! This device's copy, sealed with the device's data key (`vault`, over
 //! IndexedDB): each document's saved bytes, and small JSON values by name
 //! (`me`, `documents`, `confirmed`, `undelivered`, `removed`, `pins`, `recent`,
-//! `downloads`, `last_synced`). Writes are spawned and not awaited: the replicas in
+//! `downloads`, `last_synced`, `seen_results`). Writes are spawned and not awaited: the replicas in
 //! memory are the truth, these are what the next start reads. Knows nothing
 //! of replicas or sync: callers pass bytes and values.
 
@@ -50,6 +50,8 @@ pub struct Stored {
     /// Clinic staff: patients pinned, and recently opened.
     pub pins: Vec<PatientId>,
     pub recent: Vec<PatientId>,
+    /// When the person last opened Results on this device.
+    pub seen_results: String,
 }
 
 /// Opens this device's copy and reads it, unless it is sealed under a
@@ -82,6 +84,7 @@ pub async fn read() -> Stored {
     stored.docs =
         parsed(kv("documents")).and_then(|j| Vec::<DocumentInfo>::decode(&j)).unwrap_or_default();
     stored.last_synced = kv("last_synced");
+    stored.seen_results = kv(SEEN_RESULTS).unwrap_or_default();
     stored.confirmed = kv("confirmed").map(|j| parse_confirmed(&j)).unwrap_or_default();
     stored.undelivered = parsed(kv("undelivered"))
         .map(|j| j.items().iter().filter_map(|i| i.js().as_string()).collect())
@@ -124,6 +127,12 @@ pub fn save_documents(docs: &[DocumentInfo]) {
 
 pub fn save_last_synced(at: &str) {
     save_kv("last_synced", at.to_owned());
+}
+
+const SEEN_RESULTS: &str = "seen_results";
+
+pub fn save_seen_results(at: &str) {
+    save_kv(SEEN_RESULTS, at.to_owned());
 }
 
 pub fn save_undelivered(lines: &[String]) {

@@ -75,6 +75,7 @@ async fn open(ui: Ui, stored: persist::Stored) {
     ui.undelivered.set(stored.undelivered.clone());
     ui.pins.set(stored.pins.clone());
     ui.recent.set(stored.recent.clone());
+    ui.seen_results.set(stored.seen_results.clone());
     download::restore(stored.downloads.clone());
     if let Some(me) = &stored.me {
         set_me(me);
@@ -302,6 +303,7 @@ pub async fn sign_out(ui: Ui) {
 async fn forget_local(ui: Ui) {
     ui.pins.set(Vec::new());
     ui.recent.set(Vec::new());
+    ui.seen_results.set(String::new());
     download::forget();
     drafts::forget_all();
     replicas::forget_all();

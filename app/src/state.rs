@@ -98,6 +98,12 @@ pub struct Ui {
     /// What the last action done in place did ("Refill requested for
     /// amlodipine"), read out by a polite live region.
     pub said: RwSignal<String>,
+    /// The test (LOINC code) the trend view shows; empty: the one that
+    /// matters most for this patient.
+    pub trend: RwSignal<String>,
+    /// When the person last opened Results on this device: results
+    /// recorded after it are new.
+    pub seen_results: RwSignal<String>,
 }
 
 impl Ui {
@@ -125,6 +131,8 @@ impl Ui {
             pins: RwSignal::new(Vec::new()),
             recent: RwSignal::new(Vec::new()),
             said: RwSignal::new(String::new()),
+            trend: RwSignal::new(String::new()),
+            seen_results: RwSignal::new(String::new()),
         }
     }
 

@@ -229,7 +229,7 @@ fn write(item: &Item, status: TaskStatus, owner: Option<(UserId, String)>) -> Re
             status_by: Some(who.user),
             status_at: Some(at.to_owned()),
         };
-        record::add_task(tx, EntryId::mint(), &task)
+        record::add(tx, EntryId::mint(), &task)
     })
 }
 

@@ -113,6 +113,11 @@ async fn axe_finds_nothing_serious_in_any_view_for_patients_and_staff() {
             let maria = portal.enroll("Maria").await;
             maria.wait_for("main", "Hemoglobin A1c").await;
             found.check(&maria, "Results").await;
+            maria.click("main button", "View trend").await;
+            maria.wait_for("main h2", "over time").await;
+            maria.click("main summary", "Show as table").await;
+            maria.wait_for(".as-table[open] table", "Date").await;
+            found.check(&maria, "Trend, with its table").await;
             maria.tab("Medications").await;
             maria.click("article.med button", "Request a refill").await;
             maria.wait_for("article.med", "waiting for the clinic").await;
@@ -276,7 +281,16 @@ async fn a_patient_does_her_main_tasks_with_the_keyboard_alone() {
             maria.press("Enter", false).await;
             maria.wait_for("main h2", "Results").await;
             focus_on_heading(&maria, "Results").await;
-            maria.tab_to("select#trend-test", false, 200).await;
+            // A trend from its result, and Back to Results.
+            maria.tab_to("View trend of", false, 60).await;
+            maria.press("Enter", false).await;
+            maria.wait_for("main h2", "over time").await;
+            focus_on_heading(&maria, "over time").await;
+            maria.tab_to("Show as table", false, 10).await;
+            maria.press("Space", false).await;
+            maria.wait_for(".as-table[open] table", "Date").await;
+            maria.page.evaluate("history.back()").await.expect("Back");
+            maria.wait_for("main h2", "Latest results").await;
 
             // Account, the last of the navigation.
             maria.tab_to("button: Account", true, 300).await;

@@ -290,7 +290,14 @@ async fn records_stored_on_the_device_open_offline() {
     assert!(results.contains("4–5.6"), "the reference range is shown: {results}");
     // The conflicted result may or may not count (its status is in review);
     // the chart runs to the newest either way.
-    wait_for_text(&page, ".trend figcaption", "→ 2025-06-10").await;
+    click(&page, "main button", "View trend").await;
+    wait_for_text(&page, ".trend figcaption", "2025-06-10").await;
+    wait_for_text(&page, "main .latest", "Latest 7.2 % on 2025-06-10, up from 6.1").await;
+    // The view has its own address; Back goes to Results.
+    let path: String = page.evaluate("location.pathname").await.unwrap().into_value().unwrap();
+    assert_eq!(path, "/results/trend/4548-4");
+    page.evaluate("history.back()").await.unwrap();
+    wait_for_text(&page, "#history-h", "All results").await;
     let conflict = wait_for_text(&page, ".conflict", "both values are kept for review").await;
     assert!(conflict.contains("entered-in-error") && conflict.contains("amended"), "{conflict}");
     browser.close().await;

@@ -212,6 +212,18 @@ async fn a_new_result_appears_on_the_open_patient_page() {
             record_result(&okafor, "2823-3", "5.83").await;
             let row = maria.wait_for("main table", "5.83 mmol/L").await;
             maria.check(row.contains("High"), "the new potassium is flagged high").await;
+            // Marked new in the summary, with its move since the one before.
+            let latest = maria.wait_for("main tr[data-n]", "5.83 mmol/L").await;
+            maria.check(latest.contains("new") && latest.contains("from"), &latest).await;
+
+            // Elsewhere in the portal, the navigation counts what is new;
+            // once she has looked, it no longer does.
+            maria.tab("Medications").await;
+            record_result(&okafor, "2951-2", "139").await;
+            maria.wait_for(".main-nav", "Results (1 new)").await;
+            maria.tab("Results").await;
+            maria.wait_for("main tr[data-n]", "139 mmol/L").await;
+            maria.never_shows(".main-nav", "new)", WATCH).await;
         })
         .await;
     portal.stop().await;
@@ -590,11 +602,20 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             let northgate = item_mentioning("Northgate");
             wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has access')"))
                 .await;
-            maria
-                .page
-                .evaluate(format!("{northgate}.querySelector('button').click()"))
-                .await
-                .expect("take access away");
+            // Asked first, naming what it does; undone within the moment,
+            // nothing is taken away.
+            let press = |what: &str| format!("{northgate}.querySelector('{what}').click()");
+            maria.page.evaluate(press("button")).await.expect("take access away");
+            maria.wait_for("main .notice", "Northgate Diabetes & Endocrine Clinic will get nothing new from your record").await;
+            maria.page.evaluate(press(".notice button")).await.expect("confirm");
+            maria.wait_for("main .notice[role=status]", "Access goes in 6 seconds").await;
+            maria.page.evaluate(press(".notice button")).await.expect("undo");
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let still = maria.wait_for("main li", "Northgate").await;
+            maria.check(still.contains("has access"), &format!("undone, Northgate keeps access: {still}")).await;
+            // Now for good.
+            maria.page.evaluate(press("button")).await.expect("take access away");
+            maria.page.evaluate(press(".notice button")).await.expect("confirm");
             wait_for_script(&maria, &format!("{northgate}?.textContent.includes('has no access')"))
                 .await;
 
@@ -685,6 +706,12 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
                 .evaluate(format!("{ana_item}.querySelector('button.secondary').click()"))
                 .await
                 .expect("take access away");
+            maria.wait_for("main .notice", "Ana Santos is signed out at once").await;
+            maria
+                .page
+                .evaluate(format!("{ana_item}.querySelector('.notice button').click()"))
+                .await
+                .expect("confirm");
             maria.wait_for(".card", "No caregivers.").await;
             ana.go_online().await;
             ana.wait_for(".banner", "Your access to this record was taken away, so this device no longer keeps a copy of it.").await;

@@ -279,13 +279,13 @@ fn a_work_item_written_field_by_field_reads_back_whole() {
     };
     let id = EntryId::mint();
     let (doc, ok) =
-        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add_task(tx, id, &t).unwrap());
+        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add(tx, id, &t).unwrap());
     assert_eq!(ok, Ok(()));
     let thread: MessageThread = shared::read::hydrate(&doc).unwrap();
     assert_eq!(thread.tasks.get(&id.to_string()), Some(&t));
     let plain = task(&w, &w.provider_a, None);
     let (doc, ok) =
-        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add_task(tx, id, &plain).unwrap());
+        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add(tx, id, &plain).unwrap());
     assert_eq!(ok, Ok(()));
     let thread: MessageThread = shared::read::hydrate(&doc).unwrap();
     assert_eq!(thread.tasks.get(&id.to_string()), Some(&plain));

@@ -71,10 +71,10 @@ const UNLOCK: &str = "(() => { if (window.__openBenchOld) return -1;
 
 const RESULT_ROWS: &str = "document.querySelectorAll('main table tbody tr').length";
 
-/// Lab results on the device: the trend chart's test picker counts each
-/// test's numeric results ("Glucose (12)").
-const RESULTS_HELD: &str = "[...document.querySelectorAll('#trend-test option')]
-    .reduce((n, o) => n + Number((o.textContent.match(/\\((\\d+)\\)$/) ?? [0, 0])[1]), 0)";
+/// Lab results on the device: each row of the latest results counts its
+/// test's results (`data-n`).
+const RESULTS_HELD: &str = "[...document.querySelectorAll('main tr[data-n]')]
+    .reduce((n, r) => n + Number(r.dataset.n), 0)";
 
 mod staff;
 
