@@ -194,7 +194,8 @@ fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoVie
             std::time::Duration::from_secs(UNDO_SECONDS),
         );
     };
-    move || match step.get() {
+    move || {
+        match step.get() {
         0 => view! { <button type="button" class="secondary" node_ref=start on:click=move |_| go(1, ask)>{away.clone()}</button> }.into_any(),
         1 => view! {
             <div class="notice" role="group" aria-label=away.clone()>
@@ -209,6 +210,7 @@ fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoVie
                 <button type="button" node_ref=wait aria-label=undo.clone() on:click=move |_| go(0, start)>"Undo"</button>
             </div>
         }.into_any(),
+    }
     }
 }
 
@@ -318,7 +320,9 @@ fn Caregivers() -> impl IntoView {
         let rights = if c.may_message { "reads and messages" } else { "reads only" };
         let waiting = if c.enrolled { "" } else { " · has not created a passkey yet" };
         let (user, who) = (c.user_id, c.display_name.clone());
-        let consequence = format!("{who} is signed out at once and can no longer read your record or write for you.");
+        let consequence = format!(
+            "{who} is signed out at once and can no longer read your record or write for you."
+        );
         view! {
             <li class="inline-form">
                 <strong>{c.display_name.clone()}</strong>

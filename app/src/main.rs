@@ -103,8 +103,8 @@ fn App() -> impl IntoView {
     let ui = Ui::create();
     provide_context(ui);
     let (first, trend) = route::current().unwrap_or((Page::Record(Tab::Results), None));
-    let page = RwSignal::new(first);
-    provide_context(page);
+    let page = ui.page;
+    page.set(first);
     ui.trend.set(trend.unwrap_or_default());
     let enrollment = RwSignal::new(take_enrollment_token());
     register_service_worker();
@@ -122,14 +122,16 @@ fn App() -> impl IntoView {
     // admins on their clinic, and an address not for this role goes home.
     let role = move || ui.me.with(|m| m.as_ref().map(|m| m.role));
     Effect::new(move |_| {
-        if let Some(r) = role() {
-            if !route::allowed(page.get_untracked(), r) {
-                page.set(route::home(Some(r)));
-            }
+        if let Some(r) = role()
+            && !route::allowed(page.get_untracked(), r)
+        {
+            page.set(route::home(Some(r)));
         }
     });
     // The address bar and title follow the page; Back and Forward move it.
-    Effect::new(move |first: Option<()>| ui.trend.with(|t| route::show(page.get(), t, first.is_none())));
+    Effect::new(move |first: Option<()>| {
+        ui.trend.with(|t| route::show(page.get(), t, first.is_none()))
+    });
     let _ = window_event_listener(leptos::ev::popstate, move |_| {
         let (to, trend) = route::current().unwrap_or_else(|| (route::home(role()), None));
         ui.trend.set(trend.unwrap_or_default());
@@ -354,12 +356,13 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
             (p == target
                 || matches!((p, target), (Page::Chart(..), Page::Patients))
                 || (p == trend && target == Page::Record(Tab::Results)))
-                .then_some("page")
+            .then_some("page")
         };
         // Results counts what is new since the person last opened it.
         let new = move || {
             let patient = ui.me.with(|m| m.as_ref().and_then(|m| m.patient_id))?;
-            let n = (target == Page::Record(Tab::Results)).then(|| patient::new_results(ui, patient))?;
+            let n = (target == Page::Record(Tab::Results))
+                .then(|| patient::new_results(ui, patient))?;
             (n > 0).then(|| format!(" ({n} new)"))
         };
         view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}{new}</button> }

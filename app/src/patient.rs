@@ -174,7 +174,8 @@ fn test_name(obs: &Observation) -> String {
 
 /// The name patients know, with the coded one beside it for the record.
 fn name_cell(obs: &Observation) -> impl IntoView + use<> {
-    let coded = catalog::plain_name(&obs.loinc).map(|_| view! { <span class="coded">{obs.display.clone()}</span> });
+    let coded = catalog::plain_name(&obs.loinc)
+        .map(|_| view! { <span class="coded">{obs.display.clone()}</span> });
     (test_name(obs), coded)
 }
 
@@ -183,7 +184,8 @@ fn name_cell(obs: &Observation) -> impl IntoView + use<> {
 fn by_test(data: &PatientData) -> VecMap<String, Vec<Observation>> {
     let mut out: VecMap<String, Vec<Observation>> = VecMap::new();
     for (_, _, record) in &data.clinical {
-        for obs in record.observations.values().filter(|o| o.status != ResultStatus::EnteredInError) {
+        for obs in record.observations.values().filter(|o| o.status != ResultStatus::EnteredInError)
+        {
             out.get_or_insert_with(obs.loinc.clone(), Vec::new).push(obs.clone());
         }
     }
@@ -209,11 +211,9 @@ fn main_test(tests: &VecMap<String, Vec<Observation>>) -> String {
 fn direction(results: &[Observation]) -> String {
     let value = |i: usize| results.get(i).and_then(|o| o.value_quantity);
     match (value(0), value(1)) {
-        (Some(now), Some(before)) if now != before => format!(
-            "{} from {}",
-            if now > before { "up" } else { "down" },
-            logic::number(before)
-        ),
+        (Some(now), Some(before)) if now != before => {
+            format!("{} from {}", if now > before { "up" } else { "down" }, logic::number(before))
+        }
         (Some(_), Some(_)) => "unchanged".into(),
         _ => String::new(),
     }
@@ -260,9 +260,8 @@ pub fn new_results(ui: Ui, patient: PatientId) -> usize {
 /// Opens the trend of `code` in the view the person is in (their record or
 /// a chart).
 fn open_trend(ui: Ui, code: String) {
-    let page = expect_context::<RwSignal<crate::Page>>();
     ui.trend.set(code);
-    page.update(|p| {
+    ui.page.update(|p| {
         *p = match *p {
             crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Trend),
             _ => crate::Page::Record(crate::Tab::Trend),
@@ -272,7 +271,11 @@ fn open_trend(ui: Ui, code: String) {
 
 /// The latest result of each test: value, flag, the move since the one
 /// before, when, and a way to its trend. Newest first.
-fn latest_results(ui: Ui, tests: &VecMap<String, Vec<Observation>>, seen: &str) -> impl IntoView + use<> {
+fn latest_results(
+    ui: Ui,
+    tests: &VecMap<String, Vec<Observation>>,
+    seen: &str,
+) -> impl IntoView + use<> {
     let mut rows: Vec<(&String, &Vec<Observation>)> = tests.iter().collect();
     logic::sort_by_key(&mut rows, Order::Descending, |r| r.1[0].effective.clone());
     let rows = rows
@@ -328,7 +331,6 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     // otherwise build tens of thousands of elements before anything shows.
     let shown = RwSignal::new(RESULTS_PAGE);
     let search = RwSignal::new(String::new());
-    let clinic_filter = RwSignal::new(String::new());
     view! {
         <section class="card" aria-labelledby="results-h">
             <h2 id="results-h">"Results"</h2>
@@ -350,34 +352,34 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         <section class="card" aria-labelledby="history-h">
             <h2 id="history-h">"All results"</h2>
             <div class="filters">
-                <label>"Search tests" <input type="search" prop:value=search on:input=move |ev| search.set(event_target_value(&ev))/></label>
-                <label>"Clinic" <select on:change=move |ev| clinic_filter.set(event_target_value(&ev))>
-                    <option value="">"All clinics"</option>
-                    {move || {
-                        ui.version.track();
-                        let data = reads::patient_data(patient);
-                        let mut clinics: Vec<ClinicId> = data.clinical.iter().map(|c| c.1).collect();
-                        clinics.dedup();
-                        clinics.into_iter().map(|c| view! { <option value=c.to_string()>{reads::clinic_name(ui, c, Some(&data))}</option> }).collect_view()
-                    }}
-                </select></label>
+                <label for="results-search">"Find results by test, clinic or date"</label>
+                <input id="results-search" type="search" placeholder="e.g. potassium, Northgate, 2026-03" prop:value=search on:input=move |ev| search.set(event_target_value(&ev))/>
             </div>
             {move || {
                 ui.version.track();
                 let data = reads::patient_data(patient);
                 let words = search.get().to_lowercase();
-                let clinic = clinic_filter.get();
-                let wanted = |g: &Group| {
-                    words.is_empty()
-                        || g.title.to_lowercase().contains(&words)
-                        || g.observations.iter().any(|(_, o)| test_name(o).to_lowercase().contains(&words))
+                // Every word must match the panel's test names, its clinic or its date.
+                let wanted = |g: &Group, clinic: &str| {
+                    if words.is_empty() {
+                        return true;
+                    }
+                    let mut text = format!("{} {} {}", g.title, clinic, g.effective);
+                    for (_, o) in &g.observations {
+                        text.push(' ');
+                        text.push_str(&test_name(o));
+                    }
+                    let text = text.to_lowercase();
+                    words.split_whitespace().all(|w| text.contains(w))
                 };
-                let mut groups: Vec<(DocId, ClinicId, Group)> = data
+                let mut groups: Vec<(DocId, String, Group)> = data
                     .clinical
                     .iter()
-                    .filter(|c| clinic.is_empty() || c.1.to_string() == clinic)
-                    .flat_map(|(doc, clinic, record)| logic::group_results(record).into_iter().map(move |g| (*doc, *clinic, g)))
-                    .filter(|g| wanted(&g.2))
+                    .flat_map(|(doc, clinic, record)| {
+                        let name = reads::clinic_name(ui, *clinic, Some(&data));
+                        logic::group_results(record).into_iter().map(move |g| (*doc, name.clone(), g))
+                    })
+                    .filter(|g| wanted(&g.2, &g.1))
                     .collect();
                 logic::sort_by_key(&mut groups, Order::Descending, |g| g.2.effective.clone());
                 if groups.is_empty() {
@@ -387,7 +389,10 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 let panels = groups
                     .into_iter()
                     .take(shown.get())
-                    .map(|(doc, clinic, g)| group_view(doc, reads::clinic_name(ui, clinic, Some(&data)), g, staff == Some(clinic)))
+                    .map(|(doc, clinic, g)| {
+                        let editable = staff.is_some_and(|c| data.clinical.iter().any(|x| x.0 == doc && x.1 == c));
+                        group_view(doc, clinic, g, editable)
+                    })
                     .collect_view();
                 view! {
                     {panels}
@@ -411,8 +416,7 @@ pub fn Trend(patient: PatientId) -> impl IntoView {
     view! {
         <section class="card" aria-labelledby="trend-h">
             <button type="button" class="link" on:click=move |_| {
-                let page = expect_context::<RwSignal<crate::Page>>();
-                page.update(|p| *p = match *p {
+                ui.page.update(|p| *p = match *p {
                     crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Results),
                     _ => crate::Page::Record(crate::Tab::Results),
                 });
@@ -473,8 +477,14 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
         .collect();
     let (low, high) = (first.reference_low, first.reference_high);
     let Some(chart) = logic::chart(&samples, low, high, W, H) else { return ().into_any() };
-    let line: String = chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
-    let summary = format!("{name}: {} results from {} to {}. {said}", points.len(), logic::date(&first.effective), logic::date(&points[points.len() - 1].effective));
+    let line: String =
+        chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
+    let summary = format!(
+        "{name}: {} results from {} to {}. {said}",
+        points.len(),
+        logic::date(&first.effective),
+        logic::date(&points[points.len() - 1].effective)
+    );
     let band = chart.band.map(|(top, bottom)| {
         view! { <rect class="band" x=chart.pad y=top width=W - 2.0 * chart.pad height=(bottom - top).max(0.0)/> }
     });
@@ -485,7 +495,8 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
         .map(|(i, &(x, y, _, out))| {
             let last = i + 1 == chart.points.len();
             if out {
-                view! { <path class="dot out" d=format!("M{x:.1} {:.1}l6 6-6 6-6-6z", y - 6.0)/> }.into_any()
+                view! { <path class="dot out" d=format!("M{x:.1} {:.1}l6 6-6 6-6-6z", y - 6.0)/> }
+                    .into_any()
             } else {
                 view! { <circle class="dot" cx=x cy=y r=if last { 6 } else { 4 }/> }.into_any()
             }

@@ -41,12 +41,17 @@ fn tab_of(name: &str) -> Option<(Tab, Option<String>)> {
 fn address(page: Page, trend: &str) -> (String, &'static str) {
     let tab = |tab: Tab| match tab {
         Tab::Trend => (format!("results/trend/{trend}"), "Trend"),
-        _ => TABS.iter().find(|t| t.0 == tab).map_or((String::new(), ""), |t| (t.1.to_owned(), t.2)),
+        _ => {
+            TABS.iter().find(|t| t.0 == tab).map_or((String::new(), ""), |t| (t.1.to_owned(), t.2))
+        }
     };
     match page {
         Page::Record(t) => (format!("/{}", tab(t).0), tab(t).1),
         Page::Chart(_, t) => (format!("/chart/{}", tab(t).0), tab(t).1),
-        other => PAGES.iter().find(|p| p.0 == other).map_or(("/".into(), ""), |p| (format!("/{}", p.1), p.2)),
+        other => PAGES
+            .iter()
+            .find(|p| p.0 == other)
+            .map_or(("/".into(), ""), |p| (format!("/{}", p.1), p.2)),
     }
 }
 
@@ -56,7 +61,8 @@ pub fn current() -> Option<(Page, Option<String>)> {
     let path = window.location().pathname().ok()?;
     let path = path.trim_start_matches('/');
     if let Some(tab) = path.strip_prefix("chart/") {
-        let patient = window.history().ok()?.state().ok()?.as_string()?.parse::<PatientId>().ok()?;
+        let patient =
+            window.history().ok()?.state().ok()?.as_string()?.parse::<PatientId>().ok()?;
         let (tab, trend) = tab_of(tab)?;
         return Some((Page::Chart(patient, tab), trend));
     }

@@ -104,6 +104,8 @@ pub struct Ui {
     /// When the person last opened Results on this device: results
     /// recorded after it are new.
     pub seen_results: RwSignal<String>,
+    /// The view shown (`App` keeps the address bar in step with it).
+    pub page: RwSignal<crate::Page>,
 }
 
 impl Ui {
@@ -133,6 +135,7 @@ impl Ui {
             said: RwSignal::new(String::new()),
             trend: RwSignal::new(String::new()),
             seen_results: RwSignal::new(String::new()),
+            page: RwSignal::new(crate::Page::Record(crate::Tab::Results)),
         }
     }
 

@@ -51,14 +51,20 @@ async fn results_read_plainly_and_nothing_scrolls_sideways_on_a_phone() {
                 maria.wait_for(".as-table[open] table", "Date").await;
                 maria.screenshot(&format!("Trend at {width}px")).await;
                 let over = maria.sideways_overflow().await;
-                maria.check(over.is_empty(), &format!("the trend at {width}px sticks out sideways: {over:?}")).await;
+                maria
+                    .check(
+                        over.is_empty(),
+                        &format!("the trend at {width}px sticks out sideways: {over:?}"),
+                    )
+                    .await;
             }
             // The trend of the test that matters most for Maria (her latest
             // out-of-range result), with its latest value and direction in
             // words; the view's own address survives a reload.
             let latest = maria.wait_for("main .latest", "Latest").await;
             maria.check(latest.contains(" on 20"), &latest).await;
-            let title: String = maria.page.evaluate("document.title").await.unwrap().into_value().unwrap();
+            let title: String =
+                maria.page.evaluate("document.title").await.unwrap().into_value().unwrap();
             maria.check(title == "Trend · Patient portal", &title).await;
             maria.page.reload().await.expect("reload");
             maria.wait_for("main h2", "over time").await;

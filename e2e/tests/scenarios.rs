@@ -606,13 +606,23 @@ async fn a_clinic_whose_access_is_taken_away_gets_no_more_updates() {
             // nothing is taken away.
             let press = |what: &str| format!("{northgate}.querySelector('{what}').click()");
             maria.page.evaluate(press("button")).await.expect("take access away");
-            maria.wait_for("main .notice", "Northgate Diabetes & Endocrine Clinic will get nothing new from your record").await;
+            maria
+                .wait_for(
+                    "main .notice",
+                    "Northgate Diabetes & Endocrine Clinic will get nothing new from your record",
+                )
+                .await;
             maria.page.evaluate(press(".notice button")).await.expect("confirm");
             maria.wait_for("main .notice[role=status]", "Access goes in 6 seconds").await;
             maria.page.evaluate(press(".notice button")).await.expect("undo");
             tokio::time::sleep(Duration::from_secs(7)).await;
             let still = maria.wait_for("main li", "Northgate").await;
-            maria.check(still.contains("has access"), &format!("undone, Northgate keeps access: {still}")).await;
+            maria
+                .check(
+                    still.contains("has access"),
+                    &format!("undone, Northgate keeps access: {still}"),
+                )
+                .await;
             // Now for good.
             maria.page.evaluate(press("button")).await.expect("take access away");
             maria.page.evaluate(press(".notice button")).await.expect("confirm");

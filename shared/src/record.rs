@@ -40,7 +40,11 @@ fn number(value: Option<f64>) -> ScalarValue {
 
 /// The fields every clinical entry ends with: why, by whom and when its
 /// status last changed.
-fn status_fields(reason: &Option<String>, by: &Option<UserId>, at: &Option<String>) -> [Put<'static>; 3] {
+fn status_fields(
+    reason: &Option<String>,
+    by: &Option<UserId>,
+    at: &Option<String>,
+) -> [Put<'static>; 3] {
     [
         Put::Value("status_reason", optional(reason)),
         Put::Value("status_by", optional(by)),
@@ -390,7 +394,7 @@ fn put_all<D: Doc>(
 
 #[cfg(test)]
 mod tests {
-    use automerge::transaction::{CommitOptions, Transactable, Transaction};
+    use automerge::transaction::{CommitOptions, Transaction};
     use automerge::{ActorId, Automerge, ObjType, ReadDoc};
 
     use super::*;
@@ -402,15 +406,15 @@ mod tests {
     /// bytes are the same, so the operations are.
     fn same_as_reconcile<E: Entry + autosurgeon::Reconcile>(entry: &E) {
         let mut base = Automerge::new().with_actor(ActorId::from([1u8; 16]));
-        let mut tx = base.transaction_with_opts(CommitOptions::default().with_time(0));
+        let mut tx = base.transaction();
         tx.put_object(ROOT, E::COLLECTION.code(), ObjType::Map).unwrap();
-        tx.commit();
+        tx.commit_with(CommitOptions::default().with_time(0));
         let id = EntryId::mint();
         let write = |how: &dyn Fn(&mut Transaction<'_>)| {
             let mut doc = base.fork().with_actor(ActorId::from([2u8; 16]));
-            let mut tx = doc.transaction_with_opts(CommitOptions::default().with_time(0));
+            let mut tx = doc.transaction();
             how(&mut tx);
-            tx.commit();
+            tx.commit_with(CommitOptions::default().with_time(0));
             doc.save()
         };
         let by_hand = write(&|tx| add(tx, id, entry).unwrap());

@@ -278,8 +278,7 @@ fn a_work_item_written_field_by_field_reads_back_whole() {
         ..task(&w, &w.provider_a, Some(&w.provider_b))
     };
     let id = EntryId::mint();
-    let (doc, ok) =
-        edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add(tx, id, &t).unwrap());
+    let (doc, ok) = edit(&w, &old_thread(&w), &w.provider_a, |tx| record::add(tx, id, &t).unwrap());
     assert_eq!(ok, Ok(()));
     let thread: MessageThread = shared::read::hydrate(&doc).unwrap();
     assert_eq!(thread.tasks.get(&id.to_string()), Some(&t));
