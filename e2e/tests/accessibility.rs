@@ -290,7 +290,7 @@ async fn a_patient_does_her_main_tasks_with_the_keyboard_alone() {
             maria.press("Space", false).await;
             maria.wait_for(".as-table[open] table", "Date").await;
             maria.page.evaluate("history.back()").await.expect("Back");
-            maria.wait_for("main h2", "Latest results").await;
+            maria.wait_for("main h3", "Latest results").await;
 
             // Account, the last of the navigation.
             maria.tab_to("button: Account", true, 300).await;
