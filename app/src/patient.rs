@@ -332,6 +332,10 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     // otherwise build tens of thousands of elements before anything shows.
     let shown = RwSignal::new(RESULTS_PAGE);
     let search = RwSignal::new(String::new());
+    // Every panel comes a frame after the summary: the first screen of a
+    // long record shows without building them.
+    let panels_now = RwSignal::new(false);
+    request_animation_frame(move || panels_now.set(true));
     view! {
         <section class="card" aria-labelledby="results-h">
             <h2 id="results-h">"Results"</h2>
@@ -358,6 +362,9 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             </div>
             {move || {
                 ui.version.track();
+                if !panels_now.get() {
+                    return ().into_any();
+                }
                 let data = reads::patient_data(patient);
                 let words = search.get().to_lowercase();
                 // Every word must match the panel's test names, its clinic or its date.
