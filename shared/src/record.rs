@@ -173,8 +173,15 @@ pub fn add_task<D: Doc>(doc: &mut D, id: EntryId, task: &Task) -> Result<(), Rec
             ("status_at", text(task.status_at.clone())),
         ],
     )?;
-    let p = &task.provenance;
-    let provenance = doc.put_object(&obj, "provenance", automerge::ObjType::Map)?;
+    put_provenance(doc, &obj, &task.provenance)
+}
+
+fn put_provenance<D: Doc>(
+    doc: &mut D,
+    obj: &ObjId,
+    p: &crate::schema::Provenance,
+) -> Result<(), RecordError> {
+    let provenance = doc.put_object(obj, "provenance", automerge::ObjType::Map)?;
     put_all(
         doc,
         &provenance,
@@ -186,6 +193,54 @@ pub fn add_task<D: Doc>(doc: &mut D, id: EntryId, task: &Task) -> Result<(), Rec
             ("recorded", p.recorded.as_str().into()),
         ],
     )
+}
+
+/// The patient side asks the clinic of `provenance` for an appointment:
+/// `proposed`, with a reason and the times they would like, no time yet.
+/// Field by field, like [`add_task`].
+pub fn request_appointment<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    reason: &str,
+    preferred: &str,
+    provenance: &crate::schema::Provenance,
+) -> Result<(), RecordError> {
+    let coll = collection(doc, Appointment::COLLECTION)?;
+    let obj = doc.put_object(&coll, id.to_string(), automerge::ObjType::Map)?;
+    let preferred = if preferred.is_empty() { ScalarValue::Null } else { preferred.into() };
+    put_all(
+        doc,
+        &obj,
+        &[
+            ("start", "".into()),
+            ("reason", reason.into()),
+            ("status", crate::status::AppointmentStatus::Proposed.code().into()),
+            ("status_reason", ScalarValue::Null),
+            ("status_by", ScalarValue::Null),
+            ("status_at", ScalarValue::Null),
+            ("preferred", preferred),
+        ],
+    )?;
+    put_provenance(doc, &obj, provenance)
+}
+
+/// Moves an appointment on ([`change_status`]); `start` gives it its time
+/// (the clinic confirming a request or offering a time).
+#[allow(clippy::too_many_arguments)]
+pub fn move_appointment<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: crate::status::AppointmentStatus,
+    start: Option<&str>,
+    reason: &str,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
+    if let Some(start) = start {
+        let obj = entry_obj(doc, Appointment::COLLECTION, id)?;
+        doc.put(&obj, "start", start)?;
+    }
+    change_status(doc, Appointment::COLLECTION, id, status.code(), reason, by, at)
 }
 
 /// Moves a work item on (handled) or assigns it to a colleague, saying who
