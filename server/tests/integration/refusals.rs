@@ -888,3 +888,157 @@ async fn work_items_are_written_only_by_the_clinics_providers() {
         f.stop().await;
     }
 }
+
+/// Issue 14's appointments on both engines: the patient side asks a clinic
+/// it consents to (a request, no time, in its own name), the clinic
+/// answers; every other way of writing one is refused and leaves no trace,
+/// and a request waiting puts the patient in the clinic's offline set.
+#[tokio::test]
+async fn appointments_are_asked_by_the_patient_and_answered_by_the_clinic() {
+    use shared::schema::{Appointment, Provenance};
+    use shared::status::AppointmentStatus as A;
+    const TIME: &str = "2026-12-10T09:30:00Z";
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (okafor, maria, brandt) = (f.user("Okafor"), f.user("Maria"), f.user("Brandt"));
+        let (riverside, clinical) = (f.riverside, f.clinical());
+        let northgate = f.users.iter().find(|u| u.name.contains("Brandt")).unwrap().clinics[0];
+        let asked = move |clinic: ClinicId, clinic_name: &str, by: UserId| Provenance {
+            clinic,
+            clinic_name: clinic_name.into(),
+            recorder: by,
+            recorder_name: "Maria Santos".into(),
+            recorded: "2026-12-04T10:00:00Z".into(),
+        };
+        let mine = asked(riverside, demo::clinic_name(riverside), maria);
+        let request = |p: Provenance, extra: Option<(&'static str, ScalarValue)>| {
+            move |doc: &mut Automerge| {
+                tx_on(doc, |tx| {
+                    let id = EntryId::mint();
+                    record::request_appointment(tx, id, "Knee pain", "Mornings", &p).unwrap();
+                    if let Some((field, value)) = extra {
+                        let coll = tx.get(ROOT, "appointments").unwrap().unwrap().1;
+                        let obj = tx.get(&coll, id.to_string()).unwrap().unwrap().1;
+                        tx.put(&obj, field, value).unwrap();
+                    }
+                })
+            }
+        };
+        let booked = Some(("status", ScalarValue::from("booked")));
+        f.refused(
+            "booked by the patient",
+            maria,
+            clinical,
+            "status-transition",
+            request(mine.clone(), booked),
+        )
+        .await;
+        let timed = Some(("start", ScalarValue::from(TIME)));
+        f.refused(
+            "a time from the patient",
+            maria,
+            clinical,
+            "schema",
+            request(mine.clone(), timed),
+        )
+        .await;
+        let renamed = asked(riverside, "Best Clinic in Town", maria);
+        f.refused(
+            "another name for the clinic",
+            maria,
+            clinical,
+            "impersonated-author",
+            request(renamed, None),
+        )
+        .await;
+        f.refused("a result from the patient", maria, clinical, "not-permitted", |doc| {
+            tx_on(doc, |tx| {
+                record::add(tx, EntryId::mint(), &observation(riverside, maria)).unwrap()
+            })
+        })
+        .await;
+
+        // Maria asks: kept, and she is in Riverside's offline set today.
+        let kept = |user: UserId, edit: Box<dyn FnOnce(&mut Automerge)>| {
+            let f = &f;
+            async move {
+                let mut replica = f.replica(user, clinical).await;
+                edit(replica.client.doc_mut(clinical).unwrap());
+                replica.flush_local().await.unwrap();
+                replica.sync_all(TIMEOUT).await.unwrap();
+                let rejected = replica.take_received().rejected;
+                replica.close().await;
+                rejected
+            }
+        };
+        assert_eq!(kept(maria, Box::new(request(mine.clone(), None))).await, vec![], "{backend:?}");
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: shared::schema::ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let (id, a) = record.appointments.iter().find(|(_, a)| a.status == A::Proposed).unwrap();
+        let id: EntryId = id.parse().unwrap();
+        assert_eq!((a.start.as_str(), a.preferred.as_deref()), ("", Some("Mornings")));
+        let staff = f.app.store.user(okafor).await.unwrap().unwrap();
+        let now = chrono::DateTime::from_timestamp_millis(f.app.clock.now_ms()).unwrap();
+        let today = now.format("%Y-%m-%d").to_string();
+        let work = f.app.store.work_patients(&staff, &today).await.unwrap();
+        assert!(work.contains(&f.maria), "{backend:?}: the request puts Maria in the offline set");
+
+        let answer = |by: UserId, to: A, start: Option<&'static str>, why: &'static str| {
+            move |doc: &mut Automerge| {
+                tx_on(doc, |tx| record::move_appointment(tx, id, to, start, why, by, "t").unwrap())
+            }
+        };
+        f.refused(
+            "another clinic confirms",
+            brandt,
+            clinical,
+            "foreign-clinic",
+            answer(brandt, A::Booked, Some(TIME), ""),
+        )
+        .await;
+        f.refused(
+            "the patient books her own",
+            maria,
+            clinical,
+            "status-transition",
+            answer(maria, A::Booked, None, ""),
+        )
+        .await;
+        f.refused(
+            "declined without a reason",
+            okafor,
+            clinical,
+            "missing-reason",
+            answer(okafor, A::Cancelled, None, ""),
+        )
+        .await;
+        // Offered, then taken by Maria: booked at the time offered.
+        let offer = answer(okafor, A::Pending, Some(TIME), "");
+        assert_eq!(kept(okafor, Box::new(offer)).await, vec![], "{backend:?}");
+        f.refused(
+            "the offered time moved",
+            okafor,
+            clinical,
+            "immutable-field",
+            answer(okafor, A::Booked, Some("2026-12-11T09:30:00Z"), ""),
+        )
+        .await;
+        assert_eq!(kept(maria, Box::new(answer(maria, A::Booked, None, ""))).await, vec![]);
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: shared::schema::ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let a: &Appointment = record.appointments.get(&id.to_string()).unwrap();
+        assert_eq!((a.status, a.start.as_str(), a.status_by), (A::Booked, TIME, Some(maria)));
+        let that_day = f.app.store.work_patients(&staff, "2026-12-10").await.unwrap();
+        assert!(that_day.contains(&f.maria), "{backend:?}: booked that day");
+
+        // A clinic she no longer consents to takes no request from her.
+        f.app.store.revoke_consent(f.maria, northgate, f.app.clock.now_ms()).await.unwrap();
+        let theirs = DocKind::ClinicalRecord { patient: f.maria, clinic: northgate }.doc_id();
+        let p = asked(northgate, demo::clinic_name(northgate), maria);
+        f.refused("a clinic without consent", maria, theirs, "not-permitted", request(p, None))
+            .await;
+        f.stop().await;
+    }
+}
