@@ -1042,3 +1042,99 @@ async fn appointments_are_asked_by_the_patient_and_answered_by_the_clinic() {
         f.stop().await;
     }
 }
+
+/// Issue 14, "manage appointments": a clinic admin, who reads no clinical
+/// record, lists the clinic's appointments to come and answers a request
+/// through the server, as their own change under the same write policy; a
+/// provider may not use the route, and a refused answer stores nothing.
+#[tokio::test]
+async fn a_clinic_admin_lists_and_answers_appointments_through_the_server() {
+    use crate::authenticator::SoftPasskey;
+    use crate::client::Browser;
+    use serde_json::json;
+    use shared::schema::{ClinicalRecord, Provenance};
+    use shared::status::AppointmentStatus as A;
+    const ROUTE: &str = "/api/clinic/appointments";
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (maria, okafor, jordan) = (f.user("Maria"), f.user("Okafor"), f.user("Jordan"));
+        let (riverside, clinical) = (f.riverside, f.clinical());
+        let signed_in = |user: UserId| {
+            let app = &f.app;
+            async move {
+                let now = app.clock.now_ms();
+                let (link, _) = server::auth::accounts::issue_enrollment(
+                    &app.store,
+                    &app.base_url,
+                    user,
+                    None,
+                    now,
+                )
+                .await
+                .unwrap();
+                let mut browser = Browser::new(&app.base_url);
+                browser.enroll(&mut SoftPasskey::new(), &link).await;
+                browser
+            }
+        };
+        // Maria asks Riverside through her replica.
+        let mut replica = f.replica(maria, clinical).await;
+        let id = EntryId::mint();
+        let asked = Provenance {
+            clinic: riverside,
+            clinic_name: demo::clinic_name(riverside).into(),
+            recorder: maria,
+            recorder_name: "Maria Santos".into(),
+            recorded: "2026-12-04T10:00:00Z".into(),
+        };
+        tx_on(replica.client.doc_mut(clinical).unwrap(), |tx| {
+            record::request_appointment(tx, id, "Knee pain", "Mornings", &asked).unwrap()
+        });
+        replica.flush_local().await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        assert!(replica.take_received().rejected.is_empty(), "{backend:?}");
+        replica.close().await;
+
+        let mut admin = signed_in(jordan).await;
+        let (status, list) = admin.get(ROUTE).await;
+        assert_eq!(status, 200, "{backend:?}: {list}");
+        let mine = list.as_array().unwrap().iter().find(|a| a["entry"] == id.to_string()).unwrap();
+        assert_eq!(
+            (mine["patient_name"].as_str(), mine["status"].as_str(), mine["preferred"].as_str()),
+            (Some("Maria Santos"), Some("proposed"), Some("Mornings")),
+            "{backend:?}"
+        );
+        let mut provider = signed_in(okafor).await;
+        assert_eq!(provider.get(ROUTE).await.0, 403, "{backend:?}: admins only");
+
+        // Declined without a reason: refused in words, nothing stored.
+        let before = f.stored(clinical).await;
+        // A week from the server's today, so it is listed as to come.
+        let week = chrono::DateTime::from_timestamp_millis(f.app.clock.now_ms() + 7 * 86_400_000);
+        let time = week.unwrap().format("%Y-%m-%dT09:30:00Z").to_string();
+        let answer = |status: &str, start: Option<&str>, reason: &str| json!({ "patient": f.maria, "entry": id, "status": status, "start": start, "reason": reason });
+        let (status, body) = admin.post(ROUTE, answer("cancelled", None, " ")).await;
+        assert_eq!(status, 409, "{backend:?}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("needs a reason"), "{body}");
+        assert_eq!(f.stored(clinical).await.heads, before.heads, "{backend:?}");
+        // Another clinic's patient's entry, an unknown patient: not found.
+        let stranger = json!({ "patient": PatientId::mint(), "entry": id, "status": "booked", "start": "2026-12-10T09:30:00Z", "reason": "" });
+        assert_eq!(admin.post(ROUTE, stranger).await.0, 404, "{backend:?}");
+
+        // Confirmed at a time: booked in the record, in Jordan's name.
+        let (status, body) = admin.post(ROUTE, answer("booked", Some(&time), "")).await;
+        assert_eq!(status, 204, "{backend:?}: {body}");
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let a = record.appointments.get(&id.to_string()).unwrap();
+        assert_eq!(
+            (a.status, a.start.as_str(), a.status_by),
+            (A::Booked, time.as_str(), Some(jordan))
+        );
+        let (_, list) = admin.get(ROUTE).await;
+        let mine = list.as_array().unwrap().iter().find(|a| a["entry"] == id.to_string()).unwrap();
+        assert_eq!(mine["status"], "booked", "{backend:?}");
+        f.stop().await;
+    }
+}
