@@ -14,8 +14,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::require_same_origin;
 use crate::handlers::{
-    audit, caregivers, clinics, consents, documents, fallback, fhir, health, invitations, oauth,
-    passkeys, session, web,
+    appointments, audit, caregivers, clinics, consents, documents, fallback, fhir, health,
+    invitations, oauth, passkeys, session, web,
 };
 use crate::ratelimit::limit_anonymous;
 use crate::{AppState, sync};
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/clinics", get(clinics::list))
         .route("/api/clinic", get(clinics::page))
         .route("/api/clinic/details", put(clinics::set_details))
+        .route("/api/clinic/appointments", get(appointments::list).post(appointments::answer))
         .route("/api/consents", get(consents::list))
         .route("/api/consents/{clinic_id}", post(consents::grant).delete(consents::revoke))
         .route("/api/caregivers", get(caregivers::list).post(caregivers::invite))

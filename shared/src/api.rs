@@ -12,8 +12,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ids::{ClinicId, DocId, PatientId, UserId};
+use crate::ids::{ClinicId, DocId, EntryId, PatientId, UserId};
 use crate::schema::DocKind;
+use crate::status::AppointmentStatus;
 
 crate::status::code_enum!(
     /// What someone did, as the audit trail records it and the patient's
@@ -153,6 +154,33 @@ pub struct ClinicContact {
     pub phone: String,
     /// Working days the clinic takes to answer a message.
     pub reply_days: i64,
+}
+
+/// `GET /api/clinic/appointments`: an appointment of the admin's clinic
+/// still to come (asked for, offered or booked), for the admin's page:
+/// admins read no clinical record, so the server reads these for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClinicAppointment {
+    pub patient: PatientId,
+    pub patient_name: String,
+    pub entry: EntryId,
+    pub reason: String,
+    pub preferred: Option<String>,
+    pub status: AppointmentStatus,
+    /// Empty while only asked for.
+    pub start: String,
+}
+
+/// `POST /api/clinic/appointments`: the admin moves one of them on, as the
+/// write policy allows the clinic (confirm, offer a time, decline).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentAnswer {
+    pub patient: PatientId,
+    pub entry: EntryId,
+    pub status: AppointmentStatus,
+    pub start: Option<String>,
+    pub reason: String,
 }
 
 /// `PUT /api/clinic/details`: what a clinic admin says about the clinic.
@@ -460,6 +488,8 @@ decode!(ClinicContact { id, name, phone, reply_days });
 decode!(ClinicPage { contact, people });
 decode!(ClinicPerson { user_id, display_name, role, enrolled });
 encode!(ClinicDetails { phone, reply_days });
+decode!(ClinicAppointment { patient, patient_name, entry, reason, preferred, status, start });
+encode!(AppointmentAnswer { patient, entry, status, start, reason });
 decode!(Colleague { clinic_id, user_id, display_name });
 impl Decode for CaregiverRights {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
@@ -559,7 +589,7 @@ macro_rules! decode_parsed {
         })+
     };
 }
-decode_parsed!(UserId, PatientId, ClinicId, DocId, Uuid);
+decode_parsed!(UserId, PatientId, ClinicId, DocId, EntryId, Uuid);
 
 macro_rules! encode_displayed {
     ($($ty:ty),+) => {
@@ -570,7 +600,13 @@ macro_rules! encode_displayed {
         })+
     };
 }
-encode_displayed!(PatientId, ClinicId, DocId);
+encode_displayed!(PatientId, ClinicId, DocId, EntryId, AppointmentStatus);
+
+impl Decode for AppointmentStatus {
+    fn decode<J: JsonValue>(json: &J) -> Option<Self> {
+        Self::parse(&json.text()?)
+    }
+}
 
 impl Decode for UserRole {
     fn decode<J: JsonValue>(json: &J) -> Option<Self> {
@@ -772,6 +808,15 @@ mod tests {
             scope: "launch/patient patient/Observation.rs".into(),
             granted_at: 3,
         });
+        sent(ClinicAppointment {
+            patient,
+            patient_name: "Maria Santos".into(),
+            entry: EntryId::mint(),
+            reason: "Knee pain".into(),
+            preferred: Some("Mornings".into()),
+            status: AppointmentStatus::Proposed,
+            start: String::new(),
+        });
         sent(ClinicPage {
             contact,
             people: vec![ClinicPerson {
@@ -793,6 +838,13 @@ mod tests {
         received(DownloadReport { at: 1_764_000_000_123 });
         received(PatientSearch { q: "maria 1961".into(), offset: 50 });
         received(ClinicDetails { phone: "+1 (555) 010-0100".into(), reply_days: 3 });
+        received(AppointmentAnswer {
+            patient: PatientId::mint(),
+            entry: EntryId::mint(),
+            status: AppointmentStatus::Booked,
+            start: Some("2026-12-10T09:30:00Z".into()),
+            reason: String::new(),
+        });
     }
 
     #[test]

@@ -123,8 +123,11 @@ const IMMUNIZATION: &[Field] = clinical![
     req("vaccine", Kind::Text(DISPLAY)),
     req("occurrence", Kind::Text(TIME))
 ];
-const APPOINTMENT: &[Field] =
-    clinical![req("start", Kind::Text(TIME)), req("reason", Kind::Text(NOTE))];
+const APPOINTMENT: &[Field] = clinical![
+    req("start", Kind::Text(TIME)),
+    req("reason", Kind::Text(NOTE)),
+    opt("preferred", Kind::Text(DISPLAY)),
+];
 const REFILL_REQUEST: &[Field] = &[
     req("prescription", Kind::Uuid),
     req("clinic", Kind::Uuid),

@@ -357,6 +357,8 @@ mod tests {
             pub status_reason: Option<String>,
             pub status_by: Option<UserId>,
             pub status_at: Option<String>,
+            #[autosurgeon(missing = "Default::default")]
+            pub preferred: Option<String>,
         }
 
         #[derive(Debug, Hydrate)]
@@ -618,6 +620,7 @@ mod tests {
                 status_reason: some("typo"),
                 status_by: user(),
                 status_at: some("2026-01-03"),
+                preferred: some("mornings"),
             });
             checked += check::<legacy::RefillRequest, _>(&schema::RefillRequest {
                 prescription: EntryId::mint(),

@@ -150,6 +150,7 @@ impl Entry for Appointment {
             Put::Provenance(&self.provenance),
         ];
         f.extend(status_fields(&self.status_reason, &self.status_by, &self.status_at));
+        f.push(Put::Value("preferred", optional(&self.preferred)));
         f
     }
 }
@@ -349,6 +350,47 @@ pub fn mark_read<D: Doc>(
     put_all(doc, &obj, &[("read_at", at.into()), ("read_by", by.to_string().into())])
 }
 
+/// The patient side asks the clinic of `provenance` for an appointment:
+/// `proposed`, with a reason and the times they would like, no time yet.
+pub fn request_appointment<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    reason: &str,
+    preferred: &str,
+    provenance: &Provenance,
+) -> Result<(), RecordError> {
+    let request = Appointment {
+        start: String::new(),
+        reason: reason.to_owned(),
+        status: crate::status::AppointmentStatus::Proposed,
+        provenance: provenance.clone(),
+        status_reason: None,
+        status_by: None,
+        status_at: None,
+        preferred: (!preferred.is_empty()).then(|| preferred.to_owned()),
+    };
+    add(doc, id, &request)
+}
+
+/// Moves an appointment on ([`change_status`]); `start` gives it its time
+/// (the clinic confirming a request or offering a time).
+#[allow(clippy::too_many_arguments)]
+pub fn move_appointment<D: Doc>(
+    doc: &mut D,
+    id: EntryId,
+    status: crate::status::AppointmentStatus,
+    start: Option<&str>,
+    reason: &str,
+    by: UserId,
+    at: &str,
+) -> Result<(), RecordError> {
+    if let Some(start) = start {
+        let obj = entry_obj(doc, Appointment::COLLECTION, id)?;
+        doc.put(&obj, "start", start)?;
+    }
+    change_status(doc, Appointment::COLLECTION, id, status.code(), reason, by, at)
+}
+
 /// Moves a work item on (handled) or assigns it to a colleague, saying who
 /// did it and when; `owner` is left as it is when `None`.
 pub fn update_task<D: Doc>(
@@ -517,6 +559,7 @@ mod tests {
                 status_reason: reason.clone(),
                 status_by: who,
                 status_at: at.clone(),
+                preferred: reason.clone(),
             });
             same_as_reconcile(&RefillRequest {
                 prescription: EntryId::mint(),

@@ -208,10 +208,11 @@ impl Collection {
     }
 
     /// Whether an entry of this collection may go from status `from` to
-    /// `to`, codes as stored; an unknown code allows nothing. Refill
-    /// requests and messages are not changed this way (see
+    /// `to`, codes as stored, when `by` changes it (only appointments
+    /// have rules for the patient side); an unknown code allows nothing.
+    /// Refill requests and messages are not changed this way (see
     /// `RefillStatus::may_become`).
-    pub fn status_may_change(self, from: &str, to: &str) -> bool {
+    pub fn status_may_change(self, from: &str, to: &str, by: Side) -> bool {
         fn parsed<T>(from: &str, to: &str, parse: fn(&str) -> Option<T>) -> Option<(T, T)> {
             Some((parse(from)?, parse(to)?))
         }
@@ -227,7 +228,7 @@ impl Collection {
             Self::Immunizations => parsed(from, to, ImmunizationStatus::parse)
                 .is_some_and(|(from, to)| from.may_become(to)),
             Self::Appointments => parsed(from, to, AppointmentStatus::parse)
-                .is_some_and(|(from, to)| from.may_become(to)),
+                .is_some_and(|(from, to)| from.may_become(to, by)),
             Self::Tasks => {
                 parsed(from, to, TaskStatus::parse).is_some_and(|(from, to)| from.may_become(to))
             }
@@ -385,9 +386,11 @@ pub struct Immunization {
     pub status_at: Option<String>,
 }
 
-/// FHIR Appointment.
+/// FHIR Appointment. A patient side's request is `proposed`, with no
+/// `start` (empty) until the clinic gives it one.
 #[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Appointment {
+    /// RFC 3339; empty while only requested.
     pub start: String,
     pub reason: String,
     pub status: AppointmentStatus,
@@ -397,6 +400,9 @@ pub struct Appointment {
     pub status_reason: Option<String>,
     pub status_by: Option<UserId>,
     pub status_at: Option<String>,
+    /// When the patient side would like to come, in their words (a
+    /// request's). Entries from before the field exist lack it.
+    pub preferred: Option<String>,
 }
 
 /// Hydrates a collection of entries. Automerge lists map keys in order, so
@@ -493,7 +499,7 @@ pub struct Task {
     /// The entry the work is about (FHIR `Task.focus`), in this thread, the
     /// patient record (a refill request) or a clinical record (a result).
     pub focus: EntryId,
-    /// Its collection: messages, refill_requests or observations.
+    /// Its collection: messages, refill_requests, reports, observations or appointments.
     pub focus_kind: Collection,
     pub status: TaskStatus,
     /// The colleague (a provider of the clinic) it is assigned to, with
@@ -688,6 +694,7 @@ fn appointment(r: &mut Fields<'_>) -> Appointment {
         status_reason: r.opt_text("status_reason"),
         status_by: r.opt_id("status_by").map(UserId::from_uuid),
         status_at: r.opt_text("status_at"),
+        preferred: r.late_text("preferred"),
     }
 }
 

@@ -76,9 +76,12 @@ code_enum!(
     ImmunizationStatus { Completed => "completed", EnteredInError => "entered-in-error" }
 );
 code_enum!(
-    /// FHIR `Appointment.status`, as far as the portal writes it.
+    /// FHIR `Appointment.status`, as far as the portal writes it: a
+    /// patient's request is `proposed`, a time the clinic offers `pending`.
     AppointmentStatus {
         Booked => "booked",
+        Proposed => "proposed",
+        Pending => "pending",
         Fulfilled => "fulfilled",
         Cancelled => "cancelled",
         Noshow => "noshow",
@@ -141,12 +144,44 @@ impl AllergyStatus {
 }
 
 impl AppointmentStatus {
-    /// A booked appointment is fulfilled, cancelled or missed, once.
-    pub fn may_become(self, to: Self) -> bool {
+    /// A patient side's request (`proposed`) is confirmed (`booked`),
+    /// offered a time (`pending`) or declined (`cancelled`) by the clinic;
+    /// the patient side takes an offered time (`booked`), asks for another
+    /// (`proposed` again) or cancels, at any point before the visit. A
+    /// booked appointment is fulfilled or missed once, by the clinic; only
+    /// the clinic marks one entered-in-error.
+    pub fn may_become(self, to: Self, by: Side) -> bool {
         use AppointmentStatus::*;
-        self == to
-            || matches!((self, to), (Booked, Fulfilled | Cancelled | Noshow))
-            || (self != EnteredInError && to == EnteredInError)
+        if self == to {
+            return true;
+        }
+        match by {
+            Side::Clinic => {
+                matches!(
+                    (self, to),
+                    (Proposed, Pending | Booked | Cancelled)
+                        | (Pending, Booked | Cancelled)
+                        | (Booked, Fulfilled | Cancelled | Noshow)
+                ) || (self != EnteredInError && to == EnteredInError)
+            }
+            Side::Patient => {
+                matches!(
+                    (self, to),
+                    (Proposed | Pending | Booked, Cancelled) | (Pending, Booked | Proposed)
+                )
+            }
+        }
+    }
+
+    /// Whether this change gives the appointment its time: the clinic
+    /// confirming a request or offering a time. `start` is written only then.
+    pub fn sets_time(self, to: Self) -> bool {
+        self == Self::Proposed && matches!(to, Self::Pending | Self::Booked)
+    }
+
+    /// Still to happen (asked for, offered or booked).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Proposed | Self::Pending | Self::Booked)
     }
 }
 
@@ -205,11 +240,9 @@ mod tests {
             ImmunizationStatus::EnteredInError,
             ImmunizationStatus::may_become,
         );
-        check(
-            AppointmentStatus::ALL,
-            AppointmentStatus::EnteredInError,
-            AppointmentStatus::may_become,
-        );
+        check(AppointmentStatus::ALL, AppointmentStatus::EnteredInError, |a, b| {
+            a.may_become(b, Side::Clinic)
+        });
     }
 
     #[test]
@@ -219,7 +252,17 @@ mod tests {
         assert!(!P::Stopped.may_become(P::Active) && !P::Completed.may_become(P::Stopped));
         assert!(!ResultStatus::Final.may_become(ResultStatus::Amended));
         assert!(AllergyStatus::Inactive.may_become(AllergyStatus::Active));
-        assert!(!AppointmentStatus::Cancelled.may_become(AppointmentStatus::Booked));
+        use AppointmentStatus as A;
+        assert!(!A::Cancelled.may_become(A::Booked, Side::Clinic));
+        assert!(A::Proposed.may_become(A::Pending, Side::Clinic));
+        assert!(!A::Proposed.may_become(A::Booked, Side::Patient), "a patient never books alone");
+        assert!(A::Pending.may_become(A::Booked, Side::Patient));
+        assert!(A::Pending.may_become(A::Proposed, Side::Patient));
+        assert!(A::Booked.may_become(A::Cancelled, Side::Patient));
+        assert!(!A::Booked.may_become(A::Fulfilled, Side::Patient));
+        assert!(!A::Booked.may_become(A::EnteredInError, Side::Patient));
+        assert!(!A::Cancelled.may_become(A::Proposed, Side::Patient));
+        assert!(A::Proposed.sets_time(A::Booked) && !A::Pending.sets_time(A::Booked));
         use RefillStatus as R;
         assert!(R::Requested.may_become(R::Denied, Side::Clinic));
         assert!(!R::Requested.may_become(R::Cancelled, Side::Clinic));

@@ -37,6 +37,8 @@ struct World {
     voided_observation: EntryId,
     prescription: EntryId,
     appointment: EntryId,
+    /// The patient's request for an appointment, `proposed`.
+    request: EntryId,
     refill: EntryId,
     patient_message: EntryId,
     provider_message: EntryId,
@@ -76,6 +78,7 @@ impl World {
             voided_observation: EntryId::mint(),
             prescription: EntryId::mint(),
             appointment: EntryId::mint(),
+            request: EntryId::mint(),
             refill: EntryId::mint(),
             patient_message: EntryId::mint(),
             provider_message: EntryId::mint(),
@@ -185,6 +188,15 @@ impl World {
                 };
                 record::add(&mut doc, self.prescription, &prescription).unwrap();
                 record::add(&mut doc, self.appointment, &self.appointment(provider_a)).unwrap();
+                let patient = self.who("patient").user;
+                record::request_appointment(
+                    &mut doc,
+                    self.request,
+                    "Knee pain",
+                    "Mornings",
+                    &self.provenance(self.clinic_a, patient),
+                )
+                .unwrap();
             }
             DocKind::PatientRecord { .. } => {
                 let request = RefillRequest {
@@ -227,6 +239,7 @@ impl World {
             status_reason: None,
             status_by: None,
             status_at: None,
+            preferred: None,
         }
     }
 }
@@ -245,6 +258,12 @@ enum Edit {
     AddRootKey,
     AddAppointment,
     CancelAppointment,
+    RequestAppointment,
+    ConfirmRequest,
+    BookRequestWithoutTime,
+    DeclineRequestWithoutReason,
+    MoveBookedTime,
+    ChangeRequestReason,
     ChangeDemographics,
     AddRefillRequest,
     ApproveRefill,
@@ -352,6 +371,52 @@ impl Edit {
                 now,
             )
             .unwrap(),
+            RequestAppointment => record::request_appointment(
+                doc,
+                EntryId::mint(),
+                "Knee pain",
+                "",
+                &w.provenance(w.clinic_a, me),
+            )
+            .unwrap(),
+            ConfirmRequest => record::move_appointment(
+                doc,
+                w.request,
+                AppointmentStatus::Booked,
+                Some("2026-03-05T09:00:00Z"),
+                "",
+                me,
+                now,
+            )
+            .unwrap(),
+            BookRequestWithoutTime => record::move_appointment(
+                doc,
+                w.request,
+                AppointmentStatus::Booked,
+                None,
+                "",
+                me,
+                now,
+            )
+            .unwrap(),
+            DeclineRequestWithoutReason => record::move_appointment(
+                doc,
+                w.request,
+                AppointmentStatus::Cancelled,
+                None,
+                " ",
+                me,
+                now,
+            )
+            .unwrap(),
+            MoveBookedTime => {
+                let appointment = entry(doc, w.appointment);
+                doc.put(appointment, "start", "2026-02-02T09:30:00Z").unwrap();
+            }
+            ChangeRequestReason => {
+                let request = entry(doc, w.request);
+                doc.put(request, "reason", "Something else").unwrap();
+            }
             ChangeDemographics => {
                 let demographics = shared::schema::Demographics {
                     phone: Some("+1 555 0100".into()),
@@ -407,6 +472,7 @@ impl Edit {
         match self {
             ApproveRefill | CancelRefill => "refill_requests",
             MarkProviderMessageRead | ChangeMessageBody => "messages",
+            MoveBookedTime | ChangeRequestReason => "appointments",
             _ => "observations",
         }
     }
@@ -431,14 +497,20 @@ const TABLE: &[(Edit, [Option<Rule>; 7])] = &[
     (Edit::AddObservationForClinicB,  [NP,     NP,          NP,          FC,        FC,        NP,     NP]),
     (Edit::AddObservationAsColleague, [NP,     NP,          NP,          IA,        FC,        NP,     NP]),
     (Edit::ChangeLabValue,            [NP,     NP,          NP,          IF,        FC,        NP,     NP]),
-    (Edit::DeleteObservation,         [NP,     NP,          NP,          AO,        FC,        AO,     NP]),
+    (Edit::DeleteObservation,         [AO,     AO,          NP,          AO,        FC,        AO,     NP]),
     (Edit::MarkInError,               [NP,     NP,          NP,          OK,        FC,        NP,     NP]),
     (Edit::MarkInErrorWithoutReason,  [NP,     NP,          NP,          MR,        FC,        NP,     NP]),
     (Edit::ReviveEnteredInError,      [NP,     NP,          NP,          ST,        FC,        NP,     NP]),
     (Edit::StopPrescription,          [NP,     NP,          NP,          OK,        FC,        NP,     NP]),
-    (Edit::AddRootKey,                [NP,     NP,          NP,          SC,        FC,        SC,     NP]),
-    (Edit::AddAppointment,            [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
-    (Edit::CancelAppointment,         [NP,     NP,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::AddRootKey,                [SC,     SC,          NP,          SC,        FC,        SC,     NP]),
+    (Edit::AddAppointment,            [ST,     ST,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::CancelAppointment,         [OK,     OK,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::RequestAppointment,        [OK,     OK,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::ConfirmRequest,            [IF,     IF,          NP,          OK,        FC,        OK,     NP]),
+    (Edit::BookRequestWithoutTime,    [ST,     ST,          NP,          SC,        FC,        SC,     NP]),
+    (Edit::DeclineRequestWithoutReason,[OK,    OK,          NP,          MR,        FC,        MR,     NP]),
+    (Edit::MoveBookedTime,            [IF,     IF,          NP,          IF,        FC,        IF,     NP]),
+    (Edit::ChangeRequestReason,       [IF,     IF,          NP,          IF,        FC,        IF,     NP]),
     (Edit::ChangeDemographics,          [OK,     NP,          NP,          NP,        NP,        NP,     NP]),
     (Edit::AddRefillRequest,          [OK,     OK,          NP,          NP,        NP,        NP,     NP]),
     (Edit::ApproveRefill,             [ST,     ST,          NP,          OK,        FC,        NP,     NP]),

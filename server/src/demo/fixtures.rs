@@ -191,6 +191,7 @@ pub fn appointment(
         status_reason: None,
         status_by: None,
         status_at: None,
+        preferred: None,
     }
 }
 

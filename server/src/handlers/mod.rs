@@ -1,6 +1,7 @@
 //! One module per resource the HTTP API serves; `router.rs` lists every
 //! route in one place.
 
+pub mod appointments;
 pub mod audit;
 pub mod caregivers;
 pub mod clinics;

@@ -37,6 +37,9 @@ pub struct UserRecord {
     /// For a provider: the active providers of their clinics (themselves
     /// too), whom work items may be assigned to.
     pub colleagues: Vec<(ClinicId, UserId, String)>,
+    /// For a patient or caregiver: the clinics the patient consents to,
+    /// with their names (where the patient side may ask for appointments).
+    pub care: Vec<(ClinicId, String)>,
 }
 
 impl UserRecord {
@@ -50,8 +53,11 @@ impl UserRecord {
             UserRole::Provider => Role::Provider { clinics: self.clinics.clone() },
             UserRole::Admin => Role::ClinicAdmin { clinic: *self.clinics.first()? },
         };
-        let clinic_names =
-            self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect();
+        let clinic_names = if self.patient.is_some() {
+            self.care.clone()
+        } else {
+            self.clinics.iter().copied().zip(self.clinic_names.iter().cloned()).collect()
+        };
         Some(Principal {
             user: self.id,
             role,
@@ -155,16 +161,36 @@ impl Store {
         let role = parse_role(&row.get::<String, _>(1))?;
         let colleagues =
             if role == UserRole::Provider { self.colleagues(id).await? } else { Vec::new() };
+        let patient = row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?;
+        let care = match patient {
+            Some(patient) => self.care(patient).await?,
+            None => Vec::new(),
+        };
         Ok(Some(UserRecord {
             id,
             display_name: row.get(0),
             role,
-            patient: row.get::<Option<String>, _>(2).map(|p| parse_id(&p)).transpose()?,
+            patient,
             may_message: row.get::<i64, _>(3) != 0,
             clinics,
             clinic_names,
             colleagues,
+            care,
         }))
+    }
+
+    /// The clinics `patient` consents to, with their names.
+    async fn care(&self, patient: PatientId) -> Result<Vec<(ClinicId, String)>, StoreError> {
+        sqlx::query(
+            "SELECT c.clinic_id, k.name FROM consents c JOIN clinics k ON k.id = c.clinic_id \
+             WHERE c.patient_id = $1 AND c.revoked_at IS NULL ORDER BY c.clinic_id",
+        )
+        .bind(patient.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((parse_id(&r.get::<String, _>(0))?, r.get(1))))
+        .collect()
     }
 
     /// The active providers of `user`'s clinics, themselves included, by

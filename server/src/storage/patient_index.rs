@@ -32,6 +32,9 @@ pub enum WorkSource {
     Messages,
     /// Days of booked appointments (`YYYY-MM-DD`, space separated).
     Appointments,
+    /// Appointments the patient side asked for and the clinic has not
+    /// answered (their count).
+    AppointmentRequests,
 }
 
 impl WorkSource {
@@ -40,6 +43,7 @@ impl WorkSource {
             Self::Requests => "requests",
             Self::Messages => "messages",
             Self::Appointments => "appointments",
+            Self::AppointmentRequests => "appointment_requests",
         }
     }
 }
@@ -211,8 +215,9 @@ impl Store {
     }
 
     /// The clinic's work for `day` (`YYYY-MM-DD`) among patients consenting
-    /// to it: booked appointments that day, refill requests waiting, unread
-    /// messages from the patient side. At most `MAX_WORK` patients.
+    /// to it: booked appointments that day, refill requests and appointment
+    /// requests waiting, unread messages from the patient side. At most
+    /// `MAX_WORK` patients.
     pub async fn work_patients(
         &self,
         user: &UserRecord,
@@ -237,6 +242,38 @@ impl Store {
             .map(|row| {
                 let id: String = row.try_get(0)?;
                 id.parse().map_err(|_| StoreError::Corrupt("a patient id".into()))
+            })
+            .collect()
+    }
+
+    /// For a clinic admin: the patients consenting to their clinic with an
+    /// appointment asked for or booked there, with their names, for the
+    /// admin's appointment list (`handlers::appointments`, which reads only
+    /// the appointments of those records). At most `MAX_WORK`.
+    pub async fn appointment_patients(
+        &self,
+        user: &UserRecord,
+    ) -> Result<Vec<(PatientId, String)>, StoreError> {
+        if user.role != UserRole::Admin || !self.user_active(user.id).await? {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT w.patient_id, COALESCE(i.name, '') FROM patient_work w \
+             JOIN memberships m ON m.clinic_id = w.clinic_id AND m.user_id = $1 \
+             JOIN consents c ON c.patient_id = w.patient_id AND c.clinic_id = w.clinic_id \
+               AND c.revoked_at IS NULL \
+             LEFT JOIN patient_index i ON i.patient_id = w.patient_id \
+             WHERE w.source IN ('appointments', 'appointment_requests') \
+             ORDER BY w.patient_id LIMIT {MAX_WORK}"
+        ))
+        .bind(user.id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let id = id.parse().map_err(|_| StoreError::Corrupt("a patient id".into()))?;
+                Ok((id, row.try_get(1)?))
             })
             .collect()
     }

@@ -619,6 +619,15 @@ impl Connection {
     /// when it next lists its documents.
     async fn refresh_access(&mut self) -> Result<Vec<DocId>, Close> {
         self.access.clear();
+        // Consents moved: the clinics a patient side may ask for
+        // appointments are the principal's, so it is read again too.
+        if self.user.patient.is_some()
+            && let Ok(Some(user)) = self.state.store.user(self.user.id).await
+            && let Some(principal) = user.principal()
+        {
+            self.user = user;
+            self.principal = principal;
+        }
         let syncing: Vec<DocId> = self.states.keys().copied().collect();
         self.ensure_access(&syncing).await?;
         let access = &self.access;

@@ -2,7 +2,7 @@
 //! staff (`storage::IndexRow`): a patient record's name, birth date and
 //! refill requests waiting per clinic; a thread's messages from the patient
 //! side the clinic has not read; a clinical record's booked appointment
-//! days. `Hub::commit` stores them with the changes; the bulk loaders of
+//! days and appointment requests waiting. `Hub::commit` stores them with the changes; the bulk loaders of
 //! benchmarks and tests call `summarize` on the documents they load.
 
 use std::collections::BTreeSet;
@@ -68,18 +68,19 @@ pub fn summarize(kind: DocKind, doc: &Automerge) -> Vec<IndexRow> {
             }]
         }
         DocKind::ClinicalRecord { patient, clinic } => {
-            vec![IndexRow::Work {
-                clinic,
-                patient,
-                source: WorkSource::Appointments,
-                value: appointment_days(doc).unwrap_or_default(),
-            }]
+            let (days, requests) = appointment_work(doc).unwrap_or_default();
+            let row = |source, value| IndexRow::Work { clinic, patient, source, value };
+            vec![
+                row(WorkSource::Appointments, days),
+                row(WorkSource::AppointmentRequests, requests),
+            ]
         }
     }
 }
 
-/// Days of booked appointments, sorted, space separated.
-fn appointment_days(doc: &Automerge) -> Option<String> {
+/// Days of booked appointments, sorted, space separated; and how many
+/// requests wait for the clinic (empty for none).
+fn appointment_work(doc: &Automerge) -> Option<(String, String)> {
     let appointments =
         hydrate_root_prop::<Appointment>(doc, Collection::Appointments.code()).ok()?;
     let mut days: Vec<&str> = appointments
@@ -89,7 +90,9 @@ fn appointment_days(doc: &Automerge) -> Option<String> {
         .collect();
     days.sort_unstable();
     days.dedup();
-    Some(days.join(" "))
+    let waiting = appointments.values().filter(|a| a.status == AppointmentStatus::Proposed).count();
+    let waiting = if waiting == 0 { String::new() } else { waiting.to_string() };
+    Some((days.join(" "), waiting))
 }
 
 /// The rows to store for a committed document, given the collections its

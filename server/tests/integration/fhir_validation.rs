@@ -97,6 +97,24 @@ async fn every_exported_resource_passes_an_independent_r4_validator() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
 
+    // A patient's appointment request: no time yet (app-3 allows none
+    // while proposed), the times wished in `comment`.
+    let james = demo.users.iter().find(|u| u.patient == Some(demo.james)).unwrap();
+    let kind = shared::DocKind::ClinicalRecord { patient: demo.james, clinic: demo.riverside };
+    server::demo::write_live(&app.hub, kind, james, |doc, _| {
+        let asked = shared::schema::Provenance {
+            clinic: demo.riverside,
+            clinic_name: server::demo::clinic_name(demo.riverside).into(),
+            recorder: james.id,
+            recorder_name: james.name.into(),
+            recorded: "2026-12-04T10:00:00Z".into(),
+        };
+        let id = shared::EntryId::mint();
+        shared::record::request_appointment(doc, id, "Knee pain", "Weekday mornings", &asked)
+    })
+    .await
+    .unwrap();
+
     // The demo data: every demo patient's whole record.
     for user in demo.users.iter().filter(|u| u.role == UserRole::Patient) {
         let patient = user.patient.unwrap();

@@ -888,3 +888,253 @@ async fn work_items_are_written_only_by_the_clinics_providers() {
         f.stop().await;
     }
 }
+
+/// Issue 14's appointments on both engines: the patient side asks a clinic
+/// it consents to (a request, no time, in its own name), the clinic
+/// answers; every other way of writing one is refused and leaves no trace,
+/// and a request waiting puts the patient in the clinic's offline set.
+#[tokio::test]
+async fn appointments_are_asked_by_the_patient_and_answered_by_the_clinic() {
+    use shared::schema::{Appointment, Provenance};
+    use shared::status::AppointmentStatus as A;
+    const TIME: &str = "2026-12-10T09:30:00Z";
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (okafor, maria, brandt) = (f.user("Okafor"), f.user("Maria"), f.user("Brandt"));
+        let (riverside, clinical) = (f.riverside, f.clinical());
+        let northgate = f.users.iter().find(|u| u.name.contains("Brandt")).unwrap().clinics[0];
+        let asked = move |clinic: ClinicId, clinic_name: &str, by: UserId| Provenance {
+            clinic,
+            clinic_name: clinic_name.into(),
+            recorder: by,
+            recorder_name: "Maria Santos".into(),
+            recorded: "2026-12-04T10:00:00Z".into(),
+        };
+        let mine = asked(riverside, demo::clinic_name(riverside), maria);
+        let request = |p: Provenance, extra: Option<(&'static str, ScalarValue)>| {
+            move |doc: &mut Automerge| {
+                tx_on(doc, |tx| {
+                    let id = EntryId::mint();
+                    record::request_appointment(tx, id, "Knee pain", "Mornings", &p).unwrap();
+                    if let Some((field, value)) = extra {
+                        let coll = tx.get(ROOT, "appointments").unwrap().unwrap().1;
+                        let obj = tx.get(&coll, id.to_string()).unwrap().unwrap().1;
+                        tx.put(&obj, field, value).unwrap();
+                    }
+                })
+            }
+        };
+        let booked = Some(("status", ScalarValue::from("booked")));
+        f.refused(
+            "booked by the patient",
+            maria,
+            clinical,
+            "status-transition",
+            request(mine.clone(), booked),
+        )
+        .await;
+        let timed = Some(("start", ScalarValue::from(TIME)));
+        f.refused(
+            "a time from the patient",
+            maria,
+            clinical,
+            "schema",
+            request(mine.clone(), timed),
+        )
+        .await;
+        let renamed = asked(riverside, "Best Clinic in Town", maria);
+        f.refused(
+            "another name for the clinic",
+            maria,
+            clinical,
+            "impersonated-author",
+            request(renamed, None),
+        )
+        .await;
+        f.refused("a result from the patient", maria, clinical, "not-permitted", |doc| {
+            tx_on(doc, |tx| {
+                record::add(tx, EntryId::mint(), &observation(riverside, maria)).unwrap()
+            })
+        })
+        .await;
+
+        // Maria asks: kept, and she is in Riverside's offline set today.
+        let kept = |user: UserId, edit: Box<dyn FnOnce(&mut Automerge)>| {
+            let f = &f;
+            async move {
+                let mut replica = f.replica(user, clinical).await;
+                edit(replica.client.doc_mut(clinical).unwrap());
+                replica.flush_local().await.unwrap();
+                replica.sync_all(TIMEOUT).await.unwrap();
+                let rejected = replica.take_received().rejected;
+                replica.close().await;
+                rejected
+            }
+        };
+        assert_eq!(kept(maria, Box::new(request(mine.clone(), None))).await, vec![], "{backend:?}");
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: shared::schema::ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let (id, a) = record.appointments.iter().find(|(_, a)| a.status == A::Proposed).unwrap();
+        let id: EntryId = id.parse().unwrap();
+        assert_eq!((a.start.as_str(), a.preferred.as_deref()), ("", Some("Mornings")));
+        let staff = f.app.store.user(okafor).await.unwrap().unwrap();
+        let now = chrono::DateTime::from_timestamp_millis(f.app.clock.now_ms()).unwrap();
+        let today = now.format("%Y-%m-%d").to_string();
+        let work = f.app.store.work_patients(&staff, &today).await.unwrap();
+        assert!(work.contains(&f.maria), "{backend:?}: the request puts Maria in the offline set");
+
+        let answer = |by: UserId, to: A, start: Option<&'static str>, why: &'static str| {
+            move |doc: &mut Automerge| {
+                tx_on(doc, |tx| record::move_appointment(tx, id, to, start, why, by, "t").unwrap())
+            }
+        };
+        f.refused(
+            "another clinic confirms",
+            brandt,
+            clinical,
+            "foreign-clinic",
+            answer(brandt, A::Booked, Some(TIME), ""),
+        )
+        .await;
+        f.refused(
+            "the patient books her own",
+            maria,
+            clinical,
+            "status-transition",
+            answer(maria, A::Booked, None, ""),
+        )
+        .await;
+        f.refused(
+            "declined without a reason",
+            okafor,
+            clinical,
+            "missing-reason",
+            answer(okafor, A::Cancelled, None, ""),
+        )
+        .await;
+        // Offered, then taken by Maria: booked at the time offered.
+        let offer = answer(okafor, A::Pending, Some(TIME), "");
+        assert_eq!(kept(okafor, Box::new(offer)).await, vec![], "{backend:?}");
+        f.refused(
+            "the offered time moved",
+            okafor,
+            clinical,
+            "immutable-field",
+            answer(okafor, A::Booked, Some("2026-12-11T09:30:00Z"), ""),
+        )
+        .await;
+        assert_eq!(kept(maria, Box::new(answer(maria, A::Booked, None, ""))).await, vec![]);
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: shared::schema::ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let a: &Appointment = record.appointments.get(&id.to_string()).unwrap();
+        assert_eq!((a.status, a.start.as_str(), a.status_by), (A::Booked, TIME, Some(maria)));
+        let that_day = f.app.store.work_patients(&staff, "2026-12-10").await.unwrap();
+        assert!(that_day.contains(&f.maria), "{backend:?}: booked that day");
+
+        // A clinic she no longer consents to takes no request from her.
+        f.app.store.revoke_consent(f.maria, northgate, f.app.clock.now_ms()).await.unwrap();
+        let theirs = DocKind::ClinicalRecord { patient: f.maria, clinic: northgate }.doc_id();
+        let p = asked(northgate, demo::clinic_name(northgate), maria);
+        f.refused("a clinic without consent", maria, theirs, "not-permitted", request(p, None))
+            .await;
+        f.stop().await;
+    }
+}
+
+/// Issue 14, "manage appointments": a clinic admin, who reads no clinical
+/// record, lists the clinic's appointments to come and answers a request
+/// through the server, as their own change under the same write policy; a
+/// provider may not use the route, and a refused answer stores nothing.
+#[tokio::test]
+async fn a_clinic_admin_lists_and_answers_appointments_through_the_server() {
+    use crate::authenticator::SoftPasskey;
+    use crate::client::Browser;
+    use serde_json::json;
+    use shared::schema::{ClinicalRecord, Provenance};
+    use shared::status::AppointmentStatus as A;
+    const ROUTE: &str = "/api/clinic/appointments";
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let (maria, okafor, jordan) = (f.user("Maria"), f.user("Okafor"), f.user("Jordan"));
+        let (riverside, clinical) = (f.riverside, f.clinical());
+        let signed_in = |user: UserId| {
+            let app = &f.app;
+            async move {
+                let now = app.clock.now_ms();
+                let (link, _) = server::auth::accounts::issue_enrollment(
+                    &app.store,
+                    &app.base_url,
+                    user,
+                    None,
+                    now,
+                )
+                .await
+                .unwrap();
+                let mut browser = Browser::new(&app.base_url);
+                browser.enroll(&mut SoftPasskey::new(), &link).await;
+                browser
+            }
+        };
+        // Maria asks Riverside through her replica.
+        let mut replica = f.replica(maria, clinical).await;
+        let id = EntryId::mint();
+        let asked = Provenance {
+            clinic: riverside,
+            clinic_name: demo::clinic_name(riverside).into(),
+            recorder: maria,
+            recorder_name: "Maria Santos".into(),
+            recorded: "2026-12-04T10:00:00Z".into(),
+        };
+        tx_on(replica.client.doc_mut(clinical).unwrap(), |tx| {
+            record::request_appointment(tx, id, "Knee pain", "Mornings", &asked).unwrap()
+        });
+        replica.flush_local().await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        assert!(replica.take_received().rejected.is_empty(), "{backend:?}");
+        replica.close().await;
+
+        let mut admin = signed_in(jordan).await;
+        let (status, list) = admin.get(ROUTE).await;
+        assert_eq!(status, 200, "{backend:?}: {list}");
+        let mine = list.as_array().unwrap().iter().find(|a| a["entry"] == id.to_string()).unwrap();
+        assert_eq!(
+            (mine["patient_name"].as_str(), mine["status"].as_str(), mine["preferred"].as_str()),
+            (Some("Maria Santos"), Some("proposed"), Some("Mornings")),
+            "{backend:?}"
+        );
+        let mut provider = signed_in(okafor).await;
+        assert_eq!(provider.get(ROUTE).await.0, 403, "{backend:?}: admins only");
+
+        // Declined without a reason: refused in words, nothing stored.
+        let before = f.stored(clinical).await;
+        // A week from the server's today, so it is listed as to come.
+        let week = chrono::DateTime::from_timestamp_millis(f.app.clock.now_ms() + 7 * 86_400_000);
+        let time = week.unwrap().format("%Y-%m-%dT09:30:00Z").to_string();
+        let answer = |status: &str, start: Option<&str>, reason: &str| json!({ "patient": f.maria, "entry": id, "status": status, "start": start, "reason": reason });
+        let (status, body) = admin.post(ROUTE, answer("cancelled", None, " ")).await;
+        assert_eq!(status, 409, "{backend:?}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("needs a reason"), "{body}");
+        assert_eq!(f.stored(clinical).await.heads, before.heads, "{backend:?}");
+        // Another clinic's patient's entry, an unknown patient: not found.
+        let stranger = json!({ "patient": PatientId::mint(), "entry": id, "status": "booked", "start": "2026-12-10T09:30:00Z", "reason": "" });
+        assert_eq!(admin.post(ROUTE, stranger).await.0, 404, "{backend:?}");
+
+        // Confirmed at a time: booked in the record, in Jordan's name.
+        let (status, body) = admin.post(ROUTE, answer("booked", Some(&time), "")).await;
+        assert_eq!(status, 204, "{backend:?}: {body}");
+        let stored =
+            f.app.store.load_document(clinical).await.unwrap().unwrap().to_automerge().unwrap();
+        let record: ClinicalRecord = shared::read::hydrate(&stored).unwrap();
+        let a = record.appointments.get(&id.to_string()).unwrap();
+        assert_eq!(
+            (a.status, a.start.as_str(), a.status_by),
+            (A::Booked, time.as_str(), Some(jordan))
+        );
+        let (_, list) = admin.get(ROUTE).await;
+        let mine = list.as_array().unwrap().iter().find(|a| a["entry"] == id.to_string()).unwrap();
+        assert_eq!(mine["status"], "booked", "{backend:?}");
+        f.stop().await;
+    }
+}

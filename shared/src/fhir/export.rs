@@ -438,8 +438,12 @@ fn appointment(out: &mut Out<'_>, ctx: &Ctx<'_>, id: &str, a: &Appointment) {
     // fulfilled...): an end equal to the start would tell calendars the
     // visit takes no time, so the end is there without a value, marked
     // `unknown` with HL7's data-absent-reason extension.
-    v.set("start", a.start.as_str().into());
-    v.set("_end", absent("unknown"));
+    // A request has no time until the clinic gives it one.
+    if !a.start.is_empty() {
+        v.set("start", a.start.as_str().into());
+        v.set("_end", absent("unknown"));
+    }
+    v.set_some("comment", a.preferred.as_deref().and_then(text));
     v.set("created", a.provenance.recorded.as_str().into());
     v.set(
         "participant",

@@ -10,7 +10,7 @@
 //! | `Prescription` | `MedicationRequest` (RxNorm, `dosageInstruction.text`, `dispenseRequest.numberOfRepeatsAllowed` and `quantity`, `requester` and `recorder`; an override reason as its `note`) |
 //! | `Allergy` | `AllergyIntolerance` (RxNorm substance, clinical and verification status) |
 //! | `Immunization` | `Immunization` (CVX) |
-//! | `Appointment` | `Appointment` (`start`; `end` marked unknown with the data-absent-reason extension: the portal records no length) |
+//! | `Appointment` | `Appointment` (`start`; `end` marked unknown with the data-absent-reason extension: the portal records no length; a patient's request is `proposed` with neither, as app-3 allows, and the times they would like in `comment`) |
 //! | `Message` | `Communication` |
 //! | `RefillRequest` | `Task` with `focus` the `MedicationRequest` (see [`export`]) |
 //! | who recorded, corrected or decided, when | `Provenance` |

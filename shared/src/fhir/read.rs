@@ -322,9 +322,18 @@ fn immunization(rd: &mut Reader<'_>, r: &Value, rec: Recorded) -> Option<Immuniz
 
 fn appointment(rd: &mut Reader<'_>, r: &Value, rec: Recorded) -> Option<Appointment> {
     let status = rd.code(r, &["status"], AppointmentStatus::parse);
-    let start = rd.string(r, &["start"]);
+    // A request has no time yet (FHIR app-3 allows none while proposed or cancelled).
+    let start = match status {
+        Some(AppointmentStatus::Proposed | AppointmentStatus::Cancelled)
+            if r.get("start").is_none() =>
+        {
+            Some(String::new())
+        }
+        _ => rd.string(r, &["start"]),
+    };
     Some(Appointment {
         start: start?,
+        preferred: r.str_at(&["comment"]).map(str::to_owned),
         reason: r.str_at(&["description"]).unwrap_or_default().to_owned(),
         status: status?,
         provenance: rec.provenance,

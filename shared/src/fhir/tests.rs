@@ -208,6 +208,7 @@ fn fixture() -> Fixture {
             status_reason: Some("patient asked".into()),
             status_by: Some(doctor),
             status_at: Some("2025-03-20T09:00:00Z".into()),
+            preferred: Some("Mornings".into()),
         },
     );
     let mut thread = MessageThread::default();

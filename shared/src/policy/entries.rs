@@ -12,7 +12,7 @@ use crate::schema::{
     Allergy, Appointment, Collection, DocKind, Immunization, Message, Observation, Prescription,
     Provenance, RefillRequest, Report, Task,
 };
-use crate::status::{RefillStatus, ResultStatus};
+use crate::status::{AppointmentStatus, RefillStatus, ResultStatus, Side};
 
 /// Every status enum spells entered-in-error alike (FHIR's code).
 const ENTERED_IN_ERROR: &str = ResultStatus::EnteredInError.code();
@@ -29,6 +29,19 @@ pub(super) fn check(
     }
     for (collection, id) in plan.updated.difference(&plan.created) {
         check_still_valid(&reads, *collection, id)?;
+    }
+    let appointments = plan.created.iter().map(|e| (e, true));
+    let appointments =
+        appointments.chain(plan.updated.difference(&plan.created).map(|e| (e, false)));
+    for ((collection, id), created) in appointments {
+        if *collection == Collection::Appointments {
+            appointment_valid(
+                &hydrate_entry(&reads, *collection, id)?,
+                who,
+                created,
+                &[collection.code().to_owned(), id.clone()],
+            )?;
+        }
     }
     for id in &plan.assigned {
         let task: Task = hydrate_entry(&reads, Collection::Tasks, id)?;
@@ -110,9 +123,11 @@ fn check_created(
 ) -> Result<(), Denial> {
     let path = [collection.code().to_owned(), id.to_owned()];
     match kind {
-        DocKind::ClinicalRecord { clinic, .. } => {
+        DocKind::ClinicalRecord { patient, clinic } => {
+            // The patient side only asks for appointments (`appointment_valid`).
             let staff = who.is_provider_of(*clinic)
-                || (collection == Collection::Appointments && who.is_admin_of(*clinic));
+                || (collection == Collection::Appointments
+                    && (who.is_admin_of(*clinic) || who.speaks_for(*patient)));
             if !staff {
                 return deny(outsider(who, *clinic), &path);
             }
@@ -176,6 +191,7 @@ fn check_created(
                     | Collection::RefillRequests
                     | Collection::Observations
                     | Collection::Reports
+                    | Collection::Appointments
             ) {
                 return deny(Rule::Schema, &path);
             }
@@ -213,6 +229,53 @@ fn check_still_valid(doc: &MapCache<'_>, collection: Collection, id: &str) -> Re
         Collection::Tasks => task_stamp_valid(&hydrate_entry(doc, collection, id)?, &path),
         _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
     }
+}
+
+/// An appointment as its author's side may leave it. The patient side
+/// only asks: a new request is `proposed`, with a reason, no time and no
+/// status stamp. A time the clinic offers or books is a date and time, and
+/// the clinic turning one down or cancelling it says why (the patient
+/// reads it).
+fn appointment_valid(
+    a: &Appointment,
+    who: &Principal,
+    created: bool,
+    path: &[String],
+) -> Result<(), Denial> {
+    use AppointmentStatus::*;
+    let side = who.side();
+    if created && side == Side::Patient {
+        if a.status != Proposed
+            || a.status_by.is_some()
+            || a.status_at.is_some()
+            || a.status_reason.is_some()
+        {
+            return deny(Rule::StatusTransition, path);
+        }
+        if !a.start.is_empty() || a.reason.trim().is_empty() {
+            return deny(Rule::Schema, path);
+        }
+    }
+    if matches!(a.status, Pending | Booked) && !is_time(&a.start) {
+        return deny(Rule::Schema, path);
+    }
+    let reason_given = a.status_reason.as_deref().is_some_and(|r| !r.trim().is_empty());
+    if !created && side == Side::Clinic && a.status == Cancelled && !reason_given {
+        return deny(Rule::MissingReason, path);
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DDTHH:MM`, then anything (seconds, an offset).
+pub(crate) fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 16
+        && b.iter().take(16).enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// A work item is assigned only to a provider of its clinic, under the

@@ -56,7 +56,9 @@ pub struct Principal {
     pub user: UserId,
     pub role: Role,
     pub name: String,
-    /// The names of the clinics the principal works for.
+    /// The names of the clinics the principal works for; for the patient
+    /// side, of the clinics the patient consents to (where they may ask for
+    /// appointments).
     pub clinic_names: Vec<(ClinicId, String)>,
     /// For a provider: the providers of their clinics (themselves too),
     /// with the directory's names; work items are assigned only to them.
@@ -160,7 +162,9 @@ impl Rule {
                 "this field cannot change once recorded; mark the entry entered-in-error and record a new one"
             }
             Self::StatusTransition => "this status change is not allowed",
-            Self::MissingReason => "marking an entry entered-in-error needs a reason",
+            Self::MissingReason => {
+                "marking an entry entered-in-error, or declining or cancelling an appointment for the clinic, needs a reason"
+            }
             Self::Schema => "the change does not match the record schema",
             Self::Limit => "this is longer than the record allows, or too many entries at once",
             Self::Implausible => {

@@ -23,7 +23,7 @@ use crate::fields::{self, Field, Kind, Misfit};
 use crate::ids::{ClinicId, EntryId};
 use crate::schema::DocKind;
 use crate::schema::{Collection, DEMOGRAPHICS};
-use crate::status::{RefillStatus, Side};
+use crate::status::{AppointmentStatus, RefillStatus, Side};
 
 /// What a set of changes does, as found from their operations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +57,9 @@ struct Update {
     status_changed: bool,
     /// Fields written besides the status.
     fields: HashSet<String>,
+    /// An appointment's status went from requested to offered or booked
+    /// by the clinic: the one change that may write its `start`.
+    sets_time: bool,
 }
 
 struct Checker<'a> {
@@ -154,8 +157,9 @@ fn numbered_after_its_dependencies(
 /// The rule broken by writing to this kind of document at all, if any.
 fn no_write_right(kind: &DocKind, who: &Principal) -> Option<Rule> {
     let may = match kind {
-        DocKind::ClinicalRecord { clinic, .. } => {
-            who.is_provider_of(*clinic) || who.is_admin_of(*clinic)
+        // The patient side asks for appointments there (`may_not_create`).
+        DocKind::ClinicalRecord { patient, clinic } => {
+            who.is_provider_of(*clinic) || who.is_admin_of(*clinic) || who.speaks_for(*patient)
         }
         // The patient side writes requests; a request's clinic answers it.
         DocKind::PatientRecord { patient } => {
@@ -328,9 +332,14 @@ impl Checker<'_> {
     fn may_not_create(&self, collection: Collection) -> Option<Rule> {
         let who = self.who;
         let may = match self.kind {
-            DocKind::ClinicalRecord { clinic, .. } => {
+            // Appointments also by the clinic's admins, and requested by
+            // the patient side of a clinic the patient consents to (whose
+            // name the principal carries).
+            DocKind::ClinicalRecord { patient, clinic } => {
                 who.is_provider_of(*clinic)
-                    || (collection == Collection::Appointments && who.is_admin_of(*clinic))
+                    || (collection == Collection::Appointments
+                        && (who.is_admin_of(*clinic)
+                            || (who.speaks_for(*patient) && who.clinic_name(*clinic).is_some())))
             }
             DocKind::PatientRecord { patient } => who.speaks_for(*patient),
             DocKind::MessageThread { clinic, .. } if collection == Collection::Tasks => {
@@ -398,21 +407,34 @@ impl Checker<'_> {
         let text = value.as_str();
         let by_me = text == Some(self.me.as_str());
         let mut status_change = false;
+        let mut sets_time = false;
         match self.kind {
-            DocKind::ClinicalRecord { clinic, .. } => {
-                let staff = who.is_provider_of(*clinic)
-                    || (collection == Collection::Appointments && who.is_admin_of(*clinic));
-                if !staff {
-                    return at.deny(outsider(who, *clinic));
-                }
+            DocKind::ClinicalRecord { patient, clinic } => {
+                let appointment = collection == Collection::Appointments;
+                let side =
+                    if who.is_provider_of(*clinic) || (appointment && who.is_admin_of(*clinic)) {
+                        Side::Clinic
+                    } else if appointment && who.speaks_for(*patient) {
+                        // Their appointments: cancel, take or turn down a time.
+                        Side::Patient
+                    } else {
+                        return at.deny(outsider(who, *clinic));
+                    };
                 match key {
                     "status" => {
                         let from = before("status").unwrap_or_default();
-                        if !text.is_some_and(|to| collection.status_may_change(&from, to)) {
+                        if !text.is_some_and(|to| collection.status_may_change(&from, to, side)) {
                             return at.deny(Rule::StatusTransition);
                         }
                         status_change = text != Some(from.as_str());
+                        let parse = AppointmentStatus::parse;
+                        sets_time = appointment
+                            && parse(&from)
+                                .zip(text.and_then(parse))
+                                .is_some_and(|(f, t)| f.sets_time(t));
                     }
+                    // Only with the change that gives it (`finish`).
+                    "start" if appointment && side == Side::Clinic => {}
                     "status_by" if !by_me => return at.deny(Rule::ImpersonatedAuthor),
                     "status_by" | "status_reason" | "status_at" => {}
                     _ => return at.deny(Rule::ImmutableField),
@@ -459,7 +481,9 @@ impl Checker<'_> {
                 match key {
                     "status" => {
                         let from = before("status").unwrap_or_default();
-                        if !text.is_some_and(|to| collection.status_may_change(&from, to)) {
+                        if !text
+                            .is_some_and(|to| collection.status_may_change(&from, to, Side::Clinic))
+                        {
                             return at.deny(Rule::StatusTransition);
                         }
                         status_change = text != Some(from.as_str());
@@ -494,6 +518,7 @@ impl Checker<'_> {
         admit(field, value, at)?;
         let update = self.updates.entry((collection, entry.clone())).or_default();
         update.status_changed |= status_change;
+        update.sets_time |= sets_time;
         if key != "status" {
             update.fields.insert(key.to_owned());
         }
@@ -522,6 +547,10 @@ impl Checker<'_> {
                 }
             } else if let Some(field) = update.fields.iter().find(|_| !update.status_changed) {
                 return deny(Rule::ImmutableField, &path(field));
+            } else if update.fields.contains("start") && !update.sets_time {
+                // An appointment's time is given once, with its confirmation
+                // or offer; after that a new time is a new appointment.
+                return deny(Rule::ImmutableField, &path("start"));
             }
         }
         Ok(self.plan)
