@@ -430,7 +430,7 @@ pub fn receive(frame: &[u8]) {
 
 /// Writes a document's saved bytes to this device's storage.
 fn save(id: DocId) {
-    if let Some(bytes) = with_core(|c| Some(c.client.doc(id)?.save_nocompress())) {
+    if let Some(bytes) = with_core(|c| Some(c.client.doc(id)?.save())) {
         persist::save_doc(ui(), id, bytes);
     }
 }
