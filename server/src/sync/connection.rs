@@ -96,6 +96,9 @@ struct Connection {
     own_actors: HashSet<String>,
     window_start: Instant,
     frames_in_window: u32,
+    /// The last batch judged, committed while the next one is judged
+    /// (`apply`), or settled as soon as no frame is waiting.
+    pending: Option<Staged>,
 }
 
 pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
@@ -121,6 +124,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
         own_actors: HashSet::new(),
         window_start: Instant::now(),
         frames_in_window: 0,
+        pending: None,
     };
     tracing::info!(user = %conn.user.id, "sync connection opened");
     let outcome = loop {
@@ -130,10 +134,12 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             // nothing more of that record goes out, not even a change already
             // queued.
             biased;
-            end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
-            _ = access.recv() => conn.refresh_access().await.map(|ended| {
-                ended.into_iter().map(|id| conn.unavailable(&hub, id)).collect()
-            }),
+            end = ended.recv() => {
+                // Nothing judged before the session ended is stored now.
+                conn.pending = None;
+                conn.session_ended(end).await.map(|()| Vec::new())
+            }
+            _ = access.recv() => conn.access_changed(&hub).await,
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -143,7 +149,11 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                 Err(RecvError::Closed) => break None,
             },
             frame = stream.next() => {
-                let Some(frame) = frame else { break None };
+                let Some(frame) = frame else {
+                    // What was judged is stored, though it cannot be answered.
+                    let _ = conn.settle_pending(&hub).await;
+                    break None;
+                };
                 let mut batch = vec![frame];
                 while batch.len() < MAX_BATCH {
                     match stream.next().now_or_never() {
@@ -160,6 +170,8 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                 }
                 conn.handle_batch(&hub, batch).await
             }
+            // No frame waiting: the last batch is committed and answered now.
+            () = std::future::ready(()), if conn.pending.is_some() => conn.settle_pending(&hub).await,
         };
         match result {
             Ok(outgoing) => {
@@ -255,11 +267,12 @@ impl Connection {
         let mut outgoing = Vec::new();
         let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
         let mut batch_ops = 0;
+        // A batch judged and committing while the next one is judged
+        // (`apply`); the last one stays pending when this returns.
+        let mut pending = self.pending.take();
         // Documents of `incoming` (and of the batch pending) this
         // connection does not sync yet.
-        let mut fresh = 0;
-        // A batch judged and committing while the next one is judged (`apply`).
-        let mut pending: Option<Staged> = None;
+        let mut fresh = pending.as_ref().map_or(0, |p| p.fresh);
         let mut messages = Vec::with_capacity(frames.len());
         for frame in frames {
             self.count_frame()?;
@@ -381,9 +394,7 @@ impl Connection {
         if !incoming.is_empty() {
             outgoing.extend(self.apply(hub, incoming, &mut pending).await?);
         }
-        if let Some(staged) = pending.take() {
-            outgoing.extend(self.commit_and_settle(hub, staged).await?);
-        }
+        self.pending = pending;
         Ok(outgoing)
     }
 
@@ -589,6 +600,24 @@ impl Connection {
         hub.commit(&mut staged.locked, accepted, &events, Some(author)).await
     }
 
+    /// Commits and answers the pending batch, if there is one.
+    async fn settle_pending(&mut self, hub: &Hub) -> Result<Vec<WireMessage>, Close> {
+        match self.pending.take() {
+            Some(staged) => self.commit_and_settle(hub, staged).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Access changed: the pending batch is answered first, as if it had
+    /// been committed before (it was judged before), then access is
+    /// looked up again.
+    async fn access_changed(&mut self, hub: &Hub) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = self.settle_pending(hub).await?;
+        let ended = self.refresh_access().await?;
+        outgoing.extend(ended.into_iter().map(|id| self.unavailable(hub, id)));
+        Ok(outgoing)
+    }
+
     async fn commit_and_settle(
         &mut self,
         hub: &Hub,
@@ -756,6 +785,11 @@ impl Connection {
     /// Sends this connection what it lacks of documents changed elsewhere.
     async fn push(&mut self, hub: &Hub, ids: &[DocId]) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
+        // The pending batch holds its documents' locks and sync states:
+        // settled first if it holds one of these.
+        if self.pending.as_ref().is_some_and(|p| ids.iter().any(|id| p.incoming.contains_key(id))) {
+            outgoing.extend(self.settle_pending(hub).await?);
+        }
         for id in ids {
             // Only documents this replica has asked for and may still read.
             if self.readable(*id).is_none() {
