@@ -4,7 +4,8 @@
 //! validated document by document and committed in one transaction, and only
 //! then is anything acknowledged (a sync reply advertising the new heads) or
 //! relayed. A catch-up of many documents therefore costs a few transactions,
-//! not one per document.
+//! not one per document, and each batch's commit runs while the next batch
+//! is judged (`Connection::apply`).
 
 use shared::api::AuditAction;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -134,11 +135,9 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             // nothing more of that record goes out, not even a change already
             // queued.
             biased;
-            end = ended.recv() => {
-                // Nothing judged before the session ended is stored now.
-                conn.pending = None;
-                conn.session_ended(end).await.map(|()| Vec::new())
-            }
+            // Another session's end leaves the pending batch as it is; this
+            // one's closes the connection, and the batch is dropped unstored.
+            end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
             _ = access.recv() => conn.access_changed(&hub).await,
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
