@@ -4,7 +4,8 @@
 //! validated document by document and committed in one transaction, and only
 //! then is anything acknowledged (a sync reply advertising the new heads) or
 //! relayed. A catch-up of many documents therefore costs a few transactions,
-//! not one per document.
+//! not one per document, and each batch's commit runs while the next batch
+//! is judged (`Connection::apply`).
 
 use shared::api::AuditAction;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -18,6 +19,7 @@ use shared::sync::{
     PROTOCOL_VERSION, WireMessage, decode_doc_id, encode_doc_id, scan_sync_message,
 };
 use shared::{DocId, DocKind, Principal};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
 
 mod judge;
@@ -95,6 +97,9 @@ struct Connection {
     own_actors: HashSet<String>,
     window_start: Instant,
     frames_in_window: u32,
+    /// The last batch judged, committed while the next one is judged
+    /// (`apply`), or settled as soon as no frame is waiting.
+    pending: Option<Staged>,
 }
 
 pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
@@ -120,6 +125,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
         own_actors: HashSet::new(),
         window_start: Instant::now(),
         frames_in_window: 0,
+        pending: None,
     };
     tracing::info!(user = %conn.user.id, "sync connection opened");
     let outcome = loop {
@@ -129,10 +135,10 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             // nothing more of that record goes out, not even a change already
             // queued.
             biased;
+            // Another session's end leaves the pending batch as it is; this
+            // one's closes the connection, and the batch is dropped unstored.
             end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
-            _ = access.recv() => conn.refresh_access().await.map(|ended| {
-                ended.into_iter().map(|id| conn.unavailable(&hub, id)).collect()
-            }),
+            _ = access.recv() => conn.access_changed(&hub).await,
             changed = changes.recv() => match changed {
                 Ok(id) => conn.push(&hub, &[id]).await,
                 Err(RecvError::Lagged(_)) => {
@@ -142,7 +148,11 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                 Err(RecvError::Closed) => break None,
             },
             frame = stream.next() => {
-                let Some(frame) = frame else { break None };
+                let Some(frame) = frame else {
+                    // What was judged is stored, though it cannot be answered.
+                    let _ = conn.settle_pending(&hub).await;
+                    break None;
+                };
                 let mut batch = vec![frame];
                 while batch.len() < MAX_BATCH {
                     match stream.next().now_or_never() {
@@ -159,6 +169,8 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                 }
                 conn.handle_batch(&hub, batch).await
             }
+            // No frame waiting: the last batch is committed and answered now.
+            () = std::future::ready(()), if conn.pending.is_some() => conn.settle_pending(&hub).await,
         };
         match result {
             Ok(outgoing) => {
@@ -207,6 +219,44 @@ struct Incoming {
     ops: u64,
 }
 
+/// A batch locked and judged, not yet staged (`Connection::judge`).
+struct Judged {
+    incoming: BTreeMap<DocId, Incoming>,
+    locked: BTreeMap<DocId, Locked>,
+    checked: Vec<Checked>,
+    /// Documents this connection syncs for the first time, audited as read.
+    read: Vec<(DocId, shared::PatientId)>,
+    /// How many of its documents this connection did not sync before.
+    fresh: usize,
+    /// Documents named that do not exist.
+    unavailable: Vec<DocId>,
+    /// Its share of the operations in flight (`Hub::admit_ops`), held until
+    /// it is settled.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A batch judged, its actor ids checked, ready to commit; it keeps its
+/// documents locked until it is settled (`Connection::settle`).
+struct Staged {
+    incoming: BTreeMap<DocId, Incoming>,
+    locked: BTreeMap<DocId, Locked>,
+    checked: Vec<Checked>,
+    /// The accepted copies, taken by the commit.
+    accepted: Vec<Accepted>,
+    read: Vec<(DocId, shared::PatientId)>,
+    /// Documents written, with their patients (consent is checked on them).
+    written: Vec<(DocId, shared::PatientId)>,
+    /// Entries each written document gains (the daily quota).
+    entries: Vec<(DocId, usize)>,
+    /// Actor ids the commit binds to the user.
+    actors: Vec<String>,
+    /// Times judged (another instance may have written its documents).
+    attempts: u32,
+    fresh: usize,
+    unavailable: Vec<DocId>,
+    _permit: OwnedSemaphorePermit,
+}
+
 impl Connection {
     async fn handle_batch(
         &mut self,
@@ -216,8 +266,12 @@ impl Connection {
         let mut outgoing = Vec::new();
         let mut incoming: BTreeMap<DocId, Incoming> = BTreeMap::new();
         let mut batch_ops = 0;
-        // Documents of `incoming` this connection does not sync yet.
-        let mut fresh = 0;
+        // A batch judged and committing while the next one is judged
+        // (`apply`); the last one stays pending when this returns.
+        let mut pending = self.pending.take();
+        // Documents of `incoming` (and of the batch pending) this
+        // connection does not sync yet.
+        let mut fresh = pending.as_ref().map_or(0, |p| p.fresh);
         let mut messages = Vec::with_capacity(frames.len());
         for frame in frames {
             self.count_frame()?;
@@ -299,7 +353,8 @@ impl Connection {
                             format!("corrupt Automerge sync message for document {document_id}"),
                         )
                     })?;
-                    if !self.states.contains_key(&id) && !incoming.contains_key(&id) {
+                    let held = pending.as_ref().is_some_and(|p| p.incoming.contains_key(&id));
+                    if !self.states.contains_key(&id) && !incoming.contains_key(&id) && !held {
                         fresh += 1;
                         if self.states.len() + fresh > MAX_DOCS_PER_CONNECTION {
                             return Err(Close::new(
@@ -321,9 +376,11 @@ impl Connection {
                     // A batch holds a bounded number of operations: what
                     // arrives beyond that is handled as the next batch.
                     if batch_ops > MAX_OPS_PER_BATCH {
-                        outgoing.extend(self.apply(hub, std::mem::take(&mut incoming)).await?);
+                        let batch = std::mem::take(&mut incoming);
+                        outgoing.extend(self.apply(hub, batch, &mut pending).await?);
                         batch_ops = 0;
-                        fresh = 0;
+                        // Those of the batch now pending are not in `states` yet.
+                        fresh = pending.as_ref().map_or(0, |p| p.fresh);
                     }
                 }
                 // Clients have nothing to tell the server with these.
@@ -334,8 +391,9 @@ impl Connection {
             }
         }
         if !incoming.is_empty() {
-            outgoing.extend(self.apply(hub, incoming).await?);
+            outgoing.extend(self.apply(hub, incoming, &mut pending).await?);
         }
+        self.pending = pending;
         Ok(outgoing)
     }
 
@@ -351,101 +409,260 @@ impl Connection {
         Ok(())
     }
 
-    /// Validates, commits and answers the sync messages of a batch.
+    /// Judges the sync messages of a batch while the previous batch
+    /// (`pending`) commits, then answers the previous one and leaves this
+    /// one pending: the next batch's judging hides this one's commit
+    /// (a few milliseconds of fsync each, with both cores idle otherwise).
+    /// Nothing is answered before it is committed (`settle`), and batches
+    /// commit in order. A batch naming a document the pending one holds
+    /// waits for it to be settled first, so each document is judged against
+    /// the record as committed, with this connection's sync state as it
+    /// left the previous batch.
     async fn apply(
         &mut self,
         hub: &Hub,
         incoming: BTreeMap<DocId, Incoming>,
+        pending: &mut Option<Staged>,
     ) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
+        if pending.as_ref().is_some_and(|p| incoming.keys().any(|id| p.incoming.contains_key(id)))
+            && let Some(staged) = pending.take()
+        {
+            outgoing.extend(self.commit_and_settle(hub, staged).await?);
+        }
+        // The next batch is admitted while one is pending only if that
+        // needs no waiting: never wait for permits while holding some.
+        // The same for its locks: a pending batch keeps its own until it
+        // is settled.
+        let ops: u64 = incoming.values().map(|i| i.ops).sum();
+        let admitted = pending.as_ref().and_then(|_| {
+            let permit = hub.try_admit_ops(ops)?;
+            Some((permit, hub.try_lock_all(incoming.keys().copied())?))
+        });
+        if admitted.is_none()
+            && let Some(staged) = pending.take()
+        {
+            outgoing.extend(self.commit_and_settle(hub, staged).await?);
+        }
+        let judged = match (pending.take(), admitted) {
+            (Some(mut staged), Some(admitted)) => {
+                // Both borrow the connection only to read it.
+                let (committed, judged) = tokio::join!(
+                    self.commit(hub, &mut staged),
+                    self.judge(hub, incoming, Some(admitted))
+                );
+                outgoing.extend(self.settle(hub, staged, committed).await?);
+                judged?
+            }
+            _ => self.judge(hub, incoming, None).await?,
+        };
+        let staged = self.stage(judged).await?;
+        outgoing.extend(staged.unavailable.iter().map(|id| self.unavailable(hub, *id)));
+        *pending = Some(staged);
+        Ok(outgoing)
+    }
+
+    /// Locks the documents of a batch (waiting for its share of the
+    /// operations in flight first) and judges their changes on all cores.
+    /// Reads the connection only: it runs while the previous batch commits.
+    async fn judge(
+        &self,
+        hub: &Hub,
+        incoming: BTreeMap<DocId, Incoming>,
+        admitted: Option<(OwnedSemaphorePermit, Vec<(DocId, Locked)>)>,
+    ) -> Result<Judged, Close> {
         // First sync of a document on this connection: audited as a read.
         let read: Vec<(DocId, shared::PatientId)> = incoming
             .iter()
             .filter(|(id, _)| !self.states.contains_key(id))
             .map(|(id, i)| (*id, i.kind.patient()))
             .collect();
+        let fresh = read.len();
         // What the batch may make the server hold at once, across all
         // connections, is bounded: this waits for its share.
         let ops: u64 = incoming.values().map(|i| i.ops).sum();
-        let _permit = hub.admit_ops(ops).await;
         // Locked in DocId order, so connections never deadlock; those not
         // held yet are loaded with one read.
-        let mut locked: BTreeMap<DocId, Locked> =
-            hub.lock_all(incoming.keys().copied()).await?.into_iter().collect();
+        let (permit, locked) = match admitted {
+            Some((permit, mut locked)) => {
+                hub.load_missing(&mut locked).await?;
+                (permit, locked)
+            }
+            None => {
+                let permit = hub.admit_ops(ops).await;
+                (permit, hub.lock_all(incoming.keys().copied()).await?)
+            }
+        };
+        let mut locked: BTreeMap<DocId, Locked> = locked.into_iter().collect();
+        let mut unavailable = Vec::new();
         locked.retain(|id, guard| {
             let exists = guard.is_some();
             if !exists {
-                outgoing.push(self.unavailable(hub, *id));
+                unavailable.push(*id);
             }
             exists
         });
-        let mut attempts = 0;
-        let checked = loop {
-            attempts += 1;
-            let jobs: Vec<Job> = incoming
-                .iter()
-                .filter_map(|(id, i)| {
-                    let guard = locked.remove(id)?;
-                    let state = self.states.get(id).cloned().unwrap_or_default();
-                    Some(Job { id: *id, kind: i.kind, guard, state, messages: i.messages.clone() })
-                })
-                .collect();
-            let mut checked = check_in_parallel(jobs, &self.principal).await;
-            for c in &mut checked {
-                if let Some(guard) = c.guard.take() {
-                    locked.insert(c.id, guard);
-                }
+        let checked = self.judge_locked(&incoming, &mut locked).await;
+        Ok(Judged { incoming, locked, checked, read, fresh, unavailable, _permit: permit })
+    }
+
+    /// Judges the changes of the locked documents on all cores; the locks
+    /// stay in `locked`.
+    async fn judge_locked(
+        &self,
+        incoming: &BTreeMap<DocId, Incoming>,
+        locked: &mut BTreeMap<DocId, Locked>,
+    ) -> Vec<Checked> {
+        let jobs: Vec<Job> = incoming
+            .iter()
+            .filter_map(|(id, i)| {
+                let guard = locked.remove(id)?;
+                let state = self.states.get(id).cloned().unwrap_or_default();
+                Some(Job { id: *id, kind: i.kind, guard, state, messages: i.messages.clone() })
+            })
+            .collect();
+        let mut checked = check_in_parallel(jobs, &self.principal).await;
+        for c in &mut checked {
+            if let Some(guard) = c.guard.take() {
+                locked.insert(c.id, guard);
             }
-            let mut checked = self.check_actors(checked).await?;
-            // Take the accepted copies out for the hub to store and install.
-            let mut accepted = Vec::new();
-            let mut written = Vec::new();
-            let mut entries = Vec::new();
-            let mut actors = BTreeSet::new();
-            for c in &mut checked {
-                if let Outcome::Accepted { fork, chunk, created, touched, .. } = &mut c.outcome
-                    && let (Some(doc), Some(chunk)) = (fork.take(), chunk.take())
-                {
-                    accepted.push(Accepted {
-                        id: c.id,
-                        kind: c.kind,
-                        doc: *doc,
-                        data: chunk.data,
-                        snapshot: chunk.snapshot,
-                        touched: Some(std::mem::take(touched)),
-                    });
-                    written.push((c.id, c.kind.patient()));
-                    entries.push((c.id, *created));
-                    actors.extend(c.new_actors.iter().cloned());
-                }
+        }
+        checked
+    }
+
+    /// Checks the actor ids of a judged batch and takes out what to store.
+    async fn stage(&mut self, judged: Judged) -> Result<Staged, Close> {
+        let Judged { incoming, locked, checked, read, fresh, unavailable, _permit } = judged;
+        let mut checked = self.check_actors(checked).await?;
+        // Take the accepted copies out for the hub to store and install.
+        let mut accepted = Vec::new();
+        let mut written = Vec::new();
+        let mut entries = Vec::new();
+        let mut actors = BTreeSet::new();
+        for c in &mut checked {
+            if let Outcome::Accepted { fork, chunk, created, touched, .. } = &mut c.outcome
+                && let (Some(doc), Some(chunk)) = (fork.take(), chunk.take())
+            {
+                accepted.push(Accepted {
+                    id: c.id,
+                    kind: c.kind,
+                    doc: *doc,
+                    data: chunk.data,
+                    snapshot: chunk.snapshot,
+                    touched: Some(std::mem::take(touched)),
+                });
+                written.push((c.id, c.kind.patient()));
+                entries.push((c.id, *created));
+                actors.extend(c.new_actors.iter().cloned());
             }
-            // Audited in the same transaction: each document read, each change accepted.
-            let mut events: Vec<AuditEvent<'_>> = read
+        }
+        Ok(Staged {
+            incoming,
+            locked,
+            checked,
+            accepted,
+            read,
+            written,
+            entries,
+            actors: actors.into_iter().collect(),
+            attempts: 1,
+            fresh,
+            unavailable,
+            _permit,
+        })
+    }
+
+    /// Stores a staged batch with its audit rows (`Hub::commit`, one
+    /// transaction). Reads the connection only: it runs while the next
+    /// batch is judged.
+    async fn commit(&self, hub: &Hub, staged: &mut Staged) -> Result<(), StoreError> {
+        // Audited in the same transaction: each document read, each change accepted.
+        let mut events: Vec<AuditEvent<'_>> = staged
+            .read
+            .iter()
+            .map(|(id, patient)| self.audit_event(AuditAction::DocumentRead, *id, *patient))
+            .collect();
+        events.extend(
+            staged
+                .written
                 .iter()
-                .map(|(id, patient)| self.audit_event(AuditAction::DocumentRead, *id, *patient))
-                .collect();
-            events.extend(
-                written.iter().map(|(id, patient)| {
-                    self.audit_event(AuditAction::ChangeAccepted, *id, *patient)
-                }),
-            );
-            let actors: Vec<String> = actors.into_iter().collect();
-            let author =
-                Author { user: &self.user, patients: &written, entries: &entries, actors: &actors };
-            // Durable first: nothing is acknowledged or relayed before this commits.
-            match hub.commit(&mut locked, accepted, &events, Some(author)).await {
-                Ok(()) => break checked,
-                // Another instance wrote some of these documents after our
-                // copies were read; the hub caught them up: judge again.
-                Err(StoreError::Stale(_)) if attempts < MAX_ATTEMPTS => {}
+                .map(|(id, patient)| self.audit_event(AuditAction::ChangeAccepted, *id, *patient)),
+        );
+        let author = Author {
+            user: &self.user,
+            patients: &staged.written,
+            entries: &staged.entries,
+            actors: &staged.actors,
+        };
+        let accepted = std::mem::take(&mut staged.accepted);
+        // Durable first: nothing is acknowledged or relayed before this commits.
+        hub.commit(&mut staged.locked, accepted, &events, Some(author)).await
+    }
+
+    /// Commits and answers the pending batch, if there is one.
+    async fn settle_pending(&mut self, hub: &Hub) -> Result<Vec<WireMessage>, Close> {
+        match self.pending.take() {
+            Some(staged) => self.commit_and_settle(hub, staged).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Access changed: the pending batch is answered first, as if it had
+    /// been committed before (it was judged before), then access is
+    /// looked up again.
+    async fn access_changed(&mut self, hub: &Hub) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = self.settle_pending(hub).await?;
+        let ended = self.refresh_access().await?;
+        outgoing.extend(ended.into_iter().map(|id| self.unavailable(hub, id)));
+        Ok(outgoing)
+    }
+
+    async fn commit_and_settle(
+        &mut self,
+        hub: &Hub,
+        mut staged: Staged,
+    ) -> Result<Vec<WireMessage>, Close> {
+        let committed = self.commit(hub, &mut staged).await;
+        self.settle(hub, staged, committed).await
+    }
+
+    /// Answers a batch once its commit is known: acknowledgements and
+    /// refusals, the sync states it leaves. Another instance having written
+    /// some of its documents after their copies were read (`Stale`; the hub
+    /// caught the copies up), it is judged again and committed again first.
+    async fn settle(
+        &mut self,
+        hub: &Hub,
+        mut staged: Staged,
+        mut committed: Result<(), StoreError>,
+    ) -> Result<Vec<WireMessage>, Close> {
+        let mut outgoing = Vec::new();
+        loop {
+            match committed {
+                Ok(()) => break,
+                Err(StoreError::Stale(_)) if staged.attempts < MAX_ATTEMPTS => {
+                    let checked = self.judge_locked(&staged.incoming, &mut staged.locked).await;
+                    let attempts = staged.attempts;
+                    let judged = Judged {
+                        incoming: staged.incoming,
+                        locked: staged.locked,
+                        checked,
+                        read: staged.read,
+                        fresh: staged.fresh,
+                        unavailable: Vec::new(),
+                        _permit: staged._permit,
+                    };
+                    staged = self.stage(judged).await?;
+                    staged.attempts = attempts + 1;
+                    committed = self.commit(hub, &mut staged).await;
+                }
                 Err(StoreError::AccessEnded(ended)) => {
                     // Consent was revoked (perhaps through another instance)
                     // after this connection last looked: nothing is stored.
-                    drop(events);
                     let others = self.refresh_access().await?;
                     for &id in &ended {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, access has ended");
-                        let patient = incoming.get(&id).map(|i| i.kind.patient());
+                        let patient = staged.incoming.get(&id).map(|i| i.kind.patient());
                         let refused = AuditEvent {
                             user: Some(self.user.id),
                             session: Some(&self.session_id),
@@ -471,7 +688,6 @@ impl Connection {
                     return Ok(outgoing);
                 }
                 Err(StoreError::Quota(over)) => {
-                    drop(events);
                     for id in over {
                         tracing::warn!(user = %self.user.id, doc = %id, "sync: change refused, daily quota reached");
                         self.states.insert(id, sync::State::new());
@@ -481,8 +697,8 @@ impl Connection {
                 }
                 Err(error) => return Err(error.into()),
             }
-        };
-        for c in checked {
+        }
+        for c in staged.checked {
             self.states.insert(c.id, c.state);
             match c.outcome {
                 Outcome::Heads { reply } => {
@@ -568,6 +784,11 @@ impl Connection {
     /// Sends this connection what it lacks of documents changed elsewhere.
     async fn push(&mut self, hub: &Hub, ids: &[DocId]) -> Result<Vec<WireMessage>, Close> {
         let mut outgoing = Vec::new();
+        // The pending batch holds its documents' locks and sync states:
+        // settled first if it holds one of these.
+        if self.pending.as_ref().is_some_and(|p| ids.iter().any(|id| p.incoming.contains_key(id))) {
+            outgoing.extend(self.settle_pending(hub).await?);
+        }
         for id in ids {
             // Only documents this replica has asked for and may still read.
             if self.readable(*id).is_none() {

@@ -117,6 +117,15 @@ impl Hub {
             .expect("the semaphore is never closed")
     }
 
+    /// `ops` more operations admitted at once, or `None` if that would
+    /// mean waiting: a connection holding a batch's permit admits its next
+    /// batch this way, so it never waits for permits while holding some
+    /// (connections doing that could each wait for the others forever).
+    pub fn try_admit_ops(&self, ops: u64) -> Option<OwnedSemaphorePermit> {
+        let ops = ops.clamp(1, u64::from(MAX_OPS_IN_FLIGHT)) as u32;
+        self.ops_in_flight.clone().try_acquire_many_owned(ops).ok()
+    }
+
     /// This server's automerge-repo peer id; also names the instance in
     /// notifications to other instances.
     pub fn peer_id(&self) -> &str {
@@ -142,11 +151,39 @@ impl Hub {
             let slot = self.cache().slot(id);
             locked.push((id, Locked::new(slot.lock_owned().await, id, self.docs.clone())));
         }
+        self.load_missing(&mut locked).await?;
+        Ok(locked)
+    }
+
+    /// Locks documents as `lock_all` does if none is locked by anyone
+    /// else, without loading them (`load_missing`); `None`, holding
+    /// nothing, if one is. A connection holding a batch's locks while it
+    /// commits locks its next batch this way, so it never waits for locks
+    /// while holding some out of order.
+    pub(crate) fn try_lock_all(
+        &self,
+        ids: impl IntoIterator<Item = DocId>,
+    ) -> Option<Vec<(DocId, Locked)>> {
+        let ids: BTreeSet<DocId> = ids.into_iter().collect();
+        let mut locked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let slot = self.cache().slot(id);
+            let guard = slot.try_lock_owned().ok()?;
+            locked.push((id, Locked::new(guard, id, self.docs.clone())));
+        }
+        Some(locked)
+    }
+
+    /// Loads the locked documents not held in memory, with one read.
+    pub(crate) async fn load_missing(
+        &self,
+        locked: &mut [(DocId, Locked)],
+    ) -> Result<(), StoreError> {
         let missing: Vec<DocId> =
             locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
         if !missing.is_empty() {
             let mut stored = self.store.load_documents(&missing).await?;
-            for (id, guard) in &mut locked {
+            for (id, guard) in locked.iter_mut() {
                 if let Some(stored) = stored.remove(id) {
                     **guard = Some(Canonical::new(
                         stored.to_automerge()?,
@@ -157,7 +194,7 @@ impl Hub {
                 }
             }
         }
-        Ok(locked)
+        Ok(())
     }
 
     /// The one way accepted changes enter the record, for every writer:

@@ -486,6 +486,76 @@ async fn a_clinic_catches_up_many_documents_over_one_connection() {
     }
 }
 
+/// A connection commits one batch while it judges the next
+/// (`Connection::apply`). Documents the next batch names again wait for
+/// the batch before to be committed, and the actor id the first batch
+/// binds is known to the next: nothing is refused and everything
+/// acknowledged is stored.
+#[tokio::test]
+async fn documents_named_again_in_the_next_batch_wait_for_the_first_to_commit() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let okafor = f.user("Okafor").clone();
+        let clinic = okafor.clinics[0];
+        let mut ids = Vec::new();
+        let mut client = SyncClient::new("clinic-laptop");
+        for _ in 0..150 {
+            let patient = PatientId::mint();
+            f.app.store.create_patient(patient, f.app.clock.now_ms()).await.unwrap();
+            f.app.store.grant_consent(patient, clinic, f.app.clock.now_ms()).await.unwrap();
+            let id = f
+                .app
+                .store
+                .create_document(&DocKind::ClinicalRecord { patient, clinic }, f.app.clock.now_ms())
+                .await
+                .unwrap();
+            let doc = f.app.store.load_document(id).await.unwrap().unwrap().to_automerge().unwrap();
+            client.insert(id, doc);
+            ids.push(id);
+        }
+        // Level with the server first, so the changes below go in one round.
+        let mut replica =
+            Replica::connect(&f.ws_url(), &[("x-portal-test-user", okafor.id.to_string())], client)
+                .await
+                .unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        // Five results per patient, signed by an actor id new to the
+        // server: more operations than one batch takes, so two batches
+        // (`MAX_OPS_PER_BATCH`), the first committing while the second is
+        // judged; then one more result for each, in messages after all of
+        // those, so later batches name documents the one before holds.
+        let actor = ActorId::random();
+        let mut frames = Vec::new();
+        for (results, value) in [(5, 0.0), (1, 6.0)] {
+            for id in &ids {
+                let doc = replica.client.doc_mut(*id).unwrap();
+                doc.set_actor(actor.clone());
+                for n in 0..results {
+                    let mut tx = doc.transaction();
+                    let result = observation(clinic, &okafor, value + f64::from(n));
+                    record::add(&mut tx, EntryId::mint(), &result).unwrap();
+                    tx.commit();
+                }
+            }
+            frames.extend(replica.client.outgoing());
+        }
+        assert_eq!(frames.len(), 2 * ids.len());
+        replica.send(frames).await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        let rejected = replica.take_received().rejected;
+        assert!(rejected.is_empty(), "{backend:?}: {} documents refused", rejected.len());
+        let reopened = Store::connect(&f.db.url).await.unwrap();
+        for id in &ids {
+            let doc = replica.client.doc(*id).unwrap();
+            assert_eq!(doc.get_changes(&[]).len(), 7, "{backend:?}: genesis and six results");
+            assert_eq!(stored_heads(&reopened, *id).await, heads(doc), "{backend:?}");
+        }
+        reopened.close().await;
+        replica.close().await;
+        f.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn revoking_consent_stops_a_clinics_sync_at_once() {
     let f = Fixture::new(server::storage::Backend::Sqlite).await;
