@@ -230,10 +230,7 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
     let clinics: Vec<(ClinicId, String)> = ui.me.with_untracked(|m| {
         m.iter().flat_map(|m| &m.care).map(|c| (c.id, c.name.clone())).collect()
     });
-    // Kept like the text (a rebuild on sync must not switch the clinic).
-    let first = clinics.first().map(|c| c.0);
-    let chosen = Draft::new("appt-clinic".into());
-    let clinic_now = move || chosen.get_untracked().parse().ok().or(first);
+    let chosen = RwSignal::new(clinics.first().map(|c| c.0));
     let reason = Draft::new("appt-reason".into());
     let when = Draft::new("appt-when".into());
     let error = RwSignal::new(None::<String>);
@@ -241,7 +238,7 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
         ev.prevent_default();
         let (text, preferred) = (reason.get_untracked(), when.get_untracked());
         let (text, preferred) = (text.trim(), preferred.trim());
-        let Some(clinic) = clinic_now() else { return };
+        let Some(clinic) = chosen.get_untracked() else { return };
         if text.is_empty() {
             error.set(Some("Say what the appointment is for.".into()));
             return;
@@ -276,10 +273,8 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
             <h3>"Request an appointment"</h3>
             {(clinics.len() > 1).then(|| view! {
                 <label for="appt-clinic">"Clinic"</label>
-                <select id="appt-clinic" on:change=move |ev| chosen.set(event_target_value(&ev))>
-                    {clinics.iter().map(|(id, name)| view! {
-                        <option value=id.to_string() selected=clinic_now() == Some(*id)>{name.clone()}</option>
-                    }).collect_view()}
+                <select id="appt-clinic" on:change=move |ev| chosen.set(event_target_value(&ev).parse().ok())>
+                    {clinics.iter().map(|(id, name)| view! { <option value=id.to_string()>{name.clone()}</option> }).collect_view()}
                 </select>
             })}
             <label for="appt-reason">"What is it for?"</label>
