@@ -38,9 +38,7 @@ fn fill(selector: &str, value: &str) -> String {
     )
 }
 
-/// Maria asks Riverside (`clinic`) for an appointment.
-async fn request(maria: &Person, clinic: &str, reason: &str, when: &str) {
-    maria.choose("#appt-clinic", clinic).await;
+async fn request(maria: &Person, reason: &str, when: &str) {
     maria.type_into("#appt-reason", reason).await;
     maria.type_into("#appt-when", when).await;
     maria.click(&format!("{APPTS} form button"), "Request an appointment").await;
@@ -89,7 +87,6 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
     let portal = DemoPortal::start().await;
     let day = (chrono::Utc::now() + chrono::Duration::days(7)).format("%Y-%m-%d").to_string();
     let (time, shown) = (format!("{day}T09:30"), format!("{day} 09:30"));
-    let riverside = portal.user("Okafor").clinics[0].to_string();
     portal
         .browser
         .scenario("appointments", async {
@@ -104,12 +101,12 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
                 provider.wait_for("#todo-h", "To do").await;
             }
 
-            // Offline, Maria asks Riverside for one.
+            // Offline, Maria asks Riverside (her first clinic) for one.
             maria.tab("Allergies & visits").await;
             maria.wait_for(APPTS, "Request an appointment").await;
             maria.go_offline().await;
             maria.wait_for(".sync-status", "Offline").await;
-            request(&maria, &riverside, KNEE, "Weekday mornings").await;
+            request(&maria, KNEE, "Weekday mornings").await;
             maria.wait_for(&format!("{APPTS} li.appt"), "Requested, waiting to be sent").await;
             maria.wait_for(".sync-status", "1 change waiting to be sent").await;
             okafor.never_shows(".card", KNEE, Duration::from_millis(500)).await;
@@ -154,7 +151,7 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
 
             // A flu shot, asked for and cancelled: it leaves his queue.
             okafor.click("#nav-todo", "To do").await;
-            request(&maria, &riverside, FLU, "").await;
+            request(&maria, FLU, "").await;
             okafor.wait_for(".todo-item", FLU).await;
             on(&maria, &format!("{APPTS} li.appt"), FLU, &click("Cancel request")).await;
             maria.wait_for(&format!("{APPTS} li.appt"), "Cancel request?").await;
@@ -163,7 +160,7 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
             wait_until_gone(&okafor, ".todo", FLU).await;
 
             // A third, declined with a reason she reads.
-            request(&maria, &riverside, THROAT, "Any afternoon").await;
+            request(&maria, THROAT, "Any afternoon").await;
             on(&okafor, ".todo-item", THROAT, &click("Decline")).await;
             okafor.wait_for(".todo-item .error", "Say why it is declined").await;
             on(
@@ -181,7 +178,7 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
 
             // The clinic's admin, who reads no chart, confirms a fourth
             // from the clinic page; Maria and Okafor see it booked.
-            request(&maria, &riverside, BP, "").await;
+            request(&maria, BP, "").await;
             maria.wait_for(&format!("{APPTS} li.appt"), "Requested, waiting for the clinic").await;
             okafor.wait_for(".todo-item", BP).await;
             let jordan = portal.enroll("Jordan").await;
