@@ -8,7 +8,6 @@
 mod account;
 mod admin;
 mod api;
-mod appointments;
 mod download;
 mod drafts;
 mod json;
