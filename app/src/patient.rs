@@ -319,7 +319,9 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     // What was new when the person came is marked for this visit; what
     // arrives while they look is marked too. Seen once they leave.
     // A first visit on this device marks what arrives during it.
-    let seen = Some(ui.seen_results.get_untracked()).filter(|s| !s.is_empty()).unwrap_or_else(replicas::now);
+    let seen = Some(ui.seen_results.get_untracked())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(replicas::now);
     if staff.is_none() {
         let looked = move || {
             ui.seen_results.set(replicas::now());

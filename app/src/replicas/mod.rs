@@ -486,7 +486,14 @@ fn edit_with(
         if let Err(e) = f(&mut tx, &principal, &at) {
             tx.rollback();
             *doc = saved;
-            return Err(format!("The change could not be made: {e}"));
+            // In the person's words; Automerge's are for developers.
+            return Err(match e {
+                RecordError::NoEntry => {
+                    "The change could not be made: that entry is not on this device."
+                }
+                _ => "The change could not be made on this device's copy of the record.",
+            }
+            .into());
         }
         tx.commit_with(CommitOptions::default().with_time(js_sys::Date::now() as i64));
         if let Err(denial) = shared::check_edit(&saved, doc, &kind, &principal) {
