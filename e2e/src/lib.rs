@@ -571,12 +571,19 @@ pub async fn set_offline(page: &Page, offline: bool) {
 /// Clicks the first element matching `selector` whose text contains `text`,
 /// with real mouse events.
 pub async fn click(page: &Page, selector: &str, text: &str) {
-    wait_for_text(page, selector, text).await;
-    for element in page.find_elements(selector).await.expect("elements") {
-        if element.inner_text().await.ok().flatten().is_some_and(|t| t.contains(text)) {
-            element.click().await.expect("click");
-            return;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // A view built again (a sync arriving, a list loading) replaces its
+    // elements between finding one and clicking it: then look again.
+    while tokio::time::Instant::now() < deadline {
+        wait_for_text(page, selector, text).await;
+        for element in page.find_elements(selector).await.unwrap_or_default() {
+            if element.inner_text().await.ok().flatten().is_some_and(|t| t.contains(text))
+                && element.click().await.is_ok()
+            {
+                return;
+            }
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shot = screenshot(page, selector).await;
     panic!(
