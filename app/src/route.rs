@@ -93,25 +93,23 @@ pub fn allowed(page: Page, role: UserRole) -> bool {
     }
 }
 
-/// Puts `page` in the address bar and the title: a new history entry, or
-/// the current one replaced (the first page shown, or one the person
-/// reached with Back or Forward, whose address is already there).
-pub fn show(page: Page, trend: &str, replace: bool) {
+/// Puts `page` in the title and, unless it is the first page shown, in the
+/// address bar as a new history entry (nothing to do when Back or Forward
+/// brought it: its address is there already). The first page keeps the
+/// address the browser loaded: rewriting it while the page is still loading
+/// left a test's wait for the load event hanging now and then.
+pub fn show(page: Page, trend: &str, first: bool) {
     let (path, title) = address(page, trend);
     let window = window();
     document().set_title(&format!("{title} · Patient portal"));
     let Ok(history) = window.history() else { return };
     let here = current().is_some_and(|(p, _)| p == page);
-    if here && window.location().pathname().ok().as_deref() == Some(&*path) {
+    if first || (here && window.location().pathname().ok().as_deref() == Some(&*path)) {
         return;
     }
     let state = match page {
         Page::Chart(patient, _) => JsValue::from_str(&patient.to_string()),
         _ => JsValue::NULL,
     };
-    let _ = if replace {
-        history.replace_state_with_url(&state, "", Some(&path))
-    } else {
-        history.push_state_with_url(&state, "", Some(&path))
-    };
+    let _ = history.push_state_with_url(&state, "", Some(&path));
 }

@@ -76,6 +76,9 @@ async fn the_copy_is_sealed_and_opens_offline_with_the_passkey_only() {
             let locked = maria.text("main").await;
             assert!(!locked.contains("Maria"), "nothing of the record shows locked: {locked}");
             maria.click("button", "Unlock with your passkey").await;
+            // The reload stays on the page she was on (Account).
+            maria.wait_for(".protection", "Protected by your passkey").await;
+            maria.tab("Results").await;
             maria.wait_for("main table", &value.0).await;
             maria.tab("Messages").await;
             maria.wait_for("main", "Ankle swelling is a known effect of amlodipine").await;
@@ -112,8 +115,11 @@ async fn without_prf_the_browser_keeps_the_key_and_the_account_page_says_so() {
             maria.click(".main-nav button", "Account").await;
             maria.wait_for(".protection", "Protected by this browser only").await;
             nothing_readable(&maria, &value).await;
-            // The browser opens it by itself: no passkey asked.
+            // The browser opens it by itself: no passkey asked (and the
+            // reload stays on Account).
             maria.page.reload().await.expect("reload");
+            maria.wait_for(".protection", "Protected by this browser only").await;
+            maria.tab("Results").await;
             maria.wait_for("main table", &value.0).await;
         })
         .await;

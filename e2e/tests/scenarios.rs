@@ -939,6 +939,12 @@ async fn an_answer_written_offline_after_consent_was_withdrawn_is_shown_as_not_d
                 .evaluate(format!("{riverside}.querySelector('button').click()"))
                 .await
                 .expect("take access away");
+            maria.wait_for("main .notice", "will get nothing new from your record").await;
+            maria
+                .page
+                .evaluate(format!("{riverside}.querySelector('.notice button').click()"))
+                .await
+                .expect("confirm");
             wait_for_script(&maria, &format!("{riverside}?.textContent.includes('has no access')"))
                 .await;
 
