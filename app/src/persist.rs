@@ -5,7 +5,7 @@
 //! memory are the truth, these are what the next start reads. Knows nothing
 //! of replicas or sync: callers pass bytes and values.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use automerge::ChangeHash;
 use js_sys::{Array, Reflect, Uint8Array};
@@ -24,6 +24,8 @@ use shared::vec_map::VecMap;
 thread_local! {
     /// Open once `load` has run; without IndexedDB writes are dropped.
     static OPEN: Cell<bool> = const { Cell::new(false) };
+    /// The server's answer about the signed-in user, as kept.
+    static ME: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// What a previous visit left on this device.
@@ -80,7 +82,9 @@ pub async fn read() -> Stored {
     let values = Reflect::get(&all, &"kv".into()).unwrap_or(JsValue::UNDEFINED);
     let kv = |key: &str| Reflect::get(&values, &key.into()).ok().and_then(|v| v.as_string());
     let parsed = |text: Option<String>| text.and_then(|t| Json::parse(&t));
-    stored.me = parsed(kv("me")).and_then(|j| Me::decode(&j));
+    let me = kv("me");
+    ME.set(me.clone().unwrap_or_default());
+    stored.me = parsed(me).and_then(|j| Me::decode(&j));
     stored.docs =
         parsed(kv("documents")).and_then(|j| Vec::<DocumentInfo>::decode(&j)).unwrap_or_default();
     stored.last_synced = kv("last_synced");
@@ -117,8 +121,16 @@ fn save_kv(key: &'static str, json: String) {
 }
 
 /// `/api/me` as the server sent it.
-pub fn save_me(answer: &Json) {
-    save_kv("me", answer.stringify());
+/// Keeps the server's answer about the signed-in user; false when it is
+/// the one kept already (nothing changed).
+pub fn save_me(answer: &Json) -> bool {
+    let text = answer.stringify();
+    if ME.with_borrow(|kept| *kept == text) {
+        return false;
+    }
+    ME.set(text.clone());
+    save_kv("me", text);
+    true
 }
 
 pub fn save_documents(docs: &[DocumentInfo]) {
@@ -228,6 +240,7 @@ pub fn forget_docs(ids: Vec<DocId>) {
 /// Deletes everything stored on this device, the data key included (the
 /// next sign-in makes a new one).
 pub async fn clear() {
+    ME.take();
     if OPEN.get() {
         let _ = vault::clear().await;
     }

@@ -193,16 +193,31 @@ pub async fn refresh(ui: Ui) {
             // The copy was cleared above, or this session is not one this
             // page started (no passkey here: only the browser can keep it).
             vault::make_key().await;
-            persist::save_me(&answer);
+            let changed = persist::save_me(&answer);
             set_me(&me);
             let staff = me.is_staff();
-            ui.me.set(Some(me));
+            // The same answer as before: setting it again would build every
+            // view again, losing what is typed in them (a search, a form).
+            if changed || ui.me.with_untracked(Option::is_none) {
+                ui.me.set(Some(me));
+            }
             let listed = if staff { offline_set(ui).await } else { api::documents().await };
             match listed {
-                Ok(docs) => listed_docs(ui, docs),
+                Ok(docs) => {
+                    listed_docs(ui, docs);
+                    if ui.notice.with_untracked(|n| matches!(n, Some(Notice::RefreshFailed(_)))) {
+                        ui.notice.set(None);
+                    }
+                }
                 Err(ApiError::SessionExpired) => ui.session_expired.set(true),
                 Err(ApiError::AccessRemoved) => return access_removed(ui).await,
-                Err(e) => ui.notice.set(Some(Notice::RefreshFailed(e.to_string()))),
+                // Offline: what is on the device stays; asked again when
+                // the connection opens.
+                Err(ApiError::Offline) => sync::owe_refresh(),
+                Err(e) => {
+                    sync::owe_refresh();
+                    ui.notice.set(Some(Notice::RefreshFailed(e.to_string())));
+                }
             }
             sync::connect();
             report_removals(staff).await;
@@ -217,6 +232,7 @@ pub async fn refresh(ui: Ui) {
         // Offline, or no API: keep whatever is local.
         Err(_) => {
             if ui.me.get_untracked().is_some() {
+                sync::owe_refresh();
                 sync::connect();
             }
         }

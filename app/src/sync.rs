@@ -45,6 +45,7 @@ thread_local! {
     static CONN: RefCell<Option<Connection>> = const { RefCell::new(None) };
     static RETRY: Cell<u32> = const { Cell::new(0) };
     static TIMER: Cell<Option<i32>> = const { Cell::new(None) };
+    static REFRESH_OWED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn link() -> Link {
@@ -84,6 +85,13 @@ pub fn init(link: Link) {
 pub fn relist() {
     let link = link();
     (link.relist)(link.ui);
+}
+
+/// The list of records could not be asked for (the network was back for
+/// the browser but not yet for its requests, or the server failed): ask
+/// again once the connection opens.
+pub fn owe_refresh() {
+    REFRESH_OWED.set(true);
 }
 
 /// The socket is closed: still online, but not connected.
@@ -126,6 +134,9 @@ pub fn connect() {
         RETRY.set(0);
         send(&[join]);
         ui.connection.set(Net::Online);
+        if REFRESH_OWED.take() {
+            (link.online)(ui);
+        }
         if ui.notice.with_untracked(|n| n.as_ref().is_some_and(Notice::ends_on_reconnect)) {
             ui.notice.set(None);
         }

@@ -91,12 +91,18 @@ async fn a_provider_keeps_the_patients_that_matter_offline() {
             provider.type_into("#patient-search", &unpinned.birth_date).await;
             provider.wait_for("main", "No patients match").await;
 
-            // Back online: another patient opens on demand.
+            // Back online: another patient opens on demand. The search is
+            // typed at once, while the device reconnects: the list keeps it,
+            // and the offline set is asked for again if the first ask raced
+            // the network coming back (no stale "could not refresh").
             provider.go_online().await;
             search(&provider, later).await;
             provider.wait_for("button.patient", &later.name).await;
             open(&provider, later).await;
             provider.wait_for(".sync-status", "last synced").await;
+            provider
+                .never_shows("body", "Could not refresh", std::time::Duration::from_millis(500))
+                .await;
         })
         .await;
     portal.stop().await;
