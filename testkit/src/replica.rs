@@ -119,6 +119,7 @@ impl Replica {
         self.received.changed.extend(received.changed);
         self.received.unavailable.extend(received.unavailable);
         self.received.rejected.extend(received.rejected);
+        self.received.relist |= received.relist;
         Ok(())
     }
 

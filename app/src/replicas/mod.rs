@@ -365,7 +365,9 @@ pub fn receive(frame: &[u8]) {
         }
         ended
     });
-    if ended {
+    // Or the server says documents not held here may be this user's now
+    // (a patient outside the offline set sent the clinic work).
+    if ended || received.relist {
         sync::relist();
     }
     if !fresh.is_empty() {

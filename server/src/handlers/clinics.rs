@@ -35,7 +35,9 @@ pub async fn page(
 }
 
 /// `PUT /api/clinic/details`: the admin changes the clinic's phone number
-/// or reply time; patients' devices read them with their next `/api/me`.
+/// or reply time, which patients' devices read with their next `/api/me`,
+/// or its time zone (an IANA name, else 400), whose date is the clinic's
+/// "today" from the next request on (`zone`).
 pub async fn set_details(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -43,6 +45,9 @@ pub async fn set_details(
 ) -> Result<StatusCode, Error> {
     let clinic = admin_clinic(&auth)?;
     details.check().map_err(|e| Error::BadRequest(e.into()))?;
+    if let Some(zone) = &details.time_zone {
+        crate::zone::check(zone).map_err(Error::BadRequest)?;
+    }
     state.store.set_clinic_details(clinic, &details).await?;
     tracing::info!(%clinic, "clinic details changed");
     Ok(StatusCode::NO_CONTENT)

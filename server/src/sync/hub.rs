@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use automerge::Automerge;
 use shared::schema::Collection;
-use shared::{DocId, DocKind};
+use shared::{ClinicId, DocId, DocKind, PatientId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::cache::{CacheStats, DocCache, Locked};
@@ -48,6 +48,9 @@ pub struct Hub {
     docs: Arc<Mutex<DocCache>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
+    /// Open work of a patient at a clinic was just stored (`commit`): a
+    /// staff device whose offline set lacks the patient lists again.
+    work: broadcast::Sender<(ClinicId, PatientId)>,
     /// Sessions ended on this instance, whose sockets close at once.
     ended: broadcast::Sender<Arc<Ended>>,
     /// Sessions with sockets open here (re-checked by `watch_sessions`).
@@ -99,6 +102,7 @@ impl Hub {
             docs: Arc::new(Mutex::new(DocCache::new(cache_bytes))),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
+            work: broadcast::channel(1024).0,
             ended: broadcast::channel(256).0,
             open: Arc::default(),
             cluster,
@@ -269,6 +273,17 @@ impl Hub {
         for id in changed {
             self.changed(id);
         }
+        // Open work stored for a patient at a clinic (a message, a refill
+        // or appointment request, a booked appointment): the clinic's staff
+        // connected here whose devices lack the patient are told to list
+        // again (`connection::work_arrived`, which asks the read policy).
+        for row in &index {
+            if let IndexRow::Work { clinic, patient, value, .. } = row
+                && !value.is_empty()
+            {
+                let _ = self.work.send((*clinic, *patient));
+            }
+        }
         Ok(())
     }
 
@@ -413,6 +428,11 @@ impl Hub {
 
     pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
         self.access.subscribe()
+    }
+
+    /// Open work stored for a patient at a clinic, on this instance.
+    pub fn subscribe_work(&self) -> broadcast::Receiver<(ClinicId, PatientId)> {
+        self.work.subscribe()
     }
 
     /// Sessions just ended (in storage): their sockets on this instance

@@ -39,6 +39,9 @@ pub struct Received {
     /// Each is back at what the server was last known to hold (see
     /// `Tracked::reset`) and syncs again from there.
     pub rejected: Vec<(DocId, String)>,
+    /// The server says documents not held may be for this client now
+    /// (`WireMessage::ListChanged`): list them again.
+    pub relist: bool,
 }
 
 /// How far a sync has come.
@@ -180,6 +183,7 @@ impl SyncClient {
                 received.rejected.push((id, message));
             }
             WireMessage::Error { message } => return Err(SyncError::Server(message)),
+            WireMessage::ListChanged => received.relist = true,
             WireMessage::Join { .. } => {}
         }
         Ok(received)
