@@ -91,7 +91,6 @@ fn Details(page: RwSignal<Option<ClinicPage>>, error: RwSignal<Option<String>>) 
         let details = ClinicDetails {
             phone: phone.get_untracked().trim().to_owned(),
             reply_days: days.get_untracked().trim().parse().unwrap_or(0),
-            time_zone: None,
         };
         if let Err(e) = details.check() {
             wrong.set(Some(e.into()));

@@ -188,11 +188,6 @@ pub struct AppointmentAnswer {
 pub struct ClinicDetails {
     pub phone: String,
     pub reply_days: i64,
-    /// The clinic's IANA time zone (`America/Chicago`), whose date is the
-    /// clinic's "today"; absent, it stays as it is (the app's admin page
-    /// does not send it yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_zone: Option<String>,
 }
 
 impl ClinicDetails {
@@ -842,11 +837,7 @@ mod tests {
         received(RemovedCopies { docs: vec![DocId::mint()] });
         received(DownloadReport { at: 1_764_000_000_123 });
         received(PatientSearch { q: "maria 1961".into(), offset: 50 });
-        received(ClinicDetails {
-            phone: "+1 (555) 010-0100".into(),
-            reply_days: 3,
-            time_zone: None,
-        });
+        received(ClinicDetails { phone: "+1 (555) 010-0100".into(), reply_days: 3 });
         received(AppointmentAnswer {
             patient: PatientId::mint(),
             entry: EntryId::mint(),
@@ -858,11 +849,7 @@ mod tests {
 
     #[test]
     fn clinic_details_are_checked_before_they_are_stored() {
-        let details = |phone: &str, reply_days| ClinicDetails {
-            phone: phone.into(),
-            reply_days,
-            time_zone: None,
-        };
+        let details = |phone: &str, reply_days| ClinicDetails { phone: phone.into(), reply_days };
         assert!(details("+1 (555) 010-0100", 2).check().is_ok());
         assert!(details("", 14).check().is_ok());
         assert!(details("call me", 2).check().is_err());

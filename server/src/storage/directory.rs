@@ -312,6 +312,7 @@ impl Store {
         &self,
         clinic: ClinicId,
         details: &ClinicDetails,
+        time_zone: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE clinics SET phone = $1, reply_days = $2 WHERE id = $3")
@@ -320,9 +321,9 @@ impl Store {
             .bind(clinic.to_string())
             .execute(&mut *tx)
             .await?;
-        if let Some(zone) = &details.time_zone {
+        if let Some(zone) = time_zone {
             sqlx::query("UPDATE clinics SET time_zone = $1 WHERE id = $2")
-                .bind(zone.as_str())
+                .bind(zone)
                 .bind(clinic.to_string())
                 .execute(&mut *tx)
                 .await?;

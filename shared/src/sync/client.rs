@@ -39,9 +39,6 @@ pub struct Received {
     /// Each is back at what the server was last known to hold (see
     /// `Tracked::reset`) and syncs again from there.
     pub rejected: Vec<(DocId, String)>,
-    /// The server says documents not held may be for this client now
-    /// (`WireMessage::ListChanged`): list them again.
-    pub relist: bool,
 }
 
 /// How far a sync has come.
@@ -183,8 +180,9 @@ impl SyncClient {
                 received.rejected.push((id, message));
             }
             WireMessage::Error { message } => return Err(SyncError::Server(message)),
-            WireMessage::ListChanged => received.relist = true,
-            WireMessage::Join { .. } => {}
+            // Not about a document: the caller lists again (the app's
+            // `replicas::receive`).
+            WireMessage::Join { .. } | WireMessage::ListChanged => {}
         }
         Ok(received)
     }
