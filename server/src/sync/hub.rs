@@ -276,12 +276,16 @@ impl Hub {
         // Open work stored for a patient at a clinic (a message, a refill
         // or appointment request, a booked appointment): the clinic's staff
         // connected here whose devices lack the patient are told to list
-        // again (`connection::work_arrived`, which asks the read policy).
+        // again (`connection::work_arrived`, which asks the read policy),
+        // here and on other instances.
         for row in &index {
             if let IndexRow::Work { clinic, patient, value, .. } = row
                 && !value.is_empty()
             {
-                let _ = self.work.send((*clinic, *patient));
+                self.work_arrived_here(*clinic, *patient);
+                if let Some(cluster) = &self.cluster {
+                    cluster.work_arrived(*clinic, *patient);
+                }
             }
         }
         Ok(())
@@ -430,7 +434,12 @@ impl Hub {
         self.access.subscribe()
     }
 
-    /// Open work stored for a patient at a clinic, on this instance.
+    fn work_arrived_here(&self, clinic: ClinicId, patient: PatientId) {
+        // No receivers is fine: no staff connected here.
+        let _ = self.work.send((clinic, patient));
+    }
+
+    /// Open work stored for a patient at a clinic, on any instance.
     pub fn subscribe_work(&self) -> broadcast::Receiver<(ClinicId, PatientId)> {
         self.work.subscribe()
     }
@@ -494,6 +503,11 @@ async fn act_on_heard(hub: Weak<Hub>, mut heard: mpsc::UnboundedReceiver<Heard>)
         let Some(hub) = hub.upgrade() else { return };
         match event {
             Heard::Access => hub.access_changed_here(),
+            Heard::Work(arrived) => {
+                for (clinic, patient) in arrived {
+                    hub.work_arrived_here(clinic, patient);
+                }
+            }
             Heard::Documents(ids) => {
                 tokio::spawn(async move {
                     for id in ids {
