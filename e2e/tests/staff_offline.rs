@@ -121,3 +121,102 @@ async fn open(provider: &e2e::Person, p: &Seeded) {
     provider.wait_for(".chart-head h2", &format!("{}, born {}", p.name, p.birth_date)).await;
     provider.click(".chart-head button", "All patients").await;
 }
+
+/// New work arriving live: Dr. Okafor's browser is open on To do when a
+/// patient outside his offline set (no work at the clinic, never opened
+/// on this device) writes to the clinic from her own device. The server
+/// tells his device to list again; the patient's documents arrive and the
+/// message shows in To do within the wait, without a reload; offline, the
+/// item opens her conversation from the device.
+#[tokio::test]
+async fn new_work_from_a_patient_outside_the_offline_set_arrives_live() {
+    use automerge::Automerge;
+    use shared::api::UserRole;
+    use shared::schema::{DocKind, Message};
+    use shared::status::Side;
+    use shared::sync::SyncClient;
+
+    const QUESTION: &str = "Can I take ibuprofen with my new tablets?";
+    let portal = DemoPortal::start().await;
+    let okafor = portal.user("Okafor");
+    let clinic = okafor.clinics[0];
+    let now = DateTime::from_timestamp_millis(portal.app.clock.now_ms()).expect("a time");
+    let seeded = seed_clinic(
+        &portal.app.store,
+        (clinic, "Riverside Family Practice"),
+        (okafor.id, okafor.name),
+        20,
+        now,
+    )
+    .await
+    .expect("seed the clinic");
+    let asking = &seeded[10];
+    assert!(!asking.work);
+    let account = server::storage::NewUser {
+        id: shared::UserId::mint(),
+        display_name: asking.name.clone(),
+        role: UserRole::Patient,
+        patient: Some(asking.patient),
+        may_message: false,
+        clinics: Vec::new(),
+    };
+    portal.app.store.create_user(&account, now.timestamp_millis()).await.expect("her account");
+    portal
+        .browser
+        .scenario("staff offline: new work live", async {
+            let provider = portal.enroll("Okafor").await;
+            provider.wait_for(".patients", "Ada Abara").await;
+            wait_for_service_worker(&provider.page).await;
+            provider.wait_for(".sync-status", "last synced").await;
+            provider.click("#nav-todo", "To do").await;
+            provider.wait_for("#todo-h", "To do").await;
+            provider
+                .never_shows(".todo", &asking.name, std::time::Duration::from_millis(300))
+                .await;
+
+            // She writes from her own device (a native replica).
+            let thread = DocKind::MessageThread { patient: asking.patient, clinic }.doc_id();
+            let mut client = SyncClient::new("her-phone");
+            client.insert(thread, Automerge::new());
+            let url = format!("{}/sync", portal.app.base_url.replacen("http", "ws", 1));
+            let identity = [("x-portal-test-user", account.id.to_string())];
+            let mut phone =
+                testkit::Replica::connect(&url, &identity, client).await.expect("her phone");
+            let wait = std::time::Duration::from_secs(30);
+            phone.sync_all(wait).await.expect("her thread");
+            let doc = phone.client.doc_mut(thread).expect("her thread");
+            doc.set_actor(automerge::ActorId::random());
+            let mut tx = doc.transaction();
+            let message = Message {
+                author: account.id,
+                author_name: account.display_name.clone(),
+                side: Side::Patient,
+                sent_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                body: QUESTION.into(),
+                read_at: None,
+                read_by: None,
+            };
+            shared::record::add(&mut tx, shared::EntryId::mint(), &message).expect("a message");
+            tx.commit();
+            phone.flush_local().await.expect("send");
+            phone.sync_all(wait).await.expect("stored");
+            phone.close().await;
+
+            // It reaches his To do live.
+            let item = provider.wait_for(".todo-item", QUESTION).await;
+            provider
+                .check(item.contains(&asking.name), &format!("the item names her: {item}"))
+                .await;
+            provider.wait_for(".sync-status", "last synced").await;
+
+            // Offline, the item opens her conversation from the device.
+            provider.go_offline().await;
+            provider.wait_for(".sync-status", "Offline").await;
+            provider.click(".todo-item button.link", &asking.name).await;
+            let head = format!("{}, born {}", asking.name, asking.birth_date);
+            provider.wait_for(".chart-head h2", &head).await;
+            provider.wait_for("main", QUESTION).await;
+        })
+        .await;
+    portal.stop().await;
+}

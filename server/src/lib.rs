@@ -13,6 +13,7 @@ mod router;
 pub mod smart;
 pub mod storage;
 pub mod sync;
+pub mod zone;
 
 use std::future::Future;
 use std::path::PathBuf;

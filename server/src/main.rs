@@ -249,6 +249,10 @@ struct Invite {
     /// The clinic by id.
     #[arg(long)]
     clinic: Option<ClinicId>,
+    /// The time zone of a clinic created here (an IANA name such as
+    /// America/Chicago; UTC if not given); its admin can change it.
+    #[arg(long, requires = "clinic_name")]
+    time_zone: Option<String>,
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/portal.db")]
     database_url: DatabaseUrl,
     /// The URL people open; defaults to http://localhost:8080.
@@ -275,8 +279,11 @@ async fn invite(args: Invite) -> Result<(), Error> {
         (None, Some(name)) => match store.clinic_by_name(name).await? {
             Some(id) => Some(id),
             None if matches!(role, UserRole::Admin) => {
+                let zone = args.time_zone.as_deref().unwrap_or(server::zone::DEFAULT);
+                server::zone::check(zone).map_err(Error::BadRequest)?;
                 let id = ClinicId::mint();
                 store.create_clinic(id, name, now).await?;
+                store.set_clinic_time_zone(id, zone).await?;
                 println!("Created clinic {name:?} with id {id}");
                 Some(id)
             }

@@ -46,8 +46,8 @@ pub fn person(i: usize) -> (String, String) {
 /// Creates `count` patients consenting to `clinic` (name as the directory
 /// has it), each with a patient record (demographics), a clinical record
 /// and a thread with the clinic; every `WORK_EVERY`th has work today
-/// (`now`'s day): a booked appointment by `provider`, a refill request or
-/// an unread message.
+/// (`now`'s day at the clinic, in its time zone): a booked appointment by
+/// `provider`, a refill request or an unread message.
 pub async fn seed_clinic(
     store: &Store,
     clinic: (ClinicId, &str),
@@ -60,6 +60,12 @@ pub async fn seed_clinic(
         name: provider.1.into(),
         clinic: Some((clinic.0, clinic.1.into())),
     };
+    // Today's appointments are today where the clinic is: its wall time
+    // (`server::zone`).
+    let zone = store.clinic_time_zones(&[clinic.0]).await?.pop().map(|(_, z)| z);
+    let zone = server::zone::parse(zone.as_deref().unwrap_or(server::zone::DEFAULT))
+        .unwrap_or(chrono_tz::UTC);
+    let at_clinic = now.with_timezone(&zone);
     let mut seeded = Vec::with_capacity(count);
     let mut index = Vec::new();
     let mut records = Vec::new();
@@ -84,7 +90,7 @@ pub async fn seed_clinic(
         });
         let work = match i % WORK_EVERY {
             0 => edit(&mut clinical, |tx| {
-                record::add(tx, EntryId::mint(), &appointment(&staff, now, "Follow-up", now))
+                record::add(tx, EntryId::mint(), &appointment(&staff, at_clinic, "Follow-up", now))
             }),
             1 => edit(&mut patient_record, |tx| {
                 let request = refill_request(&side, EntryId::mint(), clinic.0, now, "Running low");

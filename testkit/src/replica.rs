@@ -34,6 +34,8 @@ pub struct Replica {
     pub bytes_down: usize,
     /// Everything received since the last `take_received`.
     pub received: Received,
+    /// The server said to list again (`WireMessage::ListChanged`).
+    pub told_to_relist: bool,
 }
 
 impl Replica {
@@ -56,8 +58,14 @@ impl Replica {
         let (ws, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
         let join = client.connect();
-        let mut replica =
-            Self { client, ws, bytes_up: 0, bytes_down: 0, received: Received::default() };
+        let mut replica = Self {
+            client,
+            ws,
+            bytes_up: 0,
+            bytes_down: 0,
+            received: Received::default(),
+            told_to_relist: false,
+        };
         replica.send(vec![join]).await?;
         Ok(replica)
     }
@@ -114,6 +122,7 @@ impl Replica {
 
     /// Takes one message from the server and sends the answers.
     async fn handle(&mut self, message: WireMessage) -> Result<(), ClientError> {
+        self.told_to_relist |= message == WireMessage::ListChanged;
         let received = self.client.receive(message)?;
         self.send(received.outgoing.clone()).await?;
         self.received.changed.extend(received.changed);

@@ -320,6 +320,12 @@ pub fn receive(frame: &[u8]) {
             return;
         }
     };
+    // Documents not held here may be this user's now (a patient outside
+    // a staff device's offline set sent the clinic work): list again.
+    if matches!(message, WireMessage::ListChanged) {
+        sync::relist();
+        return;
+    }
     // Refused because the patient withdrew consent: never deliverable, so
     // the record leaves this device and what was not delivered is listed.
     if let WireMessage::ChangeRejected { document_id, rule, .. } = &message

@@ -4,7 +4,8 @@
 //! from the author writing it.
 
 use automerge::AutoCommit;
-use chrono::{DateTime, Duration, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, NaiveTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
 use shared::catalog::{self, PANELS};
 use shared::record;
 use shared::schema::{
@@ -176,15 +177,17 @@ pub fn allergy(
     }
 }
 
-/// A booked appointment at `start`, booked at `recorded`.
+/// A booked appointment at `start`, booked at `recorded`. `start` is the
+/// clinic's wall time with its offset (`zone`): its date is the day at the
+/// clinic.
 pub fn appointment(
     p: &Author,
-    start: DateTime<Utc>,
+    start: DateTime<Tz>,
     reason: &str,
     recorded: DateTime<Utc>,
 ) -> Appointment {
     Appointment {
-        start: stamp(start),
+        start: start.to_rfc3339_opts(SecondsFormat::Secs, true),
         reason: reason.into(),
         status: AppointmentStatus::Booked,
         provenance: p.provenance(recorded),
@@ -237,6 +240,12 @@ pub fn stamp(t: DateTime<Utc>) -> String {
 /// The same day at `hour:minute` UTC.
 pub fn at_time(t: DateTime<Utc>, hour: u32, minute: u32) -> DateTime<Utc> {
     t.date_naive().and_time(NaiveTime::from_hms_opt(hour, minute, 0).expect("valid time")).and_utc()
+}
+
+/// `t`'s day (UTC) at `hour:minute` on the clinic's clock in `zone`.
+pub fn clinic_time(zone: Tz, t: DateTime<Utc>, hour: u32, minute: u32) -> DateTime<Tz> {
+    let local = t.date_naive().and_time(NaiveTime::from_hms_opt(hour, minute, 0).expect("valid"));
+    zone.from_local_datetime(&local).earliest().unwrap_or_else(|| t.with_timezone(&zone))
 }
 
 pub fn round0(v: f64) -> f64 {

@@ -10,7 +10,7 @@ use shared::{EntryId, PatientId};
 use uuid::Uuid;
 
 use super::fixtures::{
-    Rng, add_panel, allergy, appointment, at_time, immunization, message, prescription,
+    Rng, add_panel, allergy, appointment, clinic_time, immunization, message, prescription,
     refill_request, round0, round1, round2, stamp,
 };
 use super::{DemoUser, NORTHGATE, RIVERSIDE, Seeder};
@@ -74,7 +74,7 @@ pub async fn seed(
             record::add(doc, metformin_id(), &metformin)?;
             let visit = appointment(
                 p,
-                at_time(now + Duration::days(12), 9, 30),
+                clinic_time(super::NORTHGATE_ZONE, now + Duration::days(12), 9, 30),
                 "Diabetes review and HbA1c",
                 now - Duration::days(30),
             );

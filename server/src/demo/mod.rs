@@ -25,6 +25,10 @@ const RIVERSIDE: ClinicId =
     ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c01));
 const NORTHGATE: ClinicId =
     ClinicId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0c02));
+/// The demo clinics' time zones (`zone`): their "today" and appointment
+/// times.
+const RIVERSIDE_ZONE: chrono_tz::Tz = chrono_tz::America::New_York;
+const NORTHGATE_ZONE: chrono_tz::Tz = chrono_tz::America::Chicago;
 
 /// A demo user, as printed for the operator.
 #[derive(Clone, Debug)]
@@ -74,6 +78,8 @@ pub async fn seed(store: &Store) -> Result<Vec<DemoUser>, Error> {
     let now_ms = now.timestamp_millis();
     store.create_clinic(RIVERSIDE, "Riverside Family Practice", now_ms).await?;
     store.create_clinic(NORTHGATE, "Northgate Diabetes & Endocrine Clinic", now_ms).await?;
+    store.set_clinic_time_zone(RIVERSIDE, RIVERSIDE_ZONE.name()).await?;
+    store.set_clinic_time_zone(NORTHGATE, NORTHGATE_ZONE.name()).await?;
     store.create_patient(MARIA, now_ms).await?;
     store.create_patient(JAMES, now_ms).await?;
     for u in &users {

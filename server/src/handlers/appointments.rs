@@ -36,13 +36,18 @@ fn stamp(ms: i64) -> String {
 }
 
 /// `GET /api/clinic/appointments`: the admin's clinic's appointments still
-/// to come (asked for, offered, booked from today), soonest first.
+/// to come (asked for, offered, booked from the clinic's today), soonest
+/// first.
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<Vec<ClinicAppointment>>, Error> {
     let clinic = admin_clinic(&auth)?;
-    let today = stamp(state.now());
+    // The clinic's date: `start` is its wall time, whose first ten
+    // characters are the day at the clinic (`zone`), so an appointment
+    // booked for today stays listed all of the clinic's day.
+    let zone = state.store.clinic_time_zones(&[clinic]).await?.pop().map(|(_, z)| z);
+    let today = crate::zone::today(state.now(), zone.as_deref().unwrap_or(crate::zone::DEFAULT));
     let mut out = Vec::new();
     for part in state.store.appointment_patients(&auth.user).await?.chunks(50) {
         let docs: BTreeMap<_, _> = part
@@ -67,7 +72,7 @@ pub async fn list(
             for (id, a) in &appointments {
                 let open = match a.status {
                     AppointmentStatus::Proposed | AppointmentStatus::Pending => true,
-                    AppointmentStatus::Booked => a.start >= today,
+                    AppointmentStatus::Booked => a.start.get(..10) >= Some(today.as_str()),
                     _ => false,
                 };
                 let Ok(entry) = id.parse() else { continue };

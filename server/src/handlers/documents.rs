@@ -32,7 +32,8 @@ fn staff(auth: &AuthUser) -> Result<(), Error> {
 
 /// `POST /api/documents/offline`: what a staff device keeps (issue 17
 /// part 2): the documents the user may read of the clinic's work today
-/// (booked appointments, refill requests waiting, unread messages from
+/// (today in each clinic's time zone: booked appointments, refill requests
+/// and appointment requests waiting, unread messages from
 /// patients; `Store::work_patients`) and of the patients the device
 /// names (pinned, recently opened). Each through the read policy.
 pub async fn offline(
@@ -47,10 +48,17 @@ pub async fn offline(
             OfflineSet::MAX_PATIENTS
         )));
     }
-    let today = chrono::DateTime::from_timestamp_millis(state.now())
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default();
-    let mut patients = state.store.work_patients(&auth.user, &today).await?;
+    // Each clinic's own today (`zone`): a provider of clinics in two time
+    // zones gets each clinic's booked appointments of its day.
+    let now = state.now();
+    let days: Vec<_> = state
+        .store
+        .clinic_time_zones(&auth.user.clinics)
+        .await?
+        .into_iter()
+        .map(|(clinic, zone)| (clinic, crate::zone::today(now, &zone)))
+        .collect();
+    let mut patients = state.store.work_patients(&auth.user, &days).await?;
     patients.extend(body.patients);
     patients.sort();
     patients.dedup();

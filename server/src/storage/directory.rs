@@ -306,18 +306,68 @@ impl Store {
         Ok(contacts)
     }
 
+    /// Stores what the admin says about the clinic; a `time_zone` is
+    /// stored only if given (the caller checked it, `zone::check`).
     pub async fn set_clinic_details(
         &self,
         clinic: ClinicId,
         details: &ClinicDetails,
+        time_zone: Option<&str>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE clinics SET phone = $1, reply_days = $2 WHERE id = $3")
             .bind(details.phone.as_str())
             .bind(details.reply_days)
             .bind(clinic.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(zone) = time_zone {
+            sqlx::query("UPDATE clinics SET time_zone = $1 WHERE id = $2")
+                .bind(zone)
+                .bind(clinic.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a clinic's time zone (an IANA name the caller checked,
+    /// `zone::check`): the demo, tests and the command line.
+    pub async fn set_clinic_time_zone(
+        &self,
+        clinic: ClinicId,
+        zone: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clinics SET time_zone = $1 WHERE id = $2")
+            .bind(zone)
+            .bind(clinic.to_string())
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The time zone of each of `clinics` that exists (`zone::today` gives
+    /// its day).
+    pub async fn clinic_time_zones(
+        &self,
+        clinics: &[ClinicId],
+    ) -> Result<Vec<(ClinicId, String)>, StoreError> {
+        let mut zones = Vec::new();
+        for part in clinics.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, time_zone FROM clinics WHERE id IN ({}) ORDER BY id",
+                placeholder_list(part.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id.to_string());
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                zones.push((parse_id(&r.get::<String, _>(0))?, r.get(1)));
+            }
+        }
+        Ok(zones)
     }
 
     /// A clinic's active people: its providers and admins, and the

@@ -214,30 +214,37 @@ impl Store {
         Ok(page)
     }
 
-    /// The clinic's work for `day` (`YYYY-MM-DD`) among patients consenting
-    /// to it: booked appointments that day, refill requests and appointment
-    /// requests waiting, unread messages from the patient side. At most
-    /// `MAX_WORK` patients.
+    /// The work of the user's clinics, each for its own day (`days`: a
+    /// clinic and its today, `YYYY-MM-DD` in its time zone, `zone::today`)
+    /// among patients consenting to it: booked appointments that day,
+    /// refill requests and appointment requests waiting, unread messages
+    /// from the patient side. A clinic not in `days` has no booked day. At
+    /// most `MAX_WORK` patients.
     pub async fn work_patients(
         &self,
         user: &UserRecord,
-        day: &str,
+        days: &[(ClinicId, String)],
     ) -> Result<Vec<PatientId>, StoreError> {
         if !matches!(user.role, UserRole::Provider | UserRole::Admin) {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
+        // Memberships are few: one condition per clinic.
+        let booked: String = (0..days.len().min(ROWS_PER_STATEMENT / 2))
+            .map(|i| format!(" OR (w.clinic_id = ${} AND w.value LIKE ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let sql = format!(
             "SELECT DISTINCT w.patient_id FROM patient_work w \
              JOIN memberships m ON m.clinic_id = w.clinic_id AND m.user_id = $1 \
              JOIN consents c ON c.patient_id = w.patient_id AND c.clinic_id = w.clinic_id \
                AND c.revoked_at IS NULL \
-             WHERE (w.source <> 'appointments' OR w.value LIKE $2) \
+             WHERE (w.source <> 'appointments'{booked}) \
              ORDER BY w.patient_id LIMIT {MAX_WORK}"
-        ))
-        .bind(user.id.to_string())
-        .bind(like(day))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql).bind(user.id.to_string());
+        for (clinic, day) in days.iter().take(ROWS_PER_STATEMENT / 2) {
+            query = query.bind(clinic.to_string()).bind(like(day));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get(0)?;

@@ -1,9 +1,11 @@
 //! Several server instances on one PostgreSQL database.
 //!
 //! Each instance publishes, after commit, the ids of documents it changed
-//! (`NOTIFY portal_docs`) and that access changed (`NOTIFY portal_access`),
-//! and listens for the others'. Payloads carry the sender's instance id and
-//! document ids only, never content. What the listener hears goes to the hub
+//! (`NOTIFY portal_docs`), that access changed (`NOTIFY portal_access`) and
+//! the clinic and patient of new work stored (`NOTIFY portal_work`, for
+//! staff devices that lack the patient: `Hub::subscribe_work`), and listens
+//! for the others'. Payloads carry the sender's instance id and ids only,
+//! never content. What the listener hears goes to the hub
 //! as a `Heard` event over a channel (this module knows nothing of the hub):
 //! the hub reads the new chunks from storage (`Hub::refresh`) and announces
 //! them to its own connections through the local broadcast, exactly like its
@@ -30,13 +32,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use shared::DocId;
+use shared::{ClinicId, DocId, PatientId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::{Listener, MAX_PAYLOAD, Notification, Store, StoreError};
 
 const DOCS: &str = "portal_docs";
 const ACCESS: &str = "portal_access";
+const WORK: &str = "portal_work";
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -91,6 +94,7 @@ impl ClusterStatus {
 enum Event {
     Document(DocId),
     Access,
+    Work(ClinicId, PatientId),
 }
 
 /// What the listener heard from other instances, for the hub to act on.
@@ -100,6 +104,8 @@ pub enum Heard {
     Documents(Vec<DocId>),
     /// Another instance changed consent or membership.
     Access,
+    /// Another instance stored new work of these patients at these clinics.
+    Work(Vec<(ClinicId, PatientId)>),
     /// Announcements may have been lost (the listener (re)connected, or is
     /// not listening): re-read access and every held document. `done`, if
     /// given, is answered when the re-read has finished.
@@ -137,6 +143,11 @@ impl Cluster {
         let _ = self.events.send(Event::Access);
     }
 
+    /// Called after new work of `patient` at `clinic` is committed.
+    pub fn work_arrived(&self, clinic: ClinicId, patient: PatientId) {
+        let _ = self.events.send(Event::Work(clinic, patient));
+    }
+
     pub fn status(&self) -> watch::Receiver<ClusterStatus> {
         self.status.clone()
     }
@@ -153,6 +164,7 @@ impl Cluster {
 async fn publish(store: Store, instance: String, mut queue: mpsc::UnboundedReceiver<Event>) {
     while let Some(first) = queue.recv().await {
         let mut docs = BTreeSet::new();
+        let mut work = BTreeSet::new();
         let mut access = false;
         let mut next = Some(first);
         while let Some(event) = next {
@@ -161,6 +173,9 @@ async fn publish(store: Store, instance: String, mut queue: mpsc::UnboundedRecei
                     docs.insert(id);
                 }
                 Event::Access => access = true,
+                Event::Work(clinic, patient) => {
+                    work.insert(format!("{clinic} {patient}"));
+                }
             }
             next = queue.try_recv().ok();
         }
@@ -171,6 +186,12 @@ async fn publish(store: Store, instance: String, mut queue: mpsc::UnboundedRecei
             // The others catch up when they next commit this document
             // or reconnect; nothing is lost from storage.
             tracing::warn!(%error, "cluster: could not announce changed documents");
+        }
+        for payload in payloads(&instance, &work) {
+            if let Err(error) = store.notify(WORK, &payload).await {
+                // Staff devices elsewhere see the work at their next listing.
+                tracing::warn!(%error, "cluster: could not announce new work");
+            }
         }
     }
 }
@@ -183,18 +204,19 @@ pub async fn announce(
     instance: &str,
     docs: &BTreeSet<DocId>,
 ) -> Result<(), StoreError> {
-    for payload in payloads(instance, docs) {
+    let docs: BTreeSet<String> = docs.iter().map(ToString::to_string).collect();
+    for payload in payloads(instance, &docs) {
         store.notify(DOCS, &payload).await?;
     }
     Ok(())
 }
 
-/// `instance\nid\nid...`, split to stay under PostgreSQL's payload limit.
-fn payloads(instance: &str, docs: &BTreeSet<DocId>) -> Vec<String> {
+/// `instance\nline\nline...`, split to stay under PostgreSQL's payload
+/// limit.
+fn payloads(instance: &str, lines: &BTreeSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
-    for id in docs {
-        let id = id.to_string();
+    for id in lines {
         if !current.is_empty() && current.len() + 1 + id.len() > MAX_PAYLOAD {
             out.push(std::mem::take(&mut current));
         }
@@ -202,7 +224,7 @@ fn payloads(instance: &str, docs: &BTreeSet<DocId>) -> Vec<String> {
             current.push_str(instance);
         }
         current.push('\n');
-        current.push_str(&id);
+        current.push_str(id);
     }
     if !current.is_empty() {
         out.push(current);
@@ -265,7 +287,7 @@ async fn connect(
         }
         let attempt = tokio::select! {
             _ = &mut *stop => return None,
-            attempt = tokio::time::timeout(HEARTBEAT_TIMEOUT, store.listen(&[DOCS, ACCESS])) => attempt,
+            attempt = tokio::time::timeout(HEARTBEAT_TIMEOUT, store.listen(&[DOCS, ACCESS, WORK])) => attempt,
         };
         match attempt {
             Ok(Ok(listener)) => return Some(listener),
@@ -356,6 +378,14 @@ fn received(instance: &str, notification: Notification) -> Option<Heard> {
     match notification.channel.as_str() {
         ACCESS => Some(Heard::Access),
         DOCS => Some(Heard::Documents(lines.filter_map(|line| line.parse().ok()).collect())),
+        WORK => Some(Heard::Work(
+            lines
+                .filter_map(|line| {
+                    let (clinic, patient) = line.split_once(' ')?;
+                    Some((clinic.parse().ok()?, patient.parse().ok()?))
+                })
+                .collect(),
+        )),
         _ => None,
     }
 }
@@ -366,10 +396,11 @@ mod tests {
 
     #[test]
     fn payloads_stay_under_the_limit_and_carry_every_id() {
-        let docs: BTreeSet<DocId> = (0..1000)
+        let docs: BTreeSet<String> = (0..1000)
             .map(|_| {
                 shared::schema::DocKind::PatientRecord { patient: shared::PatientId::mint() }
                     .doc_id()
+                    .to_string()
             })
             .collect();
         let payloads = payloads("portal-x", &docs);
@@ -379,7 +410,7 @@ mod tests {
             assert!(payload.len() <= MAX_PAYLOAD);
             let mut lines = payload.split('\n');
             assert_eq!(lines.next(), Some("portal-x"));
-            seen.extend(lines.map(|l| l.parse::<DocId>().unwrap()));
+            seen.extend(lines.map(str::to_owned));
         }
         assert_eq!(seen, docs);
     }

@@ -52,6 +52,9 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// Documents a connection remembers it may not read (answers
 /// `doc-unavailable` without asking storage again) before forgetting them.
 const MAX_REMEMBERED_REFUSALS: usize = 10_000;
+/// A device told to list again for a patient (`work_arrived`) is told again
+/// for that patient only after this long, if it still lacks them.
+const TELL_AGAIN: Duration = Duration::from_secs(30);
 /// Documents one connection may sync (hold a sync state for). A staff
 /// device keeps its offline set (at most `storage::MAX_WORK` +
 /// `OfflineSet::MAX_PATIENTS` patients, a few documents each) and a
@@ -100,6 +103,9 @@ struct Connection {
     /// The last batch judged, committed while the next one is judged
     /// (`apply`), or settled as soon as no frame is waiting.
     pending: Option<Staged>,
+    /// Patients whose new work this device was told of (`work_arrived`),
+    /// and when.
+    told: HashMap<shared::PatientId, Instant>,
 }
 
 pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
@@ -110,6 +116,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let hub = state.hub.clone();
     let mut changes = hub.subscribe();
     let mut access = hub.subscribe_access();
+    let mut work = hub.subscribe_work();
     // Subscribed before anything is read, so no ending is missed; the
     // session is re-checked with the others on this instance (`watch_sessions`).
     let mut ended = hub.subscribe_ended();
@@ -126,6 +133,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
         window_start: Instant::now(),
         frames_in_window: 0,
         pending: None,
+        told: HashMap::new(),
     };
     tracing::info!(user = %conn.user.id, "sync connection opened");
     let outcome = loop {
@@ -145,6 +153,15 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
                     let all: Vec<DocId> = conn.states.keys().copied().collect();
                     conn.push(&hub, &all).await
                 }
+                Err(RecvError::Closed) => break None,
+            },
+            arrived = work.recv() => match arrived {
+                Ok((clinic, patient)) => conn.work_arrived(clinic, patient).await,
+                // Some were missed: a staff device lists again to be sure.
+                Err(RecvError::Lagged(_)) if conn.user.role.is_staff() => {
+                    Ok(vec![WireMessage::ListChanged])
+                }
+                Err(RecvError::Lagged(_)) => Ok(Vec::new()),
                 Err(RecvError::Closed) => break None,
             },
             frame = stream.next() => {
@@ -387,7 +404,8 @@ impl Connection {
                 WireMessage::DocUnavailable { .. }
                 | WireMessage::Peer { .. }
                 | WireMessage::ChangeRejected { .. }
-                | WireMessage::Error { .. } => {}
+                | WireMessage::Error { .. }
+                | WireMessage::ListChanged => {}
             }
         }
         if !incoming.is_empty() {
@@ -801,6 +819,37 @@ impl Connection {
             }
         }
         Ok(outgoing)
+    }
+
+    /// Open work for `patient` at `clinic` was stored (`Hub::subscribe_work`):
+    /// a message, a refill or appointment request from the patient side, a
+    /// booked appointment. If this user is staff of that clinic who may read
+    /// the patient (the read policy, asked now) and this connection syncs
+    /// none of the patient's documents, the device is told to list again
+    /// (`ListChanged`, which names nobody): its offline set now has the
+    /// patient (`Store::work_patients`), so To do shows the work at once and
+    /// the patient opens offline. Nothing is sent to anyone else.
+    async fn work_arrived(
+        &mut self,
+        clinic: shared::ClinicId,
+        patient: shared::PatientId,
+    ) -> Result<Vec<WireMessage>, Close> {
+        if !self.user.role.is_staff() || !self.user.clinics.contains(&clinic) {
+            return Ok(Vec::new());
+        }
+        if self.access.values().flatten().any(|kind| kind.patient() == patient) {
+            return Ok(Vec::new());
+        }
+        let now = Instant::now();
+        if self.told.get(&patient).is_some_and(|at| now.duration_since(*at) < TELL_AGAIN) {
+            return Ok(Vec::new());
+        }
+        if self.state.store.readable_of_patients(&self.user, &[patient]).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.told.retain(|_, at| now.duration_since(*at) < TELL_AGAIN);
+        self.told.insert(patient, now);
+        Ok(vec![WireMessage::ListChanged])
     }
 
     /// The kind of document `id` if the user may read it, as last looked up.

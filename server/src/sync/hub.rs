@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use automerge::Automerge;
 use shared::schema::Collection;
-use shared::{DocId, DocKind};
+use shared::{ClinicId, DocId, DocKind, PatientId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::cache::{CacheStats, DocCache, Locked};
@@ -48,6 +48,9 @@ pub struct Hub {
     docs: Arc<Mutex<DocCache>>,
     changes: broadcast::Sender<DocId>,
     access: broadcast::Sender<()>,
+    /// Open work of a patient at a clinic was just stored (`commit`): a
+    /// staff device whose offline set lacks the patient lists again.
+    work: broadcast::Sender<(ClinicId, PatientId)>,
     /// Sessions ended on this instance, whose sockets close at once.
     ended: broadcast::Sender<Arc<Ended>>,
     /// Sessions with sockets open here (re-checked by `watch_sessions`).
@@ -99,6 +102,7 @@ impl Hub {
             docs: Arc::new(Mutex::new(DocCache::new(cache_bytes))),
             changes: broadcast::channel(16 * 1024).0,
             access: broadcast::channel(64).0,
+            work: broadcast::channel(1024).0,
             ended: broadcast::channel(256).0,
             open: Arc::default(),
             cluster,
@@ -269,6 +273,21 @@ impl Hub {
         for id in changed {
             self.changed(id);
         }
+        // Open work stored for a patient at a clinic (a message, a refill
+        // or appointment request, a booked appointment): the clinic's staff
+        // connected here whose devices lack the patient are told to list
+        // again (`connection::work_arrived`, which asks the read policy),
+        // here and on other instances.
+        for row in &index {
+            if let IndexRow::Work { clinic, patient, value, .. } = row
+                && !value.is_empty()
+            {
+                self.work_arrived_here(*clinic, *patient);
+                if let Some(cluster) = &self.cluster {
+                    cluster.work_arrived(*clinic, *patient);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -415,6 +434,16 @@ impl Hub {
         self.access.subscribe()
     }
 
+    fn work_arrived_here(&self, clinic: ClinicId, patient: PatientId) {
+        // No receivers is fine: no staff connected here.
+        let _ = self.work.send((clinic, patient));
+    }
+
+    /// Open work stored for a patient at a clinic, on any instance.
+    pub fn subscribe_work(&self) -> broadcast::Receiver<(ClinicId, PatientId)> {
+        self.work.subscribe()
+    }
+
     /// Sessions just ended (in storage): their sockets on this instance
     /// close now, saying why; other instances' sockets notice within
     /// `SESSION_RECHECK`.
@@ -474,6 +503,11 @@ async fn act_on_heard(hub: Weak<Hub>, mut heard: mpsc::UnboundedReceiver<Heard>)
         let Some(hub) = hub.upgrade() else { return };
         match event {
             Heard::Access => hub.access_changed_here(),
+            Heard::Work(arrived) => {
+                for (clinic, patient) in arrived {
+                    hub.work_arrived_here(clinic, patient);
+                }
+            }
             Heard::Documents(ids) => {
                 tokio::spawn(async move {
                     for id in ids {

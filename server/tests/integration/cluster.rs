@@ -846,3 +846,37 @@ async fn documents_dropped_from_memory_are_still_pushed_from_every_instance_and_
     }
     c.stop().await;
 }
+
+/// Issue 17 part 2 across instances: James writes to Riverside through
+/// instance A; Dr. Okafor's device, connected to instance B and holding
+/// none of James's documents, is told to list again (`portal_work`);
+/// Dr. Brandt's, of another clinic, is not.
+#[tokio::test]
+async fn new_work_stored_on_one_instance_reaches_staff_on_another() {
+    let c = TwoInstances::new().await;
+    let (james, okafor, brandt, maria) =
+        (c.user("James"), c.user("Okafor"), c.user("Brandt"), c.user("Maria"));
+    let riverside = okafor.clinics[0];
+    let thread = DocKind::MessageThread { patient: james.patient.unwrap(), clinic: riverside };
+    let maria_here =
+        DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: riverside }.doc_id();
+    let maria_there =
+        DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: brandt.clinics[0] }
+            .doc_id();
+    let mut on_b = replica(&c.b, &okafor, &[maria_here]).await;
+    let mut other_clinic = replica(&c.b, &brandt, &[maria_there]).await;
+    let mut on_a = replica(&c.a, &james, &[thread.doc_id()]).await;
+    write_message(&mut on_a, thread.doc_id(), &james, Side::Patient, 1).await;
+
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !on_b.told_to_relist {
+        assert!(on_b.step(deadline).await.unwrap().is_some(), "Okafor on B was not told");
+    }
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(500);
+    while other_clinic.step(quiet).await.unwrap().is_some() {}
+    assert!(!other_clinic.told_to_relist, "Brandt was told");
+    for r in [on_a, on_b, other_clinic] {
+        r.close().await;
+    }
+    c.stop().await;
+}

@@ -981,7 +981,8 @@ async fn appointments_are_asked_by_the_patient_and_answered_by_the_clinic() {
         let staff = f.app.store.user(okafor).await.unwrap().unwrap();
         let now = chrono::DateTime::from_timestamp_millis(f.app.clock.now_ms()).unwrap();
         let today = now.format("%Y-%m-%d").to_string();
-        let work = f.app.store.work_patients(&staff, &today).await.unwrap();
+        let days: Vec<_> = staff.clinics.iter().map(|c| (*c, today.clone())).collect();
+        let work = f.app.store.work_patients(&staff, &days).await.unwrap();
         assert!(work.contains(&f.maria), "{backend:?}: the request puts Maria in the offline set");
 
         let answer = |by: UserId, to: A, start: Option<&'static str>, why: &'static str| {
@@ -1030,7 +1031,8 @@ async fn appointments_are_asked_by_the_patient_and_answered_by_the_clinic() {
         let record: shared::schema::ClinicalRecord = shared::read::hydrate(&stored).unwrap();
         let a: &Appointment = record.appointments.get(&id.to_string()).unwrap();
         assert_eq!((a.status, a.start.as_str(), a.status_by), (A::Booked, TIME, Some(maria)));
-        let that_day = f.app.store.work_patients(&staff, "2026-12-10").await.unwrap();
+        let days: Vec<_> = staff.clinics.iter().map(|c| (*c, "2026-12-10".to_owned())).collect();
+        let that_day = f.app.store.work_patients(&staff, &days).await.unwrap();
         assert!(that_day.contains(&f.maria), "{backend:?}: booked that day");
 
         // A clinic she no longer consents to takes no request from her.

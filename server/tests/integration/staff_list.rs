@@ -6,14 +6,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use automerge::Automerge;
-use chrono::DateTime;
+use chrono::{DateTime, NaiveDate, TimeZone};
+use reqwest::Method;
 use serde_json::{Value, json};
 use server::auth::accounts;
 use server::demo;
-use server::storage::Backend;
+use server::demo::fixtures::{Author, appointment};
+use server::storage::{Backend, IndexRow, NewRecord, NewUser};
 use server::sync::MAX_DOCS_PER_CONNECTION;
-use shared::DocKind;
+use server::sync::summary::summarize;
+use shared::api::UserRole;
+use shared::schema::Message;
+use shared::status::Side;
 use shared::sync::SyncClient;
+use shared::{ClinicId, DocId, DocKind, EntryId, PatientId, UserId, record};
 use testkit::clinic::{Seeded, WORK_EVERY, seed_clinic};
 use testkit::{ClientError, Replica, TestDatabase, TestServer};
 
@@ -244,4 +250,266 @@ async fn a_database_without_the_index_gets_it_at_the_next_start() {
         app.stop().await;
         db.drop_database().await;
     }
+}
+
+/// A patient consenting to `clinic` whose record there has one booked
+/// appointment at 09:00 on `day` on the clinic's clock (`zone`), stored in
+/// bulk with its work queue rows as `Hub::commit` writes them.
+async fn booked(
+    store: &server::storage::Store,
+    clinic: ClinicId,
+    zone: chrono_tz::Tz,
+    provider: &NewUser,
+    day: NaiveDate,
+    now: i64,
+) -> PatientId {
+    let patient = PatientId::mint();
+    let staff = Author {
+        user: provider.id,
+        name: provider.display_name.clone(),
+        clinic: Some((clinic, "Clinic".into())),
+    };
+    let start = zone.from_local_datetime(&day.and_hms_opt(9, 0, 0).unwrap()).unwrap();
+    let recorded = DateTime::from_timestamp_millis(now).unwrap();
+    let kind = DocKind::ClinicalRecord { patient, clinic };
+    let mut doc = kind.genesis();
+    doc.set_actor(automerge::ActorId::random());
+    let mut tx = doc.transaction();
+    record::add(&mut tx, EntryId::mint(), &appointment(&staff, start, "Check-up", recorded))
+        .unwrap();
+    tx.commit();
+    let rows: Vec<IndexRow> = summarize(kind, &doc)
+        .into_iter()
+        .filter(|row| !matches!(row, IndexRow::Work { value, .. } if value.is_empty()))
+        .collect();
+    let new = NewRecord { patient, consents: vec![clinic], documents: vec![(kind, doc.save())] };
+    store.create_records(&[new], now).await.unwrap();
+    store.write_index(&rows).await.unwrap();
+    patient
+}
+
+fn staff_user(role: UserRole, name: &str, clinics: Vec<ClinicId>) -> NewUser {
+    NewUser {
+        id: UserId::mint(),
+        display_name: name.into(),
+        role,
+        patient: None,
+        may_message: false,
+        clinics,
+    }
+}
+
+/// Issue 17 part 2: "today" is each clinic's own day, in its time zone,
+/// set by its admin through the API (a name that is not an IANA zone is
+/// refused with a 400 saying so). A provider at a clinic in Auckland
+/// (UTC+13 in December) and one in Honolulu (UTC-10) gets each clinic's
+/// booked appointments of that clinic's today in the offline set, at two
+/// moments when one of the clinics' dates differs from the UTC date:
+/// yesterday's (and tomorrow's) are left out, even when they fall on the
+/// UTC date or on the other clinic's today. The Honolulu admin's
+/// appointment list keeps today's too.
+#[tokio::test]
+async fn today_is_each_clinic_s_own_day() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let store = &app.store;
+        // 05:00 UTC next: 19:00 the day before in Honolulu.
+        let start = DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
+        let mut t2 = start.date_naive().and_hms_opt(5, 0, 0).unwrap().and_utc();
+        if t2 <= start + chrono::Duration::minutes(1) {
+            t2 += chrono::Duration::days(1);
+        }
+        let d = t2.date_naive();
+        let (auckland, honolulu) = (ClinicId::mint(), ClinicId::mint());
+        let now = start.timestamp_millis();
+        store.create_clinic(auckland, "Harbour Clinic", now).await.unwrap();
+        store.create_clinic(honolulu, "Island Clinic", now).await.unwrap();
+        let provider = staff_user(UserRole::Provider, "Dr. Two Zones", vec![auckland, honolulu]);
+        let admin_a = staff_user(UserRole::Admin, "Admin Harbour", vec![auckland]);
+        let admin_h = staff_user(UserRole::Admin, "Admin Island", vec![honolulu]);
+        for user in [&provider, &admin_a, &admin_h] {
+            store.create_user(user, now).await.unwrap();
+        }
+        let (akl, hnl) = (chrono_tz::Pacific::Auckland, chrono_tz::Pacific::Honolulu);
+        let day = |n: i64| d + chrono::Duration::days(n);
+        let a_yesterday = booked(store, auckland, akl, &provider, day(-1), now).await;
+        let a_today = booked(store, auckland, akl, &provider, day(0), now).await;
+        let a_tomorrow = booked(store, auckland, akl, &provider, day(1), now).await;
+        let h_yesterday = booked(store, honolulu, hnl, &provider, day(-1), now).await;
+        let h_today = booked(store, honolulu, hnl, &provider, day(0), now).await;
+
+        // Admins set the zones; a name that is no IANA zone is refused.
+        for (admin, zone) in [(&admin_a, "Pacific/Auckland"), (&admin_h, "Pacific/Honolulu")] {
+            let mut browser = signed_in(&app, admin.id).await;
+            let details = |zone: &str| json!({ "phone": "", "reply_days": 2, "time_zone": zone });
+            for bad in ["Mars/Olympus_Mons", "pacific/auckland", "+13:00", ""] {
+                let (status, body) =
+                    browser.call(Method::PUT, "/api/clinic/details", Some(details(bad))).await;
+                assert_eq!(status, 400, "{backend:?}: {bad:?}: {body}");
+                assert!(body.to_string().contains("IANA time zone"), "{backend:?}: {body}");
+            }
+            let (status, body) =
+                browser.call(Method::PUT, "/api/clinic/details", Some(details(zone))).await;
+            assert_eq!(status, 204, "{backend:?}: {body}");
+        }
+        let zones = store.clinic_time_zones(&[auckland, honolulu]).await.unwrap();
+        assert!(zones.contains(&(auckland, "Pacific/Auckland".into())), "{backend:?}: {zones:?}");
+        assert!(zones.contains(&(honolulu, "Pacific/Honolulu".into())), "{backend:?}: {zones:?}");
+
+        let check = |held: &[String], yes: &[PatientId], no: &[PatientId], when: &str| {
+            for p in yes {
+                assert!(held.contains(&p.to_string()), "{backend:?} {when}: {p} missing");
+            }
+            for p in no {
+                assert!(!held.contains(&p.to_string()), "{backend:?} {when}: {p} held");
+            }
+        };
+
+        // 05:00 UTC on d: the 18th hour of d in Auckland, the 19th of d-1
+        // in Honolulu.
+        app.clock.advance((t2 - start).to_std().unwrap());
+        assert_eq!(
+            server::zone::today(app.clock.now_ms(), "Pacific/Honolulu"),
+            day(-1).to_string()
+        );
+        assert_eq!(server::zone::today(app.clock.now_ms(), "UTC"), d.to_string());
+        let mut browser = signed_in(&app, provider.id).await;
+        let held = offline(&mut browser).await;
+        check(&held, &[a_today, h_yesterday], &[a_yesterday, a_tomorrow, h_today], "05:00Z");
+        // Honolulu's admin lists its today's appointment (the UTC date is
+        // already the next day).
+        let mut admin = signed_in(&app, admin_h.id).await;
+        let (status, list) = admin.get("/api/clinic/appointments").await;
+        assert_eq!(status, 200, "{backend:?}: {list}");
+        let mut expected = vec![h_today.to_string(), h_yesterday.to_string()];
+        expected.sort();
+        assert_eq!(patients_of(&list), expected, "{backend:?}");
+
+        // 12:00 UTC on d: d+1 in Auckland (00:00 or 01:00), d in Honolulu.
+        app.clock.advance(Duration::from_secs(7 * 3600));
+        assert_eq!(server::zone::today(app.clock.now_ms(), "Pacific/Auckland"), day(1).to_string());
+        let held = offline(&mut browser).await;
+        check(&held, &[a_tomorrow, h_today], &[a_yesterday, a_today, h_yesterday], "12:00Z");
+        app.stop().await;
+        db.drop_database().await;
+    }
+}
+
+/// A replica of `docs` for the user `id` (the test server's identity
+/// header), synced.
+async fn replica_of(app: &TestServer, id: UserId, docs: &[DocId]) -> Replica {
+    let mut client = SyncClient::new(format!("test-{}", uuid::Uuid::now_v7().simple()));
+    for doc in docs {
+        client.insert(*doc, Automerge::new());
+    }
+    let url = format!("{}/sync", app.base_url.replacen("http", "ws", 1));
+    let mut replica =
+        Replica::connect(&url, &[("x-portal-test-user", id.to_string())], client).await.unwrap();
+    replica.sync_all(Duration::from_secs(30)).await.unwrap();
+    replica.take_received();
+    replica
+}
+
+/// Issue 17 part 2, at the protocol level: a patient outside a provider's
+/// offline set (no work at the clinic, not opened on the device) writes to
+/// the clinic. Each connected device of that clinic's staff that holds
+/// none of the patient's documents is told to list again (`list-changed`,
+/// naming nobody), and the list then has the patient; a device that holds
+/// the patient gets the message as before, without being told; staff of
+/// another clinic and other patients hear nothing.
+#[tokio::test]
+async fn new_work_from_a_patient_outside_the_offline_set_reaches_the_clinic_s_staff_live() {
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let users = demo::seed(&app.store).await.unwrap();
+        let user = |name: &str| users.iter().find(|u| u.name.contains(name)).unwrap().clone();
+        let (okafor, brandt, maria) = (user("Okafor"), user("Brandt"), user("Maria"));
+        let riverside = okafor.clinics[0];
+        let now = app.clock.now_ms();
+        // Nia: consents to Riverside, nothing open there.
+        let nia = PatientId::mint();
+        let thread = DocKind::MessageThread { patient: nia, clinic: riverside };
+        let record = DocKind::PatientRecord { patient: nia };
+        let new = NewRecord {
+            patient: nia,
+            consents: vec![riverside],
+            documents: vec![(record, record.genesis().save()), (thread, thread.genesis().save())],
+        };
+        app.store.create_records(&[new], now).await.unwrap();
+        let nia_user = NewUser {
+            id: UserId::mint(),
+            display_name: "Nia Adeyemi".into(),
+            role: UserRole::Patient,
+            patient: Some(nia),
+            may_message: false,
+            clinics: Vec::new(),
+        };
+        app.store.create_user(&nia_user, now).await.unwrap();
+        let mut browser = signed_in(&app, okafor.id).await;
+        let (_, before) = browser.post("/api/documents/offline", json!({ "patients": [] })).await;
+        assert!(!patients_of(&before).contains(&nia.to_string()), "{backend:?}");
+
+        let maria_thread =
+            DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: riverside };
+        let northgate =
+            DocKind::MessageThread { patient: maria.patient.unwrap(), clinic: brandt.clinics[0] };
+        let mut without = replica_of(&app, okafor.id, &[maria_thread.doc_id()]).await;
+        let mut holding = replica_of(&app, okafor.id, &[thread.doc_id()]).await;
+        let mut other_clinic = replica_of(&app, brandt.id, &[northgate.doc_id()]).await;
+        let mut other_patient = replica_of(&app, maria.id, &[maria_thread.doc_id()]).await;
+        let mut patient = replica_of(&app, nia_user.id, &[thread.doc_id()]).await;
+
+        let doc = patient.client.doc_mut(thread.doc_id()).unwrap();
+        doc.set_actor(automerge::ActorId::random());
+        let mut tx = doc.transaction();
+        let message = Message {
+            author: nia_user.id,
+            author_name: nia_user.display_name.clone(),
+            side: Side::Patient,
+            sent_at: "2026-12-04T10:00:00Z".into(),
+            body: "My knee is worse since Monday.".into(),
+            read_at: None,
+            read_by: None,
+        };
+        record::add(&mut tx, EntryId::mint(), &message).unwrap();
+        tx.commit();
+        patient.flush_local().await.unwrap();
+        patient.sync_all(Duration::from_secs(30)).await.unwrap();
+
+        let wait = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + wait;
+        while !without.told_to_relist {
+            let step = without.step(deadline).await.unwrap();
+            assert!(step.is_some(), "{backend:?}: the device without the patient was not told");
+        }
+        let id = thread.doc_id();
+        holding.sync_until(wait, |_, r| r.changed.contains(&id)).await.unwrap();
+        // The others: a moment for anything in flight, then nothing.
+        let quiet = tokio::time::Instant::now() + Duration::from_millis(500);
+        for (who, replica) in [
+            ("holding", &mut holding),
+            ("Brandt", &mut other_clinic),
+            ("Maria", &mut other_patient),
+        ] {
+            while replica.step(quiet).await.unwrap().is_some() {}
+            assert!(!replica.told_to_relist, "{backend:?}: {who} was told");
+        }
+        // Listing again, the device gets the patient.
+        let (_, after) = browser.post("/api/documents/offline", json!({ "patients": [] })).await;
+        assert!(patients_of(&after).contains(&nia.to_string()), "{backend:?}: {after}");
+        for r in [without, holding, other_clinic, other_patient, patient] {
+            r.close().await;
+        }
+        app.stop().await;
+        db.drop_database().await;
+    }
+}
+
+/// The patients of the signed-in staff member's offline set (nothing pinned).
+async fn offline(browser: &mut Browser) -> Vec<String> {
+    let (status, docs) = browser.post("/api/documents/offline", json!({ "patients": [] })).await;
+    assert_eq!(status, 200, "{docs}");
+    patients_of(&docs)
 }

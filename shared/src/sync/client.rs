@@ -180,7 +180,9 @@ impl SyncClient {
                 received.rejected.push((id, message));
             }
             WireMessage::Error { message } => return Err(SyncError::Server(message)),
-            WireMessage::Join { .. } => {}
+            // Not about a document: the caller lists again (the app's
+            // `replicas::receive`).
+            WireMessage::Join { .. } | WireMessage::ListChanged => {}
         }
         Ok(received)
     }

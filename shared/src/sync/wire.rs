@@ -59,6 +59,11 @@ pub enum WireMessage {
     Error {
         message: String,
     },
+    /// From the server: documents this client does not hold may be for it
+    /// now (issue 17 part 2: a patient outside a staff device's offline set
+    /// sent their clinic work), so it should list its documents again. It
+    /// names nothing: the list (`/api/documents/offline`) says what.
+    ListChanged,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -135,6 +140,7 @@ impl WireMessage {
                 ],
             ),
             Self::Error { message } => ("error", vec![("message", Text(message))]),
+            Self::ListChanged => ("list-changed", Vec::new()),
         };
         let mut out = Vec::new();
         head(&mut out, MAP, fields.len() as u64 + 1);
@@ -202,6 +208,7 @@ impl WireMessage {
                 message: fields.text("message")?,
             },
             "error" => Self::Error { message: fields.text("message")? },
+            "list-changed" => Self::ListChanged,
             other => return Err(WireError::Malformed(format!("unknown message type `{other}`"))),
         })
     }
@@ -503,6 +510,7 @@ mod tests {
                 message: "m".repeat(24),
             },
             WireMessage::Error { message: "boom".into() },
+            WireMessage::ListChanged,
         ]
     }
 

@@ -18,6 +18,8 @@
 //! - `peak_rss_mb` (Chromium's whole process tree, from sign-in to the end:
 //!   browser, GPU, utility and renderer processes), `renderer_rss_mb` (the
 //!   largest renderer, the page's, after the reloads),
+//!   `blank_renderer_rss_mb` (the renderer of an `about:blank` page opened
+//!   in the same browser right after: Chromium's own share of a renderer),
 //!   `js_heap_mb` (CDP `JSHeapUsedSize`), `wasm_memory_mb`.
 
 use std::time::Instant;
@@ -115,8 +117,27 @@ pub async fn run(patients: usize, runs: usize) {
         metrics.result.metrics.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.value)
     };
     let wasm = evaluate(&person, "import('/app.js').then((m) => m.default()).then((w) => w.memory.buffer.byteLength).catch(() => -1)").await;
-    let renderer_mb =
-        renderer_rss_kb(browser.pid().expect("Chromium's process id")) as f64 / 1024.0;
+    let root = browser.pid().expect("Chromium's process id");
+    let renderers_before = renderers(root);
+    let (app_renderer, app_kb) =
+        renderers_before.iter().copied().max_by_key(|r| r.1).unwrap_or((0, 0));
+    let renderer_mb = app_kb as f64 / 1024.0;
+    // The same for an empty page, in the same browser and run: what of
+    // the renderer's memory is Chromium's own and what is the app's.
+    let blank = browser.open("about:blank").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let after = renderers(root);
+    let fresh: Vec<u64> = after
+        .iter()
+        .filter(|(pid, _)| !renderers_before.iter().any(|(p, _)| p == pid))
+        .map(|r| r.1)
+        .collect();
+    // A spare renderer Chromium started earlier may host it: then the
+    // largest renderer other than the app's.
+    let blank_kb = fresh.into_iter().max().unwrap_or_else(|| {
+        after.iter().filter(|(pid, _)| *pid != app_renderer).map(|r| r.1).max().unwrap_or(0)
+    });
+    let _ = blank.close().await;
     let runs_ms: Vec<f64> = reloads.iter().map(|m| round(*m, 1)).collect();
     reloads.sort_by(f64::total_cmp);
     let fields: Vec<(&str, Value)> = vec![
@@ -133,6 +154,7 @@ pub async fn run(patients: usize, runs: usize) {
         ("runs_ms", json!(runs_ms)),
         ("peak_rss_mb", json!(round(rss.peak_mb(), 0))),
         ("renderer_rss_mb", json!(round(renderer_mb, 0))),
+        ("blank_renderer_rss_mb", json!(round(blank_kb as f64 / 1024.0, 0))),
         ("js_heap_mb", json!(round(metric("JSHeapUsedSize") / 1048576.0, 1))),
         (
             "wasm_memory_mb",
@@ -148,11 +170,11 @@ pub async fn run(patients: usize, runs: usize) {
     app.stop().await;
 }
 
-/// The resident memory (kB) of the largest renderer process under Chromium
-/// (the page's, after the reloads): what the tab itself holds, without the
+/// Chromium's renderer processes under `root` (the browser process) and
+/// their resident memory (kB): the largest is the page's, without the
 /// browser, GPU and utility processes `peak_rss_mb` adds.
-fn renderer_rss_kb(root: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+fn renderers(root: u32) -> Vec<(u32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut procs: Vec<(u32, u32, u64, bool)> = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -181,5 +203,5 @@ fn renderer_rss_kb(root: u32) -> u64 {
         tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
         i += 1;
     }
-    procs.iter().filter(|p| p.3 && tree.contains(&p.0)).map(|p| p.2).max().unwrap_or(0)
+    procs.iter().filter(|p| p.3 && tree.contains(&p.0)).map(|p| (p.0, p.2)).collect()
 }
