@@ -10,8 +10,8 @@
 //! nothing of the attack is stored or audited, and other people's sync
 //! still works. Attacks run one at a time (they measure one process's
 //! memory and latency on a shared machine). On a loaded machine the
-//! operating system may delay a `/healthz` probe now and then: one in fifty
-//! may take up to 200 ms (`portal::under_attack`).
+//! operating system may delay a `/healthz` probe now and then: one probe,
+//! or one in twenty-five, may take up to 500 ms (`portal::under_attack`).
 //!
 //! `cargo test -p server --test attacks -- --nocapture` prints the numbers.
 
