@@ -14,6 +14,31 @@ use crate::api::{self, ApiError};
 use crate::state::Ui;
 use crate::{replicas, session, webauthn};
 
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/vault.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = canShare)]
+    fn can_share() -> bool;
+}
+
+/// A one-time link just issued, for `who`: in a field to select by hand,
+/// and a button that shares it where the device has a share sheet (phones)
+/// or copies it (vault.js handles `data-hand-over`, and says what happened
+/// inside this live region).
+pub fn issued_link(
+    id: &'static str,
+    class: &'static str,
+    (who, invitation): (String, Invitation),
+) -> impl IntoView + use<> {
+    let Invitation { link, expires_at, .. } = invitation;
+    view! {
+        <div class=class role="status">
+            <label for=id>{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&api::iso(expires_at)))}</label>
+            <input id=id type="text" readonly prop:value=link/>
+            <button type="button" class="secondary" data-hand-over=id>{if can_share() { "Share link" } else { "Copy link" }}</button>
+        </div>
+    }
+}
+
 pub(crate) fn report(ui: Ui, error: RwSignal<Option<String>>, e: ApiError) {
     if e == ApiError::SessionExpired {
         ui.session_expired.set(true);
@@ -355,12 +380,7 @@ fn Caregivers() -> impl IntoView {
                 }
                 view! { <ul>{caregivers.into_iter().map(caregiver_item).collect_view()}</ul> }.into_any()
             })}
-            {move || issued.get().map(|(who, invitation)| view! {
-                <div class="notice" role="status">
-                    <label for="caregiver-link">{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&api::iso(invitation.expires_at)))}</label>
-                    <input id="caregiver-link" type="text" readonly prop:value=invitation.link/>
-                </div>
-            })}
+            {move || issued.get().map(|it| issued_link("caregiver-link", "notice", it))}
             <form class="inline-form" on:submit=invite>
                 <label for="caregiver-name">"Caregiver's name"</label>
                 <input id="caregiver-name" type="text" autocomplete="off" prop:value=move || name.get()

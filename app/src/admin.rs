@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ClinicDetails, ClinicPage, ClinicPerson, Invitation, UserRole};
 
-use crate::account::{loader, report};
+use crate::account::{issued_link, loader, report};
 use crate::api;
 use crate::state::Ui;
 
@@ -32,12 +32,7 @@ pub fn ClinicAdmin() -> impl IntoView {
     view! {
         <Details page error/>
         <Invite show_link/>
-        {move || issued.get().map(|(who, invitation)| view! {
-            <div class="notice card" role="status">
-                <label for="issued-link">{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&api::iso(invitation.expires_at)))}</label>
-                <input id="issued-link" type="text" readonly prop:value=invitation.link/>
-            </div>
-        })}
+        {move || issued.get().map(|it| issued_link("issued-link", "notice card", it))}
         <section class="card" aria-labelledby="people-h">
             <h2 id="people-h">"People"</h2>
             {move || page.get().map(|p| view! {

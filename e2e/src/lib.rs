@@ -375,6 +375,28 @@ impl Person {
         }
     }
 
+    /// Pastes what the browser's clipboard holds into the focused field,
+    /// as Ctrl+V does.
+    pub async fn paste(&self) {
+        use chromiumoxide::cdp::browser_protocol::input::{
+            DispatchKeyEventParams, DispatchKeyEventType,
+        };
+        for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
+            let down = kind == DispatchKeyEventType::KeyDown;
+            let mut event = DispatchKeyEventParams::builder()
+                .r#type(kind)
+                .key("v")
+                .code("KeyV")
+                .windows_virtual_key_code(86)
+                .native_virtual_key_code(86)
+                .modifiers(2);
+            if down {
+                event = event.commands(vec!["paste".to_owned()]);
+            }
+            self.page.execute(event.build().expect("key event")).await.expect("paste");
+        }
+    }
+
     /// Types `text` one key at a time, with key events only.
     pub async fn type_keys(&self, text: &str) {
         for c in text.chars() {

@@ -681,6 +681,19 @@ async fn a_caregiver_the_patient_invites_reads_her_record_until_revoked() {
                 .expect("read the link");
             let link: String = link.into_value().expect("the link is text");
             maria.wait_for(".card li", "has not created a passkey yet").await;
+            // The link is handed over with one press (to the clipboard:
+            // this browser has no share sheet); pasted, it is the link.
+            maria.click(".notice button", "Copy link").await;
+            maria.wait_for(".notice", "Link copied.").await;
+            maria.page.evaluate("document.querySelector('#caregiver-name').focus()").await.expect("focus");
+            maria.paste().await;
+            let pasted = maria
+                .page
+                .evaluate("document.querySelector('#caregiver-name').value")
+                .await
+                .expect("read the field");
+            maria.check(pasted.into_value::<String>().ok() == Some(link.clone()), "the copied link pastes").await;
+            maria.type_into("#caregiver-name", "").await;
 
             // Issue 14: the link's page says who sent it and whose record
             // it opens, before any passkey is made; then she always sees
@@ -1466,6 +1479,8 @@ async fn a_clinic_admin_runs_the_clinic_page_and_patients_read_its_details() {
             jordan.click("fieldset.choice label", "Provider").await;
             jordan.click("button", "Invite").await;
             jordan.wait_for(".notice", "Give Dr. Amara Nwosu this one-time link").await;
+            jordan.click(".notice button", "Copy link").await;
+            jordan.wait_for(".notice", "Link copied.").await;
             let link: String = jordan
                 .page
                 .evaluate("document.querySelector('#issued-link').value")
