@@ -1,7 +1,9 @@
 //! A clinic admin's page (issue 14): what patients read about the clinic
-//! (phone, how soon messages are answered), inviting providers and
-//! patients, and new sign-in links for the clinic's people. Admins read no
-//! clinical record, so they get this page and their account, never a chart.
+//! (phone, how soon messages are answered), the clinic's appointments to
+//! come with its requests to answer (`appointments::ClinicAppointments`),
+//! inviting providers and patients, and new sign-in links for the clinic's
+//! people. Admins read no clinical record, so they get this page and their
+//! account, never a chart.
 //! Everything here needs the network: it is the server's directory.
 
 use leptos::prelude::*;
@@ -29,8 +31,10 @@ pub fn ClinicAdmin() -> impl IntoView {
         }
         Err(e) => report(ui, error, e),
     };
+    let clinic = ui.me.with_untracked(|m| m.as_ref().and_then(|m| m.clinics.first().map(|c| c.id)));
     view! {
         <Details page error/>
+        {clinic.map(|clinic| view! { <crate::appointments::ClinicAppointments clinic/> })}
         <Invite show_link/>
         {move || issued.get().map(|it| issued_link("issued-link", "notice card", it))}
         <section class="card" aria-labelledby="people-h">

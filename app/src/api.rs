@@ -6,9 +6,10 @@
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
 use shared::api::{
-    AuditEntry, AuthorizedApp, Caregiver, ClinicDetails, ClinicPage, ClinicRef, Consent, Decode,
-    DocumentInfo, DownloadReport, Encode, Invitation, Me, Millis, NewCaregiver, NewInvitation,
-    OfflineSet, OpenLink, Passkey, PasskeyName, PatientRow, PatientSearch, RemovedCopies, UserRole,
+    AppointmentAnswer, AuditEntry, AuthorizedApp, Caregiver, ClinicAppointment, ClinicDetails,
+    ClinicPage, ClinicRef, Consent, Decode, DocumentInfo, DownloadReport, Encode, Invitation, Me,
+    Millis, NewCaregiver, NewInvitation, OfflineSet, OpenLink, Passkey, PasskeyName, PatientRow,
+    PatientSearch, RemovedCopies, UserRole,
 };
 use shared::{ClinicId, DocId, PatientId, UserId};
 use wasm_bindgen::JsCast;
@@ -316,6 +317,15 @@ pub async fn caregiver_link(user: UserId) -> Result<Invitation, ApiError> {
 /// A clinic admin's clinic: its details and people.
 pub async fn clinic_page() -> Result<ClinicPage, ApiError> {
     read(call("GET", "/api/clinic", None).await?)
+}
+
+/// A clinic admin's appointments to come (the server reads them for them).
+pub async fn clinic_appointments() -> Result<Vec<ClinicAppointment>, ApiError> {
+    read(call("GET", "/api/clinic/appointments", None).await?)
+}
+
+pub async fn answer_appointment(answer: &AppointmentAnswer) -> Result<(), ApiError> {
+    call("POST", "/api/clinic/appointments", Some(&body(answer))).await.map(drop)
 }
 
 pub async fn set_clinic_details(details: &ClinicDetails) -> Result<(), ApiError> {

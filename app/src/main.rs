@@ -8,6 +8,7 @@
 mod account;
 mod admin;
 mod api;
+mod appointments;
 mod download;
 mod drafts;
 mod json;

@@ -5,9 +5,7 @@ use leptos::prelude::*;
 use shared::catalog;
 use shared::record::{self};
 use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
-use shared::status::{
-    AllergyStatus, AppointmentStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side,
-};
+use shared::status::{AllergyStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side};
 use shared::{ClinicId, DocId, EntryId, PatientId};
 
 use crate::drafts::{self, Draft};
@@ -923,10 +921,8 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     move || {
         ui.version.track();
         let data = reads::patient_data(patient);
-        let today = replicas::now();
         let mut allergies = Vec::new();
         let mut shots = Vec::new();
-        let mut upcoming = Vec::new();
         for (doc, clinic, record) in &data.clinical {
             for (id, a) in &record.allergies {
                 allergies.push((*doc, *clinic, id.clone(), a.clone()));
@@ -934,14 +930,8 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             for (id, i) in &record.immunizations {
                 shots.push((*doc, *clinic, id.clone(), i.clone()));
             }
-            for a in record.appointments.values() {
-                if a.start >= today && a.status == AppointmentStatus::Booked {
-                    upcoming.push(a.clone());
-                }
-            }
         }
         logic::sort_by_key(&mut shots, Order::Descending, |shot| shot.3.occurrence.clone());
-        logic::sort_by_key(&mut upcoming, Order::Ascending, |a| a.start.clone());
         let allergy_items = allergies
             .into_iter()
             .map(|(doc, clinic, id, a)| {
@@ -959,13 +949,9 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             .into_iter()
             .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {logic::date(&i.occurrence).to_owned()} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", i.status.code())}</li> })
             .collect_view();
-        let appointment_items = upcoming
-            .into_iter()
-            .map(|a| view! { <li><strong>{logic::date_time(&a.start)}</strong> " · " {a.reason.clone()} " · " {a.provenance.clinic_name.clone()}</li> })
-            .collect_view();
         view! {
             <section class="card" aria-labelledby="allergy-h"><h2 id="allergy-h">"Allergies"</h2><ul>{allergy_items}</ul></section>
-            <section class="card" aria-labelledby="appt-h"><h2 id="appt-h">"Upcoming appointments"</h2><ul>{appointment_items}</ul></section>
+            {crate::appointments::section(ui, &data, patient, staff)}
             <section class="card" aria-labelledby="imm-h"><h2 id="imm-h">"Immunizations"</h2><ul>{shot_items}</ul></section>
         }
     }

@@ -29,7 +29,12 @@ fn principal_of(me: &Me) -> Option<Principal> {
         UserRole::Provider => Role::Provider { clinics },
         UserRole::Admin => Role::ClinicAdmin { clinic: *clinics.first()? },
     };
-    let clinic_names = me.clinics.iter().map(|c| (c.id, c.name.clone())).collect();
+    // The patient side's are the clinics it consents to (it asks them for appointments).
+    let clinic_names = if me.patient_id.is_some() {
+        me.care.iter().map(|c| (c.id, c.name.clone())).collect()
+    } else {
+        me.clinics.iter().map(|c| (c.id, c.name.clone())).collect()
+    };
     let colleagues =
         me.colleagues.iter().map(|c| (c.clinic_id, c.user_id, c.display_name.clone())).collect();
     Some(Principal {

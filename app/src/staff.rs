@@ -169,7 +169,7 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
 
 /// Who records an entry, as the write policy knows them (`who`, given to
 /// `replicas::edit`'s closure).
-fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance> {
+pub fn provenance(who: &Principal, clinic: ClinicId, at: &str) -> Option<Provenance> {
     Some(Provenance {
         clinic,
         clinic_name: who.clinic_name(clinic).unwrap_or_default().to_owned(),

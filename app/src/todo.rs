@@ -1,5 +1,6 @@
 //! A provider's work queue, "To do" (issue 14): messages from patients the
-//! clinic has not answered, refill requests waiting for the clinic, and
+//! clinic has not answered, refill and appointment requests waiting for the
+//! clinic (an appointment request is answered right here), and
 //! results recorded in the last `RESULT_DAYS` days by someone else (a
 //! colleague or another clinic), oldest first; derived from the replicas on
 //! this device, so it works offline and follows every change synced in.
@@ -16,7 +17,7 @@ use automerge::ChangeHash;
 use leptos::prelude::*;
 use shared::record;
 use shared::schema::{Collection, MessageThread, Provenance, Task};
-use shared::status::{RefillStatus, ResultStatus, TaskStatus};
+use shared::status::{AppointmentStatus, RefillStatus, ResultStatus, TaskStatus};
 use shared::{ClinicId, DocId, DocKind, EntryId, PatientId, UserId};
 
 use crate::reads::{self, PatientData};
@@ -171,6 +172,17 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
                 String::new(),
             );
         }
+        // Appointment requests to the clinic, since asked (again).
+        for (id, a) in data.clinic_record(clinic).iter().flat_map(|r| &r.appointments) {
+            if a.status == AppointmentStatus::Proposed {
+                let since = a.status_at.as_deref().unwrap_or(&a.provenance.recorded);
+                let what = match &a.preferred {
+                    Some(p) => format!("{} (preferred: {p})", a.reason),
+                    None => a.reason.clone(),
+                };
+                push(Collection::Appointments, id, since, what, String::new());
+            }
+        }
         // A report is one item; a result outside a report another.
         for (_, _, c) in &data.clinical {
             for (id, r) in &c.reports {
@@ -237,6 +249,7 @@ fn label(kind: Collection) -> &'static str {
     match kind {
         Collection::Messages => "Message",
         Collection::RefillRequests => "Refill request",
+        Collection::Appointments => "Appointment request",
         _ => "New result",
     }
 }
@@ -275,6 +288,8 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                 let age = logic::age(&now, &item.since);
                 let head = format!("{} · {} · {age}", item.name, label(item.kind));
                 let (what, state) = (item.what.clone(), item.state.clone());
+                let answer = (item.kind == Collection::Appointments)
+                    .then_some((item.patient, item.clinic, item.focus));
                 let (a, b, c) = (item.clone(), item.clone(), options.clone());
                 let open = move |_| {
                     let target = crate::item_page(ui, a.patient, a.kind);
@@ -296,6 +311,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                         <p class="body">{what}</p>
                         {(!state.is_empty()).then(|| view! { <p class="meta">{state}</p> })}
                         {owner.map(|o| view! { <p class="meta"><strong>{o}</strong></p> })}
+                        {answer.map(|(patient, clinic, id)| view! { <crate::appointments::Answer patient clinic id status=AppointmentStatus::Proposed clinic_side=true/> })}
                         <div class="inline-form">
                             <select aria-label="Assign to" on:change=move |ev| chosen.set(event_target_value(&ev))>
                                 <option value="">"Assign to…"</option>
@@ -313,7 +329,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
     view! {
         <section class="card" aria-labelledby="todo-h">
             <h2 id="todo-h">"To do"</h2>
-            <p class="muted">"Messages waiting for an answer, refill requests and new results from others, oldest first."</p>
+            <p class="muted">"Messages waiting for an answer, refill and appointment requests, and new results from others, oldest first."</p>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {list}
         </section>
