@@ -464,6 +464,13 @@ pub fn Trend(patient: PatientId) -> impl IntoView {
                             <tbody>{results.iter().map(|o| view! { <tr><td>{logic::date(&o.effective).to_owned()}</td><td class="value">{value_text(o)}</td><td>{crate::safety_view::flag(o)}</td></tr> }).collect_view()}</tbody>
                         </table></div>
                     </details>
+                    {catalog::about(&code).map(|about| view! {
+                        <details class="about">
+                            <summary>"About this test"</summary>
+                            <p>{about}</p>
+                            <p class="muted">"Your clinician can tell you what your results mean for you."</p>
+                        </details>
+                    })}
                 }
                 .into_any()
             }}

@@ -293,6 +293,10 @@ async fn records_stored_on_the_device_open_offline() {
     click(&page, "main button", "View trend").await;
     wait_for_text(&page, ".trend figcaption", "2025-06-10").await;
     wait_for_text(&page, "main .latest", "Latest 7.2 % on 2025-06-10, up from 6.1").await;
+    // What the test measures, from the catalog on the device (issue 15).
+    click(&page, "main details.about summary", "About this test").await;
+    wait_for_text(&page, "main details.about", "average blood sugar over the past 2 to 3 months")
+        .await;
     // The view has its own address; Back goes to Results.
     let path: String = page.evaluate("location.pathname").await.unwrap().into_value().unwrap();
     assert_eq!(path, "/results/trend/4548-4");

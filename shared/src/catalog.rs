@@ -252,33 +252,118 @@ pub const VACCINES: &[Vaccine] = &[
 ];
 
 /// The names patients know tests and panels by, after the plain-language
-/// names patient portals and lab-test guides use; LOINC's own names stay the
-/// coded ones (shown beside these, and exported).
-const PLAIN_NAMES: &[(&str, &str)] = &[
-    ("4548-4", "Hemoglobin A1c"),
-    ("2093-3", "Total cholesterol"),
-    ("2085-9", "HDL cholesterol (\"good\")"),
-    ("13457-7", "LDL cholesterol (\"bad\")"),
-    ("2571-8", "Triglycerides"),
-    ("62238-1", "eGFR (kidney function)"),
-    ("2160-0", "Creatinine"),
-    ("2345-7", "Glucose"),
-    ("2951-2", "Sodium"),
-    ("2823-3", "Potassium"),
-    ("6690-2", "White blood cells"),
-    ("789-8", "Red blood cells"),
-    ("718-7", "Hemoglobin"),
-    ("4544-3", "Hematocrit"),
-    ("777-3", "Platelets"),
-    ("3016-3", "TSH (thyroid)"),
-    ("57698-3", "Lipid panel (cholesterol)"),
-    ("51990-0", "Basic metabolic panel"),
-    ("58410-2", "Complete blood count (CBC)"),
+/// names patient portals and lab-test guides use (LOINC's own names stay the
+/// coded ones, shown beside these, and exported), each with a sentence or two
+/// on what it measures, for "About this test". General words only: what a
+/// result means for the person is their clinician's to say, and the app
+/// says so under them.
+const FOR_PEOPLE: &[(&str, &str, &str)] = &[
+    (
+        "4548-4",
+        "Hemoglobin A1c",
+        "Your average blood sugar over the past 2 to 3 months. It is used to find diabetes and to see how well it is controlled.",
+    ),
+    (
+        "2093-3",
+        "Total cholesterol",
+        "All the cholesterol in your blood. Read together with HDL, LDL and triglycerides, it helps judge the risk of heart disease and stroke.",
+    ),
+    (
+        "2085-9",
+        "HDL cholesterol (\"good\")",
+        "Cholesterol that carries extra cholesterol away from your arteries: a higher level is usually better.",
+    ),
+    (
+        "13457-7",
+        "LDL cholesterol (\"bad\")",
+        "Cholesterol that can build up in the walls of your arteries: a lower level is usually better.",
+    ),
+    (
+        "2571-8",
+        "Triglycerides",
+        "A kind of fat in your blood. High levels add to the risk of heart disease; they rise after a meal, so this test is often taken fasting.",
+    ),
+    (
+        "62238-1",
+        "eGFR (kidney function)",
+        "An estimate of how well your kidneys filter your blood, worked out from creatinine and your age. A lower number means the kidneys filter less.",
+    ),
+    (
+        "2160-0",
+        "Creatinine",
+        "A waste product of your muscles that healthy kidneys remove. A high level can mean the kidneys are not filtering well.",
+    ),
+    (
+        "2345-7",
+        "Glucose",
+        "The sugar in your blood at the time of the test. It is used to find and follow diabetes; eating beforehand raises it.",
+    ),
+    (
+        "2951-2",
+        "Sodium",
+        "A salt that keeps the balance of water in your body. It can change with some medicines, with fluids and with illness.",
+    ),
+    (
+        "2823-3",
+        "Potassium",
+        "A mineral your heart and muscles need to work. A level too high or too low can affect the heart's rhythm.",
+    ),
+    (
+        "6690-2",
+        "White blood cells",
+        "The cells that fight infection. A high count can come with an infection or inflammation; a low count makes infections more likely.",
+    ),
+    (
+        "789-8",
+        "Red blood cells",
+        "The cells that carry oxygen around your body. A low count can mean anemia.",
+    ),
+    (
+        "718-7",
+        "Hemoglobin",
+        "The protein in red blood cells that carries oxygen. A low level, called anemia, can make you feel tired or short of breath.",
+    ),
+    (
+        "4544-3",
+        "Hematocrit",
+        "How much of your blood is made of red blood cells. A low level can mean anemia.",
+    ),
+    (
+        "777-3",
+        "Platelets",
+        "Small cells that help your blood clot. Too few can cause bleeding or bruising; too many can cause clots.",
+    ),
+    (
+        "3016-3",
+        "TSH (thyroid)",
+        "A hormone that tells your thyroid how hard to work. A high level often means an underactive thyroid, a low one an overactive thyroid.",
+    ),
+    (
+        "57698-3",
+        "Lipid panel (cholesterol)",
+        "The fats in your blood: total, HDL and LDL cholesterol, and triglycerides.",
+    ),
+    (
+        "51990-0",
+        "Basic metabolic panel",
+        "Blood sugar, salts and kidney function, from one blood sample.",
+    ),
+    (
+        "58410-2",
+        "Complete blood count (CBC)",
+        "The cells in your blood: red and white blood cells and platelets.",
+    ),
 ];
 
 /// The plain name of a LOINC-coded test or panel, if the catalog has one.
 pub fn plain_name(loinc: &str) -> Option<&'static str> {
-    PLAIN_NAMES.iter().find(|(code, _)| *code == loinc).map(|(_, name)| *name)
+    FOR_PEOPLE.iter().find(|t| t.0 == loinc).map(|t| t.1)
+}
+
+/// What a LOINC-coded test or panel measures, in a sentence or two, if the
+/// catalog says.
+pub fn about(loinc: &str) -> Option<&'static str> {
+    FOR_PEOPLE.iter().find(|t| t.0 == loinc).map(|t| t.2)
 }
 
 /// A UCUM unit as people write it ("10*3/uL" is "thousand/µL"); units
@@ -356,6 +441,17 @@ mod tests {
         }
         assert_eq!(readable_unit("mmol/L"), "mmol/L");
         assert_eq!(plain_name("0000-0"), None);
+    }
+
+    #[test]
+    fn every_test_and_panel_says_what_it_measures_in_a_sentence_or_two() {
+        let codes = LAB_TESTS.iter().map(|t| t.loinc).chain(PANELS.iter().map(|p| p.loinc));
+        for code in codes {
+            let about = about(code).unwrap_or_else(|| panic!("{code} has no About text"));
+            assert!((20..=200).contains(&about.len()), "{code}: {} bytes", about.len());
+            assert!(about.ends_with('.'), "{code}: a sentence");
+        }
+        assert_eq!(about("0000-0"), None);
     }
 
     #[test]
