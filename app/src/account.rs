@@ -32,7 +32,7 @@ pub fn issued_link(
     let Invitation { link, expires_at, .. } = invitation;
     view! {
         <div class=class role="status">
-            <label for=id>{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::logic::date_time(&api::iso(expires_at)))}</label>
+            <label for=id>{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::when::moment(&api::iso(expires_at)))}</label>
             <input id=id type="text" readonly prop:value=link/>
             <button type="button" class="secondary" data-hand-over=id>{if can_share() { "Share link" } else { "Copy link" }}</button>
         </div>
@@ -115,7 +115,7 @@ fn Passkeys() -> impl IntoView {
                     <p>{list.into_iter().map(|link| format!(
                         "A sign-in link for your account from {} is open until {}. ",
                         link.issued_by.unwrap_or_else(|| "the portal's operator".to_owned()),
-                        crate::logic::date_time(&api::iso(link.expires_at)),
+                        crate::when::moment(&api::iso(link.expires_at)),
                     )).collect::<String>()}
                     "Whoever uses it replaces all your passkeys. If you did not ask for it, cancel it."</p>
                     <button type="button" on:click=move |_| spawn_local(async move {
@@ -165,7 +165,7 @@ fn Passkeys() -> impl IntoView {
                                         }
                                     })
                                 } aria-label=format!("Remove {label}")>"Remove"</button>
-                                <span class="muted">{format!("added {} · last used {}{about}", crate::logic::date(&api::iso(created)), used.map_or("never".into(), |at| crate::logic::date_time(&api::iso(at))))}</span>
+                                <span class="muted">{format!("added {} · last used {}{about}", crate::when::day(&api::iso(created)), used.map_or("never".into(), |at| crate::when::moment(&api::iso(at))))}</span>
                             </li>
                         }
                     }).collect_view()}
@@ -432,7 +432,7 @@ fn Audit() -> impl IntoView {
                     <ul class="log">
                         {list.into_iter().map(|r| view! {
                             <li>{format!("{} {}", who_did(&r, me), r.action.label())}
-                                <span class="muted">{format!(" · {}", crate::logic::date_time(&api::iso(r.at)))}</span></li>
+                                <span class="muted">{format!(" · {}", crate::when::moment(&api::iso(r.at)))}</span></li>
                         }).collect_view()}
                     </ul>
                 }.into_any()
@@ -472,7 +472,7 @@ fn Apps() -> impl IntoView {
                     view! {
                         <p>
                             <strong>{a.app.clone()}</strong>
-                            {format!(" reads {what}, since {} ", crate::logic::date(&api::iso(a.granted_at)))}
+                            {format!(" reads {what}, since {} ", crate::when::day(&api::iso(a.granted_at)))}
                             <button type="button" class="secondary" on:click=remove>{format!("Take away {}'s access", a.app)}</button>
                         </p>
                     }

@@ -42,8 +42,8 @@ fn state(status: A, start: &str, reason: Option<&str>, by_me: bool, sent: bool) 
     match status {
         A::Proposed if !sent => "Requested, waiting to be sent".into(),
         A::Proposed => "Requested, waiting for the clinic".into(),
-        A::Pending => format!("The clinic offers {}", logic::date_time(start)),
-        A::Booked => format!("Booked for {}", logic::date_time(start)),
+        A::Pending => format!("The clinic offers {}", crate::when::clinic_time(start)),
+        A::Booked => format!("Booked for {}", crate::when::clinic_time(start)),
         A::Cancelled if by_me => "Cancelled by you".into(),
         A::Cancelled => match reason {
             Some(r) if start.is_empty() => format!("Declined by the clinic: {r}"),
@@ -98,13 +98,16 @@ pub fn section(
     let may_ask =
         me.as_ref().is_some_and(|m| m.role == shared::api::UserRole::Patient || m.may_message())
             && staff.is_none();
-    let today = replicas::now();
-    let cutoff = logic::minutes(&today).unwrap_or(0) - 30 * 1440;
+    let cutoff = logic::minutes(&replicas::now()).unwrap_or(0) - 30 * 1440;
+    // A booked time is the clinic's wall clock (not an instant): it stays
+    // listed through its whole day on the person's calendar, which is the
+    // clinic's for anyone who goes there.
+    let today = crate::when::today();
     let mut list = Vec::new();
     for (doc, clinic, record) in &data.clinical {
         for (id, a) in &record.appointments {
             let shown = match a.status {
-                A::Booked => a.start >= today,
+                A::Booked => logic::date(&a.start) >= today.as_str(),
                 A::Proposed | A::Pending => true,
                 A::Cancelled => {
                     logic::minutes(a.status_at.as_deref().unwrap_or_default()).unwrap_or(0)

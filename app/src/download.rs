@@ -172,9 +172,19 @@ fn table(out: &mut String, id: &str, title: &str, columns: &[&str], rows: &[Vec<
     out.push_str("</tbody></table></div></section>");
 }
 
-/// Sorted by the first column (newest first for a date), then as found.
+/// Sorted by the first column, then as found.
 fn sorted(mut rows: Vec<Vec<String>>, order: Order) -> Vec<Vec<String>> {
     logic::sort_by_key(&mut rows, order, |r| r[0].clone());
+    rows
+}
+
+/// Newest first by the stamp in the first column, which is then written
+/// for people by `show` (`when::day`, or `when::clinic_time` for a visit).
+fn newest(rows: Vec<Vec<String>>, show: fn(&str) -> String) -> Vec<Vec<String>> {
+    let mut rows = sorted(rows, Order::Descending);
+    for row in &mut rows {
+        row[0] = show(&row[0]);
+    }
     rows
 }
 
@@ -206,11 +216,11 @@ fn summary_tables(data: &reads::PatientData) -> String {
                 (None, None) => "",
             };
             let flag = flag.to_owned();
-            results.push(vec![logic::date(&o.effective).to_owned(), test, value, range, flag]);
+            results.push(vec![o.effective.clone(), test, value, range, flag]);
         }
         let clinic = |p: &shared::schema::Provenance| p.clinic_name.clone();
         for m in record.prescriptions.values().filter(|m| kept(m.status.code())) {
-            let date = logic::date(&m.authored).to_owned();
+            let date = m.authored.clone();
             let status = m.status.code().to_owned();
             meds.push(vec![
                 date,
@@ -226,23 +236,17 @@ fn summary_tables(data: &reads::PatientData) -> String {
             allergies.push(vec![a.substance.clone(), what, status, clinic(&a.provenance)]);
         }
         for i in record.immunizations.values().filter(|i| kept(i.status.code())) {
-            let date = logic::date(&i.occurrence).to_owned();
+            let date = i.occurrence.clone();
             let status = i.status.code().to_owned();
             shots.push(vec![date, i.vaccine.clone(), status, clinic(&i.provenance)]);
         }
         for a in record.appointments.values().filter(|a| kept(a.status.code())) {
             let status = a.status.code().to_owned();
-            visits.push(vec![
-                logic::date_time(&a.start),
-                a.reason.clone(),
-                status,
-                clinic(&a.provenance),
-            ]);
+            visits.push(vec![a.start.clone(), a.reason.clone(), status, clinic(&a.provenance)]);
         }
     }
-    let newest = Order::Descending;
     let mut html = String::new();
-    let results = sorted(results, newest);
+    let results = newest(results, crate::when::day);
     table(
         &mut html,
         "sum-results",
@@ -250,7 +254,7 @@ fn summary_tables(data: &reads::PatientData) -> String {
         &["Date", "Test", "Result", "Reference range", "Flag"],
         &results,
     );
-    let meds = sorted(meds, newest);
+    let meds = newest(meds, crate::when::day);
     table(
         &mut html,
         "sum-meds",
@@ -266,9 +270,9 @@ fn summary_tables(data: &reads::PatientData) -> String {
         &["Substance", "Reaction", "Status", "Clinic"],
         &allergies,
     );
-    let shots = sorted(shots, newest);
+    let shots = newest(shots, crate::when::day);
     table(&mut html, "sum-imm", "Immunizations", &["Date", "Vaccine", "Status", "Clinic"], &shots);
-    let visits = sorted(visits, newest);
+    let visits = newest(visits, crate::when::clinic_time);
     table(&mut html, "sum-appt", "Appointments", &["When", "Reason", "Status", "Clinic"], &visits);
     html
 }
@@ -290,7 +294,7 @@ pub fn Summary(patient: PatientId) -> impl IntoView {
     };
     let copy = move || {
         let synced =
-            ui.last_synced.get().map(|s| format!(" (last synced {})", logic::date_time(&s)));
+            ui.last_synced.get().map(|s| format!(" (last synced {})", crate::when::moment(&s)));
         format!("From this device's copy, {}{}", today(), synced.unwrap_or_default())
     };
     view! {

@@ -2,8 +2,12 @@
 //! (`cargo test -p app`). Grouping results into panels, refills left, trend
 //! chart geometry, dates.
 
-use shared::schema::{ClinicalRecord, Observation, PatientRecord, Prescription, Report};
+use shared::EntryId;
+use shared::schema::{
+    ClinicalRecord, Message, MessageThread, Observation, PatientRecord, Prescription, Report,
+};
 use shared::status::RefillStatus;
+use shared::status::Side;
 
 use shared::vec_map::VecMap;
 
@@ -125,17 +129,10 @@ pub fn age(now: &str, then: &str) -> String {
     }
 }
 
-/// The date part of a stamp, for display.
+/// The date part of a stamp, for comparing days (people read dates
+/// through `when`).
 pub fn date(stamp: &str) -> &str {
     stamp.get(0..10).unwrap_or(stamp)
-}
-
-/// Date and time (minutes) of a stamp, for display.
-pub fn date_time(stamp: &str) -> String {
-    match (stamp.get(0..10), stamp.get(11..16)) {
-        (Some(d), Some(t)) => format!("{d} {t}"),
-        _ => stamp.to_owned(),
-    }
 }
 
 /// A trend chart laid out in a `width` x `height` box (SVG user units).
@@ -298,6 +295,79 @@ fn sort_keyed<K: Ord>(keyed: &mut [(K, usize)], order: Order) {
         let by_key = if order == Order::Descending { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
         by_key.then(a.1.cmp(&b.1))
     });
+}
+
+/// One conversation of a thread: its first message's id (`None` for the
+/// messages from before conversations), and its messages in the order
+/// written (by time sent, then id).
+pub struct Conversation<'a> {
+    pub first: Option<String>,
+    pub messages: Vec<(&'a str, &'a Message)>,
+}
+
+impl<'a> Conversation<'a> {
+    /// What it is about: its subject, else the start of its first message.
+    pub fn title(&self) -> String {
+        match self.head() {
+            Some(Message { topic: Some(topic), .. }) if !topic.trim().is_empty() => {
+                topic.trim().to_owned()
+            }
+            Some(first) => opening(&first.body),
+            None => String::new(),
+        }
+    }
+
+    /// The result its first message is about, if any.
+    pub fn about(&self) -> Option<EntryId> {
+        self.head()?.about
+    }
+
+    /// Its first message, if this device has it (sync brings it before its
+    /// replies, but a view need not count on that).
+    fn head(&self) -> Option<&'a Message> {
+        match &self.first {
+            Some(first) => self.messages.iter().find(|(id, _)| id == first).map(|(_, m)| *m),
+            None => self.messages.first().map(|(_, m)| *m),
+        }
+    }
+
+    /// Messages from the other side of `reader` no one of theirs has read.
+    pub fn unread(&self, reader: Side) -> usize {
+        self.messages.iter().filter(|(_, m)| m.side != reader && m.read_at.is_none()).count()
+    }
+
+    pub fn last_at(&self) -> &str {
+        self.messages.last().map_or("", |(_, m)| m.sent_at.as_str())
+    }
+}
+
+/// The conversations of a thread, the one with the latest message first.
+pub fn conversations(thread: &MessageThread) -> Vec<Conversation<'_>> {
+    let mut messages: Vec<_> = thread.messages.iter().map(|(id, m)| (id.as_str(), m)).collect();
+    // The map lists ids in order and the sort keeps ties in order.
+    sort_by_key(&mut messages, Order::Ascending, |m| m.1.sent_at.clone());
+    let mut all: Vec<Conversation<'_>> = Vec::new();
+    for (id, m) in messages {
+        let key = m.conversation(id);
+        match all.iter_mut().find(|c| c.first == key) {
+            Some(c) => c.messages.push((id, m)),
+            None => all.push(Conversation { first: key, messages: vec![(id, m)] }),
+        }
+    }
+    sort_by_key(&mut all, Order::Descending, |c| c.last_at().to_owned());
+    all
+}
+
+/// The first words of a message, as the title of a conversation that has
+/// no subject: at most about 60 characters, cut between words.
+pub fn opening(body: &str) -> String {
+    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    if line.chars().count() <= 60 {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(60).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{}…", cut.trim_end_matches([',', ';', ':', '.']))
 }
 
 #[cfg(test)]
@@ -532,5 +602,62 @@ mod tests {
             let rust = text.replace(',', ".").parse::<f64>().ok().filter(|v| v.is_finite());
             assert_eq!(parse_value(text).ok(), rust, "{text}");
         }
+    }
+
+    fn message(side: Side, at: &str, body: &str) -> Message {
+        Message {
+            author: UserId::mint(),
+            author_name: "Maria Santos".into(),
+            side,
+            sent_at: at.into(),
+            body: body.into(),
+            read_at: None,
+            read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
+        }
+    }
+
+    #[test]
+    fn messages_group_into_conversations_latest_first() {
+        let mut thread = MessageThread::default();
+        let knee = EntryId::mint();
+        let old = message(Side::Patient, "2026-01-01T10:00:00Z", "Before conversations");
+        thread.messages.insert(EntryId::mint().to_string(), old);
+        let first = Message {
+            topic: Some("My knee".into()),
+            ..message(Side::Patient, "2026-02-01T10:00:00Z", "It hurts")
+        };
+        thread.messages.insert(knee.to_string(), first);
+        let answer = Message {
+            in_response_to: Some(knee),
+            ..message(Side::Clinic, "2026-02-02T10:00:00Z", "Come in")
+        };
+        thread.messages.insert(EntryId::mint().to_string(), answer);
+        let untitled = Message {
+            topic: Some(" ".into()),
+            ..message(
+                Side::Clinic,
+                "2026-01-15T10:00:00Z",
+                "Your flu shot is due, and the clinic has it in stock now for everyone",
+            )
+        };
+        thread.messages.insert(EntryId::mint().to_string(), untitled);
+
+        let all = conversations(&thread);
+        let titles: Vec<String> = all.iter().map(Conversation::title).collect();
+        assert_eq!(
+            titles,
+            [
+                "My knee",
+                "Your flu shot is due, and the clinic has it in stock now…",
+                "Before conversations"
+            ]
+        );
+        assert_eq!(all[0].messages.len(), 2);
+        assert_eq!(all[0].messages[1].1.body, "Come in");
+        assert_eq!((all[0].unread(Side::Patient), all[0].unread(Side::Clinic)), (1, 1));
+        assert_eq!(all[2].first, None);
     }
 }

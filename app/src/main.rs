@@ -13,6 +13,7 @@ mod download;
 mod drafts;
 mod json;
 mod logic;
+mod messages;
 mod patient;
 mod persist;
 mod reads;
@@ -27,6 +28,7 @@ mod sync;
 mod todo;
 mod vault;
 mod webauthn;
+mod when;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -300,9 +302,9 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
 fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> impl IntoView {
     match tab {
         Tab::Results => view! { <patient::Results patient staff/> }.into_any(),
-        Tab::Trend => view! { <patient::Trend patient/> }.into_any(),
+        Tab::Trend => view! { <patient::Trend patient staff/> }.into_any(),
         Tab::Medications => view! { <patient::Medications patient staff/> }.into_any(),
-        Tab::Messages => view! { <patient::Messages patient staff/> }.into_any(),
+        Tab::Messages => view! { <messages::Messages patient staff/> }.into_any(),
         Tab::Health => view! { <patient::Health patient staff/> }.into_any(),
         Tab::Write => match staff {
             Some(clinic) => view! {
@@ -359,12 +361,16 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
                 || (p == trend && target == Page::Record(Tab::Results)))
             .then_some("page")
         };
-        // Results counts what is new since the person last opened it.
+        // Results counts what is new since the person last opened it;
+        // Messages, what the clinics wrote that is not read yet.
         let new = move || {
             let patient = ui.me.with(|m| m.as_ref().and_then(|m| m.patient_id))?;
-            let n = (target == Page::Record(Tab::Results))
-                .then(|| patient::new_results(ui, patient))?;
-            (n > 0).then(|| format!(" ({n} new)"))
+            let (n, what) = match target {
+                Page::Record(Tab::Results) => (patient::new_results(ui, patient), "new"),
+                Page::Record(Tab::Messages) => (messages::unread(ui, patient), "unread"),
+                _ => return None,
+            };
+            (n > 0).then(|| format!(" ({n} {what})"))
         };
         view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}{new}</button> }
     };

@@ -4,8 +4,8 @@
 use leptos::prelude::*;
 use shared::catalog;
 use shared::record::{self};
-use shared::schema::{Collection, DocKind, Message, Observation, Prescription, RefillRequest};
-use shared::status::{AllergyStatus, PrescriptionStatus, RefillStatus, ResultStatus, Side};
+use shared::schema::{Collection, DocKind, Observation, Prescription, RefillRequest};
+use shared::status::{AllergyStatus, PrescriptionStatus, RefillStatus, ResultStatus};
 use shared::{ClinicId, DocId, EntryId, PatientId};
 
 use crate::drafts::{self, Draft};
@@ -13,6 +13,7 @@ use crate::logic::{self, Group, Order};
 use crate::reads::{self, PatientData};
 use crate::replicas;
 use crate::state::Ui;
+use crate::when;
 use shared::vec_map::VecMap;
 
 /// Where staff write: `Some(clinic)` in a chart opened by that clinic's staff.
@@ -131,7 +132,7 @@ fn group_view(doc: DocId, clinic_name: String, group: Group, editable: bool) -> 
         <article class="panel">
             <h3>{group.title.clone()}</h3>
             <p class="meta">
-                {logic::date(&group.effective).to_owned()} " · " {clinic_name}
+                {when::day(&group.effective)} " · " {clinic_name}
                 {(status == Some(ResultStatus::EnteredInError)).then(|| view! { " · " <span class="tag error-tag">"Entered in error"</span> })}
             </p>
             <div class="table-wrap">
@@ -257,7 +258,7 @@ pub fn new_results(ui: Ui, patient: PatientId) -> usize {
 
 /// Opens the trend of `code` in the view the person is in (their record or
 /// a chart).
-fn open_trend(ui: Ui, code: String) {
+pub fn open_trend(ui: Ui, code: String) {
     ui.trend.set(code);
     ui.page.update(|p| {
         *p = match *p {
@@ -291,7 +292,7 @@ fn latest_results(
                     <td>{crate::safety_view::flag(latest)}</td>
                     <td class="range">{range_text(latest)}</td>
                     <td>{direction(results)}</td>
-                    <td>{logic::date(&latest.effective).to_owned()}</td>
+                    <td>{when::day(&latest.effective)}</td>
                     <td>{numeric.then(|| view! {
                         <button type="button" class="link" aria-label=label on:click=move |_| open_trend(ui, code.clone())>"View trend"</button>
                     })}</td>
@@ -419,7 +420,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
 /// One test's results over time: its chart with the reference band, the
 /// latest value and its direction in words, and the same as a table.
 #[component]
-pub fn Trend(patient: PatientId) -> impl IntoView {
+pub fn Trend(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     let ui = expect_context::<Ui>();
     view! {
         <section class="card" aria-labelledby="trend-h">
@@ -431,7 +432,8 @@ pub fn Trend(patient: PatientId) -> impl IntoView {
             }>"← All results"</button>
             {move || {
                 ui.version.track();
-                let tests = by_test(&reads::patient_data(patient));
+                let data = reads::patient_data(patient);
+                let tests = by_test(&data);
                 let wanted = ui.trend.get();
                 let code = if tests.get(&wanted).is_some_and(|r| r[0].value_quantity.is_some()) { wanted } else { main_test(&tests) };
                 let Some(results) = tests.get(&code) else {
@@ -448,7 +450,7 @@ pub fn Trend(patient: PatientId) -> impl IntoView {
                 let said = format!(
                     "Latest {} on {}{}",
                     value_text(latest),
-                    logic::date(&latest.effective),
+                    when::day(&latest.effective),
                     match direction(results).as_str() { "" => String::new(), d => format!(", {d}") }
                 );
                 view! {
@@ -461,9 +463,10 @@ pub fn Trend(patient: PatientId) -> impl IntoView {
                         <summary>"Show as table"</summary>
                         <div class="table-wrap"><table>
                             <thead><tr><th scope="col">"Date"</th><th scope="col">"Result"</th><th scope="col">"Flag"</th></tr></thead>
-                            <tbody>{results.iter().map(|o| view! { <tr><td>{logic::date(&o.effective).to_owned()}</td><td class="value">{value_text(o)}</td><td>{crate::safety_view::flag(o)}</td></tr> }).collect_view()}</tbody>
+                            <tbody>{results.iter().map(|o| view! { <tr><td>{when::day(&o.effective)}</td><td class="value">{value_text(o)}</td><td>{crate::safety_view::flag(o)}</td></tr> }).collect_view()}</tbody>
                         </table></div>
                     </details>
+                    {crate::messages::result_comments(ui, &data, &code, staff)}
                     {catalog::about(&code).map(|about| view! {
                         <details class="about">
                             <summary>"About this test"</summary>
@@ -497,8 +500,8 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
     let summary = format!(
         "{name}: {} results from {} to {}. {said}",
         points.len(),
-        logic::date(&first.effective),
-        logic::date(&points[points.len() - 1].effective)
+        when::day(&first.effective),
+        when::day(&points[points.len() - 1].effective)
     );
     let band = chart.band.map(|(top, bottom)| {
         view! { <rect class="band" x=chart.pad y=top width=W - 2.0 * chart.pad height=(bottom - top).max(0.0)/> }
@@ -530,8 +533,8 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
                 {dots}
             </svg>
             <figcaption>
-                <span>{logic::date(&first.effective).to_owned()}</span>
-                <span>{logic::date(&points[points.len() - 1].effective).to_owned()}</span>
+                <span>{when::day(&first.effective)}</span>
+                <span>{when::day(&points[points.len() - 1].effective)}</span>
             </figcaption>
         </figure>
     }
@@ -548,7 +551,7 @@ fn refill_state(request: &RefillRequest, synced: bool) -> String {
         RefillStatus::Denied => "denied",
         RefillStatus::Cancelled => "cancelled",
     };
-    let on = request.decided_at.as_deref().map(logic::date).unwrap_or_default();
+    let on = request.decided_at.as_deref().map(when::day).unwrap_or_default();
     match request.decision_note.as_deref().filter(|n| !n.is_empty()) {
         Some(note) => format!("{decided} {on}: {note}"),
         None => format!("{decided} {on}"),
@@ -683,7 +686,7 @@ fn prescription_card(
             });
             view! {
                 <li>
-                    {format!("Refill requested {}", logic::date(&q.requested_at))}
+                    {format!("Refill requested {}", when::day(&q.requested_at))}
                     {(!q.note.is_empty()).then(|| format!(" (“{}”)", q.note))}
                     ": " <strong>{state}</strong>
                     {conflict}
@@ -702,7 +705,7 @@ fn prescription_card(
                 {refillable.then(|| view! { <dt>"Refills left"</dt><dd>{format!("{left} of {}", rx.refills_allowed)}</dd> })}
                 <dt>"Prescriber"</dt><dd>{rx.provenance.recorder_name.clone()}</dd>
                 <dt>"Clinic"</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
-                <dt>"Prescribed"</dt><dd>{logic::date(&rx.authored).to_owned()}</dd>
+                <dt>"Prescribed"</dt><dd>{when::day(&rx.authored)}</dd>
                 <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
             </dl>
             {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
@@ -760,168 +763,6 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     }
 }
 
-fn message_state(message: &Message, synced: bool) -> String {
-    match (&message.read_at, synced) {
-        (Some(at), _) => format!("Read {}", logic::date_time(at)),
-        (None, true) => "Delivered".into(),
-        (None, false) => "Sent, waiting for the network".into(),
-    }
-}
-
-#[component]
-fn Compose(doc: DocId, to: String) -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let input_id = format!("compose-{doc}");
-    let body = Draft::new(input_id.clone());
-    let said = to.clone();
-    let error = RwSignal::new(None::<String>);
-    let error_id = format!("{input_id}-error");
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let text = body.get_untracked();
-        if text.trim().is_empty() {
-            error.set(Some("Write a message first.".into()));
-            return;
-        }
-        let Some(me) = ui.me.get_untracked() else { return };
-        let result = replicas::edit(doc, |tx, who, at| {
-            let message = Message {
-                author: who.user,
-                author_name: me.display_name.clone(),
-                side: who.side(),
-                sent_at: at.to_owned(),
-                body: text.trim().to_owned(),
-                read_at: None,
-                read_by: None,
-            };
-            record::add(tx, EntryId::mint(), &message)
-        });
-        match result {
-            Ok(()) => {
-                body.clear();
-                error.set(None);
-                ui.say(if ui.online_untracked() {
-                    format!("Message sent to {said}")
-                } else {
-                    format!("Message to {said} kept on this device; it is sent when you are online")
-                });
-            }
-            // What was typed stays in the box.
-            Err(e) => error.set(Some(e)),
-        }
-    };
-    view! {
-        <form class="compose" on:submit=submit>
-            <label for=input_id.clone()>{format!("Your message to {to}")}</label>
-            <textarea id=input_id.clone() rows="3" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))
-                aria-invalid=invalid(error) aria-describedby=error_id.clone()></textarea>
-            <button type="submit" id=format!("send-{doc}") aria-label=format!("Send to {to}")>"Send"</button>
-            {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
-        </form>
-    }
-}
-
-/// Above a patient's conversation: messages are not for emergencies, and
-/// how soon the clinic answers (its admin says, `Me::care`, kept offline).
-fn emergency_notice(ui: Ui, clinic: ClinicId, name: &str) -> impl IntoView + use<> {
-    let contact = ui.me.with_untracked(|m| {
-        m.as_ref().and_then(|m| m.care.iter().find(|c| c.id == clinic).cloned())
-    });
-    let answer =
-        contact.as_ref().map(|c| format!(" {name} answers within {} working days.", c.reply_days));
-    let phone = contact.map(|c| c.phone).filter(|p| !p.is_empty()).map(|phone| {
-        view! { " To talk to someone sooner, call " <a href=format!("tel:{phone}")>{phone.clone()}</a> "." }
-    });
-    view! {
-        <p class="emergency"><strong>"Not for emergencies:"</strong>
-            " in an emergency, call your local emergency number." {answer} {phone}</p>
-    }
-}
-
-#[component]
-pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let my_side = if staff.is_some() { Side::Clinic } else { Side::Patient };
-    // Messages from the other side are marked read once shown.
-    Effect::new(move |_| {
-        ui.version.track();
-        let data = reads::patient_data(patient);
-        for (doc, clinic, thread) in &data.threads {
-            if staff.is_some_and(|s| s != *clinic) {
-                continue;
-            }
-            let unread: Vec<EntryId> = thread
-                .messages
-                .iter()
-                .filter(|(_, m)| m.side != my_side && m.read_at.is_none())
-                .filter_map(|(id, _)| id.parse().ok())
-                .collect();
-            if unread.is_empty() {
-                continue;
-            }
-            let _ = replicas::edit(*doc, |tx, who, at| {
-                for id in &unread {
-                    record::mark_read(tx, *id, who.user, at)?;
-                }
-                Ok(())
-            });
-        }
-    });
-    move || {
-        ui.version.track();
-        let data = reads::patient_data(patient);
-        let threads: Vec<_> =
-            data.threads.iter().filter(|(_, c, _)| staff.is_none_or(|s| s == *c)).collect();
-        if threads.is_empty() {
-            return view! { <section class="card"><h2>"Messages"</h2><p class="muted">"No conversations on this device yet."</p></section> }.into_any();
-        }
-        threads
-            .into_iter()
-            .map(|&(doc, clinic, ref thread)| {
-                let name = reads::clinic_name(ui, clinic, Some(&data));
-                // In the order written: by time sent, then by id, since the
-                // map lists ids in order and the sort keeps ties in order.
-                let mut messages: Vec<_> = thread.messages.iter().collect();
-                logic::sort_by_key(&mut messages, Order::Ascending, |m| m.1.sent_at.clone());
-                let items = messages
-                    .into_iter()
-                    .map(|(mid, m)| {
-                        let mine = m.side == my_side;
-                        let state = if mine {
-                            Some(message_state(m, replicas::entry_confirmed(doc, Collection::Messages, mid)))
-                        } else {
-                            // Staff see who of the clinic read a patient's message.
-                            staff.and(m.read_at.as_ref()).map(|at| {
-                                let by = ui.me.with_untracked(|me| {
-                                    me.as_ref()?.colleagues.iter().find(|c| Some(c.user_id) == m.read_by).map(|c| c.display_name.clone())
-                                });
-                                format!("Read by {}, {}", by.as_deref().unwrap_or("a colleague"), logic::date_time(at))
-                            })
-                        };
-                        view! {
-                            <li class=if mine { "msg mine" } else { "msg theirs" }>
-                                <p class="meta">{m.author_name.clone()} " · " {logic::date_time(&m.sent_at)}</p>
-                                <p class="body">{m.body.clone()}</p>
-                                {state.map(|s| view! { <p class="state">{s}</p> })}
-                            </li>
-                        }
-                    })
-                    .collect_view();
-                let notice = staff.is_none().then(|| emergency_notice(ui, clinic, &name));
-                view! {
-                    <section class="card" aria-label=format!("Messages with {name}")>
-                        <h2>{format!("Messages with {name}")}</h2>
-                        {notice}
-                        <ol class="thread">{items}</ol>
-                        <Compose doc to=if staff.is_some() { "the patient".into() } else { name.clone() }/>
-                    </section>
-                }
-            })
-            .collect_view()
-            .into_any()
-    }
-}
-
 #[component]
 pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -954,7 +795,7 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             .collect_view();
         let shot_items = shots
             .into_iter()
-            .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {logic::date(&i.occurrence).to_owned()} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", i.status.code())}</li> })
+            .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {when::day(&i.occurrence)} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", i.status.code())}</li> })
             .collect_view();
         view! {
             <section class="card" aria-labelledby="allergy-h"><h2 id="allergy-h">"Allergies"</h2><ul>{allergy_items}</ul></section>

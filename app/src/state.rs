@@ -106,6 +106,10 @@ pub struct Ui {
     pub seen_results: RwSignal<String>,
     /// The view shown (`App` keeps the address bar in step with it).
     pub page: RwSignal<crate::Page>,
+    /// The conversation of each message thread the person opened (by its
+    /// first message's id; "" for the messages from before conversations);
+    /// a thread not named shows its latest.
+    pub conversation: RwSignal<Vec<(shared::DocId, String)>>,
 }
 
 impl Ui {
@@ -136,6 +140,7 @@ impl Ui {
             trend: RwSignal::new(String::new()),
             seen_results: RwSignal::new(String::new()),
             page: RwSignal::new(crate::Page::Record(crate::Tab::Results)),
+            conversation: RwSignal::new(Vec::new()),
         }
     }
 

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use crate::state::{Connection, Notice, Ui};
-use crate::{Page, logic, replicas};
+use crate::{Page, replicas};
 
 /// A notice in the person's words.
 fn words(notice: &Notice) -> String {
@@ -55,7 +55,7 @@ pub fn SyncStatus() -> impl IntoView {
             parts.push("you will be signed out once they are sent".to_owned());
         }
         if let Some(at) = ui.last_synced.get() {
-            parts.push(format!("last synced {}", logic::date_time(&local_time(&at))));
+            parts.push(format!("last synced {}", crate::when::moment(&at)));
         }
         parts.join(" · ")
     };
@@ -112,20 +112,4 @@ pub fn NoticeBanner(page: RwSignal<Page>) -> impl IntoView {
             }
         })
     }
-}
-
-/// An RFC 3339 UTC time in the browser's local time zone, as `YYYY-MM-DDTHH:MM`.
-fn local_time(utc: &str) -> String {
-    let date = js_sys::Date::new(&utc.into());
-    if date.get_time().is_nan() {
-        return utc.to_owned();
-    }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}",
-        date.get_full_year(),
-        date.get_month() + 1,
-        date.get_date(),
-        date.get_hours(),
-        date.get_minutes()
-    )
 }

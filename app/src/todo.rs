@@ -147,7 +147,7 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
         for (id, m) in thread.unanswered() {
             let state = match (&m.read_at, m.read_by) {
                 (Some(at), Some(by)) => {
-                    format!("Read by {}, {}", colleague(me, by), logic::date_time(at))
+                    format!("Read by {}, {}", colleague(me, by), crate::when::moment(at))
                 }
                 _ => "Unread".to_owned(),
             };

@@ -224,3 +224,23 @@ document.addEventListener("click", async (event) => {
   note.textContent = said;
 });
 export const canShare = () => !!navigator.share;
+
+// Dates for people: in the page's language (the html element's lang) and,
+// for an instant, in this device's time zone. A date alone and a clinic's
+// wall time (`wall`: stored with a "Z" but meaning the clinic's clock) are
+// shown as written, never moved by a zone. One formatter per kind is kept:
+// making one costs far more than using it (a long history has thousands).
+const formats = {};
+export function when(stamp, time, wall) {
+  const day = stamp.length < 11;
+  const at = new Date(day ? stamp + "T00:00Z" : stamp);
+  if (isNaN(at)) return stamp;
+  const lang = document.documentElement.lang, key = lang + time + (day || wall);
+  return (formats[key] ??= new Intl.DateTimeFormat(lang, {
+    dateStyle: "medium",
+    timeStyle: time && !day ? "short" : undefined,
+    timeZone: day || wall ? "UTC" : undefined,
+  })).format(at);
+}
+// Today's date on this device's calendar, as YYYY-MM-DD.
+export const today = (d = new Date()) => new Date(d - d.getTimezoneOffset() * 6e4).toISOString().slice(0, 10);

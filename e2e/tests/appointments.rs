@@ -87,8 +87,12 @@ async fn screens(person: &Person, name: &str) {
 #[tokio::test]
 async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
     let portal = DemoPortal::start().await;
-    let day = (chrono::Utc::now() + chrono::Duration::days(7)).format("%Y-%m-%d").to_string();
-    let (time, shown) = (format!("{day}T09:30"), format!("{day} 09:30"));
+    let date = chrono::Utc::now() + chrono::Duration::days(7);
+    let day = date.format("%Y-%m-%d").to_string();
+    // As the browser writes the clinic's wall time in English ("Dec 12,
+    // 2026, 9:30 AM"; the space before AM varies with the ICU version).
+    let shown_day = date.format("%b %-d, %Y").to_string();
+    let (time, shown) = (format!("{day}T09:30"), format!("{shown_day}, 9:30"));
     let riverside = portal.user("Okafor").clinics[0].to_string();
     portal
         .browser
@@ -212,10 +216,12 @@ async fn a_patient_asks_and_the_clinic_answers_offline_and_online() {
             jordan
                 .wait_for(
                     "section[aria-labelledby=\"clinic-appt-h\"]",
-                    &format!("Booked for {day} 14:00"),
+                    &format!("Booked for {shown_day}, 2:00"),
                 )
                 .await;
-            maria.wait_for(&format!("{APPTS} li.appt"), &format!("Booked for {day} 14:00")).await;
+            maria
+                .wait_for(&format!("{APPTS} li.appt"), &format!("Booked for {shown_day}, 2:00"))
+                .await;
             wait_until_gone(&okafor, ".todo", BP).await;
 
             // Northgate's provider never had Riverside's requests to answer.

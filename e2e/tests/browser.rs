@@ -160,6 +160,9 @@ async fn requests_and_messages_written_offline_are_kept() {
         body: "Your results are in; all looks stable.".into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     record::add(&mut tx, EntryId::mint(), &hello).expect("message");
     tx.commit();
@@ -291,8 +294,9 @@ async fn records_stored_on_the_device_open_offline() {
     // The conflicted result may or may not count (its status is in review);
     // the chart runs to the newest either way.
     click(&page, "main button", "View trend").await;
-    wait_for_text(&page, ".trend figcaption", "2025-06-10").await;
-    wait_for_text(&page, "main .latest", "Latest 7.2 % on 2025-06-10, up from 6.1").await;
+    // Dates as the browser writes them in the page's language (en).
+    wait_for_text(&page, ".trend figcaption", "Jun 10, 2025").await;
+    wait_for_text(&page, "main .latest", "Latest 7.2 % on Jun 10, 2025, up from 6.1").await;
     // What the test measures, from the catalog on the device (issue 15).
     click(&page, "main details.about summary", "About this test").await;
     wait_for_text(&page, "main details.about", "average blood sugar over the past 2 to 3 months")

@@ -1525,3 +1525,103 @@ async fn a_clinic_admin_runs_the_clinic_page_and_patients_read_its_details() {
         .await;
     portal.stop().await;
 }
+
+/// Issue 15: a thread holds conversations, each with a subject; what the
+/// other side wrote and nobody read is counted, beside Messages and on each
+/// closed conversation; a clinician comments on a result from its trend, and
+/// the patient reads the comment beside the result and answers it.
+#[tokio::test]
+async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
+    const COMMENT: &str = "Your LDL is down nicely since last year: keep going as you are.";
+    const THANKS: &str = "Thank you, I will.";
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("conversations", async {
+            let maria = portal.enroll("Maria").await;
+            let okafor = portal.enroll("Okafor").await;
+
+            // Maria starts a conversation with a subject of her own.
+            maria.tab("Messages").await;
+            maria.wait_for(RIVERSIDE_THREAD, "Ankle swelling since the new tablet").await;
+            let new = format!("{RIVERSIDE_THREAD} .new-conversation");
+            maria.type_into(&format!("{new} input"), "Travel vaccines").await;
+            maria
+                .type_into(&format!("{new} textarea"), "Which vaccines do I need for Brazil?")
+                .await;
+            maria.click(&format!("{new} button"), "Send").await;
+            maria
+                .wait_for(&format!("{RIVERSIDE_THREAD} .conversation.open h3"), "Travel vaccines")
+                .await;
+            // The earlier conversation is one line, its title a button.
+            maria
+                .wait_for(&format!("{RIVERSIDE_THREAD} .conversation-open"), "Ankle swelling")
+                .await;
+
+            // Dr. Okafor comments on her latest LDL (a Riverside result), from its trend.
+            open_chart(&okafor, "Maria Santos").await;
+            okafor.click("main button", "View trend").await;
+            okafor.choose("#trend-test", "13457-7").await;
+            okafor.wait_for("#trend-h", "LDL cholesterol").await;
+            okafor.click(".comment-form button", "Send comment").await;
+            okafor.wait_for(".comment-form .error", "Write the comment first").await;
+            okafor.type_into(".comment-form textarea", COMMENT).await;
+            okafor.click(".comment-form button", "Send comment").await;
+            okafor.wait_for(".comments .comment", COMMENT).await;
+
+            // Maria sees one unread message beside Messages, and the comment
+            // beside the result.
+            maria.tab("Results").await;
+            maria.wait_for("nav.main-nav", "Messages (1 unread)").await;
+            maria.click("main button", "View trend").await;
+            maria.choose("#trend-test", "13457-7").await;
+            let comment = maria.wait_for(".comments", COMMENT).await;
+            maria
+                .check(
+                    comment.contains("Comments from your care team")
+                        && comment.contains("Dr. Amara Okafor"),
+                    &format!("the comment says who wrote it: {comment}"),
+                )
+                .await;
+            maria.screenshot("a clinician's comment under the trend").await;
+            // It opens as a conversation about that result; read, the count goes.
+            maria.click(".comments button", "Reply in Messages").await;
+            let open = maria.wait_for(".conversation.open", COMMENT).await;
+            maria
+                .check(
+                    open.contains("Your LDL cholesterol (\"bad\") result of")
+                        && open.contains("View LDL cholesterol (\"bad\") trend"),
+                    &format!("the conversation names the result: {open}"),
+                )
+                .await;
+            wait_until_gone(&maria, "nav.main-nav", "unread").await;
+            maria.type_into(".conversation.open textarea", THANKS).await;
+            maria.click(".conversation.open button", "Send reply").await;
+            maria.wait_for(".conversation.open .msg.mine", THANKS).await;
+            for (width, mobile) in [(390, true), (1280, false)] {
+                maria.set_width(width, mobile).await;
+                maria.screenshot(&format!("conversations at {width}px")).await;
+            }
+
+            // At the clinic: her reply opens with its conversation; the
+            // travel question waits, counted, one line.
+            okafor.tab("Messages").await;
+            okafor.wait_for(".conversation.open .msg.theirs", THANKS).await;
+            okafor.wait_for(".conversation-open", "Travel vaccines").await;
+            let closed = okafor.text(".conversations").await;
+            okafor
+                .check(
+                    closed.contains("Travel vaccines · ") && closed.contains("1 unread"),
+                    &format!("the travel question is counted unread: {closed}"),
+                )
+                .await;
+            okafor.click(".conversation-open", "Travel vaccines").await;
+            okafor.wait_for(".conversation.open h3", "Travel vaccines").await;
+            okafor.wait_for(".conversation.open .msg.theirs", "Brazil").await;
+            // Opened, it is read: Maria sees so.
+            maria.tab("Messages").await;
+            maria.click(".conversation-open", "Travel vaccines").await;
+            maria.wait_for(".conversation.open .msg.mine", "Read").await;
+        })
+        .await;
+}

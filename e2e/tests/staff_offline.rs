@@ -195,6 +195,9 @@ async fn new_work_from_a_patient_outside_the_offline_set_arrives_live() {
                 body: QUESTION.into(),
                 read_at: None,
                 read_by: None,
+                topic: None,
+                in_response_to: None,
+                about: None,
             };
             shared::record::add(&mut tx, shared::EntryId::mint(), &message).expect("a message");
             tx.commit();

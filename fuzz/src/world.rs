@@ -100,6 +100,9 @@ pub fn message(by: UserId, side: Side, body: &str) -> Message {
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     }
 }
 

@@ -21,6 +21,8 @@ pub mod limits {
     pub const TIME: usize = 40;
     /// Dosage instructions, reasons, notes, reactions.
     pub const NOTE: usize = 2_000;
+    /// A conversation's subject: a line, not a letter.
+    pub const TOPIC: usize = 150;
     /// A message body: a long letter, not a document store.
     pub const BODY: usize = 10_000;
     /// Demographic fields (phone, email).
@@ -147,6 +149,9 @@ const MESSAGE: &[Field] = &[
     req("body", Kind::Text(BODY)),
     opt("read_at", Kind::Text(TIME)),
     opt("read_by", Kind::Uuid),
+    opt("topic", Kind::Text(TOPIC)),
+    opt("in_response_to", Kind::Uuid),
+    opt("about", Kind::Uuid),
 ];
 
 const TASK: &[Field] = &[
@@ -311,6 +316,9 @@ mod tests {
             body: "hi".into(),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
         });
     }
 

@@ -126,6 +126,11 @@ impl<'a> Fields<'a> {
         self.scalar(key, true, false, id)
     }
 
+    /// An optional id added after entries were first stored.
+    pub(crate) fn late_id(&mut self, key: &str) -> Option<Uuid> {
+        self.scalar(key, true, true, id)
+    }
+
     pub(crate) fn opt_number(&mut self, key: &str) -> Option<f64> {
         self.scalar(key, true, false, |value| match value {
             ScalarValue::F64(number) => Some(*number),
@@ -397,6 +402,12 @@ mod tests {
             pub body: String,
             pub read_at: Option<String>,
             pub read_by: Option<UserId>,
+            #[autosurgeon(missing = "Default::default")]
+            pub topic: Option<String>,
+            #[autosurgeon(missing = "Default::default")]
+            pub in_response_to: Option<EntryId>,
+            #[autosurgeon(missing = "Default::default")]
+            pub about: Option<EntryId>,
         }
     }
 
@@ -641,6 +652,9 @@ mod tests {
                 body: "hello".into(),
                 read_at: some("2026-01-02"),
                 read_by: user(),
+                topic: some("Knee"),
+                in_response_to: Some(EntryId::mint()),
+                about: Some(EntryId::mint()),
             });
         }
         assert!(checked > 5_000, "{checked}");

@@ -183,6 +183,9 @@ impl Entry for Message {
             Put::Value("body", text(&self.body)),
             Put::Value("read_at", optional(&self.read_at)),
             Put::Value("read_by", optional(&self.read_by)),
+            Put::Value("topic", optional(&self.topic)),
+            Put::Value("in_response_to", optional(&self.in_response_to)),
+            Put::Value("about", optional(&self.about)),
         ]
     }
 }
@@ -580,6 +583,9 @@ mod tests {
                 body: "Hello".into(),
                 read_at: at.clone(),
                 read_by: who,
+                topic: reason.clone(),
+                in_response_to: Some(EntryId::mint()),
+                about: None,
             });
             same_as_reconcile(&Task {
                 focus: EntryId::mint(),

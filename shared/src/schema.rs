@@ -478,7 +478,11 @@ pub struct PatientRecord {
     pub refill_requests: VecMap<String, RefillRequest>,
 }
 
-/// One message between a patient (or caregiver) and a clinic.
+/// One message between a patient (or caregiver) and a clinic (FHIR
+/// Communication). A thread holds many conversations: the first message of
+/// one has a `topic` (its subject, perhaps empty), and each reply names that
+/// first message (`in_response_to`). Messages written before conversations
+/// existed have neither, and read as one conversation of their own.
 #[derive(Clone, Debug, PartialEq, Reconcile)]
 pub struct Message {
     pub author: UserId,
@@ -489,6 +493,26 @@ pub struct Message {
     /// Set once, by someone on the other side, when they first read it.
     pub read_at: Option<String>,
     pub read_by: Option<UserId>,
+    /// The subject, on the first message of a conversation only.
+    pub topic: Option<String>,
+    /// The first message of the conversation this one answers.
+    pub in_response_to: Option<EntryId>,
+    /// The result (observation or report) a conversation is about, on its
+    /// first message: a clinician's comment on a result, or a question
+    /// about one. It is shown with that result.
+    pub about: Option<EntryId>,
+}
+
+impl Message {
+    /// The conversation this message belongs to: the id of its first
+    /// message, or none for messages from before conversations.
+    pub fn conversation(&self, id: &str) -> Option<String> {
+        match (self.in_response_to, &self.topic) {
+            (Some(first), _) => Some(first.to_string()),
+            (None, Some(_)) => Some(id.to_owned()),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A piece of the clinic's work about one entry (FHIR Task): a message to
@@ -744,6 +768,9 @@ fn message(r: &mut Fields<'_>) -> Message {
         body: r.text("body"),
         read_at: r.opt_text("read_at"),
         read_by: r.opt_id("read_by").map(UserId::from_uuid),
+        topic: r.late_text("topic"),
+        in_response_to: r.late_id("in_response_to").map(EntryId::from_uuid),
+        about: r.late_id("about").map(EntryId::from_uuid),
     }
 }
 

@@ -77,6 +77,9 @@ fn message(by: &Principal, body: &str) -> Message {
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     }
 }
 

@@ -141,6 +141,9 @@ impl World {
             body: "Hello".into(),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
         }
     }
 
@@ -219,12 +222,14 @@ impl World {
                     &self.message(self.who("patient").user, Side::Patient),
                 )
                 .unwrap();
-                record::add(
-                    &mut doc,
-                    self.provider_message,
-                    &self.message(provider_a, Side::Clinic),
-                )
-                .unwrap();
+                // The clinic's message starts a conversation; the
+                // patient's is from before conversations.
+                let first = Message {
+                    topic: Some("Your results".into()),
+                    about: Some(self.observation),
+                    ..self.message(provider_a, Side::Clinic)
+                };
+                record::add(&mut doc, self.provider_message, &first).unwrap();
             }
         }
         doc
@@ -269,6 +274,11 @@ enum Edit {
     ApproveRefill,
     CancelRefill,
     SendMessage,
+    StartConversation,
+    Reply,
+    ReplyToMessageBeforeConversations,
+    ReplyToMissingConversation,
+    ReplyWithItsOwnTopic,
     SendMessageAsColleague,
     MarkProviderMessageRead,
     ChangeMessageBody,
@@ -283,6 +293,11 @@ impl Edit {
                 w.patient_record()
             }
             SendMessage
+            | StartConversation
+            | Reply
+            | ReplyToMessageBeforeConversations
+            | ReplyToMissingConversation
+            | ReplyWithItsOwnTopic
             | SendMessageAsColleague
             | MarkProviderMessageRead
             | ChangeMessageBody
@@ -452,6 +467,31 @@ impl Edit {
                 doc.put(request, "status", "cancelled").unwrap();
             }
             SendMessage => record::add(doc, EntryId::mint(), &w.message(me, who.side())).unwrap(),
+            StartConversation => {
+                let first = Message {
+                    topic: Some("My knee".into()),
+                    about: Some(w.observation),
+                    ..w.message(me, who.side())
+                };
+                record::add(doc, EntryId::mint(), &first).unwrap()
+            }
+            Reply | ReplyToMessageBeforeConversations | ReplyToMissingConversation => {
+                let first = match self {
+                    Reply => w.provider_message,
+                    ReplyToMessageBeforeConversations => w.patient_message,
+                    _ => EntryId::mint(),
+                };
+                let reply = Message { in_response_to: Some(first), ..w.message(me, who.side()) };
+                record::add(doc, EntryId::mint(), &reply).unwrap()
+            }
+            ReplyWithItsOwnTopic => {
+                let reply = Message {
+                    in_response_to: Some(w.provider_message),
+                    topic: Some("Something else".into()),
+                    ..w.message(me, who.side())
+                };
+                record::add(doc, EntryId::mint(), &reply).unwrap()
+            }
             SendMessageAsColleague => {
                 record::add(doc, EntryId::mint(), &w.message(w.colleague, who.side())).unwrap()
             }
@@ -516,6 +556,11 @@ const TABLE: &[(Edit, [Option<Rule>; 7])] = &[
     (Edit::ApproveRefill,             [ST,     ST,          NP,          OK,        FC,        NP,     NP]),
     (Edit::CancelRefill,              [OK,     OK,          NP,          ST,        FC,        NP,     NP]),
     (Edit::SendMessage,               [OK,     OK,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::StartConversation,         [OK,     OK,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::Reply,                     [OK,     OK,          NP,          OK,        FC,        NP,     NP]),
+    (Edit::ReplyToMessageBeforeConversations,[SC, SC,       NP,          SC,        FC,        NP,     NP]),
+    (Edit::ReplyToMissingConversation,[SC,     SC,          NP,          SC,        FC,        NP,     NP]),
+    (Edit::ReplyWithItsOwnTopic,      [SC,     SC,          NP,          SC,        FC,        NP,     NP]),
     (Edit::SendMessageAsColleague,    [IA,     IA,          NP,          IA,        FC,        NP,     NP]),
     (Edit::MarkProviderMessageRead,   [OK,     OK,          NP,          NP,        FC,        NP,     NP]),
     (Edit::ChangeMessageBody,           [IF,     IF,          NP,          IF,        FC,        NP,     NP]),

@@ -195,6 +195,9 @@ fn message(who: &Principal, side: Side, n: u8) -> Message {
         body: format!("message {n}"),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     }
 }
 

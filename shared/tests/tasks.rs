@@ -260,6 +260,9 @@ fn nothing_else_is_accepted_under_the_collections_actor() {
         body: "hi".into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     record::add(&mut tx, EntryId::mint(), &m).unwrap();
     tx.commit();

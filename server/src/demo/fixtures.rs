@@ -208,6 +208,9 @@ pub fn message(author: &Author, side: Side, at: DateTime<Utc>, body: &str) -> Me
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     }
 }
 

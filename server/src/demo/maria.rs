@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use shared::record::{self, Entry};
-use shared::schema::{Demographics, DocKind, Prescription};
+use shared::schema::{Demographics, DocKind, Message, Prescription};
 use shared::status::{PrescriptionStatus, Severity, Side};
 use shared::{EntryId, PatientId};
 use uuid::Uuid;
@@ -147,19 +147,27 @@ pub async fn seed(
         })
         .await?;
     let thread = DocKind::MessageThread { patient: MARIA, clinic: RIVERSIDE };
-    let question = EntryId::mint();
+    let question_id = EntryId::mint();
     seeder
         .write(thread, maria, |doc, p| {
             let body =
                 "Since the new blood pressure tablet my ankles swell by evening. Is that expected?";
-            record::add(doc, question, &message(p, Side::Patient, now - Duration::days(6), body))
+            let question = Message {
+                topic: Some("Ankle swelling since the new tablet".into()),
+                ..message(p, Side::Patient, now - Duration::days(6), body)
+            };
+            record::add(doc, question_id, &question)
         })
         .await?;
     seeder
         .write(thread, okafor, |doc, p| {
-            record::mark_read(doc, question, p.user, &stamp(now - Duration::days(5)))?;
+            record::mark_read(doc, question_id, p.user, &stamp(now - Duration::days(5)))?;
             let body = "Ankle swelling is a known effect of amlodipine. Keep taking it for now; we will review it at your next visit, sooner if it gets worse.";
-            record::add(doc, EntryId::mint(), &message(p, Side::Clinic, now - Duration::days(5), body))
+            let answer = Message {
+                in_response_to: Some(question_id),
+                ..message(p, Side::Clinic, now - Duration::days(5), body)
+            };
+            record::add(doc, EntryId::mint(), &answer)
         })
         .await?;
     seeder

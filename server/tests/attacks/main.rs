@@ -191,6 +191,9 @@ fn maria_message(maria: UserId, body: &str) -> Message {
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     }
 }
 

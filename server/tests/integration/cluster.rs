@@ -169,6 +169,9 @@ fn add_message(
         ),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
@@ -496,6 +499,9 @@ async fn message_under(
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();

@@ -390,6 +390,9 @@ async fn a_batch_with_thousands_of_new_actor_ids_binds_none_of_them() {
                         body: format!("message {i}"),
                         read_at: None,
                         read_by: None,
+                        topic: None,
+                        in_response_to: None,
+                        about: None,
                     };
                     record::add(tx, EntryId::mint(), &message).unwrap();
                 });
@@ -590,6 +593,9 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
             body: body.into(),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
         };
         tx_on(&mut doc, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
     }
@@ -1137,6 +1143,72 @@ async fn a_clinic_admin_lists_and_answers_appointments_through_the_server() {
         let (_, list) = admin.get(ROUTE).await;
         let mine = list.as_array().unwrap().iter().find(|a| a["entry"] == id.to_string()).unwrap();
         assert_eq!(mine["status"], "booked", "{backend:?}");
+        f.stop().await;
+    }
+}
+
+/// Issue 15: a reply names the first message of a conversation in its
+/// thread and says nothing of its own about what the conversation is
+/// about; a reply to nothing, to a reply, or with a subject of its own is
+/// refused. A new conversation with a subject about a result, and a reply
+/// to it, are kept.
+#[tokio::test]
+async fn replies_belong_to_a_conversation_of_their_thread() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let maria = f.user("Maria");
+        let thread = f.thread();
+        let message = |in_response_to: Option<EntryId>, topic: Option<&str>| Message {
+            author: maria,
+            author_name: "Maria Santos".into(),
+            side: Side::Patient,
+            sent_at: "2026-11-30T08:00:00Z".into(),
+            body: "Thank you".into(),
+            read_at: None,
+            read_by: None,
+            topic: topic.map(str::to_owned),
+            in_response_to,
+            about: None,
+        };
+        // The demo's thread: Maria's question starts a conversation, which
+        // the clinic's answer replies to.
+        let stored = f.app.store.load_document(thread).await.unwrap().unwrap();
+        let stored: shared::schema::MessageThread =
+            shared::read::hydrate(&stored.to_automerge().unwrap()).unwrap();
+        let first = stored.messages.iter().find(|(_, m)| m.topic.is_some()).unwrap().0;
+        let first: EntryId = first.parse().unwrap();
+        let answer = stored.messages.iter().find(|(_, m)| m.in_response_to.is_some()).unwrap().0;
+        let answer: EntryId = answer.parse().unwrap();
+
+        for (what, reply) in [
+            ("a reply to no conversation", message(Some(EntryId::mint()), None)),
+            ("a reply to a reply", message(Some(answer), None)),
+            ("a reply with a subject of its own", message(Some(first), Some("Something else"))),
+        ] {
+            f.refused(what, maria, thread, "schema", |doc| {
+                tx_on(doc, |tx| record::add(tx, EntryId::mint(), &reply).unwrap());
+            })
+            .await;
+        }
+
+        let mut replica = f.replica(maria, thread).await;
+        let new = EntryId::mint();
+        let doc = replica.client.doc_mut(thread).unwrap();
+        tx_on(doc, |tx| {
+            let about = Message { about: Some(EntryId::mint()), ..message(None, Some("My A1c")) };
+            record::add(tx, new, &about).unwrap();
+            record::add(tx, EntryId::mint(), &message(Some(new), None)).unwrap();
+            record::add(tx, EntryId::mint(), &message(Some(first), None)).unwrap();
+        });
+        replica.flush_local().await.unwrap();
+        replica.sync_all(TIMEOUT).await.unwrap();
+        let received = replica.take_received();
+        assert!(received.rejected.is_empty(), "{:?}", received.rejected.first());
+        let stored = f.app.store.load_document(thread).await.unwrap().unwrap();
+        let stored: shared::schema::MessageThread =
+            shared::read::hydrate(&stored.to_automerge().unwrap()).unwrap();
+        assert_eq!(stored.messages.len(), 5);
+        replica.close().await;
         f.stop().await;
     }
 }

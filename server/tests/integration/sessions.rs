@@ -144,6 +144,9 @@ fn write_message(client: &mut SyncClient, id: DocId, author: &DemoUser, body: &s
         body: body.into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();

@@ -472,6 +472,9 @@ async fn new_work_from_a_patient_outside_the_offline_set_reaches_the_clinic_s_st
             body: "My knee is worse since Monday.".into(),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
         };
         record::add(&mut tx, EntryId::mint(), &message).unwrap();
         tx.commit();

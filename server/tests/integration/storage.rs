@@ -65,6 +65,9 @@ async fn documents_keep_every_change_through_appends_and_compaction() {
                 body: format!("message {n}"),
                 read_at: None,
                 read_by: None,
+                topic: None,
+                in_response_to: None,
+                about: None,
             };
             record::add(&mut doc, EntryId::mint(), &message).unwrap();
             batch.push((id, doc.save_after(&heads)));

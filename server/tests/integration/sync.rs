@@ -175,6 +175,9 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
                 body: "Your results are in.".into(),
                 read_at: None,
                 read_by: None,
+                topic: None,
+                in_response_to: None,
+                about: None,
             };
             record::add(tx, EntryId::mint(), &message).unwrap();
         });
@@ -245,6 +248,9 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
                             body: "Please stop all your medication.".into(),
                             read_at: None,
                             read_by: None,
+                            topic: None,
+                            in_response_to: None,
+                            about: None,
                         };
                         record::add(tx, EntryId::mint(), &message).unwrap();
                     })
@@ -267,6 +273,9 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
                             body: "Hello".into(),
                             read_at: None,
                             read_by: None,
+                            topic: None,
+                            in_response_to: None,
+                            about: None,
                         };
                         record::add(tx, EntryId::mint(), &message).unwrap();
                     })
@@ -616,6 +625,9 @@ async fn a_change_is_acknowledged_even_when_a_heads_message_follows_it() {
         sent_at: "2026-11-26T08:00:00Z".into(),
         read_at: None,
         read_by: None,
+        topic: None,
+        in_response_to: None,
+        about: None,
     };
     edit(&mut patient, id, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
     let mut frames = patient.client.outgoing();
@@ -656,6 +668,9 @@ async fn a_person_who_reaches_the_daily_quota_is_told_and_nothing_more_is_stored
             body: format!("Reading {n}"),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
         };
         // Two full changes reach the patient side's daily quota exactly.
         let per_change = shared::fields::limits::ENTRIES_PER_CHANGE;

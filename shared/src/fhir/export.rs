@@ -472,6 +472,22 @@ fn communication(out: &mut Out<'_>, ctx: &Ctx<'_>, id: &str, m: &Message) {
         ("sent", m.sent_at.as_str().into()),
     ]);
     v.set_some("received", m.read_at.as_deref().map(Value::str));
+    v.set_some("topic", m.topic.as_deref().and_then(text).map(|t| Value::object([("text", t)])));
+    v.set_some(
+        "inResponseTo",
+        m.in_response_to.map(|first| {
+            vec![reference(ctx.reference("Communication", &first.to_string()), "")].into()
+        }),
+    );
+    // The result is an Observation of the same clinic's clinical record.
+    let results = DocKind::ClinicalRecord { patient: ctx.patient, clinic }.doc_id();
+    v.set_some(
+        "about",
+        m.about.map(|result| {
+            let id = resource_id(results, &result.to_string());
+            vec![reference(format!("Observation/{id}"), "")].into()
+        }),
+    );
     v.set("recipient", vec![recipient].into());
     v.set("sender", person_ref(m.side, m.author, &m.author_name));
     v.set_some(

@@ -11,7 +11,7 @@
 //! | `Allergy` | `AllergyIntolerance` (RxNorm substance, clinical and verification status) |
 //! | `Immunization` | `Immunization` (CVX) |
 //! | `Appointment` | `Appointment` (`start`; `end` marked unknown with the data-absent-reason extension: the portal records no length; a patient's request is `proposed` with neither, as app-3 allows, and the times they would like in `comment`) |
-//! | `Message` | `Communication` |
+//! | `Message` | `Communication` (a conversation's subject as `topic.text` on its first message, each reply's `inResponseTo` that first message, a comment on a result `about` its `Observation`) |
 //! | `RefillRequest` | `Task` with `focus` the `MedicationRequest` (see [`export`]) |
 //! | who recorded, corrected or decided, when | `Provenance` |
 //!

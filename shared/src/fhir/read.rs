@@ -396,6 +396,11 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
             entry_by_reference.insert(reference_of(r), id);
         }
     }
+    // The entry a reference names, where the bundle holds it.
+    let entry_at = |references: &[Value]| {
+        let reference = references.first()?.str_at(&["reference"])?;
+        entry_by_reference.get(reference).copied()
+    };
     let mut report_of: HashMap<String, EntryId> = HashMap::new();
     for r in by_type("DiagnosticReport") {
         let Some(id) = entry_id(r) else { continue };
@@ -493,6 +498,9 @@ pub fn record(bundle: &Value) -> Result<PatientData, Vec<Issue>> {
                         .to_owned(),
                     read_at: r.str_at(&["received"]).map(str::to_owned),
                     read_by: changed.and_then(|p| referenced(p.items("agent").first()?.get("who"))),
+                    topic: r.str_at(&["topic", "text"]).map(str::to_owned),
+                    in_response_to: entry_at(r.items("inResponseTo")),
+                    about: entry_at(r.items("about")),
                 };
                 data.threads
                     .get_or_insert_with(clinic, Default::default)

@@ -212,8 +212,10 @@ fn fixture() -> Fixture {
         },
     );
     let mut thread = MessageThread::default();
+    // A conversation about the critical result, and its answer.
+    let question = EntryId::mint();
     thread.messages.insert(
-        EntryId::mint().to_string(),
+        question.to_string(),
         Message {
             author: patient_user,
             author_name: "Maria Santos".into(),
@@ -222,6 +224,9 @@ fn fixture() -> Fixture {
             body: "Is my potassium dangerous?".into(),
             read_at: Some("2025-03-02T09:00:00Z".into()),
             read_by: Some(doctor),
+            topic: Some("My potassium result".into()),
+            in_response_to: None,
+            about: Some(critical),
         },
     );
     thread.messages.insert(
@@ -234,6 +239,9 @@ fn fixture() -> Fixture {
             body: "Please come in today.".into(),
             read_at: None,
             read_by: None,
+            topic: None,
+            in_response_to: Some(question),
+            about: None,
         },
     );
     let mut own = PatientRecord {

@@ -215,7 +215,17 @@ fn check_created(
             {
                 return deny(Rule::Schema, &path);
             }
-            Ok(())
+            let Some(first) = message.in_response_to else { return Ok(()) };
+            // A reply names the first message of a conversation in this
+            // thread, and has no subject or result of its own: what the
+            // conversation is about is said once, by its first message.
+            if message.topic.is_some() || message.about.is_some() {
+                return deny(Rule::Schema, &path);
+            }
+            match hydrate_entry::<Message>(doc, collection, &first.to_string()) {
+                Ok(first) if first.topic.is_some() && first.in_response_to.is_none() => Ok(()),
+                _ => deny(Rule::Schema, &path),
+            }
         }
     }
 }
