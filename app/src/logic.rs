@@ -605,18 +605,7 @@ mod tests {
     }
 
     fn message(side: Side, at: &str, body: &str) -> Message {
-        Message {
-            author: UserId::mint(),
-            author_name: "Maria Santos".into(),
-            side,
-            sent_at: at.into(),
-            body: body.into(),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
-        }
+        Message::new(UserId::mint(), "Maria Santos", side, at, body)
     }
 
     #[test]

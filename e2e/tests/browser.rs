@@ -152,18 +152,13 @@ async fn requests_and_messages_written_offline_are_kept() {
     let thread = DocKind::MessageThread { patient, clinic };
     let mut thread_doc = thread.genesis();
     let mut tx = thread_doc.transaction();
-    let hello = Message {
-        author: doctor,
-        author_name: "Dr. Amara Okafor".into(),
-        side: Side::Clinic,
-        sent_at: "2025-03-02T08:00:00Z".into(),
-        body: "Your results are in; all looks stable.".into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    let hello = Message::new(
+        doctor,
+        "Dr. Amara Okafor",
+        Side::Clinic,
+        "2025-03-02T08:00:00Z",
+        "Your results are in; all looks stable.",
+    );
     record::add(&mut tx, EntryId::mint(), &hello).expect("message");
     tx.commit();
     let me = serde_json::json!({

@@ -62,7 +62,8 @@ async fn results_read_plainly_and_nothing_scrolls_sideways_on_a_phone() {
             // out-of-range result), with its latest value and direction in
             // words; the view's own address survives a reload.
             let latest = maria.wait_for("main .latest", "Latest").await;
-            maria.check(latest.contains(" on 20"), &latest).await;
+            // The date as the browser writes it in English ("Sep 14, 2026").
+            maria.check(latest.contains(", 20") && latest.contains(" on "), &latest).await;
             let title: String =
                 maria.page.evaluate("document.title").await.unwrap().into_value().unwrap();
             maria.check(title == "Trend · Patient portal", &title).await;

@@ -187,18 +187,13 @@ async fn new_work_from_a_patient_outside_the_offline_set_arrives_live() {
             let doc = phone.client.doc_mut(thread).expect("her thread");
             doc.set_actor(automerge::ActorId::random());
             let mut tx = doc.transaction();
-            let message = Message {
-                author: account.id,
-                author_name: account.display_name.clone(),
-                side: Side::Patient,
-                sent_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                body: QUESTION.into(),
-                read_at: None,
-                read_by: None,
-                topic: None,
-                in_response_to: None,
-                about: None,
-            };
+            let message = Message::new(
+                account.id,
+                account.display_name.clone(),
+                Side::Patient,
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                QUESTION,
+            );
             shared::record::add(&mut tx, shared::EntryId::mint(), &message).expect("a message");
             tx.commit();
             phone.flush_local().await.expect("send");

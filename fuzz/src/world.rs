@@ -92,18 +92,7 @@ pub fn observation(by: UserId, value: f64) -> Observation {
 }
 
 pub fn message(by: UserId, side: Side, body: &str) -> Message {
-    Message {
-        author: by,
-        author_name: NAME.into(),
-        side,
-        sent_at: "2026-11-02T10:00:00Z".into(),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    }
+    Message::new(by, NAME, side, "2026-11-02T10:00:00Z", body)
 }
 
 fn at() -> automerge::transaction::CommitOptions {

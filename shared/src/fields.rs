@@ -308,18 +308,7 @@ mod tests {
             status_at: None,
             override_reason: Some("reviewed".into()),
         });
-        check(&Message {
-            author: user,
-            author_name: "A".into(),
-            side: crate::status::Side::Patient,
-            sent_at: "t".into(),
-            body: "hi".into(),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
-        });
+        check(&Message::new(user, "A", crate::status::Side::Patient, "t", "hi"));
     }
 
     #[test]

@@ -504,6 +504,29 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message nobody has read yet, outside any conversation: a reply or
+    /// a first message sets `in_response_to`, or `topic` and `about`.
+    pub fn new(
+        author: UserId,
+        author_name: impl Into<String>,
+        side: Side,
+        sent_at: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
+        Self {
+            author,
+            author_name: author_name.into(),
+            side,
+            sent_at: sent_at.into(),
+            body: body.into(),
+            read_at: None,
+            read_by: None,
+            topic: None,
+            in_response_to: None,
+            about: None,
+        }
+    }
+
     /// The conversation this message belongs to: the id of its first
     /// message, or none for messages from before conversations.
     pub fn conversation(&self, id: &str) -> Option<String> {

@@ -69,18 +69,7 @@ fn prescription(w: &World, by: &Principal) -> Prescription {
 }
 
 fn message(by: &Principal, body: &str) -> Message {
-    Message {
-        author: by.user,
-        author_name: by.name.clone(),
-        side: by.side(),
-        sent_at: "2026-01-05T10:00:00Z".into(),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    }
+    Message::new(by.user, by.name.clone(), by.side(), "2026-01-05T10:00:00Z", body)
 }
 
 /// The server's verdict on what `edit` adds to `base`.

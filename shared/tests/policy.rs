@@ -133,18 +133,7 @@ impl World {
     }
 
     fn message(&self, author: UserId, side: Side) -> Message {
-        Message {
-            author,
-            author_name: "Dr Example".into(),
-            side,
-            sent_at: "2026-01-05T10:00:00Z".into(),
-            body: "Hello".into(),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
-        }
+        Message::new(author, "Dr Example", side, "2026-01-05T10:00:00Z", "Hello")
     }
 
     /// The document an edit applies to, with entries written by their rightful authors.

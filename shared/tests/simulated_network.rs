@@ -187,18 +187,13 @@ fn edit(world: &World, person: usize, n: u8, client: &mut SyncClient) -> Option<
 }
 
 fn message(who: &Principal, side: Side, n: u8) -> Message {
-    Message {
-        author: who.user,
-        author_name: who.name.clone(),
+    Message::new(
+        who.user,
+        who.name.clone(),
         side,
-        sent_at: format!("2026-01-01T00:00:{:02}Z", n % 60),
-        body: format!("message {n}"),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    }
+        format!("2026-01-01T00:00:{:02}Z", n % 60),
+        format!("message {n}"),
+    )
 }
 
 fn heads(doc: &Automerge) -> Vec<ChangeHash> {

@@ -252,18 +252,13 @@ fn nothing_else_is_accepted_under_the_collections_actor() {
     // the sequence number the real change needs.
     let mut doc = base.fork().with_actor(w.thread.tasks_actor());
     let mut tx = doc.transaction();
-    let m = shared::schema::Message {
-        author: w.patient.user,
-        author_name: w.patient.name.clone(),
-        side: shared::status::Side::Patient,
-        sent_at: "t".into(),
-        body: "hi".into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    let m = shared::schema::Message::new(
+        w.patient.user,
+        w.patient.name.clone(),
+        shared::status::Side::Patient,
+        "t",
+        "hi",
+    );
     record::add(&mut tx, EntryId::mint(), &m).unwrap();
     tx.commit();
     assert_eq!(

@@ -200,18 +200,7 @@ pub fn appointment(
 
 /// An unread message from `author` on `side` of a thread.
 pub fn message(author: &Author, side: Side, at: DateTime<Utc>, body: &str) -> Message {
-    Message {
-        author: author.user,
-        author_name: author.name.clone(),
-        side,
-        sent_at: stamp(at),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    }
+    Message::new(author.user, author.name.clone(), side, stamp(at), body)
 }
 
 /// A refill of `prescription` requested from `clinic` by `author`, not yet answered.

@@ -183,18 +183,7 @@ impl World {
 
 /// A message from Maria whose body is `body`.
 fn maria_message(maria: UserId, body: &str) -> Message {
-    Message {
-        author: maria,
-        author_name: "Maria Santos".into(),
-        side: Side::Patient,
-        sent_at: "2026-11-30T08:00:00Z".into(),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    }
+    Message::new(maria, "Maria Santos", Side::Patient, "2026-11-30T08:00:00Z", body)
 }
 
 /// Maria writes a message in `doc` (her replica's copy) and returns the change.

@@ -158,21 +158,16 @@ fn add_message(
     let entry = EntryId::mint();
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
-    let message = Message {
-        author: author.id,
-        author_name: author.name.into(),
+    let message = Message::new(
+        author.id,
+        author.name,
         side,
-        sent_at: format!("2026-11-25T10:{:02}:{:02}Z", n / 60, n % 60),
-        body: format!(
+        format!("2026-11-25T10:{:02}:{:02}Z", n / 60, n % 60),
+        format!(
             "message {n}: {}",
             "a fairly long line of text to make the chunks add up ".repeat(4)
         ),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    );
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
     entry
@@ -491,18 +486,7 @@ async fn message_under(
 ) -> Option<String> {
     let doc = replica.client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
-    let message = Message {
-        author: author.id,
-        author_name: author.name.into(),
-        side,
-        sent_at: "2026-11-25T10:00:00Z".into(),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    let message = Message::new(author.id, author.name, side, "2026-11-25T10:00:00Z", body);
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
     replica.flush_local().await.unwrap();

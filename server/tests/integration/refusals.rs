@@ -382,18 +382,13 @@ async fn a_batch_with_thousands_of_new_actor_ids_binds_none_of_them() {
                 actors.push(actor.to_hex_string());
                 doc.set_actor(actor);
                 tx_on(doc, |tx| {
-                    let message = Message {
-                        author: maria,
-                        author_name: "Maria Santos".into(),
-                        side: Side::Patient,
-                        sent_at: "2026-11-30T08:00:00Z".into(),
-                        body: format!("message {i}"),
-                        read_at: None,
-                        read_by: None,
-                        topic: None,
-                        in_response_to: None,
-                        about: None,
-                    };
+                    let message = Message::new(
+                        maria,
+                        "Maria Santos",
+                        Side::Patient,
+                        "2026-11-30T08:00:00Z",
+                        format!("message {i}"),
+                    );
                     record::add(tx, EntryId::mint(), &message).unwrap();
                 });
             }
@@ -585,18 +580,8 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
     let base = doc.get_heads();
     doc.set_actor(ActorId::random());
     for body in ["one", "two", "three"] {
-        let message = Message {
-            author: maria,
-            author_name: "Maria Santos".into(),
-            side: Side::Patient,
-            sent_at: "2026-11-30T08:00:00Z".into(),
-            body: body.into(),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
-        };
+        let message =
+            Message::new(maria, "Maria Santos", Side::Patient, "2026-11-30T08:00:00Z", body);
         tx_on(&mut doc, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
     }
     let [c1, c2, c3]: [automerge::Change; 3] = doc.get_changes(&base).try_into().unwrap();

@@ -136,18 +136,7 @@ fn write_message(client: &mut SyncClient, id: DocId, author: &DemoUser, body: &s
     let doc = client.doc_mut(id).unwrap();
     let mut tx = doc.transaction();
     let side = if author.patient.is_some() { Side::Patient } else { Side::Clinic };
-    let message = Message {
-        author: author.id,
-        author_name: author.name.into(),
-        side,
-        sent_at: "2026-12-01T09:00:00Z".into(),
-        body: body.into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    let message = Message::new(author.id, author.name, side, "2026-12-01T09:00:00Z", body);
     record::add(&mut tx, entry, &message).unwrap();
     tx.commit();
     entry

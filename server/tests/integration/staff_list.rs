@@ -464,18 +464,13 @@ async fn new_work_from_a_patient_outside_the_offline_set_reaches_the_clinic_s_st
         let doc = patient.client.doc_mut(thread.doc_id()).unwrap();
         doc.set_actor(automerge::ActorId::random());
         let mut tx = doc.transaction();
-        let message = Message {
-            author: nia_user.id,
-            author_name: nia_user.display_name.clone(),
-            side: Side::Patient,
-            sent_at: "2026-12-04T10:00:00Z".into(),
-            body: "My knee is worse since Monday.".into(),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
-        };
+        let message = Message::new(
+            nia_user.id,
+            nia_user.display_name.clone(),
+            Side::Patient,
+            "2026-12-04T10:00:00Z",
+            "My knee is worse since Monday.",
+        );
         record::add(&mut tx, EntryId::mint(), &message).unwrap();
         tx.commit();
         patient.flush_local().await.unwrap();

@@ -57,18 +57,13 @@ async fn documents_keep_every_change_through_appends_and_compaction() {
         let mut batch = Vec::new();
         for n in 0..30 {
             let heads = doc.get_heads();
-            let message = Message {
+            let message = Message::new(
                 author,
-                author_name: "Patient".into(),
-                side: Side::Patient,
-                sent_at: format!("2026-01-01T00:00:{n:02}Z"),
-                body: format!("message {n}"),
-                read_at: None,
-                read_by: None,
-                topic: None,
-                in_response_to: None,
-                about: None,
-            };
+                "Patient",
+                Side::Patient,
+                format!("2026-01-01T00:00:{n:02}Z"),
+                format!("message {n}"),
+            );
             record::add(&mut doc, EntryId::mint(), &message).unwrap();
             batch.push((id, doc.save_after(&heads)));
         }

@@ -167,18 +167,13 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
         let mut provider = f.replica(&okafor, &[thread_id]).await;
         let okafor_actor = provider.client.doc(thread_id).unwrap().get_actor().clone();
         edit(&mut provider, thread_id, |tx| {
-            let message = Message {
-                author: okafor.id,
-                author_name: okafor.name.into(),
-                side: Side::Clinic,
-                sent_at: "2026-11-25T10:00:00Z".into(),
-                body: "Your results are in.".into(),
-                read_at: None,
-                read_by: None,
-                topic: None,
-                in_response_to: None,
-                about: None,
-            };
+            let message = Message::new(
+                okafor.id,
+                okafor.name,
+                Side::Clinic,
+                "2026-11-25T10:00:00Z",
+                "Your results are in.",
+            );
             record::add(tx, EntryId::mint(), &message).unwrap();
         });
         provider.flush_local().await.unwrap();
@@ -240,18 +235,13 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
                 {
                     let okafor = okafor.clone();
                     Box::new(move |tx| {
-                        let message = Message {
-                            author: okafor.id,
-                            author_name: okafor.name.into(),
-                            side: Side::Patient,
-                            sent_at: "2026-11-25T11:00:00Z".into(),
-                            body: "Please stop all your medication.".into(),
-                            read_at: None,
-                            read_by: None,
-                            topic: None,
-                            in_response_to: None,
-                            about: None,
-                        };
+                        let message = Message::new(
+                            okafor.id,
+                            okafor.name,
+                            Side::Patient,
+                            "2026-11-25T11:00:00Z",
+                            "Please stop all your medication.",
+                        );
                         record::add(tx, EntryId::mint(), &message).unwrap();
                     })
                 },
@@ -265,18 +255,13 @@ async fn forbidden_changes_are_rejected_and_the_record_is_unchanged() {
                 {
                     let maria = maria.clone();
                     Box::new(move |tx| {
-                        let message = Message {
-                            author: maria.id,
-                            author_name: maria.name.into(),
-                            side: Side::Patient,
-                            sent_at: "2026-11-25T11:00:00Z".into(),
-                            body: "Hello".into(),
-                            read_at: None,
-                            read_by: None,
-                            topic: None,
-                            in_response_to: None,
-                            about: None,
-                        };
+                        let message = Message::new(
+                            maria.id,
+                            maria.name,
+                            Side::Patient,
+                            "2026-11-25T11:00:00Z",
+                            "Hello",
+                        );
                         record::add(tx, EntryId::mint(), &message).unwrap();
                     })
                 },
@@ -617,18 +602,13 @@ async fn a_change_is_acknowledged_even_when_a_heads_message_follows_it() {
     let id = thread.doc_id();
     let mut patient = f.replica(f.user("Maria"), &[id]).await;
     let maria = f.user("Maria").clone();
-    let message = Message {
-        author: maria.id,
-        author_name: maria.name.into(),
-        side: Side::Patient,
-        body: "Is my result normal?".into(),
-        sent_at: "2026-11-26T08:00:00Z".into(),
-        read_at: None,
-        read_by: None,
-        topic: None,
-        in_response_to: None,
-        about: None,
-    };
+    let message = Message::new(
+        maria.id,
+        maria.name,
+        Side::Patient,
+        "2026-11-26T08:00:00Z",
+        "Is my result normal?",
+    );
     edit(&mut patient, id, |tx| record::add(tx, EntryId::mint(), &message).unwrap());
     let mut frames = patient.client.outgoing();
     assert_eq!(frames.len(), 1, "one sync message carrying the change");
@@ -660,17 +640,14 @@ async fn a_person_who_reaches_the_daily_quota_is_told_and_nothing_more_is_stored
         let id = thread.doc_id();
         let maria = f.user("Maria").clone();
         let mut replica = f.replica(&maria, &[id]).await;
-        let message = |n: usize| Message {
-            author: maria.id,
-            author_name: maria.name.into(),
-            side: Side::Patient,
-            sent_at: format!("2026-11-25T11:{:02}:00Z", n % 60),
-            body: format!("Reading {n}"),
-            read_at: None,
-            read_by: None,
-            topic: None,
-            in_response_to: None,
-            about: None,
+        let message = |n: usize| {
+            Message::new(
+                maria.id,
+                maria.name,
+                Side::Patient,
+                format!("2026-11-25T11:{:02}:00Z", n % 60),
+                format!("Reading {n}"),
+            )
         };
         // Two full changes reach the patient side's daily quota exactly.
         let per_change = shared::fields::limits::ENTRIES_PER_CHANGE;
