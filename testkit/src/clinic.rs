@@ -124,7 +124,7 @@ pub async fn seed_clinic(
         }
     }
     store.create_records(&records, now.timestamp_millis()).await?;
-    store.write_index(&index).await?;
+    store.write_index(&index, now.timestamp_millis()).await?;
     Ok(seeded)
 }
 

@@ -139,7 +139,8 @@ impl Seeder<'_> {
         })?;
         self.store.compact_document(id, &doc.save(), stored.seq, self.now).await?;
         // The patient list and work queue, as `Hub::commit` keeps them.
-        self.store.write_index(&crate::sync::summary::summarize(kind, doc.document())).await?;
+        let index = crate::sync::summary::summarize(kind, doc.document());
+        self.store.write_index(&index, self.now).await?;
         Ok(())
     }
 }

@@ -264,7 +264,7 @@ impl Store {
             self.write_chunks(&mut tx, writes.chunks, writes.now).await?
         };
         insert_audit(&mut tx, writes.events, writes.now).await?;
-        super::patient_index::write_index(&mut tx, writes.index).await?;
+        super::patient_index::write_index(&mut tx, writes.index, writes.now).await?;
         tx.commit().await?;
         Ok(seqs)
     }

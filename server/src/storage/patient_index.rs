@@ -58,6 +58,7 @@ pub const MAX_WORK: usize = 500;
 pub(super) async fn write_index(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[IndexRow],
+    now: i64,
 ) -> Result<(), StoreError> {
     for row in rows {
         match row {
@@ -87,12 +88,13 @@ pub(super) async fn write_index(
                 .await?;
                 if !value.is_empty() {
                     sqlx::query(
-                        "INSERT INTO patient_work (clinic_id, patient_id, source, value) VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO patient_work (clinic_id, patient_id, source, value, changed_ms) VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(clinic.to_string())
                     .bind(patient.to_string())
                     .bind(source.code())
                     .bind(value.as_str())
+                    .bind(now)
                     .execute(&mut **tx)
                     .await?;
                 }
@@ -121,10 +123,11 @@ fn like(word: &str) -> String {
 
 impl Store {
     /// Writes index rows in a transaction of their own (bulk loading; sync
-    /// writes them with the changes, `Writes::index`).
-    pub async fn write_index(&self, rows: &[IndexRow]) -> Result<(), StoreError> {
+    /// writes them with the changes, `Writes::index`), as written at `now`
+    /// (ms).
+    pub async fn write_index(&self, rows: &[IndexRow], now: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        write_index(&mut tx, rows).await?;
+        write_index(&mut tx, rows, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -219,7 +222,8 @@ impl Store {
     /// among patients consenting to it: booked appointments that day,
     /// refill requests and appointment requests waiting, unread messages
     /// from the patient side. A clinic not in `days` has no booked day. At
-    /// most `MAX_WORK` patients.
+    /// most `MAX_WORK` patients: those whose work was written last first,
+    /// so new work always reaches the device.
     pub async fn work_patients(
         &self,
         user: &UserRecord,
@@ -233,12 +237,12 @@ impl Store {
             .map(|i| format!(" OR (w.clinic_id = ${} AND w.value LIKE ${})", 2 * i + 2, 2 * i + 3))
             .collect();
         let sql = format!(
-            "SELECT DISTINCT w.patient_id FROM patient_work w \
+            "SELECT w.patient_id FROM patient_work w \
              JOIN memberships m ON m.clinic_id = w.clinic_id AND m.user_id = $1 \
              JOIN consents c ON c.patient_id = w.patient_id AND c.clinic_id = w.clinic_id \
                AND c.revoked_at IS NULL \
              WHERE (w.source <> 'appointments'{booked}) \
-             ORDER BY w.patient_id LIMIT {MAX_WORK}"
+             GROUP BY w.patient_id ORDER BY MAX(w.changed_ms) DESC, w.patient_id LIMIT {MAX_WORK}"
         );
         let mut query = sqlx::query(&sql).bind(user.id.to_string());
         for (clinic, day) in days.iter().take(ROWS_PER_STATEMENT / 2) {

@@ -44,7 +44,9 @@ async fn run(hub: &Hub) -> Result<usize, StoreError> {
             })
             .flatten()
             .collect();
-        store.write_index(&rows).await?;
+        // Rebuilt from stored documents, the rows carry no time of their
+        // own: they rank after any work written from now on.
+        store.write_index(&rows, 0).await?;
         drop(locked);
         done += page.len();
         after = last.id.to_string();

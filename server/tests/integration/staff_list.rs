@@ -284,7 +284,7 @@ async fn booked(
         .collect();
     let new = NewRecord { patient, consents: vec![clinic], documents: vec![(kind, doc.save())] };
     store.create_records(&[new], now).await.unwrap();
-    store.write_index(&rows).await.unwrap();
+    store.write_index(&rows, now).await.unwrap();
     patient
 }
 
@@ -510,4 +510,54 @@ async fn offline(browser: &mut Browser) -> Vec<String> {
     let (status, docs) = browser.post("/api/documents/offline", json!({ "patients": [] })).await;
     assert_eq!(status, 200, "{docs}");
     patients_of(&docs)
+}
+
+/// Issue 17 part 2: a device's offline set holds at most `MAX_WORK`
+/// patients with open work; with more waiting, those whose work was
+/// written last come first, so a patient who just wrote is always in it
+/// (the device told `list-changed` finds them), whatever their id.
+#[tokio::test]
+async fn with_more_open_work_than_a_device_holds_the_newest_comes_first() {
+    use server::storage::{MAX_WORK, WorkSource};
+    for backend in BACKENDS {
+        let db = TestDatabase::new(backend).await;
+        let app = TestServer::start(&db, PathBuf::from("/nonexistent")).await;
+        let store = &app.store;
+        let now = app.clock.now_ms();
+        let clinic = ClinicId::mint();
+        store.create_clinic(clinic, "Busy Clinic", now).await.unwrap();
+        let provider = staff_user(UserRole::Provider, "Dr. Busy", vec![clinic]);
+        store.create_user(&provider, now).await.unwrap();
+        // One more patient with an unread message than a device holds,
+        // each written a second after the one before.
+        let records: Vec<NewRecord> = (0..=MAX_WORK)
+            .map(|_| NewRecord {
+                patient: PatientId::mint(),
+                consents: vec![clinic],
+                documents: vec![],
+            })
+            .collect();
+        store.create_records(&records, now).await.unwrap();
+        let work = |patient: PatientId| IndexRow::Work {
+            clinic,
+            patient,
+            source: WorkSource::Messages,
+            value: "1".into(),
+        };
+        for (i, r) in records.iter().enumerate() {
+            store.write_index(&[work(r.patient)], now + 1000 * i as i64).await.unwrap();
+        }
+        let user = store.user(provider.id).await.unwrap().unwrap();
+        let held = store.work_patients(&user, &[]).await.unwrap();
+        let (oldest, newest) = (records[0].patient, records[MAX_WORK].patient);
+        assert_eq!(held.len(), MAX_WORK, "{backend:?}");
+        assert!(held.contains(&newest) && !held.contains(&oldest), "{backend:?}");
+        // The oldest writes again: now it is the newest, and the one
+        // written second is left out.
+        store.write_index(&[work(oldest)], now + 1000 * (MAX_WORK as i64 + 1)).await.unwrap();
+        let held = store.work_patients(&user, &[]).await.unwrap();
+        assert!(held.contains(&oldest) && !held.contains(&records[1].patient), "{backend:?}");
+        app.stop().await;
+        db.drop_database().await;
+    }
 }
