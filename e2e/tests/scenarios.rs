@@ -1568,6 +1568,10 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
             okafor.type_into(".comment-form textarea", COMMENT).await;
             okafor.click(".comment-form button", "Send comment").await;
             okafor.wait_for(".comments .comment", COMMENT).await;
+            // Writing in one conversation answers none other: her travel
+            // question still waits in his To do.
+            okafor.click("nav.main-nav button", "To do").await;
+            okafor.wait_for(".todo-item", "Brazil").await;
 
             // Maria sees one unread message beside Messages, and the comment
             // beside the result.
@@ -1605,6 +1609,7 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
 
             // At the clinic: her reply opens with its conversation; the
             // travel question waits, counted, one line.
+            open_chart(&okafor, "Maria Santos").await;
             okafor.tab("Messages").await;
             okafor.wait_for(".conversation.open .msg.theirs", THANKS).await;
             okafor.wait_for(".conversation-open", "Travel vaccines").await;

@@ -596,19 +596,23 @@ impl MessageThread {
     }
 
     /// Messages from the patient side the clinic has not answered: those
-    /// sent after the clinic's last message. A reply answers them; reading
-    /// one does not (it shows who read it).
+    /// sent after the clinic's last message in the same conversation. A
+    /// reply answers them; reading one does not (it shows who read it),
+    /// nor does the clinic writing in another conversation.
     pub fn unanswered(&self) -> Vec<(&str, &Message)> {
-        let last_reply = self
-            .messages
-            .values()
-            .filter(|m| m.side == Side::Clinic)
-            .map(|m| m.sent_at.as_str())
-            .max()
-            .unwrap_or("");
+        let last_reply = |conversation: &Option<String>| {
+            self.messages
+                .iter()
+                .filter(|(id, m)| m.side == Side::Clinic && m.conversation(id) == *conversation)
+                .map(|(_, m)| m.sent_at.as_str())
+                .max()
+                .unwrap_or("")
+        };
         self.messages
             .iter()
-            .filter(|(_, m)| m.side == Side::Patient && m.sent_at.as_str() > last_reply)
+            .filter(|(id, m)| {
+                m.side == Side::Patient && m.sent_at.as_str() > last_reply(&m.conversation(id))
+            })
             .map(|(id, m)| (id.as_str(), m))
             .collect()
     }
@@ -811,6 +815,45 @@ mod tests {
             autosurgeon::hydrate(&DocKind::PatientRecord { patient: PatientId::mint() }.genesis())
                 .unwrap();
         assert_eq!(patient, PatientRecord::default());
+    }
+
+    #[test]
+    fn a_message_is_answered_only_within_its_conversation() {
+        let (patient, clinic) = (UserId::mint(), UserId::mint());
+        let mut thread = MessageThread::default();
+        fn add(thread: &mut MessageThread, id: EntryId, m: Message) {
+            thread.messages.insert(id.to_string(), m);
+        }
+        let (knee, travel) = (EntryId::mint(), EntryId::mint());
+        let first = |topic: &str, at: &str| Message {
+            topic: Some(topic.into()),
+            ..Message::new(patient, "Maria", Side::Patient, at, "?")
+        };
+        add(&mut thread, knee, first("Knee", "2026-01-01T10:00:00Z"));
+        add(&mut thread, travel, first("Travel", "2026-01-02T10:00:00Z"));
+        let reply = |to: EntryId, side: Side, at: &str| Message {
+            in_response_to: Some(to),
+            ..Message::new(if side == Side::Patient { patient } else { clinic }, "", side, at, "!")
+        };
+        // The clinic answers the knee question after both were asked...
+        add(&mut thread, EntryId::mint(), reply(knee, Side::Clinic, "2026-01-03T10:00:00Z"));
+        // ...and comments on a result, a conversation of its own.
+        let comment = Message {
+            topic: Some("Your LDL".into()),
+            ..Message::new(clinic, "Dr", Side::Clinic, "2026-01-04T10:00:00Z", "Good")
+        };
+        add(&mut thread, EntryId::mint(), comment);
+        let open: Vec<&str> = thread.unanswered().iter().map(|(id, _)| *id).collect();
+        assert_eq!(open, [travel.to_string()]);
+        // A new question on the knee is open again.
+        let again = EntryId::mint();
+        add(&mut thread, again, reply(knee, Side::Patient, "2026-01-05T10:00:00Z"));
+        let mut open: Vec<String> =
+            thread.unanswered().iter().map(|(id, _)| id.to_string()).collect();
+        open.sort();
+        let mut expected = vec![travel.to_string(), again.to_string()];
+        expected.sort();
+        assert_eq!(open, expected);
     }
 
     #[test]
