@@ -19,20 +19,40 @@ use autosurgeon::{Hydrate, HydrateError, ReadDoc};
 // autosurgeon reads through its own trait; Automerge's has the same names.
 use automerge::ReadDoc as Read;
 
-/// Current values of the maps read so far, by object and key.
-type Maps = HashMap<ObjId, HashMap<String, (Value<'static>, ObjId)>>;
+/// Current values of maps, by object and key.
+pub(crate) type Maps = HashMap<ObjId, HashMap<String, (Value<'static>, ObjId)>>;
 
 pub struct MapCache<'a> {
     doc: &'a Automerge,
     maps: RefCell<Maps>,
+    /// Whole maps known without reading the document (`policy::ops`:
+    /// those a batch of changes made, as its operations wrote them).
+    #[cfg(feature = "new-maps")]
+    known: Option<&'a Maps>,
 }
 
 impl<'a> MapCache<'a> {
     pub fn new(doc: &'a Automerge) -> Self {
-        Self { doc, maps: RefCell::default() }
+        Self {
+            doc,
+            maps: RefCell::default(),
+            #[cfg(feature = "new-maps")]
+            known: None,
+        }
+    }
+
+    /// Answers from `known` for the maps it holds; each must be exactly
+    /// what `doc` shows for that object.
+    #[cfg(feature = "new-maps")]
+    pub(crate) fn with_known(doc: &'a Automerge, known: &'a Maps) -> Self {
+        Self { doc, maps: RefCell::default(), known: Some(known) }
     }
 
     fn cached_get(&self, obj: &ObjId, key: &str) -> Option<(Value<'static>, ObjId)> {
+        #[cfg(feature = "new-maps")]
+        if let Some(map) = self.known.and_then(|known| known.get(obj)) {
+            return map.get(key).cloned();
+        }
         let mut maps = self.maps.borrow_mut();
         let map = maps.entry(obj.clone()).or_insert_with(|| {
             Read::map_range(self.doc, obj, ..)

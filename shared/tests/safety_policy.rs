@@ -4,11 +4,16 @@
 //! interacting with another prescription of the same document needs a
 //! reason; a stopped one does not count, nor does an entry already stored.
 
-use automerge::AutoCommit;
+use automerge::legacy::Key;
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use shared::record;
 use shared::schema::{Allergy, DocKind, Observation, Prescription, Provenance};
 use shared::status::{AllergyStatus, PrescriptionStatus, ResultStatus, Severity};
-use shared::{ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change};
+use shared::{
+    ClinicId, EntryId, PatientId, Principal, Role, Rule, UserId, check_change, check_entries,
+    check_ops,
+};
 
 struct Chart {
     kind: DocKind,
@@ -145,4 +150,135 @@ fn overriding_an_allergy_or_interaction_in_the_same_record_needs_a_reason() {
     // Duplicate therapy is a warning only.
     chart.add(&chart.rx("617310", ACTIVE, None)).unwrap();
     assert_eq!(chart.add(&chart.rx("617310", ACTIVE, None)), Ok(()));
+}
+
+// New entries are judged from the values their operations wrote where
+// those are what the document shows, and read from the document where a
+// key was written twice or a change was not applied. These judge the same
+// entry both ways round: a wrong reading accepts one or refuses the other.
+
+impl Chart {
+    /// The object of the observation `id`.
+    fn observation(&self, id: EntryId) -> ObjId {
+        let (_, coll) = self.doc.get(ROOT, "observations").unwrap().unwrap();
+        self.doc.get(&coll, id.to_string()).unwrap().unwrap().1
+    }
+
+    /// Judges every change since `before`, as the server judges a batch.
+    fn judge_since(&mut self, before: &[automerge::ChangeHash]) -> Result<(), Rule> {
+        check_change(self.doc.document(), before, &self.kind, &self.who).map_err(|d| d.rule)
+    }
+}
+
+#[test]
+fn a_result_written_twice_in_one_change_is_judged_as_the_document_shows_it() {
+    for (first, last, verdict) in [(4.0, 58.0, Err(Rule::Implausible)), (58.0, 4.0, Ok(()))] {
+        let mut chart = Chart::new();
+        let before = chart.doc.get_heads();
+        let id = EntryId::mint();
+        let result = chart.potassium(first, None);
+        record::add(&mut chart.doc, id, &result).unwrap();
+        let obj = chart.observation(id);
+        chart.doc.put(&obj, "value_quantity", last).unwrap();
+        chart.doc.commit();
+        let change = chart.doc.document().get_changes(&before).pop().unwrap();
+        let written = change
+            .decode()
+            .operations
+            .iter()
+            .filter(|op| op.key == Key::Map("value_quantity".into()))
+            .count();
+        assert_eq!(written, 2, "one change writes the key twice");
+        assert_eq!(chart.judge_since(&before), verdict, "{first} then {last}");
+    }
+}
+
+#[test]
+fn concurrent_results_for_a_new_entry_are_judged_by_the_one_that_shows() {
+    for (low, high, verdict) in [(4.2, 58.0, Err(Rule::Implausible)), (58.0, 4.2, Ok(()))] {
+        let mut chart = Chart::new();
+        let before = chart.doc.get_heads();
+        let id = EntryId::mint();
+        let result = chart.potassium(4.0, None);
+        record::add(&mut chart.doc, id, &result).unwrap();
+        chart.doc.commit();
+        let obj = chart.observation(id);
+        // Two devices of the same batch write the value at once; the same
+        // operation counter, so the greater actor's value shows.
+        let mut writes = Vec::new();
+        for (actor, value) in [(1u8, low), (2u8, high)] {
+            let mut device = chart.doc.fork().with_actor(ActorId::from(vec![actor; 16]));
+            device.put(&obj, "value_quantity", value).unwrap();
+            device.commit();
+            writes.push(device);
+        }
+        for device in &mut writes {
+            chart.doc.merge(device).unwrap();
+        }
+        let shown = chart.doc.get(&obj, "value_quantity").unwrap().unwrap().0;
+        assert_eq!(shown.as_f64(), Some(high));
+        // Judged in either order: the value that shows is not the one
+        // judged last.
+        let base = chart.doc.document().fork_at(&before).unwrap();
+        let mut changes = chart.doc.document().get_changes(&before);
+        for _ in 0..2 {
+            changes[1..].reverse();
+            let plan = check_ops(&base, &changes, &chart.kind, &chart.who).unwrap();
+            let judged = check_entries(chart.doc.document(), &plan, &chart.kind, &chart.who);
+            assert_eq!(judged.map_err(|d| d.rule), verdict, "{low} and {high}");
+        }
+        assert_eq!(chart.judge_since(&before), verdict, "{low} and {high}");
+    }
+}
+
+#[test]
+fn new_entries_are_read_from_the_document_when_a_change_judged_is_not_in_it() {
+    let mut chart = Chart::new();
+    let before = chart.doc.get_heads();
+    let base: Automerge = chart.doc.document().fork_at(&before).unwrap();
+    // A critical potassium written without the `interpretation` key (as
+    // entries from before it existed are), then marked critical in a
+    // second change: accepted together, refused without the mark.
+    let obs = chart.potassium(6.8, None);
+    let (_, coll) = chart.doc.get(ROOT, "observations").unwrap().unwrap();
+    let obj = chart.doc.put_object(&coll, EntryId::mint().to_string(), ObjType::Map).unwrap();
+    for (key, value) in [
+        ("loinc", obs.loinc.as_str()),
+        ("display", &obs.display),
+        ("unit", "mmol/L"),
+        ("effective", &obs.effective),
+        ("status", obs.status.code()),
+    ] {
+        chart.doc.put(&obj, key, value).unwrap();
+    }
+    for (key, value) in [("value_quantity", 6.8), ("reference_low", 3.5), ("reference_high", 5.1)] {
+        chart.doc.put(&obj, key, value).unwrap();
+    }
+    for key in ["report", "value_string", "replaces", "status_reason", "status_by", "status_at"] {
+        chart.doc.put(&obj, key, automerge::ScalarValue::Null).unwrap();
+    }
+    let p = &obs.provenance;
+    let provenance = chart.doc.put_object(&obj, "provenance", ObjType::Map).unwrap();
+    for (key, value) in [
+        ("clinic", p.clinic.to_string()),
+        ("clinic_name", p.clinic_name.clone()),
+        ("recorder", p.recorder.to_string()),
+        ("recorder_name", p.recorder_name.clone()),
+        ("recorded", p.recorded.clone()),
+    ] {
+        chart.doc.put(&provenance, key, value).unwrap();
+    }
+    chart.doc.commit();
+    chart.doc.put(&obj, "interpretation", "HH").unwrap();
+    chart.doc.commit();
+    let changes = chart.doc.document().get_changes(&before);
+    assert_eq!(changes.len(), 2);
+    let plan = check_ops(&base, &changes, &chart.kind, &chart.who).unwrap();
+    let verdict = |applied: &[automerge::Change]| {
+        let mut after = base.clone();
+        after.apply_changes(applied.to_vec()).unwrap();
+        check_entries(&after, &plan, &chart.kind, &chart.who).map_err(|d| d.rule)
+    };
+    assert_eq!(verdict(&changes), Ok(()));
+    assert_eq!(verdict(&changes[..1]), Err(Rule::CriticalMark));
 }

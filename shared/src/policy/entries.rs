@@ -23,6 +23,14 @@ pub(super) fn check(
     kind: &DocKind,
     who: &Principal,
 ) -> Result<(), Denial> {
+    // New entries as their operations wrote them, where those are what
+    // `after` shows (`NewMaps`); the rest read from `after`.
+    #[cfg(feature = "new-maps")]
+    let reads = match plan.new_maps.in_doc(after) {
+        Some(known) => MapCache::with_known(after, known),
+        None => MapCache::new(after),
+    };
+    #[cfg(not(feature = "new-maps"))]
     let reads = MapCache::new(after);
     for (collection, id) in &plan.created {
         check_created(&reads, kind, who, *collection, id)?;
@@ -72,38 +80,39 @@ macro_rules! clinical_fields {
     }};
 }
 
-/// Calls `$body` with the clinical fields of the entry at `collection`/`id`.
+/// Calls `$body` with the entry at `collection`/`id`, hydrated as its type,
+/// and its clinical fields.
 macro_rules! with_clinical_entry {
-    ($doc:expr, $collection:expr, $id:expr, |$fields:ident| $body:expr) => {
+    ($doc:expr, $collection:expr, $id:expr, |$entry:ident, $fields:ident| $body:expr) => {
         match $collection {
             Collection::Reports => {
-                let e: Report = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Report = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::Observations => {
-                let e: Observation = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Observation = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::Prescriptions => {
-                let e: Prescription = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Prescription = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::Allergies => {
-                let e: Allergy = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Allergy = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::Immunizations => {
-                let e: Immunization = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Immunization = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::Appointments => {
-                let e: Appointment = hydrate_entry($doc, $collection, $id)?;
-                let $fields = clinical_fields!(e);
+                let $entry: Appointment = hydrate_entry($doc, $collection, $id)?;
+                let $fields = clinical_fields!($entry);
                 $body
             }
             Collection::RefillRequests | Collection::Messages | Collection::Tasks => {
@@ -131,7 +140,7 @@ fn check_created(
             if !staff {
                 return deny(outsider(who, *clinic), &path);
             }
-            with_clinical_entry!(doc, collection, id, |entry| {
+            with_clinical_entry!(doc, collection, id, |typed, entry| {
                 if entry.provenance.clinic != *clinic {
                     return deny(Rule::ForeignClinic, &path);
                 }
@@ -148,9 +157,10 @@ fn check_created(
                 if entry.status_by.is_some_and(|by| by != who.user) {
                     return deny(Rule::ImpersonatedAuthor, &path);
                 }
-                status_fields_valid(&entry, &path)
-            })?;
-            super::safety::check_created(doc, collection, id, &path)
+                status_fields_valid(&entry, &path)?;
+                // The entry as hydrated once for both sets of rules.
+                super::safety::SafetyRules::check_created(&typed, doc, id, &path)
+            })
         }
         DocKind::PatientRecord { patient } => {
             if !who.speaks_for(*patient) {
@@ -237,7 +247,9 @@ fn check_still_valid(doc: &MapCache<'_>, collection: Collection, id: &str) -> Re
         Collection::RefillRequests => hydrate_entry::<RefillRequest>(doc, collection, id).map(drop),
         Collection::Messages => hydrate_entry::<Message>(doc, collection, id).map(drop),
         Collection::Tasks => task_stamp_valid(&hydrate_entry(doc, collection, id)?, &path),
-        _ => with_clinical_entry!(doc, collection, id, |entry| status_fields_valid(&entry, &path)),
+        _ => with_clinical_entry!(doc, collection, id, |_typed, entry| status_fields_valid(
+            &entry, &path
+        )),
     }
 }
 

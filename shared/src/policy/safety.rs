@@ -15,39 +15,52 @@ use autosurgeon::ReadDoc;
 use super::{Denial, Rule, deny, hydrate_entry};
 use crate::read::MapCache;
 use crate::safety::{self, ResultProblem};
-use crate::schema::{Allergy, Collection, Observation, Prescription};
+use crate::schema::{
+    Allergy, Appointment, Collection, Immunization, Observation, Prescription, Report,
+};
 use crate::status::PrescriptionStatus;
 
-pub(super) fn check_created(
-    doc: &MapCache<'_>,
-    collection: Collection,
-    id: &str,
-    path: &[String],
-) -> Result<(), Denial> {
-    match collection {
-        Collection::Observations => {
-            let obs: Observation = hydrate_entry(doc, collection, id)?;
-            match safety::check_result(&obs) {
-                Ok(()) => Ok(()),
-                Err(ResultProblem::Impossible) => deny(Rule::Implausible, path),
-                Err(ResultProblem::CriticalMark) => deny(Rule::CriticalMark, path),
-            }
+/// The safety rules of an entry's type, checked on an entry as it is
+/// created (`entries::check_created`, which has hydrated it already).
+pub(super) trait SafetyRules {
+    fn check_created(
+        &self,
+        _doc: &MapCache<'_>,
+        _id: &str,
+        _path: &[String],
+    ) -> Result<(), Denial> {
+        Ok(())
+    }
+}
+
+impl SafetyRules for Report {}
+impl SafetyRules for Allergy {}
+impl SafetyRules for Immunization {}
+impl SafetyRules for Appointment {}
+
+impl SafetyRules for Observation {
+    fn check_created(&self, _doc: &MapCache<'_>, _id: &str, path: &[String]) -> Result<(), Denial> {
+        match safety::check_result(self) {
+            Ok(()) => Ok(()),
+            Err(ResultProblem::Impossible) => deny(Rule::Implausible, path),
+            Err(ResultProblem::CriticalMark) => deny(Rule::CriticalMark, path),
         }
-        Collection::Prescriptions => {
-            let rx: Prescription = hydrate_entry(doc, collection, id)?;
-            // Recording a past (stopped or completed) prescription starts
-            // no therapy.
-            if rx.status != PrescriptionStatus::Active || safety::has_reason(&rx) {
-                return Ok(());
-            }
-            let allergies: Vec<Allergy> = entries(doc, Collection::Allergies, None);
-            let others: Vec<Prescription> = entries(doc, Collection::Prescriptions, Some(id));
-            if safety::needs_reason(&rx, &allergies, &others) {
-                return deny(Rule::OverrideReason, path);
-            }
-            Ok(())
+    }
+}
+
+impl SafetyRules for Prescription {
+    fn check_created(&self, doc: &MapCache<'_>, id: &str, path: &[String]) -> Result<(), Denial> {
+        // Recording a past (stopped or completed) prescription starts
+        // no therapy.
+        if self.status != PrescriptionStatus::Active || safety::has_reason(self) {
+            return Ok(());
         }
-        _ => Ok(()),
+        let allergies: Vec<Allergy> = entries(doc, Collection::Allergies, None);
+        let others: Vec<Prescription> = entries(doc, Collection::Prescriptions, Some(id));
+        if safety::needs_reason(self, &allergies, &others) {
+            return deny(Rule::OverrideReason, path);
+        }
+        Ok(())
     }
 }
 
