@@ -75,16 +75,10 @@ pub fn send(
     };
     replicas::edit(doc, |tx, who, at| {
         let message = Message {
-            author: who.user,
-            author_name: me.display_name.clone(),
-            side: who.side(),
-            sent_at: at.to_owned(),
-            body: body.trim().to_owned(),
-            read_at: None,
-            read_by: None,
             topic: first.is_none().then_some(topic),
             in_response_to: first,
             about: first.is_none().then_some(about).flatten(),
+            ..Message::new(who.user, me.display_name.clone(), who.side(), at, body.trim())
         };
         record::add(tx, id, &message)
     })?;

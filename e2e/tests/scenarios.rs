@@ -1526,6 +1526,9 @@ async fn a_clinic_admin_runs_the_clinic_page_and_patients_read_its_details() {
     portal.stop().await;
 }
 
+/// Brings a trend's comments into view, for a screenshot.
+const SHOW_COMMENTS: &str = "document.querySelector('.comments').scrollIntoView()";
+
 /// Issue 15: a thread holds conversations, each with a subject; what the
 /// other side wrote and nobody read is counted, beside Messages and on each
 /// closed conversation; a clinician comments on a result from its trend, and
@@ -1568,6 +1571,8 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
             okafor.type_into(".comment-form textarea", COMMENT).await;
             okafor.click(".comment-form button", "Send comment").await;
             okafor.wait_for(".comments .comment", COMMENT).await;
+            okafor.page.evaluate(SHOW_COMMENTS).await.expect("scroll to the comments");
+            okafor.screenshot("his comment and the comment form at 1280px").await;
             // Writing in one conversation answers none other: her travel
             // question still waits in his To do.
             okafor.click("nav.main-nav button", "To do").await;
@@ -1587,7 +1592,13 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
                     &format!("the comment says who wrote it: {comment}"),
                 )
                 .await;
-            maria.screenshot("a clinician's comment under the trend").await;
+            for (width, mobile) in [(390, true), (1280, false)] {
+                maria.set_width(width, mobile).await;
+                maria.page.evaluate(SHOW_COMMENTS).await.expect("scroll to the comments");
+                maria
+                    .screenshot(&format!("a clinician's comment under the trend at {width}px"))
+                    .await;
+            }
             // It opens as a conversation about that result; read, the count goes.
             maria.click(".comments button", "Reply in Messages").await;
             let open = maria.wait_for(".conversation.open", COMMENT).await;
