@@ -30,7 +30,13 @@ const saveRecord = () => done(store("kv", "readwrite").put(record, "vault"));
 async function gcm(op, k, iv, data, name) {
   return new Uint8Array(await S[op]({ name: "AES-GCM", iv, additionalData: text.encode(name) }, k, data));
 }
-const join = (iv, sealed) => { const out = new Uint8Array(12 + sealed.length); out.set(iv); out.set(sealed, 12); return out; };
+const join = (head, rest) => { const out = new Uint8Array(head.length + rest.length); out.set(head); out.set(rest, head.length); return out; };
+// A document is kept deflated by the browser's own zlib, behind a 0 byte
+// (the app's WASM carries no compressor: vendor/flate2/PATCHED.md); one
+// kept before that is Automerge's bytes as saved, which start with 0x85.
+const pipe = async (bytes, how) => new Uint8Array(await new Response(new Blob([bytes]).stream().pipeThrough(how)).arrayBuffer());
+const pack = async (bytes) => join([0], await pipe(bytes, new CompressionStream("deflate-raw")));
+const unpack = (bytes) => bytes[0] ? bytes : pipe(bytes.subarray(1), new DecompressionStream("deflate-raw"));
 async function seal(k, name, bytes) { const iv = random(12); return join(iv, await gcm("encrypt", k, iv, bytes, name)); }
 const unseal = (k, name, v) => gcm("decrypt", k, v.subarray(0, 12), v.subarray(12), name);
 
@@ -80,7 +86,7 @@ export async function read() {
       try {
         const bytes = await unseal(key, names[i], values[i]);
         if (s == "kv") all.kv[names[i]] = new TextDecoder().decode(bytes);
-        else all.docs.push([names[i], bytes]);
+        else all.docs.push([names[i], await unpack(bytes)]);
       } catch {}
     }
   }
@@ -94,7 +100,7 @@ export async function put(doc, name, bytes) {
   latest.set(name, n);
   try {
     if (!key) return false;
-    const sealed = await seal(key, name, bytes);
+    const sealed = await seal(key, name, doc ? await pack(bytes) : bytes);
     if (latest.get(name) == n) await done(store(doc ? "docs" : "kv", "readwrite").put(sealed, name));
     return true;
   } catch {

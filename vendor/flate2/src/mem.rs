@@ -157,6 +157,8 @@ pub struct CompressError {
 }
 
 #[inline]
+// Patched: the stored encoder (`store-only`) never fails.
+#[cfg_attr(feature = "store-only", allow(dead_code))]
 pub(crate) fn compress_failed<T>(msg: ErrorMessage) -> Result<T, CompressError> {
     Err(CompressError { msg })
 }

@@ -1,9 +1,11 @@
 //! Implementation for `miniz_oxide` rust backend.
 
 use alloc::boxed::Box;
+#[cfg(not(feature = "store-only"))]
 use core::convert::TryInto;
 use core::fmt;
 
+#[cfg(not(feature = "store-only"))]
 use ::miniz_oxide::deflate::core::CompressorOxide;
 use ::miniz_oxide::inflate::stream::{FullReset, InflateState};
 pub use ::miniz_oxide::*;
@@ -118,22 +120,6 @@ impl Backend for Inflate {
     }
 }
 
-pub struct Deflate {
-    inner: Box<CompressorOxide>,
-    total_in: u64,
-    total_out: u64,
-}
-
-impl fmt::Debug for Deflate {
-    fn fmt(&self, f: &mut fmt::Formatter) -> Result<(), fmt::Error> {
-        write!(
-            f,
-            "miniz_oxide deflate internal state. total_in: {}, total_out: {}",
-            self.total_in, self.total_out,
-        )
-    }
-}
-
 impl From<FlushCompress> for MZFlush {
     fn from(value: FlushCompress) -> Self {
         match value {
@@ -146,6 +132,25 @@ impl From<FlushCompress> for MZFlush {
     }
 }
 
+#[cfg(not(feature = "store-only"))]
+pub struct Deflate {
+    inner: Box<CompressorOxide>,
+    total_in: u64,
+    total_out: u64,
+}
+
+#[cfg(not(feature = "store-only"))]
+impl fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut fmt::Formatter) -> Result<(), fmt::Error> {
+        write!(
+            f,
+            "miniz_oxide deflate internal state. total_in: {}, total_out: {}",
+            self.total_in, self.total_out,
+        )
+    }
+}
+
+#[cfg(not(feature = "store-only"))]
 impl DeflateBackend for Deflate {
     fn make(level: Compression, zlib_header: bool, _window_bits: u8) -> Self {
         // Check in case the integer value changes at some point. Unlike the other zlib
@@ -191,6 +196,101 @@ impl DeflateBackend for Deflate {
         self.total_in = 0;
         self.total_out = 0;
         self.inner.reset();
+    }
+}
+
+/// Patched in (feature `store-only`): an encoder that writes stored DEFLATE
+/// blocks, the data as it is behind a 5-byte header per block of at most
+/// 65,535 bytes (RFC 1951 3.2.4), inside a zlib header and Adler-32 when
+/// asked. Any inflater reads it; no compressor is linked (see PATCHED.md).
+#[cfg(feature = "store-only")]
+#[derive(Debug)]
+pub struct Deflate {
+    zlib_header: bool,
+    /// Output made but not yet handed out: the block being written.
+    pending: alloc::vec::Vec<u8>,
+    started: bool,
+    adler: (u32, u32),
+    finished: bool,
+    total_in: u64,
+    total_out: u64,
+}
+
+#[cfg(feature = "store-only")]
+impl DeflateBackend for Deflate {
+    fn make(_level: Compression, zlib_header: bool, _window_bits: u8) -> Self {
+        Deflate {
+            zlib_header,
+            pending: alloc::vec::Vec::new(),
+            started: false,
+            adler: (1, 0),
+            finished: false,
+            total_in: 0,
+            total_out: 0,
+        }
+    }
+
+    fn compress(
+        &mut self,
+        input: &[u8],
+        output: &mut [u8],
+        flush: FlushCompress,
+    ) -> Result<Status, CompressError> {
+        let (mut read, mut written) = (0, 0);
+        if self.zlib_header && !self.started {
+            // CMF: deflate, 32 KiB window; FLG: fastest, no dictionary, check bits.
+            self.pending.extend_from_slice(&[0x78, 0x01]);
+            self.started = true;
+        }
+        loop {
+            let n = self.pending.len().min(output.len() - written);
+            output[written..written + n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            written += n;
+            if !self.pending.is_empty() || self.finished {
+                break;
+            }
+            if read < input.len() {
+                // A block starts on a byte, so its header is one byte (BFINAL 0,
+                // BTYPE 00), then LEN and NLEN.
+                let data = &input[read..read + (input.len() - read).min(65_535)];
+                let len = data.len() as u16;
+                self.pending.push(0);
+                self.pending.extend_from_slice(&len.to_le_bytes());
+                self.pending.extend_from_slice(&(!len).to_le_bytes());
+                self.pending.extend_from_slice(data);
+                let (mut a, mut b) = self.adler;
+                for &byte in data.iter().filter(|_| self.zlib_header) {
+                    a = (a + u32::from(byte)) % 65_521;
+                    b = (b + a) % 65_521;
+                }
+                self.adler = (a, b);
+                read += data.len();
+            } else if matches!(flush, FlushCompress::Finish) {
+                // An empty final block ends the stream.
+                self.pending.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+                if self.zlib_header {
+                    let (a, b) = self.adler;
+                    self.pending.extend_from_slice(&((b << 16) | a).to_be_bytes());
+                }
+                self.finished = true;
+            } else {
+                break;
+            }
+        }
+        self.total_in += read as u64;
+        self.total_out += written as u64;
+        Ok(if self.finished && self.pending.is_empty() {
+            Status::StreamEnd
+        } else if read == 0 && written == 0 {
+            Status::BufError
+        } else {
+            Status::Ok
+        })
+    }
+
+    fn reset(&mut self) {
+        *self = Self::make(Compression::none(), self.zlib_header, 0);
     }
 }
 
