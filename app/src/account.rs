@@ -3,6 +3,7 @@
 //! inviting a caregiver and new links ask for the passkey again when the
 //! server wants a recent one (`api::with_reauth`).
 
+use crate::i18n::{self, Tr, t, tf, ts};
 use std::future::Future;
 
 use leptos::prelude::*;
@@ -32,9 +33,10 @@ pub fn issued_link(
     let Invitation { link, expires_at, .. } = invitation;
     view! {
         <div class=class role="status">
-            <label for=id>{format!("Give {who} this one-time link to create their passkey (valid until {}):", crate::when::moment(&api::iso(expires_at)))}</label>
+            <label for=id>{tf("Give {0} this one-time link to create their passkey (valid until {1}):", &[&who, &crate::when::moment(&api::iso(expires_at))])}</label>
             <input id=id type="text" readonly prop:value=link/>
-            <button type="button" class="secondary" data-hand-over=id>{if can_share() { "Share link" } else { "Copy link" }}</button>
+            <button type="button" class="secondary" data-hand-over=id data-shared=t("Link shared.") data-copied=t("Link copied.")
+                data-failed=t("The link was not handed over: select it and copy it by hand.")>{if can_share() { Tr("Share link") } else { Tr("Copy link") }}</button>
         </div>
     }
 }
@@ -101,29 +103,25 @@ fn Passkeys() -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="keys-h">
-            <h2 id="keys-h">"Passkeys"</h2>
+            <h2 id="keys-h">{Tr("Passkeys")}</h2>
             <p class="muted">
-                "Removing a passkey at once signs out every device that signed in with it. "
-                "Passkeys added while signed in with it stay: remove them too if you do not know them."
+                {Tr("Removing a passkey at once signs out every device that signed in with it. ")}
+                {Tr("Passkeys added while signed in with it stay: remove them too if you do not know them.")}
             </p>
-            <p class="protection">"The copy of your record on this device is encrypted. "{
-                if crate::vault::protected_by_passkey() { "Protected by your passkey: opening it needs your passkey." }
-                else { "Protected by this browser only: your passkey cannot lock it, so whoever can use this browser profile can open it." }
+            <p class="protection">{Tr("The copy of your record on this device is encrypted. ")}{
+                if crate::vault::protected_by_passkey() { Tr("Protected by your passkey: opening it needs your passkey.") }
+                else { Tr("Protected by this browser only: your passkey cannot lock it, so whoever can use this browser profile can open it.") }
             }</p>
             {move || links.get().filter(|l| !l.is_empty()).map(|list| view! {
                 <div class="notice" role="status">
-                    <p>{list.into_iter().map(|link| format!(
-                        "A sign-in link for your account from {} is open until {}. ",
-                        link.issued_by.unwrap_or_else(|| "the portal's operator".to_owned()),
-                        crate::when::moment(&api::iso(link.expires_at)),
-                    )).collect::<String>()}
-                    "Whoever uses it replaces all your passkeys. If you did not ask for it, cancel it."</p>
+                    <p>{list.into_iter().map(|link|  tf("A sign-in link for your account from {0} is open until {1}. ", &[&link.issued_by.unwrap_or_else(|| ts("the portal's operator")), &crate::when::moment(&api::iso(link.expires_at))])).collect::<String>()}
+                    {Tr("Whoever uses it replaces all your passkeys. If you did not ask for it, cancel it.")}</p>
                     <button type="button" on:click=move |_| spawn_local(async move {
                         match api::cancel_links().await {
                             Ok(()) => load_links(),
                             Err(e) => report(ui, error, e),
                         }
-                    })>"Cancel the link"</button>
+                    })>{Tr("Cancel the link")}</button>
                 </div>
             })}
             {move || keys.get().map(|list| {
@@ -134,18 +132,18 @@ fn Passkeys() -> impl IntoView {
                         let Passkey { id, name, created_at: created, last_used_at: used, added_with } = k;
                         let mut about = String::new();
                         if Some(id) == current() {
-                            about.push_str(" · this device signed in with it");
+                            about.push_str(t(" · this device signed in with it"));
                         }
                         if let Some((_, from)) = names.iter().find(|(key, _)| Some(*key) == added_with) {
-                            about.push_str(&format!(" · added while signed in with {from}"));
+                            about.push_str(&tf(" · added while signed in with {0}", &[&from]));
                         }
-                        let label = format!("passkey {name}");
+                        let label = tf("passkey {0}", &[&name]);
                         let name = RwSignal::new(name);
                         let (rename_id, delete_id) = (id, id);
                         let input_id = format!("key-{id}");
                         view! {
                             <li class="inline-form">
-                                <label for=input_id.clone()>"Name"<span class="sr-only">{format!(" of {label}")}</span></label>
+                                <label for=input_id.clone()>{Tr("Name")}<span class="sr-only">{tf(" of {0}", &[&label])}</span></label>
                                 <input id=input_id type="text" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
                                 <button type="button" on:click=move |_| {
                                     let id = rename_id;
@@ -155,7 +153,7 @@ fn Passkeys() -> impl IntoView {
                                             Err(e) => report(ui, error, e),
                                         }
                                     })
-                                } aria-label=format!("Rename {label}")>"Rename"</button>
+                                } aria-label=tf("Rename {0}", &[&label])>{Tr("Rename")}</button>
                                 <button type="button" class="secondary" on:click=move |_| {
                                     let id = delete_id;
                                     spawn_local(async move {
@@ -164,15 +162,15 @@ fn Passkeys() -> impl IntoView {
                                             Err(e) => report(ui, error, e),
                                         }
                                     })
-                                } aria-label=format!("Remove {label}")>"Remove"</button>
-                                <span class="muted">{format!("added {} · last used {}{about}", crate::when::day(&api::iso(created)), used.map_or("never".into(), |at| crate::when::moment(&api::iso(at))))}</span>
+                                } aria-label=tf("Remove {0}", &[&label])>{Tr("Remove")}</button>
+                                <span class="muted">{tf("added {0} · last used {1}{2}", &[&crate::when::day(&api::iso(created)), &used.map_or(ts("never"), |at| crate::when::moment(&api::iso(at))), &about])}</span>
                             </li>
                         }
                     }).collect_view()}
                 </ul>
                 }
             })}
-            <button type="button" on:click=add>"Add a passkey on this device"</button>
+            <button type="button" on:click=add>{Tr("Add a passkey on this device")}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }
@@ -191,9 +189,9 @@ fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoVie
     let ui = expect_context::<Ui>();
     // 0: the button; 1: asking; 2 and up: waiting to act (each attempt its own number).
     let step = RwSignal::new(0u32);
-    let away = format!("Take away {who}'s access");
-    let keep = format!("Keep {who}'s access");
-    let undo = format!("Undo: keep {who}'s access");
+    let away = tf("Take away {0}'s access", &[&who]);
+    let keep = tf("Keep {0}'s access", &[&who]);
+    let undo = tf("Undo: keep {0}'s access", &[&who]);
     // The focus follows the step: to the question's button, to Undo, and
     // back to the first button.
     let (start, ask, wait) = (NodeRef::new(), NodeRef::new(), NodeRef::new());
@@ -208,7 +206,7 @@ fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoVie
     let confirm = move |_| {
         let attempt = step.get_untracked().max(1) + 1;
         go(attempt, wait);
-        ui.say(format!("Taking away {who}'s access in {UNDO_SECONDS} seconds."));
+        ui.say(tf("Taking away {0}'s access in {1} seconds.", &[&who, &UNDO_SECONDS]));
         set_timeout(
             move || {
                 if step.get_untracked() == attempt {
@@ -231,8 +229,8 @@ fn TakeAway(who: String, consequence: String, act: Callback<()>) -> impl IntoVie
         }.into_any(),
         _ => view! {
             <div class="notice" role="status">
-                <p>{format!("Access goes in {UNDO_SECONDS} seconds.")}</p>
-                <button type="button" node_ref=wait aria-label=undo.clone() on:click=move |_| go(0, start)>"Undo"</button>
+                <p>{tf("Access goes in {0} seconds.", &[&UNDO_SECONDS])}</p>
+                <button type="button" node_ref=wait aria-label=undo.clone() on:click=move |_| go(0, start)>{Tr("Undo")}</button>
             </div>
         }.into_any(),
     }
@@ -267,10 +265,10 @@ fn Consents() -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="consent-h">
-            <h2 id="consent-h">"Clinics with access to your record"</h2>
+            <h2 id="consent-h">{Tr("Clinics with access to your record")}</h2>
             <p class="muted">
-                "A clinic you allow can read your whole record and write its own part. If you take access away, "
-                "the clinic gets no new information, but what is already on its devices stays there."
+                {Tr("A clinic you allow can read your whole record and write its own part. If you take access away, ")}
+                {Tr("the clinic gets no new information, but what is already on its devices stays there.")}
             </p>
             <ul>
                 {move || ui.consents.get().into_iter().map(|c| {
@@ -280,15 +278,15 @@ fn Consents() -> impl IntoView {
                         <li class="inline-form">
                             <strong>{c.clinic_name.clone()}</strong>
                             {if c.granted {
-                                let consequence = format!("{name} will get nothing new from your record. What is already on its devices stays there.");
+                                let consequence = tf("{0} will get nothing new from your record. What is already on its devices stays there.", &[&name]);
                                 view! {
-                                    <span>" has access"</span>
+                                    <span>{Tr(" has access")}</span>
                                     <TakeAway who=name.clone() consequence act=Callback::new(move |()| toggle(clinic, false))/>
                                 }.into_any()
                             } else {
                                 view! {
-                                    <span>" has no access"</span>
-                                    <button type="button" on:click=move |_| toggle(clinic, true)>{format!("Give {name} access")}</button>
+                                    <span>{Tr(" has no access")}</span>
+                                    <button type="button" on:click=move |_| toggle(clinic, true)>{tf("Give {0} access", &[&name])}</button>
                                 }.into_any()
                             }}
                         </li>
@@ -326,7 +324,7 @@ fn Caregivers() -> impl IntoView {
     let invite = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let who = name.get_untracked().trim().to_owned();
-        missing.set(who.is_empty().then(|| "Give the caregiver's name.".into()));
+        missing.set(who.is_empty().then(|| ts("Give the caregiver's name.")));
         if who.is_empty() {
             return;
         }
@@ -342,20 +340,21 @@ fn Caregivers() -> impl IntoView {
         })
     };
     let caregiver_item = move |c: Caregiver| {
-        let rights = if c.may_message { "reads and messages" } else { "reads only" };
-        let waiting = if c.enrolled { "" } else { " · has not created a passkey yet" };
+        let rights = if c.may_message { t("reads and messages") } else { t("reads only") };
+        let waiting = if c.enrolled { "" } else { t(" · has not created a passkey yet") };
         let (user, who) = (c.user_id, c.display_name.clone());
-        let consequence = format!(
-            "{who} is signed out at once and can no longer read your record or write for you."
+        let consequence = tf(
+            "{0} is signed out at once and can no longer read your record or write for you.",
+            &[&who],
         );
         view! {
             <li class="inline-form">
                 <strong>{c.display_name.clone()}</strong>
                 <span>{format!(" {rights}{waiting}")}</span>
-                <button type="button" aria-label=format!("New link for {who}") on:click=move |_| {
+                <button type="button" aria-label=tf("New link for {0}", &[&who]) on:click=move |_| {
                     let who = who.clone();
                     spawn_local(async move { show_link(who, api::with_reauth(|| api::caregiver_link(user)).await) })
-                }>"New link"</button>
+                }>{Tr("New link")}</button>
                 <TakeAway who=c.display_name.clone() consequence act=Callback::new(move |()| {
                     spawn_local(async move {
                         match api::revoke_caregiver(user).await {
@@ -372,26 +371,26 @@ fn Caregivers() -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="caregivers-h">
-            <h2 id="caregivers-h">"Caregivers"</h2>
-            <p class="muted">"Someone you invite can read your whole record with their own passkey. If you allow it, they can also message your clinics and request refills for you."</p>
+            <h2 id="caregivers-h">{Tr("Caregivers")}</h2>
+            <p class="muted">{Tr("Someone you invite can read your whole record with their own passkey. If you allow it, they can also message your clinics and request refills for you.")}</p>
             {move || list.get().map(|caregivers| {
                 if caregivers.is_empty() {
-                    return view! { <p class="muted">"No caregivers."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("No caregivers.")}</p> }.into_any();
                 }
                 view! { <ul>{caregivers.into_iter().map(caregiver_item).collect_view()}</ul> }.into_any()
             })}
             {move || issued.get().map(|it| issued_link("caregiver-link", "notice", it))}
             <form class="inline-form" on:submit=invite>
-                <label for="caregiver-name">"Caregiver's name"</label>
+                <label for="caregiver-name">{Tr("Caregiver's name")}</label>
                 <input id="caregiver-name" type="text" autocomplete="off" prop:value=move || name.get()
                     aria-invalid=crate::patient::invalid(missing) aria-describedby="caregiver-name-error"
                     on:input=move |ev| name.set(event_target_value(&ev))/>
                 <label>
                     <input type="checkbox" prop:checked=move || may_message.get()
                         on:change=move |ev| may_message.set(event_target_checked(&ev))/>
-                    " May message clinics and request refills"
+                    {Tr(" May message clinics and request refills")}
                 </label>
-                <button type="submit">"Invite"</button>
+                <button type="submit">{Tr("Invite")}</button>
             </form>
             {move || missing.get().map(|e| view! { <p class="error" role="alert" id="caregiver-name-error">{e}</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -403,13 +402,13 @@ fn Caregivers() -> impl IntoView {
 /// Family Practice)", "Ana Santos (caregiver)", or the portal's operator.
 fn who_did(entry: &AuditEntry, me: Option<shared::UserId>) -> String {
     match (&entry.user_name, &entry.clinic_name) {
-        _ if entry.user_id.is_some() && entry.user_id == me => "You".into(),
+        _ if entry.user_id.is_some() && entry.user_id == me => ts("You"),
         (Some(name), Some(clinic)) => format!("{name} ({clinic})"),
         (Some(name), None) if entry.role == Some(UserRole::Caregiver) => {
-            format!("{name} (caregiver)")
+            tf("{0} (caregiver)", &[&name])
         }
         (Some(name), None) => name.clone(),
-        (None, _) => "The portal's operator".into(),
+        (None, _) => ts("The portal's operator"),
     }
 }
 
@@ -422,16 +421,16 @@ fn Audit() -> impl IntoView {
     let _ = loader(ui, rows, error, api::audit);
     view! {
         <section class="card" aria-labelledby="audit-h">
-            <h2 id="audit-h">"Who accessed your record"</h2>
+            <h2 id="audit-h">{Tr("Who accessed your record")}</h2>
             {move || rows.get().map(|list| {
                 if list.is_empty() {
-                    return view! { <p class="muted">"Nobody yet."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("Nobody yet.")}</p> }.into_any();
                 }
                 let me = ui.me.with_untracked(|m| m.as_ref().map(|m| m.user_id));
                 view! {
                     <ul class="log">
                         {list.into_iter().map(|r| view! {
-                            <li>{format!("{} {}", who_did(&r, me), r.action.label())}
+                            <li>{format!("{} {}", who_did(&r, me), t(r.action.label()))}
                                 <span class="muted">{format!(" · {}", crate::when::moment(&api::iso(r.at)))}</span></li>
                         }).collect_view()}
                     </ul>
@@ -452,13 +451,13 @@ fn Apps() -> impl IntoView {
     let load = loader(ui, apps, error, api::apps);
     view! {
         <section class="card" aria-labelledby="apps-h">
-            <h2 id="apps-h">"Apps with access"</h2>
+            <h2 id="apps-h">{Tr("Apps with access")}</h2>
             {move || apps.get().map(|list| {
                 if list.is_empty() {
-                    return view! { <p class="muted">"No apps. An app you approve can read your record until you take its access away here."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("No apps. An app you approve can read your record until you take its access away here.")}</p> }.into_any();
                 }
                 list.into_iter().map(|a| {
-                    let what = if a.scope.contains("patient/*.rs") { "all of your record" } else { "part of your record" };
+                    let what = if a.scope.contains("patient/*.rs") { t("all of your record") } else { t("part of your record") };
                     let id = a.id.clone();
                     let remove = move |_| {
                         let id = id.clone();
@@ -472,8 +471,8 @@ fn Apps() -> impl IntoView {
                     view! {
                         <p>
                             <strong>{a.app.clone()}</strong>
-                            {format!(" reads {what}, since {} ", crate::when::day(&api::iso(a.granted_at)))}
-                            <button type="button" class="secondary" on:click=remove>{format!("Take away {}'s access", a.app)}</button>
+                            {tf(" reads {0}, since {1} ", &[&what, &crate::when::day(&api::iso(a.granted_at))])}
+                            <button type="button" class="secondary" on:click=remove>{tf("Take away {0}'s access", &[&a.app])}</button>
                         </p>
                     }
                 }).collect_view().into_any()
@@ -503,34 +502,34 @@ fn SignOut() -> impl IntoView {
     let question = move || {
         let n = waiting();
         (step.get() > 0 && n > 0).then(|| {
-            let s = if n == 1 { "" } else { "s" };
+            let one = n == 1;
             let confirm = step.get() == 2;
             let said = if confirm {
-                format!("Delete the {n} change{s} listed above for good? Nobody will receive them.")
+                if one { ts("Delete the change listed above for good? Nobody will receive it.") } else { tf("Delete the {0} changes listed above for good? Nobody will receive them.", &[&n]) }
             } else if ui.sign_out_when_sent.get() {
-                "You will be signed out as soon as the server has them.".into()
+                ts("You will be signed out as soon as the server has them.")
             } else if ui.online() {
-                "They are being sent now.".into()
+                ts("They are being sent now.")
             } else {
-                "This device is offline: they are sent when it is back online.".into()
+                ts("This device is offline: they are sent when it is back online.")
             };
             view! {
                 <div class="notice" role="alertdialog" aria-labelledby="unsent-h">
-                    <p id="unsent-h"><strong>{format!("{n} change{s} waiting to be sent. Signing out now would delete:")}</strong></p>
+                    <p id="unsent-h"><strong>{if one { ts("1 change waiting to be sent. Signing out now would delete:") } else { tf("{0} changes waiting to be sent. Signing out now would delete:", &[&n]) }}</strong></p>
                     <ul>{replicas::unsent().into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}</ul>
                     <p class:error=confirm>{said}</p>
                     <button type="button" on:click=move |_| {
                         ui.sign_out_when_sent.set(false);
                         step.set(if confirm { 1 } else { 0 });
-                    }>{if confirm { "Keep them" } else { "Stay signed in" }}</button>
+                    }>{if confirm { Tr("Keep them") } else { Tr("Stay signed in") }}</button>
                     " "
                     {(!confirm).then(|| view! {
-                        <button type="button" on:click=move |_| ui.sign_out_when_sent.set(true)>"Sign out once sent"</button>
+                        <button type="button" on:click=move |_| ui.sign_out_when_sent.set(true)>{Tr("Sign out once sent")}</button>
                         " "
                     })}
                     <button type="button" class="secondary" on:click=move |_| {
                         if confirm { spawn_local(session::sign_out(ui)) } else { step.set(2) }
-                    }>{if confirm { "Delete and sign out" } else { "Sign out and delete them" }}</button>
+                    }>{if confirm { Tr("Delete and sign out") } else { Tr("Sign out and delete them") }}</button>
                 </div>
             }
         })
@@ -553,11 +552,47 @@ fn SignOut() -> impl IntoView {
         })
     };
     view! {
-        <button type="button" class="secondary" on:click=sign_out>"Sign out and remove this device's copy"</button>
+        <button type="button" class="secondary" on:click=sign_out>{Tr("Sign out and remove this device's copy")}</button>
         " "
-        <button type="button" class="secondary" on:click=everywhere disabled=move || !ui.online()>"Sign out on every device"</button>
+        <button type="button" class="secondary" on:click=everywhere disabled=move || !ui.online()>{Tr("Sign out on every device")}</button>
         {move || failed.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         {question}
+    }
+}
+
+/// The app's language on this device. A device setting, not the account's:
+/// it stays after sign-out, so whoever reads Spanish signs in again in
+/// Spanish (and a shared device keeps what was picked last).
+#[component]
+fn Language() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    // What the list shows: back to the language in use if a switch fails.
+    let shown = RwSignal::new(ui.language.get_untracked());
+    let error = RwSignal::new(None::<&'static str>);
+    let change = move |ev| {
+        let picked = event_target_value(&ev);
+        let Some(&(lang, _)) = i18n::LANGUAGES.iter().find(|l| l.0 == picked) else { return };
+        shown.set(lang);
+        spawn_local(async move {
+            match i18n::choose(ui, lang).await {
+                // Every view is built anew: the focus goes back to the list.
+                Ok(()) => crate::drafts::focus_soon("language".into()),
+                Err(e) => {
+                    shown.set(ui.language.get_untracked());
+                    error.set(Some(e));
+                }
+            }
+        })
+    };
+    view! {
+        <p class="inline-form">
+            <label for="language">{Tr("Language")}</label>
+            <select id="language" prop:value=move || shown.get() on:change=change
+                aria-describedby="language-error">
+                {i18n::LANGUAGES.iter().map(|&(lang, name)| view! { <option value=lang lang=lang>{name}</option> }).collect_view()}
+            </select>
+        </p>
+        {move || error.get().map(|e| view! { <p class="error" role="alert" id="language-error">{e}</p> })}
     }
 }
 
@@ -570,11 +605,12 @@ pub fn Account() -> impl IntoView {
         move || ui.me.with(|m| m.as_ref().is_some_and(|m| m.role == UserRole::Patient));
     view! {
         <section class="card">
-            <h2>"Account"</h2>
-            <p>{move || ui.me.with(|m| m.as_ref().map(|m| format!("Signed in as {} ({})", m.display_name, m.role.code())))}</p>
+            <h2>{Tr("Account")}</h2>
+            <p>{move || ui.me.with(|m| m.as_ref().map(|m| tf("Signed in as {0} ({1})", &[&m.display_name, &t(m.role.code())])))}</p>
+            <Language/>
             <SignOut/>
         </section>
-        {move || (!ui.online()).then(|| view! { <p class="notice">"You are offline: account settings need the network."</p> })}
+        {move || (!ui.online()).then(|| view! { <p class="notice">{Tr("You are offline: account settings need the network.")}</p> })}
         <Passkeys/>
         <Show when=is_patient>
             <Consents/>

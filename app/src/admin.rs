@@ -6,6 +6,7 @@
 //! account, never a chart.
 //! Everything here needs the network: it is the server's directory.
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ClinicDetails, ClinicPage, ClinicPerson, Invitation, UserRole};
@@ -25,7 +26,7 @@ pub fn ClinicAdmin() -> impl IntoView {
     let show_link = move |who: String, result: Result<Invitation, api::ApiError>| match result {
         Ok(invitation) => {
             error.set(None);
-            ui.say(format!("Sign-in link made for {who}"));
+            ui.say(tf("Sign-in link made for {0}", &[&who]));
             issued.set(Some((who, invitation)));
             load();
         }
@@ -38,7 +39,7 @@ pub fn ClinicAdmin() -> impl IntoView {
         <Invite show_link/>
         {move || issued.get().map(|it| issued_link("issued-link", "notice card", it))}
         <section class="card" aria-labelledby="people-h">
-            <h2 id="people-h">"People"</h2>
+            <h2 id="people-h">{Tr("People")}</h2>
             {move || page.get().map(|p| view! {
                 <ul class="people">{p.people.into_iter().map(|person| person_item(person, show_link)).collect_view()}</ul>
             })}
@@ -51,21 +52,21 @@ fn person_item(
     person: ClinicPerson,
     show_link: impl Fn(String, Result<Invitation, api::ApiError>) + Copy + 'static,
 ) -> impl IntoView {
-    let role = match person.role {
+    let role = t(match person.role {
         UserRole::Admin => "admin",
         UserRole::Provider => "provider",
         _ => "patient",
-    };
-    let state = if person.enrolled { "" } else { " · has not created a passkey yet" };
+    });
+    let state = if person.enrolled { "" } else { t(" · has not created a passkey yet") };
     let (user, who) = (person.user_id, person.display_name.clone());
     view! {
         <li class="inline-form">
             <strong>{person.display_name}</strong>
             <span>{format!(" {role}{state}")}</span>
-            <button type="button" class="secondary" aria-label=format!("New sign-in link for {who}") on:click=move |_| {
+            <button type="button" class="secondary" aria-label=tf("New sign-in link for {0}", &[&who]) on:click=move |_| {
                 let who = who.clone();
                 spawn_local(async move { show_link(who, api::with_reauth(|| api::user_link(user)).await) })
-            }>"New sign-in link"</button>
+            }>{Tr("New sign-in link")}</button>
         </li>
     }
 }
@@ -100,7 +101,7 @@ fn Details(page: RwSignal<Option<ClinicPage>>, error: RwSignal<Option<String>>) 
             match api::set_clinic_details(&details).await {
                 Ok(()) => {
                     error.set(None);
-                    ui.say("Clinic details saved".into());
+                    ui.say(ts("Clinic details saved"));
                 }
                 Err(e) => report(ui, error, e),
             }
@@ -111,17 +112,17 @@ fn Details(page: RwSignal<Option<ClinicPage>>, error: RwSignal<Option<String>>) 
     view! {
         <section class="card" aria-labelledby="clinic-h">
             <h2 id="clinic-h">{name}</h2>
-            <p class="muted">"Patients read these above every conversation with the clinic, with the notice that messages are not for emergencies."</p>
+            <p class="muted">{Tr("Patients read these above every conversation with the clinic, with the notice that messages are not for emergencies.")}</p>
             <form class="stack" novalidate on:submit=save>
-                <label for="clinic-phone">"Phone number for patients"</label>
+                <label for="clinic-phone">{Tr("Phone number for patients")}</label>
                 <input id="clinic-phone" type="tel" autocomplete="off" prop:value=move || phone.get()
                     on:input=move |ev| { wrong.set(None); phone.set(event_target_value(&ev)) }
                     aria-invalid=crate::patient::invalid(wrong) aria-describedby="clinic-error"/>
-                <label for="clinic-days">"Messages are answered within (working days)"</label>
+                <label for="clinic-days">{Tr("Messages are answered within (working days)")}</label>
                 <input id="clinic-days" type="number" min="1" max="14" prop:value=move || days.get()
                     on:input=move |ev| { wrong.set(None); days.set(event_target_value(&ev)) }
                     aria-invalid=crate::patient::invalid(wrong) aria-describedby="clinic-error"/>
-                <button type="submit">"Save"</button>
+                <button type="submit">{Tr("Save")}</button>
             </form>
             {move || wrong.get().map(|e| view! { <p class="error" role="alert" id="clinic-error">{e}</p> })}
         </section>
@@ -139,7 +140,7 @@ fn Invite(
     let invite = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let who = name.get_untracked().trim().to_owned();
-        missing.set(who.is_empty().then(|| "Give the person's name.".into()));
+        missing.set(who.is_empty().then(|| ts("Give the person's name.")));
         if who.is_empty() {
             return;
         }
@@ -155,20 +156,20 @@ fn Invite(
     };
     view! {
         <section class="card" aria-labelledby="invite-h">
-            <h2 id="invite-h">"Invite a patient or a provider"</h2>
+            <h2 id="invite-h">{Tr("Invite a patient or a provider")}</h2>
             <form class="inline-form" on:submit=invite>
-                <label for="invite-name">"Name"</label>
+                <label for="invite-name">{Tr("Name")}</label>
                 <input id="invite-name" type="text" autocomplete="off" prop:value=move || name.get()
                     aria-invalid=crate::patient::invalid(missing) aria-describedby="invite-name-error"
                     on:input=move |ev| name.set(event_target_value(&ev))/>
                 <fieldset class="choice">
-                    <legend class="sr-only">"Who they are"</legend>
+                    <legend class="sr-only">{Tr("Who they are")}</legend>
                     <label><input type="radio" name="invite-role" prop:checked=move || !provider.get()
-                        on:change=move |_| provider.set(false)/>" Patient"</label>
+                        on:change=move |_| provider.set(false)/>{Tr(" Patient")}</label>
                     <label><input type="radio" name="invite-role" prop:checked=move || provider.get()
-                        on:change=move |_| provider.set(true)/>" Provider"</label>
+                        on:change=move |_| provider.set(true)/>{Tr(" Provider")}</label>
                 </fieldset>
-                <button type="submit">"Invite"</button>
+                <button type="submit">{Tr("Invite")}</button>
             </form>
             {move || missing.get().map(|e| view! { <p class="error" role="alert" id="invite-name-error">{e}</p> })}
         </section>

@@ -5,6 +5,7 @@
 //! Sign-in (passkeys), the signed-in user, the document list, passkeys,
 //! consents and the access log. The sync itself is a WebSocket (sync.rs).
 
+use crate::i18n::{t, tf, ts};
 use shared::api::{
     AppointmentAnswer, AuditEntry, AuthorizedApp, Caregiver, ClinicAppointment, ClinicDetails,
     ClinicPage, ClinicRef, Consent, Decode, DocumentInfo, DownloadReport, Encode, Invitation, Me,
@@ -36,11 +37,11 @@ pub enum ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Offline => f.write_str("You are offline: this needs the network."),
-            Self::SessionExpired => f.write_str("Your session has ended: sign in again."),
-            Self::AccessRemoved => f.write_str("Your access to this record was taken away."),
+            Self::Offline => f.write_str(t("You are offline: this needs the network.")),
+            Self::SessionExpired => f.write_str(t("Your session has ended: sign in again.")),
+            Self::AccessRemoved => f.write_str(t("Your access to this record was taken away.")),
             Self::ReauthRequired => {
-                f.write_str("Confirm it is you with your passkey, then try again.")
+                f.write_str(t("Confirm it is you with your passkey, then try again."))
             }
             Self::Failed(_, message) => f.write_str(message),
         }
@@ -53,6 +54,13 @@ extern "C" {
     /// fails without a network.
     #[wasm_bindgen(catch)]
     async fn request(method: &str, path: &str, body: Option<String>) -> Result<JsValue, JsValue>;
+}
+
+/// A language's pack of words (`i18n`), if the network brings it.
+pub async fn language_pack(lang: &str) -> Option<String> {
+    let answer: js_sys::Array =
+        request("GET", &format!("/i18n/{lang}.txt"), None).await.ok()?.unchecked_into();
+    (answer.get(0).as_f64() == Some(200.0)).then(|| answer.get(1).as_string()).flatten()
 }
 
 async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, ApiError> {
@@ -85,14 +93,14 @@ async fn call(method: &str, path: &str, body: Option<&Json>) -> Result<Json, Api
         let message = json
             .as_ref()
             .and_then(|j| j.str("message").or_else(|| j.str("error")))
-            .unwrap_or_else(|| format!("The server answered {status}."));
+            .unwrap_or_else(|| tf("The server answered {0}.", &[&status]));
         return Err(ApiError::Failed(status, message));
     }
     json.ok_or_else(not_understood)
 }
 
 fn not_understood() -> ApiError {
-    ApiError::Failed(0, "The server's answer was not understood.".into())
+    ApiError::Failed(0, ts("The server's answer was not understood."))
 }
 
 /// Reads an answer as `T`, refusing it whole if any part is missing.

@@ -6,6 +6,7 @@
 //! the clinic's record of the patient, judged by `shared::policy` here and
 //! on the server alike. Times are shown as stored, like every time here.
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 use shared::api::{AppointmentAnswer, ClinicAppointment};
 use shared::record::{self, RecordError};
@@ -40,19 +41,19 @@ fn write(
 fn state(status: A, start: &str, reason: Option<&str>, by_me: bool, sent: bool) -> String {
     let reason = reason.filter(|r| !r.trim().is_empty());
     match status {
-        A::Proposed if !sent => "Requested, waiting to be sent".into(),
-        A::Proposed => "Requested, waiting for the clinic".into(),
-        A::Pending => format!("The clinic offers {}", crate::when::clinic_time(start)),
-        A::Booked => format!("Booked for {}", crate::when::clinic_time(start)),
-        A::Cancelled if by_me => "Cancelled by you".into(),
+        A::Proposed if !sent => ts("Requested, waiting to be sent"),
+        A::Proposed => ts("Requested, waiting for the clinic"),
+        A::Pending => tf("The clinic offers {0}", &[&crate::when::clinic_time(start)]),
+        A::Booked => tf("Booked for {0}", &[&crate::when::clinic_time(start)]),
+        A::Cancelled if by_me => ts("Cancelled by you"),
         A::Cancelled => match reason {
-            Some(r) if start.is_empty() => format!("Declined by the clinic: {r}"),
-            Some(r) => format!("Cancelled by the clinic: {r}"),
-            None => "Cancelled".into(),
+            Some(r) if start.is_empty() => tf("Declined by the clinic: {0}", &[&r]),
+            Some(r) => tf("Cancelled by the clinic: {0}", &[&r]),
+            None => ts("Cancelled"),
         },
-        A::Fulfilled => "Attended".into(),
-        A::Noshow => "Missed".into(),
-        A::EnteredInError => "Entered in error".into(),
+        A::Fulfilled => ts("Attended"),
+        A::Noshow => ts("Missed"),
+        A::EnteredInError => ts("Entered in error"),
     }
 }
 
@@ -68,7 +69,7 @@ fn row(
     view! {
         <li class="appt">
             <strong>{first}</strong> " · " {then}
-            {preferred.map(|p| format!(" · Preferred: {p}"))}
+            {preferred.map(|p| tf(" · Preferred: {0}", &[&p]))}
             <p class="state">{state}</p>
             {actions}
         </li>
@@ -150,8 +151,8 @@ pub fn section(
         .collect();
     view! {
         <section class="card" aria-labelledby="appt-h">
-            <h2 id="appt-h">"Appointments"</h2>
-            {rows(items, "None coming up.")}
+            <h2 id="appt-h">{Tr("Appointments")}</h2>
+            {rows(items, t("None coming up."))}
             {may_ask.then(|| view! { <RequestForm patient/> })}
         </section>
     }
@@ -196,25 +197,25 @@ pub fn Answer(
         if !clinic_side && to == A::Cancelled && !sure.get_untracked() {
             return sure.set(true);
         }
-        let (t, r) = (when.get_untracked(), why.get_untracked().trim().to_owned());
+        let (time, r) = (when.get_untracked(), why.get_untracked().trim().to_owned());
         let missing = if !clinic_side {
             None
         } else if to == A::Cancelled {
-            r.is_empty().then_some("Say why it is declined: the patient reads it.")
+            r.is_empty().then_some(t("Say why it is declined: the patient reads it."))
         } else {
-            (t.len() < 16).then_some("Choose the date and time first.")
+            (time.len() < 16).then_some(t("Choose the date and time first."))
         };
         if let Some(m) = missing {
             return error.set(Some(m.into()));
         }
-        let start = (clinic_side && to != A::Cancelled).then(|| format!("{}:00Z", &t[..16]));
+        let start = (clinic_side && to != A::Cancelled).then(|| format!("{}:00Z", &time[..16]));
         let said = match (clinic_side, to) {
-            (true, A::Booked) => "Appointment confirmed",
-            (true, A::Pending) => "Time offered to the patient",
-            (true, _) => "Request declined",
-            (false, A::Booked) => "Appointment booked",
-            (false, A::Proposed) => "Asked the clinic for another time",
-            _ => "Cancelled",
+            (true, A::Booked) => t("Appointment confirmed"),
+            (true, A::Pending) => t("Time offered to the patient"),
+            (true, _) => t("Request declined"),
+            (false, A::Booked) => t("Appointment booked"),
+            (false, A::Proposed) => t("Asked the clinic for another time"),
+            _ => t("Cancelled"),
         };
         let finish = move |result: Result<(), String>| match result {
             Ok(()) => {
@@ -236,22 +237,22 @@ pub fn Answer(
     if clinic_side {
         return view! {
             <div class="inline-form">
-                <label for=time_id.clone()>"Time"</label>
+                <label for=time_id.clone()>{Tr("Time")}</label>
                 <input id=time_id type="datetime-local" prop:value=move || when.get() on:input=move |ev| when.set(event_target_value(&ev))/>
-                {button("Confirm", "", act, A::Booked)}
-                {button("Offer this time", "secondary", act, A::Pending)}
-                <label for=why_id.clone()>"Reason to decline"</label>
+                {button(t("Confirm"), "", act, A::Booked)}
+                {button(t("Offer this time"), "secondary", act, A::Pending)}
+                <label for=why_id.clone()>{Tr("Reason to decline")}</label>
                 <input id=why_id type="text" prop:value=move || why.get() on:input=move |ev| why.set(event_target_value(&ev))/>
-                {button("Decline", "secondary", act, A::Cancelled)}
+                {button(t("Decline"), "secondary", act, A::Cancelled)}
                 {error_line(error)}
             </div>
         }
         .into_any();
     }
     let (what, question) = if status == A::Proposed {
-        ("Cancel request", "Cancel request?")
+        (t("Cancel request"), t("Cancel request?"))
     } else {
-        ("Cancel appointment", "Cancel appointment?")
+        (t("Cancel appointment"), t("Cancel appointment?"))
     };
     view! {
         <div class="inline-form">
@@ -259,12 +260,12 @@ pub fn Answer(
                 let asking = sure.get();
                 let mut buttons = Vec::new();
                 if status == A::Pending {
-                    buttons.push(("Accept this time", "", A::Booked));
-                    buttons.push(("Ask for another time", "secondary", A::Proposed));
+                    buttons.push((t("Accept this time"), "", A::Booked));
+                    buttons.push((t("Ask for another time"), "secondary", A::Proposed));
                 }
                 if asking {
-                    buttons.push(("Yes, cancel", "", A::Cancelled));
-                    buttons.push(("Keep it", "secondary", status));
+                    buttons.push((t("Yes, cancel"), "", A::Cancelled));
+                    buttons.push((t("Keep it"), "secondary", status));
                 } else {
                     buttons.push((what, "secondary", A::Cancelled));
                 }
@@ -299,7 +300,7 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
         let (text, preferred) = (text.trim(), preferred.trim());
         let Some(clinic) = clinic_now() else { return };
         if text.is_empty() {
-            error.set(Some("Say what the appointment is for.".into()));
+            error.set(Some(ts("Say what the appointment is for.")));
             return;
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
@@ -314,9 +315,10 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
                 when.clear();
                 error.set(None);
                 ui.say(if ui.online_untracked() {
-                    "Appointment requested".into()
+                    ts("Appointment requested")
                 } else {
-                    "Appointment request kept on this device; it is sent when you are online".into()
+                    t("Appointment request kept on this device; it is sent when you are online")
+                        .into()
                 });
             }
             Err(e) => error.set(Some(e)),
@@ -324,20 +326,20 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
     };
     (!clinics.is_empty()).then(|| view! {
         <form class="stack" on:submit=submit>
-            <h3>"Request an appointment"</h3>
+            <h3>{Tr("Request an appointment")}</h3>
             {(clinics.len() > 1).then(|| view! {
-                <label for="appt-clinic">"Clinic"</label>
+                <label for="appt-clinic">{Tr("Clinic")}</label>
                 <select id="appt-clinic" on:change=move |ev| chosen.set(event_target_value(&ev))>
                     {clinics.iter().map(|(id, name)| view! {
                         <option value=id.to_string() selected=clinic_now() == Some(*id)>{name.clone()}</option>
                     }).collect_view()}
                 </select>
             })}
-            <label for="appt-reason">"What is it for?"</label>
+            <label for="appt-reason">{Tr("What is it for?")}</label>
             <input id="appt-reason" type="text" maxlength="2000" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
-            <label for="appt-when">"When would suit you? (optional)"</label>
+            <label for="appt-when">{Tr("When would suit you? (optional)")}</label>
             <input id="appt-when" type="text" maxlength="300" prop:value=move || when.get() on:input=move |ev| when.set(event_target_value(&ev))/>
-            <button type="submit">"Request an appointment"</button>
+            <button type="submit">{Tr("Request an appointment")}</button>
             {error_line(error)}
         </form>
     })
@@ -363,8 +365,8 @@ pub fn ClinicAppointments(clinic: ClinicId) -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="clinic-appt-h">
-            <h2 id="clinic-appt-h">"Appointments"</h2>
-            {move || list.get().map(|l| rows(l.into_iter().map(item).collect(), "No requests or appointments coming up."))}
+            <h2 id="clinic-appt-h">{Tr("Appointments")}</h2>
+            {move || list.get().map(|l| rows(l.into_iter().map(item).collect(), t("No requests or appointments coming up.")))}
             {error_line(error)}
         </section>
     }

@@ -7,6 +7,7 @@
 //! times owed are kept on the device (`persist`, key `downloads`) until
 //! `POST /api/audit/downloads` takes them.
 
+use crate::i18n::{Tr, t, tf};
 use shared::vec_map::VecMap;
 use std::cell::RefCell;
 
@@ -151,7 +152,7 @@ fn table(out: &mut String, id: &str, title: &str, columns: &[&str], rows: &[Vec<
         "<section class=\"summary-part\" aria-labelledby=\"{id}\"><h3 id=\"{id}\">{title}</h3>"
     ));
     if rows.is_empty() {
-        out.push_str("<p class=\"muted\">None recorded.</p></section>");
+        out.push_str(&format!("<p class=\"muted\">{}</p></section>", t("None recorded.")));
         return;
     }
     out.push_str("<div class=\"table-wrap\"><table><thead><tr>");
@@ -195,7 +196,7 @@ fn summary_tables(data: &reads::PatientData) -> String {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (_, _, record) in &data.clinical {
         for o in record.observations.values().filter(|o| kept(o.status.code())) {
-            let unit = catalog::readable_unit(o.unit.as_deref().unwrap_or_default());
+            let unit = crate::patient::unit_words(o.unit.as_deref().unwrap_or_default());
             let value = match (o.value_quantity, &o.value_string) {
                 (Some(v), _) => format!("{} {unit}", logic::number(v)),
                 (None, Some(s)) => s.clone(),
@@ -206,13 +207,14 @@ fn summary_tables(data: &reads::PatientData) -> String {
             } else {
                 String::new()
             };
-            let test = catalog::plain_name(&o.loinc).unwrap_or(&o.display).to_owned();
+            let test = catalog::plain_name(&o.loinc)
+                .map_or_else(|| o.display.clone(), |name| t(name).to_owned());
             // The words of the results view's flags (`safety_view::flag`).
             let flag = match (o.critical(), o.out_of_range()) {
-                (Some(RangeFlag::High), _) => "Critical high",
-                (Some(RangeFlag::Low), _) => "Critical low",
-                (None, Some(RangeFlag::High)) => "High",
-                (None, Some(RangeFlag::Low)) => "Low",
+                (Some(RangeFlag::High), _) => t("Critical high"),
+                (Some(RangeFlag::Low), _) => t("Critical low"),
+                (None, Some(RangeFlag::High)) => t("High"),
+                (None, Some(RangeFlag::Low)) => t("Low"),
                 (None, None) => "",
             };
             let flag = flag.to_owned();
@@ -221,7 +223,7 @@ fn summary_tables(data: &reads::PatientData) -> String {
         let clinic = |p: &shared::schema::Provenance| p.clinic_name.clone();
         for m in record.prescriptions.values().filter(|m| kept(m.status.code())) {
             let date = m.authored.clone();
-            let status = m.status.code().to_owned();
+            let status = t(m.status.code()).to_owned();
             meds.push(vec![
                 date,
                 m.display.clone(),
@@ -231,17 +233,17 @@ fn summary_tables(data: &reads::PatientData) -> String {
             ]);
         }
         for a in record.allergies.values().filter(|a| kept(a.status.code())) {
-            let what = format!("{} ({})", a.reaction, a.severity.code());
-            let status = a.status.code().to_owned();
+            let what = format!("{} ({})", a.reaction, t(a.severity.code()));
+            let status = t(a.status.code()).to_owned();
             allergies.push(vec![a.substance.clone(), what, status, clinic(&a.provenance)]);
         }
         for i in record.immunizations.values().filter(|i| kept(i.status.code())) {
             let date = i.occurrence.clone();
-            let status = i.status.code().to_owned();
+            let status = t(i.status.code()).to_owned();
             shots.push(vec![date, i.vaccine.clone(), status, clinic(&i.provenance)]);
         }
         for a in record.appointments.values().filter(|a| kept(a.status.code())) {
-            let status = a.status.code().to_owned();
+            let status = t(a.status.code()).to_owned();
             visits.push(vec![a.start.clone(), a.reason.clone(), status, clinic(&a.provenance)]);
         }
     }
@@ -250,30 +252,42 @@ fn summary_tables(data: &reads::PatientData) -> String {
     table(
         &mut html,
         "sum-results",
-        "Results",
-        &["Date", "Test", "Result", "Reference range", "Flag"],
+        t("Results"),
+        &[t("Date"), t("Test"), t("Result"), t("Reference range"), t("Flag")],
         &results,
     );
     let meds = newest(meds, crate::when::day);
     table(
         &mut html,
         "sum-meds",
-        "Medications",
-        &["Prescribed", "Medication", "Dosage", "Status", "Clinic"],
+        t("Medications"),
+        &[t("Prescribed"), t("Medication"), t("Dosage"), t("Status"), t("Clinic")],
         &meds,
     );
     let allergies = sorted(allergies, Order::Ascending);
     table(
         &mut html,
         "sum-allergies",
-        "Allergies",
-        &["Substance", "Reaction", "Status", "Clinic"],
+        t("Allergies"),
+        &[t("Substance"), t("Reaction"), t("Status"), t("Clinic")],
         &allergies,
     );
     let shots = newest(shots, crate::when::day);
-    table(&mut html, "sum-imm", "Immunizations", &["Date", "Vaccine", "Status", "Clinic"], &shots);
+    table(
+        &mut html,
+        "sum-imm",
+        t("Immunizations"),
+        &[t("Date"), t("Vaccine"), t("Status"), t("Clinic")],
+        &shots,
+    );
     let visits = newest(visits, crate::when::clinic_time);
-    table(&mut html, "sum-appt", "Appointments", &["When", "Reason", "Status", "Clinic"], &visits);
+    table(
+        &mut html,
+        "sum-appt",
+        t("Appointments"),
+        &[t("When"), t("Reason"), t("Status"), t("Clinic")],
+        &visits,
+    );
     html
 }
 
@@ -289,24 +303,24 @@ pub fn Summary(patient: PatientId) -> impl IntoView {
     };
     let who = move || {
         let d = data().record.as_ref().map(|r| r.1.demographics.clone()).unwrap_or_default();
-        let born = d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default();
+        let born = d.birth_date.map(|b| tf(", born {0}", &[&b])).unwrap_or_default();
         format!("{} {}{born}", d.given.unwrap_or_default(), d.family.unwrap_or_default())
     };
     let copy = move || {
         let synced =
-            ui.last_synced.get().map(|s| format!(" (last synced {})", crate::when::moment(&s)));
-        format!("From this device's copy, {}{}", today(), synced.unwrap_or_default())
+            ui.last_synced.get().map(|s| tf(" (last synced {0})", &[&crate::when::moment(&s)]));
+        tf("From this device's copy, {0}{1}", &[&today(), &synced.unwrap_or_default()])
     };
     view! {
         <section class="card summary" aria-labelledby="summary-h">
-            <h2 id="summary-h">"Health record summary"</h2>
+            <h2 id="summary-h">{Tr("Health record summary")}</h2>
             <p><strong>{who}</strong></p>
             <p class="muted">{copy}</p>
             <div class="no-print actions">
                 {may_download.then(|| view! {
-                    <button type="button" class="primary" on:click=move |_| { download(ui, patient); }>"Download my record (FHIR)"</button>
+                    <button type="button" class="primary" on:click=move |_| { download(ui, patient); }>{Tr("Download my record (FHIR)")}</button>
                 })}
-                <button type="button" class="secondary" on:click=move |_| { let _ = window().print(); }>"Print"</button>
+                <button type="button" class="secondary" on:click=move |_| { let _ = window().print(); }>{Tr("Print")}</button>
             </div>
             <div inner_html=move || summary_tables(&data())></div>
         </section>

@@ -2,6 +2,7 @@
 //! (`cargo test -p app`). Grouping results into panels, refills left, trend
 //! chart geometry, dates.
 
+use crate::i18n::{t, tf, ts};
 use shared::EntryId;
 use shared::schema::{
     ClinicalRecord, Message, MessageThread, Observation, PatientRecord, Prescription, Report,
@@ -33,7 +34,7 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
                 report_id: Some(id.clone()),
                 report: Some(report.clone()),
                 title: shared::catalog::plain_name(&report.loinc)
-                    .map_or_else(|| report.display.clone(), str::to_owned),
+                    .map_or_else(|| report.display.clone(), |name| t(name).to_owned()),
                 effective: report.effective.clone(),
                 observations: Vec::new(),
             },
@@ -50,7 +51,7 @@ pub fn group_results(record: &ClinicalRecord) -> Vec<Group> {
                 report_id: None,
                 report: None,
                 title: shared::catalog::plain_name(&obs.loinc)
-                    .map_or_else(|| obs.display.clone(), str::to_owned),
+                    .map_or_else(|| obs.display.clone(), |name| t(name).to_owned()),
                 effective: obs.effective.clone(),
                 observations: Vec::new(),
             })
@@ -122,10 +123,10 @@ pub fn minutes(stamp: &str) -> Option<i64> {
 pub fn age(now: &str, then: &str) -> String {
     let m = minutes(now).zip(minutes(then)).map_or(0, |(n, t)| (n - t).max(0));
     match m {
-        0 => "just now".into(),
-        1..60 => format!("{m} min"),
-        60..2880 => format!("{} h", m / 60),
-        _ => format!("{} days", m / 1440),
+        0 => ts("just now"),
+        1..60 => tf("{0} min", &[&m]),
+        60..2880 => tf("{0} h", &[&(m / 60)]),
+        _ => tf("{0} days", &[&(m / 1440)]),
     }
 }
 
@@ -194,7 +195,8 @@ pub fn chart(
 pub fn number(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_owned()
+    // Spanish writes a decimal comma ("6,6 %").
+    if crate::i18n::decimal_comma() { s.replace('.', ",") } else { s.to_owned() }
 }
 
 /// "low–high", "< high", "> low" or "".
@@ -224,13 +226,13 @@ pub fn matches(query: &str, name: &str, birth_date: &str) -> bool {
 
 /// Validates a lab value typed by staff.
 pub fn parse_value(text: &str) -> Result<f64, &'static str> {
-    let t = text.trim().replace(',', ".");
-    if t.is_empty() {
-        return Err("Enter a value.");
+    let typed = text.trim().replace(',', ".");
+    if typed.is_empty() {
+        return Err(t("Enter a value."));
     }
-    match is_decimal(&t).then(|| decimal(&t)) {
+    match is_decimal(&typed).then(|| decimal(&typed)) {
         Some(v) if v.is_finite() => Ok(v),
-        _ => Err("The value must be a number, like 5.4."),
+        _ => Err(t("The value must be a number, like 5.4.")),
     }
 }
 

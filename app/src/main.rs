@@ -11,6 +11,7 @@ mod api;
 mod appointments;
 mod download;
 mod drafts;
+mod i18n;
 mod json;
 mod logic;
 mod messages;
@@ -30,6 +31,7 @@ mod vault;
 mod webauthn;
 mod when;
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::PatientId;
@@ -112,6 +114,14 @@ fn App() -> impl IntoView {
     let enrollment = RwSignal::new(take_enrollment_token());
     register_service_worker();
     spawn_local(session::start(ui));
+    // In another language, online: its pack again (a release may bring new
+    // words); nothing happens unless it changed.
+    let lang = ui.language.get_untracked();
+    if lang != "en" && ui.online_untracked() {
+        spawn_local(async move {
+            let _ = i18n::choose(ui, lang).await;
+        });
+    }
     // After signing out, whoever signs in next starts on their own home
     // page, not on the previous user's last page.
     Effect::new(move |was_in: Option<bool>| {
@@ -133,7 +143,8 @@ fn App() -> impl IntoView {
     });
     // The address bar and title follow the page; Back and Forward move it.
     Effect::new(move |first: Option<()>| {
-        ui.trend.with(|t| route::show(page.get(), t, first.is_none()))
+        ui.language.track();
+        ui.trend.with(|trend| route::show(page.get(), trend, first.is_none()))
     });
     let _ = window_event_listener(leptos::ev::popstate, move |_| {
         let (to, trend) = route::current().unwrap_or_else(|| (route::home(role()), None));
@@ -187,10 +198,14 @@ fn App() -> impl IntoView {
             }
         });
     });
-    view! {
-        <a class="skip" href="#main">"Skip to content"</a>
+    // Built anew in another language when the person picks one (what they
+    // are typing is kept in `drafts`).
+    move || {
+        ui.language.track();
+        view! {
+        <a class="skip" href="#main">{Tr("Skip to content")}</a>
         <header class="topbar">
-            <h1>"Patient portal"</h1>
+            <h1>{Tr("Patient portal")}</h1>
             <status::SyncStatus/>
         </header>
         <Show when=move || ui.me.with(Option::is_some)>
@@ -202,11 +217,11 @@ fn App() -> impl IntoView {
             <div class="banner" role="alert">
                 {move || if ui.online() {
                     view! {
-                        <p>"Your session has ended. Your changes are kept on this device; sign in again to send them."</p>
+                        <p>{Tr("Your session has ended. Your changes are kept on this device; sign in again to send them.")}</p>
                         <SignIn/>
                     }.into_any()
                 } else {
-                    view! { <p>"Your session has ended. Keep working: your changes stay on this device until you sign in again online."</p> }.into_any()
+                    view! { <p>{Tr("Your session has ended. Keep working: your changes stay on this device until you sign in again online.")}</p> }.into_any()
                 }}
             </div>
         })}
@@ -225,7 +240,7 @@ fn App() -> impl IntoView {
                     return view! { <Enroll token done=enrollment/> }.into_any();
                 }
                 if !ui.started.get() {
-                    return view! { <p class="muted">"Opening your record…"</p> }.into_any();
+                    return view! { <p class="muted">{Tr("Opening your record…")}</p> }.into_any();
                 }
                 match ui.me.get() {
                     // A copy sealed under a passkey: the same card asks for it.
@@ -233,12 +248,12 @@ fn App() -> impl IntoView {
                         let sealed = ui.sealed.get();
                         view! {
                             <section class="card">
-                                <h2>{if sealed { "Unlock your record" } else { "Your health record, with you offline" }}</h2>
-                                <p>{if sealed { "The copy of your record on this device is locked with your passkey." } else { "Results, prescriptions and messages from every clinic you visit, readable and writable without a network." }}</p>
+                                <h2>{if sealed { Tr("Unlock your record") } else { Tr("Your health record, with you offline") }}</h2>
+                                <p>{if sealed { Tr("The copy of your record on this device is locked with your passkey.") } else { Tr("Results, prescriptions and messages from every clinic you visit, readable and writable without a network.") }}</p>
                                 <SignIn/>
                                 <details>
-                                    <summary>"Lost your phone, or no passkey on this device?"</summary>
-                                    <p>"Ask your clinic for a new sign-in link (a caregiver asks the patient who invited them). With it you create a passkey on this device; it replaces your old passkeys and signs out every device that used them, so a lost phone no longer opens your record."</p>
+                                    <summary>{Tr("Lost your phone, or no passkey on this device?")}</summary>
+                                    <p>{Tr("Ask your clinic for a new sign-in link (a caregiver asks the patient who invited them). With it you create a passkey on this device; it replaces your old passkeys and signs out every device that used them, so a lost phone no longer opens your record.")}</p>
                                 </details>
                             </section>
                         }.into_any()
@@ -247,6 +262,7 @@ fn App() -> impl IntoView {
                 }
             }}
         </main>
+        }
     }
 }
 
@@ -272,16 +288,16 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
                         "{} {}{}",
                         d.given.unwrap_or_default(),
                         d.family.unwrap_or_default(),
-                        d.birth_date.map(|b| format!(", born {b}")).unwrap_or_default()
+                        d.birth_date.map(|b| tf(", born {0}", &[&b])).unwrap_or_default()
                     )
                 })
             };
             view! {
                 <div class="chart-head">
-                    <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>"← All patients"</button>
-                    <h2>{move || name().unwrap_or_else(|| "Patient".into())}</h2>
+                    <button type="button" class="link" on:click=move |_| page.set(Page::Patients)>{Tr("← All patients")}</button>
+                    <h2>{move || name().unwrap_or_else(|| ts("Patient"))}</h2>
                     {move || (!staff::on_device(ui, patient)).then(|| view! {
-                        <p class="banner" role="status">{if ui.online() { "Opening this patient's record…" } else { staff::NEEDS_NETWORK }}</p>
+                        <p class="banner" role="status">{if ui.online() { Tr("Opening this patient's record…") } else { Tr(staff::NEEDS_NETWORK) }}</p>
                     })}
                     {safety_view::chart_banner(patient)}
                 </div>
@@ -292,9 +308,8 @@ fn content(ui: Ui, page: RwSignal<Page>, me: shared::api::Me) -> impl IntoView {
         }
         Page::Record(tab) => match ui.me.get_untracked().and_then(|m| m.patient_id) {
             Some(patient) => record_tab(patient, tab, None).into_any(),
-            None => {
-                view! { <p class="muted">"This account has no record of its own."</p> }.into_any()
-            }
+            None => view! { <p class="muted">{Tr("This account has no record of its own.")}</p> }
+                .into_any(),
         },
     }
 }
@@ -313,7 +328,7 @@ fn record_tab(patient: PatientId, tab: Tab, staff: Option<shared::ClinicId>) -> 
             }
             .into_any(),
             None => {
-                view! { <p class="muted">"Only clinic staff record results and prescriptions."</p> }
+                view! { <p class="muted">{Tr("Only clinic staff record results and prescriptions.")}</p> }
                     .into_any()
             }
         },
@@ -341,9 +356,9 @@ pub fn item_page(ui: Ui, patient: PatientId, collection: Collection) -> Page {
 fn Tabs(page: RwSignal<Page>, patient: Option<PatientId>, tab: Tab) -> impl IntoView {
     let patient = patient.expect("chart tabs need a patient");
     view! {
-        <nav class="tabs" aria-label="Chart sections">
-            {route::TABS.iter().map(|&(t, _, label)| view! {
-                <button type="button" aria-current=(t == tab || (t, tab) == (Tab::Results, Tab::Trend)).then_some("page") on:click=move |_| page.set(Page::Chart(patient, t))>{label}</button>
+        <nav class="tabs" aria-label=t("Chart sections")>
+            {route::TABS.iter().map(|&(to, _, label)| view! {
+                <button type="button" aria-current=(to == tab || (to, tab) == (Tab::Results, Tab::Trend)).then_some("page") on:click=move |_| page.set(Page::Chart(patient, to))>{t(label)}</button>
             }).collect_view()}
         </nav>
     }
@@ -365,34 +380,35 @@ fn Nav(page: RwSignal<Page>) -> impl IntoView {
         // Messages, what the clinics wrote that is not read yet.
         let new = move || {
             let patient = ui.me.with(|m| m.as_ref().and_then(|m| m.patient_id))?;
-            let (n, what) = match target {
-                Page::Record(Tab::Results) => (patient::new_results(ui, patient), "new"),
-                Page::Record(Tab::Messages) => (messages::unread(ui, patient), "unread"),
+            let n = match target {
+                Page::Record(Tab::Results) => patient::new_results(ui, patient),
+                Page::Record(Tab::Messages) => messages::unread(ui, patient),
                 _ => return None,
             };
-            (n > 0).then(|| format!(" ({n} {what})"))
+            let new = target == Page::Record(Tab::Results);
+            (n > 0).then(|| if new { tf(" ({0} new)", &[&n]) } else { tf(" ({0} unread)", &[&n]) })
         };
         view! { <button type="button" aria-current=current on:click=move |_| page.set(target)>{label}{new}</button> }
     };
     view! {
-        <nav class="tabs main-nav" aria-label="Main">
+        <nav class="tabs main-nav" aria-label=t("Main")>
             {move || {
                 let role = ui.me.with(|m| m.as_ref().map(|m| m.role));
                 if role == Some(UserRole::Admin) {
-                    view! { {item(Page::Clinic, "Clinic")} {item(Page::Account, "Account")} }.into_any()
+                    view! { {item(Page::Clinic, t("Clinic"))} {item(Page::Account, t("Account"))} }.into_any()
                 } else if role == Some(UserRole::Provider) {
                     // Only the count is redrawn as the queue changes.
                     let current = move || (page.get() == Page::Todo).then_some("page");
-                    let count = move || format!("To do ({})", todo::items(ui).len());
+                    let count = move || tf("To do ({0})", &[&todo::items(ui).len()]);
                     view! {
                         <button type="button" id="nav-todo" aria-current=current on:click=move |_| page.set(Page::Todo)>{count}</button>
-                        {item(Page::Patients, "Patients")} {item(Page::Account, "Account")}
+                        {item(Page::Patients, t("Patients"))} {item(Page::Account, t("Account"))}
                     }.into_any()
                 } else {
                     view! {
-                        {route::TABS[..4].iter().map(|&(t, _, label)| item(Page::Record(t), label)).collect_view()}
-                        {item(Page::Summary, "Summary & download")}
-                        {item(Page::Account, "Account")}
+                        {route::TABS[..4].iter().map(|&(to, _, label)| item(Page::Record(to), t(label))).collect_view()}
+                        {item(Page::Summary, t("Summary & download"))}
+                        {item(Page::Account, t("Account"))}
                     }
                     .into_any()
                 }
@@ -411,7 +427,7 @@ fn Whose() -> impl IntoView {
         let d = reads::patient_data(me.patient_id?).record.as_ref()?.1.demographics.clone();
         let name = [d.given, d.family].into_iter().flatten().collect::<Vec<_>>().join(" ");
         Some(
-            view! { <p class="whose">{format!("You are viewing {name}'s record, as their caregiver")}</p> },
+            view! { <p class="whose">{tf("You are viewing {0}'s record, as their caregiver", &[&name])}</p> },
         )
     }
 }
@@ -431,13 +447,13 @@ fn SignIn() -> impl IntoView {
     view! {
         <div class="signin">
             <button type="button" class="primary" on:click=sign_in disabled=move || busy.get() || !(ui.online() || ui.sealed.get())>
-                {move || if ui.sealed.get() { "Unlock with your passkey" } else { "Sign in with a passkey" }}
+                {move || if ui.sealed.get() { Tr("Unlock with your passkey") } else { Tr("Sign in with a passkey") }}
             </button>
-            {move || (!ui.online() && !ui.sealed.get()).then(|| view! { <p class="muted">"Signing in needs the network."</p> })}
+            {move || (!ui.online() && !ui.sealed.get()).then(|| view! { <p class="muted">{Tr("Signing in needs the network.")}</p> })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             // The passkey that sealed this copy may be gone for good.
             {move || (error.with(Option::is_some) && ui.sealed.get()).then(|| view! {
-                <button type="button" on:click=move |_| spawn_local(session::discard_sealed(ui))>"Remove this device's locked copy (anything not sent from it is lost)"</button>
+                <button type="button" on:click=move |_| spawn_local(session::discard_sealed(ui))>{Tr("Remove this device's locked copy (anything not sent from it is lost)")}</button>
             })}
         </div>
     }
@@ -455,13 +471,14 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
     let link = token.clone();
     spawn_local(async move {
         let Ok(i) = api::enroll_invitation(&link).await else { return };
-        let by = i.str("invited_by").unwrap_or_else(|| "Your clinic".into());
+        let by = i.str("invited_by").unwrap_or_else(|| ts("Your clinic"));
         let name = i.str("display_name").unwrap_or_default();
         invited.set(Some(match i.str("patient_name") {
-            Some(patient) => format!(
-                "{by} invited you, {name}, to see {patient}'s health record as a caregiver."
+            Some(patient) => tf(
+                "{0} invited you, {1}, to see {2}'s health record as a caregiver.",
+                &[&by, &name, &patient],
             ),
-            None => format!("{by} invited you, {name}, to the patient portal."),
+            None => tf("{0} invited you, {1}, to the patient portal.", &[&by, &name]),
         }));
     });
     let enroll = move |_| {
@@ -485,11 +502,11 @@ fn Enroll(token: String, done: RwSignal<Option<String>>) -> impl IntoView {
     };
     view! {
         <section class="card">
-            <h2>"Create your passkey"</h2>
-            <p class="invited">{move || invited.get().unwrap_or_else(|| "You are invited to the patient portal.".into())}</p>
-            <p>"A passkey signs you in with this device's screen lock: no password."</p>
-            <p class="muted">"If your account already has passkeys, the one you create here replaces them: the old ones stop working and every device signed in with them is signed out."</p>
-            <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online()>"Create a passkey"</button>
+            <h2>{Tr("Create your passkey")}</h2>
+            <p class="invited">{move || invited.get().unwrap_or_else(|| ts("You are invited to the patient portal."))}</p>
+            <p>{Tr("A passkey signs you in with this device's screen lock: no password.")}</p>
+            <p class="muted">{Tr("If your account already has passkeys, the one you create here replaces them: the old ones stop working and every device signed in with them is signed out.")}</p>
+            <button type="button" class="primary" on:click=enroll disabled=move || busy.get() || !ui.online()>{Tr("Create a passkey")}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }

@@ -4,6 +4,7 @@
 //! another; what the other side wrote in it is marked read when it is open,
 //! and the others show how many messages wait unread.
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 use shared::record;
 use shared::schema::Message;
@@ -67,7 +68,7 @@ pub fn send(
     about: Option<EntryId>,
     body: &str,
 ) -> Result<EntryId, String> {
-    let me = ui.me.get_untracked().ok_or("Sign in again to send this.")?;
+    let me = ui.me.get_untracked().ok_or(t("Sign in again to send this."))?;
     let id = EntryId::mint();
     let topic = match topic.trim() {
         "" => logic::opening(body),
@@ -87,9 +88,9 @@ pub fn send(
 
 fn message_state(message: &Message, synced: bool) -> String {
     match (&message.read_at, synced) {
-        (Some(at), _) => format!("Read {}", when::moment(at)),
-        (None, true) => "Delivered".into(),
-        (None, false) => "Sent, waiting for the network".into(),
+        (Some(at), _) => tf("Read {0}", &[&when::moment(at)]),
+        (None, true) => ts("Delivered"),
+        (None, false) => ts("Sent, waiting for the network"),
     }
 }
 
@@ -112,7 +113,7 @@ fn Compose(doc: DocId, to: String, first: Option<EntryId>, opened: Opened) -> im
         ev.prevent_default();
         let text = body.get_untracked();
         if text.trim().is_empty() {
-            error.set(Some("Write a message first.".into()));
+            error.set(Some(ts("Write a message first.")));
             return;
         }
         match send(ui, doc, first, &subject.get_untracked(), None, &text) {
@@ -125,9 +126,12 @@ fn Compose(doc: DocId, to: String, first: Option<EntryId>, opened: Opened) -> im
                     open(opened, doc, id.to_string());
                 }
                 ui.say(if ui.online_untracked() {
-                    format!("Message sent to {said}")
+                    tf("Message sent to {0}", &[&said])
                 } else {
-                    format!("Message to {said} kept on this device; it is sent when you are online")
+                    tf(
+                        "Message to {0} kept on this device; it is sent when you are online",
+                        &[&said],
+                    )
                 });
             }
             // What was typed stays in the boxes.
@@ -138,16 +142,16 @@ fn Compose(doc: DocId, to: String, first: Option<EntryId>, opened: Opened) -> im
     view! {
         <form class=if new { "compose new-conversation" } else { "compose" } on:submit=submit>
             {new.then(|| view! {
-                <h3>"New conversation"</h3>
-                <label for=subject_id.clone()>"Subject"</label>
+                <h3>{Tr("New conversation")}</h3>
+                <label for=subject_id.clone()>{Tr("Subject")}</label>
                 <input id=subject_id.clone() type="text" maxlength="150" prop:value=move || subject.get()
                     on:input=move |ev| subject.set(event_target_value(&ev))/>
             })}
-            <label for=input_id.clone()>{if new { format!("Your message to {to}") } else { format!("Your reply to {to}") }}</label>
+            <label for=input_id.clone()>{if new { tf("Your message to {0}", &[&to]) } else { tf("Your reply to {0}", &[&to]) }}</label>
             <textarea id=input_id.clone() rows="3" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))
                 aria-invalid=invalid(error) aria-describedby=error_id.clone()></textarea>
-            <button type="submit" aria-label=if new { format!("Send to {to}") } else { format!("Send reply to {to}") }>
-                {if new { "Send" } else { "Send reply" }}
+            <button type="submit" aria-label=if new { tf("Send to {0}", &[&to]) } else { tf("Send reply to {0}", &[&to]) }>
+                {if new { Tr("Send") } else { Tr("Send reply") }}
             </button>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
         </form>
@@ -160,14 +164,15 @@ fn emergency_notice(ui: Ui, clinic: ClinicId, name: &str) -> impl IntoView + use
     let contact = ui.me.with_untracked(|m| {
         m.as_ref().and_then(|m| m.care.iter().find(|c| c.id == clinic).cloned())
     });
-    let answer =
-        contact.as_ref().map(|c| format!(" {name} answers within {} working days.", c.reply_days));
+    let answer = contact
+        .as_ref()
+        .map(|c| tf(" {0} answers within {1} working days.", &[&name, &c.reply_days]));
     let phone = contact.map(|c| c.phone).filter(|p| !p.is_empty()).map(|phone| {
-        view! { " To talk to someone sooner, call " <a href=format!("tel:{phone}")>{phone.clone()}</a> "." }
+        view! { {Tr(" To talk to someone sooner, call ")} <a href=format!("tel:{phone}")>{phone.clone()}</a> "." }
     });
     view! {
-        <p class="emergency"><strong>"Not for emergencies:"</strong>
-            " in an emergency, call your local emergency number." {answer} {phone}</p>
+        <p class="emergency"><strong>{Tr("Not for emergencies:")}</strong>
+            {Tr(" in an emergency, call your local emergency number.")} {answer} {phone}</p>
     }
 }
 
@@ -180,11 +185,12 @@ fn about_line(
     result: EntryId,
 ) -> Option<impl IntoView + use<>> {
     let o = data.clinic_record(clinic)?.observations.get(&result.to_string())?;
-    let name = shared::catalog::plain_name(&o.loinc).unwrap_or(&o.display).to_owned();
+    let name = shared::catalog::plain_name(&o.loinc)
+        .map_or_else(|| o.display.clone(), |n| t(n).to_owned());
     let code = o.loinc.clone();
     Some(view! {
         <p class="about-result">
-            <button type="button" class="link" on:click=move |_| crate::patient::open_trend(ui, code.clone())>{format!("View {name} trend")}</button>
+            <button type="button" class="link" on:click=move |_| crate::patient::open_trend(ui, code.clone())>{tf("View {0} trend", &[&name])}</button>
         </p>
     })
 }
@@ -220,10 +226,9 @@ fn conversation_view(
                             .find(|c| Some(c.user_id) == m.read_by)
                             .map(|c| c.display_name.clone())
                     });
-                    format!(
-                        "Read by {}, {}",
-                        by.as_deref().unwrap_or("a colleague"),
-                        when::moment(at)
+                    tf(
+                        "Read by {0}, {1}",
+                        &[&by.as_deref().unwrap_or(t("a colleague")), &when::moment(at)],
                     )
                 })
             };
@@ -287,13 +292,13 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         let threads: Vec<_> =
             data.threads.iter().filter(|(_, c, _)| staff.is_none_or(|s| s == *c)).collect();
         if threads.is_empty() {
-            return view! { <section class="card"><h2>"Messages"</h2><p class="muted">"No conversations on this device yet."</p></section> }.into_any();
+            return view! { <section class="card"><h2>{Tr("Messages")}</h2><p class="muted">{Tr("No conversations on this device yet.")}</p></section> }.into_any();
         }
         threads
             .into_iter()
             .map(|&(doc, clinic, ref thread)| {
                 let name = reads::clinic_name(ui, clinic, Some(&data));
-                let to = if staff.is_some() { "the patient".to_owned() } else { name.clone() };
+                let to = if staff.is_some() { ts("the patient") } else { name.clone() };
                 let all = logic::conversations(thread);
                 let shown = open_in(opened, doc, &all).map(|c| key(c).to_owned());
                 let items = all
@@ -313,7 +318,7 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                                 <button type="button" class="conversation-open" aria-expanded="false" on:click=choose>
                                     <strong>{c.title()}</strong>
                                     <span class="muted">{format!(" · {}", when::day(c.last_at()))}</span>
-                                    {(unread > 0).then(|| view! { <span class="unread">{format!(" · {unread} unread")}</span> })}
+                                    {(unread > 0).then(|| view! { <span class="unread">{tf(" · {0} unread", &[&unread])}</span> })}
                                 </button>
                             </li>
                         }
@@ -322,8 +327,8 @@ pub fn Messages(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .collect_view();
                 let notice = staff.is_none().then(|| emergency_notice(ui, clinic, &name));
                 view! {
-                    <section class="card" aria-label=format!("Messages with {name}")>
-                        <h2>{format!("Messages with {name}")}</h2>
+                    <section class="card" aria-label=tf("Messages with {0}", &[&name])>
+                        <h2>{tf("Messages with {0}", &[&name])}</h2>
                         {notice}
                         <ul class="conversations">{items}</ul>
                         <Compose doc to first=None opened/>
@@ -363,7 +368,7 @@ pub fn result_comments(
             let replies = c.messages.len() - 1;
             items.push(view! {
                 <li class="comment">
-                    <p class="meta">{format!("{} · {} · on the result of {}", first.author_name, when::moment(&first.sent_at), when::day(&result.effective))}</p>
+                    <p class="meta">{tf("{0} · {1} · on the result of {2}", &[&first.author_name, &when::moment(&first.sent_at), &when::day(&result.effective)])}</p>
                     <p class="body">{first.body.clone()}</p>
                     <button type="button" class="link" on:click=move |_| {
                         open(ui.conversation, doc, k.clone());
@@ -371,7 +376,7 @@ pub fn result_comments(
                             crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Messages),
                             _ => crate::Page::Record(crate::Tab::Messages),
                         });
-                    }>{match replies { 0 => "Reply in Messages".to_owned(), 1 => "Open the conversation (1 reply)".to_owned(), n => format!("Open the conversation ({n} replies)") }}</button>
+                    }>{match replies { 0 => ts("Reply in Messages"), 1 => ts("Open the conversation (1 reply)"), n => tf("Open the conversation ({0} replies)", &[&n]) }}</button>
                 </li>
             });
         }
@@ -379,7 +384,7 @@ pub fn result_comments(
     let form = staff.and_then(|clinic| comment_form(ui, data, clinic, code));
     (!items.is_empty() || form.is_some()).then(|| view! {
         <section class="comments" aria-labelledby="comments-h">
-            <h3 id="comments-h">{if staff.is_some() { "Comments to the patient" } else { "Comments from your care team" }}</h3>
+            <h3 id="comments-h">{if staff.is_some() { Tr("Comments to the patient") } else { Tr("Comments from your care team") }}</h3>
             <ul>{items}</ul>
             {form}
         </section>
@@ -406,9 +411,10 @@ fn comment_form(
         })
         .max_by(|a, b| a.1.effective.cmp(&b.1.effective))?;
     let result: EntryId = id.parse().ok()?;
-    let name = shared::catalog::plain_name(&latest.loinc).unwrap_or(&latest.display).to_owned();
+    let name = shared::catalog::plain_name(&latest.loinc)
+        .map_or_else(|| latest.display.clone(), |n| t(n).to_owned());
     let day = when::day(&latest.effective);
-    let topic = format!("Your {name} result of {day}");
+    let topic = tf("Your {0} result of {1}", &[&name, &day]);
     let input_id = format!("comment-{result}");
     let text = Draft::new(input_id.clone());
     let error = RwSignal::new(None::<String>);
@@ -416,24 +422,24 @@ fn comment_form(
         ev.prevent_default();
         let body = text.get_untracked();
         if body.trim().is_empty() {
-            error.set(Some("Write the comment first.".into()));
+            error.set(Some(ts("Write the comment first.")));
             return;
         }
         match send(ui, doc, None, &topic, Some(result), &body) {
             Ok(_) => {
                 text.clear();
                 error.set(None);
-                ui.say("Comment sent to the patient".into());
+                ui.say(ts("Comment sent to the patient"));
             }
             Err(e) => error.set(Some(e)),
         }
     };
     Some(view! {
         <form class="compose comment-form" on:submit=submit>
-            <label for=input_id.clone()>{format!("Comment for the patient on the result of {day}")}</label>
+            <label for=input_id.clone()>{tf("Comment for the patient on the result of {0}", &[&day])}</label>
             <textarea id=input_id.clone() rows="3" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))
                 aria-invalid=invalid(error) aria-describedby="comment-error"></textarea>
-            <button type="submit">"Send comment"</button>
+            <button type="submit">{Tr("Send comment")}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id="comment-error">{e}</p> })}
         </form>
     })

@@ -1,6 +1,7 @@
 //! The record views, shared by patients (their own record) and clinic staff
 //! (a patient's chart, with their clinic's write controls).
 
+use crate::i18n::{Tr, n, t, tf, ts};
 use leptos::prelude::*;
 use shared::catalog;
 use shared::record::{self};
@@ -24,7 +25,7 @@ fn status_conflict(doc: DocId, collection: Collection, id: &str) -> impl IntoVie
     (values.len() > 1).then(|| {
         view! {
             <p class="conflict" role="note">
-                "Changed on two devices at the same time; both values are kept for review: "
+                {Tr("Changed on two devices at the same time; both values are kept for review: ")}
                 <strong>{values.join(" | ")}</strong>
             </p>
         }
@@ -57,7 +58,7 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
         ev.prevent_default();
         let why = reason.get_untracked().trim().to_owned();
         if why.is_empty() {
-            error.set(Some("Give a reason: it stays in the record.".into()));
+            error.set(Some(ts("Give a reason: it stays in the record.")));
             return;
         }
         let code = ResultStatus::EnteredInError.code();
@@ -70,7 +71,7 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
                 reason.clear();
                 error.set(None);
                 expect_context::<Ui>()
-                    .say(what_said.with_value(|w| format!("{w} marked entered in error")));
+                    .say(what_said.with_value(|w| tf("{0} marked entered in error", &[&w])));
             }
             Err(e) => error.set(Some(e)),
         }
@@ -87,17 +88,17 @@ fn ErrorMarker(doc: DocId, collection: Collection, id: String, what: String) -> 
         <Show when=move || open.get() fallback=move || {
             let to_input = to_input.clone();
             view! {
-                <button type="button" class="link" id=button_id.clone() aria-label=format!("Mark entered in error: {what}")
-                    on:click=move |_| { open.set(true); drafts::focus_soon(to_input.clone()); }>"Mark entered in error"</button>
+                <button type="button" class="link" id=button_id.clone() aria-label=tf("Mark entered in error: {0}", &[&what])
+                    on:click=move |_| { open.set(true); drafts::focus_soon(to_input.clone()); }>{Tr("Mark entered in error")}</button>
             }
         }>
             <form class="inline-form" on:submit=submit>
-                <label for=input_id.clone()>"Reason (kept in the record)"</label>
+                <label for=input_id.clone()>{Tr("Reason (kept in the record)")}</label>
                 <input id=input_id.clone() type="text" required prop:value=move || reason.get()
                     aria-invalid=invalid(error) aria-describedby=error_id.clone()
                     on:input=move |ev| reason.set(event_target_value(&ev))/>
-                <button type="submit">"Mark entered in error"</button>
-                <button type="button" class="secondary" on:click=cancel>"Cancel"</button>
+                <button type="submit">{Tr("Mark entered in error")}</button>
+                <button type="button" class="secondary" on:click=cancel>{Tr("Cancel")}</button>
                 {let id = error_id.clone(); move || error.get().map(|e| view! { <p class="error" role="alert" id=id.clone()>{e}</p> })}
             </form>
         </Show>
@@ -112,13 +113,13 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
     view! {
         <tr class:struck=error>
             <th scope="row">{name_cell(&obs)}
-                {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">"amended"</span> })}
+                {(obs.status == ResultStatus::Amended).then(|| view! { <span class="tag">{Tr("amended")}</span> })}
             </th>
             <td class="value">{value}</td>
             <td>{(!error).then(|| crate::safety_view::flag(&obs))}</td>
             <td class="range">{range_text(&obs)}</td>
             <td>
-                {error.then(|| view! { <span class="tag error-tag">{format!("Entered in error: {reason}")}</span> })}
+                {error.then(|| view! { <span class="tag error-tag">{tf("Entered in error: {0}", &[&reason])}</span> })}
                 {status_conflict(doc, Collection::Observations, &id)}
                 {(editable && !error).then(|| view! { <ErrorMarker doc collection=Collection::Observations id=id.clone() what=what.clone()/> })}
             </td>
@@ -133,11 +134,11 @@ fn group_view(doc: DocId, clinic_name: String, group: Group, editable: bool) -> 
             <h3>{group.title.clone()}</h3>
             <p class="meta">
                 {when::day(&group.effective)} " · " {clinic_name}
-                {(status == Some(ResultStatus::EnteredInError)).then(|| view! { " · " <span class="tag error-tag">"Entered in error"</span> })}
+                {(status == Some(ResultStatus::EnteredInError)).then(|| view! { " · " <span class="tag error-tag">{Tr("Entered in error")}</span> })}
             </p>
             <div class="table-wrap">
             <table>
-                <thead><tr><th scope="col">"Test"</th><th scope="col">"Result"</th><th scope="col">"Flag"</th><th scope="col">"Reference range"</th><th scope="col"><span class="sr-only">"Status"</span></th></tr></thead>
+                <thead><tr><th scope="col">{Tr("Test")}</th><th scope="col">{Tr("Result")}</th><th scope="col">{Tr("Flag")}</th><th scope="col">{Tr("Reference range")}</th><th scope="col"><span class="sr-only">{Tr("Status")}</span></th></tr></thead>
                 <tbody>
                     {group.observations.into_iter().map(|(id, obs)| observation_row(doc, id, obs, editable)).collect_view()}
                 </tbody>
@@ -168,7 +169,7 @@ fn mark_record_rendered() {
 
 /// The name patients know for a test, else its coded name.
 fn test_name(obs: &Observation) -> String {
-    catalog::plain_name(&obs.loinc).map_or_else(|| obs.display.clone(), str::to_owned)
+    catalog::plain_name(&obs.loinc).map_or_else(|| obs.display.clone(), |name| t(name).to_owned())
 }
 
 /// The name patients know, with the coded one beside it for the record.
@@ -211,16 +212,26 @@ fn direction(results: &[Observation]) -> String {
     let value = |i: usize| results.get(i).and_then(|o| o.value_quantity);
     match (value(0), value(1)) {
         (Some(now), Some(before)) if now != before => {
-            format!("{} from {}", if now > before { "up" } else { "down" }, logic::number(before))
+            let from = logic::number(before);
+            if now > before { tf("up from {0}", &[&from]) } else { tf("down from {0}", &[&from]) }
         }
-        (Some(_), Some(_)) => "unchanged".into(),
+        (Some(_), Some(_)) => ts("unchanged"),
         _ => String::new(),
+    }
+}
+
+/// A unit as people write it, in their language ("thousand/µL").
+pub fn unit_words(ucum: &str) -> &str {
+    match catalog::readable_unit(ucum) {
+        "thousand/µL" => t("thousand/µL"),
+        "million/µL" => t("million/µL"),
+        other => other,
     }
 }
 
 /// A result's value and unit in words ("6.6 %", "negative").
 fn value_text(obs: &Observation) -> String {
-    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
+    let unit = unit_words(obs.unit.as_deref().unwrap_or_default());
     match (obs.value_quantity, &obs.value_string) {
         (Some(v), _) => format!("{} {unit}", logic::number(v)),
         (None, Some(s)) => s.clone(),
@@ -233,7 +244,7 @@ fn range_text(obs: &Observation) -> String {
     if obs.reference_low.is_none() && obs.reference_high.is_none() {
         return String::new();
     }
-    let unit = catalog::readable_unit(obs.unit.as_deref().unwrap_or_default());
+    let unit = unit_words(obs.unit.as_deref().unwrap_or_default());
     format!("{} {unit}", logic::range(obs.reference_low, obs.reference_high))
 }
 
@@ -282,19 +293,19 @@ fn latest_results(
         .map(|(code, results)| {
             let latest = &results[0];
             let name = test_name(latest);
-            let label = format!("View trend of {name}");
+            let label = tf("View trend of {0}", &[&name]);
             let code = code.clone();
             let numeric = latest.value_quantity.is_some();
             view! {
                 <tr data-n=results.len()>
-                    <th scope="row">{name_cell(latest)}{is_new(latest, seen).then(|| view! { <span class="tag new">"new"</span> })}</th>
+                    <th scope="row">{name_cell(latest)}{is_new(latest, seen).then(|| view! { <span class="tag new">{Tr("new")}</span> })}</th>
                     <td class="value">{value_text(latest)}</td>
                     <td>{crate::safety_view::flag(latest)}</td>
                     <td class="range">{range_text(latest)}</td>
                     <td>{direction(results)}</td>
                     <td>{when::day(&latest.effective)}</td>
                     <td>{numeric.then(|| view! {
-                        <button type="button" class="link" aria-label=label on:click=move |_| open_trend(ui, code.clone())>"View trend"</button>
+                        <button type="button" class="link" aria-label=label on:click=move |_| open_trend(ui, code.clone())>{Tr("View trend")}</button>
                     })}</td>
                 </tr>
             }
@@ -304,7 +315,7 @@ fn latest_results(
         <article class="panel">
             <div class="table-wrap">
             <table>
-                <thead><tr><th scope="col">"Test"</th><th scope="col">"Latest"</th><th scope="col">"Flag"</th><th scope="col">"Reference range"</th><th scope="col">"Since the one before"</th><th scope="col">"Date"</th><th scope="col"><span class="sr-only">"Trend"</span></th></tr></thead>
+                <thead><tr><th scope="col">{Tr("Test")}</th><th scope="col">{Tr("Latest")}</th><th scope="col">{Tr("Flag")}</th><th scope="col">{Tr("Reference range")}</th><th scope="col">{Tr("Since the one before")}</th><th scope="col">{Tr("Date")}</th><th scope="col"><span class="sr-only">{Tr("Trend")}</span></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
             </div>
@@ -339,27 +350,27 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
     request_animation_frame(move || panels_now.set(true));
     view! {
         <section class="card" aria-labelledby="results-h">
-            <h2 id="results-h">"Results"</h2>
+            <h2 id="results-h">{Tr("Results")}</h2>
             {move || {
                 ui.version.track();
                 let data = reads::patient_data(patient);
                 let tests = by_test(&data);
                 if tests.is_empty() {
-                    return view! { <p class="muted">"No results on this device yet."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("No results on this device yet.")}</p> }.into_any();
                 }
                 mark_record_rendered();
                 view! {
-                    <h3>"Latest results"</h3>
+                    <h3>{Tr("Latest results")}</h3>
                     {latest_results(ui, &tests, &seen)}
                 }
                 .into_any()
             }}
         </section>
         <section class="card" aria-labelledby="history-h">
-            <h2 id="history-h">"All results"</h2>
+            <h2 id="history-h">{Tr("All results")}</h2>
             <div class="filters">
-                <label for="results-search">"Find results by test, clinic or date"</label>
-                <input id="results-search" type="search" placeholder="e.g. potassium, Northgate, 2026-03" prop:value=search on:input=move |ev| search.set(event_target_value(&ev))/>
+                <label for="results-search">{Tr("Find results by test, clinic or date")}</label>
+                <input id="results-search" type="search" placeholder=t("e.g. potassium, Northgate, 2026-03") prop:value=search on:input=move |ev| search.set(event_target_value(&ev))/>
             </div>
             {move || {
                 ui.version.track();
@@ -392,7 +403,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .collect();
                 logic::sort_by_key(&mut groups, Order::Descending, |g| g.2.effective.clone());
                 if groups.is_empty() {
-                    return view! { <p class="muted">"No results match."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("No results match.")}</p> }.into_any();
                 }
                 let hidden = groups.len().saturating_sub(shown.get());
                 let panels = groups
@@ -407,7 +418,7 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     {panels}
                     {(hidden > 0).then(|| view! {
                         <button type="button" class="secondary" on:click=move |_| shown.update(|n| *n += RESULTS_PAGE)>
-                            {format!("Show older results ({hidden} more)")}
+                            {tf("Show older results ({0} more)", &[&hidden])}
                         </button>
                     })}
                 }
@@ -429,7 +440,7 @@ pub fn Trend(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     crate::Page::Chart(patient, _) => crate::Page::Chart(patient, crate::Tab::Results),
                     _ => crate::Page::Record(crate::Tab::Results),
                 });
-            }>"← All results"</button>
+            }>{Tr("← All results")}</button>
             {move || {
                 ui.version.track();
                 let data = reads::patient_data(patient);
@@ -437,7 +448,7 @@ pub fn Trend(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 let wanted = ui.trend.get();
                 let code = if tests.get(&wanted).is_some_and(|r| r[0].value_quantity.is_some()) { wanted } else { main_test(&tests) };
                 let Some(results) = tests.get(&code) else {
-                    return view! { <h2 id="trend-h">"Trend"</h2><p class="muted">"No numeric results to chart yet."</p> }.into_any();
+                    return view! { <h2 id="trend-h">{Tr("Trend")}</h2><p class="muted">{Tr("No numeric results to chart yet.")}</p> }.into_any();
                 };
                 let points: Vec<&Observation> = results.iter().rev().filter(|o| o.value_quantity.is_some()).collect();
                 let name = test_name(&results[0]);
@@ -447,31 +458,26 @@ pub fn Trend(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                     .map(|(c, r)| view! { <option value=c.clone() selected=*c == code>{format!("{} ({})", test_name(&r[0]), r.len())}</option> })
                     .collect_view();
                 let latest = points[points.len() - 1];
-                let said = format!(
-                    "Latest {} on {}{}",
-                    value_text(latest),
-                    when::day(&latest.effective),
-                    match direction(results).as_str() { "" => String::new(), d => format!(", {d}") }
-                );
+                let said =  tf("Latest {0} on {1}{2}", &[&value_text(latest), &when::day(&latest.effective), &(match direction(results).as_str() { "" => String::new(), d => format!(", {d}") })]);
                 view! {
-                    <h2 id="trend-h">{format!("{name} over time")}</h2>
-                    <label for="trend-test">"Test"</label>
+                    <h2 id="trend-h">{tf("{0} over time", &[&name])}</h2>
+                    <label for="trend-test">{Tr("Test")}</label>
                     <select id="trend-test" on:change=move |ev| open_trend(ui, event_target_value(&ev))>{options}</select>
                     <p class="latest"><strong>{said.clone()}</strong></p>
                     {trend_chart(&name, &points, &said)}
                     <details class="as-table">
-                        <summary>"Show as table"</summary>
+                        <summary>{Tr("Show as table")}</summary>
                         <div class="table-wrap"><table>
-                            <thead><tr><th scope="col">"Date"</th><th scope="col">"Result"</th><th scope="col">"Flag"</th></tr></thead>
+                            <thead><tr><th scope="col">{Tr("Date")}</th><th scope="col">{Tr("Result")}</th><th scope="col">{Tr("Flag")}</th></tr></thead>
                             <tbody>{results.iter().map(|o| view! { <tr><td>{when::day(&o.effective)}</td><td class="value">{value_text(o)}</td><td>{crate::safety_view::flag(o)}</td></tr> }).collect_view()}</tbody>
                         </table></div>
                     </details>
                     {crate::messages::result_comments(ui, &data, &code, staff)}
                     {catalog::about(&code).map(|about| view! {
                         <details class="about">
-                            <summary>"About this test"</summary>
-                            <p>{about}</p>
-                            <p class="muted">"Your clinician can tell you what your results mean for you."</p>
+                            <summary>{Tr("About this test")}</summary>
+                            <p>{t(about)}</p>
+                            <p class="muted">{Tr("Your clinician can tell you what your results mean for you.")}</p>
                         </details>
                     })}
                 }
@@ -488,7 +494,7 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
     const W: f64 = 600.0;
     const H: f64 = 220.0;
     let first = points[0];
-    let unit = catalog::readable_unit(first.unit.as_deref().unwrap_or_default()).to_owned();
+    let unit = unit_words(first.unit.as_deref().unwrap_or_default()).to_owned();
     let samples: Vec<(i64, f64)> = points
         .iter()
         .filter_map(|o| Some((logic::minutes(&o.effective)?, o.value_quantity?)))
@@ -497,11 +503,15 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
     let Some(chart) = logic::chart(&samples, low, high, W, H) else { return ().into_any() };
     let line: String =
         chart.points.iter().map(|p| format!("{:.1},{:.1}", p.0, p.1)).collect::<Vec<_>>().join(" ");
-    let summary = format!(
-        "{name}: {} results from {} to {}. {said}",
-        points.len(),
-        when::day(&first.effective),
-        when::day(&points[points.len() - 1].effective)
+    let summary = tf(
+        "{0}: {1} results from {2} to {3}. {4}",
+        &[
+            &name,
+            &points.len(),
+            &when::day(&first.effective),
+            &when::day(&points[points.len() - 1].effective),
+            &said,
+        ],
     );
     let band = chart.band.map(|(top, bottom)| {
         view! { <rect class="band" x=chart.pad y=top width=W - 2.0 * chart.pad height=(bottom - top).max(0.0)/> }
@@ -524,7 +534,7 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
         <figure class="trend">
             <div class="axis">
                 <span>{format!("{} {unit}", logic::number(chart.y_max))}</span>
-                <span>{if low.is_some() || high.is_some() { format!("Range {}", logic::range(low, high)) } else { String::new() }}</span>
+                <span>{if low.is_some() || high.is_some() { tf("Range {0}", &[&logic::range(low, high)]) } else { String::new() }}</span>
                 <span>{format!("{} {unit}", logic::number(chart.y_min))}</span>
             </div>
             <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=summary preserveAspectRatio="none">
@@ -545,16 +555,16 @@ fn trend_chart(name: &str, points: &[&Observation], said: &str) -> impl IntoView
 /// with every decision, not only a denial.
 fn refill_state(request: &RefillRequest, synced: bool) -> String {
     let decided = match request.status {
-        RefillStatus::Requested if !synced => return "requested, waiting to be sent".into(),
-        RefillStatus::Requested => return "requested, waiting for the clinic".into(),
-        RefillStatus::Approved => "approved",
-        RefillStatus::Denied => "denied",
-        RefillStatus::Cancelled => "cancelled",
+        RefillStatus::Requested if !synced => return ts("requested, waiting to be sent"),
+        RefillStatus::Requested => return ts("requested, waiting for the clinic"),
+        RefillStatus::Approved => n("approved {0}"),
+        RefillStatus::Denied => n("denied {0}"),
+        RefillStatus::Cancelled => n("cancelled {0}"),
     };
     let on = request.decided_at.as_deref().map(when::day).unwrap_or_default();
     match request.decision_note.as_deref().filter(|n| !n.is_empty()) {
-        Some(note) => format!("{decided} {on}: {note}"),
-        None => format!("{decided} {on}"),
+        Some(note) => format!("{}: {note}", tf(decided, &[&on])),
+        None => tf(decided, &[&on]),
     }
 }
 
@@ -591,16 +601,16 @@ fn RefillRequestForm(
             Ok(()) => {
                 note.clear();
                 error.set(None);
-                expect_context::<Ui>().say(format!("Refill requested for {said}"));
+                expect_context::<Ui>().say(tf("Refill requested for {0}", &[&said]));
             }
             Err(e) => error.set(Some(e)),
         }
     };
     view! {
         <form class="inline-form" on:submit=submit>
-            <label for=input_id.clone()>"Note for the clinic (optional)"<span class="sr-only">{format!(" with the refill of {drug}")}</span></label>
+            <label for=input_id.clone()>{Tr("Note for the clinic (optional)")}<span class="sr-only">{tf(" with the refill of {0}", &[&drug])}</span></label>
             <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))/>
-            <button type="submit" aria-label=format!("Request a refill of {drug}")>"Request a refill"</button>
+            <button type="submit" aria-label=tf("Request a refill of {0}", &[&drug])>{Tr("Request a refill")}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </form>
     }
@@ -617,7 +627,7 @@ fn RefillDecision(patient: PatientId, request: EntryId, drug: String) -> impl In
         let doc = DocKind::PatientRecord { patient }.doc_id();
         let text = note.get_untracked();
         if status == RefillStatus::Denied && text.trim().is_empty() {
-            error.set(Some("Say why the refill is denied: the patient sees this note.".into()));
+            error.set(Some(ts("Say why the refill is denied: the patient sees this note.")));
             return;
         }
         match replicas::edit(doc, |tx, who, at| {
@@ -626,19 +636,23 @@ fn RefillDecision(patient: PatientId, request: EntryId, drug: String) -> impl In
             Ok(()) => {
                 note.clear();
                 error.set(None);
-                let done = if status == RefillStatus::Approved { "approved" } else { "denied" };
-                expect_context::<Ui>().say(said.with_value(|d| format!("Refill of {d} {done}")));
+                let done = if status == RefillStatus::Approved {
+                    n("Refill of {0} approved")
+                } else {
+                    n("Refill of {0} denied")
+                };
+                expect_context::<Ui>().say(said.with_value(|d| tf(done, &[&d])));
             }
             Err(e) => error.set(Some(e)),
         }
     };
     view! {
         <div class="inline-form">
-            <label for=input_id.clone()>"Note to the patient"</label>
+            <label for=input_id.clone()>{Tr("Note to the patient")}</label>
             <input id=input_id.clone() type="text" prop:value=move || note.get() on:input=move |ev| note.set(event_target_value(&ev))
                 aria-invalid=invalid(error) aria-describedby=error_id.clone()/>
-            <button type="button" aria-label=format!("Approve the refill of {drug}") on:click=move |_| decide(RefillStatus::Approved)>"Approve"</button>
-            <button type="button" class="secondary" aria-label=format!("Deny the refill of {drug}") on:click=move |_| decide(RefillStatus::Denied)>"Deny"</button>
+            <button type="button" aria-label=tf("Approve the refill of {0}", &[&drug]) on:click=move |_| decide(RefillStatus::Approved)>{Tr("Approve")}</button>
+            <button type="button" class="secondary" aria-label=tf("Deny the refill of {0}", &[&drug]) on:click=move |_| decide(RefillStatus::Denied)>{Tr("Deny")}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id=error_id.clone()>{e}</p> })}
         </div>
     }
@@ -682,11 +696,11 @@ fn prescription_card(
             let rid_entry: EntryId = rid.parse().expect("entry ids are UUIDs");
             let conflict = data.record.as_ref().map(|r| {
                 let values = reads::field_values(r.0, Collection::RefillRequests, &rid, "status");
-                (values.len() > 1).then(|| view! { <p class="conflict" role="note">"Answered on two devices at once; both answers are kept for review: " <strong>{values.join(" | ")}</strong></p> })
+                (values.len() > 1).then(|| view! { <p class="conflict" role="note">{Tr("Answered on two devices at once; both answers are kept for review: ")} <strong>{values.join(" | ")}</strong></p> })
             });
             view! {
                 <li>
-                    {format!("Refill requested {}", when::day(&q.requested_at))}
+                    {tf("Refill requested {0}", &[&when::day(&q.requested_at)])}
                     {(!q.note.is_empty()).then(|| format!(" (“{}”)", q.note))}
                     ": " <strong>{state}</strong>
                     {conflict}
@@ -695,24 +709,24 @@ fn prescription_card(
             }
         })
         .collect_view();
-    let status_text = rx.status.code().to_owned();
+    let status_text = t(rx.status.code());
     view! {
         <article class="med" id=format!("rx-{id}") tabindex="-1" class:struck=rx.status == PrescriptionStatus::EnteredInError>
             <h3>{rx.display.clone()}</h3>
             <dl class="facts">
-                <dt>"Dosage"</dt><dd>{rx.dosage.clone()}</dd>
-                <dt>"Quantity"</dt><dd>{rx.quantity}</dd>
-                {refillable.then(|| view! { <dt>"Refills left"</dt><dd>{format!("{left} of {}", rx.refills_allowed)}</dd> })}
-                <dt>"Prescriber"</dt><dd>{rx.provenance.recorder_name.clone()}</dd>
-                <dt>"Clinic"</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
-                <dt>"Prescribed"</dt><dd>{when::day(&rx.authored)}</dd>
-                <dt>"Status"</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
+                <dt>{Tr("Dosage")}</dt><dd>{rx.dosage.clone()}</dd>
+                <dt>{Tr("Quantity")}</dt><dd>{rx.quantity}</dd>
+                {refillable.then(|| view! { <dt>{Tr("Refills left")}</dt><dd>{tf("{0} of {1}", &[&left, &rx.refills_allowed])}</dd> })}
+                <dt>{Tr("Prescriber")}</dt><dd>{rx.provenance.recorder_name.clone()}</dd>
+                <dt>{Tr("Clinic")}</dt><dd>{rx.provenance.clinic_name.clone()}</dd>
+                <dt>{Tr("Prescribed")}</dt><dd>{when::day(&rx.authored)}</dd>
+                <dt>{Tr("Status")}</dt><dd>{status_text}{reason.map(|r| format!(" ({r})"))}</dd>
             </dl>
-            {rx.override_reason.clone().map(|r| view! { <p class="override">"Prescribed despite a warning: " {r}</p> })}
+            {rx.override_reason.clone().map(|r| view! { <p class="override">{Tr("Prescribed despite a warning: ")} {r}</p> })}
             {status_conflict(doc, Collection::Prescriptions, &id)}
             <ul class="requests">{request_rows}</ul>
             {(is_patient_side && active && left > 0 && !pending).then(|| view! { <RefillRequestForm patient prescription=entry clinic drug=rx.display.clone()/> })}
-            {(is_patient_side && refillable && left == 0).then(|| view! { <p class="muted">"No refills left: message the clinic for a new prescription."</p> })}
+            {(is_patient_side && refillable && left == 0).then(|| view! { <p class="muted">{Tr("No refills left: message the clinic for a new prescription.")}</p> })}
             {(editable && rx.status != PrescriptionStatus::EnteredInError).then(|| view! { <ErrorMarker doc collection=Collection::Prescriptions id=id.clone() what=rx.display.clone()/> })}
         </article>
     }
@@ -749,13 +763,13 @@ pub fn Medications(patient: PatientId, staff: StaffClinic) -> impl IntoView {
         let (n_active, n_past) = (active.len(), past.len());
         view! {
             <section class="card" aria-labelledby="active-h">
-                <h2 id="active-h">"Active prescriptions"</h2>
-                {(n_active == 0).then(|| view! { <p class="muted">"None."</p> })}
+                <h2 id="active-h">{Tr("Active prescriptions")}</h2>
+                {(n_active == 0).then(|| view! { <p class="muted">{Tr("None.")}</p> })}
                 {render(active)}
             </section>
             <section class="card" aria-labelledby="past-h">
                 <details>
-                    <summary><h2 id="past-h" class="inline">{format!("Past prescriptions ({n_past})")}</h2></summary>
+                    <summary><h2 id="past-h" class="inline">{tf("Past prescriptions ({0})", &[&n_past])}</h2></summary>
                     {render(past)}
                 </details>
             </section>
@@ -786,7 +800,7 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
                 let editable = staff == Some(clinic) && a.status != AllergyStatus::EnteredInError;
                 view! {
                     <li class:struck=a.status != AllergyStatus::Active>
-                        <strong>{a.substance.clone()}</strong> ": " {a.reaction.clone()} " (" {a.severity.code()} ", " {a.status.code()} ") · " {a.provenance.clinic_name.clone()}
+                        <strong>{a.substance.clone()}</strong> ": " {a.reaction.clone()} " (" {t(a.severity.code())} ", " {t(a.status.code())} ") · " {a.provenance.clinic_name.clone()}
                         {status_conflict(doc, Collection::Allergies, &id)}
                         {editable.then(|| view! { <ErrorMarker doc collection=Collection::Allergies id=id.clone() what=a.substance.clone()/> })}
                     </li>
@@ -795,12 +809,12 @@ pub fn Health(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             .collect_view();
         let shot_items = shots
             .into_iter()
-            .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {when::day(&i.occurrence)} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", i.status.code())}</li> })
+            .map(|(_, _, _, i)| view! { <li>{i.vaccine.clone()} " · " {when::day(&i.occurrence)} " · " {i.provenance.clinic_name.clone()} {format!(" ({})", t(i.status.code()))}</li> })
             .collect_view();
         view! {
-            <section class="card" aria-labelledby="allergy-h"><h2 id="allergy-h">"Allergies"</h2><ul>{allergy_items}</ul></section>
+            <section class="card" aria-labelledby="allergy-h"><h2 id="allergy-h">{Tr("Allergies")}</h2><ul>{allergy_items}</ul></section>
             {crate::appointments::section(ui, &data, patient, staff)}
-            <section class="card" aria-labelledby="imm-h"><h2 id="imm-h">"Immunizations"</h2><ul>{shot_items}</ul></section>
+            <section class="card" aria-labelledby="imm-h"><h2 id="imm-h">{Tr("Immunizations")}</h2><ul>{shot_items}</ul></section>
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (`shared::read`), cached by heads; every value of a field two devices
 //! changed at once; a clinic's name.
 
+use crate::i18n::ts;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -171,5 +172,5 @@ pub fn clinic_name(ui: Ui, clinic: ClinicId, data: Option<&PatientData>) -> Stri
             return p.clinic_name.clone();
         }
     }
-    "Clinic".into()
+    ts("Clinic")
 }

@@ -3,6 +3,7 @@
 //! into the browser's history, which may sync to other devices): a chart's
 //! patient travels in its history entry's state, which stays in this tab.
 
+use crate::i18n::{n, t, tf};
 use leptos::prelude::*;
 use shared::PatientId;
 use shared::api::UserRole;
@@ -13,19 +14,19 @@ use crate::{Page, Tab};
 /// Each tab of a record: its path and its name, in the order shown (the
 /// last, writing, is staff's only).
 pub const TABS: [(Tab, &str, &str); 5] = [
-    (Tab::Results, "results", "Results"),
-    (Tab::Medications, "medications", "Medications"),
-    (Tab::Messages, "messages", "Messages"),
-    (Tab::Health, "health", "Allergies & visits"),
-    (Tab::Write, "write", "Record & prescribe"),
+    (Tab::Results, "results", n("Results")),
+    (Tab::Medications, "medications", n("Medications")),
+    (Tab::Messages, "messages", n("Messages")),
+    (Tab::Health, "health", n("Allergies & visits")),
+    (Tab::Write, "write", n("Record & prescribe")),
 ];
 
 const PAGES: [(Page, &str, &str); 5] = [
-    (Page::Account, "account", "Account"),
-    (Page::Summary, "summary", "Summary & download"),
-    (Page::Patients, "patients", "Patients"),
-    (Page::Clinic, "clinic", "Clinic"),
-    (Page::Todo, "todo", "To do"),
+    (Page::Account, "account", n("Account")),
+    (Page::Summary, "summary", n("Summary & download")),
+    (Page::Patients, "patients", n("Patients")),
+    (Page::Clinic, "clinic", n("Clinic")),
+    (Page::Todo, "todo", n("To do")),
 ];
 
 /// A tab by its path; a trend is `results/trend/{code}`, its test's code
@@ -40,7 +41,7 @@ fn tab_of(name: &str) -> Option<(Tab, Option<String>)> {
 /// The path and title of a page (and of the test a trend shows).
 fn address(page: Page, trend: &str) -> (String, &'static str) {
     let tab = |tab: Tab| match tab {
-        Tab::Trend => (format!("results/trend/{trend}"), "Trend"),
+        Tab::Trend => (format!("results/trend/{trend}"), n("Trend")),
         _ => {
             TABS.iter().find(|t| t.0 == tab).map_or((String::new(), ""), |t| (t.1.to_owned(), t.2))
         }
@@ -101,7 +102,7 @@ pub fn allowed(page: Page, role: UserRole) -> bool {
 pub fn show(page: Page, trend: &str, first: bool) {
     let (path, title) = address(page, trend);
     let window = window();
-    document().set_title(&format!("{title} · Patient portal"));
+    document().set_title(&tf("{0} · Patient portal", &[&t(title)]));
     let Ok(history) = window.history() else { return };
     let here = current().is_some_and(|(p, _)| p == page);
     if first || (here && window.location().pathname().ok().as_deref() == Some(&*path)) {

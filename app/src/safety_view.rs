@@ -5,6 +5,7 @@
 //! records of the patient, so these warnings see all of them; the server
 //! can only check the clinic's own record.
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 use shared::PatientId;
 use shared::catalog::{self, LabTest};
@@ -28,7 +29,7 @@ pub fn chart_banner(patient: PatientId) -> impl IntoView {
             .as_ref()
             .and_then(|r| r.1.demographics.birth_date.as_deref())
             .and_then(|b| safety::age(b, &replicas::now()))
-            .map_or("Age unknown".into(), |a| format!("{a} years"));
+            .map_or(ts("Age unknown"), |a| tf("{0} years", &[&a]));
         let allergies: Vec<String> = data
             .clinical
             .iter()
@@ -40,7 +41,7 @@ pub fn chart_banner(patient: PatientId) -> impl IntoView {
         view! {
             <p class="chart-banner">
                 <strong>{age}</strong>
-                <span class:alert=!none>{if none { "No allergies recorded".into() } else { format!("Allergies: {}", allergies.join(", ")) }}</span>
+                <span class:alert=!none>{if none { ts("No allergies recorded") } else { tf("Allergies: {0}", &[&allergies.join(", ")]) }}</span>
             </p>
         }
     }
@@ -49,10 +50,10 @@ pub fn chart_banner(patient: PatientId) -> impl IntoView {
 /// The critical mark of a result, or its reference-range flag.
 pub fn flag(obs: &Observation) -> impl IntoView + use<> {
     let (class, text) = match (obs.critical(), obs.out_of_range()) {
-        (Some(RangeFlag::High), _) => ("flag critical", "▲▲ Critical high"),
-        (Some(RangeFlag::Low), _) => ("flag critical", "▼▼ Critical low"),
-        (None, Some(RangeFlag::High)) => ("flag high", "▲ High"),
-        (None, Some(RangeFlag::Low)) => ("flag low", "▼ Low"),
+        (Some(RangeFlag::High), _) => ("flag critical", t("▲▲ Critical high")),
+        (Some(RangeFlag::Low), _) => ("flag critical", t("▼▼ Critical low")),
+        (None, Some(RangeFlag::High)) => ("flag high", t("▲ High")),
+        (None, Some(RangeFlag::Low)) => ("flag low", t("▼ Low")),
         (None, None) => return None,
     };
     Some(view! { <span class=class>{text}</span> })
@@ -68,14 +69,15 @@ pub fn judge_result(
     unit: &str,
     confirm: RwSignal<Option<String>>,
 ) -> Result<Option<String>, Option<String>> {
-    let shown = format!("{} {unit} for {}", logic::number(value), test.display);
+    let shown = tf("{0} {1} for {2}", &[&logic::number(value), &unit, &test.display]);
     let judgement = safety::judge(test.loinc, value);
     match judgement {
-        safety::Judgement::Impossible => Err(Some(format!(
-            "Not saved: {shown} is physiologically impossible. Check the number (a missing decimal point?) and the unit."
+        safety::Judgement::Impossible => Err(Some(tf(
+            "Not saved: {0} is physiologically impossible. Check the number (a missing decimal point?) and the unit.",
+            &[&shown],
         ))),
         safety::Judgement::Critical(_) if confirm.get_untracked().is_none() => {
-            confirm.set(Some(format!("{shown} is a critical value.")));
+            confirm.set(Some(tf("{0} is a critical value.", &[&shown])));
             Err(None)
         }
         _ => Ok(judgement.interpretation().map(Into::into)),
@@ -87,8 +89,8 @@ pub fn confirm_view(confirm: RwSignal<Option<String>>) -> impl IntoView {
     move || {
         confirm.get().map(|text| view! {
             <div class="allergy-warning" role="alert">
-                <p><strong>"Critical value: "</strong>{text}" Check it with the laboratory report; once saved it is marked critical for staff and the patient."</p>
-                <button type="submit">"Confirm and save as critical"</button>
+                <p><strong>{Tr("Critical value: ")}</strong>{text}{Tr(" Check it with the laboratory report; once saved it is marked critical for staff and the patient.")}</p>
+                <button type="submit">{Tr("Confirm and save as critical")}</button>
             </div>
         })
     }
@@ -112,29 +114,28 @@ pub fn warnings(patient: PatientId, rxnorm: &str) -> Warnings {
         catalog::allergy_conflicts(med, records().flat_map(|r| r.allergies.values()))
             .into_iter()
             .map(|a| {
-                format!(
-                    "Allergy: {} ({}, {}) recorded by {}",
-                    a.substance,
-                    a.reaction,
-                    a.severity.code(),
-                    a.provenance.clinic_name
+                tf(
+                    "Allergy: {0} ({1}, {2}) recorded by {3}",
+                    &[&a.substance, &a.reaction, &t(a.severity.code()), &a.provenance.clinic_name],
                 )
             })
             .collect();
     for (rx, risk) in safety::interactions(med, prescriptions.iter().copied()) {
-        reasoned.push(format!(
-            "Interaction: {} with {} ({}): {risk}",
-            med.display, rx.display, rx.provenance.clinic_name
+        reasoned.push(tf(
+            "Interaction: {0} with {1} ({2}): {3}",
+            &[&med.display, &rx.display, &rx.provenance.clinic_name, &risk],
         ));
     }
     let duplicates = safety::duplicates(med, prescriptions.iter().copied())
         .into_iter()
         .map(|(rx, class)| {
-            format!(
-                "Already taking {} ({}){}",
-                rx.display,
-                rx.provenance.clinic_name,
-                class.map(|c| format!(": the same class, {c}")).unwrap_or_default()
+            tf(
+                "Already taking {0} ({1}){2}",
+                &[
+                    &rx.display,
+                    &rx.provenance.clinic_name,
+                    &class.map(|c| tf(": the same class, {0}", &[&c])).unwrap_or_default(),
+                ],
             )
         })
         .collect();
@@ -148,15 +149,15 @@ pub fn warnings_view(found: Warnings, reason: RwSignal<String>) -> impl IntoView
     view! {
         {(!found.duplicates.is_empty()).then(|| view! {
             <div class="allergy-warning dup-warning" role="status">
-                <p><strong>"Duplicate therapy: "</strong>"check this is intended."</p>
+                <p><strong>{Tr("Duplicate therapy: ")}</strong>{Tr("check this is intended.")}</p>
                 {list(found.duplicates)}
             </div>
         })}
         {needs.then(|| view! {
             <div class="allergy-warning" role="alert">
-                <p><strong>"Warning: "</strong>"prescribing anyway needs a reason, kept on the prescription (the patient sees it)."</p>
+                <p><strong>{Tr("Warning: ")}</strong>{Tr("prescribing anyway needs a reason, kept on the prescription (the patient sees it).")}</p>
                 {list(found.reasoned)}
-                <label for="rx-reason">"Reason for prescribing anyway"</label>
+                <label for="rx-reason">{Tr("Reason for prescribing anyway")}</label>
                 <input id="rx-reason" type="text" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
             </div>
         })}

@@ -5,6 +5,7 @@
 //! Above the replicas and the socket: it gives `sync` the functions it
 //! calls (`sync::Link`), so neither `sync` nor `replicas` imports it.
 
+use crate::i18n::{t, tf};
 use std::cell::Cell;
 
 use automerge::ActorId;
@@ -186,10 +187,7 @@ pub async fn refresh(ui: Ui) {
                 if replicas::progress().pending_changes > 0 {
                     let _ = api::logout().await;
                     ui.session_expired.set(true);
-                    ui.notice.set(Some(Notice::SessionEnded(format!(
-                        "{0} has changes on this device that are not sent yet, so nobody else can sign in here until {0} signs in again to send them, or signs out.",
-                        previous.display_name
-                    ))));
+                    ui.notice.set(Some(Notice::SessionEnded( tf("{0} has changes on this device that are not sent yet, so nobody else can sign in here until {0} signs in again to send them, or signs out.", &[&previous.display_name]))));
                     return;
                 }
                 forget_local(ui).await;
@@ -299,7 +297,7 @@ async fn access_removed(ui: Ui) {
     ui.docs.set(Vec::new());
     ui.session_expired.set(false);
     ui.notice.set(Some(Notice::SessionEnded(
-        "Your access to this record was taken away, so this device no longer keeps a copy of it."
+        t("Your access to this record was taken away, so this device no longer keeps a copy of it.")
             .into(),
     )));
     replicas::bump();

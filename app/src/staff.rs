@@ -1,6 +1,7 @@
 //! Clinic staff: the patients who granted the clinic access, and the forms
 //! that write into the clinic's part of a chart.
 
+use crate::i18n::{Tr, n, t, tf, ts};
 use leptos::prelude::*;
 use shared::catalog::{self, LAB_TESTS, MEDICATIONS};
 use shared::policy::Principal;
@@ -47,7 +48,7 @@ pub fn on_device(ui: Ui, patient: PatientId) -> bool {
 
 /// Where a record not on the device is asked for, in plain words.
 pub const NEEDS_NETWORK: &str =
-    "This patient's record is not on this device. Connect to the network to open it.";
+    n("This patient's record is not on this device. Connect to the network to open it.");
 
 /// Opens `target` in `p`'s chart, keeping `p` among the recent patients;
 /// false if their record is not on the device and there is no network.
@@ -92,7 +93,7 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
     });
     let open = move |p: PatientId| {
         if !open_patient(ui, page, p, Page::Chart(p, Tab::Results)) {
-            said.set(Some(NEEDS_NETWORK));
+            said.set(Some(t(NEEDS_NETWORK)));
         }
     };
     let pin = move |p: PatientId| {
@@ -108,9 +109,9 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="patients-h">
-            <h2 id="patients-h">"Patients"</h2>
-            <p class="muted">"Patients who gave your clinic access to their record. Today's appointments, open requests and messages, and patients you pinned or opened recently stay on this device for use offline."</p>
-            <label for="patient-search">"Search by name or birth date (YYYY-MM-DD)"</label>
+            <h2 id="patients-h">{Tr("Patients")}</h2>
+            <p class="muted">{Tr("Patients who gave your clinic access to their record. Today's appointments, open requests and messages, and patients you pinned or opened recently stay on this device for use offline.")}</p>
+            <label for="patient-search">{Tr("Search by name or birth date (YYYY-MM-DD)")}</label>
             <input id="patient-search" type="search" autocomplete="off" prop:value=move || query.get()
                 on:input=move |ev| query.set(event_target_value(&ev))/>
             {move || said.get().map(|s| view! { <p class="error" role="alert">{s}</p> })}
@@ -138,10 +139,10 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                 rows.retain(|r| logic::matches(&q, &r.name, &r.birth_date));
                 let todo = crate::todo::items(ui);
                 if rows.is_empty() {
-                    return view! { <p class="muted">"No patients match."</p> }.into_any();
+                    return view! { <p class="muted">{Tr("No patients match.")}</p> }.into_any();
                 }
                 view! {
-                    {(!ui.online()).then_some(view! { <p class="muted">"Offline: patients not on this device need the network."</p> })}
+                    {(!ui.online()).then_some(view! { <p class="muted">{Tr("Offline: patients not on this device need the network.")}</p> })}
                     <ul class="patients">
                         {rows.into_iter().map(|PatientRow { patient: p, name, birth_date }| {
                             let pinned = ui.pins.with(|pins| pins.contains(&p));
@@ -149,13 +150,13 @@ pub fn PatientList(page: RwSignal<Page>) -> impl IntoView {
                             view! {
                                 <li>
                                     <button type="button" class="patient" on:click=move |_| open(p)>
-                                        <strong>{if name.is_empty() { "(name not synced yet)".to_owned() } else { name }}</strong>
-                                        <span class="muted">{if birth_date.is_empty() { String::new() } else { format!(" born {birth_date}") }}</span>
-                                        {on_device(ui, p).then_some(view! { <span class="tag">"On this device"</span> })}
-                                        {(todo > 0).then(|| view! { <span class="tag">{format!("To do: {todo}")}</span> })}
+                                        <strong>{if name.is_empty() { ts("(name not synced yet)") } else { name }}</strong>
+                                        <span class="muted">{if birth_date.is_empty() { String::new() } else { tf(" born {0}", &[&birth_date]) }}</span>
+                                        {on_device(ui, p).then_some(view! { <span class="tag">{Tr("On this device")}</span> })}
+                                        {(todo > 0).then(|| view! { <span class="tag">{tf("To do: {0}", &[&todo])}</span> })}
                                     </button>
                                     <button type="button" class="link" on:click=move |_| pin(p)>
-                                        {if pinned { "Unpin" } else { "Pin for offline" }}
+                                        {if pinned { Tr("Unpin") } else { Tr("Pin for offline") }}
                                     </button>
                                 </li>
                             }
@@ -232,7 +233,7 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         ev.prevent_default();
         saved.set(None);
         let Some(test) = catalog::lab_test(&loinc.get_untracked()) else {
-            return fail("lab-test", Some("Pick a test from the list.".into()));
+            return fail("lab-test", Some(ts("Pick a test from the list.")));
         };
         let v = match logic::parse_value(&value.get_untracked()) {
             Ok(v) => v,
@@ -244,11 +245,11 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         let (lo, hi) = (bound(low.get_untracked()), bound(high.get_untracked()));
         let (Ok(lo), Ok(hi)) = (lo, hi) else {
             let id = if lo.is_err() { "lab-low" } else { "lab-high" };
-            return fail(id, Some("The reference range must be numbers (or empty).".into()));
+            return fail(id, Some(ts("The reference range must be numbers (or empty).")));
         };
         let when = date.get_untracked();
         if logic::minutes(&when).is_none() {
-            return fail("lab-date", Some("Enter the date the sample was taken.".into()));
+            return fail("lab-date", Some(ts("Enter the date the sample was taken.")));
         }
         let unit_text = unit.get_untracked().trim().to_owned();
         let interpretation = match safety_view::judge_result(test, v, &unit_text, confirm) {
@@ -279,11 +280,9 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         });
         match result {
             Ok(()) => {
-                saved.set(Some(format!(
-                    "Saved {} {} {}.",
-                    test.display,
-                    logic::number(v),
-                    unit_text
+                saved.set(Some(tf(
+                    "Saved {0} {1} {2}.",
+                    &[&test.display, &logic::number(v), &unit_text],
                 )));
                 value.set(String::new());
                 confirm.set(None);
@@ -294,30 +293,30 @@ pub fn RecordResult(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="record-h">
-            <h2 id="record-h">"Record a lab result"</h2>
+            <h2 id="record-h">{Tr("Record a lab result")}</h2>
             <form class="grid-form" on:submit=submit>
-                <label for="lab-search">"Find a test (name or LOINC code)"</label>
+                <label for="lab-search">{Tr("Find a test (name or LOINC code)")}</label>
                 <input id="lab-search" type="search" autocomplete="off" prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
-                <label for="lab-test">"Test"</label>
+                <label for="lab-test">{Tr("Test")}</label>
                 <select id="lab-test" required on:change=move |ev| pick(event_target_value(&ev))>
-                    <option value="" selected=move || loinc.get().is_empty()>"Choose a test"</option>
+                    <option value="" selected=move || loinc.get().is_empty()>{Tr("Choose a test")}</option>
                     {move || catalog::search(LAB_TESTS, &search.get(), |t| [t.display, t.loinc]).into_iter().map(|t| {
                         let code = t.loinc;
                         view! { <option value=code selected=move || loinc.get() == code>{format!("{} ({})", t.display, t.loinc)}</option> }
                     }).collect_view()}
                 </select>
-                <label for="lab-value">"Value"</label>
+                <label for="lab-value">{Tr("Value")}</label>
                 <input id="lab-value" type="text" inputmode="decimal" required prop:value=move || value.get() on:input=move |ev| { confirm.set(None); value.set(event_target_value(&ev)) }/>
-                <label for="lab-unit">"Unit (UCUM)"</label>
+                <label for="lab-unit">{Tr("Unit (UCUM)")}</label>
                 <input id="lab-unit" type="text" prop:value=move || unit.get() on:input=move |ev| unit.set(event_target_value(&ev))/>
-                <label for="lab-low">"Reference low"</label>
+                <label for="lab-low">{Tr("Reference low")}</label>
                 <input id="lab-low" type="text" inputmode="decimal" prop:value=move || low.get() on:input=move |ev| low.set(event_target_value(&ev))/>
-                <label for="lab-high">"Reference high"</label>
+                <label for="lab-high">{Tr("Reference high")}</label>
                 <input id="lab-high" type="text" inputmode="decimal" prop:value=move || high.get() on:input=move |ev| high.set(event_target_value(&ev))/>
-                <label for="lab-date">"Sample date"</label>
+                <label for="lab-date">{Tr("Sample date")}</label>
                 <input id="lab-date" type="date" required prop:value=move || date.get() on:input=move |ev| date.set(event_target_value(&ev))/>
                 {safety_view::confirm_view(confirm)}
-                <button type="submit">"Save result"</button>
+                <button type="submit">{Tr("Save result")}</button>
             </form>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id="lab-error">{e}</p> })}
             {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}
@@ -359,16 +358,16 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         ev.prevent_default();
         saved.set(None);
         let Some(med) = catalog::medication(&rxnorm.get_untracked()) else {
-            return fail("rx-med", Some("Pick a medication from the list.".into()));
+            return fail("rx-med", Some(ts("Pick a medication from the list.")));
         };
         if dosage.get_untracked().trim().is_empty() {
-            return fail("rx-dosage", Some("Enter the dosage instructions.".into()));
+            return fail("rx-dosage", Some(ts("Enter the dosage instructions.")));
         }
         let Ok(qty) = quantity.get_untracked().trim().parse::<u32>() else {
-            return fail("rx-qty", Some("Quantity must be a whole number.".into()));
+            return fail("rx-qty", Some(ts("Quantity must be a whole number.")));
         };
         let Ok(refill_count) = refills.get_untracked().trim().parse::<u32>() else {
-            return fail("rx-refills", Some("Refills must be a whole number (0 for none).".into()));
+            return fail("rx-refills", Some(ts("Refills must be a whole number (0 for none).")));
         };
         let mut why = reason.get_untracked().trim().to_owned();
         if found().reasoned.is_empty() {
@@ -376,7 +375,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         } else if why.is_empty() {
             return fail(
                 "rx-reason",
-                Some("Give the reason for prescribing despite the warning.".into()),
+                Some(ts("Give the reason for prescribing despite the warning.")),
             );
         }
         let doc = DocKind::ClinicalRecord { patient, clinic }.doc_id();
@@ -400,7 +399,7 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
         });
         match result {
             Ok(()) => {
-                saved.set(Some(format!("Prescribed {}.", med.display)));
+                saved.set(Some(tf("Prescribed {0}.", &[&med.display])));
                 rxnorm.set(String::new());
                 reason.set(String::new());
                 fail("", None);
@@ -410,26 +409,26 @@ pub fn Prescribe(patient: PatientId, clinic: ClinicId) -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="rx-h">
-            <h2 id="rx-h">"Prescribe"</h2>
+            <h2 id="rx-h">{Tr("Prescribe")}</h2>
             <form class="grid-form" on:submit=submit>
-                <label for="rx-search">"Find a medication (name or RxNorm code)"</label>
+                <label for="rx-search">{Tr("Find a medication (name or RxNorm code)")}</label>
                 <input id="rx-search" type="search" autocomplete="off" prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
-                <label for="rx-med">"Medication"</label>
+                <label for="rx-med">{Tr("Medication")}</label>
                 <select id="rx-med" required on:change=move |ev| pick(event_target_value(&ev))>
-                    <option value="" selected=move || rxnorm.get().is_empty()>"Choose a medication"</option>
+                    <option value="" selected=move || rxnorm.get().is_empty()>{Tr("Choose a medication")}</option>
                     {move || catalog::search(MEDICATIONS, &search.get(), |m| [m.display, m.rxnorm]).into_iter().map(|m| {
                         let code = m.rxnorm;
                         view! { <option value=code selected=move || rxnorm.get() == code>{format!("{} ({})", m.display, m.rxnorm)}</option> }
                     }).collect_view()}
                 </select>
-                <label for="rx-dosage">"Dosage"</label>
+                <label for="rx-dosage">{Tr("Dosage")}</label>
                 <input id="rx-dosage" type="text" required prop:value=move || dosage.get() on:input=move |ev| dosage.set(event_target_value(&ev))/>
-                <label for="rx-qty">"Quantity"</label>
+                <label for="rx-qty">{Tr("Quantity")}</label>
                 <input id="rx-qty" type="number" min="1" required prop:value=move || quantity.get() on:input=move |ev| quantity.set(event_target_value(&ev))/>
-                <label for="rx-refills">"Refills"</label>
+                <label for="rx-refills">{Tr("Refills")}</label>
                 <input id="rx-refills" type="number" min="0" required prop:value=move || refills.get() on:input=move |ev| refills.set(event_target_value(&ev))/>
                 {move || safety_view::warnings_view(found(), reason)}
-                <button type="submit">"Prescribe"</button>
+                <button type="submit">{Tr("Prescribe")}</button>
             </form>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id="rx-error">{e}</p> })}
             {move || saved.get().map(|s| view! { <p class="ok" role="status">{s}</p> })}

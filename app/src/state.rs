@@ -110,6 +110,9 @@ pub struct Ui {
     /// first message's id; "" for the messages from before conversations);
     /// a thread not named shows its latest.
     pub conversation: RwSignal<Vec<(shared::DocId, String)>>,
+    /// The language the views are in (`i18n`); set again when its words
+    /// change, and `App` builds every view anew.
+    pub language: RwSignal<&'static str>,
 }
 
 impl Ui {
@@ -141,6 +144,9 @@ impl Ui {
             seen_results: RwSignal::new(String::new()),
             page: RwSignal::new(crate::Page::Record(crate::Tab::Results)),
             conversation: RwSignal::new(Vec::new()),
+            // Read before anything is shown: the first render is in the
+            // person's language.
+            language: RwSignal::new(crate::i18n::start()),
         }
     }
 

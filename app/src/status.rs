@@ -2,6 +2,7 @@
 //! to be sent, last full sync, and a progress bar during catch-up; and what
 //! needs attention (`Notice`), put into plain words here and nowhere else.
 
+use crate::i18n::{Tr, t, tf, ts};
 use leptos::prelude::*;
 
 use crate::state::{Connection, Notice, Ui};
@@ -15,13 +16,13 @@ fn words(notice: &Notice) -> String {
             refusals.iter().map(|r| r.words.as_str()).collect::<Vec<_>>().join(" ")
         }
         Notice::StorageFull => {
-            "This device could not store a change (storage full?). Stay online until it syncs."
+            t("This device could not store a change (storage full?). Stay online until it syncs.")
                 .into()
         }
-        Notice::RefreshFailed(e) => format!("Could not refresh the list of records: {e}"),
-        Notice::SyncError(e) => format!("Sync error: {e}"),
+        Notice::RefreshFailed(e) => tf("Could not refresh the list of records: {0}", &[&e]),
+        Notice::SyncError(e) => tf("Sync error: {0}", &[&e]),
         Notice::Unreadable(e) => {
-            format!("Sync: the server sent something this app does not understand ({e}).")
+            tf("Sync: the server sent something this app does not understand ({0}).", &[&e])
         }
     }
 }
@@ -32,30 +33,31 @@ pub fn SyncStatus() -> impl IntoView {
     let line = move || {
         let progress = ui.progress.get();
         let n = progress.pending_changes;
-        let changes = format!("{n} change{}", if n == 1 { "" } else { "s" });
+        let changes = if n == 1 { ts("1 change") } else { tf("{0} changes", &[&n]) };
         let unreachable = ui.connection.get() == Connection::Unreachable;
         let mut parts = vec![match ui.connection.get() {
-            Connection::Offline => "Offline: changes are kept on this device".to_owned(),
+            Connection::Offline => ts("Offline: changes are kept on this device"),
             Connection::Unreachable if n > 0 => {
-                let are = if n == 1 { "is" } else { "are" };
-                format!("Can't reach the portal: {changes} {are} safe on this device")
+                if n == 1 {
+                    tf("Can't reach the portal: {0} is safe on this device", &[&changes])
+                } else {
+                    tf("Can't reach the portal: {0} are safe on this device", &[&changes])
+                }
             }
             Connection::Unreachable => {
-                "Can't reach the portal: what is on this device stays readable".to_owned()
+                ts("Can't reach the portal: what is on this device stays readable")
             }
-            Connection::Connecting if ui.me.with(Option::is_some) => {
-                "Online, connecting…".to_owned()
-            }
-            Connection::Connecting | Connection::Online => "Online".to_owned(),
+            Connection::Connecting if ui.me.with(Option::is_some) => ts("Online, connecting…"),
+            Connection::Connecting | Connection::Online => ts("Online"),
         }];
         if n > 0 && !unreachable {
-            parts.push(format!("{changes} waiting to be sent"));
+            parts.push(tf("{0} waiting to be sent", &[&changes]));
         }
         if ui.sign_out_when_sent.get() {
-            parts.push("you will be signed out once they are sent".to_owned());
+            parts.push(ts("you will be signed out once they are sent"));
         }
         if let Some(at) = ui.last_synced.get() {
-            parts.push(format!("last synced {}", crate::when::moment(&at)));
+            parts.push(tf("last synced {0}", &[&crate::when::moment(&at)]));
         }
         parts.join(" · ")
     };
@@ -71,7 +73,7 @@ pub fn SyncStatus() -> impl IntoView {
                     let p = ui.progress.get();
                     view! {
                         <label class="progress">
-                            {format!("Syncing records: {} of {}", p.synced, p.total)}
+                            {tf("Syncing records: {0} of {1}", &[&p.synced, &p.total])}
                             <progress max=p.total value=p.synced></progress>
                         </label>
                     }
@@ -79,9 +81,9 @@ pub fn SyncStatus() -> impl IntoView {
             </Show>
             <Show when=move || ui.undelivered.with(|u| !u.is_empty())>
                 <div class="banner undelivered" role="alert">
-                    <p>"Not delivered: your access to this record was taken away, so these changes were not sent. Copy anything you still need:"</p>
+                    <p>{Tr("Not delivered: your access to this record was taken away, so these changes were not sent. Copy anything you still need:")}</p>
                     <ul>{move || ui.undelivered.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}</ul>
-                    <button type="button" class="secondary" on:click=move |_| replicas::dismiss_undelivered()>"Dismiss"</button>
+                    <button type="button" class="secondary" on:click=move |_| replicas::dismiss_undelivered()>{Tr("Dismiss")}</button>
                 </div>
             </Show>
         </div>
@@ -104,10 +106,10 @@ pub fn NoticeBanner(page: RwSignal<Page>) -> impl IntoView {
                     <p>{words(&notice)}</p>
                     {items.into_iter().map(|r| view! {
                         <button type="button" on:click=move |_| page.set(crate::item_page(ui, r.patient, r.collection))>
-                            {format!("Open the {}", r.collection.label().to_ascii_lowercase())}
+                            {tf("Open the {0}", &[&t(r.collection.label()).to_lowercase()])}
                         </button>
                     }).collect_view()}
-                    <button type="button" class="secondary" on:click=move |_| ui.notice.set(None)>"Dismiss"</button>
+                    <button type="button" class="secondary" on:click=move |_| ui.notice.set(None)>{Tr("Dismiss")}</button>
                 </div>
             }
         })

@@ -10,6 +10,7 @@
 //! completed task for it exists (`MessageThread::handled`). An answered
 //! refill request or an answered message leaves the queue by itself.
 
+use crate::i18n::{Tr, t, tf, ts};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -147,9 +148,9 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
         for (id, m) in thread.unanswered() {
             let state = match (&m.read_at, m.read_by) {
                 (Some(at), Some(by)) => {
-                    format!("Read by {}, {}", colleague(me, by), crate::when::moment(at))
+                    tf("Read by {0}, {1}", &[&colleague(me, by), &crate::when::moment(at)])
                 }
-                _ => "Unread".to_owned(),
+                _ => ts("Unread"),
             };
             push(Collection::Messages, id, &m.sent_at, m.body.chars().take(80).collect(), state);
         }
@@ -161,7 +162,7 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
                 .clinical
                 .iter()
                 .find_map(|c| c.2.prescriptions.get(&q.prescription.to_string()))
-                .map_or("a prescription", |rx| rx.display.as_str());
+                .map_or(t("a prescription"), |rx| rx.display.as_str());
             let note =
                 if q.note.is_empty() { String::new() } else { format!(": “{}”", q.note) };
             push(
@@ -177,7 +178,7 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
             if a.status == AppointmentStatus::Proposed {
                 let since = a.status_at.as_deref().unwrap_or(&a.provenance.recorded);
                 let what = match &a.preferred {
-                    Some(p) => format!("{} (preferred: {p})", a.reason),
+                    Some(p) => tf("{0} (preferred: {1})", &[&a.reason, &p]),
                     None => a.reason.clone(),
                 };
                 push(Collection::Appointments, id, since, what, String::new());
@@ -208,12 +209,12 @@ fn patient_items(me: &shared::api::Me, patient: PatientId, data: &PatientData) -
 /// A colleague's name from the directory the device keeps, or "a colleague".
 fn colleague(me: &shared::api::Me, user: UserId) -> String {
     if user == me.user_id {
-        return "you".into();
+        return ts("you");
     }
     me.colleagues
         .iter()
         .find(|c| c.user_id == user)
-        .map_or_else(|| "a colleague".into(), |c| c.display_name.clone())
+        .map_or_else(|| ts("a colleague"), |c| c.display_name.clone())
 }
 
 /// Writes the item's task: a new one, or the open one moved on.
@@ -247,10 +248,10 @@ fn write(item: &Item, status: TaskStatus, owner: Option<(UserId, String)>) -> Re
 
 fn label(kind: Collection) -> &'static str {
     match kind {
-        Collection::Messages => "Message",
-        Collection::RefillRequests => "Refill request",
-        Collection::Appointments => "Appointment request",
-        _ => "New result",
+        Collection::Messages => t("Message"),
+        Collection::RefillRequests => t("Refill request"),
+        Collection::Appointments => t("Appointment request"),
+        _ => t("New result"),
     }
 }
 
@@ -268,7 +269,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
         let items = items(ui);
         let me = ui.me.get()?;
         if items.is_empty() {
-            return Some(view! { <p class="muted">"Nothing waiting."</p> }.into_any());
+            return Some(view! { <p class="muted">{Tr("Nothing waiting.")}</p> }.into_any());
         }
         let now = replicas::now();
         let rows = items
@@ -283,7 +284,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                     .collect();
                 let chosen = RwSignal::new(String::new());
                 let owner = item.owner.as_ref().map(|(u, n)| {
-                    if *u == me.user_id { "Assigned to you".to_owned() } else { format!("Assigned to {n}") }
+                    if *u == me.user_id { ts("Assigned to you") } else { tf("Assigned to {0}", &[&n]) }
                 });
                 let age = logic::age(&now, &item.since);
                 let head = format!("{} · {} · {age}", item.name, label(item.kind));
@@ -294,7 +295,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                 let open = move |_| {
                     let target = crate::item_page(ui, a.patient, a.kind);
                     if !staff::open_patient(ui, page, a.patient, target) {
-                        error.set(Some(staff::NEEDS_NETWORK.into()));
+                        error.set(Some(t(staff::NEEDS_NETWORK).into()));
                     }
                 };
                 let handled = move |_| error.set(write(&b, TaskStatus::Completed, None).err());
@@ -302,7 +303,7 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                     let pick = chosen.get_untracked();
                     match c.iter().find(|(u, _)| u.to_string() == pick) {
                         Some(o) => error.set(write(&item, TaskStatus::Requested, Some(o.clone())).err()),
-                        None => error.set(Some("Choose a colleague to assign it to.".into())),
+                        None => error.set(Some(ts("Choose a colleague to assign it to."))),
                     }
                 };
                 view! {
@@ -313,12 +314,12 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                         {owner.map(|o| view! { <p class="meta"><strong>{o}</strong></p> })}
                         {answer.map(|(patient, clinic, id)| view! { <crate::appointments::Answer patient clinic id status=AppointmentStatus::Proposed clinic_side=true/> })}
                         <div class="inline-form">
-                            <select aria-label="Assign to" on:change=move |ev| chosen.set(event_target_value(&ev))>
-                                <option value="">"Assign to…"</option>
+                            <select aria-label=t("Assign to") on:change=move |ev| chosen.set(event_target_value(&ev))>
+                                <option value="">{Tr("Assign to…")}</option>
                                 {options.into_iter().map(|(u, n)| view! { <option value=u.to_string()>{n}</option> }).collect_view()}
                             </select>
-                            <button type="button" class="secondary" on:click=assign>"Assign"</button>
-                            <button type="button" on:click=handled>"Mark handled"</button>
+                            <button type="button" class="secondary" on:click=assign>{Tr("Assign")}</button>
+                            <button type="button" on:click=handled>{Tr("Mark handled")}</button>
                         </div>
                     </li>
                 }
@@ -328,8 +329,8 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
     };
     view! {
         <section class="card" aria-labelledby="todo-h">
-            <h2 id="todo-h">"To do"</h2>
-            <p class="muted">"Messages waiting for an answer, refill and appointment requests, and new results from others, oldest first."</p>
+            <h2 id="todo-h">{Tr("To do")}</h2>
+            <p class="muted">{Tr("Messages waiting for an answer, refill and appointment requests, and new results from others, oldest first.")}</p>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {list}
         </section>

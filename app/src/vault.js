@@ -211,7 +211,8 @@ export async function unlock() {
 // A button marked `data-hand-over="<field id>"` hands that field's one-time
 // link over: to the device's share sheet where there is one (phones; it
 // offers copying too), else to the clipboard, and says what happened after
-// it (inside the link's live region). Here rather than in
+// it (inside the link's live region), in the words the button carries
+// (`data-shared`, `data-copied`, `data-failed`: the app's language). Here rather than in
 // the app's Rust: a click handler awaiting a promise cost the WASM bundle
 // about 0.7 KB brotli.
 document.addEventListener("click", async (event) => {
@@ -220,10 +221,10 @@ document.addEventListener("click", async (event) => {
   const link = document.getElementById(button.dataset.handOver).value;
   let said;
   try {
-    if (navigator.share) await navigator.share({ url: link }), said = "Link shared.";
-    else await navigator.clipboard.writeText(link), said = "Link copied.";
+    if (navigator.share) await navigator.share({ url: link }), said = button.dataset.shared;
+    else await navigator.clipboard.writeText(link), said = button.dataset.copied;
   } catch {
-    said = "The link was not handed over: select it and copy it by hand.";
+    said = button.dataset.failed;
   }
   let note = button.nextElementSibling;
   if (!note) button.after((note = document.createElement("p")));

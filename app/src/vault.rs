@@ -6,6 +6,7 @@
 //!
 //! The key hierarchy and what an attacker reads: docs/security.md.
 
+use crate::i18n::{n, t};
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
@@ -39,12 +40,12 @@ extern "C" {
     async fn unlock_js() -> Result<JsValue, JsValue>;
 }
 
-const CANNOT_OPEN: &str = "This passkey cannot open the copy of the record on this device.";
+const CANNOT_OPEN: &str = n("This passkey cannot open the copy of the record on this device.");
 
 pub async fn signed_in() -> Result<(), String> {
-    signed_in_js().await.map(|_| ()).map_err(|_| CANNOT_OPEN.into())
+    signed_in_js().await.map(|_| ()).map_err(|_| t(CANNOT_OPEN).into())
 }
 
 pub async fn unlock() -> Result<(), String> {
-    unlock_js().await.map(|_| ()).map_err(|_| CANNOT_OPEN.into())
+    unlock_js().await.map(|_| ()).map_err(|_| t(CANNOT_OPEN).into())
 }

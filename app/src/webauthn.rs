@@ -4,6 +4,7 @@
 //! opens this device's copy once the server accepts the passkey,
 //! `vault::signed_in`).
 
+use crate::i18n::ts;
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
@@ -18,10 +19,10 @@ extern "C" {
 fn error_text(error: JsValue) -> String {
     let get = |key: &str| Reflect::get(&error, &JsValue::from_str(key)).ok()?.as_string();
     match get("name").unwrap_or_default().as_str() {
-        "NotAllowedError" => "Sign-in was cancelled or timed out. Try again.".into(),
-        "InvalidStateError" => "This passkey is already registered on this device.".into(),
-        "SecurityError" => "Passkeys need a secure address (https or localhost).".into(),
-        _ => get("message").unwrap_or_else(|| "The passkey could not be used.".into()),
+        "NotAllowedError" => ts("Sign-in was cancelled or timed out. Try again."),
+        "InvalidStateError" => ts("This passkey is already registered on this device."),
+        "SecurityError" => ts("Passkeys need a secure address (https or localhost)."),
+        _ => get("message").unwrap_or_else(|| ts("The passkey could not be used.")),
     }
 }
 

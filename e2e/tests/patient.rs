@@ -127,3 +127,59 @@ async fn an_app_with_access_is_listed_and_its_access_taken_away() {
         .await;
     portal.stop().await;
 }
+
+/// Maria reads the portal in Spanish (issue 15, "Languages"): picked on the
+/// account page, the app is in Spanish at once (navigation, headings, her
+/// results by their Spanish names, decimal commas), and still after a
+/// reload without a network; English comes back the same way.
+#[tokio::test]
+async fn a_patient_switches_to_spanish_and_keeps_it_offline() {
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("spanish", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main table", "%").await;
+            e2e::wait_for_service_worker(&maria.page).await;
+            maria.tab("Account").await;
+            maria.choose("#language", "es").await;
+            maria.wait_for(".main-nav", "Resultados").await;
+            maria.wait_for("main h2", "Cuenta").await;
+            let lang = |maria: &e2e::Person| {
+                let page = maria.page.clone();
+                async move {
+                    let lang = page.evaluate("document.documentElement.lang").await;
+                    lang.ok().and_then(|v| v.into_value::<String>().ok()).unwrap_or_default()
+                }
+            };
+            maria.check(lang(&maria).await == "es", "the page says it is in Spanish").await;
+            maria.tab("Resultados").await;
+            maria.wait_for("main h2", "Resultados").await;
+            maria.wait_for("main th", "Hemoglobina A1c").await;
+            let table = maria.wait_for("main table", "%").await;
+            let comma = table
+                .as_bytes()
+                .windows(3)
+                .any(|w| w[0].is_ascii_digit() && w[1] == b',' && w[2].is_ascii_digit());
+            maria.check(comma, &format!("values have a decimal comma: {table}")).await;
+
+            // Offline, a reload opens the app in Spanish again.
+            maria.go_offline().await;
+            maria.page.reload().await.expect("reload");
+            maria.wait_for(".sync-status", "Sin conexión").await;
+            maria.wait_for(".main-nav", "Medicamentos").await;
+            maria.wait_for("main th", "Hemoglobina A1c").await;
+            let title: String =
+                maria.page.evaluate("document.title").await.unwrap().into_value().unwrap();
+            maria.check(title == "Resultados · Portal del paciente", &title).await;
+
+            // Back to English, offline too.
+            maria.tab("Cuenta").await;
+            maria.choose("#language", "en").await;
+            maria.wait_for(".main-nav", "Medications").await;
+            maria.wait_for("main h2", "Account").await;
+            maria.check(lang(&maria).await == "en", "the page says it is in English").await;
+        })
+        .await;
+    portal.stop().await;
+}

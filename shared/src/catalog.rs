@@ -257,7 +257,7 @@ pub const VACCINES: &[Vaccine] = &[
 /// on what it measures, for "About this test". General words only: what a
 /// result means for the person is their clinician's to say, and the app
 /// says so under them.
-const FOR_PEOPLE: &[(&str, &str, &str)] = &[
+pub const FOR_PEOPLE: &[(&str, &str, &str)] = &[
     (
         "4548-4",
         "Hemoglobin A1c",

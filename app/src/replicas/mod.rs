@@ -12,6 +12,7 @@
 
 mod unsent;
 
+use crate::i18n::{t, tf};
 use std::cell::{Cell, RefCell};
 
 use automerge::transaction::{CommitOptions, Transaction};
@@ -474,13 +475,14 @@ fn edit_with(
 ) -> Result<(), String> {
     let at = now();
     let result = with_core_mut(|core| {
-        let principal = core.principal.clone().ok_or("Sign in to make changes.")?;
-        let kind = *core.kinds.get(&id).ok_or("This record is not on this device.")?;
-        let doc = core.client.doc_mut(id).ok_or("This record is not on this device.")?;
+        let principal = core.principal.clone().ok_or(t("Sign in to make changes."))?;
+        let kind = *core.kinds.get(&id).ok_or(t("This record is not on this device."))?;
+        let doc = core.client.doc_mut(id).ok_or(t("This record is not on this device."))?;
         if doc.get_heads().is_empty() {
-            return Err(
-                "This record has not been downloaded yet. Try again once it has synced.".to_owned()
-            );
+            return Err(t(
+                "This record has not been downloaded yet. Try again once it has synced.",
+            )
+            .to_owned());
         }
         let saved = doc.clone();
         // A provider's edit of a thread made before work items existed adds
@@ -495,9 +497,9 @@ fn edit_with(
             // In the person's words; Automerge's are for developers.
             return Err(match e {
                 RecordError::NoEntry => {
-                    "The change could not be made: that entry is not on this device."
+                    t("The change could not be made: that entry is not on this device.")
                 }
-                _ => "The change could not be made on this device's copy of the record.",
+                _ => t("The change could not be made on this device's copy of the record."),
             }
             .into());
         }
@@ -505,7 +507,10 @@ fn edit_with(
         if let Err(denial) = shared::check_edit(&saved, doc, &kind, &principal) {
             // Undo: back to the copy from before the change.
             *doc = saved;
-            return Err(format!("Not saved: {denial}"));
+            return Err(tf(
+                "Not saved: {0} (rule {1}, at /{2})",
+                &[&t(denial.rule.explanation()), &denial.rule.code(), &denial.path],
+            ));
         }
         Ok(())
     });

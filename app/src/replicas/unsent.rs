@@ -2,6 +2,7 @@
 //! words: for when it will not be delivered (consent withdrawn), when they
 //! are about to sign out, and when the server refused it.
 
+use crate::i18n::{t, tf, ts};
 use automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
 use leptos::prelude::*;
 use shared::schema::Collection;
@@ -58,10 +59,12 @@ fn described(core: &Core, id: DocId) -> Option<Vec<String>> {
     let confirmed = core.confirmed.get(&id).map(Vec::as_slice).unwrap_or_default();
     let mut lines = unconfirmed_entries(core.client.doc(id)?, confirmed);
     if lines.is_empty() {
-        lines.push("A change to a record (status or details)".into());
+        lines.push(ts("A change to a record (status or details)"));
     }
     Some(match name {
-        Some(name) => lines.into_iter().map(|line| format!("{name}'s record · {line}")).collect(),
+        Some(name) => {
+            lines.into_iter().map(|line| tf("{0}'s record · {1}", &[&name, &line])).collect()
+        }
         None => lines,
     })
 }
@@ -87,7 +90,7 @@ pub fn refused(
         .and_then(|r| {
             Some(format!("{} {}", r.demographics.given.as_ref()?, r.demographics.family.as_ref()?))
         })
-        .unwrap_or_else(|| "This patient".into());
+        .unwrap_or_else(|| ts("This patient"));
     let refusal = |words, collection| Refusal { words, patient, collection };
     let mut refusals = Vec::new();
     // The answer and note this device gave: in the copy from before the
@@ -106,35 +109,46 @@ pub fn refused(
         let drug = data
             .clinical
             .iter()
-            .find_map(|c| Some(format!(" for {}", c.2.prescriptions.get(&rx)?.display)))
+            .find_map(|c| Some(tf(" for {0}", &[&(c.2.prescriptions.get(&rx)?.display)])))
             .unwrap_or_default();
         let what = match RefillStatus::parse(&answer) {
-            Some(RefillStatus::Approved) => "approval",
-            Some(RefillStatus::Denied) => "denial",
-            _ => "change",
+            Some(RefillStatus::Approved) => t("approval"),
+            Some(RefillStatus::Denied) => t("denial"),
+            _ => t("change"),
         };
         let mut words = match now.status {
-            RefillStatus::Requested => format!(
-                "{whose}'s refill request{drug} was answered on another device; your {what} was not saved."
+            RefillStatus::Requested => tf(
+                "{0}'s refill request{1} was answered on another device; your {2} was not saved.",
+                &[&whose, &drug, &what],
             ),
-            done => format!(
-                "{whose}'s refill request{drug} had already been {} on another device; your {what} was not saved.",
-                done.code()
+            RefillStatus::Approved => tf(
+                "{0}'s refill request{1} had already been approved on another device; your {2} was not saved.",
+                &[&whose, &drug, &what],
+            ),
+            RefillStatus::Denied => tf(
+                "{0}'s refill request{1} had already been denied on another device; your {2} was not saved.",
+                &[&whose, &drug, &what],
+            ),
+            RefillStatus::Cancelled => tf(
+                "{0}'s refill request{1} had already been cancelled on another device; your {2} was not saved.",
+                &[&whose, &drug, &what],
             ),
         };
         if let Some(note) =
             mine(id, "decision_note", now.decision_note.as_deref().unwrap_or_default())
         {
-            words.push_str(&format!(" You wrote: “{note}”"));
+            words.push_str(&tf(" You wrote: “{0}”", &[&note]));
         }
         refusals.push(refusal(words, Collection::RefillRequests));
     }
     for line in unconfirmed_entries(before, kept) {
-        refusals
-            .push(refusal(format!("{whose}'s record · {line}: not saved."), kind.collections()[0]));
+        refusals.push(refusal(
+            tf("{0}'s record · {1}: not saved.", &[&whose, &line]),
+            kind.collections()[0],
+        ));
     }
     if refusals.is_empty() {
-        let words = format!("{whose}'s record: a change from this device was not saved.");
+        let words = tf("{0}'s record: a change from this device was not saved.", &[&whose]);
         refusals.push(refusal(words, kind.collections()[0]));
     }
     Some(refusals)
@@ -180,7 +194,8 @@ fn unconfirmed_entries(doc: &Automerge, confirmed: &[ChangeHash]) -> Vec<String>
                 .iter()
                 .find_map(|field| doc.get(&obj, *field).ok().flatten()?.0.into_string().ok())
                 .unwrap_or_default();
-            let label = Collection::parse(&collection).map_or(collection.as_str(), |c| c.label());
+            let label =
+                Collection::parse(&collection).map_or(collection.as_str(), |c| t(c.label()));
             lines.push(format!("{label}: {text}"));
         }
     }

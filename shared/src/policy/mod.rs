@@ -132,6 +132,24 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule: the app's catalog test checks each explanation has its
+    /// translation (a rule added here without one fails it).
+    pub const ALL: [Self; 13] = [
+        Self::AppendOnly,
+        Self::NotPermitted,
+        Self::ForeignClinic,
+        Self::ImpersonatedAuthor,
+        Self::ImmutableField,
+        Self::StatusTransition,
+        Self::MissingReason,
+        Self::Schema,
+        Self::Limit,
+        Self::Implausible,
+        Self::CriticalMark,
+        Self::OverrideReason,
+        Self::Assignee,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Self::AppendOnly => "append-only",
