@@ -180,6 +180,7 @@ struct Open {
 struct Measured {
     opens: Vec<Open>,
     peak_rss_mb: f64,
+    peak_pss_mb: f64,
     js_heap_mb: f64,
     wasm_memory_mb: f64,
     dom_nodes: f64,
@@ -228,6 +229,7 @@ async fn measure(person: &Person, runs: usize, prf: bool, rss: &RssSampler) -> M
     // Let the last load finish its work before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let peak_rss_mb = rss.peak_mb();
+    let peak_pss_mb = rss.peak_pss_mb();
     person
         .page
         .execute(cdp_performance::EnableParams::default())
@@ -243,6 +245,7 @@ async fn measure(person: &Person, runs: usize, prf: bool, rss: &RssSampler) -> M
     Measured {
         opens,
         peak_rss_mb,
+        peak_pss_mb,
         js_heap_mb: metric("JSHeapUsedSize") / 1048576.0,
         wasm_memory_mb: wasm.as_f64().filter(|b| *b >= 0.0).map_or(f64::NAN, |b| b / 1048576.0),
         dom_nodes: metric("Nodes"),
@@ -344,6 +347,7 @@ fn print_line(
         ("idb_docs", json!(idb.0)),
         ("idb_mb", json!(round(idb.1 as f64 / 1048576.0, 2))),
         ("peak_rss_mb", json!(round(m.peak_rss_mb, 0))),
+        ("peak_pss_mb", json!(round(m.peak_pss_mb, 0))),
         ("js_heap_mb", json!(round(m.js_heap_mb, 1))),
         ("wasm_memory_mb", json!(round(m.wasm_memory_mb, 1))),
         ("dom_nodes", json!(m.dom_nodes)),
@@ -424,32 +428,46 @@ async fn wait_for_idb_to_settle(person: &Person) -> (u64, u64) {
     }
 }
 
-/// Samples the resident memory of Chromium's whole process tree (browser,
-/// renderers, GPU, utility) every 50 ms and keeps the peak.
+/// Samples the memory of Chromium's whole process tree (browser,
+/// renderers, GPU, utility) and keeps the peaks: every 50 ms the sum of
+/// the processes' resident sizes (`peak_rss_mb`, which counts the pages of
+/// Chromium's binary once per process that maps them: most of it), every
+/// 200 ms the sum of their proportional sizes (`peak_pss_mb`: each shared
+/// page split between the processes that share it, so the tree's real
+/// share of the machine's memory).
 struct RssSampler {
     peak_kb: Arc<AtomicU64>,
+    peak_pss_kb: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RssSampler {
     fn start(root: u32) -> Self {
         let peak_kb = Arc::new(AtomicU64::new(0));
-        let peak = peak_kb.clone();
+        let peak_pss_kb = Arc::new(AtomicU64::new(0));
+        let (peak, peak_pss) = (peak_kb.clone(), peak_pss_kb.clone());
         let task = tokio::spawn(async move {
-            loop {
-                peak.fetch_max(tree_rss_kb(root), Ordering::Relaxed);
+            for tick in 0u64.. {
+                let tree = tree_memory_kb(root, tick % 4 == 0);
+                peak.fetch_max(tree.0, Ordering::Relaxed);
+                peak_pss.fetch_max(tree.1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        Self { peak_kb, task }
+        Self { peak_kb, peak_pss_kb, task }
     }
 
     fn reset(&self) {
         self.peak_kb.store(0, Ordering::Relaxed);
+        self.peak_pss_kb.store(0, Ordering::Relaxed);
     }
 
     fn peak_mb(&self) -> f64 {
         self.peak_kb.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+
+    fn peak_pss_mb(&self) -> f64 {
+        self.peak_pss_kb.load(Ordering::Relaxed) as f64 / 1024.0
     }
 
     fn stop(self) {
@@ -457,10 +475,11 @@ impl RssSampler {
     }
 }
 
-/// Resident memory (kB) of a process and all its descendants, from /proc.
-fn tree_rss_kb(root: u32) -> u64 {
+/// Resident and (with `pss`, else 0) proportional memory (kB) of a process
+/// and all its descendants, from /proc.
+fn tree_memory_kb(root: u32, pss: bool) -> (u64, u64) {
     let mut procs: Vec<(u32, u32, u64)> = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return (0, 0) };
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
@@ -474,14 +493,27 @@ fn tree_rss_kb(root: u32) -> u64 {
         };
         procs.push((pid, field("PPid:").unwrap_or(0) as u32, field("VmRSS:").unwrap_or(0)));
     }
+    let pss_kb = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Pss:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
     let mut tree = vec![root];
-    let mut total = 0;
+    let (mut total, mut total_pss) = (0, 0);
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
         for (pid, ppid, rss) in &procs {
             if *pid == parent {
                 total += rss;
+                if pss {
+                    total_pss += pss_kb(*pid);
+                }
             }
             if *ppid == parent {
                 tree.push(*pid);
@@ -489,5 +521,5 @@ fn tree_rss_kb(root: u32) -> u64 {
         }
         i += 1;
     }
-    total
+    (total, total_pss)
 }
