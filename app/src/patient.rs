@@ -117,7 +117,7 @@ fn observation_row(doc: DocId, id: String, obs: Observation, editable: bool) -> 
             </th>
             <td class="value">{value}</td>
             <td>{(!error).then(|| crate::safety_view::flag(&obs))}</td>
-            <td class="range">{range_text(&obs)}</td>
+            <td class="range" data-label=t("Range")>{range_text(&obs)}</td>
             <td>
                 {error.then(|| view! { <span class="tag error-tag">{tf("Entered in error: {0}", &[&reason])}</span> })}
                 {status_conflict(doc, Collection::Observations, &id)}
@@ -301,7 +301,7 @@ fn latest_results(
                     <th scope="row">{name_cell(latest)}{is_new(latest, seen).then(|| view! { <span class="tag new">{Tr("new")}</span> })}</th>
                     <td class="value">{value_text(latest)}</td>
                     <td>{crate::safety_view::flag(latest)}</td>
-                    <td class="range">{range_text(latest)}</td>
+                    <td class="range" data-label=t("Range")>{range_text(latest)}</td>
                     <td>{direction(results)}</td>
                     <td>{when::day(&latest.effective)}</td>
                     <td>{numeric.then(|| view! {

@@ -162,6 +162,23 @@ async fn a_patient_switches_to_spanish_and_keeps_it_offline() {
                 .windows(3)
                 .any(|w| w[0].is_ascii_digit() && w[1] == b',' && w[2].is_ascii_digit());
             maria.check(comma, &format!("values have a decimal comma: {table}")).await;
+            // Each view as a Spanish reader sees it, on a phone and a desktop.
+            for width in [390, 1280] {
+                maria.set_width(width, width < 600).await;
+                maria.tab("Resultados").await;
+                maria.wait_for("main table", "%").await;
+                maria.screenshot(&format!("es results {width}")).await;
+                maria.click("main button", "Ver tendencia").await;
+                maria.wait_for("main h2", "a lo largo del tiempo").await;
+                maria.screenshot(&format!("es trend {width}")).await;
+                maria.tab("Mensajes").await;
+                maria.wait_for("main h2", "Mensajes").await;
+                maria.screenshot(&format!("es messages {width}")).await;
+                maria.tab("Cuenta").await;
+                maria.wait_for("main h2", "Cuenta").await;
+                maria.screenshot(&format!("es account {width}")).await;
+            }
+            maria.tab("Resultados").await;
 
             // Offline, a reload opens the app in Spanish again.
             maria.go_offline().await;
