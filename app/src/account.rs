@@ -13,7 +13,7 @@ use shared::api::{AuditEntry, AuthorizedApp, Caregiver, Invitation, OpenLink, Pa
 
 use crate::api::{self, ApiError};
 use crate::state::Ui;
-use crate::{replicas, session, webauthn};
+use crate::{logic, replicas, session, webauthn};
 
 #[wasm_bindgen::prelude::wasm_bindgen(module = "/src/vault.js")]
 extern "C" {
@@ -485,15 +485,18 @@ fn Apps() -> impl IntoView {
 /// Signing out removes this device's copy. Changes not sent yet are never
 /// removed silently: the person sees how many and what, and chooses to
 /// stay, to be signed out once they are sent, or to delete them, which
-/// asks again.
+/// asks again. What is typed in a field and not sent is named the same way.
 #[component]
 fn SignOut() -> impl IntoView {
     let ui = expect_context::<Ui>();
-    // 0: no question; 1: changes are waiting, what now; 2: delete them?
+    // 0: no question; 1: something would be lost, what now; 2: delete it?
     let step = RwSignal::new(0u8);
     let waiting = move || ui.progress.get().pending_changes;
+    // Read when the person asks to sign out (drafts are not signals).
+    let typed = RwSignal::new(Vec::<String>::new());
     let sign_out = move |_| {
-        if waiting() == 0 {
+        typed.set(crate::drafts::typed());
+        if waiting() == 0 && typed.with_untracked(Vec::is_empty) {
             spawn_local(session::sign_out(ui));
         } else {
             step.set(1);
@@ -501,11 +504,14 @@ fn SignOut() -> impl IntoView {
     };
     let question = move || {
         let n = waiting();
-        (step.get() > 0 && n > 0).then(|| {
+        let typed = typed.get();
+        (step.get() > 0 && (n > 0 || !typed.is_empty())).then(|| {
             let one = n == 1;
             let confirm = step.get() == 2;
             let said = if confirm {
-                if one { ts("Delete the change listed above for good? Nobody will receive it.") } else { tf("Delete the {0} changes listed above for good? Nobody will receive them.", &[&n]) }
+                if n == 0 { ts("Delete what you typed for good? Nobody will receive it.") } else if one { ts("Delete the change listed above for good? Nobody will receive it.") } else { tf("Delete the {0} changes listed above for good? Nobody will receive them.", &[&n]) }
+            } else if n == 0 {
+                ts("Send it, or copy it somewhere, before you sign out.")
             } else if ui.sign_out_when_sent.get() {
                 ts("You will be signed out as soon as the server has them.")
             } else if ui.online() {
@@ -513,17 +519,19 @@ fn SignOut() -> impl IntoView {
             } else {
                 ts("This device is offline: they are sent when it is back online.")
             };
+            let heading = if n == 0 { ts("You typed something and have not sent it. Signing out now would delete:") } else if one { ts("1 change waiting to be sent. Signing out now would delete:") } else { tf("{0} changes waiting to be sent. Signing out now would delete:", &[&n]) };
+            let lines = replicas::unsent().into_iter().chain(typed.iter().map(|text| tf("Typed, not sent: “{0}”", &[&logic::opening(text)])));
             view! {
                 <div class="notice" role="alertdialog" aria-labelledby="unsent-h">
-                    <p id="unsent-h"><strong>{if one { ts("1 change waiting to be sent. Signing out now would delete:") } else { tf("{0} changes waiting to be sent. Signing out now would delete:", &[&n]) }}</strong></p>
-                    <ul>{replicas::unsent().into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}</ul>
+                    <p id="unsent-h"><strong>{heading}</strong></p>
+                    <ul>{lines.map(|l| view! { <li>{l}</li> }).collect_view()}</ul>
                     <p class:error=confirm>{said}</p>
                     <button type="button" on:click=move |_| {
                         ui.sign_out_when_sent.set(false);
                         step.set(if confirm { 1 } else { 0 });
                     }>{if confirm { Tr("Keep them") } else { Tr("Stay signed in") }}</button>
                     " "
-                    {(!confirm).then(|| view! {
+                    {(!confirm && n > 0).then(|| view! {
                         <button type="button" on:click=move |_| ui.sign_out_when_sent.set(true)>{Tr("Sign out once sent")}</button>
                         " "
                     })}

@@ -185,7 +185,7 @@ pub fn Answer(
 ) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let (time_id, why_id) = (format!("when-{id}"), format!("why-{id}"));
-    let when = Draft::new(time_id.clone());
+    let when = Draft::choice(time_id.clone());
     let why = Draft::new(why_id.clone());
     let error = RwSignal::new(None::<String>);
     let sure = RwSignal::new(false);
@@ -289,10 +289,10 @@ fn RequestForm(patient: PatientId) -> impl IntoView {
     });
     // Kept like the text (a rebuild on sync must not switch the clinic).
     let first = clinics.first().map(|c| c.0);
-    let chosen = Draft::new("appt-clinic".into());
+    let chosen = Draft::choice("appt-clinic".into());
     let clinic_now = move || chosen.get_untracked().parse().ok().or(first);
     let reason = Draft::new("appt-reason".into());
-    let when = Draft::new("appt-when".into());
+    let when = Draft::choice("appt-when".into());
     let error = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

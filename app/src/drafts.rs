@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use leptos::prelude::*;
 
 thread_local! {
-    /// (key, text): a handful at most, so a list (a map's code costs more).
-    static DRAFTS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    /// (key, text, written: words a person wrote rather than a choice):
+    /// a handful at most, so a list (a map's code costs more).
+    static DRAFTS: RefCell<Vec<(String, String, bool)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The text of one field, named by a key stable across rebuilds (the
@@ -20,14 +21,26 @@ thread_local! {
 pub struct Draft {
     text: RwSignal<String>,
     key: StoredValue<String>,
+    written: bool,
 }
 
 impl Draft {
+    /// A field a person writes in: what is in it and not sent is named
+    /// before sign-out (`typed`).
     pub fn new(key: String) -> Self {
+        Self::kept(key, true)
+    }
+
+    /// A choice (a clinic, a time): kept, but nothing to name.
+    pub fn choice(key: String) -> Self {
+        Self::kept(key, false)
+    }
+
+    fn kept(key: String, written: bool) -> Self {
         let text = DRAFTS
-            .with_borrow(|d| d.iter().find(|(k, _)| *k == key).map(|(_, t)| t.clone()))
+            .with_borrow(|d| d.iter().find(|e| e.0 == key).map(|e| e.1.clone()))
             .unwrap_or_default();
-        Self { text: RwSignal::new(text), key: StoredValue::new(key) }
+        Self { text: RwSignal::new(text), key: StoredValue::new(key), written }
     }
 
     pub fn get(self) -> String {
@@ -42,9 +55,9 @@ impl Draft {
     pub fn set(self, text: String) {
         self.key.with_value(|key| {
             DRAFTS.with_borrow_mut(|d| {
-                d.retain(|(k, _)| k != key);
+                d.retain(|e| e.0 != *key);
                 if !text.is_empty() {
-                    d.push((key.clone(), text.clone()));
+                    d.push((key.clone(), text.clone(), self.written));
                 }
             })
         });
@@ -55,6 +68,14 @@ impl Draft {
     pub fn clear(self) {
         self.set(String::new());
     }
+}
+
+/// What the person wrote in a field and has not sent: signing out
+/// names it before it is gone.
+pub fn typed() -> Vec<String> {
+    DRAFTS.with_borrow(|d| {
+        d.iter().filter(|e| e.2 && !e.1.trim().is_empty()).map(|e| e.1.clone()).collect()
+    })
 }
 
 /// Forgets every draft (sign-out: the next person must not see them).

@@ -217,6 +217,17 @@ fn colleague(me: &shared::api::Me, user: UserId) -> String {
         .map_or_else(|| ts("a colleague"), |c| c.display_name.clone())
 }
 
+/// Messages opens on the conversation of the item's message, not the
+/// latest one.
+fn open_conversation(ui: Ui, item: &Item) {
+    let data = reads::patient_data(item.patient);
+    let Some((doc, _, thread)) = data.threads.iter().find(|t| t.1 == item.clinic) else { return };
+    let id = item.focus.to_string();
+    if let Some(m) = thread.messages.get(&id) {
+        crate::messages::open(ui.conversation, *doc, m.conversation(&id).unwrap_or_default());
+    }
+}
+
 /// Writes the item's task: a new one, or the open one moved on.
 fn write(item: &Item, status: TaskStatus, owner: Option<(UserId, String)>) -> Result<(), String> {
     let doc = DocKind::MessageThread { patient: item.patient, clinic: item.clinic }.doc_id();
@@ -293,6 +304,9 @@ pub fn Todo(page: RwSignal<Page>) -> impl IntoView {
                     .then_some((item.patient, item.clinic, item.focus));
                 let (a, b, c) = (item.clone(), item.clone(), options.clone());
                 let open = move |_| {
+                    if a.kind == Collection::Messages {
+                        open_conversation(ui, &a);
+                    }
                     let target = crate::item_page(ui, a.patient, a.kind);
                     if !staff::open_patient(ui, page, a.patient, target) {
                         error.set(Some(t(staff::NEEDS_NETWORK).into()));

@@ -1102,6 +1102,61 @@ async fn shots(person: &Person, name: &str) {
     }
 }
 
+/// Nothing is lost on sign-out, typed text included: Maria starts a reply
+/// and, before sending it, signs out. The app names what she typed; she
+/// stays, and it is still in its box. Deleting it asks again.
+#[tokio::test]
+async fn signing_out_names_what_was_typed_and_not_sent() {
+    const TYPED: &str = "About the swelling: it is worse in the evening";
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("sign out names typed text", async {
+            let maria = portal.enroll("Maria").await;
+            maria.tab("Messages").await;
+            maria.wait_for(RIVERSIDE_THREAD, "ankles swell").await;
+            let reply = format!("{RIVERSIDE_THREAD} textarea");
+            maria.type_into(&reply, TYPED).await;
+            maria.tab("Account").await;
+            maria.click("button", "Sign out").await;
+            let asked = maria.wait_for("[role=alertdialog]", "have not sent it").await;
+            maria
+                .check(
+                    asked.contains(&format!("Typed, not sent: “{TYPED}”")),
+                    &format!("what she typed is named: {asked}"),
+                )
+                .await;
+            maria.check(!asked.contains("Sign out once sent"), "nothing waits to be sent").await;
+            shots(&maria, "sign out names typed text").await;
+            maria.click("[role=alertdialog] button", "Stay signed in").await;
+            maria.never_shows("main", "have not sent it", Duration::from_millis(300)).await;
+            maria.tab("Messages").await;
+            let kept: String = maria
+                .page
+                .evaluate(format!("document.querySelector({reply:?}).value"))
+                .await
+                .expect("read the reply box")
+                .into_value()
+                .expect("text");
+            maria.check(kept == TYPED, &format!("her text is still in the box: {kept:?}")).await;
+
+            maria.tab("Account").await;
+            maria.click("button", "Sign out").await;
+            maria.click("[role=alertdialog] button", "Sign out and delete them").await;
+            maria.wait_for("[role=alertdialog]", "Delete what you typed for good").await;
+            maria
+                .check(
+                    maria.text(".main-nav").await.contains("Account"),
+                    "nothing is deleted before she confirms",
+                )
+                .await;
+            maria.click("[role=alertdialog] button", "Delete and sign out").await;
+            maria.wait_for("button", "Sign in with a passkey").await;
+        })
+        .await;
+    portal.stop().await;
+}
+
 /// Issue 14, nothing is lost: offline, Maria writes to her clinic and
 /// signs out. The app says what is waiting and offers to sign her out once
 /// it is sent; back online, the message reaches the server and then she is
@@ -1641,6 +1696,15 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
             maria.tab("Messages").await;
             maria.click(".conversation-open", "Travel vaccines").await;
             maria.wait_for(".conversation.open .msg.mine", "Read").await;
+
+            // From To do, a message opens in its own conversation, whichever
+            // one was open before.
+            okafor.click(".conversation-open", "Your LDL is down").await;
+            okafor.wait_for(".conversation.open .msg.theirs", THANKS).await;
+            okafor.click("nav.main-nav button", "To do").await;
+            okafor.click(".todo-item button", "Maria Santos · Message").await;
+            okafor.wait_for(".conversation.open h3", "Travel vaccines").await;
+            okafor.wait_for(".conversation.open .msg.theirs", "Brazil").await;
         })
         .await;
 }
