@@ -781,7 +781,7 @@ async fn a_forged_change_is_refused_and_the_record_stays_as_it_was() {
                         await {BROWSER_KEY}, sealed.subarray(12))))
                     // Kept deflated behind a 0 byte (vault.js).
                     .then(async (kept) => Array.from(new Uint8Array(await new Response(new Blob([kept.subarray(1)])
-                        .stream().pipeThrough(new DecompressionStream('deflate-raw'))).arrayBuffer()))))"))
+                        .stream().pipeThrough(new DecompressionStream('deflate-raw'))).arrayBuffer())))"))
                 .await
                 .expect("read IndexedDB")
                 .into_value()
@@ -1699,7 +1699,7 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
 
             // From To do, a message opens in its own conversation, whichever
             // one was open before.
-            okafor.click(".conversation-open", "Your LDL is down").await;
+            okafor.click(".conversation-open", "LDL cholesterol").await;
             okafor.wait_for(".conversation.open .msg.theirs", THANKS).await;
             okafor.click("nav.main-nav button", "To do").await;
             okafor.click(".todo-item button", "Maria Santos · Message").await;
