@@ -62,17 +62,14 @@ impl Browser {
             .chrome_executable(CHROMIUM)
             .user_data_dir(profile.path())
             .no_sandbox()
-            // chromiumoxide passes `--headless`, which is the new headless
-            // mode in Chromium 132 and later. Names without their dashes:
-            // it writes `--` itself (with them, Chromium got
-            // `----disable-gpu` and ignored it).
             .args([
-                "disable-gpu",
-                "disable-quic",
-                "no-first-run",
-                "disable-background-networking",
-                "disable-component-update",
-                "disable-sync",
+                "--headless=new",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
             ])
             .request_timeout(Duration::from_secs(30))
             .build()
