@@ -520,6 +520,9 @@ fn SignOut() -> impl IntoView {
                 ts("This device is offline: they are sent when it is back online.")
             };
             let heading = if n == 0 { ts("You typed something and have not sent it. Signing out now would delete:") } else if one { ts("1 change waiting to be sent. Signing out now would delete:") } else { tf("{0} changes waiting to be sent. Signing out now would delete:", &[&n]) };
+            // "Sign out once sent" would still delete what is typed: offered
+            // only when nothing is.
+            let once_sent = n > 0 && typed.is_empty();
             let lines = replicas::unsent().into_iter().chain(typed.iter().map(|text| tf("Typed, not sent: “{0}”", &[&logic::opening(text)])));
             view! {
                 <div class="notice" role="alertdialog" aria-labelledby="unsent-h">
@@ -531,7 +534,7 @@ fn SignOut() -> impl IntoView {
                         step.set(if confirm { 1 } else { 0 });
                     }>{if confirm { Tr("Keep them") } else { Tr("Stay signed in") }}</button>
                     " "
-                    {(!confirm && n > 0).then(|| view! {
+                    {(!confirm && once_sent).then(|| view! {
                         <button type="button" on:click=move |_| ui.sign_out_when_sent.set(true)>{Tr("Sign out once sent")}</button>
                         " "
                     })}
