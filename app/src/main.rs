@@ -25,6 +25,7 @@ mod session;
 mod staff;
 mod state;
 mod status;
+mod summary;
 mod sync;
 mod todo;
 mod vault;

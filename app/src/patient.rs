@@ -160,11 +160,14 @@ fn mark_record_rendered() {
     if MARKED.replace(true) {
         return;
     }
-    leptos::task::spawn_local(async {
-        if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
-            let _ = performance.mark("record-rendered");
-        }
-    });
+    leptos::task::spawn_local(async { mark("record-rendered") });
+}
+
+/// Sets a performance mark (the cold-open benchmark reads them).
+pub fn mark(name: &str) {
+    if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = performance.mark(name);
+    }
 }
 
 /// The name patients know for a test, else its coded name.
@@ -181,7 +184,7 @@ fn name_cell(obs: &Observation) -> impl IntoView + use<> {
 
 /// Each test's results from every clinic, newest first; entered-in-error
 /// left out. The summary's rows and the trend's points.
-fn by_test(data: &PatientData) -> VecMap<String, Vec<Observation>> {
+pub fn by_test(data: &PatientData) -> VecMap<String, Vec<Observation>> {
     let mut out: VecMap<String, Vec<Observation>> = VecMap::new();
     for (_, _, record) in &data.clinical {
         for obs in record.observations.values().filter(|o| o.status != ResultStatus::EnteredInError)
@@ -374,7 +377,8 @@ pub fn Results(patient: PatientId, staff: StaffClinic) -> impl IntoView {
             </div>
             {move || {
                 ui.version.track();
-                if !panels_now.get() {
+                // Not from a summary: it holds only the latest results.
+                if !panels_now.get() || reads::first_only() {
                     return ().into_any();
                 }
                 let data = reads::patient_data(patient);

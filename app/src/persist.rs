@@ -1,5 +1,6 @@
 //! This device's copy, sealed with the device's data key (`vault`, over
-//! IndexedDB): each document's saved bytes, and small JSON values by name
+//! IndexedDB): each document's saved bytes (and the first screen's
+//! `summary`), and small JSON values by name
 //! (`me`, `documents`, `confirmed`, `undelivered`, `removed`, `pins`, `recent`,
 //! `downloads`, `last_synced`, `seen_results`). Writes are spawned and not awaited: the replicas in
 //! memory are the truth, these are what the next start reads. Knows nothing
@@ -226,6 +227,14 @@ pub fn save_doc(ui: Ui, id: DocId, bytes: Vec<u8>) {
             ui.notice.set(Some(Notice::StorageFull));
         }
     });
+}
+
+/// Keeps the first screen's summary (`summary`): not a document, and
+/// nothing is lost if it cannot be kept, so a failure says nothing.
+pub fn save_summary(bytes: Vec<u8>) {
+    if OPEN.get() {
+        let _ = vault::put(true, crate::summary::NAME, &bytes);
+    }
 }
 
 /// Deletes documents' stored copies from this device.

@@ -12,7 +12,7 @@ use shared::schema::Collection;
 use shared::schema::{ClinicalRecord, Demographics, MessageThread, PatientRecord};
 use shared::{ClinicId, DocId, DocKind, PatientId};
 
-use crate::replicas::with_core;
+use crate::replicas::{self, with_core};
 use crate::state::Ui;
 
 /// Everything on this device about one patient.
@@ -29,7 +29,7 @@ impl PatientData {
     }
 }
 
-fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
+pub fn hydrate<T: autosurgeon::Hydrate>(doc: &Automerge) -> Option<T> {
     doc.get(ROOT, "kind").ok().flatten()?;
     shared::read::hydrate(doc).ok()
 }
@@ -71,7 +71,33 @@ thread_local! {
     static LAST_READ: RefCell<Option<(HeadsKey, Rc<PatientData>)>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// The patient's summary (`summary::show`), read until the documents load.
+    static FIRST: RefCell<Option<(PatientId, Rc<PatientData>)>> = const { RefCell::new(None) };
+}
+
+/// What the views read of `patient` until the stored documents load.
+pub fn show_first(patient: PatientId, summary: Rc<PatientData>) {
+    FIRST.set(Some((patient, summary)));
+}
+
+/// The summary, while the views read it instead of the documents.
+fn first(patient: PatientId) -> Option<Rc<PatientData>> {
+    if replicas::loaded() {
+        FIRST.take();
+    }
+    FIRST.with_borrow(|f| f.as_ref().filter(|s| s.0 == patient).map(|s| s.1.clone()))
+}
+
+/// Whether the views read a summary, not the documents (yet).
+pub fn first_only() -> bool {
+    !replicas::loaded() && FIRST.with_borrow(Option::is_some)
+}
+
 pub fn patient_data(patient: PatientId) -> Rc<PatientData> {
+    if let Some(data) = first(patient) {
+        return data;
+    }
     let key: HeadsKey = with_core(|core| {
         let heads = core
             .kinds

@@ -18,7 +18,7 @@ use shared::api::{Me, UserRole};
 
 use crate::api::{self, ApiError};
 use crate::state::{Notice, Ui};
-use crate::{download, drafts, logic, persist, replicas, sync, vault};
+use crate::{Page, Tab, download, drafts, logic, persist, replicas, summary, sync, vault};
 
 fn principal_of(me: &Me) -> Option<Principal> {
     let clinics: Vec<ClinicId> = me.clinics.iter().map(|c| c.id).collect();
@@ -76,7 +76,9 @@ pub async fn start(ui: Ui) {
 }
 
 /// Shows the copy read from this device, then refreshes from the server.
-async fn open(ui: Ui, stored: persist::Stored) {
+/// The Results page a patient opens on shows from the record's summary
+/// while the documents load after it (`summary`).
+async fn open(ui: Ui, mut stored: persist::Stored) {
     ui.last_synced.set(stored.last_synced.clone());
     ui.undelivered.set(stored.undelivered.clone());
     ui.pins.set(stored.pins.clone());
@@ -86,14 +88,31 @@ async fn open(ui: Ui, stored: persist::Stored) {
     if let Some(me) = &stored.me {
         set_me(me);
     }
-    replicas::restore(&stored);
+    let first = ui.page.get_untracked() == Page::Record(Tab::Results) && summary::show(&stored);
+    replicas::restore_later(&mut stored);
     if let Some(me) = stored.me {
         ui.me.set(Some(me));
         ui.docs.set(stored.docs);
+        if first {
+            ui.started.set(true);
+            after_paint().await;
+        }
+        // Loads the documents (`replicas::with_core`).
         replicas::bump();
+        crate::patient::mark("record-loaded");
     }
     ui.started.set(true);
     refresh(ui).await;
+}
+
+/// Resolves once the browser has painted what the views built.
+async fn after_paint() {
+    let painted = js_sys::Promise::new(&mut |resolve, _| {
+        request_animation_frame(move || {
+            set_timeout(move || drop(resolve.call0(&wasm_bindgen::JsValue::NULL)), Default::default())
+        })
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(painted).await;
 }
 
 /// Signs in with a passkey through the server; its PRF output (same

@@ -200,3 +200,69 @@ async fn a_patient_switches_to_spanish_and_keeps_it_offline() {
         .await;
     portal.stop().await;
 }
+
+/// The first screen of an offline reload comes from the record's summary
+/// (the latest results and the unread count), before the documents load,
+/// and says exactly what the loaded documents then say.
+#[tokio::test]
+async fn the_first_screen_shows_from_the_summary_before_the_record_loads() {
+    let portal = DemoPortal::start().await;
+    portal
+        .browser
+        .scenario("summary first", async {
+            let maria = portal.enroll("Maria").await;
+            maria.wait_for("main table", "Hemoglobin A1c").await;
+            e2e::wait_for_service_worker(&maria.page).await;
+            maria.wait_for(".sync-status", "last synced").await;
+            // The summary is made a moment after the record stops changing.
+            let stored = "new Promise((ok) => { const r = indexedDB.open('patient-portal', 1);
+                r.onsuccess = () => { const q = r.result.transaction('docs').objectStore('docs').getAllKeys();
+                    q.onsuccess = () => { r.result.close(); ok(q.result.includes('summary')); }; }; })";
+            let mut kept = false;
+            for _ in 0..100 {
+                kept = maria.page.evaluate(stored).await.unwrap().into_value().unwrap();
+                if kept {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            maria.check(kept, "the summary is kept on the device").await;
+            // What the page shows the moment the latest results appear.
+            maria
+                .page
+                .evaluate_on_new_document(
+                    "new MutationObserver((_, o) => {
+                        const rows = document.querySelector('section[aria-labelledby=results-h] tbody');
+                        if (!rows || !rows.rows.length) return;
+                        o.disconnect();
+                        window.__first = { table: rows.innerText, nav: document.querySelector('.main-nav').innerText,
+                            loaded: performance.getEntriesByName('record-loaded').length };
+                    }).observe(document, { childList: true, subtree: true });",
+                )
+                .await
+                .expect("watch the first screen");
+            maria.go_offline().await;
+            maria.page.reload().await.expect("reload");
+            maria.wait_for(".sync-status", "Offline").await;
+            // The history shows once the documents are loaded.
+            maria.wait_for("section[aria-labelledby=history-h] article", "").await;
+            let now = "JSON.stringify({ first: window.__first,
+                table: document.querySelector('section[aria-labelledby=results-h] tbody').innerText,
+                nav: document.querySelector('.main-nav').innerText,
+                loaded: performance.getEntriesByName('record-loaded').length })";
+            let seen: String = maria.page.evaluate(now).await.unwrap().into_value().unwrap();
+            let seen: serde_json::Value = serde_json::from_str(&seen).unwrap();
+            let first = &seen["first"];
+            maria.check(first["loaded"] == 0, &format!("shown before the record loaded: {seen}")).await;
+            maria.check(seen["loaded"] == 1, &format!("then the record loaded: {seen}")).await;
+            maria
+                .check(
+                    first["table"] == seen["table"] && first["nav"] == seen["nav"],
+                    &format!("the summary showed what the record says: {seen}"),
+                )
+                .await;
+            maria.check(seen["nav"].to_string().contains("unread"), &seen.to_string()).await;
+        })
+        .await;
+    portal.stop().await;
+}

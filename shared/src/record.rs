@@ -253,18 +253,40 @@ fn entry_obj<D: ReadDoc>(
 
 /// Adds a new entry under a fresh id.
 pub fn add<E: Entry, D: Doc>(doc: &mut D, id: EntryId, entry: &E) -> Result<(), RecordError> {
-    put_entry(doc, E::COLLECTION, id, &entry.fields())
+    put_new(doc, E::COLLECTION, id, &entry.fields())
 }
 
-/// Not generic over the entry type: one copy in the web app.
-fn put_entry<D: Doc>(
+/// Not generic over the entry type (nor inlined): one copy in the web app.
+#[inline(never)]
+fn put_new<D: Doc>(
     doc: &mut D,
     collection_name: Collection,
     id: EntryId,
     fields: &[Put<'_>],
 ) -> Result<(), RecordError> {
     let coll = collection(doc, collection_name)?;
-    let obj = doc.put_object(&coll, id.to_string(), automerge::ObjType::Map)?;
+    put_entry(doc, &coll, &id.to_string(), fields)
+}
+
+/// Writes an entry as `add` does, into the map `coll` (the web app's
+/// summary of a record keeps entries of several documents in one).
+pub fn add_at<E: Entry, D: Doc>(
+    doc: &mut D,
+    coll: &ObjId,
+    id: &str,
+    entry: &E,
+) -> Result<(), RecordError> {
+    put_entry(doc, coll, id, &entry.fields())
+}
+
+#[inline(never)]
+fn put_entry<D: Doc>(
+    doc: &mut D,
+    coll: &ObjId,
+    id: &str,
+    fields: &[Put<'_>],
+) -> Result<(), RecordError> {
+    let obj = doc.put_object(coll, id, automerge::ObjType::Map)?;
     for field in fields {
         match field {
             Put::Value(key, value) => doc.put(&obj, *key, value.clone())?,

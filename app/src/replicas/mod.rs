@@ -59,14 +59,31 @@ thread_local! {
     /// device answered first waits for that answer to arrive (it comes
     /// after the refusal), so the person reads what it was.
     static REFUSED: RefCell<Vec<(DocKind, Automerge, Vec<ChangeHash>)>> = const { RefCell::new(Vec::new()) };
+    /// The stored documents and their saved bytes, not loaded yet
+    /// (`restore_later`): loaded by the first use of the core.
+    static PENDING: RefCell<Option<(Vec<DocumentInfo>, VecMap<String, Vec<u8>>)>> = const { RefCell::new(None) };
 }
 
 pub fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
+    load_pending();
     CORE.with_borrow(f)
 }
 
 pub fn with_core_mut<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    load_pending();
     CORE.with_borrow_mut(f)
+}
+
+/// Loads the documents `restore_later` left, if any.
+fn load_pending() {
+    if let Some((docs, bytes)) = PENDING.take() {
+        CORE.with_borrow_mut(|core| track(core, &docs, &bytes));
+    }
+}
+
+/// Whether every stored document is loaded (none left by `restore_later`).
+pub fn loaded() -> bool {
+    PENDING.with_borrow(Option::is_none)
 }
 
 /// Gives the replicas the page's signals (once, at start).
@@ -92,6 +109,7 @@ pub fn bump() {
     let ui = ui();
     ui.progress.set(progress());
     ui.version.update(|v| *v += 1);
+    crate::summary::save_soon(ui);
 }
 
 /// Sync progress. Documents synced and total come from the sync client;
@@ -233,14 +251,17 @@ pub fn sign_in(principal: Option<Principal>, actor: Option<ActorId>) {
 
 /// Takes up what a previous visit stored: the confirmed heads, and the
 /// listed documents when someone was signed in.
-pub fn restore(stored: &Stored) {
+/// The documents load at the core's first use, not here: years of results
+/// take a few hundred milliseconds to load, and the first screen can show
+/// without them (`summary`).
+pub fn restore_later(stored: &mut Stored) {
     with_core_mut(|core| {
-        core.confirmed = stored.confirmed.clone();
-        core.removed = stored.removed.clone();
-        if stored.me.is_some() {
-            track(core, &stored.docs, &stored.bytes);
-        }
+        core.confirmed = std::mem::take(&mut stored.confirmed);
+        core.removed = std::mem::take(&mut stored.removed);
     });
+    if stored.me.is_some() {
+        PENDING.set(Some((stored.docs.clone(), std::mem::take(&mut stored.bytes))));
+    }
 }
 
 /// Syncs exactly the listed documents: those the user may read now, or,
@@ -290,6 +311,7 @@ pub fn removals_reported(docs: &[DocId]) {
 /// Forgets every replica in memory (a new peer id too); the stored copy is
 /// the caller's to clear.
 pub fn forget_all() {
+    PENDING.take();
     with_core_mut(|core| {
         core.client = SyncClient::new(random_peer_id());
         core.kinds.clear();

@@ -61,6 +61,11 @@ const IDB_DOCS: &str = "new Promise((ok, fail) => { const r = indexedDB.open('pa
 const MARK: &str = "(() => { if (window.__openBenchOld) return -1;
     const m = performance.getEntriesByName('record-rendered')[0]; return m ? m.startTime : -1; })()";
 
+/// The `record-loaded` mark (every stored document loaded: the first
+/// screen may show before, from the record's summary), or -1.
+const LOADED: &str = "(() => { if (window.__openBenchOld) return -1;
+    const m = performance.getEntriesByName('record-loaded')[0]; return m ? m.startTime : -1; })()";
+
 /// Rows of the results tables (one per lab result shown; the list shows the
 /// newest panels first, a page at a time).
 /// Presses "Unlock with your passkey" once it shows on the new page:
@@ -169,6 +174,8 @@ async fn main() {
 /// One cold open: the mark, and what the page held then.
 struct Open {
     ms: f64,
+    /// Navigation start to every stored document loaded.
+    loaded_ms: f64,
     /// Navigation start to the end of the shell's HTML response.
     html_ms: f64,
     dom_content_loaded_ms: f64,
@@ -216,10 +223,18 @@ async fn measure(person: &Person, runs: usize, prf: bool, rss: &RssSampler) -> M
         .await;
         let nav: Value = serde_json::from_str(nav.as_str().unwrap_or("{}")).unwrap_or_default();
         let rows = evaluate(person, RESULT_ROWS).await.as_u64().unwrap_or(0) as usize;
+        let loaded_ms = poll(
+            person,
+            LOADED,
+            |v| v.as_f64().filter(|ms| *ms >= 0.0),
+            &format!("the record-loaded mark (run {run})"),
+        )
+        .await;
         let status = person.text(".sync-status").await;
         assert!(status.starts_with("Offline"), "the reloaded page is offline, not {status:?}");
         opens.push(Open {
             ms,
+            loaded_ms,
             html_ms: nav["responseEnd"].as_f64().unwrap_or(f64::NAN),
             dom_content_loaded_ms: nav["domContentLoadedEventEnd"].as_f64().unwrap_or(f64::NAN),
             rows,
@@ -303,6 +318,12 @@ async fn measure_download(person: &Person, record: &str, runs: usize) {
     println!("{{{}}}", body.join(","));
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 }
+}
+
 fn print_line(
     record: &str,
     counts: Vec<(&str, Value)>,
@@ -312,11 +333,7 @@ fn print_line(
 ) {
     let mut ms: Vec<f64> = m.opens.iter().map(|o| o.ms).collect();
     ms.sort_by(f64::total_cmp);
-    let p50 = if ms.len() % 2 == 1 {
-        ms[ms.len() / 2]
-    } else {
-        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
-    };
+    let p50 = median(ms.clone());
     let mut fields: Vec<(&str, Value)> =
         vec![("scenario", json!("cold-offline-open")), ("record", json!(record))];
     fields.extend(counts);
@@ -325,6 +342,8 @@ fn print_line(
         ("max_ms", json!(round(*ms.last().expect("at least one run"), 1))),
         ("runs", json!(runs)),
         ("runs_ms", json!(m.opens.iter().map(|o| round(o.ms, 1)).collect::<Vec<_>>())),
+        ("loaded_p50_ms", json!(round(median(m.opens.iter().map(|o| o.loaded_ms).collect()), 1))),
+        ("loaded_ms", json!(m.opens.iter().map(|o| round(o.loaded_ms, 1)).collect::<Vec<_>>())),
         ("html_ms", json!(m.opens.iter().map(|o| round(o.html_ms, 1)).collect::<Vec<_>>())),
         (
             "dom_content_loaded_ms",
