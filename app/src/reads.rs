@@ -14,6 +14,7 @@ use shared::{ClinicId, DocId, DocKind, PatientId};
 
 use crate::replicas::{self, with_core};
 use crate::state::Ui;
+use crate::{Page, Tab};
 
 /// Everything on this device about one patient.
 #[derive(Default)]
@@ -71,19 +72,24 @@ thread_local! {
     static LAST_READ: RefCell<Option<(HeadsKey, Rc<PatientData>)>> = const { RefCell::new(None) };
 }
 
+type First = (PatientId, Rc<PatientData>, RwSignal<Page>);
+
 thread_local! {
     /// The patient's summary (`summary::show`), read until the documents load.
-    static FIRST: RefCell<Option<(PatientId, Rc<PatientData>)>> = const { RefCell::new(None) };
+    static FIRST: RefCell<Option<First>> = const { RefCell::new(None) };
 }
 
-/// What the views read of `patient` until the stored documents load.
-pub fn show_first(patient: PatientId, summary: Rc<PatientData>) {
-    FIRST.set(Some((patient, summary)));
+/// What the views of Results read of `patient` until the stored documents
+/// load.
+pub fn show_first(patient: PatientId, summary: Rc<PatientData>, page: RwSignal<Page>) {
+    FIRST.set(Some((patient, summary, page)));
 }
 
-/// The summary, while the views read it instead of the documents.
+/// The summary, while Results reads it instead of the documents. Another
+/// page (opened at once) reads the documents, which then load.
 fn first(patient: PatientId) -> Option<Rc<PatientData>> {
-    if replicas::loaded() {
+    let on_results = |f: &First| f.2.get_untracked() == Page::Record(Tab::Results);
+    if replicas::loaded() || !FIRST.with_borrow(|f| f.as_ref().is_some_and(on_results)) {
         FIRST.take();
     }
     FIRST.with_borrow(|f| f.as_ref().filter(|s| s.0 == patient).map(|s| s.1.clone()))

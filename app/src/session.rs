@@ -88,7 +88,8 @@ async fn open(ui: Ui, mut stored: persist::Stored) {
     if let Some(me) = &stored.me {
         set_me(me);
     }
-    let first = ui.page.get_untracked() == Page::Record(Tab::Results) && summary::show(&stored);
+    let first =
+        ui.page.get_untracked() == Page::Record(Tab::Results) && summary::show(&stored, ui.page);
     replicas::restore_later(&mut stored);
     if let Some(me) = stored.me {
         ui.me.set(Some(me));
@@ -109,7 +110,10 @@ async fn open(ui: Ui, mut stored: persist::Stored) {
 async fn after_paint() {
     let painted = js_sys::Promise::new(&mut |resolve, _| {
         request_animation_frame(move || {
-            set_timeout(move || drop(resolve.call0(&wasm_bindgen::JsValue::NULL)), Default::default())
+            set_timeout(
+                move || drop(resolve.call0(&wasm_bindgen::JsValue::NULL)),
+                Default::default(),
+            )
         })
     });
     let _ = wasm_bindgen_futures::JsFuture::from(painted).await;

@@ -52,7 +52,7 @@ fn patient(me: &Me) -> Option<PatientId> {
 
 /// Gives the views the summary kept with `stored`; false (and nothing
 /// given) if there is none.
-pub fn show(stored: &Stored) -> bool {
+pub fn show(stored: &Stored, page: RwSignal<crate::Page>) -> bool {
     let Some(patient) = stored.me.as_ref().and_then(patient) else { return false };
     let Some(doc) = stored.bytes.get(NAME).and_then(|b| Automerge::load(b).ok()) else {
         return false;
@@ -77,7 +77,7 @@ pub fn show(stored: &Stored) -> bool {
             _ => {}
         }
     }
-    reads::show_first(patient, Rc::new(data));
+    reads::show_first(patient, Rc::new(data), page);
     true
 }
 

@@ -61,8 +61,11 @@ thread_local! {
     static REFUSED: RefCell<Vec<(DocKind, Automerge, Vec<ChangeHash>)>> = const { RefCell::new(Vec::new()) };
     /// The stored documents and their saved bytes, not loaded yet
     /// (`restore_later`): loaded by the first use of the core.
-    static PENDING: RefCell<Option<(Vec<DocumentInfo>, VecMap<String, Vec<u8>>)>> = const { RefCell::new(None) };
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
 }
+
+/// Documents listed and their saved bytes, by id.
+type Pending = (Vec<DocumentInfo>, VecMap<String, Vec<u8>>);
 
 pub fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
     load_pending();

@@ -62,9 +62,11 @@ const MARK: &str = "(() => { if (window.__openBenchOld) return -1;
     const m = performance.getEntriesByName('record-rendered')[0]; return m ? m.startTime : -1; })()";
 
 /// The `record-loaded` mark (every stored document loaded: the first
-/// screen may show before, from the record's summary), or -1.
+/// screen may show before, from the record's summary), or -1; -2 once 5 s
+/// passed without it (an app built before the mark, in an A/B run).
 const LOADED: &str = "(() => { if (window.__openBenchOld) return -1;
-    const m = performance.getEntriesByName('record-loaded')[0]; return m ? m.startTime : -1; })()";
+    const m = performance.getEntriesByName('record-loaded')[0];
+    return m ? m.startTime : performance.now() > 5000 ? -2 : -1; })()";
 
 /// Rows of the results tables (one per lab result shown; the list shows the
 /// newest panels first, a page at a time).
@@ -226,7 +228,11 @@ async fn measure(person: &Person, runs: usize, prf: bool, rss: &RssSampler) -> M
         let loaded_ms = poll(
             person,
             LOADED,
-            |v| v.as_f64().filter(|ms| *ms >= 0.0),
+            |v| {
+                v.as_f64()
+                    .filter(|ms| *ms >= -2.0 && *ms != -1.0)
+                    .map(|ms| if ms < 0.0 { f64::NAN } else { ms })
+            },
             &format!("the record-loaded mark (run {run})"),
         )
         .await;
@@ -321,7 +327,11 @@ async fn measure_download(person: &Person, record: &str, runs: usize) {
 /// The middle value (the mean of the two middle ones for an even count).
 fn median(mut ms: Vec<f64>) -> f64 {
     ms.sort_by(f64::total_cmp);
-    if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 }
+    if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    }
 }
 
 fn print_line(
