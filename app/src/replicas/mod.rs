@@ -253,10 +253,9 @@ pub fn sign_in(principal: Option<Principal>, actor: Option<ActorId>) {
 }
 
 /// Takes up what a previous visit stored: the confirmed heads, and the
-/// listed documents when someone was signed in.
-/// The documents load at the core's first use, not here: years of results
-/// take a few hundred milliseconds to load, and the first screen can show
-/// without them (`summary`).
+/// listed documents when someone was signed in. Those load at the core's
+/// first use, not here: years of results take a few hundred milliseconds
+/// to load, and the first screen can show without them (`summary`).
 pub fn restore_later(stored: &mut Stored) {
     with_core_mut(|core| {
         core.confirmed = std::mem::take(&mut stored.confirmed);
