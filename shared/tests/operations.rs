@@ -362,3 +362,60 @@ fn a_change_numbered_below_its_dependencies_is_refused() {
         "Automerge 0.12 accepts it and cannot load the result"
     );
 }
+
+/// A device's changes number their operations one after another: a change
+/// whose ids overlap an earlier change of the same actor (its previous
+/// sequence number, made concurrent to it) would give two operations one
+/// id. Automerge 0.12 applies it; the document is then not what any
+/// device can agree on or load. The server's check (feature `peer-changes`,
+/// on in every workspace build, as the server asks for it).
+#[cfg(feature = "peer-changes")]
+#[test]
+fn a_change_reusing_its_own_actors_operation_ids_is_refused() {
+    let w = world();
+    let kind = DocKind::PatientRecord {
+        patient: match w.patient.role {
+            Role::Patient { patient } => patient,
+            _ => unreachable!(),
+        },
+    };
+    let mut record = base(&kind);
+    let demographics = |phone: &str| shared::schema::Demographics {
+        phone: Some(phone.into()),
+        ..Default::default()
+    };
+    let genesis = record.document().clone();
+    let mut device = record.fork().with_actor(ActorId::random());
+    record::set_demographics(&mut device, &demographics("+1 555 0100")).unwrap();
+    let first = device.document().get_changes(&genesis.get_heads());
+    assert_eq!(first.len(), 1);
+    let mut before = genesis.clone();
+    before.apply_changes(first.clone()).unwrap();
+
+    // Its next change, honestly made, follows the first.
+    record::set_demographics(&mut device, &demographics("+1 555 0101")).unwrap();
+    let honest = device.document().get_changes(&before.get_heads());
+    assert!(check_ops(&before, &honest, &kind, &w.patient).is_ok());
+
+    // The same actor's second change, numbered like its first and made
+    // beside it (same dependencies), writing another value.
+    let mut forged = first[0].decode();
+    forged.seq = 2;
+    for op in &mut forged.operations {
+        if let automerge::legacy::OpType::Put(automerge::ScalarValue::Str(s)) = &mut op.action {
+            *s = "+1 555 0666".into();
+        }
+    }
+    let forged = automerge::Change::from(forged);
+    assert_eq!(forged.start_op(), first[0].start_op());
+    let denial = check_ops(&before, std::slice::from_ref(&forged), &kind, &w.patient).unwrap_err();
+    assert_eq!(denial.rule, Rule::Schema);
+
+    // A sequence number skipped is refused too.
+    let mut skipping = honest[0].decode();
+    skipping.seq = 3;
+    let skipping = automerge::Change::from(skipping);
+    let denial =
+        check_ops(&before, std::slice::from_ref(&skipping), &kind, &w.patient).unwrap_err();
+    assert_eq!(denial.rule, Rule::Schema);
+}

@@ -1198,3 +1198,65 @@ async fn replies_belong_to_a_conversation_of_their_thread() {
         f.stop().await;
     }
 }
+
+/// A device's change numbered like its own previous change (made beside it,
+/// the next sequence number): two operations would share one id (Automerge
+/// 0.12 applies it in a release build and fails a debug assertion in a
+/// debug one). Refused, and nothing of it is kept.
+#[tokio::test]
+async fn a_change_reusing_its_own_operation_ids_is_refused() {
+    for backend in BACKENDS {
+        let f = Fixture::new(backend).await;
+        let maria = f.user("Maria");
+        let id = f.patient_record();
+        let phone = |number: &str| shared::schema::Demographics {
+            phone: Some(number.into()),
+            ..Default::default()
+        };
+        // Maria's phone writes her number; the server keeps it.
+        let mut device = f.replica(maria, id).await;
+        tx_on(device.client.doc_mut(id).unwrap(), |tx| {
+            record::set_demographics(tx, &phone("+1 555 0100")).unwrap();
+        });
+        device.flush_local().await.unwrap();
+        device.sync_all(TIMEOUT).await.unwrap();
+        let first = device.client.doc(id).unwrap().get_last_local_change().unwrap();
+        let before = f.stored(id).await;
+        assert!(before.heads.contains(&first.hash()));
+
+        // The same actor's second change, beside its first and numbered
+        // like it, writing another number.
+        let mut forged = first.decode();
+        forged.seq = 2;
+        for op in &mut forged.operations {
+            if let automerge::legacy::OpType::Put(ScalarValue::Str(s)) = &mut op.action {
+                *s = "+1 555 0666".into();
+            }
+        }
+        let forged = automerge::Change::from(forged);
+        let message = automerge::sync::Message {
+            heads: vec![forged.hash()],
+            need: vec![],
+            have: vec![],
+            changes: vec![forged.raw_bytes().to_vec()].into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        device.take_received();
+        device
+            .send(vec![shared::sync::WireMessage::Sync {
+                sender_id: "maria".into(),
+                target_id: "server".into(),
+                document_id: shared::sync::encode_doc_id(id),
+                data: serde_bytes::ByteBuf::from(message.encode()),
+            }])
+            .await
+            .unwrap();
+        device.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap();
+        let rejected = device.take_received().rejected;
+        assert!(rejected[0].1.contains("rule schema"), "{rejected:?}");
+        assert_eq!(f.stored(id).await, before, "nothing stored or audited");
+        device.close().await;
+        f.stop().await;
+    }
+}

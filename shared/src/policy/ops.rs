@@ -205,9 +205,18 @@ pub(super) fn check(
     };
     // The largest operation id of each change of the batch.
     let mut max_ops: HashMap<ChangeHash, u64> = HashMap::new();
+    // The same, by actor and sequence number, and each actor's last change
+    // in `base` (read once, if needed).
+    #[cfg(feature = "peer-changes")]
+    let by_seq: HashMap<(&ActorId, u64), u64> =
+        changes.iter().map(|c| ((c.actor_id(), c.seq()), c.max_op())).collect();
+    #[cfg(feature = "peer-changes")]
+    let mut last_in_base = None;
     let tasks_actor = kind.tasks_actor();
-    for change in changes {
+    for change in &changes {
         numbered_after_its_dependencies(base, change, &max_ops)?;
+        #[cfg(feature = "peer-changes")]
+        numbered_after_its_previous_change(base, change, &by_seq, &mut last_in_base)?;
         max_ops.insert(change.hash(), change.max_op());
         // The one change that adds the `tasks` collection to a thread made
         // before it existed: the same bytes on every device, so it is
@@ -255,6 +264,49 @@ fn numbered_after_its_dependencies(
         return deny(Rule::Schema, &[]);
     }
     Ok(())
+}
+
+/// A device numbers each change's operations after those of its previous
+/// change (the same actor, the sequence number before), which is in the
+/// batch or the document: a change skipping a sequence number, or made
+/// beside its own previous change and numbered like it, would give two
+/// operations one id. Automerge 0.12 applies it; nobody could then tell
+/// which operation an id names, and devices would not agree on the record.
+#[cfg(feature = "peer-changes")]
+fn numbered_after_its_previous_change(
+    base: &Automerge,
+    change: &Change,
+    batch: &HashMap<(&ActorId, u64), u64>,
+    last_in_base: &mut Option<HashMap<ActorId, (u64, u64)>>,
+) -> Result<(), Denial> {
+    let seq = change.seq();
+    if seq == 1 {
+        // A first change where the actor has one already is Automerge's to
+        // refuse (a duplicate sequence number).
+        return Ok(());
+    }
+    let previous = batch.get(&(change.actor_id(), seq - 1)).copied().or_else(|| {
+        let last = last_in_base.get_or_insert_with(|| last_changes(base));
+        last.get(change.actor_id()).filter(|(s, _)| *s == seq - 1).map(|(_, max_op)| *max_op)
+    });
+    match previous {
+        Some(max_op) if u64::from(change.start_op()) > max_op => Ok(()),
+        _ => deny(Rule::Schema, &[]),
+    }
+}
+
+/// Each actor's last change in `doc`: its sequence number and largest
+/// operation id.
+#[cfg(feature = "peer-changes")]
+fn last_changes(doc: &Automerge) -> HashMap<ActorId, (u64, u64)> {
+    let mut last: HashMap<ActorId, (u64, u64)> = HashMap::new();
+    for meta in doc.get_changes_meta(&[]) {
+        let kept = last.entry(meta.actor.into_owned()).or_default();
+        if meta.seq > kept.0 {
+            *kept = (meta.seq, meta.max_op);
+        }
+    }
+    last
 }
 
 /// The rule broken by writing to this kind of document at all, if any.
