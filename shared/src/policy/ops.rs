@@ -67,6 +67,12 @@ pub struct Plan {
 #[derive(Clone, Debug, Default)]
 pub(super) struct NewMaps {
     maps: Maps,
+    /// The map being written, out of `maps` until another is (`close`):
+    /// a change writes one map's keys after another, and finding the map
+    /// in `maps` hashed its id (an actor id, with SipHash) for every
+    /// operation. A map missing from `maps` is only read from the
+    /// document, so one left open costs time, never exactness.
+    open: Option<(ObjId, Map)>,
     /// Objects to read from the document after all.
     unread: HashSet<ObjId>,
     /// Each change's last operation and its hash, to find them applied.
@@ -86,6 +92,8 @@ impl NewMaps {
 
     /// A map made by operation `id`.
     fn start(&mut self, base: &Automerge, id: &(u64, ActorId)) {
+        // Whether the id was made before is asked of `maps`, so all of them.
+        self.close();
         let obj = exid(id);
         let fresh = !self.unread.contains(&obj)
             && !self.maps.contains_key(&obj)
@@ -102,24 +110,43 @@ impl NewMaps {
     /// Operation `id` wrote `action` at `key` of `obj`.
     fn write(&mut self, obj: &ObjectId, key: String, action: OpType, id: &(u64, ActorId)) {
         let ObjectId::Id(OpId(counter, actor)) = obj else { return };
-        let obj = exid(&(*counter, actor.clone()));
-        let Some(map) = self.maps.get_mut(&obj) else { return };
+        let is_open = |(open, _): &(ObjId, Map)| matches!(open, ObjId::Id(c, a, _) if c == counter && a == actor);
+        if !self.open.as_ref().is_some_and(is_open) {
+            self.close();
+            let obj = exid(&(*counter, actor.clone()));
+            let Some(map) = self.maps.remove(&obj) else { return };
+            self.open = Some((obj, map));
+        }
+        let Some((_, map)) = &mut self.open else { return };
         let value = match action {
             OpType::Put(value) => Value::Scalar(Cow::Owned(value)),
             OpType::Make(typ) => Value::Object(typ),
             // Refused before it gets here; read from the document anyway.
-            _ => return self.forget(obj),
+            _ => return self.forget_open(),
         };
         if map.insert(key, (value, exid(id))).is_some() {
-            self.forget(obj);
+            self.forget_open();
         }
     }
 
-    fn forget(&mut self, obj: ObjId) {
-        self.maps.remove(&obj);
-        self.unread.insert(obj);
+    /// The open map is read from the document after all.
+    fn forget_open(&mut self) {
+        if let Some((obj, _)) = self.open.take() {
+            self.unread.insert(obj);
+        }
+    }
+
+    /// Puts the open map back into `maps`.
+    fn close(&mut self) {
+        if let Some((obj, map)) = self.open.take() {
+            self.maps.insert(obj, map);
+        }
     }
 }
+
+/// A map's keys as the operations of a batch wrote them.
+#[cfg(feature = "new-maps")]
+type Map = HashMap<String, (Value<'static>, ObjId)>;
 
 /// Room made for a new map's keys at once: a new entry writes about a
 /// dozen (a lab result 10 to 14), its provenance five.
@@ -173,6 +200,12 @@ struct Checker<'a> {
     made: HashMap<(u64, ActorId), Place>,
     /// Objects of `base` already resolved.
     existing: HashMap<(u64, ActorId), Place>,
+    /// The object the last operation wrote into, and where it sits: a
+    /// change writes an object's keys one after another, and finding it
+    /// in `made` or `existing` hashed its id (an actor id, with SipHash)
+    /// for every operation, a good part of checking a catch-up. Forgotten
+    /// when that id is made (`make`), the one way its place can change.
+    last: Option<((u64, ActorId), Place)>,
     updates: HashMap<(Collection, String), Update>,
     plan: Plan,
 }
@@ -200,6 +233,7 @@ pub(super) fn check(
         me: who.user.to_string(),
         made: HashMap::new(),
         existing: HashMap::new(),
+        last: None,
         updates: HashMap::new(),
         plan: Plan::default(),
     };
@@ -229,11 +263,13 @@ pub(super) fn check(
             }
             // It writes only into the root and the collection it makes.
             let made = (u64::from(change.start_op()), tasks_actor.clone());
-            checker.made.insert(made, Place::Collection { name: Collection::Tasks, obj: None });
+            checker.make(made, Place::Collection { name: Collection::Tasks, obj: None });
             continue;
         }
         checker.change(change)?;
     }
+    #[cfg(feature = "new-maps")]
+    checker.plan.new_maps.close();
     checker.finish()
 }
 
@@ -365,7 +401,7 @@ impl Checker<'_> {
                 place,
                 Place::Entry { obj: None, .. } | Place::Provenance { new: true, .. }
             );
-            self.op(id.clone(), place, key, &op.action, op.pred.len())?;
+            self.op(&id, place, key, &op.action, op.pred.len())?;
             #[cfg(feature = "new-maps")]
             if into_new {
                 self.plan.new_maps.write(&op.obj, String::from(key.as_str()), op.action, &id);
@@ -382,13 +418,31 @@ impl Checker<'_> {
             ObjectId::Root => return Ok(Place::Root),
             ObjectId::Id(id) => id,
         };
-        let key = (*counter, actor.clone());
-        if let Some(place) = self.made.get(&key).or_else(|| self.existing.get(&key)) {
+        if let Some(((c, a), place)) = &self.last
+            && c == counter
+            && a == actor
+        {
             return Ok(place.clone());
         }
-        let place = self.existing_place(*counter, actor)?;
-        self.existing.insert(key, place.clone());
+        let key = (*counter, actor.clone());
+        let place = match self.made.get(&key).or_else(|| self.existing.get(&key)) {
+            Some(place) => place.clone(),
+            None => {
+                let place = self.existing_place(*counter, actor)?;
+                self.existing.insert(key.clone(), place.clone());
+                place
+            }
+        };
+        self.last = Some((key, place.clone()));
         Ok(place)
+    }
+
+    /// Object `id` is made by these changes, sitting at `place`.
+    fn make(&mut self, id: (u64, ActorId), place: Place) {
+        if self.last.as_ref().is_some_and(|(last, _)| *last == id) {
+            self.last = None;
+        }
+        self.made.insert(id, place);
     }
 
     /// An object of the document as it is, by its visible path from the root.
@@ -431,7 +485,7 @@ impl Checker<'_> {
 
     fn op(
         &mut self,
-        id: (u64, ActorId),
+        id: &(u64, ActorId),
         place: Place,
         key: &str,
         action: &OpType,
@@ -453,8 +507,8 @@ impl Checker<'_> {
                     let provenance =
                         Place::Provenance { collection: *collection, id: entry.clone(), new: true };
                     #[cfg(feature = "new-maps")]
-                    self.plan.new_maps.start(self.base, &id);
-                    self.made.insert(id, provenance);
+                    self.plan.new_maps.start(self.base, id);
+                    self.make(id.clone(), provenance);
                 }
                 Ok(())
             }
@@ -472,7 +526,7 @@ impl Checker<'_> {
     #[allow(clippy::too_many_arguments)]
     fn new_entry(
         &mut self,
-        id: (u64, ActorId),
+        id: &(u64, ActorId),
         collection: Collection,
         obj: Option<ObjId>,
         key: &str,
@@ -495,8 +549,8 @@ impl Checker<'_> {
             return at.deny(rule);
         }
         #[cfg(feature = "new-maps")]
-        self.plan.new_maps.start(self.base, &id);
-        self.made.insert(id, Place::Entry { collection, id: EntryName::from(key), obj: None });
+        self.plan.new_maps.start(self.base, id);
+        self.make(id.clone(), Place::Entry { collection, id: EntryName::from(key), obj: None });
         self.plan.created.insert((collection, key.to_owned()));
         Ok(())
     }
