@@ -1,4 +1,0 @@
-mod element_id;
-mod key;
-mod object_id;
-mod opid;
