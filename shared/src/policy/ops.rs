@@ -205,6 +205,9 @@ struct Checker<'a> {
     /// in `made` or `existing` hashed its id (an actor id, with SipHash)
     /// for every operation, a good part of checking a catch-up. Forgotten
     /// when that id is made (`make`), the one way its place can change.
+    /// Server only (`new-maps`): the web app checks an edit or two at a
+    /// time, and its bundle is at its budget.
+    #[cfg(feature = "new-maps")]
     last: Option<((u64, ActorId), Place)>,
     updates: HashMap<(Collection, String), Update>,
     plan: Plan,
@@ -233,6 +236,7 @@ pub(super) fn check(
         me: who.user.to_string(),
         made: HashMap::new(),
         existing: HashMap::new(),
+        #[cfg(feature = "new-maps")]
         last: None,
         updates: HashMap::new(),
         plan: Plan::default(),
@@ -401,7 +405,7 @@ impl Checker<'_> {
                 place,
                 Place::Entry { obj: None, .. } | Place::Provenance { new: true, .. }
             );
-            self.op(&id, place, key, &op.action, op.pred.len())?;
+            self.op(id.clone(), place, key, &op.action, op.pred.len())?;
             #[cfg(feature = "new-maps")]
             if into_new {
                 self.plan.new_maps.write(&op.obj, String::from(key.as_str()), op.action, &id);
@@ -418,6 +422,7 @@ impl Checker<'_> {
             ObjectId::Root => return Ok(Place::Root),
             ObjectId::Id(id) => id,
         };
+        #[cfg(feature = "new-maps")]
         if let Some(((c, a), place)) = &self.last
             && c == counter
             && a == actor
@@ -425,20 +430,24 @@ impl Checker<'_> {
             return Ok(place.clone());
         }
         let key = (*counter, actor.clone());
-        let place = match self.made.get(&key).or_else(|| self.existing.get(&key)) {
-            Some(place) => place.clone(),
-            None => {
-                let place = self.existing_place(*counter, actor)?;
-                self.existing.insert(key.clone(), place.clone());
-                place
+        if let Some(place) = self.made.get(&key).or_else(|| self.existing.get(&key)) {
+            let place = place.clone();
+            // (One just resolved is kept from its next operation on.)
+            #[cfg(feature = "new-maps")]
+            {
+                self.last = Some((key, place.clone()));
             }
-        };
-        self.last = Some((key, place.clone()));
+            return Ok(place);
+        }
+        let place = self.existing_place(*counter, actor)?;
+        self.existing.insert(key, place.clone());
         Ok(place)
     }
 
     /// Object `id` is made by these changes, sitting at `place`.
+    #[inline]
     fn make(&mut self, id: (u64, ActorId), place: Place) {
+        #[cfg(feature = "new-maps")]
         if self.last.as_ref().is_some_and(|(last, _)| *last == id) {
             self.last = None;
         }
@@ -485,7 +494,7 @@ impl Checker<'_> {
 
     fn op(
         &mut self,
-        id: &(u64, ActorId),
+        id: (u64, ActorId),
         place: Place,
         key: &str,
         action: &OpType,
@@ -507,8 +516,8 @@ impl Checker<'_> {
                     let provenance =
                         Place::Provenance { collection: *collection, id: entry.clone(), new: true };
                     #[cfg(feature = "new-maps")]
-                    self.plan.new_maps.start(self.base, id);
-                    self.make(id.clone(), provenance);
+                    self.plan.new_maps.start(self.base, &id);
+                    self.make(id, provenance);
                 }
                 Ok(())
             }
@@ -526,7 +535,7 @@ impl Checker<'_> {
     #[allow(clippy::too_many_arguments)]
     fn new_entry(
         &mut self,
-        id: &(u64, ActorId),
+        id: (u64, ActorId),
         collection: Collection,
         obj: Option<ObjId>,
         key: &str,
@@ -549,8 +558,8 @@ impl Checker<'_> {
             return at.deny(rule);
         }
         #[cfg(feature = "new-maps")]
-        self.plan.new_maps.start(self.base, id);
-        self.make(id.clone(), Place::Entry { collection, id: EntryName::from(key), obj: None });
+        self.plan.new_maps.start(self.base, &id);
+        self.make(id, Place::Entry { collection, id: EntryName::from(key), obj: None });
         self.plan.created.insert((collection, key.to_owned()));
         Ok(())
     }
