@@ -322,23 +322,27 @@ fn a_message_is_marked_read_with_who_and_when_together() {
     let _ = Side::Patient;
 }
 
+/// The world's patient's own record.
+fn patient_record(w: &World) -> DocKind {
+    match w.patient.role {
+        Role::Patient { patient } => DocKind::PatientRecord { patient },
+        _ => unreachable!(),
+    }
+}
+
+/// Demographics with only a phone number.
+fn demographics(phone: &str) -> shared::schema::Demographics {
+    shared::schema::Demographics { phone: Some(phone.into()), ..Default::default() }
+}
+
 /// A change must number its operations after those it depends on. Automerge
 /// applies one numbered lower, but the document it makes no longer loads,
 /// so no new device (and no restarted server) could open the record.
 #[test]
 fn a_change_numbered_below_its_dependencies_is_refused() {
     let w = world();
-    let kind = DocKind::PatientRecord {
-        patient: match w.patient.role {
-            Role::Patient { patient } => patient,
-            _ => unreachable!(),
-        },
-    };
+    let kind = patient_record(&w);
     let mut record = base(&kind);
-    let demographics = |phone: &str| shared::schema::Demographics {
-        phone: Some(phone.into()),
-        ..Default::default()
-    };
     record::set_demographics(&mut record, &demographics("+1 555 0100")).unwrap();
     let before = record.document().clone();
     let mut doc = record.fork().with_actor(ActorId::random());
@@ -373,17 +377,8 @@ fn a_change_numbered_below_its_dependencies_is_refused() {
 #[test]
 fn a_change_reusing_its_own_actors_operation_ids_is_refused() {
     let w = world();
-    let kind = DocKind::PatientRecord {
-        patient: match w.patient.role {
-            Role::Patient { patient } => patient,
-            _ => unreachable!(),
-        },
-    };
+    let kind = patient_record(&w);
     let mut record = base(&kind);
-    let demographics = |phone: &str| shared::schema::Demographics {
-        phone: Some(phone.into()),
-        ..Default::default()
-    };
     let genesis = record.document().clone();
     let mut device = record.fork().with_actor(ActorId::random());
     record::set_demographics(&mut device, &demographics("+1 555 0100")).unwrap();
