@@ -408,6 +408,9 @@ impl World {
                 patch(&|c| c.others.push(vec![0x77; 16])),
             ));
             seeds.push(("automerge-panics-new-actor-at-seq-2".into(), patch(&|c| c.seq = 2)));
+            // Sequence numbers start at 1 (a mutation of this seed once
+            // made the policy's own check subtract below 0).
+            seeds.push(("change-numbered-0".into(), patch(&|c| c.seq = 0)));
         }
         // The attacks the bounds refuse.
         let clinical = encode_doc_id(self.docs[0].0.doc_id());

@@ -72,6 +72,7 @@ fn seed_frames_take_the_paths_they_were_made_for() {
     // write policy refuses it before Automerge (which panics on it) sees it.
     let skips = "automerge-panics-new-actor-at-seq-2";
     assert_eq!(outcome(skips), Outcome::Rejected("schema"), "{skips}");
+    assert_eq!(outcome("change-numbered-0"), Outcome::Rejected("schema"));
 }
 
 #[test]

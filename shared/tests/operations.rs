@@ -413,4 +413,12 @@ fn a_change_reusing_its_own_actors_operation_ids_is_refused() {
     let denial =
         check_ops(&before, std::slice::from_ref(&skipping), &kind, &w.patient).unwrap_err();
     assert_eq!(denial.rule, Rule::Schema);
+
+    // And one numbered 0, before any first change (found by the fuzzer:
+    // the check subtracted 1 from it).
+    let mut zeroth = first[0].decode();
+    zeroth.seq = 0;
+    let zeroth = automerge::Change::from(zeroth);
+    let denial = check_ops(&genesis, std::slice::from_ref(&zeroth), &kind, &w.patient).unwrap_err();
+    assert_eq!(denial.rule, Rule::Schema);
 }

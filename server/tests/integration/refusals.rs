@@ -1225,37 +1225,40 @@ async fn a_change_reusing_its_own_operation_ids_is_refused() {
         assert!(before.heads.contains(&first.hash()));
 
         // The same actor's second change, beside its first and numbered
-        // like it, writing another number.
-        let mut forged = first.decode();
-        forged.seq = 2;
-        for op in &mut forged.operations {
-            if let automerge::legacy::OpType::Put(ScalarValue::Str(s)) = &mut op.action {
-                *s = "+1 555 0666".into();
+        // like it, writing another number; and the same numbered 0 (before
+        // any first change: the policy once subtracted 1 from it).
+        for seq in [2, 0] {
+            let mut forged = first.decode();
+            forged.seq = seq;
+            for op in &mut forged.operations {
+                if let automerge::legacy::OpType::Put(ScalarValue::Str(s)) = &mut op.action {
+                    *s = "+1 555 0666".into();
+                }
             }
+            let forged = automerge::Change::from(forged);
+            let message = automerge::sync::Message {
+                heads: vec![forged.hash()],
+                need: vec![],
+                have: vec![],
+                changes: vec![forged.raw_bytes().to_vec()].into(),
+                flags: None,
+                version: automerge::sync::MessageVersion::V1,
+            };
+            device.take_received();
+            device
+                .send(vec![shared::sync::WireMessage::Sync {
+                    sender_id: "maria".into(),
+                    target_id: "server".into(),
+                    document_id: shared::sync::encode_doc_id(id),
+                    data: serde_bytes::ByteBuf::from(message.encode()),
+                }])
+                .await
+                .unwrap();
+            device.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap();
+            let rejected = device.take_received().rejected;
+            assert!(rejected[0].1.contains("rule schema"), "seq {seq}: {rejected:?}");
+            assert_eq!(f.stored(id).await, before, "seq {seq}: nothing stored or audited");
         }
-        let forged = automerge::Change::from(forged);
-        let message = automerge::sync::Message {
-            heads: vec![forged.hash()],
-            need: vec![],
-            have: vec![],
-            changes: vec![forged.raw_bytes().to_vec()].into(),
-            flags: None,
-            version: automerge::sync::MessageVersion::V1,
-        };
-        device.take_received();
-        device
-            .send(vec![shared::sync::WireMessage::Sync {
-                sender_id: "maria".into(),
-                target_id: "server".into(),
-                document_id: shared::sync::encode_doc_id(id),
-                data: serde_bytes::ByteBuf::from(message.encode()),
-            }])
-            .await
-            .unwrap();
-        device.sync_until(TIMEOUT, |_, r| !r.rejected.is_empty()).await.unwrap();
-        let rejected = device.take_received().rejected;
-        assert!(rejected[0].1.contains("rule schema"), "{rejected:?}");
-        assert_eq!(f.stored(id).await, before, "nothing stored or audited");
         device.close().await;
         f.stop().await;
     }

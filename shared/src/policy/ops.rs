@@ -320,14 +320,18 @@ fn numbered_after_its_previous_change(
     last_in_base: &mut Option<HashMap<ActorId, (u64, u64)>>,
 ) -> Result<(), Denial> {
     let seq = change.seq();
-    if seq == 1 {
+    // Sequence numbers start at 1: a change numbered 0 follows nothing.
+    let Some(before) = seq.checked_sub(1) else {
+        return deny(Rule::Schema, &[]);
+    };
+    if before == 0 {
         // A first change where the actor has one already is Automerge's to
         // refuse (a duplicate sequence number).
         return Ok(());
     }
-    let previous = batch.get(&(change.actor_id(), seq - 1)).copied().or_else(|| {
+    let previous = batch.get(&(change.actor_id(), before)).copied().or_else(|| {
         let last = last_in_base.get_or_insert_with(|| last_changes(base));
-        last.get(change.actor_id()).filter(|(s, _)| *s == seq - 1).map(|(_, max_op)| *max_op)
+        last.get(change.actor_id()).filter(|(s, _)| *s == before).map(|(_, max_op)| *max_op)
     });
     match previous {
         Some(max_op) if u64::from(change.start_op()) > max_op => Ok(()),
