@@ -248,8 +248,10 @@ pub fn install_panic_hook() {
     });
 }
 
+/// Automerge's own source: the registry's copies, and the vendored one
+/// (`vendor/automerge`, patched for the web app).
 fn in_automerge(file: &str) -> bool {
-    file.contains("/automerge-") || file.contains("/hexane-")
+    file.contains("/automerge-") || file.contains("/hexane-") || file.contains("vendor/automerge/")
 }
 
 fn last_panic_in_automerge() -> bool {
