@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use shared::UserId;
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id, placeholder_list};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id};
 
 impl Store {
     /// Binds an Automerge actor id to a user. Binding an id that already
@@ -35,7 +35,7 @@ impl Store {
         for part in actors.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT actor_id, user_id FROM actors WHERE actor_id IN ({})",
-                placeholder_list(part.len())
+                self.backend.placeholder_list(part.len())
             );
             let mut query = sqlx::query(&sql);
             for actor in part {

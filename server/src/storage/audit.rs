@@ -7,7 +7,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::directory::parse_role;
-use super::{ROWS_PER_STATEMENT, Store, StoreError, parse_id, placeholder_rows};
+use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, parse_id};
 
 /// One thing that happened. `detail` must hold no clinical content (ids,
 /// rule names and passkey names are fine).
@@ -51,7 +51,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        insert_audit(&mut tx, events, now).await?;
+        insert_audit(self.backend, &mut tx, events, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -94,6 +94,7 @@ impl Store {
 /// multi-row `INSERT` per `ROWS_PER_STATEMENT` events); sync stores a
 /// batch's changes and their audit rows together.
 pub(super) async fn insert_audit(
+    backend: Backend,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     events: &[AuditEvent<'_>],
     now: i64,
@@ -101,7 +102,7 @@ pub(super) async fn insert_audit(
     for part in events.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit_events (id, at, user_id, session_id, action, patient_id, doc_id, detail) VALUES {}",
-            placeholder_rows(part.len(), 8)
+            backend.placeholder_rows(part.len(), 8)
         );
         let mut query = sqlx::query(&sql);
         for event in part {

@@ -7,7 +7,7 @@
 use shared::schema::DocKind;
 use shared::{ClinicId, PatientId};
 
-use super::{ROWS_PER_STATEMENT, Store, StoreError, placeholder_rows};
+use super::{ROWS_PER_STATEMENT, Store, StoreError};
 
 /// One patient to create, with the clinics they consent to and their
 /// documents, each with the bytes to store as its first snapshot (which
@@ -25,7 +25,7 @@ impl Store {
         for part in records.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO patients (id, created_at) VALUES {}",
-                placeholder_rows(part.len(), 2)
+                self.backend.placeholder_rows(part.len(), 2)
             );
             let mut query = sqlx::query(&sql);
             for record in part {
@@ -38,7 +38,7 @@ impl Store {
         for part in consents.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO consents (patient_id, clinic_id, granted_at) VALUES {}",
-                placeholder_rows(part.len(), 3)
+                self.backend.placeholder_rows(part.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (patient, clinic) in part {
@@ -51,7 +51,7 @@ impl Store {
         for part in documents.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO documents (id, kind, patient_id, clinic_id, created_at, seq) VALUES {}",
-                placeholder_rows(part.len(), 6)
+                self.backend.placeholder_rows(part.len(), 6)
             );
             let mut query = sqlx::query(&sql);
             for (kind, _) in part {
@@ -66,7 +66,7 @@ impl Store {
             query.execute(&mut *tx).await?;
             let sql = format!(
                 "INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES {}",
-                placeholder_rows(part.len(), 5)
+                self.backend.placeholder_rows(part.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for (kind, data) in part {

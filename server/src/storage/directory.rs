@@ -6,7 +6,7 @@ use shared::{ClinicId, PatientId, Principal, Role, UserId};
 use sqlx::Row;
 
 use super::consents::bump_access_version;
-use super::{ROWS_PER_STATEMENT, Store, StoreError, ids, parse_id, placeholder_list};
+use super::{ROWS_PER_STATEMENT, Store, StoreError, ids, parse_id};
 
 pub(super) fn parse_role(code: &str) -> Result<UserRole, StoreError> {
     UserRole::parse(code).ok_or_else(|| StoreError::Corrupt("unknown role".into()))
@@ -288,7 +288,7 @@ impl Store {
         for part in clinics.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id, name, phone, reply_days FROM clinics WHERE id IN ({}) ORDER BY name, id",
-                placeholder_list(part.len())
+                self.backend.placeholder_list(part.len())
             );
             let mut query = sqlx::query(&sql);
             for id in part {
@@ -357,7 +357,7 @@ impl Store {
         for part in clinics.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id, time_zone FROM clinics WHERE id IN ({}) ORDER BY id",
-                placeholder_list(part.len())
+                self.backend.placeholder_list(part.len())
             );
             let mut query = sqlx::query(&sql);
             for id in part {

@@ -8,10 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, insert_audit};
 use super::patient_index::IndexRow;
-use super::{
-    Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, parse_id, placeholder_list,
-    placeholder_rows,
-};
+use super::{Backend, ROWS_PER_STATEMENT, Store, StoreError, UserRecord, parse_id};
 use shared::api::UserRole;
 
 /// A chunk to store (`Store::store_chunks`): changes, or a snapshot of the
@@ -173,7 +170,7 @@ impl Store {
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT doc_id, seq, is_snapshot, data FROM doc_chunks WHERE doc_id IN ({}) ORDER BY doc_id, is_snapshot DESC, seq",
-                placeholder_list(part.len())
+                self.backend.placeholder_list(part.len())
             );
             let mut query = sqlx::query(&sql);
             for id in part {
@@ -263,7 +260,7 @@ impl Store {
         } else {
             self.write_chunks(&mut tx, writes.chunks, writes.now).await?
         };
-        insert_audit(&mut tx, writes.events, writes.now).await?;
+        insert_audit(self.backend, &mut tx, writes.events, writes.now).await?;
         super::patient_index::write_index(&mut tx, writes.index, writes.now).await?;
         tx.commit().await?;
         Ok(seqs)
@@ -298,7 +295,7 @@ impl Store {
                 "INSERT INTO entry_counts (user_id, doc_id, day, entries) VALUES {} \
                  ON CONFLICT (user_id, doc_id, day) DO UPDATE SET entries = entry_counts.entries + excluded.entries \
                  RETURNING doc_id, entries",
-                placeholder_rows(part.len(), 4)
+                self.backend.placeholder_rows(part.len(), 4)
             );
             let mut query = sqlx::query(&sql);
             for (doc, entries) in part {
@@ -381,7 +378,7 @@ impl Store {
             for part in author.actors.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "INSERT INTO actors (actor_id, user_id, created_at) VALUES {} ON CONFLICT (actor_id) DO NOTHING",
-                    placeholder_rows(part.len(), 3)
+                    self.backend.placeholder_rows(part.len(), 3)
                 );
                 let mut query = sqlx::query(&sql);
                 for actor in part {
@@ -458,7 +455,7 @@ impl Store {
         for part in numbered.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO doc_chunks (doc_id, is_snapshot, data, created_at, seq) VALUES {}",
-                placeholder_rows(part.len(), 5)
+                self.backend.placeholder_rows(part.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for (chunk, seq) in part {
@@ -500,7 +497,7 @@ impl Store {
         for part in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id, seq FROM documents WHERE id IN ({})",
-                placeholder_list(part.len())
+                self.backend.placeholder_list(part.len())
             );
             let mut query = sqlx::query(&sql);
             for id in part {
