@@ -382,8 +382,7 @@ impl Checker<'_> {
         if change.message().is_some_and(|m| !m.is_empty()) || !change.extra_bytes().is_empty() {
             return deny(Rule::Schema, &[]);
         }
-        let expanded = change.decode();
-        if expanded.operations.is_empty() {
+        if change.is_empty() {
             return deny(Rule::Schema, &[]);
         }
         self.plan.actors.insert(change.actor_id().clone());
@@ -391,11 +390,14 @@ impl Checker<'_> {
         let start = u64::from(change.start_op());
         #[cfg(feature = "new-maps")]
         {
-            let last = (start + expanded.operations.len() as u64 - 1, actor.clone());
+            let last = (change.max_op(), actor.clone());
             self.plan.new_maps.last_ops.push((exid(&last), change.hash()));
         }
         let created_before = self.plan.created.len();
-        for (i, op) in expanded.operations.into_iter().enumerate() {
+        // Read from the change's columns one at a time (`legacy_ops`, in
+        // the vendored Automerge): decoding the change whole first copied
+        // every operation and its actors' table, for nothing kept.
+        for (i, op) in change.legacy_ops().enumerate() {
             let id = (start + i as u64, actor.clone());
             let place = self.place(&op.obj)?;
             let Key::Map(key) = &op.key else {

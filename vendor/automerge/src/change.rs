@@ -296,60 +296,52 @@ mod convert_expanded {
     }
 }
 
+impl Change {
+    /// The change's operations as `decode` gives them, read one at a time
+    /// from its columns, with no copy of the change around them (patched in,
+    /// see PATCHED.md: a server checking every operation it receives decoded
+    /// each change whole, collecting its operations and its actors' table).
+    pub fn legacy_ops(&self) -> impl Iterator<Item = crate::legacy::Op> + '_ {
+        // An operation's actors are indices into the change's own table:
+        // the author first, then the others (`actors`).
+        let actor = move |index: usize| match index {
+            0 => self.actor_id(),
+            other => &self.other_actor_ids()[other - 1],
+        };
+        let id = move |o: crate::types::OpId| {
+            crate::legacy::OpId::new(o.counter(), actor(o.actor()))
+        };
+        self.iter_ops().map(move |o| crate::legacy::Op {
+            action: crate::legacy::OpType::from_parts(crate::legacy::OpTypeParts {
+                action: o.action,
+                value: o.val,
+                expand: o.expand,
+                mark_name: o.mark_name,
+            }),
+            insert: o.insert,
+            key: match o.key {
+                StoredKey::Elem(e) if e.is_head() => {
+                    crate::legacy::Key::Seq(crate::legacy::ElementId::Head)
+                }
+                StoredKey::Elem(ElemId(o)) => {
+                    crate::legacy::Key::Seq(crate::legacy::ElementId::Id(id(o)))
+                }
+                StoredKey::Prop(p) => crate::legacy::Key::Map(p),
+            },
+            obj: match o.obj.id() {
+                Some(o) => crate::legacy::ObjectId::Id(id(*o)),
+                None => crate::legacy::ObjectId::Root,
+            },
+            pred: o.pred.into_iter().map(id).collect(),
+        })
+    }
+}
+
 impl From<&Change> for crate::ExpandedChange {
     fn from(c: &Change) -> Self {
-        let actors = std::iter::once(c.actor_id())
-            .chain(c.other_actor_ids().iter())
-            .cloned()
-            .enumerate()
-            .collect::<std::collections::HashMap<_, _>>();
-        let operations = c
-            .iter_ops()
-            .map(|o| crate::legacy::Op {
-                action: crate::legacy::OpType::from_parts(crate::legacy::OpTypeParts {
-                    action: o.action,
-                    value: o.val,
-                    expand: o.expand,
-                    mark_name: o.mark_name,
-                }),
-                insert: o.insert,
-                key: match o.key {
-                    StoredKey::Elem(e) if e.is_head() => {
-                        crate::legacy::Key::Seq(crate::legacy::ElementId::Head)
-                    }
-                    StoredKey::Elem(ElemId(o)) => {
-                        crate::legacy::Key::Seq(crate::legacy::ElementId::Id(
-                            crate::legacy::OpId::new(o.counter(), actors.get(&o.actor()).unwrap()),
-                        ))
-                    }
-                    StoredKey::Prop(p) => crate::legacy::Key::Map(p),
-                },
-                //obj: if o.obj.is_root() {
-                obj: if let Some(id) = o.obj.id() {
-                    crate::legacy::ObjectId::Id(crate::legacy::OpId::new(
-                        id.counter(),
-                        actors.get(&id.actor()).unwrap(),
-                    ))
-                } else {
-                    crate::legacy::ObjectId::Root
-                    /*
-                                    } else {
-                                        crate::legacy::ObjectId::Id(crate::legacy::OpId::new(
-                                            o.obj.opid().counter(),
-                                            actors.get(&o.obj.opid().actor()).unwrap(),
-                                        ))
-                    */
-                },
-                pred: o
-                    .pred
-                    .into_iter()
-                    .map(|p| crate::legacy::OpId::new(p.counter(), actors.get(&p.actor()).unwrap()))
-                    .collect(),
-            })
-            .collect::<Vec<_>>();
         crate::ExpandedChange {
-            operations,
-            actor_id: actors.get(&0).unwrap().clone(),
+            operations: c.legacy_ops().collect(),
+            actor_id: c.actor_id().clone(),
             author: c.author().map(Author::into_owned),
             hash: Some(c.hash()),
             time: c.timestamp(),

@@ -50,6 +50,44 @@ impl RawColumn<compression::Uncompressed> {
     }
 }
 
+/// `data` as raw DEFLATE at the default level, appended to `out`; the
+/// number of bytes written.
+///
+/// Patched in (see PATCHED.md): each thread keeps one compressor and resets
+/// it for the next column. A new one per column (upstream's
+/// `DeflateEncoder::new`) allocated and zeroed about 250 KB of state each
+/// time, which was most of what deflating a small document's columns cost.
+/// The web app (wasm32) keeps upstream's code: its flate2 only stores.
+#[cfg(not(target_arch = "wasm32"))]
+fn deflate(data: &[u8], out: &mut Vec<u8>) -> usize {
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    thread_local! {
+        static DEFLATER: std::cell::RefCell<Compress> =
+            std::cell::RefCell::new(Compress::new(Compression::default(), false));
+    }
+    DEFLATER.with_borrow_mut(|deflater| {
+        deflater.reset();
+        let start = out.len();
+        // DEFLATE's worst case is a few bytes per 16 KB more than its input.
+        out.reserve(data.len() + data.len() / 1024 + 64);
+        loop {
+            let read = deflater.total_in() as usize;
+            //This unwrap should be okay as we're reading and writing to in memory buffers
+            match deflater.compress_vec(&data[read..], out, FlushCompress::Finish).unwrap() {
+                Status::StreamEnd => return out.len() - start,
+                Status::Ok | Status::BufError => out.reserve(1024),
+            }
+        }
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+fn deflate(data: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut deflater = flate2::bufread::DeflateEncoder::new(data, flate2::Compression::default());
+    //This unwrap should be okay as we're reading and writing to in memory buffers
+    deflater.read_to_end(out).unwrap()
+}
+
 impl<T: compression::ColumnCompression> RawColumn<T> {
     pub(crate) fn spec(&self) -> ColumnSpec {
         self.spec
@@ -64,12 +102,7 @@ impl<T: compression::ColumnCompression> RawColumn<T> {
             out.extend(&input[self.data.clone()]);
             (self.spec, self.data.len())
         } else {
-            let mut deflater = flate2::bufread::DeflateEncoder::new(
-                &input[self.data.clone()],
-                flate2::Compression::default(),
-            );
-            //This unwrap should be okay as we're reading and writing to in memory buffers
-            (self.spec.deflated(), deflater.read_to_end(out).unwrap())
+            (self.spec.deflated(), deflate(&input[self.data.clone()], out))
         };
         (spec, len)
     }
