@@ -647,8 +647,11 @@ async fn a_replica_that_skipped_a_change_the_server_lacks_still_converges() {
                 .map(<[u8]>::to_vec)
                 .collect::<Vec<_>>()
                 .into();
+            // (Not asserted that the other two went with it: a real false
+            // positive of the server's Bloom filter, about one in a hundred
+            // per change, can leave one of them out too, and the record must
+            // converge all the same.)
             state.sent_hashes.remove(&c2.hash());
-            assert!(hashes.contains(&c1.hash()) && hashes.contains(&c3.hash()));
         }
         ws.send(vec![frame(reply.encode())]).await.unwrap();
     }
