@@ -499,4 +499,31 @@ mod tests {
             assert_eq!(a.progress().pending_changes, 0);
         }
     }
+
+    /// The vendored Automerge keeps the bytes of the changes a document
+    /// committed and sends those instead of building them again (see
+    /// `vendor/automerge/PATCHED.md`); a clone keeps none and builds them
+    /// as upstream does. Both send the same message, byte for byte.
+    #[test]
+    fn kept_changes_are_sent_as_they_would_be_built() {
+        let mut peer = Automerge::new();
+        put_status(&mut peer, "requested");
+        let mut mine = peer.fork();
+        for status in ["approved", "sent", "collected"] {
+            put_status(&mut mine, status);
+        }
+        let rebuilt = mine.clone();
+        let first = peer.generate_sync_message(&mut sync::State::new()).unwrap();
+        let reply = |mut doc: Automerge| {
+            let mut state = sync::State::new();
+            doc.receive_sync_message(&mut state, first.clone()).unwrap();
+            // Changes one by one, as `Tracked::message` asks.
+            state.their_capabilities = None;
+            doc.generate_sync_message(&mut state).unwrap()
+        };
+        let (kept, built) = (reply(mine), reply(rebuilt));
+        let changes = kept.changes.iter().flat_map(super::super::inbound::change_chunks).count();
+        assert_eq!(changes, 3);
+        assert_eq!(kept.encode(), built.encode());
+    }
 }

@@ -260,6 +260,8 @@ pub struct Automerge {
     actor: Actor,
     /// The current author.
     author: Option<Author<'static>>,
+    /// The changes committed here, kept to be sent (patched in).
+    local_changes: crate::local_changes::LocalChanges,
 }
 
 impl Automerge {
@@ -273,6 +275,7 @@ impl Automerge {
             deps: Default::default(),
             actor: Actor::Unused(ActorId::random()),
             author: None,
+            local_changes: Default::default(),
         }
     }
 
@@ -313,6 +316,7 @@ impl Automerge {
             deps: Default::default(),
             actor: Actor::Unused(ActorId::random()),
             author: None,
+            local_changes: Default::default(),
         }
     }
 
@@ -328,6 +332,7 @@ impl Automerge {
             deps,
             actor: Actor::Unused(ActorId::random()),
             author: None,
+            local_changes: Default::default(),
         };
         doc.remove_unused_actors(false);
         doc
@@ -738,7 +743,16 @@ impl Automerge {
     where
         I: IntoIterator<Item = ChangeHash>,
     {
+        let hashes: Vec<ChangeHash> = hashes.into_iter().collect();
+        if let Some(kept) = self.local_changes.all(&hashes) {
+            return Ok(kept);
+        }
         ChangeCollector::for_hashes(&self.ops, &self.change_graph, hashes)
+    }
+
+    /// Keeps the bytes of a change committed here, to send (patched in).
+    pub(crate) fn keep_local_change(&mut self, change: Change) {
+        self.local_changes.keep(change);
     }
 
     pub(crate) fn exid_to_opid(&self, id: &ExId) -> Result<OpId, AutomergeError> {

@@ -278,6 +278,7 @@ pub mod error;
 mod exid;
 pub mod hydrate;
 mod indexed_cache;
+mod local_changes;
 pub mod iter;
 pub use iter::Span;
 #[doc(hidden)]
