@@ -66,13 +66,17 @@ impl Canonical {
     /// Roughly what this copy takes in memory, for the cache's budget.
     /// Automerge keeps operations in columns and changes in a graph, so its
     /// size follows their counts (per-item figures measured with
-    /// `portal-bench soak`); remembered sync messages come on top.
+    /// `portal-bench soak`); remembered sync messages come on top, and so
+    /// do the changes a server-side writer committed (an appointment
+    /// answered, a FHIR import), which the copy keeps as bytes to send
+    /// (about three times their size, with their parsed form).
     pub(crate) fn estimated_bytes(&self) -> usize {
         let stats = self.doc.stats();
         DOC_BYTES
             + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
             + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
             + self.memo.bytes()
+            + 3 * self.doc.local_change_bytes()
     }
 
     /// Takes a sync message that carries no changes (heads, needs, Bloom
@@ -183,5 +187,24 @@ mod tests {
             canonical.doc.generate_sync_message(&mut plain).map(|m| m.encode())
         );
         assert_eq!(canonical.memo.by_state.len(), 1, "older versions' messages are dropped");
+    }
+
+    /// Changes a server-side writer committed are kept as bytes by the
+    /// copy (the vendored Automerge's `local_change_bytes`), and count
+    /// against the cache's budget; a clone keeps none.
+    #[test]
+    fn kept_changes_count_in_the_estimate() {
+        let mut doc = Automerge::new();
+        for n in 0..20 {
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put(ROOT, format!("k{n}"), "a value long enough to count").map(|_| ())
+            })
+            .unwrap();
+        }
+        let kept = doc.local_change_bytes();
+        assert!(kept > 20 * 30, "{kept}");
+        let clone = Canonical::new(doc.clone(), 0, 0, 0);
+        let own = Canonical::new(doc, 0, 0, 0);
+        assert_eq!(own.estimated_bytes(), clone.estimated_bytes() + 3 * kept);
     }
 }

@@ -755,6 +755,12 @@ impl Automerge {
         self.local_changes.keep(change);
     }
 
+    /// The bytes of the changes committed here and kept to be sent
+    /// (patched in), for a caller that budgets its documents' memory.
+    pub fn local_change_bytes(&self) -> usize {
+        self.local_changes.bytes()
+    }
+
     pub(crate) fn exid_to_opid(&self, id: &ExId) -> Result<OpId, AutomergeError> {
         match id {
             ExId::Root => Ok(OpId::new(0, 0)),

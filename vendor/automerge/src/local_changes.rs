@@ -35,8 +35,9 @@ impl LocalChanges {
     pub(crate) fn keep(&mut self, change: Change) {
         let hash = change.hash();
         self.bytes += change.raw_bytes().len();
-        if self.by_hash.insert(hash, change).is_none() {
-            self.order.push_back(hash);
+        match self.by_hash.insert(hash, change) {
+            Some(same) => self.bytes -= same.raw_bytes().len(),
+            None => self.order.push_back(hash),
         }
         while self.bytes > MAX_BYTES {
             let Some(oldest) = self.order.pop_front() else { break };
@@ -44,6 +45,11 @@ impl LocalChanges {
                 self.bytes -= gone.raw_bytes().len();
             }
         }
+    }
+
+    /// The bytes of the changes kept.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The changes `hashes` names, in that order, if every one is kept.
