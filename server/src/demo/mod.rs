@@ -190,6 +190,6 @@ pub async fn write_live(
         snapshot: false,
         touched: None,
     };
-    hub.commit(&mut locked, vec![accepted], &[], None).await?;
+    hub.commit(&mut locked, vec![accepted], &[], None, None).await?;
     Ok(())
 }

@@ -208,7 +208,7 @@ pub async fn import(
         let actors = [actor.to_hex_string()];
         let author =
             Author { user: &system, patients: &patients, entries: &entries, actors: &actors };
-        match hub.commit(&mut locked, vec![accepted], &events, Some(author)).await {
+        match hub.commit(&mut locked, vec![accepted], &events, Some(author), None).await {
             Ok(()) => return Ok(outcome),
             Err(StoreError::Stale(_)) => continue,
             Err(StoreError::AccessEnded(_)) => return Err(Refused::NotFound),

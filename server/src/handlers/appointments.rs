@@ -151,7 +151,7 @@ pub async fn answer(
             ([(id, answer.patient)], [(id, 0)], [actor.to_hex_string()]);
         let author =
             Author { user: &auth.user, patients: &patients, entries: &entries, actors: &actors };
-        match state.hub.commit(&mut locked, vec![accepted], &events, Some(author)).await {
+        match state.hub.commit(&mut locked, vec![accepted], &events, Some(author), None).await {
             Ok(()) => return Ok(StatusCode::NO_CONTENT),
             Err(StoreError::Stale(_)) => continue,
             Err(StoreError::AccessEnded(_)) => return Err(Error::NotFound),

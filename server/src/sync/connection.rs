@@ -30,7 +30,7 @@ use judge::{Checked, Job, Outcome, check_in_parallel};
 use super::SyncPeer;
 use super::cache::Locked;
 use super::canonical::Canonical;
-use super::hub::{Accepted, Hub};
+use super::hub::{Accepted, ConnectionId, Hub};
 use crate::AppState;
 use crate::storage::{AuditEvent, Author, StoreError, UserRecord};
 
@@ -87,6 +87,9 @@ impl From<StoreError> for Close {
 }
 
 struct Connection {
+    /// Names this connection to the hub, which announces changes it
+    /// committed to the other connections only.
+    id: ConnectionId,
     state: AppState,
     user: UserRecord,
     session_id: String,
@@ -122,6 +125,7 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
     let mut ended = hub.subscribe_ended();
     let open = session::register(&hub, &peer.session_id);
     let mut conn = Connection {
+        id: ConnectionId::next(),
         state,
         user: peer.user,
         session_id: peer.session_id,
@@ -148,7 +152,9 @@ pub async fn run(state: AppState, peer: SyncPeer, socket: WebSocket) {
             end = ended.recv() => conn.session_ended(end).await.map(|()| Vec::new()),
             _ = access.recv() => conn.access_changed(&hub).await,
             changed = changes.recv() => match changed {
-                Ok(id) => conn.push(&hub, &[id]).await,
+                // Its own changes: its answer to them carried them.
+                Ok(announced) if announced.by == Some(conn.id) => Ok(Vec::new()),
+                Ok(announced) => conn.push(&hub, &[announced.id]).await,
                 Err(RecvError::Lagged(_)) => {
                     let all: Vec<DocId> = conn.states.keys().copied().collect();
                     conn.push(&hub, &all).await
@@ -614,7 +620,7 @@ impl Connection {
         };
         let accepted = std::mem::take(&mut staged.accepted);
         // Durable first: nothing is acknowledged or relayed before this commits.
-        hub.commit(&mut staged.locked, accepted, &events, Some(author)).await
+        hub.commit(&mut staged.locked, accepted, &events, Some(author), Some(self.id)).await
     }
 
     /// Commits and answers the pending batch, if there is one.

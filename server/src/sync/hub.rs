@@ -7,6 +7,7 @@
 //! reaches the others' connections as well.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::Automerge;
@@ -18,6 +19,7 @@ use super::cache::{CacheStats, DocCache, Locked};
 use super::canonical::Canonical;
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{Ended, OpenSessions};
+use super::parallel;
 use super::summary;
 use crate::Clock;
 use crate::auth::EndReason;
@@ -39,6 +41,27 @@ pub(crate) struct Accepted {
     pub(crate) touched: Option<BTreeSet<Collection>>,
 }
 
+/// A connection, as the committer of changes (`Hub::commit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConnectionId(u64);
+
+impl ConnectionId {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A document whose committed changes connections may lack, and the
+/// connection that committed them, if one here did: its own answer carried
+/// them already, so it is not sent them again (most of a catch-up's
+/// announcements are the device's own changes).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Announced {
+    pub(crate) id: DocId,
+    pub(crate) by: Option<ConnectionId>,
+}
+
 pub struct Hub {
     store: Store,
     /// The time commits are stored and audited at (the server's clock).
@@ -46,7 +69,7 @@ pub struct Hub {
     peer_id: String,
     /// The canonical documents in memory, within a byte budget.
     docs: Arc<Mutex<DocCache>>,
-    changes: broadcast::Sender<DocId>,
+    changes: broadcast::Sender<Announced>,
     access: broadcast::Sender<()>,
     /// Open work of a patient at a clinic was just stored (`commit`): a
     /// staff device whose offline set lacks the patient lists again.
@@ -178,24 +201,35 @@ impl Hub {
         Some(locked)
     }
 
-    /// Loads the locked documents not held in memory, with one read.
+    /// Loads the locked documents not held in memory, with one read, and
+    /// turns their bytes into documents on every core: at the start of a
+    /// catch-up of thousands of documents this was one core's work while
+    /// the other idled.
     pub(crate) async fn load_missing(
         &self,
         locked: &mut [(DocId, Locked)],
     ) -> Result<(), StoreError> {
         let missing: Vec<DocId> =
             locked.iter().filter(|(_, guard)| guard.is_none()).map(|(id, _)| *id).collect();
-        if !missing.is_empty() {
-            let mut stored = self.store.load_documents(&missing).await?;
-            for (id, guard) in locked.iter_mut() {
-                if let Some(stored) = stored.remove(id) {
-                    **guard = Some(Canonical::new(
-                        stored.to_automerge()?,
-                        stored.seq,
-                        stored.snapshot_bytes,
-                        stored.incremental_bytes,
-                    ));
-                }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored = self.store.load_documents(&missing).await?;
+        let loaded = parallel::map(stored.into_iter().collect(), |(id, stored)| {
+            let doc = stored.to_automerge();
+            (
+                id,
+                doc.map(|doc| {
+                    Canonical::new(doc, stored.seq, stored.snapshot_bytes, stored.incremental_bytes)
+                }),
+            )
+        })
+        .await;
+        let mut loaded: HashMap<DocId, Result<Canonical, StoreError>> =
+            loaded.into_iter().collect();
+        for (id, guard) in locked.iter_mut() {
+            if let Some(canonical) = loaded.remove(id) {
+                **guard = Some(canonical?);
             }
         }
         Ok(())
@@ -208,13 +242,15 @@ impl Hub {
     /// the documents here and to other instances. Nothing is installed or
     /// announced unless everything was stored. A document another instance
     /// wrote since its copy was read fails with `StoreError::Stale`, its
-    /// copy already caught up: judge the changes again and retry.
+    /// copy already caught up: judge the changes again and retry. `by`,
+    /// the connection committing, is not told of them again.
     pub(crate) async fn commit(
         &self,
         locked: &mut BTreeMap<DocId, Locked>,
         accepted: Vec<Accepted>,
         events: &[AuditEvent<'_>],
         author: Option<Author<'_>>,
+        by: Option<ConnectionId>,
     ) -> Result<(), StoreError> {
         let held = |id: &DocId| locked.get(id).and_then(|g| g.as_ref()).map(|c| c.seq);
         let chunks: Vec<NewChunk<'_>> = accepted
@@ -271,7 +307,7 @@ impl Hub {
         }
         self.compact(locked, &compact).await?;
         for id in changed {
-            self.changed(id);
+            self.changed(id, by);
         }
         // Open work stored for a patient at a clinic (a message, a refill
         // or appointment request, a booked appointment): the clinic's staff
@@ -351,14 +387,14 @@ impl Hub {
             // Not in memory here, but a connection here may sync it (the
             // copy was evicted): it loads the document afresh when it
             // next locks it.
-            let _ = self.changes.send(id);
+            let _ = self.changes.send(Announced { id, by: None });
             return Ok(());
         };
         let mut guard = slot.lock().await;
         let Some(canonical) = guard.as_mut() else { return Ok(()) };
         if self.catch_up(id, canonical).await? {
             drop(guard);
-            let _ = self.changes.send(id);
+            let _ = self.changes.send(Announced { id, by: None });
         }
         Ok(())
     }
@@ -397,9 +433,9 @@ impl Hub {
 
     /// Announces committed changes to every connection, here and on other
     /// instances.
-    pub fn changed(&self, id: DocId) {
+    fn changed(&self, id: DocId, by: Option<ConnectionId>) {
         // No receivers is fine: nobody else is connected.
-        let _ = self.changes.send(id);
+        let _ = self.changes.send(Announced { id, by });
         if let Some(cluster) = &self.cluster {
             cluster.document_changed(id);
         }
@@ -413,7 +449,7 @@ impl Hub {
         super::cluster::announce(&self.store, &self.peer_id, &ids).await
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<DocId> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Announced> {
         self.changes.subscribe()
     }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod connection;
 mod ended;
 mod hub;
+mod parallel;
 mod recheck;
 pub mod summary;
 

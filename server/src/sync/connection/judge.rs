@@ -4,7 +4,6 @@
 //! and commits what comes back.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
 
 use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
@@ -376,32 +375,8 @@ fn advance_heads(
 /// smaller document, or the thread descheduled on a shared machine).
 /// Results come back in the order of `jobs`.
 pub(super) async fn check_in_parallel(jobs: Vec<Job>, who: &Principal) -> Vec<Checked> {
-    if jobs.is_empty() {
-        return Vec::new();
-    }
-    // Read once: it consults cgroup files, too slow to repeat per batch.
-    static WORKERS: LazyLock<usize> =
-        LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let count = jobs.len();
-    let queue = Arc::new(Mutex::new(jobs.into_iter().enumerate()));
-    let mut tasks = Vec::new();
-    for _ in 0..(*WORKERS).min(count) {
-        let (queue, who) = (queue.clone(), who.clone());
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let mut done = Vec::new();
-            loop {
-                let next = queue.lock().expect("no job panics holding the queue").next();
-                let Some((i, job)) = next else { break done };
-                done.push((i, job.run(&who)));
-            }
-        }));
-    }
-    let mut checked = Vec::with_capacity(count);
-    for task in tasks {
-        checked.extend(task.await.expect("validation task does not panic"));
-    }
-    checked.sort_unstable_by_key(|(i, _)| *i);
-    checked.into_iter().map(|(_, c)| c).collect()
+    let who = who.clone();
+    crate::sync::parallel::map(jobs, move |job| job.run(&who)).await
 }
 
 #[cfg(test)]
