@@ -51,8 +51,9 @@ pub(super) enum Outcome {
         created: usize,
         /// The collections they write into (for the index, `summary`).
         touched: BTreeSet<Collection>,
-        /// The answer to the sender once the changes are committed.
-        reply: Option<sync::Message>,
+        /// The answer to the sender once the changes are committed,
+        /// encoded here (on all cores).
+        reply: Option<Vec<u8>>,
     },
     Rejected {
         rule: &'static str,
@@ -306,7 +307,7 @@ fn accept(
         chunk,
         created: plan.created.len(),
         touched,
-        reply,
+        reply: reply.map(|reply| reply.encode()),
     }
 }
 
