@@ -16,7 +16,7 @@ use shared::{ClinicId, DocId, DocKind, PatientId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 use super::cache::{CacheStats, DocCache, Locked};
-use super::canonical::Canonical;
+use super::canonical::{self, Canonical};
 use super::cluster::{Cluster, ClusterStatus, Heard};
 use super::ended::{Ended, OpenSessions};
 use super::parallel;
@@ -341,7 +341,9 @@ impl Hub {
         }
         let snapshots: Vec<(DocId, Vec<u8>, i64)> = ids
             .iter()
-            .filter_map(|id| locked.get(id)?.as_ref().map(|c| (*id, c.doc.save(), c.seq)))
+            .filter_map(|id| {
+                locked.get(id)?.as_ref().map(|c| (*id, canonical::snapshot(&c.doc), c.seq))
+            })
             .collect();
         let batch: Vec<(DocId, &[u8], i64)> =
             snapshots.iter().map(|(id, data, seq)| (*id, data.as_slice(), *seq)).collect();

@@ -11,7 +11,7 @@ use shared::schema::Collection;
 use shared::{Denial, DocId, DocKind, Principal, check_entries, check_ops, check_quota};
 
 use crate::sync::cache::Locked;
-use crate::sync::canonical::Canonical;
+use crate::sync::canonical::{self, Canonical};
 
 /// The CPU-bound part of answering a document's incoming sync messages,
 /// run off the async runtime with the document locked.
@@ -280,7 +280,7 @@ fn accept(
         // same transaction, made here on all cores); their own encoding
         // is then not made at all.
         if new_bytes > room {
-            Chunk { data: fork.save(), snapshot: true }
+            Chunk { data: canonical::snapshot(&fork), snapshot: true }
         } else {
             Chunk { data: fork.save_after(&before), snapshot: false }
         }

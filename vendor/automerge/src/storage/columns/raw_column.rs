@@ -50,27 +50,26 @@ impl RawColumn<compression::Uncompressed> {
     }
 }
 
-/// `data` as raw DEFLATE at the fastest level, appended to `out`; the
-/// number of bytes written.
+/// `data` as raw DEFLATE, appended to `out`; the number of bytes written.
 ///
-/// Patched in (see PATCHED.md): each thread keeps one compressor and resets
-/// it for the next column. A new one per column (upstream's
+/// Patched in (see PATCHED.md): each thread keeps one compressor per level
+/// and resets it for the next column. A new one per column (upstream's
 /// `DeflateEncoder::new`) allocated and zeroed about 250 KB of state each
 /// time, which was most of what deflating a small document's columns cost.
-/// Level 1, not the default 6: a server saves a document each time a batch
-/// of changes outgrows its snapshot, and level 6 was about 4 % of judging a
-/// catch-up; level 1 stores a snapshot about 16 % larger (a patient's
-/// record with 20 results: 1.41 KB against 1.22 KB). Any level reads back
-/// the same. The web app (wasm32) keeps upstream's code: its flate2 only
-/// stores.
+/// The level is the default (6) unless the save asked for the fastest
+/// (`SaveOptions::fast_deflate`, through `with_fast_deflate`). The web app
+/// (wasm32) keeps upstream's code: its flate2 only stores.
 #[cfg(not(target_arch = "wasm32"))]
 fn deflate(data: &[u8], out: &mut Vec<u8>) -> usize {
     use flate2::{Compress, Compression, FlushCompress, Status};
     thread_local! {
-        static DEFLATER: std::cell::RefCell<Compress> =
+        static DEFAULT: std::cell::RefCell<Compress> =
+            std::cell::RefCell::new(Compress::new(Compression::default(), false));
+        static FASTEST: std::cell::RefCell<Compress> =
             std::cell::RefCell::new(Compress::new(Compression::fast(), false));
     }
-    DEFLATER.with_borrow_mut(|deflater| {
+    let compressor = if FAST_DEFLATE.get() { &FASTEST } else { &DEFAULT };
+    compressor.with_borrow_mut(|deflater| {
         deflater.reset();
         let start = out.len();
         // DEFLATE's worst case is a few bytes per 16 KB more than its input.
@@ -84,6 +83,20 @@ fn deflate(data: &[u8], out: &mut Vec<u8>) -> usize {
             }
         }
     })
+}
+
+thread_local! {
+    /// Whether the save running on this thread asked for the fastest level.
+    static FAST_DEFLATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `save` with columns deflated at the fastest level if `fast`
+/// (patched in, see PATCHED.md).
+pub(crate) fn with_fast_deflate<R>(fast: bool, save: impl FnOnce() -> R) -> R {
+    let before = FAST_DEFLATE.replace(fast);
+    let saved = save();
+    FAST_DEFLATE.set(before);
+    saved
 }
 
 #[cfg(target_arch = "wasm32")]
