@@ -37,12 +37,8 @@ use crate::storage::{AuditEvent, Author, StoreError, UserRecord};
 /// Most frames handled as one batch.
 const MAX_BATCH: usize = 1024;
 /// Most operations judged and applied as one batch: bounds what one
-/// connection makes the server hold at once (tens of MB at most). Two
-/// batches (one committing, the next judged) with a message's operations
-/// over this each stay within what all connections may have in flight
-/// (`hub::MAX_OPS_IN_FLIGHT`); each batch costs a pause of both cores
-/// (about a millisecond), so fewer, larger batches catch up faster.
-const MAX_OPS_PER_BATCH: u64 = 180_000;
+/// connection makes the server hold at once (tens of MB at most).
+const MAX_OPS_PER_BATCH: u64 = 100_000;
 /// New actor ids one batch may bind: a device signs with one.
 const MAX_NEW_ACTORS_PER_BATCH: usize = 16;
 /// Times a batch is judged again after other instances wrote its documents.

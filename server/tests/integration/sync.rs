@@ -513,14 +513,14 @@ async fn documents_named_again_in_the_next_batch_wait_for_the_first_to_commit() 
                 .await
                 .unwrap();
         replica.sync_all(TIMEOUT).await.unwrap();
-        // Ten results per patient, signed by an actor id new to the
+        // Five results per patient, signed by an actor id new to the
         // server: more operations than one batch takes, so two batches
         // (`MAX_OPS_PER_BATCH`), the first committing while the second is
         // judged; then one more result for each, in messages after all of
         // those, so later batches name documents the one before holds.
         let actor = ActorId::random();
         let mut frames = Vec::new();
-        for (results, value) in [(10, 0.0), (1, 10.0)] {
+        for (results, value) in [(5, 0.0), (1, 6.0)] {
             for id in &ids {
                 let doc = replica.client.doc_mut(*id).unwrap();
                 doc.set_actor(actor.clone());
@@ -541,7 +541,7 @@ async fn documents_named_again_in_the_next_batch_wait_for_the_first_to_commit() 
         let reopened = Store::connect(&f.db.url).await.unwrap();
         for id in &ids {
             let doc = replica.client.doc(*id).unwrap();
-            assert_eq!(doc.get_changes(&[]).len(), 12, "{backend:?}: genesis and eleven results");
+            assert_eq!(doc.get_changes(&[]).len(), 7, "{backend:?}: genesis and six results");
             assert_eq!(stored_heads(&reopened, *id).await, heads(doc), "{backend:?}");
         }
         reopened.close().await;
