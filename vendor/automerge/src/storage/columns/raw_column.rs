@@ -91,12 +91,17 @@ thread_local! {
 }
 
 /// Runs `save` with columns deflated at the fastest level if `fast`
-/// (patched in, see PATCHED.md).
+/// (patched in, see PATCHED.md). The level before is restored even if
+/// `save` panics (the server catches panics and keeps the thread).
 pub(crate) fn with_fast_deflate<R>(fast: bool, save: impl FnOnce() -> R) -> R {
-    let before = FAST_DEFLATE.replace(fast);
-    let saved = save();
-    FAST_DEFLATE.set(before);
-    saved
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FAST_DEFLATE.set(self.0);
+        }
+    }
+    let _restore = Restore(FAST_DEFLATE.replace(fast));
+    save()
 }
 
 #[cfg(target_arch = "wasm32")]
