@@ -522,8 +522,10 @@ mod tests {
             doc.generate_sync_message(&mut state).unwrap()
         };
         let (kept, built) = (reply(mine), reply(rebuilt));
+        // All three, unless the peer's Bloom filter happens to claim one
+        // (about 1 % each; the actor ids, so the hashes, are random).
         let changes = kept.changes.iter().flat_map(super::super::inbound::change_chunks).count();
-        assert_eq!(changes, 3);
+        assert!((1..=3).contains(&changes), "{changes}");
         assert_eq!(kept.encode(), built.encode());
     }
 }
