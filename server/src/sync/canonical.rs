@@ -26,14 +26,27 @@ pub(crate) struct Canonical {
 pub(super) const MEMO_STATES: usize = 16;
 pub(super) const MEMO_MAX_BYTES: usize = 16 * 1024;
 
-/// Memory of a loaded document besides its operations and changes, and
-/// per operation and per change: fitted to the server's resident memory
-/// in `portal-bench soak` (2,000 patients, documents with 0 and 30 results:
-/// about 34 KB for a document holding only its genesis, 78 KB on average
-/// with a 30-result clinical record per patient).
-pub(super) const DOC_BYTES: usize = 32 * 1024;
-pub(super) const OP_BYTES: usize = 160;
-pub(super) const CHANGE_BYTES: usize = 1024;
+/// Memory of a loaded document: a base (an Automerge document holding only
+/// its genesis change takes about 15.5 KB), per operation and per change,
+/// and the bytes of its operations' values on top (values are held as
+/// encoded, so a document of long strings is mostly its values). Measured
+/// with a counting allocator in `server/tests/doc_estimate.rs`, which keeps
+/// the estimate at or above what documents of several shapes take and
+/// below twice that: a record with 20 results (450 operations, 21 changes)
+/// takes 34-38.5 KB; an operation 12-40 bytes besides its value (a nested
+/// result's keys cost more than a flat string's), a change 140-220.
+const DOC_BYTES: usize = 18 * 1024;
+const OP_BYTES: usize = 40;
+const CHANGE_BYTES: usize = 256;
+
+/// Roughly what `doc` takes in memory (see `DOC_BYTES`).
+pub fn estimated_doc_bytes(doc: &Automerge) -> usize {
+    let stats = doc.stats();
+    DOC_BYTES
+        + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
+        + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
+        + doc.value_bytes()
+}
 
 /// Sync messages already generated for the document at `heads`, by the
 /// sync state they were generated from, with the state that followed.
@@ -63,20 +76,13 @@ impl Canonical {
         &self.doc
     }
 
-    /// Roughly what this copy takes in memory, for the cache's budget.
-    /// Automerge keeps operations in columns and changes in a graph, so its
-    /// size follows their counts (per-item figures measured with
-    /// `portal-bench soak`); remembered sync messages come on top, and so
-    /// do the changes a server-side writer committed (an appointment
-    /// answered, a FHIR import), which the copy keeps as bytes to send
-    /// (about three times their size, with their parsed form).
+    /// Roughly what this copy takes in memory, for the cache's budget: the
+    /// document (`estimated_doc_bytes`), remembered sync messages, and the
+    /// changes a server-side writer committed (an appointment answered, a
+    /// FHIR import), which the copy keeps as bytes to send (about three
+    /// times their size, with their parsed form).
     pub(crate) fn estimated_bytes(&self) -> usize {
-        let stats = self.doc.stats();
-        DOC_BYTES
-            + usize::try_from(stats.num_ops).unwrap_or(usize::MAX / 4) * OP_BYTES
-            + usize::try_from(stats.num_changes).unwrap_or(usize::MAX / 4) * CHANGE_BYTES
-            + self.memo.bytes()
-            + 3 * self.doc.local_change_bytes()
+        estimated_doc_bytes(&self.doc) + self.memo.bytes() + 3 * self.doc.local_change_bytes()
     }
 
     /// Takes a sync message that carries no changes (heads, needs, Bloom

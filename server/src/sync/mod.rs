@@ -21,6 +21,7 @@ use shared::sync::inbound::limits::MAX_CLIENT_FRAME_BYTES;
 
 pub use backfill::backfill_index;
 pub use cache::CacheStats;
+pub use canonical::estimated_doc_bytes;
 pub use cluster::{ClusterStatus, DEAF_AFTER, DEAF_POLL, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 pub use connection::MAX_DOCS_PER_CONNECTION;
 pub use ended::{CLOSE_SESSION_ENDED, Ended, SESSION_RECHECK};

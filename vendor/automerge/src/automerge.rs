@@ -761,6 +761,14 @@ impl Automerge {
         self.local_changes.bytes()
     }
 
+    /// The bytes the operations' values take (strings, byte arrays and
+    /// numbers, as encoded in the value column; patched in): what a count
+    /// of operations cannot tell, for a caller that budgets its documents'
+    /// memory.
+    pub fn value_bytes(&self) -> usize {
+        self.ops.value_bytes()
+    }
+
     pub(crate) fn exid_to_opid(&self, id: &ExId) -> Result<OpId, AutomergeError> {
         match id {
             ExId::Root => Ok(OpId::new(0, 0)),

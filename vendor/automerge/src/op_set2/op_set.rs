@@ -422,6 +422,10 @@ impl OpSet {
         self.cols.len()
     }
 
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.cols.value.len()
+    }
+
     pub(crate) fn sub_len(&self) -> usize {
         self.cols.sub_len()
     }
