@@ -14,9 +14,10 @@
 //! re-read after the cluster listener was deaf (`Hub::resync`) finds the
 //! evicted documents that moved on as well as the held ones.
 //!
-//! Sizes are estimates from Automerge's own counts (`Canonical::estimated_bytes`);
-//! the soak benchmark (`portal-bench soak`) checks them against the process's
-//! resident memory.
+//! Sizes are estimates from Automerge's own counts and its values' bytes
+//! (`Canonical::estimated_bytes`), checked against a counting allocator
+//! (`server/tests/doc_estimate.rs`); the soak benchmark (`portal-bench soak`)
+//! checks the budget against the process's resident memory.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
