@@ -381,10 +381,10 @@ pub fn result_comments(
             });
         }
     }
-    let form = staff.and_then(|clinic| comment_form(ui, data, clinic, code));
+    let form = comment_form(ui, data, staff, code);
     (!items.is_empty() || form.is_some()).then(|| view! {
         <section class="comments" aria-labelledby="comments-h">
-            <h3 id="comments-h">{if staff.is_some() { Tr("Comments to the patient") } else { Tr("Comments from your care team") }}</h3>
+            <h3 id="comments-h">{if staff.is_some() { Tr("Comments to the patient") } else { Tr("Comments and questions") }}</h3>
             <ul>{items}</ul>
             {form}
         </section>
@@ -393,28 +393,56 @@ pub fn result_comments(
 
 /// A clinician's comment on the latest result of `code` their clinic
 /// recorded: the first message of a conversation about it, which the
-/// patient reads beside the result and may answer.
+/// patient reads beside the result and may answer. For the patient
+/// (`staff` is none), a question about their latest result of `code` to
+/// the clinic that recorded it, which lands in that clinic's To do.
 fn comment_form(
     ui: Ui,
     data: &PatientData,
-    clinic: ClinicId,
+    staff: StaffClinic,
     code: &str,
 ) -> Option<impl IntoView + use<>> {
+    let latest_of = |clinic: ClinicId| {
+        data.clinic_record(clinic)?
+            .observations
+            .iter()
+            .filter(|(_, o)| {
+                o.loinc == code && o.status != shared::status::ResultStatus::EnteredInError
+            })
+            .max_by(|a, b| a.1.effective.cmp(&b.1.effective))
+            .map(|(id, o)| (clinic, id, o))
+    };
+    let (clinic, id, latest) = match staff {
+        Some(clinic) => latest_of(clinic)?,
+        None => data
+            .threads
+            .iter()
+            .filter_map(|t| latest_of(t.1))
+            .max_by(|a, b| a.2.effective.cmp(&b.2.effective))?,
+    };
     let (doc, _, _) = data.threads.iter().find(|t| t.1 == clinic)?;
     let doc = *doc;
-    let (id, latest) = data
-        .clinic_record(clinic)?
-        .observations
-        .iter()
-        .filter(|(_, o)| {
-            o.loinc == code && o.status != shared::status::ResultStatus::EnteredInError
-        })
-        .max_by(|a, b| a.1.effective.cmp(&b.1.effective))?;
     let result: EntryId = id.parse().ok()?;
     let name = shared::catalog::plain_name(&latest.loinc)
         .map_or_else(|| latest.display.clone(), |n| t(n).to_owned());
     let day = when::day(&latest.effective);
-    let topic = tf("Your {0} result of {1}", &[&name, &day]);
+    let clinic_name = reads::clinic_name(ui, clinic, Some(data));
+    let (topic, label, button, empty, sent) = match staff {
+        Some(_) => (
+            tf("Your {0} result of {1}", &[&name, &day]),
+            tf("Comment for the patient on the result of {0}", &[&day]),
+            ts("Send comment"),
+            ts("Write the comment first."),
+            ts("Comment sent to the patient"),
+        ),
+        None => (
+            tf("Question about my {0} result of {1}", &[&name, &day]),
+            tf("Ask {0} about your result of {1}", &[&clinic_name, &day]),
+            ts("Send question"),
+            ts("Write your question first."),
+            tf("Question sent to {0}", &[&clinic_name]),
+        ),
+    };
     let input_id = format!("comment-{result}");
     let text = Draft::new(input_id.clone());
     let error = RwSignal::new(None::<String>);
@@ -422,24 +450,25 @@ fn comment_form(
         ev.prevent_default();
         let body = text.get_untracked();
         if body.trim().is_empty() {
-            error.set(Some(ts("Write the comment first.")));
+            error.set(Some(empty.clone()));
             return;
         }
         match send(ui, doc, None, &topic, Some(result), &body) {
             Ok(_) => {
                 text.clear();
                 error.set(None);
-                ui.say(ts("Comment sent to the patient"));
+                ui.say(sent.clone());
             }
             Err(e) => error.set(Some(e)),
         }
     };
     Some(view! {
         <form class="compose comment-form" on:submit=submit>
-            <label for=input_id.clone()>{tf("Comment for the patient on the result of {0}", &[&day])}</label>
-            <textarea id=input_id.clone() rows="3" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))
+            <label for=input_id.clone()>{label}</label>
+            <textarea id=input_id.clone() rows="3" prop:value=move || text.get()
+                on:input=move |ev| { text.set(event_target_value(&ev)); error.set(None); }
                 aria-invalid=invalid(error) aria-describedby="comment-error"></textarea>
-            <button type="submit">{Tr("Send comment")}</button>
+            <button type="submit">{button}</button>
             {move || error.get().map(|e| view! { <p class="error" role="alert" id="comment-error">{e}</p> })}
         </form>
     })

@@ -1595,6 +1595,7 @@ const SHOW_COMMENTS: &str = "document.querySelector('.comments').scrollIntoView(
 async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
     const COMMENT: &str = "Your LDL is down nicely since last year: keep going as you are.";
     const THANKS: &str = "Thank you, I will.";
+    const QUESTION: &str = "Is my HDL high enough, or should I exercise more?";
     let portal = DemoPortal::start().await;
     portal
         .browser
@@ -1645,7 +1646,7 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
             let comment = maria.wait_for(".comments", COMMENT).await;
             maria
                 .check(
-                    comment.contains("Comments from your care team")
+                    comment.contains("Comments and questions")
                         && comment.contains("Dr. Amara Okafor"),
                     &format!("the comment says who wrote it: {comment}"),
                 )
@@ -1696,6 +1697,36 @@ async fn conversations_have_subjects_unread_counts_and_comments_on_results() {
             maria.tab("Messages").await;
             maria.click(".conversation-open", "Travel vaccines").await;
             maria.wait_for(".conversation.open .msg.mine", "Read").await;
+
+            // Maria asks about a result herself, from its trend: the
+            // question goes to the clinic that recorded her latest one, as a
+            // conversation about that result, and waits in its To do.
+            maria.tab("Results").await;
+            maria.click("main button", "View trend").await;
+            maria.choose("#trend-test", "2085-9").await;
+            maria.wait_for(".comment-form label", "Ask Riverside").await;
+            maria.click(".comment-form button", "Send question").await;
+            maria.wait_for(".comment-form .error", "Write your question first").await;
+            maria.type_into(".comment-form textarea", QUESTION).await;
+            for (width, mobile) in [(390, true), (1280, false)] {
+                maria.set_width(width, mobile).await;
+                maria.page.evaluate(SHOW_COMMENTS).await.expect("scroll to the comments");
+                maria.screenshot(&format!("asking about a result at {width}px")).await;
+            }
+            maria.click(".comment-form button", "Send question").await;
+            maria.wait_for(".comments .comment", QUESTION).await;
+            okafor.click("nav.main-nav button", "To do").await;
+            okafor.wait_for(".todo-item", QUESTION).await;
+            open_chart(&okafor, "Maria Santos").await;
+            okafor.tab("Messages").await;
+            okafor.click(".conversation-open", "Question about my HDL").await;
+            let asked = okafor.wait_for(".conversation.open", QUESTION).await;
+            okafor
+                .check(
+                    asked.contains("Question about my") && asked.contains("trend"),
+                    &format!("the clinic sees which result she asks about: {asked}"),
+                )
+                .await;
 
             // From To do, a message opens in its own conversation, whichever
             // one was open before.
